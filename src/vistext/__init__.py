@@ -1,0 +1,5 @@
+"""vistext: understand images through words."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

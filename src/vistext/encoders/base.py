@@ -1,0 +1,59 @@
+"""The image encoder interface: preprocessing travels with the encoder that needs it."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from PIL import Image
+
+from vistext.registry import Registry
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How an encoder wants its pixels: RGB, squashed to ``size`` x ``size``, then ``(x/255 - mean)/std``."""
+
+    size: int = 224
+    mean: float = 0.5
+    std: float = 0.5
+
+    def to_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+    def __call__(self, image: Image.Image) -> np.ndarray:
+        """RGB PIL image -> float32 CHW array ready for the encoder."""
+        if image.size != (self.size, self.size):
+            image = image.resize((self.size, self.size), Image.Resampling.BILINEAR, reducing_gap=3.0)
+        pixels = np.asarray(image, dtype=np.float32)
+        pixels = (pixels * (1.0 / 255.0) - self.mean) * (1.0 / self.std)
+        return np.ascontiguousarray(pixels.transpose(2, 0, 1))
+
+
+@dataclass
+class ImageFeatures:
+    """What an image encoder returns for a batch of N images."""
+
+    pooled: np.ndarray  # (N, dim) float32: global-average-pooled features
+    logits: np.ndarray | None = None  # (N, n_classes) float32: classifier logits, if the encoder has labels
+    grid: np.ndarray | None = None  # (N, dim, h, w) float32: the last feature map, when asked for
+
+
+class ImageEncoder(ABC):
+    """A pretrained image backbone. ``encode`` takes a batch made by ``preprocess``."""
+
+    name: str
+    dim: int
+    preprocessing: Preprocessing
+    labels: list[str] | None = None
+
+    def preprocess(self, image: Image.Image) -> np.ndarray:
+        return self.preprocessing(image)
+
+    @abstractmethod
+    def encode(self, batch: np.ndarray, grid: bool = False) -> ImageFeatures:
+        """(N, 3, H, W) float32 -> features; ``grid=True`` also returns the last feature map."""
+
+
+IMAGE_ENCODERS: Registry[ImageEncoder] = Registry("image encoder")
