@@ -1,0 +1,134 @@
+"""Commands over a collection: index, info, similar, search, demo."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from vistext.cli.output import emit_json, say
+from vistext.service import SearchResult, Service
+
+
+def service_for(args: argparse.Namespace) -> Service:
+    return Service(db=getattr(args, "db", None), progress=not args.quiet)
+
+
+def add_db(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--db",
+        help="catalogue file (default: DIR/.vistext/ for index; else ./.vistext upward, then $VISTEXT_HOME/default)",
+    )
+
+
+def add_paging(parser: argparse.ArgumentParser, k: int) -> None:
+    parser.add_argument("-k", type=int, default=k, help=f"how many results (default {k})")
+    parser.add_argument("--offset", type=int, default=0, help="skip this many results (paging)")
+    parser.add_argument("--min-score", type=float, default=None, help="drop results below this cosine similarity")
+
+
+def print_hits(result: SearchResult, as_json: bool) -> None:
+    if as_json:
+        emit_json(result.to_dict())
+        return
+    if not result.results:
+        say(f"no results for {result.query}")
+    for rank, hit in enumerate(result.results, start=result.offset + 1):
+        say(f"{rank:3d}. {hit.score:6.3f}  {hit.path}")
+
+
+def run_index(args: argparse.Namespace) -> int:
+    with service_for(args) as service:
+        report = service.index(args.folder, text_search=not args.no_text)
+    summary: dict[str, Any] = report.to_dict()
+    if args.json:
+        emit_json(summary)
+    else:
+        say(
+            f"indexed {args.folder}: {report.added} added, {report.updated} updated, {report.removed} removed, "
+            f"{report.unchanged} unchanged, {report.failed} failed ({report.seconds:.1f} s)"
+        )
+        for path, reason in report.failures[:20]:
+            say(f"  failed: {path}: {reason}")
+        if len(report.failures) > 20:
+            say(f"  ... and {len(report.failures) - 20} more failures (see --json)")
+    return 0
+
+
+def run_info(args: argparse.Namespace) -> int:
+    with service_for(args) as service:
+        info = service.info()
+    if args.json:
+        emit_json(info)
+    else:
+        for key, value in info.items():
+            say(f"{key}: {value}")
+    return 0
+
+
+def run_similar(args: argparse.Namespace) -> int:
+    query: Any = int(args.image) if args.image.isdigit() and not Path(args.image).exists() else args.image
+    with service_for(args) as service:
+        result = service.similar(query, args.k, offset=args.offset, min_score=args.min_score)
+    print_hits(result, args.json)
+    return 0
+
+
+def run_search(args: argparse.Namespace) -> int:
+    with service_for(args) as service:
+        result = service.search(args.text, args.k, offset=args.offset, min_score=args.min_score)
+    print_hits(result, args.json)
+    return 0
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from vistext.cli.demo import run_demo as demo
+
+    with service_for(args) as service:
+        report = demo(service, args.folder)
+    if args.json:
+        emit_json(report)
+        return 0
+    index = report["index"]
+    say(f"indexed {report['folder']}: {index['added']} added, {index['unchanged']} unchanged, {index['failed']} failed")
+    say(f"catalogue: {report['db']}")
+    say(f"\ntags for {report['tags']['image']}:")
+    for tag in report["tags"]["tags"]:
+        say(f"  {tag['score']:6.3f}  {tag['tag']}")
+    say(f"\nimages similar to {report['similar']['query']}:")
+    for hit in report["similar"]["results"]:
+        say(f"  {hit['score']:6.3f}  {hit['path']}")
+    for search in report.get("searches", []):
+        say(f"\ntext search {search['query']!r}:")
+        for hit in search["results"]:
+            say(f"  {hit['score']:6.3f}  {hit['path']}")
+    return 0
+
+
+def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    index = commands.add_parser("index", parents=[common], help="index a folder of images (incremental)")
+    index.add_argument("folder", type=Path)
+    index.add_argument("--no-text", action="store_true", help="skip the text-search embeddings")
+    add_db(index)
+    index.set_defaults(run=run_index)
+
+    info = commands.add_parser("info", parents=[common], help="what is in the catalogue")
+    add_db(info)
+    info.set_defaults(run=run_info)
+
+    similar = commands.add_parser("similar", parents=[common], help="indexed images similar to an image")
+    similar.add_argument("image", help="an image file, or the id of an indexed image")
+    add_paging(similar, 10)
+    add_db(similar)
+    similar.set_defaults(run=run_similar)
+
+    search = commands.add_parser("search", parents=[common], help="indexed images matching a text")
+    search.add_argument("text")
+    add_paging(search, 10)
+    add_db(search)
+    search.set_defaults(run=run_search)
+
+    demo = commands.add_parser("demo", parents=[common], help="index sample photos, then tag, compare and search")
+    demo.add_argument("folder", nargs="?", type=Path, help="your own folder (default: bundled sample photos)")
+    add_db(demo)
+    demo.set_defaults(run=run_demo)

@@ -1,0 +1,66 @@
+"""Caption banks for "captioning by retrieval": a dataset's captions or a text file, embedded once and cached."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from vistext.errors import DatasetError, UsageError
+from vistext.paths import cache_dir
+
+if TYPE_CHECKING:
+    from vistext.model import JointModel
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CaptionBank:
+    texts: list[str]
+    vectors: np.ndarray  # (N, d) L2-normalised joint-space text embeddings
+
+
+def read_caption_texts(spec: str) -> list[str]:
+    """Captions from ``FORMAT:PATH`` (any caption dataset) or a plain text file with one caption per line."""
+    path = Path(spec)
+    if path.is_file():
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError:
+            raise DatasetError(path, "not a UTF-8 text file") from None
+        texts = [line.strip() for line in lines if line.strip()]
+    elif ":" in spec:
+        from vistext.datasets import open_caption_dataset
+
+        texts = [caption.text for caption in open_caption_dataset(spec).captions()]
+    else:
+        raise UsageError(f"{spec}: not a file, and not FORMAT:PATH (e.g. flickr8k:DIR or csv:FILE)")
+    texts = list(dict.fromkeys(texts))  # the same caption twice is one candidate
+    if not texts:
+        raise DatasetError(spec, "no captions found")
+    return texts
+
+
+def load_caption_bank(spec: str, model: JointModel, batch_size: int = 256) -> CaptionBank:
+    """Embed the bank's captions with ``model`` (cached on disk by content and model name)."""
+    texts = read_caption_texts(spec)
+    digest = hashlib.sha1("\n".join(texts).encode()).hexdigest()[:16]
+    cache = cache_dir("captions") / f"{model.name}-{digest}.npy"
+    if cache.is_file():
+        vectors = np.load(cache)
+        if vectors.shape[0] == len(texts):
+            return CaptionBank(texts, vectors)
+    log.info("embedding %d captions from %s (once; cached at %s)", len(texts), spec, cache)
+    vectors = np.concatenate(
+        [model.encode_text(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
+    ).astype(np.float32)
+    tmp = cache.with_suffix(f".{os.getpid()}.tmp.npy")
+    np.save(tmp, vectors)
+    os.replace(tmp, cache)
+    return CaptionBank(texts, vectors)

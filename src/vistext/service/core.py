@@ -1,0 +1,291 @@
+"""The one facade every surface calls: index, tag, search, similar, caption, match, topics, info.
+
+Models and the store load lazily on first use, so ``vistext info`` never loads a network and ``vistext tag``
+never opens a database.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PIL import Image
+
+from vistext.encoders import ImageEncoder, ImageFeatures, create_image_encoder
+from vistext.errors import ImageDecodeError, StoreError, UsageError
+from vistext.paths import default_db_path
+from vistext.service.inputs import ImageInput, Upload, decode, input_name
+from vistext.service.results import (
+    CaptionResult,
+    Hit,
+    ScoredCaption,
+    ScoredTag,
+    SearchResult,
+    TagResult,
+)
+
+if TYPE_CHECKING:
+    from vistext.indexing import IndexReport
+    from vistext.model import JointModel
+    from vistext.store import Store
+
+log = logging.getLogger(__name__)
+
+MAX_K = 1000
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def normalise(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+def _check_k(k: int) -> int:
+    if not 1 <= k <= MAX_K:
+        raise UsageError(f"k must be between 1 and {MAX_K}, got {k}")
+    return k
+
+
+class Service:
+    """vistext's operations over one collection (``db``) with lazily loaded models.
+
+    ``db=None`` uses the default catalogue (see ``vistext.paths.default_db_path``); ``index(folder)`` with no
+    explicit db writes to ``folder/.vistext/``.
+    """
+
+    def __init__(
+        self,
+        db: str | Path | None = None,
+        *,
+        encoder: str = "efficientnet-lite0",
+        joint_model: str | Path | None = None,
+        progress: bool = True,
+    ) -> None:
+        self._db = db
+        self._encoder_name = encoder
+        self._joint_path = joint_model
+        self.progress = progress
+        self._store: Store | None = None
+
+    # ---- lazily built parts -------------------------------------------------------------------------------
+    @cached_property
+    def encoder(self) -> ImageEncoder:
+        return create_image_encoder(self._encoder_name)
+
+    @cached_property
+    def joint(self) -> JointModel:
+        from vistext.model import load_joint_model
+
+        return load_joint_model(self._joint_path)
+
+    @property
+    def joint_space(self) -> str:
+        return f"joint:{self.joint.name}"
+
+    def db_path(self, folder: str | Path | None = None) -> Path:
+        if self._db is not None:
+            text = str(self._db)
+            return Path(text.split("://", 1)[1]) if "://" in text else Path(text)
+        return default_db_path(folder)
+
+    def store(self, create: bool = False, folder: str | Path | None = None) -> Store:
+        """The collection's store; without ``create`` a missing catalogue is an error, not an empty index."""
+        if self._store is None:
+            from vistext.store import open_store
+
+            path = self.db_path(folder)
+            if not create and not path.exists():
+                raise StoreError(f"{path}: no index here yet; run `vistext index DIR` first (or pass --db)")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._store = open_store(str(self._db) if self._db is not None else path)
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def __enter__(self) -> Service:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- encoding ---------------------------------------------------------------------------------------
+    def encode_images(self, images: Sequence[ImageInput], grid: bool = False) -> ImageFeatures:
+        batch = np.stack([self.encoder.preprocess(decode(image)) for image in images])
+        return self.encoder.encode(batch, grid=grid)
+
+    def _joint_projector(self) -> Any:
+        joint = self.joint
+
+        def project(features: ImageFeatures) -> np.ndarray:
+            return joint.encode_images(features)
+
+        project.needs_grid = joint.needs_grid  # type: ignore[attr-defined]
+        return project
+
+    # ---- collection ---------------------------------------------------------------------------------------
+    def index(self, folder: str | Path, *, text_search: bool = True) -> IndexReport:
+        """Incrementally index ``folder`` (new files added, changed re-encoded, deleted removed)."""
+        from vistext.indexing import index_folder
+
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise UsageError(f"{folder}: not a folder")
+        projectors = {self.joint_space: self._joint_projector()} if text_search else None
+        store = self.store(create=True, folder=folder)
+        return index_folder(folder, store, self.encoder, projectors=projectors, progress=self.progress)
+
+    def info(self) -> dict[str, Any]:
+        path = self.db_path()
+        if not path.exists():
+            return {"db": str(path), "exists": False}
+        info = {"db": str(path), "exists": True}
+        info.update(self.store().info())
+        return info
+
+    def _indexed_vector(self, image: ImageInput | int, space: str) -> np.ndarray | None:
+        """The stored vector of an already indexed image (by id or path), so a query never re-reads it."""
+        if isinstance(image, Upload):
+            return None
+        key: int | str = image if isinstance(image, int) else str(Path(image).resolve())
+        record = self.store().get(key)
+        if record is None or record.status != "ok":
+            if isinstance(image, int):
+                raise UsageError(f"no indexed image with id {image}")
+            return None
+        if space == "image":
+            return None if record.pooled is None else normalise(record.pooled)
+        vector = record.embeddings.get(space)
+        return None if vector is None else normalise(vector)
+
+    def _page(
+        self, query: str, space: str, vector: np.ndarray, k: int, offset: int, min_score: float | None
+    ) -> SearchResult:
+        _check_k(k)
+        if offset < 0:
+            raise UsageError(f"offset must be >= 0, got {offset}")
+        hits = self.store().search(space, vector[None, :], k + offset)[0]
+        if min_score is not None:
+            hits = [h for h in hits if h.score >= min_score]
+        page = [Hit(path=h.path, score=float(h.score), id=h.id) for h in hits[offset : offset + k]]
+        return SearchResult(query=query, results=page, offset=offset, total=len(hits))
+
+    def similar(
+        self, image: ImageInput | int, k: int = 10, *, offset: int = 0, min_score: float | None = None
+    ) -> SearchResult:
+        """Indexed images closest to ``image`` (an indexed id or path, or any image file/upload)."""
+        vector = self._indexed_vector(image, "image")
+        if vector is None:
+            if isinstance(image, int):
+                raise UsageError(f"indexed image {image} has no features")
+            vector = normalise(self.encode_images([image]).pooled)[0]
+        name = f"#{image}" if isinstance(image, int) else input_name(image)
+        return self._page(name, "image", vector, k, offset, min_score)
+
+    def search(self, text: str, k: int = 10, *, offset: int = 0, min_score: float | None = None) -> SearchResult:
+        """Indexed images that best match ``text`` in the joint image–text space."""
+        if not text.strip():
+            raise UsageError("the search text is empty")
+        space = self.joint_space
+        if space not in self.store().spaces():
+            raise StoreError(
+                f"{self.db_path()}: this index has no text-search embeddings for model {self.joint.name!r}; "
+                "re-run `vistext index DIR` to add them"
+            )
+        vector = self.joint.encode_text([text])[0]
+        return self._page(text, space, vector, k, offset, min_score)
+
+    # ---- understanding single images ------------------------------------------------------------------------
+    def tag(
+        self,
+        images: Sequence[ImageInput],
+        k: int = 5,
+        *,
+        model: str | Path | None = None,
+        vocab: Sequence[str] | None = None,
+        threshold: bool = False,
+    ) -> list[TagResult]:
+        """Top-k tags per image: ImageNet (default), a trained tagger (``model``) or open vocabulary (``vocab``).
+
+        An unreadable image gets a result with ``error`` set; the others are still tagged.
+        """
+        _check_k(k)
+        if model is not None and vocab is not None:
+            raise UsageError("give either a trained tagger model or a vocabulary, not both")
+        results: list[TagResult] = []
+        readable: list[tuple[int, Image.Image]] = []
+        for position, image in enumerate(images):
+            results.append(TagResult(input_name(image), []))
+            try:
+                readable.append((position, decode(image)))
+            except ImageDecodeError as error:
+                results[-1].error = str(error)
+        if not readable:
+            return results
+        pictures = [picture for _, picture in readable]
+        if model is not None:
+            scored = self._tags_from_model(pictures, model, k, threshold)
+        elif vocab is not None:
+            scored = self._tags_from_vocabulary(pictures, vocab, k)
+        else:
+            scored = self._tags_from_imagenet(pictures, k)
+        for (position, _), tags in zip(readable, scored, strict=True):
+            results[position].tags = tags
+        return results
+
+    def _features(self, pictures: Sequence[Image.Image], grid: bool = False) -> ImageFeatures:
+        return self.encoder.encode(np.stack([self.encoder.preprocess(p) for p in pictures]), grid=grid)
+
+    def _tags_from_imagenet(self, pictures: Sequence[Image.Image], k: int) -> list[list[ScoredTag]]:
+        labels = self.encoder.labels or []
+        probs = softmax(self._features(pictures).logits)
+        return [[ScoredTag(labels[i], round(float(row[i]), 6)) for i in np.argsort(-row)[:k]] for row in probs]
+
+    def _tags_from_vocabulary(
+        self, pictures: Sequence[Image.Image], vocab: Sequence[str], k: int
+    ) -> list[list[ScoredTag]]:
+        words = list(dict.fromkeys(w.strip() for w in vocab if w.strip()))
+        if not words:
+            raise UsageError("the tag vocabulary is empty")
+        text = self.joint.encode_text(words)
+        sims = self.joint.encode_images(self._features(pictures, grid=self.joint.needs_grid)) @ text.T
+        probs = softmax(sims * self.joint.logit_scale)
+        top_k = min(k, len(words))
+        return [[ScoredTag(words[i], round(float(row[i]), 6)) for i in np.argsort(-row)[:top_k]] for row in probs]
+
+    def _tags_from_model(
+        self, pictures: Sequence[Image.Image], model: str | Path, k: int, threshold: bool
+    ) -> list[list[ScoredTag]]:
+        from vistext.tagger import load_tagger
+
+        tagger = load_tagger(model)
+        predictions = tagger.predict_images(pictures, encoder=self.encoder, k=k, threshold=threshold)
+        return [[ScoredTag(tag, round(float(score), 6)) for tag, score in pred] for pred in predictions]
+
+    def caption(self, image: ImageInput, bank: str, k: int = 5) -> CaptionResult:
+        """The ``k`` captions of ``bank`` (FORMAT:PATH or a text file) closest to ``image`` in the joint space."""
+        from vistext.service.captions import load_caption_bank
+
+        _check_k(k)
+        captions = load_caption_bank(bank, self.joint)
+        vector = self._indexed_vector(image, self.joint_space) if self._has_store() else None
+        if vector is None:
+            vector = self.joint.encode_images(self.encode_images([image], grid=self.joint.needs_grid))[0]
+        scores = captions.vectors @ vector
+        top = np.argsort(-scores)[:k]
+        return CaptionResult(input_name(image), [ScoredCaption(captions.texts[i], float(scores[i])) for i in top])
+
+    def _has_store(self) -> bool:
+        return self._store is not None or self.db_path().exists()
