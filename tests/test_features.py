@@ -1,0 +1,92 @@
+"""Streaming extraction on real photos: finite features, bad files reported not fatal, a disk cache that hits."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from vistext.encoders import ImageEncoder, create_image_encoder
+from vistext.errors import ImageDecodeError
+from vistext.features import encode_files, extract
+
+
+@pytest.fixture(scope="module")
+def encoder() -> ImageEncoder:
+    return create_image_encoder()
+
+
+@pytest.fixture()
+def photos(flickr8k_images: list[Path]) -> list[Path]:
+    return flickr8k_images[:20]
+
+
+def test_extract_real_photos(photos: list[Path], encoder: ImageEncoder) -> None:
+    batches = list(extract(photos, encoder, batch_size=8, workers=2, progress=False))
+    assert [len(b) for b in batches] == [8, 8, 4]
+    items = [item for batch in batches for item in batch]
+    assert sorted(item.path for item in items) == sorted(str(p) for p in photos)
+    for item in items:
+        assert item.error is None and item.grid is None
+        assert item.pooled is not None and item.pooled.shape == (1280,) and np.isfinite(item.pooled).all()
+        assert item.logits is not None and item.logits.shape == (1000,)
+    # the same image through the runner and through a direct encode gives the same features
+    direct = encoder.encode(encoder.preprocess(Image.open(photos[0]).convert("RGB"))[None]).pooled[0]
+    first = next(item for item in items if item.path == str(photos[0]))
+    np.testing.assert_allclose(first.pooled, direct, rtol=1e-4, atol=1e-4)
+
+
+def test_bad_file_is_reported_and_run_continues(tmp_path: Path, photos: list[Path], encoder: ImageEncoder) -> None:
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(photos[0].read_bytes()[:1500])
+    stream = [*photos[:5], bad, *photos[5:10]]
+    items = [item for batch in extract(stream, encoder, batch_size=4, progress=False) for item in batch]
+    assert len(items) == 11
+    failed = [item for item in items if item.error is not None]
+    assert len(failed) == 1 and failed[0].path == str(bad)
+    assert str(bad) in failed[0].error and "truncated" in failed[0].error  # type: ignore[operator]
+    assert failed[0].pooled is None and failed[0].logits is None
+    assert all(np.isfinite(item.pooled).all() for item in items if item.error is None)  # type: ignore[arg-type]
+
+
+def test_extract_grid_and_lazy_paths(photos: list[Path], encoder: ImageEncoder) -> None:
+    lazy = (p for p in photos[:3])
+    items = [item for batch in extract(lazy, encoder, grid=True, progress=False) for item in batch]
+    assert len(items) == 3 and all(item.grid is not None and item.grid.shape == (1280, 7, 7) for item in items)
+
+
+def test_encode_files_aligned_and_cached(photos: list[Path], encoder: ImageEncoder) -> None:
+    first = encode_files(photos, encoder, progress=False, batch_size=8)
+    assert first.pooled.shape == (20, 1280) and first.pooled.dtype == np.float32
+    assert first.logits is not None and first.logits.shape == (20, 1000)
+    alone = encode_files([photos[7]], encoder, progress=False, cache=False)
+    np.testing.assert_allclose(first.pooled[7], alone.pooled[0], rtol=1e-4, atol=1e-4)  # rows follow input order
+
+    started = time.perf_counter()
+    second = encode_files(photos, encoder, progress=False, batch_size=8)
+    assert time.perf_counter() - started < 0.5
+    np.testing.assert_array_equal(first.pooled, second.pooled)
+    np.testing.assert_array_equal(first.logits, second.logits)
+    assert second.paths == [str(p) for p in photos]
+
+
+def test_encode_files_views_and_grid(photos: list[Path], encoder: ImageEncoder) -> None:
+    def flips(img: Image.Image) -> list[Image.Image]:
+        return [img, ImageOps.mirror(img)]
+
+    flips.name = "flip2"  # type: ignore[attr-defined]
+    arrays = encode_files(photos[:4], encoder, views=flips, grid=True, progress=False)
+    assert arrays.pooled.shape == (4, 2, 1280)
+    assert arrays.grid is not None and arrays.grid.shape == (4, 2, 1280, 7, 7) and arrays.grid.dtype == np.float16
+    assert not np.allclose(arrays.pooled[:, 0], arrays.pooled[:, 1])  # the views differ
+
+
+def test_encode_files_refuses_bad_file(tmp_path: Path, photos: list[Path], encoder: ImageEncoder) -> None:
+    bad = tmp_path / "fake.jpg"
+    bad.write_text("not an image")
+    with pytest.raises(ImageDecodeError, match="not an image file") as caught:
+        encode_files([photos[0], bad], encoder, progress=False)
+    assert caught.value.path == str(bad)
