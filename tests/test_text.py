@@ -123,3 +123,12 @@ def test_content_words_drop_stop_words_numbers_and_possessives() -> None:
     text = "A dog's owner throws 2 balls while the Puppies and Children run through the grass in 3D."
     assert content_words(text) == ["dog", "owner", "throw", "ball", "puppy", "child", "run", "grass"]
     assert content_words("This is a man wearing jeans near a fire") == ["man", "jeans", "fire"]
+
+
+def test_word_vectors_accept_spaced_words_and_reject_non_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "spaced.txt"
+    path.write_text("dog 1 2\nat name@x.com 3 4\n")
+    assert WordVectors.from_text_file(path).words == ["dog", "at name@x.com"]
+    path.write_bytes(b"dog 1 2\n\xff\xfe 1 2\n")
+    with pytest.raises(DatasetError, match="spaced.txt:.*not UTF-8"):
+        WordVectors.from_text_file(path)

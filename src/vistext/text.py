@@ -90,6 +90,14 @@ class Vocabulary:
         return cls(payload["tokens"][2:])
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 class WordVectors:
     """Pre-trained word vectors (GloVe or word2vec text format) looked up by word."""
 
@@ -143,25 +151,33 @@ class WordVectors:
             handle = path.open(encoding="utf-8")
         except OSError as exc:
             raise DatasetError(path, f"cannot read word vectors ({exc.strerror})") from None
+        number = 0
         with handle:
-            for number, line in enumerate(handle, start=1):
-                parts = line.rstrip("\n").rstrip().split(" ")
-                if not line.strip():
-                    continue
-                if number == 1 and len(parts) == 2 and parts[0].isdigit() and parts[1].isdigit():
-                    continue  # word2vec header "N D"
-                if len(parts) < 2:
-                    raise DatasetError(path, "expected a word followed by numbers", number)
-                try:
-                    values = np.array(parts[1:], dtype=np.float32)
-                except ValueError:
-                    raise DatasetError(path, "non-numeric vector value", number) from None
-                if dim is None:
-                    dim = len(values)
-                elif len(values) != dim:
-                    raise DatasetError(path, f"{len(values)} values, expected {dim}", number)
-                words.append(parts[0])
-                rows.append(values)
+            try:
+                for number, line in enumerate(handle, start=1):
+                    parts = line.rstrip().split(" ")
+                    if not line.strip():
+                        continue
+                    if number == 1 and len(parts) == 2 and parts[0].isdigit() and parts[1].isdigit():
+                        continue  # word2vec header "N D"
+                    if len(parts) < 2:
+                        raise DatasetError(path, "expected a word followed by numbers", number)
+                    # some GloVe files (840B) hold "words" with spaces: the last `dim` fields are the vector
+                    cut = len(parts) - dim if dim is not None and len(parts) > dim + 1 else 1
+                    if cut > 1 and any(_is_number(p) for p in parts[1:cut]):
+                        cut = 1  # extra numbers, not a spaced word: reported below as a wrong length
+                    try:
+                        values = np.array(parts[cut:], dtype=np.float32)
+                    except ValueError:
+                        raise DatasetError(path, "non-numeric vector value", number) from None
+                    if dim is None:
+                        dim = len(values)
+                    elif len(values) != dim:
+                        raise DatasetError(path, f"{len(values)} values, expected {dim}", number)
+                    words.append(" ".join(parts[:cut]))
+                    rows.append(values)
+            except UnicodeDecodeError:
+                raise DatasetError(path, "not UTF-8 text", number + 1) from None
         if not rows:
             raise DatasetError(path, "no word vectors found")
         return cls(words, np.stack(rows), name=path.stem)
