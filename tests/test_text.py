@@ -110,7 +110,8 @@ SINGULARS = {
     "firemen": "fireman", "ladies": "lady", "skies": "sky", "movies": "movie", "ties": "tie", "skis": "ski",
     "shoes": "shoe", "waves": "wave", "houses": "house", "benches": "bench", "dishes": "dish", "tennis": "tennis",
     "canvas": "canvas", "cactus": "cactus", "species": "species", "feet": "foot", "mustaches": "mustache",
-    "tomatoes": "tomato", "toys": "toy", "specimen": "specimen", "dog": "dog", "sheep": "sheep",
+    "tomatoes": "tomato", "toys": "toy", "specimen": "specimen", "dog": "dog", "sheep": "sheep", "this": "this",
+    "lens": "lens", "series": "series", "octopus": "octopus", "class": "class", "classes": "class",
 }  # fmt: skip
 
 

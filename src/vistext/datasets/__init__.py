@@ -54,7 +54,7 @@ def _value(text: str) -> object:
 
 
 def parse_spec(spec: str) -> tuple[str, Path, dict[str, object]]:
-    """``"unsplash:DIR?min_confidence=30"`` -> ``("unsplash", Path("DIR"), {"min_confidence": 30})``."""
+    """``"unsplash:DIR?min_confidence=30"`` -> ``("unsplash", Path("/abs/DIR"), {"min_confidence": 30})``."""
     fmt, sep, rest = spec.partition(":")
     if not sep or not fmt or not rest:
         raise UsageError(f"{spec!r}: expected FORMAT:PATH, e.g. flickr8k:DIR or csv:FILE")
@@ -65,7 +65,8 @@ def parse_spec(spec: str) -> tuple[str, Path, dict[str, object]]:
         if not eq or not key:
             raise UsageError(f"{spec!r}: option {pair!r} is not key=value")
         options[key.strip()] = _value(value.strip())
-    return fmt.strip().lower(), Path(path).expanduser(), options
+    # absolute, so image paths stay valid whatever the caller's working directory later becomes
+    return fmt.strip().lower(), Path(path).expanduser().absolute(), options
 
 
 def _open(spec: str, registry: Registry, kind: str):  # type: ignore[type-arg]
