@@ -1,0 +1,56 @@
+"""Where indexed images live: a catalogue of files and features plus vector indexes for search.
+
+``open_store(uri)`` picks a backend by URI scheme (a bare path means ``sqlite``), so another backend can be
+registered with ``register_backend`` without touching any caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from vistext.errors import StoreError
+from vistext.store.base import Store
+from vistext.store.catalogue import SCHEMA_VERSION
+from vistext.store.records import IMAGE_SPACE, FileState, Hit, ImageRecord
+from vistext.store.sqlite import SQLiteStore
+
+__all__ = [
+    "IMAGE_SPACE",
+    "SCHEMA_VERSION",
+    "FileState",
+    "Hit",
+    "ImageRecord",
+    "SQLiteStore",
+    "Store",
+    "backends",
+    "open_store",
+    "register_backend",
+]
+
+# scheme -> constructor taking the location after "scheme://" plus backend options
+_BACKENDS: dict[str, Callable[..., Store]] = {"sqlite": SQLiteStore}
+
+
+def register_backend(scheme: str, opener: Callable[..., Store]) -> None:
+    """Make ``open_store("scheme://...")`` use ``opener(location, **options)``."""
+    if scheme in _BACKENDS:
+        raise StoreError(f"store backend {scheme!r} is registered twice")
+    _BACKENDS[scheme] = opener
+
+
+def backends() -> list[str]:
+    return sorted(_BACKENDS)
+
+
+def open_store(uri: str | Path, **options: Any) -> Store:
+    """Open (creating if needed) the store at ``uri``: a path or ``sqlite:///path`` for the embedded backend."""
+    text = str(uri)
+    scheme, location = text.split("://", 1) if "://" in text else ("sqlite", text)
+    opener = _BACKENDS.get(scheme)
+    if opener is None:
+        raise StoreError(f"{text}: unknown store backend {scheme!r}; known: {', '.join(backends())}")
+    if not location:
+        raise StoreError(f"{text}: no location given after {scheme}://")
+    return opener(location, **options)

@@ -1,0 +1,390 @@
+"""The SQLite catalogue: one row per indexed file, features shared by content hash, versioned schema.
+
+Concurrency model: WAL journal, a busy timeout, and short explicit transactions, so any number of readers
+(other processes searching) work while one process writes; a writer killed mid-transaction loses only that
+transaction. Every write bumps a ``generation`` counter in ``meta`` and stamps the rows it touched with it,
+which is how vector indexes (caches of this catalogue) find out what changed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vistext.errors import StoreError
+from vistext.store.records import IMAGE_SPACE, FileState, ImageRecord, from_blob, to_blob
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 500  # ids/paths per IN (...) list, well below SQLite's variable limit
+
+
+def _script(conn: sqlite3.Connection, sql: str) -> None:
+    # not executescript(): it commits first, and a migration must be all-or-nothing with its version bump
+    for statement in sql.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+def _v1(conn: sqlite3.Connection) -> None:
+    _script(
+        conn,
+        """
+        CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE images (
+            id INTEGER PRIMARY KEY,
+            path TEXT NOT NULL UNIQUE,
+            size INTEGER NOT NULL,
+            mtime REAL NOT NULL,
+            sha TEXT NOT NULL,
+            model TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('ok', 'failed')),
+            error TEXT,
+            indexed_at REAL NOT NULL
+        );
+        CREATE TABLE features (
+            sha TEXT NOT NULL, model TEXT NOT NULL, pooled BLOB, logits BLOB, PRIMARY KEY (sha, model)
+        );
+        CREATE TABLE embeddings (
+            sha TEXT NOT NULL, space TEXT NOT NULL, vector BLOB NOT NULL, PRIMARY KEY (sha, space)
+        );
+        """,
+    )
+
+
+def _v2(conn: sqlite3.Connection) -> None:
+    # generation: lets a vector index fetch only the rows changed since it was built (readers stay cheap while
+    # a writer indexes). The sha index serves features_for_hash and orphan clean-up; the space index spaces().
+    _script(
+        conn,
+        """
+        ALTER TABLE images ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;
+        CREATE INDEX images_generation ON images (generation);
+        CREATE INDEX images_sha ON images (sha, model);
+        CREATE INDEX embeddings_space ON embeddings (space);
+        """,
+    )
+
+
+# Applied in order on open; MIGRATIONS[i] brings a database from version i to version i + 1. Append only.
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_IMAGE_COLUMNS = "i.id, i.path, i.size, i.mtime, i.sha, i.model, i.status, i.error"
+
+
+class Catalogue:
+    """The SQLite side of the embedded store (see module docstring)."""
+
+    def __init__(self, path: str | Path, *, target_version: int = SCHEMA_VERSION, timeout: float = 30.0) -> None:
+        self.path = Path(path)
+        if self.path.is_dir():
+            raise StoreError(f"{self.path}: is a folder, not a catalogue file")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.conn = sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None, check_same_thread=False)
+        except (OSError, sqlite3.Error) as error:
+            raise StoreError(f"{self.path}: cannot open catalogue: {error}") from None
+        try:
+            self.conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+            self.conn.execute("PRAGMA journal_mode = WAL")
+            self.conn.execute("PRAGMA synchronous = NORMAL")  # with WAL: a kill never corrupts, only fsyncs less
+            self._migrate(target_version)
+        except sqlite3.Error as error:
+            self.conn.close()
+            raise StoreError(f"{self.path}: cannot open catalogue: {error}") from None
+        except StoreError:
+            self.conn.close()
+            raise
+
+    # ---- schema --------------------------------------------------------------------------------------------
+    def schema_version(self) -> int:
+        exists = self.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone()
+        if not exists:
+            return 0
+        row = self.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        return int(json.loads(row[0])) if row else 0
+
+    def _migrate(self, target: int) -> None:
+        with self.transaction():
+            version = self.schema_version()
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.path}: catalogue schema version {version} was written by a newer vistext "
+                    f"(this one reads up to {SCHEMA_VERSION}); upgrade vistext"
+                )
+            for number in range(version, min(target, SCHEMA_VERSION)):
+                MIGRATIONS[number](self.conn)
+                self._put_meta("schema_version", number + 1)
+                log.info("%s: migrated catalogue schema to version %d", self.path, number + 1)
+
+    # ---- transactions --------------------------------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction; IMMEDIATE takes the write lock up front so it never fails half-way on a busy db."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    @contextmanager
+    def snapshot(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: every query inside sees the same committed state."""
+        self.conn.execute("BEGIN")
+        try:
+            yield self.conn
+        finally:
+            self.conn.execute("COMMIT")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # ---- meta ----------------------------------------------------------------------------------------------
+    def _put_meta(self, key: str, value: Any) -> None:
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, json.dumps(value)),
+        )
+
+    def set_meta(self, key: str, value: Any) -> None:
+        with self.transaction():
+            self._put_meta(key, value)
+
+    def get_meta(self, key: str, default: Any = None) -> Any:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else default
+
+    def generation(self) -> int:
+        return int(self.get_meta("generation", 0))
+
+    def _bump_generation(self) -> int:
+        generation = self.generation() + 1
+        self._put_meta("generation", generation)
+        return generation
+
+    # ---- writes --------------------------------------------------------------------------------------------
+    def upsert(self, records: Sequence[ImageRecord]) -> None:
+        now = time.time()
+        with self.transaction() as conn:
+            generation = self._bump_generation()
+            replaced: set[tuple[str, str]] = set()
+            for record in records:
+                if record.status not in ("ok", "failed"):
+                    raise StoreError(f"{record.path}: status must be 'ok' or 'failed', got {record.status!r}")
+                old = conn.execute("SELECT sha, model FROM images WHERE path = ?", (record.path,)).fetchone()
+                if old is not None and tuple(old) != (record.sha, record.model):
+                    replaced.add((old[0], old[1]))
+                conn.execute(
+                    """INSERT INTO images (path, size, mtime, sha, model, status, error, indexed_at, generation)
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                       ON CONFLICT (path) DO UPDATE SET size = excluded.size, mtime = excluded.mtime,
+                         sha = excluded.sha, model = excluded.model, status = excluded.status,
+                         error = excluded.error, indexed_at = excluded.indexed_at, generation = excluded.generation""",
+                    (
+                        record.path,
+                        int(record.size),
+                        float(record.mtime),
+                        record.sha,
+                        record.model,
+                        record.status,
+                        record.error,
+                        now,
+                        generation,
+                    ),
+                )
+                if record.status == "ok":
+                    self._put_features(record, generation)
+            for sha, model in replaced:
+                self._drop_orphans(sha, model)
+
+    def _put_features(self, record: ImageRecord, generation: int) -> None:
+        touched = False
+        if record.pooled is not None or record.logits is not None:
+            self.conn.execute(
+                """INSERT INTO features (sha, model, pooled, logits) VALUES (?, ?, ?, ?)
+                   ON CONFLICT (sha, model) DO UPDATE SET pooled = coalesce(excluded.pooled, pooled),
+                     logits = coalesce(excluded.logits, logits)""",
+                (record.sha, record.model, to_blob(record.pooled), to_blob(record.logits)),
+            )
+            touched = True
+        for space, vector in record.embeddings.items():
+            if space == IMAGE_SPACE:
+                raise StoreError(f"{record.path}: embedding space name {IMAGE_SPACE!r} is reserved")
+            self.conn.execute(
+                """INSERT INTO embeddings (sha, space, vector) VALUES (?, ?, ?)
+                   ON CONFLICT (sha, space) DO UPDATE SET vector = excluded.vector""",
+                (record.sha, space, to_blob(vector)),
+            )
+            touched = True
+        if touched:  # other files with this content share the vectors: their index entries are stale too
+            self.conn.execute("UPDATE images SET generation = ? WHERE sha = ?", (generation, record.sha))
+
+    def _drop_orphans(self, sha: str, model: str) -> None:
+        self.conn.execute(
+            "DELETE FROM features WHERE sha = ? AND model = ? AND NOT EXISTS "
+            "(SELECT 1 FROM images WHERE sha = ? AND model = ?)",
+            (sha, model, sha, model),
+        )
+        self.conn.execute(
+            "DELETE FROM embeddings WHERE sha = ? AND NOT EXISTS (SELECT 1 FROM images WHERE sha = ?)", (sha, sha)
+        )
+
+    def remove(self, paths: Sequence[str]) -> list[int]:
+        removed: list[int] = []
+        with self.transaction() as conn:
+            self._bump_generation()
+            for start in range(0, len(paths), _CHUNK):
+                chunk = list(paths[start : start + _CHUNK])
+                marks = ",".join("?" * len(chunk))
+                rows = conn.execute(f"SELECT id, sha, model FROM images WHERE path IN ({marks})", chunk).fetchall()
+                conn.execute(f"DELETE FROM images WHERE path IN ({marks})", chunk)
+                for image_id, sha, model in rows:
+                    removed.append(image_id)
+                    self._drop_orphans(sha, model)
+        return removed
+
+    # ---- reads ---------------------------------------------------------------------------------------------
+    def file_states(self) -> dict[str, FileState]:
+        rows = self.conn.execute("SELECT path, size, mtime, sha, model, status FROM images")
+        return {row[0]: FileState(*row) for row in rows}
+
+    def _records(self, where: str, params: Sequence[Any]) -> list[ImageRecord]:
+        rows = self.conn.execute(
+            f"""SELECT {_IMAGE_COLUMNS}, f.pooled, f.logits FROM images i
+                LEFT JOIN features f ON f.sha = i.sha AND f.model = i.model AND i.status = 'ok'
+                WHERE {where} ORDER BY i.id""",
+            params,
+        ).fetchall()
+        ok_shas = sorted({row[4] for row in rows if row[6] == "ok"})
+        embeddings: dict[str, dict[str, np.ndarray]] = {}
+        for start in range(0, len(ok_shas), _CHUNK):
+            chunk = ok_shas[start : start + _CHUNK]
+            query = f"SELECT sha, space, vector FROM embeddings WHERE sha IN ({','.join('?' * len(chunk))})"
+            for sha, space, blob in self.conn.execute(query, chunk):
+                embeddings.setdefault(sha, {})[space] = from_blob(blob)
+        return [
+            ImageRecord(
+                id=row[0],
+                path=row[1],
+                size=row[2],
+                mtime=row[3],
+                sha=row[4],
+                model=row[5],
+                status=row[6],
+                error=row[7],
+                pooled=from_blob(row[8]),
+                logits=from_blob(row[9]),
+                embeddings=dict(embeddings.get(row[4], {})) if row[6] == "ok" else {},
+            )
+            for row in rows
+        ]
+
+    def get(self, key: int | str) -> ImageRecord | None:
+        column = "i.id" if isinstance(key, int) else "i.path"
+        with self.snapshot():
+            found = self._records(f"{column} = ?", (key,))
+        return found[0] if found else None
+
+    def features_for_hash(self, sha: str, model: str) -> ImageRecord | None:
+        with self.snapshot():
+            found = self._records(
+                "i.id = (SELECT id FROM images WHERE sha = ? AND model = ? AND status = 'ok' LIMIT 1)", (sha, model)
+            )
+        return found[0] if found else None
+
+    def iter_records(
+        self, ids: Iterable[int] | None = None, status: str | None = "ok", page: int = 256
+    ) -> Iterator[ImageRecord]:
+        status_sql, status_args = ("", []) if status is None else (" AND i.status = ?", [status])
+        if ids is not None:
+            wanted = [int(i) for i in ids]
+            for start in range(0, len(wanted), page):
+                chunk = wanted[start : start + page]
+                with self.snapshot():
+                    found = self._records(f"i.id IN ({','.join('?' * len(chunk))}){status_sql}", chunk + status_args)
+                by_id = {record.id: record for record in found}
+                yield from (by_id[i] for i in chunk if i in by_id)
+            return
+        last = -1  # keyset paging: each page is a short query, so a writer is never blocked for long
+        while True:
+            with self.snapshot():
+                found = self._records(f"i.id > ?{status_sql} LIMIT {int(page)}", [last, *status_args])
+            if not found:
+                return
+            yield from found
+            last = found[-1].id  # type: ignore[assignment]
+
+    def count(self, status: str | None = None) -> int:
+        if status is None:
+            return int(self.conn.execute("SELECT count(*) FROM images").fetchone()[0])
+        return int(self.conn.execute("SELECT count(*) FROM images WHERE status = ?", (status,)).fetchone()[0])
+
+    def models(self) -> dict[str, int]:
+        rows = self.conn.execute("SELECT model, count(*) FROM images WHERE status = 'ok' GROUP BY model")
+        return {model: int(n) for model, n in rows}
+
+    def spaces(self) -> list[str]:
+        rows = self.conn.execute("SELECT DISTINCT space FROM embeddings ORDER BY space")
+        return [IMAGE_SPACE, *(row[0] for row in rows)]
+
+    # ---- vectors of a space (what the vector index caches) --------------------------------------------------
+    @staticmethod
+    def _space_sql(space: str) -> tuple[str, list[Any]]:
+        if space == IMAGE_SPACE:
+            return "JOIN features v ON v.sha = i.sha AND v.model = i.model AND v.pooled IS NOT NULL", []
+        return "JOIN embeddings v ON v.sha = i.sha AND v.space = ?", [space]
+
+    def space_count(self, space: str) -> int:
+        join, args = self._space_sql(space)
+        return int(self.conn.execute(f"SELECT count(*) FROM images i {join} WHERE i.status = 'ok'", args).fetchone()[0])
+
+    def space_dim(self, space: str) -> int | None:
+        join, args = self._space_sql(space)
+        column = "v.pooled" if space == IMAGE_SPACE else "v.vector"
+        row = self.conn.execute(f"SELECT length({column}) FROM images i {join} WHERE i.status = 'ok' LIMIT 1", args)
+        found = row.fetchone()
+        return None if found is None else int(found[0]) // 4
+
+    def space_ids(self, space: str) -> np.ndarray:
+        join, args = self._space_sql(space)
+        rows = self.conn.execute(f"SELECT i.id FROM images i {join} WHERE i.status = 'ok' ORDER BY i.id", args)
+        return np.fromiter((row[0] for row in rows), dtype=np.int64)
+
+    def space_vectors(
+        self, space: str, since: int | None = None, page: int = 4096
+    ) -> Iterator[tuple[int, bytes | None]]:
+        """(id, vector blob) of the space, ordered by id; with ``since``, only rows changed after that generation,
+        and rows that left the space (failed, vector gone) come with ``None``. Call inside ``snapshot()``."""
+        column = "v.pooled" if space == IMAGE_SPACE else "v.vector"
+        join, args = self._space_sql(space)
+        if since is None:
+            sql = f"SELECT i.id, {column} FROM images i {join} WHERE i.status = 'ok' AND i.id > ? ORDER BY i.id LIMIT ?"
+            extra: list[Any] = []
+        else:
+            join = "LEFT " + join
+            sql = (
+                f"SELECT i.id, CASE WHEN i.status = 'ok' THEN {column} END FROM images i {join} "
+                "WHERE i.generation > ? AND i.id > ? ORDER BY i.id LIMIT ?"
+            )
+            extra = [since]
+        last = -1
+        while True:
+            rows = self.conn.execute(sql, [*args, *extra, last, page]).fetchall()
+            yield from rows
+            if len(rows) < page:
+                return
+            last = rows[-1][0]
+
+    def db_bytes(self) -> int:
+        return sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists())

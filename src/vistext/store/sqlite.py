@@ -1,0 +1,266 @@
+"""The embedded default backend: a SQLite catalogue plus FAISS index files next to it.
+
+The catalogue is the truth; each ``<db stem>.<space>.faiss`` file is a cache. Its stamp (catalogue generation
+and the file's size/mtime/inode, kept in the catalogue's meta table) says which catalogue state it reflects.
+On first search an index is loaded and brought up to date with only the rows changed since its generation,
+or rebuilt from the catalogue when the file is missing, unreadable or not the one the stamp describes.
+Saving is deferred to ``flush()``/``close()``: after a crash the stamp is simply behind and the next open
+catches up, so no batch ever rewrites a large index file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vistext.errors import StoreError
+from vistext.store.base import Store
+from vistext.store.catalogue import SCHEMA_VERSION, Catalogue
+from vistext.store.records import FileState, Hit, ImageRecord, from_blob, l2_normalise
+from vistext.store.vectors import FLAT, HNSW, HNSW_THRESHOLD, VectorIndex
+
+log = logging.getLogger(__name__)
+
+_BUILD_PAGE = 8192
+
+
+@dataclass
+class _Cached:
+    index: VectorIndex
+    generation: int  # catalogue generation the index reflects
+    dirty: bool  # differs from the file on disk
+
+
+class SQLiteStore(Store):
+    """SQLite catalogue + per-space FAISS indexes (see module docstring). Thread-safe within a process."""
+
+    backend = "sqlite"
+
+    def __init__(
+        self, path: str | Path, *, hnsw_threshold: int = HNSW_THRESHOLD, ef_search: int = 128, **catalogue: Any
+    ) -> None:
+        self.path = Path(path)
+        self.hnsw_threshold = hnsw_threshold
+        self.ef_search = ef_search
+        self.catalogue = Catalogue(self.path, **catalogue)
+        self._indexes: dict[str, _Cached] = {}
+        self._lock = threading.RLock()
+
+    # ---- catalogue -----------------------------------------------------------------------------------------
+    def file_states(self) -> dict[str, FileState]:
+        with self._lock:
+            return self.catalogue.file_states()
+
+    def add(self, records: Sequence[ImageRecord]) -> None:
+        with self._lock:
+            self.catalogue.upsert(records)
+
+    def remove(self, paths: Sequence[str]) -> None:
+        with self._lock:
+            self.catalogue.remove(paths)
+
+    def features_for_hash(self, sha: str, model: str) -> ImageRecord | None:
+        with self._lock:
+            return self.catalogue.features_for_hash(sha, model)
+
+    def get(self, key: int | str) -> ImageRecord | None:
+        with self._lock:
+            return self.catalogue.get(int(key) if isinstance(key, np.integer) else key)
+
+    def records(self, ids: Iterable[int] | None = None, status: str | None = "ok") -> Iterator[ImageRecord]:
+        pages = self.catalogue.iter_records(ids, status)
+        while True:
+            with self._lock:  # lock per record, not per generator lifetime: a slow consumer blocks nobody
+                record = next(pages, None)
+            if record is None:
+                return
+            yield record
+
+    def spaces(self) -> list[str]:
+        with self._lock:
+            return self.catalogue.spaces()
+
+    def count(self, status: str | None = None) -> int:
+        with self._lock:
+            return self.catalogue.count(status)
+
+    def set_meta(self, key: str, value: Any) -> None:
+        with self._lock:
+            self.catalogue.set_meta(f"user:{key}", value)
+
+    def get_meta(self, key: str, default: Any = None) -> Any:
+        with self._lock:
+            return self.catalogue.get_meta(f"user:{key}", default)
+
+    def info(self) -> dict[str, Any]:
+        with self._lock:
+            spaces = {}
+            for space in self.catalogue.spaces():
+                size = self.catalogue.space_count(space)
+                cached = self._indexes.get(space)
+                kind = cached.index.kind if cached else (HNSW if size > self.hnsw_threshold else FLAT)
+                spaces[space] = {"dim": self.catalogue.space_dim(space), "index": kind, "size": size}
+            return {
+                "backend": self.backend,
+                "path": str(self.path),
+                "schema_version": SCHEMA_VERSION,
+                "count": self.catalogue.count(),
+                "ok": self.catalogue.count("ok"),
+                "failed": self.catalogue.count("failed"),
+                "models": self.catalogue.models(),
+                "spaces": spaces,
+                "db_bytes": self.catalogue.db_bytes(),
+                "index_bytes": sum(p.stat().st_size for p in self.path.parent.glob(f"{self.path.stem}.*.faiss")),
+            }
+
+    # ---- vectors -------------------------------------------------------------------------------------------
+    def vectors(self, space: str) -> tuple[np.ndarray, np.ndarray]:
+        with self._lock, self.catalogue.snapshot():
+            ids, matrix = self._read_space(space)
+        return ids, matrix
+
+    def _read_space(self, space: str, since: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, normalised vectors) from the catalogue; with ``since`` rows that left the space get NaN rows."""
+        ids: list[int] = []
+        rows: list[np.ndarray | None] = []
+        for image_id, blob in self.catalogue.space_vectors(space, since):
+            ids.append(image_id)
+            rows.append(from_blob(blob))
+        dims = {len(row) for row in rows if row is not None}
+        if len(dims) > 1:
+            raise StoreError(f"{self.path}: space {space!r} mixes vector dimensions {sorted(dims)}; re-index it")
+        dim = dims.pop() if dims else 0
+        matrix = np.full((len(ids), dim), np.nan, dtype=np.float32)
+        for position, row in enumerate(rows):
+            if row is not None:
+                matrix[position] = row
+        return np.asarray(ids, dtype=np.int64), l2_normalise(matrix) if len(ids) else matrix
+
+    def search(self, space: str, queries: np.ndarray, k: int) -> list[list[Hit]]:
+        queries = np.asarray(queries, dtype=np.float32)
+        queries = queries.reshape(1, -1) if queries.ndim == 1 else queries
+        with self._lock:
+            if space not in self.catalogue.spaces():
+                raise StoreError(f"{self.path}: no vector space {space!r}; known: {', '.join(self.spaces())}")
+            index = self._index(space)
+            if index is None or len(index) == 0 or k <= 0:
+                return [[] for _ in queries]
+            if queries.shape[1] != index.dim:
+                raise StoreError(
+                    f"{self.path}: query dimension {queries.shape[1]} does not match space {space!r} ({index.dim})"
+                )
+            scores, ids = index.search(l2_normalise(queries), k)
+            paths = self._paths(np.unique(ids[ids >= 0]))
+        return [
+            [Hit(int(i), paths[int(i)], float(s)) for s, i in zip(row_scores, row_ids, strict=True) if int(i) in paths]
+            for row_scores, row_ids in zip(scores, ids, strict=True)
+        ]
+
+    def _paths(self, ids: np.ndarray) -> dict[int, str]:
+        found: dict[int, str] = {}
+        wanted = ids.tolist()
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(self.catalogue.conn.execute(f"SELECT id, path FROM images WHERE id IN ({marks})", chunk))
+        return found
+
+    def index_file(self, space: str) -> Path:
+        safe = re.sub(r"[^A-Za-z0-9._-]", "_", space)
+        if safe != space:  # keep distinct spaces in distinct files ("a:b" vs "a_b")
+            safe += "-" + hashlib.sha1(space.encode()).hexdigest()[:8]
+        return self.path.with_name(f"{self.path.stem}.{safe}.faiss")
+
+    def _index(self, space: str) -> VectorIndex | None:
+        """The space's index, current with the catalogue: cached, loaded from its file, or rebuilt."""
+        cached = self._indexes.get(space)
+        if cached is None:
+            cached = self._load(space) or self._build(space)
+            if cached is None:
+                return None
+            self._indexes[space] = cached
+        if cached.generation != self.catalogue.generation():
+            self._catch_up(space, cached)
+        return cached.index
+
+    def _stamp_key(self, space: str) -> str:
+        return f"vectors:{space}"
+
+    def _file_stamp(self, file: Path) -> list[int]:
+        stat = file.stat()
+        return [stat.st_size, stat.st_mtime_ns, stat.st_ino]
+
+    def _load(self, space: str) -> _Cached | None:
+        file = self.index_file(space)
+        stamp = self.catalogue.get_meta(self._stamp_key(space))
+        if not file.exists() or not stamp or stamp.get("file") != self._file_stamp(file):
+            if file.exists() or stamp:
+                log.info("%s: index file for %r is missing or stale; rebuilding from the catalogue", self.path, space)
+            return None
+        try:
+            index = VectorIndex.load(file, ef_search=self.ef_search)
+        except StoreError as error:
+            log.warning("%s; rebuilding from the catalogue", error)
+            return None
+        return _Cached(index, int(stamp["generation"]), dirty=False)
+
+    def _build(self, space: str) -> _Cached | None:
+        with self.catalogue.snapshot():
+            generation = self.catalogue.generation()
+            size = self.catalogue.space_count(space)
+            dim = self.catalogue.space_dim(space)
+            if dim is None:
+                return None
+            index = VectorIndex(dim, HNSW if size > self.hnsw_threshold else FLAT, ef_search=self.ef_search)
+            ids, matrix = self._read_space(space)
+        for start in range(0, len(ids), _BUILD_PAGE):
+            index.add(ids[start : start + _BUILD_PAGE], matrix[start : start + _BUILD_PAGE])
+        log.info("%s: built %s index of %d vectors for %r", self.path, index.kind, len(index), space)
+        return _Cached(index, generation, dirty=True)
+
+    def _catch_up(self, space: str, cached: _Cached) -> None:
+        with self.catalogue.snapshot():
+            generation = self.catalogue.generation()
+            ids, matrix = self._read_space(space, since=cached.generation)
+            expected = self.catalogue.space_count(space)
+            gone = ~np.isfinite(matrix).all(axis=1) if len(ids) else np.zeros(0, bool)
+            if (~gone).any() and matrix.shape[1] != cached.index.dim:
+                raise StoreError(f"{self.path}: space {space!r} now has dimension {matrix.shape[1]}; re-index it")
+            cached.index.remove(ids[gone])
+            cached.index.add(ids[~gone], matrix[~gone])
+            if len(cached.index) != expected:  # rows were deleted: they carry no generation, so diff the ids
+                cached.index.remove(np.setdiff1d(cached.index.ids(), self.catalogue.space_ids(space)))
+        if cached.index.kind == FLAT and len(cached.index) > self.hnsw_threshold:
+            cached.index.compact(HNSW)
+        cached.generation, cached.dirty = generation, True
+
+    def flush(self) -> None:
+        with self._lock:
+            for space, cached in self._indexes.items():
+                if not cached.dirty:
+                    continue
+                file = self.index_file(space)
+                cached.index.save(file)
+                # stamp after the file: a crash in between leaves a mismatching stamp, i.e. a rebuild, never a lie
+                self.catalogue.set_meta(
+                    self._stamp_key(space), {"generation": cached.generation, "file": self._file_stamp(file)}
+                )
+                cached.dirty = False
+
+    def close(self) -> None:
+        with self._lock:
+            try:
+                self.flush()
+            except (StoreError, OSError) as error:
+                log.warning("%s: vector index not saved (rebuilt on next open): %s", self.path, error)
+            finally:
+                self._indexes.clear()
+                self.catalogue.close()

@@ -1,0 +1,177 @@
+"""One vector index per space: exact inner product for small collections, HNSW for large ones.
+
+Vectors are L2-normalised float32, so inner product is cosine similarity. The index keeps its own
+label -> image id table instead of relying on ``IndexIDMap2`` alone, because HNSW cannot delete or
+replace vectors: a removed or re-indexed image leaves a dead label that searches skip with an
+``IDSelectorBitmap`` (HNSW still walks through dead nodes, so recall is unharmed), and once dead labels
+exceed ``COMPACT_FRACTION`` of the index it is rebuilt from its own stored vectors. On disk the index is
+written as an ``IndexIDMap2`` whose id map is that table (dead labels as -1), so the file is a plain,
+self-describing FAISS index.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from vistext.errors import StoreError
+
+log = logging.getLogger(__name__)
+
+FLAT, HNSW = "flat", "hnsw"
+HNSW_THRESHOLD = 50_000  # below this exact search is fast enough and has perfect recall
+COMPACT_FRACTION = 0.2
+
+
+class VectorIndex:
+    """Cosine-similarity search over vectors identified by integer ids (``images.id``)."""
+
+    def __init__(
+        self, dim: int, kind: str = FLAT, *, hnsw_m: int = 32, ef_construction: int = 80, ef_search: int = 128
+    ) -> None:
+        if kind not in (FLAT, HNSW):
+            raise StoreError(f"unknown vector index kind {kind!r}; known: {FLAT}, {HNSW}")
+        self.dim = int(dim)
+        self.kind = kind
+        self.ef_search = ef_search
+        self._hnsw_m = hnsw_m
+        self._ef_construction = ef_construction
+        self.index = self._new_index()
+        self._labels = np.empty(0, dtype=np.int64)  # label -> image id, -1 once dead
+        self._where: dict[int, int] = {}  # image id -> live label
+        self._selector: tuple[faiss.IDSelectorBitmap, np.ndarray] | None = None
+        self._holder: faiss.Index | None = None  # keeps a loaded IndexIDMap2 (owner of self.index) alive
+
+    def _new_index(self) -> faiss.Index:
+        if self.kind == FLAT:
+            return faiss.IndexFlatIP(self.dim)
+        index = faiss.IndexHNSWFlat(self.dim, self._hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = self._ef_construction
+        index.hnsw.efSearch = self.ef_search
+        return index
+
+    # ---- size ----------------------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._where)
+
+    @property
+    def dead(self) -> int:
+        return int(self.index.ntotal) - len(self._where)
+
+    def ids(self) -> np.ndarray:
+        return np.fromiter(self._where.keys(), dtype=np.int64, count=len(self._where))
+
+    # ---- changes -------------------------------------------------------------------------------------------
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Add or replace vectors (already L2-normalised, shape (n, dim))."""
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        if not len(ids):
+            return
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(ids), -1)
+        if vectors.shape[1] != self.dim:
+            raise StoreError(f"vector dimension {vectors.shape[1]} does not match the index dimension {self.dim}")
+        self._kill(ids)
+        start = int(self.index.ntotal)
+        self.index.add(vectors)
+        self._labels = np.concatenate([self._labels, ids])
+        self._where.update(zip(ids.tolist(), range(start, start + len(ids)), strict=True))
+        self._selector = None
+        if self.dead > COMPACT_FRACTION * self.index.ntotal:
+            self.compact()
+
+    def remove(self, ids: np.ndarray) -> None:
+        self._kill(np.asarray(ids, dtype=np.int64).reshape(-1))
+        if self.dead > COMPACT_FRACTION * self.index.ntotal:
+            self.compact()
+
+    def _kill(self, ids: np.ndarray) -> None:
+        for image_id in ids.tolist():
+            label = self._where.pop(image_id, None)
+            if label is not None:
+                self._labels[label] = -1
+                self._selector = None
+
+    def compact(self, kind: str | None = None) -> None:
+        """Rebuild without dead labels (and optionally as another kind, e.g. flat -> hnsw when it grows)."""
+        alive = np.flatnonzero(self._labels >= 0)
+        ids = self._labels[alive]
+        vectors = self._reconstruct(alive)
+        self.kind = kind or self.kind
+        self.index = self._new_index()
+        self._holder = None
+        self._labels = np.empty(0, dtype=np.int64)
+        self._where = {}
+        self._selector = None
+        for start in range(0, len(ids), 65536):
+            self.index.add(vectors[start : start + 65536])
+        self._labels = ids.copy()
+        self._where = dict(zip(ids.tolist(), range(len(ids)), strict=True))
+
+    def _reconstruct(self, labels: np.ndarray) -> np.ndarray:
+        storage = self.index if self.kind == FLAT else faiss.downcast_index(self.index.storage)
+        everything = faiss.rev_swig_ptr(storage.get_xb(), int(self.index.ntotal) * self.dim)
+        return np.array(everything, copy=True).reshape(-1, self.dim)[labels]
+
+    # ---- search --------------------------------------------------------------------------------------------
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids), each (Q, min(k, len(self))), best first. Queries must be L2-normalised."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if queries.ndim != 2 or queries.shape[1] != self.dim:
+            raise StoreError(f"query shape {queries.shape} does not match the index dimension {self.dim}")
+        k = min(int(k), len(self))
+        if k <= 0:
+            return np.empty((len(queries), 0), np.float32), np.empty((len(queries), 0), np.int64)
+        params = faiss.SearchParametersHNSW() if self.kind == HNSW else faiss.SearchParameters()
+        if self.kind == HNSW:
+            params.efSearch = max(self.ef_search, k)
+        if self.dead:
+            params.sel = self._alive_selector()
+        scores, labels = self.index.search(queries, k, params=params)
+        ids = np.where(labels >= 0, self._labels[np.maximum(labels, 0)], -1)
+        return scores, ids
+
+    def _alive_selector(self) -> faiss.IDSelectorBitmap:
+        if self._selector is None:
+            bitmap = np.packbits(self._labels >= 0, bitorder="little")
+            self._selector = (faiss.IDSelectorBitmap(len(self._labels), faiss.swig_ptr(bitmap)), bitmap)
+        return self._selector[0]
+
+    # ---- persistence ---------------------------------------------------------------------------------------
+    def save(self, path: Path) -> None:
+        """Write atomically (temp file + rename), so a crash never leaves a half-written index behind."""
+        empty = faiss.IndexFlatIP(self.dim)
+        wrapper = faiss.IndexIDMap2(empty)  # FAISS only wraps empty indexes: swap ours in afterwards
+        wrapper.own_fields = False
+        wrapper.index = self.index
+        wrapper.ntotal = self.index.ntotal
+        faiss.copy_array_to_vector(self._labels, wrapper.id_map)
+        temporary = path.with_name(path.name + f".tmp{os.getpid()}")
+        try:
+            faiss.write_index(wrapper, str(temporary))
+            os.replace(temporary, path)
+        except (RuntimeError, OSError) as error:
+            temporary.unlink(missing_ok=True)
+            raise StoreError(f"{path}: cannot write vector index: {error}") from None
+
+    @classmethod
+    def load(cls, path: Path, *, ef_search: int = 128) -> VectorIndex:
+        try:
+            wrapper = faiss.read_index(str(path))
+        except RuntimeError as error:
+            raise StoreError(f"{path}: cannot read vector index: {str(error).splitlines()[0]}") from None
+        if not isinstance(wrapper, faiss.IndexIDMap2):
+            raise StoreError(f"{path}: not a vistext vector index")
+        inner = faiss.downcast_index(wrapper.index)
+        kind = HNSW if isinstance(inner, faiss.IndexHNSWFlat) else FLAT
+        self = cls(inner.d, kind, ef_search=ef_search)
+        self.index, self._holder = inner, wrapper
+        if kind == HNSW:
+            inner.hnsw.efSearch = ef_search
+        self._labels = faiss.vector_to_array(wrapper.id_map).astype(np.int64)
+        alive = np.flatnonzero(self._labels >= 0)
+        self._where = dict(zip(self._labels[alive].tolist(), alive.tolist(), strict=True))
+        return self
