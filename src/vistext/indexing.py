@@ -1,0 +1,243 @@
+"""Incremental folder indexing (``vistext index DIR``): only new or changed files are decoded and encoded.
+
+Unchanged files (same size, mtime and model) are skipped; new or changed files are hashed, and content the
+store already has features for (a moved or copied photo) is reused without decoding. Every batch is committed
+in one store transaction, so an interrupted run loses at most one batch and a re-run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from vistext.encoders import ImageEncoder, ImageFeatures
+from vistext.errors import ImageDecodeError, UsageError
+from vistext.features import EncodedImage, extract
+from vistext.images import file_hash, iter_image_files
+from vistext.store import ImageRecord, Store
+
+log = logging.getLogger(__name__)
+
+Projector = Callable[[ImageFeatures], np.ndarray]
+
+_MTIME_TOLERANCE = 1e-3  # stores may round float mtimes; a real edit moves it by far more
+
+
+@dataclass
+class IndexReport:
+    """What one ``index_folder`` run did."""
+
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["failures"] = [{"path": path, "error": error} for path, error in self.failures]
+        data["seconds"] = round(self.seconds, 3)
+        return data
+
+
+@dataclass
+class _Pending:
+    """A new or changed file waiting to be encoded or reused."""
+
+    path: str
+    size: int
+    mtime: float
+    sha: str
+    is_update: bool
+
+
+class _Indexer:
+    def __init__(
+        self,
+        store: Store,
+        encoder: ImageEncoder,
+        projectors: Mapping[str, Projector],
+        report: IndexReport,
+        bar: tqdm,
+    ) -> None:
+        self.store = store
+        self.encoder = encoder
+        self.projectors = dict(projectors)
+        self.report = report
+        self.bar = bar
+        self.pending: dict[str, _Pending] = {}
+        self.reused: list[ImageRecord] = []
+
+    def record(self, item: _Pending, **fields: Any) -> ImageRecord:
+        return ImageRecord(
+            path=item.path, size=item.size, mtime=item.mtime, sha=item.sha, model=self.encoder.name, **fields
+        )
+
+    def count(self, item: _Pending, ok: bool) -> None:
+        if not ok:
+            self.report.failed += 1
+        elif item.is_update:
+            self.report.updated += 1
+        else:
+            self.report.added += 1
+
+    def to_encode(self, candidates: list[tuple[str, int, float, bool]]) -> Iterator[str]:
+        """Hash candidates lazily (as the encoder pulls paths); content already in the store is reused."""
+        for path, size, mtime, is_update in candidates:
+            try:
+                sha = file_hash(path)
+            except ImageDecodeError as error:  # vanished or unreadable between the walk and now
+                self.fail(_Pending(path, size, mtime, "", is_update), str(error))
+                continue
+            item = _Pending(path, size, mtime, sha, is_update)
+            known = self.store.features_for_hash(sha, self.encoder.name)
+            if known is not None and known.status == "ok" and set(self.projectors) <= set(known.embeddings):
+                self.reused.append(
+                    self.record(
+                        item,
+                        status="ok",
+                        error=None,
+                        pooled=known.pooled,
+                        logits=known.logits,
+                        embeddings={name: known.embeddings[name] for name in self.projectors},
+                    )
+                )
+                self.count(item, ok=True)
+                if len(self.reused) >= 64:
+                    self.flush([])
+                continue
+            self.pending[path] = item
+            yield path
+
+    def fail(self, item: _Pending, error: str) -> None:
+        error = error.removeprefix(f"{item.path}: ")  # the record already names the file
+        self.reused.append(self.record(item, status="failed", error=error, pooled=None, logits=None))
+        self.report.failures.append((item.path, error))
+        self.count(item, ok=False)
+
+    def encoded(self, batch: list[EncodedImage]) -> list[ImageRecord]:
+        good = [e for e in batch if e.error is None]
+        records: list[ImageRecord] = []
+        embeddings: dict[str, np.ndarray] = {}
+        if good:
+            features = ImageFeatures(
+                pooled=np.stack([e.pooled for e in good]),
+                logits=None if good[0].logits is None else np.stack([e.logits for e in good]),
+                grid=None if good[0].grid is None else np.stack([e.grid for e in good]),
+            )
+            for name, project in self.projectors.items():
+                embeddings[name] = np.asarray(project(features), dtype=np.float32)
+        for i, e in enumerate(good):
+            item = self.pending.pop(e.path)
+            records.append(
+                self.record(
+                    item,
+                    status="ok",
+                    error=None,
+                    pooled=e.pooled,
+                    logits=e.logits,
+                    embeddings={name: vectors[i] for name, vectors in embeddings.items()},
+                )
+            )
+            self.count(item, ok=True)
+        for e in batch:
+            if e.error is not None:
+                self.fail(self.pending.pop(e.path), e.error)
+        return records
+
+    def flush(self, records: list[ImageRecord]) -> None:
+        batch = records + self.reused
+        self.reused = []
+        if batch:
+            self.store.add(batch)  # one transaction: a kill loses at most this batch
+            self.bar.update(len(batch))
+
+
+def _states_under(store: Store, root: str) -> dict[str, Any]:
+    prefix = root.rstrip(os.sep) + os.sep
+    return {path: state for path, state in store.file_states().items() if path.startswith(prefix)}
+
+
+def index_folder(
+    folder: str | Path,
+    store: Store,
+    encoder: ImageEncoder,
+    *,
+    projectors: Mapping[str, Projector] | None = None,
+    batch_size: int = 16,
+    workers: int = 2,
+    progress: bool = True,
+) -> IndexReport:
+    """Bring the store up to date with the images under ``folder`` and report what changed.
+
+    ``projectors`` add embedding spaces (e.g. ``"joint:default"``) computed from each batch's ImageFeatures and
+    stored with the image, so text search never re-reads images; a projector with ``needs_grid = True`` gets
+    the 7x7 feature grid. Files that fail to decode are stored as failed and retried only once they change.
+    """
+    started = time.perf_counter()
+    root_path = Path(folder).resolve()
+    if not root_path.is_dir():
+        raise UsageError(f"{folder}: not a folder")
+    root = str(root_path)
+    projectors = projectors or {}
+    grid = any(getattr(p, "needs_grid", False) for p in projectors.values())
+    report = IndexReport()
+
+    known = _states_under(store, root)
+    seen: set[str] = set()
+    candidates: list[tuple[str, int, float, bool]] = []
+    for file in iter_image_files(root_path):
+        path = str(file)
+        try:
+            stat = file.stat()
+        except OSError:
+            continue  # vanished during the walk; the next run sees the truth
+        seen.add(path)
+        state = known.get(path)
+        if (
+            state is not None
+            and state.size == stat.st_size
+            and abs(float(state.mtime) - stat.st_mtime) < _MTIME_TOLERANCE
+            and state.model == encoder.name
+        ):
+            report.unchanged += 1
+            continue
+        candidates.append((path, stat.st_size, stat.st_mtime, state is not None))
+
+    gone = sorted(set(known) - seen)
+    if gone:
+        store.remove(gone)
+        report.removed = len(gone)
+
+    with tqdm(
+        total=len(candidates), disable=not progress, desc="indexing", unit="img", dynamic_ncols=True, smoothing=0.1
+    ) as bar:
+        indexer = _Indexer(store, encoder, projectors, report, bar)
+        batches = extract(
+            indexer.to_encode(candidates), encoder, batch_size=batch_size, workers=workers, grid=grid, progress=False
+        )
+        for batch in batches:
+            indexer.flush(indexer.encoded(batch))
+        indexer.flush([])
+    report.seconds = time.perf_counter() - started
+    log.info(
+        "indexed %s: %d added, %d updated, %d removed, %d unchanged, %d failed in %.1fs",
+        root,
+        report.added,
+        report.updated,
+        report.removed,
+        report.unchanged,
+        report.failed,
+        report.seconds,
+    )
+    return report
