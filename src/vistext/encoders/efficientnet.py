@@ -12,6 +12,7 @@ import hashlib
 import logging
 import os
 import threading
+import warnings
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -92,7 +93,8 @@ def export_onnx(path: Path, weights: str | Path | None = None) -> Path:
     model = _three_outputs(build_torch_backbone(weights))
     dummy = torch.zeros(1, 3, PREPROCESSING.size, PREPROCESSING.size)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's constant-folding notes are not the user's concern
         torch.onnx.export(
             model,
             (dummy,),
