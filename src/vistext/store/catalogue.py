@@ -259,11 +259,11 @@ class Catalogue:
         rows = self.conn.execute("SELECT path, size, mtime, sha, model, status FROM images")
         return {row[0]: FileState(*row) for row in rows}
 
-    def _records(self, where: str, params: Sequence[Any]) -> list[ImageRecord]:
+    def _records(self, where: str, params: Sequence[Any], limit: int = -1) -> list[ImageRecord]:
         rows = self.conn.execute(
             f"""SELECT {_IMAGE_COLUMNS}, f.pooled, f.logits FROM images i
                 LEFT JOIN features f ON f.sha = i.sha AND f.model = i.model AND i.status = 'ok'
-                WHERE {where} ORDER BY i.id""",
+                WHERE {where} ORDER BY i.id LIMIT {int(limit)}""",
             params,
         ).fetchall()
         ok_shas = sorted({row[4] for row in rows if row[6] == "ok"})
@@ -319,7 +319,7 @@ class Catalogue:
         last = -1  # keyset paging: each page is a short query, so a writer is never blocked for long
         while True:
             with self.snapshot():
-                found = self._records(f"i.id > ?{status_sql} LIMIT {int(page)}", [last, *status_args])
+                found = self._records(f"i.id > ?{status_sql}", [last, *status_args], limit=page)
             if not found:
                 return
             yield from found
@@ -335,7 +335,14 @@ class Catalogue:
         return {model: int(n) for model, n in rows}
 
     def spaces(self) -> list[str]:
-        rows = self.conn.execute("SELECT DISTINCT space FROM embeddings ORDER BY space")
+        # index skip-scan: one lookup per distinct space instead of reading every embedding row
+        rows = self.conn.execute(
+            """WITH RECURSIVE s(space) AS (
+                 SELECT min(space) FROM embeddings
+                 UNION ALL SELECT (SELECT min(space) FROM embeddings WHERE space > s.space) FROM s
+                 WHERE s.space IS NOT NULL)
+               SELECT space FROM s WHERE space IS NOT NULL"""
+        )
         return [IMAGE_SPACE, *(row[0] for row in rows)]
 
     # ---- vectors of a space (what the vector index caches) --------------------------------------------------

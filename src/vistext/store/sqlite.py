@@ -148,7 +148,7 @@ class SQLiteStore(Store):
         queries = np.asarray(queries, dtype=np.float32)
         queries = queries.reshape(1, -1) if queries.ndim == 1 else queries
         with self._lock:
-            if space not in self.catalogue.spaces():
+            if space not in self._indexes and space not in self.catalogue.spaces():
                 raise StoreError(f"{self.path}: no vector space {space!r}; known: {', '.join(self.spaces())}")
             index = self._index(space)
             if index is None or len(index) == 0 or k <= 0:

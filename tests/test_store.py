@@ -1,0 +1,315 @@
+"""The embedded store on real SQLite files: catalogue semantics, vector search, caches, schema, concurrency."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vistext.errors import StoreError
+from vistext.store import SCHEMA_VERSION, ImageRecord, SQLiteStore, open_store
+from vistext.store.catalogue import Catalogue
+
+DIM = 48
+
+
+def unit(rows: np.ndarray) -> np.ndarray:
+    return rows / np.linalg.norm(rows, axis=-1, keepdims=True)
+
+
+def make_records(n: int, seed: int = 0, dim: int = DIM, start: int = 0, space: str | None = "joint:t"):
+    rng = np.random.default_rng(seed)
+    pooled = rng.normal(size=(n, dim)).astype(np.float32)
+    records = [
+        ImageRecord(
+            path=f"/photos/{start + i:05d}.jpg",
+            size=1000 + i,
+            mtime=1_700_000_000.5 + i,
+            sha=f"sha-{seed}-{start + i}",
+            model="enc",
+            status="ok",
+            error=None,
+            pooled=pooled[i],
+            logits=rng.normal(size=10).astype(np.float32),
+            embeddings={space: rng.normal(size=8).astype(np.float32)} if space else {},
+        )
+        for i in range(n)
+    ]
+    return records, pooled
+
+
+def exact_top(base: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    return np.argsort(-(unit(queries) @ unit(base).T), axis=1)[:, :k]
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "cat" / "catalogue.sqlite"
+
+
+def test_open_by_path_uri_and_unknown_scheme(db: Path) -> None:
+    with open_store(db) as store:
+        store.add(make_records(3)[0])
+    with open_store(f"sqlite://{db}") as store:
+        assert store.count() == 3
+    with pytest.raises(StoreError, match="unknown store backend 'qdrant'.*known: sqlite"):
+        open_store("qdrant://host/collection")
+
+
+def test_add_get_upsert_remove(db: Path) -> None:
+    records, pooled = make_records(5)
+    with open_store(db) as store:
+        store.add(records)
+        first = store.get("/photos/00002.jpg")
+        assert first is not None and first.id is not None
+        assert store.get(first.id).path == "/photos/00002.jpg"
+        np.testing.assert_array_equal(first.pooled, pooled[2])
+        assert first.embeddings["joint:t"].shape == (8,)
+        assert first.mtime == records[2].mtime
+        states = store.file_states()
+        assert set(states) == {r.path for r in records}
+        assert states["/photos/00002.jpg"].sha == "sha-0-2" and states["/photos/00002.jpg"].status == "ok"
+
+        changed = ImageRecord("/photos/00002.jpg", 7, 5.0, "new-sha", "enc", "ok", None, pooled[0] * 2, None)
+        store.add([changed])
+        again = store.get("/photos/00002.jpg")
+        assert again.id == first.id and again.sha == "new-sha" and again.size == 7
+        assert store.features_for_hash("sha-0-2", "enc") is None  # the old content is no longer referenced
+        orphans = store.catalogue.conn.execute("SELECT count(*) FROM features WHERE sha = 'sha-0-2'").fetchone()
+        assert orphans[0] == 0
+
+        store.add([ImageRecord("/photos/bad.jpg", 0, 1.0, "", "enc", "failed", "truncated JPEG", None, None)])
+        assert store.count() == 6 and store.count("failed") == 1 and store.count("ok") == 5
+        assert store.get("/photos/bad.jpg").error == "truncated JPEG"
+
+        store.remove(["/photos/00000.jpg", "/photos/bad.jpg", "/not/indexed.jpg"])
+        assert store.get("/photos/00000.jpg") is None and store.count() == 4
+        assert store.get(999_999) is None
+
+
+def test_features_shared_by_content_until_unreferenced(db: Path) -> None:
+    records, pooled = make_records(1)
+    copy = ImageRecord("/elsewhere/copy.jpg", 1, 2.0, records[0].sha, "enc", "ok", None, pooled[0], records[0].logits)
+    with open_store(db) as store:
+        store.add(records + [copy])
+        reuse = store.features_for_hash(records[0].sha, "enc")
+        assert reuse is not None and reuse.status == "ok"
+        np.testing.assert_array_equal(reuse.pooled, pooled[0])
+        np.testing.assert_array_equal(reuse.logits, records[0].logits)
+        assert set(reuse.embeddings) == {"joint:t"}
+        assert store.features_for_hash(records[0].sha, "other-model") is None
+        store.remove([records[0].path])
+        assert store.features_for_hash(records[0].sha, "enc") is not None  # the copy still uses it
+        store.remove([copy.path])
+        assert store.features_for_hash(records[0].sha, "enc") is None
+        conn = store.catalogue.conn
+        assert conn.execute("SELECT count(*) FROM features").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM embeddings").fetchone()[0] == 0
+
+
+def test_failed_batch_is_rolled_back_entirely(db: Path) -> None:
+    records, _ = make_records(4)
+    records[3].status = "weird"
+    with open_store(db) as store:
+        with pytest.raises(StoreError, match="status"):
+            store.add(records)
+        assert store.count() == 0
+        store.add(records[:3])
+        assert store.count() == 3
+
+
+def test_flat_search_returns_exact_neighbours(db: Path) -> None:
+    records, pooled = make_records(300, seed=1)
+    rng = np.random.default_rng(2)
+    queries = pooled[:20] + 0.5 * rng.normal(size=(20, DIM)).astype(np.float32)
+    with open_store(db) as store:
+        store.add(records)
+        hits = store.search("image", queries, 10)
+        ids = {r.path: store.get(r.path).id for r in records}
+        expected = exact_top(pooled, queries, 10)
+        for row, want in zip(hits, expected, strict=True):
+            assert [h.path for h in row] == [records[j].path for j in want]
+            assert [h.id for h in row] == [ids[records[j].path] for j in want]
+            scores = [h.score for h in row]
+            assert scores == sorted(scores, reverse=True) and -1.0 <= scores[-1] <= scores[0] <= 1.0001
+        single = store.search("image", pooled[7], 1)  # a 1-D query is one query
+        assert single[0][0].path == records[7].path and single[0][0].score == pytest.approx(1.0, abs=1e-5)
+        assert len(store.search("image", queries[:2], 10_000)[0]) == 300
+        assert len(store.search("joint:t", np.ones((1, 8)), 5)[0]) == 5
+        with pytest.raises(StoreError, match="dimension"):
+            store.search("image", np.ones((1, DIM + 1)), 3)
+        with pytest.raises(StoreError, match="no vector space 'nope'"):
+            store.search("nope", queries, 3)
+
+
+def test_empty_space_and_failed_only(db: Path) -> None:
+    with open_store(db) as store:
+        assert store.search("image", np.ones((2, DIM)), 5) == [[], []]
+        store.add([ImageRecord("/x.jpg", 0, 1.0, "", "enc", "failed", "0-byte file", None, None)])
+        assert store.search("image", np.ones((1, DIM)), 5) == [[]]
+        ids, matrix = store.vectors("image")
+        assert len(ids) == 0 and store.spaces() == ["image"]
+
+
+def test_hnsw_recall_and_removal(db: Path) -> None:
+    records, pooled = make_records(3000, seed=3, dim=32, space=None)
+    rng = np.random.default_rng(4)
+    queries = pooled[:100] + 0.3 * rng.normal(size=(100, 32)).astype(np.float32)
+    with open_store(db, hnsw_threshold=500) as store:
+        store.add(records)
+        hits = store.search("image", queries, 10)
+        assert store.info()["spaces"]["image"]["index"] == "hnsw"
+        position = {r.path: i for i, r in enumerate(records)}
+        expected = exact_top(pooled, queries, 10)
+        found = [len({position[h.path] for h in row} & set(want)) for row, want in zip(hits, expected, strict=True)]
+        assert sum(found) / expected.size >= 0.95
+
+        gone = [records[i].path for i in range(0, 100, 2)]  # half the queries' own images
+        store.remove(gone)
+        moved = records[1]
+        store.add([ImageRecord(moved.path, 1, 1.0, "moved", "enc", "ok", None, -pooled[1], None)])
+        hits = store.search("image", queries, 10)
+        assert not {h.path for row in hits for h in row} & set(gone)
+        assert all(len(row) == 10 for row in hits)
+        assert store.search("image", -pooled[1], 1)[0][0].path == moved.path
+        assert store.search("image", pooled[3], 1)[0][0].path == records[3].path
+
+
+def test_index_file_missing_or_stale_is_rebuilt(db: Path) -> None:
+    records, pooled = make_records(200, seed=5)
+    with open_store(db) as store:
+        store.add(records[:100])
+        store.search("image", pooled[:1], 1)
+    index_file = db.with_name("catalogue.image.faiss")
+    assert index_file.exists()
+    old_copy = db.with_name("old.faiss")
+    shutil.copy(index_file, old_copy)
+
+    with open_store(db) as store:  # loads the file, catches up with rows added later
+        store.add(records[100:150])
+        assert store.search("image", pooled[120], 1)[0][0].path == records[120].path
+    shutil.copy(old_copy, index_file)  # an out-of-date file put back: the stamp no longer matches
+    with open_store(db) as store:
+        assert store.search("image", pooled[140], 1)[0][0].path == records[140].path
+        assert len(store._indexes["image"].index) == 150
+    index_file.unlink()
+    with open_store(db) as store:
+        assert store.search("image", pooled[10], 1)[0][0].path == records[10].path
+    index_file.write_bytes(b"garbage")
+    with open_store(db) as store:
+        assert store.search("image", pooled[11], 1)[0][0].path == records[11].path
+
+    # a writer that dies without flushing: the catalogue moved on, the saved index did not
+    crashed = open_store(db)
+    crashed.add(records[150:])
+    crashed.remove([records[0].path])
+    crashed.search("image", pooled[:1], 1)  # in memory only
+    crashed.catalogue.close()
+    with open_store(db) as store:
+        assert store.search("image", pooled[190], 1)[0][0].path == records[190].path
+        assert records[0].path not in {h.path for h in store.search("image", pooled[0], 200)[0]}
+        assert len(store.search("image", pooled[0], 500)[0]) == 199
+
+
+def test_reopen_keeps_everything(db: Path) -> None:
+    records, pooled = make_records(50, seed=6)
+    with open_store(db) as store:
+        store.add(records)
+        store.set_meta("topics", {"k": 3, "labels": ["a", "b", "c"]})
+        before = store.search("joint:t", np.ones(8), 5)
+        info = store.info()
+    with open_store(db) as store:
+        assert store.get_meta("topics") == {"k": 3, "labels": ["a", "b", "c"]}
+        assert store.get_meta("missing", 7) == 7
+        assert store.search("joint:t", np.ones(8), 5) == before
+        assert store.spaces() == ["image", "joint:t"]
+        assert store.count() == 50
+        again = store.info()
+        assert again["spaces"] == info["spaces"] and again["models"] == {"enc": 50}
+        assert again["spaces"]["image"] == {"dim": DIM, "index": "flat", "size": 50}
+        ids, matrix = store.vectors("image")
+        assert matrix.shape == (50, DIM) and np.allclose(np.linalg.norm(matrix, axis=1), 1.0, atol=1e-5)
+        np.testing.assert_allclose(matrix[0], unit(pooled[0]), atol=1e-6)
+        streamed = list(store.records())
+        assert [r.path for r in streamed] == [r.path for r in records]
+        picked = list(store.records(ids=[int(ids[5]), int(ids[2]), 10**9]))
+        assert [r.id for r in picked] == [int(ids[5]), int(ids[2])]
+
+
+def test_migrates_a_version_1_catalogue(db: Path) -> None:
+    old = Catalogue(db, target_version=1)
+    assert old.schema_version() == 1
+    vector = np.arange(DIM, dtype=np.float32) + 1
+    with old.transaction() as conn:
+        conn.execute(
+            "INSERT INTO images (path, size, mtime, sha, model, status, error, indexed_at) "
+            "VALUES ('/old.jpg', 10, 3.5, 'abc', 'enc', 'ok', NULL, 0)"
+        )
+        conn.execute("INSERT INTO features VALUES ('abc', 'enc', ?, NULL)", (vector.tobytes(),))
+    old.close()
+    with open_store(db) as store:
+        assert store.catalogue.schema_version() == SCHEMA_VERSION
+        columns = {row[1] for row in store.catalogue.conn.execute("PRAGMA table_info(images)")}
+        assert "generation" in columns
+        assert store.get("/old.jpg").size == 10
+        assert store.search("image", vector, 1)[0][0].path == "/old.jpg"
+        store.add(make_records(2)[0])
+        assert store.search("image", vector, 5)[0][0].path == "/old.jpg"
+        assert store.count() == 3
+
+
+def test_newer_schema_is_refused(db: Path) -> None:
+    open_store(db).close()
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    with pytest.raises(StoreError, match=r"catalogue\.sqlite: catalogue schema version 99 .*newer vistext"):
+        open_store(db)
+
+
+def test_not_a_database(tmp_path: Path) -> None:
+    bad = tmp_path / "notes.sqlite"
+    bad.write_text("this is a text file, not SQLite\n" * 100)
+    with pytest.raises(StoreError, match=rf"{bad}: .*not a database"):
+        open_store(bad)
+    with pytest.raises(StoreError, match="is a folder"):
+        open_store(tmp_path)
+
+
+def test_reader_searches_while_writer_adds(db: Path) -> None:
+    records, pooled = make_records(1200, seed=7)
+    open_store(db).close()
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def write() -> None:
+        try:
+            with open_store(db) as writer:
+                for start in range(0, len(records), 40):
+                    writer.add(records[start : start + 40])
+                    if start % 200 == 0:
+                        writer.remove([records[start].path])
+        except BaseException as error:  # noqa: BLE001 - surfaced to the test thread below
+            errors.append(error)
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=write)
+    with open_store(db) as reader:
+        thread.start()
+        searches = 0
+        while not done.is_set() or searches < 3:
+            hits = reader.search("image", pooled[:4], 5)
+            assert all(len(row) <= 5 for row in hits)
+            searches += 1
+        thread.join()
+        assert not errors, errors
+        removed = {records[s].path for s in range(0, len(records), 200)}
+        assert reader.count() == len(records) - len(removed)
+        top = reader.search("image", pooled[1199], 1)[0][0]
+        assert top.path == records[1199].path and top.score == pytest.approx(1.0, abs=1e-5)
+        assert len(reader.search("image", pooled[:1], 5000)[0]) == len(records) - len(removed)
+    assert isinstance(reader, SQLiteStore)
