@@ -214,11 +214,6 @@ def index_folder(
             continue
         candidates.append((path, stat.st_size, stat.st_mtime, state is not None))
 
-    gone = sorted(set(known) - seen)
-    if gone:
-        store.remove(gone)
-        report.removed = len(gone)
-
     with tqdm(
         total=len(candidates), disable=not progress, desc="indexing", unit="img", dynamic_ncols=True, smoothing=0.1
     ) as bar:
@@ -229,6 +224,11 @@ def index_folder(
         for batch in batches:
             indexer.flush(indexer.encoded(batch))
         indexer.flush([])
+    # removed last, so a file that was moved or renamed reuses its old features instead of being re-encoded
+    gone = sorted(set(known) - seen)
+    if gone:
+        store.remove(gone)
+        report.removed = len(gone)
     report.seconds = time.perf_counter() - started
     log.info(
         "indexed %s: %d added, %d updated, %d removed, %d unchanged, %d failed in %.1fs",

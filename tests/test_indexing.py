@@ -1,0 +1,173 @@
+"""Incremental indexing on real Flickr8k photos: re-runs, edits, corrupt files, moves, and a SIGKILL mid-run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vistext.encoders import ImageEncoder, ImageFeatures, create_image_encoder
+from vistext.indexing import index_folder
+from vistext.store import Store, open_store
+
+
+@pytest.fixture(scope="module")
+def encoder() -> ImageEncoder:
+    return create_image_encoder()
+
+
+def _copy_photos(sources: list[Path], folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for source in sources:
+        shutil.copy(source, folder / source.name)
+    return folder
+
+
+@pytest.fixture()
+def folder(tmp_path: Path, flickr8k_images: list[Path]) -> Path:
+    return _copy_photos(flickr8k_images[:30], tmp_path / "photos")
+
+
+@pytest.fixture()
+def store(tmp_path: Path) -> Store:
+    opened = open_store(tmp_path / "db" / "catalogue.sqlite")
+    yield opened
+    opened.close()
+
+
+def _rows(store: Store) -> dict[str, tuple[str, str]]:
+    return {path: (state.sha, state.status) for path, state in store.file_states().items()}
+
+
+def test_index_rerun_and_changes(
+    folder: Path, store: Store, encoder: ImageEncoder, flickr8k_images: list[Path]
+) -> None:
+    first = index_folder(folder, store, encoder, batch_size=8, progress=False)
+    assert (first.added, first.updated, first.removed, first.unchanged, first.failed) == (30, 0, 0, 0, 0)
+    assert store.count() == 30 and set(store.file_states()) == {str(p.resolve()) for p in folder.iterdir()}
+    record = store.get(str((folder / flickr8k_images[0].name).resolve()))
+    assert record is not None and record.status == "ok" and record.pooled is not None
+    assert record.pooled.shape == (1280,) and np.isfinite(record.pooled).all()
+
+    again = index_folder(folder, store, encoder, progress=False)
+    assert (again.added, again.updated, again.removed, again.unchanged) == (0, 0, 0, 30)
+
+    changed = folder / flickr8k_images[1].name
+    shutil.copy(flickr8k_images[40], changed)  # new content under an old name
+    os.utime(changed, (time.time() + 5, time.time() + 5))
+    (folder / flickr8k_images[2].name).unlink()
+    _copy_photos(flickr8k_images[30:33], folder / "sub")
+    report = index_folder(folder, store, encoder, progress=False)
+    assert (report.added, report.updated, report.removed, report.unchanged, report.failed) == (3, 1, 1, 28, 0)
+    assert store.count() == 32
+    assert report.to_dict()["added"] == 3
+
+
+def test_corrupt_file_is_recorded_and_rows_survive(
+    folder: Path, store: Store, encoder: ImageEncoder, flickr8k_images: list[Path]
+) -> None:
+    index_folder(folder, store, encoder, progress=False)
+    before = _rows(store)
+    bad = folder / "zz_broken.jpg"
+    bad.write_bytes(flickr8k_images[0].read_bytes()[:1200])
+    (folder / "notes.png").write_text("not a picture")
+    report = index_folder(folder, store, encoder, progress=False)
+    assert report.failed == 2 and report.added == 0 and report.unchanged == 30
+    reasons = dict(report.failures)
+    assert "truncated or corrupt" in reasons[str(bad.resolve())]
+    assert "not an image file" in reasons[str((folder / "notes.png").resolve())]
+    failed = store.get(str(bad.resolve()))
+    assert failed is not None and failed.status == "failed" and "truncated" in (failed.error or "")
+    after = _rows(store)
+    assert {p: after[p] for p in before} == before  # nothing already stored was lost
+    assert store.count(status="ok") == 30
+
+    assert index_folder(folder, store, encoder, progress=False).failed == 0  # not retried while unchanged
+    shutil.copy(flickr8k_images[50], bad)  # fixed: retried because the file changed
+    fixed = index_folder(folder, store, encoder, progress=False)
+    assert fixed.updated == 1 and store.get(str(bad.resolve())).status == "ok"  # type: ignore[union-attr]
+
+
+def test_moved_and_copied_files_reuse_features_and_projectors(
+    folder: Path, store: Store, encoder: ImageEncoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    grids: list[tuple[int, ...]] = []
+
+    def first8(features: ImageFeatures) -> np.ndarray:
+        return features.pooled[:, :8] * 2
+
+    def from_grid(features: ImageFeatures) -> np.ndarray:
+        assert features.grid is not None
+        grids.append(features.grid.shape)
+        return features.grid.mean(axis=(2, 3))[:, :4]
+
+    from_grid.needs_grid = True  # type: ignore[attr-defined]
+    projectors = {"joint:test": first8, "grid:test": from_grid}
+    index_folder(folder, store, encoder, projectors=projectors, progress=False)
+    assert grids and all(shape[1:] == (1280, 7, 7) for shape in grids)
+    some = sorted(folder.iterdir())[0]
+    record = store.get(str(some.resolve()))
+    assert record is not None and record.embeddings["joint:test"].shape == (8,)
+    np.testing.assert_allclose(record.embeddings["joint:test"], record.pooled[:8] * 2, rtol=1e-5)  # type: ignore[index]
+
+    calls: list[int] = []
+    original = encoder.encode
+    monkeypatch.setattr(encoder, "encode", lambda batch, grid=False: calls.append(len(batch)) or original(batch, grid))
+    some.rename(folder / "renamed.jpg")
+    shutil.copy(folder / "renamed.jpg", folder / "copy.jpg")
+    report = index_folder(folder, store, encoder, projectors=projectors, progress=False)
+    assert (report.added, report.removed) == (2, 1) and calls == []  # same content: nothing decoded or encoded
+    moved = store.get(str((folder / "renamed.jpg").resolve()))
+    assert moved is not None and moved.embeddings["joint:test"].shape == (8,)
+
+
+_INDEX_SCRIPT = """
+import sys
+from vistext.encoders import create_image_encoder
+from vistext.indexing import index_folder
+from vistext.store import open_store
+store = open_store(sys.argv[2])
+index_folder(sys.argv[1], store, create_image_encoder(threads=1), batch_size=8, workers=1, progress=False)
+"""
+
+
+def test_killed_run_resumes_without_loss_or_duplicates(
+    tmp_path: Path, encoder: ImageEncoder, flickr8k_images: list[Path]
+) -> None:
+    photos = _copy_photos(flickr8k_images[100:250], tmp_path / "many")
+    db = tmp_path / "killed" / "catalogue.sqlite"
+    db.parent.mkdir()
+    open_store(db).close()
+    child = subprocess.Popen([sys.executable, "-c", _INDEX_SCRIPT, str(photos), str(db)])
+    watcher = open_store(db)
+    try:
+        deadline = time.monotonic() + 60
+        while watcher.count() < 24 and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        partial = watcher.count()
+    finally:
+        watcher.close()
+    assert 0 < partial < 150, f"the child was not stopped mid-run ({partial} rows)"
+
+    resumed = open_store(db)
+    clean = open_store(tmp_path / "clean" / "catalogue.sqlite")
+    try:
+        report = index_folder(photos, resumed, encoder, progress=False)
+        assert report.unchanged == partial and report.added == 150 - partial and report.failed == 0
+        index_folder(photos, clean, encoder, progress=False)
+        assert resumed.count() == clean.count() == 150
+        assert _rows(resumed) == _rows(clean)  # same paths, same content hashes, all ok
+        path = str((photos / flickr8k_images[120].name).resolve())
+        np.testing.assert_allclose(resumed.get(path).pooled, clean.get(path).pooled, atol=1e-5)  # type: ignore[union-attr]
+    finally:
+        resumed.close()
+        clean.close()
