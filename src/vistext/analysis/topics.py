@@ -1,0 +1,144 @@
+"""Topics in a collection: non-negative matrix factorisation of an images x words matrix.
+
+``matrix`` (n_images, n_words) holds non-negative scores (tag probabilities, tag counts, or non-negative
+features); NMF writes it as ``W @ H`` with ``W`` (n_images, n_topics) the image-to-topic weights and ``H``
+(n_topics, n_words) the topics. A topic is shown by its top words and by its most typical images: those whose
+weight vector is most concentrated on it, not merely those with the largest raw weight (a very "busy" image
+scores high on every topic).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from vistext.errors import UsageError
+
+
+@dataclass
+class Topic:
+    index: int
+    words: list[tuple[str, float]]  # top words, heaviest first (weights normalised to sum 1 over the topic)
+    images: list[Any]  # the most typical images' ids, most typical first
+    weight: float  # the topic's share of the whole collection's weight
+
+    @property
+    def label(self) -> str:
+        return " ".join(word for word, _ in self.words[:3])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "topic": self.index,
+            "label": self.label,
+            "weight": round(self.weight, 6),
+            "words": [{"word": w, "weight": round(s, 6)} for w, s in self.words],
+            "images": list(self.images),
+        }
+
+
+@dataclass
+class TopicModel:
+    """Topics plus the image-to-topic weights (rows sum to 1; all-zero rows stay zero)."""
+
+    topics: list[Topic]
+    image_weights: np.ndarray  # (n_images, n_topics) float32
+    components: np.ndarray  # (n_topics, n_words) float32: H, each row summing to 1
+    vocabulary: list[str]
+    ids: list[Any] = field(default_factory=list)
+    reconstruction_error: float = 0.0
+
+    @property
+    def n_topics(self) -> int:
+        return len(self.topics)
+
+    def image_topics(self) -> np.ndarray:
+        """The dominant topic of every image (-1 for an image with no weight at all)."""
+        best = self.image_weights.argmax(axis=1)
+        return np.where(self.image_weights.max(axis=1) > 0, best, -1)
+
+    def transform(self, matrix: np.ndarray) -> np.ndarray:
+        """Topic weights (n, n_topics), rows summing to 1, for new rows over the same vocabulary (NNLS via
+        multiplicative updates with the topics fixed)."""
+        x = np.asarray(matrix, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != len(self.vocabulary) or (x < 0).any():
+            raise UsageError(f"need a non-negative (n, {len(self.vocabulary)}) matrix, got shape {x.shape}")
+        h = self.components.astype(np.float64)
+        w = np.full((x.shape[0], h.shape[0]), 1.0 / h.shape[0])
+        hht = h @ h.T
+        for _ in range(200):
+            w *= (x @ h.T) / np.maximum(w @ hht, 1e-12)
+        return _normalise_rows(w).astype(np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "n_topics": self.n_topics,
+            "n_images": int(self.image_weights.shape[0]),
+            "reconstruction_error": round(self.reconstruction_error, 6),
+            "topics": [topic.to_dict() for topic in self.topics],
+        }
+
+
+def _normalise_rows(x: np.ndarray) -> np.ndarray:
+    sums = x.sum(axis=1, keepdims=True)
+    return np.divide(x, sums, out=np.zeros_like(x), where=sums > 0)
+
+
+def fit_topics(
+    matrix: np.ndarray,
+    vocabulary: Sequence[str],
+    n_topics: int = 20,
+    seed: int = 0,
+    *,
+    ids: Sequence[Any] | None = None,
+    top_words: int = 10,
+    top_images: int = 8,
+    max_iter: int = 400,
+) -> TopicModel:
+    """Fit ``n_topics`` NMF topics to a non-negative (n_images, n_words) matrix.
+
+    ``ids`` names the rows (image ids or paths; default: row numbers) in ``Topic.images``. Topics are sorted by
+    their share of the collection, largest first. Deterministic for a given ``seed``.
+    """
+    from sklearn.decomposition import NMF
+
+    x = np.asarray(matrix, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] != len(vocabulary):
+        raise UsageError(f"the matrix must be (n_images, {len(vocabulary)} words), got shape {x.shape}")
+    if not np.isfinite(x).all() or (x < 0).any():
+        raise UsageError("NMF needs a finite, non-negative matrix (scores, counts or probabilities)")
+    if not 1 <= n_topics <= min(x.shape):
+        raise UsageError(f"n_topics must be between 1 and {min(x.shape)} for a {x.shape[0]} x {x.shape[1]} matrix")
+    ids = list(range(x.shape[0])) if ids is None else list(ids)
+    if len(ids) != x.shape[0]:
+        raise UsageError(f"{len(ids)} ids for {x.shape[0]} rows")
+    nmf = NMF(n_components=n_topics, init="nndsvda", random_state=seed, max_iter=max_iter, tol=1e-5)
+    w = nmf.fit_transform(x)
+    h = nmf.components_
+    # scale so every topic's word weights sum to 1 and W carries the magnitude: W @ H is unchanged
+    scale = h.sum(axis=1)
+    scale[scale == 0] = 1.0
+    h = h / scale[:, None]
+    w = w * scale[None, :]
+    share = w.sum(axis=0) / max(w.sum(), 1e-12)
+    order = np.argsort(-share, kind="stable")
+    w, h, share = w[:, order], h[order], share[order]
+    weights = _normalise_rows(w)
+    topics = []
+    for t in range(n_topics):
+        best_words = np.argsort(-h[t], kind="stable")[:top_words]
+        words = [(str(vocabulary[j]), float(h[t, j])) for j in best_words if h[t, j] > 0]
+        # typical = concentrated on this topic, then strong: rank by share, break ties by raw weight
+        candidates = np.flatnonzero(weights[:, t] > 0)
+        ranked = candidates[np.lexsort((-w[candidates, t], -weights[candidates, t]))][:top_images]
+        topics.append(Topic(t, words, [ids[i] for i in ranked], float(share[t])))
+    return TopicModel(
+        topics=topics,
+        image_weights=weights.astype(np.float32),
+        components=h.astype(np.float32),
+        vocabulary=[str(v) for v in vocabulary],
+        ids=ids,
+        reconstruction_error=float(nmf.reconstruction_err_),
+    )
