@@ -313,3 +313,67 @@ def test_reader_searches_while_writer_adds(db: Path) -> None:
         assert top.path == records[1199].path and top.score == pytest.approx(1.0, abs=1e-5)
         assert len(reader.search("image", pooled[:1], 5000)[0]) == len(records) - len(removed)
     assert isinstance(reader, SQLiteStore)
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_vector_index_replace_compact_and_save(kind: str, tmp_path: Path) -> None:
+    from vistext.store.vectors import VectorIndex
+
+    rng = np.random.default_rng(8)
+    vectors = unit(rng.normal(size=(200, 16)).astype(np.float32))
+    index = VectorIndex(16, kind)
+    index.add(np.arange(200) + 1000, vectors)
+    index.add(np.array([1000]), -vectors[:1])  # replace: the old vector must never be found again
+    index.remove(np.arange(1001, 1030))
+    assert len(index) == 171 and index.dead == 30
+    _, ids = index.search(vectors[:1], 5)
+    assert 1000 not in ids[0]
+    index.save(tmp_path / "x.faiss")
+    loaded = VectorIndex.load(tmp_path / "x.faiss")
+    assert loaded.kind == kind and len(loaded) == 171
+    np.testing.assert_array_equal(loaded.search(vectors[50:60], 3)[1], index.search(vectors[50:60], 3)[1])
+    index.remove(np.arange(1030, 1060))  # dead > 20%: rebuilt without them
+    assert index.dead == 0 and len(index) == 141 and index.index.ntotal == 141
+    assert index.search(-vectors[:1], 1)[1][0, 0] == 1000
+    assert index.search(vectors[150:151], 1)[1][0, 0] == 1150
+    index.compact("hnsw")
+    assert index.kind == "hnsw" and index.search(vectors[150:151], 1)[1][0, 0] == 1150
+
+
+def test_flat_index_switches_to_hnsw_when_it_grows(db: Path) -> None:
+    records, pooled = make_records(700, seed=9, space=None)
+    with open_store(db, hnsw_threshold=500) as store:
+        store.add(records[:400])
+        assert store.search("image", pooled[5], 1)[0][0].path == records[5].path
+        assert store._indexes["image"].index.kind == "flat"
+        store.add(records[400:])
+        assert store.search("image", pooled[650], 1)[0][0].path == records[650].path
+        assert store._indexes["image"].index.kind == "hnsw"
+    with open_store(db, hnsw_threshold=500) as store:
+        assert store.search("image", pooled[600], 1)[0][0].path == records[600].path
+        assert store._indexes["image"].dirty is False  # loaded from the saved file, not rebuilt
+
+
+def test_killed_writer_loses_only_its_open_transaction(db: Path) -> None:
+    import subprocess
+    import sys
+
+    records, pooled = make_records(3, seed=10)
+    with open_store(db) as store:
+        store.add(records[:1])
+    script = f"""
+import os, signal
+from vistext.store import open_store
+store = open_store({str(db)!r})
+conn = store.catalogue.conn
+conn.execute("BEGIN IMMEDIATE")
+conn.execute("INSERT INTO images (path, size, mtime, sha, model, status, indexed_at) "
+             "VALUES ('/half.jpg', 1, 1, 'h', 'enc', 'ok', 0)")
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+    killed = subprocess.run([sys.executable, "-c", script], timeout=60)
+    assert killed.returncode == -9
+    with open_store(db, timeout=5) as store:
+        assert store.get("/half.jpg") is None and store.count() == 1
+        store.add(records[1:])  # the dead writer left no lock behind
+        assert store.search("image", pooled[2], 1)[0][0].path == records[2].path

@@ -13,8 +13,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,54 +56,63 @@ class SQLiteStore(Store):
         self._indexes: dict[str, _Cached] = {}
         self._lock = threading.RLock()
 
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Serialise use of the one connection across threads; SQLite failures become StoreError."""
+        with self._lock:
+            try:
+                yield
+            except sqlite3.Error as error:
+                raise StoreError(f"{self.path}: {error}") from None
+
     # ---- catalogue -----------------------------------------------------------------------------------------
     def file_states(self) -> dict[str, FileState]:
-        with self._lock:
+        with self._locked():
             return self.catalogue.file_states()
 
     def add(self, records: Sequence[ImageRecord]) -> None:
-        with self._lock:
+        with self._locked():
             self.catalogue.upsert(records)
 
     def remove(self, paths: Sequence[str]) -> None:
-        with self._lock:
+        with self._locked():
             self.catalogue.remove(paths)
 
     def features_for_hash(self, sha: str, model: str) -> ImageRecord | None:
-        with self._lock:
+        with self._locked():
             return self.catalogue.features_for_hash(sha, model)
 
     def get(self, key: int | str) -> ImageRecord | None:
-        with self._lock:
+        with self._locked():
             return self.catalogue.get(int(key) if isinstance(key, np.integer) else key)
 
     def records(self, ids: Iterable[int] | None = None, status: str | None = "ok") -> Iterator[ImageRecord]:
         pages = self.catalogue.iter_records(ids, status)
         while True:
-            with self._lock:  # lock per record, not per generator lifetime: a slow consumer blocks nobody
+            with self._locked():  # lock per record, not per generator lifetime: a slow consumer blocks nobody
                 record = next(pages, None)
             if record is None:
                 return
             yield record
 
     def spaces(self) -> list[str]:
-        with self._lock:
+        with self._locked():
             return self.catalogue.spaces()
 
     def count(self, status: str | None = None) -> int:
-        with self._lock:
+        with self._locked():
             return self.catalogue.count(status)
 
     def set_meta(self, key: str, value: Any) -> None:
-        with self._lock:
+        with self._locked():
             self.catalogue.set_meta(f"user:{key}", value)
 
     def get_meta(self, key: str, default: Any = None) -> Any:
-        with self._lock:
+        with self._locked():
             return self.catalogue.get_meta(f"user:{key}", default)
 
     def info(self) -> dict[str, Any]:
-        with self._lock:
+        with self._locked():
             spaces = {}
             for space in self.catalogue.spaces():
                 size = self.catalogue.space_count(space)
@@ -123,7 +134,7 @@ class SQLiteStore(Store):
 
     # ---- vectors -------------------------------------------------------------------------------------------
     def vectors(self, space: str) -> tuple[np.ndarray, np.ndarray]:
-        with self._lock, self.catalogue.snapshot():
+        with self._locked(), self.catalogue.snapshot():
             ids, matrix = self._read_space(space)
         return ids, matrix
 
@@ -147,7 +158,7 @@ class SQLiteStore(Store):
     def search(self, space: str, queries: np.ndarray, k: int) -> list[list[Hit]]:
         queries = np.asarray(queries, dtype=np.float32)
         queries = queries.reshape(1, -1) if queries.ndim == 1 else queries
-        with self._lock:
+        with self._locked():
             if space not in self._indexes and space not in self.catalogue.spaces():
                 raise StoreError(f"{self.path}: no vector space {space!r}; known: {', '.join(self.spaces())}")
             index = self._index(space)
@@ -239,11 +250,12 @@ class SQLiteStore(Store):
             if len(cached.index) != expected:  # rows were deleted: they carry no generation, so diff the ids
                 cached.index.remove(np.setdiff1d(cached.index.ids(), self.catalogue.space_ids(space)))
         if cached.index.kind == FLAT and len(cached.index) > self.hnsw_threshold:
+            log.info("%s: %r grew past %d vectors; switching to an HNSW index", self.path, space, self.hnsw_threshold)
             cached.index.compact(HNSW)
         cached.generation, cached.dirty = generation, True
 
     def flush(self) -> None:
-        with self._lock:
+        with self._locked():
             for space, cached in self._indexes.items():
                 if not cached.dirty:
                     continue
@@ -256,10 +268,10 @@ class SQLiteStore(Store):
                 cached.dirty = False
 
     def close(self) -> None:
-        with self._lock:
+        with self._locked():
             try:
                 self.flush()
-            except (StoreError, OSError) as error:
+            except (StoreError, OSError, sqlite3.Error) as error:
                 log.warning("%s: vector index not saved (rebuilt on next open): %s", self.path, error)
             finally:
                 self._indexes.clear()
