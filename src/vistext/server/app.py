@@ -1,0 +1,141 @@
+"""The FastAPI application: the JSON API, the web page, auth and limits around one shared service."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from vistext import __version__
+from vistext.errors import ImageDecodeError, ModelError, StoreError, UsageError, VistextError
+from vistext.server.auth import BearerAuth
+from vistext.server.limits import BodySizeLimit, PayloadTooLarge, RequestTimeout
+from vistext.server.routes import ServerContext, build_router
+from vistext.server.settings import ServerSettings
+from vistext.service import Service
+from vistext.service.explore import UnknownImageError
+
+log = logging.getLogger(__name__)
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+
+ServiceFactory = Callable[..., Service]
+
+
+def status_for(error: VistextError) -> int:
+    """HTTP status of a service error: the client's fault (4xx) or the server's state (503)."""
+    if isinstance(error, UnknownImageError):
+        return 404
+    if isinstance(error, UsageError | ImageDecodeError):
+        return 400
+    if isinstance(error, StoreError | ModelError):
+        return 503
+    return 500
+
+
+def _one_line(errors: list[dict[str, Any]]) -> str:
+    parts = []
+    for error in errors[:3]:
+        where = ".".join(str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path"))
+        parts.append(f"{where}: {error.get('msg', 'invalid')}" if where else str(error.get("msg", "invalid")))
+    return "invalid request: " + "; ".join(parts)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(VistextError)
+    async def vistext_error(request: Request, error: VistextError) -> JSONResponse:
+        return JSONResponse({"error": str(error)}, status_code=status_for(error))
+
+    @app.exception_handler(PayloadTooLarge)
+    async def too_large(request: Request, error: PayloadTooLarge) -> JSONResponse:
+        return JSONResponse({"error": str(error)}, status_code=413)
+
+    @app.exception_handler(RequestTimeout)
+    async def timeout(request: Request, error: RequestTimeout) -> JSONResponse:
+        return JSONResponse({"error": str(error)}, status_code=504)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"error": _one_line(list(error.errors()))}, status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(error.detail)}, status_code=error.status_code, headers=error.headers)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception) -> JSONResponse:
+        # the trace goes to the server log; the client gets one line and never a stack trace
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse({"error": "internal server error (see the server log)"}, status_code=500)
+
+
+def _install_pages(app: FastAPI) -> None:
+    app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def index_page() -> FileResponse:
+        return FileResponse(WEB_DIR / "index.html")
+
+    @app.get("/map", include_in_schema=False)
+    async def map_page() -> FileResponse:
+        return FileResponse(WEB_DIR / "map.html")
+
+
+def create_app(service_factory: ServiceFactory = Service, settings: ServerSettings | None = None) -> FastAPI:
+    """The server app over ``service_factory(db=settings.db, progress=False)`` (one instance, shared)."""
+    settings = settings or ServerSettings()
+    service = service_factory(db=settings.db, progress=False)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if service.db_path().exists():
+            # open the store before the first request so concurrent first requests do not race to open it
+            await anyio.to_thread.run_sync(service.store)
+        try:
+            yield
+        finally:
+            app.state.ctx.map_pool.shutdown(wait=False, cancel_futures=True)
+            service.close()
+
+    app = FastAPI(
+        title="vistext",
+        version=__version__,
+        description="Search, tag, caption and match images through words. Every answer has the same JSON shape "
+        "as `vistext ... --json`. Images are addressed by catalogue id, never by a path.",
+        lifespan=lifespan,
+    )
+    app.state.ctx = ServerContext(service, settings, anyio.CapacityLimiter(settings.upload_concurrency))
+    _install_error_handlers(app)
+    app.include_router(build_router())
+    _install_pages(app)
+    # outermost first: the size limit must hold even for requests that fail auth
+    if settings.token:
+        app.add_middleware(BearerAuth, token=settings.token)
+    app.add_middleware(BodySizeLimit, limit=settings.max_upload_bytes)
+    return app
+
+
+def run_server(settings: ServerSettings, service_factory: ServiceFactory = Service) -> None:
+    """Serve until interrupted (blocking)."""
+    import uvicorn
+
+    if not settings.loopback and not settings.token:
+        log.warning("serving on %s without --token: anyone who can reach this port can use it", settings.host)
+    uvicorn.run(
+        create_app(service_factory, settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        limit_concurrency=settings.max_connections,
+        timeout_keep_alive=5,
+        server_header=False,
+    )

@@ -1,0 +1,89 @@
+"""Response shapes, for the generated OpenAPI documentation. Handlers return the service's ``to_dict()``
+unchanged (one JSON shape for CLI, HTTP and bot); these models only describe it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class ErrorOut(BaseModel):
+    error: str = Field(description="one line saying what was wrong and what to do")
+
+
+class HealthOut(BaseModel):
+    status: str = "ok"
+    version: str
+
+
+class HitOut(BaseModel):
+    path: str = Field(description="the image file on the server")
+    score: float = Field(description="cosine similarity")
+    id: int | None = Field(default=None, description="catalogue id: use it for /api/images/{id} and /api/similar/{id}")
+
+
+class SearchOut(BaseModel):
+    query: str
+    results: list[HitOut]
+    offset: int = 0
+
+
+class ScoredTagOut(BaseModel):
+    tag: str
+    score: float
+
+
+class TagOut(BaseModel):
+    image: str
+    tags: list[ScoredTagOut]
+    error: str | None = None
+
+
+class ScoredCaptionOut(BaseModel):
+    text: str
+    score: float
+
+
+class CaptionOut(BaseModel):
+    image: str
+    captions: list[ScoredCaptionOut]
+
+
+class MatchCandidateOut(BaseModel):
+    tags: list[str]
+    score: float
+
+
+class MatchOut(BaseModel):
+    image: str
+    candidates: list[MatchCandidateOut]
+    best: int = Field(description="index of the best candidate tag set")
+
+
+class MapPointsOut(BaseModel):
+    id: list[int]
+    x: list[float]
+    y: list[float]
+    name: list[str]
+    topic: list[int] = Field(description="strongest NMF topic per image, -1 when unknown")
+
+
+class MapTopicOut(BaseModel):
+    id: int
+    words: list[str]
+
+
+class MapOut(BaseModel):
+    method: str
+    key: str = Field(description="fingerprint of the collection state the layout was computed for")
+    count: int
+    points: MapPointsOut
+    topics: list[MapTopicOut]
+
+
+class PendingOut(BaseModel):
+    status: str = Field(description="'computing': ask again in a few seconds")
+
+
+InfoOut = dict[str, Any]

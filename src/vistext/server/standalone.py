@@ -1,0 +1,65 @@
+"""``vistext map --out map.html``: the web map as one self-contained HTML file (no server needed to open it)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from vistext.errors import UsageError
+from vistext.server.app import WEB_DIR
+from vistext.service import Service
+
+EMBED_SIZE = 128
+
+
+def _script_json(document: Any) -> str:
+    # "</" inside a <script> block would end it early; "<\/" means the same to JSON.parse
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/")
+
+
+def write_map_html(
+    service: Service,
+    out_path: str | Path,
+    *,
+    method: str = "tsne",
+    embed_thumbnails: bool = True,
+    neighbours: int = 9,
+) -> Path:
+    """Write the interactive map of ``service``'s collection to ``out_path``.
+
+    With ``embed_thumbnails`` the file carries 128-px JPEG thumbnails (portable; ~5 KB per image); without,
+    it links to the original files by ``file://`` URL (small, but only works on this machine).
+    """
+    out = Path(out_path)
+    if out.suffix.lower() not in {".html", ".htm"}:
+        raise UsageError(f"{out}: the map file must end in .html")
+    data: dict[str, Any] = service.map_points(method)  # type: ignore[attr-defined]
+    ids = data["points"]["id"]
+    data["neighbours"] = {
+        str(image_id): [[other, score] for other, score in near]
+        for image_id, near in service.neighbour_table(neighbours).items()  # type: ignore[attr-defined]
+    }
+    data["files"] = {str(i): service.image_file(i).resolve().as_uri() for i in ids}  # type: ignore[attr-defined]
+    if embed_thumbnails:
+        data["thumbs"] = {
+            str(i): "data:image/jpeg;base64,"
+            + base64.b64encode(service.thumbnail(i, EMBED_SIZE)).decode()  # type: ignore[attr-defined]
+            for i in ids
+        }
+    page = (WEB_DIR / "map.html").read_text(encoding="utf-8")
+    css = (WEB_DIR / "style.css").read_text(encoding="utf-8")
+    scripts = "\n".join((WEB_DIR / name).read_text(encoding="utf-8") for name in ("api.js", "map.js"))
+    page = page.replace('<link rel="stylesheet" href="/static/style.css">', f"<style>\n{css}</style>")
+    page = page.replace('<nav id="map-nav"><a href="/">Search</a></nav>', "")
+    page = page.replace(
+        '<script src="/static/api.js"></script>\n<script src="/static/map.js"></script>',
+        f"<script>window.VISTEXT_MAP_DATA = {_script_json(data)};</script>\n<script>\n{scripts}\n</script>",
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    tmp.write_text(page, encoding="utf-8")
+    os.replace(tmp, out)
+    return out

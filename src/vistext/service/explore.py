@@ -1,0 +1,216 @@
+"""Service operations for looking at a collection: its map, thumbnails, original files, status, contact sheets.
+
+Images are only ever addressed by their catalogue id, so no caller (HTTP client, chat user) can make the
+service read a path of its choosing.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from vistext.errors import ImageDecodeError, UsageError, VistextError
+from vistext.paths import cache_dir
+
+if TYPE_CHECKING:
+    from vistext.service.results import SearchResult
+    from vistext.store import ImageRecord, Store
+
+log = logging.getLogger(__name__)
+
+THUMBNAIL_SIZES = (64, 128, 256, 512)
+_THUMB_MEMORY = 2048  # recently served thumbnails kept in memory (~5 KB each at 128 px)
+
+
+class UnknownImageError(UsageError):
+    """No indexed, readable image has this id."""
+
+
+class ExploreMixin:
+    """Mixed into ``Service``: needs its ``store()``, ``db_path()`` and (for colours) ``topics()``."""
+
+    _thumb_cache: OrderedDict[tuple[str, int], bytes]
+    _explore_lock: threading.Lock
+
+    if TYPE_CHECKING:  # provided by Service; declared for type checkers only, so the MRO keeps Service's
+
+        def store(self, create: bool = False, folder: str | Path | None = None) -> Store: ...
+
+        def db_path(self, folder: str | Path | None = None) -> Path: ...
+
+        def info(self) -> dict[str, Any]: ...
+
+    def _explore_state(self) -> tuple[OrderedDict[tuple[str, int], bytes], threading.Lock]:
+        # set lazily: Service.__init__ is not ours to extend
+        if not hasattr(self, "_explore_lock"):
+            self._explore_lock = threading.Lock()
+            self._thumb_cache = OrderedDict()
+        return self._thumb_cache, self._explore_lock
+
+    # ---- single images, by id only ------------------------------------------------------------------------
+    def image_record(self, image_id: int) -> ImageRecord:
+        """The catalogue record of an indexed, readable image; ``UnknownImageError`` otherwise."""
+        if isinstance(image_id, bool) or not isinstance(image_id, int | np.integer):
+            raise UsageError(f"an image id is a whole number, got {image_id!r}")
+        record = self.store().get(int(image_id))
+        if record is None or record.status != "ok":
+            raise UnknownImageError(f"no indexed image with id {image_id}")
+        return record
+
+    def image_file(self, image_id: int) -> Path:
+        """The file of indexed image ``image_id`` (never a caller-given path)."""
+        path = Path(self.image_record(image_id).path)
+        if not path.is_file():
+            raise UnknownImageError(f"indexed image {image_id}: {path} no longer exists (re-run `vistext index`)")
+        return path
+
+    def thumbnail(self, image_id: int, size: int = 256) -> bytes:
+        """A JPEG thumbnail of indexed image ``image_id`` whose longer side is ``size`` (one of THUMBNAIL_SIZES)."""
+        from vistext.images import thumbnail
+
+        if size not in THUMBNAIL_SIZES:
+            raise UsageError(f"thumbnail size must be one of {', '.join(map(str, THUMBNAIL_SIZES))}, got {size}")
+        record = self.image_record(image_id)
+        key = (record.sha or f"{record.path}:{record.mtime}", size)
+        memory, lock = self._explore_state()
+        with lock:
+            if key in memory:
+                memory.move_to_end(key)
+                return memory[key]
+        disk = cache_dir("thumbnails", str(size)) / f"{key[0].replace('/', '_')[:80]}.jpg"
+        if disk.is_file():
+            data = disk.read_bytes()
+        else:
+            path = self.image_file(image_id)
+            try:
+                picture = thumbnail(path, size)
+            except ImageDecodeError as error:
+                raise UnknownImageError(f"indexed image {image_id}: {error.reason}") from None
+            buffer = io.BytesIO()
+            picture.save(buffer, format="JPEG", quality=85)
+            data = buffer.getvalue()
+            tmp = disk.with_name(f".{disk.name}.{threading.get_ident()}.tmp")
+            tmp.write_bytes(data)
+            tmp.replace(disk)
+        with lock:
+            memory[key] = data
+            while len(memory) > _THUMB_MEMORY:
+                memory.popitem(last=False)
+        return data
+
+    # ---- the collection -------------------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """``info()`` plus what the explore surfaces need: is there a map already, can text search run."""
+        status = dict(self.info())
+        if not status.get("exists"):
+            status.update(images=0, map_ready=False, text_search=False)
+            return status
+        store = self.store()
+        spaces = list(store.spaces())
+        status["text_search"] = any(space.startswith("joint:") for space in spaces)
+        try:
+            from vistext.analysis.maps import is_cached
+
+            ids, matrix = store.vectors("image")
+            status["images"] = int(len(ids))
+            status["map_ready"] = bool(len(ids)) and is_cached(ids, matrix, self._map_folder())
+        except VistextError as error:
+            log.warning("status: %s", error)
+            status["map_ready"] = False
+        return status
+
+    def _map_folder(self) -> Path:
+        return self.db_path().parent / "maps"
+
+    def map_points(self, method: str = "tsne", topics: int = 8, seed: int = 0) -> dict[str, Any]:
+        """2-D positions of every indexed image (computed once per collection state and cached beside the db).
+
+        Returns columns ``id``, ``x``, ``y``, ``name`` and ``topic`` (the image's strongest NMF topic, or -1),
+        plus ``topics`` (top words per topic) when the collection has text to build topics from.
+        """
+        from vistext.analysis.maps import cached_layout
+
+        ids, matrix = self.store().vectors("image")
+        if len(ids) == 0:
+            raise UsageError(f"{self.db_path()}: the index is empty; nothing to map")
+        layout = cached_layout(ids, matrix, self._map_folder(), method=method, seed=seed)
+        name_of = {record.id: Path(record.path).name for record in self.store().records()}
+        names = [name_of.get(int(image_id), str(image_id)) for image_id in layout.ids.tolist()]
+        topic_of, topic_list = self._topic_colours(layout.ids, topics)
+        return {
+            "method": layout.method,
+            "key": layout.key,
+            "count": int(len(layout.ids)),
+            "points": {
+                "id": layout.ids.tolist(),
+                "x": [round(float(v), 5) for v in layout.xy[:, 0]],
+                "y": [round(float(v), 5) for v in layout.xy[:, 1]],
+                "name": names,
+                "topic": topic_of,
+            },
+            "topics": topic_list,
+        }
+
+    def _topic_colours(self, ids: np.ndarray, n_topics: int) -> tuple[list[int], list[dict[str, Any]]]:
+        """Each image's strongest topic; every image is -1 when topics cannot be built (logged, map still drawn)."""
+        none = [-1] * len(ids)
+        topics_of = getattr(self, "topics", None)
+        if topics_of is None or n_topics <= 0:
+            return none, []
+        try:
+            result = topics_of(n_topics)
+        except (VistextError, ValueError) as error:
+            log.warning("map drawn without topic colours: %s", error)
+            return none, []
+        topic_list = [
+            {"id": int(t.get("id", i)), "words": list(t.get("words", t.get("top_words", [])))[:6]}
+            for i, t in enumerate(result.get("topics", []))
+        ]
+        weights = result.get("image_topics") or result.get("weights") or {}
+        by_id: dict[int, int] = {}
+        if isinstance(weights, dict):
+            for key, row in weights.items():
+                by_id[int(key)] = int(np.argmax(row)) if len(row) else -1
+        elif isinstance(weights, list):  # rows of {"id": .., "weights": [...]} or {"id": .., "topic": ..}
+            for row in weights:
+                if "topic" in row:
+                    by_id[int(row["id"])] = int(row["topic"])
+                elif row.get("weights"):
+                    by_id[int(row["id"])] = int(np.argmax(row["weights"]))
+        return [by_id.get(int(i), -1) for i in ids.tolist()], topic_list
+
+    def neighbour_table(self, k: int = 8) -> dict[int, list[tuple[int, float]]]:
+        """Every indexed image's ``k`` most similar images (for maps that work without a server)."""
+        from vistext.analysis.maps import nearest_neighbours
+
+        ids, matrix = self.store().vectors("image")
+        indices, scores = nearest_neighbours(matrix, k)
+        ids = np.asarray(ids)
+        return {
+            int(ids[row]): [(int(ids[j]), round(float(s), 4)) for j, s in zip(indices[row], scores[row], strict=True)]
+            for row in range(len(ids))
+        }
+
+    # ---- pictures of results ----------------------------------------------------------------------------------
+    def grid(
+        self, result: SearchResult, out_path: str | Path, *, columns: int | None = None, thumb: int = 192
+    ) -> Path:
+        """Draw ``result`` as a contact sheet (rank, score and file name under each thumbnail)."""
+        from vistext.analysis.grid import SheetItem, render_contact_sheet
+
+        items = [
+            SheetItem(hit.path, f"{rank}. {hit.score:.3f}", Path(hit.path).name)
+            for rank, hit in enumerate(result.results, start=result.offset + 1)
+        ]
+        if not items:
+            raise UsageError(f"no results for {result.query}: nothing to draw")
+        return render_contact_sheet(items, out_path, title=result.query, columns=columns, thumb=thumb)
+
+
+__all__ = ["THUMBNAIL_SIZES", "ExploreMixin", "UnknownImageError"]

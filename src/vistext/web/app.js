@@ -1,0 +1,144 @@
+/* vistext search page: text search with paging, image understanding by drag-and-drop, tag-set matching. */
+"use strict";
+(function () {
+  const V = window.Vistext;
+  const $ = (id) => document.getElementById(id);
+  const state = { query: "", offset: 0, k: 24, minScore: null };
+
+  function showStatus(id, text, isError) {
+    const node = $(id);
+    node.textContent = text || "";
+    node.classList.toggle("error", Boolean(isError));
+  }
+
+  function card(hit, onClick) {
+    const img = V.el("img", { alt: V.basename(hit.path), loading: "lazy" });
+    if (hit.id !== undefined && hit.id !== null) V.setImage(img, V.thumbUrl(hit.id, 256));
+    return V.el("div", { class: "card", "data-id": String(hit.id), title: hit.path, onclick: () => onClick(hit) }, [
+      img,
+      V.el("div", { class: "meta" }, [
+        V.el("span", { class: "score", text: hit.score.toFixed(3) }),
+        V.el("span", { class: "name", text: V.basename(hit.path) }),
+      ]),
+    ]);
+  }
+
+  function fillGrid(grid, hits) {
+    grid.replaceChildren(...hits.map((hit) => card(hit, openViewer)));
+  }
+
+  // ---- search ---------------------------------------------------------------------------------------------
+  async function runSearch() {
+    const params = new URLSearchParams({ q: state.query, k: state.k, offset: state.offset });
+    if (state.minScore !== null) params.set("min_score", state.minScore);
+    showStatus("search-status", "searching…");
+    $("search-button").disabled = true;
+    try {
+      const started = performance.now();
+      const answer = await V.getJSON("/api/search?" + params);
+      fillGrid($("results"), answer.results);
+      const ms = Math.round(performance.now() - started);
+      const first = state.offset + 1;
+      showStatus("search-status", answer.results.length
+        ? `results ${first}–${state.offset + answer.results.length} for “${answer.query}” (${ms} ms)`
+        : `no results for “${answer.query}”`);
+      $("page-label").textContent = `page ${Math.floor(state.offset / state.k) + 1}`;
+      $("prev").disabled = state.offset === 0;
+      $("next").disabled = answer.results.length < state.k;
+    } catch (error) {
+      $("results").replaceChildren();
+      showStatus("search-status", error.message, true);
+    } finally {
+      $("search-button").disabled = false;
+    }
+  }
+
+  $("search-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    state.query = $("q").value.trim();
+    state.k = Math.max(1, Math.min(100, parseInt($("per-page").value, 10) || 24));
+    const min = $("min-score").value;
+    state.minScore = min === "" ? null : parseFloat(min);
+    state.offset = 0;
+    if (state.query) runSearch();
+  });
+  $("prev").addEventListener("click", () => { state.offset = Math.max(0, state.offset - state.k); runSearch(); });
+  $("next").addEventListener("click", () => { state.offset += state.k; runSearch(); });
+
+  // ---- one image: tags, captions, similar ---------------------------------------------------------------------
+  function scoredList(list, items, label) {
+    list.replaceChildren(...items.map((item) => V.el("li", {}, [
+      V.el("span", { text: item[label] }),
+      V.el("span", { class: "s", text: item.score.toFixed(3) }),
+    ])));
+  }
+
+  async function understand(file) {
+    $("understand").hidden = false;
+    $("preview").src = URL.createObjectURL(file);
+    showStatus("image-status", `reading ${file.name}…`);
+    const form = () => { const f = new FormData(); f.append("file", file, file.name); return f; };
+    const tasks = [
+      V.postForm("/api/tag?k=5", form()).then((a) => scoredList($("tags"), a.tags, "tag")),
+      V.postForm("/api/caption?k=3", form()).then((a) => scoredList($("captions"), a.captions, "text"))
+        .catch((e) => { $("captions").replaceChildren(V.el("li", { class: "s", text: e.message })); }),
+      V.postForm("/api/similar?k=9", form()).then((a) => fillGrid($("similar"), a.results))
+        .catch((e) => { $("similar").replaceChildren(V.el("p", { class: "status error", text: e.message })); }),
+    ];
+    const outcomes = await Promise.allSettled(tasks);
+    const failed = outcomes.find((o) => o.status === "rejected");
+    showStatus("image-status", failed ? failed.reason.message : `${file.name}: done`, Boolean(failed));
+  }
+
+  const drop = $("drop");
+  drop.addEventListener("click", () => $("file").click());
+  drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") $("file").click(); });
+  $("file").addEventListener("change", () => { if ($("file").files[0]) understand($("file").files[0]); });
+  drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (e) => {
+    e.preventDefault();
+    drop.classList.remove("over");
+    const file = e.dataTransfer.files[0];
+    if (file) understand(file);
+  });
+
+  // ---- match ----------------------------------------------------------------------------------------------
+  $("match-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    showStatus("match-status", "matching…");
+    try {
+      const answer = await V.postForm("/api/match", new FormData($("match-form")));
+      const rows = answer.candidates.map((c, i) => V.el("tr", { class: i === answer.best ? "best" : "" }, [
+        V.el("td", { text: String(i + 1) }), V.el("td", { text: c.tags.join(", ") }),
+        V.el("td", { text: c.score.toFixed(3) }),
+      ]));
+      $("match-result").querySelector("tbody").replaceChildren(...rows);
+      $("match-result").hidden = false;
+      showStatus("match-status", `best: ${answer.candidates[answer.best].tags.join(", ")}`);
+    } catch (error) {
+      showStatus("match-status", error.message, true);
+    }
+  });
+
+  // ---- viewer: the full image and its neighbours ---------------------------------------------------------------
+  async function openViewer(hit) {
+    const dialog = $("viewer");
+    V.setImage($("viewer-image"), V.imageUrl(hit.id));
+    $("viewer-caption").textContent = hit.path;
+    $("viewer-similar").replaceChildren();
+    if (!dialog.open) dialog.showModal();
+    try {
+      const answer = await V.getJSON(`/api/similar/${hit.id}?k=7`);
+      fillGrid($("viewer-similar"), answer.results.filter((h) => h.id !== hit.id).slice(0, 6));
+    } catch (error) {
+      $("viewer-caption").textContent = error.message;
+    }
+  }
+  $("viewer-close").addEventListener("click", () => $("viewer").close());
+
+  $("token-button").addEventListener("click", V.askToken);
+  V.getJSON("/api/info").then((info) => {
+    $("collection").textContent = info.exists ? `${info.ok ?? info.count ?? ""} images indexed` : "no index yet";
+  }).catch(() => {});
+})();

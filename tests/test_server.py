@@ -1,0 +1,317 @@
+"""The HTTP API over real HTTP on loopback: answers, paging, limits, auth, path safety, concurrency, restart."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from PIL import Image
+
+from vistext.server import ServerSettings, create_app
+from vistext.service import Service
+from vistext.service.explore import ExploreMixin
+
+
+class ExploreService(ExploreMixin, Service):
+    """What ``Service`` becomes once it mixes in ExploreMixin."""
+
+
+@contextmanager
+def running_server(settings: ServerSettings, factory: type[Service] = ExploreService) -> Iterator[str]:
+    """A real uvicorn server on a free loopback port, in a thread; yields its base URL."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(create_app(factory, settings), log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("test server did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+        sock.close()
+
+
+def copy_photos(images: list[Path], folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for image in images:
+        shutil.copy(image, folder / image.name)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def collection(tmp_path_factory: pytest.TempPathFactory, flickr8k_images: list[Path]) -> dict[str, Path]:
+    """24 indexed Flickr8k photos (image features only: fast), plus 8 more photos kept aside for later."""
+    root = tmp_path_factory.mktemp("served")
+    photos = copy_photos(flickr8k_images[:24], root / "photos")
+    extra = copy_photos(flickr8k_images[24:32], root / "extra")
+    db = root / "db" / "catalogue.sqlite"
+    with ExploreService(db=db, progress=False) as service:
+        service.index(photos, text_search=False)
+    return {"db": db, "photos": photos, "extra": extra}
+
+
+@pytest.fixture(scope="module")
+def server(collection: dict[str, Path]) -> Iterator[str]:
+    settings = ServerSettings(db=collection["db"], max_upload_bytes=300_000, max_pixels=4_000_000)
+    with running_server(settings) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def client(server: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server, timeout=60) as http:
+        yield http
+
+
+def jpeg_bytes(path: Path) -> bytes:
+    return path.read_bytes()
+
+
+def png_of_size(width: int, height: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("L", (width, height), 128).save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+# ---- answers -----------------------------------------------------------------------------------------------
+def test_health_info_status_and_openapi(client: httpx.Client) -> None:
+    assert client.get("/api/health").json()["status"] == "ok"
+    info = client.get("/api/info").json()
+    assert info["exists"] and info["ok"] == 24
+    status = client.get("/api/status").json()
+    assert status["images"] == 24 and status["text_search"] is False
+    paths = client.get("/openapi.json").json()["paths"]
+    for endpoint in ("/api/search", "/api/similar", "/api/similar/{image_id}", "/api/tag", "/api/caption",
+                     "/api/match", "/api/topics", "/api/map", "/api/images/{image_id}/thumbnail"):
+        assert endpoint in paths, endpoint
+
+
+def test_similar_by_id_scores_paging_and_min_score(client: httpx.Client, collection: dict[str, Path]) -> None:
+    first = client.get("/api/similar/1", params={"k": 6}).json()
+    hits = first["results"]
+    assert len(hits) == 6 and hits[0]["id"] == 1 and hits[0]["score"] == pytest.approx(1.0, abs=1e-4)
+    assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
+    page = client.get("/api/similar/1", params={"k": 3, "offset": 2}).json()
+    assert page["offset"] == 2 and [h["id"] for h in page["results"]] == [h["id"] for h in hits[2:5]]
+    cut = hits[3]["score"]
+    above = client.get("/api/similar/1", params={"k": 20, "min_score": cut}).json()["results"]
+    assert above and all(h["score"] >= cut for h in above) and len(above) == 4
+    # the same answer as the service gives the CLI
+    with ExploreService(db=collection["db"], progress=False) as service:
+        assert service.similar(1, 6).to_dict() == first
+
+
+def test_similar_to_an_upload_finds_the_same_photo(client: httpx.Client, collection: dict[str, Path]) -> None:
+    photo = sorted(collection["photos"].glob("*.jpg"))[5]
+    answer = client.post("/api/similar", files={"file": ("query.jpg", jpeg_bytes(photo), "image/jpeg")},
+                         params={"k": 3})
+    assert answer.status_code == 200, answer.text
+    top = answer.json()["results"][0]
+    assert Path(top["path"]).name == photo.name and top["score"] > 0.99
+    assert answer.json()["query"] == "query.jpg"
+
+
+def test_tag_an_upload_with_imagenet_labels(client: httpx.Client, collection: dict[str, Path]) -> None:
+    photo = sorted(collection["photos"].glob("*.jpg"))[0]
+    answer = client.post("/api/tag", files={"file": ("a.jpg", jpeg_bytes(photo), "image/jpeg")}, params={"k": 3})
+    assert answer.status_code == 200, answer.text
+    tags = answer.json()["tags"]
+    assert len(tags) == 3 and all(0 <= t["score"] <= 1 for t in tags) and tags[0]["score"] >= tags[-1]["score"]
+
+
+def test_unconfigured_caption_bank_and_tagger_are_clear_400s(client: httpx.Client, collection: dict[str, Path]) -> None:
+    photo = jpeg_bytes(sorted(collection["photos"].glob("*.jpg"))[0])
+    caption = client.post("/api/caption", files={"file": ("a.jpg", photo, "image/jpeg")})
+    assert caption.status_code == 400 and "caption bank" in caption.json()["error"]
+    tagger = client.post("/api/tag", files={"file": ("a.jpg", photo, "image/jpeg")}, params={"tagger": "x"})
+    assert tagger.status_code == 400 and "unknown tagger" in tagger.json()["error"]
+
+
+def test_thumbnails_and_originals_by_id_only(client: httpx.Client, collection: dict[str, Path]) -> None:
+    thumb = client.get("/api/images/2/thumbnail", params={"size": 128})
+    assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
+    assert max(Image.open(io.BytesIO(thumb.content)).size) == 128
+    original = client.get("/api/images/2")
+    hit = client.get("/api/similar/2", params={"k": 1}).json()["results"][0]
+    assert original.status_code == 200 and original.content == Path(hit["path"]).read_bytes()
+    assert client.get("/api/images/999999").status_code == 404
+    assert client.get("/api/images/2/thumbnail", params={"size": 100}).status_code == 400
+
+
+def test_map_coordinates(client: httpx.Client) -> None:
+    answer = client.get("/api/map", params={"method": "pca"})
+    assert answer.status_code == 200, answer.text
+    points = answer.json()["points"]
+    assert len(points["id"]) == 24 and all(0 <= v <= 1 for v in points["x"] + points["y"])
+    assert client.get("/api/map", params={"method": "umapx"}).status_code == 400
+
+
+def test_text_search_without_embeddings_says_what_to_do(client: httpx.Client) -> None:
+    answer = client.get("/api/search", params={"q": "a dog on the grass"})
+    assert answer.status_code == 503
+    assert "index" in answer.json()["error"] or "model" in answer.json()["error"]
+
+
+# ---- bad requests ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/images/..%2F..%2F..%2Fetc%2Fpasswd",
+        "/api/images/%2Fetc%2Fpasswd/thumbnail",
+        "/api/images/1%2F..%2F..%2Fetc%2Fpasswd",
+        "/static/..%2F..%2F..%2F..%2Fetc%2Fpasswd",
+        "/static/../../../../etc/passwd",
+        "/api/images/-1",
+        "/api/similar/..%2Fcatalogue.sqlite",
+    ],
+)
+def test_path_traversal_is_refused(client: httpx.Client, url: str) -> None:
+    answer = client.get(url)
+    assert answer.status_code in (400, 404), (url, answer.status_code)
+    assert b"root:" not in answer.content and b"SQLite format" not in answer.content
+
+
+def test_oversized_uploads_get_413(server: str, client: httpx.Client) -> None:
+    big = b"\xff\xd8" + b"\0" * 400_000
+    answer = client.post("/api/tag", files={"file": ("big.jpg", big, "image/jpeg")})
+    assert answer.status_code == 413 and "too large" in answer.json()["error"]
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit must hold while streaming
+        yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="x.jpg"\r\n\r\n'
+        for _ in range(50):
+            yield b"x" * 20_000
+
+    multipart = {"content-type": "multipart/form-data; boundary=b"}
+    streamed = httpx.post(f"{server}/api/tag", content=chunks(), headers=multipart)
+    assert streamed.status_code == 413
+    many_pixels = png_of_size(3000, 2000)  # small file, 6 MP > 4 MP limit
+    answer = client.post("/api/tag", files={"file": ("wide.png", many_pixels, "image/png")})
+    assert answer.status_code == 413 and "pixels" in answer.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "message"),
+    [
+        ("notes.jpg", b"this is a text file, not a photo", "not an image"),
+        ("empty.jpg", b"", "empty"),
+        ("cut.jpg", None, "truncated"),
+    ],
+)
+def test_malformed_uploads_get_400(
+    client: httpx.Client, collection: dict[str, Path], name: str, data: bytes | None, message: str
+) -> None:
+    if data is None:
+        data = jpeg_bytes(sorted(collection["photos"].glob("*.jpg"))[0])[:3000]
+    for endpoint in ("/api/tag", "/api/similar"):
+        answer = client.post(endpoint, files={"file": (name, data, "image/jpeg")})
+        assert answer.status_code == 400, (endpoint, answer.text)
+        error = answer.json()["error"]
+        assert message in error and name in error and "Traceback" not in error
+
+
+def test_missing_upload_and_bad_paging_are_400(client: httpx.Client) -> None:
+    assert client.post("/api/tag").status_code == 400
+    assert client.get("/api/similar/1", params={"k": 1000}).status_code == 400
+    assert client.get("/api/similar/1", params={"k": 0}).status_code == 400
+    assert client.get("/api/similar/1", params={"offset": -1}).status_code == 400
+    assert client.get("/api/similar/abc").status_code == 400
+    assert client.get("/api/search").status_code == 400
+    assert client.get("/api/search", params={"q": ""}).status_code == 400
+
+
+def test_slow_requests_time_out_with_504(collection: dict[str, Path]) -> None:
+    class SlowService(ExploreService):
+        def info(self) -> dict:
+            time.sleep(1.0)
+            return super().info()
+
+    settings = ServerSettings(db=collection["db"], request_timeout=0.2)
+    with running_server(settings, SlowService) as url:
+        started = time.monotonic()
+        answer = httpx.get(f"{url}/api/info", timeout=10)
+        assert answer.status_code == 504 and time.monotonic() - started < 0.9
+        assert httpx.get(f"{url}/api/health").status_code == 200
+
+
+# ---- auth ------------------------------------------------------------------------------------------------------
+def test_token_is_required_on_every_api_request(collection: dict[str, Path]) -> None:
+    settings = ServerSettings(db=collection["db"], token="s3cret-token")
+    with running_server(settings) as url:
+        assert httpx.get(f"{url}/api/health").status_code == 401
+        assert httpx.get(f"{url}/api/images/1").status_code == 401
+        assert httpx.get(f"{url}/openapi.json").status_code == 401
+        wrong = httpx.get(f"{url}/api/info", headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401 and "wrong token" in wrong.json()["error"]
+        assert wrong.headers["www-authenticate"].startswith("Bearer")
+        basic = httpx.get(f"{url}/api/info", headers={"Authorization": "Basic czNjcmV0LXRva2Vu"})
+        assert basic.status_code == 401
+        ok = httpx.get(f"{url}/api/similar/1", headers={"Authorization": "Bearer s3cret-token"})
+        assert ok.status_code == 200 and ok.json()["results"]
+        page = httpx.get(f"{url}/")  # the page shell holds no data; it asks for the token
+        assert page.status_code == 200 and "vistext" in page.text
+
+
+# ---- reliability ---------------------------------------------------------------------------------------------------
+def test_concurrent_searches_while_indexing_then_restart(tmp_path: Path, collection: dict[str, Path]) -> None:
+    folder = tmp_path / "photos"
+    shutil.copytree(collection["photos"], folder)
+    db = tmp_path / "db" / "catalogue.sqlite"
+    with ExploreService(db=db, progress=False) as service:
+        service.index(folder, text_search=False)
+    errors: list[str] = []
+    settings = ServerSettings(db=db)
+    with running_server(settings) as url:
+        before = httpx.get(f"{url}/api/similar/3", params={"k": 5}).json()
+        for photo in collection["extra"].glob("*.jpg"):
+            shutil.copy(photo, folder / photo.name)
+        done = threading.Event()
+
+        def index_more() -> None:
+            try:
+                with ExploreService(db=db, progress=False) as writer:  # another writer, like `vistext index`
+                    writer.index(folder, text_search=False)
+            finally:
+                done.set()
+
+        def search_until_done() -> int:
+            count = 0
+            with httpx.Client(base_url=url, timeout=30) as http:
+                while not done.is_set() or count < 5:
+                    answer = http.get("/api/similar/3", params={"k": 5})
+                    if answer.status_code != 200:
+                        errors.append(f"{answer.status_code} {answer.text}")
+                    count += 1
+            return count
+
+        with ThreadPoolExecutor(5) as pool:
+            writer = pool.submit(index_more)
+            searches = [pool.submit(search_until_done) for _ in range(4)]
+            writer.result()
+            total = sum(s.result() for s in searches)
+        assert not errors and total >= 20
+        assert httpx.get(f"{url}/api/status").json()["images"] == 32
+        ids = {h["id"] for h in httpx.get(f"{url}/api/similar/3", params={"k": 40}).json()["results"]}
+        assert len(ids) == 32  # the new images are searchable without a restart
+    with running_server(settings) as url:  # restart: same index, same answers
+        assert httpx.get(f"{url}/api/status").json()["images"] == 32
+        again = httpx.get(f"{url}/api/similar/3", params={"k": 5}).json()
+        assert [h["id"] for h in again["results"]][:1] == [h["id"] for h in before["results"]][:1]
+        assert len({h["id"] for h in httpx.get(f"{url}/api/similar/3", params={"k": 40}).json()["results"]}) == 32
