@@ -272,7 +272,7 @@ class Catalogue:
             chunk = ok_shas[start : start + _CHUNK]
             query = f"SELECT sha, space, vector FROM embeddings WHERE sha IN ({','.join('?' * len(chunk))})"
             for sha, space, blob in self.conn.execute(query, chunk):
-                embeddings.setdefault(sha, {})[space] = from_blob(blob)
+                embeddings.setdefault(sha, {})[space] = np.frombuffer(blob, dtype=np.float32).copy()
         return [
             ImageRecord(
                 id=row[0],

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -40,13 +41,13 @@ class VectorIndex:
         self.ef_search = ef_search
         self._hnsw_m = hnsw_m
         self._ef_construction = ef_construction
-        self.index = self._new_index()
+        self.index: Any = self._new_index()  # FAISS's stubs lack the HNSW/flat attributes used here
         self._labels = np.empty(0, dtype=np.int64)  # label -> image id, -1 once dead
         self._where: dict[int, int] = {}  # image id -> live label
         self._selector: tuple[faiss.IDSelectorBitmap, np.ndarray] | None = None
         self._holder: faiss.Index | None = None  # keeps a loaded IndexIDMap2 (owner of self.index) alive
 
-    def _new_index(self) -> faiss.Index:
+    def _new_index(self) -> Any:
         if self.kind == FLAT:
             return faiss.IndexFlatIP(self.dim)
         index = faiss.IndexHNSWFlat(self.dim, self._hnsw_m, faiss.METRIC_INNER_PRODUCT)
@@ -112,7 +113,7 @@ class VectorIndex:
         self._where = dict(zip(ids.tolist(), range(len(ids)), strict=True))
 
     def _reconstruct(self, labels: np.ndarray) -> np.ndarray:
-        storage = self.index if self.kind == FLAT else faiss.downcast_index(self.index.storage)
+        storage: Any = self.index if self.kind == FLAT else faiss.downcast_index(self.index.storage)
         everything = faiss.rev_swig_ptr(storage.get_xb(), int(self.index.ntotal) * self.dim)
         return np.array(everything, copy=True).reshape(-1, self.dim)[labels]
 
@@ -125,8 +126,9 @@ class VectorIndex:
         k = min(int(k), len(self))
         if k <= 0:
             return np.empty((len(queries), 0), np.float32), np.empty((len(queries), 0), np.int64)
-        params = faiss.SearchParametersHNSW() if self.kind == HNSW else faiss.SearchParameters()
+        params: Any = faiss.SearchParameters()
         if self.kind == HNSW:
+            params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]
             params.efSearch = max(self.ef_search, k)
         if self.dead:
             params.sel = self._alive_selector()
@@ -165,7 +167,7 @@ class VectorIndex:
             raise StoreError(f"{path}: cannot read vector index: {str(error).splitlines()[0]}") from None
         if not isinstance(wrapper, faiss.IndexIDMap2):
             raise StoreError(f"{path}: not a vistext vector index")
-        inner = faiss.downcast_index(wrapper.index)
+        inner: Any = faiss.downcast_index(wrapper.index)
         kind = HNSW if isinstance(inner, faiss.IndexHNSWFlat) else FLAT
         self = cls(inner.d, kind, ef_search=ef_search)
         self.index, self._holder = inner, wrapper
