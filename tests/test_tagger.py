@@ -1,0 +1,267 @@
+"""Taggers: losses on hand-made tensors, the NumPy head against its torch twin, save/load, the backbone registry
+with random tiny models, and real training on a few hundred Flickr8k photos that must beat the frequency prior."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from vistext.backbones import BACKBONES, AugmentViews, TrainableBackbone, available_families, create_backbone
+from vistext.datasets import open_caption_dataset, open_tagged_dataset, tags_from_captions
+from vistext.encoders import Preprocessing
+from vistext.errors import ModelError, UsageError
+from vistext.evaluate import mean_average_precision, precision_at_k
+from vistext.images import open_image
+from vistext.tag_losses import asymmetric_loss, class_balanced_weights, make_tag_loss
+from vistext.tagger import TaggerModel, head_logits, load_tagger, select_tags
+from vistext.train_tagger import (
+    TaggerTrainConfig,
+    TagHead,
+    evaluate_tagger,
+    label_matrix,
+    tagger_scores,
+    train_tagger,
+)
+
+TINY = "tiny-cnn-test"
+
+
+def _tiny_cnn(pretrained: bool = True) -> TrainableBackbone:
+    torch.manual_seed(0)
+    stages = [
+        nn.Sequential(nn.Conv2d(3, 8, 3, stride=4, padding=1), nn.BatchNorm2d(8), nn.ReLU()),
+        nn.Sequential(nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU()),
+        nn.Sequential(nn.Conv2d(16, 24, 3, stride=2, padding=1), nn.ReLU()),
+    ]
+    return TrainableBackbone(TINY, stages, 24, Preprocessing(size=64, mean=0.5, std=0.5))
+
+
+if TINY not in BACKBONES:
+    BACKBONES.register(TINY)(_tiny_cnn)
+
+
+# ---- losses -----------------------------------------------------------------------------------------------
+
+
+def test_asymmetric_loss_reduces_to_bce_and_discounts_easy_negatives() -> None:
+    logits = torch.tensor([[2.0, -1.0, 0.5], [-3.0, 1.0, 0.0]])
+    targets = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+    bce = F.binary_cross_entropy_with_logits(logits, targets, reduction="sum") / 2
+    plain = asymmetric_loss(logits, targets, gamma_neg=0, gamma_pos=0, clip=0)
+    assert plain.item() == pytest.approx(bce.item(), rel=1e-5)
+    # an easy negative (p = sigmoid(-3) < clip) costs nothing; a confident wrong negative still costs
+    easy = asymmetric_loss(torch.tensor([[-3.0]]), torch.tensor([[0.0]]))
+    hard = asymmetric_loss(torch.tensor([[3.0]]), torch.tensor([[0.0]]))
+    assert easy.item() == 0.0 and hard.item() > 0.5
+    assert make_tag_loss("asl")(logits, targets).item() < bce.item()
+
+
+def test_class_balanced_weights() -> None:
+    weights = class_balanced_weights(np.array([1000, 100, 10, 1]), 2000, beta=0.999)
+    assert weights.mean() == pytest.approx(1.0)
+    assert list(np.argsort(weights)) == [0, 1, 2, 3]  # rarer tags weigh more
+    loss = make_tag_loss("cb-bce", np.array([1000, 100, 10, 1]), 2000)
+    assert loss(torch.zeros(2, 4), torch.ones(2, 4)).item() == pytest.approx(4 * np.log(2), rel=1e-5)
+    with pytest.raises(UsageError):
+        make_tag_loss("cb-bce")
+    with pytest.raises(ModelError, match="known"):
+        make_tag_loss("nope")
+
+
+# ---- head, selection, save/load ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["linear", "mlp", "csra"])
+def test_numpy_head_matches_torch(kind: str) -> None:
+    torch.manual_seed(1)
+    rng = np.random.default_rng(0)
+    head = TagHead(kind, 16, 5, hidden=8, mean=rng.random(16), std=rng.random(16) + 0.5, prior=rng.random(5) * 0.5)
+    head.eval()
+    x = rng.random((3, 16, 2, 2)).astype(np.float32) if kind == "csra" else rng.random((3, 16)).astype(np.float32)
+    with torch.no_grad():
+        expected = head(torch.from_numpy(x)).numpy()
+    weights = {k: v.numpy() for k, v in head.state_dict().items()}
+    got = head_logits(weights, {"kind": kind, "lam": head.lam}, x)
+    assert np.allclose(got, expected, atol=1e-5)
+
+
+def test_select_tags_top_k_and_threshold() -> None:
+    scores = np.array([[0.9, 0.2, 0.6], [0.1, 0.15, 0.3]])
+    thresholds = np.array([0.5, 0.1, 0.7])
+    labels = ["dog", "cat", "ball"]
+    assert select_tags(scores, labels, thresholds, 2, False)[0] == [("dog", 0.9), ("ball", 0.6)]
+    assert select_tags(scores, labels, thresholds, 5, True) == [[("dog", 0.9), ("cat", 0.2)], [("cat", 0.15)]]
+    with pytest.raises(UsageError):
+        select_tags(scores, labels, None, 3, True)
+
+
+def _toy_model() -> TaggerModel:
+    rng = np.random.default_rng(0)
+    weights = {
+        "mean": np.zeros(1280, np.float32),
+        "std": np.ones(1280, np.float32),
+        "classifier.weight": rng.normal(size=(3, 1280)).astype(np.float32),
+        "classifier.bias": np.zeros(3, np.float32),
+    }
+    return TaggerModel(["a", "b", "c"], weights, {"kind": "linear", "feature": "pooled"}, thresholds=np.full(3, 0.4))
+
+
+def test_save_load_roundtrip_and_version_check(tmp_path: Path) -> None:
+    model = _toy_model()
+    model.save(tmp_path / "m")
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert config["format"] == "vistext-tagger" and config["backbone"] == "efficientnet-lite0"
+    assert {"version", "method", "labels", "thresholds", "metrics"} <= set(config)
+    loaded = load_tagger(tmp_path / "m")
+    x = np.random.default_rng(1).random((2, 1280)).astype(np.float32)
+    assert np.allclose(loaded.scores_from_features(x), model.scores_from_features(x))
+    assert loaded.labels == ["a", "b", "c"] and np.allclose(loaded.thresholds, 0.4)
+    config["version"] = 99
+    (tmp_path / "m" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelError, match="version 99"):
+        load_tagger(tmp_path / "m")
+    with pytest.raises(ModelError, match="not a tagger"):
+        load_tagger(tmp_path)
+
+
+# ---- backbones --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(BACKBONES.names()))
+def test_every_registered_backbone_random_weights(name: str) -> None:
+    backbone = create_backbone(name, pretrained=False)
+    size = min(backbone.preprocessing.size, 96)  # fully convolutional: a small input keeps the test fast
+    x = torch.randn(2, 3, size, size)
+    backbone.eval()
+    out = backbone(x)
+    assert out.shape == (2, backbone.dim) and torch.isfinite(out).all()
+    prefix, top = backbone.split(2)
+    with torch.no_grad():
+        assert torch.allclose(top(prefix(x)), out, atol=1e-5)
+    top.train()
+    top(prefix(x).detach()).sum().backward()
+    grads = [p.grad for p in top.parameters() if p.requires_grad]
+    assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.parametrize("family", ["torchvision:resnet18", "timm:resnet10t", "open_clip:RN50"])
+def test_third_party_backbones(family: str) -> None:
+    package = family.split(":")[0]
+    if package not in available_families():
+        with pytest.raises(ModelError, match="not installed"):
+            create_backbone(family, pretrained=False)
+        return
+    backbone = create_backbone(family, pretrained=False)
+    size = backbone.preprocessing.size
+    assert backbone(torch.randn(1, 3, size, size)).shape == (1, backbone.dim)
+
+
+def test_unknown_backbone() -> None:
+    with pytest.raises(ModelError, match="unknown backbone"):
+        create_backbone("no-such-net")
+
+
+def test_augment_views_reproducible() -> None:
+    image = Image.new("RGB", (100, 80), (200, 30, 30))
+    image.paste((10, 10, 200), (0, 0, 50, 40))
+    views = AugmentViews(4, seed=1)
+    first, second = views(image), views(image)
+    assert len(first) == 4 and first[0] is image
+    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(first, second, strict=True))
+    assert views.name != AugmentViews(4, seed=2).name
+
+
+# ---- training on real photos ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_tagged(flickr8k: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A few hundred real Flickr8k photos with caption-derived tags: 250 train, 60 dev, 100 test."""
+    tagged = tags_from_captions(open_caption_dataset(f"flickr8k:{flickr8k}"), top_n=60)
+    rows = []
+    for split, n in (("train", 250), ("dev", 60), ("test", 100)):
+        rows += [(item.image, "|".join(item.tags), split) for item in tagged.items(split) if item.tags][:n]
+    path = tmp_path_factory.mktemp("tagged") / "small.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image", "tags", "split"])
+        writer.writerows(rows)
+    return path
+
+
+@pytest.mark.slow
+def test_cached_tagger_beats_frequency_prior(small_tagged: Path, tmp_path: Path) -> None:
+    data = f"csv:{small_tagged}"
+    result = train_tagger(
+        TaggerTrainConfig(data=data, out=tmp_path / "tagger", epochs=15, threads=2), progress=False
+    )
+    assert (tmp_path / "tagger" / "model.safetensors").is_file()
+    model = load_tagger(tmp_path / "tagger")
+    assert model.thresholds is not None and model.thresholds.shape == (model.n_tags,)
+    dataset = open_tagged_dataset(data)
+    test = dataset.items("test")
+    scores = tagger_scores(model, [item.image for item in test], progress=False)
+    labels = label_matrix(test, model.labels)
+    prior = np.tile(label_matrix(dataset.items("train"), model.labels).mean(axis=0), (len(test), 1))
+    prior += np.random.default_rng(0).random(prior.shape) * 1e-6  # break ties fairly
+    for axis in ("label", "sample"):
+        assert mean_average_precision(scores, labels, axis) > mean_average_precision(prior, labels, axis) + 0.05
+    assert precision_at_k(scores, labels, 3) > precision_at_k(prior, labels, 3)
+    metrics = evaluate_tagger(model, dataset, "test", progress=False)
+    assert set(metrics) >= {"map", "micro_f1", "macro_f1", "p_at_k", "accuracy", "n_images"}
+    assert metrics["n_images"] == len(test)
+    assert all(0.0 <= metrics[k] <= 1.0 for k in ("map", "micro_f1", "macro_f1", "p_at_k", "accuracy"))
+    assert metrics["map"] == pytest.approx(mean_average_precision(scores, labels))
+    assert len(result.history) == 15 and result.train_seconds > 0
+    # the service's path: decoded images in, (tag, score) pairs out
+    images = [Image.open(item.image).convert("RGB") for item in test[:3]]
+    predicted = model.predict_images(images, k=4)
+    assert len(predicted) == 3 and all(len(p) == 4 for p in predicted)
+    assert np.allclose([s for _, s in predicted[0]], np.sort(scores[0])[::-1][:4], atol=1e-4)
+
+
+def test_frozen_aug_and_grid_train(small_tagged: Path, tmp_path: Path) -> None:
+    data = open_tagged_dataset(f"csv:{small_tagged}")
+    aug = train_tagger(
+        TaggerTrainConfig(data=data, out=tmp_path / "aug", method="frozen-aug", views=2, epochs=2, max_images=60),
+        progress=False,
+    )
+    assert aug.model.method == "frozen-aug" and load_tagger(tmp_path / "aug").uses_encoder
+    train_tagger(
+        TaggerTrainConfig(data=data, out=tmp_path / "grid", feature="grid", epochs=2, max_images=60), progress=False
+    )
+    loaded = load_tagger(tmp_path / "grid")
+    assert loaded.needs_grid and loaded.head["kind"] == "csra"
+    image = Image.open(data.items("test")[0].image).convert("RGB")
+    assert len(loaded.predict_images([image], k=3)[0]) == 3
+    with pytest.raises(UsageError, match="grid"):
+        train_tagger(TaggerTrainConfig(data=data, method="finetune", feature="grid"), progress=False)
+
+
+@pytest.mark.parametrize("method", ["finetune", "cached"])
+def test_own_backbone_exports_onnx(method: str, small_tagged: Path, tmp_path: Path) -> None:
+    """A registered tiny random CNN: fine-tuned (or frozen) and exported; ONNX inference matches training."""
+    data = open_tagged_dataset(f"csv:{small_tagged}")
+    result = train_tagger(
+        TaggerTrainConfig(data=data, out=tmp_path / method, method=method, backbone=TINY, epochs=2, max_images=80,
+                          top_stages=2, views=2, pretrained=False),
+        progress=False,
+    )  # fmt: skip
+    model = load_tagger(tmp_path / method)
+    assert model.onnx_file is not None and model.onnx_file.is_file() and not model.uses_encoder
+    assert model.backbone == TINY and model.preprocessing.size == 64
+    if method == "finetune":
+        assert any(k.startswith("stages.") for k in model.extra_weights)
+    test = data.items("test")[:5]
+    images = [open_image(item.image, min_side=64) for item in test]  # decoded as encode_files decodes
+    from_files = tagger_scores(model, [item.image for item in test], progress=False)
+    assert np.allclose(model.predict_scores(images), from_files, atol=1e-4)
+    assert from_files.shape == (5, len(result.model.labels)) and np.isfinite(from_files).all()
