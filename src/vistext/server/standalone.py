@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
-from vistext.errors import UsageError
+from vistext.errors import UsageError, VistextError
 from vistext.server.app import WEB_DIR
 from vistext.service import Service
+
+log = logging.getLogger(__name__)
 
 EMBED_SIZE = 128
 
@@ -18,6 +21,19 @@ EMBED_SIZE = 128
 def _script_json(document: Any) -> str:
     # "</" inside a <script> block would end it early; "<\/" means the same to JSON.parse
     return json.dumps(document, ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/")
+
+
+def map_page(data: dict[str, Any]) -> str:
+    """The map page with its CSS, scripts and ``data`` (a ``map_points()`` answer) inlined."""
+    page = (WEB_DIR / "map.html").read_text(encoding="utf-8")
+    css = (WEB_DIR / "style.css").read_text(encoding="utf-8")
+    scripts = "\n".join((WEB_DIR / name).read_text(encoding="utf-8") for name in ("api.js", "map.js"))
+    page = page.replace('<link rel="stylesheet" href="/static/style.css">', f"<style>\n{css}</style>")
+    page = page.replace('<nav id="map-nav"><a href="/">Search</a></nav>', "")
+    return page.replace(
+        '<script src="/static/api.js"></script>\n<script src="/static/map.js"></script>',
+        f"<script>window.VISTEXT_MAP_DATA = {_script_json(data)};</script>\n<script>\n{scripts}\n</script>",
+    )
 
 
 def write_map_html(
@@ -42,22 +58,18 @@ def write_map_html(
         str(image_id): [[other, score] for other, score in near]
         for image_id, near in service.neighbour_table(neighbours).items()  # type: ignore[attr-defined]
     }
-    data["files"] = {str(i): service.image_file(i).resolve().as_uri() for i in ids}  # type: ignore[attr-defined]
-    if embed_thumbnails:
-        data["thumbs"] = {
-            str(i): "data:image/jpeg;base64,"
-            + base64.b64encode(service.thumbnail(i, EMBED_SIZE)).decode()  # type: ignore[attr-defined]
-            for i in ids
-        }
-    page = (WEB_DIR / "map.html").read_text(encoding="utf-8")
-    css = (WEB_DIR / "style.css").read_text(encoding="utf-8")
-    scripts = "\n".join((WEB_DIR / name).read_text(encoding="utf-8") for name in ("api.js", "map.js"))
-    page = page.replace('<link rel="stylesheet" href="/static/style.css">', f"<style>\n{css}</style>")
-    page = page.replace('<nav id="map-nav"><a href="/">Search</a></nav>', "")
-    page = page.replace(
-        '<script src="/static/api.js"></script>\n<script src="/static/map.js"></script>',
-        f"<script>window.VISTEXT_MAP_DATA = {_script_json(data)};</script>\n<script>\n{scripts}\n</script>",
-    )
+    files: dict[str, str] = {}
+    thumbs: dict[str, str] = {}
+    for image_id in ids:
+        try:  # a file deleted since indexing loses its picture, not the whole map
+            files[str(image_id)] = service.image_file(image_id).resolve().as_uri()  # type: ignore[attr-defined]
+            if embed_thumbnails:
+                jpeg = service.thumbnail(image_id, EMBED_SIZE)  # type: ignore[attr-defined]
+                thumbs[str(image_id)] = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()
+        except VistextError as error:
+            log.warning("map: %s", error)
+    data["files"], data["thumbs"] = files, thumbs
+    page = map_page(data)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     tmp.write_text(page, encoding="utf-8")

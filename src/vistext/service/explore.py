@@ -7,6 +7,7 @@ service read a path of its choosing.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import threading
 from collections import OrderedDict
@@ -132,18 +133,24 @@ class ExploreMixin:
         """2-D positions of every indexed image (computed once per collection state and cached beside the db).
 
         Returns columns ``id``, ``x``, ``y``, ``name`` and ``topic`` (the image's strongest NMF topic, or -1),
-        plus ``topics`` (top words per topic) when the collection has text to build topics from.
+        plus ``topics`` (id and top words of each topic).
         """
         from vistext.analysis.maps import cached_layout
 
         ids, matrix = self.store().vectors("image")
         if len(ids) == 0:
             raise UsageError(f"{self.db_path()}: the index is empty; nothing to map")
-        layout = cached_layout(ids, matrix, self._map_folder(), method=method, seed=seed)
+        folder = self._map_folder()
+        layout = cached_layout(ids, matrix, folder, method=method, seed=seed)
+        cache = folder / f"points-{layout.method}-{layout.key}-t{topics}.json"
+        if cache.is_file():
+            try:
+                return dict(json.loads(cache.read_text(encoding="utf-8")))
+            except (OSError, ValueError) as error:
+                log.warning("%s: unreadable map cache (%s); recomputing", cache, error)
         name_of = {record.id: Path(record.path).name for record in self.store().records()}
-        names = [name_of.get(int(image_id), str(image_id)) for image_id in layout.ids.tolist()]
         topic_of, topic_list = self._topic_colours(layout.ids, topics)
-        return {
+        payload = {
             "method": layout.method,
             "key": layout.key,
             "count": int(len(layout.ids)),
@@ -151,39 +158,50 @@ class ExploreMixin:
                 "id": layout.ids.tolist(),
                 "x": [round(float(v), 5) for v in layout.xy[:, 0]],
                 "y": [round(float(v), 5) for v in layout.xy[:, 1]],
-                "name": names,
+                "name": [name_of.get(int(i), str(i)) for i in layout.ids.tolist()],
                 "topic": topic_of,
             },
             "topics": topic_list,
         }
+        for old in folder.glob(f"points-{layout.method}-*.json"):
+            old.unlink(missing_ok=True)
+        tmp = folder / f".{cache.name}.{threading.get_ident()}.tmp"
+        tmp.write_text(json.dumps(payload), encoding="utf-8")
+        tmp.replace(cache)
+        return payload
 
     def _topic_colours(self, ids: np.ndarray, n_topics: int) -> tuple[list[int], list[dict[str, Any]]]:
-        """Each image's strongest topic; every image is -1 when topics cannot be built (logged, map still drawn)."""
-        none = [-1] * len(ids)
-        topics_of = getattr(self, "topics", None)
-        if topics_of is None or n_topics <= 0:
-            return none, []
+        """Each image's strongest NMF topic and each topic's top words; -1 everywhere when there are none."""
+        none: tuple[list[int], list[dict[str, Any]]] = ([-1] * len(ids), [])
+        if n_topics <= 0:
+            return none
         try:
-            result = topics_of(n_topics)
-        except (VistextError, ValueError) as error:
+            if callable(getattr(self, "topics", None)):
+                return _read_topics(self.topics(n_topics), ids)  # type: ignore[attr-defined]
+            return self._imagenet_topics(ids, n_topics)
+        except (VistextError, ValueError, KeyError, TypeError) as error:
             log.warning("map drawn without topic colours: %s", error)
-            return none, []
-        topic_list = [
-            {"id": int(t.get("id", i)), "words": list(t.get("words", t.get("top_words", [])))[:6]}
-            for i, t in enumerate(result.get("topics", []))
-        ]
-        weights = result.get("image_topics") or result.get("weights") or {}
-        by_id: dict[int, int] = {}
-        if isinstance(weights, dict):
-            for key, row in weights.items():
-                by_id[int(key)] = int(np.argmax(row)) if len(row) else -1
-        elif isinstance(weights, list):  # rows of {"id": .., "weights": [...]} or {"id": .., "topic": ..}
-            for row in weights:
-                if "topic" in row:
-                    by_id[int(row["id"])] = int(row["topic"])
-                elif row.get("weights"):
-                    by_id[int(row["id"])] = int(np.argmax(row["weights"]))
-        return [by_id.get(int(i), -1) for i in ids.tolist()], topic_list
+            return none
+
+    def _imagenet_topics(self, ids: np.ndarray, n_topics: int) -> tuple[list[int], list[dict[str, Any]]]:
+        """NMF over the stored ImageNet label probabilities: topics even for an index without text embeddings."""
+        from vistext.analysis.topics import fit_topics
+
+        labels = list(self.encoder.labels or [])  # type: ignore[attr-defined]
+        rows: dict[int, np.ndarray] = {}
+        for record in self.store().records():
+            if record.logits is not None and len(record.logits) == len(labels):
+                logits = record.logits - record.logits.max()
+                rows[int(record.id)] = np.exp(logits) / np.exp(logits).sum()
+        known = [int(i) for i in ids.tolist() if int(i) in rows]
+        if len(known) < 2 or not labels:
+            return [-1] * len(ids), []
+        model = fit_topics(
+            np.stack([rows[i] for i in known]), labels, min(n_topics, len(known)), seed=0, ids=known
+        )
+        best = dict(zip(known, model.image_topics().tolist(), strict=True))
+        topic_list = [{"id": t.index, "words": [w for w, _ in t.words[:6]]} for t in model.topics]
+        return [int(best.get(int(i), -1)) for i in ids.tolist()], topic_list
 
     def neighbour_table(self, k: int = 8) -> dict[int, list[tuple[int, float]]]:
         """Every indexed image's ``k`` most similar images (for maps that work without a server)."""
@@ -214,3 +232,17 @@ class ExploreMixin:
 
 
 __all__ = ["THUMBNAIL_SIZES", "ExploreMixin", "UnknownImageError"]
+
+
+def _read_topics(result: dict[str, Any], ids: np.ndarray) -> tuple[list[int], list[dict[str, Any]]]:
+    """Topic colours from ``Service.topics()``: ``topics`` (``topic``/``id``, ``words``) and ``image_topics``
+    (image id -> dominant topic, or -> topic weights)."""
+    topic_list = []
+    for position, topic in enumerate(result.get("topics", [])):
+        words = [w["word"] if isinstance(w, dict) else str(w) for w in topic.get("words", [])][:6]
+        topic_list.append({"id": int(topic.get("topic", topic.get("id", position))), "words": words})
+    assigned = result.get("image_topics", {})
+    best: dict[int, int] = {}
+    for key, value in (assigned.items() if isinstance(assigned, dict) else []):
+        best[int(key)] = int(np.argmax(value)) if isinstance(value, list | tuple) else int(value)
+    return [best.get(int(i), -1) for i in ids.tolist()], topic_list

@@ -132,7 +132,12 @@
   }
 
   function setThumb(img, id, size) {
-    if (OFFLINE) { img.src = (OFFLINE.thumbs && OFFLINE.thumbs[id]) || (OFFLINE.files && OFFLINE.files[id]) || ""; return; }
+    if (OFFLINE) {
+      const src = (OFFLINE.thumbs && OFFLINE.thumbs[id]) || (OFFLINE.files && OFFLINE.files[id]) || "";
+      img.hidden = !src;
+      if (src) img.src = src;
+      return;
+    }
     V.setImage(img, V.thumbUrl(id, size));
   }
 
@@ -246,6 +251,11 @@
   }, { passive: false });
   window.addEventListener("resize", () => { if (data) resize(); });
 
-  window.vistextMap = { select: (id) => { const i = indexOfId.get(id); if (i !== undefined) select(i); }, count: () => n };
+  // a small handle for scripts and tests: select by image id, find where a point is drawn
+  window.vistextMap = {
+    count: () => n,
+    select: (id) => { const i = indexOfId.get(id); if (i !== undefined) select(i); },
+    screenOf: (id) => { const i = indexOfId.get(id); return i === undefined ? null : toScreen(i); },
+  };
   load().then(prepare).catch((error) => { status("cannot load the map: " + error.message); });
 })();

@@ -1,0 +1,132 @@
+"""Commands that serve the collection: serve (HTTP API + web page), bot (Telegram), map (standalone HTML)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from vistext.cli.collection import add_db, service_for
+from vistext.cli.output import emit_json, say
+from vistext.errors import UsageError
+
+
+def parse_taggers(values: list[str] | None) -> dict[str, str]:
+    """``--tagger NAME=DIR`` (repeatable): trained taggers HTTP clients may pick by name."""
+    taggers: dict[str, str] = {}
+    for value in values or []:
+        name, sep, path = value.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise UsageError(f"--tagger {value!r}: expected NAME=DIR")
+        taggers[name.strip()] = path.strip()
+    return taggers
+
+
+def parse_allow(value: str | None) -> frozenset[int] | None:
+    """``--allow 123,456``: Telegram user ids to answer."""
+    if value is None:
+        return None
+    try:
+        ids = frozenset(int(part) for part in value.split(",") if part.strip())
+    except ValueError:
+        raise UsageError(f"--allow {value!r}: expected comma-separated numeric Telegram user ids") from None
+    if not ids:
+        raise UsageError("--allow is empty: give at least one user id, or leave it out to answer everyone")
+    return ids
+
+
+def secret_from_env(variable: str, what: str) -> str:
+    value = os.environ.get(variable, "").strip()
+    if not value:
+        raise UsageError(f"{what}: environment variable {variable} is not set or empty")
+    return value
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from vistext.server import ServerSettings, run_server
+    from vistext.service import Service
+
+    token = args.token
+    if args.token_env:
+        token = secret_from_env(args.token_env, "--token-env")
+    if not 0 < args.port < 65536:
+        raise UsageError(f"--port must be between 1 and 65535, got {args.port}")
+    settings = ServerSettings(
+        db=args.db,
+        host=args.host,
+        port=args.port,
+        token=token,
+        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+        request_timeout=args.timeout,
+        captions=args.captions,
+        taggers=parse_taggers(args.tagger),
+        map_method=args.map_method,
+    )
+    if not args.quiet:
+        say(f"vistext: serving http://{args.host}:{args.port}/ (API docs at /docs){' with a token' if token else ''}")
+    run_server(settings, Service)
+    return 0
+
+
+def run_bot_command(args: argparse.Namespace) -> int:
+    from vistext.bot import BotSettings, run_bot
+
+    settings = BotSettings(
+        token=secret_from_env(args.token_env, "--token-env"),
+        allow=parse_allow(args.allow),
+        captions=args.captions,
+        k=args.k,
+        base_url=args.base_url,
+        base_file_url=args.base_file_url,
+    )
+    if not 1 <= settings.k <= 10:
+        raise UsageError(f"-k must be between 1 and 10 (a Telegram album holds 10 photos), got {settings.k}")
+    with service_for(args) as service:
+        if not args.quiet:
+            say("vistext: bot running (Ctrl-C to stop)")
+        run_bot(service, settings)
+    return 0
+
+
+def run_map(args: argparse.Namespace) -> int:
+    from vistext.server.standalone import write_map_html
+
+    with service_for(args) as service:
+        out = write_map_html(service, args.out, method=args.method, embed_thumbnails=not args.link)
+    if args.json:
+        emit_json({"map": str(out), "bytes": out.stat().st_size})
+    else:
+        say(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB); open it in a browser")
+    return 0
+
+
+def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    serve = commands.add_parser("serve", parents=[common], help="HTTP API and web page over the collection")
+    add_db(serve)
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--token", help="require `Authorization: Bearer TOKEN` on every API request")
+    serve.add_argument("--token-env", metavar="VAR", help="read the token from this environment variable")
+    serve.add_argument("--captions", help="caption bank for /api/caption: FORMAT:PATH or a text file")
+    serve.add_argument("--tagger", action="append", metavar="NAME=DIR", help="a trained tagger clients may use")
+    serve.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload accepted (default 20)")
+    serve.add_argument("--timeout", type=float, default=30.0, help="seconds before a request gets 504")
+    serve.add_argument("--map-method", choices=("tsne", "pca"), default="tsne")
+    serve.set_defaults(run=run_serve)
+
+    bot = commands.add_parser("bot", parents=[common], help="a Telegram bot over the collection")
+    add_db(bot)
+    bot.add_argument("--token-env", metavar="VAR", required=True, help="environment variable holding the bot token")
+    bot.add_argument("--allow", metavar="USER_ID,...", help="answer only these Telegram user ids")
+    bot.add_argument("--captions", help="caption bank for photos: FORMAT:PATH or a text file")
+    bot.add_argument("-k", type=int, default=4, help="pictures per answer (default 4)")
+    bot.add_argument("--base-url", help="Bot API URL (a self-hosted Bot API server)")
+    bot.add_argument("--base-file-url", help="Bot API file URL (with --base-url)")
+    bot.set_defaults(run=run_bot_command)
+
+    map_ = commands.add_parser("map", parents=[common], help="write an interactive 2-D map of the collection")
+    add_db(map_)
+    map_.add_argument("--out", type=Path, required=True, help="the .html file to write")
+    map_.add_argument("--method", choices=("tsne", "pca"), default="tsne")
+    map_.add_argument("--link", action="store_true", help="link to the image files instead of embedding thumbnails")
+    map_.set_defaults(run=run_map)
