@@ -27,13 +27,12 @@ class ExploreService(ExploreMixin, Service):
 
 
 @contextmanager
-def running_server(settings: ServerSettings, factory: type[Service] = ExploreService) -> Iterator[str]:
-    """A real uvicorn server on a free loopback port, in a thread; yields its base URL."""
+def serving(app: object) -> Iterator[str]:
+    """Any ASGI app on a real uvicorn server on a free loopback port, in a thread; yields its base URL."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(create_app(factory, settings), log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -47,6 +46,13 @@ def running_server(settings: ServerSettings, factory: type[Service] = ExploreSer
         server.should_exit = True
         thread.join(timeout=20)
         sock.close()
+
+
+@contextmanager
+def running_server(settings: ServerSettings, factory: type[Service] = ExploreService) -> Iterator[str]:
+    """The vistext server app (as ``vistext serve`` builds it) on a free loopback port."""
+    with serving(create_app(factory, settings)) as url:
+        yield url
 
 
 def copy_photos(images: list[Path], folder: Path) -> Path:

@@ -1,0 +1,183 @@
+"""The Telegram bot (layer 6, ``vistext bot``): a thin chat surface over the service facade.
+
+A photo gets its tags and closest captions; text gets the best matching images as an album; ``/similar`` as a
+reply to a photo gets the closest indexed images; ``/help`` says so. With an allow-list only those users are
+answered. Errors reach the user as one short line; the trace stays in the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from telegram import InputMediaPhoto, Message, Update
+from telegram.ext import Application, ApplicationBuilder, CommandHandler, ContextTypes, MessageHandler, filters
+
+from vistext.errors import VistextError
+from vistext.service import SearchResult, Service, Upload
+
+log = logging.getLogger(__name__)
+
+ALBUM_SIZE = 8  # Telegram albums hold 2..10 photos
+PHOTO_SIZE = 512  # bot replies send thumbnails, never the (possibly huge) originals
+HELP = (
+    "Send me a photo: I tell you what is in it and the closest captions I know.\n"
+    "Send me words (e.g. 'a dog running on the beach'): I send the best matching pictures.\n"
+    "Reply /similar to a photo: I send the most similar pictures of the collection.\n"
+    "/help shows this message."
+)
+
+Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Awaitable[None]]
+
+
+@dataclass
+class BotSettings:
+    """``allow``: user ids to answer (None answers everyone); ``captions``: caption bank spec for photos."""
+
+    token: str
+    allow: frozenset[int] | None = None
+    captions: str | None = None
+    k: int = 4
+    tags: int = 5
+    base_url: str | None = None  # a self-hosted Bot API server (and tests' local stand-in)
+    base_file_url: str | None = None
+
+
+def _result_caption(rank: int, score: float, path: str) -> str:
+    return f"{rank}. {score:.3f}  {Path(path).name}"
+
+
+def format_understanding(tags: list[tuple[str, float]], captions: list[tuple[str, float]]) -> str:
+    lines = ["Tags: " + ", ".join(f"{tag} ({score:.2f})" for tag, score in tags)] if tags else []
+    if captions:
+        lines.append("Closest captions:")
+        lines += [f"{i}. {text} ({score:.2f})" for i, (text, score) in enumerate(captions, start=1)]
+    return "\n".join(lines) or "I could not find anything to say about this picture."
+
+
+class VistextBot:
+    """Handlers bound to one service. Service calls run in worker threads so the chat loop stays responsive."""
+
+    def __init__(self, service: Service, settings: BotSettings) -> None:
+        self.service = service
+        self.settings = settings
+
+    # ---- plumbing ----------------------------------------------------------------------------------------
+    def guarded(self, handler: Handler) -> Handler:
+        async def run(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+            message = update.effective_message
+            try:
+                await handler(update, context)
+            except VistextError as error:
+                if message is not None:
+                    await message.reply_text(f"Sorry: {error}")
+            except Exception:  # noqa: BLE001 - the user gets one line; the trace goes to the log
+                log.exception("bot handler failed")
+                if message is not None:
+                    await message.reply_text("Sorry, something went wrong on my side. Please try again later.")
+
+        return run
+
+    async def _photo_upload(self, message: Message, context: ContextTypes.DEFAULT_TYPE) -> Upload | None:
+        if message.photo:
+            photo = message.photo[-1]  # the largest size Telegram offers
+            file_id, name = photo.file_id, f"photo-{photo.file_unique_id}.jpg"
+        elif message.document and (message.document.mime_type or "").startswith("image/"):
+            file_id, name = message.document.file_id, message.document.file_name or "image"
+        else:
+            return None
+        telegram_file = await context.bot.get_file(file_id)
+        return Upload(name, bytes(await telegram_file.download_as_bytearray()))
+
+    async def _send_album(self, message: Message, result: SearchResult, empty: str) -> None:
+        hits = [hit for hit in result.results if hit.id is not None][:ALBUM_SIZE]
+        if not hits:
+            await message.reply_text(empty)
+            return
+        pictures = await asyncio.to_thread(
+            lambda: [self.service.thumbnail(hit.id, PHOTO_SIZE) for hit in hits]  # type: ignore[attr-defined]
+        )
+        captions = [_result_caption(rank, hit.score, hit.path) for rank, hit in enumerate(hits, start=1)]
+        if len(hits) == 1:
+            await message.reply_photo(pictures[0], caption=captions[0])
+            return
+        media = [InputMediaPhoto(data, caption=text) for data, text in zip(pictures, captions, strict=True)]
+        await message.reply_media_group(media)
+
+    # ---- handlers ----------------------------------------------------------------------------------------------
+    async def on_help(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        if update.effective_message is not None:
+            await update.effective_message.reply_text(HELP)
+
+    async def on_photo(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.effective_message
+        if message is None:
+            return
+        upload = await self._photo_upload(message, context)
+        if upload is None:
+            return
+
+        def understand() -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
+            result = self.service.tag([upload], self.settings.tags)[0]
+            if result.error:
+                raise VistextError(result.error)
+            tags = [(t.tag, t.score) for t in result.tags]
+            captions: list[tuple[str, float]] = []
+            if self.settings.captions:
+                found = self.service.caption(upload, self.settings.captions, 3)
+                captions = [(c.text, c.score) for c in found.captions]
+            return tags, captions
+
+        tags, captions = await asyncio.to_thread(understand)
+        await message.reply_text(format_understanding(tags, captions))
+
+    async def on_text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.effective_message
+        if message is None or not message.text:
+            return
+        text = message.text.strip()[:300]
+        result = await asyncio.to_thread(self.service.search, text, self.settings.k)
+        await self._send_album(message, result, f"No pictures match “{text}”.")
+
+    async def on_similar(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.effective_message
+        if message is None:
+            return
+        original = message.reply_to_message
+        upload = await self._photo_upload(original, context) if original is not None else None
+        if upload is None:
+            await message.reply_text("Reply /similar to a photo to find the most similar pictures.")
+            return
+        result = await asyncio.to_thread(self.service.similar, upload, self.settings.k)
+        await self._send_album(message, result, "The collection has no pictures yet.")
+
+    # ---- wiring ---------------------------------------------------------------------------------------------
+    def build(self) -> Application:
+        """The python-telegram-bot application with every handler registered."""
+        builder: Any = ApplicationBuilder().token(self.settings.token)
+        if self.settings.base_url:
+            builder = builder.base_url(self.settings.base_url)
+        if self.settings.base_file_url:
+            builder = builder.base_file_url(self.settings.base_file_url)
+        app = builder.build()
+        # unknown users match no handler, so they are simply not answered
+        who = filters.User(user_id=sorted(self.settings.allow)) if self.settings.allow is not None else filters.ALL
+        app.add_handler(CommandHandler(["help", "start"], self.guarded(self.on_help), filters=who))
+        app.add_handler(CommandHandler("similar", self.guarded(self.on_similar), filters=who))
+        app.add_handler(MessageHandler(who & (filters.PHOTO | filters.Document.IMAGE), self.guarded(self.on_photo)))
+        app.add_handler(MessageHandler(who & filters.TEXT & ~filters.COMMAND, self.guarded(self.on_text)))
+        app.add_error_handler(self._on_error)
+        return app
+
+    async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        # network trouble and the like, outside any handler: logged, never shown as a trace
+        log.warning("telegram: %s", context.error)
+
+
+def run_bot(service: Service, settings: BotSettings) -> None:
+    """Poll for updates until interrupted (blocking)."""
+    VistextBot(service, settings).build().run_polling(allowed_updates=Update.ALL_TYPES)
