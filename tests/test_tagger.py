@@ -65,11 +65,13 @@ def test_asymmetric_loss_reduces_to_bce_and_discounts_easy_negatives() -> None:
 
 
 def test_class_balanced_weights() -> None:
-    weights = class_balanced_weights(np.array([1000, 100, 10, 1]), 2000, beta=0.999)
-    assert weights.mean() == pytest.approx(1.0)
-    assert list(np.argsort(weights)) == [0, 1, 2, 3]  # rarer tags weigh more
+    pos, neg = class_balanced_weights(np.array([1000, 100, 10, 1]), 2000, beta=0.999)
+    assert np.allclose(pos + neg, 2.0)
+    assert list(np.argsort(pos)) == [0, 1, 2, 3]  # rarer tags: positives weigh more
+    assert pos[3] / neg[3] > 100 and pos[0] / neg[0] < 2
     loss = make_tag_loss("cb-bce", np.array([1000, 100, 10, 1]), 2000)
-    assert loss(torch.zeros(2, 4), torch.ones(2, 4)).item() == pytest.approx(4 * np.log(2), rel=1e-5)
+    # all-positive targets at p = 0.5: each tag costs log 2 times its positive weight
+    assert loss(torch.zeros(2, 4), torch.ones(2, 4)).item() == pytest.approx(np.log(2) * pos.sum(), rel=1e-5)
     with pytest.raises(UsageError):
         make_tag_loss("cb-bce")
     with pytest.raises(ModelError, match="known"):

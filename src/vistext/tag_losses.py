@@ -46,24 +46,37 @@ def asymmetric_loss(
     return -(loss_pos + loss_neg).sum() / logits.shape[0]
 
 
-def class_balanced_weights(label_counts: np.ndarray, n_samples: int, beta: float = 0.999) -> np.ndarray:
-    """Per-tag positive weights from the "effective number of samples" (Cui et al., CVPR 2019).
+def _effective_number(counts: np.ndarray, beta: float) -> np.ndarray:
+    counts = np.maximum(np.asarray(counts, dtype=np.float64), 1.0)
+    return (1.0 - np.power(beta, counts)) / (1.0 - beta)
 
-    A tag seen ``n`` times counts as ``(1 - beta**n) / (1 - beta)`` samples; its weight is the inverse,
-    normalised so the weights average to one over the tags. Rare tags get larger weights, bounded by beta.
+
+def class_balanced_weights(
+    label_counts: np.ndarray, n_samples: int, beta: float = 0.999
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-tag (positive, negative) weights from the "effective number of samples" (Cui et al., CVPR 2019).
+
+    Each tag is a binary problem whose two classes, present (``n`` images) and absent (``n_samples - n``),
+    count as ``(1 - beta**n) / (1 - beta)`` effective samples; each class is weighted by the inverse, and each
+    tag's pair is normalised to sum to 2. So a rare tag's few positives weigh much more than its negatives.
+    Scaling a tag's whole loss by one number would do nothing under Adam (it normalises the gradient scale of
+    that tag's weights away); only the balance between positives and negatives changes what is learned.
     """
-    counts = np.maximum(np.asarray(label_counts, dtype=np.float64), 1.0)
-    effective = (1.0 - np.power(beta, counts)) / (1.0 - beta)
-    weights = 1.0 / effective
-    return (weights * len(weights) / weights.sum()).astype(np.float32)
+    counts = np.asarray(label_counts, dtype=np.float64)
+    w_pos = 1.0 / _effective_number(counts, beta)
+    w_neg = 1.0 / _effective_number(n_samples - counts, beta)
+    total = (w_pos + w_neg) / 2.0
+    return (w_pos / total).astype(np.float32), (w_neg / total).astype(np.float32)
 
 
-def class_balanced_bce(logits: torch.Tensor, targets: torch.Tensor, pos_weight: torch.Tensor) -> torch.Tensor:
-    """Binary cross-entropy where each tag's positive and negative terms are scaled by its class-balanced
-    weight, summed over tags and averaged over the batch."""
+def class_balanced_bce(
+    logits: torch.Tensor, targets: torch.Tensor, pos_weight: torch.Tensor, neg_weight: torch.Tensor
+) -> torch.Tensor:
+    """Binary cross-entropy with per-tag positive and negative weights, summed over tags, averaged over images."""
     targets = targets.to(logits.dtype)
     per_entry = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
-    return (per_entry * pos_weight).sum() / logits.shape[0]
+    weights = targets * pos_weight + (1 - targets) * neg_weight
+    return (per_entry * weights).sum() / logits.shape[0]
 
 
 @TAG_LOSSES.register("asl")
@@ -84,10 +97,10 @@ def _make_asl(
 def _make_cb_bce(label_counts: np.ndarray | None = None, n_samples: int = 0, beta: float = 0.999) -> TagLoss:
     if label_counts is None:
         raise UsageError("class-balanced BCE needs the training label counts")
-    weights = torch.from_numpy(class_balanced_weights(label_counts, n_samples, beta))
+    pos, neg = (torch.from_numpy(w) for w in class_balanced_weights(label_counts, n_samples, beta))
 
     def loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return class_balanced_bce(logits, targets, weights)
+        return class_balanced_bce(logits, targets, pos, neg)
 
     return loss
 
