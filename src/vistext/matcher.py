@@ -1,0 +1,209 @@
+"""The match classifier: does this set of tags belong to this image? A two-input model with a sigmoid output.
+
+Image side: the bundled encoder's pooled features, standardised, through a small projection. Tag side: each
+tag's words as frozen GloVe vectors (any word GloVe knows works, not only the training vocabulary) read by a
+bidirectional GRU and mean-pooled over the words. The two vectors, concatenated with their element-wise product,
+feed a small classifier that outputs one logit.
+
+On disk: ``config.json`` (format version, dimensions, word-vector and image-encoder names, metrics) +
+``model.safetensors``; ``load_matcher()`` without a path loads the default model shipped in
+``vistext/models/matcher-default``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from vistext.errors import ModelError, UsageError
+from vistext.text import WordVectors, tokenize
+
+FORMAT = "vistext-matcher"
+FORMAT_VERSION = 1
+CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
+WORD_VECTORS = "glove-6b-50d"
+MAX_WORDS = 32  # a tag set longer than this is cut: the GRU has seen nothing longer
+
+
+def parse_tag_set(text: str) -> list[str]:
+    """``"dog, red ball"`` -> ``["dog", "red ball"]``; without commas every word is a tag: ``"dog ball"``."""
+    parts = text.split(",") if "," in text else text.split()
+    return [p.strip() for p in parts if p.strip()]
+
+
+@dataclass
+class MatcherSettings:
+    image_dim: int = 1280
+    word_dim: int = 50
+    hidden: int = 128  # GRU units per direction
+    joint: int = 256
+    dropout: float = 0.2
+    image_encoder: str = "efficientnet-lite0"
+    word_vectors: str = WORD_VECTORS
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class MatchModel(nn.Module):
+    """image features (N, image_dim) + tag sets (N word sequences) -> match logits (N,)."""
+
+    def __init__(self, settings: MatcherSettings | None = None) -> None:
+        super().__init__()
+        s = self.settings = settings or MatcherSettings()
+        self.register_buffer("image_mean", torch.zeros(s.image_dim))
+        self.register_buffer("image_std", torch.ones(s.image_dim))
+        self.image = nn.Sequential(nn.Dropout(s.dropout), nn.Linear(s.image_dim, s.joint), nn.ReLU())
+        self.unknown = nn.Parameter(torch.zeros(s.word_dim))  # words GloVe does not know
+        self.gru = nn.GRU(s.word_dim, s.hidden, batch_first=True, bidirectional=True)
+        self.word = nn.Sequential(nn.Linear(s.word_dim, s.joint), nn.ReLU(), nn.Linear(s.joint, s.joint))
+        self.text = nn.Sequential(nn.Linear(2 * s.hidden + s.joint, s.joint), nn.ReLU())
+        self.classifier = nn.Sequential(
+            nn.Dropout(s.dropout), nn.Linear(3 * s.joint + 3, s.joint), nn.ReLU(), nn.Linear(s.joint, 1)
+        )
+        self._vectors: WordVectors | None = None
+
+    # ---- the tag side -----------------------------------------------------------------------------------
+    @property
+    def vectors(self) -> WordVectors:
+        if self._vectors is None:
+            if self.settings.word_vectors != WORD_VECTORS:
+                raise ModelError(f"unknown word vectors {self.settings.word_vectors!r}; known: {WORD_VECTORS}")
+            self._vectors = WordVectors.bundled_glove()
+        return self._vectors
+
+    def words_of(self, tag_set: Sequence[str]) -> list[str]:
+        return [word for tag in tag_set for word in tokenize(tag)][:MAX_WORDS]
+
+    def embed_tag_sets(self, tag_sets: Sequence[Sequence[str]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(word vectors (N, L, D), known-word flags (N, L), lengths (N,)); an empty set is one unknown word."""
+        words = [self.words_of(tags) or [""] for tags in tag_sets]
+        length = max(len(w) for w in words)
+        out = np.zeros((len(words), length, self.settings.word_dim), np.float32)
+        known = np.zeros((len(words), length), np.float32)
+        index = self.vectors.index
+        for i, sequence in enumerate(words):
+            rows = [(j, index[w]) for j, w in enumerate(sequence) if w in index]
+            if rows:
+                positions, ids = zip(*rows, strict=True)
+                order = np.argsort(ids)  # memory-mapped rows read in order
+                out[i, np.array(positions)[order]] = self.vectors.matrix[np.array(ids)[order]]
+                known[i, list(positions)] = 1.0
+        lengths = torch.tensor([len(w) for w in words])
+        return torch.from_numpy(out), torch.from_numpy(known), lengths
+
+    def _words(
+        self, vectors: torch.Tensor, known: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(GRU states (N, L, 2h), projected words (N, L, joint), mask (N, L, 1))."""
+        vectors = vectors + (1 - known)[..., None] * self.unknown
+        packed = nn.utils.rnn.pack_padded_sequence(vectors, lengths, batch_first=True, enforce_sorted=False)
+        states, _ = self.gru(packed)
+        states, _ = nn.utils.rnn.pad_packed_sequence(states, batch_first=True, total_length=vectors.shape[1])
+        mask = (torch.arange(vectors.shape[1])[None, :] < lengths[:, None]).to(states.dtype)[..., None]
+        return states, self.word(vectors), mask
+
+    # ---- both -------------------------------------------------------------------------------------------
+    def forward(
+        self, image_features: torch.Tensor, vectors: torch.Tensor, known: torch.Tensor, lengths: torch.Tensor
+    ) -> torch.Tensor:
+        image = self.image((image_features - self.image_mean) / self.image_std)
+        states, words, mask = self._words(vectors, known, lengths)
+        count = lengths[:, None].to(states.dtype)
+        text = self.text(torch.cat([(states * mask).sum(1) / count, (words * mask).sum(1) / count], dim=1))
+        # how well each word fits the image: the mean, best and worst fit are strong cues for "whose tags"
+        fit = (words * image[:, None, :]).sum(-1, keepdim=True) / image.shape[1] ** 0.5
+        best, worst = fit.masked_fill(mask == 0, -1e4).amax(1), fit.masked_fill(mask == 0, 1e4).amin(1)
+        stats = torch.cat([(fit * mask).sum(1) / count, best, worst], dim=1)
+        return self.classifier(torch.cat([image, text, image * text, stats], dim=1)).squeeze(1)
+
+    def score(self, image_features: np.ndarray, tag_sets: Sequence[Sequence[str]]) -> np.ndarray:
+        """Match probabilities (M,): one image's features (D,) against M tag sets, or N images (N, D) paired
+        row by row with N tag sets."""
+        features = np.asarray(image_features, dtype=np.float32)
+        if not tag_sets:
+            raise UsageError("no tag sets to score")
+        if features.ndim == 1:
+            features = np.broadcast_to(features, (len(tag_sets), features.shape[0]))
+        if features.shape != (len(tag_sets), self.settings.image_dim):
+            raise UsageError(
+                f"image features of shape {features.shape} do not fit {len(tag_sets)} tag sets "
+                f"of a matcher for {self.settings.image_dim}-d features"
+            )
+        self.eval()
+        with torch.inference_mode():
+            logits = self(torch.from_numpy(np.ascontiguousarray(features)), *self.embed_tag_sets(tag_sets))
+        return torch.sigmoid(logits).numpy()
+
+    # ---- save / load ------------------------------------------------------------------------------------
+    def save(self, directory: str | Path, metrics: dict[str, Any] | None = None) -> Path:
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
+        save_file(state, str(directory / WEIGHTS_FILE))
+        s = self.settings
+        config = {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "image_encoder": s.image_encoder,
+            "word_vectors": s.word_vectors,
+            "dims": {"image": s.image_dim, "word": s.word_dim, "hidden": s.hidden, "joint": s.joint},
+            "dropout": s.dropout,
+            "metrics": metrics or s.extra.get("metrics", {}),
+            "training": s.extra.get("training", {}),
+        }
+        (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        return directory
+
+
+def default_matcher_path() -> Path:
+    """The match model shipped inside the package."""
+    return Path(str(files("vistext").joinpath("models", "matcher-default")))
+
+
+def load_matcher(directory: str | Path | None = None) -> MatchModel:
+    """Load a matcher directory (default: the shipped one), checking its format and version."""
+    from safetensors.torch import load_file
+
+    directory = Path(directory) if directory is not None else default_matcher_path()
+    config_path = directory / CONFIG_FILE
+    if not config_path.is_file():
+        raise ModelError(f"{directory}: not a match model directory (no {CONFIG_FILE})")
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise ModelError(f"{config_path}: unreadable match model config ({error})") from None
+    if config.get("format") != FORMAT or config.get("version") != FORMAT_VERSION:
+        raise ModelError(
+            f"{config_path}: not a version-{FORMAT_VERSION} vistext match model "
+            f"(format {config.get('format')!r}, version {config.get('version')!r}); retrain it"
+        )
+    dims = config["dims"]
+    settings = MatcherSettings(
+        image_dim=dims["image"],
+        word_dim=dims["word"],
+        hidden=dims["hidden"],
+        joint=dims["joint"],
+        dropout=config.get("dropout", 0.2),
+        image_encoder=config.get("image_encoder", "efficientnet-lite0"),
+        word_vectors=config.get("word_vectors", WORD_VECTORS),
+        extra={"metrics": config.get("metrics", {}), "training": config.get("training", {})},
+    )
+    model = MatchModel(settings)
+    weights = directory / WEIGHTS_FILE
+    if not weights.is_file():
+        raise ModelError(f"{weights}: match model weights missing")
+    try:
+        model.load_state_dict(load_file(str(weights)))
+    except RuntimeError as error:
+        raise ModelError(f"{weights}: weights do not fit the config ({str(error).splitlines()[0]})") from None
+    return model.eval()
+
