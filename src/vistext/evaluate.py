@@ -1,0 +1,210 @@
+"""Metrics on arrays: image–text retrieval (recall@K, median rank, pair accuracy) and multi-label tagging.
+
+Retrieval recalls are percentages (0-100) as in the papers; classification metrics are fractions (0-1).
+``evaluate_joint`` runs a ``JointModel`` over a caption dataset split with the standard protocol.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from tqdm import tqdm
+
+from vistext.errors import UsageError
+
+if TYPE_CHECKING:
+    from vistext.datasets import CaptionDataset
+    from vistext.model import JointModel
+
+log = logging.getLogger(__name__)
+
+RETRIEVAL_KEYS = (
+    "i2t_r1", "i2t_r5", "i2t_r10", "i2t_medr", "t2i_r1", "t2i_r5", "t2i_r10", "t2i_medr",
+    "pair_acc", "n_images", "n_captions",
+)  # fmt: skip
+
+
+def _check_sim(sim: np.ndarray, caption_to_image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    sim = np.asarray(sim, dtype=np.float64)
+    owner = np.asarray(caption_to_image, dtype=np.int64)
+    if sim.ndim != 2 or owner.shape != (sim.shape[1],):
+        raise UsageError(f"sim must be (n_images, n_captions) and caption_to_image (n_captions,); got {sim.shape}, "
+                         f"{owner.shape}")
+    if sim.shape[1] and (owner.min() < 0 or owner.max() >= sim.shape[0]):
+        raise UsageError("caption_to_image holds an image index outside the similarity matrix")
+    return sim, owner
+
+
+def text_to_image_ranks(sim: np.ndarray, caption_to_image: np.ndarray) -> np.ndarray:
+    """1-based rank of each caption's own image among all images (ties count against the caption)."""
+    sim, owner = _check_sim(sim, caption_to_image)
+    own = sim[owner, np.arange(sim.shape[1])]
+    return (sim >= own[None, :]).sum(axis=0)
+
+
+def image_to_text_ranks(sim: np.ndarray, caption_to_image: np.ndarray) -> np.ndarray:
+    """1-based rank of each image's best-ranked own caption among all captions."""
+    sim, owner = _check_sim(sim, caption_to_image)
+    ranks = np.empty(sim.shape[0], dtype=np.int64)
+    for i in range(sim.shape[0]):
+        mine = owner == i
+        if not mine.any():
+            raise UsageError(f"image {i} has no caption in caption_to_image")
+        best = sim[i, mine].max()
+        ranks[i] = int((sim[i, ~mine] >= best).sum()) + 1
+    return ranks
+
+
+def _recalls(ranks: np.ndarray, prefix: str) -> dict[str, float]:
+    out = {f"{prefix}_r{k}": round(100.0 * float((ranks <= k).mean()), 2) for k in (1, 5, 10)}
+    out[f"{prefix}_medr"] = float(np.floor(np.median(ranks)))
+    return out
+
+
+def pair_accuracy(sim: np.ndarray, caption_to_image: np.ndarray, seed: int = 0) -> float:
+    """Share of captions scored higher with their own image than with one random other image (fixed seed).
+
+    Returned as a percentage like the recalls.
+    """
+    sim, owner = _check_sim(sim, caption_to_image)
+    n_images, n_captions = sim.shape
+    if n_images < 2:
+        raise UsageError("pair accuracy needs at least two images")
+    rng = np.random.default_rng(seed)
+    other = (owner + rng.integers(1, n_images, size=n_captions)) % n_images  # never the caption's own image
+    cols = np.arange(n_captions)
+    return round(100.0 * float((sim[owner, cols] > sim[other, cols]).mean()), 2)
+
+
+def retrieval_metrics(sim: np.ndarray, caption_to_image: np.ndarray) -> dict[str, float | int]:
+    """The standard image–caption retrieval metrics from an (n_images, n_captions) similarity matrix.
+
+    ``caption_to_image[j]`` is the row of caption j's image. Returns the keys in ``RETRIEVAL_KEYS``:
+    recalls at 1/5/10 in percent and median ranks both ways (image->text counts an image as found when any
+    of its captions is in the top K), pair accuracy in percent, and the counts.
+    """
+    sim, owner = _check_sim(sim, caption_to_image)
+    metrics: dict[str, float | int] = {}
+    metrics.update(_recalls(image_to_text_ranks(sim, owner), "i2t"))
+    metrics.update(_recalls(text_to_image_ranks(sim, owner), "t2i"))
+    metrics["pair_acc"] = pair_accuracy(sim, owner)
+    metrics["n_images"] = int(sim.shape[0])
+    metrics["n_captions"] = int(sim.shape[1])
+    return metrics
+
+
+# ---- multi-label / classification metrics (fractions 0-1) ------------------------------------------------
+
+
+def _check_scores(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = np.asarray(labels)
+    if scores.shape != labels.shape or scores.ndim != 2:
+        raise UsageError(f"scores and labels must both be (n_samples, n_labels); got {scores.shape}, {labels.shape}")
+    return scores, labels.astype(bool)
+
+
+def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Average precision of one ranking: ``scores`` (n,), binary ``labels`` (n,). NaN if there is no positive."""
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    labels = np.asarray(labels).astype(bool).ravel()
+    if scores.shape != labels.shape:
+        raise UsageError(f"scores and labels differ in length: {scores.shape} vs {labels.shape}")
+    n_pos = int(labels.sum())
+    if n_pos == 0:
+        return float("nan")
+    order = np.argsort(-scores, kind="stable")
+    hits = labels[order]
+    precision_at_hit = np.cumsum(hits)[hits] / (np.flatnonzero(hits) + 1)
+    return float(precision_at_hit.sum() / n_pos)
+
+
+def mean_average_precision(scores: np.ndarray, labels: np.ndarray, axis: str = "label") -> float:
+    """mAP over labels (``axis="label"``: each column ranked over samples, the usual tagging mAP) or over
+    samples (``axis="sample"``: each row's labels ranked). Columns/rows without positives are skipped."""
+    scores, labels = _check_scores(scores, labels)
+    if axis == "label":
+        scores, labels = scores.T, labels.T
+    elif axis != "sample":
+        raise UsageError(f"axis must be 'label' or 'sample', got {axis!r}")
+    aps = [average_precision(s, y) for s, y in zip(scores, labels, strict=True) if y.any()]
+    return float(np.mean(aps)) if aps else float("nan")
+
+
+def f1_scores(pred: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """(micro F1, macro F1) of binary predictions (n_samples, n_labels); macro averages over labels that
+    occur in either the predictions or the truth."""
+    pred = np.asarray(pred).astype(bool)
+    labels = np.asarray(labels).astype(bool)
+    if pred.shape != labels.shape or pred.ndim != 2:
+        raise UsageError(f"pred and labels must both be (n_samples, n_labels); got {pred.shape}, {labels.shape}")
+    tp = (pred & labels).sum(axis=0).astype(np.float64)
+    fp = (pred & ~labels).sum(axis=0).astype(np.float64)
+    fn = (~pred & labels).sum(axis=0).astype(np.float64)
+    denom_micro = 2 * tp.sum() + fp.sum() + fn.sum()
+    micro = float(2 * tp.sum() / denom_micro) if denom_micro else 0.0
+    denom = 2 * tp + fp + fn
+    used = denom > 0
+    macro = float((2 * tp[used] / denom[used]).mean()) if used.any() else 0.0
+    return micro, macro
+
+
+def precision_at_k(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
+    """Mean over samples of the share of the top-``k`` scored labels that are true."""
+    scores, labels = _check_scores(scores, labels)
+    if not 1 <= k <= scores.shape[1]:
+        raise UsageError(f"k must be between 1 and {scores.shape[1]}, got {k}")
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return float(np.take_along_axis(labels, top, axis=1).mean())
+
+
+def top1_accuracy(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Share of samples whose top-scored class is right. ``labels`` is (n,) class indices or (n, C) binary
+    (any true label counts)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = np.asarray(labels)
+    best = scores.argmax(axis=1)
+    if labels.ndim == 1:
+        if labels.shape[0] != scores.shape[0]:
+            raise UsageError(f"{labels.shape[0]} labels for {scores.shape[0]} score rows")
+        return float((best == labels).mean())
+    scores, flags = _check_scores(scores, labels)
+    return float(flags[np.arange(len(best)), best].mean())
+
+
+# ---- the joint model on a dataset -----------------------------------------------------------------------
+
+
+def _embed_images(model: JointModel, images: list[Path], progress: bool, batch_size: int = 32) -> np.ndarray:
+    """Joint embeddings of image files: one plain view each, decoded as indexing decodes them."""
+    from vistext.encoders import create_image_encoder
+    from vistext.images import open_image
+
+    encoder = create_image_encoder(model.image_encoder_name)
+    out = []
+    for s in tqdm(range(0, len(images), batch_size), desc="images", disable=not progress):
+        batch = np.stack([encoder.preprocess(open_image(p, min_side=encoder.preprocessing.size))
+                          for p in images[s : s + batch_size]])
+        out.append(model.encode_images(encoder.encode(batch, grid=model.needs_grid)))
+    return np.concatenate(out)
+
+
+def evaluate_joint(
+    model: JointModel, dataset: CaptionDataset, split: str = "test", progress: bool = True
+) -> dict[str, Any]:
+    """Retrieval metrics of ``model`` on ``split`` of a caption dataset: every image of the split (one view,
+    exactly as indexing computes it) against every caption of the split."""
+    captions = list(dataset.captions(split))
+    images = sorted({c.image for c in captions})
+    if not images:
+        raise UsageError(f"split {split!r} of the dataset has no captions")
+    row = {path: i for i, path in enumerate(images)}
+    owner = np.array([row[c.image] for c in captions], dtype=np.int64)
+    image_vecs = _embed_images(model, images, progress)
+    text_vecs = model.encode_text([c.text for c in captions])
+    metrics = retrieval_metrics(image_vecs @ text_vecs.T, owner)
+    log.info("evaluated %s on %s: %s", model.name, split, metrics)
+    return metrics

@@ -1,0 +1,233 @@
+"""The joint image–text model: image head(s) on the bundled encoder's features + a text encoder + projection(s).
+
+A saved model is a directory: ``config.json`` (format version, registered names, dims, preprocessing, training
+data, metrics), ``model.safetensors`` (only the trainable parts: heads, projections, fine-tuned text layers,
+never the bundled backbones) and the text encoder's assets (e.g. ``vocab.txt``).
+
+A model may hold several *branches* (an ensemble trained together from different initialisations): each has
+its own image head and text projection; the joint embedding is the concatenation of the branches' normalised
+embeddings, renormalised, so its cosine similarity is the mean of the branches' similarities.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from importlib.resources import as_file, files
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vistext.encoders import ImageFeatures
+from vistext.encoders.text import TEXT_ENCODERS, TextEncoder
+from vistext.errors import ModelError
+from vistext.heads import IMAGE_HEADS, Projection
+
+log = logging.getLogger(__name__)
+
+FORMAT = "vistext-joint"
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+DEFAULT_MODEL = "joint-default"
+
+_RUNTIME_ARGS = {"vocab", "assets", "seed"}  # text encoder arguments that only exist while building
+DEFAULTS: dict[str, Any] = {
+    "name": "joint",
+    "image_encoder": "efficientnet-lite0",
+    "image_dim": 1280,
+    "image_head": "grid-gpo",
+    "image_head_args": {"hidden": 1024, "dropout": 0.1, "width": 768},
+    "text_encoder": "minilm",
+    "text_encoder_args": {},
+    "text_hidden": 1024,
+    "dropout": 0.1,
+    "dim": 512,
+    "branches": 1,
+}
+
+
+class JointModel(nn.Module):
+    """Images and texts embedded in one space where cosine similarity means "this caption fits this photo"."""
+
+    def __init__(self, config: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        cfg = {**DEFAULTS, **(config or {})}
+        self.config = cfg
+        self.name: str = cfg["name"]
+        self.image_encoder_name: str = cfg["image_encoder"]
+        self.dim = int(cfg["dim"])
+        self.text_encoder: TextEncoder = TEXT_ENCODERS.create(cfg["text_encoder"], **cfg["text_encoder_args"])
+        n = int(cfg["branches"])
+        self.image_heads = nn.ModuleList(
+            IMAGE_HEADS.create(cfg["image_head"], in_dim=int(cfg["image_dim"]), out_dim=self.dim,
+                               **cfg["image_head_args"])
+            for _ in range(n)
+        )
+        self.text_projs = nn.ModuleList(
+            Projection(self.text_encoder.dim, self.dim, int(cfg["text_hidden"]), float(cfg["dropout"]))
+            for _ in range(n)
+        )
+        self.log_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+
+    # ---- properties others rely on --------------------------------------------------------------------------
+    @property
+    def needs_grid(self) -> bool:
+        return bool(getattr(self.image_heads[0], "needs_grid", False))
+
+    @property
+    def logit_scale(self) -> float:
+        """exp(learned log scale): multiply cosine similarities by this before a softmax."""
+        return float(self.log_scale.detach().exp().clamp(max=100.0))
+
+    @property
+    def output_dim(self) -> int:
+        return self.dim * len(self.image_heads)
+
+    # ---- torch-level embeddings (used in training) -----------------------------------------------------------
+    def image_branches(self, pooled: torch.Tensor, grid: torch.Tensor | None) -> list[torch.Tensor]:
+        return [F.normalize(head(pooled, grid), dim=-1) for head in self.image_heads]
+
+    def text_branches(self, text_features: torch.Tensor) -> list[torch.Tensor]:
+        return [F.normalize(proj(text_features), dim=-1) for proj in self.text_projs]
+
+    @staticmethod
+    def join(branches: list[torch.Tensor]) -> torch.Tensor:
+        if len(branches) == 1:
+            return branches[0]
+        return torch.cat(branches, dim=-1) / math.sqrt(len(branches))
+
+    # ---- numpy API ---------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode_images(self, features: ImageFeatures, batch_size: int = 256) -> np.ndarray:
+        """(N, d) L2-normalised embeddings from the bundled image encoder's output for N images."""
+        if self.needs_grid and features.grid is None:
+            raise ModelError(f"joint model {self.name!r} needs the feature grid: encode images with grid=True")
+        self.eval()
+        pooled = np.asarray(features.pooled)
+        out = []
+        for s in range(0, len(pooled), batch_size):
+            p = torch.from_numpy(np.ascontiguousarray(pooled[s : s + batch_size], dtype=np.float32))
+            g = None
+            if self.needs_grid:
+                g = torch.from_numpy(np.ascontiguousarray(features.grid[s : s + batch_size], dtype=np.float32))
+            out.append(self.join(self.image_branches(p, g)))
+        return torch.cat(out).numpy() if out else np.zeros((0, self.output_dim), np.float32)
+
+    @torch.no_grad()
+    def encode_text(self, texts: list[str], batch_size: int = 256) -> np.ndarray:
+        """(N, d) L2-normalised embeddings of N texts (loads the text backbone on first use)."""
+        self.eval()
+        texts = [str(t) for t in texts]
+        out = []
+        for s in range(0, len(texts), batch_size):
+            feats = self.text_encoder(self.text_encoder.prepare(texts[s : s + batch_size]))
+            out.append(self.join(self.text_branches(feats)))
+        return torch.cat(out).numpy() if out else np.zeros((0, self.output_dim), np.float32)
+
+    # ---- persistence ------------------------------------------------------------------------------------
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        state = {k: v for k, v in self.state_dict().items() if not k.startswith("text_encoder.")}
+        state.update({f"text_encoder.{k}": v for k, v in self.text_encoder.trainable_state().items()})
+        return {k: v.detach().contiguous() for k, v in state.items()}
+
+    def load_trainable_state(self, state: dict[str, torch.Tensor]) -> None:
+        text = {k.removeprefix("text_encoder."): v for k, v in state.items() if k.startswith("text_encoder.")}
+        rest = {k: v for k, v in state.items() if not k.startswith("text_encoder.")}
+        own = {k for k in self.state_dict() if not k.startswith("text_encoder.")}
+        if set(rest) != own:
+            raise ModelError(f"weights do not fit the model: missing={sorted(own - set(rest))[:5]} "
+                             f"unexpected={sorted(set(rest) - own)[:5]}")
+        self.load_state_dict(rest, strict=False)
+        self.text_encoder.load_trainable_state(text)
+
+    def save(self, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
+        """Write config.json + model.safetensors (+ text assets) into ``directory``. ``extra`` (training data,
+        method, metrics...) is merged into the config."""
+        from safetensors.torch import save_file
+
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        text_args = {k: v for k, v in self.config["text_encoder_args"].items() if k not in _RUNTIME_ARGS}
+        config = {"format": FORMAT, "format_version": FORMAT_VERSION, **self.config,
+                  "text_encoder_args": {**text_args, **self.text_encoder.config()},
+                  "output_dim": self.output_dim, "image_preprocessing": _preprocessing(self.image_encoder_name),
+                  **(extra or {})}
+        self.config = {k: config[k] for k in self.config}
+        save_file(self.trainable_state(), str(out / WEIGHTS_FILE))
+        self.text_encoder.save_assets(out)
+        (out / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+        return out
+
+
+def _preprocessing(image_encoder: str) -> dict[str, Any]:
+    from vistext.encoders import create_image_encoder  # noqa: F401  (registers the built-in encoders)
+    from vistext.encoders.base import IMAGE_ENCODERS
+
+    if image_encoder == "efficientnet-lite0":
+        from vistext.encoders.efficientnet import PREPROCESSING
+
+        return PREPROCESSING.to_dict()
+    if image_encoder not in IMAGE_ENCODERS:
+        raise ModelError(f"unknown image encoder {image_encoder!r}")
+    return {}
+
+
+def read_config(directory: Path) -> dict[str, Any]:
+    """The checked config.json of a saved joint model."""
+    file = directory / CONFIG_FILE
+    if not file.is_file():
+        raise ModelError(f"{file}: not a joint model (config.json missing)")
+    try:
+        config = json.loads(file.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ModelError(f"{file}: unreadable config ({error})") from None
+    if config.get("format") != FORMAT:
+        raise ModelError(f"{file}: not a vistext joint model (format {config.get('format')!r})")
+    if config.get("format_version") != FORMAT_VERSION:
+        raise ModelError(f"{file}: joint model format version {config.get('format_version')!r} is not supported "
+                         f"(this vistext reads version {FORMAT_VERSION}); retrain or upgrade vistext")
+    for key, registry in (("image_head", IMAGE_HEADS), ("text_encoder", TEXT_ENCODERS)):
+        if config.get(key) not in registry:
+            raise ModelError(f"{file}: unknown {key} {config.get(key)!r}; known: {', '.join(registry.names())}")
+    return config
+
+
+def _load_from(directory: Path) -> JointModel:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    config = read_config(directory)
+    args = dict(config.get("text_encoder_args", {}))
+    if (directory / "vocab.txt").is_file():
+        args["assets"] = str(directory)
+    config["text_encoder_args"] = args
+    model = JointModel({k: config[k] for k in DEFAULTS if k in config})
+    model.metadata = config  # the full model card: training data, method, metrics
+    weights = directory / WEIGHTS_FILE
+    if not weights.is_file():
+        raise ModelError(f"{weights}: weights file missing")
+    try:
+        state = load_file(str(weights))
+    except (OSError, SafetensorError) as error:
+        raise ModelError(f"{weights}: unreadable weights ({error})") from None
+    model.load_trainable_state(state)
+    return model.eval()
+
+
+def load_joint_model(path: str | Path | None = None) -> JointModel:
+    """Load a saved joint model directory; ``None`` loads the default model shipped inside the package."""
+    if path is not None:
+        directory = Path(path)
+        if not directory.is_dir():
+            raise ModelError(f"{directory}: joint model directory not found")
+        return _load_from(directory)
+    with as_file(files("vistext").joinpath("models", DEFAULT_MODEL)) as shipped:
+        if not Path(shipped).is_dir():
+            raise ModelError(f"{shipped}: the shipped default joint model is missing from the installation")
+        return _load_from(Path(shipped))
