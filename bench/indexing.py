@@ -1,0 +1,123 @@
+"""Indexing throughput: model-only ONNX vs end-to-end ``index_folder`` vs a naive serial PyTorch loop.
+
+    .venv/bin/python bench/indexing.py            # all 1000 originals + 1000 of images/
+    .venv/bin/python bench/indexing.py --quick    # 200 images (100 + 100)
+
+Prints img/s for each, the ratios end-to-end/model-only (target >= 0.8) and end-to-end/naive (target >= 3),
+and peak RSS. Figures only; nothing here passes or fails on wall-clock time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from vistext.encoders import create_image_encoder
+from vistext.images import open_image
+from vistext.indexing import index_folder
+from vistext.store import open_store
+
+FLICKR8K = Path(os.environ.get("VISTEXT_FLICKR8K", Path(__file__).resolve().parents[2] / "shared/datasets/flickr8k"))
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def pick_images(limit_originals: int | None, limit_images: int) -> list[Path]:
+    originals = sorted((FLICKR8K / "originals").glob("*.jpg"))[:limit_originals]
+    squashed = sorted((FLICKR8K / "images").glob("*.jpg"))[:limit_images]
+    return originals + squashed
+
+
+def model_only(paths: list[Path], threads: int, batch_size: int, max_images: int = 512) -> float:
+    """ONNX Runtime on batches decoded beforehand: the ceiling end-to-end indexing is measured against."""
+    encoder = create_image_encoder("efficientnet-lite0", threads=threads)
+    sample = paths[:max_images]
+    pixels = np.stack([encoder.preprocess(open_image(p)) for p in sample])
+    encoder.encode(pixels[:batch_size])  # warm-up: first run allocates
+    started = time.perf_counter()
+    for start in range(0, len(pixels), batch_size):
+        encoder.encode(pixels[start : start + batch_size])
+    return len(pixels) / (time.perf_counter() - started)
+
+
+def end_to_end(paths: list[Path], threads: int, batch_size: int, workers: int) -> tuple[float, dict]:
+    """``index_folder`` from files on disk into a fresh temporary store (decode + encode + commit)."""
+    encoder = create_image_encoder("efficientnet-lite0", threads=threads)
+    encoder.encode(np.zeros((batch_size, 3, 224, 224), np.float32))  # same warm-up as model-only
+    with tempfile.TemporaryDirectory(prefix="vistext-bench-") as tmp:
+        folder = Path(tmp) / "photos"
+        folder.mkdir()
+        for i, path in enumerate(paths):  # one folder holding both sets; symlinks keep the data read-only
+            (folder / f"{i:05d}_{path.name}").symlink_to(path)
+        store = open_store(Path(tmp) / "catalogue.sqlite")
+        try:
+            started = time.perf_counter()
+            report = index_folder(folder, store, encoder, batch_size=batch_size, workers=workers, progress=False)
+            seconds = time.perf_counter() - started
+        finally:
+            store.close()
+    return len(paths) / seconds, report.to_dict()
+
+
+def naive(paths: list[Path], max_images: int) -> float:
+    """What a first attempt looks like: PIL per image, eager PyTorch, one image at a time."""
+    encoder = create_image_encoder("efficientnet-lite0-torch")
+    sample = paths[:max_images]
+    encoder.encode(np.zeros((1, 3, 224, 224), np.float32))
+    started = time.perf_counter()
+    for path in sample:
+        img = Image.open(path).convert("RGB").resize((224, 224), Image.Resampling.BILINEAR)
+        encoder.encode(encoder.preprocess(img)[None])
+    return len(sample) / (time.perf_counter() - started)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="200 images (100 originals + 100 squashed)")
+    parser.add_argument("--limit", type=int, default=None, help="images per set (default: all originals, 1000)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=1, help="decode threads")
+    parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
+    parser.add_argument("--naive-limit", type=int, default=60, help="images for the (slow) naive loop")
+    args = parser.parse_args(argv)
+
+    if args.quick:
+        paths = pick_images(100, 100)
+    elif args.limit is not None:
+        paths = pick_images(args.limit, args.limit)
+    else:
+        paths = pick_images(None, 1000)
+    print(
+        f"{len(paths)} images from {FLICKR8K}; batch {args.batch_size}, "
+        f"{args.workers} decode threads, {args.threads} onnxruntime threads, {os.cpu_count()} cores"
+    )
+
+    # the machine is shared: measuring the model before and after end-to-end cancels slow drifts in load
+    before = model_only(paths, args.threads, args.batch_size)
+    e2e, report = end_to_end(paths, args.threads, args.batch_size, args.workers)
+    after = model_only(paths, args.threads, args.batch_size)
+    model = (before + after) / 2
+    print(f"end-to-end index_folder : {e2e:7.1f} img/s  ({report['added']} added, {report['failed']} failed)")
+    print(
+        f"model-only ONNX         : {model:7.1f} img/s  (pre-decoded batches; {before:.1f} before, {after:.1f} after)"
+    )
+    slow = naive(paths, min(args.naive_limit, len(paths)))
+    print(f"naive serial PyTorch    : {slow:7.1f} img/s  (PIL + eager torch, batch 1)")
+    print(f"end-to-end / model-only : {e2e / model:5.2f}x  (target >= 0.8)")
+    print(f"end-to-end / naive      : {e2e / slow:5.2f}x  (target >= 3)")
+    print(f"peak RSS                : {peak_rss_mb():7.0f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
