@@ -10,6 +10,7 @@ import io
 import json
 import logging
 import threading
+import warnings
 from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -116,11 +117,13 @@ class ExploreMixin:
         spaces = list(store.spaces())
         status["text_search"] = any(space.startswith("joint:") for space in spaces)
         try:
-            from vistext.analysis.maps import is_cached
+            from vistext.analysis.maps import METHODS, is_cached
 
             ids, matrix = store.vectors("image")
             status["images"] = int(len(ids))
-            status["map_ready"] = bool(len(ids)) and is_cached(ids, matrix, self._map_folder())
+            cached = [m for m in METHODS if len(ids) and is_cached(ids, matrix, self._map_folder(), m)]
+            status["maps_cached"] = cached
+            status["map_ready"] = bool(cached)
         except VistextError as error:
             log.warning("status: %s", error)
             status["map_ready"] = False
@@ -185,6 +188,8 @@ class ExploreMixin:
 
     def _imagenet_topics(self, ids: np.ndarray, n_topics: int) -> tuple[list[int], list[dict[str, Any]]]:
         """NMF over the stored ImageNet label probabilities: topics even for an index without text embeddings."""
+        from sklearn.exceptions import ConvergenceWarning
+
         from vistext.analysis.topics import fit_topics
 
         labels = list(self.encoder.labels or [])  # type: ignore[attr-defined]
@@ -196,9 +201,9 @@ class ExploreMixin:
         known = [int(i) for i in ids.tolist() if int(i) in rows]
         if len(known) < 2 or not labels:
             return [-1] * len(ids), []
-        model = fit_topics(
-            np.stack([rows[i] for i in known]), labels, min(n_topics, len(known)), seed=0, ids=known
-        )
+        with warnings.catch_warnings():  # a colouring needs no converged NMF; sklearn warns at max_iter
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model = fit_topics(np.stack([rows[i] for i in known]), labels, min(n_topics, len(known)), seed=0, ids=known)
         best = dict(zip(known, model.image_topics().tolist(), strict=True))
         topic_list = [{"id": t.index, "words": [w for w, _ in t.words[:6]]} for t in model.topics]
         return [int(best.get(int(i), -1)) for i in ids.tolist()], topic_list
@@ -216,9 +221,7 @@ class ExploreMixin:
         }
 
     # ---- pictures of results ----------------------------------------------------------------------------------
-    def grid(
-        self, result: SearchResult, out_path: str | Path, *, columns: int | None = None, thumb: int = 192
-    ) -> Path:
+    def grid(self, result: SearchResult, out_path: str | Path, *, columns: int | None = None, thumb: int = 192) -> Path:
         """Draw ``result`` as a contact sheet (rank, score and file name under each thumbnail)."""
         from vistext.analysis.grid import SheetItem, render_contact_sheet
 
@@ -243,6 +246,6 @@ def _read_topics(result: dict[str, Any], ids: np.ndarray) -> tuple[list[int], li
         topic_list.append({"id": int(topic.get("topic", topic.get("id", position))), "words": words})
     assigned = result.get("image_topics", {})
     best: dict[int, int] = {}
-    for key, value in (assigned.items() if isinstance(assigned, dict) else []):
+    for key, value in assigned.items() if isinstance(assigned, dict) else []:
         best[int(key)] = int(np.argmax(value)) if isinstance(value, list | tuple) else int(value)
     return [best.get(int(i), -1) for i in ids.tolist()], topic_list
