@@ -105,6 +105,19 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_topics(args: argparse.Namespace) -> int:
+    with service_for(args) as service:
+        topics = service.topics(args.n)
+    if args.json:
+        emit_json(topics)
+        return 0
+    for topic in topics["topics"]:
+        words = ", ".join(w["word"] for w in topic["words"][:6])
+        say(f"topic {topic['topic']:2d} ({topic['weight']:.1%}): {words}")
+        say(f"          typical images: {', '.join(map(str, topic['images'][:5]))}")
+    return 0
+
+
 def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     index = commands.add_parser("index", parents=[common], help="index a folder of images (incremental)")
     index.add_argument("folder", type=Path)
@@ -132,3 +145,8 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     demo.add_argument("folder", nargs="?", type=Path, help="your own folder (default: bundled sample photos)")
     add_db(demo)
     demo.set_defaults(run=run_demo)
+
+    topics = commands.add_parser("topics", parents=[common], help="NMF topics over the collection's tag scores")
+    topics.add_argument("--n", type=int, default=20, help="how many topics (default 20)")
+    add_db(topics)
+    topics.set_defaults(run=run_topics)

@@ -46,6 +46,21 @@ def run_caption(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_match(args: argparse.Namespace) -> int:
+    from vistext.matcher import parse_tag_set
+
+    with service_for(args) as service:
+        result = service.match(args.image, [parse_tag_set(text) for text in args.tag_sets], model=args.model)
+    if args.json:
+        emit_json(result.to_dict())
+    else:
+        say(f"{result.image} ({result.method}):")
+        for position, candidate in enumerate(result.candidates):
+            mark = "*" if position == result.best else " "
+            say(f" {mark} {candidate.score:6.3f}  {' '.join(candidate.tags)}")
+    return 0
+
+
 def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     tag = commands.add_parser("tag", parents=[common], help="tag images (ImageNet, a trained tagger, or any words)")
     tag.add_argument("images", nargs="+")
@@ -63,3 +78,9 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     caption.add_argument("--captions", required=True, help="FORMAT:PATH of a caption dataset, or a text file")
     add_db(caption)
     caption.set_defaults(run=run_caption)
+
+    match = commands.add_parser("match", parents=[common], help="which tag set fits an image best")
+    match.add_argument("image")
+    match.add_argument("tag_sets", nargs="+", help='tag sets, e.g. "dog ball grass" or "red car, street"')
+    match.add_argument("--model", help='a match classifier directory, or "joint" (default: the shipped classifier)')
+    match.set_defaults(run=run_match)

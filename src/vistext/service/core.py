@@ -18,15 +18,19 @@ from PIL import Image
 from vistext.encoders import ImageEncoder, ImageFeatures, create_image_encoder
 from vistext.errors import ImageDecodeError, StoreError, UsageError
 from vistext.paths import default_db_path
+from vistext.service.explore import ExploreMixin
 from vistext.service.inputs import ImageInput, Upload, decode, input_name
 from vistext.service.results import (
     CaptionResult,
     Hit,
+    MatchCandidate,
+    MatchResult,
     ScoredCaption,
     ScoredTag,
     SearchResult,
     TagResult,
 )
+from vistext.service.topics import TopicsMixin
 
 if TYPE_CHECKING:
     from vistext.indexing import IndexReport
@@ -56,7 +60,7 @@ def _check_k(k: int) -> int:
     return k
 
 
-class Service:
+class Service(TopicsMixin, ExploreMixin):
     """vistext's operations over one collection (``db``) with lazily loaded models.
 
     ``db=None`` uses the default catalogue (see ``vistext.paths.default_db_path``); ``index(folder)`` with no
@@ -289,3 +293,37 @@ class Service:
 
     def _has_store(self) -> bool:
         return self._store is not None or self.db_path().exists()
+
+    def match(
+        self, image: ImageInput, tag_sets: Sequence[Sequence[str]], *, model: str | Path | None = None
+    ) -> MatchResult:
+        """How well each tag set fits ``image``, and the best one.
+
+        ``model``: a match classifier directory (scores are probabilities), ``"joint"`` for the joint model's
+        cosine similarity, or None for the shipped match classifier (falling back to the joint model).
+        """
+        sets = [[tag.strip() for tag in tags if tag.strip()] for tags in tag_sets]
+        if not sets or any(not tags for tags in sets):
+            raise UsageError("give at least one non-empty tag set")
+        method, scores = self._match_scores(image, sets, model)
+        best = int(np.argmax(scores))
+        candidates = [MatchCandidate(tags, float(score)) for tags, score in zip(sets, scores, strict=True)]
+        return MatchResult(input_name(image), candidates, best, method)
+
+    def _match_scores(
+        self, image: ImageInput, sets: list[list[str]], model: str | Path | None
+    ) -> tuple[str, np.ndarray]:
+        if model != "joint":
+            from vistext.errors import ModelError
+            from vistext.matcher import load_matcher
+
+            try:
+                matcher = load_matcher(model)
+            except ModelError:
+                if model is not None:
+                    raise
+                log.info("no shipped match classifier; scoring tag sets with the joint model")
+            else:
+                return "matcher", matcher.score(self.encode_images([image]).pooled[0], sets)
+        vector = self.joint.encode_images(self.encode_images([image], grid=self.joint.needs_grid))[0]
+        return "joint", self.joint.encode_text([" ".join(tags) for tags in sets]) @ vector

@@ -89,4 +89,5 @@ class MatchResult:
             "image": self.image,
             "candidates": [{"tags": c.tags, "score": round(float(c.score), 6)} for c in self.candidates],
             "best": self.best,
+            "method": self.method,
         }

@@ -1,0 +1,87 @@
+"""Topics of an indexed collection: NMF over each image's tag scores, cached beside the catalogue.
+
+The tag scores are the bundled ImageNet classifier's probabilities, stored at indexing time, so topics never
+re-read an image. Image-to-topic weights are kept (``topics-*.npz``) for maps and "more like this topic".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from vistext.errors import UsageError
+
+if TYPE_CHECKING:
+    from vistext.encoders import ImageEncoder
+    from vistext.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def _probabilities(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+class TopicsMixin:
+    """Mixed into ``Service`` (needs its ``store()``, ``db_path()`` and ``encoder``)."""
+
+    if TYPE_CHECKING:
+        encoder: ImageEncoder
+
+        def store(self, create: bool = False, folder: str | Path | None = None) -> Store: ...
+
+        def db_path(self, folder: str | Path | None = None) -> Path: ...
+
+    def _tag_matrix(self) -> tuple[list[int], np.ndarray, list[str]]:
+        labels = list(self.encoder.labels or [])
+        ids, rows = [], []
+        for record in self.store().records(status="ok"):
+            if record.logits is not None and len(record.logits) == len(labels):
+                ids.append(int(record.id))
+                rows.append(_probabilities(record.logits.astype(np.float64)))
+        if len(ids) < 2:
+            raise UsageError(f"{self.db_path()}: topics need at least 2 indexed images, found {len(ids)}")
+        return ids, np.stack(rows), labels
+
+    def topics(self, n: int = 20, *, seed: int = 0, top_images: int = 8) -> dict[str, Any]:
+        """``n`` NMF topics of the collection: top words, most typical image ids, each image's dominant topic."""
+        from vistext.analysis.topics import fit_topics
+
+        if n < 1:
+            raise UsageError(f"the number of topics must be at least 1, got {n}")
+        ids, matrix, labels = self._tag_matrix()
+        n = min(n, len(ids))
+        key = hashlib.sha1(np.asarray(ids, dtype=np.int64).tobytes() + f"{n}:{seed}".encode()).hexdigest()[:16]
+        folder = self.db_path().parent
+        summary_file, weights_file = folder / f"topics-{key}.json", folder / f"topics-{key}.npz"
+        if summary_file.is_file() and weights_file.is_file():
+            return dict(json.loads(summary_file.read_text(encoding="utf-8")))
+        model = fit_topics(matrix, labels, n, seed=seed, ids=ids, top_images=top_images)
+        dominant = model.image_topics()
+        summary = model.to_dict()
+        summary["image_topics"] = {str(i): int(t) for i, t in zip(ids, dominant.tolist(), strict=True)}
+        for stale in folder.glob("topics-*.*"):
+            stale.unlink(missing_ok=True)
+        tmp = folder / f".topics.{os.getpid()}.tmp.npz"
+        np.savez_compressed(tmp, ids=np.asarray(ids), weights=model.image_weights, components=model.components)
+        os.replace(tmp, weights_file)
+        text_tmp = folder / f".topics.{os.getpid()}.tmp.json"
+        text_tmp.write_text(json.dumps(summary), encoding="utf-8")
+        os.replace(text_tmp, summary_file)
+        return summary
+
+    def topic_weights(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, weights (n_images, n_topics)) of the last ``topics()`` run; fit topics first."""
+        files = sorted(self.db_path().parent.glob("topics-*.npz"))
+        if not files:
+            raise UsageError(f"{self.db_path()}: no topics yet; run `vistext topics` first")
+        with np.load(files[-1]) as data:
+            return data["ids"], data["weights"]
