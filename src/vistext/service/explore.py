@@ -10,7 +10,6 @@ import io
 import json
 import logging
 import threading
-import warnings
 from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -178,35 +177,14 @@ class ExploreMixin:
         none: tuple[list[int], list[dict[str, Any]]] = ([-1] * len(ids), [])
         if n_topics <= 0:
             return none
+        topics_of = getattr(self, "topics", None)  # Service.topics (TopicsMixin)
+        if topics_of is None:
+            return none
         try:
-            if callable(getattr(self, "topics", None)):
-                return _read_topics(self.topics(n_topics), ids)  # type: ignore[attr-defined]
-            return self._imagenet_topics(ids, n_topics)
+            return _read_topics(topics_of(n_topics), ids)
         except (VistextError, ValueError, KeyError, TypeError) as error:
             log.warning("map drawn without topic colours: %s", error)
             return none
-
-    def _imagenet_topics(self, ids: np.ndarray, n_topics: int) -> tuple[list[int], list[dict[str, Any]]]:
-        """NMF over the stored ImageNet label probabilities: topics even for an index without text embeddings."""
-        from sklearn.exceptions import ConvergenceWarning
-
-        from vistext.analysis.topics import fit_topics
-
-        labels = list(self.encoder.labels or [])  # type: ignore[attr-defined]
-        rows: dict[int, np.ndarray] = {}
-        for record in self.store().records():
-            if record.logits is not None and len(record.logits) == len(labels):
-                logits = record.logits - record.logits.max()
-                rows[int(record.id)] = np.exp(logits) / np.exp(logits).sum()
-        known = [int(i) for i in ids.tolist() if int(i) in rows]
-        if len(known) < 2 or not labels:
-            return [-1] * len(ids), []
-        with warnings.catch_warnings():  # a colouring needs no converged NMF; sklearn warns at max_iter
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            model = fit_topics(np.stack([rows[i] for i in known]), labels, min(n_topics, len(known)), seed=0, ids=known)
-        best = dict(zip(known, model.image_topics().tolist(), strict=True))
-        topic_list = [{"id": t.index, "words": [w for w, _ in t.words[:6]]} for t in model.topics]
-        return [int(best.get(int(i), -1)) for i in ids.tolist()], topic_list
 
     def neighbour_table(self, k: int = 8) -> dict[int, list[tuple[int, float]]]:
         """Every indexed image's ``k`` most similar images (for maps that work without a server)."""

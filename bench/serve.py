@@ -1,0 +1,193 @@
+"""Load check of the HTTP server: N concurrent clients for S seconds on loopback against a 10k-image index.
+
+    .venv/bin/python bench/serve.py                     # 10k images, 16 clients, 30 s per scenario
+    .venv/bin/python bench/serve.py --quick             # 2k images, 8 clients, 5 s (CI smoke run)
+
+The index is built once from Flickr8k (a folder of symlinks: 8,091 photos, then repeats up to --images; the
+indexer reuses features of identical content, so only distinct photos are encoded) and kept in --workdir.
+The server runs in its own process (as `vistext serve` would); clients keep connections alive. Prints p50/p90/p99
+latency, throughput and the error count per scenario: text search (when a joint model is installed), similar
+by id, similar with min_score and paging, thumbnails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+FLICKR8K = Path(os.environ.get("VISTEXT_FLICKR8K", ROOT.parent / "shared" / "datasets" / "flickr8k"))
+
+SERVER = """
+import sys
+from vistext.server import ServerSettings, run_server
+run_server(ServerSettings(db=sys.argv[1], port=int(sys.argv[2])))
+"""
+
+
+def build_folder(folder: Path, count: int) -> Path:
+    images = sorted((FLICKR8K / "images").glob("*.jpg"))
+    if not images:
+        sys.exit(f"no Flickr8k images under {FLICKR8K}/images")
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        link = folder / f"{i:05d}-{images[i % len(images)].name}"
+        if not link.exists():
+            link.symlink_to(images[i % len(images)])
+    return folder
+
+
+def joint_available() -> bool:
+    try:
+        from vistext.model import load_joint_model
+
+        load_joint_model()
+        return True
+    except Exception as error:  # noqa: BLE001 - any failure just means: no text search in this run
+        print(f"text search not benchmarked: {error}")
+        return False
+
+
+def build_index(workdir: Path, count: int, text: bool) -> Path:
+    from vistext.service import Service
+
+    folder = build_folder(workdir / "photos", count)
+    db = workdir / "db" / "catalogue.sqlite"
+    started = time.perf_counter()
+    with Service(db=db, progress=True) as service:
+        report = service.index(folder, text_search=text)
+        ok = service.store().count("ok")
+    print(f"index: {ok} images ready ({report.added} added now) in {time.perf_counter() - started:.1f} s -> {db}")
+    return db
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(db: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-c", SERVER, str(db), str(port)])
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/api/health", timeout=1).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    process.kill()
+    sys.exit("the server did not come up within 60 s")
+
+
+def load(url: str, make_request: object, clients: int, seconds: float) -> tuple[list[float], int, int]:
+    """``clients`` threads, each with its own keep-alive connection, request back to back for ``seconds``."""
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    stop = time.monotonic() + seconds
+
+    def client(seed: int) -> None:
+        rng = random.Random(seed)
+        mine: list[float] = []
+        failed = 0
+        with httpx.Client(base_url=url, timeout=30) as http:
+            while time.monotonic() < stop:
+                started = time.perf_counter()
+                try:
+                    answer = make_request(http, rng)  # type: ignore[operator]
+                    ok = answer.status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                mine.append(time.perf_counter() - started)
+                failed += not ok
+        with lock:
+            latencies.extend(mine)
+            errors[0] += failed
+
+    threads = [threading.Thread(target=client, args=(seed,)) for seed in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return latencies, errors[0], len(latencies)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))] * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=10_000)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=30.0, help="per scenario")
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/vistext-bench-serve"))
+    parser.add_argument("--quick", action="store_true", help="2k images, 8 clients, 5 s per scenario")
+    args = parser.parse_args()
+    if args.quick:
+        args.images, args.clients, args.seconds = 2000, 8, 5.0
+        args.workdir = args.workdir.with_name(args.workdir.name + "-quick")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    text = joint_available()
+    db = build_index(args.workdir, args.images, text)
+    captions = [
+        line.split("\t", 1)[1].strip()
+        for line in (FLICKR8K / "Flickr8k.token.txt").read_text(encoding="utf-8").splitlines()[::25]
+        if "\t" in line
+    ]
+    process, url = start_server(db)
+    try:
+        count = httpx.get(f"{url}/api/status", timeout=60).json()["images"]
+        ids = [h["id"] for h in httpx.get(f"{url}/api/similar/1", params={"k": 100}, timeout=60).json()["results"]]
+        scenarios = {
+            "similar by id (k=10)": lambda http, rng: http.get(f"/api/similar/{rng.randint(1, count)}"),
+            "similar, page 3, min_score": lambda http, rng: http.get(
+                f"/api/similar/{rng.randint(1, count)}", params={"k": 10, "offset": 20, "min_score": 0.2}
+            ),
+            "thumbnail 256 px": lambda http, rng: http.get(f"/api/images/{rng.choice(ids)}/thumbnail"),
+        }
+        if text:
+            scenarios = {
+                "text search (k=10)": lambda http, rng: http.get("/api/search", params={"q": rng.choice(captions)}),
+                **scenarios,
+            }
+            httpx.get(f"{url}/api/search", params={"q": "warm up the text encoder"}, timeout=60)
+        print(f"\n{count} images, {args.clients} concurrent clients, {args.seconds:g} s per scenario, {url}")
+        header = ("requests", "req/s", "p50 ms", "p90 ms", "p99 ms", "errors")
+        print(f"{'scenario':30s} " + " ".join(f"{h:>8s}" for h in header))
+        for name, make in scenarios.items():
+            latencies, errors, total = load(url, make, args.clients, args.seconds)
+            print(
+                f"{name:30s} {total:8d} {total / args.seconds:8.1f} {percentile(latencies, 50):8.1f} "
+                f"{percentile(latencies, 90):8.1f} {percentile(latencies, 99):8.1f} {errors:8d}"
+            )
+        solo = []
+        with httpx.Client(base_url=url, timeout=30) as http:
+            rng = random.Random(1)
+            for _ in range(200):
+                started = time.perf_counter()
+                make = scenarios[next(iter(scenarios))]
+                make(http, rng)
+                solo.append(time.perf_counter() - started)
+        print(f"one client alone, {next(iter(scenarios))}: p50 {statistics.median(solo) * 1000:.1f} ms")
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+if __name__ == "__main__":
+    main()
