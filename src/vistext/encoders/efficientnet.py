@@ -148,6 +148,8 @@ class OnnxEfficientNetLite0(ImageEncoder):
         options.intra_op_num_threads = threads or os.cpu_count() or 1
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        # idle intra-op threads would busy-wait and steal the cores the decode threads need
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(
             str(onnx_path(weights)), options, providers=["CPUExecutionProvider"]
         )
