@@ -170,6 +170,7 @@ def main() -> None:
         header = ("requests", "req/s", "p50 ms", "p90 ms", "p99 ms", "errors")
         print(f"{'scenario':30s} " + " ".join(f"{h:>8s}" for h in header))
         for name, make in scenarios.items():
+            load(url, make, args.clients, min(3.0, args.seconds))  # warm caches (SQLite pages, thumbnails)
             latencies, errors, total = load(url, make, args.clients, args.seconds)
             print(
                 f"{name:30s} {total:8d} {total / args.seconds:8.1f} {percentile(latencies, 50):8.1f} "

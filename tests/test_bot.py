@@ -17,9 +17,10 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from test_server import ExploreService, copy_photos, serving
+from test_server import copy_photos, serving, text_search_available
 
 from vistext.bot import BotSettings, VistextBot
+from vistext.service import Service
 
 TOKEN = "123456:TEST-token"
 ALLOWED, STRANGER = 4242, 9999
@@ -124,8 +125,8 @@ def indexed(tmp_path_factory: pytest.TempPathFactory, flickr8k_images: list[Path
     root = tmp_path_factory.mktemp("bot")
     photos = copy_photos(flickr8k_images[200:220], root / "photos")
     db = root / "db" / "catalogue.sqlite"
-    with ExploreService(db=db, progress=False) as service:
-        service.index(photos, text_search=False)
+    with Service(db=db, progress=False) as service:
+        service.index(photos, text_search=text_search_available())
     return {"db": db, "photos": photos}
 
 
@@ -136,7 +137,7 @@ def fake_api() -> Iterator[tuple[FakeBotApi, str]]:
         yield fake, url
 
 
-def run_bot_while(fake: FakeBotApi, url: str, service: ExploreService, scenario: Any, **options: Any) -> None:
+def run_bot_while(fake: FakeBotApi, url: str, service: Service, scenario: Any, **options: Any) -> None:
     settings = BotSettings(token=TOKEN, base_url=f"{url}/bot", base_file_url=f"{url}/file/bot", k=3, **options)
 
     async def main() -> None:
@@ -183,8 +184,11 @@ def test_bot_end_to_end(indexed: dict[str, Path], fake_api: tuple[FakeBotApi, st
 
         fake.push(ALLOWED, text="a dog running through the snow")
         answer = fake.wait_sent(6)[5]
-        # this index has no text embeddings: the user is told so in one line, not with a stack trace
-        assert answer["text"].startswith("Sorry: ") and "Traceback" not in answer["text"]
+        if text_search_available():
+            assert answer["method"] == "sendMediaGroup" and answer["photos"] == 3
+            assert answer["captions"][0].startswith("1. ")
+        else:  # no text model in this checkout: the user is told so in one line, not with a stack trace
+            assert answer["text"].startswith("Sorry: ") and "Traceback" not in answer["text"]
 
         fake.push(STRANGER, **fake.command("/help"))
         fake.push(STRANGER, **fake.photo_message("p2", photos[3].read_bytes()))
@@ -194,7 +198,7 @@ def test_bot_end_to_end(indexed: dict[str, Path], fake_api: tuple[FakeBotApi, st
         assert [m["chat_id"] for m in fake.sent].count(STRANGER) == 0 and len(fake.sent) == 7
         assert sent[6]["chat_id"] == ALLOWED
 
-    with ExploreService(db=indexed["db"], progress=False) as service:
+    with Service(db=indexed["db"], progress=False) as service:
         run_bot_while(fake, url, service, scenario, allow=frozenset({ALLOWED}))
 
 
@@ -207,5 +211,5 @@ def test_bot_answers_everyone_without_an_allow_list(
         fake.push(STRANGER, **fake.command("/start"))
         assert fake.wait_sent(1)[0]["chat_id"] == STRANGER
 
-    with ExploreService(db=indexed["db"], progress=False) as service:
+    with Service(db=indexed["db"], progress=False) as service:
         run_bot_while(fake, url, service, scenario)

@@ -10,13 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from test_server import ExploreService, copy_photos
+from test_server import copy_photos
 
 from vistext.analysis import maps
 from vistext.analysis.grid import SheetItem, render_contact_sheet
 from vistext.cli import serving
 from vistext.cli.main import common_options
 from vistext.errors import UsageError
+from vistext.service import Service
 
 
 def clusters(n_per: int = 30, dim: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -31,7 +32,7 @@ def indexed(tmp_path_factory: pytest.TempPathFactory, flickr8k_images: list[Path
     root = tmp_path_factory.mktemp("maps")
     photos = copy_photos(flickr8k_images[300:330], root / "photos")
     db = root / "db" / "catalogue.sqlite"
-    with ExploreService(db=db, progress=False) as service:
+    with Service(db=db, progress=False) as service:
         service.index(photos, text_search=False)
     return db
 
@@ -91,7 +92,7 @@ def test_nearest_neighbours_match_brute_force() -> None:
 
 # ---- the service's map --------------------------------------------------------------------------------------
 def test_map_points_are_coloured_by_topic_and_cached(indexed: Path) -> None:
-    with ExploreService(db=indexed, progress=False) as service:
+    with Service(db=indexed, progress=False) as service:
         assert service.status()["map_ready"] is False
         answer = service.map_points("pca", topics=4)
         points = answer["points"]
@@ -107,8 +108,7 @@ def test_map_points_are_coloured_by_topic_and_cached(indexed: Path) -> None:
         assert [other for other, _ in table[first]] == [h.id for h in service.similar(first, 4).results[1:]]
 
 
-def test_map_command_writes_a_standalone_html(indexed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("vistext.cli.collection.Service", ExploreService)
+def test_map_command_writes_a_standalone_html(indexed: Path, tmp_path: Path) -> None:
     parser = argparse.ArgumentParser()
     serving.register(parser.add_subparsers(), common_options())
     for extra, thumbs in (([], 30), (["--link"], 0)):
@@ -126,7 +126,7 @@ def test_map_command_writes_a_standalone_html(indexed: Path, tmp_path: Path, mon
 
 # ---- contact sheets ----------------------------------------------------------------------------------------------
 def test_contact_sheet_of_search_results(indexed: Path, tmp_path: Path) -> None:
-    with ExploreService(db=indexed, progress=False) as service:
+    with Service(db=indexed, progress=False) as service:
         result = service.similar(1, 7)
         out = service.grid(result, tmp_path / "sheet.png", thumb=96)
     sheet = Image.open(out)

@@ -10,11 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_server import ExploreService, copy_photos, running_server
+from test_server import copy_photos, running_server, text_search_available
 
 from vistext.errors import VistextError
 from vistext.server import ServerSettings
 from vistext.server.standalone import map_page, write_map_html
+from vistext.service import Service
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "web"
@@ -28,23 +29,13 @@ if not CHROMIUM.exists():
     pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (the web tests need a real browser)")
 
 
-def text_search_available() -> bool:
-    try:
-        from vistext.model import load_joint_model
-
-        load_joint_model()
-    except (ImportError, VistextError):
-        return False
-    return True
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory, flickr8k_images: list[Path]) -> Iterator[dict]:
     root = tmp_path_factory.mktemp("web")
     photos = copy_photos(flickr8k_images[100:136], root / "photos")
     db = root / "db" / "catalogue.sqlite"
     text = text_search_available()
-    with ExploreService(db=db, progress=False) as service:
+    with Service(db=db, progress=False) as service:
         service.index(photos, text_search=text)
     with running_server(ServerSettings(db=db, map_method="pca")) as url:
         yield {"url": url, "db": db, "photos": photos, "text": text}
@@ -116,7 +107,7 @@ def test_match_form(page: object, site: dict) -> None:
     page.fill("#tag-sets", "dog, grass, running\nkitchen, cooking\ncar, street")
     page.click("#match-form button[type=submit]")
     try:  # the same call through the service tells whether this checkout has a model to match with
-        with ExploreService(db=site["db"], progress=False) as service:
+        with Service(db=site["db"], progress=False) as service:
             service.match(photo, [["dog"], ["car"]])  # type: ignore[attr-defined]
         available = True
     except (AttributeError, VistextError):
@@ -151,7 +142,7 @@ def test_map_page_hover_and_click_shows_neighbours(page: object, site: dict) -> 
 
 
 def test_standalone_map_works_from_a_file(page: object, site: dict, tmp_path: Path) -> None:
-    with ExploreService(db=site["db"], progress=False) as service:
+    with Service(db=site["db"], progress=False) as service:
         out = write_map_html(service, tmp_path / "map.html", method="pca")
     page.goto(out.as_uri())
     page.wait_for_selector("body[data-map-ready='1']")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ HELP = (
     "/help shows this message."
 )
 
-Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Awaitable[None]]
+Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]
 
 
 @dataclass
@@ -95,11 +95,12 @@ class VistextBot:
 
     async def _send_album(self, message: Message, result: SearchResult, empty: str) -> None:
         hits = [hit for hit in result.results if hit.id is not None][:ALBUM_SIZE]
+        ids = [int(hit.id) for hit in hits if hit.id is not None]
         if not hits:
             await message.reply_text(empty)
             return
         pictures = await asyncio.to_thread(
-            lambda: [self.service.thumbnail(hit.id, PHOTO_SIZE) for hit in hits]  # type: ignore[attr-defined]
+            lambda: [self.service.thumbnail(image_id, PHOTO_SIZE) for image_id in ids]
         )
         captions = [_result_caption(rank, hit.score, hit.path) for rank, hit in enumerate(hits, start=1)]
         if len(hits) == 1:

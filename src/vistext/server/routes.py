@@ -145,11 +145,8 @@ def build_router() -> APIRouter:
         context = ctx(request)
         _check_paging(context, k, offset)
 
-        def work() -> dict[str, Any]:
-            context.service.image_record(image_id)  # 404 for an unknown id, before any search
-            return context.service.similar(image_id, k, offset=offset, min_score=min_score).to_dict()
-
-        return JSONResponse(await context.call(work))
+        result = await context.call(lambda: context.service.similar(image_id, k, offset=offset, min_score=min_score))
+        return JSONResponse(result.to_dict())
 
     @api.post("/similar", response_model=schemas.SearchOut, summary="indexed images similar to an uploaded image")
     async def similar_to_upload(
@@ -224,14 +221,14 @@ def build_router() -> APIRouter:
 
         def work() -> dict[str, Any]:
             check_upload(upload, context.settings.max_pixels)
-            return context.service.match(upload, sets).to_dict()  # type: ignore[attr-defined]
+            return context.service.match(upload, sets).to_dict()
 
         return JSONResponse(await context.call(work, upload=True))
 
     @api.get("/topics", summary="NMF topics of the collection: top words and typical images")
     async def topics(request: Request, n: int = Query(8, ge=1, le=50)) -> JSONResponse:
         context = ctx(request)
-        return JSONResponse(await context.call(lambda: context.service.topics(n)))  # type: ignore[attr-defined]
+        return JSONResponse(await context.call(lambda: context.service.topics(n)))
 
     @api.get(
         "/map",

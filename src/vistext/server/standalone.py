@@ -52,19 +52,19 @@ def write_map_html(
     out = Path(out_path)
     if out.suffix.lower() not in {".html", ".htm"}:
         raise UsageError(f"{out}: the map file must end in .html")
-    data: dict[str, Any] = service.map_points(method)  # type: ignore[attr-defined]
+    data: dict[str, Any] = service.map_points(method)
     ids = data["points"]["id"]
     data["neighbours"] = {
         str(image_id): [[other, score] for other, score in near]
-        for image_id, near in service.neighbour_table(neighbours).items()  # type: ignore[attr-defined]
+        for image_id, near in service.neighbour_table(neighbours).items()
     }
     files: dict[str, str] = {}
     thumbs: dict[str, str] = {}
     for image_id in ids:
         try:  # a file deleted since indexing loses its picture, not the whole map
-            files[str(image_id)] = service.image_file(image_id).resolve().as_uri()  # type: ignore[attr-defined]
+            files[str(image_id)] = service.image_file(image_id).resolve().as_uri()
             if embed_thumbnails:
-                jpeg = service.thumbnail(image_id, EMBED_SIZE)  # type: ignore[attr-defined]
+                jpeg = service.thumbnail(image_id, EMBED_SIZE)
                 thumbs[str(image_id)] = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()
         except VistextError as error:
             log.warning("map: %s", error)
