@@ -171,3 +171,17 @@ def test_killed_run_resumes_without_loss_or_duplicates(
     finally:
         resumed.close()
         clean.close()
+
+
+def test_rerun_adds_a_new_embedding_space_to_unchanged_files(folder: Path, store: Store, encoder: ImageEncoder) -> None:
+    index_folder(folder, store, encoder, progress=False)
+    assert "joint:test" not in store.spaces()
+
+    def first8(features: ImageFeatures) -> np.ndarray:
+        return features.pooled[:, :8]
+
+    report = index_folder(folder, store, encoder, projectors={"joint:test": first8}, progress=False)
+    assert (report.updated, report.unchanged) == (30, 0)
+    assert store.paths_missing("joint:test") == set()
+    again = index_folder(folder, store, encoder, projectors={"joint:test": first8}, progress=False)
+    assert again.unchanged == 30

@@ -194,6 +194,8 @@ def index_folder(
     report = IndexReport()
 
     known = _states_under(store, root)
+    # an unchanged file still needs work when it lacks a requested space (indexed before that model existed)
+    lacking = set().union(*(store.paths_missing(space) for space in projectors)) if projectors else set()
     seen: set[str] = set()
     candidates: list[tuple[str, int, float, bool]] = []
     for file in iter_image_files(root_path):
@@ -209,6 +211,7 @@ def index_folder(
             and state.size == stat.st_size
             and abs(float(state.mtime) - stat.st_mtime) < _MTIME_TOLERANCE
             and state.model == encoder.name
+            and path not in lacking
         ):
             report.unchanged += 1
             continue

@@ -55,6 +55,10 @@ class Store(ABC):
         """``"image"`` plus every embedding space stored."""
 
     @abstractmethod
+    def paths_missing(self, space: str) -> set[str]:
+        """Paths of readable images without a vector in embedding ``space``."""
+
+    @abstractmethod
     def count(self, status: str | None = None) -> int:
         """Number of files (with this status)."""
 

@@ -345,6 +345,15 @@ class Catalogue:
         )
         return [IMAGE_SPACE, *(row[0] for row in rows)]
 
+    def paths_missing(self, space: str) -> set[str]:
+        """Paths of readable images that have no vector in embedding ``space`` (e.g. indexed before a model)."""
+        rows = self.conn.execute(
+            """SELECT i.path FROM images i WHERE i.status = 'ok' AND NOT EXISTS
+                 (SELECT 1 FROM embeddings e WHERE e.sha = i.sha AND e.space = ?)""",
+            (space,),
+        )
+        return {row[0] for row in rows}
+
     # ---- vectors of a space (what the vector index caches) --------------------------------------------------
     @staticmethod
     def _space_sql(space: str) -> tuple[str, list[Any]]:

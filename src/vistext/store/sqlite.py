@@ -99,6 +99,10 @@ class SQLiteStore(Store):
         with self._locked():
             return self.catalogue.spaces()
 
+    def paths_missing(self, space: str) -> set[str]:
+        with self._locked():
+            return self.catalogue.paths_missing(space)
+
     def count(self, status: str | None = None) -> int:
         with self._locked():
             return self.catalogue.count(status)
