@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vistext.datasets import TaggedImage, open_caption_dataset, tags_from_captions
+from vistext.datasets import TaggedDataset, TaggedImage, open_caption_dataset, tags_from_captions
 from vistext.encoders import create_image_encoder
 from vistext.errors import ModelError, UsageError
 from vistext.features import encode_files
@@ -61,27 +61,30 @@ def test_two_choice_helpers() -> None:
     assert two_choice_accuracy(np.array([0.9, 0.2, 0.5]), np.array([0.1, 0.3, 0.5])) == pytest.approx(0.5)
 
 
-def test_train_small_matcher(flickr8k: Path, tmp_path: Path) -> None:
-    tagged = tags_from_captions(open_caption_dataset(f"flickr8k:{flickr8k}"), top_n=300)
+@pytest.fixture(scope="module")
+def tagged(flickr8k: Path) -> TaggedDataset:
+    return tags_from_captions(open_caption_dataset(f"flickr8k:{flickr8k}"), top_n=300)
+
+
+def test_train_small_matcher(tagged: TaggedDataset, tmp_path: Path) -> None:
     path = tmp_path / "tags.csv"
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["image", "tags", "split"])
-        for split, n in (("train", 240), ("dev", 60)):
+        for split, n in (("train", 150), ("dev", 40)):
             writer.writerows((i.image, "|".join(i.tags), split) for i in tagged.items(split)[:n])
     result = train_matcher(
-        MatcherTrainConfig(data=f"csv:{path}", out=tmp_path / "matcher", epochs=3, threads=2), progress=False
+        MatcherTrainConfig(data=f"csv:{path}", out=tmp_path / "matcher", epochs=2, threads=2), progress=False
     )
-    assert len(result.history) == 3 and result.history[-1]["loss"] < result.history[0]["loss"]
+    assert len(result.history) == 2 and result.history[-1]["loss"] < result.history[0]["loss"]
     assert (tmp_path / "matcher" / "model.safetensors").is_file()
     assert 0.0 <= result.metrics["validation"]["two_choice_accuracy"] <= 1.0
     loaded = load_matcher(tmp_path / "matcher")
-    assert evaluate_matcher(loaded, f"csv:{path}", split="dev", progress=False)["n_pairs"] > 50
+    assert evaluate_matcher(loaded, f"csv:{path}", split="dev", progress=False)["n_pairs"] > 30
 
 
 @pytest.mark.skipif(not (default_matcher_path() / "config.json").is_file(), reason="no shipped default matcher")
-def test_default_matcher_picks_the_right_tag_set(flickr8k: Path) -> None:
-    tagged = tags_from_captions(open_caption_dataset(f"flickr8k:{flickr8k}"), top_n=300)
+def test_default_matcher_picks_the_right_tag_set(tagged: TaggedDataset) -> None:
     test = [i for i in tagged.items("test") if i.tags][:80]
     features = encode_files([i.image for i in test], create_image_encoder(), progress=False).pooled
     model = load_matcher()

@@ -186,10 +186,10 @@ def test_augment_views_reproducible() -> None:
 
 @pytest.fixture(scope="module")
 def small_tagged(flickr8k: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A few hundred real Flickr8k photos with caption-derived tags: 250 train, 60 dev, 100 test."""
+    """A few hundred real Flickr8k photos with caption-derived tags: 200 train, 50 dev, 80 test."""
     tagged = tags_from_captions(open_caption_dataset(f"flickr8k:{flickr8k}"), top_n=60)
     rows = []
-    for split, n in (("train", 250), ("dev", 60), ("test", 100)):
+    for split, n in (("train", 200), ("dev", 50), ("test", 80)):
         rows += [(item.image, "|".join(item.tags), split) for item in tagged.items(split) if item.tags][:n]
     path = tmp_path_factory.mktemp("tagged") / "small.csv"
     with path.open("w", newline="") as handle:

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from vistext.errors import ModelError, UsageError
@@ -63,9 +64,10 @@ class MatchModel(nn.Module):
         self.unknown = nn.Parameter(torch.zeros(s.word_dim))  # words GloVe does not know
         self.gru = nn.GRU(s.word_dim, s.hidden, batch_first=True, bidirectional=True)
         self.word = nn.Sequential(nn.Linear(s.word_dim, s.joint), nn.ReLU(), nn.Linear(s.joint, s.joint))
+        self.word_bias = nn.Linear(s.word_dim, 1)  # a word's base rate, so its fit alone is the evidence
         self.text = nn.Sequential(nn.Linear(2 * s.hidden + s.joint, s.joint), nn.ReLU())
         self.classifier = nn.Sequential(
-            nn.Dropout(s.dropout), nn.Linear(3 * s.joint + 3, s.joint), nn.ReLU(), nn.Linear(s.joint, 1)
+            nn.Dropout(s.dropout), nn.Linear(3 * s.joint + 9, s.joint), nn.ReLU(), nn.Linear(s.joint, 1)
         )
         self._vectors: WordVectors | None = None
 
@@ -109,6 +111,13 @@ class MatchModel(nn.Module):
         mask = (torch.arange(vectors.shape[1])[None, :] < lengths[:, None]).to(states.dtype)[..., None]
         return states, self.word(vectors), mask
 
+    @staticmethod
+    def _pool(values: torch.Tensor, mask: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+        """(mean, max, min) over the real words of (N, L, 1) values -> (N, 3)."""
+        mean = (values * mask).sum(1) / count
+        best, worst = values.masked_fill(mask == 0, -1e4).amax(1), values.masked_fill(mask == 0, 1e4).amin(1)
+        return torch.cat([mean, best, worst], dim=1)
+
     # ---- both -------------------------------------------------------------------------------------------
     def forward(
         self, image_features: torch.Tensor, vectors: torch.Tensor, known: torch.Tensor, lengths: torch.Tensor
@@ -117,11 +126,31 @@ class MatchModel(nn.Module):
         states, words, mask = self._words(vectors, known, lengths)
         count = lengths[:, None].to(states.dtype)
         text = self.text(torch.cat([(states * mask).sum(1) / count, (words * mask).sum(1) / count], dim=1))
-        # how well each word fits the image: the mean, best and worst fit are strong cues for "whose tags"
-        fit = (words * image[:, None, :]).sum(-1, keepdim=True) / image.shape[1] ** 0.5
-        best, worst = fit.masked_fill(mask == 0, -1e4).amax(1), fit.masked_fill(mask == 0, 1e4).amin(1)
-        stats = torch.cat([(fit * mask).sum(1) / count, best, worst], dim=1)
+        # how well each word fits the image, as the auxiliary tagger sees it: evidence, log-probability and
+        # log-likelihood ratio against the average image (standardised features 0), so common words do not
+        # win by being common; their mean, best and worst over the set are strong cues for "whose tags"
+        scale = image.shape[1] ** 0.5
+        fit = (words * image[:, None, :]).sum(-1, keepdim=True) / scale
+        base = self.image(torch.zeros_like(image_features[:1]))
+        bias = self.word_bias(vectors)
+        log_p = F.logsigmoid(fit + bias)
+        llr = log_p - F.logsigmoid((words * base[:, None, :]).sum(-1, keepdim=True) / scale + bias)
+        stats = torch.cat([self._pool(v, mask, count) for v in (fit, log_p, llr)], dim=1)
         return self.classifier(torch.cat([image, text, image * text, stats], dim=1)).squeeze(1)
+
+    def embed_tags(self, tags: Sequence[str]) -> torch.Tensor:
+        """One vector per tag (V, word_dim): the mean of its words' vectors (unknown words: the learned one)."""
+        vectors, known, lengths = self.embed_tag_sets([[tag] for tag in tags])
+        vectors = vectors + (1 - known)[..., None] * self.unknown
+        mask = (torch.arange(vectors.shape[1])[None, :] < lengths[:, None]).to(vectors.dtype)[..., None]
+        return (vectors * mask).sum(1) / lengths[:, None].to(vectors.dtype)
+
+    def tag_logits(self, image_features: torch.Tensor, tag_vectors: torch.Tensor) -> torch.Tensor:
+        """(N, V) logits that each tag is present in each image, from the same word fit the classifier reads:
+        trained as an auxiliary tagger, it gives the fit dense supervision (every tag, every image)."""
+        image = self.image((image_features - self.image_mean) / self.image_std)
+        words = self.word(tag_vectors)
+        return image @ words.T / image.shape[1] ** 0.5 + self.word_bias(tag_vectors).T
 
     def score(self, image_features: np.ndarray, tag_sets: Sequence[Sequence[str]]) -> np.ndarray:
         """Match probabilities (M,): one image's features (D,) against M tag sets, or N images (N, D) paired

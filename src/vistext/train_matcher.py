@@ -47,6 +47,8 @@ class MatcherTrainConfig:
     neighbours: int = 10  # hard negatives come from this many nearest images
     max_overlap: float = 0.5  # ...whose tag sets overlap (Jaccard) less than this
     tag_dropout: float = 0.2  # chance of dropping each tag of a positive (at least one kept)
+    aux_weight: float = 0.1  # weight of the auxiliary tagging loss on the word fit (0: off)
+    pretrain_epochs: int = 20  # epochs of the word fit alone as a tagger first (cheap: no GRU)
     threads: int | None = None
     seed: int = 0
     max_images: int | None = None
@@ -156,6 +158,32 @@ def _splits(dataset: TaggedDataset, config: MatcherTrainConfig) -> tuple[list[Ta
     return [t for t in train if t.tags], [v for v in val if v.tags]
 
 
+def _pretrain_fit(
+    model: MatchModel,
+    x_train: np.ndarray,
+    present: torch.Tensor,
+    tag_vectors: torch.Tensor,
+    config: MatcherTrainConfig,
+    rng: np.random.Generator,
+    progress: bool,
+) -> None:
+    """Train the word fit (image projection, word projection, word bias) as a plain tagger: every image
+    supervises every tag at once, so this dense signal converges in a fraction of the pair training's time."""
+    parts = [*model.image.parameters(), *model.word.parameters(), *model.word_bias.parameters()]
+    optimizer = torch.optim.AdamW(parts, lr=config.lr, weight_decay=config.weight_decay)
+    model.train()
+    batch = 64
+    for _ in tqdm(range(config.pretrain_epochs), desc="pre-training word fit", disable=not progress, unit="epoch"):
+        order = rng.permutation(len(x_train))
+        for start in range(0, len(order), batch):
+            idx = np.sort(order[start : start + batch])
+            logits = model.tag_logits(torch.from_numpy(x_train[idx]), tag_vectors)
+            loss = F.binary_cross_entropy_with_logits(logits, present[idx], reduction="sum") / len(idx)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+
 def train_matcher(config: MatcherTrainConfig, progress: bool = True) -> MatcherTrainResult:
     """Train a match model on a tagged dataset; the epoch with the best validation two-choice accuracy wins."""
     if config.threads:
@@ -177,6 +205,14 @@ def train_matcher(config: MatcherTrainConfig, progress: bool = True) -> MatcherT
     model.image_mean.copy_(torch.from_numpy(x_train.mean(axis=0)))
     model.image_std.copy_(torch.from_numpy(x_train.std(axis=0) + 1e-3))
     model.vectors  # noqa: B018  (load GloVe before timing the epochs)
+    vocabulary = sorted({tag for item in train for tag in item.tags})
+    tag_index = {tag: j for j, tag in enumerate(vocabulary)}
+    present = torch.zeros(len(train), len(vocabulary))
+    for i, item in enumerate(train):
+        present[i, [tag_index[t] for t in item.tags]] = 1.0
+    tag_vectors = model.embed_tags(vocabulary).detach()  # GloVe rows; the learned unknown vector enters only here
+    if config.pretrain_epochs > 0:
+        _pretrain_fit(model, x_train, present, tag_vectors, config, rng, progress)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps = config.epochs * -(-len(train) // config.batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=steps, pct_start=0.1)
@@ -190,6 +226,11 @@ def train_matcher(config: MatcherTrainConfig, progress: bool = True) -> MatcherT
             rows, sets, labels = _batch_examples(order[start : start + config.batch_size], train, hard, rng, config)
             logits = model(torch.from_numpy(x_train[rows]), *model.embed_tag_sets(sets))
             loss = F.binary_cross_entropy_with_logits(logits, torch.from_numpy(labels))
+            if config.aux_weight > 0:
+                images = np.unique(rows)
+                tag_logits = model.tag_logits(torch.from_numpy(x_train[images]), tag_vectors)
+                aux = F.binary_cross_entropy_with_logits(tag_logits, present[images], reduction="sum") / len(images)
+                loss = loss + config.aux_weight * aux
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
