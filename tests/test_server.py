@@ -180,6 +180,28 @@ def test_map_coordinates(client: httpx.Client) -> None:
     assert client.get("/api/map", params={"method": "umapx"}).status_code == 400
 
 
+def test_topics(client: httpx.Client) -> None:
+    answer = client.get("/api/topics", params={"n": 3})
+    assert answer.status_code == 200, answer.text
+    assert len(answer.json()["topics"]) == 3
+    assert client.get("/api/topics", params={"n": 0}).status_code == 400
+
+
+def test_match_parses_tag_sets_and_answers_or_says_why(client: httpx.Client, collection: dict[str, Path]) -> None:
+    photo = jpeg_bytes(sorted(collection["photos"].glob("*.jpg"))[0])
+    file = {"file": ("a.jpg", photo, "image/jpeg")}
+    for bad, reason in (("", "tag_sets"), ("[[1, 2]]", "list of lists of strings"), ("[oops", "not valid JSON")):
+        answer = client.post("/api/match", files=file, data={"tag_sets": bad})
+        assert answer.status_code == 400 and reason in answer.json()["error"], answer.text
+    answer = client.post("/api/match", files=file, data={"tag_sets": "dog, grass\nkitchen, cooking"})
+    if answer.status_code == 200:
+        body = answer.json()
+        assert [c["tags"] for c in body["candidates"]] == [["dog", "grass"], ["kitchen", "cooking"]]
+        assert body["best"] in (0, 1)
+    else:  # no match model in this checkout yet: a clear 503, never a 500
+        assert answer.status_code == 503 and "model" in answer.json()["error"]
+
+
 def test_text_search_without_embeddings_says_what_to_do(client: httpx.Client) -> None:
     answer = client.get("/api/search", params={"q": "a dog on the grass"})
     assert answer.status_code == 503
