@@ -16,6 +16,8 @@ from vistext.service import Service
 log = logging.getLogger(__name__)
 
 EMBED_SIZE = 128
+EMBED_SIZE_LARGE = 64  # above EMBED_LIMIT images: 10k embedded 128-px thumbnails make an 80 MB file
+EMBED_LIMIT = 2000
 
 
 def _script_json(document: Any) -> str:
@@ -46,7 +48,8 @@ def write_map_html(
 ) -> Path:
     """Write the interactive map of ``service``'s collection to ``out_path``.
 
-    With ``embed_thumbnails`` the file carries 128-px JPEG thumbnails (portable; ~5 KB per image); without,
+    With ``embed_thumbnails`` the file carries JPEG thumbnails (portable; 128 px, or 64 px above 2,000 images,
+    so 10k images make ~30 MB); without,
     it links to the original files by ``file://`` URL (small, but only works on this machine).
     """
     out = Path(out_path)
@@ -58,13 +61,14 @@ def write_map_html(
         str(image_id): [[other, score] for other, score in near]
         for image_id, near in service.neighbour_table(neighbours).items()
     }
+    size = EMBED_SIZE if len(ids) <= EMBED_LIMIT else EMBED_SIZE_LARGE
     files: dict[str, str] = {}
     thumbs: dict[str, str] = {}
     for image_id in ids:
         try:  # a file deleted since indexing loses its picture, not the whole map
             files[str(image_id)] = service.image_file(image_id).resolve().as_uri()
             if embed_thumbnails:
-                jpeg = service.thumbnail(image_id, EMBED_SIZE)
+                jpeg = service.thumbnail(image_id, size)
                 thumbs[str(image_id)] = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()
         except VistextError as error:
             log.warning("map: %s", error)
