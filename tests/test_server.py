@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import io
+import os
 import shutil
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -372,3 +376,45 @@ def test_concurrent_searches_while_indexing_then_restart(tmp_path: Path, collect
         again = httpx.get(f"{url}/api/similar/3", params={"k": 5}).json()
         assert [h["id"] for h in again["results"]][:1] == [h["id"] for h in before["results"]][:1]
         assert len({h["id"] for h in httpx.get(f"{url}/api/similar/3", params={"k": 40}).json()["results"]}) == 32
+
+
+SERVE_CLI = (
+    "import argparse, sys\n"
+    "from vistext.cli import serving\n"
+    "from vistext.cli.main import common_options\n"
+    "parser = argparse.ArgumentParser()\n"
+    "serving.register(parser.add_subparsers(), common_options())\n"
+    "args = parser.parse_args(sys.argv[1:])\n"
+    "sys.exit(args.run(args))\n"
+)
+
+
+def test_serve_command_in_its_own_process_survives_a_restart(collection: dict[str, Path]) -> None:
+    """`vistext serve` as a real process: token from the environment, clean stop on SIGTERM, same index after."""
+    answers = []
+    for _ in range(2):
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        sock.close()
+        argv = ["serve", "--db", str(collection["db"]), "--port", str(port), "--token-env", "VT_TOKEN", "-q"]
+        env = {**os.environ, "VT_TOKEN": "from-env"}
+        process = subprocess.Popen([sys.executable, "-c", SERVE_CLI, *argv], env=env)
+        url, auth = f"http://127.0.0.1:{port}", {"Authorization": "Bearer from-env"}
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(f"{url}/api/health", headers=auth, timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert time.monotonic() < deadline and process.poll() is None, "serve did not start"
+                time.sleep(0.1)
+            assert httpx.get(f"{url}/api/health").status_code == 401
+            answers.append(httpx.get(f"{url}/api/similar/4", params={"k": 5}, headers=auth).json())
+        finally:
+            process.send_signal(signal.SIGTERM)
+            # uvicorn shuts down gracefully (lifespan closes the store), then re-raises the signal it caught
+            assert process.wait(timeout=30) in (0, -signal.SIGTERM)
+    assert answers[0] == answers[1] and len(answers[0]["results"]) == 5
