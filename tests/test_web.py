@@ -190,3 +190,18 @@ def test_map_with_10k_points_stays_responsive(page: object, tmp_path: Path) -> N
     page.screenshot(path=str(ARTIFACTS / "map-10k.png"))
     print(f"10k-point map: ready in {ready:.2f} s, redraw {draw_ms:.0f} ms, 20 hovers + zoom {hover_s:.2f} s")
     shutil.copy(tmp_path / "big.html", ARTIFACTS / "map-10k.html")
+
+
+def test_page_asks_for_the_token_and_then_works(page: object, site: dict) -> None:
+    with running_server(ServerSettings(db=site["db"], token="web-token")) as url:
+        page.on("dialog", lambda dialog: dialog.accept("web-token"))
+        page.goto(url + "/")  # /api/info answers 401: the page asks for the token once
+        page.wait_for_function("localStorage.getItem('vistext-token') === 'web-token'")
+        page.set_input_files("#file", str(sorted(site["photos"].glob("*.jpg"))[1]))
+        page.wait_for_selector("#similar .card")
+        # thumbnails cannot carry the header as <img src>: they arrive as blob URLs fetched with the token
+        page.wait_for_function(
+            "[...document.querySelectorAll('#similar .card img')].some(i => i.src.startsWith('blob:') && i.complete)"
+        )
+        assert page.locator("#tags li").count() == 5
+        page.screenshot(path=str(ARTIFACTS / "token.png"))
