@@ -134,7 +134,7 @@ class JointModel(nn.Module):
     def trainable_state(self) -> dict[str, torch.Tensor]:
         state = {k: v for k, v in self.state_dict().items() if not k.startswith("text_encoder.")}
         state.update({f"text_encoder.{k}": v for k, v in self.text_encoder.trainable_state().items()})
-        return {k: v.detach().contiguous() for k, v in state.items()}
+        return {k: v.detach().clone() for k, v in state.items()}  # a snapshot, not views of live weights
 
     def load_trainable_state(self, state: dict[str, torch.Tensor]) -> None:
         text = {k.removeprefix("text_encoder."): v for k, v in state.items() if k.startswith("text_encoder.")}
@@ -159,7 +159,10 @@ class JointModel(nn.Module):
                   "output_dim": self.output_dim, "image_preprocessing": _preprocessing(self.image_encoder_name),
                   **(extra or {})}
         self.config = {k: config[k] for k in self.config}
-        save_file(self.trainable_state(), str(out / WEIGHTS_FILE))
+        # float16 on disk halves the shipped size; embeddings are normalised, so the rounding is harmless
+        state = {k: v.half() if v.is_floating_point() and v.numel() > 1 else v
+                 for k, v in self.trainable_state().items()}
+        save_file(state, str(out / WEIGHTS_FILE))
         self.text_encoder.save_assets(out)
         (out / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
         return out
@@ -216,7 +219,7 @@ def _load_from(directory: Path) -> JointModel:
         state = load_file(str(weights))
     except (OSError, SafetensorError) as error:
         raise ModelError(f"{weights}: unreadable weights ({error})") from None
-    model.load_trainable_state(state)
+    model.load_trainable_state({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     return model.eval()
 
 

@@ -64,7 +64,11 @@ class JointTrainConfig:
     vectors: str = "glove-6b-50d"  # GloVe encoders: bundled vectors or a GloVe/word2vec text file
     freeze_embeddings: bool = False
     min_count: int = 1  # GloVe vocabulary: minimum word count in the training captions
+    name: str | None = None  # the model's name (its index space is "joint:NAME"); default: the out dir's name
     seed: int = 0
+    # torch CPU threads: the heads are small, and on a shared machine 2+ threads spend their time waiting on
+    # each other (measured: 8 min vs 23 s per epoch); None keeps torch's default
+    threads: int | None = 1
     max_train_images: int | None = None  # smoke runs: only the first N train images
     max_eval_images: int | None = None  # smoke runs: only the first N dev/test images
     extra: dict[str, Any] = field(default_factory=dict)
@@ -136,9 +140,10 @@ def _split_data(dataset: Any, split: str, limit: int | None, views: TrainingView
     arrays = encode_files(images, create_image_encoder(), grid=grid, views=views, progress=progress)
     pooled = torch.from_numpy(np.asarray(arrays.pooled, dtype=np.float32))
     fmap = torch.from_numpy(arrays.grid) if grid and arrays.grid is not None else None
-    if views is None:  # one plain view: add the views axis
+    if pooled.ndim == 2:  # one view (plain, or a single training view): add the views axis
         pooled = pooled[:, None]
-        fmap = fmap[:, None] if fmap is not None else None
+    if fmap is not None and fmap.ndim == 4:
+        fmap = fmap[:, None]
     texts = [t for image in images for t in by_image[image]]
     owner = np.array([i for i, image in enumerate(images) for _ in by_image[image]], dtype=np.int64)
     return SplitData(images, pooled, fmap, texts, owner)
@@ -175,7 +180,7 @@ def build_model(config: JointTrainConfig, train_texts: list[str]) -> JointModel:
         text_args = {"vocab": vocab, "hidden": config.rnn_hidden, "vectors": config.vectors,
                      "freeze_embeddings": config.freeze_embeddings, "seed": config.seed}
     return JointModel({
-        "name": Path(config.out).name or "joint",
+        "name": config.name or Path(config.out).name or "joint",
         "image_head": config.image_head,
         "image_head_args": {"hidden": config.hidden, "dropout": config.dropout},
         "text_encoder": config.text,
@@ -237,7 +242,7 @@ def _optimizer(model: JointModel, config: JointTrainConfig) -> torch.optim.Optim
 
 
 def _same_run(saved: dict[str, Any], config: JointTrainConfig) -> bool:
-    keep = {k: v for k, v in asdict(config).items() if k not in ("epochs", "patience")}
+    keep = {k: v for k, v in asdict(config).items() if k not in ("epochs", "patience", "threads")}
     return {k: saved.get(k) for k in keep} == keep
 
 
@@ -252,6 +257,8 @@ def train_joint(config: JointTrainConfig, progress: bool = True) -> TrainResult:
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     get_loss(config.loss)  # fail fast on an unknown name
+    if config.threads:
+        torch.set_num_threads(config.threads)
     _seed_everything(config.seed)
     dataset = open_caption_dataset(config.data)
     train_split = dataset.train_split() or "train"
@@ -282,6 +289,7 @@ def train_joint(config: JointTrainConfig, progress: bool = True) -> TrainResult:
             rng.bit_generator.state = ckpt["rng"]
             torch.set_rng_state(ckpt["torch_rng"])
             state = ckpt["state"]
+            start -= state.get("wall", 0.0)  # count the earlier runs' time in the total
             log.info("resuming %s from epoch %d", out, state["epoch"])
         else:
             log.warning("%s belongs to a different config; starting over", ckpt_file)
@@ -331,6 +339,7 @@ def train_joint(config: JointTrainConfig, progress: bool = True) -> TrainResult:
             state["stale"] += 1
         state["epoch"] = epoch + 1
         state["seconds"] += time.monotonic() - t0
+        state["wall"] = time.monotonic() - start
         torch.save({"config": asdict(config), "model": model.trainable_state(), "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(), "rng": rng.bit_generator.state,
                     "torch_rng": torch.get_rng_state(), "state": state}, ckpt_file.with_suffix(".tmp"))
@@ -351,7 +360,7 @@ def train_joint(config: JointTrainConfig, progress: bool = True) -> TrainResult:
         "training": {"data": config.data, "dataset": dataset.name, "train_split": train_split,
                      "early_stopping_split": "dev", "method": _method(config), "config": asdict(config),
                      "best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
-                     "seconds_this_run": round(seconds, 1), "history": state["history"]},
+                     "seconds_total": round(seconds, 1), "history": state["history"]},
         "metrics": {"dev": {k.removeprefix("dev_"): v for k, v in best_dev.items() if k.startswith("dev_")},
                     "test": test_metrics},
     })

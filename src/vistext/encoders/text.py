@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from vistext.errors import ModelError
@@ -78,7 +79,8 @@ def minilm_path() -> Path:
 
 
 class MiniLMEncoder(TextEncoder):
-    """all-MiniLM-L6-v2 with mean pooling; the top ``finetune_layers`` layers train, the rest stay frozen."""
+    """all-MiniLM-L6-v2, mean-pooled and L2-normalised; the top ``finetune_layers`` layers train, the rest are
+    frozen."""
 
     name = "minilm"
     dim = 384
@@ -158,7 +160,8 @@ class MiniLMEncoder(TextEncoder):
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.finetune_layers > 0):
             hidden = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        # mean pooling + L2 normalisation: exactly the sentence-transformers pipeline of all-MiniLM-L6-v2
+        return F.normalize((hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0), dim=-1)
 
 
 TEXT_ENCODERS.register("minilm")(MiniLMEncoder)

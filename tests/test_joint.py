@@ -1,0 +1,131 @@
+"""The joint model: every registered head/text encoder, save/load round trips, and a real 2-epoch training run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vistext.encoders import ImageFeatures
+from vistext.encoders.text import TEXT_ENCODERS
+from vistext.errors import ModelError
+from vistext.heads import IMAGE_HEADS
+from vistext.model import JointModel, load_joint_model
+from vistext.text import Vocabulary, tokenize
+
+CAPTIONS = ["A dog runs on the grass .", "Two children play football", "a red car", "zzqx unknownword"]
+
+
+def _features(n: int, seed: int = 0) -> ImageFeatures:
+    rng = np.random.default_rng(seed)
+    return ImageFeatures(pooled=rng.random((n, 1280), dtype=np.float32),
+                         grid=rng.random((n, 1280, 7, 7), dtype=np.float32))
+
+
+@pytest.mark.parametrize("name", IMAGE_HEADS.names())
+def test_every_image_head(name: str) -> None:
+    head = IMAGE_HEADS.create(name, in_dim=1280, out_dim=32, hidden=64, width=48)
+    f = _features(3)
+    pooled = torch.from_numpy(f.pooled).requires_grad_(True)
+    grid = torch.from_numpy(f.grid).requires_grad_(True)
+    out = head(pooled, grid)
+    assert out.shape == (3, 32) and torch.isfinite(out).all()
+    out.sum().backward()
+    assert all(p.grad is not None for p in head.parameters() if p.requires_grad)
+    assert (grid.grad is not None) == bool(head.needs_grid)
+
+
+def _tiny_vocab() -> Vocabulary:
+    return Vocabulary.build(tokenize(t) for t in CAPTIONS[:3])
+
+
+@pytest.mark.parametrize("name", TEXT_ENCODERS.names())
+def test_every_text_encoder(name: str) -> None:
+    kwargs: dict[str, object] = {"vocab": _tiny_vocab(), "hidden": 16} if name.startswith("glove-") else {}
+    encoder = TEXT_ENCODERS.create(name, **kwargs)
+    out = encoder(encoder.prepare(CAPTIONS))
+    assert out.shape == (4, encoder.dim) and torch.isfinite(out).all()
+    if name.startswith("glove-"):
+        out.sum().backward()
+        assert encoder.rnn.weight_ih_l0.grad is not None and encoder.embedding.weight.grad is not None
+    else:
+        assert encoder.cacheable and not out.requires_grad
+
+
+def test_save_load_round_trip_minilm(tmp_path: Path) -> None:
+    model = JointModel({"image_head": "grid-gpo", "image_head_args": {"hidden": 64, "width": 48}, "text_hidden": 64,
+                        "dim": 32, "branches": 2, "name": "tiny"})
+    f = _features(4)
+    before_img, before_txt = model.encode_images(f), model.encode_text(CAPTIONS)
+    assert before_img.shape == (4, 64) and np.allclose(np.linalg.norm(before_img, axis=1), 1, atol=2e-3)
+    model.save(tmp_path / "m", extra={"metrics": {"test": {"i2t_r1": 1.0}}})
+    assert not any(k.startswith("text_encoder.") for k in _weight_names(tmp_path / "m"))  # MiniLM never saved
+    loaded = load_joint_model(tmp_path / "m")
+    assert loaded.needs_grid and loaded.name == "tiny" and loaded.metadata["metrics"]["test"]["i2t_r1"] == 1.0
+    np.testing.assert_allclose(loaded.encode_images(f), before_img, atol=2e-3)
+    np.testing.assert_allclose(loaded.encode_text(CAPTIONS), before_txt, atol=2e-3)
+
+
+def test_save_load_round_trip_glove(tmp_path: Path) -> None:
+    model = JointModel({"image_head": "pooled-mlp", "image_head_args": {"hidden": 0}, "text_hidden": 0, "dim": 16,
+                        "text_encoder": "glove-lstm", "text_encoder_args": {"vocab": _tiny_vocab(), "hidden": 24}})
+    with torch.no_grad():
+        model.text_encoder.embedding.weight.add_(0.5)  # "fine-tuned" embeddings must survive the round trip
+    expected = model.encode_text(CAPTIONS)
+    model.save(tmp_path / "g")
+    assert (tmp_path / "g" / "vocab.txt").is_file()
+    loaded = load_joint_model(tmp_path / "g")
+    np.testing.assert_allclose(loaded.encode_text(CAPTIONS), expected, atol=2e-3)
+    assert not loaded.needs_grid
+    with pytest.raises(ModelError, match="feature grid"):
+        JointModel({"image_head": "grid-attn"}).encode_images(ImageFeatures(pooled=np.zeros((1, 1280), np.float32)))
+
+
+def _weight_names(directory: Path) -> list[str]:
+    from safetensors import safe_open
+
+    with safe_open(str(directory / "model.safetensors"), "pt") as f:
+        return list(f.keys())
+
+
+def test_load_rejects_other_versions_and_names(tmp_path: Path) -> None:
+    model = JointModel({"image_head_args": {"hidden": 0, "width": 8}, "text_hidden": 0, "dim": 8})
+    model.save(tmp_path / "m")
+    config_file = tmp_path / "m" / "config.json"
+    config = json.loads(config_file.read_text())
+    config_file.write_text(json.dumps({**config, "format_version": 99}))
+    with pytest.raises(ModelError, match="format version 99 is not supported"):
+        load_joint_model(tmp_path / "m")
+    config_file.write_text(json.dumps({**config, "text_encoder": "vistext.encoders.text.MiniLMEncoder"}))
+    with pytest.raises(ModelError, match="unknown text_encoder"):
+        load_joint_model(tmp_path / "m")
+    with pytest.raises(ModelError, match="not found"):
+        load_joint_model(tmp_path / "nope")
+
+
+def test_shipped_model_loads_offline_without_minilm() -> None:
+    model = load_joint_model()
+    assert model.metadata["training"]["dataset"] and model.metadata["metrics"]["test"]["i2t_r1"] > 0
+    vecs = model.encode_images(_features(2))
+    assert vecs.shape == (2, model.output_dim)
+    assert not model.text_encoder._backbone  # image embedding never loads the text backbone
+    assert model.encode_text(["a dog"]).shape == (1, model.output_dim)
+
+
+@pytest.mark.slow
+def test_two_epochs_on_real_pairs_beat_chance(flickr8k: Path, tmp_path: Path) -> None:
+    from vistext.train import JointTrainConfig, train_joint
+
+    config = JointTrainConfig(data=f"flickr8k:{flickr8k}", out=str(tmp_path / "run"), epochs=2, batch_size=64,
+                              views="orig", max_train_images=200, max_eval_images=100, dim=128, hidden=256)
+    result = train_joint(config, progress=False)
+    assert result.epochs_run == 2 and len(result.history) == 2
+    # chance: R@10 over 100 images = 10%, pair accuracy = 50%
+    assert result.test is not None and result.test["t2i_r10"] > 25 and result.test["pair_acc"] > 70
+    loaded = load_joint_model(tmp_path / "run")
+    assert loaded.metadata["metrics"]["test"] == result.test
+    again = train_joint(config, progress=False)  # resumes from the checkpoint: nothing left to train
+    assert again.history == result.history and again.test == result.test
