@@ -9,11 +9,11 @@ import sys
 from collections.abc import Sequence
 
 from vistext import __version__
-from vistext.cli import collection, training, understand
+from vistext.cli import collection, serving, training, understand
 from vistext.cli.output import emit_json
 from vistext.errors import VistextError
 
-GROUPS = (collection, understand, training)
+GROUPS = (collection, understand, training, serving)
 
 
 def common_options() -> argparse.ArgumentParser:
