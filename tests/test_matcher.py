@@ -76,9 +76,10 @@ def test_train_small_matcher(tagged: TaggedDataset, tmp_path: Path) -> None:
     result = train_matcher(
         MatcherTrainConfig(data=f"csv:{path}", out=tmp_path / "matcher", epochs=2, threads=2), progress=False
     )
-    assert len(result.history) == 2 and result.history[-1]["loss"] < result.history[0]["loss"]
+    assert len(result.history) == 2 and all(np.isfinite(h["loss"]) for h in result.history)
     assert (tmp_path / "matcher" / "model.safetensors").is_file()
-    assert 0.0 <= result.metrics["validation"]["two_choice_accuracy"] <= 1.0
+    # GloVe-generated word taggers, pre-trained densely, already tell own from foreign tags on 150 photos
+    assert result.metrics["validation"]["two_choice_accuracy"] > 0.75
     loaded = load_matcher(tmp_path / "matcher")
     assert evaluate_matcher(loaded, f"csv:{path}", split="dev", progress=False)["n_pairs"] > 30
 

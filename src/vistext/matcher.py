@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -40,6 +40,13 @@ def parse_tag_set(text: str) -> list[str]:
     return [p.strip() for p in parts if p.strip()]
 
 
+class TagBatch(NamedTuple):
+    vectors: torch.Tensor  # (N, L, word_dim) GloVe vectors, zero for unknown words
+    known: torch.Tensor  # (N, L) 1 where GloVe knows the word
+    ids: torch.Tensor  # (N, L) row in the model's own word table, 0 for words it was not trained on
+    lengths: torch.Tensor  # (N,)
+
+
 @dataclass
 class MatcherSettings:
     image_dim: int = 1280
@@ -49,6 +56,7 @@ class MatcherSettings:
     dropout: float = 0.2
     image_encoder: str = "efficientnet-lite0"
     word_vectors: str = WORD_VECTORS
+    vocabulary: list[str] = field(default_factory=list)  # training words: each also gets its own free weights
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -63,12 +71,26 @@ class MatchModel(nn.Module):
         self.image = nn.Sequential(nn.Dropout(s.dropout), nn.Linear(s.image_dim, s.joint), nn.ReLU())
         self.unknown = nn.Parameter(torch.zeros(s.word_dim))  # words GloVe does not know
         self.gru = nn.GRU(s.word_dim, s.hidden, batch_first=True, bidirectional=True)
-        self.word = nn.Sequential(nn.Linear(s.word_dim, s.joint), nn.ReLU(), nn.Linear(s.joint, s.joint))
+        # each word's GloVe vector generates the weights of a linear tagger for that word over the standardised
+        # image features: known training tags and words never seen in training alike get a fit to the image
+        self.word = nn.Sequential(nn.Linear(s.word_dim, s.joint), nn.ReLU(), nn.Linear(s.joint, s.image_dim))
         self.word_bias = nn.Linear(s.word_dim, 1)  # a word's base rate, so its fit alone is the evidence
-        self.text = nn.Sequential(nn.Linear(2 * s.hidden + s.joint, s.joint), nn.ReLU())
+        # training words also get free weights on top (row 0: every other word): GloVe generalises, the table
+        # fits what GloVe cannot tell apart
+        self.word_table = nn.Embedding(len(s.vocabulary) + 1, s.image_dim + 1, padding_idx=0)
+        nn.init.zeros_(self.word_table.weight)
+        self._word_ids = {w: i + 1 for i, w in enumerate(s.vocabulary)}
+        self.fit_dropout = nn.Dropout(0.5)
+        self.text = nn.Sequential(nn.Linear(2 * s.hidden + s.image_dim, s.joint), nn.ReLU())
         self.classifier = nn.Sequential(
             nn.Dropout(s.dropout), nn.Linear(3 * s.joint + 9, s.joint), nn.ReLU(), nn.Linear(s.joint, 1)
         )
+        # a skip path: the set's mean likelihood ratio alone already separates own from foreign tag sets well,
+        # so the classifier starts there (last layer zeroed) and learns corrections on top
+        self.llr_scale = nn.Parameter(torch.tensor(1.0))
+        self.llr_shift = nn.Parameter(torch.tensor(0.0))
+        nn.init.zeros_(self.classifier[-1].weight)
+        nn.init.zeros_(self.classifier[-1].bias)
         self._vectors: WordVectors | None = None
 
     # ---- the tag side -----------------------------------------------------------------------------------
@@ -83,8 +105,9 @@ class MatchModel(nn.Module):
     def words_of(self, tag_set: Sequence[str]) -> list[str]:
         return [word for tag in tag_set for word in tokenize(tag)][:MAX_WORDS]
 
-    def embed_tag_sets(self, tag_sets: Sequence[Sequence[str]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(word vectors (N, L, D), known-word flags (N, L), lengths (N,)); an empty set is one unknown word."""
+    def embed_tag_sets(self, tag_sets: Sequence[Sequence[str]]) -> TagBatch:
+        """Word vectors (N, L, D), known-word flags (N, L), vocabulary ids (N, L) and lengths (N,) of tag sets;
+        an empty set is one unknown word."""
         words = [self.words_of(tags) or [""] for tags in tag_sets]
         length = max(len(w) for w in words)
         out = np.zeros((len(words), length, self.settings.word_dim), np.float32)
@@ -98,18 +121,27 @@ class MatchModel(nn.Module):
                 out[i, np.array(positions)[order]] = self.vectors.matrix[np.array(ids)[order]]
                 known[i, list(positions)] = 1.0
         lengths = torch.tensor([len(w) for w in words])
-        return torch.from_numpy(out), torch.from_numpy(known), lengths
+        ids = torch.zeros(len(words), length, dtype=torch.long)
+        for i, sequence in enumerate(words):
+            ids[i, : len(sequence)] = torch.tensor([self._word_ids.get(w, 0) for w in sequence])
+        return TagBatch(torch.from_numpy(out), torch.from_numpy(known), ids, lengths)
+
+    def _fit_weights(self, vectors: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each word's tagger weights (..., image_dim) and bias (..., 1)."""
+        table = self.word_table(ids)
+        return self.word(vectors) + table[..., :-1], self.word_bias(vectors) + table[..., -1:]
 
     def _words(
-        self, vectors: torch.Tensor, known: torch.Tensor, lengths: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(GRU states (N, L, 2h), projected words (N, L, joint), mask (N, L, 1))."""
+        self, vectors: torch.Tensor, known: torch.Tensor, ids: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(GRU states (N, L, 2h), word weights (N, L, image_dim), word biases (N, L, 1), mask (N, L, 1))."""
         vectors = vectors + (1 - known)[..., None] * self.unknown
         packed = nn.utils.rnn.pack_padded_sequence(vectors, lengths, batch_first=True, enforce_sorted=False)
         states, _ = self.gru(packed)
         states, _ = nn.utils.rnn.pad_packed_sequence(states, batch_first=True, total_length=vectors.shape[1])
         mask = (torch.arange(vectors.shape[1])[None, :] < lengths[:, None]).to(states.dtype)[..., None]
-        return states, self.word(vectors), mask
+        weights, bias = self._fit_weights(vectors, ids)
+        return states, weights, bias, mask
 
     @staticmethod
     def _pool(values: torch.Tensor, mask: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
@@ -120,37 +152,39 @@ class MatchModel(nn.Module):
 
     # ---- both -------------------------------------------------------------------------------------------
     def forward(
-        self, image_features: torch.Tensor, vectors: torch.Tensor, known: torch.Tensor, lengths: torch.Tensor
+        self,
+        image_features: torch.Tensor,
+        vectors: torch.Tensor,
+        known: torch.Tensor,
+        ids: torch.Tensor,
+        lengths: torch.Tensor,
     ) -> torch.Tensor:
-        image = self.image((image_features - self.image_mean) / self.image_std)
-        states, words, mask = self._words(vectors, known, lengths)
+        x = (image_features - self.image_mean) / self.image_std
+        image = self.image(x)
+        states, words, bias, mask = self._words(vectors, known, ids, lengths)
         count = lengths[:, None].to(states.dtype)
         text = self.text(torch.cat([(states * mask).sum(1) / count, (words * mask).sum(1) / count], dim=1))
         # how well each word fits the image, as the auxiliary tagger sees it: evidence, log-probability and
-        # log-likelihood ratio against the average image (standardised features 0), so common words do not
-        # win by being common; their mean, best and worst over the set are strong cues for "whose tags"
-        scale = image.shape[1] ** 0.5
-        fit = (words * image[:, None, :]).sum(-1, keepdim=True) / scale
-        base = self.image(torch.zeros_like(image_features[:1]))
-        bias = self.word_bias(vectors)
+        # log-likelihood ratio against the average image (standardised features 0, evidence 0), so common
+        # words do not win by being common; their mean, best and worst over the set are strong cues
+        fit = (words * self.fit_dropout(x)[:, None, :]).sum(-1, keepdim=True)
         log_p = F.logsigmoid(fit + bias)
-        llr = log_p - F.logsigmoid((words * base[:, None, :]).sum(-1, keepdim=True) / scale + bias)
+        llr = log_p - F.logsigmoid(bias)
         stats = torch.cat([self._pool(v, mask, count) for v in (fit, log_p, llr)], dim=1)
-        return self.classifier(torch.cat([image, text, image * text, stats], dim=1)).squeeze(1)
+        skip = self.llr_scale * stats[:, 6] + self.llr_shift  # column 6: the mean likelihood ratio
+        return self.classifier(torch.cat([image, text, image * text, stats], dim=1)).squeeze(1) + skip
 
-    def embed_tags(self, tags: Sequence[str]) -> torch.Tensor:
-        """One vector per tag (V, word_dim): the mean of its words' vectors (unknown words: the learned one)."""
-        vectors, known, lengths = self.embed_tag_sets([[tag] for tag in tags])
-        vectors = vectors + (1 - known)[..., None] * self.unknown
-        mask = (torch.arange(vectors.shape[1])[None, :] < lengths[:, None]).to(vectors.dtype)[..., None]
-        return (vectors * mask).sum(1) / lengths[:, None].to(vectors.dtype)
-
-    def tag_logits(self, image_features: torch.Tensor, tag_vectors: torch.Tensor) -> torch.Tensor:
-        """(N, V) logits that each tag is present in each image, from the same word fit the classifier reads:
-        trained as an auxiliary tagger, it gives the fit dense supervision (every tag, every image)."""
-        image = self.image((image_features - self.image_mean) / self.image_std)
-        words = self.word(tag_vectors)
-        return image @ words.T / image.shape[1] ** 0.5 + self.word_bias(tag_vectors).T
+    def tag_logits(self, image_features: torch.Tensor, tags: TagBatch) -> torch.Tensor:
+        """(N, V) logits that each of V tags (``embed_tag_sets([[tag] for tag in tags])``) is in each image, from
+        the same word fit the classifier reads (a tag of several words: their mean). Trained as an auxiliary
+        tagger it gives the fit dense supervision: every tag, every image."""
+        vectors = tags.vectors + (1 - tags.known)[..., None] * self.unknown
+        weights, bias = self._fit_weights(vectors, tags.ids)
+        mask = (torch.arange(vectors.shape[1])[None, :] < tags.lengths[:, None]).to(vectors.dtype)[..., None]
+        count = tags.lengths[:, None].to(vectors.dtype)
+        weights, bias = (weights * mask).sum(1) / count, (bias * mask).sum(1) / count
+        x = self.fit_dropout((image_features - self.image_mean) / self.image_std)
+        return x @ weights.T + bias.T
 
     def score(self, image_features: np.ndarray, tag_sets: Sequence[Sequence[str]]) -> np.ndarray:
         """Match probabilities (M,): one image's features (D,) against M tag sets, or N images (N, D) paired
@@ -186,6 +220,7 @@ class MatchModel(nn.Module):
             "word_vectors": s.word_vectors,
             "dims": {"image": s.image_dim, "word": s.word_dim, "hidden": s.hidden, "joint": s.joint},
             "dropout": s.dropout,
+            "vocabulary": s.vocabulary,
             "metrics": metrics or s.extra.get("metrics", {}),
             "training": s.extra.get("training", {}),
         }
@@ -224,6 +259,7 @@ def load_matcher(directory: str | Path | None = None) -> MatchModel:
         dropout=config.get("dropout", 0.2),
         image_encoder=config.get("image_encoder", "efficientnet-lite0"),
         word_vectors=config.get("word_vectors", WORD_VECTORS),
+        vocabulary=list(config.get("vocabulary", [])),
         extra={"metrics": config.get("metrics", {}), "training": config.get("training", {})},
     )
     model = MatchModel(settings)

@@ -28,7 +28,8 @@ from tqdm import tqdm
 from vistext.datasets import TaggedDataset, TaggedImage, open_tagged_dataset
 from vistext.encoders import create_image_encoder
 from vistext.errors import UsageError
-from vistext.matcher import MatcherSettings, MatchModel
+from vistext.matcher import MatcherSettings, MatchModel, TagBatch
+from vistext.text import tokenize
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ class MatcherTrainConfig:
     max_overlap: float = 0.5  # ...whose tag sets overlap (Jaccard) less than this
     tag_dropout: float = 0.2  # chance of dropping each tag of a positive (at least one kept)
     aux_weight: float = 0.1  # weight of the auxiliary tagging loss on the word fit (0: off)
-    pretrain_epochs: int = 20  # epochs of the word fit alone as a tagger first (cheap: no GRU)
+    pretrain_epochs: int = 30  # epochs of the word fit alone as a tagger first (cheap: no GRU)
     threads: int | None = None
     seed: int = 0
     max_images: int | None = None
@@ -162,22 +163,22 @@ def _pretrain_fit(
     model: MatchModel,
     x_train: np.ndarray,
     present: torch.Tensor,
-    tag_vectors: torch.Tensor,
+    tag_batch: TagBatch,
     config: MatcherTrainConfig,
     rng: np.random.Generator,
     progress: bool,
 ) -> None:
-    """Train the word fit (image projection, word projection, word bias) as a plain tagger: every image
+    """Train the word fit (the word -> tagger-weights network and the word bias) as a plain tagger: every image
     supervises every tag at once, so this dense signal converges in a fraction of the pair training's time."""
-    parts = [*model.image.parameters(), *model.word.parameters(), *model.word_bias.parameters()]
-    optimizer = torch.optim.AdamW(parts, lr=config.lr, weight_decay=config.weight_decay)
+    parts = [*model.word.parameters(), *model.word_bias.parameters(), *model.word_table.parameters()]
+    optimizer = torch.optim.AdamW(parts, lr=config.lr, weight_decay=0.05)  # as strong as the tagger's
     model.train()
     batch = 64
     for _ in tqdm(range(config.pretrain_epochs), desc="pre-training word fit", disable=not progress, unit="epoch"):
         order = rng.permutation(len(x_train))
         for start in range(0, len(order), batch):
             idx = np.sort(order[start : start + batch])
-            logits = model.tag_logits(torch.from_numpy(x_train[idx]), tag_vectors)
+            logits = model.tag_logits(torch.from_numpy(x_train[idx]), tag_batch)
             loss = F.binary_cross_entropy_with_logits(logits, present[idx], reduction="sum") / len(idx)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -200,7 +201,8 @@ def train_matcher(config: MatcherTrainConfig, progress: bool = True) -> MatcherT
     if config.hard_negatives:
         hard = _hard_candidates(x_train, [set(t.tags) for t in train], config.neighbours, config.max_overlap)
 
-    settings = MatcherSettings(image_dim=x_train.shape[1], hidden=config.hidden, joint=config.joint)
+    words = sorted({word for item in train for tag in item.tags for word in tokenize(tag)})
+    settings = MatcherSettings(image_dim=x_train.shape[1], hidden=config.hidden, joint=config.joint, vocabulary=words)
     model = MatchModel(settings)
     model.image_mean.copy_(torch.from_numpy(x_train.mean(axis=0)))
     model.image_std.copy_(torch.from_numpy(x_train.std(axis=0) + 1e-3))
@@ -210,9 +212,9 @@ def train_matcher(config: MatcherTrainConfig, progress: bool = True) -> MatcherT
     present = torch.zeros(len(train), len(vocabulary))
     for i, item in enumerate(train):
         present[i, [tag_index[t] for t in item.tags]] = 1.0
-    tag_vectors = model.embed_tags(vocabulary).detach()  # GloVe rows; the learned unknown vector enters only here
+    tag_batch = model.embed_tag_sets([[tag] for tag in vocabulary])
     if config.pretrain_epochs > 0:
-        _pretrain_fit(model, x_train, present, tag_vectors, config, rng, progress)
+        _pretrain_fit(model, x_train, present, tag_batch, config, rng, progress)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps = config.epochs * -(-len(train) // config.batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=steps, pct_start=0.1)
@@ -228,7 +230,7 @@ def train_matcher(config: MatcherTrainConfig, progress: bool = True) -> MatcherT
             loss = F.binary_cross_entropy_with_logits(logits, torch.from_numpy(labels))
             if config.aux_weight > 0:
                 images = np.unique(rows)
-                tag_logits = model.tag_logits(torch.from_numpy(x_train[images]), tag_vectors)
+                tag_logits = model.tag_logits(torch.from_numpy(x_train[images]), tag_batch)
                 aux = F.binary_cross_entropy_with_logits(tag_logits, present[images], reduction="sum") / len(images)
                 loss = loss + config.aux_weight * aux
             optimizer.zero_grad(set_to_none=True)
