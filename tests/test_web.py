@@ -37,7 +37,14 @@ def site(tmp_path_factory: pytest.TempPathFactory, flickr8k_images: list[Path]) 
     text = text_search_available()
     with Service(db=db, progress=False) as service:
         service.index(photos, text_search=text)
-    with running_server(ServerSettings(db=db, map_method="pca")) as url:
+    bank = root / "captions.txt"  # closest captions for uploads come from this bank
+    lines = [
+        line.split("\t", 1)[1]
+        for line in (flickr8k_images[0].parents[1] / "Flickr8k.token.txt").read_text().splitlines()[:400:4]
+    ]
+    bank.write_text("\n".join(lines))
+    settings = ServerSettings(db=db, map_method="pca", captions=str(bank) if text else None)
+    with running_server(settings) as url:
         yield {"url": url, "db": db, "photos": photos, "text": text}
 
 
@@ -90,6 +97,8 @@ def test_upload_an_image_gets_tags_and_similar_images(page: object, site: dict) 
     page.wait_for_selector("#similar .card")
     assert page.locator("#tags li").count() == 5
     assert page.locator("#similar .card").count() == 9
+    if site["text"]:
+        page.wait_for_function("document.querySelectorAll('#captions li .s').length === 3")
     top_name = page.locator("#similar .card .name").first.inner_text()
     assert top_name == photo.name  # the photo itself is indexed, so it is its own best match
     page.wait_for_function("document.querySelector('#image-status').textContent.length > 0")
