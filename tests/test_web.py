@@ -78,15 +78,19 @@ def test_search_box_results_grid_and_paging(page: object, site: dict) -> None:
         assert page.locator("#results .card").count() == 6
         scores = [float(s) for s in page.locator("#results .score").all_inner_texts()]
         assert scores == sorted(scores, reverse=True)
+        loaded = "[...document.querySelectorAll('#results img')].every(i => i.complete && i.naturalWidth)"
+        page.wait_for_function(loaded)
+        page.screenshot(path=str(ARTIFACTS / "search.png"), full_page=True)
         first = page.locator("#results .card").first.get_attribute("data-id")
         page.click("#next")
         page.wait_for_function("document.querySelector('#page-label').textContent === 'page 2'")
         assert page.locator("#results .card").first.get_attribute("data-id") != first
         assert not page.locator("#prev").is_disabled()
+        assert page.locator("#understand").is_hidden()
     else:  # no text model in this checkout yet: the page must say why, not hang or crash
         page.wait_for_selector("#search-status.error")
         assert "index" in page.inner_text("#search-status") or "model" in page.inner_text("#search-status")
-    page.screenshot(path=str(ARTIFACTS / "search.png"), full_page=True)
+        page.screenshot(path=str(ARTIFACTS / "search.png"), full_page=True)
 
 
 def test_upload_an_image_gets_tags_and_similar_images(page: object, site: dict) -> None:
