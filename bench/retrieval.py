@@ -20,10 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = f"flickr8k:{ROOT.parent / 'shared' / 'datasets' / 'flickr8k'}"
 
-PUBLISHED = [  # (name, i2t R@1/5/10, i2t medr, t2i R@1/5/10, t2i medr)
-    ("Kiros et al. 2014 (VGG, LSTM) [published]", (18.0, 40.9, 55.0), 8, (12.5, 37.0, 51.5), 10),
-    ("Karpathy et al. 2014 DeFrag [published]", (12.6, 32.9, 44.0), 14, (9.7, 29.6, 42.5), 15),
-    ("Mao et al. 2014 m-RNN [published]", (14.5, 37.2, 48.5), 11, (11.5, 31.0, 42.4), 15),
+PUBLISHED = [  # (name, i2t R@1/5/10, i2t medr, t2i R@1/5/10, t2i medr), as quoted in the issue
+    ("Kiros et al. 2014 (best published pre-CLIP Flickr8k)", (18.0, 40.9, 55.0), None, (12.5, 37.0, 51.5), None),
 ]
 ISSUE_BASELINE = ("pooled Lite0 + frozen MiniLM, 2-layer MLP, InfoNCE [issue baseline]",
                   (20.9, 46.7, 57.3), None, (17.7, 42.0, 55.0), None)
@@ -32,21 +30,25 @@ TARGETS = "targets: i2t R@1 >= 30, R@10 >= 70; t2i R@1 >= 25, R@10 >= 65"
 
 def glove_config(out: str, data: str) -> dict:
     """The seed-faithful GloVe-GRU run reported in the README."""
-    return {"data": data, "out": out, "text": "glove-gru", "loss": "vse-hardest", "image_head": "pooled-mlp",
-            "epochs": 15, "lr": 1e-3, "hard_after": -1, "rnn_hidden": 1024, "patience": 4}
+    return {"data": data, "out": out, "text": "glove-gru", "loss": "infonce", "hard_after": 4, "epochs": 12,
+            "rnn_hidden": 512, "hidden": 512, "patience": 3}
+
+
+def _cell(value: float | None, fmt: str = ".1f") -> str:
+    return "–" if value is None else format(value, fmt)
 
 
 def row(name: str, m: dict, seconds: float | None) -> str:
     took = f"{seconds / 60:.1f} min" if seconds else ""
-    return (f"| {name} | {m['i2t_r1']:.1f} / {m['i2t_r5']:.1f} / {m['i2t_r10']:.1f} | {m['i2t_medr']:g} | "
-            f"{m['t2i_r1']:.1f} / {m['t2i_r5']:.1f} / {m['t2i_r10']:.1f} | {m['t2i_medr']:g} | "
-            f"{m.get('pair_acc', float('nan')):.1f} | {took} |")
+    return (f"| {name} | {m['i2t_r1']:.1f} / {m['i2t_r5']:.1f} / {m['i2t_r10']:.1f} | {_cell(m['i2t_medr'], 'g')} | "
+            f"{m['t2i_r1']:.1f} / {m['t2i_r5']:.1f} / {m['t2i_r10']:.1f} | {_cell(m['t2i_medr'], 'g')} | "
+            f"{_cell(m.get('pair_acc'))} | {took} |")
 
 
 def published_row(entry: tuple) -> str:
     name, i2t, i2t_medr, t2i, t2i_medr = entry
-    metrics = {"i2t_r1": i2t[0], "i2t_r5": i2t[1], "i2t_r10": i2t[2], "i2t_medr": i2t_medr or float("nan"),
-               "t2i_r1": t2i[0], "t2i_r5": t2i[1], "t2i_r10": t2i[2], "t2i_medr": t2i_medr or float("nan")}
+    metrics = {"i2t_r1": i2t[0], "i2t_r5": i2t[1], "i2t_r10": i2t[2], "i2t_medr": i2t_medr,
+               "t2i_r1": t2i[0], "t2i_r5": t2i[1], "t2i_r10": t2i[2], "t2i_medr": t2i_medr}
     return row(name, metrics, None)
 
 

@@ -84,6 +84,30 @@ def test_save_load_round_trip_glove(tmp_path: Path) -> None:
         JointModel({"image_head": "grid-attn"}).encode_images(ImageFeatures(pooled=np.zeros((1, 1280), np.float32)))
 
 
+def test_hubness_correction_penalises_hubs_and_round_trips(tmp_path: Path) -> None:
+    model = JointModel({"image_head": "pooled-mlp", "image_head_args": {"hidden": 0}, "text_hidden": 0, "dim": 8})
+    f = _features(6)
+    plain_img, plain_txt = model.encode_images(f), model.encode_text(CAPTIONS)
+    captions = torch.nn.functional.normalize(torch.randn(20, 8, generator=torch.Generator().manual_seed(0)), dim=1)
+    hub = torch.from_numpy(plain_img[0])  # make image 0 a hub: every reference caption sits next to it
+    captions = torch.nn.functional.normalize(captions * 0.1 + hub, dim=1)
+    model.set_hubness_banks(torch.from_numpy(plain_img[:4].copy()).repeat(5, 1), captions, k=3)
+    img, txt = model.encode_images(f), model.encode_text(CAPTIONS)
+    assert img.shape == (6, 10) and txt.shape == (4, 10) and model.output_dim == 10
+    np.testing.assert_allclose(np.linalg.norm(img, axis=1), 1, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(txt, axis=1), 1, atol=1e-5)
+    # the hub loses rank relative to the others for every text query
+    before = (plain_img @ plain_txt.T)[0] - (plain_img @ plain_txt.T)[1:].mean(0)
+    after = (img @ txt.T)[0] - (img @ txt.T)[1:].mean(0)
+    assert (after < before).all()
+    model.save(tmp_path / "h")
+    loaded = load_joint_model(tmp_path / "h")
+    assert loaded.corrected and loaded.config["hubness"] == {"k": 3, "bank": 20}
+    np.testing.assert_allclose(loaded.encode_images(f), img, atol=2e-3)
+    np.testing.assert_allclose(loaded.encode_text(CAPTIONS), txt, atol=2e-3)
+    assert loaded.logit_scale == pytest.approx(model.logit_scale, rel=1e-3)
+
+
 def _weight_names(directory: Path) -> list[str]:
     from safetensors import safe_open
 

@@ -49,6 +49,7 @@ DEFAULTS: dict[str, Any] = {
     "dropout": 0.1,
     "dim": 512,
     "branches": 1,
+    "hubness": None,  # {"k": 10, "bank": 1000}: CSLS hubness correction against stored reference banks
 }
 
 
@@ -74,6 +75,13 @@ class JointModel(nn.Module):
             for _ in range(n)
         )
         self.log_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+        hub = cfg.get("hubness") or {}
+        bank = int(hub.get("bank", 0))
+        # reference embeddings of training captions/images (filled by set_hubness_banks, saved with the model)
+        self.register_buffer("caption_bank", torch.zeros(bank, self.dim * n))
+        self.register_buffer("image_bank", torch.zeros(bank, self.dim * n))
+        self.register_buffer("hubness_norm", torch.tensor(1.0))
+        self.hubness_k = int(hub.get("k", 10))
 
     # ---- properties others rely on --------------------------------------------------------------------------
     @property
@@ -82,12 +90,53 @@ class JointModel(nn.Module):
 
     @property
     def logit_scale(self) -> float:
-        """exp(learned log scale): multiply cosine similarities by this before a softmax."""
-        return float(self.log_scale.detach().exp().clamp(max=100.0))
+        """exp(learned log scale): multiply similarities by this before a softmax (the hubness correction
+        shrinks similarities by ``hubness_norm``; the scale makes up for it)."""
+        return float(self.log_scale.detach().exp().clamp(max=100.0) * self.hubness_norm)
+
+    @property
+    def corrected(self) -> bool:
+        return self.caption_bank.shape[0] > 0
 
     @property
     def output_dim(self) -> int:
-        return self.dim * len(self.image_heads)
+        return self.dim * len(self.image_heads) + (2 if self.corrected else 0)
+
+    # ---- hubness correction (CSLS, Lample et al. 2018) folded into the embeddings -----------------------------
+    # score'(i, t) = cos(i, t) - r_cap(i)/2 - r_img(t)/2, where r_cap(i) is image i's mean similarity to its k
+    # nearest reference captions and r_img(t) caption t's to its k nearest reference images. Appending
+    # (-r_cap/2, 1) to images and (1, -r_img/2) to texts makes it a dot product; after L2 normalisation the
+    # rankings barely move (measured), so the embeddings stay unit vectors any index can search.
+    def _penalty(self, x: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:
+        k = min(self.hubness_k, bank.shape[0])
+        return (x @ bank.T).topk(k, dim=1).values.mean(dim=1, keepdim=True)
+
+    def correct_images(self, joined: torch.Tensor) -> torch.Tensor:
+        if not self.corrected:
+            return joined
+        ones = torch.ones_like(joined[:, :1])
+        return F.normalize(torch.cat([joined, -0.5 * self._penalty(joined, self.caption_bank), ones], 1), dim=-1)
+
+    def correct_texts(self, joined: torch.Tensor) -> torch.Tensor:
+        if not self.corrected:
+            return joined
+        ones = torch.ones_like(joined[:, :1])
+        return F.normalize(torch.cat([joined, ones, -0.5 * self._penalty(joined, self.image_bank)], 1), dim=-1)
+
+    @torch.no_grad()
+    def set_hubness_banks(self, images: torch.Tensor, captions: torch.Tensor, k: int = 10) -> None:
+        """Store reference embeddings (joined, uncorrected) of training images and captions."""
+        self.image_bank = images.detach().float().clone()
+        self.caption_bank = captions.detach().float().clone()
+        self.hubness_k = int(k)
+        self.hubness_norm = torch.tensor(1.0)
+        self.config["hubness"] = {"k": self.hubness_k, "bank": int(images.shape[0])}
+        if images.shape[0] != captions.shape[0]:
+            raise ModelError("hubness banks must hold as many images as captions")
+        # mean norm product of the uncorrected augmented vectors: how much the correction shrinks similarities
+        x = torch.cat([images, -0.5 * self._penalty(images, captions), torch.ones_like(images[:, :1])], 1)
+        y = torch.cat([captions, torch.ones_like(captions[:, :1]), -0.5 * self._penalty(captions, images)], 1)
+        self.hubness_norm = x.norm(dim=1).mean() * y.norm(dim=1).mean()
 
     # ---- torch-level embeddings (used in training) -----------------------------------------------------------
     def image_branches(self, pooled: torch.Tensor, grid: torch.Tensor | None) -> list[torch.Tensor]:
@@ -116,7 +165,7 @@ class JointModel(nn.Module):
             g = None
             if self.needs_grid:
                 g = torch.from_numpy(np.ascontiguousarray(features.grid[s : s + batch_size], dtype=np.float32))
-            out.append(self.join(self.image_branches(p, g)))
+            out.append(self.correct_images(self.join(self.image_branches(p, g))))
         return torch.cat(out).numpy() if out else np.zeros((0, self.output_dim), np.float32)
 
     @torch.no_grad()
@@ -127,7 +176,7 @@ class JointModel(nn.Module):
         out = []
         for s in range(0, len(texts), batch_size):
             feats = self.text_encoder(self.text_encoder.prepare(texts[s : s + batch_size]))
-            out.append(self.join(self.text_branches(feats)))
+            out.append(self.correct_texts(self.join(self.text_branches(feats))))
         return torch.cat(out).numpy() if out else np.zeros((0, self.output_dim), np.float32)
 
     # ---- persistence ------------------------------------------------------------------------------------
@@ -139,7 +188,11 @@ class JointModel(nn.Module):
     def load_trainable_state(self, state: dict[str, torch.Tensor]) -> None:
         text = {k.removeprefix("text_encoder."): v for k, v in state.items() if k.startswith("text_encoder.")}
         rest = {k: v for k, v in state.items() if not k.startswith("text_encoder.")}
+        # buffers that are empty or defaulted without a hubness correction need not be in the file
+        optional = {k for k, v in self.state_dict().items() if v.numel() == 0} | {"hubness_norm"}
         own = {k for k in self.state_dict() if not k.startswith("text_encoder.")}
+        rest = {k: v for k, v in rest.items() if k in own or k not in optional}
+        own -= optional - set(rest)
         if set(rest) != own:
             raise ModelError(f"weights do not fit the model: missing={sorted(own - set(rest))[:5]} "
                              f"unexpected={sorted(set(rest) - own)[:5]}")

@@ -58,6 +58,8 @@ class JointTrainConfig:
     hard_after: int = -1  # switch the loss to vse-hardest from this epoch on (-1: never)
     patience: int = 3  # early stopping: epochs without a better dev recall sum
     branches: int = 1  # ensemble members trained together (one joint model)
+    hubness_bank: int = 1000  # CSLS hubness correction: reference train images/captions kept (0: off)
+    hubness_k: int = 10
     text_layers: int = 0  # MiniLM: fine-tune this many top layers
     text_lr: float = 5e-5
     rnn_hidden: int = 1024  # GloVe encoders
@@ -205,11 +207,29 @@ def evaluate_split(model: JointModel, data: SplitData) -> dict[str, Any]:
     images = []
     for s in range(0, len(data.images), 256):
         g = data.grid[s : s + 256, 0].float() if data.grid is not None else None
-        images.append(model.join(model.image_branches(data.pooled[s : s + 256, 0], g)))
-    texts = [model.join(model.text_branches(_text_batch(model, data, np.arange(s, min(s + 256, len(data.texts))))))
+        images.append(model.correct_images(model.join(model.image_branches(data.pooled[s : s + 256, 0], g))))
+    texts = [model.correct_texts(_joined_texts(model, data, np.arange(s, min(s + 256, len(data.texts)))))
              for s in range(0, len(data.texts), 256)]
     model.train()
     return retrieval_metrics((torch.cat(images) @ torch.cat(texts).T).numpy(), data.owner)
+
+
+def _joined_texts(model: JointModel, data: SplitData, rows: np.ndarray) -> torch.Tensor:
+    return model.join(model.text_branches(_text_batch(model, data, rows)))
+
+
+@torch.no_grad()
+def build_hubness_banks(model: JointModel, data: SplitData, size: int, k: int, seed: int) -> None:
+    """Give ``model`` reference banks of ``size`` random training images (plain view) and captions."""
+    model.eval()
+    rng = np.random.default_rng(seed)
+    images = torch.from_numpy(np.sort(rng.choice(len(data.images), min(size, len(data.images)), replace=False)))
+    captions = np.sort(rng.choice(len(data.texts), len(images), replace=False))
+    g = data.grid[images, 0].float() if data.grid is not None else None
+    model.set_hubness_banks(model.join(model.image_branches(data.pooled[images, 0], g)),
+                            torch.cat([_joined_texts(model, data, captions[s : s + 256])
+                                       for s in range(0, len(captions), 256)]), k=k)
+    model.train()
 
 
 def recall_sum(metrics: dict[str, Any]) -> float:
@@ -346,14 +366,21 @@ def train_joint(config: JointTrainConfig, progress: bool = True) -> TrainResult:
         ckpt_file.with_suffix(".tmp").replace(ckpt_file)
     if state["best_state"] is not None:
         model.load_trainable_state(state["best_state"])
+    if config.hubness_bank > 0:
+        build_hubness_banks(model, train, config.hubness_bank, config.hubness_k, config.seed)
     del train
     test = _split_data(dataset, "test", config.max_eval_images, None, grid, progress) if "test" in dataset.splits() \
         else None
-    test_metrics = None
+    test_metrics = uncorrected = None
     if test is not None:
         if model.text_encoder.cacheable:
             test.text_features = _cached_text_features(model, test.texts, progress)
         test_metrics = evaluate_split(model, test)
+        if model.corrected:
+            banks = (model.image_bank, model.caption_bank)
+            model.image_bank, model.caption_bank = torch.zeros(0, banks[0].shape[1]), torch.zeros(0, banks[0].shape[1])
+            uncorrected = evaluate_split(model, test)
+            model.image_bank, model.caption_bank = banks
     best_dev = next((r for r in state["history"] if r["epoch"] == state["best_epoch"]), {})
     seconds = time.monotonic() - start
     model.save(out, extra={
@@ -362,7 +389,8 @@ def train_joint(config: JointTrainConfig, progress: bool = True) -> TrainResult:
                      "best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
                      "seconds_total": round(seconds, 1), "history": state["history"]},
         "metrics": {"dev": {k.removeprefix("dev_"): v for k, v in best_dev.items() if k.startswith("dev_")},
-                    "test": test_metrics},
+                    "test": test_metrics,
+                    **({"test_without_hubness_correction": uncorrected} if model.corrected and test else {})},
     })
     return TrainResult(out, state["epoch"], state["best_epoch"], best_dev, test_metrics, seconds, state["history"])
 
@@ -370,5 +398,7 @@ def train_joint(config: JointTrainConfig, progress: bool = True) -> TrainResult:
 def _method(config: JointTrainConfig) -> str:
     hard = f", hardest negatives (VSE++) from epoch {config.hard_after + 1}" if config.hard_after >= 0 else ""
     text = "frozen MiniLM" if config.text == "minilm" and not config.text_layers else config.text
+    hub = (f", CSLS hubness correction (k={config.hubness_k}) against {config.hubness_bank} train images/captions"
+           if config.hubness_bank > 0 else "")
     return (f"{config.image_head} head on frozen EfficientNet-Lite0 features ({config.views} views), {text} text "
-            f"encoder, {config.branches} branch(es) of {config.dim}-d projections, {config.loss} loss{hard}")
+            f"encoder, {config.branches} branch(es) of {config.dim}-d projections, {config.loss} loss{hard}{hub}")
