@@ -90,6 +90,20 @@ def _install_pages(app: FastAPI) -> None:
         return FileResponse(WEB_DIR / "map.html")
 
 
+def _warm_up(service: Service, models: bool) -> None:
+    """Open the store (so concurrent first requests do not race to open it) and, with ``models``, load the
+    text model: the first search is then fast, and every OpenMP runtime is loaded before request threads
+    limit themselves to one OpenMP thread (see ``limits.run_blocking``)."""
+    if not service.db_path().exists():
+        return
+    store = service.store()
+    if models and any(space.startswith("joint:") for space in store.spaces()):
+        try:
+            service.joint  # noqa: B018 - the attribute load is the point
+        except VistextError as error:
+            log.warning("text search unavailable: %s", error)
+
+
 def create_app(service_factory: ServiceFactory = Service, settings: ServerSettings | None = None) -> FastAPI:
     """The server app over ``service_factory(db=settings.db, progress=False)`` (one instance, shared)."""
     settings = settings or ServerSettings()
@@ -97,9 +111,7 @@ def create_app(service_factory: ServiceFactory = Service, settings: ServerSettin
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if service.db_path().exists():
-            # open the store before the first request so concurrent first requests do not race to open it
-            await anyio.to_thread.run_sync(service.store)
+        await anyio.to_thread.run_sync(_warm_up, service, settings.warm_up)
         try:
             yield
         finally:

@@ -29,6 +29,7 @@ class ServerSettings:
     captions: str | None = None  # caption bank (FORMAT:PATH or text file) for /api/caption and the bot
     taggers: dict[str, str] = field(default_factory=dict)  # name -> trained tagger dir, chosen by name only
     map_method: str = "tsne"
+    warm_up: bool = True  # load the text model at start-up when the index has text embeddings
 
     @property
     def loopback(self) -> bool:
