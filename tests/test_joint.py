@@ -51,6 +51,13 @@ def test_every_text_encoder(name: str) -> None:
     if name.startswith("glove-"):
         out.sum().backward()
         assert encoder.rnn.weight_ih_l0.grad is not None and encoder.embedding.weight.grad is not None
+    elif name == "minilm-gpo":  # frozen MiniLM, trainable pooling: cached token states + gradients to the pool
+        assert encoder.cacheable
+        features = encoder.encode_frozen(CAPTIONS)
+        assert features.shape == (4, encoder.max_tokens, 385)
+        torch.testing.assert_close(encoder.pool(features), out, atol=1e-5, rtol=1e-4)
+        out.sum().backward()
+        assert encoder.position_logits.grad is not None
     else:
         assert encoder.cacheable and not out.requires_grad
 

@@ -56,6 +56,23 @@ class TextEncoder(nn.Module):
     def load_trainable_state(self, state: dict[str, torch.Tensor]) -> None:
         self.load_state_dict(state)
 
+    def frozen_features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The part of ``forward`` with no trainable weights: what training caches when ``cacheable``."""
+        return self(batch)
+
+    def pool(self, features: torch.Tensor) -> torch.Tensor:
+        """The trainable rest of ``forward``, applied to ``frozen_features`` output."""
+        return features
+
+    @torch.no_grad()
+    def encode_frozen(self, texts: list[str], batch_size: int = 256) -> torch.Tensor:
+        """``frozen_features`` of ``texts`` in eval mode, batched."""
+        was_training = self.training
+        self.eval()
+        out = [self.frozen_features(self.prepare(texts[s : s + batch_size])) for s in range(0, len(texts), batch_size)]
+        self.train(was_training)
+        return torch.cat(out)
+
     @torch.no_grad()
     def encode(self, texts: list[str], batch_size: int = 256) -> torch.Tensor:
         """Text features (N, dim) in eval mode, batched."""
@@ -154,17 +171,80 @@ class MiniLMEncoder(TextEncoder):
         return dict(self._tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
                                     return_tensors="pt"))
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def _hidden(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         model = self._load()
         model.train(self.training and self.finetune_layers > 0)
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.finetune_layers > 0):
             hidden = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        return hidden, batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        hidden, mask = self._hidden(batch)
         # mean pooling + L2 normalisation: exactly the sentence-transformers pipeline of all-MiniLM-L6-v2
         return F.normalize((hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0), dim=-1)
 
 
+class MiniLMTokenPoolingEncoder(MiniLMEncoder):
+    """Frozen MiniLM token states + a learned generalised pooling (GPO) over them, concatenated with the plain
+    sentence vector: ``dim = 384 + width``. The token states (padded to ``max_tokens``, the mask as an extra
+    channel) are what training caches; only the pooling trains."""
+
+    name = "minilm-gpo"
+    max_tokens = 32
+
+    def __init__(self, width: int = 384, **kwargs: object) -> None:
+        if kwargs.get("finetune_layers"):
+            raise ModelError("minilm-gpo keeps MiniLM frozen; use 'minilm' to fine-tune its top layers")
+        super().__init__(finetune_layers=0)
+        self.width = int(width)
+        self.dim = 384 + self.width
+        self.norm = nn.LayerNorm(384)
+        self.reduce = nn.Linear(384, self.width)
+        self.position_logits = nn.Parameter(torch.zeros(self.max_tokens))
+
+    @property
+    def cacheable(self) -> bool:
+        return True
+
+    def config(self) -> dict[str, Any]:
+        return {"width": self.width}
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in self.state_dict().items()}
+
+    def load_trainable_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.load_state_dict(state)
+
+    def prepare(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        self._load()
+        return dict(self._tokenizer(list(texts), padding="max_length", truncation=True, max_length=self.max_tokens,
+                                    return_tensors="pt"))
+
+    def frozen_features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        hidden, mask = self._hidden(batch)
+        return torch.cat([hidden, mask], dim=-1)  # (N, max_tokens, 385)
+
+    def pool(self, features: torch.Tensor) -> torch.Tensor:
+        features = features.float()
+        hidden, mask = features[..., :384], features[..., 384] > 0.5
+        weights_mask = mask[..., None].to(hidden.dtype)
+        sentence = F.normalize((hidden * weights_mask).sum(1) / weights_mask.sum(1).clamp(min=1.0), dim=-1)
+        tokens = F.gelu(self.reduce(self.norm(hidden)))
+        # GPO: per dimension, sort the real tokens' values (padding sorts last) and take a learned weighted sum
+        ordered = tokens.masked_fill(~mask[..., None], float("-inf")).sort(dim=1, descending=True).values
+        ordered = ordered.masked_fill(~torch.isfinite(ordered), 0.0)
+        count = mask.sum(1, keepdim=True)
+        positions = torch.arange(self.max_tokens, device=features.device)[None]
+        logits = self.position_logits[None].expand(len(features), -1).masked_fill(positions >= count, float("-inf"))
+        pooled = torch.einsum("nld,nl->nd", ordered, torch.softmax(logits, dim=1))
+        return torch.cat([pooled, sentence], dim=1)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.pool(self.frozen_features(batch))
+
+
 TEXT_ENCODERS.register("minilm")(MiniLMEncoder)
+TEXT_ENCODERS.register("minilm-gpo")(MiniLMTokenPoolingEncoder)
 
 
 # ---- GloVe + GRU/LSTM (seed-faithful) ---------------------------------------------------------------------
