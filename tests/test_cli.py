@@ -197,3 +197,19 @@ def test_demo_runs_on_bundled_photos(capsys: pytest.CaptureFixture[str]) -> None
     assert report["similar"]["results"][0]["path"].endswith("chelsea.png")
     cat_search = report["searches"][0]
     assert cat_search["query"] == "a cat" and cat_search["results"][0]["path"].endswith("chelsea.png")
+
+
+def test_search_and_similar_draw_contact_sheets(indexed: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    db = str(indexed / ".vistext/catalogue.sqlite")
+    assert main(["search", "a dog", "-k", "4", "--grid", str(tmp_path / "s.png"), "--db", db, "-q"]) == 0
+    assert main(["similar", str(indexed / DOG), "-k", "6", "--grid", str(tmp_path / "n.jpg"), "--db", db, "-q"]) == 0
+    for name in ("s.png", "n.jpg"):
+        with Image.open(tmp_path / name) as sheet:
+            assert sheet.width >= 300 and sheet.height >= 200
+
+
+def test_unknown_id_is_not_found(indexed: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, doc = run_json(capsys, "similar", "99999", "--db", str(indexed / ".vistext/catalogue.sqlite"))
+    assert code == 2 and "99999" in doc["error"]

@@ -25,6 +25,7 @@ def add_paging(parser: argparse.ArgumentParser, k: int) -> None:
     parser.add_argument("-k", type=int, default=k, help=f"how many results (default {k})")
     parser.add_argument("--offset", type=int, default=0, help="skip this many results (paging)")
     parser.add_argument("--min-score", type=float, default=None, help="drop results below this cosine similarity")
+    parser.add_argument("--grid", type=Path, help="also draw the results as a contact sheet (.png/.jpg/.webp)")
 
 
 def print_hits(result: SearchResult, as_json: bool) -> None:
@@ -70,14 +71,22 @@ def run_similar(args: argparse.Namespace) -> int:
     query: Any = int(args.image) if args.image.isdigit() and not Path(args.image).exists() else args.image
     with service_for(args) as service:
         result = service.similar(query, args.k, offset=args.offset, min_score=args.min_score)
+        if args.grid:
+            service.grid(result, args.grid)
     print_hits(result, args.json)
+    if args.grid and not args.json:
+        say(f"wrote {args.grid}")
     return 0
 
 
 def run_search(args: argparse.Namespace) -> int:
     with service_for(args) as service:
         result = service.search(args.text, args.k, offset=args.offset, min_score=args.min_score)
+        if args.grid:
+            service.grid(result, args.grid)
     print_hits(result, args.json)
+    if args.grid and not args.json:
+        say(f"wrote {args.grid}")
     return 0
 
 

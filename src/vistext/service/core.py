@@ -7,6 +7,8 @@ never opens a database.
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
@@ -18,7 +20,7 @@ from PIL import Image
 from vistext.encoders import ImageEncoder, ImageFeatures, create_image_encoder
 from vistext.errors import ImageDecodeError, StoreError, UsageError
 from vistext.paths import default_db_path
-from vistext.service.explore import ExploreMixin
+from vistext.service.explore import ExploreMixin, UnknownImageError
 from vistext.service.inputs import ImageInput, Upload, decode, input_name
 from vistext.service.results import (
     CaptionResult,
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_K = 1000
+TEXT_CACHE_SIZE = 1024  # query embeddings kept (~2 KB each)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -167,7 +170,7 @@ class Service(TopicsMixin, ExploreMixin):
         record = self.store().get(key)
         if record is None or record.status != "ok":
             if isinstance(image, int):
-                raise UsageError(f"no indexed image with id {image}")
+                raise UnknownImageError(f"no indexed image with id {image}")
             return None
         if space == "image":
             return None if record.pooled is None else normalise(record.pooled)
@@ -208,8 +211,22 @@ class Service(TopicsMixin, ExploreMixin):
                 f"{self.db_path()}: this index has no text-search embeddings for model {self.joint.name!r}; "
                 "re-run `vistext index DIR` to add them"
             )
+        return self._page(text, space, self._text_vector(text), k, offset, min_score)
+
+    def _text_vector(self, text: str) -> np.ndarray:
+        """The joint embedding of a query text; recent ones are remembered (paging repeats the query)."""
+        cache = self.__dict__.setdefault("_text_cache", OrderedDict())
+        lock = self.__dict__.setdefault("_text_lock", threading.Lock())
+        with lock:
+            if text in cache:
+                cache.move_to_end(text)
+                return cache[text]
         vector = self.joint.encode_text([text])[0]
-        return self._page(text, space, vector, k, offset, min_score)
+        with lock:
+            cache[text] = vector
+            while len(cache) > TEXT_CACHE_SIZE:
+                cache.popitem(last=False)
+        return vector
 
     # ---- understanding single images ------------------------------------------------------------------------
     def tag(
