@@ -203,7 +203,7 @@ def small_tagged(flickr8k: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 def test_cached_tagger_beats_frequency_prior(small_tagged: Path, tmp_path: Path) -> None:
     data = f"csv:{small_tagged}"
     result = train_tagger(
-        TaggerTrainConfig(data=data, out=tmp_path / "tagger", epochs=15, threads=2), progress=False
+        TaggerTrainConfig(data=data, out=tmp_path / "tagger", epochs=15, threads=1), progress=False
     )
     assert (tmp_path / "tagger" / "model.safetensors").is_file()
     model = load_tagger(tmp_path / "tagger")
