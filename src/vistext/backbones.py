@@ -22,6 +22,7 @@ import tempfile
 import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -83,7 +84,7 @@ class TrainableBackbone(nn.Module):
 
 
 class _EfficientNetStem(nn.Module):
-    def __init__(self, net: nn.Module) -> None:
+    def __init__(self, net: Any) -> None:
         super().__init__()
         self.conv, self.bn, self.act = net._conv_stem, net._bn0, net._swish
 
@@ -104,7 +105,7 @@ class _EfficientNetBlock(nn.Module):
 
 
 class _EfficientNetHead(nn.Module):
-    def __init__(self, net: nn.Module) -> None:
+    def __init__(self, net: Any) -> None:
         super().__init__()
         self.conv, self.bn, self.act = net._conv_head, net._bn1, net._swish
 
@@ -117,7 +118,7 @@ def efficientnet_lite0(pretrained: bool = True) -> TrainableBackbone:
     """The bundled EfficientNet-Lite0: 18 stages (stem, 16 MBConv blocks, head conv), 1280-d features."""
     from vistext.encoders.efficientnet import FEATURE_DIM, PREPROCESSING, build_torch_backbone
 
-    net = build_torch_backbone(pretrained=pretrained)
+    net: Any = build_torch_backbone(pretrained=pretrained)
     rate = float(net._global_params.drop_connect_rate or 0.0)
     blocks = [_EfficientNetBlock(b, rate * i / len(net._blocks)) for i, b in enumerate(net._blocks)]
     stages = [_EfficientNetStem(net), *blocks, _EfficientNetHead(net)]

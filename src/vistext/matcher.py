@@ -63,6 +63,9 @@ class MatcherSettings:
 class MatchModel(nn.Module):
     """image features (N, image_dim) + tag sets (N word sequences) -> match logits (N,)."""
 
+    image_mean: torch.Tensor
+    image_std: torch.Tensor
+
     def __init__(self, settings: MatcherSettings | None = None) -> None:
         super().__init__()
         s = self.settings = settings or MatcherSettings()
@@ -82,15 +85,14 @@ class MatchModel(nn.Module):
         self._word_ids = {w: i + 1 for i, w in enumerate(s.vocabulary)}
         self.fit_dropout = nn.Dropout(0.5)
         self.text = nn.Sequential(nn.Linear(2 * s.hidden + s.image_dim, s.joint), nn.ReLU())
-        self.classifier = nn.Sequential(
-            nn.Dropout(s.dropout), nn.Linear(3 * s.joint + 9, s.joint), nn.ReLU(), nn.Linear(s.joint, 1)
-        )
+        final = nn.Linear(s.joint, 1)
+        self.classifier = nn.Sequential(nn.Dropout(s.dropout), nn.Linear(3 * s.joint + 9, s.joint), nn.ReLU(), final)
         # a skip path: the set's mean likelihood ratio alone already separates own from foreign tag sets well,
         # so the classifier starts there (last layer zeroed) and learns corrections on top
         self.llr_scale = nn.Parameter(torch.tensor(1.0))
         self.llr_shift = nn.Parameter(torch.tensor(0.0))
-        nn.init.zeros_(self.classifier[-1].weight)
-        nn.init.zeros_(self.classifier[-1].bias)
+        nn.init.zeros_(final.weight)
+        nn.init.zeros_(final.bias)
         self._vectors: WordVectors | None = None
 
     # ---- the tag side -----------------------------------------------------------------------------------
@@ -116,9 +118,9 @@ class MatchModel(nn.Module):
         for i, sequence in enumerate(words):
             rows = [(j, index[w]) for j, w in enumerate(sequence) if w in index]
             if rows:
-                positions, ids = zip(*rows, strict=True)
-                order = np.argsort(ids)  # memory-mapped rows read in order
-                out[i, np.array(positions)[order]] = self.vectors.matrix[np.array(ids)[order]]
+                positions, glove_rows = zip(*rows, strict=True)
+                order = np.argsort(glove_rows)  # memory-mapped rows read in order
+                out[i, np.array(positions)[order]] = self.vectors.matrix[np.array(glove_rows)[order]]
                 known[i, list(positions)] = 1.0
         lengths = torch.tensor([len(w) for w in words])
         ids = torch.zeros(len(words), length, dtype=torch.long)

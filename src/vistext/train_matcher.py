@@ -139,7 +139,9 @@ def _batch_examples(
         own = list(items[i].tags)
         rng.shuffle(own)
         keep = [t for t in own if rng.random() >= config.tag_dropout] or own[:1]
-        rows.append(i), sets.append(keep), labels.append(1.0)
+        rows.append(i)
+        sets.append(keep)
+        labels.append(1.0)
         negatives = [int(rng.integers(n))]
         if hard is not None and hard[i]:
             negatives.append(hard[i][int(rng.integers(len(hard[i])))])
@@ -148,7 +150,9 @@ def _batch_examples(
             if j == i or not other or set(other) == set(own):
                 continue
             rng.shuffle(other)
-            rows.append(i), sets.append(other), labels.append(0.0)
+            rows.append(i)
+            sets.append(other)
+            labels.append(0.0)
     return np.array(rows), sets, np.array(labels, np.float32)
 
 

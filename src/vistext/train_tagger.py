@@ -28,10 +28,16 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from vistext.backbones import AugmentViews, ModuleEncoder, create_backbone, export_tagger_network
+from vistext.backbones import (
+    AugmentViews,
+    ModuleEncoder,
+    TrainableBackbone,
+    create_backbone,
+    export_tagger_network,
+)
 from vistext.calibration import f1_optimal_thresholds
 from vistext.datasets import TaggedDataset, TaggedImage, open_tagged_dataset
-from vistext.encoders import ImageEncoder, ImageFeatures, create_image_encoder
+from vistext.encoders import ImageEncoder, ImageFeatures, Preprocessing, create_image_encoder
 from vistext.errors import UsageError
 from vistext.evaluate import f1_scores, mean_average_precision, precision_at_k, top1_accuracy
 from vistext.tag_losses import make_tag_loss
@@ -102,6 +108,8 @@ class TagHead(nn.Module):
     ) -> None:
         super().__init__()
         self.kind, self.lam = kind, float(lam)
+        self.mean: torch.Tensor
+        self.std: torch.Tensor
         mean = np.zeros(in_dim) if mean is None else mean
         std = np.ones(in_dim) if std is None else std
         self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
@@ -211,7 +219,7 @@ def tagger_scores(model: TaggerModel, paths: list, progress: bool = True) -> np.
 
     if model.uses_encoder:
         arrays = encode_files(paths, create_image_encoder(model.backbone), grid=model.needs_grid, progress=progress)
-        return model.scores_from_features(arrays.grid if model.needs_grid else arrays.pooled)
+        return model.scores_from_features(ImageFeatures(pooled=arrays.pooled, grid=arrays.grid))
     return encode_files(paths, _OwnNetwork(model), cache=False, progress=progress).pooled
 
 
@@ -235,12 +243,13 @@ def _check(config: TaggerTrainConfig) -> None:
 
 def _frozen_features(
     config: TaggerTrainConfig, train: list[TaggedImage], val: list[TaggedImage], progress: bool
-) -> tuple[_Features, nn.Module | None]:
+) -> tuple[_Features, TrainableBackbone | None]:
     """Backbone features for the cached and frozen-aug methods, and the backbone module when it is not the
     bundled encoder (its ONNX export then becomes part of the saved tagger)."""
     from vistext.features import encode_files
 
-    module = None
+    module: TrainableBackbone | None = None
+    encoder: ImageEncoder
     if config.backbone == BUNDLED:
         encoder = create_image_encoder(BUNDLED)
     else:
@@ -326,7 +335,7 @@ def predict_network(network: nn.Module, x: np.ndarray, batch_size: int = 256) ->
 
 def _finetune_setup(
     config: TaggerTrainConfig, train: list[TaggedImage], val: list[TaggedImage], progress: bool
-) -> tuple[_Features, nn.Module, nn.Module]:
+) -> tuple[_Features, TrainableBackbone, nn.Module]:
     """Cached prefix activations (train: augmented views) plus the backbone and its trainable top."""
     from vistext.features import encode_files
 
@@ -370,15 +379,18 @@ def train_tagger(config: TaggerTrainConfig, progress: bool = True) -> TaggerTrai
     y_train, y_val = label_matrix(train, labels), label_matrix(val, labels)
     started = time.perf_counter()
 
-    own_network: nn.Module | None = None
+    own_network: TrainableBackbone | None = None
+    preprocessing: Preprocessing
     if config.method == "finetune":
         features, backbone, top = _finetune_setup(config, train, val, progress)
         own_network, preprocessing = backbone, backbone.preprocessing
     else:
         features, own_network = _frozen_features(config, train, val, progress)
         top = None
-        source = own_network if own_network is not None else create_image_encoder(BUNDLED)
-        preprocessing = source.preprocessing
+        if own_network is not None:
+            preprocessing = own_network.preprocessing
+        else:
+            preprocessing = create_image_encoder(BUNDLED).preprocessing
     feature_seconds = time.perf_counter() - started
 
     mean, std = _head_statistics(top, features)
@@ -419,7 +431,7 @@ def train_tagger(config: TaggerTrainConfig, progress: bool = True) -> TaggerTrai
             "feature_seconds": round(feature_seconds, 2),
         },
     )
-    if config.method == "finetune":
+    if config.method == "finetune" and own_network is not None:
         model.extra_weights = {k: v.detach().numpy().copy() for k, v in own_network.state_dict().items()}
     onnx_bytes = (
         export_tagger_network(own_network, head, grid=kind == "csra") if own_network is not None else None
