@@ -222,7 +222,7 @@ def test_cached_tagger_beats_frequency_prior(small_tagged: Path, tmp_path: Path)
     assert metrics["n_images"] == len(test)
     assert all(0.0 <= metrics[k] <= 1.0 for k in ("map", "micro_f1", "macro_f1", "p_at_k", "accuracy"))
     assert metrics["map"] == pytest.approx(mean_average_precision(scores, labels))
-    assert len(result.history) == 15 and result.train_seconds > 0
+    assert 1 <= len(result.history) <= 15 and result.train_seconds > 0
     # the service's path: decoded images in, (tag, score) pairs out
     images = [Image.open(item.image).convert("RGB") for item in test[:3]]
     predicted = model.predict_images(images, k=4)

@@ -69,6 +69,7 @@ class TaggerTrainConfig:
     dropout: float = 0.5
     views: int = 4  # augmented views per photo (frozen-aug; finetune uses min(views, 2))
     top_stages: int = 2  # finetune: how many top backbone stages train
+    patience: int | None = 5  # stop after this many epochs without a better validation mAP (None: never)
     val_fraction: float = 0.1  # held out of train when the dataset has no dev/val split
     pretrained: bool = True
     threads: int | None = None
@@ -288,7 +289,7 @@ def _fit(
         optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=steps, pct_start=0.1
     )
     targets = torch.from_numpy(y_train)
-    best_map, best_state, history = -1.0, copy.deepcopy(network.state_dict()), []
+    best_map, best_epoch, best_state, history = -1.0, 0, copy.deepcopy(network.state_dict()), []
     for epoch in tqdm(range(epochs), desc=f"training ({config.method})", disable=not progress, unit="epoch"):
         started = time.perf_counter()
         network.train()
@@ -316,7 +317,10 @@ def _fit(
         )
         log.info("epoch %d: loss %.4f, val mAP %.4f", epoch + 1, total / n, val_map)
         if not np.isnan(val_map) and val_map > best_map:
-            best_map, best_state = val_map, copy.deepcopy(network.state_dict())
+            best_map, best_epoch, best_state = val_map, epoch, copy.deepcopy(network.state_dict())
+        elif config.patience is not None and epoch - best_epoch >= config.patience:
+            log.info("no better validation mAP for %d epochs: stopping", config.patience)
+            break
     network.load_state_dict(best_state)
     network.eval()
     return history
