@@ -93,7 +93,7 @@ class TaggerModel:
     metrics: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     onnx_file: Path | None = None  # set when the tagger runs its own network (pixels -> probabilities)
-    extra_weights: dict[str, np.ndarray] = field(default_factory=dict)  # fine-tuned backbone, saved alongside
+    extra_weights: dict[str, np.ndarray] = field(default_factory=dict)  # the fine-tuned backbone stages
     _session: Any = field(default=None, repr=False, compare=False)
 
     @property

@@ -436,7 +436,12 @@ def train_tagger(config: TaggerTrainConfig, progress: bool = True) -> TaggerTrai
         },
     )
     if config.method == "finetune" and own_network is not None:
-        model.extra_weights = {k: v.detach().numpy().copy() for k, v in own_network.state_dict().items()}
+        # only the stages that trained: the rest is the registered backbone's own pretrained weights
+        cut = own_network.n_stages - max(1, min(config.top_stages, own_network.n_stages))
+        trained = tuple(f"stages.{i}." for i in range(cut, own_network.n_stages))
+        model.extra_weights = {
+            k: v.detach().numpy().copy() for k, v in own_network.state_dict().items() if k.startswith(trained)
+        }
     onnx_bytes = (
         export_tagger_network(own_network, head, grid=kind == "csra") if own_network is not None else None
     )
