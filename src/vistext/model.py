@@ -63,7 +63,11 @@ class JointModel(nn.Module):
         self.name: str = cfg["name"]
         self.image_encoder_name: str = cfg["image_encoder"]
         self.dim = int(cfg["dim"])
-        self.text_encoder: TextEncoder = TEXT_ENCODERS.create(cfg["text_encoder"], **cfg["text_encoder_args"])
+        encoder = TEXT_ENCODERS.create(cfg["text_encoder"], **cfg["text_encoder_args"])
+        if not isinstance(encoder, TextEncoder):
+            raise ModelError(f"text encoder {cfg['text_encoder']!r} is not a TextEncoder")
+        self.text_encoder = encoder
+        self.metadata: dict[str, Any] = {}  # the model card of a loaded model (training data, method, metrics)
         n = int(cfg["branches"])
         self.image_heads = nn.ModuleList(
             IMAGE_HEADS.create(cfg["image_head"], in_dim=int(cfg["image_dim"]), out_dim=self.dim,
@@ -163,7 +167,7 @@ class JointModel(nn.Module):
         for s in range(0, len(pooled), batch_size):
             p = torch.from_numpy(np.ascontiguousarray(pooled[s : s + batch_size], dtype=np.float32))
             g = None
-            if self.needs_grid:
+            if features.grid is not None and self.needs_grid:
                 g = torch.from_numpy(np.ascontiguousarray(features.grid[s : s + batch_size], dtype=np.float32))
             out.append(self.correct_images(self.join(self.image_branches(p, g))))
         return torch.cat(out).numpy() if out else np.zeros((0, self.output_dim), np.float32)
@@ -264,7 +268,7 @@ def _load_from(directory: Path) -> JointModel:
         args["assets"] = str(directory)
     config["text_encoder_args"] = args
     model = JointModel({k: config[k] for k in DEFAULTS if k in config})
-    model.metadata = config  # the full model card: training data, method, metrics
+    model.metadata = config
     weights = directory / WEIGHTS_FILE
     if not weights.is_file():
         raise ModelError(f"{weights}: weights file missing")

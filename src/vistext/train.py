@@ -386,7 +386,7 @@ def train_joint(config: JointTrainConfig, progress: bool = True) -> TrainResult:
             model.image_bank, model.caption_bank = torch.zeros(0, banks[0].shape[1]), torch.zeros(0, banks[0].shape[1])
             uncorrected = evaluate_split(model, test)
             model.image_bank, model.caption_bank = banks
-    best_dev = next((r for r in state["history"] if r["epoch"] == state["best_epoch"]), {})
+    best_dev: dict[str, Any] = next((r for r in state["history"] if r["epoch"] == state["best_epoch"]), {})
     seconds = time.monotonic() - start
     model.save(out, extra={
         "training": {"data": config.data, "dataset": dataset.name, "train_split": train_split,
