@@ -213,3 +213,39 @@ def test_search_and_similar_draw_contact_sheets(indexed: Path, tmp_path: Path) -
 def test_unknown_id_is_not_found(indexed: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, doc = run_json(capsys, "similar", "99999", "--db", str(indexed / ".vistext/catalogue.sqlite"))
     assert code == 2 and "99999" in doc["error"]
+
+
+def test_tagger_train_eval_and_tag_through_the_cli(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flickr8k: Path
+) -> None:
+    import csv
+
+    code, summary = run_json(
+        capsys,
+        "tags-from-captions",
+        f"flickr8k:{flickr8k}",
+        "--top",
+        "40",
+        "--out",
+        str(tmp_path / "all.csv"),
+    )
+    assert code == 0 and summary["n_tags"] == 40 and "dog" in summary["top_tags"][:5]
+    with (tmp_path / "all.csv").open(encoding="utf-8") as src:
+        rows = list(csv.DictReader(src))
+    keep = [r for r in rows if r["split"] == "train"][:240] + [r for r in rows if r["split"] == "test"][:80]
+    small = tmp_path / "small.csv"
+    with small.open("w", encoding="utf-8", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=["image", "tags", "split"])
+        writer.writeheader()
+        writer.writerows(keep)
+    model = tmp_path / "tagger"
+    code, trained = run_json(capsys, "train", "tagger", "--data", f"csv:{small}", "--out", str(model), "--epochs", "8")
+    assert code == 0 and (model / "config.json").is_file()
+    code, metrics = run_json(capsys, "eval", "--model", str(model), "--data", f"csv:{small}", "--split", "test")
+    assert code == 0 and metrics["n_images"] == 80
+    assert 0 < metrics["map"] <= 1 and 0 <= metrics["micro_f1"] <= 1
+    dog = [r["image"] for r in keep if r["split"] == "test" and "dog" in r["tags"].split("|")][0]
+    code, [tagged] = run_json(
+        capsys, "tag", dog if Path(dog).is_absolute() else str(tmp_path / dog), "--model", str(model), "-k", "3"
+    )
+    assert code == 0 and len(tagged["tags"]) == 3

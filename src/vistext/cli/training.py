@@ -98,6 +98,9 @@ def run_train_tagger(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         seed=args.seed,
         max_images=args.max_images,
+        hidden=args.hidden,
+        top_stages=args.top_stages,
+        views=args.views,
     )
     result = train_tagger(config, progress=not args.quiet)
     summary = {
@@ -196,7 +199,10 @@ def register_training(commands: argparse._SubParsersAction, common: argparse.Arg
     tagger.add_argument("--method", default="cached", choices=["cached", "frozen-aug", "finetune"])
     tagger.add_argument("--backbone", default="efficientnet-lite0")
     tagger.add_argument("--feature", default="pooled", choices=["pooled", "grid"])
-    tagger.add_argument("--loss", default="cb-bce", choices=["cb-bce", "asl", "bce"])
+    tagger.add_argument("--loss", default="bce", choices=["bce", "cb-bce", "asl"])
+    tagger.add_argument("--hidden", type=int, default=0, help="a hidden layer of this size in the head")
+    tagger.add_argument("--top-stages", type=int, default=2, help="finetune: how many top backbone stages train")
+    tagger.add_argument("--views", type=int, default=4, help="frozen-aug: augmented views per photo")
     tagger.add_argument("--epochs", type=int, default=None)
     tagger.add_argument("--max-images", type=int, default=None, help="train on at most this many images")
     tagger.add_argument("--seed", type=int, default=0)
