@@ -103,7 +103,7 @@ def print_table(rows: list[dict]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--flickr8k", default=str(ROOT.parent / "shared" / "datasets" / "flickr8k"))
-    parser.add_argument("--work", default="/work/scratch/tagging/bench", help="where models are written")
+    parser.add_argument("--work", default=str(ROOT / ".bench" / "tagging"), help="where models are written")
     parser.add_argument("--methods", nargs="*", default=list(METHODS), choices=list(METHODS), help="none: baselines")
     parser.add_argument("--quick", action="store_true", help="a small subset and few epochs (smoke run)")
     parser.add_argument("--threads", type=int, default=2)
