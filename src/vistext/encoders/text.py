@@ -125,6 +125,7 @@ class MiniLMEncoder(TextEncoder):
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()  # a weights bar for a 90 MB local load is noise, and breaks --quiet
         path = minilm_path()
         try:
             self._tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
