@@ -47,11 +47,11 @@ def read_caption_texts(spec: str) -> list[str]:
     return texts
 
 
-def load_caption_bank(spec: str, model: JointModel, batch_size: int = 256) -> CaptionBank:
-    """Embed the bank's captions with ``model`` (cached on disk by content and model name)."""
+def load_caption_bank(spec: str, model: JointModel, model_key: str, batch_size: int = 256) -> CaptionBank:
+    """Embed the bank's captions with ``model`` (cached on disk by content and ``model_key``)."""
     texts = read_caption_texts(spec)
     digest = hashlib.sha1("\n".join(texts).encode()).hexdigest()[:16]
-    cache = cache_dir("captions") / f"{model.name}-{digest}.npy"
+    cache = cache_dir("captions") / f"{model_key.replace('@', '-')}-{digest}.npy"
     if cache.is_file():
         vectors = np.load(cache)
         if vectors.shape[0] == len(texts):

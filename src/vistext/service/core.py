@@ -6,6 +6,8 @@ never opens a database.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import threading
 from collections import OrderedDict
@@ -95,9 +97,17 @@ class Service(TopicsMixin, ExploreMixin):
 
         return load_joint_model(self._joint_path)
 
+    @cached_property
+    def joint_key(self) -> str:
+        """The joint model's name plus a fingerprint of its model card: a retrained model under the same name
+        gets new index and cache entries instead of silently mixing with the old model's vectors."""
+        card = getattr(self.joint, "metadata", None) or self.joint.config
+        digest = hashlib.sha1(json.dumps(card, sort_keys=True, default=str).encode()).hexdigest()[:10]
+        return f"{self.joint.name}@{digest}"
+
     @property
     def joint_space(self) -> str:
-        return f"joint:{self.joint.name}"
+        return f"joint:{self.joint_key}"
 
     def db_path(self, folder: str | Path | None = None) -> Path:
         if self._db is not None:
@@ -300,7 +310,7 @@ class Service(TopicsMixin, ExploreMixin):
         from vistext.service.captions import load_caption_bank
 
         _check_k(k)
-        captions = load_caption_bank(bank, self.joint)
+        captions = load_caption_bank(bank, self.joint, self.joint_key)
         vector = self._indexed_vector(image, self.joint_space) if self._has_store() else None
         if vector is None:
             vector = self.joint.encode_images(self.encode_images([image], grid=self.joint.needs_grid))[0]

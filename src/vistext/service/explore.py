@@ -114,7 +114,10 @@ class ExploreMixin:
             return status
         store = self.store()
         spaces = list(store.spaces())
-        status["text_search"] = any(space.startswith("joint:") for space in spaces)
+        try:  # the current joint model's space: one left by an older model cannot answer text queries
+            status["text_search"] = getattr(self, "joint_space", None) in spaces
+        except VistextError:
+            status["text_search"] = False
         try:
             from vistext.analysis.maps import METHODS, is_cached
 
