@@ -71,6 +71,9 @@ def run_train_joint(args: argparse.Namespace) -> int:
         text_layers=args.text_layers,
         vectors=args.vectors,
         freeze_embeddings=args.freeze_embeddings,
+        hidden=args.hidden,
+        rnn_hidden=args.rnn_hidden,
+        name=args.name,
     )
     result = train_joint(config, progress=not args.quiet)
     summary = {
@@ -178,14 +181,19 @@ def register_training(commands: argparse._SubParsersAction, common: argparse.Arg
     joint = kinds.add_parser("joint", parents=[common], help="image-text embeddings from a caption dataset")
     joint.add_argument("--data", required=True, help="caption dataset FORMAT:PATH, e.g. flickr8k:DIR")
     joint.add_argument("--out", required=True, type=Path, help="model directory (resumes if a checkpoint is there)")
-    joint.add_argument("--text", default="minilm", help="text encoder: minilm, glove-gru, glove-lstm")
+    joint.add_argument("--text", default="minilm-gpo", help="text encoder: minilm-gpo, minilm, glove-gru, glove-lstm")
     joint.add_argument("--loss", default="infonce", help="infonce, vse-hardest, hinge-sum, triplet-semihard")
     joint.add_argument("--image-head", default="pooled-mlp", help="pooled-mlp, grid-gpo, grid-attn")
-    joint.add_argument("--epochs", type=int, default=12)
+    joint.add_argument("--epochs", type=int, default=8)
+    joint.add_argument("--hidden", type=int, default=256, help="width of the projection MLPs")
+    joint.add_argument("--rnn-hidden", type=int, default=1024, help="GloVe encoders: GRU/LSTM state size")
+    joint.add_argument("--name", default=None, help="the model's name (default: the --out folder's name)")
     joint.add_argument("--batch-size", type=int, default=128)
     joint.add_argument("--lr", type=float, default=1e-3)
     joint.add_argument("--views", default="orig,flip,crop-tl,crop-br,crop-c", help="training views per image")
-    joint.add_argument("--hard-after", type=int, default=-1, help="switch to hardest negatives from this epoch")
+    joint.add_argument(
+        "--hard-after", type=int, default=2, help="switch to hardest negatives from this epoch (-1: never)"
+    )
     joint.add_argument("--branches", type=int, default=1, help="ensemble members trained together")
     joint.add_argument("--text-layers", type=int, default=0, help="MiniLM: fine-tune this many top layers")
     joint.add_argument("--vectors", default="glove-6b-50d", help="GloVe encoders: bundled vectors or a text file")
