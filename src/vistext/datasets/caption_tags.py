@@ -31,7 +31,7 @@ class CaptionTags(TaggedDataset):
         """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        folder = path.parent.resolve()
+        folder = path.parent.absolute()
         split_of: dict[Path, str] = {}
         for split in self.splits():
             for image in self.images(split):
@@ -41,7 +41,7 @@ class CaptionTags(TaggedDataset):
             writer = csv.writer(handle)
             writer.writerow(["image", "tags", "split"])
             for image in self.images():
-                absolute = image.resolve()
+                absolute = image.absolute()  # not resolve(): paths stay as the dataset names them (symlinks kept)
                 shown = absolute.relative_to(folder) if absolute.is_relative_to(folder) else absolute
                 writer.writerow([shown.as_posix(), "|".join(self._tags[image]), split_of.get(image, "")])
         os.replace(tmp, path)
