@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -67,27 +68,27 @@ def run_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_similar(args: argparse.Namespace) -> int:
-    query: Any = int(args.image) if args.image.isdigit() and not Path(args.image).exists() else args.image
+def _answer(args: argparse.Namespace, ask: Callable[[Service], SearchResult]) -> int:
+    """Run a paged query, print it, and draw it as a contact sheet when ``--grid`` is given."""
     with service_for(args) as service:
-        result = service.similar(query, args.k, offset=args.offset, min_score=args.min_score)
+        result = ask(service)
         if args.grid:
             service.grid(result, args.grid)
     print_hits(result, args.json)
     if args.grid and not args.json:
         say(f"wrote {args.grid}")
     return 0
+
+
+def run_similar(args: argparse.Namespace) -> int:
+    query: Any = int(args.image) if args.image.isdigit() and not Path(args.image).exists() else args.image
+    return _answer(args, lambda service: service.similar(query, args.k, offset=args.offset, min_score=args.min_score))
 
 
 def run_search(args: argparse.Namespace) -> int:
-    with service_for(args) as service:
-        result = service.search(args.text, args.k, offset=args.offset, min_score=args.min_score)
-        if args.grid:
-            service.grid(result, args.grid)
-    print_hits(result, args.json)
-    if args.grid and not args.json:
-        say(f"wrote {args.grid}")
-    return 0
+    return _answer(
+        args, lambda service: service.search(args.text, args.k, offset=args.offset, min_score=args.min_score)
+    )
 
 
 def run_demo(args: argparse.Namespace) -> int:
