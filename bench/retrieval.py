@@ -23,15 +23,29 @@ DEFAULT_DATA = f"flickr8k:{ROOT.parent / 'shared' / 'datasets' / 'flickr8k'}"
 PUBLISHED = [  # (name, i2t R@1/5/10, i2t medr, t2i R@1/5/10, t2i medr), as quoted in the issue
     ("Kiros et al. 2014 (best published pre-CLIP Flickr8k)", (18.0, 40.9, 55.0), None, (12.5, 37.0, 51.5), None),
 ]
-ISSUE_BASELINE = ("pooled Lite0 + frozen MiniLM, 2-layer MLP, InfoNCE [issue baseline]",
-                  (20.9, 46.7, 57.3), None, (17.7, 42.0, 55.0), None)
+ISSUE_BASELINE = (
+    "pooled Lite0 + frozen MiniLM, 2-layer MLP, InfoNCE [issue baseline]",
+    (20.9, 46.7, 57.3),
+    None,
+    (17.7, 42.0, 55.0),
+    None,
+)
 TARGETS = "targets: i2t R@1 >= 30, R@10 >= 70; t2i R@1 >= 25, R@10 >= 65"
 
 
 def glove_config(out: str, data: str) -> dict:
     """The seed-faithful GloVe-GRU run reported in the README."""
-    return {"data": data, "out": out, "text": "glove-gru", "loss": "infonce", "hard_after": 4, "epochs": 12,
-            "rnn_hidden": 512, "hidden": 512, "patience": 3}
+    return {
+        "data": data,
+        "out": out,
+        "text": "glove-gru",
+        "loss": "infonce",
+        "hard_after": 4,
+        "epochs": 12,
+        "rnn_hidden": 512,
+        "hidden": 512,
+        "patience": 3,
+    }
 
 
 def _cell(value: float | None, fmt: str = ".1f") -> str:
@@ -40,15 +54,25 @@ def _cell(value: float | None, fmt: str = ".1f") -> str:
 
 def row(name: str, m: dict, seconds: float | None) -> str:
     took = f"{seconds / 60:.1f} min" if seconds else ""
-    return (f"| {name} | {m['i2t_r1']:.1f} / {m['i2t_r5']:.1f} / {m['i2t_r10']:.1f} | {_cell(m['i2t_medr'], 'g')} | "
-            f"{m['t2i_r1']:.1f} / {m['t2i_r5']:.1f} / {m['t2i_r10']:.1f} | {_cell(m['t2i_medr'], 'g')} | "
-            f"{_cell(m.get('pair_acc'))} | {took} |")
+    return (
+        f"| {name} | {m['i2t_r1']:.1f} / {m['i2t_r5']:.1f} / {m['i2t_r10']:.1f} | {_cell(m['i2t_medr'], 'g')} | "
+        f"{m['t2i_r1']:.1f} / {m['t2i_r5']:.1f} / {m['t2i_r10']:.1f} | {_cell(m['t2i_medr'], 'g')} | "
+        f"{_cell(m.get('pair_acc'))} | {took} |"
+    )
 
 
 def published_row(entry: tuple) -> str:
     name, i2t, i2t_medr, t2i, t2i_medr = entry
-    metrics = {"i2t_r1": i2t[0], "i2t_r5": i2t[1], "i2t_r10": i2t[2], "i2t_medr": i2t_medr,
-               "t2i_r1": t2i[0], "t2i_r5": t2i[1], "t2i_r10": t2i[2], "t2i_medr": t2i_medr}
+    metrics = {
+        "i2t_r1": i2t[0],
+        "i2t_r5": i2t[1],
+        "i2t_r10": i2t[2],
+        "i2t_medr": i2t_medr,
+        "t2i_r1": t2i[0],
+        "t2i_r5": t2i[1],
+        "t2i_r10": t2i[2],
+        "t2i_medr": t2i_medr,
+    }
     return row(name, metrics, None)
 
 

@@ -42,8 +42,10 @@ class FakeBotApi:
     def push(self, user: int, **message: Any) -> int:
         message_id = next(self.message_ids)
         body = {
-            "message_id": message_id, "date": int(time.time()),
-            "chat": {"id": user, "type": "private"}, "from": {"id": user, "is_bot": False, "first_name": "Test"},
+            "message_id": message_id,
+            "date": int(time.time()),
+            "chat": {"id": user, "type": "private"},
+            "from": {"id": user, "is_bot": False, "first_name": "Test"},
         }
         body.update(message)
         with self.lock:
@@ -70,8 +72,12 @@ class FakeBotApi:
 
     # ---- the HTTP side ---------------------------------------------------------------------------------------
     def _message(self, chat_id: int, **fields: Any) -> dict[str, Any]:
-        return {"message_id": next(self.message_ids), "date": int(time.time()),
-                "chat": {"id": chat_id, "type": "private"}, **fields}
+        return {
+            "message_id": next(self.message_ids),
+            "date": int(time.time()),
+            "chat": {"id": chat_id, "type": "private"},
+            **fields,
+        }
 
     async def api(self, request: Request) -> Response:
         token, method = request.path_params["token"], request.path_params["method"]
@@ -98,8 +104,13 @@ class FakeBotApi:
         elif method in ("sendMessage", "sendPhoto", "sendMediaGroup"):
             chat = int(fields["chat_id"])
             media = json.loads(fields.get("media", "[]"))
-            record = {"method": method, "chat_id": chat, "text": fields.get("text", fields.get("caption", "")),
-                      "photos": len(uploads), "captions": [m.get("caption", "") for m in media]}
+            record = {
+                "method": method,
+                "chat_id": chat,
+                "text": fields.get("text", fields.get("caption", "")),
+                "photos": len(uploads),
+                "captions": [m.get("caption", "") for m in media],
+            }
             for upload in uploads:
                 assert (await upload.read())[:2] == b"\xff\xd8"  # JPEG bytes really arrived
             with self.lock:
@@ -114,10 +125,12 @@ class FakeBotApi:
         return Response(self.files[file_id], media_type="image/jpeg")
 
     def app(self) -> Starlette:
-        return Starlette(routes=[
-            Route("/bot{token}/{method}", self.api, methods=["GET", "POST"]),
-            Route("/file/bot{token}/{path:path}", self.download),
-        ])
+        return Starlette(
+            routes=[
+                Route("/bot{token}/{method}", self.api, methods=["GET", "POST"]),
+                Route("/file/bot{token}/{path:path}", self.download),
+            ]
+        )
 
 
 @pytest.fixture(scope="module")
@@ -167,8 +180,12 @@ def test_bot_end_to_end(indexed: dict[str, Path], fake_api: tuple[FakeBotApi, st
         assert tags["method"] == "sendMessage" and tags["text"].startswith("Tags: ")
         assert tags["text"].count("(") == 5  # five tags with scores
 
-        original = {"message_id": photo_id, "date": int(time.time()), "chat": {"id": ALLOWED, "type": "private"},
-                    **fake.photo_message("p1", photos[2].read_bytes())}
+        original = {
+            "message_id": photo_id,
+            "date": int(time.time()),
+            "chat": {"id": ALLOWED, "type": "private"},
+            **fake.photo_message("p1", photos[2].read_bytes()),
+        }
         fake.push(ALLOWED, **fake.command("/similar", reply_to_message=original))
         album = fake.wait_sent(3)[2]
         assert album["method"] == "sendMediaGroup" and album["photos"] == 3
@@ -202,9 +219,7 @@ def test_bot_end_to_end(indexed: dict[str, Path], fake_api: tuple[FakeBotApi, st
         run_bot_while(fake, url, service, scenario, allow=frozenset({ALLOWED}))
 
 
-def test_bot_answers_everyone_without_an_allow_list(
-    indexed: dict[str, Path], fake_api: tuple[FakeBotApi, str]
-) -> None:
+def test_bot_answers_everyone_without_an_allow_list(indexed: dict[str, Path], fake_api: tuple[FakeBotApi, str]) -> None:
     fake, url = fake_api
 
     def scenario() -> None:

@@ -21,8 +21,9 @@ CAPTIONS = ["A dog runs on the grass .", "Two children play football", "a red ca
 
 def _features(n: int, seed: int = 0) -> ImageFeatures:
     rng = np.random.default_rng(seed)
-    return ImageFeatures(pooled=rng.random((n, 1280), dtype=np.float32),
-                         grid=rng.random((n, 1280, 7, 7), dtype=np.float32))
+    return ImageFeatures(
+        pooled=rng.random((n, 1280), dtype=np.float32), grid=rng.random((n, 1280, 7, 7), dtype=np.float32)
+    )
 
 
 @pytest.mark.parametrize("name", IMAGE_HEADS.names())
@@ -63,8 +64,16 @@ def test_every_text_encoder(name: str) -> None:
 
 
 def test_save_load_round_trip_minilm(tmp_path: Path) -> None:
-    model = JointModel({"image_head": "grid-gpo", "image_head_args": {"hidden": 64, "width": 48}, "text_hidden": 64,
-                        "dim": 32, "branches": 2, "name": "tiny"})
+    model = JointModel(
+        {
+            "image_head": "grid-gpo",
+            "image_head_args": {"hidden": 64, "width": 48},
+            "text_hidden": 64,
+            "dim": 32,
+            "branches": 2,
+            "name": "tiny",
+        }
+    )
     f = _features(4)
     before_img, before_txt = model.encode_images(f), model.encode_text(CAPTIONS)
     assert before_img.shape == (4, 64) and np.allclose(np.linalg.norm(before_img, axis=1), 1, atol=2e-3)
@@ -77,8 +86,16 @@ def test_save_load_round_trip_minilm(tmp_path: Path) -> None:
 
 
 def test_save_load_round_trip_glove(tmp_path: Path) -> None:
-    model = JointModel({"image_head": "pooled-mlp", "image_head_args": {"hidden": 0}, "text_hidden": 0, "dim": 16,
-                        "text_encoder": "glove-lstm", "text_encoder_args": {"vocab": _tiny_vocab(), "hidden": 24}})
+    model = JointModel(
+        {
+            "image_head": "pooled-mlp",
+            "image_head_args": {"hidden": 0},
+            "text_hidden": 0,
+            "dim": 16,
+            "text_encoder": "glove-lstm",
+            "text_encoder_args": {"vocab": _tiny_vocab(), "hidden": 24},
+        }
+    )
     with torch.no_grad():
         model.text_encoder.embedding.weight.add_(0.5)  # "fine-tuned" embeddings must survive the round trip
     expected = model.encode_text(CAPTIONS)
@@ -150,8 +167,17 @@ def test_shipped_model_loads_offline_without_minilm() -> None:
 def test_two_epochs_on_real_pairs_beat_chance(flickr8k: Path, tmp_path: Path) -> None:
     from vistext.train import JointTrainConfig, train_joint
 
-    config = JointTrainConfig(data=f"flickr8k:{flickr8k}", out=str(tmp_path / "run"), epochs=2, batch_size=64,
-                              views="orig", max_train_images=200, max_eval_images=100, dim=128, hidden=256)
+    config = JointTrainConfig(
+        data=f"flickr8k:{flickr8k}",
+        out=str(tmp_path / "run"),
+        epochs=2,
+        batch_size=64,
+        views="orig",
+        max_train_images=200,
+        max_eval_images=100,
+        dim=128,
+        hidden=256,
+    )
     result = train_joint(config, progress=False)
     assert result.epochs_run == 2 and len(result.history) == 2
     # chance: R@10 over 100 images = 10%, pair accuracy = 50%

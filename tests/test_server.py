@@ -116,8 +116,17 @@ def test_health_info_status_and_openapi(client: httpx.Client) -> None:
     status = client.get("/api/status").json()
     assert status["images"] == 24 and status["text_search"] is False
     paths = client.get("/openapi.json").json()["paths"]
-    for endpoint in ("/api/search", "/api/similar", "/api/similar/{image_id}", "/api/tag", "/api/caption",
-                     "/api/match", "/api/topics", "/api/map", "/api/images/{image_id}/thumbnail"):
+    for endpoint in (
+        "/api/search",
+        "/api/similar",
+        "/api/similar/{image_id}",
+        "/api/tag",
+        "/api/caption",
+        "/api/match",
+        "/api/topics",
+        "/api/map",
+        "/api/images/{image_id}/thumbnail",
+    ):
         assert endpoint in paths, endpoint
 
 
@@ -138,8 +147,9 @@ def test_similar_by_id_scores_paging_and_min_score(client: httpx.Client, collect
 
 def test_similar_to_an_upload_finds_the_same_photo(client: httpx.Client, collection: dict[str, Path]) -> None:
     photo = sorted(collection["photos"].glob("*.jpg"))[5]
-    answer = client.post("/api/similar", files={"file": ("query.jpg", jpeg_bytes(photo), "image/jpeg")},
-                         params={"k": 3})
+    answer = client.post(
+        "/api/similar", files={"file": ("query.jpg", jpeg_bytes(photo), "image/jpeg")}, params={"k": 3}
+    )
     assert answer.status_code == 200, answer.text
     top = answer.json()["results"][0]
     assert Path(top["path"]).name == photo.name and top["score"] > 0.99

@@ -202,9 +202,7 @@ def small_tagged(flickr8k: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 @pytest.mark.slow
 def test_cached_tagger_beats_frequency_prior(small_tagged: Path, tmp_path: Path) -> None:
     data = f"csv:{small_tagged}"
-    result = train_tagger(
-        TaggerTrainConfig(data=data, out=tmp_path / "tagger", epochs=15, threads=1), progress=False
-    )
+    result = train_tagger(TaggerTrainConfig(data=data, out=tmp_path / "tagger", epochs=15, threads=1), progress=False)
     assert (tmp_path / "tagger" / "model.safetensors").is_file()
     model = load_tagger(tmp_path / "tagger")
     assert model.thresholds is not None and model.thresholds.shape == (model.n_tags,)

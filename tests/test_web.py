@@ -20,8 +20,13 @@ from vistext.service import Service
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "web"
 LAUNCH_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 ]
 
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -170,7 +175,9 @@ def test_map_with_10k_points_stays_responsive(page: object, tmp_path: Path) -> N
     rng = random.Random(0)
     n = 10_000
     data = {
-        "method": "tsne", "key": "synthetic", "count": n,
+        "method": "tsne",
+        "key": "synthetic",
+        "count": n,
         "points": {
             "id": list(range(1, n + 1)),
             "x": [rng.random() for _ in range(n)],
@@ -179,7 +186,8 @@ def test_map_with_10k_points_stays_responsive(page: object, tmp_path: Path) -> N
             "topic": [rng.randrange(8) for _ in range(n)],
         },
         "topics": [{"id": t, "words": [f"word{t}a", f"word{t}b"]} for t in range(8)],
-        "neighbours": {}, "files": {},
+        "neighbours": {},
+        "files": {},
     }
     html = map_page(data)
     (tmp_path / "big.html").write_text(html)

@@ -99,9 +99,7 @@ class VistextBot:
         if not hits:
             await message.reply_text(empty)
             return
-        pictures = await asyncio.to_thread(
-            lambda: [self.service.thumbnail(image_id, PHOTO_SIZE) for image_id in ids]
-        )
+        pictures = await asyncio.to_thread(lambda: [self.service.thumbnail(image_id, PHOTO_SIZE) for image_id in ids])
         captions = [_result_caption(rank, hit.score, hit.path) for rank, hit in enumerate(hits, start=1)]
         if len(hits) == 1:
             await message.reply_photo(pictures[0], caption=captions[0])

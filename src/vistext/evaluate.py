@@ -31,8 +31,9 @@ def _check_sim(sim: np.ndarray, caption_to_image: np.ndarray) -> tuple[np.ndarra
     sim = np.asarray(sim, dtype=np.float64)
     owner = np.asarray(caption_to_image, dtype=np.int64)
     if sim.ndim != 2 or owner.shape != (sim.shape[1],):
-        raise UsageError(f"sim must be (n_images, n_captions) and caption_to_image (n_captions,); got {sim.shape}, "
-                         f"{owner.shape}")
+        raise UsageError(
+            f"sim must be (n_images, n_captions) and caption_to_image (n_captions,); got {sim.shape}, {owner.shape}"
+        )
     if sim.shape[1] and (owner.min() < 0 or owner.max() >= sim.shape[0]):
         raise UsageError("caption_to_image holds an image index outside the similarity matrix")
     return sim, owner
@@ -186,8 +187,9 @@ def _embed_images(model: JointModel, images: list[Path], progress: bool, batch_s
     encoder = create_image_encoder(model.image_encoder_name)
     out = []
     for s in tqdm(range(0, len(images), batch_size), desc="images", disable=not progress):
-        batch = np.stack([encoder.preprocess(open_image(p, min_side=encoder.preprocessing.size))
-                          for p in images[s : s + batch_size]])
+        batch = np.stack(
+            [encoder.preprocess(open_image(p, min_side=encoder.preprocessing.size)) for p in images[s : s + batch_size]]
+        )
         out.append(model.encode_images(encoder.encode(batch, grid=model.needs_grid)))
     return np.concatenate(out)
 

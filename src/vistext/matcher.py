@@ -273,4 +273,3 @@ def load_matcher(directory: str | Path | None = None) -> MatchModel:
     except RuntimeError as error:
         raise ModelError(f"{weights}: weights do not fit the config ({str(error).splitlines()[0]})") from None
     return model.eval()
-

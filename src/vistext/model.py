@@ -70,8 +70,9 @@ class JointModel(nn.Module):
         self.metadata: dict[str, Any] = {}  # the model card of a loaded model (training data, method, metrics)
         n = int(cfg["branches"])
         self.image_heads = nn.ModuleList(
-            IMAGE_HEADS.create(cfg["image_head"], in_dim=int(cfg["image_dim"]), out_dim=self.dim,
-                               **cfg["image_head_args"])
+            IMAGE_HEADS.create(
+                cfg["image_head"], in_dim=int(cfg["image_dim"]), out_dim=self.dim, **cfg["image_head_args"]
+            )
             for _ in range(n)
         )
         self.text_projs = nn.ModuleList(
@@ -198,8 +199,10 @@ class JointModel(nn.Module):
         rest = {k: v for k, v in rest.items() if k in own or k not in optional}
         own -= optional - set(rest)
         if set(rest) != own:
-            raise ModelError(f"weights do not fit the model: missing={sorted(own - set(rest))[:5]} "
-                             f"unexpected={sorted(set(rest) - own)[:5]}")
+            raise ModelError(
+                f"weights do not fit the model: missing={sorted(own - set(rest))[:5]} "
+                f"unexpected={sorted(set(rest) - own)[:5]}"
+            )
         self.load_state_dict(rest, strict=False)
         self.text_encoder.load_trainable_state(text)
 
@@ -211,14 +214,20 @@ class JointModel(nn.Module):
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         text_args = {k: v for k, v in self.config["text_encoder_args"].items() if k not in _RUNTIME_ARGS}
-        config = {"format": FORMAT, "format_version": FORMAT_VERSION, **self.config,
-                  "text_encoder_args": {**text_args, **self.text_encoder.config()},
-                  "output_dim": self.output_dim, "image_preprocessing": _preprocessing(self.image_encoder_name),
-                  **(extra or {})}
+        config = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            **self.config,
+            "text_encoder_args": {**text_args, **self.text_encoder.config()},
+            "output_dim": self.output_dim,
+            "image_preprocessing": _preprocessing(self.image_encoder_name),
+            **(extra or {}),
+        }
         self.config = {k: config[k] for k in self.config}
         # float16 on disk halves the shipped size; embeddings are normalised, so the rounding is harmless
-        state = {k: v.half() if v.is_floating_point() and v.numel() > 1 else v
-                 for k, v in self.trainable_state().items()}
+        state = {
+            k: v.half() if v.is_floating_point() and v.numel() > 1 else v for k, v in self.trainable_state().items()
+        }
         save_file(state, str(out / WEIGHTS_FILE))
         self.text_encoder.save_assets(out)
         (out / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
@@ -250,8 +259,10 @@ def read_config(directory: Path) -> dict[str, Any]:
     if config.get("format") != FORMAT:
         raise ModelError(f"{file}: not a vistext joint model (format {config.get('format')!r})")
     if config.get("format_version") != FORMAT_VERSION:
-        raise ModelError(f"{file}: joint model format version {config.get('format_version')!r} is not supported "
-                         f"(this vistext reads version {FORMAT_VERSION}); retrain or upgrade vistext")
+        raise ModelError(
+            f"{file}: joint model format version {config.get('format_version')!r} is not supported "
+            f"(this vistext reads version {FORMAT_VERSION}); retrain or upgrade vistext"
+        )
     for key, registry in (("image_head", IMAGE_HEADS), ("text_encoder", TEXT_ENCODERS)):
         if config.get(key) not in registry:
             raise ModelError(f"{file}: unknown {key} {config.get(key)!r}; known: {', '.join(registry.names())}")

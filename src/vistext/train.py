@@ -184,19 +184,26 @@ def build_model(config: JointTrainConfig, train_texts: list[str]) -> JointModel:
         from vistext.text import Vocabulary, tokenize
 
         vocab = Vocabulary.build((tokenize(t) for t in train_texts), min_count=config.min_count)
-        text_args = {"vocab": vocab, "hidden": config.rnn_hidden, "vectors": config.vectors,
-                     "freeze_embeddings": config.freeze_embeddings, "seed": config.seed}
-    return JointModel({
-        "name": config.name or Path(config.out).name or "joint",
-        "image_head": config.image_head,
-        "image_head_args": {"hidden": config.hidden, "dropout": config.dropout},
-        "text_encoder": config.text,
-        "text_encoder_args": text_args,
-        "text_hidden": config.hidden,
-        "dropout": config.dropout,
-        "dim": config.dim,
-        "branches": config.branches,
-    })
+        text_args = {
+            "vocab": vocab,
+            "hidden": config.rnn_hidden,
+            "vectors": config.vectors,
+            "freeze_embeddings": config.freeze_embeddings,
+            "seed": config.seed,
+        }
+    return JointModel(
+        {
+            "name": config.name or Path(config.out).name or "joint",
+            "image_head": config.image_head,
+            "image_head_args": {"hidden": config.hidden, "dropout": config.dropout},
+            "text_encoder": config.text,
+            "text_encoder_args": text_args,
+            "text_hidden": config.hidden,
+            "dropout": config.dropout,
+            "dim": config.dim,
+            "branches": config.branches,
+        }
+    )
 
 
 def _text_batch(model: JointModel, data: SplitData, rows: np.ndarray) -> torch.Tensor:
@@ -213,8 +220,10 @@ def evaluate_split(model: JointModel, data: SplitData) -> dict[str, Any]:
     for s in range(0, len(data.images), 256):
         g = data.grid[s : s + 256, 0].float() if data.grid is not None else None
         images.append(model.correct_images(model.join(model.image_branches(data.pooled[s : s + 256, 0], g))))
-    texts = [model.correct_texts(_joined_texts(model, data, np.arange(s, min(s + 256, len(data.texts)))))
-             for s in range(0, len(data.texts), 256)]
+    texts = [
+        model.correct_texts(_joined_texts(model, data, np.arange(s, min(s + 256, len(data.texts)))))
+        for s in range(0, len(data.texts), 256)
+    ]
     model.train()
     return retrieval_metrics((torch.cat(images) @ torch.cat(texts).T).numpy(), data.owner)
 
@@ -231,9 +240,11 @@ def build_hubness_banks(model: JointModel, data: SplitData, size: int, k: int, s
     images = torch.from_numpy(np.sort(rng.choice(len(data.images), min(size, len(data.images)), replace=False)))
     captions = np.sort(rng.choice(len(data.texts), len(images), replace=False))
     g = data.grid[images, 0].float() if data.grid is not None else None
-    model.set_hubness_banks(model.join(model.image_branches(data.pooled[images, 0], g)),
-                            torch.cat([_joined_texts(model, data, captions[s : s + 256])
-                                       for s in range(0, len(captions), 256)]), k=k)
+    model.set_hubness_banks(
+        model.join(model.image_branches(data.pooled[images, 0], g)),
+        torch.cat([_joined_texts(model, data, captions[s : s + 256]) for s in range(0, len(captions), 256)]),
+        k=k,
+    )
     model.train()
 
 
@@ -298,12 +309,21 @@ def train_joint(config: JointTrainConfig, progress: bool = True) -> TrainResult:
     optimizer = _optimizer(model, config)
     steps_per_epoch = max(1, len(train.texts) // config.batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=config.epochs * steps_per_epoch,
+        optimizer,
+        max_lr=[g["lr"] for g in optimizer.param_groups],
+        total_steps=config.epochs * steps_per_epoch,
         pct_start=0.1,
     )
     rng = np.random.default_rng(config.seed)
-    state: dict[str, Any] = {"epoch": 0, "best": -1.0, "best_epoch": -1, "best_state": None, "history": [],
-                             "stale": 0, "seconds": 0.0}
+    state: dict[str, Any] = {
+        "epoch": 0,
+        "best": -1.0,
+        "best_epoch": -1,
+        "best_state": None,
+        "history": [],
+        "stale": 0,
+        "seconds": 0.0,
+    }
     ckpt_file = out / CHECKPOINT
     if ckpt_file.is_file():
         ckpt = torch.load(ckpt_file, map_location="cpu", weights_only=False)
@@ -327,8 +347,7 @@ def train_joint(config: JointTrainConfig, progress: bool = True) -> TrainResult:
         loss_fn = get_loss("vse-hardest" if hard else config.loss)
         order = rng.permutation(len(train.texts))
         total = 0.0
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress,
-                   leave=False)
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False)
         for step in bar:
             rows = order[step * config.batch_size : (step + 1) * config.batch_size]
             owners = train.owner[rows]
@@ -339,8 +358,10 @@ def train_joint(config: JointTrainConfig, progress: bool = True) -> TrainResult:
             image_embs = model.image_branches(pooled, fmap)
             text_embs = model.text_branches(_text_batch(model, train, rows))
             scale = model.log_scale.exp().clamp(max=100.0)
-            loss = sum(loss_fn(i, t, scale=scale, margin=config.margin, pair_ids=idx)
-                       for i, t in zip(image_embs, text_embs, strict=True))
+            loss = sum(
+                loss_fn(i, t, scale=scale, margin=config.margin, pair_ids=idx)
+                for i, t in zip(image_embs, text_embs, strict=True)
+            )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[union-attr]
             optimizer.step()
@@ -349,15 +370,29 @@ def train_joint(config: JointTrainConfig, progress: bool = True) -> TrainResult:
             bar.set_postfix(loss=f"{total / (step + 1):.3f}")
         metrics = evaluate_split(model, dev)
         score = recall_sum(metrics)
-        row = {"epoch": epoch + 1, "loss": round(total / steps_per_epoch, 4), "loss_fn": loss_fn.__name__,
-               "dev_rsum": round(score, 2), **{f"dev_{k}": v for k, v in metrics.items()},
-               "seconds": round(time.monotonic() - t0, 1)}
+        row = {
+            "epoch": epoch + 1,
+            "loss": round(total / steps_per_epoch, 4),
+            "loss_fn": loss_fn.__name__,
+            "dev_rsum": round(score, 2),
+            **{f"dev_{k}": v for k, v in metrics.items()},
+            "seconds": round(time.monotonic() - t0, 1),
+        }
         state["history"].append(row)
-        log.info("epoch %d: loss %.4f, dev i2t R@1 %.1f R@10 %.1f, t2i R@1 %.1f R@10 %.1f", epoch + 1, row["loss"],
-                 metrics["i2t_r1"], metrics["i2t_r10"], metrics["t2i_r1"], metrics["t2i_r10"])
+        log.info(
+            "epoch %d: loss %.4f, dev i2t R@1 %.1f R@10 %.1f, t2i R@1 %.1f R@10 %.1f",
+            epoch + 1,
+            row["loss"],
+            metrics["i2t_r1"],
+            metrics["i2t_r10"],
+            metrics["t2i_r1"],
+            metrics["t2i_r10"],
+        )
         if progress:
-            tqdm.write(f"epoch {epoch + 1}: loss {row['loss']:.4f}  dev i2t {metrics['i2t_r1']}/{metrics['i2t_r5']}/"
-                       f"{metrics['i2t_r10']}  t2i {metrics['t2i_r1']}/{metrics['t2i_r5']}/{metrics['t2i_r10']}")
+            tqdm.write(
+                f"epoch {epoch + 1}: loss {row['loss']:.4f}  dev i2t {metrics['i2t_r1']}/{metrics['i2t_r5']}/"
+                f"{metrics['i2t_r10']}  t2i {metrics['t2i_r1']}/{metrics['t2i_r5']}/{metrics['t2i_r10']}"
+            )
         if score > state["best"]:
             state.update(best=score, best_epoch=epoch + 1, stale=0, best_state=model.trainable_state())
         else:
@@ -365,17 +400,29 @@ def train_joint(config: JointTrainConfig, progress: bool = True) -> TrainResult:
         state["epoch"] = epoch + 1
         state["seconds"] += time.monotonic() - t0
         state["wall"] = time.monotonic() - start
-        torch.save({"config": asdict(config), "model": model.trainable_state(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "rng": rng.bit_generator.state,
-                    "torch_rng": torch.get_rng_state(), "state": state}, ckpt_file.with_suffix(".tmp"))
+        torch.save(
+            {
+                "config": asdict(config),
+                "model": model.trainable_state(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "rng": rng.bit_generator.state,
+                "torch_rng": torch.get_rng_state(),
+                "state": state,
+            },
+            ckpt_file.with_suffix(".tmp"),
+        )
         ckpt_file.with_suffix(".tmp").replace(ckpt_file)
     if state["best_state"] is not None:
         model.load_trainable_state(state["best_state"])
     if config.hubness_bank > 0:
         build_hubness_banks(model, train, config.hubness_bank, config.hubness_k, config.seed)
     del train
-    test = _split_data(dataset, "test", config.max_eval_images, None, grid, progress) if "test" in dataset.splits() \
+    test = (
+        _split_data(dataset, "test", config.max_eval_images, None, grid, progress)
+        if "test" in dataset.splits()
         else None
+    )
     test_metrics = uncorrected = None
     if test is not None:
         if model.text_encoder.cacheable:
@@ -388,22 +435,40 @@ def train_joint(config: JointTrainConfig, progress: bool = True) -> TrainResult:
             model.image_bank, model.caption_bank = banks
     best_dev: dict[str, Any] = next((r for r in state["history"] if r["epoch"] == state["best_epoch"]), {})
     seconds = time.monotonic() - start
-    model.save(out, extra={
-        "training": {"data": config.data, "dataset": dataset.name, "train_split": train_split,
-                     "early_stopping_split": "dev", "method": _method(config), "config": asdict(config),
-                     "best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
-                     "seconds_total": round(seconds, 1), "history": state["history"]},
-        "metrics": {"dev": {k.removeprefix("dev_"): v for k, v in best_dev.items() if k.startswith("dev_")},
-                    "test": test_metrics,
-                    **({"test_without_hubness_correction": uncorrected} if model.corrected and test else {})},
-    })
+    model.save(
+        out,
+        extra={
+            "training": {
+                "data": config.data,
+                "dataset": dataset.name,
+                "train_split": train_split,
+                "early_stopping_split": "dev",
+                "method": _method(config),
+                "config": asdict(config),
+                "best_epoch": state["best_epoch"],
+                "epochs_run": state["epoch"],
+                "seconds_total": round(seconds, 1),
+                "history": state["history"],
+            },
+            "metrics": {
+                "dev": {k.removeprefix("dev_"): v for k, v in best_dev.items() if k.startswith("dev_")},
+                "test": test_metrics,
+                **({"test_without_hubness_correction": uncorrected} if model.corrected and test else {}),
+            },
+        },
+    )
     return TrainResult(out, state["epoch"], state["best_epoch"], best_dev, test_metrics, seconds, state["history"])
 
 
 def _method(config: JointTrainConfig) -> str:
     hard = f", hardest negatives (VSE++) from epoch {config.hard_after + 1}" if config.hard_after >= 0 else ""
     text = "frozen MiniLM" if config.text == "minilm" and not config.text_layers else config.text
-    hub = (f", CSLS hubness correction (k={config.hubness_k}) against {config.hubness_bank} train images/captions"
-           if config.hubness_bank > 0 else "")
-    return (f"{config.image_head} head on frozen EfficientNet-Lite0 features ({config.views} views), {text} text "
-            f"encoder, {config.branches} branch(es) of {config.dim}-d projections, {config.loss} loss{hard}{hub}")
+    hub = (
+        f", CSLS hubness correction (k={config.hubness_k}) against {config.hubness_bank} train images/captions"
+        if config.hubness_bank > 0
+        else ""
+    )
+    return (
+        f"{config.image_head} head on frozen EfficientNet-Lite0 features ({config.views} views), {text} text "
+        f"encoder, {config.branches} branch(es) of {config.dim}-d projections, {config.loss} loss{hard}{hub}"
+    )

@@ -442,9 +442,7 @@ def train_tagger(config: TaggerTrainConfig, progress: bool = True) -> TaggerTrai
         model.extra_weights = {
             k: v.detach().numpy().copy() for k, v in own_network.state_dict().items() if k.startswith(trained)
         }
-    onnx_bytes = (
-        export_tagger_network(own_network, head, grid=kind == "csra") if own_network is not None else None
-    )
+    onnx_bytes = export_tagger_network(own_network, head, grid=kind == "csra") if own_network is not None else None
     model.save(out, onnx_bytes=onnx_bytes)
     return TaggerTrainResult(model, out, metrics, train_seconds, feature_seconds, history)
 

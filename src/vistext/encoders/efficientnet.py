@@ -156,9 +156,7 @@ class OnnxEfficientNetLite0(ImageEncoder):
         options.log_severity_level = 3
         # idle intra-op threads would busy-wait and steal the cores the decode threads need
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._session = ort.InferenceSession(
-            str(onnx_path(weights)), options, providers=["CPUExecutionProvider"]
-        )
+        self._session = ort.InferenceSession(str(onnx_path(weights)), options, providers=["CPUExecutionProvider"])
         self.labels = imagenet_labels()
 
     def encode(self, batch: np.ndarray, grid: bool = False) -> ImageFeatures:
@@ -188,9 +186,7 @@ class TorchEfficientNetLite0(ImageEncoder):
 
         with torch.inference_mode():
             pooled, logits, fmap = self._model(torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)))
-        return ImageFeatures(
-            pooled=pooled.numpy(), logits=logits.numpy(), grid=fmap.numpy() if grid else None
-        )
+        return ImageFeatures(pooled=pooled.numpy(), logits=logits.numpy(), grid=fmap.numpy() if grid else None)
 
 
 IMAGE_ENCODERS.register(ARCH)(OnnxEfficientNetLite0)

@@ -169,8 +169,9 @@ class MiniLMEncoder(TextEncoder):
 
     def prepare(self, texts: list[str]) -> dict[str, torch.Tensor]:
         self._load()
-        return dict(self._tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
-                                    return_tensors="pt"))
+        return dict(
+            self._tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+        )
 
     def _hidden(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         model = self._load()
@@ -218,8 +219,11 @@ class MiniLMTokenPoolingEncoder(MiniLMEncoder):
 
     def prepare(self, texts: list[str]) -> dict[str, torch.Tensor]:
         self._load()
-        return dict(self._tokenizer(list(texts), padding="max_length", truncation=True, max_length=self.max_tokens,
-                                    return_tensors="pt"))
+        return dict(
+            self._tokenizer(
+                list(texts), padding="max_length", truncation=True, max_length=self.max_tokens, return_tensors="pt"
+            )
+        )
 
     def frozen_features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         hidden, mask = self._hidden(batch)
@@ -285,15 +289,19 @@ class GloveRNNEncoder(TextEncoder):
             vocab = Vocabulary.load(Path(assets) / VOCAB_FILE)
         self.vocab: Vocabulary = vocab  # type: ignore[assignment]
         if assets is None:  # training from scratch: initialise from the word vectors
-            word_vectors = (WordVectors.bundled_glove() if vectors == "glove-6b-50d"
-                            else WordVectors.from_text_file(vectors))
-            log.info("%s: %.1f%% of %d words have vectors", word_vectors.name,
-                     100 * word_vectors.coverage(self.vocab), len(self.vocab))
+            word_vectors = (
+                WordVectors.bundled_glove() if vectors == "glove-6b-50d" else WordVectors.from_text_file(vectors)
+            )
+            log.info(
+                "%s: %.1f%% of %d words have vectors",
+                word_vectors.name,
+                100 * word_vectors.coverage(self.vocab),
+                len(self.vocab),
+            )
             matrix = torch.from_numpy(word_vectors.matrix_for(self.vocab, rng=seed))
         else:  # loading: the trained embedding comes from the weights file
             matrix = torch.zeros(len(self.vocab), int(embedding_dim or 50))
-        self.embedding = nn.Embedding.from_pretrained(matrix, freeze=self.freeze_embeddings,
-                                                      padding_idx=Vocabulary.PAD)
+        self.embedding = nn.Embedding.from_pretrained(matrix, freeze=self.freeze_embeddings, padding_idx=Vocabulary.PAD)
         rnn = {"gru": nn.GRU, "lstm": nn.LSTM}.get(cell)
         if rnn is None:
             raise ModelError(f"unknown recurrent cell {cell!r}; known: gru, lstm")
@@ -305,8 +313,13 @@ class GloveRNNEncoder(TextEncoder):
         return False
 
     def config(self) -> dict[str, Any]:
-        return {"cell": self.cell, "hidden": self.hidden, "vectors": self.vectors_name,
-                "freeze_embeddings": self.freeze_embeddings, "embedding_dim": int(self.embedding.embedding_dim)}
+        return {
+            "cell": self.cell,
+            "hidden": self.hidden,
+            "vectors": self.vectors_name,
+            "freeze_embeddings": self.freeze_embeddings,
+            "embedding_dim": int(self.embedding.embedding_dim),
+        }
 
     def save_assets(self, directory: Path) -> None:
         self.vocab.save(directory / VOCAB_FILE)

@@ -136,9 +136,7 @@ def _one_openmp_thread(fn: Callable[[], T]) -> Callable[[], T]:
     return limited
 
 
-async def run_blocking(
-    fn: Callable[[], T], timeout: float, limiter: anyio.CapacityLimiter | None = None
-) -> T:
+async def run_blocking(fn: Callable[[], T], timeout: float, limiter: anyio.CapacityLimiter | None = None) -> T:
     """Run ``fn`` in a worker thread; past ``timeout`` the client gets 504 (the thread finishes on its own)."""
     try:
         with anyio.fail_after(timeout):
