@@ -40,6 +40,13 @@ class ImageFeatures:
     grid: np.ndarray | None = None  # (N, dim, h, w) float32: the last feature map, when asked for
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Class probabilities from logits along the last axis (numerically stable)."""
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
 class ImageEncoder(ABC):
     """A pretrained image backbone. ``encode`` takes a batch made by ``preprocess``."""
 

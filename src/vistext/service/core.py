@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from vistext.encoders import ImageEncoder, ImageFeatures, create_image_encoder
+from vistext.encoders.base import softmax
 from vistext.errors import ImageDecodeError, StoreError, UsageError
 from vistext.paths import default_db_path
 from vistext.service.explore import ExploreMixin, UnknownImageError
@@ -35,6 +36,7 @@ from vistext.service.results import (
     TagResult,
 )
 from vistext.service.topics import TopicsMixin
+from vistext.store.records import l2_normalise
 
 if TYPE_CHECKING:
     from vistext.indexing import IndexReport
@@ -45,18 +47,6 @@ log = logging.getLogger(__name__)
 
 MAX_K = 1000
 TEXT_CACHE_SIZE = 1024  # query embeddings kept (~2 KB each)
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=-1, keepdims=True)
-
-
-def normalise(vectors: np.ndarray) -> np.ndarray:
-    vectors = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
-    return vectors / np.maximum(norms, 1e-12)
 
 
 def _check_k(k: int) -> int:
@@ -183,9 +173,9 @@ class Service(TopicsMixin, ExploreMixin):
                 raise UnknownImageError(f"no indexed image with id {image}")
             return None
         if space == "image":
-            return None if record.pooled is None else normalise(record.pooled)
+            return None if record.pooled is None else l2_normalise(record.pooled)
         vector = record.embeddings.get(space)
-        return None if vector is None else normalise(vector)
+        return None if vector is None else l2_normalise(vector)
 
     def _page(
         self, query: str, space: str, vector: np.ndarray, k: int, offset: int, min_score: float | None
@@ -207,7 +197,7 @@ class Service(TopicsMixin, ExploreMixin):
         if vector is None:
             if isinstance(image, int):
                 raise UsageError(f"indexed image {image} has no features")
-            vector = normalise(self.encode_images([image]).pooled)[0]
+            vector = l2_normalise(self.encode_images([image]).pooled)[0]
         name = f"#{image}" if isinstance(image, int) else input_name(image)
         return self._page(name, "image", vector, k, offset, min_score)
 

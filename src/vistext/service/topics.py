@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from vistext.encoders.base import softmax
 from vistext.errors import UsageError
 
 if TYPE_CHECKING:
@@ -22,12 +23,6 @@ if TYPE_CHECKING:
     from vistext.store import Store
 
 log = logging.getLogger(__name__)
-
-
-def _probabilities(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=-1, keepdims=True)
 
 
 class TopicsMixin:
@@ -46,7 +41,7 @@ class TopicsMixin:
         for record in self.store().records(status="ok"):
             if record.logits is not None and len(record.logits) == len(labels):
                 ids.append(int(record.id))
-                rows.append(_probabilities(record.logits.astype(np.float64)))
+                rows.append(softmax(record.logits.astype(np.float64)))
         if len(ids) < 2:
             raise UsageError(f"{self.db_path()}: topics need at least 2 indexed images, found {len(ids)}")
         return ids, np.stack(rows), labels
