@@ -224,5 +224,6 @@ def test_page_asks_for_the_token_and_then_works(page: object, site: dict) -> Non
         page.wait_for_function(
             "[...document.querySelectorAll('#similar .card img')].some(i => i.src.startsWith('blob:') && i.complete)"
         )
+        page.wait_for_selector("#tags li")  # tags and similar images load in parallel: wait for both
         assert page.locator("#tags li").count() == 5
         page.screenshot(path=str(ARTIFACTS / "token.png"))
