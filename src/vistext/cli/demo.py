@@ -36,7 +36,7 @@ SAMPLE_PHOTOS = {
     "sklearn.datasets.images": ["china.jpg", "flower.jpg"],
 }
 DEMO_QUERY = "chelsea.png"
-DEMO_SEARCHES = ("a cat", "a cup of coffee", "a man in a space suit")
+DEMO_SEARCHES = ("a cat", "a man holding a camera", "flowers")
 
 
 def sample_folder() -> Path:
