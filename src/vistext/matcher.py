@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vistext.cards import read_card
 from vistext.errors import ModelError, UsageError
 from vistext.text import WordVectors, tokenize
 
@@ -240,18 +241,14 @@ def load_matcher(directory: str | Path | None = None) -> MatchModel:
     from safetensors.torch import load_file
 
     directory = Path(directory) if directory is not None else default_matcher_path()
-    config_path = directory / CONFIG_FILE
-    if not config_path.is_file():
-        raise ModelError(f"{directory}: not a match model directory (no {CONFIG_FILE})")
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
-        raise ModelError(f"{config_path}: unreadable match model config ({error})") from None
-    if config.get("format") != FORMAT or config.get("version") != FORMAT_VERSION:
-        raise ModelError(
-            f"{config_path}: not a version-{FORMAT_VERSION} vistext match model "
-            f"(format {config.get('format')!r}, version {config.get('version')!r}); retrain it"
-        )
+    config = read_card(
+        directory,
+        fmt=FORMAT,
+        version=FORMAT_VERSION,
+        version_key="version",
+        what="match model",
+        retrain="retrain it with `vistext train matcher`",
+    )
     dims = config["dims"]
     settings = MatcherSettings(
         image_dim=dims["image"],

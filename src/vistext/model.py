@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vistext.cards import read_card
 from vistext.encoders import ImageFeatures
 from vistext.encoders.text import TEXT_ENCODERS, TextEncoder
 from vistext.errors import ModelError
@@ -250,19 +251,14 @@ def _preprocessing(image_encoder: str) -> dict[str, Any]:
 def read_config(directory: Path) -> dict[str, Any]:
     """The checked config.json of a saved joint model."""
     file = directory / CONFIG_FILE
-    if not file.is_file():
-        raise ModelError(f"{file}: not a joint model (config.json missing)")
-    try:
-        config = json.loads(file.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise ModelError(f"{file}: unreadable config ({error})") from None
-    if config.get("format") != FORMAT:
-        raise ModelError(f"{file}: not a vistext joint model (format {config.get('format')!r})")
-    if config.get("format_version") != FORMAT_VERSION:
-        raise ModelError(
-            f"{file}: joint model format version {config.get('format_version')!r} is not supported "
-            f"(this vistext reads version {FORMAT_VERSION}); retrain or upgrade vistext"
-        )
+    config = read_card(
+        directory,
+        fmt=FORMAT,
+        version=FORMAT_VERSION,
+        version_key="format_version",
+        what="joint model",
+        retrain="retrain or upgrade vistext",
+    )
     for key, registry in (("image_head", IMAGE_HEADS), ("text_encoder", TEXT_ENCODERS)):
         if config.get(key) not in registry:
             raise ModelError(f"{file}: unknown {key} {config.get(key)!r}; known: {', '.join(registry.names())}")

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from vistext.cards import read_card
 from vistext.encoders import ImageEncoder, ImageFeatures, Preprocessing, create_image_encoder
 from vistext.errors import ModelError, UsageError
 
@@ -205,20 +206,14 @@ def load_tagger(directory: str | Path) -> TaggerModel:
     from safetensors.numpy import load_file
 
     directory = Path(directory)
-    config_path = directory / CONFIG_FILE
-    if not config_path.is_file():
-        raise ModelError(f"{directory}: not a tagger directory (no {CONFIG_FILE})")
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
-        raise ModelError(f"{config_path}: unreadable tagger config ({error})") from None
-    if config.get("format") != FORMAT:
-        raise ModelError(f"{config_path}: not a vistext tagger (format {config.get('format')!r})")
-    if config.get("version") != FORMAT_VERSION:
-        raise ModelError(
-            f"{config_path}: tagger format version {config.get('version')} is not supported "
-            f"(this vistext reads version {FORMAT_VERSION}); retrain with `vistext train tagger`"
-        )
+    config = read_card(
+        directory,
+        fmt=FORMAT,
+        version=FORMAT_VERSION,
+        version_key="version",
+        what="tagger",
+        retrain="retrain with `vistext train tagger`",
+    )
     weights_path = directory / WEIGHTS_FILE
     if not weights_path.is_file():
         raise ModelError(f"{weights_path}: tagger weights missing")

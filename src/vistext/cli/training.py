@@ -129,20 +129,10 @@ def run_train_matcher(args: argparse.Namespace) -> int:
 
 
 def model_format(directory: Path | None) -> str:
-    """Which kind of model a directory holds, from its config.json (None: the shipped joint model)."""
-    import json
+    """Which kind of model a directory holds, from its card (None: the shipped joint model)."""
+    from vistext.cards import card_format
 
-    from vistext.errors import ModelError
-
-    if directory is None:
-        return "vistext-joint"
-    config = directory / "config.json"
-    if not config.is_file():
-        raise ModelError(f"{directory}: not a vistext model directory (no config.json)")
-    try:
-        return str(json.loads(config.read_text(encoding="utf-8")).get("format", ""))
-    except ValueError as error:
-        raise ModelError(f"{config}: unreadable model config ({error})") from None
+    return "vistext-joint" if directory is None else card_format(directory)
 
 
 def run_eval(args: argparse.Namespace) -> int:
