@@ -16,8 +16,7 @@ from vistext.datasets.base import (
     splits_by_hash,
 )
 from vistext.errors import DatasetError
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+from vistext.images import IMAGE_SUFFIXES
 
 
 def _image_files(folder: Path) -> list[Path]:
