@@ -221,13 +221,17 @@ class MiniLMTokenPoolingEncoder(MiniLMEncoder):
         self._load()
         return dict(
             self._tokenizer(
-                list(texts), padding="max_length", truncation=True, max_length=self.max_tokens, return_tensors="pt"
+                list(texts), padding="longest", truncation=True, max_length=self.max_tokens, return_tensors="pt"
             )
         )
 
     def frozen_features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        # MiniLM runs on the batch's longest text only (a 12-word query costs half of 32 tokens); padding
+        # tokens are masked out of attention, so the real tokens' states do not depend on the padded length
         hidden, mask = self._hidden(batch)
-        return torch.cat([hidden, mask], dim=-1)  # (N, max_tokens, 385)
+        features = torch.cat([hidden, mask], dim=-1)
+        missing = self.max_tokens - features.shape[1]
+        return F.pad(features, (0, 0, 0, missing)) if missing > 0 else features  # (N, max_tokens, 385)
 
     def pool(self, features: torch.Tensor) -> torch.Tensor:
         features = features.float()

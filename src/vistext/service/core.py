@@ -9,8 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
@@ -25,6 +23,7 @@ from vistext.errors import ImageDecodeError, StoreError, UsageError
 from vistext.paths import default_db_path
 from vistext.service.explore import ExploreMixin, UnknownImageError
 from vistext.service.inputs import ImageInput, Upload, decode, input_name
+from vistext.service.queries import Query, QueryBatcher
 from vistext.service.results import (
     CaptionResult,
     Hit,
@@ -46,7 +45,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_K = 1000
-TEXT_CACHE_SIZE = 1024  # query embeddings kept (~2 KB each)
 
 
 def _check_k(k: int) -> int:
@@ -177,13 +175,16 @@ class Service(TopicsMixin, ExploreMixin):
         vector = record.embeddings.get(space)
         return None if vector is None else l2_normalise(vector)
 
-    def _page(
-        self, query: str, space: str, vector: np.ndarray, k: int, offset: int, min_score: float | None
-    ) -> SearchResult:
+    @cached_property
+    def queries(self) -> QueryBatcher:
+        """Cached query-text embeddings and batched searches (concurrent callers share one pass)."""
+        return QueryBatcher(self.store, self.joint.encode_text)
+
+    def _page(self, query: str, search: Query, k: int, offset: int, min_score: float | None) -> SearchResult:
         _check_k(k)
         if offset < 0:
             raise UsageError(f"offset must be >= 0, got {offset}")
-        hits = self.store().search(space, vector[None, :], k + offset)[0]
+        hits = self.queries.search(search)
         if min_score is not None:
             hits = [h for h in hits if h.score >= min_score]
         page = [Hit(path=h.path, score=float(h.score), id=h.id) for h in hits[offset : offset + k]]
@@ -199,7 +200,7 @@ class Service(TopicsMixin, ExploreMixin):
                 raise UsageError(f"indexed image {image} has no features")
             vector = l2_normalise(self.encode_images([image]).pooled)[0]
         name = f"#{image}" if isinstance(image, int) else input_name(image)
-        return self._page(name, "image", vector, k, offset, min_score)
+        return self._page(name, Query("image", k + offset, vector=vector), k, offset, min_score)
 
     def search(self, text: str, k: int = 10, *, offset: int = 0, min_score: float | None = None) -> SearchResult:
         """Indexed images that best match ``text`` in the joint image–text space."""
@@ -211,22 +212,7 @@ class Service(TopicsMixin, ExploreMixin):
                 f"{self.db_path()}: this index has no text-search embeddings for model {self.joint.name!r}; "
                 "re-run `vistext index DIR` to add them"
             )
-        return self._page(text, space, self._text_vector(text), k, offset, min_score)
-
-    def _text_vector(self, text: str) -> np.ndarray:
-        """The joint embedding of a query text; recent ones are remembered (paging repeats the query)."""
-        cache = self.__dict__.setdefault("_text_cache", OrderedDict())
-        lock = self.__dict__.setdefault("_text_lock", threading.Lock())
-        with lock:
-            if text in cache:
-                cache.move_to_end(text)
-                return cache[text]
-        vector = self.joint.encode_text([text])[0]
-        with lock:
-            cache[text] = vector
-            while len(cache) > TEXT_CACHE_SIZE:
-                cache.popitem(last=False)
-        return vector
+        return self._page(text, Query(space, k + offset, text=text), k, offset, min_score)
 
     # ---- understanding single images ------------------------------------------------------------------------
     def tag(

@@ -1,0 +1,97 @@
+"""Answering many searches at once: query-text embeddings are cached, and concurrent searches run as batches.
+
+Under load a server's searches arrive together. One by one, each pays a transformer pass for its text and a
+full scan of the vector matrix; batched, the texts share one padded forward pass and the queries share one
+scan (a matrix product instead of many matrix-vector products). ``Coalescer`` forms the batches from whatever
+is waiting, so a lone query is answered at once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from vistext.batching import Coalescer
+
+if TYPE_CHECKING:
+    from vistext.store import Store
+    from vistext.store.records import Hit as StoreHit
+
+TEXT_CACHE_SIZE = 8192  # query embeddings kept (~2 KB each: ~16 MB)
+MAX_BATCH = 64
+
+
+@dataclass(frozen=True, eq=False)
+class Query:
+    """The ``depth`` best hits in ``space`` for a ``vector``, or for a ``text`` embedded by the joint model."""
+
+    space: str
+    depth: int
+    vector: np.ndarray | None = None
+    text: str | None = None
+
+
+class QueryBatcher:
+    """Batched, cached search over one store. ``encode_texts`` maps N texts to an (N, d) array."""
+
+    def __init__(
+        self,
+        store: Callable[[], Store],
+        encode_texts: Callable[[list[str]], np.ndarray],
+        cache_size: int = TEXT_CACHE_SIZE,
+    ) -> None:
+        self._store = store
+        self._encode_texts = encode_texts
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+        self._texts: Coalescer[str, np.ndarray] = Coalescer(self._embed_batch, MAX_BATCH)
+        self._searches: Coalescer[Query, list[StoreHit]] = Coalescer(self._search_batch, MAX_BATCH)
+
+    # ---- text embeddings ----------------------------------------------------------------------------------
+    def text_vector(self, text: str) -> np.ndarray:
+        """The embedding of one query text: from the cache, else batched with concurrent callers' texts."""
+        with self._lock:
+            cached = self._cache.get(text)
+            if cached is not None:
+                self._cache.move_to_end(text)
+                return cached
+        return self._texts(text)
+
+    def _embed_batch(self, texts: list[str]) -> list[np.ndarray]:
+        wanted = list(dict.fromkeys(texts))  # the same text asked twice in one batch is embedded once
+        with self._lock:
+            known = {t: self._cache[t] for t in wanted if t in self._cache}
+        missing = [t for t in wanted if t not in known]
+        if missing:
+            vectors = np.asarray(self._encode_texts(missing), dtype=np.float32)
+            with self._lock:
+                for text, vector in zip(missing, vectors, strict=True):
+                    known[text] = self._cache[text] = vector
+                while len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
+        return [known[t] for t in texts]
+
+    # ---- searches -----------------------------------------------------------------------------------------
+    def search(self, query: Query) -> list[StoreHit]:
+        """Up to ``query.depth`` hits, best first; runs in one batch with the searches waiting beside it."""
+        return self._searches(query)
+
+    def _search_batch(self, queries: list[Query]) -> list[list[StoreHit]]:
+        texts = [q.text for q in queries if q.vector is None and q.text is not None]
+        by_text = dict(zip(texts, self._embed_batch(texts), strict=True)) if texts else {}
+        vectors = [q.vector if q.vector is not None else by_text[q.text] for q in queries]  # type: ignore[index]
+        answers: list[list[StoreHit]] = [[] for _ in queries]
+        store = self._store()
+        for space in dict.fromkeys(q.space for q in queries):
+            rows = [i for i, q in enumerate(queries) if q.space == space]
+            depth = max(queries[i].depth for i in rows)
+            hits = store.search(space, np.stack([vectors[i] for i in rows]), depth)
+            for i, found in zip(rows, hits, strict=True):
+                answers[i] = found[: queries[i].depth]
+        return answers
