@@ -1,112 +1,118 @@
-"""Coalescing concurrent calls into batches: many threads ask for one item each, one function call answers all.
+"""Coalescing concurrent calls into batches: many callers ask for one item each, one function call answers all.
 
 A server gets many small requests at once (text searches, similar-image queries). Each is cheap alone but
-pays fixed costs: a transformer forward pass, one scan of the whole vector matrix. ``Coalescer`` turns the
-calls that arrive while one batch is running into the next batch, with no timer and no extra thread: the first
-caller leads (runs the batch function on everything queued, its own item included); the others wait; when a
-batch ends and callers are still queued, the oldest of them leads the next batch. A lone caller therefore
-never waits for a batch to fill, and under load the batch size grows with the queue.
+pays fixed costs: a transformer forward pass, one scan of the whole vector matrix. ``Coalescer`` hands every
+item to one worker thread, which takes everything queued as its next batch. There is no timer: a lone item is
+answered at once, and under load the batch size grows with the queue. ``submit`` returns a future, so an
+asyncio server can await the answer without parking a thread per request; ``coalescer(item)`` blocks.
 """
 
 from __future__ import annotations
 
+import logging
+import queue
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from typing import Generic, TypeVar
 
 In = TypeVar("In")
 Out = TypeVar("Out")
 
+log = logging.getLogger(__name__)
 
-class _Slot(Generic[In, Out]):
-    __slots__ = ("item", "done", "lead", "result", "error", "event")
-
-    def __init__(self, item: In) -> None:
-        self.item = item
-        self.done = False
-        self.lead = False
-        self.result: Out | None = None
-        self.error: BaseException | None = None
-        self.event = threading.Event()
+IDLE_SECONDS = 2.0  # the worker thread exits after this long without work (and restarts on the next item)
 
 
 class Coalescer(Generic[In, Out]):
     """``coalescer(item)`` returns ``fn([... item ...])[position of item]``, batching concurrent callers.
 
     ``fn`` takes a list of items and returns one result per item, in order. If it raises, the batch is retried
-    one item at a time so that a bad item fails only its own caller.
+    one item at a time so that a bad item fails only its own caller. ``thread_init`` runs first in each new
+    worker thread (e.g. to set its thread-local OpenMP limits).
     """
 
-    def __init__(self, fn: Callable[[list[In]], Sequence[Out]], max_batch: int = 64) -> None:
+    def __init__(
+        self,
+        fn: Callable[[list[In]], Sequence[Out]],
+        max_batch: int = 64,
+        *,
+        name: str = "coalescer",
+        thread_init: Callable[[], None] | None = None,
+    ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         self._fn = fn
+        self._thread_init = thread_init
         self._max_batch = max_batch
-        self._lock = threading.Lock()
-        self._queue: list[_Slot[In, Out]] = []
-        self._busy = False
+        self._name = name
+        # a C queue: a submitting thread (the server's event loop) never blocks on a lock the worker holds
+        self._queue: queue.SimpleQueue[tuple[In, Future[Out]]] = queue.SimpleQueue()
+        self._lifecycle = threading.Lock()  # held only to start the worker or to let it retire
+        self._alive = False
         self.batches = 0  # statistics, for tests and benchmarks
         self.items = 0
 
     def __call__(self, item: In) -> Out:
-        slot: _Slot[In, Out] = _Slot(item)
-        with self._lock:
-            self._queue.append(slot)
-            if not self._busy:
-                self._busy = True
-                slot.lead = True
+        return self.submit(item).result()
+
+    def submit(self, item: In) -> Future[Out]:
+        """Queue ``item``; the future resolves when its batch has run."""
+        future: Future[Out] = Future()
+        self._queue.put((item, future))
+        with self._lifecycle:
+            if not self._alive:
+                self._alive = True
+                threading.Thread(target=self._work, name=self._name, daemon=True).start()
+        return future
+
+    def _work(self) -> None:
+        if self._thread_init is not None:
+            self._thread_init()
         while True:
-            if slot.lead:
-                slot.lead = False
-                self._lead()
-            if not slot.done:
-                slot.event.wait()
-                slot.event.clear()
-            if slot.done:
-                if slot.error is not None:
-                    raise slot.error
-                return slot.result  # type: ignore[return-value]
-
-    def _lead(self) -> None:
-        with self._lock:
-            batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
-        try:
+            try:
+                batch = [self._queue.get(timeout=IDLE_SECONDS)]
+            except queue.Empty:
+                with self._lifecycle:  # retire unless an item arrived meanwhile (the next submit starts another)
+                    if self._queue.empty():
+                        self._alive = False
+                        return
+                continue
+            while len(batch) < self._max_batch:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
             self._run(batch)
-        finally:
-            with self._lock:
-                if self._queue:
-                    successor = self._queue[0]
-                    successor.lead = True
-                    successor.event.set()
-                else:
-                    self._busy = False
-            for slot in batch:
-                slot.done = True
-                slot.event.set()
 
-    def _run(self, batch: list[_Slot[In, Out]]) -> None:
+    def _run(self, batch: list[tuple[In, Future[Out]]]) -> None:
         self.batches += 1
         self.items += len(batch)
+        live = [(item, future) for item, future in batch if future.set_running_or_notify_cancel()]
+        if not live:
+            return
         try:
-            results = list(self._fn([slot.item for slot in batch]))
-            if len(results) != len(batch):
-                raise RuntimeError(f"batch function returned {len(results)} results for {len(batch)} items")
+            results = list(self._fn([item for item, _ in live]))
+            if len(results) != len(live):
+                raise RuntimeError(f"batch function returned {len(results)} results for {len(live)} items")
         except Exception as error:  # isolate the failing item: each caller gets its own outcome
-            if len(batch) == 1:
-                batch[0].error = error
+            if len(live) == 1:
+                live[0][1].set_exception(error)
             else:
-                for slot in batch:
-                    self._run_one(slot)
+                for item, future in live:
+                    self._run_one(item, future)
             return
         except BaseException as error:  # interrupted: nobody may wait forever for an answer
-            for slot in batch:
-                slot.error = error
+            for _, future in live:
+                future.set_exception(error)
             raise
-        for slot, result in zip(batch, results, strict=True):
-            slot.result = result
+        for (_, future), result in zip(live, results, strict=True):
+            future.set_result(result)
 
-    def _run_one(self, slot: _Slot[In, Out]) -> None:
+    def _run_one(self, item: In, future: Future[Out]) -> None:
         try:
-            (slot.result,) = list(self._fn([slot.item]))
+            (result,) = list(self._fn([item]))
         except Exception as error:  # delivered to the caller that sent this item
-            slot.error = error
+            future.set_exception(error)
+        else:
+            future.set_result(result)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import threading
 import warnings
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from typing import Any, TypeVar
 
 import anyio
@@ -118,18 +120,19 @@ _worker = threading.local()
 
 
 def _one_openmp_thread(fn: Callable[[], T]) -> Callable[[], T]:
-    """Run ``fn`` with OpenMP (FAISS, BLAS) limited to one thread in this worker thread.
+    """Run ``fn`` with OpenMP and BLAS (FAISS, numpy) limited to one thread in this worker thread.
 
-    A server gets its parallelism from concurrent requests; a search that also forks OpenMP threads on a
-    busy 2-core machine spends most of its time spin-waiting (measured: 10k x 1280 flat search 33 ms with two
-    OpenMP threads, 6 ms with one). The limit is per thread and set once per pool thread.
+    A server gets its parallelism from concurrent requests; a search that also forks OpenMP or BLAS threads on
+    a busy 2-core machine spends most of its time spin-waiting (measured: 10k x 1280 flat search 33 ms with two
+    OpenMP threads, 6 ms with one; a batch of 16 as one BLAS product 4.8 ms per query with two BLAS threads
+    and one OpenMP thread, 0.8 ms with one of each). The limit is set once per pool thread.
     """
 
     def limited() -> T:
         if not getattr(_worker, "limited", False):
             from threadpoolctl import threadpool_limits
 
-            threadpool_limits(1, user_api="openmp")
+            threadpool_limits(1)
             _worker.limited = True
         return fn()
 
@@ -142,4 +145,15 @@ async def run_blocking(fn: Callable[[], T], timeout: float, limiter: anyio.Capac
         with anyio.fail_after(timeout):
             return await anyio.to_thread.run_sync(_one_openmp_thread(fn), abandon_on_cancel=True, limiter=limiter)
     except TimeoutError:
+        raise RequestTimeout(f"the request took longer than {timeout:g} s") from None
+
+
+async def wait_for(future: Future[T], timeout: float) -> T:
+    """Await a ``concurrent.futures.Future``; past ``timeout`` the client gets 504 (the work is dropped if it
+    has not started)."""
+    try:
+        with anyio.fail_after(timeout):
+            return await asyncio.wrap_future(future)
+    except TimeoutError:
+        future.cancel()
         raise RequestTimeout(f"the request took longer than {timeout:g} s") from None

@@ -18,7 +18,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from vistext import __version__
 from vistext.errors import UsageError
 from vistext.server import schemas
-from vistext.server.limits import check_upload, run_blocking
+from vistext.server.limits import check_upload, run_blocking, wait_for
 from vistext.server.settings import ServerSettings
 from vistext.service import Service, Upload
 
@@ -49,6 +49,10 @@ class ServerContext:
     async def call(self, fn: Callable[[], T], upload: bool = False) -> T:
         limiter = self.uploads if upload else None
         return await run_blocking(fn, self.settings.request_timeout, limiter)
+
+    async def wait(self, future: Future[T]) -> T:
+        """Await a service future (e.g. a batched search) within the request timeout."""
+        return await wait_for(future, self.settings.request_timeout)
 
 
 def ctx(request: Request) -> ServerContext:
@@ -131,7 +135,14 @@ def build_router() -> APIRouter:
     ) -> JSONResponse:
         context = ctx(request)
         _check_paging(context, k, offset)
-        result = await context.call(lambda: context.service.search(q, k, offset=offset, min_score=min_score))
+        # the query joins the next batch of searches and no thread waits for it (see vistext.batching); only the
+        # first search, which may load the text model, runs in a worker thread
+        service = context.service
+        if service.text_model_loaded:
+            pending = service.search_later(q, k, offset=offset, min_score=min_score)
+        else:
+            pending = await context.call(lambda: service.search_later(q, k, offset=offset, min_score=min_score))
+        result = await context.wait(pending)
         return JSONResponse(result.to_dict())
 
     @api.get("/similar/{image_id}", response_model=schemas.SearchOut, summary="images similar to an indexed one")

@@ -9,7 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from vistext.indexing import IndexReport
     from vistext.model import JointModel
     from vistext.store import Store
+    from vistext.store.records import Hit as StoreHit
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,27 @@ def _check_k(k: int) -> int:
     if not 1 <= k <= MAX_K:
         raise UsageError(f"k must be between 1 and {MAX_K}, got {k}")
     return k
+
+
+def _then(
+    future: Future[list[StoreHit]],
+    page: Callable[[list[StoreHit]], SearchResult],
+    explain: Callable[[BaseException], BaseException],
+) -> Future[SearchResult]:
+    """A future of ``page(hits)`` (or of ``explain(error)``), resolved in the batch worker's thread."""
+    result: Future[SearchResult] = Future()
+
+    def done(source: Future[list[StoreHit]]) -> None:
+        error = source.exception()
+        try:
+            if error is not None:
+                raise explain(error)
+            result.set_result(page(source.result()))
+        except BaseException as failure:  # noqa: BLE001 - handed to whoever waits on the result
+            result.set_exception(failure)
+
+    future.add_done_callback(done)
+    return result
 
 
 class Service(TopicsMixin, ExploreMixin):
@@ -92,6 +115,11 @@ class Service(TopicsMixin, ExploreMixin):
         card = getattr(self.joint, "metadata", None) or self.joint.config
         digest = hashlib.sha1(json.dumps(card, sort_keys=True, default=str).encode()).hexdigest()[:10]
         return f"{self.joint.name}@{digest}"
+
+    @property
+    def text_model_loaded(self) -> bool:
+        """Whether the joint model is in memory, so ``search_later`` returns at once instead of loading it."""
+        return "joint" in self.__dict__
 
     @property
     def joint_space(self) -> str:
@@ -181,14 +209,22 @@ class Service(TopicsMixin, ExploreMixin):
         return QueryBatcher(self.store, self.joint.encode_text)
 
     def _page(self, query: str, search: Query, k: int, offset: int, min_score: float | None) -> SearchResult:
+        return self._page_later(query, search, k, offset, min_score).result()
+
+    def _page_later(
+        self, query: str, search: Query, k: int, offset: int, min_score: float | None
+    ) -> Future[SearchResult]:
         _check_k(k)
         if offset < 0:
             raise UsageError(f"offset must be >= 0, got {offset}")
-        hits = self.queries.search(search)
-        if min_score is not None:
-            hits = [h for h in hits if h.score >= min_score]
-        page = [Hit(path=h.path, score=float(h.score), id=h.id) for h in hits[offset : offset + k]]
-        return SearchResult(query=query, results=page, offset=offset, total=len(hits))
+
+        def page(hits: list[StoreHit]) -> SearchResult:
+            if min_score is not None:
+                hits = [h for h in hits if h.score >= min_score]
+            results = [Hit(path=h.path, score=float(h.score), id=h.id) for h in hits[offset : offset + k]]
+            return SearchResult(query=query, results=results, offset=offset, total=len(hits))
+
+        return _then(self.queries.submit(search), page, lambda error: self._explain_store_error(error, search))
 
     def similar(
         self, image: ImageInput | int, k: int = 10, *, offset: int = 0, min_score: float | None = None
@@ -204,15 +240,25 @@ class Service(TopicsMixin, ExploreMixin):
 
     def search(self, text: str, k: int = 10, *, offset: int = 0, min_score: float | None = None) -> SearchResult:
         """Indexed images that best match ``text`` in the joint image–text space."""
+        return self.search_later(text, k, offset=offset, min_score=min_score).result()
+
+    def search_later(
+        self, text: str, k: int = 10, *, offset: int = 0, min_score: float | None = None
+    ) -> Future[SearchResult]:
+        """``search`` as a future: the query joins the next batch and the caller's thread is free meanwhile
+        (the server awaits it). Loads the joint model on first use."""
         if not text.strip():
             raise UsageError("the search text is empty")
-        space = self.joint_space
-        if space not in self.store().spaces():
-            raise StoreError(
+        return self._page_later(text, Query(self.joint_space, k + offset, text=text), k, offset, min_score)
+
+    def _explain_store_error(self, error: BaseException, search: Query) -> BaseException:
+        # checked only on failure: a busy server must not pay a catalogue query per search
+        if isinstance(error, StoreError) and search.text is not None and search.space not in self.store().spaces():
+            return StoreError(
                 f"{self.db_path()}: this index has no text-search embeddings for model {self.joint.name!r}; "
                 "re-run `vistext index DIR` to add them"
             )
-        return self._page(text, Query(space, k + offset, text=text), k, offset, min_score)
+        return error
 
     # ---- understanding single images ------------------------------------------------------------------------
     def tag(

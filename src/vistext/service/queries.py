@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -24,6 +25,19 @@ if TYPE_CHECKING:
 
 TEXT_CACHE_SIZE = 8192  # query embeddings kept (~2 KB each: ~16 MB)
 MAX_BATCH = 64
+
+
+def one_openmp_thread() -> None:
+    """Limit OpenMP (FAISS, and the BLAS FAISS calls) to one thread in the calling thread only.
+
+    The batch worker's parallelism is the batch itself. With a second OpenMP thread, a search on a machine
+    whose cores are busy answering requests spends its time spin-waiting: measured with one other busy thread,
+    10k x 514 single-query search 14.7 ms with two threads, 7.4 ms with one; a batch of 16, 2.6 vs 1.1 ms per
+    query. The limit is thread-local, so the rest of the process keeps its settings.
+    """
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1, user_api="openmp")
 
 
 @dataclass(frozen=True, eq=False)
@@ -50,8 +64,12 @@ class QueryBatcher:
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
-        self._texts: Coalescer[str, np.ndarray] = Coalescer(self._embed_batch, MAX_BATCH)
-        self._searches: Coalescer[Query, list[StoreHit]] = Coalescer(self._search_batch, MAX_BATCH)
+        self._texts: Coalescer[str, np.ndarray] = Coalescer(
+            self._embed_batch, MAX_BATCH, name="vistext-texts", thread_init=one_openmp_thread
+        )
+        self._searches: Coalescer[Query, list[StoreHit]] = Coalescer(
+            self._search_batch, MAX_BATCH, name="vistext-searches", thread_init=one_openmp_thread
+        )
 
     # ---- text embeddings ----------------------------------------------------------------------------------
     def text_vector(self, text: str) -> np.ndarray:
@@ -81,6 +99,10 @@ class QueryBatcher:
     def search(self, query: Query) -> list[StoreHit]:
         """Up to ``query.depth`` hits, best first; runs in one batch with the searches waiting beside it."""
         return self._searches(query)
+
+    def submit(self, query: Query) -> Future[list[StoreHit]]:
+        """``search`` without blocking: the future resolves when the query's batch has run."""
+        return self._searches.submit(query)
 
     def _search_batch(self, queries: list[Query]) -> list[list[StoreHit]]:
         texts = [q.text for q in queries if q.vector is None and q.text is not None]

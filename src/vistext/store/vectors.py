@@ -29,6 +29,12 @@ FLAT, HNSW = "flat", "hnsw"
 # collections, where exact search stops being interactive. Real image features cluster and fare far better.
 HNSW_THRESHOLD = 200_000
 COMPACT_FRACTION = 0.2
+# FAISS picks its exact-search kernel by comparing the number of queries with a global threshold: below it, a
+# scan per query (fastest for 1-3 queries); from it, one BLAS matrix product for the whole batch. The default
+# (128,000 in faiss 1.15) never batches, so a server's 16 concurrent queries cost 16 scans: measured on
+# 10k x 1280, 5 ms per query either way, against 0.8 ms per query as one product.
+BATCH_KERNEL_FROM = 4
+SCAN_THRESHOLD = int(faiss.cvar.distance_compute_blas_threshold)
 
 
 class VectorIndex:
@@ -135,6 +141,10 @@ class VectorIndex:
             params.efSearch = max(self.ef_search, k)
         if self.dead:
             params.sel = self._alive_selector()
+        # results are the same either way (exact search); only the speed differs
+        faiss.cvar.distance_compute_blas_threshold = (
+            BATCH_KERNEL_FROM if len(queries) >= BATCH_KERNEL_FROM else SCAN_THRESHOLD
+        )
         scores, labels = self.index.search(queries, k, params=params)
         ids = np.where(labels >= 0, self._labels[np.maximum(labels, 0)], -1)
         return scores, ids
