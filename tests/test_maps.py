@@ -149,3 +149,27 @@ def test_contact_sheet_survives_missing_files_and_rejects_bad_requests(
         render_contact_sheet(items, tmp_path / "x.gif")
     with pytest.raises(UsageError, match="between 32 and 1024"):
         render_contact_sheet(items, tmp_path / "x.png", thumb=4)
+
+
+def test_status_fingerprints_the_vectors_only_after_the_collection_changed(tmp_path: Path) -> None:
+    from test_batching import _records
+
+    from vistext.store import open_store
+
+    records, _, _ = _records(30)
+    db = tmp_path / "catalogue.sqlite"
+    with open_store(db) as store:
+        store.add(records[:20])
+    with Service(db=db, progress=False) as service:
+        store = service.store()
+        reads = []
+        original = store.vectors
+        store.vectors = lambda space: reads.append(space) or original(space)  # type: ignore[method-assign]
+        assert service.status()["images"] == 20
+        assert service.status()["map_ready"] is False
+        assert reads == ["image"]  # polled twice, read once
+        store.add(records[20:])
+        assert service.status()["images"] == 30
+        assert reads == ["image", "image"]
+        maps.cached_layout(*original("image"), service._map_folder(), "tsne")
+        assert service.status()["map_ready"] is True and len(reads) == 2

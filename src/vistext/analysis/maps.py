@@ -111,12 +111,19 @@ def cached_layout(
     return MapLayout(ids, xy, method, key)
 
 
+def cache_file(
+    ids: np.ndarray, matrix: np.ndarray, cache_folder: str | Path, method: str = "tsne", seed: int = 0
+) -> Path:
+    """Where ``cached_layout`` keeps (or would keep) the layout of this exact collection."""
+    key = fingerprint(np.asarray(ids, dtype=np.int64), matrix, method, seed)
+    return Path(cache_folder) / f"map-{method}-{key}.npz"
+
+
 def is_cached(
     ids: np.ndarray, matrix: np.ndarray, cache_folder: str | Path, method: str = "tsne", seed: int = 0
 ) -> bool:
     """Whether ``cached_layout`` would answer from disk for this exact collection."""
-    key = fingerprint(np.asarray(ids, dtype=np.int64), matrix, method, seed)
-    return (Path(cache_folder) / f"map-{method}-{key}.npz").is_file()
+    return cache_file(ids, matrix, cache_folder, method, seed).is_file()
 
 
 def nearest_neighbours(matrix: np.ndarray, k: int, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:

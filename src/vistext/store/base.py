@@ -59,6 +59,10 @@ class Store(ABC):
         """Paths of readable images without a vector in embedding ``space``."""
 
     @abstractmethod
+    def version(self) -> int:
+        """A number that changes whenever the stored images or vectors change (cheap: no vectors are read)."""
+
+    @abstractmethod
     def count(self, status: str | None = None) -> int:
         """Number of files (with this status)."""
 

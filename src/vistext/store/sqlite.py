@@ -103,6 +103,10 @@ class SQLiteStore(Store):
         with self._locked():
             return self.catalogue.paths_missing(space)
 
+    def version(self) -> int:
+        with self._locked():
+            return self.catalogue.generation()
+
     def count(self, status: str | None = None) -> int:
         with self._locked():
             return self.catalogue.count(status)
