@@ -55,16 +55,18 @@ class FeatureArrays:
 Prepare = Callable[[str], np.ndarray]
 
 
+# Decode threads produce uint8 pixels; normalising them to float is left to the encoder, which for the bundled
+# ONNX model happens inside the graph on ONNX Runtime's threads instead of in numpy per image.
 def _prepare_single(encoder: ImageEncoder, min_side: int) -> Prepare:
     def prepare(path: str) -> np.ndarray:
-        return encoder.preprocess(open_image(path, min_side=min_side))[None]
+        return encoder.pixels(open_image(path, min_side=min_side))[None]
 
     return prepare
 
 
 def _prepare_views(encoder: ImageEncoder, views: Callable[[Image.Image], list[Image.Image]], min_side: int) -> Prepare:
     def prepare(path: str) -> np.ndarray:
-        return np.stack([encoder.preprocess(view) for view in views(open_image(path, min_side=min_side))])
+        return np.stack([encoder.pixels(view) for view in views(open_image(path, min_side=min_side))])
 
     return prepare
 
@@ -88,7 +90,7 @@ def _stream(
 ) -> Iterator[list[EncodedImage]]:
     """The runner: a bounded window of decode futures feeds batches to ``encoder.encode`` in this thread.
 
-    Each prepared item is (V, 3, H, W); a batch encodes all views at once and results keep the V axis only
+    Each prepared item is (V, H, W, 3) uint8; a batch encodes all views at once and results keep the V axis only
     when V > 1 is asked for by the caller (``encode_files``).
     """
     window = max(2 * batch_size, batch_size + 2 * workers)
@@ -123,7 +125,7 @@ def _encode_batch(encoder: ImageEncoder, ready: list[tuple[str, np.ndarray]], gr
     if not ready:
         return []
     n_views = ready[0][1].shape[0]
-    features = encoder.encode(np.concatenate([pixels for _, pixels in ready]), grid=grid)
+    features = encoder.encode_pixels(np.concatenate([pixels for _, pixels in ready]), grid=grid)
 
     def split(array: np.ndarray | None, i: int) -> np.ndarray | None:
         if array is None:

@@ -24,11 +24,19 @@ class Preprocessing:
 
     def __call__(self, image: Image.Image) -> np.ndarray:
         """RGB PIL image -> float32 CHW array ready for the encoder."""
+        return self.normalise(self.pixels(image)[None])[0]
+
+    def pixels(self, image: Image.Image) -> np.ndarray:
+        """RGB PIL image -> uint8 HWC array at the encoder's size (a quarter of the float array's bytes)."""
         if image.size != (self.size, self.size):
             image = image.resize((self.size, self.size), Image.Resampling.BILINEAR, reducing_gap=3.0)
-        pixels = np.asarray(image, dtype=np.float32)
-        pixels = (pixels * (1.0 / 255.0) - self.mean) * (1.0 / self.std)
-        return np.ascontiguousarray(pixels.transpose(2, 0, 1))
+        return np.asarray(image, dtype=np.uint8)
+
+    def normalise(self, pixels: np.ndarray) -> np.ndarray:
+        """uint8 NHWC batch -> float32 NCHW ``(x/255 - mean)/std``."""
+        batch = np.asarray(pixels, dtype=np.float32)
+        batch = (batch * (1.0 / 255.0) - self.mean) * (1.0 / self.std)
+        return np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
 
 
 @dataclass
@@ -58,9 +66,17 @@ class ImageEncoder(ABC):
     def preprocess(self, image: Image.Image) -> np.ndarray:
         return self.preprocessing(image)
 
+    def pixels(self, image: Image.Image) -> np.ndarray:
+        """One image as uint8 HWC pixels for ``encode_pixels`` (what the decode threads produce)."""
+        return self.preprocessing.pixels(image)
+
     @abstractmethod
     def encode(self, batch: np.ndarray, grid: bool = False) -> ImageFeatures:
         """(N, 3, H, W) float32 -> features; ``grid=True`` also returns the last feature map."""
+
+    def encode_pixels(self, batch: np.ndarray, grid: bool = False) -> ImageFeatures:
+        """(N, H, W, 3) uint8 -> features: ``encode`` of the normalised batch, unless an encoder does better."""
+        return self.encode(self.preprocessing.normalise(batch), grid=grid)
 
 
 IMAGE_ENCODERS: Registry[ImageEncoder] = Registry("image encoder")
