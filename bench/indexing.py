@@ -38,20 +38,20 @@ def pick_images(limit_originals: int | None, limit_images: int) -> list[Path]:
     return originals + squashed
 
 
-def model_only(paths: list[Path], threads: int, batch_size: int, max_images: int = 512) -> float:
+def model_only(paths: list[Path], threads: int, batch_size: int, max_images: int = 512) -> tuple[float, float]:
     """ONNX Runtime on batches decoded beforehand (uint8 pixels into the graph indexing runs): the ceiling
     end-to-end indexing is measured against."""
     encoder = create_image_encoder("efficientnet-lite0", threads=threads)
     sample = paths[:max_images]
     pixels = np.stack([encoder.pixels(open_image(p)) for p in sample])
     encoder.encode_pixels(pixels[:batch_size])  # warm-up: first run allocates
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for start in range(0, len(pixels), batch_size):
         encoder.encode_pixels(pixels[start : start + batch_size])
-    return len(pixels) / (time.perf_counter() - started)
+    return len(pixels) / (time.perf_counter() - started), (time.process_time() - cpu) / len(pixels) * 1000
 
 
-def end_to_end(paths: list[Path], threads: int, batch_size: int, workers: int) -> tuple[float, dict]:
+def end_to_end(paths: list[Path], threads: int, batch_size: int, workers: int) -> tuple[float, float, dict]:
     """``index_folder`` from files on disk into a fresh temporary store (decode + encode + commit)."""
     encoder = create_image_encoder("efficientnet-lite0", threads=threads)
     encoder.encode_pixels(np.zeros((batch_size, 224, 224, 3), np.uint8))  # same warm-up as model-only
@@ -62,12 +62,12 @@ def end_to_end(paths: list[Path], threads: int, batch_size: int, workers: int) -
             (folder / f"{i:05d}_{path.name}").symlink_to(path)
         store = open_store(Path(tmp) / "catalogue.sqlite")
         try:
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             report = index_folder(folder, store, encoder, batch_size=batch_size, workers=workers, progress=False)
-            seconds = time.perf_counter() - started
+            seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
         finally:
             store.close()
-    return len(paths) / seconds, report.to_dict()
+    return len(paths) / seconds, cpu / len(paths) * 1000, report.to_dict()
 
 
 def naive(paths: list[Path], max_images: int) -> tuple[float, int]:
@@ -105,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--workers", type=int, default=1, help="decode threads")
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
-    parser.add_argument("--naive-limit", type=int, default=60, help="images for the (slow) naive loop")
+    parser.add_argument("--naive-limit", type=int, default=100, help="images for the (slow) naive loop")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating measurement rounds")
     args = parser.parse_args(argv)
 
     if args.quick:
@@ -119,19 +120,35 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.workers} decode threads, {args.threads} onnxruntime threads, {os.cpu_count()} cores"
     )
 
-    # the machine is shared: measuring the model before and after end-to-end cancels slow drifts in load
-    before = model_only(paths, args.threads, args.batch_size)
-    e2e, report = end_to_end(paths, args.threads, args.batch_size, args.workers)
-    after = model_only(paths, args.threads, args.batch_size)
-    model = (before + after) / 2
-    print(f"end-to-end index_folder : {e2e:7.1f} img/s  ({report['added']} added, {report['failed']} failed)")
+    # The machine is shared and its speed drifts by tens of percent within minutes, so the three paths run in
+    # alternating rounds and each ratio is taken within a round; the medians are printed.
+    rounds = []
+    for round_ in range(args.rounds):
+        model, model_cpu = model_only(paths, args.threads, args.batch_size)
+        e2e, e2e_cpu, report = end_to_end(paths, args.threads, args.batch_size, args.workers)
+        slow, torch_threads = naive(paths, min(args.naive_limit, len(paths)))
+        rounds.append((model, e2e, slow, model_cpu, e2e_cpu))
+        print(
+            f"round {round_ + 1}: model-only {model:6.1f}, end-to-end {e2e:6.1f} ({report['added']} added, "
+            f"{report['failed']} failed), naive {slow:5.1f} img/s ({torch_threads} torch thread(s)); "
+            f"ratios {e2e / model:.2f}x, {e2e / slow:.2f}x; CPU per image: model {model_cpu:.2f} ms, "
+            f"end-to-end {e2e_cpu:.2f} ms"
+        )
+    model, e2e, slow = (float(np.median([r[i] for r in rounds])) for i in range(3))
+    to_model = float(np.median([r[1] / r[0] for r in rounds]))
+    to_naive = float(np.median([r[1] / r[2] for r in rounds]))
+    print(f"medians over {args.rounds} rounds:")
+    print(f"end-to-end index_folder : {e2e:7.1f} img/s")
+    print(f"model-only ONNX         : {model:7.1f} img/s  (pre-decoded uint8 batches into the same graph)")
+    print(f"naive serial PyTorch    : {slow:7.1f} img/s  (PIL + eager torch, batch 1)")
+    print(f"end-to-end / model-only : {to_model:5.2f}x  (target >= 0.8)")
+    print(f"end-to-end / naive      : {to_naive:5.2f}x  (target >= 3)")
+    model_cpu, e2e_cpu = (float(np.median([r[i] for r in rounds])) for i in (3, 4))
     print(
-        f"model-only ONNX         : {model:7.1f} img/s  (pre-decoded batches; {before:.1f} before, {after:.1f} after)"
+        f"CPU per image           : model-only {model_cpu:.2f} ms, end-to-end {e2e_cpu:.2f} ms of core time: "
+        f"{model_cpu / e2e_cpu:.2f}x, the ratio both would reach with the cores saturated (steadier than wall time "
+        "on a machine whose speed drifts)"
     )
-    slow, torch_threads = naive(paths, min(args.naive_limit, len(paths)))
-    print(f"naive serial PyTorch    : {slow:7.1f} img/s  (PIL + eager torch, batch 1, {torch_threads} thread(s))")
-    print(f"end-to-end / model-only : {e2e / model:5.2f}x  (target >= 0.8)")
-    print(f"end-to-end / naive      : {e2e / slow:5.2f}x  (target >= 3)")
     print(f"peak RSS                : {peak_rss_mb():7.0f} MB")
     return 0
 
