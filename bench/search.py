@@ -6,6 +6,7 @@ independent random unit vectors. Latency is one query at a time, as a search req
 
     .venv/bin/python bench/search.py --quick                 # 100k at both dims
     .venv/bin/python bench/search.py --sizes 1000000 --dims 256 1280 --ef 64 128 256 512
+    .venv/bin/python bench/search.py --sizes 1000000 --dims 256 --m --ivf 4096   # IVF-Flat instead of HNSW
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ def unit_vectors(n: int, dim: int, seed: int) -> np.ndarray:
     return out
 
 
-def latencies(index: VectorIndex, queries: np.ndarray, k: int, threads: int) -> tuple[np.ndarray, np.ndarray]:
+def latencies(
+    index: VectorIndex | faiss.Index, queries: np.ndarray, k: int, threads: int
+) -> tuple[np.ndarray, np.ndarray]:
     # one query cannot use threads well: OpenMP fork/join per call costs more than it saves on a busy machine
     faiss.omp_set_num_threads(1)
     found = np.empty((len(queries), k), dtype=np.int64)
@@ -97,6 +100,32 @@ def run(n: int, dim: int, args: argparse.Namespace) -> list[dict]:
             )
             print_row(rows[-1])
         del ann
+
+    for nlist in args.ivf:
+        # not what the store uses: the question here is whether any FAISS index reaches the target on this data
+        ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        started = time.perf_counter()
+        sample = np.random.default_rng(3).choice(n, min(n, 64 * nlist), replace=False)
+        ivf.train(base[np.sort(sample)])
+        ivf.add(base)
+        build = time.perf_counter() - started
+        for nprobe in args.nprobe:
+            ivf.nprobe = nprobe
+            times, found = latencies(ivf, queries, args.k, args.threads)
+            rows.append(
+                dict(
+                    n=n,
+                    dim=dim,
+                    index="ivf",
+                    params=f"nlist={nlist} nprobe={nprobe}",
+                    build=build,
+                    p50=np.percentile(times, 50),
+                    p99=np.percentile(times, 99),
+                    recall=recall_at_k(found, truth),
+                )
+            )
+            print_row(rows[-1])
+        del ivf
     return rows
 
 
@@ -116,7 +145,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="100k vectors only")
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--dims", type=int, nargs="+", default=[1280, 256])
-    parser.add_argument("--m", type=int, nargs="+", default=[32], help="HNSW M values to build")
+    parser.add_argument("--m", type=int, nargs="*", default=[32], help="HNSW M values to build (none: skip)")
+    parser.add_argument("--ivf", type=int, nargs="*", default=[], help="IVF-Flat nlist values to build too")
+    parser.add_argument("--nprobe", type=int, nargs="+", default=[8, 32, 128, 512], help="IVF lists probed")
     parser.add_argument("--ef-construction", type=int, default=80)
     parser.add_argument("--ef", type=int, nargs="+", default=[64, 128, 256, 512], help="efSearch values")
     parser.add_argument("--queries", type=int, default=1000)

@@ -141,3 +141,16 @@ def test_a_query_for_an_unknown_space_fails_alone(tmp_path: Path) -> None:
             answers = list(pool.map(ask, queries))
     assert all(isinstance(a, list) and len(a) == 3 for a in answers[:3])
     assert "no vector space 'nope'" in str(answers[3])
+
+
+def test_similar_images_never_load_the_text_model(tmp_path: Path) -> None:
+    from vistext.service import Service
+
+    records, _, _ = _records(20)
+    db = tmp_path / "catalogue.sqlite"
+    with open_store(db) as store:
+        store.add(records)
+    with Service(db=db, joint_model=tmp_path / "no-such-model", progress=False) as service:
+        result = service.similar(1, k=3)
+        assert [h.id for h in result.results][0] == 1 and len(result.results) == 3
+        assert not service.text_model_loaded

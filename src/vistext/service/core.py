@@ -206,7 +206,8 @@ class Service(TopicsMixin, ExploreMixin):
     @cached_property
     def queries(self) -> QueryBatcher:
         """Cached query-text embeddings and batched searches (concurrent callers share one pass)."""
-        return QueryBatcher(self.store, self.joint.encode_text)
+        # the joint model loads on the first text to embed: ``similar`` alone never needs it
+        return QueryBatcher(self.store, lambda texts: self.joint.encode_text(texts))
 
     def _page(self, query: str, search: Query, k: int, offset: int, min_score: float | None) -> SearchResult:
         return self._page_later(query, search, k, offset, min_score).result()
