@@ -118,8 +118,9 @@ def test_batched_searches_over_two_spaces_match_one_by_one_searches(tmp_path: Pa
             best = np.argsort(-(_unit(base) @ _unit(vector)))[: query.depth]
             assert [image_ids[f"/photos/{i:04d}.jpg"] for i in best] == [h.id for h in hits]
             assert all(a.score >= b.score for a, b in zip(hits, hits[1:], strict=False))
-    assert sum(len(batch) for batch in encoded) == len(words)  # each text embedded once, then cached
-    assert batcher.text_vector("text 0") is not None and sum(len(b) for b in encoded) == len(words)
+        assert sum(len(batch) for batch in encoded) == len(words)  # each text embedded once, then cached
+        assert batcher.search(Query("joint:t", 3, text="text 0"))
+    assert sum(len(batch) for batch in encoded) == len(words)
 
 
 def test_a_query_for_an_unknown_space_fails_alone(tmp_path: Path) -> None:

@@ -64,23 +64,11 @@ class QueryBatcher:
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
-        self._texts: Coalescer[str, np.ndarray] = Coalescer(
-            self._embed_batch, MAX_BATCH, name="vistext-texts", thread_init=one_openmp_thread
-        )
         self._searches: Coalescer[Query, list[StoreHit]] = Coalescer(
             self._search_batch, MAX_BATCH, name="vistext-searches", thread_init=one_openmp_thread
         )
 
     # ---- text embeddings ----------------------------------------------------------------------------------
-    def text_vector(self, text: str) -> np.ndarray:
-        """The embedding of one query text: from the cache, else batched with concurrent callers' texts."""
-        with self._lock:
-            cached = self._cache.get(text)
-            if cached is not None:
-                self._cache.move_to_end(text)
-                return cached
-        return self._texts(text)
-
     def _embed_batch(self, texts: list[str]) -> list[np.ndarray]:
         wanted = list(dict.fromkeys(texts))  # the same text asked twice in one batch is embedded once
         with self._lock:
