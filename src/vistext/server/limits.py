@@ -120,19 +120,18 @@ _worker = threading.local()
 
 
 def _one_openmp_thread(fn: Callable[[], T]) -> Callable[[], T]:
-    """Run ``fn`` with OpenMP and BLAS (FAISS, numpy) limited to one thread in this worker thread.
+    """Run ``fn`` with OpenMP (FAISS, BLAS) limited to one thread in this worker thread.
 
-    A server gets its parallelism from concurrent requests; a search that also forks OpenMP or BLAS threads on
-    a busy 2-core machine spends most of its time spin-waiting (measured: 10k x 1280 flat search 33 ms with two
-    OpenMP threads, 6 ms with one; a batch of 16 as one BLAS product 4.8 ms per query with two BLAS threads
-    and one OpenMP thread, 0.8 ms with one of each). The limit is set once per pool thread.
+    A server gets its parallelism from concurrent requests; a search that also forks OpenMP threads on a
+    busy 2-core machine spends most of its time spin-waiting (measured: 10k x 1280 flat search 33 ms with two
+    OpenMP threads, 6 ms with one). The limit is per thread and set once per pool thread.
     """
 
     def limited() -> T:
         if not getattr(_worker, "limited", False):
             from threadpoolctl import threadpool_limits
 
-            threadpool_limits(1)
+            threadpool_limits(1, user_api="openmp")
             _worker.limited = True
         return fn()
 
