@@ -49,11 +49,35 @@ def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean([len(set(f) & set(t)) / len(t) for f, t in zip(found, truth, strict=True)]))
 
 
+def measure(
+    index: VectorIndex | faiss.Index,
+    kind: str,
+    params: str,
+    build: float,
+    queries: np.ndarray,
+    truth: np.ndarray,
+    args: argparse.Namespace,
+) -> dict:
+    """Time single queries on ``index``, score their recall against ``truth``, print and return the row."""
+    times, found = latencies(index, queries, args.k, args.threads)
+    row = dict(
+        n=index.ntotal if isinstance(index, faiss.Index) else len(index),
+        dim=queries.shape[1],
+        index=kind,
+        params=params,
+        build=build,
+        p50=np.percentile(times, 50),
+        p99=np.percentile(times, 99),
+        recall=recall_at_k(found, truth[: len(queries)]),
+    )
+    print_row(row)
+    return row
+
+
 def run(n: int, dim: int, args: argparse.Namespace) -> list[dict]:
     base = unit_vectors(n, dim, seed=1)
     queries = unit_vectors(args.queries, dim, seed=2)
     ids = np.arange(n, dtype=np.int64)
-    rows = []
 
     exact = VectorIndex(dim, FLAT)
     started = time.perf_counter()
@@ -61,20 +85,7 @@ def run(n: int, dim: int, args: argparse.Namespace) -> list[dict]:
         exact.add(ids[start : start + 65536], base[start : start + 65536])
     flat_build = time.perf_counter() - started
     _, truth = exact.index.search(queries, args.k)  # batched ground truth (labels == ids here)
-    times, found = latencies(exact, queries[: args.flat_queries], args.k, args.threads)
-    rows.append(
-        dict(
-            n=n,
-            dim=dim,
-            index="flat",
-            params="-",
-            build=flat_build,
-            p50=np.percentile(times, 50),
-            p99=np.percentile(times, 99),
-            recall=recall_at_k(found, truth[: args.flat_queries]),
-        )
-    )
-    print_row(rows[-1])
+    rows = [measure(exact, "flat", "-", flat_build, queries[: args.flat_queries], truth, args)]
     del exact
 
     for m in args.m:
@@ -85,20 +96,7 @@ def run(n: int, dim: int, args: argparse.Namespace) -> list[dict]:
         build = time.perf_counter() - started
         for ef in args.ef:
             ann.ef_search = ef
-            times, found = latencies(ann, queries, args.k, args.threads)
-            rows.append(
-                dict(
-                    n=n,
-                    dim=dim,
-                    index="hnsw",
-                    params=f"M={m} efC={args.ef_construction} ef={ef}",
-                    build=build,
-                    p50=np.percentile(times, 50),
-                    p99=np.percentile(times, 99),
-                    recall=recall_at_k(found, truth),
-                )
-            )
-            print_row(rows[-1])
+            rows.append(measure(ann, "hnsw", f"M={m} efC={args.ef_construction} ef={ef}", build, queries, truth, args))
         del ann
 
     for nlist in args.ivf:
@@ -111,20 +109,7 @@ def run(n: int, dim: int, args: argparse.Namespace) -> list[dict]:
         build = time.perf_counter() - started
         for nprobe in args.nprobe:
             ivf.nprobe = nprobe
-            times, found = latencies(ivf, queries, args.k, args.threads)
-            rows.append(
-                dict(
-                    n=n,
-                    dim=dim,
-                    index="ivf",
-                    params=f"nlist={nlist} nprobe={nprobe}",
-                    build=build,
-                    p50=np.percentile(times, 50),
-                    p99=np.percentile(times, 99),
-                    recall=recall_at_k(found, truth),
-                )
-            )
-            print_row(rows[-1])
+            rows.append(measure(ivf, "ivf", f"nlist={nlist} nprobe={nprobe}", build, queries, truth, args))
         del ivf
     return rows
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_store import make_records
 
 from vistext.batching import Coalescer
 from vistext.errors import StoreError
@@ -68,25 +69,9 @@ def test_wrong_result_count_is_an_error_for_the_caller() -> None:
 
 
 def _records(count: int, dim: int = 16) -> tuple[list[ImageRecord], np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(0)
-    pooled = rng.normal(size=(count, dim)).astype(np.float32)
-    joint = rng.normal(size=(count, 8)).astype(np.float32)
-    records = [
-        ImageRecord(
-            path=f"/photos/{i:04d}.jpg",
-            size=100 + i,
-            mtime=1_700_000_000.0 + i,
-            sha=f"sha-{i}",
-            model="enc",
-            status="ok",
-            error=None,
-            pooled=pooled[i],
-            logits=None,
-            embeddings={"joint:t": joint[i]},
-        )
-        for i in range(count)
-    ]
-    return records, pooled, joint
+    """The store tests' records, with their 8-d "joint:t" vectors as an array too."""
+    records, pooled = make_records(count, dim=dim)
+    return records, pooled, np.stack([r.embeddings["joint:t"] for r in records])
 
 
 def _unit(rows: np.ndarray) -> np.ndarray:
@@ -106,7 +91,7 @@ def test_batched_searches_over_two_spaces_match_one_by_one_searches(tmp_path: Pa
     with open_store(tmp_path / "catalogue.sqlite") as store:
         store.add(records)
         batcher = QueryBatcher(lambda: store, encode)
-        image_ids = {r.path: store.get(r.path).id for r in records}  # type: ignore[union-attr]
+        image_ids = [store.get(r.path).id for r in records]  # type: ignore[union-attr]
         queries = [Query("image", 5 + i % 4, vector=_unit(pooled[i])) for i in range(0, 300, 11)]
         queries += [Query("joint:t", 3, text=t) for t in words] * 2  # every text asked twice
         with ThreadPoolExecutor(12) as pool:
@@ -116,7 +101,7 @@ def test_batched_searches_over_two_spaces_match_one_by_one_searches(tmp_path: Pa
             base = pooled if query.space == "image" else joint
             vector = query.vector if query.vector is not None else words[query.text]  # type: ignore[index]
             best = np.argsort(-(_unit(base) @ _unit(vector)))[: query.depth]
-            assert [image_ids[f"/photos/{i:04d}.jpg"] for i in best] == [h.id for h in hits]
+            assert [image_ids[i] for i in best] == [h.id for h in hits]
             assert all(a.score >= b.score for a, b in zip(hits, hits[1:], strict=False))
         assert sum(len(batch) for batch in encoded) == len(words)  # each text embedded once, then cached
         assert batcher.search(Query("joint:t", 3, text="text 0"))
