@@ -9,7 +9,6 @@ asyncio server can await the answer without parking a thread per request; ``coal
 
 from __future__ import annotations
 
-import logging
 import queue
 import threading
 from collections.abc import Callable, Sequence
@@ -18,8 +17,6 @@ from typing import Generic, TypeVar
 
 In = TypeVar("In")
 Out = TypeVar("Out")
-
-log = logging.getLogger(__name__)
 
 IDLE_SECONDS = 2.0  # the worker thread exits after this long without work (and restarts on the next item)
 

@@ -25,6 +25,7 @@ from vistext.errors import ModelError
 from vistext.paths import cache_dir, vistext_home
 
 if TYPE_CHECKING:
+    import onnxruntime as ort
     import torch
 
 log = logging.getLogger(__name__)
@@ -198,9 +199,14 @@ class OnnxEfficientNetLite0(ImageEncoder):
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._options = options
         self._path = onnx_path(weights)
-        self._session = ort.InferenceSession(str(self._path), options, providers=["CPUExecutionProvider"])
+        self._session = self._open(self._path)
         self._uint8_session: ort.InferenceSession | None = None
         self.labels = imagenet_labels()
+
+    def _open(self, path: Path) -> ort.InferenceSession:
+        import onnxruntime as ort
+
+        return ort.InferenceSession(str(path), self._options, providers=["CPUExecutionProvider"])
 
     def encode(self, batch: np.ndarray, grid: bool = False) -> ImageFeatures:
         wanted = ["pooled", "logits", "grid"] if grid else ["pooled", "logits"]
@@ -211,10 +217,7 @@ class OnnxEfficientNetLite0(ImageEncoder):
         """uint8 NHWC straight into the graph: the normalisation runs on ONNX Runtime's threads, and the decode
         threads hand over a quarter of the bytes (indexing's path)."""
         if self._uint8_session is None:
-            import onnxruntime as ort
-
-            path = str(uint8_onnx_path(self._path))
-            self._uint8_session = ort.InferenceSession(path, self._options, providers=["CPUExecutionProvider"])
+            self._uint8_session = self._open(uint8_onnx_path(self._path))
         wanted = ["pooled", "logits", "grid"] if grid else ["pooled", "logits"]
         outputs = self._uint8_session.run(wanted, {"pixels_u8": np.ascontiguousarray(batch, dtype=np.uint8)})
         return ImageFeatures(pooled=outputs[0], logits=outputs[1], grid=outputs[2] if grid else None)

@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vistext.errors import ImageDecodeError
 from vistext.service import Upload
+from vistext.service.queries import one_openmp_thread
 
 T = TypeVar("T")
 
@@ -129,9 +130,7 @@ def _one_openmp_thread(fn: Callable[[], T]) -> Callable[[], T]:
 
     def limited() -> T:
         if not getattr(_worker, "limited", False):
-            from threadpoolctl import threadpool_limits
-
-            threadpool_limits(1, user_api="openmp")
+            one_openmp_thread()
             _worker.limited = True
         return fn()
 
