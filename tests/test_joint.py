@@ -122,6 +122,7 @@ def test_hubness_correction_penalises_hubs_and_round_trips(tmp_path: Path) -> No
     assert img.shape == (6, 10) and txt.shape == (4, 10) and model.output_dim == 10
     np.testing.assert_allclose(np.linalg.norm(img, axis=1), 1, atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(txt, axis=1), 1, atol=1e-5)
+
     # the hub ranks no better for any text query, and worse for some: compared by rank, because the
     # correction also rescales every similarity (a raw-score margin would shrink even with no correction)
     def hub_rank(images: np.ndarray, texts: np.ndarray) -> np.ndarray:
@@ -136,6 +137,31 @@ def test_hubness_correction_penalises_hubs_and_round_trips(tmp_path: Path) -> No
     np.testing.assert_allclose(loaded.encode_images(f), img, atol=2e-3)
     np.testing.assert_allclose(loaded.encode_text(CAPTIONS), txt, atol=2e-3)
     assert loaded.logit_scale == pytest.approx(model.logit_scale, rel=1e-3)
+
+
+def test_reduced_branches_keep_similarities_and_round_trip(tmp_path: Path) -> None:
+    model = JointModel(
+        {"image_head": "pooled-mlp", "image_head_args": {"hidden": 0}, "text_hidden": 0, "dim": 8, "branches": 3}
+    )
+    # joined embeddings that live in a 5-dim subspace: 6 principal directions hold all of it, so every cosine
+    # between such vectors must survive the reduction from 24 to 6 dims
+    rng = torch.Generator().manual_seed(0)
+    basis = torch.linalg.qr(torch.randn(24, 5, generator=rng)).Q
+    joined = torch.nn.functional.normalize(torch.randn(40, 5, generator=rng) @ basis.T, dim=1)
+    model.fit_reduction(joined[:25], joined[25:], 6)
+    assert model.output_dim == 6 and model.config["reduced_dim"] == 6
+    reduced = model.join(list((joined * 3**0.5).split(8, dim=1)))  # join() averages the branches: undo its scale
+    torch.testing.assert_close(reduced @ reduced.T, joined @ joined.T, atol=1e-5, rtol=0)
+    f = _features(3)
+    expected = model.encode_images(f)
+    assert expected.shape == (3, 6)
+    model.save(tmp_path / "r")
+    loaded = load_joint_model(tmp_path / "r")
+    assert loaded.output_dim == 6
+    np.testing.assert_allclose(loaded.encode_images(f), expected, atol=3e-3)
+    model.set_hubness_banks(reduced[:10], reduced[10:20], k=3)
+    with pytest.raises(ModelError, match="before the hubness banks"):
+        model.fit_reduction(joined[:25], joined[25:], 6)
 
 
 def _weight_names(directory: Path) -> list[str]:
@@ -183,6 +209,8 @@ def test_two_epochs_on_real_pairs_beat_chance(flickr8k: Path, tmp_path: Path) ->
         max_eval_images=100,
         dim=128,
         hidden=256,
+        branches=2,
+        reduced_dim=96,
     )
     result = train_joint(config, progress=False)
     assert result.epochs_run == 2 and len(result.history) == 2
@@ -190,5 +218,6 @@ def test_two_epochs_on_real_pairs_beat_chance(flickr8k: Path, tmp_path: Path) ->
     assert result.test is not None and result.test["t2i_r10"] > 25 and result.test["pair_acc"] > 70
     loaded = load_joint_model(tmp_path / "run")
     assert loaded.metadata["metrics"]["test"] == result.test
+    assert loaded.output_dim == 96 + 2  # two 128-d branches reduced to 96 dims, plus the hubness correction
     again = train_joint(config, progress=False)  # resumes from the checkpoint: nothing left to train
     assert again.history == result.history and again.test == result.test

