@@ -74,17 +74,18 @@ def prior_row(dataset: TaggedDataset, labels: list[str]) -> dict:
     return row("frequency prior", np.tile(prior, (len(test), 1)) + jitter, test, thresholds, train_s=0.0)
 
 
-def joint_scores(joint: object, paths: list, texts: list[str], progress: bool) -> np.ndarray:
+def joint_scores(joint: object, paths: list, texts: list[str], progress: bool, corrected: bool = True) -> np.ndarray:
     arrays = encode_files(paths, create_image_encoder(), grid=joint.needs_grid, progress=progress)
     features = ImageFeatures(pooled=arrays.pooled, logits=arrays.logits, grid=arrays.grid)
-    return joint.encode_images(features) @ joint.encode_text(texts).T
+    return joint.encode_images(features, corrected=corrected) @ joint.encode_text(texts, corrected=corrected).T
 
 
 def zero_shot_row(joint: object, dataset: TaggedDataset, labels: list[str], prompt: str, progress: bool) -> dict:
     texts = [prompt.format(tag) for tag in labels]
     dev, test = dataset.items("dev"), dataset.items("test")
-    dev_scores = joint_scores(joint, [i.image for i in dev], texts, progress)
-    test_scores = joint_scores(joint, [i.image for i in test], texts, progress)
+    # plain cosines, as `vistext tag --vocab` ranks words (the hubness correction is for collection search)
+    dev_scores = joint_scores(joint, [i.image for i in dev], texts, progress, corrected=False)
+    test_scores = joint_scores(joint, [i.image for i in test], texts, progress, corrected=False)
     thresholds = f1_optimal_thresholds(dev_scores, label_matrix(dev, labels))
     return row(f"zero-shot joint ({prompt!r})", test_scores, label_matrix(test, labels), thresholds, train_s=0.0)
 
@@ -144,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         from vistext.model import load_joint_model
 
         joint = load_joint_model(args.joint)
-        for prompt in ("{}", "a photo of {}"):
+        for prompt in ("{}", "a {}"):  # "a {}" is what `vistext tag --vocab` uses
             rows.append(zero_shot_row(joint, dataset, labels, prompt, args.progress))
     except (VistextError, ImportError) as error:
         print(f"  zero-shot skipped: {error}")

@@ -120,6 +120,8 @@ def test_hubness_correction_penalises_hubs_and_round_trips(tmp_path: Path) -> No
     model.set_hubness_banks(torch.from_numpy(plain_img[:4].copy()).repeat(5, 1), captions, k=3)
     img, txt = model.encode_images(f), model.encode_text(CAPTIONS)
     assert img.shape == (6, 10) and txt.shape == (4, 10) and model.output_dim == 10
+    np.testing.assert_allclose(model.encode_images(f, corrected=False), plain_img, atol=1e-6)  # opting out
+    np.testing.assert_allclose(model.encode_text(CAPTIONS, corrected=False), plain_txt, atol=1e-6)
     np.testing.assert_allclose(np.linalg.norm(img, axis=1), 1, atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(txt, axis=1), 1, atol=1e-5)
 

@@ -106,7 +106,12 @@ class JointModel(nn.Module):
     def logit_scale(self) -> float:
         """exp(learned log scale): multiply similarities by this before a softmax (the hubness correction
         shrinks similarities by ``hubness_norm``; the scale makes up for it)."""
-        return float(self.log_scale.detach().exp().clamp(max=100.0) * self.hubness_norm)
+        return self.plain_logit_scale * float(self.hubness_norm)
+
+    @property
+    def plain_logit_scale(self) -> float:
+        """The scale for similarities of uncorrected embeddings (``corrected=False``)."""
+        return float(self.log_scale.detach().exp().clamp(max=100.0))
 
     @property
     def corrected(self) -> bool:
@@ -182,8 +187,11 @@ class JointModel(nn.Module):
 
     # ---- numpy API ---------------------------------------------------------------------------------------
     @torch.no_grad()
-    def encode_images(self, features: ImageFeatures, batch_size: int = 256) -> np.ndarray:
-        """(N, d) L2-normalised embeddings from the bundled image encoder's output for N images."""
+    def encode_images(self, features: ImageFeatures, batch_size: int = 256, corrected: bool = True) -> np.ndarray:
+        """(N, d) L2-normalised embeddings from the bundled image encoder's output for N images.
+
+        ``corrected=False`` leaves out the hubness correction: for ranking texts against one image (tags, tag
+        sets) rather than searching a collection; such vectors only compare with texts encoded the same way."""
         if self.needs_grid and features.grid is None:
             raise ModelError(f"joint model {self.name!r} needs the feature grid: encode images with grid=True")
         self.eval()
@@ -194,19 +202,25 @@ class JointModel(nn.Module):
             g = None
             if features.grid is not None and self.needs_grid:
                 g = torch.from_numpy(np.ascontiguousarray(features.grid[s : s + batch_size], dtype=np.float32))
-            out.append(self.correct_images(self.join(self.image_branches(p, g))))
-        return torch.cat(out).numpy() if out else np.zeros((0, self.output_dim), np.float32)
+            joined = self.join(self.image_branches(p, g))
+            out.append(self.correct_images(joined) if corrected else joined)
+        return torch.cat(out).numpy() if out else np.zeros((0, self._dim(corrected)), np.float32)
 
     @torch.no_grad()
-    def encode_text(self, texts: list[str], batch_size: int = 256) -> np.ndarray:
-        """(N, d) L2-normalised embeddings of N texts (loads the text backbone on first use)."""
+    def encode_text(self, texts: list[str], batch_size: int = 256, corrected: bool = True) -> np.ndarray:
+        """(N, d) L2-normalised embeddings of N texts (loads the text backbone on first use); ``corrected`` as
+        in ``encode_images``."""
         self.eval()
         texts = [str(t) for t in texts]
         out = []
         for s in range(0, len(texts), batch_size):
             feats = self.text_encoder(self.text_encoder.prepare(texts[s : s + batch_size]))
-            out.append(self.correct_texts(self.join(self.text_branches(feats))))
-        return torch.cat(out).numpy() if out else np.zeros((0, self.output_dim), np.float32)
+            joined = self.join(self.text_branches(feats))
+            out.append(self.correct_texts(joined) if corrected else joined)
+        return torch.cat(out).numpy() if out else np.zeros((0, self._dim(corrected)), np.float32)
+
+    def _dim(self, corrected: bool) -> int:
+        return self.output_dim - (2 if self.corrected and not corrected else 0)
 
     # ---- persistence ------------------------------------------------------------------------------------
     def trainable_state(self) -> dict[str, torch.Tensor]:

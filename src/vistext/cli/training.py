@@ -175,7 +175,7 @@ def register_training(commands: argparse._SubParsersAction, common: argparse.Arg
     joint.add_argument("--text", default="minilm-gpo", help="text encoder: minilm-gpo, minilm, glove-gru, glove-lstm")
     joint.add_argument("--loss", default="infonce", help="infonce, vse-hardest, hinge-sum, triplet-semihard")
     joint.add_argument("--image-head", default="pooled-mlp", help="pooled-mlp, grid-gpo, grid-attn")
-    joint.add_argument("--epochs", type=int, default=8)
+    joint.add_argument("--epochs", type=int, default=5)
     joint.add_argument("--hidden", type=int, default=256, help="width of the projection MLPs")
     joint.add_argument("--rnn-hidden", type=int, default=1024, help="GloVe encoders: GRU/LSTM state size")
     joint.add_argument("--name", default=None, help="the model's name (default: the --out folder's name)")
@@ -185,7 +185,7 @@ def register_training(commands: argparse._SubParsersAction, common: argparse.Arg
     joint.add_argument(
         "--hard-after", type=int, default=2, help="switch to hardest negatives from this epoch (-1: never)"
     )
-    joint.add_argument("--branches", type=int, default=1, help="ensemble members trained together")
+    joint.add_argument("--branches", type=int, default=5, help="ensemble members trained together")
     joint.add_argument(
         "--reduced-dim", type=int, default=512, help="several branches: reduce the joined embedding to this many dims"
     )
