@@ -160,7 +160,10 @@ class JointModel(nn.Module):
 
     # ---- torch-level embeddings (used in training) -----------------------------------------------------------
     def image_branches(self, pooled: torch.Tensor, grid: torch.Tensor | None) -> list[torch.Tensor]:
-        return [F.normalize(head(pooled, grid), dim=-1) for head in self.image_heads]
+        return [self.image_branch(b, pooled, grid) for b in range(len(self.image_heads))]
+
+    def image_branch(self, branch: int, pooled: torch.Tensor, grid: torch.Tensor | None) -> torch.Tensor:
+        return F.normalize(self.image_heads[branch](pooled, grid), dim=-1)
 
     def text_branches(self, text_features: torch.Tensor) -> list[torch.Tensor]:
         return [F.normalize(proj(text_features), dim=-1) for proj in self.text_projs]

@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from vistext.evaluate import retrieval_metrics
@@ -144,10 +143,10 @@ def _image_batch(model: JointModel, data: SplitData, idx: torch.Tensor, rng: np.
     """Each branch's embeddings of the images ``idx``, every branch seeing its own random view of each image
     (an ensemble whose members see different crops disagrees more, which is what makes it worth having)."""
     embs = []
-    for head in model.image_heads:
+    for branch in range(len(model.image_heads)):
         view = torch.from_numpy(rng.integers(data.pooled.shape[1], size=len(idx)))
         fmap = data.grid[idx, view].float() if data.grid is not None else None
-        embs.append(F.normalize(head(data.pooled[idx, view], fmap), dim=-1))
+        embs.append(model.image_branch(branch, data.pooled[idx, view], fmap))
     return embs
 
 

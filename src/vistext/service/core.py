@@ -318,8 +318,8 @@ class Service(TopicsMixin, ExploreMixin):
         # ("pizza" over "dog" for a photo of dogs). Caption-like prompts ("a dog") suit a caption-trained model.
         # Measured on 300 Flickr8k caption tags: top-1 tag right 32.7% -> 39.4%, per-image mAP 0.211 -> 0.240.
         text = self.joint.encode_text([_tag_prompt(w) for w in words], corrected=False)
-        pixels = self._features(pictures, grid=self.joint.needs_grid)
-        sims = self.joint.encode_images(pixels, corrected=False) @ text.T
+        features = self._features(pictures, grid=self.joint.needs_grid)
+        sims = self.joint.encode_images(features, corrected=False) @ text.T
         probs = softmax(sims * self.joint.plain_logit_scale)
         top_k = min(k, len(words))
         return [[ScoredTag(words[i], round(float(row[i]), 6)) for i in np.argsort(-row)[:top_k]] for row in probs]
