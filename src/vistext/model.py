@@ -88,12 +88,11 @@ class JointModel(nn.Module):
         reduced = cfg.get("reduced_dim")
         # joined branches -> principal directions (filled by fit_reduction, saved with the model)
         self.register_buffer("reducer", torch.zeros(self.dim * n, int(reduced)) if reduced else torch.zeros(0, 0))
-        joined_dim = int(reduced) if reduced else self.dim * n
         hub = cfg.get("hubness") or {}
         bank = int(hub.get("bank", 0))
         # reference embeddings of training captions/images (filled by set_hubness_banks, saved with the model)
-        self.register_buffer("caption_bank", torch.zeros(bank, joined_dim))
-        self.register_buffer("image_bank", torch.zeros(bank, joined_dim))
+        self.register_buffer("caption_bank", torch.zeros(bank, self.joined_dim))
+        self.register_buffer("image_bank", torch.zeros(bank, self.joined_dim))
         self.register_buffer("hubness_norm", torch.tensor(1.0))
         self.hubness_k = int(hub.get("k", 10))
 
@@ -118,9 +117,13 @@ class JointModel(nn.Module):
         return self.caption_bank.shape[0] > 0
 
     @property
+    def joined_dim(self) -> int:
+        """Size of the joined branches (reduced, if they are), before any hubness correction."""
+        return self.reducer.shape[1] if self.reducer.numel() else self.dim * len(self.image_heads)
+
+    @property
     def output_dim(self) -> int:
-        joined = self.reducer.shape[1] if self.reducer.numel() else self.dim * len(self.image_heads)
-        return joined + (2 if self.corrected else 0)
+        return self.joined_dim + (2 if self.corrected else 0)
 
     # ---- hubness correction (CSLS, Lample et al. 2018) folded into the embeddings -----------------------------
     # score'(i, t) = cos(i, t) - r_cap(i)/2 - r_img(t)/2, where r_cap(i) is image i's mean similarity to its k
@@ -209,6 +212,9 @@ class JointModel(nn.Module):
             out.append(self.correct_images(joined) if corrected else joined)
         return torch.cat(out).numpy() if out else np.zeros((0, self._dim(corrected)), np.float32)
 
+    def _dim(self, corrected: bool) -> int:
+        return self.output_dim if corrected else self.joined_dim
+
     @torch.no_grad()
     def encode_text(self, texts: list[str], batch_size: int = 256, corrected: bool = True) -> np.ndarray:
         """(N, d) L2-normalised embeddings of N texts (loads the text backbone on first use); ``corrected`` as
@@ -221,9 +227,6 @@ class JointModel(nn.Module):
             joined = self.join(self.text_branches(feats))
             out.append(self.correct_texts(joined) if corrected else joined)
         return torch.cat(out).numpy() if out else np.zeros((0, self._dim(corrected)), np.float32)
-
-    def _dim(self, corrected: bool) -> int:
-        return self.output_dim - (2 if self.corrected and not corrected else 0)
 
     # ---- persistence ------------------------------------------------------------------------------------
     def trainable_state(self) -> dict[str, torch.Tensor]:

@@ -130,11 +130,14 @@ def _text_batch(model: JointModel, data: SplitData, rows: np.ndarray) -> torch.T
 
 
 @torch.no_grad()
-def evaluate_split(model: JointModel, data: SplitData) -> dict[str, Any]:
-    """Retrieval metrics on a cached split (view 0 of each image = the plain view)."""
+def evaluate_split(model: JointModel, data: SplitData, corrected: bool = True) -> dict[str, Any]:
+    """Retrieval metrics on a cached split (view 0 of each image = the plain view); ``corrected=False`` leaves
+    out the hubness correction."""
     model.eval()
-    images = model.correct_images(_joined_images(model, data, np.arange(len(data.images))))
-    texts = model.correct_texts(_joined_texts(model, data, np.arange(len(data.texts))))
+    images = _joined_images(model, data, np.arange(len(data.images)))
+    texts = _joined_texts(model, data, np.arange(len(data.texts)))
+    if corrected:
+        images, texts = model.correct_images(images), model.correct_texts(texts)
     model.train()
     return retrieval_metrics((images @ texts.T).numpy(), data.owner)
 
@@ -370,10 +373,7 @@ def train_joint(config: JointTrainConfig, progress: bool = True) -> TrainResult:
             test.text_features = cached_text_features(model, test.texts, progress)
         test_metrics = evaluate_split(model, test)
         if model.corrected:
-            banks = (model.image_bank, model.caption_bank)
-            model.image_bank, model.caption_bank = torch.zeros(0, banks[0].shape[1]), torch.zeros(0, banks[0].shape[1])
-            uncorrected = evaluate_split(model, test)
-            model.image_bank, model.caption_bank = banks
+            uncorrected = evaluate_split(model, test, corrected=False)
     best_dev: dict[str, Any] = next((r for r in state["history"] if r["epoch"] == state["best_epoch"]), {})
     seconds = time.monotonic() - start
     model.save(
