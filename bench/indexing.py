@@ -22,7 +22,7 @@ from PIL import Image
 
 from vistext.encoders import create_image_encoder
 from vistext.images import open_image
-from vistext.indexing import index_folder
+from vistext.indexing.local import index_folder
 from vistext.store import open_store
 
 FLICKR8K = Path(os.environ.get("VISTEXT_FLICKR8K", Path(__file__).resolve().parents[2] / "shared/datasets/flickr8k"))

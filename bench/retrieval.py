@@ -89,14 +89,14 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     from vistext.datasets import open_caption_dataset
-    from vistext.evaluate import evaluate_joint
-    from vistext.model import load_joint_model
+    from vistext.evaluation.retrieval import evaluate_joint
+    from vistext.models.joint import load_joint_model
 
     dataset = open_caption_dataset(args.data)
     models: list[tuple[str, str | None]] = [] if args.no_default else [("shipped joint-default", None)]
     models += [(Path(m).name, m) for m in args.model]
     if args.train_glove:
-        from vistext.train import JointTrainConfig, train_joint
+        from vistext.training.joint import JointTrainConfig, train_joint
 
         start = time.monotonic()
         train_joint(JointTrainConfig(**glove_config(args.glove_out, args.data)), progress=True)

@@ -54,7 +54,7 @@ def build_folder(folder: Path, count: int) -> Path:
 
 def joint_available() -> bool:
     try:
-        from vistext.model import load_joint_model
+        from vistext.models.joint import load_joint_model
 
         load_joint_model()
         return True

@@ -25,21 +25,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vistext.calibration import f1_optimal_thresholds
 from vistext.datasets import TaggedDataset, open_caption_dataset, open_tagged_dataset, tags_from_captions
 from vistext.encoders import ImageFeatures, create_image_encoder
 from vistext.errors import VistextError
-from vistext.evaluate import mean_average_precision
+from vistext.evaluation.tagging import mean_average_precision
+from vistext.evaluation.thresholds import f1_optimal_thresholds
 from vistext.features import encode_files
-from vistext.matcher import load_matcher
-from vistext.train_matcher import (
+from vistext.models.matcher import load_matcher
+from vistext.training.matcher import (
     MatcherTrainConfig,
     train_matcher,
     two_choice_accuracy,
     two_choice_eval,
     two_choice_pairs,
 )
-from vistext.train_tagger import TaggerTrainConfig, label_matrix, tag_metrics, tagger_scores, train_tagger
+from vistext.training.tagger import TaggerTrainConfig, label_matrix, tag_metrics, tagger_scores, train_tagger
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = {
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     rows.append(prior_row(dataset, labels))
     joint = None
     try:
-        from vistext.model import load_joint_model
+        from vistext.models.joint import load_joint_model
 
         joint = load_joint_model(args.joint)
         for prompt in ("{}", "a {}"):  # "a {}" is what `vistext tag --vocab` uses

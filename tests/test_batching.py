@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from test_store import make_records
 
-from vistext.batching import Coalescer
 from vistext.errors import StoreError
+from vistext.service.batching import Coalescer
 from vistext.service.queries import Query, QueryBatcher
 from vistext.store import ImageRecord, open_store
 

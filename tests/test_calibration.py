@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vistext.calibration import best_threshold, f1_optimal_thresholds
 from vistext.errors import UsageError
+from vistext.evaluation.thresholds import best_threshold, f1_optimal_thresholds
 
 
 def _f1(pred: np.ndarray, labels: np.ndarray) -> float:

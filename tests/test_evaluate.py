@@ -6,16 +6,18 @@ import numpy as np
 import pytest
 
 from vistext.errors import UsageError
-from vistext.evaluate import (
+from vistext.evaluation.retrieval import (
     RETRIEVAL_KEYS,
-    average_precision,
-    f1_scores,
     image_to_text_ranks,
-    mean_average_precision,
     pair_accuracy,
-    precision_at_k,
     retrieval_metrics,
     text_to_image_ranks,
+)
+from vistext.evaluation.tagging import (
+    average_precision,
+    f1_scores,
+    mean_average_precision,
+    precision_at_k,
     top1_accuracy,
 )
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from vistext.encoders import ImageEncoder, ImageFeatures, create_image_encoder
-from vistext.indexing import index_folder
+from vistext.indexing.local import index_folder
 from vistext.store import Store, open_store
 
 
@@ -131,7 +131,7 @@ def test_moved_and_copied_files_reuse_features_and_projectors(
 _INDEX_SCRIPT = """
 import sys
 from vistext.encoders import create_image_encoder
-from vistext.indexing import index_folder
+from vistext.indexing.local import index_folder
 from vistext.store import open_store
 store = open_store(sys.argv[2])
 index_folder(sys.argv[1], store, create_image_encoder(threads=1), batch_size=8, workers=1, progress=False)

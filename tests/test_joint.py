@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from vistext.encoders import ImageFeatures
-from vistext.encoders.text import TEXT_ENCODERS
+from vistext.encoders.text_encoders import TEXT_ENCODERS
 from vistext.errors import ModelError
-from vistext.heads import IMAGE_HEADS
-from vistext.model import JointModel, load_joint_model
+from vistext.models.heads import IMAGE_HEADS
+from vistext.models.joint import JointModel, load_joint_model
 from vistext.text import Vocabulary, tokenize
 
 CAPTIONS = ["A dog runs on the grass .", "Two children play football", "a red car", "zzqx unknownword"]
@@ -199,7 +199,7 @@ def test_shipped_model_loads_offline_without_minilm() -> None:
 
 @pytest.mark.slow
 def test_two_epochs_on_real_pairs_beat_chance(flickr8k: Path, tmp_path: Path) -> None:
-    from vistext.train import JointTrainConfig, train_joint
+    from vistext.training.joint import JointTrainConfig, train_joint
 
     config = JointTrainConfig(
         data=f"flickr8k:{flickr8k}",

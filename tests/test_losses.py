@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from vistext.errors import ModelError
-from vistext.losses import LOSSES, get_loss
+from vistext.losses.ranking import LOSSES, get_loss
 
 # Two images and two captions in 2-d: image 0 = (1,0), image 1 = (0,1);
 # caption 0 = (cos 30deg, sin 30deg) fits image 0 best; caption 1 = (0,1) is exactly image 1.

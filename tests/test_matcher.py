@@ -14,8 +14,8 @@ from vistext.datasets import TaggedDataset, TaggedImage, open_caption_dataset, t
 from vistext.encoders import create_image_encoder
 from vistext.errors import ModelError, UsageError
 from vistext.features import encode_files
-from vistext.matcher import MatcherSettings, MatchModel, default_matcher_path, load_matcher, parse_tag_set
-from vistext.train_matcher import (
+from vistext.models.matcher import MatcherSettings, MatchModel, default_matcher_path, load_matcher, parse_tag_set
+from vistext.training.matcher import (
     MatcherTrainConfig,
     evaluate_matcher,
     train_matcher,

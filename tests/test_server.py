@@ -58,7 +58,7 @@ def running_server(settings: ServerSettings, factory: type[Service] = Service) -
 def text_search_available() -> bool:
     """Whether this checkout has a joint image-text model (text search, open-vocabulary tags, captions)."""
     try:
-        from vistext.model import load_joint_model
+        from vistext.models.joint import load_joint_model
 
         load_joint_model()
     except (ImportError, VistextError):

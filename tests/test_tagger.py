@@ -14,15 +14,15 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from vistext.backbones import BACKBONES, AugmentViews, TrainableBackbone, available_families, create_backbone
 from vistext.datasets import open_caption_dataset, open_tagged_dataset, tags_from_captions
 from vistext.encoders import Preprocessing
 from vistext.errors import ModelError, UsageError
-from vistext.evaluate import mean_average_precision, precision_at_k
+from vistext.evaluation.tagging import mean_average_precision, precision_at_k
 from vistext.images import open_image
-from vistext.tag_losses import asymmetric_loss, class_balanced_weights, make_tag_loss
-from vistext.tagger import TaggerModel, head_logits, load_tagger, select_tags
-from vistext.train_tagger import (
+from vistext.losses.tagging import asymmetric_loss, class_balanced_weights, make_tag_loss
+from vistext.models.backbones import BACKBONES, AugmentViews, TrainableBackbone, available_families, create_backbone
+from vistext.models.tagger import TaggerModel, head_logits, load_tagger, select_tags
+from vistext.training.tagger import (
     TaggerTrainConfig,
     TagHead,
     evaluate_tagger,

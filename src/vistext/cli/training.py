@@ -53,7 +53,7 @@ def _print_metrics(metrics: dict, as_json: bool) -> None:
 
 
 def run_train_joint(args: argparse.Namespace) -> int:
-    from vistext.train import JointTrainConfig, train_joint
+    from vistext.training.joint import JointTrainConfig, train_joint
 
     config = JointTrainConfig(
         data=args.data,
@@ -90,7 +90,7 @@ def run_train_joint(args: argparse.Namespace) -> int:
 
 
 def run_train_tagger(args: argparse.Namespace) -> int:
-    from vistext.train_tagger import TaggerTrainConfig, train_tagger
+    from vistext.training.tagger import TaggerTrainConfig, train_tagger
 
     config = TaggerTrainConfig(
         data=args.data,
@@ -118,7 +118,7 @@ def run_train_tagger(args: argparse.Namespace) -> int:
 
 
 def run_train_matcher(args: argparse.Namespace) -> int:
-    from vistext.train_matcher import MatcherTrainConfig, train_matcher
+    from vistext.training.matcher import MatcherTrainConfig, train_matcher
 
     config = MatcherTrainConfig(
         data=args.data, out=args.out, epochs=args.epochs or 12, seed=args.seed, max_images=args.max_images
@@ -131,7 +131,7 @@ def run_train_matcher(args: argparse.Namespace) -> int:
 
 def model_format(directory: Path | None) -> str:
     """Which kind of model a directory holds, from its card (None: the shipped joint model)."""
-    from vistext.cards import card_format
+    from vistext.models.card import card_format
 
     return "vistext-joint" if directory is None else card_format(directory)
 
@@ -143,20 +143,20 @@ def run_eval(args: argparse.Namespace) -> int:
     progress = not args.quiet
     if kind == "vistext-joint":
         from vistext.datasets import open_caption_dataset
-        from vistext.evaluate import evaluate_joint
-        from vistext.model import load_joint_model
+        from vistext.evaluation.retrieval import evaluate_joint
+        from vistext.models.joint import load_joint_model
 
         metrics = evaluate_joint(
             load_joint_model(args.model), open_caption_dataset(args.data), split=args.split or "test", progress=progress
         )
     elif kind == "vistext-tagger":
-        from vistext.tagger import load_tagger
-        from vistext.train_tagger import evaluate_tagger
+        from vistext.models.tagger import load_tagger
+        from vistext.training.tagger import evaluate_tagger
 
         metrics = evaluate_tagger(load_tagger(args.model), args.data, split=args.split, progress=progress)
     elif kind == "vistext-matcher":
-        from vistext.matcher import load_matcher
-        from vistext.train_matcher import evaluate_matcher
+        from vistext.models.matcher import load_matcher
+        from vistext.training.matcher import evaluate_matcher
 
         metrics = evaluate_matcher(load_matcher(args.model), args.data, split=args.split, progress=progress)
     else:

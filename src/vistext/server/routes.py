@@ -135,7 +135,7 @@ def build_router() -> APIRouter:
     ) -> JSONResponse:
         context = ctx(request)
         _check_paging(context, k, offset)
-        # the query joins the next batch of searches and no thread waits for it (see vistext.batching); only the
+        # the query joins the next batch of searches and no thread waits for it (see vistext.service.batching); only the
         # first search, which may load the text model, runs in a worker thread
         service = context.service
         if service.text_model_loaded:

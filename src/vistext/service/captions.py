@@ -15,7 +15,7 @@ from vistext.errors import DatasetError, UsageError
 from vistext.paths import cache_dir
 
 if TYPE_CHECKING:
-    from vistext.model import JointModel
+    from vistext.models.joint import JointModel
 
 log = logging.getLogger(__name__)
 

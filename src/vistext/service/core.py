@@ -39,8 +39,8 @@ from vistext.service.topics import TopicsMixin
 from vistext.store.records import l2_normalise
 
 if TYPE_CHECKING:
-    from vistext.indexing import IndexReport
-    from vistext.model import JointModel
+    from vistext.indexing.local import IndexReport
+    from vistext.models.joint import JointModel
     from vistext.store import Store
     from vistext.store.records import Hit as StoreHit
 
@@ -104,7 +104,7 @@ class Service(TopicsMixin, ExploreMixin):
 
     @cached_property
     def joint(self) -> JointModel:
-        from vistext.model import load_joint_model
+        from vistext.models.joint import load_joint_model
 
         return load_joint_model(self._joint_path)
 
@@ -171,7 +171,7 @@ class Service(TopicsMixin, ExploreMixin):
     # ---- collection ---------------------------------------------------------------------------------------
     def index(self, folder: str | Path, *, text_search: bool = True) -> IndexReport:
         """Incrementally index ``folder`` (new files added, changed re-encoded, deleted removed)."""
-        from vistext.indexing import index_folder
+        from vistext.indexing.local import index_folder
 
         folder = Path(folder)
         if not folder.is_dir():
@@ -327,7 +327,7 @@ class Service(TopicsMixin, ExploreMixin):
     def _tags_from_model(
         self, pictures: Sequence[Image.Image], model: str | Path, k: int, threshold: bool
     ) -> list[list[ScoredTag]]:
-        from vistext.tagger import load_tagger
+        from vistext.models.tagger import load_tagger
 
         tagger = load_tagger(model)
         predictions = tagger.predict_images(pictures, encoder=self.encoder, k=k, threshold=threshold)
@@ -370,7 +370,7 @@ class Service(TopicsMixin, ExploreMixin):
     ) -> tuple[str, np.ndarray]:
         if model != "joint":
             from vistext.errors import ModelError
-            from vistext.matcher import load_matcher
+            from vistext.models.matcher import load_matcher
 
             try:
                 matcher = load_matcher(model)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from vistext.batching import Coalescer
+from vistext.service.batching import Coalescer
 
 if TYPE_CHECKING:
     from vistext.store import Store

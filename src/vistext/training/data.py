@@ -19,7 +19,7 @@ from PIL import Image, ImageOps
 from tqdm import tqdm
 
 from vistext.errors import UsageError
-from vistext.model import JointModel
+from vistext.models.joint import JointModel
 from vistext.paths import cache_dir
 
 # ---- views -------------------------------------------------------------------------------------------------

@@ -24,11 +24,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from vistext.evaluate import retrieval_metrics
-from vistext.heads import IMAGE_HEADS
-from vistext.losses import get_loss
-from vistext.model import JointModel
-from vistext.train_data import SplitData, TrainingViews, cached_text_features, split_data
+from vistext.evaluation.retrieval import retrieval_metrics
+from vistext.losses.ranking import get_loss
+from vistext.models.heads import IMAGE_HEADS
+from vistext.models.joint import JointModel
+from vistext.training.data import SplitData, TrainingViews, cached_text_features, split_data
 
 log = logging.getLogger(__name__)
 

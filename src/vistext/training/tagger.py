@@ -28,20 +28,20 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from vistext.backbones import (
+from vistext.datasets import TaggedDataset, TaggedImage, open_tagged_dataset
+from vistext.encoders import ImageEncoder, ImageFeatures, Preprocessing, create_image_encoder
+from vistext.errors import UsageError
+from vistext.evaluation.tagging import f1_scores, mean_average_precision, precision_at_k, top1_accuracy
+from vistext.evaluation.thresholds import f1_optimal_thresholds
+from vistext.losses.tagging import make_tag_loss
+from vistext.models.backbones import (
     AugmentViews,
     ModuleEncoder,
     TrainableBackbone,
     create_backbone,
     export_tagger_network,
 )
-from vistext.calibration import f1_optimal_thresholds
-from vistext.datasets import TaggedDataset, TaggedImage, open_tagged_dataset
-from vistext.encoders import ImageEncoder, ImageFeatures, Preprocessing, create_image_encoder
-from vistext.errors import UsageError
-from vistext.evaluate import f1_scores, mean_average_precision, precision_at_k, top1_accuracy
-from vistext.tag_losses import make_tag_loss
-from vistext.tagger import TaggerModel
+from vistext.models.tagger import TaggerModel
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class TaggerTrainConfig:
     data: str | TaggedDataset  # FORMAT:PATH or an opened dataset
     out: str | Path | None = None  # model directory (None: a fresh temporary directory)
     method: str = "cached"  # cached | frozen-aug | finetune
-    backbone: str = BUNDLED  # a registered backbone name (see vistext.backbones)
+    backbone: str = BUNDLED  # a registered backbone name (see vistext.models.backbones)
     feature: str = "pooled"  # pooled | grid (grid: class-specific attention over the feature map; cached only)
     hidden: int = 0  # >0: a hidden layer of this size in the head
     loss: str = "bce"  # bce | cb-bce | asl (bench: same mAP, bce best P@k, cb-bce best macro-F1)

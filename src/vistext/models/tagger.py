@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from vistext.cards import read_card
 from vistext.encoders import ImageEncoder, ImageFeatures, Preprocessing, create_image_encoder
 from vistext.errors import ModelError, UsageError
+from vistext.models.card import read_card
 
 log = logging.getLogger(__name__)
 

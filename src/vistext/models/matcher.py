@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vistext.cards import read_card
 from vistext.errors import ModelError, UsageError
+from vistext.models.card import read_card
 from vistext.text import WordVectors, tokenize
 
 FORMAT = "vistext-matcher"
@@ -233,7 +233,7 @@ class MatchModel(nn.Module):
 
 def default_matcher_path() -> Path:
     """The match model shipped inside the package."""
-    return Path(str(files("vistext").joinpath("models", "matcher-default")))
+    return Path(str(files("vistext").joinpath("models", "pretrained", "matcher-default")))
 
 
 def load_matcher(directory: str | Path | None = None) -> MatchModel:

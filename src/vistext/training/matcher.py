@@ -28,7 +28,7 @@ from tqdm import tqdm
 from vistext.datasets import TaggedDataset, TaggedImage, open_tagged_dataset
 from vistext.encoders import create_image_encoder
 from vistext.errors import UsageError
-from vistext.matcher import MatcherSettings, MatchModel, TagBatch
+from vistext.models.matcher import MatcherSettings, MatchModel, TagBatch
 from vistext.text import tokenize
 
 log = logging.getLogger(__name__)
@@ -157,7 +157,7 @@ def _batch_examples(
 
 
 def _splits(dataset: TaggedDataset, config: MatcherTrainConfig) -> tuple[list[TaggedImage], list[TaggedImage]]:
-    from vistext.train_tagger import split_items
+    from vistext.training.tagger import split_items
 
     train, val = split_items(dataset, 0.1, config.seed, config.max_images)
     return [t for t in train if t.tags], [v for v in val if v.tags]

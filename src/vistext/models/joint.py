@@ -26,11 +26,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vistext.cards import read_card
 from vistext.encoders import ImageFeatures
-from vistext.encoders.text import TEXT_ENCODERS, TextEncoder
+from vistext.encoders.text_encoders import TEXT_ENCODERS, TextEncoder
 from vistext.errors import ModelError
-from vistext.heads import IMAGE_HEADS, Projection
+from vistext.models.card import read_card
+from vistext.models.heads import IMAGE_HEADS, Projection
 
 log = logging.getLogger(__name__)
 
@@ -337,7 +337,7 @@ def load_joint_model(path: str | Path | None = None) -> JointModel:
         if not directory.is_dir():
             raise ModelError(f"{directory}: joint model directory not found")
         return _load_from(directory)
-    with as_file(files("vistext").joinpath("models", DEFAULT_MODEL)) as shipped:
+    with as_file(files("vistext").joinpath("models", "pretrained", DEFAULT_MODEL)) as shipped:
         if not Path(shipped).is_dir():
             raise ModelError(f"{shipped}: the shipped default joint model is missing from the installation")
         return _load_from(Path(shipped))
