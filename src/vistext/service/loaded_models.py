@@ -111,6 +111,10 @@ class LoadedModels:
         return self._joint.get()
 
     @property
+    def encoder_loaded(self) -> bool:
+        return self._encoder.loaded
+
+    @property
     def joint_loaded(self) -> bool:
         return self._joint.loaded
 
