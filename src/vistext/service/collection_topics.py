@@ -33,7 +33,7 @@ class CollectionTopics:
         labels = list(self.models.encoder.labels or [])
         ids, rows = [], []
         for record in self.collection.store().records(status="ok"):
-            if record.logits is not None and len(record.logits) == len(labels):
+            if record.id is not None and record.logits is not None and len(record.logits) == len(labels):
                 ids.append(int(record.id))
                 rows.append(softmax(record.logits.astype(np.float64)))
         if len(ids) < 2:

@@ -76,7 +76,12 @@ class Understanding:
 
     def _tags_from_imagenet(self, pictures: Sequence[Image.Image], k: int) -> list[list[ScoredTag]]:
         labels = self.models.encoder.labels or []
-        probs = softmax(self.models.features(pictures).logits)
+        logits = self.models.features(pictures).logits
+        if logits is None:
+            raise ModelError(
+                f"image encoder {self.models.encoder_name!r} has no classifier: give a tagger or a vocabulary"
+            )
+        probs = softmax(logits)
         return [[ScoredTag(labels[i], round(float(row[i]), 6)) for i in np.argsort(-row)[:k]] for row in probs]
 
     def _tags_from_vocabulary(
