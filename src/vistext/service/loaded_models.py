@@ -168,6 +168,6 @@ class LoadedModels:
 
     def _fingerprint(self) -> str:
         joint = self.joint
-        card = getattr(joint, "metadata", None) or joint.config
+        card = joint.metadata or joint.config  # a model built in memory has no card yet
         digest = hashlib.sha1(json.dumps(card, sort_keys=True, default=str).encode()).hexdigest()[:10]
         return f"{joint.name}@{digest}"
