@@ -93,16 +93,16 @@ def test_nearest_neighbours_match_brute_force() -> None:
 # ---- the service's map --------------------------------------------------------------------------------------
 def test_map_points_are_coloured_by_topic_and_cached(indexed: Path) -> None:
     with Service(db=indexed, progress=False) as service:
-        assert service.status()["map_ready"] is False
-        answer = service.map_points("pca", topics=4)
+        assert service.status().map_ready is False
+        answer = service.map_points("pca", topics=4).to_dict()
         points = answer["points"]
         assert answer["count"] == 30 and len(points["x"]) == 30 and len(set(points["id"])) == 30
         assert all(name.endswith(".jpg") for name in points["name"])
         assert len(answer["topics"]) == 4 and all(t["words"] for t in answer["topics"])
         assert set(points["topic"]) <= {0, 1, 2, 3} and len(set(points["topic"])) >= 2
-        assert service.status()["map_ready"] is True and service.status()["maps_cached"] == ["pca"]
-        assert service.map_points("pca", topics=4) == json.loads(json.dumps(answer))
-        table = service.neighbour_table(3)
+        assert service.status().map_ready is True and service.status().maps_cached == ["pca"]
+        assert service.map_points("pca", topics=4).to_dict() == json.loads(json.dumps(answer))
+        table = service.neighbour_table(3).neighbours
         first = points["id"][0]
         assert len(table[first]) == 3 and first not in [other for other, _ in table[first]]
         assert [other for other, _ in table[first]] == [h.id for h in service.similar(first, 4).results[1:]]
@@ -165,11 +165,11 @@ def test_status_fingerprints_the_vectors_only_after_the_collection_changed(tmp_p
         reads = []
         original = store.vectors
         store.vectors = lambda space: reads.append(space) or original(space)  # type: ignore[method-assign]
-        assert service.status()["images"] == 20
-        assert service.status()["map_ready"] is False
+        assert service.status().images == 20
+        assert service.status().map_ready is False
         assert reads == ["image"]  # polled twice, read once
         store.add(records[20:])
-        assert service.status()["images"] == 30
+        assert service.status().images == 30
         assert reads == ["image", "image"]
-        maps.cached_layout(*original("image"), service._map_folder(), "tsne")
-        assert service.status()["map_ready"] is True and len(reads) == 2
+        maps.cached_layout(*original("image"), service.explore.map_folder(), "tsne")
+        assert service.status().map_ready is True and len(reads) == 2

@@ -23,7 +23,7 @@ from PIL import Image
 
 from vistext.errors import VistextError
 from vistext.server import ServerSettings, create_app
-from vistext.service import Service
+from vistext.service import InfoResult, Service
 
 
 @contextmanager
@@ -310,7 +310,7 @@ def test_missing_upload_and_bad_paging_are_400(client: httpx.Client) -> None:
 
 def test_slow_requests_time_out_with_504(collection: dict[str, Path]) -> None:
     class SlowService(Service):
-        def info(self) -> dict:
+        def info(self) -> InfoResult:
             time.sleep(1.0)
             return super().info()
 

@@ -1,8 +1,9 @@
 """The Telegram bot (layer 6, ``vistext bot``): a thin chat surface over the service facade.
 
 A photo gets its tags and closest captions; text gets the best matching images as an album; ``/similar`` as a
-reply to a photo gets the closest indexed images; ``/help`` says so. With an allow-list only those users are
-answered. Errors reach the user as one short line; the trace stays in the log.
+reply to a photo gets the closest indexed images; ``/match`` as a reply to a photo says which of the tag sets
+given (parsed by ``vistext.service.parse_tag_sets``) fits it best; ``/help`` says so. With an allow-list only
+those users are answered. Errors reach the user as one short line; the trace stays in the log.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from telegram import InputMediaPhoto, Message, Update
 from telegram.ext import Application, ApplicationBuilder, CommandHandler, ContextTypes, MessageHandler, filters
 
 from vistext.errors import VistextError
-from vistext.service import SearchResult, Service, Upload
+from vistext.service import MatchResult, SearchResult, Service, Upload, parse_tag_sets
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,7 @@ HELP = (
     "Send me a photo: I tell you what is in it and the closest captions I know.\n"
     "Send me words (e.g. 'a dog running on the beach'): I send the best matching pictures.\n"
     "Reply /similar to a photo: I send the most similar pictures of the collection.\n"
+    "Reply /match dog, grass; cat, sofa to a photo: I say which tag set fits it best.\n"
     "/help shows this message."
 )
 
@@ -57,6 +59,19 @@ def format_understanding(tags: list[tuple[str, float]], captions: list[tuple[str
         lines.append("Closest captions:")
         lines += [f"{i}. {text} ({score:.2f})" for i, (text, score) in enumerate(captions, start=1)]
     return "\n".join(lines) or "I could not find anything to say about this picture."
+
+
+def format_match(result: MatchResult) -> str:
+    return "\n".join(
+        f"{'*' if position == result.best else ' '} {candidate.score:.3f}  {', '.join(candidate.tags)}"
+        for position, candidate in enumerate(result.candidates)
+    )
+
+
+def command_text(text: str) -> str:
+    """What follows the command word: ``"/match@vistext_bot dog, grass; cat"`` -> ``"dog, grass; cat"``."""
+    parts = text.split(maxsplit=1)
+    return parts[1] if len(parts) > 1 else ""
 
 
 class VistextBot:
@@ -154,6 +169,23 @@ class VistextBot:
         result = await asyncio.to_thread(self.service.similar, upload, self.settings.k)
         await self._send_album(message, result, "The collection has no pictures yet.")
 
+    async def on_match(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.effective_message
+        if message is None:
+            return
+        hint = "Reply /match dog, grass; cat, sofa to a photo to see which tag set fits it."
+        original = message.reply_to_message
+        if original is None:
+            await message.reply_text(hint)
+            return
+        sets = parse_tag_sets(command_text(message.text or ""))  # before the download: a typo fails at once
+        upload = await self._photo_upload(original, context)
+        if upload is None:
+            await message.reply_text(hint)
+            return
+        result = await asyncio.to_thread(self.service.match, upload, sets)
+        await message.reply_text(format_match(result))
+
     # ---- wiring ---------------------------------------------------------------------------------------------
     def build(self) -> Application:
         """The python-telegram-bot application with every handler registered."""
@@ -167,6 +199,7 @@ class VistextBot:
         who = filters.User(user_id=sorted(self.settings.allow)) if self.settings.allow is not None else filters.ALL
         app.add_handler(CommandHandler(["help", "start"], self.guarded(self.on_help), filters=who))
         app.add_handler(CommandHandler("similar", self.guarded(self.on_similar), filters=who))
+        app.add_handler(CommandHandler("match", self.guarded(self.on_match), filters=who))
         app.add_handler(MessageHandler(who & (filters.PHOTO | filters.Document.IMAGE), self.guarded(self.on_photo)))
         app.add_handler(MessageHandler(who & filters.TEXT & ~filters.COMMAND, self.guarded(self.on_text)))
         app.add_error_handler(self._on_error)

@@ -59,7 +59,7 @@ def run_index(args: argparse.Namespace) -> int:
 
 def run_info(args: argparse.Namespace) -> int:
     with service_for(args) as service:
-        info = service.info()
+        info = service.info().to_dict()
     if args.json:
         emit_json(info)
     else:
@@ -117,7 +117,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def run_topics(args: argparse.Namespace) -> int:
     with service_for(args) as service:
-        topics = service.topics(args.n)
+        topics = service.topics(args.n).to_dict()
     if args.json:
         emit_json(topics)
         return 0

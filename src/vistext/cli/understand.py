@@ -7,6 +7,7 @@ from pathlib import Path
 
 from vistext.cli.collection import add_db, service_for
 from vistext.cli.output import emit_json, say
+from vistext.service import parse_tag_sets
 
 
 def parse_vocab(value: str) -> list[str]:
@@ -47,10 +48,9 @@ def run_caption(args: argparse.Namespace) -> int:
 
 
 def run_match(args: argparse.Namespace) -> int:
-    from vistext.models.matcher import parse_tag_set
-
+    sets = parse_tag_sets(args.tag_sets)
     with service_for(args) as service:
-        result = service.match(args.image, [parse_tag_set(text) for text in args.tag_sets], model=args.model)
+        result = service.match(args.image, sets, model=args.model)
     if args.json:
         emit_json(result.to_dict())
     else:
@@ -81,6 +81,6 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
 
     match = commands.add_parser("match", parents=[common], help="which tag set fits an image best")
     match.add_argument("image")
-    match.add_argument("tag_sets", nargs="+", help='tag sets, e.g. "dog ball grass" or "red car, street"')
+    match.add_argument("tag_sets", nargs="+", help='tag sets, e.g. "dog ball grass" "red car, street"')
     match.add_argument("--model", help='a match classifier directory, or "joint" (default: the shipped classifier)')
     match.set_defaults(run=run_match)

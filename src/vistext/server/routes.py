@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -20,7 +19,7 @@ from vistext.errors import UsageError
 from vistext.server import schemas
 from vistext.server.limits import check_upload, run_blocking, wait_for
 from vistext.server.settings import ServerSettings
-from vistext.service import Service, Upload
+from vistext.service import Service, Upload, parse_tag_sets
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -85,29 +84,6 @@ def _split_words(text: str, limit: int, what: str) -> list[str]:
     return words
 
 
-def _parse_tag_sets(text: str, limit: int) -> list[list[str]]:
-    """Tag sets as JSON (``[["dog","grass"],["cat"]]``) or one set per line with comma-separated tags."""
-    stripped = text.strip()
-    if stripped.startswith("["):
-        try:
-            sets = json.loads(stripped)
-        except json.JSONDecodeError as error:
-            raise UsageError(f"tag_sets is not valid JSON ({error.msg})") from None
-        if not isinstance(sets, list) or not all(
-            isinstance(s, list) and all(isinstance(t, str) for t in s) for s in sets
-        ):
-            raise UsageError("tag_sets JSON must be a list of lists of strings")
-        sets = [[t.strip() for t in s if t.strip()] for s in sets]
-    else:
-        sets = [[t.strip() for t in line.split(",") if t.strip()] for line in stripped.splitlines()]
-    sets = [s for s in sets if s]
-    if not sets:
-        raise UsageError("give at least one tag set")
-    if len(sets) > limit:
-        raise UsageError(f"too many tag sets ({len(sets)}; limit {limit})")
-    return sets
-
-
 def build_router() -> APIRouter:
     api = APIRouter(prefix="/api", responses=ERRORS)
 
@@ -118,12 +94,12 @@ def build_router() -> APIRouter:
     @api.get("/info", summary="what is in the catalogue (same as `vistext info --json`)")
     async def info(request: Request) -> JSONResponse:
         context = ctx(request)
-        return JSONResponse(await context.call(context.service.info))
+        return JSONResponse(await context.call(lambda: context.service.info().to_dict()))
 
     @api.get("/status", summary="index status: image count, text search available, map computed")
     async def status(request: Request) -> JSONResponse:
         context = ctx(request)
-        return JSONResponse(await context.call(context.service.status))
+        return JSONResponse(await context.call(lambda: context.service.status().to_dict()))
 
     @api.get("/search", response_model=schemas.SearchOut, summary="indexed images matching a text")
     async def search(
@@ -227,7 +203,7 @@ def build_router() -> APIRouter:
         tag_sets: str = Form(..., description='one set per line ("dog, grass"), or JSON [["dog","grass"],["cat"]]'),
     ) -> JSONResponse:
         context = ctx(request)
-        sets = _parse_tag_sets(tag_sets, context.settings.max_tag_sets)
+        sets = parse_tag_sets(tag_sets, limit=context.settings.max_tag_sets)
         upload = await _upload(file)
 
         def work() -> dict[str, Any]:
@@ -239,7 +215,7 @@ def build_router() -> APIRouter:
     @api.get("/topics", summary="NMF topics of the collection: top words and typical images")
     async def topics(request: Request, n: int = Query(8, ge=1, le=50)) -> JSONResponse:
         context = ctx(request)
-        return JSONResponse(await context.call(lambda: context.service.topics(n)))
+        return JSONResponse(await context.call(lambda: context.service.topics(n).to_dict()))
 
     @api.get(
         "/map",
@@ -252,7 +228,7 @@ def build_router() -> APIRouter:
         method = method or context.settings.map_method
         job = context.map_jobs.get(method)
         if job is None or job.done():
-            job = context.map_pool.submit(context.service.map_points, method)
+            job = context.map_pool.submit(lambda: context.service.map_points(method).to_dict())
             context.map_jobs[method] = job
         try:
             result = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(job)), MAP_WAIT)

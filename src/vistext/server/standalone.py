@@ -55,12 +55,9 @@ def write_map_html(
     out = Path(out_path)
     if out.suffix.lower() not in {".html", ".htm"}:
         raise UsageError(f"{out}: the map file must end in .html")
-    data: dict[str, Any] = service.map_points(method)
+    data: dict[str, Any] = service.map_points(method).to_dict()
     ids = data["points"]["id"]
-    data["neighbours"] = {
-        str(image_id): [[other, score] for other, score in near]
-        for image_id, near in service.neighbour_table(neighbours).items()
-    }
+    data["neighbours"] = service.neighbour_table(neighbours).to_dict()
     size = EMBED_SIZE if len(ids) <= EMBED_LIMIT else EMBED_SIZE_LARGE
     files: dict[str, str] = {}
     thumbs: dict[str, str] = {}

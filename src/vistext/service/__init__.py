@@ -1,30 +1,49 @@
-"""The service facade (layer 5): the only thing the CLI, HTTP server and bot call."""
+"""The service facade (layer 5): the only thing the CLI, HTTP server and bot call.
+
+``Service`` answers every request with a result object whose ``to_dict()`` is the JSON every surface shows;
+``parse_tag_sets`` is the one parser of typed tag sets, so a request gives the same answer everywhere.
+"""
 
 from __future__ import annotations
 
+from vistext.service.collection import UnknownImageError
 from vistext.service.core import Service
-from vistext.service.inputs import ImageInput, Upload
+from vistext.service.inputs import ImageInput, Upload, parse_tag_sets
 from vistext.service.results import (
     CaptionResult,
     Hit,
+    InfoResult,
+    MapResult,
     MatchCandidate,
     MatchResult,
+    NeighbourTable,
     ScoredCaption,
     ScoredTag,
     SearchResult,
+    StatusResult,
     TagResult,
+    TopicsResult,
+    TopicSummary,
 )
 
 __all__ = [
     "CaptionResult",
     "Hit",
     "ImageInput",
+    "InfoResult",
+    "MapResult",
     "MatchCandidate",
     "MatchResult",
+    "NeighbourTable",
     "ScoredCaption",
     "ScoredTag",
     "SearchResult",
     "Service",
+    "StatusResult",
     "TagResult",
+    "TopicSummary",
+    "TopicsResult",
+    "UnknownImageError",
     "Upload",
+    "parse_tag_sets",
 ]

@@ -1,17 +1,20 @@
-"""Images as the service receives them: a path on disk, or the bytes of an upload with its file name."""
+"""What the service receives: images (a path on disk, or the bytes of an upload with its file name) and the tag
+sets people type. Every surface (CLI, HTTP, bot) parses through here, so one input gives one answer everywhere."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
 
-from vistext.errors import ImageDecodeError
+from vistext.errors import ImageDecodeError, UsageError
 from vistext.images import open_image
 
 
@@ -24,6 +27,10 @@ class Upload:
 
 
 ImageInput = str | Path | Upload
+
+MAX_TAG_SETS = 50  # tag sets in one request
+MAX_TAG_LENGTH = 200  # characters in one tag
+_SET_SEPARATOR = re.compile(r"[;\n]")
 
 
 def input_name(image: ImageInput) -> str:
@@ -51,3 +58,45 @@ def decode(image: ImageInput, min_side: int = 224) -> Image.Image:
             return open_image(path, min_side=min_side)
         except ImageDecodeError as error:
             raise ImageDecodeError(image.name, error.reason) from None
+
+
+def parse_tag_sets(text: str | Sequence[str], *, limit: int = MAX_TAG_SETS) -> list[list[str]]:
+    """Tag sets as a person types them, parsed by one set of rules for every surface.
+
+    - Text starting with ``[`` is JSON, a list of lists of strings: ``[["dog", "grass"], ["cat"]]``.
+    - Otherwise sets are separated by new lines or ``;``. Within a set, tags are separated by commas
+      (``"red car, street"`` -> ``["red car", "street"]``); a set without a comma has one tag per word
+      (``"dog ball grass"`` -> ``["dog", "ball", "grass"]``), so end a lone multi-word tag with a comma.
+    - A sequence of texts (command-line arguments) is parsed text by text and the sets are joined, so each
+      argument is one or more sets.
+    - Surrounding spaces and empty tags are dropped; a set left empty is skipped.
+
+    Raises ``UsageError`` when there is no set, more than ``limit`` sets, or a tag over 200 characters.
+    """
+    texts = [text] if isinstance(text, str) else list(text)
+    sets = [tags for part in texts for tags in _parse_text(part)]
+    if not sets:
+        raise UsageError("give at least one tag set")
+    if len(sets) > limit:
+        raise UsageError(f"too many tag sets ({len(sets)}; limit {limit})")
+    if any(len(tag) > MAX_TAG_LENGTH for tags in sets for tag in tags):
+        raise UsageError(f"a tag is longer than {MAX_TAG_LENGTH} characters")
+    return sets
+
+
+def _parse_text(text: str) -> list[list[str]]:
+    stripped = text.strip()
+    if stripped.startswith("["):
+        try:
+            raw = json.loads(stripped)
+        except json.JSONDecodeError as error:
+            raise UsageError(f"tag_sets is not valid JSON ({error.msg})") from None
+        if not isinstance(raw, list) or not all(
+            isinstance(tags, list) and all(isinstance(tag, str) for tag in tags) for tags in raw
+        ):
+            raise UsageError("tag_sets JSON must be a list of lists of strings")
+        sets = [[tag.strip() for tag in tags] for tags in raw]
+    else:
+        lines = _SET_SEPARATOR.split(stripped)
+        sets = [[tag.strip() for tag in (line.split(",") if "," in line else line.split())] for line in lines]
+    return [tags for tags in ([tag for tag in tags if tag] for tags in sets) if tags]

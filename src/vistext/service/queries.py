@@ -21,7 +21,7 @@ from vistext.service.batching import Coalescer
 
 if TYPE_CHECKING:
     from vistext.store import Store
-    from vistext.store.records import Hit as StoreHit
+    from vistext.store.records import VectorHit
 
 TEXT_CACHE_SIZE = 8192  # query embeddings kept (~2 KB each: ~16 MB)
 MAX_BATCH = 64
@@ -64,7 +64,7 @@ class QueryBatcher:
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
-        self._searches: Coalescer[Query, list[StoreHit]] = Coalescer(
+        self._searches: Coalescer[Query, list[VectorHit]] = Coalescer(
             self._search_batch, MAX_BATCH, name="vistext-searches", thread_init=one_openmp_thread
         )
 
@@ -84,19 +84,19 @@ class QueryBatcher:
         return [known[t] for t in texts]
 
     # ---- searches -----------------------------------------------------------------------------------------
-    def search(self, query: Query) -> list[StoreHit]:
+    def search(self, query: Query) -> list[VectorHit]:
         """Up to ``query.depth`` hits, best first; runs in one batch with the searches waiting beside it."""
         return self._searches(query)
 
-    def submit(self, query: Query) -> Future[list[StoreHit]]:
+    def submit(self, query: Query) -> Future[list[VectorHit]]:
         """``search`` without blocking: the future resolves when the query's batch has run."""
         return self._searches.submit(query)
 
-    def _search_batch(self, queries: list[Query]) -> list[list[StoreHit]]:
+    def _search_batch(self, queries: list[Query]) -> list[list[VectorHit]]:
         texts = [q.text for q in queries if q.vector is None and q.text is not None]
         by_text = dict(zip(texts, self._embed_batch(texts), strict=True)) if texts else {}
         vectors = [q.vector if q.vector is not None else by_text[q.text] for q in queries]  # type: ignore[index]
-        answers: list[list[StoreHit]] = [[] for _ in queries]
+        answers: list[list[VectorHit]] = [[] for _ in queries]
         store = self._store()
         for space in dict.fromkeys(q.space for q in queries):
             rows = [i for i, q in enumerate(queries) if q.space == space]

@@ -91,3 +91,127 @@ class MatchResult:
             "best": self.best,
             "method": self.method,
         }
+
+
+@dataclass
+class InfoResult:
+    """Where the catalogue is and, when it exists, what the store says about it (counts, spaces, models)."""
+
+    db: str
+    exists: bool
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"db": self.db, "exists": self.exists, **self.details}
+
+
+@dataclass
+class StatusResult:
+    """``info`` plus what the explore surfaces need: the image count, whether text search and a map are ready."""
+
+    info: InfoResult
+    images: int | None = None  # None when the collection could not be counted (see the log)
+    text_search: bool = False
+    map_ready: bool = False
+    maps_cached: list[str] | None = None  # map methods with a layout on disk, when known
+
+    def to_dict(self) -> dict[str, Any]:
+        out = self.info.to_dict()
+        out["text_search"] = self.text_search
+        if self.images is not None:
+            out["images"] = self.images
+        if self.maps_cached is not None:
+            out["maps_cached"] = list(self.maps_cached)
+        out["map_ready"] = self.map_ready
+        return out
+
+
+@dataclass
+class TopicSummary:
+    """One NMF topic: its share of the collection, top words with weights, and its most typical image ids."""
+
+    topic: int
+    label: str
+    weight: float
+    words: list[tuple[str, float]]
+    images: list[int]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "topic": self.topic,
+            "label": self.label,
+            "weight": self.weight,
+            "words": [{"word": word, "weight": weight} for word, weight in self.words],
+            "images": list(self.images),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TopicSummary:
+        words = [(str(w["word"]), float(w["weight"])) for w in data["words"]]
+        return cls(int(data["topic"]), str(data["label"]), float(data["weight"]), words, list(data["images"]))
+
+
+@dataclass
+class TopicsResult:
+    """The collection's topics and each image's dominant topic (image id -> topic index)."""
+
+    topics: list[TopicSummary]
+    image_topics: dict[int, int]
+    n_images: int
+    reconstruction_error: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "n_topics": len(self.topics),
+            "n_images": self.n_images,
+            "reconstruction_error": self.reconstruction_error,
+            "topics": [topic.to_dict() for topic in self.topics],
+            "image_topics": {str(image): topic for image, topic in self.image_topics.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TopicsResult:
+        return cls(
+            topics=[TopicSummary.from_dict(topic) for topic in data["topics"]],
+            image_topics={int(image): int(topic) for image, topic in data["image_topics"].items()},
+            n_images=int(data["n_images"]),
+            reconstruction_error=float(data["reconstruction_error"]),
+        )
+
+
+@dataclass
+class MapResult:
+    """2-D positions of every indexed image. ``points`` holds columns ``id``, ``x``, ``y``, ``name`` and
+    ``topic`` (the image's strongest topic, or -1); ``topics`` the id and top words of each topic."""
+
+    method: str
+    key: str
+    points: dict[str, list[Any]]
+    topics: list[dict[str, Any]]
+
+    @property
+    def count(self) -> int:
+        return len(self.points["id"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "key": self.key,
+            "count": self.count,
+            "points": {column: list(values) for column, values in self.points.items()},
+            "topics": [dict(topic) for topic in self.topics],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MapResult:
+        return cls(str(data["method"]), str(data["key"]), dict(data["points"]), list(data["topics"]))
+
+
+@dataclass
+class NeighbourTable:
+    """Every indexed image's most similar images, best first: image id -> [(other id, cosine)]."""
+
+    neighbours: dict[int, list[tuple[int, float]]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {str(image): [[other, score] for other, score in near] for image, near in self.neighbours.items()}

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from vistext.store.records import FileState, Hit, ImageRecord
+from vistext.store.records import FileState, ImageRecord, VectorHit
 
 
 class Store(ABC):
@@ -39,7 +39,7 @@ class Store(ABC):
         """The record with this id (int) or path (str), or None."""
 
     @abstractmethod
-    def search(self, space: str, queries: np.ndarray, k: int) -> list[list[Hit]]:
+    def search(self, space: str, queries: np.ndarray, k: int) -> list[list[VectorHit]]:
         """For each query row, up to ``k`` hits by cosine similarity, best first."""
 
     @abstractmethod

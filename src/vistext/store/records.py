@@ -39,8 +39,8 @@ class ImageRecord:
 
 
 @dataclass(frozen=True)
-class Hit:
-    """A search result: the image id, its path and the cosine similarity to the query."""
+class VectorHit:
+    """A store search hit: the image id, its path and the cosine similarity to the query."""
 
     id: int
     path: str

@@ -26,7 +26,7 @@ import numpy as np
 from vistext.errors import StoreError
 from vistext.store.base import Store
 from vistext.store.catalogue import SCHEMA_VERSION, Catalogue
-from vistext.store.records import FileState, Hit, ImageRecord, from_blob, l2_normalise
+from vistext.store.records import FileState, ImageRecord, VectorHit, from_blob, l2_normalise
 from vistext.store.vectors import FLAT, HNSW, HNSW_THRESHOLD, VectorIndex
 
 log = logging.getLogger(__name__)
@@ -163,7 +163,7 @@ class SQLiteStore(Store):
                 matrix[position] = row
         return np.asarray(ids, dtype=np.int64), l2_normalise(matrix) if len(ids) else matrix
 
-    def search(self, space: str, queries: np.ndarray, k: int) -> list[list[Hit]]:
+    def search(self, space: str, queries: np.ndarray, k: int) -> list[list[VectorHit]]:
         queries = np.asarray(queries, dtype=np.float32)
         queries = queries.reshape(1, -1) if queries.ndim == 1 else queries
         with self._locked():
@@ -179,7 +179,11 @@ class SQLiteStore(Store):
             scores, ids = index.search(l2_normalise(queries), k)
             paths = self._paths(np.unique(ids[ids >= 0]))
         return [
-            [Hit(int(i), paths[int(i)], float(s)) for s, i in zip(row_scores, row_ids, strict=True) if int(i) in paths]
+            [
+                VectorHit(int(i), paths[int(i)], float(s))
+                for s, i in zip(row_scores, row_ids, strict=True)
+                if int(i) in paths
+            ]
             for row_scores, row_ids in zip(scores, ids, strict=True)
         ]
 

@@ -10,43 +10,37 @@ import hashlib
 import json
 import logging
 import os
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from vistext.encoders.base import softmax
 from vistext.errors import UsageError
-
-if TYPE_CHECKING:
-    from vistext.encoders import ImageEncoder
-    from vistext.store import Store
+from vistext.service.collection import Collection
+from vistext.service.loaded_models import LoadedModels
+from vistext.service.results import TopicsResult
 
 log = logging.getLogger(__name__)
 
 
-class TopicsMixin:
-    """Mixed into ``Service`` (needs its ``store()``, ``db_path()`` and ``encoder``)."""
+class CollectionTopics:
+    """Topics of ``collection``, fitted on the ImageNet scores its images were indexed with."""
 
-    if TYPE_CHECKING:
-        encoder: ImageEncoder
-
-        def store(self, create: bool = False, folder: str | Path | None = None) -> Store: ...
-
-        def db_path(self, folder: str | Path | None = None) -> Path: ...
+    def __init__(self, collection: Collection, models: LoadedModels) -> None:
+        self.collection = collection
+        self.models = models
 
     def _tag_matrix(self) -> tuple[list[int], np.ndarray, list[str]]:
-        labels = list(self.encoder.labels or [])
+        labels = list(self.models.encoder.labels or [])
         ids, rows = [], []
-        for record in self.store().records(status="ok"):
-            if record.logits is not None and len(record.logits) == len(labels):
+        for record in self.collection.store().records(status="ok"):
+            if record.id is not None and record.logits is not None and len(record.logits) == len(labels):
                 ids.append(int(record.id))
                 rows.append(softmax(record.logits.astype(np.float64)))
         if len(ids) < 2:
-            raise UsageError(f"{self.db_path()}: topics need at least 2 indexed images, found {len(ids)}")
+            raise UsageError(f"{self.collection.db_path()}: topics need at least 2 indexed images, found {len(ids)}")
         return ids, np.stack(rows), labels
 
-    def topics(self, n: int = 20, *, seed: int = 0, top_images: int = 8) -> dict[str, Any]:
+    def topics(self, n: int = 20, *, seed: int = 0, top_images: int = 8) -> TopicsResult:
         """``n`` NMF topics of the collection: top words, most typical image ids, each image's dominant topic."""
         from vistext.analysis.topics import fit_topics
 
@@ -55,10 +49,10 @@ class TopicsMixin:
         ids, matrix, labels = self._tag_matrix()
         n = min(n, len(ids))
         key = hashlib.sha1(np.asarray(ids, dtype=np.int64).tobytes() + f"{n}:{seed}".encode()).hexdigest()[:16]
-        folder = self.db_path().parent
+        folder = self.collection.db_path().parent
         summary_file, weights_file = folder / f"topics-{key}.json", folder / f"topics-{key}.npz"
         if summary_file.is_file() and weights_file.is_file():
-            return dict(json.loads(summary_file.read_text(encoding="utf-8")))
+            return TopicsResult.from_dict(json.loads(summary_file.read_text(encoding="utf-8")))
         model = fit_topics(matrix, labels, n, seed=seed, ids=ids, top_images=top_images)
         dominant = model.image_topics()
         summary = model.to_dict()
@@ -71,12 +65,12 @@ class TopicsMixin:
         text_tmp = folder / f".topics.{os.getpid()}.tmp.json"
         text_tmp.write_text(json.dumps(summary), encoding="utf-8")
         os.replace(text_tmp, summary_file)
-        return summary
+        return TopicsResult.from_dict(summary)
 
     def topic_weights(self) -> tuple[np.ndarray, np.ndarray]:
         """(ids, weights (n_images, n_topics)) of the last ``topics()`` run; fit topics first."""
-        files = sorted(self.db_path().parent.glob("topics-*.npz"))
+        files = sorted(self.collection.db_path().parent.glob("topics-*.npz"))
         if not files:
-            raise UsageError(f"{self.db_path()}: no topics yet; run `vistext topics` first")
+            raise UsageError(f"{self.collection.db_path()}: no topics yet; run `vistext topics` first")
         with np.load(files[-1]) as data:
             return data["ids"], data["weights"]

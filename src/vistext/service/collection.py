@@ -1,0 +1,244 @@
+"""One indexed collection: its store, indexing, search, similar images, and its images by id.
+
+The store opens on first use; without ``create`` a missing catalogue is an error, not an empty index. Indexed
+images are only ever addressed by their catalogue id, so no caller (HTTP client, chat user) can make the
+service read a path of its choosing.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import Future
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from vistext.errors import ImageDecodeError, StoreError, UsageError
+from vistext.paths import cache_dir, default_db_path
+from vistext.service.inputs import ImageInput, Upload, input_name
+from vistext.service.loaded_models import Lazy, LoadedModels
+from vistext.service.queries import Query, QueryBatcher
+from vistext.service.results import Hit, InfoResult, SearchResult
+from vistext.store.records import l2_normalise
+
+if TYPE_CHECKING:
+    from vistext.indexing.local import IndexReport
+    from vistext.store import ImageRecord, Store
+    from vistext.store.records import VectorHit
+
+MAX_K = 1000
+THUMBNAIL_SIZES = (64, 128, 256, 512)
+THUMBNAIL_MEMORY = 2048  # recently served thumbnails kept in memory (~5 KB each at 128 px)
+
+
+class UnknownImageError(UsageError):
+    """No indexed, readable image has this id."""
+
+
+def check_k(k: int) -> int:
+    if not 1 <= k <= MAX_K:
+        raise UsageError(f"k must be between 1 and {MAX_K}, got {k}")
+    return k
+
+
+class Collection:
+    """The catalogue at ``db`` (None: the default one; see ``vistext.paths.default_db_path``)."""
+
+    def __init__(self, db: str | Path | None, models: LoadedModels, *, progress: bool = True) -> None:
+        self.db = db
+        self.models = models
+        self.progress = progress
+        self._store: Store | None = None
+        self._store_lock = threading.Lock()
+        # the joint model loads on the first text to embed: ``similar`` alone never needs it
+        self._queries: Lazy[QueryBatcher] = Lazy(
+            lambda: QueryBatcher(self.store, lambda texts: self.models.joint.encode_text(texts))
+        )
+        self._thumbnails: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+        self._thumbnail_lock = threading.Lock()
+
+    # ---- the store --------------------------------------------------------------------------------------
+    def db_path(self, folder: str | Path | None = None) -> Path:
+        if self.db is not None:
+            text = str(self.db)
+            return Path(text.split("://", 1)[1]) if "://" in text else Path(text)
+        return default_db_path(folder)
+
+    def store(self, create: bool = False, folder: str | Path | None = None) -> Store:
+        """The collection's store; without ``create`` a missing catalogue is an error, not an empty index."""
+        with self._store_lock:
+            if self._store is None:
+                from vistext.store import open_store
+
+                path = self.db_path(folder)
+                if not create and not path.exists():
+                    raise StoreError(f"{path}: no index here yet; run `vistext index DIR` first (or pass --db)")
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._store = open_store(str(self.db) if self.db is not None else path)
+            return self._store
+
+    def exists(self) -> bool:
+        return self._store is not None or self.db_path().exists()
+
+    def close(self) -> None:
+        with self._store_lock:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+
+    @property
+    def queries(self) -> QueryBatcher:
+        """Cached query-text embeddings and batched searches (concurrent callers share one pass)."""
+        return self._queries.get()
+
+    # ---- building and describing it -----------------------------------------------------------------------
+    def index(self, folder: str | Path, *, text_search: bool = True) -> IndexReport:
+        """Incrementally index ``folder`` (new files added, changed re-encoded, deleted removed)."""
+        from vistext.indexing.local import index_folder
+
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise UsageError(f"{folder}: not a folder")
+        projectors = {self.models.joint_space: self.models.joint_projector()} if text_search else None
+        store = self.store(create=True, folder=folder)
+        return index_folder(folder, store, self.models.encoder, projectors=projectors, progress=self.progress)
+
+    def info(self) -> InfoResult:
+        path = self.db_path()
+        if not path.exists():
+            return InfoResult(str(path), False)
+        return InfoResult(str(path), True, dict(self.store().info()))
+
+    # ---- indexed images, by id only -----------------------------------------------------------------------
+    def image_record(self, image_id: int) -> ImageRecord:
+        """The catalogue record of an indexed, readable image; ``UnknownImageError`` otherwise."""
+        if isinstance(image_id, bool) or not isinstance(image_id, int | np.integer):
+            raise UsageError(f"an image id is a whole number, got {image_id!r}")
+        record = self.store().get(int(image_id))
+        if record is None or record.status != "ok":
+            raise UnknownImageError(f"no indexed image with id {image_id}")
+        return record
+
+    def image_file(self, image_id: int) -> Path:
+        """The file of indexed image ``image_id`` (never a caller-given path)."""
+        path = Path(self.image_record(image_id).path)
+        if not path.is_file():
+            raise UnknownImageError(f"indexed image {image_id}: {path} no longer exists (re-run `vistext index`)")
+        return path
+
+    def thumbnail(self, image_id: int, size: int = 256) -> bytes:
+        """A JPEG thumbnail of indexed image ``image_id`` whose longer side is ``size`` (one of THUMBNAIL_SIZES)."""
+        from vistext.images import thumbnail
+
+        if size not in THUMBNAIL_SIZES:
+            raise UsageError(f"thumbnail size must be one of {', '.join(map(str, THUMBNAIL_SIZES))}, got {size}")
+        record = self.image_record(image_id)
+        key = (record.sha or f"{record.path}:{record.mtime}", size)
+        with self._thumbnail_lock:
+            if key in self._thumbnails:
+                self._thumbnails.move_to_end(key)
+                return self._thumbnails[key]
+        disk = cache_dir("thumbnails", str(size)) / f"{key[0].replace('/', '_')[:80]}.jpg"
+        if disk.is_file():
+            data = disk.read_bytes()
+        else:
+            path = self.image_file(image_id)
+            try:
+                picture = thumbnail(path, size)
+            except ImageDecodeError as error:
+                raise UnknownImageError(f"indexed image {image_id}: {error.reason}") from None
+            buffer = io.BytesIO()
+            picture.save(buffer, format="JPEG", quality=85)
+            data = buffer.getvalue()
+            tmp = disk.with_name(f".{disk.name}.{threading.get_ident()}.tmp")
+            tmp.write_bytes(data)
+            tmp.replace(disk)
+        with self._thumbnail_lock:
+            self._thumbnails[key] = data
+            while len(self._thumbnails) > THUMBNAIL_MEMORY:
+                self._thumbnails.popitem(last=False)
+        return data
+
+    def indexed_vector(self, image: ImageInput | int, space: str) -> np.ndarray | None:
+        """The stored vector of an already indexed image (by id or path), so a query never re-reads it."""
+        if isinstance(image, Upload):
+            return None
+        key: int | str = image if isinstance(image, int) else str(Path(image).resolve())
+        record = self.store().get(key)
+        if record is None or record.status != "ok":
+            if isinstance(image, int):
+                raise UnknownImageError(f"no indexed image with id {image}")
+            return None
+        if space == "image":
+            return None if record.pooled is None else l2_normalise(record.pooled)
+        vector = record.embeddings.get(space)
+        return None if vector is None else l2_normalise(vector)
+
+    # ---- searching ------------------------------------------------------------------------------------------
+    def similar(
+        self, image: ImageInput | int, k: int = 10, *, offset: int = 0, min_score: float | None = None
+    ) -> SearchResult:
+        """Indexed images closest to ``image`` (an indexed id or path, or any image file/upload)."""
+        vector = self.indexed_vector(image, "image")
+        if vector is None:
+            if isinstance(image, int):
+                raise UsageError(f"indexed image {image} has no features")
+            vector = l2_normalise(self.models.encode_images([image]).pooled)[0]
+        name = f"#{image}" if isinstance(image, int) else input_name(image)
+        return self._page(name, Query("image", k + offset, vector=vector), k, offset, min_score).result()
+
+    def search_later(
+        self, text: str, k: int = 10, *, offset: int = 0, min_score: float | None = None
+    ) -> Future[SearchResult]:
+        """Indexed images that best match ``text`` in the joint image-text space, as a future: the query joins
+        the next batch and the caller's thread is free meanwhile. Loads the joint model on first use."""
+        if not text.strip():
+            raise UsageError("the search text is empty")
+        return self._page(text, Query(self.models.joint_space, k + offset, text=text), k, offset, min_score)
+
+    def _page(self, query: str, search: Query, k: int, offset: int, min_score: float | None) -> Future[SearchResult]:
+        check_k(k)
+        if offset < 0:
+            raise UsageError(f"offset must be >= 0, got {offset}")
+
+        def page(hits: list[VectorHit]) -> SearchResult:
+            if min_score is not None:
+                hits = [h for h in hits if h.score >= min_score]
+            results = [Hit(path=h.path, score=float(h.score), id=h.id) for h in hits[offset : offset + k]]
+            return SearchResult(query=query, results=results, offset=offset, total=len(hits))
+
+        return _then(self.queries.submit(search), page, lambda error: self._explain(error, search))
+
+    def _explain(self, error: BaseException, search: Query) -> BaseException:
+        # checked only on failure: a busy server must not pay a catalogue query per search
+        if isinstance(error, StoreError) and search.text is not None and search.space not in self.store().spaces():
+            return StoreError(
+                f"{self.db_path()}: this index has no text-search embeddings for model {self.models.joint.name!r}; "
+                "re-run `vistext index DIR` to add them"
+            )
+        return error
+
+
+def _then(
+    future: Future[list[VectorHit]],
+    page: Callable[[list[VectorHit]], SearchResult],
+    explain: Callable[[BaseException], BaseException],
+) -> Future[SearchResult]:
+    """A future of ``page(hits)`` (or of ``explain(error)``), resolved in the batch worker's thread."""
+    result: Future[SearchResult] = Future()
+
+    def done(source: Future[list[VectorHit]]) -> None:
+        error = source.exception()
+        try:
+            if error is not None:
+                raise explain(error)
+            result.set_result(page(source.result()))
+        except BaseException as failure:  # noqa: BLE001 - handed to whoever waits on the result
+            result.set_exception(failure)
+
+    future.add_done_callback(done)
+    return result

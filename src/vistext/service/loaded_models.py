@@ -1,0 +1,173 @@
+"""The models a service uses, each loaded on first use and then kept.
+
+The image encoder and the joint model are one each per service. Taggers and match classifiers are named per
+call (``vistext tag --model``, ``/api/tag?tagger=``), so the last few are kept in a small cache keyed by
+their resolved directory and the modification time of their model card: a request reuses the loaded
+weights, and a model retrained in place is read again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import numpy as np
+from PIL import Image
+
+from vistext.encoders import ImageEncoder, ImageFeatures, create_image_encoder
+from vistext.models.card import CARD_FILE
+from vistext.service.inputs import ImageInput, decode
+
+if TYPE_CHECKING:
+    from vistext.models.joint import JointModel
+    from vistext.models.matcher import MatchModel
+    from vistext.models.tagger import TaggerModel
+
+T = TypeVar("T")
+MODEL_CACHE_SIZE = 4  # taggers and match classifiers kept loaded at once
+
+
+class Lazy(Generic[T]):
+    """A value built by ``build`` on first ``get()`` (once, even with concurrent callers), then kept."""
+
+    def __init__(self, build: Callable[[], T]) -> None:
+        self._build = build
+        self._value: T | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        return self._value is not None
+
+    def get(self) -> T:
+        if self._value is None:
+            with self._lock:
+                if self._value is None:
+                    self._value = self._build()
+        return self._value
+
+
+class ModelCache:
+    """The ``size`` most recently used models, keyed by (kind, resolved directory, model card mtime)."""
+
+    def __init__(self, size: int = MODEL_CACHE_SIZE) -> None:
+        self.size = size
+        self._models: OrderedDict[tuple[str, str, int], object] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, kind: str, directory: Path, load: Callable[[Path], T]) -> T:
+        """The model in ``directory``, loaded with ``load`` unless an unchanged copy is cached. A directory
+        without a model card is handed to ``load`` as is, so its error says what is wrong."""
+        resolved = directory.resolve()
+        try:
+            stamp = (resolved / CARD_FILE).stat().st_mtime_ns
+        except OSError:
+            return load(directory)
+        key = (kind, str(resolved), stamp)
+        with self._lock:
+            if key in self._models:
+                self._models.move_to_end(key)
+                return self._models[key]  # type: ignore[return-value]
+            model = load(resolved)
+            # an older copy of the same directory is stale now; drop it before counting
+            for old in [k for k in self._models if k[:2] == key[:2]]:
+                del self._models[old]
+            self._models[key] = model
+            while len(self._models) > self.size:
+                self._models.popitem(last=False)
+        return model
+
+    def __len__(self) -> int:
+        return len(self._models)
+
+
+class LoadedModels:
+    """The image encoder, the joint image-text model, and cached taggers and match classifiers."""
+
+    def __init__(
+        self,
+        encoder: str = "efficientnet-lite0",
+        joint_model: str | Path | None = None,
+        cache_size: int = MODEL_CACHE_SIZE,
+    ) -> None:
+        self.encoder_name = encoder
+        self.joint_path = joint_model
+        self._encoder: Lazy[ImageEncoder] = Lazy(lambda: create_image_encoder(self.encoder_name))
+        self._joint: Lazy[JointModel] = Lazy(self._load_joint)
+        self._joint_key: Lazy[str] = Lazy(self._fingerprint)
+        self.cache = ModelCache(cache_size)
+
+    @property
+    def encoder(self) -> ImageEncoder:
+        return self._encoder.get()
+
+    @property
+    def joint(self) -> JointModel:
+        return self._joint.get()
+
+    @property
+    def encoder_loaded(self) -> bool:
+        return self._encoder.loaded
+
+    @property
+    def joint_loaded(self) -> bool:
+        return self._joint.loaded
+
+    @property
+    def joint_key(self) -> str:
+        """The joint model's name plus a fingerprint of its model card: a retrained model under the same name
+        gets new index and cache entries instead of silently mixing with the old model's vectors."""
+        return self._joint_key.get()
+
+    @property
+    def joint_space(self) -> str:
+        return f"joint:{self.joint_key}"
+
+    def features(self, pictures: Sequence[Image.Image], grid: bool = False) -> ImageFeatures:
+        """The image encoder's features of decoded pictures (``grid``: keep the spatial grid too)."""
+        return self.encoder.encode(np.stack([self.encoder.preprocess(p) for p in pictures]), grid=grid)
+
+    def encode_images(self, images: Sequence[ImageInput], grid: bool = False) -> ImageFeatures:
+        return self.features([decode(image) for image in images], grid=grid)
+
+    def joint_image_vector(self, image: ImageInput) -> np.ndarray:
+        """``image`` in the joint image-text space."""
+        return self.joint.encode_images(self.encode_images([image], grid=self.joint.needs_grid))[0]
+
+    def joint_projector(self) -> Any:
+        """Encoder features -> joint-space vectors, as indexing wants it (``needs_grid`` says what to keep)."""
+        joint = self.joint
+
+        def project(features: ImageFeatures) -> np.ndarray:
+            return joint.encode_images(features)
+
+        project.needs_grid = joint.needs_grid  # type: ignore[attr-defined]
+        return project
+
+    def tagger(self, directory: str | Path) -> TaggerModel:
+        from vistext.models import tagger
+
+        return self.cache.get("tagger", Path(directory), tagger.load_tagger)
+
+    def matcher(self, directory: str | Path | None = None) -> MatchModel:
+        """A match classifier directory, or the shipped one for None."""
+        from vistext.models import matcher
+
+        path = Path(directory) if directory is not None else matcher.default_matcher_path()
+        return self.cache.get("matcher", path, matcher.load_matcher)
+
+    def _load_joint(self) -> JointModel:
+        from vistext.models.joint import load_joint_model
+
+        return load_joint_model(self.joint_path)
+
+    def _fingerprint(self) -> str:
+        joint = self.joint
+        card = joint.metadata or joint.config  # a model built in memory has no card yet
+        digest = hashlib.sha1(json.dumps(card, sort_keys=True, default=str).encode()).hexdigest()[:10]
+        return f"{joint.name}@{digest}"

@@ -1,0 +1,304 @@
+"""The service facade on real Flickr8k photos: what loads when, its result objects, the loaded-model cache, and
+one tag-set parser behind the CLI, the HTTP server and the bot."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from vistext.bot import BotSettings, VistextBot
+from vistext.cli import main
+from vistext.errors import StoreError, UsageError
+from vistext.models import matcher as matcher_module
+from vistext.models import tagger as tagger_module
+from vistext.models.tagger import TaggerModel
+from vistext.server.app import create_app
+from vistext.server.settings import ServerSettings
+from vistext.service import (
+    InfoResult,
+    MapResult,
+    Service,
+    StatusResult,
+    TopicsResult,
+    UnknownImageError,
+    parse_tag_sets,
+)
+
+
+def _captions(flickr8k: Path) -> dict[str, list[str]]:
+    captions: dict[str, list[str]] = {}
+    for line in (flickr8k / "Flickr8k.token.txt").read_text(encoding="utf-8").splitlines():
+        key, _, text = line.partition("\t")
+        captions.setdefault(key.split("#")[0], []).append(text.lower())
+    return captions
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory, flickr8k: Path) -> dict[str, list[Path]]:
+    """8 photos every caption calls a dog, 8 whose captions name no animal at all, copied to one folder."""
+    captions = _captions(flickr8k)
+    animals = ("dog", "puppy", "cat", "horse", "animal", "bird", "cow", "sheep")
+    names = sorted(name for name in captions if (flickr8k / "images" / name).is_file())
+    dogs = [n for n in names if all("dog" in c for c in captions[n])][:8]
+    others = [n for n in names if not any(a in c for c in captions[n] for a in animals)][:8]
+    folder = tmp_path_factory.mktemp("service") / "photos"
+    folder.mkdir()
+    for name in dogs + others:
+        shutil.copy(flickr8k / "images" / name, folder / name)
+    return {"dogs": [folder / n for n in dogs], "others": [folder / n for n in others]}
+
+
+@pytest.fixture(scope="module")
+def indexed(photos: dict[str, list[Path]]) -> Path:
+    """The 16 photos indexed with text-search embeddings; returns the catalogue path."""
+    db = photos["dogs"][0].parent.parent / "db" / "catalogue.sqlite"
+    with Service(db=db, progress=False) as service:
+        report = service.index(photos["dogs"][0].parent)
+    assert report.added == 16 and report.failed == 0
+    return db
+
+
+# ---- what loads when ----------------------------------------------------------------------------------------------
+def test_info_loads_no_model_and_tag_opens_no_database(tmp_path: Path, photos: dict[str, list[Path]]) -> None:
+    db = tmp_path / "nowhere" / "catalogue.sqlite"
+    service = Service(db=db, progress=False)
+    info = service.info()
+    assert isinstance(info, InfoResult) and info.to_dict() == {"db": str(db), "exists": False}
+    assert not service.models.encoder_loaded and not service.models.joint_loaded
+    [tagged] = service.tag([photos["dogs"][0]], k=3)
+    assert len(tagged.tags) == 3 and tagged.error is None
+    assert service.models.encoder_loaded and not service.models.joint_loaded  # ImageNet tags need no text model
+    assert not db.parent.exists()  # tagging never creates (or opens) a catalogue
+    with pytest.raises(StoreError, match="no index here yet"):
+        service.store()
+
+
+# ---- the collection ------------------------------------------------------------------------------------------------
+def test_search_similar_and_images_by_id(indexed: Path, photos: dict[str, list[Path]]) -> None:
+    dogs = {p.name for p in photos["dogs"]}
+    with Service(db=indexed, progress=False) as service:
+        assert service.info().to_dict()["exists"] is True
+        found = service.search("a dog running on the grass", k=5)
+        assert Path(found.results[0].path).name in dogs
+        assert sum(Path(hit.path).name in dogs for hit in found.results) >= 4
+        first = found.results[0].id
+        assert first is not None
+        near = service.similar(first, k=3)
+        assert near.results[0].id == first and near.results[0].score == pytest.approx(1.0, abs=1e-4)
+        page = service.similar(first, k=2, offset=1)
+        assert [h.id for h in page.results] == [h.id for h in near.results[1:3]]
+        assert service.image_file(first).name == Path(found.results[0].path).name
+        jpeg = service.thumbnail(first, 128)
+        assert jpeg[:2] == b"\xff\xd8" and service.thumbnail(first, 128) == jpeg
+        with pytest.raises(UnknownImageError, match="99999"):
+            service.image_file(99999)
+        with pytest.raises(UsageError, match="thumbnail size"):
+            service.thumbnail(first, 100)
+
+
+def test_every_answer_is_a_result_object_with_to_dict(
+    indexed: Path, photos: dict[str, list[Path]], flickr8k: Path
+) -> None:
+    dog = photos["dogs"][0]
+    captions = _captions(flickr8k)
+    bank = indexed.parent / "captions.txt"  # the 80 captions of the 16 photos: 40 about dogs, 40 without animals
+    bank.write_text("\n".join(c for p in photos["dogs"] + photos["others"] for c in captions[p.name]))
+    with Service(db=indexed, progress=False) as service:
+        status = service.status()
+        assert isinstance(status, StatusResult) and status.images == 16 and status.text_search
+        assert status.map_ready is False and status.to_dict()["map_ready"] is False
+        topics = service.topics(3)
+        assert isinstance(topics, TopicsResult) and len(topics.topics) == 3
+        assert set(topics.image_topics.values()) <= {0, 1, 2} and len(topics.image_topics) == 16
+        assert TopicsResult.from_dict(json.loads(json.dumps(topics.to_dict()))) == topics
+        assert service.topics(3) == topics  # the second call reads the cache beside the catalogue
+        drawn = service.map_points("pca", topics=3)
+        assert isinstance(drawn, MapResult) and drawn.count == 16 and set(drawn.points["topic"]) <= {0, 1, 2}
+        assert service.map_points("pca", topics=3) == drawn
+        assert service.status().maps_cached == ["pca"] and service.status().map_ready
+        table = service.neighbour_table(2)
+        assert len(table.neighbours) == 16 and all(len(near) == 2 for near in table.neighbours.values())
+        for photo in photos["dogs"] + photos["others"]:  # indexed photos reuse their stored joint vectors
+            top = service.caption(photo, str(bank), k=1).captions[0].text
+            assert ("dog" in top) == (photo in photos["dogs"]), (photo.name, top)
+        caption = service.caption(dog, str(bank), k=3)
+        assert len(caption.captions) == 3 and caption.captions[0].score >= caption.captions[2].score
+        matched = service.match(dog, [["man", "bicycle"], ["dog"], ["kitchen", "food"]], model="joint")
+        assert matched.best == 1 and matched.method == "joint"
+        answers = [status, topics, drawn, table, caption, matched, service.info(), service.search("dog", k=2)]
+        answers += service.tag([dog], k=2)
+        for answer in answers:
+            json.dumps(answer.to_dict())  # every surface renders the same JSON-ready dict
+
+
+# ---- loaded models are cached ----------------------------------------------------------------------------------
+def _dog_tagger(service: Service, photos: dict[str, list[Path]], out: Path) -> Path:
+    """A real linear tagger ("dog" / "no dog") fitted on the photos' pooled features, saved as a model card."""
+    features = service.encode_images(photos["dogs"] + photos["others"]).pooled.astype(np.float32)
+    mean, std = features.mean(axis=0), features.std(axis=0) + 1e-6
+    scaled = (features - mean) / std
+    direction = scaled[:8].mean(axis=0) - scaled[8:].mean(axis=0)
+    direction /= np.linalg.norm(direction)
+    weights = {
+        "mean": mean,
+        "std": std,
+        "classifier.weight": np.stack([direction, -direction]),
+        "classifier.bias": np.zeros(2, np.float32),
+    }
+    head = {"kind": "linear", "in_dim": int(features.shape[1]), "feature": "pooled"}
+    return TaggerModel(labels=["dog", "no dog"], weights=weights, head=head).save(out)
+
+
+def test_two_tag_calls_with_the_same_tagger_load_it_once(
+    tmp_path: Path, photos: dict[str, list[Path]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loads: list[Path] = []
+    real = tagger_module.load_tagger
+    monkeypatch.setattr(tagger_module, "load_tagger", lambda d: loads.append(Path(d)) or real(d))
+    service = Service(db=tmp_path / "none.sqlite", progress=False, model_cache=2)
+    model = _dog_tagger(service, photos, tmp_path / "tagger")
+    first = service.tag([photos["dogs"][2]], k=1, model=model)[0]
+    second = service.tag([photos["dogs"][2]], k=1, model=str(model))[0]
+    assert first.tags[0].tag == "dog" and first == second
+    assert loads == [model.resolve()]
+    card = model / "config.json"  # retrained in place: the new card is read, the stale copy dropped
+    os.utime(card, ns=(card.stat().st_atime_ns, card.stat().st_mtime_ns + 10**9))
+    service.tag([photos["others"][0]], k=1, model=model)
+    assert len(loads) == 2 and len(service.models.cache) == 1
+    for copy in ("b", "c"):  # bounded: only the 2 most recently used stay loaded
+        shutil.copytree(model, tmp_path / copy)
+        service.tag([photos["others"][0]], k=1, model=tmp_path / copy)
+    assert len(service.models.cache) == 2
+    service.tag([photos["others"][0]], k=1, model=tmp_path / "c")
+    assert len(loads) == 4
+
+
+def test_every_http_tag_request_reuses_the_loaded_tagger(
+    tmp_path: Path, photos: dict[str, list[Path]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loads: list[Path] = []
+    real = tagger_module.load_tagger
+    monkeypatch.setattr(tagger_module, "load_tagger", lambda d: loads.append(Path(d)) or real(d))
+    model = _dog_tagger(Service(progress=False), photos, tmp_path / "tagger")
+    settings = ServerSettings(db=tmp_path / "none.sqlite", taggers={"dogs": str(model)})
+    with TestClient(create_app(Service, settings)) as client:
+        for photo in photos["dogs"][:3]:
+            answer = client.post(
+                "/api/tag", files={"file": (photo.name, photo.read_bytes())}, params={"tagger": "dogs"}
+            )
+            assert answer.status_code == 200 and answer.json()["tags"][0]["tag"] == "dog"
+    assert len(loads) == 1
+
+
+def test_the_shipped_matcher_loads_once(photos: dict[str, list[Path]], monkeypatch: pytest.MonkeyPatch) -> None:
+    loads: list[Path] = []
+    real = matcher_module.load_matcher
+    monkeypatch.setattr(matcher_module, "load_matcher", lambda d=None: loads.append(Path(d)) or real(d))
+    service = Service(progress=False)
+    sets = [["dog"], ["man", "bicycle"], ["kitchen", "food"]]
+    answers = [service.match(photo, sets) for photo in photos["dogs"][:3]]
+    assert [a.method for a in answers] == ["matcher"] * 3 and len(loads) == 1
+    assert all(a.best == 0 for a in answers)
+
+
+# ---- one tag-set parser -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("typed", "sets"),
+    [
+        ("dog ball grass", [["dog", "ball", "grass"]]),
+        ("red car, street", [["red car", "street"]]),
+        ("red car,", [["red car"]]),
+        ("dog, grass\ncat; sofa", [["dog", "grass"], ["cat"], ["sofa"]]),
+        ("  dog ,, ball \n\n;", [["dog", "ball"]]),
+        ('[["dog", " grass "], [], ["red car"]]', [["dog", "grass"], ["red car"]]),
+        (["surfer wave ocean", "dog, red ball"], [["surfer", "wave", "ocean"], ["dog", "red ball"]]),
+    ],
+)
+def test_parse_tag_sets_rules(typed: str | list[str], sets: list[list[str]]) -> None:
+    assert parse_tag_sets(typed) == sets
+
+
+@pytest.mark.parametrize(
+    ("typed", "reason"),
+    [
+        ("", "at least one tag set"),
+        (" ;\n, ", "at least one tag set"),
+        ("[[1, 2]]", "list of lists of strings"),
+        ("[oops", "not valid JSON"),
+        ("a;" * 51, "too many tag sets (51; limit 50)"),
+        ("x" * 201, "longer than 200"),
+    ],
+)
+def test_parse_tag_sets_errors(typed: str, reason: str) -> None:
+    with pytest.raises(UsageError, match=reason.replace("(", r"\(").replace(")", r"\)")):
+        parse_tag_sets(typed)
+
+
+def test_cli_http_and_bot_give_the_same_tag_sets_and_answer(
+    tmp_path: Path,
+    photos: dict[str, list[Path]],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """One request typed the way each surface takes it reaches ``Service.match`` as the same sets and gets the
+    same scores back."""
+    seen: list[list[list[str]]] = []
+    real_match = Service.match
+
+    def recording(self: Service, image: Any, tag_sets: Any, **options: Any) -> Any:
+        seen.append([list(tags) for tags in tag_sets])
+        return real_match(self, image, tag_sets, **options)
+
+    monkeypatch.setattr(Service, "match", recording)
+    dog = photos["dogs"][3]
+    expected = [["man", "bicycle"], ["dog", "grass"], ["red car"]]
+
+    assert main(["match", str(dog), "man bicycle", "dog, grass", "red car,", "--json", "--quiet"]) == 0
+    cli = json.loads(capsys.readouterr().out)
+
+    settings = ServerSettings(db=tmp_path / "none.sqlite")
+    with TestClient(create_app(Service, settings)) as client:
+        answer = client.post(
+            "/api/match",
+            files={"file": (dog.name, dog.read_bytes())},
+            data={"tag_sets": "man bicycle\ndog, grass\nred car,"},
+        )
+    assert answer.status_code == 200, answer.text
+    http = answer.json()
+
+    replies: list[str] = []
+
+    async def reply_text(text: str) -> None:
+        replies.append(text)
+
+    async def download() -> bytearray:
+        return bytearray(dog.read_bytes())
+
+    async def get_file(file_id: str) -> SimpleNamespace:
+        return SimpleNamespace(download_as_bytearray=download)
+
+    photo = SimpleNamespace(file_id="f1", file_unique_id="u1")
+    original = SimpleNamespace(photo=[photo], document=None)
+    message = SimpleNamespace(text="/match man bicycle; dog, grass; red car,", reply_to_message=original)
+    message.reply_text = reply_text
+    update = SimpleNamespace(effective_message=message)
+    bot = VistextBot(Service(progress=False), BotSettings(token="123:x"))
+    asyncio.run(bot.on_match(update, SimpleNamespace(bot=SimpleNamespace(get_file=get_file))))
+
+    assert seen == [expected, expected, expected]
+    assert cli["candidates"] == http["candidates"] and cli["best"] == http["best"] == 1
+    assert replies == [
+        "\n".join(
+            f"{'*' if i == http['best'] else ' '} {c['score']:.3f}  {', '.join(c['tags'])}"
+            for i, c in enumerate(http["candidates"])
+        )
+    ]
