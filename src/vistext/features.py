@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -209,7 +210,7 @@ def _load_cached(file: Path, n: int) -> FeatureArrays | None:
 
 
 def _save_cached(file: Path, arrays: FeatureArrays) -> None:
-    payload = {"pooled": arrays.pooled}
+    payload: dict[str, Any] = {"pooled": arrays.pooled}
     if arrays.logits is not None:
         payload["logits"] = arrays.logits
     if arrays.grid is not None:
@@ -301,7 +302,9 @@ def encode_files(
     min_side = encoder.preprocessing.size
     prepare = _prepare_single(encoder, min_side) if views is None else _prepare_views(encoder, views, min_side)
     rows = _rows_by_path(names)
-    pooled = logits = fmap = None
+    pooled: np.ndarray | None = None
+    logits: np.ndarray | None = None
+    fmap: np.ndarray | None = None
     unique = list(rows)
     with _progress_bar(len(unique), progress, "features") as bar:
         for batch in _stream(unique, encoder, prepare, batch_size=batch_size, workers=workers, grid=grid, bar=bar):

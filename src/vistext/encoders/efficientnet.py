@@ -15,7 +15,7 @@ import os
 import threading
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -71,7 +71,7 @@ def build_torch_backbone(weights: str | Path | None = None, pretrained: bool = T
     return model.eval()
 
 
-def _three_outputs(backbone: torch.nn.Module) -> torch.nn.Module:
+def _three_outputs(backbone: Any) -> torch.nn.Module:  # Any: the EfficientNet's own methods are called
     import torch
 
     class ThreeOutputs(torch.nn.Module):
