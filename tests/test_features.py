@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from vistext.encoders import ImageEncoder, create_image_encoder
+from vistext.encoders import ImageEncoder, ImageFeatures, create_image_encoder
 from vistext.errors import ImageDecodeError
-from vistext.features import encode_files, extract
+from vistext.features import embed_files, encode_files, extract
 
 
 @pytest.fixture(scope="module")
@@ -90,3 +90,23 @@ def test_encode_files_refuses_bad_file(tmp_path: Path, photos: list[Path], encod
     with pytest.raises(ImageDecodeError, match="not an image file") as caught:
         encode_files([photos[0], bad], encoder, progress=False)
     assert caught.value.path == str(bad)
+
+
+def test_embed_files_aligns_rows_and_streams(tmp_path: Path, photos: list[Path], encoder: ImageEncoder) -> None:
+    paths = [*photos[:6], photos[2]]  # a repeated path fills both rows
+    seen: list[int] = []
+
+    def embed(features: ImageFeatures) -> np.ndarray:
+        seen.append(len(features.pooled))
+        assert features.grid is not None and features.grid.shape[1:] == (1280, 7, 7)
+        return features.pooled[:, :3] * 2
+
+    vectors = embed_files(paths, encoder, embed, grid=True, batch_size=4, progress=False)
+    assert vectors.shape == (7, 3) and max(seen) <= 4 and sum(seen) == 6
+    expected = encode_files(paths, encoder, cache=False, progress=False).pooled[:, :3] * 2
+    np.testing.assert_allclose(vectors, expected, rtol=1e-6, atol=1e-6)
+    assert embed_files([], encoder, lambda f: f.pooled, progress=False).shape == (0, 1280)
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("not an image")
+    with pytest.raises(ImageDecodeError, match="notes.jpg"):
+        embed_files([photos[0], bad], encoder, lambda f: f.pooled, progress=False)

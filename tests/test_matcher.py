@@ -14,7 +14,8 @@ from vistext.datasets import TaggedDataset, TaggedImage, open_caption_dataset, t
 from vistext.encoders import create_image_encoder
 from vistext.errors import ModelError, UsageError
 from vistext.features import encode_files
-from vistext.models.matcher import MatcherSettings, MatchModel, default_matcher_path, load_matcher, parse_tag_set
+from vistext.models.card import shipped_dir
+from vistext.models.matcher import MatcherSettings, MatchModel, load_matcher, parse_tag_set
 from vistext.training.matcher import (
     MatcherTrainConfig,
     evaluate_matcher,
@@ -47,7 +48,7 @@ def test_random_model_scores_and_roundtrip(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="no tag sets"):
         model.score(image, [])
     config = json.loads((tmp_path / "m" / "config.json").read_text())
-    config["version"] = 7
+    config["format_version"] = 7
     (tmp_path / "m" / "config.json").write_text(json.dumps(config))
     with pytest.raises(ModelError, match="version"):
         load_matcher(tmp_path / "m")
@@ -85,7 +86,7 @@ def test_train_small_matcher(tagged: TaggedDataset, tmp_path: Path) -> None:
     assert evaluate_matcher(loaded, f"csv:{path}", split="dev", progress=False)["n_pairs"] > 30
 
 
-@pytest.mark.skipif(not (default_matcher_path() / "config.json").is_file(), reason="no shipped default matcher")
+@pytest.mark.skipif(not (shipped_dir("matcher-default") / "config.json").is_file(), reason="no shipped default matcher")
 def test_default_matcher_picks_the_right_tag_set(tagged: TaggedDataset) -> None:
     test = [i for i in tagged.items("test") if i.tags][:80]
     features = encode_files([i.image for i in test], create_image_encoder(), progress=False).pooled

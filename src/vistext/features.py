@@ -2,7 +2,9 @@
 
 Decoding runs in a small thread pool (PIL releases the GIL while decoding and resizing) and overlaps with
 inference in the calling thread. At most a few batches are in flight, so memory stays flat for any folder size.
-``encode_files`` is the dataset/training entry point: arrays aligned with the input paths, cached on disk.
+``encode_files`` is the dataset/training entry point: arrays aligned with the input paths, cached on disk;
+``embed_files`` maps each batch's features through a model (e.g. ``JointModel.encode_images``) without keeping
+them, for evaluation.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from vistext.encoders import ImageEncoder
+from vistext.encoders import ImageEncoder, ImageFeatures
 from vistext.errors import ImageDecodeError
 from vistext.images import open_image
 from vistext.paths import cache_dir
@@ -207,7 +210,7 @@ def _load_cached(file: Path, n: int) -> FeatureArrays | None:
 
 
 def _save_cached(file: Path, arrays: FeatureArrays) -> None:
-    payload = {"pooled": arrays.pooled}
+    payload: dict[str, Any] = {"pooled": arrays.pooled}
     if arrays.logits is not None:
         payload["logits"] = arrays.logits
     if arrays.grid is not None:
@@ -220,6 +223,53 @@ def _save_cached(file: Path, arrays: FeatureArrays) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _rows_by_path(names: Sequence[str]) -> dict[str, list[int]]:
+    """Each distinct path and the rows it fills (a path listed twice is decoded once)."""
+    rows: dict[str, list[int]] = {}
+    for i, name in enumerate(names):
+        rows.setdefault(name, []).append(i)
+    return rows
+
+
+def _raise_if_failed(item: EncodedImage) -> None:
+    if item.error is not None:
+        raise ImageDecodeError(item.path, item.error.removeprefix(f"{item.path}: "))
+
+
+def embed_files(
+    paths: Sequence[str | Path],
+    encoder: ImageEncoder,
+    embed: Callable[[ImageFeatures], np.ndarray],
+    *,
+    grid: bool = False,
+    progress: bool = True,
+    batch_size: int = 32,
+    workers: int = 2,
+) -> np.ndarray:
+    """``embed(features)`` of every image file, rows aligned with ``paths``: decode -> encode -> embed streams
+    batch by batch (one plain view each, decoded as indexing decodes them), so only a few batches' features
+    are ever held; nothing is cached. Any undecodable file raises ``ImageDecodeError``."""
+    names = [str(p) for p in paths]
+    rows = _rows_by_path(names)
+    out: np.ndarray | None = None
+    prepare = _prepare_single(encoder, encoder.preprocessing.size)
+    with _progress_bar(len(rows), progress, "images") as bar:
+        for batch in _stream(list(rows), encoder, prepare, batch_size=batch_size, workers=workers, grid=grid, bar=bar):
+            for item in batch:
+                _raise_if_failed(item)
+            pooled = [item.pooled for item in batch if item.pooled is not None]
+            grids = [item.grid for item in batch if item.grid is not None]
+            vectors = np.asarray(embed(ImageFeatures(np.stack(pooled), grid=np.stack(grids) if grid else None)))
+            if out is None:
+                out = np.empty((len(names), *vectors.shape[1:]), vectors.dtype)
+            for item, vector in zip(batch, vectors, strict=True):
+                out[rows[item.path]] = vector
+    if out is None:  # no paths: whatever shape ``embed`` gives an empty batch
+        empty = ImageFeatures(np.empty((0, encoder.dim), np.float32), grid=np.empty((0, encoder.dim, 0, 0), np.float32))
+        out = np.asarray(embed(empty))
+    return out
 
 
 def encode_files(
@@ -251,17 +301,15 @@ def encode_files(
                 return cached
     min_side = encoder.preprocessing.size
     prepare = _prepare_single(encoder, min_side) if views is None else _prepare_views(encoder, views, min_side)
-    rows: dict[str, list[int]] = {}
-    for i, name in enumerate(names):
-        rows.setdefault(name, []).append(i)
-    pooled = logits = fmap = None
+    rows = _rows_by_path(names)
+    pooled: np.ndarray | None = None
+    logits: np.ndarray | None = None
+    fmap: np.ndarray | None = None
     unique = list(rows)
     with _progress_bar(len(unique), progress, "features") as bar:
         for batch in _stream(unique, encoder, prepare, batch_size=batch_size, workers=workers, grid=grid, bar=bar):
             for item in batch:
-                if item.error is not None:
-                    reason = item.error.removeprefix(f"{item.path}: ")
-                    raise ImageDecodeError(item.path, reason)
+                _raise_if_failed(item)
                 if pooled is None:
                     pooled = np.empty((len(names), *item.pooled.shape), np.float32)  # type: ignore[union-attr]
                     if item.logits is not None:

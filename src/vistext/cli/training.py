@@ -129,38 +129,25 @@ def run_train_matcher(args: argparse.Namespace) -> int:
     return 0
 
 
-def model_format(directory: Path | None) -> str:
-    """Which kind of model a directory holds, from its card (None: the shipped joint model)."""
-    from vistext.models.card import card_format
-
-    return "vistext-joint" if directory is None else card_format(directory)
-
-
 def run_eval(args: argparse.Namespace) -> int:
-    from vistext.errors import ModelError
+    from vistext.models.card import load_model, model_kind, resolve_model_dir
 
-    kind = model_format(args.model)
+    directory = resolve_model_dir(args.model, "joint" if args.model is None else None)
+    kind, model = model_kind(directory), load_model(directory)
     progress = not args.quiet
-    if kind == "vistext-joint":
+    if kind == "joint":
         from vistext.datasets import open_caption_dataset
         from vistext.evaluation.retrieval import evaluate_joint
-        from vistext.models.joint import load_joint_model
 
-        metrics = evaluate_joint(
-            load_joint_model(args.model), open_caption_dataset(args.data), split=args.split or "test", progress=progress
-        )
-    elif kind == "vistext-tagger":
-        from vistext.models.tagger import load_tagger
+        metrics = evaluate_joint(model, open_caption_dataset(args.data), split=args.split or "test", progress=progress)
+    elif kind == "tagger":
         from vistext.training.tagger import evaluate_tagger
 
-        metrics = evaluate_tagger(load_tagger(args.model), args.data, split=args.split, progress=progress)
-    elif kind == "vistext-matcher":
-        from vistext.models.matcher import load_matcher
+        metrics = evaluate_tagger(model, args.data, split=args.split, progress=progress)
+    else:
         from vistext.training.matcher import evaluate_matcher
 
-        metrics = evaluate_matcher(load_matcher(args.model), args.data, split=args.split, progress=progress)
-    else:
-        raise ModelError(f"{args.model}: unknown model format {kind!r}")
+        metrics = evaluate_matcher(model, args.data, split=args.split, progress=progress)
     _print_metrics(metrics, args.json)
     return 0
 
@@ -219,7 +206,7 @@ def register_training(commands: argparse._SubParsersAction, common: argparse.Arg
     matcher.set_defaults(run=run_train_matcher)
 
     evaluate = commands.add_parser("eval", parents=[common], help="test metrics of a model on a dataset")
-    evaluate.add_argument("--model", type=Path, default=None, help="model directory (default: shipped joint model)")
+    evaluate.add_argument("--model", help="model directory or name (default: the shipped joint model)")
     evaluate.add_argument("--data", required=True, help="FORMAT:PATH")
     evaluate.add_argument("--split", default=None, help="test, dev, ... (joint default: test; tagger: whole dataset)")
     evaluate.set_defaults(run=run_eval)

@@ -13,14 +13,14 @@ import hashlib
 import logging
 import os
 import threading
-import warnings
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from vistext.encoders.base import IMAGE_ENCODERS, ImageEncoder, ImageFeatures, Preprocessing
+from vistext.encoders.onnx import export_onnx, open_session
 from vistext.errors import ModelError
 from vistext.paths import cache_dir, vistext_home
 
@@ -71,7 +71,7 @@ def build_torch_backbone(weights: str | Path | None = None, pretrained: bool = T
     return model.eval()
 
 
-def _three_outputs(backbone: torch.nn.Module) -> torch.nn.Module:
+def _three_outputs(backbone: Any) -> torch.nn.Module:  # Any: the EfficientNet's own methods are called
     import torch
 
     class ThreeOutputs(torch.nn.Module):
@@ -88,26 +88,15 @@ def _three_outputs(backbone: torch.nn.Module) -> torch.nn.Module:
     return ThreeOutputs().eval()
 
 
-def export_onnx(path: Path, weights: str | Path | None = None) -> Path:
+def export_three_outputs(path: Path, weights: str | Path | None = None) -> Path:
     """Export the three-output graph to ``path`` (atomically: a half-written file is never left behind)."""
-    import torch
-
-    model = _three_outputs(build_torch_backbone(weights))
-    dummy = torch.zeros(1, 3, PREPROCESSING.size, PREPROCESSING.size)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the exporter's constant-folding notes are not the user's concern
-        torch.onnx.export(
-            model,
-            (dummy,),
-            str(tmp),
-            input_names=["pixels"],
-            output_names=["pooled", "logits", "grid"],
-            dynamic_axes={"pixels": {0: "n"}, "pooled": {0: "n"}, "logits": {0: "n"}, "grid": {0: "n"}},
-            opset_version=17,
-            dynamo=False,
-        )
-    os.replace(tmp, path)
+    export_onnx(
+        _three_outputs(build_torch_backbone(weights)),
+        PREPROCESSING.size,
+        path,
+        outputs=("pooled", "logits", "grid"),
+        batch=1,
+    )
     return path
 
 
@@ -120,7 +109,7 @@ def onnx_path(weights: str | Path | None = None) -> Path:
     with _export_lock:
         if not path.is_file():
             log.info("exporting %s to ONNX at %s (once)", ARCH, path)
-            export_onnx(path, weights)
+            export_three_outputs(path, weights)
     return path
 
 
@@ -189,24 +178,15 @@ class OnnxEfficientNetLite0(ImageEncoder):
     preprocessing = PREPROCESSING
 
     def __init__(self, weights: str | Path | None = None, threads: int | None = None) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or os.cpu_count() or 1
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        # idle intra-op threads would busy-wait and steal the cores the decode threads need
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._options = options
+        self._threads = threads
         self._path = onnx_path(weights)
         self._session = self._open(self._path)
         self._uint8_session: ort.InferenceSession | None = None
         self.labels = imagenet_labels()
 
     def _open(self, path: Path) -> ort.InferenceSession:
-        import onnxruntime as ort
-
-        return ort.InferenceSession(str(path), self._options, providers=["CPUExecutionProvider"])
+        # idle intra-op threads would busy-wait and steal the cores the decode threads need
+        return open_session(path, threads=self._threads, inter_op_threads=1, spinning=False)
 
     def encode(self, batch: np.ndarray, grid: bool = False) -> ImageFeatures:
         wanted = ["pooled", "logits", "grid"] if grid else ["pooled", "logits"]

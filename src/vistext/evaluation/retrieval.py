@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from tqdm import tqdm
 
 from vistext.errors import UsageError
 
@@ -99,19 +98,13 @@ def retrieval_metrics(sim: np.ndarray, caption_to_image: np.ndarray) -> dict[str
 # ---- the joint model on a dataset -----------------------------------------------------------------------
 
 
-def _embed_images(model: JointModel, images: list[Path], progress: bool, batch_size: int = 32) -> np.ndarray:
+def _embed_images(model: JointModel, images: list[Path], progress: bool) -> np.ndarray:
     """Joint embeddings of image files: one plain view each, decoded as indexing decodes them."""
     from vistext.encoders import create_image_encoder
-    from vistext.images import open_image
+    from vistext.features import embed_files
 
     encoder = create_image_encoder(model.image_encoder_name)
-    out = []
-    for s in tqdm(range(0, len(images), batch_size), desc="images", disable=not progress):
-        batch = np.stack(
-            [encoder.preprocess(open_image(p, min_side=encoder.preprocessing.size)) for p in images[s : s + batch_size]]
-        )
-        out.append(model.encode_images(encoder.encode(batch, grid=model.needs_grid)))
-    return np.concatenate(out)
+    return embed_files(images, encoder, model.encode_images, grid=model.needs_grid, progress=progress)
 
 
 def evaluate_joint(

@@ -14,24 +14,16 @@ fine-tuning them trains the whole network.
 
 from __future__ import annotations
 
-import copy
-import hashlib
 import importlib
-import os
-import tempfile
-import zlib
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image, ImageEnhance
 from torch import nn
 
-from vistext.encoders.base import ImageEncoder, ImageFeatures, Preprocessing
+from vistext.encoders.base import Preprocessing
+from vistext.encoders.onnx import export_onnx
 from vistext.errors import ModelError
-from vistext.paths import cache_dir
 from vistext.registry import Registry
 
 BACKBONES: Registry[TrainableBackbone] = Registry("backbone")
@@ -233,15 +225,7 @@ def available_families() -> list[str]:
     return found
 
 
-# ---- running a backbone (or part of one) through ONNX Runtime -------------------------------------------------
-
-
-def _state_key(module: nn.Module) -> str:
-    digest = hashlib.blake2b(digest_size=8)
-    for key, value in module.state_dict().items():
-        digest.update(key.encode())
-        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
+# ---- the whole tagger as one ONNX graph ------------------------------------------------------------------------
 
 
 class _Scored(nn.Module):
@@ -256,90 +240,6 @@ class _Scored(nn.Module):
         return features if self.head is None else torch.sigmoid(self.head(features))
 
 
-def export_onnx(module: nn.Module, size: int, path: Path | None = None) -> bytes:
-    """Export ``module`` (pixels (N, 3, size, size) -> one output) to ONNX; returns the file's bytes and, with
-    ``path``, also writes it there atomically."""
-    module = copy.deepcopy(module).eval()
-    dummy = torch.zeros(2, 3, size, size)
-    with tempfile.TemporaryDirectory(prefix="vistext-onnx-") as folder:
-        tmp = Path(folder) / "model.onnx"
-        with torch.no_grad():
-            torch.onnx.export(
-                module,
-                (dummy,),
-                str(tmp),
-                input_names=["pixels"],
-                output_names=["output"],
-                dynamic_axes={"pixels": {0: "n"}, "output": {0: "n"}},
-                opset_version=17,
-                dynamo=False,
-            )
-        data = tmp.read_bytes()
-    if path is not None:
-        partial = path.with_suffix(f".{os.getpid()}.tmp")
-        partial.write_bytes(data)
-        os.replace(partial, path)
-    return data
-
-
 def export_tagger_network(backbone: TrainableBackbone, head: nn.Module, grid: bool = False) -> bytes:
     """The ONNX bytes of backbone + tag head + sigmoid (what a tagger directory's ``model.onnx`` holds)."""
     return export_onnx(_Scored(backbone, head, grid), backbone.preprocessing.size)
-
-
-class ModuleEncoder(ImageEncoder):
-    """Any torch module over pixels, run as an ``ImageEncoder`` through ONNX Runtime: its (single) output is
-    returned as ``pooled`` (whatever its shape), so ``vistext.features.encode_files`` can batch, parallelise
-    and cache it. The name includes a hash of the weights: different weights never share a feature cache."""
-
-    def __init__(self, module: nn.Module, name: str, preprocessing: Preprocessing, threads: int | None = None) -> None:
-        import onnxruntime as ort
-
-        self.name = f"{name.replace(':', '-').replace('/', '-')}-{_state_key(module)}"
-        self.preprocessing = preprocessing
-        path = cache_dir("backbones") / f"{self.name}.onnx"
-        if not path.is_file():
-            export_onnx(module, preprocessing.size, path)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or os.cpu_count() or 1
-        options.log_severity_level = 3
-        self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.dim = int(np.prod(self._session.get_outputs()[0].shape[1:]))
-
-    def encode(self, batch: np.ndarray, grid: bool = False) -> ImageFeatures:
-        output = self._session.run(None, {"pixels": np.ascontiguousarray(batch, dtype=np.float32)})[0]
-        return ImageFeatures(pooled=output)
-
-
-class AugmentViews:
-    """``views(image) -> [image, augmented...]``: the original plus ``n_views - 1`` random resized crops
-    (50-100% of the area), horizontal flips and mild brightness/contrast jitter.
-
-    The randomness is seeded from the image's content, so a view set is reproducible and thread-safe, and
-    the ``name`` (used in feature cache keys) says exactly which views these are.
-    """
-
-    def __init__(self, n_views: int = 4, seed: int = 0) -> None:
-        if n_views < 1:
-            raise ModelError(f"n_views must be at least 1, got {n_views}")
-        self.n_views, self.seed = n_views, seed
-        self.name = f"augment{n_views}-seed{seed}-v1"
-
-    def __call__(self, image: Image.Image) -> list[Image.Image]:
-        thumb = np.asarray(image.resize((8, 8)), dtype=np.uint8).tobytes()
-        rng = np.random.default_rng([self.seed, zlib.crc32(thumb)])
-        views = [image]
-        width, height = image.size
-        for _ in range(self.n_views - 1):
-            area = rng.uniform(0.5, 1.0) * width * height
-            ratio = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
-            w = int(min(width, round(np.sqrt(area * ratio))))
-            h = int(min(height, round(np.sqrt(area / ratio))))
-            left, top = int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1))
-            view = image.crop((left, top, left + w, top + h))
-            if rng.random() < 0.5:
-                view = view.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-            view = ImageEnhance.Brightness(view).enhance(rng.uniform(0.8, 1.2))
-            view = ImageEnhance.Contrast(view).enhance(rng.uniform(0.8, 1.2))
-            views.append(view)
-        return views

@@ -14,10 +14,8 @@ R@1 within 0.1), and the index stays as small and fast as one branch's.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-from importlib.resources import as_file, files
 from pathlib import Path
 from typing import Any
 
@@ -26,19 +24,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vistext.encoders import ImageFeatures
+from vistext.encoders import ImageFeatures, image_preprocessing
 from vistext.encoders.text_encoders import TEXT_ENCODERS, TextEncoder
 from vistext.errors import ModelError
-from vistext.models.card import read_card
+from vistext.models.card import CARD_FILE, WEIGHTS_FILE, read_card, resolve_model_dir, write_card
 from vistext.models.heads import IMAGE_HEADS, Projection
 
 log = logging.getLogger(__name__)
-
-FORMAT = "vistext-joint"
-FORMAT_VERSION = 1
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
-DEFAULT_MODEL = "joint-default"
 
 _RUNTIME_ARGS = {"vocab", "assets", "seed"}  # text encoder arguments that only exist while building
 DEFAULTS: dict[str, Any] = {
@@ -259,12 +251,10 @@ class JointModel(nn.Module):
         out.mkdir(parents=True, exist_ok=True)
         text_args = {k: v for k, v in self.config["text_encoder_args"].items() if k not in _RUNTIME_ARGS}
         config = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
             **self.config,
             "text_encoder_args": {**text_args, **self.text_encoder.config()},
             "output_dim": self.output_dim,
-            "image_preprocessing": _preprocessing(self.image_encoder_name),
+            "image_preprocessing": image_preprocessing(self.image_encoder_name).to_dict(),
             **(extra or {}),
         }
         self.config = {k: config[k] for k in self.config}
@@ -274,34 +264,14 @@ class JointModel(nn.Module):
         }
         save_file(state, str(out / WEIGHTS_FILE))
         self.text_encoder.save_assets(out)
-        (out / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+        write_card(out, "joint", config)
         return out
-
-
-def _preprocessing(image_encoder: str) -> dict[str, Any]:
-    from vistext.encoders import create_image_encoder  # noqa: F401  (registers the built-in encoders)
-    from vistext.encoders.base import IMAGE_ENCODERS
-
-    if image_encoder == "efficientnet-lite0":
-        from vistext.encoders.efficientnet import PREPROCESSING
-
-        return PREPROCESSING.to_dict()
-    if image_encoder not in IMAGE_ENCODERS:
-        raise ModelError(f"unknown image encoder {image_encoder!r}")
-    return {}
 
 
 def read_config(directory: Path) -> dict[str, Any]:
     """The checked config.json of a saved joint model."""
-    file = directory / CONFIG_FILE
-    config = read_card(
-        directory,
-        fmt=FORMAT,
-        version=FORMAT_VERSION,
-        version_key="format_version",
-        what="joint model",
-        retrain="retrain or upgrade vistext",
-    )
+    file = directory / CARD_FILE
+    config = read_card(directory, "joint")
     for key, registry in (("image_head", IMAGE_HEADS), ("text_encoder", TEXT_ENCODERS)):
         if config.get(key) not in registry:
             raise ModelError(f"{file}: unknown {key} {config.get(key)!r}; known: {', '.join(registry.names())}")
@@ -331,13 +301,7 @@ def _load_from(directory: Path) -> JointModel:
 
 
 def load_joint_model(path: str | Path | None = None) -> JointModel:
-    """Load a saved joint model directory; ``None`` loads the default model shipped inside the package."""
-    if path is not None:
-        directory = Path(path)
-        if not directory.is_dir():
-            raise ModelError(f"{directory}: joint model directory not found")
-        return _load_from(directory)
-    with as_file(files("vistext").joinpath("models", "pretrained", DEFAULT_MODEL)) as shipped:
-        if not Path(shipped).is_dir():
-            raise ModelError(f"{shipped}: the shipped default joint model is missing from the installation")
-        return _load_from(Path(shipped))
+    """Load a saved joint model: a directory, or a name looked up in ``$VISTEXT_HOME/models`` and then among
+    the models shipped with vistext (see ``vistext.models.card.resolve_model_dir``); ``None`` loads
+    ``joint-default``."""
+    return _load_from(resolve_model_dir(path, "joint"))

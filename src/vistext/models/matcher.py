@@ -6,16 +6,14 @@ bidirectional GRU and mean-pooled over the words. The two vectors, concatenated 
 feed a small classifier that outputs one logit.
 
 On disk: ``config.json`` (format version, dimensions, word-vector and image-encoder names, metrics) +
-``model.safetensors``; ``load_matcher()`` without a path loads the default model shipped in
-``vistext/models/matcher-default``.
+``model.safetensors``; ``load_matcher()`` without a path loads ``matcher-default`` (shipped in
+``vistext/models/pretrained/``, unless one is placed in ``$VISTEXT_HOME/models/``).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from importlib.resources import files
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -25,12 +23,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from vistext.errors import ModelError, UsageError
-from vistext.models.card import read_card
+from vistext.models.card import WEIGHTS_FILE, read_card, resolve_model_dir, write_card
 from vistext.text import WordVectors, tokenize
 
-FORMAT = "vistext-matcher"
-FORMAT_VERSION = 1
-CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
 WORD_VECTORS = "glove-6b-50d"
 MAX_WORDS = 32  # a tag set longer than this is cut: the GRU has seen nothing longer
 
@@ -217,8 +212,6 @@ class MatchModel(nn.Module):
         save_file(state, str(directory / WEIGHTS_FILE))
         s = self.settings
         config = {
-            "format": FORMAT,
-            "version": FORMAT_VERSION,
             "image_encoder": s.image_encoder,
             "word_vectors": s.word_vectors,
             "dims": {"image": s.image_dim, "word": s.word_dim, "hidden": s.hidden, "joint": s.joint},
@@ -227,28 +220,17 @@ class MatchModel(nn.Module):
             "metrics": metrics or s.extra.get("metrics", {}),
             "training": s.extra.get("training", {}),
         }
-        (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        write_card(directory, "matcher", config)
         return directory
 
 
-def default_matcher_path() -> Path:
-    """The match model shipped inside the package."""
-    return Path(str(files("vistext").joinpath("models", "pretrained", "matcher-default")))
-
-
 def load_matcher(directory: str | Path | None = None) -> MatchModel:
-    """Load a matcher directory (default: the shipped one), checking its format and version."""
+    """Load a matcher: a directory, or a name looked up in ``$VISTEXT_HOME/models`` and then among the models
+    shipped with vistext; ``None`` loads ``matcher-default``. Checks the card's format and version."""
     from safetensors.torch import load_file
 
-    directory = Path(directory) if directory is not None else default_matcher_path()
-    config = read_card(
-        directory,
-        fmt=FORMAT,
-        version=FORMAT_VERSION,
-        version_key="version",
-        what="match model",
-        retrain="retrain it with `vistext train matcher`",
-    )
+    directory = resolve_model_dir(directory, "matcher")
+    config = read_card(directory, "matcher")
     dims = config["dims"]
     settings = MatcherSettings(
         image_dim=dims["image"],

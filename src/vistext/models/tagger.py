@@ -11,9 +11,7 @@ runs in ONNX Runtime.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,15 +21,13 @@ import numpy as np
 from PIL import Image
 
 from vistext.encoders import ImageEncoder, ImageFeatures, Preprocessing, create_image_encoder
+from vistext.encoders.onnx import open_session
 from vistext.errors import ModelError, UsageError
-from vistext.models.card import read_card
+from vistext.models.card import ONNX_FILE, WEIGHTS_FILE, read_card, resolve_model_dir, write_card
 
 log = logging.getLogger(__name__)
 
-FORMAT = "vistext-tagger"
-FORMAT_VERSION = 1
 HEAD_KINDS = ("linear", "mlp", "csra")  # csra: class-specific residual attention over the feature grid
-CONFIG_FILE, WEIGHTS_FILE, ONNX_FILE = "config.json", "model.safetensors", "model.onnx"
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -122,12 +118,7 @@ class TaggerModel:
 
     def _onnx_session(self) -> Any:
         if self._session is None:
-            import onnxruntime as ort
-
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = os.cpu_count() or 1
-            options.log_severity_level = 3
-            self._session = ort.InferenceSession(str(self.onnx_file), options, providers=["CPUExecutionProvider"])
+            self._session = open_session(str(self.onnx_file))
         return self._session
 
     def scores_from_pixels(self, batch: np.ndarray, encoder: ImageEncoder | None = None) -> np.ndarray:
@@ -166,9 +157,8 @@ class TaggerModel:
 
     # ---- save / load ---------------------------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
+        """The card's fields (``write_card`` adds the format and its version)."""
         return {
-            "format": FORMAT,
-            "version": FORMAT_VERSION,
             "backbone": self.backbone,
             "method": self.method,
             "head": self.head,
@@ -197,23 +187,17 @@ class TaggerModel:
         if self.onnx_file is not None or onnx_bytes is not None:
             self.onnx_file = target
             self._session = None
-        (directory / CONFIG_FILE).write_text(json.dumps(self.config(), indent=2) + "\n", encoding="utf-8")
+        write_card(directory, "tagger", self.config())
         return directory
 
 
 def load_tagger(directory: str | Path) -> TaggerModel:
-    """Load a tagger directory written by ``TaggerModel.save`` (checks the format and version)."""
+    """Load a tagger written by ``TaggerModel.save``: a directory, or a name looked up in
+    ``$VISTEXT_HOME/models`` (checks the format and version)."""
     from safetensors.numpy import load_file
 
-    directory = Path(directory)
-    config = read_card(
-        directory,
-        fmt=FORMAT,
-        version=FORMAT_VERSION,
-        version_key="version",
-        what="tagger",
-        retrain="retrain with `vistext train tagger`",
-    )
+    directory = resolve_model_dir(directory, "tagger")
+    config = read_card(directory, "tagger")
     weights_path = directory / WEIGHTS_FILE
     if not weights_path.is_file():
         raise ModelError(f"{weights_path}: tagger weights missing")

@@ -15,42 +15,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
 from tqdm import tqdm
 
+from vistext.augment import ImageViews
 from vistext.errors import UsageError
 from vistext.models.joint import JointModel
 from vistext.paths import cache_dir
-
-# ---- views -------------------------------------------------------------------------------------------------
-
-
-class TrainingViews:
-    """Image -> views (``orig``, ``flip``, ``crop-tl``/``-tr``/``-bl``/``-br``/``-c``: 85% crops resized back)."""
-
-    CROPS = {"tl": (0.0, 0.0), "tr": (1.0, 0.0), "bl": (0.0, 1.0), "br": (1.0, 1.0), "c": (0.5, 0.5)}
-
-    def __init__(self, names: list[str], fraction: float = 0.85) -> None:
-        for view in names:
-            if view not in ("orig", "flip") and view.removeprefix("crop-") not in self.CROPS:
-                raise UsageError(f"unknown training view {view!r}; known: orig, flip, crop-tl/tr/bl/br/c")
-        self.views, self.fraction = names, fraction
-        self.name = f"views:{','.join(names)}@{fraction}"
-
-    def _one(self, image: Image.Image, view: str) -> Image.Image:
-        if view == "orig":
-            return image
-        if view == "flip":
-            return ImageOps.mirror(image)
-        fx, fy = self.CROPS[view.removeprefix("crop-")]
-        w, h = image.size
-        cw, ch = round(w * self.fraction), round(h * self.fraction)
-        x, y = round((w - cw) * fx), round((h - ch) * fy)
-        return image.crop((x, y, x + cw, y + ch)).resize((w, h), Image.Resampling.BILINEAR)
-
-    def __call__(self, image: Image.Image) -> list[Image.Image]:
-        return [self._one(image, v) for v in self.views]
-
 
 # ---- data ---------------------------------------------------------------------------------------------------
 
@@ -65,7 +35,7 @@ class SplitData:
     text_features: torch.Tensor | None = None  # (n_captions, d_text) when the text encoder is frozen
 
 
-def split_data(dataset: Any, split: str, limit: int | None, views: TrainingViews | None, grid: bool,
+def split_data(dataset: Any, split: str, limit: int | None, views: ImageViews | None, grid: bool,
                 progress: bool) -> SplitData:  # fmt: skip
     from vistext.encoders import create_image_encoder
     from vistext.features import encode_files

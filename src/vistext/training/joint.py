@@ -24,11 +24,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from vistext.augment import ImageViews
 from vistext.evaluation.retrieval import retrieval_metrics
 from vistext.losses.ranking import get_loss
 from vistext.models.heads import IMAGE_HEADS
 from vistext.models.joint import JointModel
-from vistext.training.data import SplitData, TrainingViews, cached_text_features, split_data
+from vistext.training.data import SplitData, cached_text_features, split_data
 
 log = logging.getLogger(__name__)
 
@@ -243,7 +244,7 @@ def train_joint(config: JointTrainConfig, progress: bool = True) -> TrainResult:
     _seed_everything(config.seed)
     dataset = open_caption_dataset(config.data)
     train_split = dataset.train_split() or "train"
-    views = TrainingViews(config.views.split(","))
+    views = ImageViews(config.views.split(","))
     grid = bool(getattr(IMAGE_HEADS.create(config.image_head, in_dim=8, out_dim=8, hidden=0), "needs_grid", False))
     train = split_data(dataset, train_split, config.max_train_images, views, grid, progress)
     dev = split_data(dataset, "dev", config.max_eval_images, None, grid, progress)

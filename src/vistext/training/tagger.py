@@ -28,19 +28,15 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from vistext.augment import ImageViews
 from vistext.datasets import TaggedDataset, TaggedImage, open_tagged_dataset
 from vistext.encoders import ImageEncoder, ImageFeatures, Preprocessing, create_image_encoder
+from vistext.encoders.module import ModuleEncoder
 from vistext.errors import UsageError
 from vistext.evaluation.tagging import f1_scores, mean_average_precision, precision_at_k, top1_accuracy
 from vistext.evaluation.thresholds import f1_optimal_thresholds
 from vistext.losses.tagging import make_tag_loss
-from vistext.models.backbones import (
-    AugmentViews,
-    ModuleEncoder,
-    TrainableBackbone,
-    create_backbone,
-    export_tagger_network,
-)
+from vistext.models.backbones import TrainableBackbone, create_backbone, export_tagger_network
 from vistext.models.tagger import TaggerModel
 
 log = logging.getLogger(__name__)
@@ -257,7 +253,7 @@ def _frozen_features(
         module = create_backbone(config.backbone, pretrained=config.pretrained)
         encoder = ModuleEncoder(module, config.backbone, module.preprocessing)
     grid = config.feature == "grid"
-    views = AugmentViews(config.views, config.seed) if config.method == "frozen-aug" else None
+    views = ImageViews.random(config.views, config.seed) if config.method == "frozen-aug" else None
 
     def pick(arrays: Any) -> np.ndarray:
         return arrays.grid if grid else arrays.pooled
@@ -349,7 +345,7 @@ def _finetune_setup(
         parameter.requires_grad_(False)
     name = f"{config.backbone}-prefix{config.top_stages}"
     prefix_encoder = ModuleEncoder(prefix.eval(), name, backbone.preprocessing)
-    views = AugmentViews(min(config.views, 2), config.seed) if config.views > 1 else None
+    views = ImageViews.random(min(config.views, 2), config.seed) if config.views > 1 else None
     train_x = encode_files([i.image for i in train], prefix_encoder, views=views, progress=progress).pooled
     val_x = encode_files([i.image for i in val], prefix_encoder, progress=progress).pooled
     return _Features(train_x, val_x, views is not None), backbone, top
