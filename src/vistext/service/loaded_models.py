@@ -149,17 +149,19 @@ class LoadedModels:
         project.needs_grid = joint.needs_grid  # type: ignore[attr-defined]
         return project
 
-    def tagger(self, directory: str | Path) -> TaggerModel:
-        from vistext.models import tagger
+    def tagger(self, name_or_path: str | Path) -> TaggerModel:
+        """A trained tagger by directory or name (``$VISTEXT_HOME/models/NAME``), loaded once."""
+        return self._cached("tagger", name_or_path)
 
-        return self.cache.get("tagger", Path(directory), tagger.load_tagger)
+    def matcher(self, name_or_path: str | Path | None = None) -> MatchModel:
+        """A match classifier by directory or name, or the shipped one for None; loaded once."""
+        return self._cached("matcher", name_or_path)
 
-    def matcher(self, directory: str | Path | None = None) -> MatchModel:
-        """A match classifier directory, or the shipped one for None."""
-        from vistext.models import matcher
+    def _cached(self, kind: str, name_or_path: str | Path | None) -> Any:
+        from vistext.models.card import load_model, resolve_model_dir
 
-        path = Path(directory) if directory is not None else matcher.default_matcher_path()
-        return self.cache.get("matcher", path, matcher.load_matcher)
+        directory = resolve_model_dir(name_or_path, kind)
+        return self.cache.get(kind, directory, lambda path: load_model(path, kind))
 
     def _load_joint(self) -> JointModel:
         from vistext.models.joint import load_joint_model
