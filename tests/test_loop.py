@@ -77,9 +77,14 @@ def test_the_loop_learns_and_keeps_the_best_epoch() -> None:
 def test_early_stopping_restores_the_best_weights() -> None:
     scores = [0.1, 0.5, 0.4, 0.45, 0.3, 0.9]  # best at epoch 2, then three epochs without a better one
     task = Regression(scores)
-    snapshots = []
+    snapshots: list[dict[str, torch.Tensor]] = []
     original = task.state
-    task.state = lambda: snapshots.append(original()) or snapshots[-1]  # type: ignore[method-assign]
+
+    def snapshot() -> dict[str, torch.Tensor]:
+        snapshots.append(original())
+        return snapshots[-1]
+
+    task.state = snapshot  # type: ignore[method-assign]
     result = _run(task, epochs=6, patience=3)
     assert result.epochs_run == 5 and len(result.history) == 5 and result.best_epoch == 2
     assert result.best_score == 0.5
@@ -117,7 +122,12 @@ def test_schedules() -> None:
     optimizer = torch.optim.SGD(task.model.parameters(), lr=1.0)
     lrs: list[float] = []
     loss = task.loss
-    task.loss = lambda *a: lrs.append(optimizer.param_groups[0]["lr"]) or loss(*a)  # type: ignore[method-assign]
+
+    def recording_loss(*args: object) -> tuple[torch.Tensor, int]:
+        lrs.append(optimizer.param_groups[0]["lr"])
+        return loss(*args)  # type: ignore[arg-type]
+
+    task.loss = recording_loss  # type: ignore[method-assign,assignment]
     fit(task, optimizer, LoopSettings(epochs=5, progress=False), np.random.default_rng(0))
     assert len(lrs) == 20 and lrs[0] < 0.1 and max(lrs) == pytest.approx(1.0) and lrs[-1] < 1e-3
     assert int(np.argmax(lrs)) == 1  # 10% of 20 steps warming up (peak at the second), then cosine annealing

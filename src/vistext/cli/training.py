@@ -139,22 +139,22 @@ def run_eval(args: argparse.Namespace) -> int:
     kind = model_format(args.model)
     progress = not args.quiet
     if kind == "vistext-joint":
-        from vistext.evaluation.retrieval import evaluate
+        from vistext.evaluation import retrieval
         from vistext.models.joint import load_joint_model
 
-        metrics = evaluate(
+        metrics = retrieval.evaluate(
             load_joint_model(args.model), args.data, split=args.split or "test", progress=progress
         ).metrics
     elif kind == "vistext-tagger":
-        from vistext.evaluation.tagging import evaluate
+        from vistext.evaluation import tagging
         from vistext.models.tagger import load_tagger
 
-        metrics = evaluate(load_tagger(args.model), args.data, split=args.split, progress=progress).metrics
+        metrics = tagging.evaluate(load_tagger(args.model), args.data, split=args.split, progress=progress).metrics
     elif kind == "vistext-matcher":
-        from vistext.evaluation.matching import evaluate
+        from vistext.evaluation import matching
         from vistext.models.matcher import load_matcher
 
-        metrics = evaluate(load_matcher(args.model), args.data, split=args.split, progress=progress).metrics
+        metrics = matching.evaluate(load_matcher(args.model), args.data, split=args.split, progress=progress).metrics
     else:
         raise ModelError(f"{args.model}: unknown model format {kind!r}")
     _print_metrics(metrics, args.json)

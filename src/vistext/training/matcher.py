@@ -99,14 +99,33 @@ def _splits(dataset: TaggedDataset, config: MatcherTrainConfig) -> tuple[list[Ta
     return [t for t in train if t.tags], [v for v in val if v.tags]
 
 
-class _WordFitTask:
+class _MatchModelTask:
+    """What both phases share: the match model's state and mode, and its word fit's tag logits."""
+
+    def __init__(self, model: MatchModel, x_train: np.ndarray, present: torch.Tensor, tag_batch: TagBatch) -> None:
+        self.model, self.x_train, self.present, self.tag_batch = model, x_train, present, tag_batch
+
+    def tagging_loss(self, images: np.ndarray) -> torch.Tensor:
+        """Every tag at once for each of ``images``: binary cross-entropy summed over tags, mean over images."""
+        logits = self.model.tag_logits(torch.from_numpy(self.x_train[images]), self.tag_batch)
+        return F.binary_cross_entropy_with_logits(logits, self.present[images], reduction="sum") / len(images)
+
+    def train_mode(self) -> None:
+        self.model.train()
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    def load_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.model.load_state_dict(state)
+
+
+class _WordFitTask(_MatchModelTask):
     """Pre-training for the loop: the word fit (word -> tagger-weights network and word bias) as a plain tagger.
     Every image supervises every tag at once, so this dense signal converges in a fraction of the pair
     training's time. Nothing is held out: the last epoch is kept."""
 
-    def __init__(self, model: MatchModel, x_train: np.ndarray, present: torch.Tensor, tag_batch: TagBatch) -> None:
-        self.model, self.x_train, self.present, self.tag_batch = model, x_train, present, tag_batch
-        self.batch_size = 64
+    batch_size = 64
 
     def parameters(self) -> list[torch.nn.Parameter]:
         model = self.model
@@ -121,23 +140,16 @@ class _WordFitTask:
             yield np.sort(order[start : start + self.batch_size])
 
     def loss(self, idx: np.ndarray, epoch: int, rng: np.random.Generator) -> tuple[torch.Tensor, int]:
-        logits = self.model.tag_logits(torch.from_numpy(self.x_train[idx]), self.tag_batch)
-        return F.binary_cross_entropy_with_logits(logits, self.present[idx], reduction="sum") / len(idx), len(idx)
-
-    def train_mode(self) -> None:
-        self.model.train()
+        return self.tagging_loss(idx), len(idx)
 
     def evaluate(self) -> None:
         return None
 
-    def state(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
-    def load_state(self, state: dict[str, torch.Tensor]) -> None:
-        self.model.load_state_dict(state)
+_Examples = tuple[np.ndarray, list[list[str]], np.ndarray]  # image rows, tag sets, labels
 
 
-class _MatcherTask(_WordFitTask):
+class _PairTask(_MatchModelTask):
     """Pair training for the loop: (image, tag set, belongs?) examples from ``_batch_examples``, binary
     cross-entropy plus the auxiliary tagging loss on the word fit; validation two-choice accuracy per epoch."""
 
@@ -146,27 +158,24 @@ class _MatcherTask(_WordFitTask):
                  val: list[TaggedImage], config: MatcherTrainConfig) -> None:  # fmt: skip
         super().__init__(model, x_train, present, tag_batch)
         self.train, self.hard, self.x_val, self.val, self.config = train, hard, x_val, val, config
-        self.batch_size = config.batch_size
 
-    def batches(self, epoch: int, rng: np.random.Generator) -> Iterator[tuple[np.ndarray, list[list[str]], np.ndarray]]:
-        order = rng.permutation(len(self.train))
-        for start in range(0, len(order), self.batch_size):
-            yield _batch_examples(order[start : start + self.batch_size], self.train, self.hard, rng, self.config)
+    def steps_per_epoch(self) -> int:
+        return -(-len(self.train) // self.config.batch_size)
 
-    def loss(self, batch: tuple[np.ndarray, list[list[str]], np.ndarray], epoch: int, rng: np.random.Generator
-             ) -> tuple[torch.Tensor, int]:  # fmt: skip
+    def batches(self, epoch: int, rng: np.random.Generator) -> Iterator[_Examples]:
+        order, size = rng.permutation(len(self.train)), self.config.batch_size
+        for start in range(0, len(order), size):
+            yield _batch_examples(order[start : start + size], self.train, self.hard, rng, self.config)
+
+    def loss(self, batch: _Examples, epoch: int, rng: np.random.Generator) -> tuple[torch.Tensor, int]:
         rows, sets, labels = batch
-        model, x = self.model, self.x_train
-        logits = model(torch.from_numpy(x[rows]), *model.embed_tag_sets(sets))
+        logits = self.model(torch.from_numpy(self.x_train[rows]), *self.model.embed_tag_sets(sets))
         loss = F.binary_cross_entropy_with_logits(logits, torch.from_numpy(labels))
         if self.config.aux_weight > 0:
-            images = np.unique(rows)
-            tag_logits = model.tag_logits(torch.from_numpy(x[images]), self.tag_batch)
-            aux = F.binary_cross_entropy_with_logits(tag_logits, self.present[images], reduction="sum") / len(images)
-            loss = loss + self.config.aux_weight * aux
+            loss = loss + self.config.aux_weight * self.tagging_loss(np.unique(rows))
         return loss, len(labels)
 
-    def evaluate(self) -> Evaluation:  # type: ignore[override]
+    def evaluate(self) -> Evaluation:
         return two_choice_evaluation(self.model, self.x_val, self.val, self.config.seed)
 
 
@@ -209,7 +218,7 @@ def train_matcher(config: MatcherTrainConfig, progress: bool = True) -> MatcherT
         loop = LoopSettings(epochs=config.pretrain_epochs, schedule="constant", desc="pre-training word fit",
                             progress=progress)  # fmt: skip
         fit(word_fit, optimizer, loop, rng)
-    task = _MatcherTask(model, x_train, present, tag_batch, train, hard, x_val, val, config)
+    task = _PairTask(model, x_train, present, tag_batch, train, hard, x_val, val, config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     loop = LoopSettings(epochs=config.epochs, patience=config.patience, checkpoint=checkpoint_file(out),
                         run_key={**run, "data": data_name}, eval_prefix="val", desc="training matcher",
