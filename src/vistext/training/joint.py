@@ -239,8 +239,15 @@ def train_joint(config: JointTrainConfig, progress: bool = True) -> TrainResult:
         for data in (train, dev):
             data.text_features = cached_text_features(model, data.texts, progress)
     optimizer = _optimizer(model, config)
-    loop = LoopSettings(epochs=config.epochs, patience=config.patience, checkpoint=checkpoint_file(out),
-                        run_key=asdict(config), eval_prefix="dev", desc="epoch", progress=progress)  # fmt: skip
+    loop = LoopSettings(
+        epochs=config.epochs,
+        patience=config.patience,
+        checkpoint=checkpoint_file(out),
+        run_key=asdict(config),
+        eval_prefix="dev",
+        desc="training joint model",
+        progress=progress,
+    )
     fitted = fit(_JointTask(model, train, dev, config), optimizer, loop, np.random.default_rng(config.seed))
 
     if config.branches > 1 and config.reduced_dim:
