@@ -45,6 +45,7 @@ def glove_config(out: str, data: str) -> dict:
         "rnn_hidden": 512,
         "hidden": 512,
         "patience": 3,
+        "branches": 1,
     }
 
 
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     from vistext.datasets import open_caption_dataset
-    from vistext.evaluation.retrieval import evaluate_joint
+    from vistext.evaluation.retrieval import evaluate
     from vistext.models.joint import load_joint_model
 
     dataset = open_caption_dataset(args.data)
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = []
     for name, path in models:
         model = load_joint_model(path)
-        metrics = evaluate_joint(model, dataset, split=args.split, progress=False)
+        metrics = evaluate(model, dataset, split=args.split, progress=False).metrics
         training = getattr(model, "metadata", {}).get("training", {})
         seconds = training.get("seconds_total")
         if args.json:

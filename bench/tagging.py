@@ -28,18 +28,13 @@ import torch
 from vistext.datasets import TaggedDataset, open_caption_dataset, open_tagged_dataset, tags_from_captions
 from vistext.encoders import ImageFeatures, create_image_encoder
 from vistext.errors import VistextError
-from vistext.evaluation.tagging import mean_average_precision
+from vistext.evaluation.matching import two_choice_accuracy, two_choice_eval, two_choice_pairs
+from vistext.evaluation.tagging import label_matrix, mean_average_precision, tag_metrics, tagger_scores
 from vistext.evaluation.thresholds import f1_optimal_thresholds
 from vistext.features import encode_files
 from vistext.models.matcher import load_matcher
-from vistext.training.matcher import (
-    MatcherTrainConfig,
-    train_matcher,
-    two_choice_accuracy,
-    two_choice_eval,
-    two_choice_pairs,
-)
-from vistext.training.tagger import TaggerTrainConfig, label_matrix, tag_metrics, tagger_scores, train_tagger
+from vistext.training.matcher import MatcherTrainConfig, train_matcher
+from vistext.training.tagger import TaggerTrainConfig, train_tagger
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = {

@@ -12,7 +12,7 @@ import torch
 from vistext.encoders import ImageFeatures
 from vistext.encoders.text_encoders import TEXT_ENCODERS
 from vistext.errors import ModelError
-from vistext.models.heads import IMAGE_HEADS
+from vistext.models.heads import IMAGE_HEADS, head_needs_grid
 from vistext.models.joint import JointModel, load_joint_model
 from vistext.text import Vocabulary, tokenize
 
@@ -36,7 +36,24 @@ def test_every_image_head(name: str) -> None:
     assert out.shape == (3, 32) and torch.isfinite(out).all()
     out.sum().backward()
     assert all(p.grad is not None for p in head.parameters() if p.requires_grad)
-    assert (grid.grad is not None) == bool(head.needs_grid)
+    assert (grid.grad is not None) == bool(head.needs_grid) == head_needs_grid(name)  # the registry knows it
+
+
+@pytest.mark.parametrize(
+    ("text", "card_args"),
+    [("minilm-gpo", {"width": 384}), ("minilm", {"finetune_layers": 0}),
+     ("glove-gru", {"hidden": 32, "vectors": "glove-6b-50d", "freeze_embeddings": False})],
+)  # fmt: skip
+def test_training_builds_each_text_encoder_from_one_config(text: str, card_args: dict, tmp_path: Path) -> None:
+    """Every text setting goes to every encoder, which takes what it knows; the card keeps only that."""
+    from vistext.training.joint import JointTrainConfig, build_model
+
+    config = JointTrainConfig(data="unused", out=str(tmp_path / "m"), text=text, rnn_hidden=32, branches=2)
+    model = build_model(config, CAPTIONS)
+    assert model.config["text_encoder_args"] == card_args and model.text_encoder.name == text
+    assert len(model.image_heads) == 2 and model.name == "m"
+    if text.startswith("glove-"):
+        assert len(model.text_encoder.vocab) > len("a red car".split())  # built from the training captions
 
 
 def _tiny_vocab() -> Vocabulary:

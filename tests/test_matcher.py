@@ -13,16 +13,11 @@ import pytest
 from vistext.datasets import TaggedDataset, TaggedImage, open_caption_dataset, tags_from_captions
 from vistext.encoders import create_image_encoder
 from vistext.errors import ModelError, UsageError
+from vistext.evaluation.matching import evaluate, two_choice_accuracy, two_choice_pairs
 from vistext.features import encode_files
 from vistext.models.card import shipped_dir
 from vistext.models.matcher import MatcherSettings, MatchModel, load_matcher, parse_tag_set
-from vistext.training.matcher import (
-    MatcherTrainConfig,
-    evaluate_matcher,
-    train_matcher,
-    two_choice_accuracy,
-    two_choice_pairs,
-)
+from vistext.training.matcher import MatcherTrainConfig, train_matcher
 
 
 def test_parse_tag_set() -> None:
@@ -83,7 +78,9 @@ def test_train_small_matcher(tagged: TaggedDataset, tmp_path: Path) -> None:
     # GloVe-generated word taggers, pre-trained densely, already tell own from foreign tags on 150 photos
     assert result.metrics["validation"]["two_choice_accuracy"] > 0.75
     loaded = load_matcher(tmp_path / "matcher")
-    assert evaluate_matcher(loaded, f"csv:{path}", split="dev", progress=False)["n_pairs"] > 30
+    evaluation = evaluate(loaded, f"csv:{path}", split="dev", progress=False)
+    assert evaluation.primary == "two_choice_accuracy" and evaluation.metrics["n_pairs"] > 30
+    assert result.history[0]["val_two_choice_accuracy"] == result.metrics["validation"]["two_choice_accuracy"]
 
 
 @pytest.mark.skipif(not (shipped_dir("matcher-default") / "config.json").is_file(), reason="no shipped default matcher")

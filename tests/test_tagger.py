@@ -17,19 +17,13 @@ from torch import nn
 from vistext.datasets import open_caption_dataset, open_tagged_dataset, tags_from_captions
 from vistext.encoders import Preprocessing
 from vistext.errors import ModelError, UsageError
-from vistext.evaluation.tagging import mean_average_precision, precision_at_k
+from vistext.evaluation.tagging import evaluate, label_matrix, mean_average_precision, precision_at_k, tagger_scores
 from vistext.images import open_image
 from vistext.losses.tagging import asymmetric_loss, class_balanced_weights, make_tag_loss
 from vistext.models.backbones import BACKBONES, TrainableBackbone, available_families, create_backbone
+from vistext.models.heads import TagHead
 from vistext.models.tagger import TaggerModel, head_logits, load_tagger, select_tags
-from vistext.training.tagger import (
-    TaggerTrainConfig,
-    TagHead,
-    evaluate_tagger,
-    label_matrix,
-    tagger_scores,
-    train_tagger,
-)
+from vistext.training.tagger import TaggerTrainConfig, train_tagger
 
 TINY = "tiny-cnn-test"
 
@@ -205,12 +199,18 @@ def test_cached_tagger_beats_frequency_prior(small_tagged: Path, tmp_path: Path)
     for axis in ("label", "sample"):
         assert mean_average_precision(scores, labels, axis) > mean_average_precision(prior, labels, axis) + 0.05
     assert precision_at_k(scores, labels, 3) > precision_at_k(prior, labels, 3)
-    metrics = evaluate_tagger(model, dataset, "test", progress=False)
+    evaluation = evaluate(model, dataset, "test", progress=False)
+    metrics = evaluation.metrics
+    assert evaluation.primary == "map" and evaluation.score == metrics["map"]
     assert set(metrics) >= {"map", "micro_f1", "macro_f1", "p_at_k", "accuracy", "n_images"}
     assert metrics["n_images"] == len(test)
     assert all(0.0 <= metrics[k] <= 1.0 for k in ("map", "micro_f1", "macro_f1", "p_at_k", "accuracy"))
     assert metrics["map"] == pytest.approx(mean_average_precision(scores, labels))
     assert 1 <= len(result.history) <= 15 and result.train_seconds > 0
+    assert all("val_map" in row for row in result.history)  # the loop evaluated every epoch on validation
+    best = max(range(len(result.history)), key=lambda i: result.history[i]["val_map"]) + 1
+    assert model.training["best_epoch"] == best and model.training["epochs_run"] == len(result.history)
+    assert not (tmp_path / "tagger" / "checkpoint.pt").exists()  # the finished model directory ships without it
     # the service's path: decoded images in, (tag, score) pairs out
     images = [Image.open(item.image).convert("RGB") for item in test[:3]]
     predicted = model.predict_images(images, k=4)

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vistext.cli.output import emit_json, say
+
+if TYPE_CHECKING:
+    from vistext.training.config import JointTrainConfig, MatcherTrainConfig, TaggerTrainConfig
 
 
 def run_tags_from_captions(args: argparse.Namespace) -> int:
@@ -52,31 +56,41 @@ def _print_metrics(metrics: dict, as_json: bool) -> None:
         say(f"{key}: {round(value, 4) if isinstance(value, float) else value}")
 
 
-def run_train_joint(args: argparse.Namespace) -> int:
-    from vistext.training.joint import JointTrainConfig, train_joint
+# option name -> config field, for the settings ``vistext train KIND`` exposes (their defaults come from the
+# config dataclasses in vistext.training.config, the one home of training defaults)
+JOINT_OPTIONS = ("text", "loss", "image_head", "epochs", "batch_size", "lr", "seed", "views", "hard_after",
+                 "branches", "reduced_dim", "text_layers", "vectors", "freeze_embeddings", "hidden", "rnn_hidden",
+                 "name")  # fmt: skip
+TAGGER_OPTIONS = ("method", "backbone", "feature", "loss", "epochs", "seed", "max_images", "hidden", "top_stages",
+                  "views")  # fmt: skip
+MATCHER_OPTIONS = ("epochs", "seed", "max_images")
 
-    config = JointTrainConfig(
-        data=args.data,
-        out=str(args.out),
-        text=args.text,
-        loss=args.loss,
-        image_head=args.image_head,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        seed=args.seed,
-        views=args.views,
-        hard_after=args.hard_after,
-        branches=args.branches,
-        reduced_dim=args.reduced_dim or None,
-        text_layers=args.text_layers,
-        vectors=args.vectors,
-        freeze_embeddings=args.freeze_embeddings,
-        hidden=args.hidden,
-        rnn_hidden=args.rnn_hidden,
-        name=args.name,
-    )
-    result = train_joint(config, progress=not args.quiet)
+
+def joint_config(args: argparse.Namespace) -> JointTrainConfig:
+    """The training config ``vistext train joint`` runs (``--reduced-dim 0``: keep all dims)."""
+    from vistext.training.config import JointTrainConfig
+
+    config = JointTrainConfig(data=args.data, out=str(args.out), **{k: getattr(args, k) for k in JOINT_OPTIONS})
+    config.reduced_dim = config.reduced_dim or None
+    return config
+
+
+def tagger_config(args: argparse.Namespace) -> TaggerTrainConfig:
+    from vistext.training.config import TaggerTrainConfig
+
+    return TaggerTrainConfig(data=args.data, out=str(args.out), **{k: getattr(args, k) for k in TAGGER_OPTIONS})
+
+
+def matcher_config(args: argparse.Namespace) -> MatcherTrainConfig:
+    from vistext.training.config import MatcherTrainConfig
+
+    return MatcherTrainConfig(data=args.data, out=str(args.out), **{k: getattr(args, k) for k in MATCHER_OPTIONS})
+
+
+def run_train_joint(args: argparse.Namespace) -> int:
+    from vistext.training.joint import train_joint
+
+    result = train_joint(joint_config(args), progress=not args.quiet)
     summary = {
         "out": str(result.out),
         "epochs_run": result.epochs_run,
@@ -90,23 +104,9 @@ def run_train_joint(args: argparse.Namespace) -> int:
 
 
 def run_train_tagger(args: argparse.Namespace) -> int:
-    from vistext.training.tagger import TaggerTrainConfig, train_tagger
+    from vistext.training.tagger import train_tagger
 
-    config = TaggerTrainConfig(
-        data=args.data,
-        out=args.out,
-        method=args.method,
-        backbone=args.backbone,
-        feature=args.feature,
-        loss=args.loss,
-        epochs=args.epochs,
-        seed=args.seed,
-        max_images=args.max_images,
-        hidden=args.hidden,
-        top_stages=args.top_stages,
-        views=args.views,
-    )
-    result = train_tagger(config, progress=not args.quiet)
+    result = train_tagger(tagger_config(args), progress=not args.quiet)
     summary = {
         "out": str(result.out),
         "train_seconds": round(result.train_seconds, 1),
@@ -118,12 +118,9 @@ def run_train_tagger(args: argparse.Namespace) -> int:
 
 
 def run_train_matcher(args: argparse.Namespace) -> int:
-    from vistext.training.matcher import MatcherTrainConfig, train_matcher
+    from vistext.training.matcher import train_matcher
 
-    config = MatcherTrainConfig(
-        data=args.data, out=args.out, epochs=args.epochs or 12, seed=args.seed, max_images=args.max_images
-    )
-    result = train_matcher(config, progress=not args.quiet)
+    result = train_matcher(matcher_config(args), progress=not args.quiet)
     summary = {"out": str(result.out), "train_seconds": round(result.train_seconds, 1), "validation": result.metrics}
     _print_metrics(summary, args.json)
     return 0
@@ -136,73 +133,103 @@ def run_eval(args: argparse.Namespace) -> int:
     kind, model = model_kind(directory), load_model(directory)
     progress = not args.quiet
     if kind == "joint":
-        from vistext.datasets import open_caption_dataset
-        from vistext.evaluation.retrieval import evaluate_joint
-
-        metrics = evaluate_joint(model, open_caption_dataset(args.data), split=args.split or "test", progress=progress)
+        from vistext.evaluation import retrieval as evaluation
     elif kind == "tagger":
-        from vistext.training.tagger import evaluate_tagger
-
-        metrics = evaluate_tagger(model, args.data, split=args.split, progress=progress)
+        from vistext.evaluation import tagging as evaluation  # type: ignore[no-redef]
     else:
-        from vistext.training.matcher import evaluate_matcher
-
-        metrics = evaluate_matcher(model, args.data, split=args.split, progress=progress)
+        from vistext.evaluation import matching as evaluation  # type: ignore[no-redef]
+    split = args.split or ("test" if kind == "joint" else None)
+    metrics = evaluation.evaluate(model, args.data, split=split, progress=progress).metrics
     _print_metrics(metrics, args.json)
     return 0
 
 
+_D = " (default: %(default)s)"
+
+
 def register_training(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    from vistext.training.config import (
+        DEFAULT_EPOCHS,
+        METHODS,
+        JointTrainConfig,
+        MatcherTrainConfig,
+        TaggerTrainConfig,
+        defaults,
+    )
+
     train = commands.add_parser("train", help="train a joint image-text model, a tagger or a match classifier")
     kinds = train.add_subparsers(dest="kind", metavar="KIND", required=True)
 
     joint = kinds.add_parser("joint", parents=[common], help="image-text embeddings from a caption dataset")
+    d = defaults(JointTrainConfig)
     joint.add_argument("--data", required=True, help="caption dataset FORMAT:PATH, e.g. flickr8k:DIR")
     joint.add_argument("--out", required=True, type=Path, help="model directory (resumes if a checkpoint is there)")
-    joint.add_argument("--text", default="minilm-gpo", help="text encoder: minilm-gpo, minilm, glove-gru, glove-lstm")
-    joint.add_argument("--loss", default="infonce", help="infonce, vse-hardest, hinge-sum, triplet-semihard")
-    joint.add_argument("--image-head", default="pooled-mlp", help="pooled-mlp, grid-gpo, grid-attn")
-    joint.add_argument("--epochs", type=int, default=5)
-    joint.add_argument("--hidden", type=int, default=256, help="width of the projection MLPs")
-    joint.add_argument("--rnn-hidden", type=int, default=1024, help="GloVe encoders: GRU/LSTM state size")
-    joint.add_argument("--name", default=None, help="the model's name (default: the --out folder's name)")
-    joint.add_argument("--batch-size", type=int, default=128)
-    joint.add_argument("--lr", type=float, default=1e-3)
-    joint.add_argument("--views", default="orig,flip,crop-tl,crop-br,crop-c", help="training views per image")
+    joint.add_argument("--text", default=d["text"], help="text encoder: minilm-gpo, minilm, glove-gru, glove-lstm" + _D)
+    joint.add_argument("--loss", default=d["loss"], help="infonce, vse-hardest, hinge-sum, triplet-semihard" + _D)
+    joint.add_argument("--image-head", default=d["image_head"], help="pooled-mlp, grid-gpo, grid-attn" + _D)
+    joint.add_argument("--epochs", type=int, default=d["epochs"], help=_D.strip(" ()"))
+    joint.add_argument("--hidden", type=int, default=d["hidden"], help="width of the projection MLPs" + _D)
+    joint.add_argument("--rnn-hidden", type=int, default=d["rnn_hidden"], help="GloVe encoders: GRU/LSTM size" + _D)
+    joint.add_argument("--name", default=d["name"], help="the model's name (default: the --out folder's name)")
+    joint.add_argument("--batch-size", type=int, default=d["batch_size"], help=_D.strip(" ()"))
+    joint.add_argument("--lr", type=float, default=d["lr"], help=_D.strip(" ()"))
+    joint.add_argument("--views", default=d["views"], help="training views per image" + _D)
     joint.add_argument(
-        "--hard-after", type=int, default=2, help="switch to hardest negatives from this epoch (-1: never)"
+        "--hard-after",
+        type=int,
+        default=d["hard_after"],
+        help="switch to hardest negatives from this epoch (-1: never)" + _D,
     )
-    joint.add_argument("--branches", type=int, default=5, help="ensemble members trained together")
+    joint.add_argument("--branches", type=int, default=d["branches"], help="ensemble members trained together" + _D)
     joint.add_argument(
-        "--reduced-dim", type=int, default=512, help="several branches: reduce the joined embedding to this many dims"
+        "--reduced-dim",
+        type=int,
+        default=d["reduced_dim"],
+        help="several branches: reduce the joined embedding to this many dims (0: keep all)" + _D,
     )
-    joint.add_argument("--text-layers", type=int, default=0, help="MiniLM: fine-tune this many top layers")
-    joint.add_argument("--vectors", default="glove-6b-50d", help="GloVe encoders: bundled vectors or a text file")
-    joint.add_argument("--freeze-embeddings", action="store_true", help="GloVe encoders: keep word vectors fixed")
-    joint.add_argument("--seed", type=int, default=0)
+    joint.add_argument(
+        "--text-layers", type=int, default=d["text_layers"], help="MiniLM: fine-tune this many top layers" + _D
+    )
+    joint.add_argument("--vectors", default=d["vectors"], help="GloVe encoders: bundled vectors or a text file" + _D)
+    joint.add_argument(
+        "--freeze-embeddings",
+        action="store_true",
+        default=d["freeze_embeddings"],
+        help="GloVe encoders: keep word vectors fixed",
+    )
+    joint.add_argument("--seed", type=int, default=d["seed"], help=_D.strip(" ()"))
     joint.set_defaults(run=run_train_joint)
 
     tagger = kinds.add_parser("tagger", parents=[common], help="a multi-label tagger for your own tags")
+    d = defaults(TaggerTrainConfig)
     tagger.add_argument("--data", required=True, help="tagged dataset FORMAT:PATH (csv:, jsonl:, folder:, ...)")
     tagger.add_argument("--out", required=True, type=Path)
-    tagger.add_argument("--method", default="cached", choices=["cached", "frozen-aug", "finetune"])
-    tagger.add_argument("--backbone", default="efficientnet-lite0")
-    tagger.add_argument("--feature", default="pooled", choices=["pooled", "grid"])
-    tagger.add_argument("--loss", default="bce", choices=["bce", "cb-bce", "asl"])
-    tagger.add_argument("--hidden", type=int, default=0, help="a hidden layer of this size in the head")
-    tagger.add_argument("--top-stages", type=int, default=2, help="finetune: how many top backbone stages train")
-    tagger.add_argument("--views", type=int, default=4, help="frozen-aug: augmented views per photo")
-    tagger.add_argument("--epochs", type=int, default=None)
-    tagger.add_argument("--max-images", type=int, default=None, help="train on at most this many images")
-    tagger.add_argument("--seed", type=int, default=0)
+    tagger.add_argument("--method", default=d["method"], choices=list(METHODS), help=_D.strip(" ()"))
+    tagger.add_argument("--backbone", default=d["backbone"], help=_D.strip(" ()"))
+    tagger.add_argument("--feature", default=d["feature"], choices=["pooled", "grid"], help=_D.strip(" ()"))
+    tagger.add_argument("--loss", default=d["loss"], choices=["bce", "cb-bce", "asl"], help=_D.strip(" ()"))
+    tagger.add_argument("--hidden", type=int, default=d["hidden"], help="a hidden layer of this size in the head" + _D)
+    tagger.add_argument(
+        "--top-stages", type=int, default=d["top_stages"], help="finetune: how many top backbone stages train" + _D
+    )
+    tagger.add_argument("--views", type=int, default=d["views"], help="frozen-aug: augmented views per photo" + _D)
+    tagger.add_argument(
+        "--epochs",
+        type=int,
+        default=d["epochs"],
+        help="default: " + ", ".join(f"{k} {v}" for k, v in DEFAULT_EPOCHS.items()),
+    )
+    tagger.add_argument("--max-images", type=int, default=d["max_images"], help="train on at most this many images")
+    tagger.add_argument("--seed", type=int, default=d["seed"], help=_D.strip(" ()"))
     tagger.set_defaults(run=run_train_tagger)
 
     matcher = kinds.add_parser("matcher", parents=[common], help="image + tag set -> do they belong together")
+    d = defaults(MatcherTrainConfig)
     matcher.add_argument("--data", required=True, help="tagged dataset FORMAT:PATH")
     matcher.add_argument("--out", required=True, type=Path)
-    matcher.add_argument("--epochs", type=int, default=None)
-    matcher.add_argument("--max-images", type=int, default=None)
-    matcher.add_argument("--seed", type=int, default=0)
+    matcher.add_argument("--epochs", type=int, default=d["epochs"], help=_D.strip(" ()"))
+    matcher.add_argument("--max-images", type=int, default=d["max_images"])
+    matcher.add_argument("--seed", type=int, default=d["seed"], help=_D.strip(" ()"))
     matcher.set_defaults(run=run_train_matcher)
 
     evaluate = commands.add_parser("eval", parents=[common], help="test metrics of a model on a dataset")

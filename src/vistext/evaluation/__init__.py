@@ -1,2 +1,9 @@
 """Evaluation: retrieval (recall@K, median rank), tagging (mAP, F1, P@K), matching (two-choice accuracy) and
-threshold calibration, each on arrays and on a model over a dataset split."""
+threshold calibration. Each of ``retrieval``, ``tagging`` and ``matching`` has metric functions on arrays and an
+``evaluate(model, dataset, split, ...) -> Evaluation`` of a model over a dataset split."""
+
+from __future__ import annotations
+
+from vistext.evaluation.base import Evaluation
+
+__all__ = ["Evaluation"]

@@ -1,5 +1,6 @@
 """Image–text retrieval: recall@K, median rank and pair accuracy on similarity arrays (percentages 0-100,
-as in the papers), and ``evaluate_joint``: the standard protocol for a joint model on a caption dataset split.
+as in the papers), and ``evaluate``: the standard protocol for a joint model on a caption dataset split. The
+primary metric is ``rsum``, the sum of the six recalls (what joint training picks its best epoch on).
 """
 
 from __future__ import annotations
@@ -11,10 +12,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vistext.errors import UsageError
+from vistext.evaluation.base import Evaluation
 
 if TYPE_CHECKING:
     from vistext.datasets import CaptionDataset
     from vistext.models.joint import JointModel
+
+PRIMARY = "rsum"
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +98,17 @@ def retrieval_metrics(sim: np.ndarray, caption_to_image: np.ndarray) -> dict[str
     return metrics
 
 
+def recall_sum(metrics: dict[str, Any]) -> float:
+    """R@1 + R@5 + R@10 both ways (0-600)."""
+    return float(sum(metrics[f"{d}_r{k}"] for d in ("i2t", "t2i") for k in (1, 5, 10)))
+
+
+def retrieval_evaluation(sim: np.ndarray, caption_to_image: np.ndarray) -> Evaluation:
+    """``retrieval_metrics`` plus their recall sum ``rsum``, the primary metric."""
+    metrics: dict[str, Any] = dict(retrieval_metrics(sim, caption_to_image))
+    metrics[PRIMARY] = round(recall_sum(metrics), 2)
+    return Evaluation(metrics, PRIMARY)
+
 
 # ---- the joint model on a dataset -----------------------------------------------------------------------
 
@@ -107,11 +122,15 @@ def _embed_images(model: JointModel, images: list[Path], progress: bool) -> np.n
     return embed_files(images, encoder, model.encode_images, grid=model.needs_grid, progress=progress)
 
 
-def evaluate_joint(
-    model: JointModel, dataset: CaptionDataset, split: str = "test", progress: bool = True
-) -> dict[str, Any]:
-    """Retrieval metrics of ``model`` on ``split`` of a caption dataset: every image of the split (one view,
-    exactly as indexing computes it) against every caption of the split."""
+def evaluate(
+    model: JointModel, dataset: CaptionDataset | str, split: str = "test", progress: bool = True
+) -> Evaluation:
+    """Retrieval metrics of ``model`` on ``split`` of a caption dataset (``FORMAT:PATH`` or opened): every
+    image of the split (one view, exactly as indexing computes it) against every caption of the split."""
+    if isinstance(dataset, str):
+        from vistext.datasets import open_caption_dataset
+
+        dataset = open_caption_dataset(dataset)
     captions = list(dataset.captions(split))
     images = sorted({c.image for c in captions})
     if not images:
@@ -120,6 +139,6 @@ def evaluate_joint(
     owner = np.array([row[c.image] for c in captions], dtype=np.int64)
     image_vecs = _embed_images(model, images, progress)
     text_vecs = model.encode_text([c.text for c in captions])
-    metrics = retrieval_metrics(image_vecs @ text_vecs.T, owner)
-    log.info("evaluated %s on %s: %s", model.name, split, metrics)
-    return metrics
+    evaluation = retrieval_evaluation(image_vecs @ text_vecs.T, owner)
+    log.info("evaluated %s on %s: %s", model.name, split, evaluation.metrics)
+    return evaluation

@@ -1,12 +1,15 @@
-"""Trainable heads on top of frozen encoders: projections into the joint space and learned grid pooling.
+"""Trainable heads on top of frozen encoders: projections into the joint space, learned grid pooling, and
+the tagger's multi-label head.
 
-Image heads are registered by name in ``IMAGE_HEADS`` and take either the pooled backbone vector (N, D)
-or the feature grid (N, D, h, w); ``needs_grid`` says which. Every head returns un-normalised (N, out_dim)
-vectors; the joint model normalises them.
+Joint image heads are registered by name in ``IMAGE_HEADS`` and take either the pooled backbone vector (N, D)
+or the feature grid (N, D, h, w); ``needs_grid`` says which, and ``head_needs_grid(name)`` reads it from the
+registry without building a head. Every head returns un-normalised (N, out_dim) vectors; the joint model
+normalises them.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -122,16 +125,83 @@ class GridHead(nn.Module):
         return self.proj(torch.cat([local, pooled.float()], dim=1))
 
 
-@IMAGE_HEADS.register("pooled-mlp")
-def _pooled_mlp(**kwargs: object) -> nn.Module:
-    return PooledHead(**kwargs)  # type: ignore[arg-type]
+IMAGE_HEADS.register("pooled-mlp")(PooledHead)
 
 
 @IMAGE_HEADS.register("grid-gpo")
-def _grid_gpo(**kwargs: object) -> nn.Module:
-    return GridHead(pooling="gpo", **kwargs)  # type: ignore[arg-type]
+class GridGPOHead(GridHead):
+    """``GridHead`` with generalised pooling (GPO)."""
+
+    def __init__(self, in_dim: int, out_dim: int, **kwargs: object) -> None:
+        kwargs.pop("pooling", None)
+        super().__init__(in_dim, out_dim, pooling="gpo", **kwargs)  # type: ignore[arg-type]
 
 
 @IMAGE_HEADS.register("grid-attn")
-def _grid_attn(**kwargs: object) -> nn.Module:
-    return GridHead(pooling="attention", **kwargs)  # type: ignore[arg-type]
+class GridAttentionHead(GridHead):
+    """``GridHead`` with attention pooling."""
+
+    def __init__(self, in_dim: int, out_dim: int, **kwargs: object) -> None:
+        kwargs.pop("pooling", None)
+        super().__init__(in_dim, out_dim, pooling="attention", **kwargs)  # type: ignore[arg-type]
+
+
+def head_needs_grid(name: str) -> bool:
+    """Whether the registered image head ``name`` reads the feature grid (asks the registry; builds nothing)."""
+    return bool(getattr(IMAGE_HEADS.get(name), "needs_grid", False))
+
+
+# ---- the tagger's head ----------------------------------------------------------------------------------
+
+
+class TagHead(nn.Module):
+    """A tagger's trainable head; ``vistext.models.tagger.head_logits`` is its NumPy twin (same parameter names).
+
+    ``linear``/``mlp`` read pooled features; ``csra`` (class-specific residual attention, Zhu & Wu 2021) scores
+    every grid position per tag and adds ``lam`` x the best position to the average, so a small object that
+    fills a few cells of the 7x7 grid still counts.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        in_dim: int,
+        n_tags: int,
+        hidden: int = 0,
+        dropout: float = 0.2,
+        mean: np.ndarray | None = None,
+        std: np.ndarray | None = None,
+        prior: np.ndarray | None = None,
+        lam: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.kind, self.lam = kind, float(lam)
+        self.mean: torch.Tensor
+        self.std: torch.Tensor
+        mean = np.zeros(in_dim) if mean is None else mean
+        std = np.ones(in_dim) if std is None else std
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
+        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32))
+        self.dropout = nn.Dropout(dropout)
+        width = in_dim
+        if kind == "mlp":
+            self.hidden = nn.Linear(in_dim, hidden)
+            width = hidden
+        self.classifier = nn.Linear(width, n_tags)
+        if prior is not None:  # start at the tag frequencies: no wasted epochs unlearning p = 0.5
+            p = np.clip(np.asarray(prior, dtype=np.float64), 1e-4, 1 - 1e-4)
+            bias = np.log(p / (1 - p)) / (1 + self.lam if kind == "csra" else 1)
+            with torch.no_grad():
+                self.classifier.bias.copy_(torch.as_tensor(bias, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "csra":
+            x = x.flatten(2).transpose(1, 2)  # (N, positions, D)
+            scores = self.classifier(self.dropout((x - self.mean) / self.std))
+            return scores.mean(dim=1) + self.lam * scores.amax(dim=1)
+        if x.ndim == 4:
+            x = x.mean(dim=(2, 3))
+        x = self.dropout((x - self.mean) / self.std)
+        if self.kind == "mlp":
+            x = torch.relu(self.hidden(x))
+        return self.classifier(x)

@@ -1,5 +1,6 @@
-"""What joint training learns from: cached image features (several views per training image) and frozen text
-features of every caption, for one split of a caption dataset.
+"""What training learns from. Joint training: cached image features (several views per training image) and
+frozen text features of every caption, for one split of a caption dataset. Taggers and matchers: the train and
+validation images of a tagged dataset (``split_items``).
 
 Image features come from the bundled encoder through ``features.encode_files`` (its cache makes a second run
 start in seconds); frozen text features are cached here under ``$VISTEXT_HOME/text-features``.
@@ -11,7 +12,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -21,6 +22,9 @@ from vistext.augment import ImageViews
 from vistext.errors import UsageError
 from vistext.models.joint import JointModel
 from vistext.paths import cache_dir
+
+if TYPE_CHECKING:
+    from vistext.datasets import TaggedDataset, TaggedImage
 
 # ---- data ---------------------------------------------------------------------------------------------------
 
@@ -72,3 +76,34 @@ def cached_text_features(model: JointModel, texts: list[str], progress: bool) ->
     np.save(tmp, features.numpy())
     tmp.replace(file)
     return features
+
+
+# ---- tagged datasets: train and validation images --------------------------------------------------------
+
+
+def split_items(
+    dataset: TaggedDataset, val_fraction: float, seed: int, max_images: int | None = None
+) -> tuple[list[TaggedImage], list[TaggedImage]]:
+    """(train, validation) items of a tagged dataset, for the tagger and the matcher: the train and dev/val
+    splits when present; otherwise ``val_fraction`` of the training images is held out (seeded). A test split
+    is never used for training."""
+    splits = dataset.splits()
+    train_name = dataset.train_split()
+    val_name = next((s for s in ("dev", "val", "valid", "validation") if s in splits), None)
+    if train_name is not None:
+        train = dataset.items(train_name)
+    else:
+        held = {item.image for s in splits if s.startswith("test") for item in dataset.items(s)}
+        train = [item for item in dataset.items() if item.image not in held]
+    if max_images is not None:
+        train = [train[i] for i in sorted(np.random.default_rng(seed).permutation(len(train))[:max_images])]
+    if val_name is not None:
+        val = dataset.items(val_name)
+    else:
+        order = np.random.default_rng(seed).permutation(len(train))
+        n_val = max(1, round(val_fraction * len(train)))
+        val = [train[i] for i in sorted(order[:n_val])]
+        train = [train[i] for i in sorted(order[n_val:])]
+    if not train or not val:
+        raise UsageError(f"{dataset.name}: too few images to train and validate a tagger ({len(train)} + {len(val)})")
+    return train, val

@@ -1,4 +1,4 @@
-"""Training the match classifier (image + tag set -> belong together?) and its two-choice test.
+"""Training the match classifier (image + tag set -> belong together?), through ``vistext.training.loop``.
 
 Every epoch each training image is paired with its own tags (label 1), with the tags of a random other image
 (label 0) and, with ``hard_negatives``, with the tags of one of its nearest neighbours in image-feature space
@@ -6,16 +6,15 @@ whose tags differ enough (label 0): a similar photo's tags are what a lazy model
 read the details. Positives are shown with their tags shuffled and, sometimes, a few dropped, so the model
 scores sets, not sequences, and partial sets still match.
 
-The two-choice test: for each test image, its own tag set against another image's; a model is right when it
-scores its own set higher.
+The epoch with the best validation two-choice accuracy (``vistext.evaluation.matching``) is kept.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,36 +22,20 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from vistext.datasets import TaggedDataset, TaggedImage, open_tagged_dataset
-from vistext.encoders import create_image_encoder
 from vistext.errors import UsageError
+from vistext.evaluation.base import Evaluation
+from vistext.evaluation.matching import image_features, two_choice_eval, two_choice_evaluation
 from vistext.models.matcher import MatcherSettings, MatchModel, TagBatch
 from vistext.text import tokenize
+from vistext.training.config import MatcherTrainConfig
+from vistext.training.data import split_items
+from vistext.training.loop import LoopSettings, checkpoint_file, fit
+
+__all__ = ["MatcherTrainConfig", "MatcherTrainResult", "train_matcher"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class MatcherTrainConfig:
-    data: str | TaggedDataset  # FORMAT:PATH or an opened dataset (multi-label tags per image)
-    out: str | Path | None = None  # None: a fresh temporary directory
-    epochs: int = 12
-    batch_size: int = 128
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    hidden: int = 128
-    joint: int = 256
-    hard_negatives: bool = True
-    neighbours: int = 10  # hard negatives come from this many nearest images
-    max_overlap: float = 0.5  # ...whose tag sets overlap (Jaccard) less than this
-    tag_dropout: float = 0.2  # chance of dropping each tag of a positive (at least one kept)
-    aux_weight: float = 0.1  # weight of the auxiliary tagging loss on the word fit (0: off)
-    pretrain_epochs: int = 30  # epochs of the word fit alone as a tagger first (cheap: no GRU)
-    threads: int | None = None
-    seed: int = 0
-    max_images: int | None = None
 
 
 @dataclass
@@ -68,29 +51,6 @@ def _jaccard(a: set[str], b: set[str]) -> float:
     return len(a & b) / len(a | b) if a | b else 1.0
 
 
-def two_choice_pairs(items: list[TaggedImage], seed: int = 0) -> list[tuple[int, int]]:
-    """(image i, image j) pairs for the two-choice test: every image with tags against a random other image
-    whose tag set differs from its own (seeded, so every method faces the same pairs)."""
-    rng = np.random.default_rng(seed)
-    tagged = [i for i, item in enumerate(items) if item.tags]
-    if len(tagged) < 2:
-        raise UsageError("the two-choice test needs at least two images with tags")
-    pairs = []
-    for i in tagged:
-        for _ in range(20):
-            j = tagged[int(rng.integers(len(tagged)))]
-            if j != i and set(items[j].tags) != set(items[i].tags):
-                pairs.append((i, j))
-                break
-    return pairs
-
-
-def two_choice_accuracy(own: np.ndarray, other: np.ndarray) -> float:
-    """Share of pairs where the own tag set scores higher (a tie counts half)."""
-    own, other = np.asarray(own, np.float64), np.asarray(other, np.float64)
-    return float(np.mean((own > other) + 0.5 * (own == other)))
-
-
 def _hard_candidates(features: np.ndarray, tags: list[set[str]], k: int, max_overlap: float) -> list[list[int]]:
     """For each image, up to ``k`` nearest images (cosine) whose tags overlap less than ``max_overlap``."""
     unit = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
@@ -102,28 +62,6 @@ def _hard_candidates(features: np.ndarray, tags: list[set[str]], k: int, max_ove
             picks = [int(j) for j in order[row] if j != i and _jaccard(tags[i], tags[j]) < max_overlap]
             out.append(picks[:k])
     return out
-
-
-def _features(items: list[TaggedImage], progress: bool) -> np.ndarray:
-    from vistext.features import encode_files
-
-    return encode_files([item.image for item in items], create_image_encoder(), progress=progress).pooled
-
-
-def matcher_scores(model: MatchModel, features: np.ndarray, tag_sets: list[list[str]], batch: int = 512) -> np.ndarray:
-    """Row-aligned match probabilities for many (image, tag set) pairs, in batches."""
-    return np.concatenate(
-        [model.score(features[s : s + batch], tag_sets[s : s + batch]) for s in range(0, len(tag_sets), batch)]
-    )
-
-
-def two_choice_eval(model: MatchModel, features: np.ndarray, items: list[TaggedImage], seed: int = 0) -> dict:
-    """Two-choice accuracy of ``model`` on ``items`` whose pooled ``features`` are given."""
-    pairs = two_choice_pairs(items, seed)
-    rows = np.array([i for i, _ in pairs])
-    own = matcher_scores(model, features[rows], [items[i].tags for i, _ in pairs])
-    other = matcher_scores(model, features[rows], [items[j].tags for _, j in pairs])
-    return {"two_choice_accuracy": two_choice_accuracy(own, other), "n_pairs": len(pairs)}
 
 
 def _batch_examples(
@@ -157,36 +95,88 @@ def _batch_examples(
 
 
 def _splits(dataset: TaggedDataset, config: MatcherTrainConfig) -> tuple[list[TaggedImage], list[TaggedImage]]:
-    from vistext.training.tagger import split_items
-
     train, val = split_items(dataset, 0.1, config.seed, config.max_images)
     return [t for t in train if t.tags], [v for v in val if v.tags]
 
 
-def _pretrain_fit(
-    model: MatchModel,
-    x_train: np.ndarray,
-    present: torch.Tensor,
-    tag_batch: TagBatch,
-    config: MatcherTrainConfig,
-    rng: np.random.Generator,
-    progress: bool,
-) -> None:
-    """Train the word fit (the word -> tagger-weights network and the word bias) as a plain tagger: every image
-    supervises every tag at once, so this dense signal converges in a fraction of the pair training's time."""
-    parts = [*model.word.parameters(), *model.word_bias.parameters(), *model.word_table.parameters()]
-    optimizer = torch.optim.AdamW(parts, lr=config.lr, weight_decay=0.05)  # as strong as the tagger's
-    model.train()
-    batch = 64
-    for _ in tqdm(range(config.pretrain_epochs), desc="pre-training word fit", disable=not progress, unit="epoch"):
-        order = rng.permutation(len(x_train))
-        for start in range(0, len(order), batch):
-            idx = np.sort(order[start : start + batch])
-            logits = model.tag_logits(torch.from_numpy(x_train[idx]), tag_batch)
-            loss = F.binary_cross_entropy_with_logits(logits, present[idx], reduction="sum") / len(idx)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+class _MatchModelTask:
+    """What both phases share: the match model's state and mode, and its word fit's tag logits."""
+
+    def __init__(self, model: MatchModel, x_train: np.ndarray, present: torch.Tensor, tag_batch: TagBatch) -> None:
+        self.model, self.x_train, self.present, self.tag_batch = model, x_train, present, tag_batch
+
+    def tagging_loss(self, images: np.ndarray) -> torch.Tensor:
+        """Every tag at once for each of ``images``: binary cross-entropy summed over tags, mean over images."""
+        logits = self.model.tag_logits(torch.from_numpy(self.x_train[images]), self.tag_batch)
+        return F.binary_cross_entropy_with_logits(logits, self.present[images], reduction="sum") / len(images)
+
+    def train_mode(self) -> None:
+        self.model.train()
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    def load_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.model.load_state_dict(state)
+
+
+class _WordFitTask(_MatchModelTask):
+    """Pre-training for the loop: the word fit (word -> tagger-weights network and word bias) as a plain tagger.
+    Every image supervises every tag at once, so this dense signal converges in a fraction of the pair
+    training's time. Nothing is held out: the last epoch is kept."""
+
+    batch_size = 64
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        model = self.model
+        return [*model.word.parameters(), *model.word_bias.parameters(), *model.word_table.parameters()]
+
+    def steps_per_epoch(self) -> int:
+        return -(-len(self.x_train) // self.batch_size)
+
+    def batches(self, epoch: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
+        order = rng.permutation(len(self.x_train))
+        for start in range(0, len(order), self.batch_size):
+            yield np.sort(order[start : start + self.batch_size])
+
+    def loss(self, idx: np.ndarray, epoch: int, rng: np.random.Generator) -> tuple[torch.Tensor, int]:
+        return self.tagging_loss(idx), len(idx)
+
+    def evaluate(self) -> None:
+        return None
+
+
+_Examples = tuple[np.ndarray, list[list[str]], np.ndarray]  # image rows, tag sets, labels
+
+
+class _PairTask(_MatchModelTask):
+    """Pair training for the loop: (image, tag set, belongs?) examples from ``_batch_examples``, binary
+    cross-entropy plus the auxiliary tagging loss on the word fit; validation two-choice accuracy per epoch."""
+
+    def __init__(self, model: MatchModel, x_train: np.ndarray, present: torch.Tensor, tag_batch: TagBatch,
+                 train: list[TaggedImage], hard: list[list[int]] | None, x_val: np.ndarray,
+                 val: list[TaggedImage], config: MatcherTrainConfig) -> None:  # fmt: skip
+        super().__init__(model, x_train, present, tag_batch)
+        self.train, self.hard, self.x_val, self.val, self.config = train, hard, x_val, val, config
+
+    def steps_per_epoch(self) -> int:
+        return -(-len(self.train) // self.config.batch_size)
+
+    def batches(self, epoch: int, rng: np.random.Generator) -> Iterator[_Examples]:
+        order, size = rng.permutation(len(self.train)), self.config.batch_size
+        for start in range(0, len(order), size):
+            yield _batch_examples(order[start : start + size], self.train, self.hard, rng, self.config)
+
+    def loss(self, batch: _Examples, epoch: int, rng: np.random.Generator) -> tuple[torch.Tensor, int]:
+        rows, sets, labels = batch
+        logits = self.model(torch.from_numpy(self.x_train[rows]), *self.model.embed_tag_sets(sets))
+        loss = F.binary_cross_entropy_with_logits(logits, torch.from_numpy(labels))
+        if self.config.aux_weight > 0:
+            loss = loss + self.config.aux_weight * self.tagging_loss(np.unique(rows))
+        return loss, len(labels)
+
+    def evaluate(self) -> Evaluation:
+        return two_choice_evaluation(self.model, self.x_val, self.val, self.config.seed)
 
 
 def train_matcher(config: MatcherTrainConfig, progress: bool = True) -> MatcherTrainResult:
@@ -200,7 +190,7 @@ def train_matcher(config: MatcherTrainConfig, progress: bool = True) -> MatcherT
     if len(train) < 2 or len(val) < 2:
         raise UsageError(f"{dataset.name}: too few tagged images to train a match model")
     started = time.perf_counter()
-    x_train, x_val = _features(train, progress), _features(val, progress)
+    x_train, x_val = image_features(train, progress), image_features(val, progress)
     hard = None
     if config.hard_negatives:
         hard = _hard_candidates(x_train, [set(t.tags) for t in train], config.neighbours, config.max_overlap)
@@ -217,60 +207,35 @@ def train_matcher(config: MatcherTrainConfig, progress: bool = True) -> MatcherT
     for i, item in enumerate(train):
         present[i, [tag_index[t] for t in item.tags]] = 1.0
     tag_batch = model.embed_tag_sets([[tag] for tag in vocabulary])
+    out = Path(config.out) if config.out is not None else Path(tempfile.mkdtemp(prefix="vistext-matcher-"))
+    out.mkdir(parents=True, exist_ok=True)
+    run = {k: v for k, v in asdict(config).items() if k not in ("data", "out")}
+    data_name = config.data if isinstance(config.data, str) else dataset.name
     if config.pretrain_epochs > 0:
-        _pretrain_fit(model, x_train, present, tag_batch, config, rng, progress)
+        word_fit = _WordFitTask(model, x_train, present, tag_batch)
+        # as strong a weight decay as the tagger's; a constant learning rate
+        optimizer = torch.optim.AdamW(word_fit.parameters(), lr=config.lr, weight_decay=0.05)
+        loop = LoopSettings(epochs=config.pretrain_epochs, schedule="constant", desc="pre-training word fit",
+                            progress=progress)  # fmt: skip
+        fit(word_fit, optimizer, loop, rng)
+    task = _PairTask(model, x_train, present, tag_batch, train, hard, x_val, val, config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    steps = config.epochs * -(-len(train) // config.batch_size)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=steps, pct_start=0.1)
-    best, best_state, history = -1.0, copy.deepcopy(model.state_dict()), []
-    for epoch in tqdm(range(config.epochs), desc="training matcher", disable=not progress, unit="epoch"):
-        epoch_start = time.perf_counter()
-        model.train()
-        total, count = 0.0, 0
-        order = rng.permutation(len(train))
-        for start in range(0, len(order), config.batch_size):
-            rows, sets, labels = _batch_examples(order[start : start + config.batch_size], train, hard, rng, config)
-            logits = model(torch.from_numpy(x_train[rows]), *model.embed_tag_sets(sets))
-            loss = F.binary_cross_entropy_with_logits(logits, torch.from_numpy(labels))
-            if config.aux_weight > 0:
-                images = np.unique(rows)
-                tag_logits = model.tag_logits(torch.from_numpy(x_train[images]), tag_batch)
-                aux = F.binary_cross_entropy_with_logits(tag_logits, present[images], reduction="sum") / len(images)
-                loss = loss + config.aux_weight * aux
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            total, count = total + loss.item() * len(labels), count + len(labels)
-        accuracy = two_choice_eval(model, x_val, val, config.seed)["two_choice_accuracy"]
-        history.append({"epoch": epoch + 1, "loss": total / count, "val_two_choice": accuracy,
-                        "seconds": time.perf_counter() - epoch_start})  # fmt: skip
-        log.info("epoch %d: loss %.4f, val two-choice %.4f", epoch + 1, total / count, accuracy)
-        if accuracy > best:
-            best, best_state = accuracy, copy.deepcopy(model.state_dict())
-    model.load_state_dict(best_state)
+    loop = LoopSettings(epochs=config.epochs, patience=config.patience, checkpoint=checkpoint_file(out),
+                        run_key={**run, "data": data_name}, eval_prefix="val", desc="training matcher",
+                        progress=progress)  # fmt: skip
+    history = fit(task, optimizer, loop, rng).history
     model.eval()
     metrics = {"validation": two_choice_eval(model, x_val, val, config.seed)}
     seconds = time.perf_counter() - started
     settings.extra = {
         "metrics": metrics,
         "training": {
-            **{k: v for k, v in asdict(config).items() if k not in ("data", "out")},
-            "data": config.data if isinstance(config.data, str) else dataset.name,
+            **run,
+            "data": data_name,
             "n_train": len(train),
             "train_seconds": round(seconds, 2),
         },
     }
-    out = Path(config.out) if config.out is not None else Path(tempfile.mkdtemp(prefix="vistext-matcher-"))
     model.save(out)
+    checkpoint_file(out).unlink(missing_ok=True)  # it only serves an interrupted run; the model directory ships
     return MatcherTrainResult(model, out, metrics, seconds, history)
-
-
-def evaluate_matcher(
-    model: MatchModel, dataset: TaggedDataset | str, split: str | None = "test", seed: int = 0, progress: bool = True
-) -> dict[str, Any]:
-    """Two-choice accuracy of ``model`` on a split (None: the whole dataset) of a tagged dataset."""
-    if isinstance(dataset, str):
-        dataset = open_tagged_dataset(dataset)
-    items = [item for item in dataset.items(split) if item.tags]
-    return two_choice_eval(model, _features(items, progress), items, seed)

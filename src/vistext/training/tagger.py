@@ -1,4 +1,5 @@
-"""Training multi-label taggers on a user's labelled photos, three transfer-learning methods, one loop.
+"""Training multi-label taggers on a user's labelled photos: three transfer-learning methods, one loop
+(``vistext.training.loop``).
 
 - ``cached``: the backbone's features are extracted once (and cached on disk); only the head trains.
 - ``frozen-aug``: the backbone stays frozen but sees ``views`` augmented versions of every photo (random crops,
@@ -14,11 +15,10 @@ thresholds are calibrated on the validation split (F1-optimal) and stored with t
 
 from __future__ import annotations
 
-import copy
 import logging
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,51 +26,26 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from vistext.augment import ImageViews
-from vistext.datasets import TaggedDataset, TaggedImage, open_tagged_dataset
-from vistext.encoders import ImageEncoder, ImageFeatures, Preprocessing, create_image_encoder
+from vistext.datasets import TaggedImage, open_tagged_dataset
+from vistext.encoders import ImageEncoder, Preprocessing, create_image_encoder
 from vistext.encoders.module import ModuleEncoder
 from vistext.errors import UsageError
-from vistext.evaluation.tagging import f1_scores, mean_average_precision, precision_at_k, top1_accuracy
+from vistext.evaluation.base import Evaluation
+from vistext.evaluation.tagging import label_matrix, tag_evaluation, tag_metrics
 from vistext.evaluation.thresholds import f1_optimal_thresholds
 from vistext.losses.tagging import make_tag_loss
 from vistext.models.backbones import TrainableBackbone, create_backbone, export_tagger_network
+from vistext.models.heads import TagHead
 from vistext.models.tagger import TaggerModel
+from vistext.training.config import BUNDLED, DEFAULT_EPOCHS, METHODS, TaggerTrainConfig
+from vistext.training.data import split_items
+from vistext.training.loop import LoopSettings, checkpoint_file, fit
+
+__all__ = ["TaggerTrainConfig", "TaggerTrainResult", "predict_network", "train_tagger"]
 
 log = logging.getLogger(__name__)
-
-METHODS = ("cached", "frozen-aug", "finetune")
-DEFAULT_EPOCHS = {"cached": 25, "frozen-aug": 25, "finetune": 6}
-BUNDLED = "efficientnet-lite0"
-
-
-@dataclass
-class TaggerTrainConfig:
-    """Everything ``train_tagger`` needs; the CLI fills it from ``vistext train tagger`` options."""
-
-    data: str | TaggedDataset  # FORMAT:PATH or an opened dataset
-    out: str | Path | None = None  # model directory (None: a fresh temporary directory)
-    method: str = "cached"  # cached | frozen-aug | finetune
-    backbone: str = BUNDLED  # a registered backbone name (see vistext.models.backbones)
-    feature: str = "pooled"  # pooled | grid (grid: class-specific attention over the feature map; cached only)
-    hidden: int = 0  # >0: a hidden layer of this size in the head
-    loss: str = "bce"  # bce | cb-bce | asl (bench: same mAP, bce best P@k, cb-bce best macro-F1)
-    epochs: int | None = None  # None: a per-method default
-    batch_size: int = 64
-    lr: float = 1e-3
-    backbone_lr: float = 3e-4
-    weight_decay: float = 0.05  # strong: 300 sigmoid outputs over 1280 features overfit a few thousand photos fast
-    dropout: float = 0.5
-    views: int = 4  # augmented views per photo (frozen-aug; finetune uses min(views, 2))
-    top_stages: int = 2  # finetune: how many top backbone stages train
-    patience: int | None = 5  # stop after this many epochs without a better validation mAP (None: never)
-    val_fraction: float = 0.1  # held out of train when the dataset has no dev/val split
-    pretrained: bool = True
-    threads: int | None = None
-    seed: int = 0
-    max_images: int | None = None  # cap on training images (quick experiments)
 
 
 @dataclass
@@ -81,143 +56,6 @@ class TaggerTrainResult:
     train_seconds: float  # feature extraction + training + calibration
     feature_seconds: float
     history: list[dict[str, float]] = field(default_factory=list)
-
-
-class TagHead(nn.Module):
-    """The trainable head; ``vistext.tagger.head_logits`` is its NumPy twin (same parameter names).
-
-    ``linear``/``mlp`` read pooled features; ``csra`` (class-specific residual attention, Zhu & Wu 2021) scores
-    every grid position per tag and adds ``lam`` x the best position to the average, so a small object that
-    fills a few cells of the 7x7 grid still counts.
-    """
-
-    def __init__(
-        self,
-        kind: str,
-        in_dim: int,
-        n_tags: int,
-        hidden: int = 0,
-        dropout: float = 0.2,
-        mean: np.ndarray | None = None,
-        std: np.ndarray | None = None,
-        prior: np.ndarray | None = None,
-        lam: float = 0.1,
-    ) -> None:
-        super().__init__()
-        self.kind, self.lam = kind, float(lam)
-        self.mean: torch.Tensor
-        self.std: torch.Tensor
-        mean = np.zeros(in_dim) if mean is None else mean
-        std = np.ones(in_dim) if std is None else std
-        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
-        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32))
-        self.dropout = nn.Dropout(dropout)
-        width = in_dim
-        if kind == "mlp":
-            self.hidden = nn.Linear(in_dim, hidden)
-            width = hidden
-        self.classifier = nn.Linear(width, n_tags)
-        if prior is not None:  # start at the tag frequencies: no wasted epochs unlearning p = 0.5
-            p = np.clip(np.asarray(prior, dtype=np.float64), 1e-4, 1 - 1e-4)
-            bias = np.log(p / (1 - p)) / (1 + self.lam if kind == "csra" else 1)
-            with torch.no_grad():
-                self.classifier.bias.copy_(torch.as_tensor(bias, dtype=torch.float32))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.kind == "csra":
-            x = x.flatten(2).transpose(1, 2)  # (N, positions, D)
-            scores = self.classifier(self.dropout((x - self.mean) / self.std))
-            return scores.mean(dim=1) + self.lam * scores.amax(dim=1)
-        if x.ndim == 4:
-            x = x.mean(dim=(2, 3))
-        x = self.dropout((x - self.mean) / self.std)
-        if self.kind == "mlp":
-            x = torch.relu(self.hidden(x))
-        return self.classifier(x)
-
-
-def split_items(
-    dataset: TaggedDataset, val_fraction: float, seed: int, max_images: int | None = None
-) -> tuple[list[TaggedImage], list[TaggedImage]]:
-    """(train, validation) items: the train and dev/val splits when present; otherwise ``val_fraction`` of the
-    training images is held out (seeded). A test split is never used for training."""
-    splits = dataset.splits()
-    train_name = dataset.train_split()
-    val_name = next((s for s in ("dev", "val", "valid", "validation") if s in splits), None)
-    if train_name is not None:
-        train = dataset.items(train_name)
-    else:
-        held = {item.image for s in splits if s.startswith("test") for item in dataset.items(s)}
-        train = [item for item in dataset.items() if item.image not in held]
-    if max_images is not None:
-        train = [train[i] for i in sorted(np.random.default_rng(seed).permutation(len(train))[:max_images])]
-    if val_name is not None:
-        val = dataset.items(val_name)
-    else:
-        order = np.random.default_rng(seed).permutation(len(train))
-        n_val = max(1, round(val_fraction * len(train)))
-        val = [train[i] for i in sorted(order[:n_val])]
-        train = [train[i] for i in sorted(order[n_val:])]
-    if not train or not val:
-        raise UsageError(f"{dataset.name}: too few images to train and validate a tagger ({len(train)} + {len(val)})")
-    return train, val
-
-
-def label_matrix(items: list[TaggedImage], labels: list[str]) -> np.ndarray:
-    """(n_images, n_tags) float32 0/1 targets; tags outside ``labels`` are ignored."""
-    index = {tag: j for j, tag in enumerate(labels)}
-    y = np.zeros((len(items), len(labels)), np.float32)
-    for i, item in enumerate(items):
-        for tag in item.tags:
-            if tag in index:
-                y[i, index[tag]] = 1.0
-    return y
-
-
-def tag_metrics(
-    scores: np.ndarray, labels: np.ndarray, thresholds: np.ndarray | None, single_label: bool = False, k: int = 5
-) -> dict[str, Any]:
-    """map, micro_f1, macro_f1, p_at_k, accuracy (top-1), n_images, k: the keys ``vistext eval`` reports."""
-    k = 1 if single_label else max(1, min(k, scores.shape[1]))
-    if thresholds is None:
-        pred = scores >= 0.5
-    else:
-        pred = scores >= thresholds[None, :]
-    if single_label:  # exactly one tag per image: the best one
-        pred = np.zeros_like(pred)
-        pred[np.arange(len(scores)), scores.argmax(axis=1)] = True
-    micro, macro = f1_scores(pred, labels)
-    has_tags = labels.any(axis=1)
-    return {
-        "map": mean_average_precision(scores, labels),
-        "micro_f1": micro,
-        "macro_f1": macro,
-        "p_at_k": precision_at_k(scores[has_tags], labels[has_tags], k) if has_tags.any() else 0.0,
-        "accuracy": top1_accuracy(scores[has_tags], labels[has_tags]) if has_tags.any() else 0.0,
-        "n_images": int(len(scores)),
-        "k": k,
-    }
-
-
-class _OwnNetwork(ImageEncoder):
-    """A tagger's own ONNX network seen as an encoder, so evaluation reuses the threaded batch pipeline."""
-
-    def __init__(self, model: TaggerModel) -> None:
-        self.model, self.name, self.dim = model, f"tagger-{model.method}", model.n_tags
-        self.preprocessing = model.preprocessing
-
-    def encode(self, batch: np.ndarray, grid: bool = False) -> ImageFeatures:
-        return ImageFeatures(pooled=self.model.scores_from_pixels(batch))
-
-
-def tagger_scores(model: TaggerModel, paths: list, progress: bool = True) -> np.ndarray:
-    """Tag probabilities (N, n_tags) for image files; the bundled encoder's features come from the cache."""
-    from vistext.features import encode_files
-
-    if model.uses_encoder:
-        arrays = encode_files(paths, create_image_encoder(model.backbone), grid=model.needs_grid, progress=progress)
-        return model.scores_from_features(ImageFeatures(pooled=arrays.pooled, grid=arrays.grid))
-    return encode_files(paths, _OwnNetwork(model), cache=False, progress=progress).pooled
 
 
 @dataclass
@@ -264,62 +102,49 @@ def _frozen_features(
     return _Features(train_x, val_x, views is not None), module
 
 
-def _fit(
-    network: nn.Module,
-    head: TagHead,
-    features: _Features,
-    y_train: np.ndarray,
-    y_val: np.ndarray,
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    optimizer: torch.optim.Optimizer,
-    config: TaggerTrainConfig,
-    epochs: int,
-    progress: bool,
-) -> list[dict[str, float]]:
-    """The training loop: shuffled mini-batches (one random view per photo), cosine learning rate, validation
-    mAP after every epoch; the best epoch's weights are restored at the end."""
-    rng = np.random.default_rng(config.seed)
-    n = len(y_train)
-    steps = epochs * max(1, -(-n // config.batch_size))
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=steps, pct_start=0.1
-    )
-    targets = torch.from_numpy(y_train)
-    best_map, best_epoch, best_state, history = -1.0, 0, copy.deepcopy(network.state_dict()), []
-    for epoch in tqdm(range(epochs), desc=f"training ({config.method})", disable=not progress, unit="epoch"):
-        started = time.perf_counter()
-        network.train()
-        for module in network.modules():  # frozen batch statistics: mini-batches are small and data is scarce
+class _TaggerTask:
+    """The tagger for the training loop: shuffled mini-batches (one random view per photo when there are
+    several), the tag loss, validation mAP after every epoch."""
+
+    def __init__(self, network: nn.Module, features: _Features, y_train: np.ndarray, y_val: np.ndarray,
+                 loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], batch_size: int,
+                 single_label: bool) -> None:  # fmt: skip
+        self.network, self.features, self.y_val, self.loss_fn = network, features, y_val, loss_fn
+        self.targets = torch.from_numpy(y_train)
+        self.batch_size, self.single_label = batch_size, single_label
+
+    def steps_per_epoch(self) -> int:
+        return max(1, -(-len(self.targets) // self.batch_size))
+
+    def batches(self, epoch: int, rng: np.random.Generator) -> Iterator[tuple[torch.Tensor, np.ndarray]]:
+        order = rng.permutation(len(self.targets))
+        for start in range(0, len(order), self.batch_size):
+            idx = np.sort(order[start : start + self.batch_size])
+            batch = self.features.train[idx]
+            if self.features.has_views:
+                batch = batch[np.arange(len(idx)), rng.integers(0, batch.shape[1], len(idx))]
+            yield torch.from_numpy(np.asarray(batch, dtype=np.float32)), idx
+
+    def loss(self, batch: tuple[torch.Tensor, np.ndarray], epoch: int, rng: np.random.Generator
+             ) -> tuple[torch.Tensor, int]:  # fmt: skip
+        x, idx = batch
+        return self.loss_fn(self.network(x), self.targets[idx]), len(idx)
+
+    def train_mode(self) -> None:
+        self.network.train()
+        for module in self.network.modules():  # frozen batch statistics: mini-batches are small and data is scarce
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
                 module.eval()
-        total = 0.0
-        order = rng.permutation(n)
-        for start in range(0, n, config.batch_size):
-            idx = np.sort(order[start : start + config.batch_size])
-            batch = features.train[idx]
-            if features.has_views:
-                batch = batch[np.arange(len(idx)), rng.integers(0, batch.shape[1], len(idx))]
-            logits = network(torch.from_numpy(np.asarray(batch, dtype=np.float32)))
-            loss = loss_fn(logits, targets[idx])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            total += loss.item() * len(idx)
-        val_scores = predict_network(network, features.val, config.batch_size * 4)
-        val_map = mean_average_precision(val_scores, y_val) if y_val.any() else float("nan")
-        history.append(
-            {"epoch": epoch + 1, "loss": total / n, "val_map": val_map, "seconds": time.perf_counter() - started}
-        )
-        log.info("epoch %d: loss %.4f, val mAP %.4f", epoch + 1, total / n, val_map)
-        if not np.isnan(val_map) and val_map > best_map:
-            best_map, best_epoch, best_state = val_map, epoch, copy.deepcopy(network.state_dict())
-        elif config.patience is not None and epoch - best_epoch >= config.patience:
-            log.info("no better validation mAP for %d epochs: stopping", config.patience)
-            break
-    network.load_state_dict(best_state)
-    network.eval()
-    return history
+
+    def evaluate(self) -> Evaluation:
+        scores = predict_network(self.network, self.features.val, self.batch_size * 4)
+        return tag_evaluation(scores, self.y_val, None, self.single_label)
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in self.network.state_dict().items()}
+
+    def load_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.network.load_state_dict(state)
 
 
 def predict_network(network: nn.Module, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
@@ -402,15 +227,27 @@ def train_tagger(config: TaggerTrainConfig, progress: bool = True) -> TaggerTrai
         groups.append({"params": [p for p in top.parameters() if p.requires_grad], "lr": config.backbone_lr})
     optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
     loss_fn = make_tag_loss(config.loss, y_train.sum(axis=0), len(y_train))
-    epochs = config.epochs or DEFAULT_EPOCHS[config.method]
-    history = _fit(network, head, features, y_train, y_val, loss_fn, optimizer, config, epochs, progress)
+    out = Path(config.out) if config.out is not None else Path(tempfile.mkdtemp(prefix="vistext-tagger-"))
+    out.mkdir(parents=True, exist_ok=True)
+    settings = {k: v for k, v in asdict(config).items() if k not in ("data", "out")}
+    data_name = config.data if isinstance(config.data, str) else dataset.name
+    task = _TaggerTask(network, features, y_train, y_val, loss_fn, config.batch_size, dataset.single_label)
+    loop = LoopSettings(
+        epochs=config.epochs or DEFAULT_EPOCHS[config.method],
+        patience=config.patience,
+        checkpoint=checkpoint_file(out),
+        run_key={**settings, "data": data_name, "labels": labels},
+        eval_prefix="val",
+        desc=f"training ({config.method})",
+        progress=progress,
+    )
+    fitted = fit(task, optimizer, loop, np.random.default_rng(config.seed))
+    history = fitted.history
 
     val_scores = predict_network(network, features.val)
     thresholds = f1_optimal_thresholds(val_scores, y_val)
     metrics = tag_metrics(val_scores, y_val, thresholds, dataset.single_label)
     train_seconds = time.perf_counter() - started
-    out = Path(config.out) if config.out is not None else Path(tempfile.mkdtemp(prefix="vistext-tagger-"))
-    settings = {k: v for k, v in asdict(config).items() if k not in ("data", "out")}
     model = TaggerModel(
         labels=labels,
         weights={k: v.detach().numpy().copy() for k, v in head.state_dict().items()},
@@ -422,11 +259,11 @@ def train_tagger(config: TaggerTrainConfig, progress: bool = True) -> TaggerTrai
         metrics={"validation": metrics},
         training={
             **settings,
-            "data": config.data if isinstance(config.data, str) else dataset.name,
+            "data": data_name,
             "n_train": len(train),
             "n_val": len(val),
-            "epochs_run": len(history),
-            "best_epoch": int(np.nanargmax([h["val_map"] for h in history])) + 1 if y_val.any() else len(history),
+            "epochs_run": fitted.epochs_run,
+            "best_epoch": fitted.best_epoch or fitted.epochs_run,
             "train_seconds": round(train_seconds, 2),
             "feature_seconds": round(feature_seconds, 2),
         },
@@ -440,22 +277,5 @@ def train_tagger(config: TaggerTrainConfig, progress: bool = True) -> TaggerTrai
         }
     onnx_bytes = export_tagger_network(own_network, head, grid=kind == "csra") if own_network is not None else None
     model.save(out, onnx_bytes=onnx_bytes)
+    checkpoint_file(out).unlink(missing_ok=True)  # it only serves an interrupted run; the model directory ships
     return TaggerTrainResult(model, out, metrics, train_seconds, feature_seconds, history)
-
-
-def evaluate_tagger(
-    model: TaggerModel, dataset: TaggedDataset | str, split: str | None = None, progress: bool = True, k: int = 5
-) -> dict[str, Any]:
-    """Test metrics of ``model`` on ``dataset`` (the whole dataset when ``split`` is None).
-
-    Returns map (mean AP over tags with a positive), micro_f1 and macro_f1 (calibrated thresholds), p_at_k,
-    accuracy (top-1), n_images and k. Tags the model does not know are ignored.
-    """
-    if isinstance(dataset, str):
-        dataset = open_tagged_dataset(dataset)
-    items = dataset.items(split)
-    if not items:
-        raise UsageError(f"{dataset.name}: no images in split {split!r}")
-    scores = tagger_scores(model, [item.image for item in items], progress=progress)
-    labels = label_matrix(items, model.labels)
-    return tag_metrics(scores, labels, model.thresholds, dataset.single_label, k)
