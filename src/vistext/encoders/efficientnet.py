@@ -22,7 +22,7 @@ import numpy as np
 
 from vistext.encoders.base import IMAGE_ENCODERS, ImageEncoder, ImageFeatures, Preprocessing
 from vistext.errors import ModelError
-from vistext.paths import cache_dir, vistext_home
+from vistext.paths import atomic_path, cache_dir, vistext_home
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -94,8 +94,7 @@ def export_onnx(path: Path, weights: str | Path | None = None) -> Path:
 
     model = _three_outputs(build_torch_backbone(weights))
     dummy = torch.zeros(1, 3, PREPROCESSING.size, PREPROCESSING.size)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    with torch.no_grad(), warnings.catch_warnings():
+    with atomic_path(path) as tmp, torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's constant-folding notes are not the user's concern
         torch.onnx.export(
             model,
@@ -107,7 +106,6 @@ def export_onnx(path: Path, weights: str | Path | None = None) -> Path:
             opset_version=17,
             dynamo=False,
         )
-    os.replace(tmp, path)
     return path
 
 
@@ -157,9 +155,8 @@ def uint8_onnx_path(float_path: Path, preprocessing: Preprocessing = PREPROCESSI
         size = preprocessing.size
         graph.input.insert(0, helper.make_tensor_value_info("pixels_u8", TensorProto.UINT8, ["n", size, size, 3]))
         onnx.checker.check_model(model)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        onnx.save(model, str(tmp))
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            onnx.save(model, str(tmp))
     return path
 
 

@@ -31,7 +31,7 @@ from torch import nn
 
 from vistext.encoders.base import ImageEncoder, ImageFeatures, Preprocessing
 from vistext.errors import ModelError
-from vistext.paths import cache_dir
+from vistext.paths import atomic_write, cache_dir
 from vistext.registry import Registry
 
 BACKBONES: Registry[TrainableBackbone] = Registry("backbone")
@@ -276,9 +276,7 @@ def export_onnx(module: nn.Module, size: int, path: Path | None = None) -> bytes
             )
         data = tmp.read_bytes()
     if path is not None:
-        partial = path.with_suffix(f".{os.getpid()}.tmp")
-        partial.write_bytes(data)
-        os.replace(partial, path)
+        atomic_write(path, data)
     return data
 
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vistext.errors import ImageDecodeError, UsageError, VistextError
-from vistext.paths import cache_dir
+from vistext.paths import atomic_write, cache_dir
 
 if TYPE_CHECKING:
     from vistext.service.results import SearchResult
@@ -96,9 +96,7 @@ class ExploreMixin:
             buffer = io.BytesIO()
             picture.save(buffer, format="JPEG", quality=85)
             data = buffer.getvalue()
-            tmp = disk.with_name(f".{disk.name}.{threading.get_ident()}.tmp")
-            tmp.write_bytes(data)
-            tmp.replace(disk)
+            atomic_write(disk, data, fsync=False)
         with lock:
             memory[key] = data
             while len(memory) > _THUMB_MEMORY:
@@ -183,9 +181,7 @@ class ExploreMixin:
         }
         for old in folder.glob(f"points-{layout.method}-*.json"):
             old.unlink(missing_ok=True)
-        tmp = folder / f".{cache.name}.{threading.get_ident()}.tmp"
-        tmp.write_text(json.dumps(payload), encoding="utf-8")
-        tmp.replace(cache)
+        atomic_write(cache, json.dumps(payload), fsync=False)
         return payload
 
     def _topic_colours(self, ids: np.ndarray, n_topics: int) -> tuple[list[int], list[dict[str, Any]]]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +16,7 @@ import numpy as np
 
 from vistext.encoders.base import softmax
 from vistext.errors import UsageError
+from vistext.paths import atomic_path, atomic_write
 
 if TYPE_CHECKING:
     from vistext.encoders import ImageEncoder
@@ -65,12 +65,9 @@ class TopicsMixin:
         summary["image_topics"] = {str(i): int(t) for i, t in zip(ids, dominant.tolist(), strict=True)}
         for stale in folder.glob("topics-*.*"):
             stale.unlink(missing_ok=True)
-        tmp = folder / f".topics.{os.getpid()}.tmp.npz"
-        np.savez_compressed(tmp, ids=np.asarray(ids), weights=model.image_weights, components=model.components)
-        os.replace(tmp, weights_file)
-        text_tmp = folder / f".topics.{os.getpid()}.tmp.json"
-        text_tmp.write_text(json.dumps(summary), encoding="utf-8")
-        os.replace(text_tmp, summary_file)
+        with atomic_path(weights_file) as tmp:
+            np.savez_compressed(tmp, ids=np.asarray(ids), weights=model.image_weights, components=model.components)
+        atomic_write(summary_file, json.dumps(summary))
         return summary
 
     def topic_weights(self) -> tuple[np.ndarray, np.ndarray]:

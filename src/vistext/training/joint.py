@@ -28,6 +28,7 @@ from vistext.evaluation.retrieval import retrieval_metrics
 from vistext.losses.ranking import get_loss
 from vistext.models.heads import IMAGE_HEADS
 from vistext.models.joint import JointModel
+from vistext.paths import atomic_path
 from vistext.training.data import SplitData, TrainingViews, cached_text_features, split_data
 
 log = logging.getLogger(__name__)
@@ -342,19 +343,19 @@ def train_joint(config: JointTrainConfig, progress: bool = True) -> TrainResult:
         state["epoch"] = epoch + 1
         state["seconds"] += time.monotonic() - t0
         state["wall"] = time.monotonic() - start
-        torch.save(
-            {
-                "config": asdict(config),
-                "model": model.trainable_state(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "rng": rng.bit_generator.state,
-                "torch_rng": torch.get_rng_state(),
-                "state": state,
-            },
-            ckpt_file.with_suffix(".tmp"),
-        )
-        ckpt_file.with_suffix(".tmp").replace(ckpt_file)
+        with atomic_path(ckpt_file) as tmp:
+            torch.save(
+                {
+                    "config": asdict(config),
+                    "model": model.trainable_state(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "rng": rng.bit_generator.state,
+                    "torch_rng": torch.get_rng_state(),
+                    "state": state,
+                },
+                tmp,
+            )
     if state["best_state"] is not None:
         model.load_trainable_state(state["best_state"])
     if config.branches > 1 and config.reduced_dim:
