@@ -66,6 +66,7 @@ def tagged(flickr8k: Path) -> TaggedDataset:
     return tags_from_captions(open_caption_dataset(f"flickr8k:{flickr8k}"), top_n=300)
 
 
+@pytest.mark.slow
 def test_train_small_matcher(tagged: TaggedDataset, tmp_path: Path) -> None:
     path = tmp_path / "tags.csv"
     with path.open("w", newline="") as handle:
@@ -85,6 +86,7 @@ def test_train_small_matcher(tagged: TaggedDataset, tmp_path: Path) -> None:
     assert evaluate_matcher(loaded, f"csv:{path}", split="dev", progress=False)["n_pairs"] > 30
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (default_matcher_path() / "config.json").is_file(), reason="no shipped default matcher")
 def test_default_matcher_picks_the_right_tag_set(tagged: TaggedDataset) -> None:
     test = [i for i in tagged.items("test") if i.tags][:80]
