@@ -7,6 +7,8 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 # torch first and pinned: this exact version is a local CPU build; anything else pulls a multi-GB CUDA build.
+# The exact pin lives here, not in pyproject.toml (which asks only for torch>=2.5, so vistext installs beside any
+# recent torch): the installed 2.13.0 already satisfies the range, so the next line keeps it.
 .venv/bin/pip install -q torch==2.13.0
 .venv/bin/pip install -q -e '.[serve,bot,dev]'
 if ! command -v chromium >/dev/null 2>&1; then

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
-from test_store import make_records
 
 from vistext.errors import StoreError
 from vistext.service.batching import Coalescer
 from vistext.service.queries import Query, QueryBatcher
-from vistext.store import ImageRecord, open_store
+from vistext.store import open_store
 
 
 def test_a_lone_call_runs_at_once_as_a_batch_of_one() -> None:
@@ -68,18 +69,14 @@ def test_wrong_result_count_is_an_error_for_the_caller() -> None:
         coalescer(1)
 
 
-def _records(count: int, dim: int = 16) -> tuple[list[ImageRecord], np.ndarray, np.ndarray]:
-    """The store tests' records, with their 8-d "joint:t" vectors as an array too."""
-    records, pooled = make_records(count, dim=dim)
-    return records, pooled, np.stack([r.embeddings["joint:t"] for r in records])
-
-
 def _unit(rows: np.ndarray) -> np.ndarray:
     return rows / np.linalg.norm(rows, axis=-1, keepdims=True)
 
 
-def test_batched_searches_over_two_spaces_match_one_by_one_searches(tmp_path: Path) -> None:
-    records, pooled, joint = _records(300)
+def test_batched_searches_over_two_spaces_match_one_by_one_searches(
+    tmp_path: Path, joint_records: Callable[..., Any]
+) -> None:
+    records, pooled, joint = joint_records(300)
     words = {f"text {i}": joint[i] * 3.0 for i in range(0, 300, 7)}  # a fake text encoder: text -> vector
     encoded: list[list[str]] = []
 
@@ -108,8 +105,8 @@ def test_batched_searches_over_two_spaces_match_one_by_one_searches(tmp_path: Pa
     assert sum(len(batch) for batch in encoded) == len(words)
 
 
-def test_a_query_for_an_unknown_space_fails_alone(tmp_path: Path) -> None:
-    records, pooled, _ = _records(50)
+def test_a_query_for_an_unknown_space_fails_alone(tmp_path: Path, joint_records: Callable[..., Any]) -> None:
+    records, pooled, _ = joint_records(50)
     with open_store(tmp_path / "catalogue.sqlite") as store:
         store.add(records)
         batcher = QueryBatcher(lambda: store, lambda texts: np.zeros((len(texts), 8), np.float32))
@@ -129,10 +126,10 @@ def test_a_query_for_an_unknown_space_fails_alone(tmp_path: Path) -> None:
     assert "no vector space 'nope'" in str(answers[3])
 
 
-def test_similar_images_never_load_the_text_model(tmp_path: Path) -> None:
+def test_similar_images_never_load_the_text_model(tmp_path: Path, joint_records: Callable[..., Any]) -> None:
     from vistext.service import Service
 
-    records, _, _ = _records(20)
+    records, _, _ = joint_records(20)
     db = tmp_path / "catalogue.sqlite"
     with open_store(db) as store:
         store.add(records)

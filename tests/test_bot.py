@@ -8,7 +8,8 @@ import itertools
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,6 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from test_server import copy_photos, serving, text_search_available
 
 from vistext.bot import BotSettings, VistextBot
 from vistext.service import Service
@@ -134,7 +134,12 @@ class FakeBotApi:
 
 
 @pytest.fixture(scope="module")
-def indexed(tmp_path_factory: pytest.TempPathFactory, flickr8k_images: list[Path]) -> dict[str, Path]:
+def indexed(
+    tmp_path_factory: pytest.TempPathFactory,
+    flickr8k_images: list[Path],
+    copy_photos: Callable[..., Path],
+    text_search_available: Callable[[], bool],
+) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("bot")
     photos = copy_photos(flickr8k_images[200:220], root / "photos")
     db = root / "db" / "catalogue.sqlite"
@@ -144,7 +149,7 @@ def indexed(tmp_path_factory: pytest.TempPathFactory, flickr8k_images: list[Path
 
 
 @pytest.fixture()
-def fake_api() -> Iterator[tuple[FakeBotApi, str]]:
+def fake_api(serving: Callable[..., AbstractContextManager[str]]) -> Iterator[tuple[FakeBotApi, str]]:
     fake = FakeBotApi()
     with serving(fake.app()) as url:
         yield fake, url
@@ -167,7 +172,9 @@ def run_bot_while(fake: FakeBotApi, url: str, service: Service, scenario: Any, *
     asyncio.run(main())
 
 
-def test_bot_end_to_end(indexed: dict[str, Path], fake_api: tuple[FakeBotApi, str]) -> None:
+def test_bot_end_to_end(
+    indexed: dict[str, Path], fake_api: tuple[FakeBotApi, str], text_search_available: Callable[[], bool]
+) -> None:
     fake, url = fake_api
     photos = sorted(indexed["photos"].glob("*.jpg"))
 

@@ -216,6 +216,7 @@ def test_unknown_id_is_not_found(indexed: Path, capsys: pytest.CaptureFixture[st
     assert code == 2 and "99999" in doc["error"]
 
 
+@pytest.mark.slow
 def test_tagger_train_eval_and_tag_through_the_cli(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], flickr8k: Path
 ) -> None:
@@ -250,3 +251,34 @@ def test_tagger_train_eval_and_tag_through_the_cli(
         capsys, "tag", dog if Path(dog).is_absolute() else str(tmp_path / dog), "--model", str(model), "-k", "3"
     )
     assert code == 0 and len(tagged["tags"]) == 3
+
+
+# ---- the sample photos installed packages ship: end to end without the research data -----------------------
+def test_index_search_similar_tag_and_info_on_sample_photos(
+    sample_photos: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    photos = shutil.copytree(sample_photos, tmp_path / "photos")
+    code, summary = run_json(capsys, "index", str(photos))
+    assert code == 0 and summary["added"] == 17 and summary["failed"] == 0
+    db = str(photos / ".vistext" / "catalogue.sqlite")
+    code, info = run_json(capsys, "info", "--db", db)
+    assert code == 0 and info["ok"] == 17 and info["failed"] == 0
+    for query, expected in [
+        ("a cat", "chelsea.png"),
+        ("flowers", "flower.jpg"),
+        ("a motorcycle", "motorcycle_left.png"),
+    ]:
+        code, result = run_json(capsys, "search", query, "-k", "3", "--db", db)
+        assert code == 0 and Path(result["results"][0]["path"]).name == expected, (query, result)
+    code, result = run_json(capsys, "similar", str(photos / "chelsea.png"), "-k", "4", "--db", db)
+    hits = result["results"]
+    others = [h for h in hits if Path(h["path"]).name != "chelsea.png"]
+    assert code == 0 and others and all(Path(h["path"]).parent == photos for h in hits)
+    assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
+    assert all(h["score"] < 0.99 for h in others)  # only the photo itself is (nearly) identical
+    code, [tagged] = run_json(capsys, "tag", str(photos / "chelsea.png"), "-k", "3")
+    assert code == 0 and any("cat" in t["tag"].lower() or "tabby" in t["tag"].lower() for t in tagged["tags"])
+    vocab = "cat,motorcycle,coffee,flower,man"
+    for name, word in [("chelsea.png", "cat"), ("flower.jpg", "flower"), ("motorcycle_left.png", "motorcycle")]:
+        code, [tagged] = run_json(capsys, "tag", str(photos / name), "--vocab", vocab, "-k", "1")
+        assert code == 0 and tagged["tags"][0]["tag"] == word, (name, tagged)

@@ -1,5 +1,5 @@
-"""The bundled image encoder on real photos: ONNX Runtime agrees with eager PyTorch, the uint8 graph with the
-float one, and the labels are readable names."""
+"""Encoders: the bundled image encoder on real photos (ONNX Runtime agrees with eager PyTorch, the uint8 graph
+with the float one, the labels are readable names) and every registered text encoder."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ import torch
 
 from vistext.encoders import IMAGE_ENCODERS, ImageEncoder, create_image_encoder
 from vistext.encoders.efficientnet import imagenet_labels
+from vistext.encoders.text_encoders import TEXT_ENCODERS
 from vistext.images import open_image
+from vistext.text import Vocabulary, tokenize
 
 
 @pytest.fixture(scope="module")
@@ -65,3 +67,31 @@ def test_labels_are_readable_names_and_encoders_are_registered() -> None:
     assert len(labels) == 1000 and len(set(labels)) == 1000
     assert labels[281] == "tabby" and not any(label.startswith("n0") for label in labels)
     assert {"efficientnet-lite0", "efficientnet-lite0-torch"} <= set(IMAGE_ENCODERS.names())
+
+
+# ---- text encoders (encoders/text_encoders.py) --------------------------------------------------------------
+CAPTIONS = ["A dog runs on the grass .", "Two children play football", "a red car", "zzqx unknownword"]
+
+
+def _tiny_vocab() -> Vocabulary:
+    return Vocabulary.build(tokenize(t) for t in CAPTIONS[:3])
+
+
+@pytest.mark.parametrize("name", TEXT_ENCODERS.names())
+def test_every_text_encoder(name: str) -> None:
+    kwargs: dict[str, object] = {"vocab": _tiny_vocab(), "hidden": 16} if name.startswith("glove-") else {}
+    encoder = TEXT_ENCODERS.create(name, **kwargs)
+    out = encoder(encoder.prepare(CAPTIONS))
+    assert out.shape == (4, encoder.dim) and torch.isfinite(out).all()
+    if name.startswith("glove-"):
+        out.sum().backward()
+        assert encoder.rnn.weight_ih_l0.grad is not None and encoder.embedding.weight.grad is not None
+    elif name == "minilm-gpo":  # frozen MiniLM, trainable pooling: cached token states + gradients to the pool
+        assert encoder.cacheable
+        features = encoder.encode_frozen(CAPTIONS)
+        assert features.shape == (4, encoder.max_tokens, 385)
+        torch.testing.assert_close(encoder.pool(features), out, atol=1e-5, rtol=1e-4)
+        out.sum().backward()
+        assert encoder.position_logits.grad is not None
+    else:
+        assert encoder.cacheable and not out.requires_grad

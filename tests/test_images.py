@@ -16,9 +16,9 @@ from vistext.images import IMAGE_SUFFIXES, file_hash, iter_image_files, open_ima
 
 
 @pytest.fixture()
-def photo(flickr8k: Path) -> Path:
-    """A real 500px Flickr8k original (landscape or portrait)."""
-    return sorted((flickr8k / "originals").glob("*.jpg"))[0]
+def photo(real_jpegs: list[Path]) -> Path:
+    """A real photo: a 500px Flickr8k original, or scikit-image's rocket.jpg without the research data."""
+    return real_jpegs[0]
 
 
 def _fails(path: Path, reason_part: str, **kwargs: object) -> ImageDecodeError:

@@ -138,6 +138,7 @@ index_folder(sys.argv[1], store, create_image_encoder(threads=1), batch_size=8, 
 """
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_without_loss_or_duplicates(
     tmp_path: Path, encoder: ImageEncoder, flickr8k_images: list[Path]
 ) -> None:

@@ -1,15 +1,18 @@
-"""Every registered loss on hand-made embeddings with answers worked out by hand."""
+"""The losses package on hand-made tensors with answers worked out by hand: every registered ranking loss
+(losses/ranking.py) and the tag losses (losses/tagging.py)."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from vistext.errors import ModelError
+from vistext.errors import ModelError, UsageError
 from vistext.losses.ranking import LOSSES, get_loss
+from vistext.losses.tagging import asymmetric_loss, class_balanced_weights, make_tag_loss
 
 # Two images and two captions in 2-d: image 0 = (1,0), image 1 = (0,1);
 # caption 0 = (cos 30deg, sin 30deg) fits image 0 best; caption 1 = (0,1) is exactly image 1.
@@ -113,3 +116,33 @@ def test_perfect_and_gradients(name: str) -> None:
     out = get_loss(name)(noisy, F.normalize(torch.randn(8, 16, generator=torch.Generator().manual_seed(1)), dim=1))
     out.backward()
     assert torch.isfinite(out) and noisy.grad is not None and noisy.grad.abs().sum() > 0
+
+
+# ---- tag losses -----------------------------------------------------------------------------------------------
+
+
+def test_asymmetric_loss_reduces_to_bce_and_discounts_easy_negatives() -> None:
+    logits = torch.tensor([[2.0, -1.0, 0.5], [-3.0, 1.0, 0.0]])
+    targets = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+    bce = F.binary_cross_entropy_with_logits(logits, targets, reduction="sum") / 2
+    plain = asymmetric_loss(logits, targets, gamma_neg=0, gamma_pos=0, clip=0)
+    assert plain.item() == pytest.approx(bce.item(), rel=1e-5)
+    # an easy negative (p = sigmoid(-3) < clip) costs nothing; a confident wrong negative still costs
+    easy = asymmetric_loss(torch.tensor([[-3.0]]), torch.tensor([[0.0]]))
+    hard = asymmetric_loss(torch.tensor([[3.0]]), torch.tensor([[0.0]]))
+    assert easy.item() == 0.0 and hard.item() > 0.5
+    assert make_tag_loss("asl")(logits, targets).item() < bce.item()
+
+
+def test_class_balanced_weights() -> None:
+    pos, neg = class_balanced_weights(np.array([1000, 100, 10, 1]), 2000, beta=0.999)
+    assert np.allclose(pos + neg, 2.0)
+    assert list(np.argsort(pos)) == [0, 1, 2, 3]  # rarer tags: positives weigh more
+    assert pos[3] / neg[3] > 100 and pos[0] / neg[0] < 2
+    loss = make_tag_loss("cb-bce", np.array([1000, 100, 10, 1]), 2000)
+    # all-positive targets at p = 0.5: each tag costs log 2 times its positive weight
+    assert loss(torch.zeros(2, 4), torch.ones(2, 4)).item() == pytest.approx(np.log(2) * pos.sum(), rel=1e-5)
+    with pytest.raises(UsageError):
+        make_tag_loss("cb-bce")
+    with pytest.raises(ModelError, match="known"):
+        make_tag_loss("nope")

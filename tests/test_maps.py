@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
-from test_server import copy_photos
 
 from vistext.analysis import maps
 from vistext.analysis.grid import SheetItem, render_contact_sheet
@@ -28,7 +29,9 @@ def clusters(n_per: int = 30, dim: int = 64, seed: int = 0) -> tuple[np.ndarray,
 
 
 @pytest.fixture(scope="module")
-def indexed(tmp_path_factory: pytest.TempPathFactory, flickr8k_images: list[Path]) -> Path:
+def indexed(
+    tmp_path_factory: pytest.TempPathFactory, flickr8k_images: list[Path], copy_photos: Callable[..., Path]
+) -> Path:
     root = tmp_path_factory.mktemp("maps")
     photos = copy_photos(flickr8k_images[300:330], root / "photos")
     db = root / "db" / "catalogue.sqlite"
@@ -151,12 +154,12 @@ def test_contact_sheet_survives_missing_files_and_rejects_bad_requests(
         render_contact_sheet(items, tmp_path / "x.png", thumb=4)
 
 
-def test_status_fingerprints_the_vectors_only_after_the_collection_changed(tmp_path: Path) -> None:
-    from test_batching import _records
-
+def test_status_fingerprints_the_vectors_only_after_the_collection_changed(
+    tmp_path: Path, joint_records: Callable[..., Any]
+) -> None:
     from vistext.store import open_store
 
-    records, _, _ = _records(30)
+    records, _, _ = joint_records(30)
     db = tmp_path / "catalogue.sqlite"
     with open_store(db) as store:
         store.add(records[:20])

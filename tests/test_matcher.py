@@ -62,6 +62,7 @@ def tagged(flickr8k: Path) -> TaggedDataset:
     return tags_from_captions(open_caption_dataset(f"flickr8k:{flickr8k}"), top_n=300)
 
 
+@pytest.mark.slow
 def test_train_small_matcher(tagged: TaggedDataset, tmp_path: Path) -> None:
     path = tmp_path / "tags.csv"
     with path.open("w", newline="") as handle:
@@ -83,6 +84,7 @@ def test_train_small_matcher(tagged: TaggedDataset, tmp_path: Path) -> None:
     assert result.history[0]["val_two_choice_accuracy"] == result.metrics["validation"]["two_choice_accuracy"]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (shipped_dir("matcher-default") / "config.json").is_file(), reason="no shipped default matcher")
 def test_default_matcher_picks_the_right_tag_set(tagged: TaggedDataset) -> None:
     test = [i for i in tagged.items("test") if i.tags][:80]

@@ -11,70 +11,23 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from PIL import Image
 
-from vistext.errors import VistextError
-from vistext.server import ServerSettings, create_app
+from vistext.server import ServerSettings
 from vistext.service import InfoResult, Service
 
 
-@contextmanager
-def serving(app: object) -> Iterator[str]:
-    """Any ASGI app on a real uvicorn server on a free loopback port, in a thread; yields its base URL."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("test server did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
-        sock.close()
-
-
-@contextmanager
-def running_server(settings: ServerSettings, factory: type[Service] = Service) -> Iterator[str]:
-    """The vistext server app (as ``vistext serve`` builds it) on a free loopback port."""
-    with serving(create_app(factory, settings)) as url:
-        yield url
-
-
-def text_search_available() -> bool:
-    """Whether this checkout has a joint image-text model (text search, open-vocabulary tags, captions)."""
-    try:
-        from vistext.models.joint import load_joint_model
-
-        load_joint_model()
-    except (ImportError, VistextError):
-        return False
-    return True
-
-
-def copy_photos(images: list[Path], folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for image in images:
-        shutil.copy(image, folder / image.name)
-    return folder
-
-
 @pytest.fixture(scope="module")
-def collection(tmp_path_factory: pytest.TempPathFactory, flickr8k_images: list[Path]) -> dict[str, Path]:
+def collection(
+    tmp_path_factory: pytest.TempPathFactory, flickr8k_images: list[Path], copy_photos: Callable[..., Path]
+) -> dict[str, Path]:
     """24 indexed Flickr8k photos (image features only: fast), plus 8 more photos kept aside for later."""
     root = tmp_path_factory.mktemp("served")
     photos = copy_photos(flickr8k_images[:24], root / "photos")
@@ -86,7 +39,7 @@ def collection(tmp_path_factory: pytest.TempPathFactory, flickr8k_images: list[P
 
 
 @pytest.fixture(scope="module")
-def server(collection: dict[str, Path]) -> Iterator[str]:
+def server(collection: dict[str, Path], running_server: Callable[..., AbstractContextManager[str]]) -> Iterator[str]:
     settings = ServerSettings(db=collection["db"], max_upload_bytes=300_000, max_pixels=4_000_000)
     with running_server(settings) as url:
         yield url
@@ -222,7 +175,13 @@ def test_text_search_without_embeddings_says_what_to_do(client: httpx.Client) ->
     assert "index" in answer.json()["error"] or "model" in answer.json()["error"]
 
 
-def test_text_search_scores_paging_and_min_score(tmp_path: Path, flickr8k_images: list[Path]) -> None:
+def test_text_search_scores_paging_and_min_score(
+    tmp_path: Path,
+    flickr8k_images: list[Path],
+    copy_photos: Callable[..., Path],
+    running_server: Callable[..., AbstractContextManager[str]],
+    text_search_available: Callable[[], bool],
+) -> None:
     if not text_search_available():
         pytest.skip("no joint model installed yet (vistext.model.load_joint_model fails)")
     photos = copy_photos(flickr8k_images[40:64], tmp_path / "photos")
@@ -308,7 +267,9 @@ def test_missing_upload_and_bad_paging_are_400(client: httpx.Client) -> None:
     assert client.get("/api/search", params={"q": ""}).status_code == 400
 
 
-def test_slow_requests_time_out_with_504(collection: dict[str, Path]) -> None:
+def test_slow_requests_time_out_with_504(
+    collection: dict[str, Path], running_server: Callable[..., AbstractContextManager[str]]
+) -> None:
     class SlowService(Service):
         def info(self) -> InfoResult:
             time.sleep(1.0)
@@ -323,7 +284,9 @@ def test_slow_requests_time_out_with_504(collection: dict[str, Path]) -> None:
 
 
 # ---- auth ------------------------------------------------------------------------------------------------------
-def test_token_is_required_on_every_api_request(collection: dict[str, Path]) -> None:
+def test_token_is_required_on_every_api_request(
+    collection: dict[str, Path], running_server: Callable[..., AbstractContextManager[str]]
+) -> None:
     settings = ServerSettings(db=collection["db"], token="s3cret-token")
     with running_server(settings) as url:
         assert httpx.get(f"{url}/api/health").status_code == 401
@@ -341,7 +304,10 @@ def test_token_is_required_on_every_api_request(collection: dict[str, Path]) -> 
 
 
 # ---- reliability ---------------------------------------------------------------------------------------------------
-def test_concurrent_searches_while_indexing_then_restart(tmp_path: Path, collection: dict[str, Path]) -> None:
+@pytest.mark.slow
+def test_concurrent_searches_while_indexing_then_restart(
+    tmp_path: Path, collection: dict[str, Path], running_server: Callable[..., AbstractContextManager[str]]
+) -> None:
     folder = tmp_path / "photos"
     shutil.copytree(collection["photos"], folder)
     db = tmp_path / "db" / "catalogue.sqlite"
@@ -399,6 +365,7 @@ SERVE_CLI = (
 )
 
 
+@pytest.mark.slow
 def test_serve_command_in_its_own_process_survives_a_restart(collection: dict[str, Path]) -> None:
     """`vistext serve` as a real process: token from the environment, clean stop on SIGTERM, same index after."""
     answers = []
@@ -428,3 +395,30 @@ def test_serve_command_in_its_own_process_survives_a_restart(collection: dict[st
             # uvicorn shuts down gracefully (lifespan closes the store), then re-raises the signal it caught
             assert process.wait(timeout=30) in (0, -signal.SIGTERM)
     assert answers[0] == answers[1] and len(answers[0]["results"]) == 5
+
+
+# ---- the sample photos installed packages ship: end to end without the research data ------------------------
+def test_search_similar_and_tag_over_http_on_sample_photos(
+    tmp_path: Path,
+    sample_photos: Path,
+    running_server: Callable[..., AbstractContextManager[str]],
+) -> None:
+    photos = shutil.copytree(sample_photos, tmp_path / "photos")
+    db = tmp_path / "db" / "catalogue.sqlite"
+    with Service(db=db, progress=False) as service:
+        service.index(photos, text_search=True)
+        expected = service.search("a cat", 5).to_dict()
+    with running_server(ServerSettings(db=db)) as url, httpx.Client(base_url=url, timeout=60) as http:
+        assert http.get("/api/status").json()["images"] == 17
+        found = http.get("/api/search", params={"q": "a cat", "k": 5}).json()
+        assert found == expected  # the same answer as the service gives the CLI
+        assert Path(found["results"][0]["path"]).name == "chelsea.png"
+        flowers = http.get("/api/search", params={"q": "flowers", "k": 3}).json()["results"]
+        assert Path(flowers[0]["path"]).name == "flower.jpg"
+        cat_id = found["results"][0]["id"]
+        similar = http.get(f"/api/similar/{cat_id}", params={"k": 4}).json()["results"]
+        assert similar and [h["score"] for h in similar] == sorted((h["score"] for h in similar), reverse=True)
+        upload = (photos / "coffee.png").read_bytes()
+        answer = http.post("/api/tag", files={"file": ("coffee.png", upload, "image/png")}, params={"k": 3})
+        assert answer.status_code == 200, answer.text
+        assert any(t["tag"] in {"espresso", "cup", "coffee mug"} for t in answer.json()["tags"])

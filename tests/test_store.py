@@ -5,7 +5,9 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -21,27 +23,6 @@ def unit(rows: np.ndarray) -> np.ndarray:
     return rows / np.linalg.norm(rows, axis=-1, keepdims=True)
 
 
-def make_records(n: int, seed: int = 0, dim: int = DIM, start: int = 0, space: str | None = "joint:t"):
-    rng = np.random.default_rng(seed)
-    pooled = rng.normal(size=(n, dim)).astype(np.float32)
-    records = [
-        ImageRecord(
-            path=f"/photos/{start + i:05d}.jpg",
-            size=1000 + i,
-            mtime=1_700_000_000.5 + i,
-            sha=f"sha-{seed}-{start + i}",
-            model="enc",
-            status="ok",
-            error=None,
-            pooled=pooled[i],
-            logits=rng.normal(size=10).astype(np.float32),
-            embeddings={space: rng.normal(size=8).astype(np.float32)} if space else {},
-        )
-        for i in range(n)
-    ]
-    return records, pooled
-
-
 def exact_top(base: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
     return np.argsort(-(unit(queries) @ unit(base).T), axis=1)[:, :k]
 
@@ -51,7 +32,7 @@ def db(tmp_path: Path) -> Path:
     return tmp_path / "cat" / "catalogue.sqlite"
 
 
-def test_open_by_path_uri_and_unknown_scheme(db: Path) -> None:
+def test_open_by_path_uri_and_unknown_scheme(db: Path, make_records: Callable[..., Any]) -> None:
     with open_store(db) as store:
         store.add(make_records(3)[0])
     with open_store(f"sqlite://{db}") as store:
@@ -60,7 +41,7 @@ def test_open_by_path_uri_and_unknown_scheme(db: Path) -> None:
         open_store("qdrant://host/collection")
 
 
-def test_add_get_upsert_remove(db: Path) -> None:
+def test_add_get_upsert_remove(db: Path, make_records: Callable[..., Any]) -> None:
     records, pooled = make_records(5)
     with open_store(db) as store:
         store.add(records)
@@ -91,7 +72,7 @@ def test_add_get_upsert_remove(db: Path) -> None:
         assert store.get(999_999) is None
 
 
-def test_features_shared_by_content_until_unreferenced(db: Path) -> None:
+def test_features_shared_by_content_until_unreferenced(db: Path, make_records: Callable[..., Any]) -> None:
     records, pooled = make_records(1)
     copy = ImageRecord("/elsewhere/copy.jpg", 1, 2.0, records[0].sha, "enc", "ok", None, pooled[0], records[0].logits)
     with open_store(db) as store:
@@ -111,7 +92,7 @@ def test_features_shared_by_content_until_unreferenced(db: Path) -> None:
         assert conn.execute("SELECT count(*) FROM embeddings").fetchone()[0] == 0
 
 
-def test_failed_batch_is_rolled_back_entirely(db: Path) -> None:
+def test_failed_batch_is_rolled_back_entirely(db: Path, make_records: Callable[..., Any]) -> None:
     records, _ = make_records(4)
     records[3].status = "weird"
     with open_store(db) as store:
@@ -122,7 +103,7 @@ def test_failed_batch_is_rolled_back_entirely(db: Path) -> None:
         assert store.count() == 3
 
 
-def test_flat_search_returns_exact_neighbours(db: Path) -> None:
+def test_flat_search_returns_exact_neighbours(db: Path, make_records: Callable[..., Any]) -> None:
     records, pooled = make_records(300, seed=1)
     rng = np.random.default_rng(2)
     queries = pooled[:20] + 0.5 * rng.normal(size=(20, DIM)).astype(np.float32)
@@ -155,7 +136,7 @@ def test_empty_space_and_failed_only(db: Path) -> None:
         assert len(ids) == 0 and store.spaces() == ["image"]
 
 
-def test_hnsw_recall_and_removal(db: Path) -> None:
+def test_hnsw_recall_and_removal(db: Path, make_records: Callable[..., Any]) -> None:
     records, pooled = make_records(3000, seed=3, dim=32, space=None)
     rng = np.random.default_rng(4)
     queries = pooled[:100] + 0.3 * rng.normal(size=(100, 32)).astype(np.float32)
@@ -179,7 +160,7 @@ def test_hnsw_recall_and_removal(db: Path) -> None:
         assert store.search("image", pooled[3], 1)[0][0].path == records[3].path
 
 
-def test_index_file_missing_or_stale_is_rebuilt(db: Path) -> None:
+def test_index_file_missing_or_stale_is_rebuilt(db: Path, make_records: Callable[..., Any]) -> None:
     records, pooled = make_records(200, seed=5)
     with open_store(db) as store:
         store.add(records[:100])
@@ -215,7 +196,7 @@ def test_index_file_missing_or_stale_is_rebuilt(db: Path) -> None:
         assert len(store.search("image", pooled[0], 500)[0]) == 199
 
 
-def test_reopen_keeps_everything(db: Path) -> None:
+def test_reopen_keeps_everything(db: Path, make_records: Callable[..., Any]) -> None:
     records, pooled = make_records(50, seed=6)
     with open_store(db) as store:
         store.add(records)
@@ -240,7 +221,7 @@ def test_reopen_keeps_everything(db: Path) -> None:
         assert [r.id for r in picked] == [int(ids[5]), int(ids[2])]
 
 
-def test_migrates_a_version_1_catalogue(db: Path) -> None:
+def test_migrates_a_version_1_catalogue(db: Path, make_records: Callable[..., Any]) -> None:
     old = Catalogue(db, target_version=1)
     assert old.schema_version() == 1
     vector = np.arange(DIM, dtype=np.float32) + 1
@@ -279,7 +260,7 @@ def test_not_a_database(tmp_path: Path) -> None:
         open_store(tmp_path)
 
 
-def test_reader_searches_while_writer_adds(db: Path) -> None:
+def test_reader_searches_while_writer_adds(db: Path, make_records: Callable[..., Any]) -> None:
     records, pooled = make_records(1200, seed=7)
     open_store(db).close()
     errors: list[BaseException] = []
@@ -340,7 +321,7 @@ def test_vector_index_replace_compact_and_save(kind: str, tmp_path: Path) -> Non
     assert index.kind == "hnsw" and index.search(vectors[150:151], 1)[1][0, 0] == 1150
 
 
-def test_flat_index_switches_to_hnsw_when_it_grows(db: Path) -> None:
+def test_flat_index_switches_to_hnsw_when_it_grows(db: Path, make_records: Callable[..., Any]) -> None:
     records, pooled = make_records(700, seed=9, space=None)
     with open_store(db, hnsw_threshold=500) as store:
         store.add(records[:400])
@@ -354,7 +335,7 @@ def test_flat_index_switches_to_hnsw_when_it_grows(db: Path) -> None:
         assert store._indexes["image"].dirty is False  # loaded from the saved file, not rebuilt
 
 
-def test_killed_writer_loses_only_its_open_transaction(db: Path) -> None:
+def test_killed_writer_loses_only_its_open_transaction(db: Path, make_records: Callable[..., Any]) -> None:
     import subprocess
     import sys
 

@@ -45,3 +45,12 @@ def test_defaults_lists_every_field_with_a_default() -> None:
     joint = defaults(JointTrainConfig)
     assert "data" not in joint and "out" not in joint and joint["branches"] == 5 and joint["text"] == "minilm-gpo"
     assert defaults(TaggerTrainConfig)["epochs"] is None  # per method: DEFAULT_EPOCHS
+
+
+def test_matcher_defaults_are_the_shipped_matchers_recipe() -> None:
+    card = json.loads(files("vistext").joinpath("models", "pretrained", "matcher-default", "config.json").read_text())
+    shipped = card["training"]
+    ours = asdict(MatcherTrainConfig(data="D"))
+    same = {k for k in ours if k in shipped and k not in ("data", "max_images", "threads")}  # threads: how, not what
+    assert {k: ours[k] for k in same} == {k: shipped[k] for k in same}
+    assert {"epochs", "lr", "hidden", "pretrain_epochs", "seed"} <= same

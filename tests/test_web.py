@@ -6,11 +6,11 @@ from __future__ import annotations
 import random
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
-from test_server import copy_photos, running_server, text_search_available
 
 from vistext.errors import VistextError
 from vistext.server import ServerSettings
@@ -29,13 +29,15 @@ LAUNCH_ARGS = [
     "--no-first-run",
 ]
 
-playwright_api = pytest.importorskip("playwright.sync_api")
-if not CHROMIUM.exists():
-    pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (the web tests need a real browser)")
-
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory, flickr8k_images: list[Path]) -> Iterator[dict]:
+def site(
+    tmp_path_factory: pytest.TempPathFactory,
+    flickr8k_images: list[Path],
+    copy_photos: Callable[..., Path],
+    running_server: Callable[..., AbstractContextManager[str]],
+    text_search_available: Callable[[], bool],
+) -> Iterator[dict]:
     root = tmp_path_factory.mktemp("web")
     photos = copy_photos(flickr8k_images[100:136], root / "photos")
     db = root / "db" / "catalogue.sqlite"
@@ -54,7 +56,15 @@ def site(tmp_path_factory: pytest.TempPathFactory, flickr8k_images: list[Path]) 
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
+def browser(require: Callable[[bool, str], None]) -> Iterator[object]:
+    """Debian's Chromium driven by Playwright; each browser test skips with the reason when either is missing
+    (fails under CI)."""
+    try:
+        from playwright import sync_api as playwright_api
+    except ImportError:
+        playwright_api = None
+    require(playwright_api is not None, "playwright is not installed: pip install -e '.[dev]'")
+    require(CHROMIUM.exists(), f"{CHROMIUM} is missing: apt-get install chromium (the web tests need a real browser)")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with playwright_api.sync_playwright() as pw:
         chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
@@ -213,7 +223,9 @@ def test_map_with_10k_points_stays_responsive(page: object, tmp_path: Path) -> N
     shutil.copy(tmp_path / "big.html", ARTIFACTS / "map-10k.html")
 
 
-def test_page_asks_for_the_token_and_then_works(page: object, site: dict) -> None:
+def test_page_asks_for_the_token_and_then_works(
+    page: object, site: dict, running_server: Callable[..., AbstractContextManager[str]]
+) -> None:
     with running_server(ServerSettings(db=site["db"], token="web-token")) as url:
         page.on("dialog", lambda dialog: dialog.accept("web-token"))
         page.goto(url + "/")  # /api/info answers 401: the page asks for the token once

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -27,7 +26,7 @@ from tqdm import tqdm
 from vistext.encoders import ImageEncoder, ImageFeatures
 from vistext.errors import ImageDecodeError
 from vistext.images import open_image
-from vistext.paths import cache_dir
+from vistext.paths import atomic_path, cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -215,14 +214,8 @@ def _save_cached(file: Path, arrays: FeatureArrays) -> None:
         payload["logits"] = arrays.logits
     if arrays.grid is not None:
         payload["grid"] = arrays.grid
-    handle, tmp = tempfile.mkstemp(dir=file.parent, prefix=file.stem, suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            np.savez(out, **payload)
-        os.replace(tmp, file)  # atomic: a crash never leaves a half-written cache file behind
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(file, fsync=False) as tmp, tmp.open("wb") as out:  # a crash never leaves half a cache file
+        np.savez(out, **payload)
 
 
 def _rows_by_path(names: Sequence[str]) -> dict[str, list[int]]:

@@ -1,8 +1,11 @@
-"""Where vistext keeps things on disk: its home/cache directory and default database locations."""
+"""Where vistext keeps things on disk: its home/cache directory, default database locations, and atomic writes."""
 
 from __future__ import annotations
 
 import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 DB_DIRNAME = ".vistext"
@@ -38,3 +41,59 @@ def default_db_path(indexed_dir: str | Path | None = None) -> Path:
         if candidate.exists():
             return candidate
     return vistext_home() / "default" / DB_FILENAME
+
+
+@contextmanager
+def atomic_path(path: str | Path, *, fsync: bool = True) -> Iterator[Path]:
+    """A temporary path beside ``path`` for a writer that wants a file name (NumPy, ONNX, Pillow, FAISS, torch).
+
+    The temporary file is ``.<name>.<random>.tmp<suffix>`` in the same directory (so the final rename is atomic
+    and writers that pick a format from the extension still see it). When the block ends normally the file is
+    flushed to disk (``fsync``; pass ``fsync=False`` for caches that are cheap to rebuild) and renamed over
+    ``path``; when it raises, the temporary file is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    # a random name rather than mkstemp: the writer creates the file, so it gets the usual permissions (not 0600)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp{path.suffix}")
+    try:
+        yield tmp
+        if fsync:
+            _fsync(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if fsync:
+        _fsync_dir(path.parent)
+
+
+def atomic_write(path: str | Path, data: bytes | str, *, encoding: str = "utf-8", fsync: bool = True) -> Path:
+    """Write ``data`` (bytes, or text in ``encoding``) to ``path`` atomically: readers see the old file or the
+    whole new one, never a part; a failed write leaves no temporary file behind."""
+    path = Path(path)
+    payload = data.encode(encoding) if isinstance(data, str) else data
+    with atomic_path(path, fsync=fsync) as tmp:
+        tmp.write_bytes(payload)
+    return path
+
+
+def _fsync(file: Path) -> None:
+    descriptor = os.open(file, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable; directories cannot be opened for fsync on Windows, where this is a no-op."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)

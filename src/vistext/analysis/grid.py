@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +12,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from vistext.errors import ImageDecodeError, UsageError
 from vistext.images import thumbnail
+from vistext.paths import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -102,10 +102,9 @@ def render_contact_sheet(
             caption_y = text_y + max(12, thumb // 11) + pad // 3
             draw.text((x, caption_y), _fit(draw, item.caption, caption_font, thumb), fill=_MUTED, font=caption_font)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp{out.suffix}")
-    if out.suffix.lower() == ".png":
-        sheet.save(tmp)
-    else:
-        sheet.save(tmp, quality=90)
-    os.replace(tmp, out)
+    with atomic_path(out) as tmp:
+        if out.suffix.lower() == ".png":
+            sheet.save(tmp)
+        else:
+            sheet.save(tmp, quality=90)
     return out

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from vistext.errors import UsageError
+from vistext.paths import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +105,8 @@ def cached_layout(
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob(f"map-{method}-*.npz"):
         old.unlink(missing_ok=True)  # only the current collection's layout is worth keeping
-    tmp = folder / f".map-{method}-{key}.{os.getpid()}.tmp.npz"
-    np.savez(tmp, ids=ids, xy=xy)
-    os.replace(tmp, cache)
+    with atomic_path(cache, fsync=False) as tmp:
+        np.savez(tmp, ids=ids, xy=xy)
     return MapLayout(ids, xy, method, key)
 
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import csv
-import os
 from collections import Counter
 from pathlib import Path
 
 from tqdm import tqdm
 
 from vistext.datasets.base import CaptionDataset, TaggedDataset
+from vistext.paths import atomic_path
 from vistext.text import content_words
 
 
@@ -36,15 +36,13 @@ class CaptionTags(TaggedDataset):
         for split in self.splits():
             for image in self.images(split):
                 split_of[image] = split  # later (more specific) splits win over "all"
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with tmp.open("w", encoding="utf-8", newline="") as handle:
+        with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["image", "tags", "split"])
             for image in self.images():
                 absolute = image.absolute()  # not resolve(): paths stay as the dataset names them (symlinks kept)
                 shown = absolute.relative_to(folder) if absolute.is_relative_to(folder) else absolute
                 writer.writerow([shown.as_posix(), "|".join(self._tags[image]), split_of.get(image, "")])
-        os.replace(tmp, path)
         return path
 
 

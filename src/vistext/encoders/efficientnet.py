@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import threading
 from functools import lru_cache
 from pathlib import Path
@@ -22,7 +21,7 @@ import numpy as np
 from vistext.encoders.base import IMAGE_ENCODERS, ImageEncoder, ImageFeatures, Preprocessing
 from vistext.encoders.onnx import export_onnx, open_session
 from vistext.errors import ModelError
-from vistext.paths import cache_dir, vistext_home
+from vistext.paths import atomic_path, cache_dir, vistext_home
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -146,9 +145,8 @@ def uint8_onnx_path(float_path: Path, preprocessing: Preprocessing = PREPROCESSI
         size = preprocessing.size
         graph.input.insert(0, helper.make_tensor_value_info("pixels_u8", TensorProto.UINT8, ["n", size, size, 3]))
         onnx.checker.check_model(model)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        onnx.save(model, str(tmp))
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            onnx.save(model, str(tmp))
     return path
 
 

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from vistext.paths import atomic_write
+
 if TYPE_CHECKING:
     import onnxruntime as ort
     import torch
@@ -39,9 +41,8 @@ def export_onnx(
 
     module = copy.deepcopy(module).eval()
     dummy = torch.zeros(batch, 3, size, size)
-    folder = tempfile.mkdtemp(prefix=".vistext-onnx-", dir=None if path is None else path.parent)
-    tmp = Path(folder) / "model.onnx"
-    try:
+    with tempfile.TemporaryDirectory(prefix="vistext-onnx-") as folder:
+        tmp = Path(folder) / "model.onnx"
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the exporter's constant-folding notes are not the user's concern
             torch.onnx.export(
@@ -55,11 +56,8 @@ def export_onnx(
                 dynamo=False,
             )
         data = tmp.read_bytes()
-        if path is not None:
-            os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-        os.rmdir(folder)
+    if path is not None:
+        atomic_write(path, data)
     return data
 
 

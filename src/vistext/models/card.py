@@ -15,8 +15,6 @@ then ``NAME`` shipped inside the package under ``vistext/models/pretrained/``.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.resources import files
@@ -24,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from vistext.errors import ModelError
-from vistext.paths import vistext_home
+from vistext.paths import atomic_write, vistext_home
 
 CARD_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -136,14 +134,7 @@ def write_card(directory: str | Path, kind: str, fields: dict[str, Any]) -> Path
     directory.mkdir(parents=True, exist_ok=True)
     card = {"format": spec.format, VERSION_KEY: spec.version, **fields}
     target = directory / CARD_FILE
-    handle, tmp = tempfile.mkstemp(dir=directory, prefix=f".{CARD_FILE}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(json.dumps(card, indent=2) + "\n")
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(target, json.dumps(card, indent=2) + "\n")
     return target
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 from vistext.errors import UsageError, VistextError
+from vistext.paths import atomic_write
 from vistext.server.app import WEB_DIR
 from vistext.service import Service
 
@@ -72,7 +72,4 @@ def write_map_html(
     data["files"], data["thumbs"] = files, thumbs
     page = map_page(data)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, out)
-    return out
+    return atomic_write(out, page)

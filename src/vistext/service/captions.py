@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -12,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from vistext.errors import DatasetError, UsageError
-from vistext.paths import cache_dir
+from vistext.paths import atomic_path, cache_dir
 
 if TYPE_CHECKING:
     from vistext.models.joint import JointModel
@@ -60,7 +59,6 @@ def load_caption_bank(spec: str, model: JointModel, model_key: str, batch_size: 
     vectors = np.concatenate(
         [model.encode_text(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
     ).astype(np.float32)
-    tmp = cache.with_suffix(f".{os.getpid()}.tmp.npy")
-    np.save(tmp, vectors)
-    os.replace(tmp, cache)
+    with atomic_path(cache, fsync=False) as tmp:
+        np.save(tmp, vectors)
     return CaptionBank(texts, vectors)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from vistext.errors import ImageDecodeError, StoreError, UsageError
-from vistext.paths import cache_dir, default_db_path
+from vistext.paths import atomic_write, cache_dir, default_db_path
 from vistext.service.inputs import ImageInput, Upload, input_name
 from vistext.service.loaded_models import Lazy, LoadedModels
 from vistext.service.queries import Query, QueryBatcher
@@ -154,9 +154,7 @@ class Collection:
             buffer = io.BytesIO()
             picture.save(buffer, format="JPEG", quality=85)
             data = buffer.getvalue()
-            tmp = disk.with_name(f".{disk.name}.{threading.get_ident()}.tmp")
-            tmp.write_bytes(data)
-            tmp.replace(disk)
+            atomic_write(disk, data, fsync=False)
         with self._thumbnail_lock:
             self._thumbnails[key] = data
             while len(self._thumbnails) > THUMBNAIL_MEMORY:

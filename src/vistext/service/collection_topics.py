@@ -9,12 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 
 import numpy as np
 
 from vistext.encoders.base import softmax
 from vistext.errors import UsageError
+from vistext.paths import atomic_path, atomic_write
 from vistext.service.collection import Collection
 from vistext.service.loaded_models import LoadedModels
 from vistext.service.results import TopicsResult
@@ -59,12 +59,9 @@ class CollectionTopics:
         summary["image_topics"] = {str(i): int(t) for i, t in zip(ids, dominant.tolist(), strict=True)}
         for stale in folder.glob("topics-*.*"):
             stale.unlink(missing_ok=True)
-        tmp = folder / f".topics.{os.getpid()}.tmp.npz"
-        np.savez_compressed(tmp, ids=np.asarray(ids), weights=model.image_weights, components=model.components)
-        os.replace(tmp, weights_file)
-        text_tmp = folder / f".topics.{os.getpid()}.tmp.json"
-        text_tmp.write_text(json.dumps(summary), encoding="utf-8")
-        os.replace(text_tmp, summary_file)
+        with atomic_path(weights_file) as tmp:
+            np.savez_compressed(tmp, ids=np.asarray(ids), weights=model.image_weights, components=model.components)
+        atomic_write(summary_file, json.dumps(summary))
         return TopicsResult.from_dict(summary)
 
     def topic_weights(self) -> tuple[np.ndarray, np.ndarray]:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from vistext.errors import UsageError, VistextError
+from vistext.paths import atomic_write
 from vistext.service.collection import Collection, UnknownImageError
 from vistext.service.collection_topics import CollectionTopics
 from vistext.service.loaded_models import LoadedModels
@@ -106,9 +107,7 @@ class Explore:
         )
         for old in folder.glob(f"points-{layout.method}-*.json"):
             old.unlink(missing_ok=True)
-        tmp = folder / f".{cache.name}.{threading.get_ident()}.tmp"
-        tmp.write_text(json.dumps(result.to_dict()), encoding="utf-8")
-        tmp.replace(cache)
+        atomic_write(cache, json.dumps(result.to_dict()), fsync=False)
         return result
 
     def _topic_colours(self, ids: np.ndarray, n_topics: int) -> tuple[list[int], list[dict[str, object]]]:

@@ -12,7 +12,6 @@ self-describing FAISS index.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ import faiss
 import numpy as np
 
 from vistext.errors import StoreError
+from vistext.paths import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -164,12 +164,10 @@ class VectorIndex:
         wrapper.index = self.index
         wrapper.ntotal = self.index.ntotal
         faiss.copy_array_to_vector(self._labels, wrapper.id_map)
-        temporary = path.with_name(path.name + f".tmp{os.getpid()}")
         try:
-            faiss.write_index(wrapper, str(temporary))
-            os.replace(temporary, path)
+            with atomic_path(path) as temporary:
+                faiss.write_index(wrapper, str(temporary))
         except (RuntimeError, OSError) as error:
-            temporary.unlink(missing_ok=True)
             raise StoreError(f"{path}: cannot write vector index: {error}") from None
 
     @classmethod

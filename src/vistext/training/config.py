@@ -96,7 +96,7 @@ class MatcherTrainConfig:
 
     data: str | TaggedDataset  # FORMAT:PATH or an opened dataset (multi-label tags per image)
     out: str | Path | None = None  # None: a fresh temporary directory
-    epochs: int = 12
+    epochs: int = 8  # the shipped matcher-default was trained with 8
     batch_size: int = 128
     lr: float = 2e-3
     weight_decay: float = 1e-4

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from vistext.augment import ImageViews
 from vistext.errors import UsageError
 from vistext.models.joint import JointModel
-from vistext.paths import cache_dir
+from vistext.paths import atomic_path, cache_dir
 
 if TYPE_CHECKING:
     from vistext.datasets import TaggedDataset, TaggedImage
@@ -72,9 +72,8 @@ def cached_text_features(model: JointModel, texts: list[str], progress: bool) ->
     features = torch.cat(chunks).float()
     if features.ndim > 2:  # token states: float16 halves a cache that would otherwise be ~1.5 GB for Flickr8k
         features = features.half()
-    tmp = file.with_suffix(".tmp.npy")
-    np.save(tmp, features.numpy())
-    tmp.replace(file)
+    with atomic_path(file, fsync=False) as tmp:
+        np.save(tmp, features.numpy())
     return features
 
 

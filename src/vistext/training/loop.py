@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from vistext.errors import UsageError
 from vistext.evaluation.base import Evaluation
+from vistext.paths import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -175,8 +176,8 @@ def _save_checkpoint(settings: LoopSettings, task: Task, optimizer: torch.optim.
                      scheduler: Any, rng: np.random.Generator, state: dict[str, Any]) -> None:  # fmt: skip
     if settings.checkpoint is None:
         return
-    tmp = settings.checkpoint.with_suffix(".tmp")
-    torch.save(
+    with atomic_path(settings.checkpoint) as tmp:
+        torch.save(
         {
             "config": settings.run_key,
             "epochs": settings.epochs,
@@ -186,10 +187,9 @@ def _save_checkpoint(settings: LoopSettings, task: Task, optimizer: torch.optim.
             "rng": rng.bit_generator.state,
             "torch_rng": torch.get_rng_state(),
             "state": state,
-        },
-        tmp,
-    )
-    tmp.replace(settings.checkpoint)
+            },
+            tmp,
+        )
 
 
 def _resume(settings: LoopSettings, task: Task, optimizer: torch.optim.Optimizer, scheduler: Any,
