@@ -139,8 +139,9 @@ class Service(TopicsMixin, ExploreMixin):
             path = self.db_path(folder)
             if not create and not path.exists():
                 raise StoreError(f"{path}: no index here yet; run `vistext index DIR` first (or pass --db)")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._store = open_store(str(self._db) if self._db is not None else path)
+            # reading commands open a catalogue they cannot write read-only; index needs write access
+            readonly = False if create else None
+            self._store = open_store(str(self._db) if self._db is not None else path, readonly=readonly)
         return self._store
 
     def close(self) -> None:
