@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import vistext
 from vistext.errors import ImageDecodeError
 from vistext.images import IMAGE_SUFFIXES, file_hash, file_warnings, iter_image_files, open_image, thumbnail
 
@@ -273,7 +274,7 @@ print(image.mode, min(image.size), resource.getrusage(resource.RUSAGE_SELF).ru_m
 
 def _decode_in_child(path: Path) -> tuple[str, int, int, float]:
     """Decode in a fresh process: (mode, shorter side, peak RSS in MB, seconds)."""
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    env = {**os.environ, "PYTHONPATH": str(Path(vistext.__file__).resolve().parents[1])}
     done = subprocess.run(
         [sys.executable, "-c", _PEAK_SCRIPT, str(path)], capture_output=True, text=True, env=env, timeout=120
     )

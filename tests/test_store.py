@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import vistext
 from vistext.errors import StoreError
 from vistext.store import SCHEMA_VERSION, ImageRecord, SQLiteStore, open_store
 from vistext.store.catalogue import Catalogue
@@ -539,7 +540,7 @@ def test_read_only_mount(tmp_path: Path) -> None:
     with open_store(db) as store:
         store.add(make_records(5)[0])
     before = _snapshot(photos)
-    src = str(Path(__file__).resolve().parents[1] / "src")
+    src = str(Path(vistext.__file__).resolve().parents[1])  # the vistext under test
     command = (
         f"mount --bind {photos} {photos} && mount -o remount,bind,ro {photos} {photos} && "
         f"PYTHONPATH={src} {sys.executable} -c '{_READ_ONLY_SCRIPT}' {db}"
