@@ -287,3 +287,40 @@ def test_a_second_index_into_the_same_catalogue_is_told_so(
         assert f"another `vistext index` (pid {os.getpid()}) is writing this catalogue" in child.stderr
         assert store.count() == 0
     assert index_folder(photos, store, encoder, progress=False).added == 4
+
+
+def test_thumbnails_are_served_when_their_cache_cannot_be_written(
+    tmp_path: Path, encoder: ImageEncoder, flickr8k_images: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vistext.errors import StoreError
+    from vistext.paths import vistext_home
+    from vistext.service import Service
+
+    photos = _copy_photos(flickr8k_images[:2], tmp_path / "thumbs")
+    db = photos / ".vistext" / "catalogue.sqlite"
+    with open_store(db) as store:
+        index_folder(photos, store, encoder, progress=False)
+        image_id = next(iter(store.records())).id
+    blocker = tmp_path / "a-file"
+    blocker.write_text("VISTEXT_HOME cannot be made under a file")
+    monkeypatch.setenv("VISTEXT_HOME", str(blocker / "home"))
+    with pytest.raises(StoreError, match=r"a-file/home: cannot create this folder .*set VISTEXT_HOME"):
+        vistext_home()
+    with Service(db, progress=False) as service:
+        assert service.thumbnail(image_id, 128)[:2] == b"\xff\xd8"  # unwritable home: served, not cached
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("VISTEXT_HOME", str(home))
+
+    def disk_full(fd: int, data: object) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("vistext.paths.os.write", disk_full)
+    with Service(db, progress=False) as service:
+        assert service.thumbnail(image_id, 256)[:2] == b"\xff\xd8"  # full disk: served, not cached
+    assert [p for p in home.rglob("*") if p.is_file()] == []  # no 0-byte temporary file left behind
+    monkeypatch.undo()
+    monkeypatch.setenv("VISTEXT_HOME", str(home))
+    with Service(db, progress=False) as service:
+        service.thumbnail(image_id, 256)
+    assert len([p for p in home.rglob("*.jpg") if p.stat().st_size > 0]) == 1  # cached once there is room

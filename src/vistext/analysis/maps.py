@@ -102,12 +102,16 @@ def cached_layout(
             log.warning("%s: unreadable map cache (%s); recomputing", cache, error)
     log.info("computing a %s map of %d images (once; cached in %s)", method, len(ids), folder)
     xy = compute_layout(matrix, method, seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.glob(f"map-{method}-*.npz"):
-        old.unlink(missing_ok=True)  # only the current collection's layout is worth keeping
     tmp = folder / f".map-{method}-{key}.{os.getpid()}.tmp.npz"
-    np.savez(tmp, ids=ids, xy=xy)
-    os.replace(tmp, cache)
+    try:  # only a cache: a read-only collection or a full disk still gets its map
+        folder.mkdir(parents=True, exist_ok=True)
+        for old in folder.glob(f"map-{method}-*.npz"):
+            old.unlink(missing_ok=True)  # only the current collection's layout is worth keeping
+        np.savez(tmp, ids=ids, xy=xy)
+        os.replace(tmp, cache)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        log.warning("%s: map not cached (%s)", cache, error.strerror or error)
     return MapLayout(ids, xy, method, key)
 
 

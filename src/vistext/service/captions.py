@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from vistext.errors import DatasetError, UsageError
-from vistext.paths import cache_dir
+from vistext.errors import DatasetError, StoreError, UsageError
+from vistext.paths import cache_dir, write_atomic
 
 if TYPE_CHECKING:
     from vistext.models.joint import JointModel
@@ -60,7 +60,10 @@ def load_caption_bank(spec: str, model: JointModel, model_key: str, batch_size: 
     vectors = np.concatenate(
         [model.encode_text(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
     ).astype(np.float32)
-    tmp = cache.with_suffix(f".{os.getpid()}.tmp.npy")
-    np.save(tmp, vectors)
-    os.replace(tmp, cache)
+    buffer = io.BytesIO()
+    np.save(buffer, vectors)
+    try:
+        write_atomic(cache, buffer.getvalue())
+    except StoreError as error:  # only the cache is lost: the bank is embedded again next time
+        log.warning("caption bank not cached: %s", error)
     return CaptionBank(texts, vectors)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vistext.errors import ImageDecodeError, UsageError, VistextError
-from vistext.paths import cache_dir
+from vistext.paths import cache_dir, write_atomic
 
 if TYPE_CHECKING:
     from vistext.service.results import SearchResult
@@ -84,10 +84,16 @@ class ExploreMixin:
             if key in memory:
                 memory.move_to_end(key)
                 return memory[key]
-        disk = cache_dir("thumbnails", str(size)) / f"{key[0].replace('/', '_')[:80]}.jpg"
-        if disk.is_file():
-            data = disk.read_bytes()
-        else:
+        disk: Path | None = None
+        data: bytes | None = None
+        try:  # the disk cache is only a cache: an unwritable home or a full disk still serves the thumbnail
+            disk = cache_dir("thumbnails", str(size)) / f"{key[0].replace('/', '_')[:80]}.jpg"
+            if disk.is_file():
+                data = disk.read_bytes()
+        except (OSError, VistextError) as error:
+            log.warning("%s", error)
+            disk = None
+        if data is None:
             path = self.image_file(image_id)
             try:
                 picture = thumbnail(path, size)
@@ -96,9 +102,11 @@ class ExploreMixin:
             buffer = io.BytesIO()
             picture.save(buffer, format="JPEG", quality=85)
             data = buffer.getvalue()
-            tmp = disk.with_name(f".{disk.name}.{threading.get_ident()}.tmp")
-            tmp.write_bytes(data)
-            tmp.replace(disk)
+            if disk is not None:
+                try:
+                    write_atomic(disk, data)
+                except VistextError as error:
+                    log.warning("thumbnail not cached: %s", error)
         with lock:
             memory[key] = data
             while len(memory) > _THUMB_MEMORY:
@@ -181,11 +189,12 @@ class ExploreMixin:
             },
             "topics": topic_list,
         }
-        for old in folder.glob(f"points-{layout.method}-*.json"):
-            old.unlink(missing_ok=True)
-        tmp = folder / f".{cache.name}.{threading.get_ident()}.tmp"
-        tmp.write_text(json.dumps(payload), encoding="utf-8")
-        tmp.replace(cache)
+        try:  # a read-only collection or a full disk: the map is served, only not cached
+            for old in folder.glob(f"points-{layout.method}-*.json"):
+                old.unlink(missing_ok=True)
+            write_atomic(cache, json.dumps(payload).encode("utf-8"))
+        except (OSError, VistextError) as error:
+            log.warning("map not cached: %s", error)
         return payload
 
     def _topic_colours(self, ids: np.ndarray, n_topics: int) -> tuple[list[int], list[dict[str, Any]]]:
