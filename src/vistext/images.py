@@ -197,12 +197,27 @@ def _draft_for(img: Image.Image, min_side: int | None) -> None:
         img.draft("RGB", (min_side, min_side))
 
 
+def _reduce_high_depth(img: Image.Image, factor: int) -> Image.Image:
+    """Box-reduce a 16-bit, 32-bit or float picture in Pillow's C code (numpy strips where Pillow cannot)."""
+    if img.mode in ("I", "F"):
+        return img.reduce(factor)
+    width, height = img.size
+    try:
+        return img.resize(
+            (width // factor, height // factor),
+            Image.Resampling.BOX,
+            box=(0, 0, width // factor * factor, height // factor * factor),
+        )
+    except ValueError:  # a 16-bit layout Pillow does not resample
+        return _high_depth_gray(img, factor)
+
+
 def _shrink(img: Image.Image, min_side: int | None) -> Image.Image:
     """Reduce a big decoded picture by a whole factor at once; the shorter side stays >= 2 * ``min_side``."""
     width, height = img.size
     factor = 1 if min_side is None else min(width, height) // (2 * min_side)
     if img.mode in _HIGH_DEPTH:
-        return _high_depth_gray(img, max(1, factor))
+        return _high_depth_gray(_reduce_high_depth(img, factor), 1) if factor >= 2 else _high_depth_gray(img, 1)
     if factor >= 2 and width * height > _SHRINK_ABOVE and img.mode in _REDUCIBLE:
         return img.reduce(factor)
     return img
