@@ -324,3 +324,42 @@ def test_thumbnails_are_served_when_their_cache_cannot_be_written(
     with Service(db, progress=False) as service:
         service.thumbnail(image_id, 256)
     assert len([p for p in home.rglob("*.jpg") if p.stat().st_size > 0]) == 1  # cached once there is room
+
+
+_PEAK_INDEX_SCRIPT = """
+import sys
+from vistext.encoders import create_image_encoder
+from vistext.indexing.local import index_folder
+from vistext.store import open_store
+with open_store(sys.argv[2]) as store:
+    report = index_folder(sys.argv[1], store, create_image_encoder(), progress=False)
+# VmHWM: this process's own peak (ru_maxrss would include the forking test process's RSS, kept across exec)
+peak_kb = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(report.added, report.failed, peak_kb // 1024)
+"""
+
+
+def test_index_of_big_deep_pictures_stays_under_1_gb(tmp_path: Path, flickr8k_images: list[Path]) -> None:
+    import vistext
+
+    folder = _copy_photos(flickr8k_images[:4], tmp_path / "big")
+    side = 8900
+    ramp = np.arange(side, dtype=np.uint32)[:, None] * 7 + np.arange(side, dtype=np.uint32)[None, :]
+    Image.fromarray((ramp % 65536).astype(np.uint16)).save(folder / "deep.png", compress_level=1)
+    Image.fromarray((ramp[:7000, :7000] % 1000).astype(np.float32) / 1000, "F").save(
+        folder / "float.tif", compression="tiff_adobe_deflate"
+    )
+    del ramp
+    Image.linear_gradient("L").resize((11000, 8200), Image.Resampling.NEAREST).save(folder / "pano.jpg", quality=70)
+    env = {**os.environ, "PYTHONPATH": str(Path(vistext.__file__).resolve().parents[1])}
+    done = subprocess.run(
+        [sys.executable, "-c", _PEAK_INDEX_SCRIPT, str(folder), str(tmp_path / "db" / "catalogue.sqlite")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    added, failed, peak_mb = map(int, done.stdout.split())
+    assert (added, failed) == (7, 0)  # the 90-megapixel JPEG is indexed, not refused
+    assert peak_mb < 1000, f"peak RSS {peak_mb} MB"  # the previous release: 4.6 GB on a folder like this

@@ -20,7 +20,7 @@ import stat
 import threading
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import IO, Any
 
@@ -56,6 +56,11 @@ _REDUCIBLE = ("L", "LA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "I", "F")
 # Pillow's own bomb check runs inside Image.open; ours refuses above MAX_PIXELS, so Pillow's only has to stop
 # what is beyond any doubt (it raises above twice this value).
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+# Pillow allocates rasters in 16 MB blocks by default: glibc then raises its mmap threshold past that size and
+# serves later blocks from per-thread heaps it never returns, so a folder of big pictures crept towards 1 GB.
+# Blocks of 64 MB are always mmap'ed and go back to the system when an image is freed (measured: 940 -> 720 MB).
+if "PILLOW_BLOCK_SIZE" not in os.environ:
+    Image.core.set_block_size(64 << 20)
 
 _HASH_CHUNK = 1 << 20
 _WHITE = (255, 255, 255)
@@ -242,8 +247,9 @@ def open_image(
             raise ImageDecodeError(path, "empty file (0 bytes)")
         img = _open_pillow(path, handle, max_pixels)
         try:
-            with img:
-                return _decode(path, img, min_side, max_pixels, max_bytes)
+            slot = _large if _check(path, img, min_side, max_pixels, max_bytes) > _LARGE_DECODE else nullcontext()
+            with slot, img:  # one large decode at a time, until its full-size raster is freed
+                return _decode(img, min_side)
         except ImageDecodeError:
             raise
         except Image.DecompressionBombError as error:
@@ -255,6 +261,8 @@ def open_image(
             raise ImageDecodeError(path, "truncated or corrupt image data") from None
         except Exception as error:  # noqa: BLE001 - plugins raise anything; the contract is one error type
             raise ImageDecodeError(path, f"cannot decode image ({_one_line(error)})") from None
+        finally:
+            img.close()
 
 
 def _one_line(error: BaseException) -> str:
@@ -275,7 +283,8 @@ def _open_pillow(path: Path, handle: IO[bytes], max_pixels: int) -> Image.Image:
         raise ImageDecodeError(path, f"cannot open image ({_one_line(error)})") from None
 
 
-def _decode(path: Path, img: Image.Image, min_side: int | None, max_pixels: int, max_bytes: int) -> Image.Image:
+def _check(path: Path, img: Image.Image, min_side: int | None, max_pixels: int, max_bytes: int) -> int:
+    """Refuse from the header what would need absurd memory; set a JPEG's draft scale; the bytes to decode."""
     width, height = img.size
     if width <= 0 or height <= 0:
         raise ImageDecodeError(path, f"invalid image size {width}x{height}")
@@ -289,15 +298,12 @@ def _decode(path: Path, img: Image.Image, min_side: int | None, max_pixels: int,
             f"image too large to decode: {width}x{height} {img.mode} needs {needed >> 20} MB "
             f"(limit {max_bytes >> 20} MB)",
         )
-    large = needed > _LARGE_DECODE
-    if large:
-        _large.acquire()
-    try:
-        img.load()
-        picture = _shrink(img, min_side)
-    finally:
-        if large:
-            _large.release()
+    return needed
+
+
+def _decode(img: Image.Image, min_side: int | None) -> Image.Image:
+    img.load()
+    picture = _shrink(img, min_side)
     if picture is not img and "exif" not in picture.info:  # a strip-reduced copy lost the EXIF block
         return _to_rgb(_orient_like(img, picture))
     try:
