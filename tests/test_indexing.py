@@ -295,6 +295,7 @@ def test_thumbnails_are_served_when_their_cache_cannot_be_written(
     from vistext.errors import StoreError
     from vistext.paths import vistext_home
     from vistext.service import Service
+    from vistext.service.explore import UnknownImageError
 
     photos = _copy_photos(flickr8k_images[:2], tmp_path / "thumbs")
     db = photos / ".vistext" / "catalogue.sqlite"
@@ -308,6 +309,8 @@ def test_thumbnails_are_served_when_their_cache_cannot_be_written(
         vistext_home()
     with Service(db, progress=False) as service:
         assert service.thumbnail(image_id, 128)[:2] == b"\xff\xd8"  # unwritable home: served, not cached
+        with pytest.raises(UnknownImageError, match="no indexed image with id 99999999999999999999"):
+            service.thumbnail(99999999999999999999, 128)  # beyond signed 64-bit: unknown, not OverflowError
 
     home = tmp_path / "home"
     monkeypatch.setenv("VISTEXT_HOME", str(home))

@@ -524,7 +524,7 @@ db = Path(sys.argv[1])
 with open_store(db) as store:
     assert store.readonly, "a catalogue on a read-only mount must open read-only"
     print("count", store.count(), "hit", store.search("image", store.vectors("image")[1][0], 1)[0][0].id)
-print("info", Service(db, progress=False).info()["count"])
+print("info", Service(db, progress=False).info()["count"], Service(db, progress=False).status()["images"])
 try:
     Service(progress=False).index(db.parent.parent, text_search=False)
 except StoreError as error:
@@ -550,7 +550,7 @@ def test_read_only_mount(tmp_path: Path) -> None:
         pytest.skip(f"cannot mount here: {done.stderr.strip()[:200]}")
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.splitlines()
-    assert lines[0].startswith("count 5 hit ") and lines[1] == "info 5", done.stdout
+    assert lines[0].startswith("count 5 hit ") and lines[1] == "info 5 5", done.stdout
     assert lines[2].startswith(f"index: {db}: cannot write the catalogue here") and "--db" in lines[2]
     assert _snapshot(photos) == before
 
