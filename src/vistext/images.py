@@ -22,7 +22,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TextIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -89,10 +89,17 @@ def file_warnings(sink: Callable[[str, str], None]) -> Iterator[None]:
     """
     previous = warnings.showwarning
 
-    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int, *rest: Any) -> None:
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
         path = getattr(_current, "path", None)
         if path is None:
-            previous(message, category, filename, lineno, *rest)
+            previous(message, category, filename, lineno, file, line)
         else:
             sink(path, f"{category.__name__}: {' '.join(str(message).split())}")
 

@@ -265,6 +265,7 @@ class Catalogue:
         ]
 
     def get(self, key: int | str) -> ImageRecord | None:
+        value: int | str | bytes
         if isinstance(key, int):
             if key not in _ID_RANGE:
                 return None
