@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import struct
+import subprocess
+import sys
+import threading
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+import vistext
 from vistext.errors import ImageDecodeError
-from vistext.images import IMAGE_SUFFIXES, file_hash, iter_image_files, open_image, thumbnail
+from vistext.images import IMAGE_SUFFIXES, file_hash, file_warnings, iter_image_files, open_image, thumbnail
 
 
 @pytest.fixture()
@@ -80,8 +86,9 @@ def _png_claiming(width: int, height: int) -> bytes:
 @pytest.mark.parametrize(
     ("side", "reason"),
     [
-        (40000, "image too large: 1600000000 pixels (limit 80000000)"),
-        (9000, "image too large: 9000x9000 pixels (limit 80000000)"),
+        (100000, "image too large: 10000000000 pixels (limit 500000000)"),
+        (40000, "image too large: 1600000000 pixels (limit 500000000)"),
+        (23000, "image too large: 23000x23000 pixels (limit 500000000)"),
     ],
 )
 def test_decompression_bomb_header_is_refused(tmp_path: Path, side: int, reason: str) -> None:
@@ -182,3 +189,138 @@ def test_thumbnail_keeps_aspect(photo: Path) -> None:
     width, height = Image.open(photo).size
     assert max(thumb.size) == 128
     assert abs(thumb.size[0] / thumb.size[1] - width / height) < 0.02
+
+
+def _dds_texture() -> bytes:
+    """A DDS header with a pixel format Pillow's DDS plugin does not implement (it raises NotImplementedError)."""
+    pixel_format = struct.pack("<II4s5I", 32, 0x4, b"XXXX", 0, 0, 0, 0, 0)
+    header = struct.pack("<7I", 124, 0x1007, 4, 4, 0, 0, 0) + b"\0" * 44 + pixel_format + b"\0" * 20
+    return b"DDS " + header + b"\0" * 64
+
+
+def test_other_formats_are_not_opened_whatever_their_name(tmp_path: Path) -> None:
+    texture = tmp_path / "texture.png"
+    texture.write_bytes(_dds_texture())
+    with pytest.raises(NotImplementedError):
+        Image.open(texture)  # what Pillow does with it when every plugin is tried
+    _fails(texture, "not an image file")
+
+
+def test_any_exception_from_a_decoder_is_one_decode_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import PngImagePlugin
+
+    path = tmp_path / "odd.png"
+    Image.new("RGB", (8, 8)).save(path)
+
+    def broken_load(self: Image.Image) -> None:
+        raise RuntimeError("decoder state\nmachine broke")
+
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", broken_load)
+    _fails(path, "cannot decode image (RuntimeError: decoder state machine broke)")
+
+
+def _finishes(call: Callable[[], object], seconds: float = 10.0) -> BaseException | None:
+    """Run ``call`` in a thread; fail the test (instead of hanging it) when it does not return in time."""
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            call()
+            outcome.append(None)
+        except BaseException as error:  # noqa: BLE001 - handed back to the test
+            outcome.append(error)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert outcome, f"still running after {seconds}s (it hangs)"
+    return outcome[0]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "dev-urandom", "folder"])
+def test_non_regular_files_are_refused_without_reading(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "x.jpg"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "folder":
+        path.mkdir()
+    else:
+        path.symlink_to("/dev/zero" if kind == "dev-zero" else "/dev/urandom")
+    expected = {"fifo": "FIFO", "folder": "directory"}.get(kind, "device")
+    for call in (lambda: open_image(path), lambda: file_hash(path)):
+        error = _finishes(call)
+        assert isinstance(error, ImageDecodeError), error
+        assert error.path == str(path) and "not an image file" in error.reason and expected in error.reason
+
+
+def test_latin1_file_name(tmp_path: Path, photo: Path) -> None:
+    raw = os.path.join(os.fsencode(tmp_path), b"caf\xe9.jpg")  # not valid UTF-8
+    shutil.copy(photo, raw)
+    path = Path(os.fsdecode(raw))
+    assert open_image(path).mode == "RGB"
+    assert file_hash(path) == file_hash(photo)
+    assert [p.name for p in iter_image_files(tmp_path)] == [path.name]
+
+
+_PEAK_SCRIPT = """
+import sys, time
+from vistext.images import open_image
+start = time.perf_counter()
+image = open_image(sys.argv[1], min_side=224)
+seconds = time.perf_counter() - start
+# VmHWM: this process's own peak (ru_maxrss would include the forking test process's RSS, kept across exec)
+peak_kb = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(image.mode, min(image.size), peak_kb // 1024, round(seconds, 2))
+"""
+
+
+def _decode_in_child(path: Path) -> tuple[str, int, int, float]:
+    """Decode in a fresh process: (mode, shorter side, peak RSS in MB, seconds)."""
+    env = {**os.environ, "PYTHONPATH": str(Path(vistext.__file__).resolve().parents[1])}
+    done = subprocess.run(
+        [sys.executable, "-c", _PEAK_SCRIPT, str(path)], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    mode, side, peak_mb, seconds = done.stdout.split()
+    return mode, int(side), int(peak_mb), float(seconds)
+
+
+@pytest.mark.parametrize("kind", ["png16", "float-tiff"])
+def test_high_depth_pictures_decode_in_bounded_memory(tmp_path: Path, kind: str) -> None:
+    side = 8900 if kind == "png16" else 7000
+    rows = np.arange(side, dtype=np.uint32)[:, None] * 7 + np.arange(side, dtype=np.uint32)[None, :]
+    if kind == "png16":
+        path = tmp_path / "deep.png"
+        Image.fromarray((rows % 65536).astype(np.uint16)).save(path, compress_level=1)
+    else:
+        path = tmp_path / "float.tif"
+        Image.fromarray((rows % 1000).astype(np.float32) / 1000.0, "F").save(path, compression="tiff_adobe_deflate")
+    del rows
+    mode, shorter, peak_mb, seconds = _decode_in_child(path)
+    assert mode == "RGB" and 224 <= shorter < side
+    # the previous release peaked at 2.2 GB (16-bit PNG) and 2.5 GB (float TIFF) through float64 copies
+    assert peak_mb < 1000, f"{kind}: peak RSS {peak_mb} MB"
+    assert seconds < 10, f"{kind}: {seconds}s"  # about 1 s here; generous for a busy machine
+
+
+def test_90_megapixel_photo_is_decoded_at_reduced_size(tmp_path: Path) -> None:
+    path = tmp_path / "panorama.jpg"
+    picture = Image.linear_gradient("L").resize((11000, 8200), Image.Resampling.NEAREST)
+    picture.save(path, quality=70)
+    del picture
+    mode, shorter, peak_mb, _seconds = _decode_in_child(path)  # refused as "image too large" before
+    assert mode == "RGB" and 224 <= shorter < 8200 // 4
+    assert peak_mb < 1000
+    assert thumbnail(path, 128).size == (128, 95)
+
+
+def test_decoder_warnings_name_their_file(tmp_path: Path) -> None:
+    tiff = b"II*\x00" + struct.pack("<IH", 8, 1) + struct.pack("<HHII", 0x010E, 2, 1000, 100) + struct.pack("<I", 0)
+    path = tmp_path / "bad-exif.jpg"
+    Image.new("RGB", (32, 32), (9, 9, 9)).save(path, exif=b"Exif\x00\x00" + tiff)  # a tag past the file's end
+    seen: list[tuple[str, str]] = []
+    with file_warnings(lambda file, message: seen.append((file, message))):
+        assert open_image(path).size == (32, 32)
+        assert open_image(path).size == (32, 32)  # every file gets its warnings, not only the first
+    assert len(seen) >= 2
+    assert all(file == str(path) and message.startswith("UserWarning: ") for file, message in seen)

@@ -5,16 +5,20 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from vistext.encoders import ImageEncoder, ImageFeatures, create_image_encoder
-from vistext.indexing.local import index_folder
+from vistext.indexing.local import IndexReport, index_folder
 from vistext.store import Store, open_store
 
 
@@ -131,7 +135,7 @@ def test_moved_and_copied_files_reuse_features_and_projectors(
 _INDEX_SCRIPT = """
 import sys
 from vistext.encoders import create_image_encoder
-from vistext.indexing.local import index_folder
+from vistext.indexing.local import IndexReport, index_folder
 from vistext.store import open_store
 store = open_store(sys.argv[2])
 index_folder(sys.argv[1], store, create_image_encoder(threads=1), batch_size=8, workers=1, progress=False)
@@ -186,3 +190,180 @@ def test_rerun_adds_a_new_embedding_space_to_unchanged_files(folder: Path, store
     assert store.paths_missing("joint:test") == set()
     again = index_folder(folder, store, encoder, projectors={"joint:test": first8}, progress=False)
     assert again.unchanged == 30
+
+
+def _dds_texture() -> bytes:
+    """A DDS texture header Pillow's DDS plugin rejects with NotImplementedError (once fatal to a whole run)."""
+    pixel_format = struct.pack("<II4s5I", 32, 0x4, b"XXXX", 0, 0, 0, 0, 0)
+    header = struct.pack("<7I", 124, 0x1007, 4, 4, 0, 0, 0) + b"\0" * 44 + pixel_format + b"\0" * 20
+    return b"DDS " + header + b"\0" * 64
+
+
+def _in_time(call: Callable[[], IndexReport], seconds: float = 180.0) -> IndexReport:
+    """Run ``call`` in a thread so that a hang fails the test instead of stalling the suite."""
+    result: list[IndexReport | BaseException] = []
+    thread = threading.Thread(target=lambda: result.append(_catching(call)), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert result, f"index still running after {seconds}s: it hangs"
+    if isinstance(result[0], BaseException):
+        raise result[0]
+    return result[0]
+
+
+def _catching(call: Callable[[], IndexReport]) -> IndexReport | BaseException:
+    try:
+        return call()
+    except BaseException as error:  # noqa: BLE001 - re-raised in the test's thread
+        return error
+
+
+def test_hostile_files_never_stop_or_hang_a_run(
+    folder: Path, store: Store, encoder: ImageEncoder, flickr8k_images: list[Path]
+) -> None:
+    (folder / "texture.png").write_bytes(_dds_texture())
+    os.mkfifo(folder / "pipe.jpg")
+    (folder / "zero.jpg").symlink_to("/dev/zero")
+    (folder / "random.jpg").symlink_to("/dev/urandom")
+    latin1 = Path(os.fsdecode(os.path.join(os.fsencode(folder), b"caf\xe9.jpg")))  # not valid UTF-8
+    shutil.copy(flickr8k_images[60], latin1)
+    exif = b"II*\x00" + struct.pack("<IH", 8, 1) + struct.pack("<HHII", 0x010E, 2, 1000, 100) + struct.pack("<I", 0)
+    Image.open(flickr8k_images[61]).save(folder / "odd-exif.jpg", exif=b"Exif\x00\x00" + exif)  # decodes, warns
+    deep = np.tile(np.linspace(0, 65535, 300).astype(np.uint16), (200, 1))
+    Image.fromarray(deep).save(folder / "deep.png")
+
+    report = _in_time(lambda: index_folder(folder, store, encoder, batch_size=8, progress=False))
+    reasons = dict(report.failures)
+    assert (report.added, report.failed) == (33, 4), reasons
+    assert "not an image file" in reasons[str(folder / "texture.png")]
+    assert "FIFO" in reasons[str(folder / "pipe.jpg")]
+    assert "device" in reasons[str(folder / "zero.jpg")] and "device" in reasons[str(folder / "random.jpg")]
+    assert any(path == str(folder / "odd-exif.jpg") for path, _ in report.warnings)
+    assert report.to_dict()["warnings"][0]["path"] == str(folder / "odd-exif.jpg")
+    record = store.get(str(latin1))
+    assert record is not None and record.status == "ok" and record.path == str(latin1)
+    assert str(latin1) in store.file_states()
+
+    again = _in_time(lambda: index_folder(folder, store, encoder, progress=False))
+    assert (again.added, again.removed, again.unchanged, again.failed) == (0, 0, 34, 3)
+
+
+def test_a_moved_or_copied_collection_keeps_its_index(
+    tmp_path: Path, encoder: ImageEncoder, flickr8k_images: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    photos = _copy_photos(flickr8k_images[:12], tmp_path / "photos")
+    _copy_photos(flickr8k_images[12:15], photos / "sub")
+    with open_store(photos / ".vistext" / "catalogue.sqlite") as store:
+        assert index_folder(photos, store, encoder, progress=False).added == 15
+        probe = store.get(str(photos / "sub" / flickr8k_images[13].name))
+    assert probe is not None and probe.pooled is not None
+
+    calls: list[int] = []
+    original = encoder.encode
+    monkeypatch.setattr(encoder, "encode", lambda batch, grid=False: calls.append(len(batch)) or original(batch, grid))
+    moved = tmp_path / "pictures"
+    photos.rename(moved)
+    copied = tmp_path / "other-disk" / "copy"
+    shutil.copytree(moved, copied)  # keeps mtimes, like cp -a or rsync -a
+    for root in (moved, copied):
+        with open_store(root / ".vistext" / "catalogue.sqlite") as store:
+            hit = store.search("image", probe.pooled, 1)[0][0]
+            assert hit.path == str(root / "sub" / flickr8k_images[13].name)
+            report = index_folder(root, store, encoder, progress=False)
+            assert (report.added, report.updated, report.removed, report.unchanged) == (0, 0, 0, 15)
+            assert store.count() == 15 and all(path.startswith(str(root)) for path in store.file_states())
+    assert calls == []  # nothing decoded or encoded again
+
+
+def test_a_second_index_into_the_same_catalogue_is_told_so(
+    tmp_path: Path, store: Store, encoder: ImageEncoder, flickr8k_images: list[Path]
+) -> None:
+    photos = _copy_photos(flickr8k_images[:4], tmp_path / "few")
+    db = tmp_path / "db" / "catalogue.sqlite"
+    with store.writer_lock():  # a first `vistext index` is running
+        child = subprocess.run(
+            [sys.executable, "-c", _INDEX_SCRIPT, str(photos), str(db)], capture_output=True, text=True, timeout=300
+        )
+        assert child.returncode != 0
+        assert f"another `vistext index` (pid {os.getpid()}) is writing this catalogue" in child.stderr
+        assert store.count() == 0
+    assert index_folder(photos, store, encoder, progress=False).added == 4
+
+
+def test_thumbnails_are_served_when_their_cache_cannot_be_written(
+    tmp_path: Path, encoder: ImageEncoder, flickr8k_images: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vistext.errors import StoreError
+    from vistext.paths import vistext_home
+    from vistext.service import Service
+    from vistext.service.explore import UnknownImageError
+
+    photos = _copy_photos(flickr8k_images[:2], tmp_path / "thumbs")
+    db = photos / ".vistext" / "catalogue.sqlite"
+    with open_store(db) as store:
+        index_folder(photos, store, encoder, progress=False)
+        image_id = next(iter(store.records())).id
+    blocker = tmp_path / "a-file"
+    blocker.write_text("VISTEXT_HOME cannot be made under a file")
+    monkeypatch.setenv("VISTEXT_HOME", str(blocker / "home"))
+    with pytest.raises(StoreError, match=r"a-file/home: cannot create this folder .*set VISTEXT_HOME"):
+        vistext_home()
+    with Service(db, progress=False) as service:
+        assert service.thumbnail(image_id, 128)[:2] == b"\xff\xd8"  # unwritable home: served, not cached
+        with pytest.raises(UnknownImageError, match="no indexed image with id 99999999999999999999"):
+            service.thumbnail(99999999999999999999, 128)  # beyond signed 64-bit: unknown, not OverflowError
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("VISTEXT_HOME", str(home))
+
+    def disk_full(*args: object) -> None:  # the temporary file was written; the disk fills before the rename
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("vistext.paths.os.replace", disk_full)
+    with Service(db, progress=False) as service:
+        assert service.thumbnail(image_id, 256)[:2] == b"\xff\xd8"  # full disk: served, not cached
+    assert [p for p in home.rglob("*") if p.is_file()] == []  # no 0-byte temporary file left behind
+    monkeypatch.undo()
+    monkeypatch.setenv("VISTEXT_HOME", str(home))
+    with Service(db, progress=False) as service:
+        service.thumbnail(image_id, 256)
+    assert len([p for p in home.rglob("*.jpg") if p.stat().st_size > 0]) == 1  # cached once there is room
+
+
+_PEAK_INDEX_SCRIPT = """
+import sys
+from vistext.encoders import create_image_encoder
+from vistext.indexing.local import index_folder
+from vistext.store import open_store
+with open_store(sys.argv[2]) as store:
+    report = index_folder(sys.argv[1], store, create_image_encoder(), progress=False)
+# VmHWM: this process's own peak (ru_maxrss would include the forking test process's RSS, kept across exec)
+peak_kb = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(report.added, report.failed, peak_kb // 1024)
+"""
+
+
+def test_index_of_big_deep_pictures_stays_under_1_gb(tmp_path: Path, flickr8k_images: list[Path]) -> None:
+    import vistext
+
+    folder = _copy_photos(flickr8k_images[:4], tmp_path / "big")
+    side = 8900
+    ramp = np.arange(side, dtype=np.uint32)[:, None] * 7 + np.arange(side, dtype=np.uint32)[None, :]
+    Image.fromarray((ramp % 65536).astype(np.uint16)).save(folder / "deep.png", compress_level=1)
+    Image.fromarray((ramp[:7000, :7000] % 1000).astype(np.float32) / 1000, "F").save(
+        folder / "float.tif", compression="tiff_adobe_deflate"
+    )
+    del ramp
+    Image.linear_gradient("L").resize((11000, 8200), Image.Resampling.NEAREST).save(folder / "pano.jpg", quality=70)
+    env = {**os.environ, "PYTHONPATH": str(Path(vistext.__file__).resolve().parents[1])}
+    done = subprocess.run(
+        [sys.executable, "-c", _PEAK_INDEX_SCRIPT, str(folder), str(tmp_path / "db" / "catalogue.sqlite")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    added, failed, peak_mb = map(int, done.stdout.split())
+    assert (added, failed) == (7, 0)  # the 90-megapixel JPEG is indexed, not refused
+    assert peak_mb < 1000, f"peak RSS {peak_mb} MB"  # the previous release: 4.6 GB on a folder like this

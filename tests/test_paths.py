@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from vistext.errors import StoreError
 from vistext.paths import atomic_path, atomic_write, cache_dir, vistext_home
 
 
@@ -54,7 +55,7 @@ def test_a_failing_writer_leaves_the_old_file_and_no_temporary_file(tmp_path: Pa
 
 
 def test_writing_into_a_missing_folder_is_an_error_without_leftovers(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(StoreError, match=r"missing/file.txt: cannot write \(No such file or directory\)"):
         atomic_write(tmp_path / "missing" / "file.txt", "x")
     assert list(tmp_path.iterdir()) == []
 

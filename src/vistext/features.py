@@ -78,6 +78,8 @@ def _decode_or_error(prepare: Prepare, path: str) -> tuple[str, np.ndarray | Non
         return path, prepare(path), None
     except ImageDecodeError as error:
         return path, None, str(error)
+    except Exception as error:  # noqa: BLE001 - one file's failure never stops a batch
+        return path, None, f"{path}: cannot decode image ({type(error).__name__}: {' '.join(str(error).split())})"
 
 
 def _stream(

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from vistext.errors import StoreError
+
 DB_DIRNAME = ".vistext"
 DB_FILENAME = "catalogue.sqlite"
 
@@ -15,15 +17,22 @@ DB_FILENAME = "catalogue.sqlite"
 def vistext_home() -> Path:
     """The cache/home directory: ``$VISTEXT_HOME`` or ``~/.cache/vistext``. Created on first use."""
     home = Path(os.environ.get("VISTEXT_HOME") or Path.home() / ".cache" / "vistext")
-    home.mkdir(parents=True, exist_ok=True)
+    _make_folder(home, "set VISTEXT_HOME to a writable folder")
     return home
 
 
 def cache_dir(*parts: str) -> Path:
     """A sub-directory of the home directory (e.g. ``cache_dir("onnx")``), created on first use."""
     path = vistext_home().joinpath(*parts)
-    path.mkdir(parents=True, exist_ok=True)
+    _make_folder(path, "set VISTEXT_HOME to a writable folder")
     return path
+
+
+def _make_folder(path: Path, hint: str) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise StoreError(f"{path}: cannot create this folder ({error.strerror or error}); {hint}") from None
 
 
 def default_db_path(indexed_dir: str | Path | None = None) -> Path:
@@ -50,7 +59,8 @@ def atomic_path(path: str | Path, *, fsync: bool = True) -> Iterator[Path]:
     The temporary file is ``.<name>.<random>.tmp<suffix>`` in the same directory (so the final rename is atomic
     and writers that pick a format from the extension still see it). When the block ends normally the file is
     flushed to disk (``fsync``; pass ``fsync=False`` for caches that are cheap to rebuild) and renamed over
-    ``path``; when it raises, the temporary file is removed and ``path`` is left as it was.
+    ``path``; when it raises, the temporary file is removed and ``path`` is left as it was. An ``OSError`` (a full
+    disk, a read-only folder) becomes a one-line ``StoreError`` naming ``path``.
     """
     path = Path(path)
     # a random name rather than mkstemp: the writer creates the file, so it gets the usual permissions (not 0600)
@@ -60,6 +70,9 @@ def atomic_path(path: str | Path, *, fsync: bool = True) -> Iterator[Path]:
         if fsync:
             _fsync(tmp)
         os.replace(tmp, path)
+    except OSError as error:  # a full disk, a read-only folder: one line that names the file
+        tmp.unlink(missing_ok=True)
+        raise StoreError(f"{path}: cannot write ({error.strerror or error})") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

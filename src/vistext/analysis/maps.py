@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vistext.errors import UsageError
+from vistext.errors import StoreError, UsageError
 from vistext.paths import atomic_path
 
 log = logging.getLogger(__name__)
@@ -102,11 +102,14 @@ def cached_layout(
             log.warning("%s: unreadable map cache (%s); recomputing", cache, error)
     log.info("computing a %s map of %d images (once; cached in %s)", method, len(ids), folder)
     xy = compute_layout(matrix, method, seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.glob(f"map-{method}-*.npz"):
-        old.unlink(missing_ok=True)  # only the current collection's layout is worth keeping
-    with atomic_path(cache, fsync=False) as tmp:
-        np.savez(tmp, ids=ids, xy=xy)
+    try:  # only a cache: a read-only collection or a full disk still gets its map
+        folder.mkdir(parents=True, exist_ok=True)
+        for old in folder.glob(f"map-{method}-*.npz"):
+            old.unlink(missing_ok=True)  # only the current collection's layout is worth keeping
+        with atomic_path(cache, fsync=False) as tmp:
+            np.savez(tmp, ids=ids, xy=xy)
+    except (OSError, StoreError) as error:
+        log.warning("%s: map not cached (%s)", cache, error)
     return MapLayout(ids, xy, method, key)
 
 

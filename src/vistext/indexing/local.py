@@ -3,12 +3,17 @@
 Unchanged files (same size, mtime and model) are skipped; new or changed files are hashed, and content the
 store already has features for (a moved or copied photo) is reused without decoding. Every batch is committed
 in one store transaction, so an interrupted run loses at most one batch and a re-run resumes where it stopped.
+One file never stops a run: whatever goes wrong with it (not a regular file, not decodable, any exception) is
+that file's one-line failure, and library warnings raised while decoding it are reported with its path. A run
+holds the store's writer lock, so a second ``index`` into the same catalogue fails at once instead of
+repeating the work.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import stat
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
@@ -21,7 +26,7 @@ from tqdm import tqdm
 from vistext.encoders import ImageEncoder, ImageFeatures
 from vistext.errors import ImageDecodeError, UsageError
 from vistext.features import EncodedImage, extract
-from vistext.images import file_hash, iter_image_files
+from vistext.images import file_hash, file_warnings, iter_image_files, not_regular_reason
 from vistext.store import ImageRecord, Store
 
 log = logging.getLogger(__name__)
@@ -41,11 +46,13 @@ class IndexReport:
     unchanged: int = 0
     failed: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[tuple[str, str]] = field(default_factory=list)  # (path, library warning) met while decoding
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["failures"] = [{"path": path, "error": error} for path, error in self.failures]
+        data["warnings"] = [{"path": path, "warning": warning} for path, warning in self.warnings]
         data["seconds"] = round(self.seconds, 3)
         return data
 
@@ -188,11 +195,40 @@ def index_folder(
     root_path = Path(folder).resolve()
     if not root_path.is_dir():
         raise UsageError(f"{folder}: not a folder")
-    root = str(root_path)
-    projectors = projectors or {}
-    grid = any(getattr(p, "needs_grid", False) for p in projectors.values())
     report = IndexReport()
 
+    def warned(path: str, message: str) -> None:
+        report.warnings.append((path, message))
+        log.info("%s: %s", path, message)  # shown with --verbose; the JSON report carries them all
+
+    with store.writer_lock(), file_warnings(warned):
+        _run(root_path, store, encoder, projectors or {}, report, batch_size, workers, progress)
+    report.seconds = time.perf_counter() - started
+    log.info(
+        "indexed %s: %d added, %d updated, %d removed, %d unchanged, %d failed in %.1fs",
+        root_path,
+        report.added,
+        report.updated,
+        report.removed,
+        report.unchanged,
+        report.failed,
+        report.seconds,
+    )
+    return report
+
+
+def _run(
+    root_path: Path,
+    store: Store,
+    encoder: ImageEncoder,
+    projectors: Mapping[str, Projector],
+    report: IndexReport,
+    batch_size: int,
+    workers: int,
+    progress: bool,
+) -> None:
+    root = str(root_path)
+    grid = any(getattr(p, "needs_grid", False) for p in projectors.values())
     known = _states_under(store, root)
     # an unchanged file still needs work when it lacks a requested space (indexed before that model existed)
     lacking = set().union(*(store.paths_missing(space) for space in projectors)) if projectors else set()
@@ -201,21 +237,25 @@ def index_folder(
     for file in iter_image_files(root_path):
         path = str(file)
         try:
-            stat = file.stat()
+            info = file.stat()  # follows symlinks: what matters is what the name leads to
         except OSError:
-            continue  # vanished during the walk; the next run sees the truth
+            continue  # vanished during the walk (or a dangling link); the next run sees the truth
+        if not stat.S_ISREG(info.st_mode):  # a FIFO or a link to /dev/zero would hang a reader forever
+            report.failed += 1
+            report.failures.append((path, f"{not_regular_reason(info.st_mode)}, not an image file"))
+            continue
         seen.add(path)
         state = known.get(path)
         if (
             state is not None
-            and state.size == stat.st_size
-            and abs(float(state.mtime) - stat.st_mtime) < _MTIME_TOLERANCE
+            and state.size == info.st_size
+            and abs(float(state.mtime) - info.st_mtime) < _MTIME_TOLERANCE
             and state.model == encoder.name
             and path not in lacking
         ):
             report.unchanged += 1
             continue
-        candidates.append((path, stat.st_size, stat.st_mtime, state is not None))
+        candidates.append((path, info.st_size, info.st_mtime, state is not None))
 
     with tqdm(
         total=len(candidates), disable=not progress, desc="indexing", unit="img", dynamic_ncols=True, smoothing=0.1
@@ -232,15 +272,3 @@ def index_folder(
     if gone:
         store.remove(gone)
         report.removed = len(gone)
-    report.seconds = time.perf_counter() - started
-    log.info(
-        "indexed %s: %d added, %d updated, %d removed, %d unchanged, %d failed in %.1fs",
-        root,
-        report.added,
-        report.updated,
-        report.removed,
-        report.unchanged,
-        report.failed,
-        report.seconds,
-    )
-    return report

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from vistext.errors import DatasetError, UsageError
+from vistext.errors import DatasetError, StoreError, UsageError
 from vistext.paths import atomic_path, cache_dir
 
 if TYPE_CHECKING:
@@ -59,6 +59,9 @@ def load_caption_bank(spec: str, model: JointModel, model_key: str, batch_size: 
     vectors = np.concatenate(
         [model.encode_text(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
     ).astype(np.float32)
-    with atomic_path(cache, fsync=False) as tmp:
-        np.save(tmp, vectors)
+    try:
+        with atomic_path(cache, fsync=False) as tmp:
+            np.save(tmp, vectors)
+    except StoreError as error:  # only the cache is lost: the bank is embedded again next time
+        log.warning("caption bank not cached: %s", error)
     return CaptionBank(texts, vectors)

@@ -8,6 +8,7 @@ service read a path of its choosing.
 from __future__ import annotations
 
 import io
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -17,13 +18,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from vistext.errors import ImageDecodeError, StoreError, UsageError
+from vistext.errors import ImageDecodeError, StoreError, UsageError, VistextError
 from vistext.paths import atomic_write, cache_dir, default_db_path
 from vistext.service.inputs import ImageInput, Upload, input_name
 from vistext.service.loaded_models import Lazy, LoadedModels
 from vistext.service.queries import Query, QueryBatcher
 from vistext.service.results import Hit, InfoResult, SearchResult
 from vistext.store.records import l2_normalise
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from vistext.indexing.local import IndexReport
@@ -77,8 +80,9 @@ class Collection:
                 path = self.db_path(folder)
                 if not create and not path.exists():
                     raise StoreError(f"{path}: no index here yet; run `vistext index DIR` first (or pass --db)")
-                path.parent.mkdir(parents=True, exist_ok=True)
-                self._store = open_store(str(self.db) if self.db is not None else path)
+                # reading commands open a catalogue they cannot write read-only; index needs write access
+                readonly = False if create else None
+                self._store = open_store(str(self.db) if self.db is not None else path, readonly=readonly)
             return self._store
 
     def exists(self) -> bool:
@@ -142,10 +146,16 @@ class Collection:
             if key in self._thumbnails:
                 self._thumbnails.move_to_end(key)
                 return self._thumbnails[key]
-        disk = cache_dir("thumbnails", str(size)) / f"{key[0].replace('/', '_')[:80]}.jpg"
-        if disk.is_file():
-            data = disk.read_bytes()
-        else:
+        disk: Path | None = None
+        data: bytes | None = None
+        try:  # the disk cache is only a cache: an unwritable home or a full disk still serves the thumbnail
+            disk = cache_dir("thumbnails", str(size)) / f"{key[0].replace('/', '_')[:80]}.jpg"
+            if disk.is_file():
+                data = disk.read_bytes()
+        except (OSError, VistextError) as error:
+            log.warning("%s", error)
+            disk = None
+        if data is None:
             path = self.image_file(image_id)
             try:
                 picture = thumbnail(path, size)
@@ -154,7 +164,11 @@ class Collection:
             buffer = io.BytesIO()
             picture.save(buffer, format="JPEG", quality=85)
             data = buffer.getvalue()
-            atomic_write(disk, data, fsync=False)
+            if disk is not None:
+                try:
+                    atomic_write(disk, data, fsync=False)
+                except VistextError as error:
+                    log.warning("thumbnail not cached: %s", error)
         with self._thumbnail_lock:
             self._thumbnails[key] = data
             while len(self._thumbnails) > THUMBNAIL_MEMORY:

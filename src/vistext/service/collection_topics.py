@@ -13,7 +13,7 @@ import logging
 import numpy as np
 
 from vistext.encoders.base import softmax
-from vistext.errors import UsageError
+from vistext.errors import StoreError, UsageError
 from vistext.paths import atomic_path, atomic_write
 from vistext.service.collection import Collection
 from vistext.service.loaded_models import LoadedModels
@@ -57,11 +57,14 @@ class CollectionTopics:
         dominant = model.image_topics()
         summary = model.to_dict()
         summary["image_topics"] = {str(i): int(t) for i, t in zip(ids, dominant.tolist(), strict=True)}
-        for stale in folder.glob("topics-*.*"):
-            stale.unlink(missing_ok=True)
-        with atomic_path(weights_file) as tmp:
-            np.savez_compressed(tmp, ids=np.asarray(ids), weights=model.image_weights, components=model.components)
-        atomic_write(summary_file, json.dumps(summary))
+        try:  # only a cache: a read-only collection or a full disk still gets its topics
+            for stale in folder.glob("topics-*.*"):
+                stale.unlink(missing_ok=True)
+            with atomic_path(weights_file) as tmp:
+                np.savez_compressed(tmp, ids=np.asarray(ids), weights=model.image_weights, components=model.components)
+            atomic_write(summary_file, json.dumps(summary))
+        except (OSError, StoreError) as error:
+            log.warning("topics not cached: %s", error)
         return TopicsResult.from_dict(summary)
 
     def topic_weights(self) -> tuple[np.ndarray, np.ndarray]:

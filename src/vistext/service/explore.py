@@ -105,9 +105,12 @@ class Explore:
             },
             topics=topic_list,
         )
-        for old in folder.glob(f"points-{layout.method}-*.json"):
-            old.unlink(missing_ok=True)
-        atomic_write(cache, json.dumps(result.to_dict()), fsync=False)
+        try:  # a read-only collection or a full disk: the map is served, only not cached
+            for old in folder.glob(f"points-{layout.method}-*.json"):
+                old.unlink(missing_ok=True)
+            atomic_write(cache, json.dumps(result.to_dict()), fsync=False)
+        except (OSError, VistextError) as error:
+            log.warning("map not cached: %s", error)
         return result
 
     def _topic_colours(self, ids: np.ndarray, n_topics: int) -> tuple[list[int], list[dict[str, object]]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -85,6 +86,19 @@ class Store(ABC):
     @abstractmethod
     def close(self) -> None:
         """Flush and release the store."""
+
+    @property
+    def readonly(self) -> bool:
+        """Whether the store was opened without write access (searches work, ``add``/``remove`` raise)."""
+        return False
+
+    @contextmanager
+    def writer_lock(self) -> Iterator[None]:
+        """Held by an indexing run: a second one fails at once with a ``StoreError`` naming the first.
+
+        Backends whose server serialises writers need nothing here.
+        """
+        yield
 
     def __enter__(self) -> Store:
         return self

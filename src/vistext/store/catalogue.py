@@ -12,7 +12,7 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -20,63 +20,18 @@ from typing import Any
 import numpy as np
 
 from vistext.errors import StoreError
+from vistext.store.connection import connect_readonly, connect_writable, writable
+from vistext.store.locations import PathCodec, collection_root
 from vistext.store.records import IMAGE_SPACE, FileState, ImageRecord, from_blob, to_blob
+from vistext.store.schema import MIGRATIONS, SCHEMA_VERSION, check_version
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Catalogue"]
 
 log = logging.getLogger(__name__)
 
 _CHUNK = 500  # ids/paths per IN (...) list, well below SQLite's variable limit
+_ID_RANGE = range(-(2**63), 2**63)  # SQLite's INTEGER; any other id is simply not in the catalogue
 
-
-def _script(conn: sqlite3.Connection, sql: str) -> None:
-    # not executescript(): it commits first, and a migration must be all-or-nothing with its version bump
-    for statement in sql.split(";"):
-        if statement.strip():
-            conn.execute(statement)
-
-
-def _v1(conn: sqlite3.Connection) -> None:
-    _script(
-        conn,
-        """
-        CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-        CREATE TABLE images (
-            id INTEGER PRIMARY KEY,
-            path TEXT NOT NULL UNIQUE,
-            size INTEGER NOT NULL,
-            mtime REAL NOT NULL,
-            sha TEXT NOT NULL,
-            model TEXT NOT NULL,
-            status TEXT NOT NULL CHECK (status IN ('ok', 'failed')),
-            error TEXT,
-            indexed_at REAL NOT NULL
-        );
-        CREATE TABLE features (
-            sha TEXT NOT NULL, model TEXT NOT NULL, pooled BLOB, logits BLOB, PRIMARY KEY (sha, model)
-        );
-        CREATE TABLE embeddings (
-            sha TEXT NOT NULL, space TEXT NOT NULL, vector BLOB NOT NULL, PRIMARY KEY (sha, space)
-        );
-        """,
-    )
-
-
-def _v2(conn: sqlite3.Connection) -> None:
-    # generation: lets a vector index fetch only the rows changed since it was built (readers stay cheap while
-    # a writer indexes). The sha index serves features_for_hash and orphan clean-up; the space index spaces().
-    _script(
-        conn,
-        """
-        ALTER TABLE images ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;
-        CREATE INDEX images_generation ON images (generation);
-        CREATE INDEX images_sha ON images (sha, model);
-        CREATE INDEX embeddings_space ON embeddings (space);
-        """,
-    )
-
-
-# Applied in order on open; MIGRATIONS[i] brings a database from version i to version i + 1. Append only.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2]
-SCHEMA_VERSION = len(MIGRATIONS)
 
 _IMAGE_COLUMNS = "i.id, i.path, i.size, i.mtime, i.sha, i.model, i.status, i.error"
 
@@ -84,25 +39,40 @@ _IMAGE_COLUMNS = "i.id, i.path, i.size, i.mtime, i.sha, i.model, i.status, i.err
 class Catalogue:
     """The SQLite side of the embedded store (see module docstring)."""
 
-    def __init__(self, path: str | Path, *, target_version: int = SCHEMA_VERSION, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        target_version: int = SCHEMA_VERSION,
+        timeout: float = 30.0,
+        readonly: bool | None = None,
+    ) -> None:
+        """Open (creating if needed) the catalogue at ``path``.
+
+        ``readonly=True`` opens an existing catalogue without writing anything (no journal, no migration, no
+        lock files where the folder is read-only); ``False`` needs write access and says where to write instead
+        when there is none; ``None`` writes when it can and reads an existing catalogue it cannot write.
+        """
         self.path = Path(path)
         if self.path.is_dir():
             raise StoreError(f"{self.path}: is a folder, not a catalogue file")
+        self.root = collection_root(self.path)
+        self.codec = PathCodec(self.root)
+        if readonly is None:
+            readonly = self.path.exists() and not writable(self.path)
+        self.readonly = readonly
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.conn = sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None, check_same_thread=False)
-        except (OSError, sqlite3.Error) as error:
-            raise StoreError(f"{self.path}: cannot open catalogue: {error}") from None
-        try:
-            self.conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
-            self.conn.execute("PRAGMA journal_mode = WAL")
-            self.conn.execute("PRAGMA synchronous = NORMAL")  # with WAL: a kill never corrupts, only fsyncs less
-            self._migrate(target_version)
+            if readonly:
+                self.conn = connect_readonly(self.path, timeout)
+                check_version(self.path, self.schema_version(), readonly=True)
+            else:
+                self.conn = connect_writable(self.path, timeout)
+                self._migrate(target_version)
         except sqlite3.Error as error:
-            self.conn.close()
+            self.close()
             raise StoreError(f"{self.path}: cannot open catalogue: {error}") from None
         except StoreError:
-            self.conn.close()
+            self.close()
             raise
 
     # ---- schema --------------------------------------------------------------------------------------------
@@ -116,13 +86,9 @@ class Catalogue:
     def _migrate(self, target: int) -> None:
         with self.transaction():
             version = self.schema_version()
-            if version > SCHEMA_VERSION:
-                raise StoreError(
-                    f"{self.path}: catalogue schema version {version} was written by a newer vistext "
-                    f"(this one reads up to {SCHEMA_VERSION}); upgrade vistext"
-                )
+            check_version(self.path, version, readonly=False)
             for number in range(version, min(target, SCHEMA_VERSION)):
-                MIGRATIONS[number](self.conn)
+                MIGRATIONS[number](self.conn, self.root)
                 self._put_meta("schema_version", number + 1)
                 log.info("%s: migrated catalogue schema to version %d", self.path, number + 1)
 
@@ -130,6 +96,11 @@ class Catalogue:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """A write transaction; IMMEDIATE takes the write lock up front so it never fails half-way on a busy db."""
+        if self.readonly:
+            raise StoreError(
+                f"{self.path}: the catalogue is open read-only (read-only folder or file); "
+                "pass --db PATH to write an index somewhere else"
+            )
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             yield self.conn
@@ -148,7 +119,8 @@ class Catalogue:
             self.conn.execute("COMMIT")
 
     def close(self) -> None:
-        self.conn.close()
+        if hasattr(self, "conn"):
+            self.conn.close()
 
     # ---- meta ----------------------------------------------------------------------------------------------
     def _put_meta(self, key: str, value: Any) -> None:
@@ -182,7 +154,8 @@ class Catalogue:
             for record in records:
                 if record.status not in ("ok", "failed"):
                     raise StoreError(f"{record.path}: status must be 'ok' or 'failed', got {record.status!r}")
-                old = conn.execute("SELECT sha, model FROM images WHERE path = ?", (record.path,)).fetchone()
+                stored = self.codec.encode(record.path)
+                old = conn.execute("SELECT sha, model FROM images WHERE path = ?", (stored,)).fetchone()
                 if old is not None and tuple(old) != (record.sha, record.model):
                     replaced.add((old[0], old[1]))
                 conn.execute(
@@ -192,7 +165,7 @@ class Catalogue:
                          sha = excluded.sha, model = excluded.model, status = excluded.status,
                          error = excluded.error, indexed_at = excluded.indexed_at, generation = excluded.generation""",
                     (
-                        record.path,
+                        stored,
                         int(record.size),
                         float(record.mtime),
                         record.sha,
@@ -245,7 +218,7 @@ class Catalogue:
         with self.transaction() as conn:
             self._bump_generation()
             for start in range(0, len(paths), _CHUNK):
-                chunk = list(paths[start : start + _CHUNK])
+                chunk = [self.codec.encode(path) for path in paths[start : start + _CHUNK]]
                 marks = ",".join("?" * len(chunk))
                 rows = conn.execute(f"SELECT id, sha, model FROM images WHERE path IN ({marks})", chunk).fetchall()
                 conn.execute(f"DELETE FROM images WHERE path IN ({marks})", chunk)
@@ -257,7 +230,8 @@ class Catalogue:
     # ---- reads ---------------------------------------------------------------------------------------------
     def file_states(self) -> dict[str, FileState]:
         rows = self.conn.execute("SELECT path, size, mtime, sha, model, status FROM images")
-        return {row[0]: FileState(*row) for row in rows}
+        states = (FileState(self.codec.decode(row[0]), *row[1:]) for row in rows)
+        return {state.path: state for state in states}
 
     def _records(self, where: str, params: Sequence[Any], limit: int = -1) -> list[ImageRecord]:
         rows = self.conn.execute(
@@ -276,7 +250,7 @@ class Catalogue:
         return [
             ImageRecord(
                 id=row[0],
-                path=row[1],
+                path=self.codec.decode(row[1]),
                 size=row[2],
                 mtime=row[3],
                 sha=row[4],
@@ -291,9 +265,15 @@ class Catalogue:
         ]
 
     def get(self, key: int | str) -> ImageRecord | None:
-        column = "i.id" if isinstance(key, int) else "i.path"
+        value: int | str | bytes
+        if isinstance(key, int):
+            if key not in _ID_RANGE:
+                return None
+            column, value = "i.id", key
+        else:
+            column, value = "i.path", self.codec.encode(key)
         with self.snapshot():
-            found = self._records(f"{column} = ?", (key,))
+            found = self._records(f"{column} = ?", (value,))
         return found[0] if found else None
 
     def features_for_hash(self, sha: str, model: str) -> ImageRecord | None:
@@ -308,7 +288,7 @@ class Catalogue:
     ) -> Iterator[ImageRecord]:
         status_sql, status_args = ("", []) if status is None else (" AND i.status = ?", [status])
         if ids is not None:
-            wanted = [int(i) for i in ids]
+            wanted = [int(i) for i in ids if int(i) in _ID_RANGE]
             for start in range(0, len(wanted), page):
                 chunk = wanted[start : start + page]
                 with self.snapshot():
@@ -324,6 +304,16 @@ class Catalogue:
                 return
             yield from found
             last = found[-1].id  # type: ignore[assignment]
+
+    def paths(self, ids: Sequence[int]) -> dict[int, str]:
+        """Id -> absolute path of these ids (unknown ids are left out)."""
+        found: dict[int, str] = {}
+        wanted = [int(i) for i in ids if int(i) in _ID_RANGE]
+        for start in range(0, len(wanted), _CHUNK):
+            chunk = wanted[start : start + _CHUNK]
+            rows = self.conn.execute(f"SELECT id, path FROM images WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+            found.update((image_id, self.codec.decode(path)) for image_id, path in rows)
+        return found
 
     def count(self, status: str | None = None) -> int:
         if status is None:
@@ -352,7 +342,7 @@ class Catalogue:
                  (SELECT 1 FROM embeddings e WHERE e.sha = i.sha AND e.space = ?)""",
             (space,),
         )
-        return {row[0] for row in rows}
+        return {self.codec.decode(row[0]) for row in rows}
 
     # ---- vectors of a space (what the vector index caches) --------------------------------------------------
     @staticmethod

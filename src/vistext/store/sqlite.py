@@ -10,8 +10,10 @@ catches up, so no batch ever rewrites a large index file.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
+import os
 import re
 import sqlite3
 import threading
@@ -83,6 +85,7 @@ class SQLiteStore(Store):
             return self.catalogue.features_for_hash(sha, model)
 
     def get(self, key: int | str) -> ImageRecord | None:
+        """The record with this id or path; None for an unknown one (an id beyond 64 bits included)."""
         with self._locked():
             return self.catalogue.get(int(key) if isinstance(key, np.integer) else key)
 
@@ -188,13 +191,7 @@ class SQLiteStore(Store):
         ]
 
     def _paths(self, ids: np.ndarray) -> dict[int, str]:
-        found: dict[int, str] = {}
-        wanted = ids.tolist()
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            found.update(self.catalogue.conn.execute(f"SELECT id, path FROM images WHERE id IN ({marks})", chunk))
-        return found
+        return self.catalogue.paths(ids.tolist())
 
     def index_file(self, space: str) -> Path:
         safe = re.sub(r"[^A-Za-z0-9._-]", "_", space)
@@ -266,7 +263,44 @@ class SQLiteStore(Store):
             cached.index.compact(HNSW)
         cached.generation, cached.dirty = generation, True
 
+    @property
+    def readonly(self) -> bool:
+        return self.catalogue.readonly
+
+    @contextmanager
+    def writer_lock(self) -> Iterator[None]:
+        """Hold ``<db>.lock`` (an advisory ``flock``, released by the kernel when a process dies) while indexing.
+
+        A second ``vistext index`` into the same catalogue gets a one-line error instead of doing all the work twice.
+        """
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        try:
+            handle = open(lock_path, "a+")  # noqa: SIM115 - held for the duration of the context
+        except OSError as error:
+            raise StoreError(f"{lock_path}: cannot create the index lock ({error.strerror or error})") from None
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                raise StoreError(
+                    f"{self.path}: another `vistext index` ({holder}) is writing this catalogue; "
+                    "wait for it to finish, then run again"
+                ) from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()}")
+            handle.flush()
+            try:
+                yield
+            finally:
+                handle.truncate(0)
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
     def flush(self) -> None:
+        if self.catalogue.readonly:  # indexes stay in memory: a read-only collection is never written to
+            return
         with self._locked():
             for space, cached in self._indexes.items():
                 if not cached.dirty:
