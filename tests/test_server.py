@@ -23,16 +23,18 @@ from PIL import Image
 
 from vistext.errors import VistextError
 from vistext.server import ServerSettings, create_app
+from vistext.server.protocol import uvicorn_config
 from vistext.service import Service
 
 
 @contextmanager
-def serving(app: object) -> Iterator[str]:
-    """Any ASGI app on a real uvicorn server on a free loopback port, in a thread; yields its base URL."""
+def serving(app: object, settings: ServerSettings | None = None) -> Iterator[str]:
+    """Any ASGI app on a real uvicorn server on a free loopback port, in a thread, configured as
+    ``vistext serve`` configures it (connection-level limits included); yields its base URL."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    server = uvicorn.Server(uvicorn_config(app, settings or ServerSettings(), lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -51,7 +53,7 @@ def serving(app: object) -> Iterator[str]:
 @contextmanager
 def running_server(settings: ServerSettings, factory: type[Service] = Service) -> Iterator[str]:
     """The vistext server app (as ``vistext serve`` builds it) on a free loopback port."""
-    with serving(create_app(factory, settings)) as url:
+    with serving(create_app(factory, settings), settings) as url:
         yield url
 
 

@@ -84,8 +84,12 @@ class ExploreMixin:
             if key in memory:
                 memory.move_to_end(key)
                 return memory[key]
-        disk = cache_dir("thumbnails", str(size)) / f"{key[0].replace('/', '_')[:80]}.jpg"
-        if disk.is_file():
+        try:
+            disk: Path | None = cache_dir("thumbnails", str(size)) / f"{key[0].replace('/', '_')[:80]}.jpg"
+        except OSError as error:  # an unwritable cache home: thumbnails are still made, just not kept on disk
+            log.warning("thumbnail cache unavailable: %s", error.strerror or error)
+            disk = None
+        if disk is not None and disk.is_file():
             data = disk.read_bytes()
         else:
             path = self.image_file(image_id)
@@ -96,9 +100,8 @@ class ExploreMixin:
             buffer = io.BytesIO()
             picture.save(buffer, format="JPEG", quality=85)
             data = buffer.getvalue()
-            tmp = disk.with_name(f".{disk.name}.{threading.get_ident()}.tmp")
-            tmp.write_bytes(data)
-            tmp.replace(disk)
+            if disk is not None:
+                _keep_thumbnail(disk, data)
         with lock:
             memory[key] = data
             while len(memory) > _THUMB_MEMORY:
@@ -229,6 +232,20 @@ class ExploreMixin:
 
 
 __all__ = ["THUMBNAIL_SIZES", "ExploreMixin", "UnknownImageError"]
+
+
+def _keep_thumbnail(disk: Path, data: bytes) -> None:
+    """Write a thumbnail to the disk cache; a full or read-only disk only costs the caching."""
+    tmp = disk.with_name(f".{disk.name}.{threading.get_ident()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        tmp.replace(disk)
+    except OSError as error:
+        log.warning("thumbnail cache not written (%s): %s", disk.parent, error.strerror or error)
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def _read_topics(result: dict[str, Any], ids: np.ndarray) -> tuple[list[int], list[dict[str, Any]]]:
