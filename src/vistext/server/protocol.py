@@ -29,6 +29,7 @@ except ImportError:  # httptools comes with the serve extra; without it uvicorn 
 from vistext.server.settings import ServerSettings
 
 log = logging.getLogger(__name__)
+LINGER = 2.0  # seconds to keep reading (and dropping) a refused request's input before closing
 
 
 class _HeadTooLarge(Exception):
@@ -49,8 +50,8 @@ class _HeadLimits:
     """Mixed into a uvicorn protocol class: a deadline and a size limit for every request head.
 
     The deadline starts when the connection opens and again when a response is complete. When it passes, a
-    connection with part of a head gets 408 and is closed, an idle one is closed silently (as keep-alive
-    does), and one still streaming the body of a request already answered keeps going while bytes arrive.
+    connection with part of a head gets 408 and is closed, a new one that sent nothing is closed silently,
+    and one still streaming the body of a request already answered keeps going while bytes arrive.
     """
 
     header_timeout: float = 10.0
@@ -64,6 +65,7 @@ class _HeadLimits:
         self._received = 0  # bytes received on this connection
         self._received_at_arm = 0
         self._head_bytes = 0
+        self._discarding = False  # answered with an error: the rest of the input is dropped
 
     def _arm_head_deadline(self) -> None:
         self._disarm_head_deadline()
@@ -85,18 +87,26 @@ class _HeadLimits:
             self._reject(408, f"request head not received within {self.header_timeout:g} s")
         elif state == "body" and self._received > self._received_at_arm:
             self._arm_head_deadline()  # the rest of an answered request's body, still arriving
-        else:
-            self.transport.close()
+        elif state == "body" or self.cycle is None:
+            self.transport.close()  # a body that stalled, or a connection that never sent a byte
+        # else idle after an answer: uvicorn's keep-alive timeout closes it
 
     def _head_state(self) -> str:
         """'idle', 'head' (part of a request head received) or 'body' (a request's body still arriving)."""
         raise NotImplementedError
 
     def _reject(self, status: int, message: str) -> None:
+        """Answer ``status`` and close. Whatever the client still sends meanwhile is read and dropped for a
+        moment first: closing with unread bytes makes the kernel reset the connection, and the client would
+        see the reset instead of the answer."""
         self._disarm_head_deadline()
-        if not self.transport.is_closing():
-            self.transport.write(error_response(status, message))
-            self.transport.close()
+        if self.transport.is_closing() or self._discarding:
+            return
+        self._discarding = True
+        self.transport.write(error_response(status, message))
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(LINGER, self.transport.close)
 
     def send_400_response(self, msg: str) -> None:  # uvicorn's hook for requests its parser refuses
         self._reject(400, "malformed HTTP request (the request line, a header or the body framing is invalid)")
@@ -121,7 +131,8 @@ class HttpToolsLimits(_HeadLimits, HttpToolsProtocol):  # type: ignore[misc]
 
     def data_received(self, data: bytes) -> None:
         self._received += len(data)
-        super().data_received(data)
+        if not self._discarding:
+            super().data_received(data)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -184,7 +195,8 @@ class H11Limits(_HeadLimits, H11Protocol):  # type: ignore[misc]
 
     def data_received(self, data: bytes) -> None:
         self._received += len(data)
-        super().data_received(data)
+        if not self._discarding:
+            super().data_received(data)
 
     def on_response_complete(self) -> None:
         super().on_response_complete()

@@ -360,9 +360,7 @@ def build_router(settings: ServerSettings) -> APIRouter:
     async def thumbnail(
         request: Request,
         image_id: ImageId,
-        size: int = Query(
-            256, description="longer side in pixels", json_schema_extra={"enum": list(THUMBNAIL_SIZES)}
-        ),
+        size: int = Query(256, description="longer side in pixels", json_schema_extra={"enum": list(THUMBNAIL_SIZES)}),
     ) -> Response:
         context = ctx(request)
         data = await context.call(lambda: context.service.thumbnail(image_id, size))
