@@ -295,6 +295,9 @@ def test_originals_swapped_for_links_or_fifos_are_not_served(tmp_path: Path, fli
             assert answer.status_code == 404, (name, answer.status_code)
             assert b"private" not in answer.content and b"not the indexed" not in answer.content
             assert "no longer" in answer.json()["error"]
+            thumbnail = http.get(f"/api/images/{ids[name]}/thumbnail", params={"size": 128})
+            assert thumbnail.status_code == 404, (name, thumbnail.status_code)
+        assert http.get(f"/api/images/{ids[kept]}/thumbnail", params={"size": 128}).status_code == 200
 
 
 # ---- expensive endpoints --------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import unicodedata
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -29,7 +30,7 @@ from vistext.server.limits import check_upload, run_blocking, wait_for
 from vistext.server.settings import MAX_IMAGE_ID, ServerSettings
 from vistext.server.work import WorkQueue
 from vistext.service import Service, Upload
-from vistext.service.explore import THUMBNAIL_SIZES
+from vistext.service.explore import THUMBNAIL_SIZES, UnknownImageError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -324,11 +325,11 @@ def build_router(settings: ServerSettings) -> APIRouter:
     )
     async def map_points(request: Request, method: Literal["tsne", "pca"] | None = Query(None)) -> Response:
         context = ctx(request)
-        method = method or context.settings.map_method
-        job = context.map_jobs.get(method)
+        chosen: str = method or context.settings.map_method
+        job = context.map_jobs.get(chosen)
         if job is None or job.done():
-            job = context.map_pool.submit(context.service.map_points, method)
-            context.map_jobs[method] = job
+            job = context.map_pool.submit(context.service.map_points, chosen)
+            context.map_jobs[chosen] = job
         try:
             result = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(job)), MAP_WAIT)
         except TimeoutError:
@@ -363,7 +364,19 @@ def build_router(settings: ServerSettings) -> APIRouter:
         size: int = Query(256, description="longer side in pixels", json_schema_extra={"enum": list(THUMBNAIL_SIZES)}),
     ) -> Response:
         context = ctx(request)
-        data = await context.call(lambda: context.service.thumbnail(image_id, size))
+
+        def make() -> bytes:
+            # the original must still be a regular file at its indexed place (as for /api/images); one that is
+            # gone may still have a cached thumbnail, which the service decides
+            try:
+                path = context.service.image_file(image_id)
+            except UnknownImageError:
+                path = None
+            if path is not None:
+                os.close(open_indexed_file(image_id, path, context.collection_folder()).fd)
+            return context.service.thumbnail(image_id, size)
+
+        data = await context.call(make)
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
     return api
