@@ -157,13 +157,17 @@ def copy_photos() -> Callable[[list[Path], Path], Path]:
 
 
 @contextmanager
-def _serving(app: object) -> Iterator[str]:
+def _serving(app: object, settings: object = None) -> Iterator[str]:
+    """Configured as ``vistext serve`` configures uvicorn (connection-level limits and timeouts included)."""
     import uvicorn
+
+    from vistext.server import ServerSettings
+    from vistext.server.protocol import uvicorn_config
 
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    server = uvicorn.Server(uvicorn_config(app, settings or ServerSettings(), lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -181,7 +185,8 @@ def _serving(app: object) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def serving() -> Callable[[object], AbstractContextManager[str]]:
-    """``with serving(app) as url``: any ASGI app on a real uvicorn server on a free loopback port, in a thread."""
+    """``with serving(app[, settings]) as url``: any ASGI app on a real uvicorn server on a free loopback port, in
+    a thread."""
     return _serving
 
 
@@ -194,7 +199,7 @@ def running_server(
     from vistext.service import Service
 
     def run(settings: object, factory: type = Service) -> AbstractContextManager[str]:
-        return serving(create_app(factory, settings))
+        return serving(create_app(factory, settings), settings)
 
     return run
 

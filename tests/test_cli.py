@@ -282,3 +282,51 @@ def test_index_search_similar_tag_and_info_on_sample_photos(
     for name, word in [("chelsea.png", "cat"), ("flower.jpg", "flower"), ("motorcycle_left.png", "motorcycle")]:
         code, [tagged] = run_json(capsys, "tag", str(photos / name), "--vocab", vocab, "-k", "1")
         assert code == 0 and tagged["tags"][0]["tag"] == word, (name, tagged)
+
+
+# ---- failures are one line (or one JSON document), whatever went wrong ----------------------------------------
+def test_a_refused_command_line_is_json_with_json(capsys: pytest.CaptureFixture[str]) -> None:
+    code, doc = run_json(capsys, "search", "dog", "--bogus")
+    assert code == 2 and "--bogus" in doc["error"]
+    assert main(["search", "dog", "--bogus"]) == 2  # without --json: argparse's usage and message on stderr
+    captured = capsys.readouterr()
+    assert captured.out == "" and "usage:" in captured.err and "--bogus" in captured.err
+    code, doc = run_json(capsys, "similar", "1", "-k", "many")
+    assert code == 2 and "-k" in doc["error"]
+
+
+def test_a_vocabulary_path_that_names_no_file_is_an_error(
+    capsys: pytest.CaptureFixture[str], flickr8k_images: list[Path], tmp_path: Path
+) -> None:
+    photo = str(flickr8k_images[0])
+    for missing in ("/no/such/file.txt", "labels.csv", str(tmp_path)):
+        code, doc = run_json(capsys, "tag", photo, "--vocab", missing)
+        assert code == 2 and missing in doc["error"], doc
+        assert "no such file" in doc["error"] or "is a folder" in doc["error"]
+
+
+def test_an_id_beyond_64_bit_is_a_one_line_error(indexed: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = str(indexed / ".vistext" / "catalogue.sqlite")
+    code, doc = run_json(capsys, "similar", "99999999999999999999", "--db", db)
+    assert code == 2 and "no indexed image with id 99999999999999999999" in doc["error"]
+    assert main(["similar", "99999999999999999999", "--db", db, "-q"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv", [["info"], ["similar", "1", "-k", "20", "--json"], ["similar", "1", "-k", "20"]])
+def test_output_closed_early_ends_quietly(indexed: Path, argv: list[str]) -> None:
+    """`vistext ... | head -c 200`: the reader has gone before the command prints; no traceback, and the exit
+    status a shell reports for a tool that SIGPIPE ended."""
+    db = str(indexed / ".vistext" / "catalogue.sqlite")
+    script = "import sys\nfrom vistext.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    process = subprocess.Popen(
+        [sys.executable, "-c", script, *argv, "--db", db],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=dict(os.environ),
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # like `head` exiting before the first line is written
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=300) == 141, stderr
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr and "Exception ignored" not in stderr

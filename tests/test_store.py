@@ -505,7 +505,8 @@ db = Path(sys.argv[1])
 with open_store(db) as store:
     assert store.readonly, "a catalogue on a read-only mount must open read-only"
     print("count", store.count(), "hit", store.search("image", store.vectors("image")[1][0], 1)[0][0].id)
-print("info", Service(db, progress=False).info().to_dict()["count"], Service(db, progress=False).status().to_dict()["images"])
+service = Service(db, progress=False)
+print("info", service.info().to_dict()["count"], service.status().to_dict()["images"])
 try:
     Service(progress=False).index(db.parent.parent, text_search=False)
 except StoreError as error:

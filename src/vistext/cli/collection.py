@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from vistext.cli.output import emit_json, say
+from vistext.errors import UsageError
 from vistext.service import SearchResult, Service
 
 
@@ -82,6 +83,8 @@ def _answer(args: argparse.Namespace, ask: Callable[[Service], SearchResult]) ->
 
 def run_similar(args: argparse.Namespace) -> int:
     query: Any = int(args.image) if args.image.isdigit() and not Path(args.image).exists() else args.image
+    if isinstance(query, int) and not 1 <= query < 2**63:  # catalogue ids are SQLite integers
+        raise UsageError(f"no indexed image with id {query} (ids are whole numbers from 1 to {2**63 - 1})")
     return _answer(args, lambda service: service.similar(query, args.k, offset=args.offset, min_score=args.min_score))
 
 

@@ -20,7 +20,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from vistext import __version__
 from vistext.errors import ImageDecodeError, ModelError, StoreError, UsageError, VistextError
 from vistext.server.auth import BearerAuth
-from vistext.server.limits import BodySizeLimit, PayloadTooLarge, RequestTimeout
+from vistext.server.limits import (
+    BodyLimits,
+    InFlightLimit,
+    PayloadTooLarge,
+    RequestTimedOut,
+    RequestTimeout,
+    ServerBusy,
+)
+from vistext.server.protocol import uvicorn_config
 from vistext.server.routes import ServerContext, build_router
 from vistext.server.settings import ServerSettings
 from vistext.service import Service
@@ -66,6 +74,14 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def timeout(request: Request, error: RequestTimeout) -> JSONResponse:
         return JSONResponse({"error": str(error)}, status_code=504)
 
+    @app.exception_handler(RequestTimedOut)
+    async def client_too_slow(request: Request, error: RequestTimedOut) -> JSONResponse:
+        return JSONResponse({"error": str(error)}, status_code=408, headers={"Connection": "close"})
+
+    @app.exception_handler(ServerBusy)
+    async def busy(request: Request, error: ServerBusy) -> JSONResponse:
+        return JSONResponse({"error": str(error)}, status_code=503, headers={"Retry-After": "2"})
+
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
         return JSONResponse({"error": _one_line(list(error.errors()))}, status_code=400)
@@ -96,7 +112,7 @@ def _install_pages(app: FastAPI) -> None:
 def _warm_up(service: Service, models: bool) -> None:
     """Open the store (so concurrent first requests do not race to open it) and, with ``models``, load the
     text model: the first search is then fast, and every OpenMP runtime is loaded before request threads
-    limit themselves to one OpenMP thread (see ``limits.run_blocking``)."""
+    limit themselves to one OpenMP thread (see ``limits.openmp_limited``)."""
     if not service.db_path().exists():
         return
     store = service.store()
@@ -132,7 +148,7 @@ def create_app(service_factory: ServiceFactory = Service, settings: ServerSettin
         try:
             yield
         finally:
-            app.state.ctx.map_pool.shutdown(wait=False, cancel_futures=True)
+            app.state.ctx.shutdown()
             service.close()
 
     app = FastAPI(
@@ -143,14 +159,20 @@ def create_app(service_factory: ServiceFactory = Service, settings: ServerSettin
         lifespan=lifespan,
         **_no_telemetry(),
     )
-    app.state.ctx = ServerContext(service, settings, anyio.CapacityLimiter(settings.upload_concurrency))
+    app.state.ctx = ServerContext.create(service, settings)
     _install_error_handlers(app)
-    app.include_router(build_router())
+    app.include_router(build_router(settings))
     _install_pages(app)
-    # outermost first: the size limit must hold even for requests that fail auth
+    # added innermost first: body limits hold even for requests that fail auth; auth answers before queueing
+    app.add_middleware(
+        InFlightLimit,
+        limit=settings.max_in_flight,
+        max_queued=settings.max_queued,
+        wait_timeout=settings.request_timeout,
+    )
     if settings.token:
         app.add_middleware(BearerAuth, token=settings.token)
-    app.add_middleware(BodySizeLimit, limit=settings.max_upload_bytes)
+    app.add_middleware(BodyLimits, limit=settings.max_upload_bytes, timeout=settings.body_timeout)
     return app
 
 
@@ -164,12 +186,24 @@ def run_server(settings: ServerSettings, service_factory: ServiceFactory = Servi
     sys.setswitchinterval(SWITCH_INTERVAL)
     if not settings.loopback and not settings.token:
         log.warning("serving on %s without --token: anyone who can reach this port can use it", settings.host)
-    uvicorn.run(
-        create_app(service_factory, settings),
-        host=settings.host,
-        port=settings.port,
-        log_level="warning",
-        limit_concurrency=settings.max_connections,
-        timeout_keep_alive=5,
-        server_header=False,
-    )
+    _raise_open_file_limit()
+    server = uvicorn.Server(uvicorn_config(create_app(service_factory, settings), settings))
+    server.run()
+    if not server.started:  # e.g. the port is taken: uvicorn has logged why
+        raise SystemExit(3)
+
+
+def _raise_open_file_limit() -> None:
+    """Connections are not limited (requests in flight are), so let the process hold as many as the system
+    allows: the soft limit on open files is often 1,024 while the hard one is far higher."""
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError) as error:
+            log.info("could not raise the open-file limit: %s", error)

@@ -1,10 +1,11 @@
-"""Request limits: body size (checked while the body streams in), image pixel count, run time."""
+"""Request limits: requests in flight, body size and arrival time, slow readers, image pixel count, run time."""
 
 from __future__ import annotations
 
 import asyncio
 import io
 import json
+import logging
 import threading
 import warnings
 from collections.abc import Callable, Sequence
@@ -20,6 +21,7 @@ from vistext.service import Upload
 from vistext.service.queries import one_openmp_thread
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class PayloadTooLarge(Exception):
@@ -43,59 +45,150 @@ async def send_json(send: Send, status: int, body: dict[str, Any], headers: Sequ
     await send({"type": "http.response.body", "body": payload})
 
 
-class BodySizeLimit:
-    """Rejects bodies over ``limit`` bytes with 413: up front from Content-Length, else while streaming,
-    so an endless chunked upload is cut off instead of filling memory or disk."""
+class RequestTimedOut(Exception):
+    """Answered with 408: the client was too slow sending its request."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+
+class ServerBusy(Exception):
+    """Answered with 503 and ``Retry-After``: too much work is queued already."""
+
+
+class BodyLimits:
+    """Limits on the request body and on the client's reading of the answer.
+
+    A body over ``limit`` bytes gets 413: up front from Content-Length, else while streaming, so an endless
+    chunked upload is cut off instead of filling memory or disk. A body that has not fully arrived
+    ``timeout`` seconds after the app starts reading it gets 408, and a client that does not take a part of
+    the answer within ``timeout`` seconds is dropped, so slow clients cannot hold a request slot for ever.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int, timeout: float = 30.0) -> None:
         self.app = app
         self.limit = limit
+        self.timeout = timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        message = f"upload too large (limit {self.limit // (1024 * 1024)} MB)"
+        too_large = f"upload too large (limit {self.limit // (1024 * 1024)} MB)"
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
-                    too_big = int(value) > self.limit
+                    size = int(value)
                 except ValueError:
+                    size = -1
+                if size < 0:
                     await send_json(send, 400, {"error": "invalid Content-Length header"})
                     return
-                if too_big:
-                    await send_json(send, 413, {"error": message})
+                if size > self.limit:
+                    await send_json(send, 413, {"error": too_large})
                     return
         received = 0
-        exceeded = False
+        body_done = False
+        deadline: float | None = None
+        failure: tuple[int, str] | None = None
         replaced = False
 
-        async def counting_receive() -> Message:
-            nonlocal received, exceeded
-            msg = await receive()
+        async def limited_receive() -> Message:
+            nonlocal received, body_done, deadline, failure
+            if body_done:
+                return await receive()
+            if deadline is None:
+                deadline = anyio.current_time() + self.timeout
+            try:
+                with anyio.fail_after(max(0.0, deadline - anyio.current_time())):
+                    msg = await receive()
+            except TimeoutError:
+                failure = (408, f"the request body did not arrive within {self.timeout:g} s")
+                raise RequestTimedOut(failure[1]) from None
             if msg["type"] == "http.request":
                 received += len(msg.get("body", b""))
                 if received > self.limit:
-                    exceeded = True
-                    raise PayloadTooLarge(message)
+                    failure = (413, too_large)
+                    raise PayloadTooLarge(too_large)
+                body_done = not msg.get("more_body", False)
+            else:
+                body_done = True
             return msg
 
         async def guarded_send(msg: Message) -> None:
-            # body parsers turn any read error into their own 400; once over the limit, the answer is 413
+            # body parsers turn any read error into their own 400; after a limit, the answer is the limit's
             nonlocal replaced
-            if exceeded:
+            if failure is not None:
                 if not replaced and msg["type"] == "http.response.start":
                     replaced = True
-                    await send_json(send, 413, {"error": message})
+                    await send_json(send, *_failure_body(failure))
                 return
-            await send(msg)
+            try:
+                with anyio.fail_after(self.timeout):
+                    await send(msg)
+            except TimeoutError:
+                raise _SlowReader from None
 
         try:
-            await self.app(scope, counting_receive, guarded_send)
-        except PayloadTooLarge:
-            if not replaced:
+            await self.app(scope, limited_receive, guarded_send)
+        except (PayloadTooLarge, RequestTimedOut):
+            if not replaced and failure is not None:
                 replaced = True
-                await send_json(send, 413, {"error": message})
+                await send_json(send, *_failure_body(failure))
+        except _SlowReader:
+            # the answer cannot be finished: uvicorn closes the connection when the app returns early
+            log.info("dropped a client that did not read its answer within %g s", self.timeout)
+
+
+class _SlowReader(Exception):
+    pass
+
+
+def _failure_body(failure: tuple[int, str]) -> tuple[int, dict[str, Any], list[tuple[bytes, bytes]]]:
+    status, message = failure
+    # a body left half-sent cannot be skipped to reach the next request: close after answering
+    return status, {"error": message}, [(b"connection", b"close")] if status == 408 else []
+
+
+class InFlightLimit:
+    """At most ``limit`` requests are handled at once; up to ``max_queued`` more wait (each at most
+    ``wait_timeout`` seconds) and any beyond get 503 at once. Open connections cost nothing here: an idle
+    connection holds no slot, so thousands of them cannot starve anyone."""
+
+    def __init__(self, app: ASGIApp, limit: int, max_queued: int, wait_timeout: float) -> None:
+        self.app = app
+        self.limit = limit
+        self.max_queued = max_queued
+        self.wait_timeout = wait_timeout
+        self.queued = 0
+        self._slots: asyncio.Semaphore | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.limit)
+        if self._slots.locked():
+            if self.queued >= self.max_queued:
+                await send_json(send, *_busy(f"{self.queued} requests are queued already"))
+                return
+            self.queued += 1
+            try:
+                async with asyncio.timeout(self.wait_timeout):
+                    await self._slots.acquire()
+            except TimeoutError:
+                await send_json(send, *_busy(f"no request slot became free within {self.wait_timeout:g} s"))
+                return
+            finally:
+                self.queued -= 1
+        else:
+            await self._slots.acquire()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self._slots.release()
+
+
+def _busy(why: str) -> tuple[int, dict[str, Any], list[tuple[bytes, bytes]]]:
+    return 503, {"error": f"server busy: {why}; try again in a few seconds"}, [(b"retry-after", b"2")]
 
 
 def check_upload(upload: Upload, max_pixels: int) -> None:
@@ -120,7 +213,7 @@ def check_upload(upload: Upload, max_pixels: int) -> None:
 _worker = threading.local()
 
 
-def _one_openmp_thread(fn: Callable[[], T]) -> Callable[[], T]:
+def openmp_limited(fn: Callable[[], T]) -> Callable[[], T]:
     """Run ``fn`` with OpenMP (FAISS, BLAS) limited to one thread in this worker thread.
 
     A server gets its parallelism from concurrent requests; a search that also forks OpenMP threads on a
@@ -141,7 +234,7 @@ async def run_blocking(fn: Callable[[], T], timeout: float, limiter: anyio.Capac
     """Run ``fn`` in a worker thread; past ``timeout`` the client gets 504 (the thread finishes on its own)."""
     try:
         with anyio.fail_after(timeout):
-            return await anyio.to_thread.run_sync(_one_openmp_thread(fn), abandon_on_cancel=True, limiter=limiter)
+            return await anyio.to_thread.run_sync(openmp_limited(fn), abandon_on_cancel=True, limiter=limiter)
     except TimeoutError:
         raise RequestTimeout(f"the request took longer than {timeout:g} s") from None
 

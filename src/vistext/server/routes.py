@@ -1,25 +1,35 @@
-"""The JSON API. Every handler parses, calls the service in a worker thread, and returns its ``to_dict()``."""
+"""The JSON API. Every handler parses, calls the service in a worker thread, and returns its ``to_dict()``.
+
+The OpenAPI schema states the real limits (k, offset, ids, thumbnail sizes, topics), so a request the schema
+allows is accepted, and one it does not gets a 4xx ``{"error": ...}``.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+import os
+import unicodedata
+from collections.abc import Callable, Hashable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path as FilePath
 from pathlib import PurePosixPath, PureWindowsPath
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-import anyio
-from fastapi import APIRouter, File, Form, Query, Request, UploadFile
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi import APIRouter, File, Form, Path, Query, Request, UploadFile
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 
 from vistext import __version__
 from vistext.errors import UsageError
+from vistext.paths import DB_DIRNAME
 from vistext.server import schemas
+from vistext.server.files import open_indexed_file
 from vistext.server.limits import check_upload, run_blocking, wait_for
-from vistext.server.settings import ServerSettings
+from vistext.server.settings import MAX_IMAGE_ID, ServerSettings
+from vistext.server.work import WorkQueue
 from vistext.service import Service, Upload, parse_tag_sets
+from vistext.service.collection import THUMBNAIL_SIZES, UnknownImageError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -27,31 +37,65 @@ T = TypeVar("T")
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": schemas.ErrorOut, "description": "bad request or unreadable image"},
     401: {"model": schemas.ErrorOut, "description": "missing or wrong bearer token"},
+    408: {"model": schemas.ErrorOut, "description": "the request head or body arrived too slowly"},
     413: {"model": schemas.ErrorOut, "description": "upload or image too large"},
-    503: {"model": schemas.ErrorOut, "description": "no index yet, or a model is missing"},
+    503: {"model": schemas.ErrorOut, "description": "no index yet, a model is missing, or the server is busy"},
     504: {"model": schemas.ErrorOut, "description": "the request took too long"},
 }
-ImageFile = Annotated[UploadFile, File(description="an image (JPEG, PNG, WebP, GIF, HEIC...)")]
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": schemas.ErrorOut, "description": "no indexed, readable image has this id"}
+}
+ImageFile = Annotated[
+    UploadFile,
+    File(description="an image (JPEG, PNG, WebP, GIF, HEIC...); not empty", json_schema_extra={"minLength": 1}),
+]
+ImageId = Annotated[int, Path(ge=1, le=MAX_IMAGE_ID, description="catalogue id of an indexed image")]
 MAP_WAIT = 2.0  # seconds a map request waits for the layout before answering 202 "computing"
+TOPICS_KEPT = 8  # topic fits (one per n) kept in memory
 
 
 @dataclass
 class ServerContext:
-    """What the handlers share: one service (models load once), the limits, background map jobs."""
+    """What the handlers share: one service (models load once), the limits, the work queues, map jobs."""
 
     service: Service
     settings: ServerSettings
-    uploads: anyio.CapacityLimiter
+    uploads: WorkQueue
+    analysis: WorkQueue
     map_pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="map"))
     map_jobs: dict[str, Future[dict[str, Any]]] = field(default_factory=dict)
 
-    async def call(self, fn: Callable[[], T], upload: bool = False) -> T:
-        limiter = self.uploads if upload else None
-        return await run_blocking(fn, self.settings.request_timeout, limiter)
+    @classmethod
+    def create(cls, service: Service, settings: ServerSettings) -> ServerContext:
+        uploads = WorkQueue("upload", settings.upload_concurrency, settings.max_waiting_work)
+        analysis = WorkQueue("analysis", 1, settings.max_waiting_work, keep=TOPICS_KEPT)
+        return cls(service, settings, uploads, analysis)
+
+    def shutdown(self) -> None:
+        self.map_pool.shutdown(wait=False, cancel_futures=True)
+        self.uploads.shutdown()
+        self.analysis.shutdown()
+
+    async def call(self, fn: Callable[[], T]) -> T:
+        """Cheap service work (catalogue look-ups, one search) in a worker thread, within the request timeout."""
+        return await run_blocking(fn, self.settings.request_timeout)
+
+    async def upload_work(self, request: Request, fn: Callable[[], T]) -> T:
+        """A model run on an upload: queued behind at most ``upload_concurrency`` others (503 when full)."""
+        return await self.uploads.run(fn, self.settings.request_timeout, request)
+
+    async def analysis_work(self, request: Request, key: Hashable, fn: Callable[[], T]) -> T:
+        """A collection-wide fit (topics): one at a time, shared by identical requests, result kept."""
+        return await self.analysis.run(fn, self.settings.request_timeout, request, key=key)
 
     async def wait(self, future: Future[T]) -> T:
         """Await a service future (e.g. a batched search) within the request timeout."""
         return await wait_for(future, self.settings.request_timeout)
+
+    def collection_folder(self) -> FilePath | None:
+        """The folder the catalogue belongs to (``DIR`` of ``DIR/.vistext/catalogue.sqlite``), if it has one."""
+        db = self.service.db_path()
+        return db.parent.parent.resolve() if db.parent.name == DB_DIRNAME else None
 
 
 def ctx(request: Request) -> ServerContext:
@@ -66,11 +110,16 @@ def _check_paging(context: ServerContext, k: int, offset: int) -> None:
         raise UsageError(f"offset must be between 0 and {limits.max_offset}, got {offset}")
 
 
+def upload_name(raw: str | None) -> str:
+    """The base name of an upload, fit to echo back: no client directory layout, no control characters
+    (a NUL byte, a newline), at most 120 characters."""
+    name = PureWindowsPath(PurePosixPath(raw or "").name).name
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C").strip()
+    return name[:120] or "upload"
+
+
 async def _upload(file: UploadFile) -> Upload:
-    # only the base name is kept: it is echoed back in answers and must not carry a client's directory layout
-    raw = file.filename or "upload"
-    name = PureWindowsPath(PurePosixPath(raw).name).name[:120] or "upload"
-    return Upload(name, await file.read())
+    return Upload(upload_name(file.filename), await file.read())
 
 
 def _split_words(text: str, limit: int, what: str) -> list[str]:
@@ -84,8 +133,16 @@ def _split_words(text: str, limit: int, what: str) -> list[str]:
     return words
 
 
-def build_router() -> APIRouter:
+def build_router(settings: ServerSettings) -> APIRouter:
     api = APIRouter(prefix="/api", responses=ERRORS)
+    max_k, max_offset = settings.max_k, settings.max_offset
+    k_doc = f"results per page (1-{max_k})"
+
+    def k_param(default: int) -> Any:
+        return Query(default, ge=1, le=max_k, description=k_doc)
+
+    offset_param = Query(0, ge=0, le=max_offset, description=f"skip this many results (0-{max_offset})")
+    min_score_param = Query(None, ge=-1, le=1, description="drop results below this similarity")
 
     @api.get("/health", response_model=schemas.HealthOut, summary="liveness check")
     async def health() -> JSONResponse:
@@ -104,10 +161,10 @@ def build_router() -> APIRouter:
     @api.get("/search", response_model=schemas.SearchOut, summary="indexed images matching a text")
     async def search(
         request: Request,
-        q: str = Query(..., min_length=1, max_length=500, description="the text to search for"),
-        k: int = Query(10, description="results per page"),
-        offset: int = Query(0, description="skip this many results (paging)"),
-        min_score: float | None = Query(None, ge=-1, le=1, description="drop results below this similarity"),
+        q: str = Query(..., min_length=1, max_length=500, pattern=r"\S", description="the text to search for"),
+        k: int = k_param(10),
+        offset: int = offset_param,
+        min_score: float | None = min_score_param,
     ) -> JSONResponse:
         context = ctx(request)
         _check_paging(context, k, offset)
@@ -121,13 +178,18 @@ def build_router() -> APIRouter:
         result = await context.wait(pending)
         return JSONResponse(result.to_dict())
 
-    @api.get("/similar/{image_id}", response_model=schemas.SearchOut, summary="images similar to an indexed one")
+    @api.get(
+        "/similar/{image_id}",
+        response_model=schemas.SearchOut,
+        responses=NOT_FOUND,
+        summary="images similar to an indexed one",
+    )
     async def similar_to_indexed(
         request: Request,
-        image_id: int,
-        k: int = Query(10),
-        offset: int = Query(0),
-        min_score: float | None = Query(None, ge=-1, le=1),
+        image_id: ImageId,
+        k: int = k_param(10),
+        offset: int = offset_param,
+        min_score: float | None = min_score_param,
     ) -> JSONResponse:
         context = ctx(request)
         _check_paging(context, k, offset)
@@ -139,9 +201,9 @@ def build_router() -> APIRouter:
     async def similar_to_upload(
         request: Request,
         file: ImageFile,
-        k: int = Query(10),
-        offset: int = Query(0),
-        min_score: float | None = Query(None, ge=-1, le=1),
+        k: int = k_param(10),
+        offset: int = offset_param,
+        min_score: float | None = min_score_param,
     ) -> JSONResponse:
         context = ctx(request)
         _check_paging(context, k, offset)
@@ -151,15 +213,18 @@ def build_router() -> APIRouter:
             check_upload(upload, context.settings.max_pixels)
             return context.service.similar(upload, k, offset=offset, min_score=min_score).to_dict()
 
-        return JSONResponse(await context.call(work, upload=True))
+        return JSONResponse(await context.upload_work(request, work))
 
     @api.post("/tag", response_model=schemas.TagOut, summary="tag an uploaded image")
     async def tag(
         request: Request,
         file: ImageFile,
-        k: int = Query(5),
+        k: int = k_param(5),
         tagger: str | None = Query(None, description="name of a trained tagger configured on the server"),
-        vocab: str | None = Form(None, description="open vocabulary: comma- or newline-separated words"),
+        vocab: str | None = Form(
+            None,
+            description=f"open vocabulary: comma- or newline-separated words (at most {settings.max_vocab})",
+        ),
     ) -> JSONResponse:
         context = ctx(request)
         _check_paging(context, k, 0)
@@ -179,10 +244,10 @@ def build_router() -> APIRouter:
                 raise UsageError(result.error)
             return result.to_dict()
 
-        return JSONResponse(await context.call(work, upload=True))
+        return JSONResponse(await context.upload_work(request, work))
 
     @api.post("/caption", response_model=schemas.CaptionOut, summary="closest known captions for an uploaded image")
-    async def caption(request: Request, file: ImageFile, k: int = Query(5)) -> JSONResponse:
+    async def caption(request: Request, file: ImageFile, k: int = k_param(5)) -> JSONResponse:
         context = ctx(request)
         _check_paging(context, k, 0)
         bank = context.settings.captions
@@ -194,7 +259,7 @@ def build_router() -> APIRouter:
             check_upload(upload, context.settings.max_pixels)
             return context.service.caption(upload, bank, k).to_dict()
 
-        return JSONResponse(await context.call(work, upload=True))
+        return JSONResponse(await context.upload_work(request, work))
 
     @api.post("/match", response_model=schemas.MatchOut, summary="which tag set fits an uploaded image best")
     async def match(
@@ -210,12 +275,21 @@ def build_router() -> APIRouter:
             check_upload(upload, context.settings.max_pixels)
             return context.service.match(upload, sets).to_dict()
 
-        return JSONResponse(await context.call(work, upload=True))
+        return JSONResponse(await context.upload_work(request, work))
 
     @api.get("/topics", summary="NMF topics of the collection: top words and typical images")
-    async def topics(request: Request, n: int = Query(8, ge=1, le=50)) -> JSONResponse:
+    async def topics(
+        request: Request,
+        n: int = Query(8, ge=1, le=settings.max_topics, description=f"number of topics (1-{settings.max_topics})"),
+    ) -> JSONResponse:
         context = ctx(request)
-        return JSONResponse(await context.call(lambda: context.service.topics(n).to_dict()))
+        # one fit per collection state and n, kept in memory: a new n costs a fit once, not once per request
+        version = await context.call(lambda: context.service.store().version())
+        key = ("topics", n, version)
+        cached = context.analysis.cached(key)
+        if cached is None:
+            cached = await context.analysis_work(request, key, lambda: context.service.topics(n).to_dict())
+        return JSONResponse(cached)
 
     @api.get(
         "/map",
@@ -223,34 +297,60 @@ def build_router() -> APIRouter:
         responses={202: {"model": schemas.PendingOut, "description": "the layout is being computed"}},
         summary="2-D map coordinates of every indexed image, coloured by topic",
     )
-    async def map_points(request: Request, method: str | None = Query(None, pattern="^(tsne|pca)$")) -> Response:
+    async def map_points(request: Request, method: Literal["tsne", "pca"] | None = Query(None)) -> Response:
         context = ctx(request)
-        method = method or context.settings.map_method
-        job = context.map_jobs.get(method)
+        chosen: str = method or context.settings.map_method
+        job = context.map_jobs.get(chosen)
         if job is None or job.done():
-            job = context.map_pool.submit(lambda: context.service.map_points(method).to_dict())
-            context.map_jobs[method] = job
+            job = context.map_pool.submit(lambda: context.service.map_points(chosen).to_dict())
+            context.map_jobs[chosen] = job
         try:
             result = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(job)), MAP_WAIT)
         except TimeoutError:
             return JSONResponse({"status": "computing"}, status_code=202)
         return JSONResponse(result)
 
-    @api.get("/images/{image_id}", response_class=FileResponse, summary="the original file of an indexed image")
-    async def image(request: Request, image_id: int) -> FileResponse:
+    @api.get(
+        "/images/{image_id}",
+        response_class=FileResponse,
+        responses=NOT_FOUND,
+        summary="the original file of an indexed image (a regular file still in the collection, never a link)",
+    )
+    async def image(request: Request, image_id: ImageId) -> StreamingResponse:
         context = ctx(request)
-        path = await context.call(lambda: context.service.image_file(image_id))
-        return FileResponse(path, headers={"Cache-Control": "private, max-age=3600"})
+
+        def open_original() -> Any:
+            path = context.service.image_file(image_id)
+            return open_indexed_file(image_id, path, context.collection_folder())
+
+        original = await context.call(open_original)
+        return StreamingResponse(original.chunks(), media_type=original.media_type, headers=original.headers)
 
     @api.get(
         "/images/{image_id}/thumbnail",
         response_class=Response,
-        responses={200: {"content": {"image/jpeg": {}}}},
+        responses={200: {"content": {"image/jpeg": {}}}, **NOT_FOUND},
         summary="a JPEG thumbnail of an indexed image",
     )
-    async def thumbnail(request: Request, image_id: int, size: int = Query(256)) -> Response:
+    async def thumbnail(
+        request: Request,
+        image_id: ImageId,
+        size: int = Query(256, description="longer side in pixels", json_schema_extra={"enum": list(THUMBNAIL_SIZES)}),
+    ) -> Response:
         context = ctx(request)
-        data = await context.call(lambda: context.service.thumbnail(image_id, size))
+
+        def make() -> bytes:
+            # the original must still be a regular file at its indexed place (as for /api/images); one that is
+            # gone may still have a cached thumbnail, which the service decides
+            try:
+                path = context.service.image_file(image_id)
+            except UnknownImageError:
+                path = None
+            if path is not None:
+                os.close(open_indexed_file(image_id, path, context.collection_folder()).fd)
+            return context.service.thumbnail(image_id, size)
+
+        data = await context.call(make)
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
     return api

@@ -6,12 +6,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+MAX_IMAGE_ID = 2**63 - 1  # catalogue ids are SQLite integers; anything larger cannot name an image
 
 
 @dataclass
 class ServerSettings:
-    """Server limits and options. Uploads larger than ``max_upload_bytes`` get 413, images with more than
-    ``max_pixels`` pixels get 413, a request that runs longer than ``request_timeout`` seconds gets 504."""
+    """Server limits and options; the README's "Serving it" section says what a client sees at each.
+
+    Uploads larger than ``max_upload_bytes`` and images with more than ``max_pixels`` pixels get 413; a request
+    that runs longer than ``request_timeout`` seconds gets 504. Connections are not limited: requests in
+    flight are (``max_in_flight``; up to ``max_queued`` more wait for a slot, beyond that 503), and a client
+    that does not send its request head within ``header_timeout`` or its body within ``body_timeout`` seconds
+    is disconnected (408), so idle or slow connections cannot starve anyone.
+    """
 
     db: str | Path | None = None
     host: str = "127.0.0.1"
@@ -22,10 +29,17 @@ class ServerSettings:
     request_timeout: float = 30.0
     max_k: int = 100
     max_offset: int = 10_000
-    max_vocab: int = 1000
+    max_vocab: int = 200  # open-vocabulary words per /api/tag request: each costs a text-model pass (~15 ms)
     max_tag_sets: int = 50
-    upload_concurrency: int = 2  # model runs on uploads at once; the rest wait (the CPU is the limit anyway)
-    max_connections: int = 128  # beyond this uvicorn answers 503 instead of queueing without bound
+    max_topics: int = 20  # /api/topics?n=: an NMF fit grows with n, and each new n is a fresh fit
+    upload_concurrency: int = 2  # model runs on uploads at once (the CPU is the limit anyway)
+    max_waiting_work: int = 8  # expensive requests (uploads, topics) waiting for a worker; beyond: 503
+    max_in_flight: int = 64  # requests handled at once; the rest wait in a queue (no connection limit)
+    max_queued: int = 1000  # requests waiting for an in-flight slot; beyond: 503 at once
+    header_timeout: float = 10.0  # seconds to send the request line and headers
+    body_timeout: float = 30.0  # seconds to send the whole body, and to read each part of the answer
+    keep_alive_timeout: int = 5  # seconds an idle keep-alive connection stays open
+    max_head_bytes: int = 64 * 1024  # request line + headers (a 1 MB query string gets 431)
     captions: str | None = None  # caption bank (FORMAT:PATH or text file) for /api/caption and the bot
     taggers: dict[str, str] = field(default_factory=dict)  # name -> trained tagger dir, chosen by name only
     map_method: str = "tsne"

@@ -91,6 +91,8 @@ def _parse_text(text: str) -> list[list[str]]:
             raw = json.loads(stripped)
         except json.JSONDecodeError as error:
             raise UsageError(f"tag_sets is not valid JSON ({error.msg})") from None
+        except RecursionError:
+            raise UsageError("tag_sets JSON is nested too deeply (expected a list of lists of strings)") from None
         if not isinstance(raw, list) or not all(
             isinstance(tags, list) and all(isinstance(tag, str) for tag in tags) for tags in raw
         ):
