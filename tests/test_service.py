@@ -302,3 +302,18 @@ def test_cli_http_and_bot_give_the_same_tag_sets_and_answer(
             for i, c in enumerate(http["candidates"])
         )
     ]
+
+
+def test_one_vocabulary_parser_for_every_surface(tmp_path: Path) -> None:
+    from vistext.cli.understand import parse_vocab
+    from vistext.service import parse_vocabulary
+
+    typed = " dog, red car,,\nbeach \n"
+    assert parse_vocabulary(typed) == ["dog", "red car", "beach"]
+    listed = tmp_path / "words.txt"
+    listed.write_text("dog\nred car\n\nbeach\n", encoding="utf-8")
+    assert parse_vocab(str(listed)) == parse_vocab("dog,red car,beach") == parse_vocabulary(typed)  # CLI: file or list
+    with pytest.raises(UsageError, match="empty"):
+        parse_vocabulary(" , \n")
+    with pytest.raises(UsageError, match="too many entries in the vocabulary \\(3; limit 2\\)"):
+        parse_vocabulary("a,b,c", limit=2)

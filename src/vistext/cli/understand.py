@@ -9,7 +9,7 @@ from pathlib import Path
 from vistext.cli.collection import add_db, service_for
 from vistext.cli.output import emit_json, say
 from vistext.errors import UsageError
-from vistext.service import parse_tag_sets
+from vistext.service import parse_tag_sets, parse_vocabulary
 
 VOCAB_FILE_SUFFIXES = (".txt", ".csv", ".tsv", ".list")
 
@@ -19,14 +19,14 @@ def parse_vocab(value: str) -> list[str]:
     comma, and a ``/`` in it or a file suffix) but names no file is an error, not a one-word vocabulary."""
     path = Path(value)
     if path.is_file():
-        return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return parse_vocabulary(path.read_text(encoding="utf-8"))
     looks_like_path = "," not in value and (
         "/" in value or os.sep in value or path.suffix.lower() in VOCAB_FILE_SUFFIXES
     )
     if path.is_dir() or looks_like_path:
         reason = "is a folder" if path.is_dir() else "no such file"
         raise UsageError(f'--vocab {value}: {reason} (give a file with one tag per line, or "word1,word2,...")')
-    return [word.strip() for word in value.split(",") if word.strip()]
+    return parse_vocabulary(value)
 
 
 def run_tag(args: argparse.Namespace) -> int:

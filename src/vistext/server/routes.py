@@ -28,7 +28,7 @@ from vistext.server.files import open_indexed_file
 from vistext.server.limits import check_upload, run_blocking, wait_for
 from vistext.server.settings import MAX_IMAGE_ID, ServerSettings
 from vistext.server.work import WorkQueue
-from vistext.service import Service, Upload, parse_tag_sets
+from vistext.service import Service, Upload, parse_tag_sets, parse_vocabulary
 from vistext.service.collection import THUMBNAIL_SIZES, UnknownImageError
 
 log = logging.getLogger(__name__)
@@ -120,17 +120,6 @@ def upload_name(raw: str | None) -> str:
 
 async def _upload(file: UploadFile) -> Upload:
     return Upload(upload_name(file.filename), await file.read())
-
-
-def _split_words(text: str, limit: int, what: str) -> list[str]:
-    words = [w.strip() for w in text.replace("\n", ",").split(",") if w.strip()]
-    if not words:
-        raise UsageError(f"the {what} is empty")
-    if len(words) > limit:
-        raise UsageError(f"too many entries in the {what} ({len(words)}; limit {limit})")
-    if any(len(w) > 200 for w in words):
-        raise UsageError(f"an entry of the {what} is longer than 200 characters")
-    return words
 
 
 def build_router(settings: ServerSettings) -> APIRouter:
@@ -234,7 +223,7 @@ def build_router(settings: ServerSettings) -> APIRouter:
                 known = ", ".join(sorted(context.settings.taggers)) or "none configured"
                 raise UsageError(f"unknown tagger {tagger!r} (available: {known})")
             model = context.settings.taggers[tagger]
-        words = _split_words(vocab, context.settings.max_vocab, "vocabulary") if vocab is not None else None
+        words = parse_vocabulary(vocab, limit=context.settings.max_vocab) if vocab is not None else None
         upload = await _upload(file)
 
         def work() -> dict[str, Any]:

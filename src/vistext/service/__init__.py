@@ -1,14 +1,15 @@
 """The service facade (layer 5): the only thing the CLI, HTTP server and bot call.
 
 ``Service`` answers every request with a result object whose ``to_dict()`` is the JSON every surface shows;
-``parse_tag_sets`` is the one parser of typed tag sets, so a request gives the same answer everywhere.
+``parse_tag_sets`` and ``parse_vocabulary`` are the one parsers of typed tag sets and vocabularies, so a request
+gives the same answer everywhere.
 """
 
 from __future__ import annotations
 
 from vistext.service.collection import UnknownImageError
 from vistext.service.core import Service
-from vistext.service.inputs import ImageInput, Upload, parse_tag_sets
+from vistext.service.inputs import ImageInput, Upload, parse_tag_sets, parse_vocabulary
 from vistext.service.results import (
     CaptionResult,
     Hit,
@@ -46,4 +47,5 @@ __all__ = [
     "UnknownImageError",
     "Upload",
     "parse_tag_sets",
+    "parse_vocabulary",
 ]

@@ -30,6 +30,7 @@ ImageInput = str | Path | Upload
 
 MAX_TAG_SETS = 50  # tag sets in one request
 MAX_TAG_LENGTH = 200  # characters in one tag
+MAX_VOCABULARY = 1000  # words in one open vocabulary (the server sets its own, lower limit)
 _SET_SEPARATOR = re.compile(r"[;\n]")
 
 
@@ -82,6 +83,22 @@ def parse_tag_sets(text: str | Sequence[str], *, limit: int = MAX_TAG_SETS) -> l
     if any(len(tag) > MAX_TAG_LENGTH for tags in sets for tag in tags):
         raise UsageError(f"a tag is longer than {MAX_TAG_LENGTH} characters")
     return sets
+
+
+def parse_vocabulary(text: str, *, limit: int = MAX_VOCABULARY) -> list[str]:
+    """An open vocabulary as a person types it, by one rule for every surface: words or phrases separated by
+    commas or new lines (a file with one per line reads the same), surrounding spaces and empty entries dropped.
+
+    Raises ``UsageError`` when it is empty, has more than ``limit`` entries, or one over 200 characters.
+    """
+    words = [word.strip() for word in text.replace("\n", ",").split(",") if word.strip()]
+    if not words:
+        raise UsageError("the vocabulary is empty")
+    if len(words) > limit:
+        raise UsageError(f"too many entries in the vocabulary ({len(words)}; limit {limit})")
+    if any(len(word) > MAX_TAG_LENGTH for word in words):
+        raise UsageError(f"an entry of the vocabulary is longer than {MAX_TAG_LENGTH} characters")
+    return words
 
 
 def _parse_text(text: str) -> list[list[str]]:
