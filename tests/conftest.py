@@ -263,3 +263,17 @@ def joint_records(make_records: Callable[..., Any]) -> Callable[..., tuple[list,
         return records, pooled, np.stack([r.embeddings["joint:t"] for r in records])
 
     return records_of
+
+
+@pytest.fixture(scope="session")
+def joint_config() -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """``joint_config({...})``: a complete joint-model architecture for a test, the settings it names over these.
+
+    A ``JointModel`` takes its architecture from its card only (training's config is the one home of defaults),
+    so a hand-built test model names every part."""
+    base: dict[str, Any] = {
+        "name": "joint", "image_encoder": "efficientnet-lite0", "image_dim": 1280, "image_head": "grid-gpo",
+        "image_head_args": {"hidden": 1024, "dropout": 0.1, "width": 768}, "text_encoder": "minilm",
+        "text_encoder_args": {}, "text_hidden": 1024, "dropout": 0.1, "dim": 512,
+    }  # fmt: skip
+    return lambda settings: {**base, **settings}

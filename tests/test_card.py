@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +30,10 @@ from vistext.models.matcher import MatcherSettings, MatchModel, load_matcher
 from vistext.models.tagger import TaggerModel, load_tagger
 
 
-def _tiny_joint() -> JointModel:
-    return JointModel({"image_head_args": {"hidden": 0, "width": 8}, "text_hidden": 0, "dim": 8, "name": "tiny"})
+def _tiny_joint(joint_config: Callable) -> JointModel:
+    return JointModel(
+        joint_config({"image_head_args": {"hidden": 0, "width": 8}, "text_hidden": 0, "dim": 8, "name": "tiny"})
+    )
 
 
 def _tiny_tagger() -> TaggerModel:
@@ -47,8 +50,8 @@ def _card(directory: Path) -> dict:
     return json.loads((directory / CARD_FILE).read_text())
 
 
-def test_every_kind_writes_format_and_format_version(tmp_path: Path) -> None:
-    _tiny_joint().save(tmp_path / "joint")
+def test_every_kind_writes_format_and_format_version(tmp_path: Path, joint_config: Callable) -> None:
+    _tiny_joint(joint_config).save(tmp_path / "joint")
     _tiny_tagger().save(tmp_path / "tagger")
     MatchModel(MatcherSettings(image_dim=4, hidden=2, joint=4)).save(tmp_path / "matcher")
     for kind in KINDS:
@@ -98,10 +101,12 @@ def test_unknown_kind_and_version_are_one_line_errors(tmp_path: Path) -> None:
         model_kind(tmp_path)
 
 
-def test_home_models_override_shipped_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_home_models_override_shipped_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, joint_config: Callable
+) -> None:
     monkeypatch.setenv("VISTEXT_HOME", str(tmp_path / "home"))
     assert resolve_model_dir(None, "joint") == shipped_dir("joint-default")
-    _tiny_joint().save(tmp_path / "home" / "models" / "joint-default")
+    _tiny_joint(joint_config).save(tmp_path / "home" / "models" / "joint-default")
     assert resolve_model_dir(None, "joint") == tmp_path / "home" / "models" / "joint-default"
     for model in (load_joint_model(), load_model(), load_model("joint-default"), vistext.load_model()):
         assert isinstance(model, JointModel) and model.name == "tiny" and model.output_dim == 8
@@ -124,8 +129,8 @@ def test_missing_model_lists_where_it_looked(tmp_path: Path, monkeypatch: pytest
         resolve_model_dir(None, "tagger")
 
 
-def test_joint_card_saves_the_encoder_preprocessing(tmp_path: Path) -> None:
-    _tiny_joint().save(tmp_path / "j")
+def test_joint_card_saves_the_encoder_preprocessing(tmp_path: Path, joint_config: Callable) -> None:
+    _tiny_joint(joint_config).save(tmp_path / "j")
     assert _card(tmp_path / "j")["image_preprocessing"] == {"size": 224, "mean": 0.5, "std": 0.5}
     assert _card(shipped_dir("joint-default"))["image_preprocessing"] == {"size": 224, "mean": 0.5, "std": 0.5}
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -46,16 +47,18 @@ def _tiny_vocab() -> Vocabulary:
     return Vocabulary.build(tokenize(t) for t in CAPTIONS[:3])
 
 
-def test_save_load_round_trip_minilm(tmp_path: Path) -> None:
+def test_save_load_round_trip_minilm(tmp_path: Path, joint_config: Callable) -> None:
     model = JointModel(
-        {
-            "image_head": "grid-gpo",
-            "image_head_args": {"hidden": 64, "width": 48},
-            "text_hidden": 64,
-            "dim": 32,
-            "branches": 2,
-            "name": "tiny",
-        }
+        joint_config(
+            {
+                "image_head": "grid-gpo",
+                "image_head_args": {"hidden": 64, "width": 48},
+                "text_hidden": 64,
+                "dim": 32,
+                "branches": 2,
+                "name": "tiny",
+            }
+        )
     )
     f = _features(4)
     before_img, before_txt = model.encode_images(f), model.encode_text(CAPTIONS)
@@ -68,16 +71,18 @@ def test_save_load_round_trip_minilm(tmp_path: Path) -> None:
     np.testing.assert_allclose(loaded.encode_text(CAPTIONS), before_txt, atol=2e-3)
 
 
-def test_save_load_round_trip_glove(tmp_path: Path) -> None:
+def test_save_load_round_trip_glove(tmp_path: Path, joint_config: Callable) -> None:
     model = JointModel(
-        {
-            "image_head": "pooled-mlp",
-            "image_head_args": {"hidden": 0},
-            "text_hidden": 0,
-            "dim": 16,
-            "text_encoder": "glove-lstm",
-            "text_encoder_args": {"vocab": _tiny_vocab(), "hidden": 24},
-        }
+        joint_config(
+            {
+                "image_head": "pooled-mlp",
+                "image_head_args": {"hidden": 0},
+                "text_hidden": 0,
+                "dim": 16,
+                "text_encoder": "glove-lstm",
+                "text_encoder_args": {"vocab": _tiny_vocab(), "hidden": 24},
+            }
+        )
     )
     with torch.no_grad():
         model.text_encoder.embedding.weight.add_(0.5)  # "fine-tuned" embeddings must survive the round trip
@@ -88,14 +93,18 @@ def test_save_load_round_trip_glove(tmp_path: Path) -> None:
     np.testing.assert_allclose(loaded.encode_text(CAPTIONS), expected, atol=2e-3)
     assert not loaded.needs_grid
     with pytest.raises(ModelError, match="feature grid"):
-        JointModel({"image_head": "grid-attn"}).encode_images(ImageFeatures(pooled=np.zeros((1, 1280), np.float32)))
+        JointModel(joint_config({"image_head": "grid-attn"})).encode_images(
+            ImageFeatures(pooled=np.zeros((1, 1280), np.float32))
+        )
 
 
 @pytest.mark.slow
-def test_hubness_correction_penalises_hubs_and_round_trips(tmp_path: Path) -> None:
+def test_hubness_correction_penalises_hubs_and_round_trips(tmp_path: Path, joint_config: Callable) -> None:
     # the random head must not depend on which tests ran before (the hub check below holds for only some inits)
     torch.manual_seed(0)
-    model = JointModel({"image_head": "pooled-mlp", "image_head_args": {"hidden": 0}, "text_hidden": 0, "dim": 8})
+    model = JointModel(
+        joint_config({"image_head": "pooled-mlp", "image_head_args": {"hidden": 0}, "text_hidden": 0, "dim": 8})
+    )
     f = _features(6)
     plain_img, plain_txt = model.encode_images(f), model.encode_text(CAPTIONS)
     captions = torch.nn.functional.normalize(torch.randn(20, 8, generator=torch.Generator().manual_seed(0)), dim=1)
@@ -125,9 +134,11 @@ def test_hubness_correction_penalises_hubs_and_round_trips(tmp_path: Path) -> No
     assert loaded.logit_scale == pytest.approx(model.logit_scale, rel=1e-3)
 
 
-def test_reduced_branches_keep_similarities_and_round_trip(tmp_path: Path) -> None:
+def test_reduced_branches_keep_similarities_and_round_trip(tmp_path: Path, joint_config: Callable) -> None:
     model = JointModel(
-        {"image_head": "pooled-mlp", "image_head_args": {"hidden": 0}, "text_hidden": 0, "dim": 8, "branches": 3}
+        joint_config(
+            {"image_head": "pooled-mlp", "image_head_args": {"hidden": 0}, "text_hidden": 0, "dim": 8, "branches": 3}
+        )
     )
     # joined embeddings that live in a 5-dim subspace: 6 principal directions hold all of it, so every cosine
     # between such vectors must survive the reduction from 24 to 6 dims
@@ -157,8 +168,8 @@ def _weight_names(directory: Path) -> list[str]:
         return list(f.keys())
 
 
-def test_load_rejects_other_versions_and_names(tmp_path: Path) -> None:
-    model = JointModel({"image_head_args": {"hidden": 0, "width": 8}, "text_hidden": 0, "dim": 8})
+def test_load_rejects_other_versions_and_names(tmp_path: Path, joint_config: Callable) -> None:
+    model = JointModel(joint_config({"image_head_args": {"hidden": 0, "width": 8}, "text_hidden": 0, "dim": 8}))
     model.save(tmp_path / "m")
     config_file = tmp_path / "m" / "config.json"
     config = json.loads(config_file.read_text())

@@ -11,6 +11,7 @@ __all__ = [
     "ImageFeatures",
     "Preprocessing",
     "create_image_encoder",
+    "image_feature_dim",
     "image_preprocessing",
 ]
 
@@ -32,4 +33,14 @@ def image_preprocessing(name: str) -> Preprocessing:
     declared = getattr(IMAGE_ENCODERS.get(name), "preprocessing", None)
     if not isinstance(declared, Preprocessing):
         raise ModelError(f"image encoder {name!r} does not declare its preprocessing")
+    return declared
+
+
+def image_feature_dim(name: str) -> int:
+    """The pooled feature size the registered image encoder ``name`` declares (its class's ``dim``), read without
+    building it."""
+    _register_builtins()
+    declared = getattr(IMAGE_ENCODERS.get(name), "dim", None)
+    if not isinstance(declared, int) or declared <= 0:
+        raise ModelError(f"image encoder {name!r} does not declare its feature size")
     return declared

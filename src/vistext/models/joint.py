@@ -33,17 +33,13 @@ from vistext.models.heads import IMAGE_HEADS, Projection
 log = logging.getLogger(__name__)
 
 _RUNTIME_ARGS = {"vocab", "assets", "seed"}  # text encoder arguments that only exist while building
-DEFAULTS: dict[str, Any] = {
-    "name": "joint",
-    "image_encoder": "efficientnet-lite0",
-    "image_dim": 1280,
-    "image_head": "grid-gpo",
-    "image_head_args": {"hidden": 1024, "dropout": 0.1, "width": 768},
-    "text_encoder": "minilm",
-    "text_encoder_args": {},
-    "text_hidden": 1024,
-    "dropout": 0.1,
-    "dim": 512,
+# A joint model's architecture comes from its card (written by training, whose config is the only home of the
+# recipe's defaults); these keys are filled in only for cards written before they existed.
+ARCHITECTURE = (
+    "name", "image_encoder", "image_dim", "image_head", "image_head_args", "text_encoder", "text_encoder_args",
+    "text_hidden", "dropout", "dim",
+)  # fmt: skip
+LATER_KEYS: dict[str, Any] = {
     "branches": 1,
     "reduced_dim": None,  # the joined branches projected onto this many principal directions (None: not reduced)
     "hubness": None,  # {"k": 10, "bank": 1000}: CSLS hubness correction against stored reference banks
@@ -53,9 +49,12 @@ DEFAULTS: dict[str, Any] = {
 class JointModel(nn.Module):
     """Images and texts embedded in one space where cosine similarity means "this caption fits this photo"."""
 
-    def __init__(self, config: dict[str, Any] | None = None) -> None:
+    def __init__(self, config: dict[str, Any]) -> None:
         super().__init__()
-        cfg = {**DEFAULTS, **(config or {})}
+        missing = [key for key in ARCHITECTURE if key not in config]
+        if missing:
+            raise ModelError(f"a joint model needs {', '.join(missing)} in its config")
+        cfg = {**LATER_KEYS, **config}
         self.config = cfg
         self.name: str = cfg["name"]
         self.image_encoder_name: str = cfg["image_encoder"]
@@ -287,7 +286,7 @@ def _load_from(directory: Path) -> JointModel:
     if (directory / "vocab.txt").is_file():
         args["assets"] = str(directory)
     config["text_encoder_args"] = args
-    model = JointModel({k: config[k] for k in DEFAULTS if k in config})
+    model = JointModel({k: config[k] for k in (*ARCHITECTURE, *LATER_KEYS) if k in config})
     model.metadata = config
     weights = directory / WEIGHTS_FILE
     if not weights.is_file():

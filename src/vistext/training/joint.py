@@ -25,14 +25,14 @@ import numpy as np
 import torch
 
 from vistext.augment import ImageViews
-from vistext.encoders import ImageFeatures
+from vistext.encoders import ImageFeatures, image_feature_dim
 from vistext.evaluation.base import Evaluation
 from vistext.evaluation.retrieval import retrieval_evaluation
 from vistext.losses.ranking import get_loss
 from vistext.models.heads import head_needs_grid
 from vistext.models.joint import JointModel
 from vistext.text import Vocabulary, tokenize
-from vistext.training.config import JointTrainConfig
+from vistext.training.config import BUNDLED, JointTrainConfig
 from vistext.training.data import SplitData, cached_text_features, split_data
 from vistext.training.loop import LoopSettings, checkpoint_file, fit, seed_everything
 
@@ -71,6 +71,8 @@ def build_model(config: JointTrainConfig, train_texts: list[str]) -> JointModel:
     model = JointModel(
         {
             "name": config.name or Path(config.out).name or "joint",
+            "image_encoder": BUNDLED,
+            "image_dim": image_feature_dim(BUNDLED),
             "image_head": config.image_head,
             "image_head_args": {"hidden": config.hidden, "dropout": config.dropout},
             "text_encoder": config.text,
