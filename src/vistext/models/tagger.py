@@ -37,7 +37,7 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 def head_logits(weights: dict[str, np.ndarray], head: dict[str, Any], features: np.ndarray) -> np.ndarray:
     """The head's forward pass in NumPy: (N, D) pooled or (N, D, h, w) grid features -> (N, n_tags) logits.
 
-    Mirrors ``vistext.train_tagger.TagHead`` exactly (same parameter names), so the saved weights need no torch.
+    Mirrors ``vistext.models.heads.TagHead`` exactly (same parameter names), so the saved weights need no torch.
     """
     kind = head["kind"]
     x = np.asarray(features, dtype=np.float32)

@@ -29,7 +29,7 @@ from torch import nn
 
 from vistext.augment import ImageViews
 from vistext.datasets import TaggedImage, open_tagged_dataset
-from vistext.encoders import ImageEncoder, Preprocessing, create_image_encoder
+from vistext.encoders import ImageEncoder, Preprocessing, create_image_encoder, image_preprocessing
 from vistext.encoders.module import ModuleEncoder
 from vistext.errors import UsageError
 from vistext.evaluation.base import Evaluation
@@ -215,7 +215,7 @@ def train_tagger(config: TaggerTrainConfig, progress: bool = True) -> TaggerTrai
         if own_network is not None:
             preprocessing = own_network.preprocessing
         else:
-            preprocessing = create_image_encoder(BUNDLED).preprocessing
+            preprocessing = image_preprocessing(BUNDLED)
     feature_seconds = time.perf_counter() - started
 
     mean, std = _head_statistics(top, features)
