@@ -9,7 +9,7 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
-from vistext.datasets import coco, esp, flickr8k, folder, tabular, unsplash  # noqa: F401  (registers formats)
+from vistext.datasets import classes, coco, esp, flickr8k, folder, tabular, unsplash  # noqa: F401  (registers formats)
 from vistext.datasets.base import (
     CAPTION_FORMATS,
     TAGGED_FORMATS,
