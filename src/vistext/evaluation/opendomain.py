@@ -82,11 +82,14 @@ def evaluate_open_domain(
     class_names: Sequence[str],
     tag_template: str = "{}",
     search_template: str = "a photo of a {}",
+    score_queries: TextScorer | None = None,
 ) -> dict[str, Any]:
     """Zero-shot top-1/top-5 and text-search P@10 / mAP / AP@100 of a model over one split.
 
     ``score_texts(texts)`` returns the (len(texts), n_images) scores of the split's images, in ``targets``
-    order; ``class_names[c]`` is the label of class c. The primary metric is the mean of top-1, P@10 and mAP."""
+    order; ``class_names[c]`` is the label of class c. ``score_queries`` scores the search queries when a
+    model ranks a collection differently from how it tags one image (default: ``score_texts``). The primary
+    metric is the mean of top-1, P@10 and mAP."""
     names = list(class_names)
     if not names:
         raise UsageError("evaluate_open_domain: no class names")
@@ -95,10 +98,10 @@ def evaluate_open_domain(
             raise UsageError(f"prompt template {template!r} has no '{{}}' for the class label")
     tag_scores = np.asarray(score_texts([tag_template.format(n) for n in names]))
     metrics: dict[str, Any] = zero_shot_accuracy(tag_scores.T, targets)
-    if search_template == tag_template:
+    if search_template == tag_template and score_queries is None:
         query_scores = tag_scores
     else:
-        query_scores = np.asarray(score_texts([search_template.format(n) for n in names]))
+        query_scores = np.asarray((score_queries or score_texts)([search_template.format(n) for n in names]))
     metrics.update(search_metrics(query_scores, targets))
     metrics["primary"] = float(np.mean([metrics["top1"], metrics["p@10"], metrics["map"]]))
     metrics["images"] = int(len(np.asarray(targets)))

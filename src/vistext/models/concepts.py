@@ -33,6 +33,8 @@ VERSION = 1
 LABELS_FILE = "label_embeddings.npy"
 DEFAULT_DIR = Path(__file__).resolve().parent / "pretrained" / "concepts-default"
 LABEL_TEMPLATES = ("{}", "a photo of a {}")
+# the prompt ensemble a tag word (``tag --vocab``) is embedded with: the mean over these phrasings
+TAG_TEMPLATES = ("{}", "a photo of a {}", "a picture of a {}", "a photo of the {}", "an image of a {}", "a {}")
 TextEmbedder = Callable[[list[str]], np.ndarray]
 _BINOMIAL = re.compile(r"^[A-Z][a-z]+ [a-z]+$")
 
@@ -81,6 +83,14 @@ def build_label_embeddings(
     return _normalise(sums)
 
 
+def embed_prompted(embed: TextEmbedder, texts: Sequence[str], templates: Sequence[str]) -> np.ndarray:
+    """(N, d) L2-normalised: each text embedded in every template, the embeddings averaged (a prompt ensemble)."""
+    if not templates:
+        raise ModelError("a prompt ensemble needs at least one template")
+    total = sum(_normalise(embed([t.format(x) for x in texts])) for t in templates)
+    return _normalise(np.asarray(total))
+
+
 def class_probabilities(logits: np.ndarray, temperature: float, top: int) -> np.ndarray:
     """softmax(logits / temperature) with all but each row's ``top`` largest set to 0 and rows renormalised."""
     if temperature <= 0 or top < 1:
@@ -123,8 +133,14 @@ class ConceptSpace:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         np.save(directory / LABELS_FILE, self.label_embeddings.astype(np.float32))
-        settings = {"top": self.top, "temperature": self.temperature, "text_encoder": self.text_encoder,
-                    "image_encoder": self.image_encoder, "classes": len(self.label_embeddings), "dim": self.dim}
+        settings = {
+            "top": self.top,
+            "temperature": self.temperature,
+            "text_encoder": self.text_encoder,
+            "image_encoder": self.image_encoder,
+            "classes": len(self.label_embeddings),
+            "dim": self.dim,
+        }
         card = {**self.card, **(extra or {}), "format": FORMAT, "version": VERSION, **settings}
         (directory / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
         return directory
