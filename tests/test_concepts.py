@@ -50,7 +50,7 @@ def test_label_embeddings_average_synonyms_and_templates() -> None:
         labels[1], [0, 0, 0, 0, 1, 1] / np.sqrt(2)
     )
     prompted = embed_prompted(one_hot_embedder(vocab), ["mug"], ("{}", "a photo of a {}"))
-    assert np.allclose(prompted, [[0, 0, 1, 1, 0, 0] / np.sqrt(2)])
+    assert np.allclose(prompted, np.array([[0, 0, 1, 1, 0, 0]]) / np.sqrt(2))
 
 
 def test_concept_embedding_is_the_convex_combination() -> None:

@@ -129,6 +129,16 @@ class ConceptSpace:
             raise ModelError(f"expected (N, {len(self.label_embeddings)}) logits, got {logits.shape}")
         return _normalise(class_probabilities(logits, self.temperature, self.top) @ self.label_embeddings)
 
+    def confidence(self, texts: np.ndarray) -> np.ndarray:
+        """(N,) how squarely N embedded texts name a classifier class: their best cosine with any label."""
+        return (_normalise(texts) @ self.label_embeddings.T).max(axis=1)
+
+    def fusion(self) -> AdaptiveFusion:
+        """The adaptive fusion chosen with this space (saved in its card)."""
+        if "adaptive_fusion" not in self.card:
+            raise ModelError("this concept space was saved without fusion settings")
+        return AdaptiveFusion.from_card(self.card["adaptive_fusion"])
+
     def save(self, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -181,3 +191,74 @@ class FusedSpace:
         if len(concept) != len(joint):
             raise ModelError(f"{len(concept)} concept vectors but {len(joint)} joint vectors")
         return np.concatenate([np.sqrt(self.weight) * concept, np.sqrt(1.0 - self.weight) * joint], axis=1)
+
+
+@dataclass(frozen=True)
+class AdaptiveFusion:
+    """Concept and joint scores fused per query, on one standardised scale; still one vector per image.
+
+    Each space's cosine is standardised by the mean and spread of its cosines over unrelated pairs (so 0 is
+    "as close as a random photo", 1 is one spread above it), then mixed with a weight that depends on the query:
+    ``w = min_weight + (max_weight - min_weight) * clip((confidence - low) / (high - low), 0, 1)``, where
+    ``confidence`` is the query's best cosine with any classifier label (``ConceptSpace.confidence``). Queries
+    that name something the classifier knows ("a photo of a pizza": ~0.8) lean on the concept space; caption-like
+    sentences ("a man in a red shirt climbs a rock": ~0.4) stay with the joint model. The fused score is
+
+        w * (cos_concept - concept_mean) / concept_std + (1 - w) * (cos_joint - joint_mean) / joint_std
+
+    and is the inner product of ``image_vectors`` ([concept, joint, 1]) and ``text_vectors`` (the weights and
+    offsets folded in), so an inner-product index over the image vectors ranks by it, texts with different
+    weights stay comparable (captioning, matching), and ``relevance`` reads it as a 0-1 chance of relevance."""
+
+    concept_mean: float
+    concept_std: float
+    joint_mean: float
+    joint_std: float
+    low: float
+    high: float
+    max_weight: float
+    min_weight: float = 0.0
+    calibration: tuple[float, float] = (1.0, 0.0)
+
+    def __post_init__(self) -> None:
+        if self.concept_std <= 0 or self.joint_std <= 0 or self.high <= self.low:
+            raise ModelError("adaptive fusion needs positive spreads and high > low")
+        if not 0.0 <= self.min_weight <= self.max_weight <= 1.0:
+            raise ModelError(f"need 0 <= min_weight <= max_weight <= 1, got {self.min_weight}, {self.max_weight}")
+
+    def weights(self, confidence: np.ndarray) -> np.ndarray:
+        """(N,) concept-space weight of N queries from their label confidence."""
+        ramp = np.clip((np.asarray(confidence, dtype=np.float64) - self.low) / (self.high - self.low), 0.0, 1.0)
+        return (self.min_weight + (self.max_weight - self.min_weight) * ramp).astype(np.float32)
+
+    @staticmethod
+    def image_vectors(concept: np.ndarray, joint: np.ndarray) -> np.ndarray:
+        """(N, d_concept + d_joint + 1): both unit embeddings and a constant 1 (which carries the offsets)."""
+        concept, joint = _normalise(concept), _normalise(joint)
+        if len(concept) != len(joint):
+            raise ModelError(f"{len(concept)} concept vectors but {len(joint)} joint vectors")
+        return np.concatenate([concept, joint, np.ones((len(concept), 1), np.float32)], axis=1)
+
+    def text_vectors(self, concept: np.ndarray, joint: np.ndarray, confidence: np.ndarray) -> np.ndarray:
+        """(N, d_concept + d_joint + 1) query vectors whose inner product with ``image_vectors`` is the fused
+        standardised score."""
+        w = self.weights(confidence)[:, None]
+        offset = w * self.concept_mean / self.concept_std + (1 - w) * self.joint_mean / self.joint_std
+        parts = [w / self.concept_std * _normalise(concept), (1 - w) / self.joint_std * _normalise(joint), -offset]
+        return np.concatenate(parts, axis=1).astype(np.float32)
+
+    def relevance(self, scores: np.ndarray) -> np.ndarray:
+        """Fused scores read as a 0-1 chance that a result is relevant (a logistic fit on dev data)."""
+        a, b = self.calibration
+        return (1.0 / (1.0 + np.exp(-(a * np.asarray(scores, dtype=np.float64) + b)))).astype(np.float32)
+
+    def to_card(self) -> dict[str, Any]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
+
+    @classmethod
+    def from_card(cls, card: dict[str, Any]) -> AdaptiveFusion:
+        try:
+            values = {**card, "calibration": tuple(card.get("calibration", (1.0, 0.0)))}
+            return cls(**values)
+        except TypeError as error:
+            raise ModelError(f"unreadable adaptive fusion settings ({error})") from None
