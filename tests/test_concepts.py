@@ -11,6 +11,7 @@ import pytest
 
 from vistext.errors import ModelError
 from vistext.models.concepts import (
+    AdaptiveFusion,
     ConceptSpace,
     FusedSpace,
     build_label_embeddings,
@@ -61,6 +62,16 @@ def test_concept_embedding_is_the_convex_combination() -> None:
         space.embed_logits(np.zeros((1, 5)))
 
 
+def test_class_space_meets_in_the_classes() -> None:
+    labels = np.eye(3, 4, dtype=np.float32)
+    space = ConceptSpace(labels, top=3, temperature=1.0, query_temperature=0.1)
+    image = space.embed_logits(np.log(np.array([[0.6, 0.3, 0.1]])))
+    assert image.shape == (1, 3) and np.allclose(image, np.array([[0.6, 0.3, 0.1]]) / np.linalg.norm([0.6, 0.3, 0.1]))
+    text = space.embed_texts(np.array([[0.0, 1.0, 0.0, 0.0]]))  # exactly label 1: its softmax is nearly one-hot
+    assert text.argmax() == 1 and text[0, 1] > 0.99
+    assert space.confidence(np.array([[0.0, 1.0, 0.0, 0.0], [0, 0, 0, 1.0]])).tolist() == [1.0, 0.0]
+
+
 def test_fused_cosine_is_the_weighted_sum() -> None:
     rng = np.random.default_rng(0)
     c_img, c_txt, j_img, j_txt = (rng.normal(size=(4, d)) for d in (6, 6, 5, 5))
@@ -73,6 +84,23 @@ def test_fused_cosine_is_the_weighted_sum() -> None:
         FusedSpace(1.5)
 
 
+def test_adaptive_fusion_is_one_inner_product() -> None:
+    fusion = AdaptiveFusion(0.1, 0.1, -0.2, 0.05, low=0.4, high=0.8, max_weight=0.8, calibration=(2.0, -1.0))
+    assert np.allclose(fusion.weights(np.array([0.3, 0.6, 0.9])), [0.0, 0.4, 0.8])
+    rng = np.random.default_rng(1)
+    c_img, c_txt, j_img, j_txt = (rng.normal(size=(n, d)) for n, d in ((4, 6), (3, 6), (4, 5), (3, 5)))
+    c_img, c_txt, j_img, j_txt = (x / np.linalg.norm(x, axis=1, keepdims=True) for x in (c_img, c_txt, j_img, j_txt))
+    confidence = np.array([0.3, 0.6, 0.9])
+    scores = fusion.image_vectors(c_img, j_img) @ fusion.text_vectors(c_txt, j_txt, confidence).T
+    w = np.array([0.0, 0.4, 0.8])[None, :]
+    expected = w * (c_img @ c_txt.T - 0.1) / 0.1 + (1 - w) * (j_img @ j_txt.T + 0.2) / 0.05
+    assert np.allclose(scores, expected, atol=1e-4)
+    assert fusion.relevance(np.array([0.5]))[0] == pytest.approx(0.5)
+    assert AdaptiveFusion.from_card(fusion.to_card()) == fusion
+    with pytest.raises(ModelError, match="high > low"):
+        AdaptiveFusion(0.1, 0.1, -0.2, 0.05, low=0.8, high=0.4, max_weight=0.8)
+
+
 def test_class_names_drop_latin_binomials() -> None:
     names = imagenet_class_names()
     assert len(names) == 1000
@@ -83,9 +111,10 @@ def test_class_names_drop_latin_binomials() -> None:
 
 def test_save_and_load_round_trip(tmp_path: Path) -> None:
     space = ConceptSpace(np.eye(4, 3, dtype=np.float32), top=3, temperature=2.0)
-    space.save(tmp_path / "c", {"fusion_weight": 0.4})
+    fusion = AdaptiveFusion(0.1, 0.1, -0.2, 0.05, low=0.4, high=0.8, max_weight=0.8)
+    space.save(tmp_path / "c", {"adaptive_fusion": fusion.to_card()})
     back = load_concept_space(tmp_path / "c")
-    assert (back.top, back.temperature, back.card["fusion_weight"]) == (3, 2.0, 0.4)
+    assert (back.top, back.temperature, back.fusion()) == (3, 2.0, fusion)
     assert np.allclose(back.label_embeddings, space.label_embeddings)
     card = json.loads((tmp_path / "c" / "config.json").read_text())
     (tmp_path / "c" / "config.json").write_text(json.dumps({**card, "version": 99}))
@@ -107,7 +136,7 @@ def minilm():
 def test_shipped_space_matches_a_rebuild(minilm) -> None:
     space = load_concept_space()
     assert space.label_embeddings.shape == (1000, 384) and space.text_encoder == "minilm"
-    assert 0.0 <= space.card["fusion_weight"] <= 1.0
+    assert 0.0 <= space.fusion().max_weight <= 1.0
     names = imagenet_class_names() if space.card["label_names"] == "synonyms" else None
     assert names is not None
     some = [0, 151, 504, 919, 999]  # tench, Chihuahua, coffee mug, street sign, toilet tissue
@@ -127,7 +156,7 @@ def test_concept_search_finds_dogs_in_flickr8k(flickr8k: Path, minilm) -> None:
     others = [p for p, caps in by_image.items() if not any("dog" in c.lower() for c in caps)][:15]
     features = encode_files(dogs + others, create_image_encoder("efficientnet-lite0"), progress=False)
     space = load_concept_space()
-    scores = (space.embed_logits(features.logits) @ minilm(["a photo of a dog"]).T).ravel()
+    scores = (space.embed_logits(features.logits) @ space.embed_texts(minilm(["a photo of a dog"])).T).ravel()
     top15 = np.argsort(-scores)[:15]
     assert (top15 < 15).sum() >= 13
     assert scores[:15].mean() > scores[15:].mean() + 0.1
@@ -145,6 +174,34 @@ def test_concept_tags_name_everyday_objects(minilm) -> None:
     photos = [p for c in classes for p in sorted((OPENDOMAIN / c).glob("*.jpg"))[:4]]
     features = encode_files(photos, create_image_encoder("efficientnet-lite0"), progress=False)
     space = load_concept_space()
-    scores = space.embed_logits(features.logits) @ embed_prompted(minilm, labels, TAG_TEMPLATES).T
+    scores = space.embed_logits(features.logits) @ space.embed_texts(embed_prompted(minilm, labels, TAG_TEMPLATES)).T
     predicted = scores.argmax(axis=1)
     assert (predicted == np.repeat(np.arange(5), 4)).mean() >= 0.85
+
+
+@pytest.mark.skipif(not (OPENDOMAIN / "classes.csv").is_file(), reason=f"opendomain-classes not at {OPENDOMAIN}")
+def test_adaptive_fusion_finds_objects_and_keeps_captions(flickr8k: Path, minilm) -> None:
+    """The shipped fusion over real photos (everyday objects plus Flickr8k scenes), one vector per image: an
+    object query finds its objects, and a Flickr8k caption still finds its own photo."""
+    from vistext.datasets import open_caption_dataset
+    from vistext.encoders import create_image_encoder
+    from vistext.features import encode_files
+    from vistext.models.joint import load_joint_model
+
+    objects = [p for c in ("pizza", "stop_sign", "laptop") for p in sorted((OPENDOMAIN / c).glob("*.jpg"))[:4]]
+    by_image = open_caption_dataset(f"flickr8k:{flickr8k}").captions_by_image("test")
+    scenes = list(by_image)[:12]
+    features = encode_files(objects + scenes, create_image_encoder("efficientnet-lite0"), progress=False)
+    space, joint = load_concept_space(), load_joint_model()
+    fusion = space.fusion()
+    index = fusion.image_vectors(space.embed_logits(features.logits), joint.encode_images(features))
+
+    def search(text: str) -> np.ndarray:
+        raw = minilm([text])
+        query = fusion.text_vectors(space.embed_texts(raw), joint.encode_text([text]), space.confidence(raw))
+        return np.argsort(-(index @ query.T).ravel())
+
+    assert set(search("a photo of a pizza")[:4]) == {0, 1, 2, 3}
+    assert set(search("a stop sign")[:4]) == {4, 5, 6, 7}
+    for i in (0, 5):
+        assert 12 + i in search(by_image[scenes[i]][0])[:3]

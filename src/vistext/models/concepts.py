@@ -106,11 +106,19 @@ def class_probabilities(logits: np.ndarray, temperature: float, top: int) -> np.
 
 @dataclass
 class ConceptSpace:
-    """Label embeddings of a classifier's classes plus the ConSE settings (``top``, ``temperature``)."""
+    """Label embeddings of a classifier's classes plus the ConSE settings (``top``, ``temperature``).
+
+    With ``query_temperature`` unset, images and texts meet in the sentence encoder's space (ConSE: an image is
+    the convex combination of its top labels' embeddings). With it set, they meet in the classifier's class
+    space instead: an image is its (top-``top``) class distribution, a text the softmax of its cosines with every
+    label at ``query_temperature``, so a query picks its few nearest classes sharply rather than being averaged
+    against a blurred image embedding. Either way ``embed_logits`` and ``embed_texts`` give unit vectors whose
+    inner product is the concept score."""
 
     label_embeddings: np.ndarray
     top: int = 10
     temperature: float = 1.0
+    query_temperature: float | None = None
     text_encoder: str = "minilm"
     image_encoder: str = "efficientnet-lite0"
     card: dict[str, Any] = field(default_factory=dict)
@@ -127,7 +135,24 @@ class ConceptSpace:
         logits = np.asarray(logits)
         if logits.ndim != 2 or logits.shape[1] != len(self.label_embeddings):
             raise ModelError(f"expected (N, {len(self.label_embeddings)}) logits, got {logits.shape}")
-        return _normalise(class_probabilities(logits, self.temperature, self.top) @ self.label_embeddings)
+        probabilities = class_probabilities(logits, self.temperature, self.top)
+        if self.query_temperature is not None:
+            return _normalise(probabilities)
+        return _normalise(probabilities @ self.label_embeddings)
+
+    def embed_texts(self, texts: np.ndarray) -> np.ndarray:
+        """(N, dim of ``embed_logits``) unit vectors of N texts already embedded by the sentence encoder."""
+        texts = _normalise(texts)
+        if self.query_temperature is None:
+            return texts
+        z = texts @ self.label_embeddings.T / self.query_temperature
+        z -= z.max(axis=1, keepdims=True)
+        return _normalise(np.exp(z))
+
+    @property
+    def tag_templates(self) -> tuple[str, ...]:
+        """The prompt ensemble tag words are embedded with (chosen with the space; see ``embed_prompted``)."""
+        return tuple(self.card.get("tag_templates", TAG_TEMPLATES))
 
     def confidence(self, texts: np.ndarray) -> np.ndarray:
         """(N,) how squarely N embedded texts name a classifier class: their best cosine with any label."""
@@ -144,6 +169,7 @@ class ConceptSpace:
         directory.mkdir(parents=True, exist_ok=True)
         np.save(directory / LABELS_FILE, self.label_embeddings.astype(np.float32))
         settings = {
+            "query_temperature": self.query_temperature,
             "top": self.top,
             "temperature": self.temperature,
             "text_encoder": self.text_encoder,
@@ -168,7 +194,9 @@ def load_concept_space(path: str | Path | None = None) -> ConceptSpace:
         raise ModelError(f"{file}: unreadable label embeddings ({error})") from None
     if labels.shape != (card.get("classes"), card.get("dim")):
         raise ModelError(f"{file}: label embeddings {labels.shape} disagree with {CARD_FILE}")
+    query_temperature = card.get("query_temperature")
     return ConceptSpace(labels, top=int(card["top"]), temperature=float(card["temperature"]),
+                        query_temperature=None if query_temperature is None else float(query_temperature),
                         text_encoder=str(card["text_encoder"]), image_encoder=str(card["image_encoder"]),
                         card=card)  # fmt: skip
 
