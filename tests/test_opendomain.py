@@ -16,6 +16,7 @@ from vistext.errors import DatasetError, UsageError
 from vistext.evaluation.opendomain import (
     average_precision_at,
     evaluate_open_domain,
+    fit_relevance_calibration,
     search_metrics,
     zero_shot_accuracy,
 )
@@ -62,6 +63,16 @@ def test_evaluate_open_domain_uses_both_templates() -> None:
     assert (m["top1"], m["p@10"], m["map"], m["primary"]) == (1.0, 0.5, 1.0, pytest.approx(2.5 / 3))
     with pytest.raises(UsageError, match="no '\\{\\}'"):
         evaluate_open_domain(score, targets, ["cup", "dog"], search_template="a photo")
+
+
+def test_relevance_calibration_puts_one_half_between_the_groups() -> None:
+    rng = np.random.default_rng(0)
+    scores = np.concatenate([rng.normal(0.2, 0.05, 900), rng.normal(0.6, 0.05, 100)])
+    relevant = np.arange(1000) >= 900
+    a, b = fit_relevance_calibration(scores, relevant)
+    assert a > 0 and 0.35 < -b / a < 0.45  # balanced classes: the midpoint of the two groups
+    with pytest.raises(UsageError, match="relevant and irrelevant"):
+        fit_relevance_calibration(scores[:10], relevant[:10])
 
 
 def test_metrics_reject_wrong_shapes() -> None:

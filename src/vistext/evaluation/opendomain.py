@@ -106,3 +106,17 @@ def evaluate_open_domain(
     metrics["primary"] = float(np.mean([metrics["top1"], metrics["p@10"], metrics["map"]]))
     metrics["images"] = int(len(np.asarray(targets)))
     return metrics
+
+
+def fit_relevance_calibration(scores: np.ndarray, relevant: np.ndarray) -> tuple[float, float]:
+    """(a, b) of P(relevant | score) = sigmoid(a * score + b) by logistic regression over (query, image) pairs,
+    the relevant ones re-weighted to balance the classes, so 0.5 falls where a score is as likely relevant as
+    not: what turns a model's raw scores into a 0-1 relevance a person can read."""
+    from sklearn.linear_model import LogisticRegression
+
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1, 1)
+    relevant = np.asarray(relevant).astype(bool).ravel()
+    if len(scores) != len(relevant) or relevant.all() or not relevant.any():
+        raise UsageError("calibration needs as many labels as scores, with relevant and irrelevant pairs")
+    model = LogisticRegression(class_weight="balanced").fit(scores, relevant)
+    return float(model.coef_[0, 0]), float(model.intercept_[0])
