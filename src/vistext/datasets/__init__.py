@@ -1,6 +1,6 @@
 """Dataset readers, one module per format, opened by a ``FORMAT:PATH[?option=value&...]`` spec.
 
-Caption formats: flickr8k, coco, csv, jsonl, folder. Tagged formats: csv, jsonl, folder, unsplash, esp.
+Caption formats: flickr8k, coco, csv, jsonl, folder. Tagged formats: csv, jsonl, folder, classes, unsplash, esp.
 ``tags_from_captions`` turns a caption dataset into a tagged one.
 """
 
