@@ -44,7 +44,7 @@ def _copy(name: str, tmp_path: Path, images: list[str] = ()) -> Path:  # type: i
 
 def test_registries_and_spec_parsing() -> None:
     assert caption_formats() == ["coco", "csv", "flickr8k", "folder", "jsonl"]
-    assert tagged_formats() == ["csv", "esp", "folder", "jsonl", "unsplash"]
+    assert tagged_formats() == ["classes", "csv", "esp", "folder", "jsonl", "unsplash"]
     assert parse_spec("unsplash:some/dir?min_confidence=30&check_images=false") == (
         "unsplash", Path("some/dir").absolute(), {"min_confidence": 30, "check_images": False})  # fmt: skip
     with pytest.raises(UsageError, match="unknown caption dataset format 'nope'; known: coco, csv, flickr8k"):

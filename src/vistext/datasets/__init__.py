@@ -1,6 +1,6 @@
 """Dataset readers, one module per format, opened by a ``FORMAT:PATH[?option=value&...]`` spec.
 
-Caption formats: flickr8k, coco, csv, jsonl, folder. Tagged formats: csv, jsonl, folder, unsplash, esp.
+Caption formats: flickr8k, coco, csv, jsonl, folder. Tagged formats: csv, jsonl, folder, classes, unsplash, esp.
 ``tags_from_captions`` turns a caption dataset into a tagged one.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
-from vistext.datasets import coco, esp, flickr8k, folder, tabular, unsplash  # noqa: F401  (registers formats)
+from vistext.datasets import classes, coco, esp, flickr8k, folder, tabular, unsplash  # noqa: F401  (registers formats)
 from vistext.datasets.base import (
     CAPTION_FORMATS,
     TAGGED_FORMATS,
