@@ -25,6 +25,7 @@ from vistext.models.card import (
     shipped_dir,
     write_card,
 )
+from vistext.models.concepts import ConceptSpace
 from vistext.models.joint import JointModel, load_joint_model
 from vistext.models.matcher import MatcherSettings, MatchModel, load_matcher
 from vistext.models.tagger import TaggerModel, load_tagger
@@ -54,6 +55,7 @@ def test_every_kind_writes_format_and_format_version(tmp_path: Path, joint_confi
     _tiny_joint(joint_config).save(tmp_path / "joint")
     _tiny_tagger().save(tmp_path / "tagger")
     MatchModel(MatcherSettings(image_dim=4, hidden=2, joint=4)).save(tmp_path / "matcher")
+    ConceptSpace(np.eye(4, 3, dtype=np.float32), top=3, temperature=2.0).save(tmp_path / "concepts")
     for kind in KINDS:
         card = _card(tmp_path / kind)
         assert card["format"] == KINDS[kind].format and card["format_version"] == KINDS[kind].version
@@ -62,6 +64,7 @@ def test_every_kind_writes_format_and_format_version(tmp_path: Path, joint_confi
     assert isinstance(load_model(tmp_path / "joint"), JointModel)
     assert isinstance(load_model(tmp_path / "tagger"), TaggerModel)
     assert isinstance(load_model(tmp_path / "matcher", kind="matcher"), MatchModel)
+    assert isinstance(load_model(tmp_path / "concepts"), ConceptSpace)
     assert not list(tmp_path.rglob("*.tmp"))  # the atomic writes left nothing behind
 
 

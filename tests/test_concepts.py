@@ -117,7 +117,7 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
     assert (back.top, back.temperature, back.fusion()) == (3, 2.0, fusion)
     assert np.allclose(back.label_embeddings, space.label_embeddings)
     card = json.loads((tmp_path / "c" / "config.json").read_text())
-    (tmp_path / "c" / "config.json").write_text(json.dumps({**card, "version": 99}))
+    (tmp_path / "c" / "config.json").write_text(json.dumps({**card, "format_version": 99}))
     with pytest.raises(ModelError, match="version 99 is not supported"):
         load_concept_space(tmp_path / "c")
 

@@ -49,11 +49,17 @@ def _load_matcher(directory: Path) -> Any:
     return load_matcher(directory)
 
 
+def _load_concepts(directory: Path) -> Any:
+    from vistext.models.concepts import load_concept_space
+
+    return load_concept_space(directory)
+
+
 @dataclass(frozen=True)
 class ModelKind:
     """One kind of saved model: its card's ``format`` and ``format_version``, and how to load it."""
 
-    name: str  # "joint", "tagger", "matcher"
+    name: str  # "joint", "tagger", "matcher", "concepts"
     format: str  # the card's ``format`` value
     version: int  # the ``format_version`` this vistext reads and writes
     what: str  # how messages call it
@@ -70,6 +76,8 @@ KINDS: dict[str, ModelKind] = {
         ModelKind("tagger", "vistext-tagger", 1, "tagger", "retrain with `vistext train tagger`", _load_tagger),
         ModelKind("matcher", "vistext-matcher", 1, "match model", "retrain it with `vistext train matcher`",
                   _load_matcher, default="matcher-default"),  # fmt: skip
+        ModelKind("concepts", "vistext-concepts", 1, "concept space", "rebuild it with bench/opendomain.py --save DIR",
+                  _load_concepts, default="concepts-default"),  # fmt: skip
     )
 }
 

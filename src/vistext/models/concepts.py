@@ -26,12 +26,9 @@ from typing import Any
 import numpy as np
 
 from vistext.errors import ModelError
-from vistext.models.card import CARD_FILE, read_card
+from vistext.models.card import CARD_FILE, read_card, resolve_model_dir, write_card
 
-FORMAT = "vistext-concepts"
-VERSION = 1
 LABELS_FILE = "label_embeddings.npy"
-DEFAULT_DIR = Path(__file__).resolve().parent / "pretrained" / "concepts-default"
 LABEL_TEMPLATES = ("{}", "a photo of a {}")
 # the prompt ensemble a tag word (``tag --vocab``) is embedded with: the mean over these phrasings
 TAG_TEMPLATES = ("{}", "a photo of a {}", "a picture of a {}", "a photo of the {}", "an image of a {}", "a {}")
@@ -177,16 +174,15 @@ class ConceptSpace:
             "classes": len(self.label_embeddings),
             "dim": self.dim,
         }
-        card = {**self.card, **(extra or {}), "format": FORMAT, "version": VERSION, **settings}
-        (directory / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+        fields = {k: v for k, v in {**self.card, **(extra or {})}.items() if k not in ("format", "version")}
+        write_card(directory, "concepts", {**fields, **settings})
         return directory
 
 
 def load_concept_space(path: str | Path | None = None) -> ConceptSpace:
-    """The concept space saved in ``path`` (default: the shipped one)."""
-    directory = Path(path) if path is not None else DEFAULT_DIR
-    card = read_card(directory, fmt=FORMAT, version=VERSION, version_key="version", what="concept space",
-                     retrain="rebuild it with bench/opendomain.py --save DIR")  # fmt: skip
+    """The concept space saved in ``path`` (a directory or a name; default: the shipped one)."""
+    directory = resolve_model_dir(path, "concepts")
+    card = read_card(directory, "concepts")
     file = directory / LABELS_FILE
     try:
         labels = np.load(file, allow_pickle=False)
