@@ -18,7 +18,8 @@ from PIL import Image
 
 import vistext
 from vistext.errors import ImageDecodeError
-from vistext.images import IMAGE_SUFFIXES, file_hash, file_warnings, iter_image_files, open_image, thumbnail
+from vistext.file_messages import file_messages
+from vistext.images import IMAGE_SUFFIXES, file_hash, iter_image_files, open_image, thumbnail
 
 
 @pytest.fixture()
@@ -319,8 +320,32 @@ def test_decoder_warnings_name_their_file(tmp_path: Path) -> None:
     path = tmp_path / "bad-exif.jpg"
     Image.new("RGB", (32, 32), (9, 9, 9)).save(path, exif=b"Exif\x00\x00" + tiff)  # a tag past the file's end
     seen: list[tuple[str, str]] = []
-    with file_warnings(lambda file, message: seen.append((file, message))):
+    with file_messages(lambda file, message: seen.append((file, message))):
         assert open_image(path).size == (32, 32)
         assert open_image(path).size == (32, 32)  # every file gets its warnings, not only the first
     assert len(seen) >= 2
     assert all(file == str(path) and message.startswith("UserWarning: ") for file, message in seen)
+
+
+def test_native_decoder_messages_name_their_file(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """libtiff prints straight to the process's stderr; those lines become the file's messages instead."""
+    path = tmp_path / "broken.tif"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8)).save(
+        path, compression="tiff_deflate"
+    )
+    data = bytearray(path.read_bytes())
+    with Image.open(path) as probe:
+        strip = probe.tag_v2[273][0]  # StripOffsets: the compressed pixels start here
+    data[strip : strip + 64] = b"\xff" * 64
+    path.write_bytes(bytes(data))
+    capfd.readouterr()
+    seen: list[tuple[str, str]] = []
+    with file_messages(lambda file, message: seen.append((file, message))):
+        with pytest.raises(ImageDecodeError, match="broken.tif: truncated or corrupt image data"):
+            open_image(path)
+    assert seen and all(file == str(path) for file, _ in seen)
+    assert any("ZIPDecode" in message for _, message in seen)
+    assert "ZIPDecode" not in capfd.readouterr().err  # nothing reached the terminal unattributed
+    with pytest.raises(ImageDecodeError):
+        open_image(path)  # no sink (outside `vistext index`): logged with the file's name, still not bare
+    assert "ZIPDecode" not in capfd.readouterr().err.replace(f"{path}: ZIPDecode", "")

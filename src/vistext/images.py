@@ -18,16 +18,16 @@ import os
 import re
 import stat
 import threading
-import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Iterator
+from contextlib import nullcontext
 from pathlib import Path
-from typing import IO, TextIO
+from typing import IO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from vistext.errors import ImageDecodeError
+from vistext.file_messages import decoding
 
 try:  # HEIC/HEIF photos from phones; optional so the package still works without it
     from pillow_heif import register_heif_opener
@@ -65,7 +65,6 @@ if "PILLOW_BLOCK_SIZE" not in os.environ:
 _HASH_CHUNK = 1 << 20
 _WHITE = (255, 255, 255)
 _large = threading.Semaphore(1)
-_current = threading.local()  # the file this thread is decoding, for warnings raised meanwhile
 
 
 def _too_large(width: int, height: int, limit: int) -> str:
@@ -77,45 +76,6 @@ def _bomb_reason(error: Exception, limit: int) -> str:
     found = re.search(r"\((\d+) pixels\)", str(error))
     count = found.group(1) if found else "too many"
     return f"image too large: {count} pixels (limit {limit})"
-
-
-# ---- warnings ------------------------------------------------------------------------------------------------
-@contextmanager
-def file_warnings(sink: Callable[[str, str], None]) -> Iterator[None]:
-    """While active, warnings raised while a file is decoded go to ``sink(path, message)`` instead of stderr.
-
-    Library warnings (PIL's "Truncated File Read", "Corrupt EXIF data", bomb warnings...) name their module,
-    never the file; this names the file. Warnings raised outside a decode keep their usual route.
-    """
-    previous = warnings.showwarning
-
-    def show(
-        message: Warning | str,
-        category: type[Warning],
-        filename: str,
-        lineno: int,
-        file: TextIO | None = None,
-        line: str | None = None,
-    ) -> None:
-        path = getattr(_current, "path", None)
-        if path is None:
-            previous(message, category, filename, lineno, file, line)
-        else:
-            sink(path, f"{category.__name__}: {' '.join(str(message).split())}")
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("always")  # every file gets its own warnings, not only the first one
-        warnings.showwarning = show
-        yield
-
-
-@contextmanager
-def _decoding(path: Path) -> Iterator[None]:
-    _current.path = str(path)
-    try:
-        yield
-    finally:
-        _current.path = None
 
 
 # ---- opening ---------------------------------------------------------------------------------------------------
@@ -249,7 +209,7 @@ def open_image(
     than ``max_bytes`` once decoded; any exception a decoder raises becomes that error.
     """
     path = Path(path)
-    with _open_regular(path) as handle, _decoding(path):
+    with _open_regular(path) as handle, decoding(path, handle.peek(4)):  # type: ignore[attr-defined]
         if os.fstat(handle.fileno()).st_size == 0:
             raise ImageDecodeError(path, "empty file (0 bytes)")
         img = _open_pillow(path, handle, max_pixels)

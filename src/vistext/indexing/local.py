@@ -26,7 +26,8 @@ from tqdm import tqdm
 from vistext.encoders import ImageEncoder, ImageFeatures
 from vistext.errors import ImageDecodeError, UsageError
 from vistext.features import EncodedImage, extract
-from vistext.images import file_hash, file_warnings, iter_image_files, not_regular_reason
+from vistext.file_messages import file_messages
+from vistext.images import file_hash, iter_image_files, not_regular_reason
 from vistext.store import ImageRecord, Store
 
 log = logging.getLogger(__name__)
@@ -201,7 +202,7 @@ def index_folder(
         report.warnings.append((path, message))
         log.info("%s: %s", path, message)  # shown with --verbose; the JSON report carries them all
 
-    with store.writer_lock(), file_warnings(warned):
+    with store.writer_lock(), file_messages(warned):
         _run(root_path, store, encoder, projectors or {}, report, batch_size, workers, progress)
     report.seconds = time.perf_counter() - started
     log.info(
