@@ -41,6 +41,7 @@ from vistext.store.records import l2_normalise
 if TYPE_CHECKING:
     from vistext.indexing.local import IndexReport
     from vistext.models.joint import JointModel
+    from vistext.models.joint_onnx import OnnxJointModel
     from vistext.store import Store
     from vistext.store.records import Hit as StoreHit
 
@@ -103,10 +104,11 @@ class Service(TopicsMixin, ExploreMixin):
         return create_image_encoder(self._encoder_name)
 
     @cached_property
-    def joint(self) -> JointModel:
-        from vistext.models.joint import load_joint_model
+    def joint(self) -> JointModel | OnnxJointModel:
+        # ONNX Runtime when the model exports (once, then cached): queries never import torch
+        from vistext.models.joint_onnx import load_query_model
 
-        return load_joint_model(self._joint_path)
+        return load_query_model(self._joint_path)
 
     @cached_property
     def joint_key(self) -> str:
