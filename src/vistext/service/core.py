@@ -36,7 +36,6 @@ from vistext.service.results import (
     TagResult,
 )
 from vistext.service.topics import TopicsMixin
-from vistext.store.records import l2_normalise
 
 if TYPE_CHECKING:
     from vistext.indexing.local import IndexReport
@@ -192,6 +191,8 @@ class Service(TopicsMixin, ExploreMixin):
 
     def _indexed_vector(self, image: ImageInput | int, space: str) -> np.ndarray | None:
         """The stored vector of an already indexed image (by id or path), so a query never re-reads it."""
+        from vistext.store.records import l2_normalise  # here, not at the top: importing the store loads FAISS
+
         if isinstance(image, Upload):
             return None
         key: int | str = image if isinstance(image, int) else str(Path(image).resolve())
@@ -235,6 +236,8 @@ class Service(TopicsMixin, ExploreMixin):
         """Indexed images closest to ``image`` (an indexed id or path, or any image file/upload)."""
         vector = self._indexed_vector(image, "image")
         if vector is None:
+            from vistext.store.records import l2_normalise
+
             if isinstance(image, int):
                 raise UsageError(f"indexed image {image} has no features")
             vector = l2_normalise(self.encode_images([image]).pooled)[0]
@@ -372,10 +375,10 @@ class Service(TopicsMixin, ExploreMixin):
     ) -> tuple[str, np.ndarray]:
         if model != "joint":
             from vistext.errors import ModelError
-            from vistext.models.matcher import load_matcher
+            from vistext.models.matcher_numpy import load_numpy_matcher  # MatchModel.score without torch
 
             try:
-                matcher = load_matcher(model)
+                matcher = load_numpy_matcher(model)
             except ModelError:
                 if model is not None:
                     raise
