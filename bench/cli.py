@@ -117,7 +117,10 @@ def measure(src: Path, home: Path, db: Path, photos: Path, runs: int) -> dict[st
                 walls.append(wall)
                 rsss.append(rss)
         results[name] = (statistics.median(walls), statistics.median(rsss))
-        print(f"  {src}: {name}: {results[name][0]:.2f} s, {results[name][1]:.0f} MB", flush=True)
+        name_load = os.getloadavg()[0]
+        print(
+            f"  {src}: {name}: {results[name][0]:.2f} s, {results[name][1]:.0f} MB (load {name_load:.1f})", flush=True
+        )
     return results
 
 
@@ -140,7 +143,11 @@ def main() -> None:
         prepare_index(src, home, photos, db, start_from)
         start_from = db
         table[label] = measure(src, home, db, photos, args.runs)
-    print(f"\ncold CLI, median of {args.runs} fresh processes, {os.cpu_count()} CPUs; wall s / peak RSS MB")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(
+        f"\ncold CLI, median of {args.runs} fresh processes, {os.cpu_count()} CPUs (load average now {load}); "
+        "wall s / peak RSS MB"
+    )
     header = "| command | " + " | ".join(f"{label} wall | {label} RSS" for label, _ in versions) + " |"
     print(header)
     print("|" + " --- |" * (1 + 2 * len(versions)))

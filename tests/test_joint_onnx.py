@@ -133,6 +133,7 @@ def test_query_commands_never_import_torch(
         ["tag", "--vocab", "dog,bicycle,boat", str(photo)],
         ["caption", "--captions", str(tmp_path / "bank.txt"), str(photo)],
         ["match", "--model", "joint", str(photo), "dog,grass", "man,bike"],
+        ["match", str(photo), "dog,grass", "man,bike"],
     ]
     for argv in commands:
         out = _run(

@@ -47,7 +47,7 @@ def run_caption(args: argparse.Namespace) -> int:
 
 
 def run_match(args: argparse.Namespace) -> int:
-    from vistext.models.matcher import parse_tag_set
+    from vistext.models.matcher_numpy import parse_tag_set  # torch-free
 
     with service_for(args) as service:
         result = service.match(args.image, [parse_tag_set(text) for text in args.tag_sets], model=args.model)

@@ -21,8 +21,14 @@ from vistext.models.card import read_card
 from vistext.paths import cache_dir
 from vistext.text import tokenize
 
-MAX_WORDS = 32  # as models.matcher.MAX_WORDS
+MAX_WORDS = 32  # a tag set longer than this is cut: the GRU has seen nothing longer
 WORD_VECTORS = "glove-6b-50d"
+
+
+def parse_tag_set(text: str) -> list[str]:
+    """``"dog, red ball"`` -> ``["dog", "red ball"]``; without commas every word is a tag: ``"dog ball"``."""
+    parts = text.split(",") if "," in text else text.split()
+    return [p.strip() for p in parts if p.strip()]
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
