@@ -53,9 +53,10 @@ def captions(flickr8k: Path) -> list[str]:
 def test_text_embeddings_match_pytorch(
     torch_model: JointModel, onnx_model: OnnxJointModel, captions: list[str], corrected: bool
 ) -> None:
-    # batches mix short and long texts, so padding and the mask are exercised
+    # batches mix short and long texts, so padding and the mask are exercised; a batch of 250 runs on the
+    # optimised session (as caption banks do), the remaining 53 on the quick-loading one (as queries do)
     expected = torch_model.encode_text(captions, batch_size=64, corrected=corrected)
-    got = onnx_model.encode_text(captions, batch_size=50, corrected=corrected)
+    got = onnx_model.encode_text(captions, batch_size=250, corrected=corrected)
     assert got.shape == expected.shape == (len(captions), torch_model.output_dim if corrected else 512)
     assert np.abs(got - expected).max() < 1e-4
     single = onnx_model.encode_text([captions[0]], corrected=corrected)

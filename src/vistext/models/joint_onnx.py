@@ -44,6 +44,7 @@ TOKENIZER_FILE = "tokenizer.json"
 BANKS_FILE = "banks.npz"
 EXPORT_CARD = "export.json"
 DEFAULT_MODEL = "joint-default"  # the same name as models.joint.DEFAULT_MODEL (that module imports torch)
+BULK_TEXTS = 64  # from this many texts in one call (a caption bank), the optimised session pays for its load
 _lock = threading.Lock()
 
 
@@ -137,16 +138,17 @@ def export_joint(model: JointModel, out: Path) -> Path:
     return out
 
 
-def _session(path: Path) -> ort.InferenceSession:
+def _session(path: Path, bulk: bool = False) -> ort.InferenceSession:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    # a query process runs the graph a few times: repacking MiniLM's weights for faster matrix products and
-    # graph rewrites cost more at load (measured ~0.5 s of a cold search) than they save on a handful of texts
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.add_session_config_entry("session.disable_prepacking", "1")
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if not bulk:
+        # a query runs the graph once or twice: repacking MiniLM's weights for faster matrix products and graph
+        # rewrites cost more at load (measured ~0.5 s of a cold search) than they save on a handful of texts
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        options.add_session_config_entry("session.disable_prepacking", "1")
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as error:  # noqa: BLE001 - onnxruntime raises its own untyped errors
@@ -166,7 +168,13 @@ class OnnxTextEncoder:
         self.tokenizer = Tokenizer.from_file(str(export / TOKENIZER_FILE))
         self.tokenizer.enable_truncation(max_length=max_tokens)
         self.tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # to the batch's longest text
-        self.session = _session(export / TEXT_GRAPH)
+        self._path = export / TEXT_GRAPH
+        self._sessions: dict[bool, ort.InferenceSession] = {}  # quick to load / fast on many texts
+
+    def session(self, bulk: bool) -> ort.InferenceSession:
+        if bulk not in self._sessions:
+            self._sessions[bulk] = _session(self._path, bulk)
+        return self._sessions[bulk]
 
     def tokenize(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         encodings = self.tokenizer.encode_batch(texts)
@@ -176,7 +184,8 @@ class OnnxTextEncoder:
 
     def __call__(self, texts: list[str]) -> np.ndarray:
         ids, mask = self.tokenize(texts)
-        return self.session.run(["joined"], {"input_ids": ids, "attention_mask": mask})[0]
+        session = self.session(bulk=len(texts) >= BULK_TEXTS)
+        return session.run(["joined"], {"input_ids": ids, "attention_mask": mask})[0]
 
 
 class OnnxJointModel:
