@@ -134,13 +134,17 @@ def test_query_commands_never_import_torch(
         ["tag", "--vocab", "dog,bicycle,boat", str(photo)],
         ["caption", "--captions", str(tmp_path / "bank.txt"), str(photo)],
         ["match", "--model", "joint", str(photo), "dog,grass", "man,bike"],
+        ["match", str(photo), "dog,grass", "man,bike"],  # writes the GloVe word list once (with pyarrow)
         ["match", str(photo), "dog,grass", "man,bike"],
     ]
-    for argv in commands:
+    for number, argv in enumerate(commands, start=1):
         out = _run(
             "import sys; from vistext.cli import main; "
             f"code = main({[*argv, '--json', '--quiet']!r}); "
             f"print('HEAVY', [m for m in {HEAVY!r} if m in sys.modules]); sys.exit(code)",
             tmp_path,
         )
-        assert out.splitlines()[-1] == "HEAVY []", (argv, out)
+        heavy = out.splitlines()[-1]
+        assert "torch" not in heavy and "transformers" not in heavy, (argv, out)
+        if number in (3, 4, 5, 8):  # search, tag, caption and a match with its caches written: nothing heavy
+            assert heavy == "HEAVY []", (argv, out)
