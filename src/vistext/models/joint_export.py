@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -108,7 +109,7 @@ def _export(module: nn.Module, args: tuple[torch.Tensor, ...], path: Path, names
 def export_text_graph(model: JointModel, path: Path) -> Path:
     """Write the text graph to ``path`` (+ ``path.data``)."""
     graph = TextGraph(model).eval()
-    backbone_config = graph.backbone.config
+    backbone_config: Any = graph.backbone.config
     previous = backbone_config._attn_implementation  # noqa: SLF001
     # eager attention always applies the padding mask; SDPA's "no padding, skip the mask" shortcut would be
     # traced as a constant and break batches of texts of different lengths
