@@ -8,9 +8,10 @@ caches written: "models on disk"); the table shows the median wall time and the 
 holds the 8,091 Flickr8k photos, the 1,000 Flickr8k originals and the 1,034 opendomain-classes photos (a folder
 of symlinks, 10,125 photos); it is built once per version into --workdir and reused by later runs. The
 previous release indexes first; this version starts from a copy of that catalogue (so it pays only for what its
-own index adds). Each version gets its own VISTEXT_HOME there. Commands: `index` on an empty folder, `search`,
-`similar` (an indexed photo), `tag --vocab` (the 26 opendomain labels), `match` (three tag sets, default model)
-and `caption` (the Flickr8k caption bank, cached by the warm-up run).
+own index adds). Each version gets its own VISTEXT_HOME there, and the versions take turns run by run (the
+load of a shared machine then slows both alike). Commands: `index` on an empty folder, `search`, `similar` (an
+indexed photo), `tag --vocab` (the 26 opendomain labels), `match` (three tag sets, default model) and `caption`
+(the Flickr8k caption bank, cached by the warm-up run).
 """
 
 from __future__ import annotations
@@ -102,26 +103,39 @@ def commands(db: Path, photos: Path, empty: Path) -> dict[str, list[str]]:
     }
 
 
-def measure(src: Path, home: Path, db: Path, photos: Path, runs: int) -> dict[str, tuple[float, float]]:
-    results: dict[str, tuple[float, float]] = {}
-    for name in commands(db, photos, photos):
-        walls, rsss = [], []
+class Version:
+    """One version of vistext under test: its src/, VISTEXT_HOME and catalogue."""
+
+    def __init__(self, label: str, src: Path, work: Path, key: str) -> None:
+        self.label, self.src = label, src
+        self.home, self.db = work / f"home-{key}", work / f"index-{key}" / "catalogue.sqlite"
+
+
+def measure(versions: list[Version], photos: Path, runs: int) -> dict[str, dict[str, tuple[float, float]]]:
+    """Median (wall, RSS) per version and command. The versions take turns run by run, so a machine whose load
+    changes (other jobs on its 2 cores) slows them alike."""
+    table: dict[str, dict[str, tuple[float, float]]] = {v.label: {} for v in versions}
+    for name in commands(photos, photos, photos):
+        samples: dict[str, list[tuple[float, float]]] = {v.label: [] for v in versions}
+        failed: set[str] = set()
         for attempt in range(runs + 1):
-            with tempfile.TemporaryDirectory(prefix="vistext-empty-") as empty:
-                argv = commands(db, photos, Path(empty))[name]
-                wall, rss, code = run(src, home, argv, photos)
-            if code != 0:
-                walls, rsss = [float("nan")], [float("nan")]
-                break
-            if attempt:  # the first run warms the caches (ONNX exports, caption bank) and is not counted
-                walls.append(wall)
-                rsss.append(rss)
-        results[name] = (statistics.median(walls), statistics.median(rsss))
-        name_load = os.getloadavg()[0]
-        print(
-            f"  {src}: {name}: {results[name][0]:.2f} s, {results[name][1]:.0f} MB (load {name_load:.1f})", flush=True
-        )
-    return results
+            for version in versions:
+                if version.label in failed:
+                    continue
+                with tempfile.TemporaryDirectory(prefix="vistext-empty-") as empty:
+                    argv = commands(version.db, photos, Path(empty))[name]
+                    wall, rss, code = run(version.src, version.home, argv, photos)
+                if code != 0:
+                    failed.add(version.label)
+                elif attempt:  # the first run warms the caches (ONNX exports, caption bank) and is not counted
+                    samples[version.label].append((wall, rss))
+        load = os.getloadavg()[0]
+        for version in versions:
+            got = samples[version.label] if version.label not in failed else [(float("nan"), float("nan"))]
+            wall, rss = statistics.median(w for w, _ in got), statistics.median(r for _, r in got)
+            table[version.label][name] = (wall, rss)
+            print(f"  {version.label}: {name}: {wall:.2f} s, {rss:.0f} MB (load {load:.1f})", flush=True)
+    return table
 
 
 def main() -> None:
@@ -132,27 +146,23 @@ def main() -> None:
     args = parser.parse_args()
     work = args.workdir.resolve()
     photos = build_folder(work / "photos")
-    versions = [("this version", ROOT / "src")]
+    versions = [Version("this version", ROOT / "src", work, "current")]
     if args.previous is not None:
-        versions.insert(0, ("previous release", args.previous.resolve()))
-    table: dict[str, dict[str, tuple[float, float]]] = {}
+        versions.insert(0, Version("previous release", args.previous.resolve(), work, "previous"))
     start_from: Path | None = None
-    for label, src in versions:
-        key = "previous" if label.startswith("previous") else "current"
-        home, db = work / f"home-{key}", work / f"index-{key}" / "catalogue.sqlite"
-        prepare_index(src, home, photos, db, start_from)
-        start_from = db
-        table[label] = measure(src, home, db, photos, args.runs)
+    for version in versions:
+        prepare_index(version.src, version.home, photos, version.db, start_from)
+        start_from = version.db
+    table = measure(versions, photos, args.runs)
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(
         f"\ncold CLI, median of {args.runs} fresh processes, {os.cpu_count()} CPUs (load average now {load}); "
         "wall s / peak RSS MB"
     )
-    header = "| command | " + " | ".join(f"{label} wall | {label} RSS" for label, _ in versions) + " |"
-    print(header)
+    print("| command | " + " | ".join(f"{v.label} wall | {v.label} RSS" for v in versions) + " |")
     print("|" + " --- |" * (1 + 2 * len(versions)))
-    for name in table[versions[0][0]]:
-        cells = [f"{table[label][name][0]:.2f} | {table[label][name][1]:.0f}" for label, _ in versions]
+    for name in table[versions[0].label]:
+        cells = [f"{table[v.label][name][0]:.2f} | {table[v.label][name][1]:.0f}" for v in versions]
         print(f"| {name} | " + " | ".join(cells) + " |")
 
 
