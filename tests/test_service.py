@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from vistext.bot import BotSettings, VistextBot
 from vistext.cli import main
 from vistext.errors import StoreError, UsageError
-from vistext.models import matcher as matcher_module
+from vistext.models import matcher_numpy
 from vistext.models import tagger as tagger_module
 from vistext.models.tagger import TaggerModel
 from vistext.server.app import create_app
@@ -201,8 +201,8 @@ def test_every_http_tag_request_reuses_the_loaded_tagger(
 
 def test_the_shipped_matcher_loads_once(photos: dict[str, list[Path]], monkeypatch: pytest.MonkeyPatch) -> None:
     loads: list[Path] = []
-    real = matcher_module.load_matcher
-    monkeypatch.setattr(matcher_module, "load_matcher", lambda d=None: loads.append(Path(d)) or real(d))
+    real = matcher_numpy.load_numpy_matcher  # the service scores tag sets without torch
+    monkeypatch.setattr(matcher_numpy, "load_numpy_matcher", lambda d=None: loads.append(Path(d)) or real(d))
     service = Service(progress=False)
     sets = [["dog"], ["man", "bicycle"], ["kitchen", "food"]]
     answers = [service.match(photo, sets) for photo in photos["dogs"][:3]]

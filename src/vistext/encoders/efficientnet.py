@@ -178,9 +178,15 @@ class OnnxEfficientNetLite0(ImageEncoder):
     def __init__(self, weights: str | Path | None = None, threads: int | None = None) -> None:
         self._threads = threads
         self._path = onnx_path(weights)
-        self._session = self._open(self._path)
+        self._float_session: ort.InferenceSession | None = None  # opened on first use: indexing only uses uint8
         self._uint8_session: ort.InferenceSession | None = None
         self.labels = imagenet_labels()
+
+    @property
+    def _session(self) -> ort.InferenceSession:
+        if self._float_session is None:
+            self._float_session = self._open(self._path)
+        return self._float_session
 
     def _open(self, path: Path) -> ort.InferenceSession:
         # idle intra-op threads would busy-wait and steal the cores the decode threads need

@@ -24,16 +24,10 @@ from torch import nn
 
 from vistext.errors import ModelError, UsageError
 from vistext.models.card import WEIGHTS_FILE, read_card, resolve_model_dir, write_card
+from vistext.models.matcher_numpy import MAX_WORDS, parse_tag_set  # noqa: F401  (torch-free; re-exported here)
 from vistext.text import WordVectors, tokenize
 
 WORD_VECTORS = "glove-6b-50d"
-MAX_WORDS = 32  # a tag set longer than this is cut: the GRU has seen nothing longer
-
-
-def parse_tag_set(text: str) -> list[str]:
-    """``"dog, red ball"`` -> ``["dog", "red ball"]``; without commas every word is a tag: ``"dog ball"``."""
-    parts = text.split(",") if "," in text else text.split()
-    return [p.strip() for p in parts if p.strip()]
 
 
 class TagBatch(NamedTuple):

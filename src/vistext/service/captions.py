@@ -15,6 +15,7 @@ from vistext.paths import atomic_path, cache_dir
 
 if TYPE_CHECKING:
     from vistext.models.joint import JointModel
+    from vistext.models.joint_onnx import OnnxJointModel
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,9 @@ def read_caption_texts(spec: str) -> list[str]:
     return texts
 
 
-def load_caption_bank(spec: str, model: JointModel, model_key: str, batch_size: int = 256) -> CaptionBank:
+def load_caption_bank(
+    spec: str, model: JointModel | OnnxJointModel, model_key: str, batch_size: int = 256
+) -> CaptionBank:
     """Embed the bank's captions with ``model`` (cached on disk by content and ``model_key``)."""
     texts = read_caption_texts(spec)
     digest = hashlib.sha1("\n".join(texts).encode()).hexdigest()[:16]

@@ -24,7 +24,6 @@ from vistext.service.inputs import ImageInput, Upload, input_name
 from vistext.service.loaded_models import Lazy, LoadedModels
 from vistext.service.queries import Query, QueryBatcher
 from vistext.service.results import Hit, InfoResult, SearchResult
-from vistext.store.records import l2_normalise
 
 log = logging.getLogger(__name__)
 
@@ -186,9 +185,9 @@ class Collection:
                 raise UnknownImageError(f"no indexed image with id {image}")
             return None
         if space == "image":
-            return None if record.pooled is None else l2_normalise(record.pooled)
+            return None if record.pooled is None else _unit(record.pooled)
         vector = record.embeddings.get(space)
-        return None if vector is None else l2_normalise(vector)
+        return None if vector is None else _unit(vector)
 
     # ---- searching ------------------------------------------------------------------------------------------
     def similar(
@@ -199,7 +198,7 @@ class Collection:
         if vector is None:
             if isinstance(image, int):
                 raise UsageError(f"indexed image {image} has no features")
-            vector = l2_normalise(self.models.encode_images([image]).pooled)[0]
+            vector = _unit(self.models.encode_images([image]).pooled)[0]
         name = f"#{image}" if isinstance(image, int) else input_name(image)
         return self._page(name, Query("image", k + offset, vector=vector), k, offset, min_score).result()
 
@@ -254,3 +253,11 @@ def _then(
 
     future.add_done_callback(done)
     return result
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    # the store's l2_normalise, imported only here: importing the store package loads FAISS, which a query
+    # that never opens the vector index (tag, match, caption) should not pay for
+    from vistext.store.records import l2_normalise
+
+    return l2_normalise(vectors)

@@ -25,7 +25,8 @@ from vistext.service.inputs import ImageInput, decode
 
 if TYPE_CHECKING:
     from vistext.models.joint import JointModel
-    from vistext.models.matcher import MatchModel
+    from vistext.models.joint_onnx import OnnxJointModel
+    from vistext.models.matcher_numpy import NumpyMatcher
     from vistext.models.tagger import TaggerModel
 
 T = TypeVar("T")
@@ -98,7 +99,7 @@ class LoadedModels:
         self.encoder_name = encoder
         self.joint_path = joint_model
         self._encoder: Lazy[ImageEncoder] = Lazy(lambda: create_image_encoder(self.encoder_name))
-        self._joint: Lazy[JointModel] = Lazy(self._load_joint)
+        self._joint: Lazy[JointModel | OnnxJointModel] = Lazy(self._load_joint)
         self._joint_key: Lazy[str] = Lazy(self._fingerprint)
         self.cache = ModelCache(cache_size)
 
@@ -107,7 +108,7 @@ class LoadedModels:
         return self._encoder.get()
 
     @property
-    def joint(self) -> JointModel:
+    def joint(self) -> JointModel | OnnxJointModel:
         return self._joint.get()
 
     @property
@@ -153,9 +154,13 @@ class LoadedModels:
         """A trained tagger by directory or name (``$VISTEXT_HOME/models/NAME``), loaded once."""
         return self._cached("tagger", name_or_path)
 
-    def matcher(self, name_or_path: str | Path | None = None) -> MatchModel:
-        """A match classifier by directory or name, or the shipped one for None; loaded once."""
-        return self._cached("matcher", name_or_path)
+    def matcher(self, name_or_path: str | Path | None = None) -> NumpyMatcher:
+        """A match classifier by directory or name, or the shipped one for None; loaded once, scored in NumPy
+        (the same weights as ``MatchModel``, without importing torch)."""
+        from vistext.models.card import resolve_model_dir
+        from vistext.models.matcher_numpy import load_numpy_matcher
+
+        return self.cache.get("matcher", resolve_model_dir(name_or_path, "matcher"), load_numpy_matcher)
 
     def _cached(self, kind: str, name_or_path: str | Path | None) -> Any:
         from vistext.models.card import load_model, resolve_model_dir
@@ -163,10 +168,11 @@ class LoadedModels:
         directory = resolve_model_dir(name_or_path, kind)
         return self.cache.get(kind, directory, lambda path: load_model(path, kind))
 
-    def _load_joint(self) -> JointModel:
-        from vistext.models.joint import load_joint_model
+    def _load_joint(self) -> JointModel | OnnxJointModel:
+        # ONNX Runtime once the model is exported (the first use exports and caches it): queries never import torch
+        from vistext.models.joint_onnx import load_query_model
 
-        return load_joint_model(self.joint_path)
+        return load_query_model(self.joint_path)
 
     def _fingerprint(self) -> str:
         joint = self.joint
