@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
@@ -91,9 +92,28 @@ class _HeadLimits:
             self.transport.close()  # a body that stalled, or a connection that never sent a byte
         # else idle after an answer: uvicorn's keep-alive timeout closes it
 
-    def _head_state(self) -> str:
-        """'idle', 'head' (part of a request head received) or 'body' (a request's body still arriving)."""
-        raise NotImplementedError
+    # each protocol class says where its parser is: 'idle', 'head' (part of a request head received) or 'body'
+    # (a request's body still arriving)
+    _head_state: Callable[[], str]
+
+    # the connection's life, around the uvicorn protocol's own handlers (next in the method resolution order)
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
+        self._arm_head_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_head_deadline()
+        super().connection_lost(exc)  # type: ignore[misc]
+
+    def data_received(self, data: bytes) -> None:
+        self._received += len(data)
+        if not self._discarding:
+            super().data_received(data)  # type: ignore[misc]
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()  # type: ignore[misc]
+        if not self.transport.is_closing():
+            self._arm_head_deadline()
 
     def _reject(self, status: int, message: str) -> None:
         """Answer ``status`` and close. Whatever the client still sends meanwhile is read and dropped for a
@@ -120,19 +140,6 @@ class HttpToolsLimits(_HeadLimits, HttpToolsProtocol):  # type: ignore[misc]
         self._init_limits()
         self._in_head = False
         self._in_message = False
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._arm_head_deadline()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm_head_deadline()
-        super().connection_lost(exc)
-
-    def data_received(self, data: bytes) -> None:
-        self._received += len(data)
-        if not self._discarding:
-            super().data_received(data)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -167,11 +174,6 @@ class HttpToolsLimits(_HeadLimits, HttpToolsProtocol):  # type: ignore[misc]
         self._in_message = False
         super().on_message_complete()
 
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        if not self.transport.is_closing():
-            self._arm_head_deadline()
-
     def _head_state(self) -> str:
         if self._in_head:
             return "head"
@@ -184,24 +186,6 @@ class H11Limits(_HeadLimits, H11Protocol):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._init_limits()
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._arm_head_deadline()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm_head_deadline()
-        super().connection_lost(exc)
-
-    def data_received(self, data: bytes) -> None:
-        self._received += len(data)
-        if not self._discarding:
-            super().data_received(data)
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        if not self.transport.is_closing():
-            self._arm_head_deadline()
 
     def _head_state(self) -> str:
         import h11
