@@ -330,3 +330,27 @@ def test_output_closed_early_ends_quietly(indexed: Path, argv: list[str]) -> Non
     stderr = process.stderr.read().decode()
     assert process.wait(timeout=300) == 141, stderr
     assert "Traceback" not in stderr and "BrokenPipe" not in stderr and "Exception ignored" not in stderr
+
+
+def test_a_file_name_that_is_not_utf8_prints_and_round_trips(real_jpegs: list[Path], tmp_path: Path) -> None:
+    """A Latin-1 byte in a file name: JSON carries its escape (exact bytes back), text prints the bytes, as `ls`
+    does, even where stdout is strict UTF-8 (PYTHONIOENCODING=utf-8)."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    name = os.fsencode(photos) + b"/caf\xe9.jpg"
+    shutil.copy(real_jpegs[0], name)
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+
+    def vistext(*argv: str) -> subprocess.CompletedProcess[bytes]:
+        script = "import sys\nfrom vistext.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+        return subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, env=env, timeout=300)
+
+    assert vistext("index", str(photos), "-q").returncode == 0
+    db = str(photos / ".vistext" / "catalogue.sqlite")
+    found = vistext("similar", "1", "--db", db, "--json", "-k", "1")
+    assert found.returncode == 0, found.stderr.decode()
+    document = json.loads(found.stdout)  # valid JSON: the byte travels as "\udce9"
+    assert b"\\udce9" in found.stdout and os.fsencode(document["results"][0]["path"]) == name
+    shown = vistext("similar", "1", "--db", db, "-k", "1")
+    assert shown.returncode == 0 and b"Traceback" not in shown.stderr
+    assert name in shown.stdout

@@ -422,3 +422,21 @@ def test_search_similar_and_tag_over_http_on_sample_photos(
         answer = http.post("/api/tag", files={"file": ("coffee.png", upload, "image/png")}, params={"k": 3})
         assert answer.status_code == 200, answer.text
         assert any(t["tag"] in {"espresso", "cup", "coffee mug"} for t in answer.json()["tags"])
+
+
+def test_a_file_name_that_is_not_utf8_is_answered_as_json(
+    real_jpegs: list[Path], tmp_path: Path, running_server: Callable
+) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    name = os.fsencode(photos) + b"/caf\xe9.jpg"
+    shutil.copy(real_jpegs[0], name)
+    shutil.copy(real_jpegs[1], photos / "plain.jpg")
+    with Service(progress=False) as service:
+        service.index(photos, text_search=False)
+    settings = ServerSettings(db=photos / ".vistext" / "catalogue.sqlite", warm_up=False)
+    with running_server(settings) as url:
+        answer = httpx.get(f"{url}/api/similar/1", params={"k": 2}, timeout=60)
+    assert answer.status_code == 200, answer.text
+    paths = [os.fsencode(hit["path"]) for hit in answer.json()["results"]]
+    assert name in paths  # the exact bytes come back through the JSON escape

@@ -64,6 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     argv = list(sys.argv[1:] if argv is None else argv)
+    # a file name that is not valid UTF-8 is printed as its bytes, as `ls` prints it (JSON escapes it instead)
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:
+        reconfigure(errors="surrogateescape")
     try:
         code = _run(argv)
         sys.stdout.flush()  # here, not at interpreter exit, where a closed pipe could not be handled

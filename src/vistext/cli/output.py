@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
+from vistext.service.results import json_text
+
 
 def emit_json(document: Any) -> None:
-    json.dump(document, sys.stdout, ensure_ascii=False)
+    sys.stdout.write(json_text(document))
     sys.stdout.write("\n")
     sys.stdout.flush()
 

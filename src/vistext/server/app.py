@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -29,6 +29,7 @@ from vistext.server.limits import (
     ServerBusy,
 )
 from vistext.server.protocol import uvicorn_config
+from vistext.server.responses import JSONResponse
 from vistext.server.routes import ServerContext, build_router
 from vistext.server.settings import ServerSettings
 from vistext.service import Service
@@ -157,6 +158,7 @@ def create_app(service_factory: ServiceFactory = Service, settings: ServerSettin
         description="Search, tag, caption and match images through words. Every answer has the same JSON shape "
         "as `vistext ... --json`. Images are addressed by catalogue id, never by a path.",
         lifespan=lifespan,
+        default_response_class=JSONResponse,
         **_no_telemetry(),
     )
     app.state.ctx = ServerContext.create(service, settings)

@@ -18,7 +18,7 @@ from pathlib import PurePosixPath, PureWindowsPath
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, File, Form, Path, Query, Request, UploadFile
-from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.responses import FileResponse, Response, StreamingResponse
 
 from vistext import __version__
 from vistext.errors import UsageError
@@ -26,6 +26,7 @@ from vistext.paths import DB_DIRNAME
 from vistext.server import schemas
 from vistext.server.files import open_indexed_file
 from vistext.server.limits import check_upload, run_blocking, wait_for
+from vistext.server.responses import JSONResponse
 from vistext.server.settings import MAX_IMAGE_ID, ServerSettings
 from vistext.server.work import WorkQueue
 from vistext.service import Service, Upload, parse_tag_sets, parse_vocabulary

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from vistext.errors import UsageError, VistextError
 from vistext.paths import atomic_write
 from vistext.server.app import WEB_DIR
 from vistext.service import Service
+from vistext.service.results import json_text
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +22,7 @@ EMBED_LIMIT = 2000
 
 def _script_json(document: Any) -> str:
     # "</" inside a <script> block would end it early; "<\/" means the same to JSON.parse
-    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/")
+    return json_text(document, compact=True).replace("</", "<\\/")
 
 
 def map_page(data: dict[str, Any]) -> str:

@@ -3,8 +3,20 @@ the same answer everywhere; ``to_dict()`` is the JSON shape documented in the RE
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+
+def json_text(document: Any, *, compact: bool = False) -> str:
+    """``document`` as JSON text that every surface can write, whatever its paths hold.
+
+    A file name that is not valid UTF-8 (a Latin-1 byte) reaches Python as a lone surrogate, which UTF-8 output
+    cannot carry; it is written as its JSON escape (``"caf\\udce9.jpg"``) instead, so the JSON stays valid and a
+    client gets the exact name back (Python: ``os.fsencode(json.loads(...)["path"])``)."""
+    separators = (",", ":") if compact else None
+    text = json.dumps(document, ensure_ascii=False, allow_nan=False, separators=separators)
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 @dataclass
