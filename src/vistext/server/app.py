@@ -44,6 +44,7 @@ WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
 ServiceFactory = Callable[..., Service]
 SWITCH_INTERVAL = 0.0002  # seconds; see run_server
+WARM_UP_WAIT = 60.0  # seconds shutdown waits for a warm-up still loading models
 
 
 def status_for(error: VistextError) -> int:
@@ -164,6 +165,8 @@ def create_app(service_factory: ServiceFactory = Service, settings: ServerSettin
             yield
         finally:
             app.state.ctx.shutdown()
+            # a warm-up still running must not find its store closed under it (it ends within a model load)
+            await anyio.to_thread.run_sync(app.state.ctx.warm_up.wait, WARM_UP_WAIT)
             service.close()
 
     app = FastAPI(
