@@ -68,6 +68,8 @@ def test_health_info_status_and_openapi(client: httpx.Client) -> None:
     assert info["exists"] and info["ok"] == 24
     status = client.get("/api/status").json()
     assert status["images"] == 24 and status["text_search"] is False
+    assert status["captions"] is False  # no caption bank: the page hides its captions panel
+    assert {"warming", "text_model_ready", "image_encoder_ready"} <= set(status)
     paths = client.get("/openapi.json").json()["paths"]
     for endpoint in (
         "/api/search",
@@ -198,6 +200,57 @@ def test_text_search_scores_paging_and_min_score(
         assert [h["id"] for h in page["results"]] == [h["id"] for h in first["results"][3:6]]
         cut = http.get("/api/search", params={"q": "a dog in the snow", "k": 8, "min_score": scores[2] - 1e-6}).json()
         assert len(cut["results"]) == 3
+
+
+class SlowWarmUpService(Service):
+    """A service whose warm-up search takes 2 s longer, so a test can see the server while it warms."""
+
+    def search(self, *args: object, **kwargs: object) -> object:  # type: ignore[override]
+        time.sleep(2)
+        return super().search(*args, **kwargs)  # type: ignore[arg-type]
+
+
+def test_models_warm_in_the_background_and_status_says_so(
+    tmp_path: Path, sample_photos: Path, running_server: Callable[..., AbstractContextManager[str]]
+) -> None:
+    photos = shutil.copytree(sample_photos, tmp_path / "photos")
+    db = tmp_path / "db" / "catalogue.sqlite"
+    with Service(db=db, progress=False) as service:
+        service.index(photos, text_search=True)
+    slow = running_server(ServerSettings(db=db), SlowWarmUpService)
+    with slow as url, httpx.Client(base_url=url, timeout=60) as http:
+        status = http.get("/api/status").json()  # the server answers at once; the models load behind it
+        assert status["warming"] is True and status["text_model_ready"] is False
+        deadline = time.monotonic() + 120
+        while status["warming"]:
+            assert time.monotonic() < deadline, "warm-up did not finish"
+            time.sleep(0.2)
+            status = http.get("/api/status").json()
+        assert status["text_model_ready"] is True and status["image_encoder_ready"] is True
+        assert "warm_up_error" not in status and status["captions"] is False
+        started = time.monotonic()
+        assert http.get("/api/search", params={"q": "a cat", "k": 3}).status_code == 200
+        print(f"first search after warm-up: {1000 * (time.monotonic() - started):.0f} ms")
+    with running_server(ServerSettings(db=db, warm_up=False)) as url, httpx.Client(base_url=url, timeout=60) as http:
+        status = http.get("/api/status").json()
+        assert status["warming"] is False and status["text_model_ready"] is False  # opened by the first search
+        assert http.get("/api/search", params={"q": "a cat", "k": 3}).status_code == 200
+        assert http.get("/api/status").json()["text_model_ready"] is True
+
+
+def test_a_query_of_only_spaces_is_a_clear_400(client: httpx.Client) -> None:
+    for blank in ("   ", "\t \n"):
+        answer = client.get("/api/search", params={"q": blank})
+        assert answer.status_code == 400
+        assert answer.json() == {"error": "invalid request: q: needs words, not only spaces"}
+
+
+def test_favicon_is_a_small_icon(client: httpx.Client) -> None:
+    answer = client.get("/favicon.ico")
+    assert answer.status_code == 200 and answer.headers["content-type"] == "image/x-icon"
+    icon = Image.open(io.BytesIO(answer.content))
+    assert icon.format == "ICO" and {(16, 16), (32, 32)} <= set(icon.info["sizes"])
+    assert len(answer.content) < 20_000
 
 
 # ---- bad requests ----------------------------------------------------------------------------------------------

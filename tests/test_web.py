@@ -10,7 +10,9 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 
+import httpx
 import pytest
+from PIL import Image
 
 from vistext.errors import VistextError
 from vistext.server import ServerSettings
@@ -93,6 +95,14 @@ def test_search_box_results_grid_and_paging(page: object, site: dict) -> None:
         assert page.locator("#results .card").count() == 6
         scores = [float(s) for s in page.locator("#results .score").all_inner_texts()]
         assert scores == sorted(scores, reverse=True)
+        # every file name is shown whole (wrapped, not cut off) and its title says it too
+        names = page.eval_on_selector_all(
+            "#results .name",
+            "els => els.map(e => [e.textContent, e.title, e.scrollWidth <= e.clientWidth + 1,"
+            " e.scrollHeight <= e.clientHeight + 1])",
+        )
+        assert names and all(text == title and whole_w and whole_h for text, title, whole_w, whole_h in names), names
+        assert all(text.endswith(".jpg") for text, *_ in names)
         loaded = "[...document.querySelectorAll('#results img')].every(i => i.complete && i.naturalWidth)"
         page.wait_for_function(loaded)
         page.screenshot(path=str(ARTIFACTS / "search.png"), full_page=True)
@@ -118,6 +128,7 @@ def test_upload_an_image_gets_tags_and_similar_images(page: object, site: dict) 
     assert page.locator("#similar .card").count() == 9
     if site["text"]:
         page.wait_for_function("document.querySelectorAll('#captions li .s').length === 3")
+        assert page.locator("#captions-panel").is_visible()
     top_name = page.locator("#similar .card .name").first.inner_text()
     assert top_name == photo.name  # the photo itself is indexed, so it is its own best match
     page.wait_for_function("document.querySelector('#image-status').textContent.length > 0")
@@ -239,3 +250,139 @@ def test_page_asks_for_the_token_and_then_works(
         page.wait_for_selector("#tags li")  # tags and similar images load in parallel: wait for both
         assert page.locator("#tags li").count() == 5
         page.screenshot(path=str(ARTIFACTS / "token.png"))
+
+
+class SlowWarmUpService(Service):
+    """A service whose warm-up search takes 3 s longer, so the page can be seen while the server warms."""
+
+    def search(self, *args: object, **kwargs: object) -> object:  # type: ignore[override]
+        time.sleep(3)
+        return super().search(*args, **kwargs)  # type: ignore[arg-type]
+
+
+def test_page_says_loading_models_while_the_server_warms(
+    page: object, site: dict, running_server: Callable[..., AbstractContextManager[str]]
+) -> None:
+    if not site["text"]:
+        pytest.skip("no joint model: the server has no text model to warm")
+    with running_server(ServerSettings(db=site["db"]), SlowWarmUpService) as url:
+        page.goto(url + "/")
+        page.wait_for_function("document.querySelector('#search-status').textContent.startsWith('loading models')")
+        page.screenshot(path=str(ARTIFACTS / "warming.png"))
+        ready = "document.querySelector('#search-status').textContent === 'models loaded: ready to search'"
+        page.wait_for_function(ready, timeout=60_000)  # the page polls /api/status until the models are in
+        page.screenshot(path=str(ARTIFACTS / "warmed.png"))
+        page.fill("#q", "a dog")
+        page.click("#search-button")
+        page.wait_for_selector("#results .card")
+        page.goto(url + "/")  # once warm, the page says nothing about models
+        page.wait_for_function("document.querySelector('#collection').textContent.includes('images indexed')")
+        assert page.inner_text("#search-status") == ""
+
+
+def test_a_query_of_only_spaces_asks_for_words_and_sends_nothing(page: object, site: dict) -> None:
+    searches: list[str] = []
+    page.on("request", lambda request: searches.append(request.url) if "/api/search" in request.url else None)
+    page.goto(site["url"] + "/")
+    page.fill("#q", "    ")
+    page.click("#search-button")
+    page.wait_for_selector("#search-status.error")
+    assert page.inner_text("#search-status") == "type some words to search for"
+    page.screenshot(path=str(ARTIFACTS / "blank-query.png"))
+    assert searches == []
+
+
+def test_without_a_caption_bank_the_captions_panel_is_hidden(
+    page: object, site: dict, running_server: Callable[..., AbstractContextManager[str]]
+) -> None:
+    requests: list[str] = []
+    console: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.on("console", lambda message: console.append(message.text) if message.type == "error" else None)
+    with running_server(ServerSettings(db=site["db"], warm_up=False)) as url:
+        page.goto(url + "/")
+        page.wait_for_function("document.querySelector('#collection').textContent.includes('images indexed')")
+        page.set_input_files("#file", str(sorted(site["photos"].glob("*.jpg"))[2]))
+        page.wait_for_selector("#tags li")
+        page.wait_for_selector("#similar .card")
+        page.wait_for_function("document.querySelector('#image-status').textContent.endsWith('done')")
+        assert page.locator("#captions-panel").is_hidden()
+        page.screenshot(path=str(ARTIFACTS / "upload-no-captions.png"), full_page=True)
+    assert not [u for u in requests if "/api/caption" in u]
+    assert console == []  # no failed request (a 400, a 404 favicon) reaches the console
+
+
+def test_the_pages_have_an_icon(page: object, site: dict, tmp_path: Path) -> None:
+    failed: list[str] = []
+    page.on("response", lambda response: failed.append(response.url) if response.status >= 400 else None)
+    for path in ("/", "/map"):
+        page.goto(site["url"] + path)
+        icon = page.get_attribute("link[rel=icon]", "href")
+        assert icon.startswith("data:image/svg+xml")  # inline: no request, works in the standalone map too
+    answer = page.evaluate(
+        "fetch('/favicon.ico').then(async r => [r.status, r.headers.get('content-type'), (await r.blob()).size])"
+    )
+    assert answer[0] == 200 and answer[1] == "image/x-icon" and 0 < answer[2] < 20_000
+    assert failed == []
+    with Service(db=site["db"], progress=False) as service:
+        out = write_map_html(service, tmp_path / "map.html", method="pca", embed_thumbnails=False)
+    assert 'rel="icon" href="data:image/svg+xml' in out.read_text()
+
+
+@pytest.fixture(scope="module")
+def small_photos(
+    tmp_path_factory: pytest.TempPathFactory,
+    flickr8k_images: list[Path],
+    copy_photos: Callable[..., Path],
+    running_server: Callable[..., AbstractContextManager[str]],
+) -> Iterator[dict]:
+    """12 Flickr8k photos and two small ones (90 x 60 and 60 x 90 px) made from others, served."""
+    root = tmp_path_factory.mktemp("small")
+    photos = copy_photos(flickr8k_images[200:212], root / "photos")
+    small = []
+    for i, size in enumerate([(90, 60), (60, 90)]):
+        with Image.open(flickr8k_images[300 + i]) as picture:
+            path = photos / f"small-{size[0]}x{size[1]}.jpg"
+            picture.convert("RGB").resize(size).save(path, quality=90)
+            small.append(path)
+    db = root / "db" / "catalogue.sqlite"
+    with Service(db=db, progress=False) as service:
+        service.index(photos, text_search=False)
+    with running_server(ServerSettings(db=db, map_method="pca", warm_up=False)) as url:
+        yield {"url": url, "small": small}
+
+
+def test_small_photos_are_not_blown_up(page: object, small_photos: dict) -> None:
+    url, small = small_photos["url"], small_photos["small"][0]
+    page.goto(url + "/")
+    page.set_input_files("#file", str(small))
+    page.wait_for_selector("#similar .card")
+    assert page.locator("#similar .card .name").first.inner_text() == small.name
+    first = page.locator("#similar .card img").first
+    first.evaluate("img => img.decode()")
+    page.wait_for_function("document.querySelector('#similar .card img').classList.contains('small')")
+    shown = first.evaluate("img => [img.naturalWidth, img.naturalHeight, getComputedStyle(img).objectFit]")
+    assert shown == [90, 60, "scale-down"]  # the 90 x 60 thumbnail at its own size, centred in its cell
+    page.locator("#preview").evaluate("img => img.decode()")
+    box = page.locator("#preview").bounding_box()
+    assert (round(box["width"]), round(box["height"])) == (90, 60)  # the upload's preview too
+    page.wait_for_selector("#tags li")
+    page.screenshot(path=str(ARTIFACTS / "small-similar.png"), full_page=True)
+    page.locator("#similar .card").first.click()  # the viewer: the original at its own size
+    page.wait_for_selector("#viewer[open] #viewer-similar .card")
+    page.locator("#viewer-image").evaluate("img => img.decode()")
+    box = page.locator("#viewer-image").bounding_box()
+    assert (round(box["width"]), round(box["height"])) == (90, 60)
+    page.screenshot(path=str(ARTIFACTS / "small-viewer.png"))
+    # the map's neighbour view: the selected photo at its own size, not stretched over the panel
+    image_id = httpx.post(
+        url + "/api/similar", files={"file": (small.name, small.read_bytes(), "image/jpeg")}, params={"k": 1}
+    ).json()["results"][0]["id"]
+    page.goto(url + "/map")
+    page.wait_for_selector("body[data-map-ready='1']", timeout=60_000)
+    page.evaluate(f"window.vistextMap.select({image_id})")
+    page.wait_for_selector("#neighbours .card")
+    page.locator("#selection img.full").evaluate("img => img.decode()")
+    box = page.locator("#selection img.full").bounding_box()
+    assert (round(box["width"]), round(box["height"])) == (90, 60)
+    page.screenshot(path=str(ARTIFACTS / "small-map.png"))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
+import io
 import logging
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -13,7 +15,7 @@ from typing import Any
 import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -31,6 +33,7 @@ from vistext.server.limits import (
 from vistext.server.protocol import uvicorn_config
 from vistext.server.responses import JSONResponse
 from vistext.server.routes import ServerContext, build_router
+from vistext.server.schemas import NOT_BLANK
 from vistext.server.settings import ServerSettings
 from vistext.service import Service
 from vistext.service.explore import UnknownImageError
@@ -41,6 +44,7 @@ WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
 ServiceFactory = Callable[..., Service]
 SWITCH_INTERVAL = 0.0002  # seconds; see run_server
+WARM_UP_WAIT = 60.0  # seconds shutdown waits for a warm-up still loading models
 
 
 def status_for(error: VistextError) -> int:
@@ -58,7 +62,10 @@ def _one_line(errors: list[dict[str, Any]]) -> str:
     parts = []
     for error in errors[:3]:
         where = ".".join(str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path"))
-        parts.append(f"{where}: {error.get('msg', 'invalid')}" if where else str(error.get("msg", "invalid")))
+        message = str(error.get("msg", "invalid"))
+        if error.get("type") == "string_pattern_mismatch" and error.get("ctx", {}).get("pattern") == NOT_BLANK:
+            message = "needs words, not only spaces"
+        parts.append(f"{where}: {message}" if where else message)
     return "invalid request: " + "; ".join(parts)
 
 
@@ -109,25 +116,31 @@ def _install_pages(app: FastAPI) -> None:
     async def map_page() -> FileResponse:
         return FileResponse(WEB_DIR / "map.html")
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> Response:
+        # the pages name their icon inline; this answers browsers and tools that ask for /favicon.ico anyway
+        return Response(favicon_ico(), media_type="image/x-icon", headers={"Cache-Control": "public, max-age=86400"})
 
-def _warm_up(service: Service, models: bool) -> None:
-    """Open the store (so concurrent first requests do not race to open it) and, with ``models``, load the
-    text model: the first search is then fast, and every OpenMP runtime is loaded before request threads
-    limit themselves to one OpenMP thread (see ``limits.openmp_limited``)."""
-    if not service.db_path().exists():
-        return
-    store = service.store()
-    if models and any(space.startswith("joint:") for space in store.spaces()):
-        try:
-            service.joint  # noqa: B018 - the attribute load is the point
-        except VistextError as error:
-            log.warning("text search unavailable: %s", error)
-            return
-        import torch
 
-        # concurrent requests already keep every core busy; a text batch that also forks intra-op threads
-        # only makes them spin-wait for each other (the same reason as ``limits.run_blocking``)
-        torch.set_num_threads(1)
+@functools.cache
+def favicon_ico() -> bytes:
+    """The page icon (a white "v" on the page's blue, as the pages' inline SVG) as a 16+32+48 px ICO."""
+    from PIL import Image, ImageDraw
+
+    size = 192
+    picture = Image.new("RGBA", (size, size), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(picture)
+    draw.rounded_rectangle((0, 0, size - 1, size - 1), radius=36, fill=(37, 99, 235, 255))
+    draw.line([(48, 54), (96, 144), (144, 54)], fill="white", width=24, joint="curve")
+    buffer = io.BytesIO()
+    picture.save(buffer, format="ICO", sizes=[(16, 16), (32, 32), (48, 48)])
+    return buffer.getvalue()
+
+
+def _open_store(service: Service) -> None:
+    """Open the store before the first request, so concurrent first requests do not race to open it."""
+    if service.db_path().exists():
+        service.store()
 
 
 def _no_telemetry() -> dict[str, Any]:
@@ -145,11 +158,15 @@ def create_app(service_factory: ServiceFactory = Service, settings: ServerSettin
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await anyio.to_thread.run_sync(_warm_up, service, settings.warm_up)
+        await anyio.to_thread.run_sync(_open_store, service)
+        if settings.warm_up and service.db_path().exists():
+            app.state.ctx.warm_up.start()  # in the background: the page polls /api/status meanwhile
         try:
             yield
         finally:
             app.state.ctx.shutdown()
+            # a warm-up still running must not find its store closed under it (it ends within a model load)
+            await anyio.to_thread.run_sync(app.state.ctx.warm_up.wait, WARM_UP_WAIT)
             service.close()
 
     app = FastAPI(

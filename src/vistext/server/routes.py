@@ -28,6 +28,7 @@ from vistext.server.files import open_indexed_file
 from vistext.server.limits import check_upload, run_blocking, wait_for
 from vistext.server.responses import JSONResponse
 from vistext.server.settings import MAX_IMAGE_ID, ServerSettings
+from vistext.server.warmup import WarmUp
 from vistext.server.work import WorkQueue
 from vistext.service import Service, Upload, parse_tag_sets, parse_vocabulary
 from vistext.service.collection import THUMBNAIL_SIZES, UnknownImageError
@@ -65,12 +66,13 @@ class ServerContext:
     analysis: WorkQueue
     map_pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="map"))
     map_jobs: dict[str, Future[dict[str, Any]]] = field(default_factory=dict)
+    warm_up: WarmUp | None = None
 
     @classmethod
     def create(cls, service: Service, settings: ServerSettings) -> ServerContext:
         uploads = WorkQueue("upload", settings.upload_concurrency, settings.max_waiting_work)
         analysis = WorkQueue("analysis", 1, settings.max_waiting_work, keep=TOPICS_KEPT)
-        return cls(service, settings, uploads, analysis)
+        return cls(service, settings, uploads, analysis, warm_up=WarmUp(service))
 
     def shutdown(self) -> None:
         self.map_pool.shutdown(wait=False, cancel_futures=True)
@@ -143,15 +145,24 @@ def build_router(settings: ServerSettings) -> APIRouter:
         context = ctx(request)
         return JSONResponse(await context.call(lambda: context.service.info().to_dict()))
 
-    @api.get("/status", summary="index status: image count, text search available, map computed")
+    @api.get(
+        "/status",
+        summary="index status: image count, text search available, map computed, models still loading, captions",
+    )
     async def status(request: Request) -> JSONResponse:
         context = ctx(request)
-        return JSONResponse(await context.call(lambda: context.service.status().to_dict()))
+        answer = await context.call(lambda: context.service.status().to_dict())
+        if context.warm_up is not None:
+            answer.update(context.warm_up.to_dict())
+        answer["captions"] = context.settings.captions is not None  # whether /api/caption can answer
+        return JSONResponse(answer)
 
     @api.get("/search", response_model=schemas.SearchOut, summary="indexed images matching a text")
     async def search(
         request: Request,
-        q: str = Query(..., min_length=1, max_length=500, pattern=r"\S", description="the text to search for"),
+        q: str = Query(
+            ..., min_length=1, max_length=500, pattern=schemas.NOT_BLANK, description="the text to search for"
+        ),
         k: int = k_param(10),
         offset: int = offset_param,
         min_score: float | None = min_score_param,
@@ -166,6 +177,8 @@ def build_router(settings: ServerSettings) -> APIRouter:
         else:
             pending = await context.call(lambda: service.search_later(q, k, offset=offset, min_score=min_score))
         result = await context.wait(pending)
+        if context.warm_up is not None:
+            context.warm_up.text_ready = True
         return JSONResponse(result.to_dict())
 
     @api.get(

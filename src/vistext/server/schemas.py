@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+NOT_BLANK = r"\S"  # the pattern of a text that must hold a word: a 400 says "needs words, not only spaces"
+
 
 class ErrorOut(BaseModel):
     error: str = Field(description="one line saying what was wrong and what to do")

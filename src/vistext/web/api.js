@@ -50,6 +50,14 @@
     }).catch(() => { img.alt = "unavailable"; });
   }
 
+  /* A picture smaller than its box is shown at its own size (scale-down), not blown up to fill the box. */
+  function noUpscale(img) {
+    img.addEventListener("load", () => {
+      const small = img.naturalWidth < img.clientWidth || img.naturalHeight < img.clientHeight;
+      img.classList.toggle("small", small);
+    });
+  }
+
   function thumbUrl(id, size) { return "/api/images/" + id + "/thumbnail?size=" + (size || 256); }
   function imageUrl(id) { return "/api/images/" + id; }
 
@@ -66,5 +74,5 @@
 
   function basename(path) { return String(path).split(/[\\/]/).pop(); }
 
-  window.Vistext = { ApiError, request, getJSON, postForm, setImage, thumbUrl, imageUrl, askToken, token, el, basename };
+  window.Vistext = { ApiError, request, getJSON, postForm, setImage, noUpscale, thumbUrl, imageUrl, askToken, token, el, basename };
 })();

@@ -4,21 +4,25 @@
   const V = window.Vistext;
   const $ = (id) => document.getElementById(id);
   const state = { query: "", offset: 0, k: 24, minScore: null };
+  let server = null; // the last /api/status answer: models still loading, caption bank
+  const WARMING = "loading models… (the first search waits for them)";
 
   function showStatus(id, text, isError) {
     const node = $(id);
     node.textContent = text || "";
+    delete node.dataset.warming;
     node.classList.toggle("error", Boolean(isError));
   }
 
   function card(hit, onClick) {
     const img = V.el("img", { alt: V.basename(hit.path), loading: "lazy" });
+    V.noUpscale(img);
     if (hit.id !== undefined && hit.id !== null) V.setImage(img, V.thumbUrl(hit.id, 256));
     return V.el("div", { class: "card", "data-id": String(hit.id), title: hit.path, onclick: () => onClick(hit) }, [
       img,
       V.el("div", { class: "meta" }, [
         V.el("span", { class: "score", text: hit.score.toFixed(3) }),
-        V.el("span", { class: "name", text: V.basename(hit.path) }),
+        V.el("span", { class: "name", title: V.basename(hit.path), text: V.basename(hit.path) }),
       ]),
     ]);
   }
@@ -31,7 +35,7 @@
   async function runSearch() {
     const params = new URLSearchParams({ q: state.query, k: state.k, offset: state.offset });
     if (state.minScore !== null) params.set("min_score", state.minScore);
-    showStatus("search-status", "searching…");
+    showStatus("search-status", server && server.warming ? "searching… " + WARMING : "searching…");
     $("search-button").disabled = true;
     try {
       const started = performance.now();
@@ -61,6 +65,7 @@
     state.minScore = min === "" ? null : parseFloat(min);
     state.offset = 0;
     if (state.query) runSearch();
+    else showStatus("search-status", "type some words to search for", true); // only spaces: nothing to send
   });
   $("prev").addEventListener("click", () => { state.offset = Math.max(0, state.offset - state.k); runSearch(); });
   $("next").addEventListener("click", () => { state.offset += state.k; runSearch(); });
@@ -77,11 +82,14 @@
     $("understand").hidden = false;
     $("preview").src = URL.createObjectURL(file);
     showStatus("image-status", `reading ${file.name}…`);
+    $("captions-note").textContent = "";
     const form = () => { const f = new FormData(); f.append("file", file, file.name); return f; };
     const tasks = [
       V.postForm("/api/tag?k=5", form()).then((a) => scoredList($("tags"), a.tags, "tag")),
-      V.postForm("/api/caption?k=3", form()).then((a) => scoredList($("captions"), a.captions, "text"))
-        .catch((e) => { $("captions").replaceChildren(V.el("li", { class: "s", text: e.message })); }),
+      hasCaptions()
+        ? V.postForm("/api/caption?k=3", form()).then((a) => scoredList($("captions"), a.captions, "text"))
+          .catch((e) => { $("captions-note").textContent = e.message; $("captions").replaceChildren(); })
+        : Promise.resolve(),
       V.postForm("/api/similar?k=9", form()).then((a) => fillGrid($("similar"), a.results))
         .catch((e) => { $("similar").replaceChildren(V.el("p", { class: "status error", text: e.message })); }),
     ];
@@ -137,8 +145,27 @@
   }
   $("viewer-close").addEventListener("click", () => $("viewer").close());
 
+  // ---- server status: the collection, models still loading (polled until ready), the caption bank -----------
+  function hasCaptions() { return !server || server.captions !== false; }
+
+  async function pollStatus() {
+    try {
+      server = await V.getJSON("/api/status");
+    } catch (error) {
+      return;
+    }
+    $("collection").textContent = server.exists ? `${server.images ?? server.ok ?? ""} images indexed` : "no index yet";
+    $("captions-panel").hidden = !hasCaptions(); // no caption bank on this server: no panel, no request
+    const note = $("search-status");
+    if (server.warming) {
+      if (!note.textContent || note.dataset.warming) { showStatus("search-status", WARMING); note.dataset.warming = "1"; }
+      setTimeout(pollStatus, 1000);
+    } else if (note.dataset.warming) {
+      delete note.dataset.warming;
+      if (note.textContent === WARMING) showStatus("search-status", "models loaded: ready to search");
+    }
+  }
+
   $("token-button").addEventListener("click", V.askToken);
-  V.getJSON("/api/info").then((info) => {
-    $("collection").textContent = info.exists ? `${info.ok ?? info.count ?? ""} images indexed` : "no index yet";
-  }).catch(() => {});
+  pollStatus();
 })();

@@ -189,6 +189,7 @@
     neighbours = hits.map((h) => indexOfId.get(h.id)).filter((j) => j !== undefined);
     grid.replaceChildren(...hits.map((h) => {
       const img = V.el("img", { alt: "", loading: "lazy" });
+      V.noUpscale(img);
       setThumb(img, h.id, 128);
       const j = indexOfId.get(h.id);
       return V.el("div", { class: "card", onclick: () => { if (j !== undefined) select(j); } }, [
