@@ -45,7 +45,19 @@ def test_index_summary_then_incremental(indexed: Path, capsys: pytest.CaptureFix
     code, summary = run_json(capsys, "index", str(indexed))
     assert code == 0
     assert summary["unchanged"] == 40 and summary["added"] == 0 and summary["failed"] == 0
+    assert summary["images_found"] == 40 and "message" not in summary
     assert (indexed / ".vistext" / "catalogue.sqlite").is_file()
+
+
+def test_index_of_a_folder_without_images_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    empty = tmp_path / "empty"
+    (empty / "sub").mkdir(parents=True)
+    (empty / "sub" / "notes.txt").write_text("not a photo")
+    code, summary = run_json(capsys, "index", str(empty))
+    assert code == 0 and summary["images_found"] == 0 and summary["added"] == 0
+    assert "no images found" in summary["message"] and ".jpg" in summary["message"]
+    assert main(["index", str(empty), "--quiet"]) == 0
+    assert f"no images found in {empty}" in capsys.readouterr().out
 
 
 def test_tag_finds_a_dog_breed(capsys: pytest.CaptureFixture[str], flickr8k: Path) -> None:

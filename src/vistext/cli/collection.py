@@ -44,6 +44,12 @@ def run_index(args: argparse.Namespace) -> int:
     with service_for(args) as service:
         report = service.index(args.folder, text_search=not args.no_text)
     summary: dict[str, Any] = report.to_dict()
+    # an empty folder (or a typo'd one with no photos) is not an error, since its index is correctly empty,
+    # but it must not look like a successful run over photos: say so in text and as "images_found" in JSON
+    found = report.added + report.updated + report.unchanged + report.failed
+    summary["images_found"] = found
+    if not found:
+        summary["message"] = f"no images found in {args.folder} (looked for {_suffixes()}, in subfolders too)"
     if args.json:
         emit_json(summary)
     else:
@@ -51,11 +57,19 @@ def run_index(args: argparse.Namespace) -> int:
             f"indexed {args.folder}: {report.added} added, {report.updated} updated, {report.removed} removed, "
             f"{report.unchanged} unchanged, {report.failed} failed ({report.seconds:.1f} s)"
         )
+        if not found:
+            say(summary["message"])
         for path, reason in report.failures[:20]:
             say(f"  failed: {path}: {reason}")
         if len(report.failures) > 20:
             say(f"  ... and {len(report.failures) - 20} more failures (see --json)")
     return 0
+
+
+def _suffixes() -> str:
+    from vistext.images import IMAGE_SUFFIXES
+
+    return " ".join(sorted(IMAGE_SUFFIXES))
 
 
 def run_info(args: argparse.Namespace) -> int:
