@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from vistext.cli import main
+from vistext.service import Service
 
 DOG = "1001773457_577c3a7d70.jpg"  # "A black dog and a spotted dog are fighting"
 DOG_CLASSES = range(151, 269)  # ImageNet-1k indices 151-268 are dog breeds
@@ -85,16 +86,24 @@ def test_tag_reports_a_bad_file_and_still_tags_the_rest(
     assert len(results[1]["tags"]) == 5
 
 
-def test_similar_returns_the_query_first(indexed: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_similar_leaves_the_indexed_query_out_unless_asked(indexed: Path, capsys: pytest.CaptureFixture[str]) -> None:
     query = indexed / DOG
-    code, result = run_json(
-        capsys, "similar", str(query), "-k", "3", "--db", str(indexed / ".vistext/catalogue.sqlite")
-    )
+    db = str(indexed / ".vistext/catalogue.sqlite")
+    code, result = run_json(capsys, "similar", str(query), "-k", "3", "--db", db)
     assert code == 0
     assert result["query"] == str(query)
-    first = result["results"][0]
-    assert Path(first["path"]).name == DOG and first["score"] == pytest.approx(1.0, abs=1e-3)
-    assert len(result["results"]) == 3
+    assert len(result["results"]) == 3 and all(Path(h["path"]).name != DOG for h in result["results"])
+    assert all(h["score"] < 0.99 for h in result["results"])
+    code, kept = run_json(capsys, "similar", str(query), "-k", "3", "--include-self", "--db", db)
+    first = kept["results"][0]
+    assert code == 0 and Path(first["path"]).name == DOG and first["score"] == pytest.approx(1.0, abs=1e-3)
+    assert kept["results"][1:] == result["results"][:2]
+    # by id too, and through the Service the HTTP server and the bot call
+    code, by_id = run_json(capsys, "similar", str(first["id"]), "-k", "3", "--db", db)
+    assert code == 0 and by_id["results"] == result["results"]
+    with Service(db=db, progress=False) as service:
+        assert service.similar(first["id"], 3).to_dict()["results"] == result["results"]
+        assert service.similar(first["id"], 3, include_self=True).results[0].id == first["id"]
 
 
 def test_similar_pages_and_cuts_by_score(indexed: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -92,10 +92,15 @@ def test_search_similar_and_images_by_id(indexed: Path, photos: dict[str, list[P
         assert sum(Path(hit.path).name in dogs for hit in found.results) >= 4
         first = found.results[0].id
         assert first is not None
-        near = service.similar(first, k=3)
+        near = service.similar(first, k=3, include_self=True)
         assert near.results[0].id == first and near.results[0].score == pytest.approx(1.0, abs=1e-4)
-        page = service.similar(first, k=2, offset=1)
+        page = service.similar(first, k=2, offset=1, include_self=True)
         assert [h.id for h in page.results] == [h.id for h in near.results[1:3]]
+        # by default an indexed query image is left out of its own answer (it is always first at 1.000)
+        others = service.similar(first, k=2)
+        assert [h.id for h in others.results] == [h.id for h in near.results[1:3]]
+        by_path = service.similar(Path(found.results[0].path), k=2)
+        assert by_path.to_dict()["results"] == others.to_dict()["results"]
         assert service.image_file(first).name == Path(found.results[0].path).name
         jpeg = service.thumbnail(first, 128)
         assert jpeg[:2] == b"\xff\xd8" and service.thumbnail(first, 128) == jpeg

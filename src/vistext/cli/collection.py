@@ -99,7 +99,12 @@ def run_similar(args: argparse.Namespace) -> int:
     query: Any = int(args.image) if args.image.isdigit() and not Path(args.image).exists() else args.image
     if isinstance(query, int) and not 1 <= query < 2**63:  # catalogue ids are SQLite integers
         raise UsageError(f"no indexed image with id {query} (ids are whole numbers from 1 to {2**63 - 1})")
-    return _answer(args, lambda service: service.similar(query, args.k, offset=args.offset, min_score=args.min_score))
+    return _answer(
+        args,
+        lambda service: service.similar(
+            query, args.k, offset=args.offset, min_score=args.min_score, include_self=args.include_self
+        ),
+    )
 
 
 def run_search(args: argparse.Namespace) -> int:
@@ -159,6 +164,11 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     similar = commands.add_parser("similar", parents=[common], help="indexed images similar to an image")
     similar.add_argument("image", help="an image file, or the id of an indexed image")
     add_paging(similar, 10)
+    similar.add_argument(
+        "--include-self",
+        action="store_true",
+        help="keep the query image in its own results when it is indexed (left out by default)",
+    )
     add_db(similar)
     similar.set_defaults(run=run_similar)
 

@@ -176,31 +176,47 @@ class Collection:
 
     def indexed_vector(self, image: ImageInput | int, space: str) -> np.ndarray | None:
         """The stored vector of an already indexed image (by id or path), so a query never re-reads it."""
+        return self._indexed(image, space)[0]
+
+    def _indexed(self, image: ImageInput | int, space: str) -> tuple[np.ndarray | None, int | None]:
+        """``(stored vector or None, catalogue id or None)`` of ``image`` when it is indexed (by id or path)."""
         if isinstance(image, Upload):
-            return None
+            return None, None
         key: int | str = image if isinstance(image, int) else str(Path(image).resolve())
         record = self.store().get(key)
         if record is None or record.status != "ok":
             if isinstance(image, int):
                 raise UnknownImageError(f"no indexed image with id {image}")
-            return None
+            return None, None
         if space == "image":
-            return None if record.pooled is None else _unit(record.pooled)
-        vector = record.embeddings.get(space)
-        return None if vector is None else _unit(vector)
+            vector = record.pooled
+        else:
+            vector = record.embeddings.get(space)
+        return (None if vector is None else _unit(vector)), record.id
 
     # ---- searching ------------------------------------------------------------------------------------------
     def similar(
-        self, image: ImageInput | int, k: int = 10, *, offset: int = 0, min_score: float | None = None
+        self,
+        image: ImageInput | int,
+        k: int = 10,
+        *,
+        offset: int = 0,
+        min_score: float | None = None,
+        include_self: bool = False,
     ) -> SearchResult:
-        """Indexed images closest to ``image`` (an indexed id or path, or any image file/upload)."""
-        vector = self.indexed_vector(image, "image")
+        """Indexed images closest to ``image`` (an indexed id or path, or any image file/upload).
+
+        When ``image`` is itself indexed (given by id or path) it is left out of the answer (it would always
+        be first at 1.000) unless ``include_self``; an upload or an unindexed file is compared as it is."""
+        vector, own_id = self._indexed(image, "image")
         if vector is None:
             if isinstance(image, int):
                 raise UsageError(f"indexed image {image} has no features")
             vector = _unit(self.models.encode_images([image]).pooled)[0]
         name = f"#{image}" if isinstance(image, int) else input_name(image)
-        return self._page(name, Query("image", k + offset, vector=vector), k, offset, min_score).result()
+        skip = None if include_self else own_id
+        wanted = k + offset + (skip is not None)
+        return self._page(name, Query("image", wanted, vector=vector), k, offset, min_score, skip=skip).result()
 
     def search_later(
         self, text: str, k: int = 10, *, offset: int = 0, min_score: float | None = None
@@ -211,12 +227,16 @@ class Collection:
             raise UsageError("the search text is empty")
         return self._page(text, Query(self.models.joint_space, k + offset, text=text), k, offset, min_score)
 
-    def _page(self, query: str, search: Query, k: int, offset: int, min_score: float | None) -> Future[SearchResult]:
+    def _page(
+        self, query: str, search: Query, k: int, offset: int, min_score: float | None, *, skip: int | None = None
+    ) -> Future[SearchResult]:
         check_k(k)
         if offset < 0:
             raise UsageError(f"offset must be >= 0, got {offset}")
 
         def page(hits: list[VectorHit]) -> SearchResult:
+            if skip is not None:
+                hits = [h for h in hits if h.id != skip]
             if min_score is not None:
                 hits = [h for h in hits if h.score >= min_score]
             results = [Hit(path=h.path, score=float(h.score), id=h.id) for h in hits[offset : offset + k]]
