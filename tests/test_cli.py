@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -120,6 +121,19 @@ def test_info_counts(indexed: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, info = run_json(capsys, "info", "--db", str(indexed / ".vistext/catalogue.sqlite"))
     assert code == 0 and info["exists"] is True
     assert json.dumps(info)  # JSON-able all the way down
+
+
+def test_info_prints_a_readable_summary(indexed: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = indexed / ".vistext/catalogue.sqlite"
+    assert main(["info", "--db", str(db), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "{" not in out and "'" not in out  # no Python dictionaries
+    assert f"catalogue: {db}" in out and "40 indexed, 0 failed" in out
+    assert "efficientnet-lite0 (40 images)" in out
+    assert re.search(r"image\s+1280-d\s+flat\s+40 vectors\s+similar images", out)
+    assert re.search(r"joint:\S+\s+514-d .* text search", out)
+    assert main(["info", "--db", str(indexed / "none.sqlite"), "--quiet"]) == 0
+    assert "does not exist yet" in capsys.readouterr().out
 
 
 def test_missing_index_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

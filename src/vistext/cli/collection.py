@@ -78,9 +78,41 @@ def run_info(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(info)
     else:
-        for key, value in info.items():
-            say(f"{key}: {value}")
+        for line in info_lines(info):
+            say(line)
     return 0
+
+
+def info_lines(info: dict[str, Any]) -> list[str]:
+    """``info``'s JSON as a short readable summary: where, how many, which models and search spaces, size."""
+    if not info.get("exists"):
+        return [f"catalogue: {info['db']} (does not exist yet: run `vistext index DIR` or pass --db)"]
+    lines = [f"catalogue: {info['db']} ({info.get('backend', '?')}, schema {info.get('schema_version', '?')})"]
+    lines.append(f"images:    {info.get('ok', 0)} indexed, {info.get('failed', 0)} failed to read")
+    models = info.get("models") or {}
+    if models:
+        lines.append("features:  " + ", ".join(f"{name} ({count} images)" for name, count in models.items()))
+    spaces = info.get("spaces") or {}
+    if spaces:
+        lines.append("spaces:")
+        width = max(len(name) for name in spaces)
+        for name, space in spaces.items():
+            use = "similar images" if name == "image" else "text search" if name.startswith("joint:") else ""
+            row = f"  {name:<{width}}  {space['dim']:>5}-d  {space['index']:<5} {space['size']:>8} vectors  {use}"
+            lines.append(row.rstrip())
+    if "db_bytes" in info:
+        catalogue, vectors = _size(info["db_bytes"]), _size(info.get("index_bytes", 0))
+        lines.append(f"on disk:   {catalogue} catalogue + {vectors} vector index")
+    return lines
+
+
+def _size(count: int) -> str:
+    value = count / 1024
+    for unit in ("KB", "MB"):
+        if value < 1024:
+            return f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"
 
 
 def _answer(args: argparse.Namespace, ask: Callable[[Service], SearchResult]) -> int:
