@@ -142,6 +142,35 @@ def test_missing_index_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFi
     assert "none.sqlite" in doc["error"] and "vistext index" in doc["error"]
 
 
+def test_db_may_name_the_indexed_folder(indexed: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = indexed / ".vistext" / "catalogue.sqlite"
+    code, expected = run_json(capsys, "similar", str(indexed / DOG), "-k", "3", "--db", str(db))
+    assert code == 0 and len(expected["results"]) == 3
+    for folder in (indexed, indexed / ".vistext"):
+        code, result = run_json(capsys, "similar", str(indexed / DOG), "-k", "3", "--db", str(folder))
+        assert code == 0 and result == expected
+        code, info = run_json(capsys, "info", "--db", str(folder))
+        assert code == 0 and info["db"] == str(db) and info["ok"] == 40
+
+
+def test_from_a_parent_folder_the_indexes_below_are_named(
+    indexed: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parent = tmp_path / "parent"
+    shutil.copytree(indexed, parent / "trips" / "2024")
+    (parent / "empty").mkdir()
+    monkeypatch.chdir(parent)
+    monkeypatch.setenv("VISTEXT_HOME", str(tmp_path / "home"))
+    code, doc = run_json(capsys, "similar", "trips/2024/" + DOG)
+    assert code == 2 and "trips/2024" in doc["error"] and "--db trips/2024" in doc["error"]
+    assert "no index here yet" not in doc["error"]
+    code, info = run_json(capsys, "info")
+    assert code == 0 and info["exists"] is False and info["indexes_below"] == ["trips/2024"]
+    assert main(["info", "--quiet"]) == 0 and "  trips/2024" in capsys.readouterr().out
+    code, result = run_json(capsys, "similar", "trips/2024/" + DOG, "-k", "2", "--db", "trips/2024")
+    assert code == 0 and len(result["results"]) == 2
+
+
 def test_cli_as_a_real_subprocess(indexed: Path) -> None:
     env = dict(os.environ)
     done = subprocess.run(

@@ -19,7 +19,8 @@ def service_for(args: argparse.Namespace) -> Service:
 def add_db(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--db",
-        help="catalogue file (default: DIR/.vistext/ for index; else ./.vistext upward, then $VISTEXT_HOME/default)",
+        help="catalogue file, or an indexed folder (default: DIR/.vistext/ for index; "
+        "else ./.vistext upward, then $VISTEXT_HOME/default)",
     )
 
 
@@ -86,7 +87,11 @@ def run_info(args: argparse.Namespace) -> int:
 def info_lines(info: dict[str, Any]) -> list[str]:
     """``info``'s JSON as a short readable summary: where, how many, which models and search spaces, size."""
     if not info.get("exists"):
-        return [f"catalogue: {info['db']} (does not exist yet: run `vistext index DIR` or pass --db)"]
+        lines = [f"catalogue: {info['db']} (does not exist yet: run `vistext index DIR` or pass --db)"]
+        if info.get("indexes_below"):
+            lines.append("indexed folders below this one (pass one with --db):")
+            lines.extend(f"  {folder}" for folder in info["indexes_below"])
+        return lines
     lines = [f"catalogue: {info['db']} ({info.get('backend', '?')}, schema {info.get('schema_version', '?')})"]
     lines.append(f"images:    {info.get('ok', 0)} indexed, {info.get('failed', 0)} failed to read")
     models = info.get("models") or {}
