@@ -87,6 +87,38 @@ def test_tag_reports_a_bad_file_and_still_tags_the_rest(
     assert len(results[1]["tags"]) == 5
 
 
+def test_tag_a_folder_recursively_in_batches(
+    photo_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vistext.cli import understand
+
+    folder = tmp_path / "photos"
+    for position, path in enumerate(sorted(photo_dir.glob("*.jpg"))[:9]):
+        target = folder / ("sub" if position % 2 else "") / path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, target)
+    (tmp_path / "none").mkdir()
+    batches: list[int] = []
+    real_tag = Service.tag
+
+    def counting_tag(self: Service, images: list[str], *args: object, **kwargs: object) -> object:
+        batches.append(len(images))
+        return real_tag(self, images, *args, **kwargs)
+
+    monkeypatch.setattr(understand, "TAG_BATCH", 4)
+    monkeypatch.setattr(Service, "tag", counting_tag)
+    code, results = run_json(capsys, "tag", str(folder), str(photo_dir / DOG), "-k", "3")
+    assert code == 0 and batches == [4, 4, 2]  # never more than a batch of photos in memory
+    assert len(results) == 10 and all(len(r["tags"]) == 3 for r in results)
+    assert sum("/sub/" in r["image"] for r in results) == 4
+    _, [alone] = run_json(capsys, "tag", str(photo_dir / DOG), "-k", "3")
+    assert results[-1] == alone  # a photo tags the same alone or in a folder's batch
+    code, results = run_json(capsys, "tag", str(tmp_path / "none"))
+    assert code == 1 and "no images found" in results[0]["error"]
+    assert main(["tag", str(folder), "-k", "1", "--quiet"]) == 0
+    assert capsys.readouterr().out.count(f"{folder}/") == 9
+
+
 def test_similar_leaves_the_indexed_query_out_unless_asked(indexed: Path, capsys: pytest.CaptureFixture[str]) -> None:
     query = indexed / DOG
     db = str(indexed / ".vistext/catalogue.sqlite")
