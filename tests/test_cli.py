@@ -381,6 +381,31 @@ def test_index_search_similar_tag_and_info_on_sample_photos(
 
 
 # ---- failures are one line (or one JSON document), whatever went wrong ----------------------------------------
+def test_every_option_has_help() -> None:
+    import argparse
+
+    from vistext.cli import collection, training, understand
+    from vistext.cli.main import common_options
+
+    parser = argparse.ArgumentParser()
+    commands = parser.add_subparsers(dest="command")
+    for group in (collection, understand, training):  # serve/map/bot (cli/serving.py) are checked by their owner
+        group.register(commands, common_options())
+    for name, command in commands.choices.items():
+        for action in command._actions:
+            if action.option_strings and action.dest != "help":
+                assert action.help, f"vistext {name} {action.option_strings[0]} has no help text"
+
+
+def test_eval_progress_counts_images(tmp_path: Path, photo_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    photos = sorted(photo_dir.glob("*.jpg"))[:12]
+    table = tmp_path / "captions.csv"
+    table.write_text("image,caption,split\n" + "".join(f"{p},a photo {i},test\n" for i, p in enumerate(photos)))
+    assert main(["eval", "--data", f"csv:{table}", "--split", "test"]) == 0
+    bars = capsys.readouterr().err.replace("\r", "\n")
+    assert "images" in bars and "12/12" in bars and ("img/s" in bars or "s/img" in bars), bars[-500:]
+
+
 def test_a_refused_command_line_is_json_with_json(capsys: pytest.CaptureFixture[str]) -> None:
     code, doc = run_json(capsys, "search", "dog", "--bogus")
     assert code == 2 and "--bogus" in doc["error"]

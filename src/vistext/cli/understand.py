@@ -124,7 +124,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
 
     caption = commands.add_parser("caption", parents=[common], help="the closest known captions for an image")
     caption.add_argument("image")
-    caption.add_argument("-k", type=int, default=5)
+    caption.add_argument("-k", type=int, default=5, help="how many captions (default 5)")
     caption.add_argument("--captions", required=True, help="FORMAT:PATH of a caption dataset, or a text file")
     add_db(caption)
     caption.set_defaults(run=run_caption)
