@@ -426,6 +426,14 @@ def test_a_vocabulary_path_that_names_no_file_is_an_error(
         assert "no such file" in doc["error"] or "is a folder" in doc["error"]
 
 
+def test_k_is_refused_past_the_documented_limit(indexed: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = str(indexed / ".vistext/catalogue.sqlite")
+    code, result = run_json(capsys, "similar", str(indexed / DOG), "-k", "1000", "--db", db)
+    assert code == 0 and len(result["results"]) == 39  # every other photo: 1,000 is allowed, not capped lower
+    code, doc = run_json(capsys, "similar", str(indexed / DOG), "-k", "1001", "--db", db)
+    assert code == 2 and "k must be between 1 and 1000" in doc["error"]
+
+
 def test_an_id_beyond_64_bit_is_a_one_line_error(indexed: Path, capsys: pytest.CaptureFixture[str]) -> None:
     db = str(indexed / ".vistext" / "catalogue.sqlite")
     code, doc = run_json(capsys, "similar", "99999999999999999999", "--db", db)
