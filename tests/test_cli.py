@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from vistext.cli import main
+from vistext.service import Service
 
 DOG = "1001773457_577c3a7d70.jpg"  # "A black dog and a spotted dog are fighting"
 DOG_CLASSES = range(151, 269)  # ImageNet-1k indices 151-268 are dog breeds
@@ -45,7 +47,19 @@ def test_index_summary_then_incremental(indexed: Path, capsys: pytest.CaptureFix
     code, summary = run_json(capsys, "index", str(indexed))
     assert code == 0
     assert summary["unchanged"] == 40 and summary["added"] == 0 and summary["failed"] == 0
+    assert summary["images_found"] == 40 and "message" not in summary
     assert (indexed / ".vistext" / "catalogue.sqlite").is_file()
+
+
+def test_index_of_a_folder_without_images_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    empty = tmp_path / "empty"
+    (empty / "sub").mkdir(parents=True)
+    (empty / "sub" / "notes.txt").write_text("not a photo")
+    code, summary = run_json(capsys, "index", str(empty))
+    assert code == 0 and summary["images_found"] == 0 and summary["added"] == 0
+    assert "no images found" in summary["message"] and ".jpg" in summary["message"]
+    assert main(["index", str(empty), "--quiet"]) == 0
+    assert f"no images found in {empty}" in capsys.readouterr().out
 
 
 def test_tag_finds_a_dog_breed(capsys: pytest.CaptureFixture[str], flickr8k: Path) -> None:
@@ -73,16 +87,56 @@ def test_tag_reports_a_bad_file_and_still_tags_the_rest(
     assert len(results[1]["tags"]) == 5
 
 
-def test_similar_returns_the_query_first(indexed: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_tag_a_folder_recursively_in_batches(
+    photo_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vistext.cli import understand
+
+    folder = tmp_path / "photos"
+    for position, path in enumerate(sorted(photo_dir.glob("*.jpg"))[:9]):
+        target = folder / ("sub" if position % 2 else "") / path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, target)
+    (tmp_path / "none").mkdir()
+    batches: list[int] = []
+    real_tag = Service.tag
+
+    def counting_tag(self: Service, images: list[str], *args: object, **kwargs: object) -> object:
+        batches.append(len(images))
+        return real_tag(self, images, *args, **kwargs)
+
+    monkeypatch.setattr(understand, "TAG_BATCH", 4)
+    monkeypatch.setattr(Service, "tag", counting_tag)
+    code, results = run_json(capsys, "tag", str(folder), str(photo_dir / DOG), "-k", "3")
+    assert code == 0 and batches == [4, 4, 2]  # never more than a batch of photos in memory
+    assert len(results) == 10 and all(len(r["tags"]) == 3 for r in results)
+    assert sum("/sub/" in r["image"] for r in results) == 4
+    _, [alone] = run_json(capsys, "tag", str(photo_dir / DOG), "-k", "3")
+    assert results[-1] == alone  # a photo tags the same alone or in a folder's batch
+    code, results = run_json(capsys, "tag", str(tmp_path / "none"))
+    assert code == 1 and "no images found" in results[0]["error"]
+    assert main(["tag", str(folder), "-k", "1", "--quiet"]) == 0
+    assert capsys.readouterr().out.count(f"{folder}/") == 9
+
+
+def test_similar_leaves_the_indexed_query_out_unless_asked(indexed: Path, capsys: pytest.CaptureFixture[str]) -> None:
     query = indexed / DOG
-    code, result = run_json(
-        capsys, "similar", str(query), "-k", "3", "--db", str(indexed / ".vistext/catalogue.sqlite")
-    )
+    db = str(indexed / ".vistext/catalogue.sqlite")
+    code, result = run_json(capsys, "similar", str(query), "-k", "3", "--db", db)
     assert code == 0
     assert result["query"] == str(query)
-    first = result["results"][0]
-    assert Path(first["path"]).name == DOG and first["score"] == pytest.approx(1.0, abs=1e-3)
-    assert len(result["results"]) == 3
+    assert len(result["results"]) == 3 and all(Path(h["path"]).name != DOG for h in result["results"])
+    assert all(h["score"] < 0.99 for h in result["results"])
+    code, kept = run_json(capsys, "similar", str(query), "-k", "3", "--include-self", "--db", db)
+    first = kept["results"][0]
+    assert code == 0 and Path(first["path"]).name == DOG and first["score"] == pytest.approx(1.0, abs=1e-3)
+    assert kept["results"][1:] == result["results"][:2]
+    # by id too, and through the Service the HTTP server and the bot call
+    code, by_id = run_json(capsys, "similar", str(first["id"]), "-k", "3", "--db", db)
+    assert code == 0 and by_id["results"] == result["results"]
+    with Service(db=db, progress=False) as service:
+        assert service.similar(first["id"], 3).to_dict()["results"] == result["results"]
+        assert service.similar(first["id"], 3, include_self=True).results[0].id == first["id"]
 
 
 def test_similar_pages_and_cuts_by_score(indexed: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -101,10 +155,52 @@ def test_info_counts(indexed: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert json.dumps(info)  # JSON-able all the way down
 
 
+def test_info_prints_a_readable_summary(indexed: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = indexed / ".vistext/catalogue.sqlite"
+    assert main(["info", "--db", str(db), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "{" not in out and "'" not in out  # no Python dictionaries
+    assert f"catalogue: {db}" in out and "40 indexed, 0 failed" in out
+    assert "efficientnet-lite0 (40 images)" in out
+    assert re.search(r"image\s+1280-d\s+flat\s+40 vectors\s+similar images", out)
+    assert re.search(r"joint:\S+\s+514-d .* text search", out)
+    assert main(["info", "--db", str(indexed / "none.sqlite"), "--quiet"]) == 0
+    assert "does not exist yet" in capsys.readouterr().out
+
+
 def test_missing_index_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, doc = run_json(capsys, "similar", "x.jpg", "--db", str(tmp_path / "none.sqlite"))
     assert code == 2
     assert "none.sqlite" in doc["error"] and "vistext index" in doc["error"]
+
+
+def test_db_may_name_the_indexed_folder(indexed: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = indexed / ".vistext" / "catalogue.sqlite"
+    code, expected = run_json(capsys, "similar", str(indexed / DOG), "-k", "3", "--db", str(db))
+    assert code == 0 and len(expected["results"]) == 3
+    for folder in (indexed, indexed / ".vistext"):
+        code, result = run_json(capsys, "similar", str(indexed / DOG), "-k", "3", "--db", str(folder))
+        assert code == 0 and result == expected
+        code, info = run_json(capsys, "info", "--db", str(folder))
+        assert code == 0 and info["db"] == str(db) and info["ok"] == 40
+
+
+def test_from_a_parent_folder_the_indexes_below_are_named(
+    indexed: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parent = tmp_path / "parent"
+    shutil.copytree(indexed, parent / "trips" / "2024")
+    (parent / "empty").mkdir()
+    monkeypatch.chdir(parent)
+    monkeypatch.setenv("VISTEXT_HOME", str(tmp_path / "home"))
+    code, doc = run_json(capsys, "similar", "trips/2024/" + DOG)
+    assert code == 2 and "trips/2024" in doc["error"] and "--db trips/2024" in doc["error"]
+    assert "no index here yet" not in doc["error"]
+    code, info = run_json(capsys, "info")
+    assert code == 0 and info["exists"] is False and info["indexes_below"] == ["trips/2024"]
+    assert main(["info", "--quiet"]) == 0 and "  trips/2024" in capsys.readouterr().out
+    code, result = run_json(capsys, "similar", "trips/2024/" + DOG, "-k", "2", "--db", "trips/2024")
+    assert code == 0 and len(result["results"]) == 2
 
 
 def test_cli_as_a_real_subprocess(indexed: Path) -> None:
@@ -131,7 +227,7 @@ def test_cli_as_a_real_subprocess(indexed: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
-    assert Path(result["results"][0]["path"]).name == DOG
+    assert len(result["results"]) == 2 and DOG not in {Path(hit["path"]).name for hit in result["results"]}
 
 
 def _captions_of(flickr8k: Path) -> dict[str, str]:
@@ -195,7 +291,8 @@ def test_demo_runs_on_bundled_photos(capsys: pytest.CaptureFixture[str]) -> None
     assert report["index"]["added"] + report["index"]["unchanged"] >= 15
     tags = [t["tag"].lower() for t in report["tags"]["tags"]]
     assert any("cat" in t or "tabby" in t or "mau" in t for t in tags), tags
-    assert report["similar"]["results"][0]["path"].endswith("chelsea.png")
+    similar = report["similar"]["results"]  # the query photo itself is left out of its own answer
+    assert len(similar) == 5 and not any(hit["path"].endswith("chelsea.png") for hit in similar)
     cat_search = report["searches"][0]
     assert cat_search["query"] == "a cat" and cat_search["results"][0]["path"].endswith("chelsea.png")
 
@@ -285,6 +382,31 @@ def test_index_search_similar_tag_and_info_on_sample_photos(
 
 
 # ---- failures are one line (or one JSON document), whatever went wrong ----------------------------------------
+def test_every_option_has_help() -> None:
+    import argparse
+
+    from vistext.cli import collection, training, understand
+    from vistext.cli.main import common_options
+
+    parser = argparse.ArgumentParser()
+    commands = parser.add_subparsers(dest="command")
+    for group in (collection, understand, training):  # serve/map/bot (cli/serving.py) are checked by their owner
+        group.register(commands, common_options())
+    for name, command in commands.choices.items():
+        for action in command._actions:
+            if action.option_strings and action.dest != "help":
+                assert action.help, f"vistext {name} {action.option_strings[0]} has no help text"
+
+
+def test_eval_progress_counts_images(tmp_path: Path, photo_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    photos = sorted(photo_dir.glob("*.jpg"))[:12]
+    table = tmp_path / "captions.csv"
+    table.write_text("image,caption,split\n" + "".join(f"{p},a photo {i},test\n" for i, p in enumerate(photos)))
+    assert main(["eval", "--data", f"csv:{table}", "--split", "test"]) == 0
+    bars = capsys.readouterr().err.replace("\r", "\n")
+    assert "images" in bars and "12/12" in bars and ("img/s" in bars or "s/img" in bars), bars[-500:]
+
+
 def test_a_refused_command_line_is_json_with_json(capsys: pytest.CaptureFixture[str]) -> None:
     code, doc = run_json(capsys, "search", "dog", "--bogus")
     assert code == 2 and "--bogus" in doc["error"]
@@ -303,6 +425,14 @@ def test_a_vocabulary_path_that_names_no_file_is_an_error(
         code, doc = run_json(capsys, "tag", photo, "--vocab", missing)
         assert code == 2 and missing in doc["error"], doc
         assert "no such file" in doc["error"] or "is a folder" in doc["error"]
+
+
+def test_k_is_refused_past_the_documented_limit(indexed: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = str(indexed / ".vistext/catalogue.sqlite")
+    code, result = run_json(capsys, "similar", str(indexed / DOG), "-k", "1000", "--db", db)
+    assert code == 0 and len(result["results"]) == 39  # every other photo: 1,000 is allowed, not capped lower
+    code, doc = run_json(capsys, "similar", str(indexed / DOG), "-k", "1001", "--db", db)
+    assert code == 2 and "k must be between 1 and 1000" in doc["error"]
 
 
 def test_an_id_beyond_64_bit_is_a_one_line_error(indexed: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -347,10 +477,10 @@ def test_a_file_name_that_is_not_utf8_prints_and_round_trips(real_jpegs: list[Pa
 
     assert vistext("index", str(photos), "-q").returncode == 0
     db = str(photos / ".vistext" / "catalogue.sqlite")
-    found = vistext("similar", "1", "--db", db, "--json", "-k", "1")
+    found = vistext("similar", "1", "--include-self", "--db", db, "--json", "-k", "1")
     assert found.returncode == 0, found.stderr.decode()
     document = json.loads(found.stdout)  # valid JSON: the byte travels as "\udce9"
     assert b"\\udce9" in found.stdout and os.fsencode(document["results"][0]["path"]) == name
-    shown = vistext("similar", "1", "--db", db, "-k", "1")
+    shown = vistext("similar", "1", "--include-self", "--db", db, "-k", "1")
     assert shown.returncode == 0 and b"Traceback" not in shown.stderr
     assert name in shown.stdout

@@ -108,7 +108,7 @@ def test_map_points_are_coloured_by_topic_and_cached(indexed: Path) -> None:
         table = service.neighbour_table(3).neighbours
         first = points["id"][0]
         assert len(table[first]) == 3 and first not in [other for other, _ in table[first]]
-        assert [other for other, _ in table[first]] == [h.id for h in service.similar(first, 4).results[1:]]
+        assert [other for other, _ in table[first]] == [h.id for h in service.similar(first, 3).results]
 
 
 def test_map_command_writes_a_standalone_html(indexed: Path, tmp_path: Path) -> None:
@@ -130,7 +130,7 @@ def test_map_command_writes_a_standalone_html(indexed: Path, tmp_path: Path) -> 
 # ---- contact sheets ----------------------------------------------------------------------------------------------
 def test_contact_sheet_of_search_results(indexed: Path, tmp_path: Path) -> None:
     with Service(db=indexed, progress=False) as service:
-        result = service.similar(1, 7)
+        result = service.similar(1, 7, include_self=True)
         out = service.grid(result, tmp_path / "sheet.png", thumb=96)
     sheet = Image.open(out)
     assert sheet.mode == "RGB" and sheet.width > 3 * 96 and sheet.height > 2 * 96

@@ -92,10 +92,15 @@ def test_search_similar_and_images_by_id(indexed: Path, photos: dict[str, list[P
         assert sum(Path(hit.path).name in dogs for hit in found.results) >= 4
         first = found.results[0].id
         assert first is not None
-        near = service.similar(first, k=3)
+        near = service.similar(first, k=3, include_self=True)
         assert near.results[0].id == first and near.results[0].score == pytest.approx(1.0, abs=1e-4)
-        page = service.similar(first, k=2, offset=1)
+        page = service.similar(first, k=2, offset=1, include_self=True)
         assert [h.id for h in page.results] == [h.id for h in near.results[1:3]]
+        # by default an indexed query image is left out of its own answer (it is always first at 1.000)
+        others = service.similar(first, k=2)
+        assert [h.id for h in others.results] == [h.id for h in near.results[1:3]]
+        by_path = service.similar(Path(found.results[0].path), k=2)
+        assert by_path.to_dict()["results"] == others.to_dict()["results"]
         assert service.image_file(first).name == Path(found.results[0].path).name
         jpeg = service.thumbnail(first, 128)
         assert jpeg[:2] == b"\xff\xd8" and service.thumbnail(first, 128) == jpeg
@@ -317,3 +322,37 @@ def test_one_vocabulary_parser_for_every_surface(tmp_path: Path) -> None:
         parse_vocabulary(" , \n")
     with pytest.raises(UsageError, match="too many entries in the vocabulary \\(3; limit 2\\)"):
         parse_vocabulary("a,b,c", limit=2)
+
+
+# ---- library warnings never reach the terminal ---------------------------------------------------------------
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG whose header claims ``width`` x ``height`` (1-bit grey) and whose data is cut short."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
+
+
+def test_no_decompression_bomb_or_read_only_array_warnings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], recwarn: pytest.WarningsRecorder
+) -> None:
+    import warnings
+
+    from vistext.models.card import load_model
+
+    warnings.simplefilter("always")
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(_png_header(30_000, 20_000))  # 600 megapixels: over our limit, under Pillow's error
+    assert main(["tag", str(huge), "--json", "--quiet"]) == 1
+    [result] = json.loads(capsys.readouterr().out)
+    assert "30000x20000" in result["error"] and "huge.png" in result["error"]
+    matcher = load_model("matcher-default")
+    features = np.broadcast_to(np.ones(matcher.settings.image_dim, np.float32), (1, matcher.settings.image_dim))
+    assert not features.flags.writeable  # what a single tag set or a stored vector gives the model
+    assert matcher.score(features, [["dog", "grass"]]).shape == (1,)
+    names = [type(w.message).__name__ + ": " + str(w.message) for w in recwarn]
+    assert not [n for n in names if "DecompressionBomb" in n or "not writable" in n], names

@@ -18,6 +18,7 @@ import os
 import re
 import stat
 import threading
+import warnings
 from collections.abc import Iterator
 from contextlib import nullcontext
 from pathlib import Path
@@ -239,7 +240,11 @@ def _one_line(error: BaseException) -> str:
 
 def _open_pillow(path: Path, handle: IO[bytes], max_pixels: int) -> Image.Image:
     try:
-        return Image.open(handle, formats=FORMATS)
+        # Pillow's DecompressionBombWarning is silenced: ``_check`` right after refuses the same picture with a
+        # one-line error naming the file, so the warning only repeated it on the terminal
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(handle, formats=FORMATS)
     except Image.DecompressionBombError as error:
         raise ImageDecodeError(path, _bomb_reason(error, max_pixels)) from None
     except UnidentifiedImageError:

@@ -19,7 +19,8 @@ def service_for(args: argparse.Namespace) -> Service:
 def add_db(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--db",
-        help="catalogue file (default: DIR/.vistext/ for index; else ./.vistext upward, then $VISTEXT_HOME/default)",
+        help="catalogue file, or an indexed folder (default: DIR/.vistext/ for index; "
+        "else ./.vistext upward, then $VISTEXT_HOME/default)",
     )
 
 
@@ -44,6 +45,12 @@ def run_index(args: argparse.Namespace) -> int:
     with service_for(args) as service:
         report = service.index(args.folder, text_search=not args.no_text)
     summary: dict[str, Any] = report.to_dict()
+    # an empty folder (or a typo'd one with no photos) is not an error, since its index is correctly empty,
+    # but it must not look like a successful run over photos: say so in text and as "images_found" in JSON
+    found = report.added + report.updated + report.unchanged + report.failed
+    summary["images_found"] = found
+    if not found:
+        summary["message"] = f"no images found in {args.folder} (looked for {_suffixes()}, in subfolders too)"
     if args.json:
         emit_json(summary)
     else:
@@ -51,11 +58,19 @@ def run_index(args: argparse.Namespace) -> int:
             f"indexed {args.folder}: {report.added} added, {report.updated} updated, {report.removed} removed, "
             f"{report.unchanged} unchanged, {report.failed} failed ({report.seconds:.1f} s)"
         )
+        if not found:
+            say(summary["message"])
         for path, reason in report.failures[:20]:
             say(f"  failed: {path}: {reason}")
         if len(report.failures) > 20:
             say(f"  ... and {len(report.failures) - 20} more failures (see --json)")
     return 0
+
+
+def _suffixes() -> str:
+    from vistext.images import IMAGE_SUFFIXES
+
+    return " ".join(sorted(IMAGE_SUFFIXES))
 
 
 def run_info(args: argparse.Namespace) -> int:
@@ -64,9 +79,45 @@ def run_info(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(info)
     else:
-        for key, value in info.items():
-            say(f"{key}: {value}")
+        for line in info_lines(info):
+            say(line)
     return 0
+
+
+def info_lines(info: dict[str, Any]) -> list[str]:
+    """``info``'s JSON as a short readable summary: where, how many, which models and search spaces, size."""
+    if not info.get("exists"):
+        lines = [f"catalogue: {info['db']} (does not exist yet: run `vistext index DIR` or pass --db)"]
+        if info.get("indexes_below"):
+            lines.append("indexed folders below this one (pass one with --db):")
+            lines.extend(f"  {folder}" for folder in info["indexes_below"])
+        return lines
+    lines = [f"catalogue: {info['db']} ({info.get('backend', '?')}, schema {info.get('schema_version', '?')})"]
+    lines.append(f"images:    {info.get('ok', 0)} indexed, {info.get('failed', 0)} failed to read")
+    models = info.get("models") or {}
+    if models:
+        lines.append("features:  " + ", ".join(f"{name} ({count} images)" for name, count in models.items()))
+    spaces = info.get("spaces") or {}
+    if spaces:
+        lines.append("spaces:")
+        width = max(len(name) for name in spaces)
+        for name, space in spaces.items():
+            use = "similar images" if name == "image" else "text search" if name.startswith("joint:") else ""
+            row = f"  {name:<{width}}  {space['dim']:>5}-d  {space['index']:<5} {space['size']:>8} vectors  {use}"
+            lines.append(row.rstrip())
+    if "db_bytes" in info:
+        catalogue, vectors = _size(info["db_bytes"]), _size(info.get("index_bytes", 0))
+        lines.append(f"on disk:   {catalogue} catalogue + {vectors} vector index")
+    return lines
+
+
+def _size(count: int) -> str:
+    value = count / 1024
+    for unit in ("KB", "MB"):
+        if value < 1024:
+            return f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"
 
 
 def _answer(args: argparse.Namespace, ask: Callable[[Service], SearchResult]) -> int:
@@ -85,7 +136,12 @@ def run_similar(args: argparse.Namespace) -> int:
     query: Any = int(args.image) if args.image.isdigit() and not Path(args.image).exists() else args.image
     if isinstance(query, int) and not 1 <= query < 2**63:  # catalogue ids are SQLite integers
         raise UsageError(f"no indexed image with id {query} (ids are whole numbers from 1 to {2**63 - 1})")
-    return _answer(args, lambda service: service.similar(query, args.k, offset=args.offset, min_score=args.min_score))
+    return _answer(
+        args,
+        lambda service: service.similar(
+            query, args.k, offset=args.offset, min_score=args.min_score, include_self=args.include_self
+        ),
+    )
 
 
 def run_search(args: argparse.Namespace) -> int:
@@ -145,6 +201,11 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     similar = commands.add_parser("similar", parents=[common], help="indexed images similar to an image")
     similar.add_argument("image", help="an image file, or the id of an indexed image")
     add_paging(similar, 10)
+    similar.add_argument(
+        "--include-self",
+        action="store_true",
+        help="keep the query image in its own results when it is indexed (left out by default)",
+    )
     add_db(similar)
     similar.set_defaults(run=run_similar)
 

@@ -20,3 +20,22 @@ def say(line: str = "") -> None:
 
 def percent(score: float) -> str:
     return f"{score:6.3f}"
+
+
+class JsonList:
+    """One JSON array written to stdout item by item, so a long answer streams (still one document, one line).
+
+    The ``[`` is written with the first item, so an error raised before any item (a missing model) is still
+    printed as the only document."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def add(self, item: Any) -> None:
+        sys.stdout.write(("," if self.count else "[") + json_text(item))
+        sys.stdout.flush()
+        self.count += 1
+
+    def close(self) -> None:
+        sys.stdout.write(("]" if self.count else "[]") + "\n")
+        sys.stdout.flush()

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from vistext.cli.collection import add_db, service_for
-from vistext.cli.output import emit_json, say
+from vistext.cli.output import JsonList, emit_json, say
 from vistext.errors import UsageError
+from vistext.images import iter_image_files
 from vistext.service import parse_tag_sets, parse_vocabulary
+from vistext.service.results import TagResult
 
+TAG_BATCH = 16  # images decoded and tagged at a time by `tag`
 VOCAB_FILE_SUFFIXES = (".txt", ".csv", ".tsv", ".list")
 
 
@@ -31,19 +35,54 @@ def parse_vocab(value: str) -> list[str]:
 
 def run_tag(args: argparse.Namespace) -> int:
     vocab = parse_vocab(args.vocab) if args.vocab else None
-    with service_for(args) as service:
-        results = service.tag(args.images, args.k, model=args.model, vocab=vocab, threshold=args.threshold)
-    if args.json:
-        emit_json([r.to_dict() for r in results])
-    else:
-        for result in results:
-            if result.error:
-                say(f"{result.image}: error: {result.error}")
-                continue
+    json_out = JsonList() if args.json else None
+    failed = False
+
+    def show(result: TagResult) -> None:
+        nonlocal failed
+        failed = failed or result.error is not None
+        if json_out is not None:
+            json_out.add(result.to_dict())
+        elif result.error:
+            say(f"{result.image}: error: {result.error}")
+        else:
             say(f"{result.image}:")
             for tag in result.tags:
                 say(f"  {tag.score:6.3f}  {tag.tag}")
-    return 1 if any(r.error for r in results) else 0
+
+    with service_for(args) as service:
+        # a batch at a time, printed as it is tagged: memory stays flat however many photos a folder holds
+        batch: list[str] = []
+        for item in tag_inputs(args.images):
+            if isinstance(item, str):
+                batch.append(item)
+            if batch and (len(batch) == TAG_BATCH or not isinstance(item, str)):
+                for result in service.tag(batch, args.k, model=args.model, vocab=vocab, threshold=args.threshold):
+                    show(result)
+                batch = []
+            if not isinstance(item, str):
+                show(item)
+        if batch:
+            for result in service.tag(batch, args.k, model=args.model, vocab=vocab, threshold=args.threshold):
+                show(result)
+    if json_out is not None:
+        json_out.close()
+    return 1 if failed else 0
+
+
+def tag_inputs(names: list[str]) -> Iterator[str | TagResult]:
+    """Each named image, and the images in each named folder (recursively, as ``index`` finds them); a folder
+    with none is an error result in its place."""
+    for name in names:
+        if not os.path.isdir(name):
+            yield name
+            continue
+        found = False
+        for path in iter_image_files(name):
+            found = True
+            yield str(path)
+        if not found:
+            yield TagResult(name, [], error=f"{name}: no images found in this folder")
 
 
 def run_caption(args: argparse.Namespace) -> int:
@@ -74,7 +113,7 @@ def run_match(args: argparse.Namespace) -> int:
 
 def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     tag = commands.add_parser("tag", parents=[common], help="tag images (ImageNet, a trained tagger, or any words)")
-    tag.add_argument("images", nargs="+")
+    tag.add_argument("images", nargs="+", help="image files, or folders (their images are tagged, recursively)")
     tag.add_argument("-k", type=int, default=5, help="how many tags per image (default 5)")
     tag.add_argument("--model", help="a tagger trained with `vistext train tagger`")
     tag.add_argument("--vocab", help='open vocabulary: a file with one tag per line, or "word1,word2,..."')
@@ -85,7 +124,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
 
     caption = commands.add_parser("caption", parents=[common], help="the closest known captions for an image")
     caption.add_argument("image")
-    caption.add_argument("-k", type=int, default=5)
+    caption.add_argument("-k", type=int, default=5, help="how many captions (default 5)")
     caption.add_argument("--captions", required=True, help="FORMAT:PATH of a caption dataset, or a text file")
     add_db(caption)
     caption.set_defaults(run=run_caption)

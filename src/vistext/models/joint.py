@@ -195,10 +195,11 @@ class JointModel(nn.Module):
         pooled = np.asarray(features.pooled)
         out = []
         for s in range(0, len(pooled), batch_size):
-            p = torch.from_numpy(np.ascontiguousarray(pooled[s : s + batch_size], dtype=np.float32))
+            # copies: features read from the store are read-only, and torch warns about non-writable arrays
+            p = torch.from_numpy(np.array(pooled[s : s + batch_size], dtype=np.float32))
             g = None
             if features.grid is not None and self.needs_grid:
-                g = torch.from_numpy(np.ascontiguousarray(features.grid[s : s + batch_size], dtype=np.float32))
+                g = torch.from_numpy(np.array(features.grid[s : s + batch_size], dtype=np.float32))
             joined = self.join(self.image_branches(p, g))
             out.append(self.correct_images(joined) if corrected else joined)
         return torch.cat(out).numpy() if out else np.zeros((0, self._dim(corrected)), np.float32)

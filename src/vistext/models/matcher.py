@@ -193,7 +193,8 @@ class MatchModel(nn.Module):
             )
         self.eval()
         with torch.inference_mode():
-            logits = self(torch.from_numpy(np.ascontiguousarray(features)), *self.embed_tag_sets(tag_sets))
+            # a copy: a broadcast or stored (read-only) array would make torch warn that it is not writable
+            logits = self(torch.from_numpy(np.array(features, dtype=np.float32)), *self.embed_tag_sets(tag_sets))
         return torch.sigmoid(logits).numpy()
 
     # ---- save / load ------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from vistext.errors import ImageDecodeError, StoreError, UsageError, VistextError
-from vistext.paths import atomic_write, cache_dir, default_db_path
+from vistext.paths import DB_DIRNAME, DB_FILENAME, atomic_write, cache_dir, default_db_path
 from vistext.service.inputs import ImageInput, Upload, input_name
 from vistext.service.loaded_models import Lazy, LoadedModels
 from vistext.service.queries import Query, QueryBatcher
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
     from vistext.store.records import VectorHit
 
 MAX_K = 1000
+SCAN_DEPTH = 3  # how many folder levels below the current one are searched for indexes when none is found
+SCAN_FOLDERS = 2000  # and at most this many folders, so a run from / or $HOME answers at once
 THUMBNAIL_SIZES = (64, 128, 256, 512)
 THUMBNAIL_MEMORY = 2048  # recently served thumbnails kept in memory (~5 KB each at 128 px)
 
@@ -67,7 +70,7 @@ class Collection:
     def db_path(self, folder: str | Path | None = None) -> Path:
         if self.db is not None:
             text = str(self.db)
-            return Path(text.split("://", 1)[1]) if "://" in text else Path(text)
+            return catalogue_file(Path(text.split("://", 1)[1]) if "://" in text else Path(text))
         return default_db_path(folder)
 
     def store(self, create: bool = False, folder: str | Path | None = None) -> Store:
@@ -78,11 +81,26 @@ class Collection:
 
                 path = self.db_path(folder)
                 if not create and not path.exists():
-                    raise StoreError(f"{path}: no index here yet; run `vistext index DIR` first (or pass --db)")
+                    raise StoreError(self._missing(path))
                 # reading commands open a catalogue they cannot write read-only; index needs write access
                 readonly = False if create else None
-                self._store = open_store(str(self.db) if self.db is not None else path, readonly=readonly)
+                text = str(self.db)
+                other_backend = self.db is not None and "://" in text and not text.startswith("sqlite://")
+                self._store = open_store(text if other_backend else path, readonly=readonly)
             return self._store
+
+    def _missing(self, path: Path) -> str:
+        """Why there is no catalogue at ``path``: with no --db, name the indexed folders below this one."""
+        below = [] if self.db is not None else indexes_below(Path.cwd())
+        if not below:
+            return f"{path}: no index here yet; run `vistext index DIR` first (or pass --db)"
+        shown = ", ".join(str(folder) for folder in below[:5]) + (
+            f" and {len(below) - 5} more" if len(below) > 5 else ""
+        )
+        return (
+            f"no index in {Path.cwd()} or the folders above it; indexed folders below it: {shown}; "
+            f"pass one with --db (e.g. --db {below[0]})"
+        )
 
     def exists(self) -> bool:
         return self._store is not None or self.db_path().exists()
@@ -113,7 +131,8 @@ class Collection:
     def info(self) -> InfoResult:
         path = self.db_path()
         if not path.exists():
-            return InfoResult(str(path), False)
+            below = [] if self.db is not None else indexes_below(Path.cwd())
+            return InfoResult(str(path), False, {"indexes_below": [str(folder) for folder in below]} if below else {})
         return InfoResult(str(path), True, dict(self.store().info()))
 
     # ---- indexed images, by id only -----------------------------------------------------------------------
@@ -176,31 +195,47 @@ class Collection:
 
     def indexed_vector(self, image: ImageInput | int, space: str) -> np.ndarray | None:
         """The stored vector of an already indexed image (by id or path), so a query never re-reads it."""
+        return self._indexed(image, space)[0]
+
+    def _indexed(self, image: ImageInput | int, space: str) -> tuple[np.ndarray | None, int | None]:
+        """``(stored vector or None, catalogue id or None)`` of ``image`` when it is indexed (by id or path)."""
         if isinstance(image, Upload):
-            return None
+            return None, None
         key: int | str = image if isinstance(image, int) else str(Path(image).resolve())
         record = self.store().get(key)
         if record is None or record.status != "ok":
             if isinstance(image, int):
                 raise UnknownImageError(f"no indexed image with id {image}")
-            return None
+            return None, None
         if space == "image":
-            return None if record.pooled is None else _unit(record.pooled)
-        vector = record.embeddings.get(space)
-        return None if vector is None else _unit(vector)
+            vector = record.pooled
+        else:
+            vector = record.embeddings.get(space)
+        return (None if vector is None else _unit(vector)), record.id
 
     # ---- searching ------------------------------------------------------------------------------------------
     def similar(
-        self, image: ImageInput | int, k: int = 10, *, offset: int = 0, min_score: float | None = None
+        self,
+        image: ImageInput | int,
+        k: int = 10,
+        *,
+        offset: int = 0,
+        min_score: float | None = None,
+        include_self: bool = False,
     ) -> SearchResult:
-        """Indexed images closest to ``image`` (an indexed id or path, or any image file/upload)."""
-        vector = self.indexed_vector(image, "image")
+        """Indexed images closest to ``image`` (an indexed id or path, or any image file/upload).
+
+        When ``image`` is itself indexed (given by id or path) it is left out of the answer (it would always
+        be first at 1.000) unless ``include_self``; an upload or an unindexed file is compared as it is."""
+        vector, own_id = self._indexed(image, "image")
         if vector is None:
             if isinstance(image, int):
                 raise UsageError(f"indexed image {image} has no features")
             vector = _unit(self.models.encode_images([image]).pooled)[0]
         name = f"#{image}" if isinstance(image, int) else input_name(image)
-        return self._page(name, Query("image", k + offset, vector=vector), k, offset, min_score).result()
+        skip = None if include_self else own_id
+        wanted = k + offset + (skip is not None)
+        return self._page(name, Query("image", wanted, vector=vector), k, offset, min_score, skip=skip).result()
 
     def search_later(
         self, text: str, k: int = 10, *, offset: int = 0, min_score: float | None = None
@@ -211,12 +246,16 @@ class Collection:
             raise UsageError("the search text is empty")
         return self._page(text, Query(self.models.joint_space, k + offset, text=text), k, offset, min_score)
 
-    def _page(self, query: str, search: Query, k: int, offset: int, min_score: float | None) -> Future[SearchResult]:
+    def _page(
+        self, query: str, search: Query, k: int, offset: int, min_score: float | None, *, skip: int | None = None
+    ) -> Future[SearchResult]:
         check_k(k)
         if offset < 0:
             raise UsageError(f"offset must be >= 0, got {offset}")
 
         def page(hits: list[VectorHit]) -> SearchResult:
+            if skip is not None:
+                hits = [h for h in hits if h.id != skip]
             if min_score is not None:
                 hits = [h for h in hits if h.score >= min_score]
             results = [Hit(path=h.path, score=float(h.score), id=h.id) for h in hits[offset : offset + k]]
@@ -232,6 +271,40 @@ class Collection:
                 "re-run `vistext index DIR` to add them"
             )
         return error
+
+
+def catalogue_file(path: Path) -> Path:
+    """The catalogue a ``--db`` names: the file itself, or the indexed folder (holding ``.vistext/``), or
+    ``.vistext/`` itself."""
+    if path.is_dir():
+        return path / DB_FILENAME if path.name == DB_DIRNAME else path / DB_DIRNAME / DB_FILENAME
+    return path
+
+
+def indexes_below(root: Path, depth: int = SCAN_DEPTH, budget: int = SCAN_FOLDERS) -> list[Path]:
+    """Indexed folders (holding ``.vistext/catalogue.sqlite``) up to ``depth`` levels below ``root``, relative
+    to it; hidden folders and symlinks are not entered and at most ``budget`` folders are listed."""
+    found: list[Path] = []
+    level = [root]
+    for _ in range(depth):
+        following: list[Path] = []
+        for folder in level:
+            try:
+                entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+            except OSError:
+                continue
+            for entry in entries:
+                if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
+                    continue
+                budget -= 1
+                if budget < 0:
+                    return found
+                child = Path(entry.path)
+                if (child / DB_DIRNAME / DB_FILENAME).is_file():
+                    found.append(child.relative_to(root))
+                following.append(child)
+        level = following
+    return found
 
 
 def _then(

@@ -126,10 +126,17 @@ class Service:
         return self.collection.info()
 
     def similar(
-        self, image: ImageInput | int, k: int = 10, *, offset: int = 0, min_score: float | None = None
+        self,
+        image: ImageInput | int,
+        k: int = 10,
+        *,
+        offset: int = 0,
+        min_score: float | None = None,
+        include_self: bool = False,
     ) -> SearchResult:
-        """Indexed images closest to ``image`` (an indexed id or path, or any image file/upload)."""
-        return self.collection.similar(image, k, offset=offset, min_score=min_score)
+        """Indexed images closest to ``image`` (an indexed id or path, or any image file/upload); an indexed
+        query image is left out of its own answer unless ``include_self``."""
+        return self.collection.similar(image, k, offset=offset, min_score=min_score, include_self=include_self)
 
     def search(self, text: str, k: int = 10, *, offset: int = 0, min_score: float | None = None) -> SearchResult:
         """Indexed images that best match ``text`` in the joint image-text space."""
