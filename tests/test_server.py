@@ -89,6 +89,8 @@ def test_similar_by_id_scores_paging_and_min_score(client: httpx.Client, collect
     first = client.get("/api/similar/1", params={"k": 6}).json()
     hits = first["results"]
     assert len(hits) == 6 and 1 not in [h["id"] for h in hits]  # the query image itself is left out
+    kept = client.get("/api/similar/1", params={"k": 6, "include_self": "true"}).json()["results"]
+    assert kept[0]["id"] == 1 and [h["id"] for h in kept[1:]] == [h["id"] for h in hits[:5]]
     assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
     page = client.get("/api/similar/1", params={"k": 3, "offset": 2}).json()
     assert page["offset"] == 2 and [h["id"] for h in page["results"]] == [h["id"] for h in hits[2:5]]

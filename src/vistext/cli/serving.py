@@ -104,14 +104,16 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     serve = commands.add_parser("serve", parents=[common], help="HTTP API and web page over the collection")
     add_db(serve)
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     serve.add_argument("--token", help="require `Authorization: Bearer TOKEN` on every API request")
     serve.add_argument("--token-env", metavar="VAR", help="read the token from this environment variable")
     serve.add_argument("--captions", help="caption bank for /api/caption: FORMAT:PATH or a text file")
     serve.add_argument("--tagger", action="append", metavar="NAME=DIR", help="a trained tagger clients may use")
     serve.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload accepted (default 20)")
     serve.add_argument("--timeout", type=float, default=30.0, help="seconds before a request gets 504")
-    serve.add_argument("--map-method", choices=("tsne", "pca"), default="tsne")
+    serve.add_argument(
+        "--map-method", choices=("tsne", "pca"), default="tsne", help="layout of the web page's map (default tsne)"
+    )
     serve.set_defaults(run=run_serve)
 
     bot = commands.add_parser("bot", parents=[common], help="a Telegram bot over the collection")
@@ -127,6 +129,6 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     map_ = commands.add_parser("map", parents=[common], help="write an interactive 2-D map of the collection")
     add_db(map_)
     map_.add_argument("--out", type=Path, required=True, help="the .html file to write")
-    map_.add_argument("--method", choices=("tsne", "pca"), default="tsne")
+    map_.add_argument("--method", choices=("tsne", "pca"), default="tsne", help="2-D layout: tsne (default) or pca")
     map_.add_argument("--link", action="store_true", help="link to the image files instead of embedding thumbnails")
     map_.set_defaults(run=run_map)

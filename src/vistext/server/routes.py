@@ -193,11 +193,14 @@ def build_router(settings: ServerSettings) -> APIRouter:
         k: int = k_param(10),
         offset: int = offset_param,
         min_score: float | None = min_score_param,
+        include_self: bool = Query(False, description="keep the query image itself in its answer"),
     ) -> JSONResponse:
         context = ctx(request)
         _check_paging(context, k, offset)
 
-        result = await context.call(lambda: context.service.similar(image_id, k, offset=offset, min_score=min_score))
+        result = await context.call(
+            lambda: context.service.similar(image_id, k, offset=offset, min_score=min_score, include_self=include_self)
+        )
         return JSONResponse(result.to_dict())
 
     @api.post("/similar", response_model=schemas.SearchOut, summary="indexed images similar to an uploaded image")
