@@ -283,6 +283,28 @@ def test_topics_describe_the_collection(indexed: Path, capsys: pytest.CaptureFix
     assert code == 0 and result["n_topics"] == 4 and len(result["topics"]) == 4
     assert all(topic["words"] and topic["images"] for topic in result["topics"])
     assert len(result["image_topics"]) == 40
+    for topic in result["topics"]:  # the typical images' files beside their ids, in the same order
+        assert len(topic["paths"]) == len(topic["images"])
+        assert all(Path(path).parent == indexed and Path(path).is_file() for path in topic["paths"])
+        assert len(topic["label_words"]) == 3 and topic["label"]
+
+
+def test_topics_print_labels_and_paths_and_draw_a_sheet_per_topic(
+    indexed: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = str(indexed / ".vistext/catalogue.sqlite")
+    code, result = run_json(capsys, "topics", "--n", "3", "--db", db, "--grid", str(tmp_path / "sheets"))
+    assert code == 0 and result["grids"] == [str(tmp_path / "sheets" / f"topic-0{t}.png") for t in range(3)]
+    assert all(Path(sheet).stat().st_size > 10_000 for sheet in result["grids"])
+    assert main(["topics", "--n", "3", "--db", db, "--quiet"]) == 0
+    out = capsys.readouterr().out
+    for topic in result["topics"]:
+        assert f"({topic['weight']:.1%}): {topic['label']}" in out
+        assert all(path in out for path in topic["paths"][:5])
+    assert "ImageNet classes: " in out and "typical images: " not in out  # no bare list of ids any more
+    (tmp_path / "file.png").write_bytes(b"")
+    assert main(["topics", "--n", "3", "--db", db, "--quiet", "--grid", str(tmp_path / "file.png")]) == 2
+    assert "not a file" in capsys.readouterr().err
 
 
 def test_demo_runs_on_bundled_photos(capsys: pytest.CaptureFixture[str]) -> None:

@@ -176,14 +176,23 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def run_topics(args: argparse.Namespace) -> int:
     with service_for(args) as service:
-        topics = service.topics(args.n).to_dict()
+        result = service.topics(args.n)
+        sheets = service.topic_grids(result, args.grid) if args.grid else []
+    topics = result.to_dict()
+    if sheets:
+        topics["grids"] = [str(sheet) for sheet in sheets]
     if args.json:
         emit_json(topics)
         return 0
     for topic in topics["topics"]:
-        words = ", ".join(w["word"] for w in topic["words"][:6])
-        say(f"topic {topic['topic']:2d} ({topic['weight']:.1%}): {words}")
-        say(f"          typical images: {', '.join(map(str, topic['images'][:5]))}")
+        say(f"topic {topic['topic']:2d} ({topic['weight']:.1%}): {topic['label']}")
+        if topic.get("label_words"):  # the label is described words; the ImageNet classes are the detail
+            say(f"          ImageNet classes: {', '.join(w['word'] for w in topic['words'][:6])}")
+        say("          typical images:")
+        for image, path in list(zip(topic["images"], topic["paths"], strict=False))[:5]:
+            say(f"            {path or f'#{image}'}")
+    for sheet in sheets:
+        say(f"wrote {sheet}")
     return 0
 
 
@@ -222,5 +231,8 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
 
     topics = commands.add_parser("topics", parents=[common], help="NMF topics over the collection's tag scores")
     topics.add_argument("--n", type=int, default=20, help="how many topics (default 20)")
+    topics.add_argument(
+        "--grid", type=Path, metavar="DIR", help="also draw each topic's typical images as a contact sheet in DIR"
+    )
     add_db(topics)
     topics.set_defaults(run=run_topics)

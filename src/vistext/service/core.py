@@ -187,6 +187,10 @@ class Service:
     def topic_weights(self) -> tuple[np.ndarray, np.ndarray]:
         return self.collection_topics.topic_weights()
 
+    def topic_grids(self, result: TopicsResult, folder: str | Path, *, thumb: int = 192) -> list[Path]:
+        """One contact sheet per topic of its typical images, written into ``folder``."""
+        return self.collection_topics.grids(result, folder, thumb=thumb)
+
     def status(self) -> StatusResult:
         return self.explore.status()
 
