@@ -506,3 +506,21 @@ def test_a_file_name_that_is_not_utf8_prints_and_round_trips(real_jpegs: list[Pa
     shown = vistext("similar", "1", "--include-self", "--db", db, "-k", "1")
     assert shown.returncode == 0 and b"Traceback" not in shown.stderr
     assert name in shown.stdout
+
+
+def test_search_and_similar_log_what_they_did_with_v(indexed: Path, caplog: pytest.LogCaptureFixture) -> None:
+    db = str(indexed / ".vistext/catalogue.sqlite")
+    with caplog.at_level("INFO", logger="vistext.cli.collection"):
+        assert main(["search", "a dog running", "-k", "3", "--db", db, "-v"]) == 0
+        assert main(["similar", str(indexed / DOG), "-k", "2", "--db", db, "-v"]) == 0
+    [search, similar] = [r for r in caplog.records if r.name == "vistext.cli.collection"]
+    assert search.levelname == "INFO" and similar.levelname == "INFO"
+    text = search.getMessage()
+    assert re.search(r"search 'a dog running': joint model \S+, space joint:\S+ \(\d+-d\), (flat|hnsw) index", text)
+    assert "of 40 vectors searched, 3 results" in text and re.search(r"\d+\.\d{3} s$", text)
+    pattern = r"image encoder efficientnet-lite0, space image \(1280-d\), \w+ index of 40 vectors"
+    assert re.search(pattern, similar.getMessage())
+    caplog.clear()
+    with caplog.at_level("WARNING"):  # without -v, nothing is logged
+        assert main(["search", "a dog running", "-k", "3", "--db", db, "--quiet"]) == 0
+    assert not [r for r in caplog.records if r.name == "vistext.cli.collection"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,6 +12,8 @@ from typing import Any
 from vistext.cli.output import emit_json, say
 from vistext.errors import UsageError
 from vistext.service import SearchResult, Service
+
+log = logging.getLogger(__name__)
 
 
 def service_for(args: argparse.Namespace) -> Service:
@@ -120,16 +124,42 @@ def _size(count: int) -> str:
     return f"{value:.1f} GB"
 
 
-def _answer(args: argparse.Namespace, ask: Callable[[Service], SearchResult]) -> int:
-    """Run a paged query, print it, and draw it as a contact sheet when ``--grid`` is given."""
+def _answer(args: argparse.Namespace, ask: Callable[[Service], SearchResult], what: str) -> int:
+    """Run a paged query, print it, and draw it as a contact sheet when ``--grid`` is given. ``what`` is
+    ``"search"`` (the joint text-image space) or ``"similar"`` (the image space), for the -v log line."""
     with service_for(args) as service:
+        started = time.perf_counter()
         result = ask(service)
+        seconds = time.perf_counter() - started
+        if log.isEnabledFor(logging.INFO):
+            _log_query(service, result, what, seconds)
         if args.grid:
             service.grid(result, args.grid)
     print_hits(result, args.json)
     if args.grid and not args.json:
         say(f"wrote {args.grid}")
     return 0
+
+
+def _log_query(service: Service, result: SearchResult, what: str, seconds: float) -> None:
+    """With -v: which model and space answered, the kind and size of the vector index searched, and how long."""
+    if what == "search":
+        model, space = f"joint model {service.joint.name}", service.joint_space
+    else:
+        model, space = f"image encoder {service.models.encoder_name}", "image"
+    index = (service.info().details.get("spaces") or {}).get(space, {})
+    log.info(
+        "%s %r: %s, space %s (%s-d), %s index of %s vectors searched, %d results, %.3f s",
+        what,
+        result.query,
+        model,
+        space,
+        index.get("dim", "?"),
+        index.get("index", "?"),
+        index.get("size", "?"),
+        len(result.results),
+        seconds,
+    )
 
 
 def run_similar(args: argparse.Namespace) -> int:
@@ -141,12 +171,13 @@ def run_similar(args: argparse.Namespace) -> int:
         lambda service: service.similar(
             query, args.k, offset=args.offset, min_score=args.min_score, include_self=args.include_self
         ),
+        "similar",
     )
 
 
 def run_search(args: argparse.Namespace) -> int:
     return _answer(
-        args, lambda service: service.search(args.text, args.k, offset=args.offset, min_score=args.min_score)
+        args, lambda service: service.search(args.text, args.k, offset=args.offset, min_score=args.min_score), "search"
     )
 
 
