@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from vistext.cli import main
@@ -328,6 +329,45 @@ def test_search_and_similar_draw_contact_sheets(indexed: Path, tmp_path: Path) -
     for name in ("s.png", "n.jpg"):
         with Image.open(tmp_path / name) as sheet:
             assert sheet.width >= 300 and sheet.height >= 200
+
+
+def test_similar_sheet_leads_with_the_query_photo(indexed: Path, tmp_path: Path, flickr8k_images: list[Path]) -> None:
+    from PIL import Image
+
+    from vistext.images import thumbnail
+
+    db = str(indexed / ".vistext/catalogue.sqlite")
+    outside = flickr8k_images[100]  # not among the 40 indexed photos
+    assert not (indexed / outside.name).exists()
+
+    def cell(
+        sheet: Path, position: int
+    ) -> tuple[np.ndarray, int, int]:  # the default layout: 192-px cells, 8-px pad, a title
+        with Image.open(sheet) as picture:
+            x, y = 8 + position * 200, 34 + 8
+            return np.asarray(picture.convert("RGB"), dtype=np.float64), x, y
+
+    def looks_like(sheet: Path, position: int, photo: Path) -> bool:
+        pixels, x, y = cell(sheet, position)
+        small = np.asarray(thumbnail(photo, 192).convert("RGB"), dtype=np.float64)
+        h, w = small.shape[:2]
+        x0, y0 = x + (192 - w) // 2, y + (192 - h) // 2
+        return float(np.abs(pixels[y0 : y0 + h, x0 : x0 + w] - small).mean()) < 4.0
+
+    def framed(sheet: Path, position: int) -> bool:
+        pixels, x, y = cell(sheet, position)
+        return bool(np.abs(pixels[y + 96, x - 2] - (214, 96, 22)).max() < 30)
+
+    sheet = tmp_path / "outside.png"
+    assert main(["similar", str(outside), "-k", "3", "--grid", str(sheet), "--db", db, "-q"]) == 0
+    assert looks_like(sheet, 0, outside) and framed(sheet, 0)  # the query first, framed as the query
+    assert not framed(sheet, 1) and not looks_like(sheet, 1, outside)
+    # an indexed query shown by --include-self is not drawn twice: its rank-1 cell is the only one
+    kept = tmp_path / "kept.png"
+    assert (
+        main(["similar", str(indexed / DOG), "-k", "3", "--include-self", "--grid", str(kept), "--db", db, "-q"]) == 0
+    )
+    assert looks_like(kept, 0, indexed / DOG) and not framed(kept, 0) and not looks_like(kept, 1, indexed / DOG)
 
 
 def test_unknown_id_is_not_found(indexed: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -124,9 +124,15 @@ def _size(count: int) -> str:
     return f"{value:.1f} GB"
 
 
-def _answer(args: argparse.Namespace, ask: Callable[[Service], SearchResult], what: str) -> int:
-    """Run a paged query, print it, and draw it as a contact sheet when ``--grid`` is given. ``what`` is
-    ``"search"`` (the joint text-image space) or ``"similar"`` (the image space), for the -v log line."""
+def _answer(
+    args: argparse.Namespace,
+    ask: Callable[[Service], SearchResult],
+    what: str,
+    query_file: Callable[[Service], Path] | None = None,
+) -> int:
+    """Run a paged query, print it, and draw it as a contact sheet when ``--grid`` is given, led by the query
+    photo (``query_file``) unless it is among the results. ``what`` is ``"search"`` (the joint text-image space)
+    or ``"similar"`` (the image space), for the -v log line."""
     with service_for(args) as service:
         started = time.perf_counter()
         result = ask(service)
@@ -134,7 +140,10 @@ def _answer(args: argparse.Namespace, ask: Callable[[Service], SearchResult], wh
         if log.isEnabledFor(logging.INFO):
             _log_query(service, result, what, seconds)
         if args.grid:
-            service.grid(result, args.grid)
+            query = query_file(service).resolve() if query_file is not None else None
+            if query is not None and any(Path(hit.path).resolve() == query for hit in result.results):
+                query = None  # --include-self already shows it, first at 1.000
+            service.grid(result, args.grid, query_image=query)
     print_hits(result, args.json)
     if args.grid and not args.json:
         say(f"wrote {args.grid}")
@@ -172,6 +181,7 @@ def run_similar(args: argparse.Namespace) -> int:
             query, args.k, offset=args.offset, min_score=args.min_score, include_self=args.include_self
         ),
         "similar",
+        lambda service: service.image_file(query) if isinstance(query, int) else Path(query),
     )
 
 

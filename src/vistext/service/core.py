@@ -200,6 +200,15 @@ class Service:
     def neighbour_table(self, k: int = 8) -> NeighbourTable:
         return self.explore.neighbour_table(k)
 
-    def grid(self, result: SearchResult, out_path: str | Path, *, columns: int | None = None, thumb: int = 192) -> Path:
-        """Draw ``result`` as a contact sheet (rank, score and file name under each thumbnail)."""
-        return self.explore.grid(result, out_path, columns=columns, thumb=thumb)
+    def grid(
+        self,
+        result: SearchResult,
+        out_path: str | Path,
+        *,
+        columns: int | None = None,
+        thumb: int = 192,
+        query_image: str | Path | None = None,
+    ) -> Path:
+        """Draw ``result`` as a contact sheet (rank, score and file name under each thumbnail), led by
+        ``query_image`` marked as the query when given."""
+        return self.explore.grid(result, out_path, columns=columns, thumb=thumb, query_image=query_image)

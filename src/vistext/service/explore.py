@@ -140,8 +140,17 @@ class Explore:
         )
 
     # ---- pictures of results ----------------------------------------------------------------------------------
-    def grid(self, result: SearchResult, out_path: str | Path, *, columns: int | None = None, thumb: int = 192) -> Path:
-        """Draw ``result`` as a contact sheet (rank, score and file name under each thumbnail)."""
+    def grid(
+        self,
+        result: SearchResult,
+        out_path: str | Path,
+        *,
+        columns: int | None = None,
+        thumb: int = 192,
+        query_image: str | Path | None = None,
+    ) -> Path:
+        """Draw ``result`` as a contact sheet (rank, score and file name under each thumbnail); ``query_image``
+        (the photo a "similar" search was asked about) comes first, framed and labelled "query"."""
         from vistext.analysis.grid import SheetItem, render_contact_sheet
 
         items = [
@@ -150,6 +159,8 @@ class Explore:
         ]
         if not items:
             raise UsageError(f"no results for {result.query}: nothing to draw")
+        if query_image is not None:
+            items.insert(0, SheetItem(query_image, "query", Path(query_image).name, marked=True))
         return render_contact_sheet(items, out_path, title=result.query, columns=columns, thumb=thumb)
 
 
