@@ -168,8 +168,9 @@ __all__ = ["Explore", "UnknownImageError"]
 
 
 def _colours(result: TopicsResult, ids: np.ndarray) -> tuple[list[int], list[dict[str, object]]]:
-    """Each image's dominant topic (-1 for images the topics left out) and each topic's id and top words."""
+    """Each image's dominant topic (-1 for images the topics left out) and each topic's id, top words and label."""
     topic_list: list[dict[str, object]] = [
-        {"id": topic.topic, "words": [word for word, _ in topic.words[:6]]} for topic in result.topics
+        {"id": topic.topic, "words": [word for word, _ in topic.words[:6]], "label": topic.label}
+        for topic in result.topics
     ]
     return [result.image_topics.get(int(i), -1) for i in ids.tolist()], topic_list
