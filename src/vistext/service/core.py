@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from vistext.encoders import ImageEncoder, ImageFeatures
     from vistext.indexing.local import IndexReport
     from vistext.models.joint import JointModel
+    from vistext.models.joint_onnx import OnnxJointModel
     from vistext.store import ImageRecord, Store
 
 
@@ -80,7 +81,7 @@ class Service:
         return self.models.encoder
 
     @property
-    def joint(self) -> JointModel:
+    def joint(self) -> JointModel | OnnxJointModel:
         return self.models.joint
 
     @property
