@@ -59,8 +59,11 @@ def test_exact_and_near_copies_are_grouped(
     # one image per distinct content: the original (or its exact copy) and the three altered copies
     names = {Path(image["path"]).name for image in near["images"]}
     assert names - {original, "copy.jpg"} == {"half.jpg", "q40.jpg", "crop.jpg"} and len(names) == 4
-    # the largest file comes first and the others are scored against it, all above the threshold
+    # the original (most pixels, then the largest file) comes first, the copies follow by similarity to it
+    assert Path(near["images"][0]["path"]).name in {original, "copy.jpg"}
     assert near["images"][0]["score"] == pytest.approx(1.0, abs=1e-5)
+    scores = [image["score"] for image in near["images"]]
+    assert scores == sorted(scores, reverse=True)
     assert all(DEFAULT_THRESHOLD <= image["score"] <= 1.0 for image in near["images"])
     # the other real photos are nobody's duplicate
     grouped = {Path(image["path"]).name for group in answer["groups"] for image in group["images"]}

@@ -1,8 +1,10 @@
 """Duplicates in an indexed collection: exact copies (the same content hash) and near-duplicates (resized,
 re-encoded, lightly cropped copies: stored pooled image features above a cosine threshold), from the
-catalogue alone, so no photo is read again."""
+catalogue alone: no photo is decoded again (only the headers of grouped photos, to put the one to keep first)."""
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 
@@ -51,13 +53,25 @@ def find_duplicates(collection: Collection, threshold: float | None = None) -> D
 
 
 def _near_group(shas: list[str], by_sha: dict[str, list[tuple[int, str, int]]], matrix: np.ndarray) -> DuplicateGroup:
-    """One near group: one image per distinct content (exact copies are their own groups), the largest file
-    first, each scored by its cosine similarity to that first image."""
+    """One near group: one image per distinct content (exact copies are their own groups). First comes the one
+    to keep: the most pixels, then the largest file (the original beats its resized, cropped and re-encoded
+    copies); the rest follow by their cosine similarity to it."""
     firsts = [min(by_sha[sha]) for sha in shas]
-    order = sorted(range(len(shas)), key=lambda k: (-firsts[k][2], firsts[k][0]))
-    scores = matrix[order] @ matrix[order[0]]
-    images = [
-        DuplicateImage(firsts[k][0], firsts[k][1], float(min(score, 1.0)))
-        for k, score in zip(order, scores.tolist(), strict=True)
-    ]
+    keep = max(range(len(shas)), key=lambda k: (_pixels(firsts[k][1]), firsts[k][2], -firsts[k][0]))
+    scores = matrix @ matrix[keep]
+    order = sorted(range(len(shas)), key=lambda k: (k != keep, -float(scores[k]), firsts[k][0]))
+    images = [DuplicateImage(firsts[k][0], firsts[k][1], min(float(scores[k]), 1.0)) for k in order]
     return DuplicateGroup("near", images)
+
+
+def _pixels(path: str) -> int:
+    """Width x height from the file's header (no pixel is decoded), or 0 when it cannot be read now."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a huge or oddly tagged header is still just a size here
+            with Image.open(path) as picture:
+                return int(picture.width) * int(picture.height)
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return 0

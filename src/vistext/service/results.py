@@ -244,7 +244,7 @@ class DuplicateImage:
 @dataclass
 class DuplicateGroup:
     """Exact copies (``kind="exact"``: the same bytes) or near-duplicates (``"near"``: resized, re-encoded,
-    lightly cropped), the largest file first."""
+    lightly cropped), the one to keep (most pixels, then largest file) first."""
 
     kind: str
     images: list[DuplicateImage]
