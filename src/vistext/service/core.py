@@ -24,6 +24,7 @@ from vistext.service.loaded_models import MODEL_CACHE_SIZE, LoadedModels
 from vistext.service.queries import QueryBatcher
 from vistext.service.results import (
     CaptionResult,
+    DuplicatesResult,
     InfoResult,
     MapResult,
     MatchResult,
@@ -200,3 +201,10 @@ class Service:
     def grid(self, result: SearchResult, out_path: str | Path, *, columns: int | None = None, thumb: int = 192) -> Path:
         """Draw ``result`` as a contact sheet (rank, score and file name under each thumbnail)."""
         return self.explore.grid(result, out_path, columns=columns, thumb=thumb)
+
+    def duplicates(self, threshold: float | None = None) -> DuplicatesResult:
+        """Groups of exact copies (same content hash) and of near-duplicates (resized, re-encoded, lightly
+        cropped: stored image features at cosine ``threshold`` or above; default measured by bench/duplicates.py)."""
+        from vistext.service.duplicates import find_duplicates
+
+        return find_duplicates(self.collection, threshold)
