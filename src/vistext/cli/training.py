@@ -139,7 +139,7 @@ def run_eval(args: argparse.Namespace) -> int:
     else:
         from vistext.evaluation import matching as evaluation  # type: ignore[no-redef]
     split = args.split or ("test" if kind == "joint" else None)
-    metrics = evaluation.evaluate(model, args.data, split=split, progress=progress).metrics
+    metrics = evaluation.evaluate(model, args.data, split=split, progress=progress).metrics  # type: ignore[arg-type]
     _print_metrics(metrics, args.json)
     return 0
 

@@ -139,9 +139,9 @@ class _Indexer:
         embeddings: dict[str, np.ndarray] = {}
         if good:
             features = ImageFeatures(
-                pooled=np.stack([e.pooled for e in good]),
-                logits=None if good[0].logits is None else np.stack([e.logits for e in good]),
-                grid=None if good[0].grid is None else np.stack([e.grid for e in good]),
+                pooled=np.stack([e.pooled for e in good if e.pooled is not None]),  # every decoded image has them
+                logits=_stacked([e.logits for e in good]),
+                grid=_stacked([e.grid for e in good]),
             )
             for name, project in self.projectors.items():
                 embeddings[name] = np.asarray(project(features), dtype=np.float32)
@@ -273,3 +273,9 @@ def _run(
     if gone:
         store.remove(gone)
         report.removed = len(gone)
+
+
+def _stacked(arrays: list[np.ndarray | None]) -> np.ndarray | None:
+    """One batch array, or None when the encoder gave none (no logits, no grid)."""
+    present = [a for a in arrays if a is not None]
+    return np.stack(present) if present and len(present) == len(arrays) else None

@@ -12,6 +12,9 @@ from vistext.service.core import Service
 from vistext.service.inputs import ImageInput, Upload, parse_tag_sets, parse_vocabulary
 from vistext.service.results import (
     CaptionResult,
+    DuplicateGroup,
+    DuplicateImage,
+    DuplicatesResult,
     Hit,
     InfoResult,
     MapResult,
@@ -29,6 +32,9 @@ from vistext.service.results import (
 
 __all__ = [
     "CaptionResult",
+    "DuplicateGroup",
+    "DuplicateImage",
+    "DuplicatesResult",
     "Hit",
     "ImageInput",
     "InfoResult",

@@ -24,6 +24,7 @@ from vistext.service.loaded_models import MODEL_CACHE_SIZE, LoadedModels
 from vistext.service.queries import QueryBatcher
 from vistext.service.results import (
     CaptionResult,
+    DuplicatesResult,
     InfoResult,
     MapResult,
     MatchResult,
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from vistext.encoders import ImageEncoder, ImageFeatures
     from vistext.indexing.local import IndexReport
     from vistext.models.joint import JointModel
+    from vistext.models.joint_onnx import OnnxJointModel
     from vistext.store import ImageRecord, Store
 
 
@@ -80,7 +82,7 @@ class Service:
         return self.models.encoder
 
     @property
-    def joint(self) -> JointModel:
+    def joint(self) -> JointModel | OnnxJointModel:
         return self.models.joint
 
     @property
@@ -212,3 +214,10 @@ class Service:
         """Draw ``result`` as a contact sheet (rank, score and file name under each thumbnail), led by
         ``query_image`` marked as the query when given."""
         return self.explore.grid(result, out_path, columns=columns, thumb=thumb, query_image=query_image)
+
+    def duplicates(self, threshold: float | None = None) -> DuplicatesResult:
+        """Groups of exact copies (same content hash) and of near-duplicates (resized, re-encoded, lightly
+        cropped: stored image features at cosine ``threshold`` or above; default measured by bench/duplicates.py)."""
+        from vistext.service.duplicates import find_duplicates
+
+        return find_duplicates(self.collection, threshold)

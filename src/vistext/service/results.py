@@ -245,3 +245,38 @@ class NeighbourTable:
 
     def to_dict(self) -> dict[str, Any]:
         return {str(image): [[other, score] for other, score in near] for image, near in self.neighbours.items()}
+
+
+@dataclass
+class DuplicateImage:
+    """One member of a duplicate group: its catalogue id, path and cosine similarity to the group's first image."""
+
+    id: int
+    path: str
+    score: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "path": self.path, "score": round(float(self.score), 6)}
+
+
+@dataclass
+class DuplicateGroup:
+    """Exact copies (``kind="exact"``: the same bytes) or near-duplicates (``"near"``: resized, re-encoded,
+    lightly cropped), the one to keep (most pixels, then largest file) first."""
+
+    kind: str
+    images: list[DuplicateImage]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "images": [image.to_dict() for image in self.images]}
+
+
+@dataclass
+class DuplicatesResult:
+    """Every duplicate group of the collection and the similarity threshold the near groups used."""
+
+    groups: list[DuplicateGroup]
+    threshold: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"groups": [group.to_dict() for group in self.groups], "threshold": self.threshold}
