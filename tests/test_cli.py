@@ -303,6 +303,18 @@ def test_topics_print_labels_and_paths_and_draw_a_sheet_per_topic(
         assert f"({topic['weight']:.1%}): {topic['label']}" in out
         assert all(path in out for path in topic["paths"][:5])
     assert "ImageNet classes: " in out and "typical images: " not in out  # no bare list of ids any more
+    # an index without text-search embeddings labels its topics by their ImageNet classes
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for path in sorted(indexed.glob("*.jpg"))[:6]:
+        shutil.copy(path, plain / path.name)
+    assert main(["index", str(plain), "--no-text", "--quiet"]) == 0
+    capsys.readouterr()
+    code, bare = run_json(capsys, "topics", "--n", "2", "--db", str(plain))
+    assert code == 0 and all(not t["label_words"] and t["words"] and t["paths"] for t in bare["topics"])
+    assert main(["topics", "--n", "2", "--db", str(plain), "--quiet"]) == 0
+    first = bare["topics"][0]
+    assert f"({first['weight']:.1%}): {', '.join(w['word'] for w in first['words'][:6])}" in capsys.readouterr().out
     (tmp_path / "file.png").write_bytes(b"")
     assert main(["topics", "--n", "3", "--db", db, "--quiet", "--grid", str(tmp_path / "file.png")]) == 2
     assert "not a file" in capsys.readouterr().err

@@ -226,9 +226,12 @@ def run_topics(args: argparse.Namespace) -> int:
         emit_json(topics)
         return 0
     for topic in topics["topics"]:
-        say(f"topic {topic['topic']:2d} ({topic['weight']:.1%}): {topic['label']}")
-        if topic.get("label_words"):  # the label is described words; the ImageNet classes are the detail
-            say(f"          ImageNet classes: {', '.join(w['word'] for w in topic['words'][:6])}")
+        classes = ", ".join(w["word"] for w in topic["words"][:6])
+        if topic.get("label_words"):  # the label says what the photos show; the ImageNet classes are the detail
+            say(f"topic {topic['topic']:2d} ({topic['weight']:.1%}): {topic['label']}")
+            say(f"          ImageNet classes: {classes}")
+        else:  # an index without text-search embeddings: the classes are all there is
+            say(f"topic {topic['topic']:2d} ({topic['weight']:.1%}): {classes}")
         say("          typical images:")
         for image, path in list(zip(topic["images"], topic["paths"], strict=False))[:5]:
             say(f"            {path or f'#{image}'}")

@@ -57,7 +57,9 @@ class CollectionTopics:
             raise UsageError(f"the number of topics must be at least 1, got {n}")
         ids, matrix, labels, paths = self._tag_matrix()
         n = min(n, len(ids))
-        settings = f"{n}:{seed}:{top_images}:v{SUMMARY_VERSION}".encode()
+        # the stored spaces are part of the key: labels come from text-search embeddings once an index has them
+        spaces = "+".join(sorted(self.collection.store().spaces()))
+        settings = f"{n}:{seed}:{top_images}:v{SUMMARY_VERSION}:{spaces}".encode()
         key = hashlib.sha1(np.asarray(ids, dtype=np.int64).tobytes() + settings).hexdigest()[:16]
         folder = self.collection.db_path().parent
         summary_file, weights_file = folder / f"topics-{key}.json", folder / f"topics-{key}.npz"
