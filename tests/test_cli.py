@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from vistext.cli import main
@@ -283,6 +284,40 @@ def test_topics_describe_the_collection(indexed: Path, capsys: pytest.CaptureFix
     assert code == 0 and result["n_topics"] == 4 and len(result["topics"]) == 4
     assert all(topic["words"] and topic["images"] for topic in result["topics"])
     assert len(result["image_topics"]) == 40
+    for topic in result["topics"]:  # the typical images' files beside their ids, in the same order
+        assert len(topic["paths"]) == len(topic["images"])
+        assert all(Path(path).parent == indexed and Path(path).is_file() for path in topic["paths"])
+        assert len(topic["label_words"]) == 3 and topic["label"]
+
+
+def test_topics_print_labels_and_paths_and_draw_a_sheet_per_topic(
+    indexed: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = str(indexed / ".vistext/catalogue.sqlite")
+    code, result = run_json(capsys, "topics", "--n", "3", "--db", db, "--grid", str(tmp_path / "sheets"))
+    assert code == 0 and result["grids"] == [str(tmp_path / "sheets" / f"topic-0{t}.png") for t in range(3)]
+    assert all(Path(sheet).stat().st_size > 10_000 for sheet in result["grids"])
+    assert main(["topics", "--n", "3", "--db", db, "--quiet"]) == 0
+    out = capsys.readouterr().out
+    for topic in result["topics"]:
+        assert f"({topic['weight']:.1%}): {topic['label']}" in out
+        assert all(path in out for path in topic["paths"][:5])
+    assert "ImageNet classes: " in out and "typical images: " not in out  # no bare list of ids any more
+    # an index without text-search embeddings labels its topics by their ImageNet classes
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for path in sorted(indexed.glob("*.jpg"))[:6]:
+        shutil.copy(path, plain / path.name)
+    assert main(["index", str(plain), "--no-text", "--quiet"]) == 0
+    capsys.readouterr()
+    code, bare = run_json(capsys, "topics", "--n", "2", "--db", str(plain))
+    assert code == 0 and all(not t["label_words"] and t["words"] and t["paths"] for t in bare["topics"])
+    assert main(["topics", "--n", "2", "--db", str(plain), "--quiet"]) == 0
+    first = bare["topics"][0]
+    assert f"({first['weight']:.1%}): {', '.join(w['word'] for w in first['words'][:6])}" in capsys.readouterr().out
+    (tmp_path / "file.png").write_bytes(b"")
+    assert main(["topics", "--n", "3", "--db", db, "--quiet", "--grid", str(tmp_path / "file.png")]) == 2
+    assert "not a file" in capsys.readouterr().err
 
 
 def test_demo_runs_on_bundled_photos(capsys: pytest.CaptureFixture[str]) -> None:
@@ -306,6 +341,45 @@ def test_search_and_similar_draw_contact_sheets(indexed: Path, tmp_path: Path) -
     for name in ("s.png", "n.jpg"):
         with Image.open(tmp_path / name) as sheet:
             assert sheet.width >= 300 and sheet.height >= 200
+
+
+def test_similar_sheet_leads_with_the_query_photo(indexed: Path, tmp_path: Path, flickr8k_images: list[Path]) -> None:
+    from PIL import Image
+
+    from vistext.images import thumbnail
+
+    db = str(indexed / ".vistext/catalogue.sqlite")
+    outside = flickr8k_images[100]  # not among the 40 indexed photos
+    assert not (indexed / outside.name).exists()
+
+    def cell(
+        sheet: Path, position: int
+    ) -> tuple[np.ndarray, int, int]:  # the default layout: 192-px cells, 8-px pad, a title
+        with Image.open(sheet) as picture:
+            x, y = 8 + position * 200, 34 + 8
+            return np.asarray(picture.convert("RGB"), dtype=np.float64), x, y
+
+    def looks_like(sheet: Path, position: int, photo: Path) -> bool:
+        pixels, x, y = cell(sheet, position)
+        small = np.asarray(thumbnail(photo, 192).convert("RGB"), dtype=np.float64)
+        h, w = small.shape[:2]
+        x0, y0 = x + (192 - w) // 2, y + (192 - h) // 2
+        return float(np.abs(pixels[y0 : y0 + h, x0 : x0 + w] - small).mean()) < 4.0
+
+    def framed(sheet: Path, position: int) -> bool:
+        pixels, x, y = cell(sheet, position)
+        return bool(np.abs(pixels[y + 96, x - 2] - (214, 96, 22)).max() < 30)
+
+    sheet = tmp_path / "outside.png"
+    assert main(["similar", str(outside), "-k", "3", "--grid", str(sheet), "--db", db, "-q"]) == 0
+    assert looks_like(sheet, 0, outside) and framed(sheet, 0)  # the query first, framed as the query
+    assert not framed(sheet, 1) and not looks_like(sheet, 1, outside)
+    # an indexed query shown by --include-self is not drawn twice: its rank-1 cell is the only one
+    kept = tmp_path / "kept.png"
+    assert (
+        main(["similar", str(indexed / DOG), "-k", "3", "--include-self", "--grid", str(kept), "--db", db, "-q"]) == 0
+    )
+    assert looks_like(kept, 0, indexed / DOG) and not framed(kept, 0) and not looks_like(kept, 1, indexed / DOG)
 
 
 def test_unknown_id_is_not_found(indexed: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -484,3 +558,21 @@ def test_a_file_name_that_is_not_utf8_prints_and_round_trips(real_jpegs: list[Pa
     shown = vistext("similar", "1", "--include-self", "--db", db, "-k", "1")
     assert shown.returncode == 0 and b"Traceback" not in shown.stderr
     assert name in shown.stdout
+
+
+def test_search_and_similar_log_what_they_did_with_v(indexed: Path, caplog: pytest.LogCaptureFixture) -> None:
+    db = str(indexed / ".vistext/catalogue.sqlite")
+    with caplog.at_level("INFO", logger="vistext.cli.collection"):
+        assert main(["search", "a dog running", "-k", "3", "--db", db, "-v"]) == 0
+        assert main(["similar", str(indexed / DOG), "-k", "2", "--db", db, "-v"]) == 0
+    [search, similar] = [r for r in caplog.records if r.name == "vistext.cli.collection"]
+    assert search.levelname == "INFO" and similar.levelname == "INFO"
+    text = search.getMessage()
+    assert re.search(r"search 'a dog running': joint model \S+, space joint:\S+ \(\d+-d\), (flat|hnsw) index", text)
+    assert "of 40 vectors searched, 3 results" in text and re.search(r"\d+\.\d{3} s$", text)
+    pattern = r"image encoder efficientnet-lite0, space image \(1280-d\), \w+ index of 40 vectors"
+    assert re.search(pattern, similar.getMessage())
+    caplog.clear()
+    with caplog.at_level("WARNING"):  # without -v, nothing is logged
+        assert main(["search", "a dog running", "-k", "3", "--db", db, "--quiet"]) == 0
+    assert not [r for r in caplog.records if r.name == "vistext.cli.collection"]

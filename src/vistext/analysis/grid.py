@@ -20,15 +20,18 @@ _BACKGROUND = (250, 250, 250)
 _MISSING = (210, 210, 210)
 _TEXT = (20, 20, 20)
 _MUTED = (110, 110, 110)
+_MARK = (214, 96, 22)
 
 
 @dataclass(frozen=True)
 class SheetItem:
-    """One cell: the image file, the big label under it (e.g. ``"0.812"``) and a smaller caption (file name)."""
+    """One cell: the image file, the big label under it (e.g. ``"0.812"``) and a smaller caption (file name);
+    a ``marked`` cell (the query image of a "similar" sheet) is framed in colour so it reads apart from results."""
 
     path: str | Path
     label: str
     caption: str = ""
+    marked: bool = False
 
 
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
@@ -96,8 +99,14 @@ def render_contact_sheet(
         else:
             # centre non-square thumbnails in their square cell
             sheet.paste(picture, (x + (thumb - picture.width) // 2, y + (thumb - picture.height) // 2))
+        if item.marked:
+            frame = max(3, thumb // 48)
+            draw.rectangle(
+                (x - frame, y - frame, x + thumb - 1 + frame, y + thumb - 1 + frame), outline=_MARK, width=frame
+            )
         text_y = y + thumb + pad // 2
-        draw.text((x, text_y), _fit(draw, item.label, label_font, thumb), fill=_TEXT, font=label_font)
+        colour = _MARK if item.marked else _TEXT
+        draw.text((x, text_y), _fit(draw, item.label, label_font, thumb), fill=colour, font=label_font)
         if item.caption:
             caption_y = text_y + max(12, thumb // 11) + pad // 3
             draw.text((x, caption_y), _fit(draw, item.caption, caption_font, thumb), fill=_MUTED, font=caption_font)

@@ -142,3 +142,88 @@ def fit_topics(
         ids=ids,
         reconstruction_error=float(nmf.reconstruction_err_),
     )
+
+
+# ---- labels that say what the photos show -------------------------------------------------------------------
+# Everyday words a topic label is chosen from: what people photograph and how captions name it (plural where
+# captions say it so). ImageNet's classes are too fine ("Labrador retriever", "seashore") to read as a label.
+EVERYDAY_WORDS: tuple[str, ...] = (
+    # people
+    "people", "man", "woman", "child", "children", "boy", "girl", "baby", "family", "crowd", "friends", "couple",
+    "team", "players", "dancers", "musician", "rider", "climber", "surfer", "skier", "swimmer", "runner",
+    # animals
+    "dog", "dogs", "puppy", "cat", "horse", "cow", "sheep", "bird", "birds", "duck", "fish", "animal", "insect",
+    "butterfly", "monkey", "elephant",
+    # places and scenes
+    "beach", "ocean", "sea", "waves", "lake", "river", "water", "pool", "waterfall", "mountain", "mountains",
+    "hill", "rocks", "cliff", "desert", "sand", "forest", "trees", "park", "garden", "field", "grass", "meadow",
+    "snow", "ice", "sky", "sunset", "night", "city", "street", "road", "building", "buildings", "house",
+    "church", "bridge", "market", "shop", "restaurant", "kitchen", "room", "stage", "stadium", "playground",
+    "countryside", "farm", "trail", "track", "fountain",
+    # activities
+    "sports", "football", "soccer", "basketball", "baseball", "tennis", "swimming", "surfing", "skiing",
+    "snowboarding", "skateboarding", "cycling", "climbing", "running", "jumping", "dancing", "playing",
+    "fishing", "boating", "hiking", "racing", "concert", "wedding", "parade", "party", "game",
+    # things
+    "ball", "toy", "bicycle", "motorcycle", "car", "cars", "bus", "truck", "train", "boat", "ship", "airplane",
+    "skateboard", "surfboard", "kite", "tent", "umbrella", "flag", "sign", "food", "cake", "fruit", "flowers",
+    "plants", "table", "chair", "bed", "computer", "phone", "book", "camera", "guitar", "hat", "costume",
+    "uniform", "dress", "glasses", "bag", "helmet", "fence", "wall", "window", "statue", "painting",
+)  # fmt: skip
+
+
+def word_prompt(word: str) -> str:
+    """A label word phrased as the joint model's captions phrase things: "a photo of dogs"."""
+    return f"a photo of {word}"
+
+
+def describe_topics(
+    topic_vectors: np.ndarray,
+    word_vectors: np.ndarray,
+    words: Sequence[str],
+    k: int = 3,
+    *,
+    contrast: float = 0.5,
+    redundancy: float = 0.8,
+) -> list[list[tuple[str, float]]]:
+    """The ``k`` words that best describe each topic, best first, with their scores.
+
+    ``topic_vectors`` (n_topics, d) are the topics' mean image embeddings and ``word_vectors`` (n_words, d) the
+    words' embeddings in the same joint image-text space (unit rows). A word's score for a topic is its cosine to
+    the topic minus ``contrast`` times its mean cosine to the other topics, so a word that fits every topic of
+    the collection ("people" in a collection of people) does not label them all, while a word that fits only one
+    still wins there. A word whose own cosine to a word already chosen exceeds ``redundancy`` is passed over
+    ("dogs" after "dog", "ocean" after "sea"). Deterministic: ties keep the vocabulary's order.
+    """
+    topics = np.asarray(topic_vectors, dtype=np.float64)
+    vectors = np.asarray(word_vectors, dtype=np.float64)
+    if topics.ndim != 2 or vectors.ndim != 2 or topics.shape[1] != vectors.shape[1] or len(vectors) != len(words):
+        raise UsageError(
+            f"topic vectors {topics.shape} and word vectors {vectors.shape} ({len(words)} words) do not match"
+        )
+    norms = np.linalg.norm(topics, axis=1, keepdims=True)
+    topics = np.divide(topics, norms, out=np.zeros_like(topics), where=norms > 0)
+    cosines = topics @ vectors.T
+    scores = cosines
+    if len(topics) > 1:  # each topic against the mean of the others
+        others = (cosines.sum(axis=0, keepdims=True) - cosines) / (len(topics) - 1)
+        scores = cosines - contrast * others
+    alike = vectors @ vectors.T
+    described = []
+    for t in range(len(topics)):
+        chosen: list[int] = []
+        for j in np.argsort(-scores[t], kind="stable").tolist():
+            if all(alike[j, c] <= redundancy for c in chosen):
+                chosen.append(j)
+                if len(chosen) == k:
+                    break
+        described.append([(str(words[j]), round(float(scores[t, j]), 6)) for j in chosen])
+    return described
+
+
+def label_text(words: Sequence[str]) -> str:
+    """A label from its best words: "dogs, grass and ball"."""
+    words = list(dict.fromkeys(words))
+    if len(words) <= 1:
+        return "".join(words)
+    return ", ".join(words[:-1]) + " and " + words[-1]

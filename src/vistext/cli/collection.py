@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,6 +12,8 @@ from typing import Any
 from vistext.cli.output import emit_json, say
 from vistext.errors import UsageError
 from vistext.service import SearchResult, Service
+
+log = logging.getLogger(__name__)
 
 
 def service_for(args: argparse.Namespace) -> Service:
@@ -120,16 +124,51 @@ def _size(count: int) -> str:
     return f"{value:.1f} GB"
 
 
-def _answer(args: argparse.Namespace, ask: Callable[[Service], SearchResult]) -> int:
-    """Run a paged query, print it, and draw it as a contact sheet when ``--grid`` is given."""
+def _answer(
+    args: argparse.Namespace,
+    ask: Callable[[Service], SearchResult],
+    what: str,
+    query_file: Callable[[Service], Path] | None = None,
+) -> int:
+    """Run a paged query, print it, and draw it as a contact sheet when ``--grid`` is given, led by the query
+    photo (``query_file``) unless it is among the results. ``what`` is ``"search"`` (the joint text-image space)
+    or ``"similar"`` (the image space), for the -v log line."""
     with service_for(args) as service:
+        started = time.perf_counter()
         result = ask(service)
+        seconds = time.perf_counter() - started
+        if log.isEnabledFor(logging.INFO):
+            _log_query(service, result, what, seconds)
         if args.grid:
-            service.grid(result, args.grid)
+            query = query_file(service).resolve() if query_file is not None else None
+            if query is not None and any(Path(hit.path).resolve() == query for hit in result.results):
+                query = None  # --include-self already shows it, first at 1.000
+            service.grid(result, args.grid, query_image=query)
     print_hits(result, args.json)
     if args.grid and not args.json:
         say(f"wrote {args.grid}")
     return 0
+
+
+def _log_query(service: Service, result: SearchResult, what: str, seconds: float) -> None:
+    """With -v: which model and space answered, the kind and size of the vector index searched, and how long."""
+    if what == "search":
+        model, space = f"joint model {service.joint.name}", service.joint_space
+    else:
+        model, space = f"image encoder {service.models.encoder_name}", "image"
+    index = (service.info().details.get("spaces") or {}).get(space, {})
+    log.info(
+        "%s %r: %s, space %s (%s-d), %s index of %s vectors searched, %d results, %.3f s",
+        what,
+        result.query,
+        model,
+        space,
+        index.get("dim", "?"),
+        index.get("index", "?"),
+        index.get("size", "?"),
+        len(result.results),
+        seconds,
+    )
 
 
 def run_similar(args: argparse.Namespace) -> int:
@@ -141,12 +180,14 @@ def run_similar(args: argparse.Namespace) -> int:
         lambda service: service.similar(
             query, args.k, offset=args.offset, min_score=args.min_score, include_self=args.include_self
         ),
+        "similar",
+        lambda service: service.image_file(query) if isinstance(query, int) else Path(query),
     )
 
 
 def run_search(args: argparse.Namespace) -> int:
     return _answer(
-        args, lambda service: service.search(args.text, args.k, offset=args.offset, min_score=args.min_score)
+        args, lambda service: service.search(args.text, args.k, offset=args.offset, min_score=args.min_score), "search"
     )
 
 
@@ -176,14 +217,26 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def run_topics(args: argparse.Namespace) -> int:
     with service_for(args) as service:
-        topics = service.topics(args.n).to_dict()
+        result = service.topics(args.n)
+        sheets = service.topic_grids(result, args.grid) if args.grid else []
+    topics = result.to_dict()
+    if sheets:
+        topics["grids"] = [str(sheet) for sheet in sheets]
     if args.json:
         emit_json(topics)
         return 0
     for topic in topics["topics"]:
-        words = ", ".join(w["word"] for w in topic["words"][:6])
-        say(f"topic {topic['topic']:2d} ({topic['weight']:.1%}): {words}")
-        say(f"          typical images: {', '.join(map(str, topic['images'][:5]))}")
+        classes = ", ".join(w["word"] for w in topic["words"][:6])
+        if topic.get("label_words"):  # the label says what the photos show; the ImageNet classes are the detail
+            say(f"topic {topic['topic']:2d} ({topic['weight']:.1%}): {topic['label']}")
+            say(f"          ImageNet classes: {classes}")
+        else:  # an index without text-search embeddings: the classes are all there is
+            say(f"topic {topic['topic']:2d} ({topic['weight']:.1%}): {classes}")
+        say("          typical images:")
+        for image, path in list(zip(topic["images"], topic["paths"], strict=False))[:5]:
+            say(f"            {path or f'#{image}'}")
+    for sheet in sheets:
+        say(f"wrote {sheet}")
     return 0
 
 
@@ -222,5 +275,8 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
 
     topics = commands.add_parser("topics", parents=[common], help="NMF topics over the collection's tag scores")
     topics.add_argument("--n", type=int, default=20, help="how many topics (default 20)")
+    topics.add_argument(
+        "--grid", type=Path, metavar="DIR", help="also draw each topic's typical images as a contact sheet in DIR"
+    )
     add_db(topics)
     topics.set_defaults(run=run_topics)

@@ -74,6 +74,7 @@ class MapPointsOut(BaseModel):
 class MapTopicOut(BaseModel):
     id: int
     words: list[str]
+    label: str = Field("", description="what the topic's photos show (empty in maps cached before labels)")
 
 
 class MapOut(BaseModel):

@@ -2,6 +2,9 @@
 
 The tag scores are the bundled ImageNet classifier's probabilities, stored at indexing time, so topics never
 re-read an image. Image-to-topic weights are kept (``topics-*.npz``) for maps and "more like this topic".
+A topic's label comes from the joint image-text space: the everyday words closest to the mean stored joint
+embedding of the topic's images (a few hundred short texts embedded once per fit), so it says what the photos
+show rather than which ImageNet classes fired.
 """
 
 from __future__ import annotations
@@ -9,15 +12,19 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from pathlib import Path
 
 import numpy as np
 
 from vistext.encoders.base import softmax
-from vistext.errors import StoreError, UsageError
+from vistext.errors import StoreError, UsageError, VistextError
 from vistext.paths import atomic_path, atomic_write
 from vistext.service.collection import Collection
 from vistext.service.loaded_models import LoadedModels
 from vistext.service.results import TopicsResult
+
+LABEL_WORDS = 3  # words in a topic's label
+SUMMARY_VERSION = 2  # part of the cache key: bump when the cached summary changes (2: labels from the joint space)
 
 log = logging.getLogger(__name__)
 
@@ -29,34 +36,43 @@ class CollectionTopics:
         self.collection = collection
         self.models = models
 
-    def _tag_matrix(self) -> tuple[list[int], np.ndarray, list[str]]:
+    def _tag_matrix(self) -> tuple[list[int], np.ndarray, list[str], dict[int, str]]:
+        """(ids, softmaxed ImageNet scores, class names, id -> file) of every indexed image with scores."""
         labels = list(self.models.encoder.labels or [])
-        ids, rows = [], []
+        ids, rows, paths = [], [], {}
         for record in self.collection.store().records(status="ok"):
             if record.id is not None and record.logits is not None and len(record.logits) == len(labels):
                 ids.append(int(record.id))
                 rows.append(softmax(record.logits.astype(np.float64)))
+                paths[int(record.id)] = str(record.path)
         if len(ids) < 2:
             raise UsageError(f"{self.collection.db_path()}: topics need at least 2 indexed images, found {len(ids)}")
-        return ids, np.stack(rows), labels
+        return ids, np.stack(rows), labels, paths
 
     def topics(self, n: int = 20, *, seed: int = 0, top_images: int = 8) -> TopicsResult:
         """``n`` NMF topics of the collection: top words, most typical image ids, each image's dominant topic."""
-        from vistext.analysis.topics import fit_topics
+        from vistext.analysis.topics import fit_topics, label_text
 
         if n < 1:
             raise UsageError(f"the number of topics must be at least 1, got {n}")
-        ids, matrix, labels = self._tag_matrix()
+        ids, matrix, labels, paths = self._tag_matrix()
         n = min(n, len(ids))
-        key = hashlib.sha1(np.asarray(ids, dtype=np.int64).tobytes() + f"{n}:{seed}".encode()).hexdigest()[:16]
+        # the stored spaces are part of the key: labels come from text-search embeddings once an index has them
+        spaces = "+".join(sorted(self.collection.store().spaces()))
+        settings = f"{n}:{seed}:{top_images}:v{SUMMARY_VERSION}:{spaces}".encode()
+        key = hashlib.sha1(np.asarray(ids, dtype=np.int64).tobytes() + settings).hexdigest()[:16]
         folder = self.collection.db_path().parent
         summary_file, weights_file = folder / f"topics-{key}.json", folder / f"topics-{key}.npz"
         if summary_file.is_file() and weights_file.is_file():
-            return TopicsResult.from_dict(json.loads(summary_file.read_text(encoding="utf-8")))
+            return _with_paths(TopicsResult.from_dict(json.loads(summary_file.read_text(encoding="utf-8"))), paths)
         model = fit_topics(matrix, labels, n, seed=seed, ids=ids, top_images=top_images)
         dominant = model.image_topics()
         summary = model.to_dict()
         summary["image_topics"] = {str(i): int(t) for i, t in zip(ids, dominant.tolist(), strict=True)}
+        for topic, described in zip(summary["topics"], self._describe(ids, model.image_weights), strict=True):
+            if described:
+                topic["label"] = label_text([word for word, _ in described])
+                topic["label_words"] = [{"word": word, "score": score} for word, score in described]
         try:  # only a cache: a read-only collection or a full disk still gets its topics
             for stale in folder.glob("topics-*.*"):
                 stale.unlink(missing_ok=True)
@@ -65,7 +81,65 @@ class CollectionTopics:
             atomic_write(summary_file, json.dumps(summary))
         except (OSError, StoreError) as error:
             log.warning("topics not cached: %s", error)
-        return TopicsResult.from_dict(summary)
+        return _with_paths(TopicsResult.from_dict(summary), paths)
+
+    def _describe(self, ids: list[int], weights: np.ndarray) -> list[list[tuple[str, float]]]:
+        """Each topic's best label words, from the images' stored joint embeddings weighted by their share in
+        the topic; empty lists when the collection has no text-search embeddings (labels stay class names)."""
+        from vistext.analysis.topics import EVERYDAY_WORDS, describe_topics, word_prompt
+
+        empty: list[list[tuple[str, float]]] = [[] for _ in range(weights.shape[1])]
+        store = self.collection.store()
+        try:
+            space = self.models.joint_space
+            if space not in store.spaces():
+                log.info("topic labels: no %s embeddings in the index; labelled by ImageNet classes", space)
+                return empty
+            stored_ids, vectors = store.vectors(space)
+            words = self.models.joint.encode_text([word_prompt(w) for w in EVERYDAY_WORDS], corrected=False)
+        except VistextError as error:
+            log.warning("topic labels from ImageNet classes: %s", error)
+            return empty
+        row_of = {int(i): row for row, i in enumerate(np.asarray(stored_ids).tolist())}
+        rows = [row_of.get(i, -1) for i in ids]
+        have = np.asarray([r >= 0 for r in rows])
+        if not have.any():
+            return empty
+        # stored vectors are hubness-corrected (two extra coordinates); their first d coordinates, renormalised,
+        # are the plain embedding that compares with plain text embeddings
+        plain = vectors[[r for r in rows if r >= 0], : words.shape[1]].astype(np.float64)
+        plain /= np.maximum(np.linalg.norm(plain, axis=1, keepdims=True), 1e-12)
+        # a topic's centre: the images it dominates, weighted by their share in it (a broad topic's weight
+        # spread thinly over every image would pull its centre to the collection's mean)
+        share = weights[have].astype(np.float64)
+        share = np.where(share == share.max(axis=1, keepdims=True), share, 0.0)
+        centres = share.T @ plain
+        return describe_topics(centres, words, EVERYDAY_WORDS, k=LABEL_WORDS)
+
+    def grids(self, result: TopicsResult, folder: str | Path, *, thumb: int = 192) -> list[Path]:
+        """One contact sheet per topic of its typical images (``folder/topic-00.png``...), titled by its label;
+        returns the files written. Sheets left by an earlier run with more topics are removed."""
+        from vistext.analysis.grid import SheetItem, render_contact_sheet
+
+        folder = Path(folder)
+        if folder.exists() and not folder.is_dir():
+            raise UsageError(f"{folder}: --grid takes a folder for topics (one sheet per topic), not a file")
+        written = []
+        for topic in result.topics:
+            items = [
+                SheetItem(path, f"{rank}. #{image}", Path(path).name)
+                for rank, (image, path) in enumerate(zip(topic.images, topic.paths, strict=True), start=1)
+                if path
+            ]
+            if not items:
+                continue
+            title = f"topic {topic.topic} ({topic.weight:.1%}): {topic.label}"
+            sheet = folder / f"topic-{topic.topic:02d}.png"
+            written.append(render_contact_sheet(items, sheet, title=title, thumb=thumb))
+        for stale in folder.glob("topic-*.png"):
+            if stale not in written:
+                stale.unlink(missing_ok=True)
+        return written
 
     def topic_weights(self) -> tuple[np.ndarray, np.ndarray]:
         """(ids, weights (n_images, n_topics)) of the last ``topics()`` run; fit topics first."""
@@ -74,3 +148,10 @@ class CollectionTopics:
             raise UsageError(f"{self.collection.db_path()}: no topics yet; run `vistext topics` first")
         with np.load(files[-1]) as data:
             return data["ids"], data["weights"]
+
+
+def _with_paths(result: TopicsResult, paths: dict[int, str]) -> TopicsResult:
+    """``result`` with each topic's typical images' files, read from the catalogue now (not from the cache)."""
+    for topic in result.topics:
+        topic.paths = [paths.get(int(image), "") for image in topic.images]
+    return result

@@ -189,6 +189,10 @@ class Service:
     def topic_weights(self) -> tuple[np.ndarray, np.ndarray]:
         return self.collection_topics.topic_weights()
 
+    def topic_grids(self, result: TopicsResult, folder: str | Path, *, thumb: int = 192) -> list[Path]:
+        """One contact sheet per topic of its typical images, written into ``folder``."""
+        return self.collection_topics.grids(result, folder, thumb=thumb)
+
     def status(self) -> StatusResult:
         return self.explore.status()
 
@@ -198,9 +202,18 @@ class Service:
     def neighbour_table(self, k: int = 8) -> NeighbourTable:
         return self.explore.neighbour_table(k)
 
-    def grid(self, result: SearchResult, out_path: str | Path, *, columns: int | None = None, thumb: int = 192) -> Path:
-        """Draw ``result`` as a contact sheet (rank, score and file name under each thumbnail)."""
-        return self.explore.grid(result, out_path, columns=columns, thumb=thumb)
+    def grid(
+        self,
+        result: SearchResult,
+        out_path: str | Path,
+        *,
+        columns: int | None = None,
+        thumb: int = 192,
+        query_image: str | Path | None = None,
+    ) -> Path:
+        """Draw ``result`` as a contact sheet (rank, score and file name under each thumbnail), led by
+        ``query_image`` marked as the query when given."""
+        return self.explore.grid(result, out_path, columns=columns, thumb=thumb, query_image=query_image)
 
     def duplicates(self, threshold: float | None = None) -> DuplicatesResult:
         """Groups of exact copies (same content hash) and of near-duplicates (resized, re-encoded, lightly

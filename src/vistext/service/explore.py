@@ -140,8 +140,17 @@ class Explore:
         )
 
     # ---- pictures of results ----------------------------------------------------------------------------------
-    def grid(self, result: SearchResult, out_path: str | Path, *, columns: int | None = None, thumb: int = 192) -> Path:
-        """Draw ``result`` as a contact sheet (rank, score and file name under each thumbnail)."""
+    def grid(
+        self,
+        result: SearchResult,
+        out_path: str | Path,
+        *,
+        columns: int | None = None,
+        thumb: int = 192,
+        query_image: str | Path | None = None,
+    ) -> Path:
+        """Draw ``result`` as a contact sheet (rank, score and file name under each thumbnail); ``query_image``
+        (the photo a "similar" search was asked about) comes first, framed and labelled "query"."""
         from vistext.analysis.grid import SheetItem, render_contact_sheet
 
         items = [
@@ -150,6 +159,8 @@ class Explore:
         ]
         if not items:
             raise UsageError(f"no results for {result.query}: nothing to draw")
+        if query_image is not None:
+            items.insert(0, SheetItem(query_image, "query", Path(query_image).name, marked=True))
         return render_contact_sheet(items, out_path, title=result.query, columns=columns, thumb=thumb)
 
 
@@ -157,8 +168,9 @@ __all__ = ["Explore", "UnknownImageError"]
 
 
 def _colours(result: TopicsResult, ids: np.ndarray) -> tuple[list[int], list[dict[str, object]]]:
-    """Each image's dominant topic (-1 for images the topics left out) and each topic's id and top words."""
+    """Each image's dominant topic (-1 for images the topics left out) and each topic's id, top words and label."""
     topic_list: list[dict[str, object]] = [
-        {"id": topic.topic, "words": [word for word, _ in topic.words[:6]]} for topic in result.topics
+        {"id": topic.topic, "words": [word for word, _ in topic.words[:6]], "label": topic.label}
+        for topic in result.topics
     ]
     return [result.image_topics.get(int(i), -1) for i in ids.tolist()], topic_list

@@ -140,13 +140,20 @@ class StatusResult:
 
 @dataclass
 class TopicSummary:
-    """One NMF topic: its share of the collection, top words with weights, and its most typical image ids."""
+    """One NMF topic: its share of the collection, a label, top words with weights, and its most typical
+    images (ids, and their files in ``paths``, in the same order).
+
+    ``words`` are the ImageNet classes the topic was fitted on; ``label`` says what the typical photos show
+    (the ``label_words`` that describe them best in the joint image-text space, or the top classes when the
+    collection has no text-search embeddings)."""
 
     topic: int
     label: str
     weight: float
     words: list[tuple[str, float]]
     images: list[int]
+    paths: list[str] = field(default_factory=list)
+    label_words: list[tuple[str, float]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -155,12 +162,23 @@ class TopicSummary:
             "weight": self.weight,
             "words": [{"word": word, "weight": weight} for word, weight in self.words],
             "images": list(self.images),
+            "paths": list(self.paths),
+            "label_words": [{"word": word, "score": score} for word, score in self.label_words],
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TopicSummary:
         words = [(str(w["word"]), float(w["weight"])) for w in data["words"]]
-        return cls(int(data["topic"]), str(data["label"]), float(data["weight"]), words, list(data["images"]))
+        label_words = [(str(w["word"]), float(w["score"])) for w in data.get("label_words", [])]
+        return cls(
+            int(data["topic"]),
+            str(data["label"]),
+            float(data["weight"]),
+            words,
+            list(data["images"]),
+            [str(p) for p in data.get("paths", [])],
+            label_words,
+        )
 
 
 @dataclass

@@ -143,7 +143,7 @@
 
   function topicWords(topic) {
     const found = data.topics.find((t) => t.id === topic);
-    return found ? found.words.slice(0, 4).join(", ") : "";
+    return found ? found.label || found.words.slice(0, 4).join(", ") : "";
   }
 
   function showTooltip(i, px, py) {
@@ -202,7 +202,7 @@
   function legend() {
     const rows = data.topics.map((t) => {
       const row = V.el("div", { title: "click to show or hide" }, [
-        V.el("i", { style: `background:${color(t.id)}` }), V.el("span", { text: t.words.join(", ") || `topic ${t.id}` }),
+        V.el("i", { style: `background:${color(t.id)}` }), V.el("span", { text: t.label || t.words.join(", ") || `topic ${t.id}` }),
       ]);
       row.addEventListener("click", () => {
         if (hidden.has(t.id)) hidden.delete(t.id); else hidden.add(t.id);
