@@ -244,7 +244,8 @@ class MiniLMTokenPoolingEncoder(MiniLMEncoder):
         ordered = ordered.masked_fill(~torch.isfinite(ordered), 0.0)
         count = mask.sum(1, keepdim=True)
         positions = torch.arange(self.max_tokens, device=features.device)[None]
-        logits = self.position_logits[None].expand(len(features), -1).masked_fill(positions >= count, float("-inf"))
+        # broadcast rather than expanded to len(features): a traced ONNX export keeps the batch size dynamic
+        logits = self.position_logits[None].masked_fill(positions >= count, float("-inf"))  # (N, L)
         pooled = torch.einsum("nld,nl->nd", ordered, torch.softmax(logits, dim=1))
         return torch.cat([pooled, sentence], dim=1)
 

@@ -45,27 +45,10 @@ class TextGraph(nn.Module):
             features = torch.cat([hidden, mask], dim=-1)
             # pad to the pooling's fixed token count, as frozen_features does (a traced, shape-dependent pad)
             features = F.pad(features, (0, 0, 0, self.encoder.max_tokens - features.shape[1]))
-            text = _gpo_pool(self.encoder, features)
+            text = self.encoder.pool(features)
         else:
             text = F.normalize((hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0), dim=-1)
         return self.model.join(self.model.text_branches(text))
-
-
-def _gpo_pool(encoder: MiniLMTokenPoolingEncoder, features: torch.Tensor) -> torch.Tensor:
-    """``MiniLMTokenPoolingEncoder.pool`` written so the batch size stays dynamic in a traced graph (the
-    original expands the position logits to ``len(features)``, a Python int the tracer would freeze); the
-    export test checks both give the same numbers."""
-    hidden, mask = features[..., :384], features[..., 384] > 0.5
-    weights_mask = mask[..., None].to(hidden.dtype)
-    sentence = F.normalize((hidden * weights_mask).sum(1) / weights_mask.sum(1).clamp(min=1.0), dim=-1)
-    tokens = F.gelu(encoder.reduce(encoder.norm(hidden)))
-    ordered = tokens.masked_fill(~mask[..., None], float("-inf")).sort(dim=1, descending=True).values
-    ordered = ordered.masked_fill(~torch.isfinite(ordered), 0.0)
-    count = mask.sum(1, keepdim=True)
-    positions = torch.arange(encoder.max_tokens, device=features.device)[None]
-    logits = encoder.position_logits[None].masked_fill(positions >= count, float("-inf"))  # broadcasts to (N, L)
-    pooled = torch.einsum("nld,nl->nd", ordered, torch.softmax(logits, dim=1))
-    return torch.cat([pooled, sentence], dim=1)
 
 
 class ImageGraph(nn.Module):
