@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One-time set-up on a fresh machine: a virtualenv in .venv with vistext and every extra installed,
+# One-time set-up on a fresh machine: a virtualenv in .venv with vistext and every extra installed (serve, bot,
+# postgres, distributed),
 # plus Debian's Chromium for the web-page tests. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,7 +11,7 @@ PY=${PYTHON:-python3}
 # The exact pin lives here, not in pyproject.toml (which asks only for torch>=2.5, so vistext installs beside any
 # recent torch): the installed 2.13.0 already satisfies the range, so the next line keeps it.
 .venv/bin/pip install -q torch==2.13.0
-.venv/bin/pip install -q -e '.[serve,bot,dev]'
+.venv/bin/pip install -q -e '.[serve,bot,postgres,distributed,dev]'
 if ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
