@@ -27,7 +27,8 @@ FLAT, HNSW = "flat", "hnsw"
 # Exact search up to here: ~15-60 ms per query at 100k x 1280 on one core, and perfect recall. bench/search.py
 # measured HNSW (M=32, ef=128) at only 0.15 recall@10 on random 1280-d vectors, so it is kept for really large
 # collections, where exact search stops being interactive. Real image features cluster and fare far better.
-HNSW_THRESHOLD = 200_000
+HNSW_THRESHOLD = 20_000
+HNSW_M, EF_CONSTRUCTION, EF_SEARCH = 32, 80, 128
 COMPACT_FRACTION = 0.2
 # FAISS picks its exact-search kernel by comparing the number of queries with a global threshold: below it, a
 # scan per query (fastest for 1-3 queries); from it, one BLAS matrix product for the whole batch. The default
@@ -41,7 +42,13 @@ class VectorIndex:
     """Cosine-similarity search over vectors identified by integer ids (``images.id``)."""
 
     def __init__(
-        self, dim: int, kind: str = FLAT, *, hnsw_m: int = 32, ef_construction: int = 80, ef_search: int = 128
+        self,
+        dim: int,
+        kind: str = FLAT,
+        *,
+        hnsw_m: int = HNSW_M,
+        ef_construction: int = EF_CONSTRUCTION,
+        ef_search: int = EF_SEARCH,
     ) -> None:
         if kind not in (FLAT, HNSW):
             raise StoreError(f"unknown vector index kind {kind!r}; known: {FLAT}, {HNSW}")
@@ -171,7 +178,7 @@ class VectorIndex:
             raise StoreError(f"{path}: cannot write vector index: {error}") from None
 
     @classmethod
-    def load(cls, path: Path, *, ef_search: int = 128) -> VectorIndex:
+    def load(cls, path: Path, *, ef_search: int = EF_SEARCH) -> VectorIndex:
         try:
             wrapper = faiss.read_index(str(path))
         except RuntimeError as error:
