@@ -16,7 +16,10 @@ thread, as a search request issues it. Memory is the index's serialised size (ve
     .venv/bin/python bench/search.py --data glove --m 16 32 --ef-construction 40 100 --ef 32 64 128 256
     .venv/bin/python bench/search.py --data glove --m --ivf 1024 4096 --ivf-kind flat sq8
     .venv/bin/python bench/search.py --data random --sizes 100000 --dims 256 1280
-    .venv/bin/python bench/search.py --data glove --pgvector       # also bench/pgvector.py, when present
+    .venv/bin/python bench/search.py --data glove --pgvector ann --ef 10 20 40 80   # then bench/pgvector.py ann ...
+
+``--pgvector ARGS...`` runs bench/pgvector.py (the PostgreSQL + pgvector figures, on the same data and the same
+photo catalogue) with ARGS after the FAISS sweep; it says so and measures nothing when that script is absent.
 """
 
 from __future__ import annotations
