@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from vistext.photo_meta import PhotoMeta
+
 IMAGE_SPACE = "image"  # the pooled encoder features, searched by cosine similarity
 
 
@@ -21,28 +23,6 @@ class FileState:
     sha: str
     model: str
     status: str
-
-
-@dataclass
-class PhotoMeta:
-    """What a photo's file says about it (EXIF and header); any field the file lacks or garbles is None.
-
-    ``taken_at`` is unix seconds from DateTimeOriginal (else DateTime), read as UTC wall-clock time since EXIF
-    carries no zone; ``latitude``/``longitude`` are signed degrees (WGS84); ``orientation`` is the EXIF value
-    1-8; ``width``/``height`` are the stored pixel size (before orientation is applied).
-    """
-
-    taken_at: float | None = None
-    camera_make: str | None = None
-    camera_model: str | None = None
-    latitude: float | None = None
-    longitude: float | None = None
-    width: int | None = None
-    height: int | None = None
-    orientation: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 META_FIELDS = tuple(PhotoMeta.__dataclass_fields__)  # the catalogue's metadata columns, in this order
