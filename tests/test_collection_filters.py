@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -214,3 +215,9 @@ def test_http_list_export_tags_facets_and_filters(client: httpx.Client, collecti
         bad = client.get("/api/list", params=params)
         assert bad.status_code == 400 and words in bad.json()["error"], (params, bad.text)
     assert client.get("/api/export", params={"format": "xml"}).status_code == 400
+    deadline = time.monotonic() + 120  # the map's layout is computed in the background: 202 until it is ready
+    while (answer := client.get("/api/map", params={"method": "pca", "folder": "paris"})).status_code == 202:
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    assert answer.status_code == 200 and answer.json()["count"] == 3
+    assert {Path(name).name for name in answer.json()["points"]["name"]} == {"cat-0.jpg", "cat-1.jpg", "cat-2.jpg"}
