@@ -1,5 +1,6 @@
-"""The web page in a real headless Chromium (Debian's /usr/bin/chromium driven by Playwright): search, upload,
-match, the map (served and standalone, and 10k points). Screenshots land in artifacts/web/."""
+"""The web page in a real headless Chromium (Debian's /usr/bin/chromium driven by Playwright, see the `browser`
+and `page` fixtures in conftest): search, upload, match, the map (served and standalone, and 10k points).
+Screenshots land in artifacts/web/."""
 
 from __future__ import annotations
 
@@ -19,17 +20,7 @@ from vistext.server import ServerSettings
 from vistext.server.standalone import map_page, write_map_html
 from vistext.service import Service
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "web"
-LAUNCH_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "web"  # the browser fixture (conftest) makes it
 
 
 @pytest.fixture(scope="module")
@@ -55,34 +46,6 @@ def site(
     settings = ServerSettings(db=db, map_method="pca", captions=str(bank) if text else None)
     with running_server(settings) as url:
         yield {"url": url, "db": db, "photos": photos, "text": text}
-
-
-@pytest.fixture(scope="module")
-def browser(require: Callable[[bool, str], None]) -> Iterator[object]:
-    """Debian's Chromium driven by Playwright; each browser test skips with the reason when either is missing
-    (fails under CI)."""
-    try:
-        from playwright import sync_api as playwright_api
-    except ImportError:
-        playwright_api = None
-    require(playwright_api is not None, "playwright is not installed: pip install -e '.[dev]'")
-    require(CHROMIUM.exists(), f"{CHROMIUM} is missing: apt-get install chromium (the web tests need a real browser)")
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with playwright_api.sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture()
-def page(browser: object) -> Iterator[object]:
-    context = browser.new_context(viewport={"width": 1280, "height": 860})  # type: ignore[attr-defined]
-    tab = context.new_page()
-    errors: list[str] = []
-    tab.on("pageerror", lambda error: errors.append(str(error)))
-    yield tab
-    context.close()
-    assert not errors, f"JavaScript errors: {errors}"
 
 
 def test_search_box_results_grid_and_paging(page: object, site: dict) -> None:
