@@ -29,6 +29,8 @@ FOLDERS: dict[str, tuple[str, str, str, float, float] | None] = {
     "scans": None,
 }
 PER_FOLDER = 8
+# the stored collection tags of each folder's photos (as `vistext tag --collection` stores a tagger's), best first
+TAGS = {"beach-2023": [("beach", 0.91), ("sea", 0.62)], "city-2024": [("street", 0.84)], "scans": [("paper", 0.55)]}
 
 
 def _dms(value: float) -> tuple[float, float, float]:
@@ -94,8 +96,109 @@ def album(
     text = text_search_available()
     with Service(db=db, progress=False) as service:
         service.index(photos, text_search=text)
+        store = service.store()
+        folder_of = {r.id: Path(r.path).parent.name for r in store.records()}
+        store.set_tags("scenes", {i: TAGS[folder] for i, folder in folder_of.items()})
     with running_server(ServerSettings(db=db, map_method="pca", warm_up=False)) as url:
         yield {"url": url, "db": db, "photos": photos, "made": made, "text": text}
+
+
+def _cards(page: object) -> list[str]:
+    """The paths of the photos shown in the results grid."""
+    return page.eval_on_selector_all("#results .card", "cards => cards.map(c => c.title)")
+
+
+def _apply(page: object, **values: str) -> None:
+    """Set these filters (others cleared) and apply them; waits for the listing or search they redo."""
+    for name in ("after", "before", "near"):
+        page.fill(f"#filters [name={name}]", values.get(name, ""))
+    for name in ("camera", "folder", "tag"):
+        page.select_option(f"#filters [name={name}]", values.get(name, ""))
+    with page.expect_response(lambda r: "/api/list" in r.url or "/api/search" in r.url):
+        page.click("#filters-apply")
+    page.wait_for_function("!document.querySelector('#search-button').disabled")
+
+
+def test_filters_narrow_the_listing_and_the_search(page: object, album: dict) -> None:
+    page.goto(album["url"] + "/")
+    page.wait_for_selector("#filters[data-loaded='1']")
+    cameras = page.eval_on_selector_all("#filters [name=camera] option", "os => os.map(o => o.textContent)")
+    assert cameras == ["any camera", "Canon Canon EOS 5D Mark IV (9)", "FUJIFILM X-T3 (8)"]  # 9: the exact copy too
+    folders = page.eval_on_selector_all("#filters [name=folder] option", "os => os.map(o => o.value)")
+    assert sorted(folders) == ["", *sorted(FOLDERS)]
+    _apply(page, camera="FUJIFILM X-T3")  # no words typed: the photos passing the filters are listed
+    assert len(_cards(page)) == PER_FOLDER and all("/city-2024/" in p for p in _cards(page))
+    assert page.inner_text("#filter-summary").split("\n") == ["active filters:", "camera: FUJIFILM X-T3", "×"]
+    taken = page.eval_on_selector_all("#results .taken", "els => els.map(e => e.textContent)")
+    assert len(taken) == PER_FOLDER and all(t.startswith("2024-03-") and t.endswith("FUJIFILM X-T3") for t in taken)
+    # days 12, 13, 14 and 15 of the beach photos (10th to 17th); "before" is exclusive
+    _apply(page, after="2023-07-12", before="2023-07-16", folder="beach-2023")
+    assert sorted(t[:10] for t in page.eval_on_selector_all("#results .taken", "es => es.map(e => e.textContent)")) == [
+        f"2023-07-{day}" for day in (12, 13, 14, 15)
+    ]
+    _apply(page, near="48.857,2.352,3")  # within 3 km of the first Paris photo: 0, 1.1 and 2.2 km away
+    assert len(_cards(page)) == 3 and all("/city-2024/" in p for p in _cards(page))
+    if album["text"]:  # words and filters together: only photos passing the filters, ranked by the words
+        page.fill("#q", "people walking in a city street")
+        page.click("#search-button")
+        page.wait_for_function("document.querySelector('#search-status').textContent.startsWith('results')")
+        assert 1 <= len(_cards(page)) <= 3 and all("/city-2024/" in p for p in _cards(page))
+        page.fill("#q", "")
+    _apply(page, after="2023-01-01", camera="Canon Canon EOS 5D Mark IV", tag="beach")
+    page.wait_for_function("[...document.querySelectorAll('#results img')].every(i => i.complete)")
+    page.locator("#search").screenshot(path=str(ARTIFACTS / "filters.png"))
+    page.click("#filters-clear")
+    page.wait_for_function("document.querySelector('#filter-summary').textContent.includes('no filters')")
+    assert len(_cards(page)) == min(24, 3 * PER_FOLDER + 2)
+    page.fill("#filters [name=near]", "somewhere")  # checked on the page: one line, nothing sent
+    page.click("#filters-apply")
+    assert "lat,lon,km" in page.inner_text("#filter-summary")
+
+
+def test_a_tag_chip_filters_and_the_export_has_the_filtered_photos(page: object, album: dict) -> None:
+    page.goto(album["url"] + "/")
+    page.wait_for_selector("#filters[data-loaded='1']")
+    tags = page.eval_on_selector_all("#filters [name=tag] option", "os => os.map(o => o.textContent)")
+    assert sorted(tags) == ["any tag", "beach (8)", "paper (10)", "sea (8)", "street (8)"]
+    page.click("#list-button")
+    page.wait_for_selector("#results .card .chip")
+    chips = page.eval_on_selector_all("#results .card:first-child .chip", "cs => cs.map(c => c.textContent)")
+    assert chips == ["beach", "sea"]
+    page.locator("#results .card:first-child .chip", has_text="sea").click()
+    page.wait_for_function("document.querySelector('#filter-summary').textContent.includes('tag: sea')")
+    page.wait_for_function(f"document.querySelectorAll('#results .card').length === {PER_FOLDER}")
+    assert all("/beach-2023/" in p for p in _cards(page))
+    assert page.locator("#viewer[open]").count() == 0  # a chip filters; it does not open the photo
+    page.wait_for_function("[...document.querySelectorAll('#results img')].every(i => i.complete)")
+    page.screenshot(path=str(ARTIFACTS / "tag-filter.png"), full_page=True)
+    rows = list(csv.DictReader(io.StringIO(_download(page, "#export-csv"))))
+    assert sorted(row["path"] for row in rows) == sorted(_cards(page))
+    assert all(row["tags"] == "beach;sea" and row["camera_make"] == "Canon" for row in rows)
+    lines = [json.loads(line) for line in _download(page, "#export-jsonl").splitlines()]
+    assert sorted(line["path"] for line in lines) == sorted(_cards(page))
+
+
+def test_map_filters_and_colour_by_tag(page: object, album: dict) -> None:
+    _open_map(page, album)
+    page.select_option("#colour-by", "tag")
+    page.wait_for_function("document.querySelector('#legend-title').textContent.startsWith('Tags')")
+    legend = page.eval_on_selector_all("#legend .label", "ls => ls.map(l => l.textContent)")
+    assert sorted(legend) == ["beach", "paper", "street"]  # each photo's best tag
+    page.click("#map-filters-panel summary")
+    page.wait_for_selector("#map-filters[data-loaded='1']")
+    page.select_option("#map-filters [name=folder]", "city-2024")
+    page.click("#map-filters button[type=submit]")
+    page.wait_for_function("document.querySelector('#map-filter-status').textContent.includes('pass the filters')")
+    assert page.inner_text("#map-filter-status") == f"{PER_FOLDER} of {3 * PER_FOLDER + 2} photos pass the filters"
+    canvas = page.locator("#map").bounding_box()
+    page.click("#map-mode button[data-mode=box]")
+    _drag(page, [(1, 1), (canvas["width"] - 2, canvas["height"] - 2)])  # the whole map: only the filtered photos
+    assert len(_selected(page)) == PER_FOLDER
+    page.screenshot(path=str(ARTIFACTS / "map-filtered.png"))
+    # the search page's filters come along in the map link
+    page.goto(album["url"] + "/map?tag=beach")
+    page.wait_for_function("document.querySelector('#map-filter-status').textContent.includes('pass the filters')")
+    assert page.inner_text("#map-filter-status").startswith(f"{PER_FOLDER} of ")
 
 
 def _open_map(page: object, album: dict) -> None:
@@ -133,7 +236,9 @@ def _inside(x: float, y: float, polygon: list[tuple[float, float]]) -> bool:
 
 
 def _selected(page: object) -> list[int]:
+    """The ids of the photos in the map's selection grid, once their thumbnails are in."""
     page.wait_for_selector("#region:not([hidden])")
+    page.wait_for_function("[...document.querySelectorAll('#region-grid img')].every(i => i.complete)")
     return sorted(int(i) for i in page.eval_on_selector_all("#region-grid .card", "cs => cs.map(c => c.dataset.id)"))
 
 
@@ -155,7 +260,6 @@ def test_map_box_selection_shows_and_exports_the_photos_inside(page: object, alb
     _drag(page, [(box[0], box[1]), (box[2], box[3])])
     assert _selected(page) == expected
     assert page.inner_text("#region-count") == f"{len(expected)} photos selected"
-    page.wait_for_function("[...document.querySelectorAll('#region-grid img')].every(i => i.complete)")
     page.screenshot(path=str(ARTIFACTS / "map-box.png"))
     rows = list(csv.DictReader(io.StringIO(_download(page, "#region-csv"))))
     assert sorted(int(row["id"]) for row in rows) == expected

@@ -1,5 +1,5 @@
-"""JSON routes for the web page's collection views: duplicate groups, and each image's folder (what the map
-colours points by and exports a selection with). Thin, as every route: parse, call the service, return its dict."""
+"""JSON routes for the web page's collection views: duplicate groups, and each image's folder, tags and
+metadata as columns (what the map colours points by, filters them with and exports a selection with)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,11 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
+from vistext.server.collection_routes import Filter
 from vistext.server.responses import JSONResponse
 from vistext.server.routes import ERRORS, ServerContext, ctx
+from vistext.service.filters import meta_dict
+from vistext.store.records import ImageFilter
 
 ROOT_FOLDER = "."  # the folder name of photos directly in the collection folder
 
@@ -36,6 +39,11 @@ class AttributesOut(BaseModel):
     id: list[int]
     path: list[str]
     folder: list[str] = Field(description='folder relative to the collection ("." for its top folder)')
+    tags: list[list[str]] = Field(description="stored collection tags, best first")
+    taken: list[str | None] = Field(description="date taken, ISO text (UTC)")
+    camera: list[str | None] = Field(description='"make model"')
+    latitude: list[float | None]
+    longitude: list[float | None]
 
 
 def image_folders(paths: dict[int, str], collection: Path | None) -> dict[int, str]:
@@ -58,11 +66,26 @@ def image_folders(paths: dict[int, str], collection: Path | None) -> dict[int, s
     return folders
 
 
-def _attributes(context: ServerContext) -> dict[str, Any]:
-    paths = {int(r.id): r.path for r in context.service.store().records() if r.id is not None}
-    folders = image_folders(paths, context.collection_folder())
-    ids = sorted(paths)
-    return {"id": ids, "path": [paths[i] for i in ids], "folder": [folders[i] for i in ids]}
+def _attributes(context: ServerContext, filter: ImageFilter) -> dict[str, Any]:
+    store = context.service.store()
+    wanted = None if filter.empty else [int(i) for i in store.ids_matching(filter)]
+    records = sorted((r for r in store.records(wanted) if r.id is not None), key=lambda r: int(r.id or 0))
+    ids = [int(r.id or 0) for r in records]
+    folders = image_folders({int(r.id or 0): r.path for r in records}, context.collection_folder())
+    tags = store.tags_for(ids)
+    metas = [meta_dict(r.meta) or {} for r in records]
+    return {
+        "id": ids,
+        "path": [r.path for r in records],
+        "folder": [folders[i] for i in ids],
+        "tags": [[tag for tag, _ in tags.get(i, [])] for i in ids],
+        "taken": [meta.get("taken") for meta in metas],
+        "camera": [
+            " ".join(str(v) for v in (meta.get("camera_make"), meta.get("camera_model")) if v) or None for meta in metas
+        ],
+        "latitude": [meta.get("latitude") for meta in metas],
+        "longitude": [meta.get("longitude") for meta in metas],
+    }
 
 
 def build_explore_router() -> APIRouter:
@@ -90,10 +113,11 @@ def build_explore_router() -> APIRouter:
     @api.get(
         "/map/attributes",
         response_model=AttributesOut,
-        summary="each indexed image's path and folder (relative to the collection), as columns",
+        summary="each indexed image passing the filters: path, folder (relative to the collection), tags (best "
+        "first), date taken, camera and GPS position, as columns",
     )
-    async def attributes(request: Request) -> JSONResponse:
+    async def attributes(request: Request, filter: Filter) -> JSONResponse:
         context = ctx(request)
-        return JSONResponse(await context.call(lambda: _attributes(context)))
+        return JSONResponse(await context.call(lambda: _attributes(context, filter)))
 
     return api

@@ -103,13 +103,9 @@
   }
   const filters = new F.FilterBar($("filters"), $("filter-summary"), filtersChanged);
 
-  /* The photos of the current search or listing (all of them, not only this page) through /api/export. */
+  /* Every photo passing the filters (all of them, not only this page) through /api/export. */
   async function exportResults(format) {
     const params = filters.params(new URLSearchParams({ format }));
-    if (state.mode === "search" && state.query) {
-      params.set("q", state.query);
-      if (state.minScore !== null) params.set("min_score", state.minScore);
-    }
     showStatus("search-status", `exporting ${format.toUpperCase()}…`);
     try {
       const response = await V.request("/api/export?" + params);

@@ -25,40 +25,28 @@
 
     field(name) { return this.form.elements.namedItem(name); }
 
-    /* The camera, folder and tag choices of this collection. */
+    /* The camera, folder and tag choices of this collection (/api/facets, /api/tags), each with its count. */
     async load() {
-      const [facets, tags] = await Promise.allSettled([V.getJSON("/api/facets"), V.getJSON("/api/tags")]);
-      if (facets.status === "fulfilled") {
-        const f = facets.value;
-        this.fill("camera", f.cameras || [], "any camera");
-        this.fill("folder", f.folders || [], "any folder");
-        const dates = f.dates || f.date_range || {};
-        const first = dates.first || dates.min || dates.after; const last = dates.last || dates.max || dates.before;
-        for (const name of ["after", "before"]) {
-          if (first) this.field(name).min = String(first).slice(0, 10);
-          if (last) this.field(name).max = String(last).slice(0, 10);
-        }
-        this.field("near").title = `lat,lon,km (${f.has_gps ?? 0} photos have a GPS position)`;
-      }
-      if (tags.status === "fulfilled") {
-        const counts = tags.value.tags || tags.value;
-        this.fill("tag", Object.entries(counts).map(([tag, count]) => ({ value: tag, count })), "any tag");
-      }
-      const failed = [facets, tags].find((r) => r.status === "rejected");
-      if (failed) throw failed.reason;
+      const [facets, tags] = await Promise.all([V.getJSON("/api/facets"), V.getJSON("/api/tags")]);
+      this.fill("camera", facets.cameras, "any camera");
+      this.fill("folder", facets.folders, "any folder");
+      this.fill("tag", tags.tags, "any tag");
+      const range = facets.first ? `photos taken from ${facets.first.slice(0, 10)} to ${facets.last.slice(0, 10)}` : "no photo has a date taken";
+      for (const name of ["after", "before"]) this.field(name).title = range; // a hint, not a limit
+      this.field("near").title = `lat,lon,km: ${facets.has_gps} photos have a GPS position`;
+      this.form.dataset.loaded = "1";
     }
 
-    /* Choices as strings, {value, count} or [value, count]; each shown with its photo count when known. */
-    fill(name, choices, anyText) {
+    /* A select's choices from {value: photo count}, in the server's order ("." is the collection's top folder). */
+    fill(name, counts, anyText) {
       const select = this.field(name);
       const current = select.value;
       const options = [option("", anyText)];
-      for (const choice of choices) {
-        const value = typeof choice === "string" ? choice : Array.isArray(choice) ? choice[0] : (choice.value ?? choice.name);
-        const count = typeof choice === "object" && choice !== null ? (Array.isArray(choice) ? choice[1] : choice.count) : undefined;
-        options.push(option(String(value), count === undefined ? String(value) : `${value} (${count})`));
+      for (const [value, count] of Object.entries(counts || {})) {
+        options.push(option(value, `${value === "." ? "(top folder)" : value} (${count})`));
       }
       select.replaceChildren(...options);
+      select.disabled = options.length === 1;
       if ([...select.options].some((o) => o.value === current)) select.value = current;
     }
 
@@ -93,6 +81,7 @@
       if (field.tagName === "SELECT" && ![...field.options].some((o) => o.value === value)) {
         field.append(option(value, value));
       }
+      field.disabled = false;
       field.value = value;
     }
 

@@ -16,10 +16,10 @@
   function offlineAttributes(data) {
     const files = (M.offline() && M.offline().files) || {};
     const paths = {};
-    for (const id of data.points.id) {
+    data.points.id.forEach((id, k) => {
       const url = files[id];
-      paths[id] = url ? decodeURIComponent(new URL(url).pathname) : data.points.name[data.points.id.indexOf(id)];
-    }
+      paths[id] = url ? decodeURIComponent(new URL(url).pathname) : data.points.name[k];
+    });
     const dirs = Object.values(paths).map((p) => p.split("/").slice(0, -1));
     let common = dirs.length ? dirs[0] : [];
     for (const d of dirs) { let k = 0; while (k < common.length && common[k] === d[k]) k++; common = common.slice(0, k); }
@@ -60,6 +60,7 @@
     const keys = data.points.id.map((id) => classOfValue.get(valueOf(id)) ?? -1);
     const other = { key: "", label: what === "tag" ? "other or no tag" : "other folders", color: M.OTHER };
     M.recolour(keys, classes, other);
+    M.describe(what === "tag" ? "best tag" : what);
   }
 
   // ---- the selected region -------------------------------------------------------------------------------------

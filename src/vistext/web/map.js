@@ -19,7 +19,9 @@
   let data = null; let n = 0; let xs; let ys; let cells; let groups; let hidden = new Set();
   let selected = -1; let neighbours = []; let hover = -1; let frame = 0;
   // colour classes: each point's class index, and each class's label and colour (topics unless recoloured)
-  let classOf; let classes = []; let shown = null; let picked = new Set(); let outline = null;
+  let classOf; let classes = []; let shown = null; let picked = new Set();
+  let outline = null; // the box or lasso being drawn, in screen pixels
+  let region = null; // the last one drawn, in map coordinates (it pans and zooms with the points)
   const indexOfId = new Map();
   const listeners = { ready: [], select: [] };
 
@@ -53,10 +55,15 @@
     }
     colourByTopic();
     resize();
-    const method = answer.method === "tsne" ? "t-SNE" : answer.method.toUpperCase();
-    status(`${n} images · ${method}${answer.topics.length ? " · coloured by topic" : ""}`);
+    describe(answer.topics.length ? "topic" : "");
     document.body.dataset.mapReady = "1";
     for (const listener of listeners.ready) listener(answer);
+  }
+
+  /* The status line: how many points, the layout, what colours them. */
+  function describe(colouring) {
+    const method = data.method === "tsne" ? "t-SNE" : data.method.toUpperCase();
+    status(`${n} images · ${method}${colouring ? " · coloured by " + colouring : ""}`);
   }
 
   // ---- colours ---------------------------------------------------------------------------------------------
@@ -87,6 +94,10 @@
   function toScreen(i) {
     const s = side() * view.scale;
     return [xs[i] * s + view.tx, ys[i] * s + view.ty];
+  }
+  function dataToScreen(x, y) {
+    const s = side() * view.scale;
+    return [x * s + view.tx, y * s + view.ty];
   }
   function toData(px, py) {
     const s = side() * view.scale;
@@ -125,17 +136,23 @@
       }
       ctx.fill();
     }
-    for (const [key, members] of groups) {
-      if (hidden.has(key)) continue;
-      ctx.fillStyle = classes[key].color;
-      ctx.beginPath();
-      for (const i of members) {
-        if (shown && !shown[i]) continue;
-        const [px, py] = toScreen(i);
-        ctx.rect(px - r, py - r, 2 * r, 2 * r);
+    // the last region drawn lies under the points; with a selection, the points outside it fade
+    if (region && !outline) drawOutline({ kind: region.kind, points: region.points.map(([x, y]) => dataToScreen(x, y)) });
+    for (const inside of picked.size ? [false, true] : [null]) {
+      ctx.globalAlpha = inside === false ? 0.3 : 1;
+      for (const [key, members] of groups) {
+        if (hidden.has(key)) continue;
+        ctx.fillStyle = classes[key].color;
+        ctx.beginPath();
+        for (const i of members) {
+          if ((shown && !shown[i]) || (inside !== null && picked.has(i) !== inside)) continue;
+          const [px, py] = toScreen(i);
+          ctx.rect(px - r, py - r, 2 * r, 2 * r);
+        }
+        ctx.fill();
       }
-      ctx.fill();
     }
+    ctx.globalAlpha = 1;
     if (picked.size) {
       ctx.lineWidth = 1.5;
       ctx.strokeStyle = "#111";
@@ -146,7 +163,7 @@
       }
       ctx.stroke();
     }
-    if (outline) drawOutline();
+    if (outline) drawOutline(outline);
     ctx.lineWidth = 2;
     for (const i of neighbours) ring(i, r + 3, "#111");
     if (selected >= 0) ring(selected, r + 5, "#d00");
@@ -269,18 +286,18 @@
   }
 
   // ---- box and lasso selection -------------------------------------------------------------------------------
-  function drawOutline() {
+  function drawOutline(shape) {
     ctx.save();
     ctx.setLineDash([5, 4]);
     ctx.lineWidth = 1.5;
     ctx.strokeStyle = "#2563eb";
     ctx.fillStyle = "rgba(37, 99, 235, 0.08)";
     ctx.beginPath();
-    if (outline.kind === "box") {
-      const [a, b] = [outline.points[0], outline.points[outline.points.length - 1]];
+    if (shape.kind === "box") {
+      const [a, b] = [shape.points[0], shape.points[shape.points.length - 1]];
       ctx.rect(Math.min(a[0], b[0]), Math.min(a[1], b[1]), Math.abs(b[0] - a[0]), Math.abs(b[1] - a[1]));
     } else {
-      outline.points.forEach(([x, y], k) => (k ? ctx.lineTo(x, y) : ctx.moveTo(x, y)));
+      shape.points.forEach(([x, y], k) => (k ? ctx.lineTo(x, y) : ctx.moveTo(x, y)));
       ctx.closePath();
     }
     ctx.fill();
@@ -317,9 +334,11 @@
       }
     }
     pick([...found].map((i) => data.points.id[i]));
+    if (found.size) region = { kind: shape.kind, points: shape.points.map(([x, y]) => toData(x, y)) };
   }
 
   function pick(ids) {
+    region = null;
     picked = new Set(ids.map((id) => indexOfId.get(id)).filter((i) => i !== undefined));
     redraw();
     const chosen = [...picked].map((i) => data.points.id[i]);
@@ -389,7 +408,8 @@
     thumb: setThumb,
     onReady: (listener) => { listeners.ready.push(listener); if (data) listener(data); },
     onSelect: (listener) => listeners.select.push(listener),
-    colourByTopic: () => colourByTopic(),
+    colourByTopic: () => { colourByTopic(); describe(data.topics.length ? "topic" : ""); },
+    describe,
     recolour,
     /* only these ids are drawn in colour, hovered and selectable (null: all); returns how many are shown */
     show: (ids) => {
