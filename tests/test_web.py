@@ -4,6 +4,7 @@ Screenshots land in artifacts/web/."""
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 import time
@@ -152,6 +153,22 @@ def test_standalone_map_works_from_a_file(page: object, site: dict, tmp_path: Pa
     assert page.locator("#neighbours .card").count() == 9
     assert page.locator("#tooltip-image").get_attribute("src").startswith("data:image/jpeg")
     page.screenshot(path=str(ARTIFACTS / "map-standalone.png"))
+    # without a server: no filters and no tags, but folders (from the files' paths), selection and export work
+    assert page.locator("#map-filters-panel").is_hidden()
+    assert page.locator("#colour-by option[value=tag]").is_disabled()
+    page.select_option("#colour-by", "folder")
+    assert page.locator("#legend .label").all_inner_texts() == ["(top folder)"]
+    box = page.locator("#map").bounding_box()
+    page.click("#map-mode button[data-mode=box]")
+    page.mouse.move(box["x"] + 2, box["y"] + 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] - 2, box["y"] + box["height"] - 2, steps=5)
+    page.mouse.up()
+    assert page.inner_text("#region-count") == "36 photos selected"
+    with page.expect_download() as download:
+        page.click("#region-jsonl")
+    lines = Path(download.value.path()).read_text().splitlines()
+    assert len(lines) == 36 and all(json.loads(line)["path"].endswith(".jpg") for line in lines)
 
 
 def test_map_with_10k_points_stays_responsive(page: object, tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 
+import httpx
 import pytest
 from PIL import ExifTags, Image
 
@@ -143,10 +144,15 @@ def test_filters_narrow_the_listing_and_the_search(page: object, album: dict) ->
         page.click("#search-button")
         page.wait_for_function("document.querySelector('#search-status').textContent.startsWith('results')")
         assert 1 <= len(_cards(page)) <= 3 and all("/city-2024/" in p for p in _cards(page))
-        page.fill("#q", "")
+    # the words in the box now go with new filters (none: the photos passing them are listed)
+    page.fill("#q", "a child playing by the sea" if album["text"] else "")
     _apply(page, after="2023-01-01", camera="Canon Canon EOS 5D Mark IV", tag="beach")
+    assert len(_cards(page)) == PER_FOLDER and all("/beach-2023/" in p for p in _cards(page))
+    if album["text"]:
+        assert page.inner_text("#search-status").startswith("results 1–8 for “a child playing by the sea”")
     page.wait_for_function("[...document.querySelectorAll('#results img')].every(i => i.complete)")
     page.locator("#search").screenshot(path=str(ARTIFACTS / "filters.png"))
+    page.fill("#q", "")
     page.click("#filters-clear")
     page.wait_for_function("document.querySelector('#filter-summary').textContent.includes('no filters')")
     assert len(_cards(page)) == min(24, 3 * PER_FOLDER + 2)
@@ -283,10 +289,11 @@ def test_map_lasso_selection(page: object, album: dict) -> None:
     triangle = [(x0, y0), (x1, y0), (x0, y1)]  # the upper-left half of the points' bounding box
     expected = sorted(i for i, (x, y) in points.items() if _inside(x, y, triangle))
     assert 3 <= len(expected) < len(points)
+    page.select_option("#colour-by", "folder")
     page.click("#map-mode button[data-mode=lasso]")
     _drag(page, [*triangle, triangle[0]])
     assert _selected(page) == expected
-    page.screenshot(path=str(ARTIFACTS / "map-lasso.png"))
+    page.screenshot(path=str(ARTIFACTS / "map-lasso.png"))  # the README's picture of the map selection
 
 
 def test_map_colour_by_folder_has_a_legend(page: object, album: dict) -> None:
@@ -331,3 +338,24 @@ def test_duplicates_section_lists_the_copies(page: object, album: dict) -> None:
     page.wait_for_function("document.querySelector('#dup-status').textContent.includes('0.99')")
     kinds = page.eval_on_selector_all("#dup-groups .dup-group", "gs => gs.map(g => g.dataset.kind)")
     assert kinds == ["exact"]
+
+
+def test_explore_routes_over_http(album: dict) -> None:
+    """What the map and the duplicates section ask for, as JSON: each photo's folder, tags and metadata
+    (filtered like every listing), and the duplicate groups; bad values get a one-line 400."""
+    url = album["url"]
+    columns = httpx.get(url + "/api/map/attributes").json()
+    assert len(columns["id"]) == 3 * PER_FOLDER + 2 and set(columns) >= {"path", "folder", "tags", "taken", "camera"}
+    scans = httpx.get(url + "/api/map/attributes", params={"folder": "scans"}).json()
+    assert set(scans["folder"]) == {"scans"} and len(scans["id"]) == PER_FOLDER + 2
+    assert all(tags == ["paper"] for tags in scans["tags"])
+    paris = httpx.get(url + "/api/map/attributes", params={"near": "48.857,2.352,3"}).json()
+    assert paris["camera"] == ["FUJIFILM X-T3"] * 3 and all(t.startswith("2024-03-1") for t in paris["taken"])
+    bad = httpx.get(url + "/api/map/attributes", params={"near": "paris"})
+    assert bad.status_code == 400 and "near" in bad.json()["error"]
+    groups = httpx.get(url + "/api/duplicates").json()
+    assert groups["threshold"] == 0.85 and [g["kind"] for g in groups["groups"]] == ["exact", "near"]
+    strict = httpx.get(url + "/api/duplicates", params={"threshold": 0.99}).json()
+    assert [g["kind"] for g in strict["groups"]] == ["exact"]
+    wrong = httpx.get(url + "/api/duplicates", params={"threshold": 2})
+    assert wrong.status_code == 400 and "threshold" in wrong.json()["error"]

@@ -90,15 +90,15 @@
   $("prev").addEventListener("click", () => { state.offset = Math.max(0, state.offset - state.k); runSearch(); });
   $("next").addEventListener("click", () => { state.offset += state.k; runSearch(); });
 
-  /* New filters: the results shown are redone with them (a search, or the listing), and the map link carries them. */
+  /* New filters: the words in the box now are searched with them (no words: the photos passing them are listed),
+     and the map link carries them. */
   function filtersChanged() {
     const query = filters.params().toString();
     $("map-link").href = "/map" + (query ? "?" + query : "");
-    state.offset = 0;
-    if (state.mode === "search" && !state.query) {
-      if (!filters.empty) { state.mode = "list"; runSearch(); }
-      return;
-    }
+    state.query = $("q").value.trim();
+    state.mode = state.query ? "search" : "list";
+    readPaging();
+    if (state.mode === "list" && filters.empty && !$("results").children.length) return; // nothing shown, nothing asked
     runSearch();
   }
   const filters = new F.FilterBar($("filters"), $("filter-summary"), filtersChanged);

@@ -56,7 +56,7 @@
     const ranked = [...counts.entries()].sort((a, b) => b[1] - a[1] || String(a[0]).localeCompare(String(b[0])));
     const own = ranked.slice(0, M.PALETTE.length - 1).map(([value]) => value);
     const classOfValue = new Map(own.map((v, k) => [v, k]));
-    const classes = own.map((v, k) => ({ key: v, label: String(v), color: M.PALETTE[k] }));
+    const classes = own.map((v, k) => ({ key: v, label: v === "." ? "(top folder)" : String(v), color: M.PALETTE[k] }));
     const keys = data.points.id.map((id) => classOfValue.get(valueOf(id)) ?? -1);
     const other = { key: "", label: what === "tag" ? "other or no tag" : "other folders", color: M.OTHER };
     M.recolour(keys, classes, other);
