@@ -8,13 +8,14 @@ latitude 95 degrees, a zero denominator, a truncated EXIF block) is simply None.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
+
+from vistext.file_messages import decoding
 
 # EXIF tags (see the EXIF 2.32 specification)
 EXIF_IFD, GPS_IFD = 0x8769, 0x8825
@@ -47,20 +48,22 @@ class PhotoMeta:
 
 
 def read_photo_meta(path: str | Path) -> PhotoMeta | None:
-    """The file's metadata, or None when it cannot even be opened as an image (the indexer reports that)."""
+    """The file's metadata, or None when it cannot even be opened as an image (the indexer reports that).
+
+    What Pillow says about a broken EXIF block ("Corrupt EXIF data") is attributed to the file (see
+    ``vistext.file_messages``), as when the file is decoded."""
     try:
-        with warnings.catch_warnings(), Image.open(path) as image:
-            warnings.simplefilter("ignore")  # decompression-bomb and EXIF warnings: this reads no pixels
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+        with decoding(Path(path), head), Image.open(path) as image:
             width, height = image.size
+            meta = PhotoMeta(width=int(width), height=int(height))
             try:
-                exif = image.getexif()
-            except Exception:  # noqa: BLE001 - a corrupt EXIF block leaves every EXIF field None
-                exif = None
+                _fill_from_exif(meta, image.getexif())
+            except Exception:  # noqa: BLE001 - a corrupt EXIF block leaves the EXIF fields None
+                pass
     except Exception:  # noqa: BLE001 - not an image at all: the decoder says why when it tries
         return None
-    meta = PhotoMeta(width=int(width), height=int(height))
-    if exif is not None:
-        _fill_from_exif(meta, exif)
     return meta
 
 

@@ -181,19 +181,9 @@ class Catalogue:
                 )
                 if record.status == "ok":
                     self._put_features(record, generation)
-                self._put_meta_and_tags(record, stored, old)
+                metadata.upserted(conn, record, stored, old, has_meta=self.has_meta, has_tags=self.has_tags)
             for sha, model in replaced:
                 self._drop_orphans(sha, model)
-
-    def _put_meta_and_tags(self, record: ImageRecord, stored: str | bytes, old: Sequence[Any] | None) -> None:
-        """New content (or a failed read) drops the row's metadata and tags; ``meta=None`` otherwise keeps them."""
-        if old is not None and (old[0] != record.sha or record.status != "ok"):
-            if self.has_meta:
-                metadata.write_meta(self.conn, stored, None)
-            if self.has_tags:
-                metadata.drop_tags(self.conn, [old[2]])
-        if record.meta is not None and self.has_meta:
-            metadata.write_meta(self.conn, stored, record.meta)
 
     def _put_features(self, record: ImageRecord, generation: int) -> None:
         touched = False

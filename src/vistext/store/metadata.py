@@ -15,7 +15,14 @@ from typing import Any
 import numpy as np
 
 from vistext.store.locations import PathCodec
-from vistext.store.records import EARTH_RADIUS_KM, META_FIELDS, ImageFilter, PhotoMeta, great_circle_km
+from vistext.store.records import (
+    EARTH_RADIUS_KM,
+    META_FIELDS,
+    ImageFilter,
+    ImageRecord,
+    PhotoMeta,
+    great_circle_km,
+)
 
 _CHUNK = 500
 META_SELECT = ", ".join(f"i.{name}" for name in META_FIELDS)
@@ -33,6 +40,26 @@ def write_meta(conn: sqlite3.Connection, stored_path: str | bytes, meta: PhotoMe
     values = [getattr(meta, name) if meta is not None else None for name in META_FIELDS]
     assignments = ", ".join(f"{name} = ?" for name in META_FIELDS)
     conn.execute(f"UPDATE images SET {assignments} WHERE path = ?", [*values, stored_path])
+
+
+def upserted(
+    conn: sqlite3.Connection,
+    record: ImageRecord,
+    stored: str | bytes,
+    old: Sequence[Any] | None,
+    *,
+    has_meta: bool,
+    has_tags: bool,
+) -> None:
+    """After ``record`` was upserted over ``old`` (its previous sha, model, id, or None): new content or a
+    failed read drops the row's metadata and tags; ``record.meta`` is stored when given (None keeps it)."""
+    if old is not None and (old[0] != record.sha or record.status != "ok"):
+        if has_meta:
+            write_meta(conn, stored, None)
+        if has_tags:
+            drop_tags(conn, [old[2]])
+    if record.meta is not None and has_meta:
+        write_meta(conn, stored, record.meta)
 
 
 def paths_without_meta(conn: sqlite3.Connection, codec: PathCodec) -> set[str]:

@@ -165,9 +165,13 @@ class VectorIndex:
 
     def _labels_of(self, restrict: np.ndarray) -> np.ndarray:
         """The live labels of these image ids (ids not in the index are ignored), sorted."""
-        where = self._where
-        wanted = (where.get(i) for i in np.asarray(restrict, dtype=np.int64).reshape(-1).tolist())
-        return np.sort(np.fromiter((label for label in wanted if label is not None), dtype=np.int64))
+        live = np.flatnonzero(self._labels >= 0)
+        order = np.argsort(self._labels[live], kind="stable")
+        ids, labels = self._labels[live][order], live[order]  # live ids ascending, with their labels
+        wanted = np.asarray(restrict, dtype=np.int64).reshape(-1)
+        at = np.minimum(np.searchsorted(ids, wanted), max(len(ids) - 1, 0))
+        found = labels[at[ids[at] == wanted]] if len(ids) else np.empty(0, np.int64)
+        return np.unique(found)
 
     def _exact_subset(self, queries: np.ndarray, k: int, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         storage: Any = self.index if self.kind == FLAT else faiss.downcast_index(self.index.storage)
