@@ -182,6 +182,11 @@ def test_a_tag_chip_filters_and_the_export_has_the_filtered_photos(page: object,
     assert all(row["tags"] == "beach;sea" and row["camera_make"] == "Canon" for row in rows)
     lines = [json.loads(line) for line in _download(page, "#export-jsonl").splitlines()]
     assert sorted(line["path"] for line in lines) == sorted(_cards(page))
+    # the filters hold for similar images too: a street photo's neighbours, only among the photos tagged "sea"
+    page.set_input_files("#file", str(album["made"]["city-2024"][0]))
+    page.wait_for_selector("#similar .card")
+    similar = page.eval_on_selector_all("#similar .card", "cards => cards.map(c => c.title)")
+    assert len(similar) == PER_FOLDER and all("/beach-2023/" in p for p in similar)
 
 
 def test_map_filters_and_colour_by_tag(page: object, album: dict) -> None:
