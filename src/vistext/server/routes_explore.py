@@ -103,12 +103,11 @@ def build_explore_router() -> APIRouter:
         ),
     ) -> JSONResponse:
         context = ctx(request)
-        version = await context.call(lambda: context.service.store().version())
-        key = ("duplicates", threshold, version)
-        cached = context.analysis.cached(key)
-        if cached is None:
-            cached = await context.analysis_work(request, key, lambda: context.service.duplicates(threshold).to_dict())
-        return JSONResponse(cached)
+
+        def find() -> dict[str, Any]:
+            return context.service.duplicates(threshold).to_dict()
+
+        return JSONResponse(await context.per_collection_state(request, ("duplicates", threshold), find))
 
     @api.get(
         "/map/attributes",
