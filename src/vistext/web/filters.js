@@ -5,7 +5,6 @@
 (function () {
   const V = window.Vistext;
   const NAMES = ["after", "before", "camera", "near", "folder", "tag"];
-  const LABELS = { after: "after", before: "before", camera: "camera", near: "near", folder: "folder", tag: "tag" };
   const NEAR = /^\s*-?\d+(\.\d+)?\s*,\s*-?\d+(\.\d+)?\s*,\s*\d+(\.\d+)?\s*$/;
 
   function option(value, text) { return V.el("option", { value, text }); }
@@ -67,7 +66,7 @@
         return;
       }
       if (values.after && values.before && values.after > values.before) {
-        this.summary.replaceChildren(V.el("span", { class: "error", text: "after must come before before" }));
+        this.summary.replaceChildren(V.el("span", { class: "error", text: "the after date must be earlier than the before date" }));
         return;
       }
       this.values = values;
@@ -105,8 +104,8 @@
 
     render() {
       const chips = Object.entries(this.values).map(([name, value]) => V.el("span", { class: "chip active", "data-filter": name }, [
-        V.el("span", { text: `${LABELS[name]}: ${value}` }),
-        V.el("button", { type: "button", title: `remove the ${LABELS[name]} filter`, text: "×", onclick: () => this.remove(name) }),
+        V.el("span", { text: `${name}: ${value}` }),
+        V.el("button", { type: "button", title: `remove the ${name} filter`, text: "×", onclick: () => this.remove(name) }),
       ]));
       this.summary.replaceChildren(
         V.el("span", { class: "muted", text: chips.length ? "active filters:" : "no filters: the whole collection" }),
