@@ -211,15 +211,21 @@ def test_http_list_export_tags_facets_and_filters(client: httpx.Client, collecti
     similar = client.get(f"/api/similar/{cat_id}", params={"k": 4, "near": f"{TOKYO[0]},{TOKYO[1]},10"}).json()
     assert len(similar["results"]) == 4 and all("tokyo" in h["path"] for h in similar["results"])
     assert all("meta" in h and "tags" in h for h in similar["results"])
+    searched = client.get("/api/search", params={"q": "a cat", "k": 3, "folder": "trips", "camera": "nikon"})
+    assert searched.status_code == 200, searched.text
+    assert len(searched.json()["results"]) == 3 and all("tokyo" in h["path"] for h in searched.json()["results"])
     for params, words in (
-        ({"near": "1,2"}, "LAT,LON,KM"),
-        ({"after": "last week"}, "is not a date"),
-        ({"after": "2024-01-01", "before": "2023-01-01"}, "must be later"),
-        ({"tag": "   "}, "empty value"),
+        ({"near": "1,2"}, "near: not LAT,LON,KM"),
+        ({"near": "95,2,10"}, "near: not LAT,LON,KM (latitude -90 to 90"),
+        ({"after": "last week"}, "after: not a date"),
+        ({"before": "2023-02-30"}, "before: not a date"),
+        ({"tag": "   "}, "tag: needs words"),
+        ({"camera": ""}, "camera:"),
     ):
         bad = client.get("/api/list", params=params)
         assert bad.status_code == 400 and words in bad.json()["error"], (params, bad.text)
     assert client.get("/api/export", params={"format": "xml"}).status_code == 400
+    assert client.get("/api/list", params={"after": "2024-01-01", "before": "2023-01-01"}).json()["total"] == 0
     deadline = time.monotonic() + 120  # the map's layout is computed in the background: 202 until it is ready
     while (answer := client.get("/api/map", params={"method": "pca", "folder": "paris"})).status_code == 202:
         assert time.monotonic() < deadline
