@@ -277,3 +277,46 @@ def joint_config() -> Callable[[dict[str, Any]], dict[str, Any]]:
         "text_encoder_args": {}, "text_hidden": 1024, "dropout": 0.1, "dim": 512,
     }  # fmt: skip
     return lambda settings: {**base, **settings}
+
+
+# ---- the web page in a real browser -----------------------------------------------------------------------------
+CHROMIUM = Path("/usr/bin/chromium")
+WEB_ARTIFACTS = ROOT / "artifacts" / "web"  # screenshots of the browser tests
+LAUNCH_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="session")
+def browser(require: Callable[[bool, str], None]) -> Iterator[object]:
+    """Debian's Chromium driven by Playwright; each browser test skips with the reason when either is missing
+    (fails under CI)."""
+    try:
+        from playwright import sync_api as playwright_api
+    except ImportError:
+        playwright_api = None
+    require(playwright_api is not None, "playwright is not installed: pip install -e '.[dev]'")
+    require(CHROMIUM.exists(), f"{CHROMIUM} is missing: apt-get install chromium (the web tests need a real browser)")
+    WEB_ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with playwright_api.sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture()
+def page(browser: object) -> Iterator[object]:
+    """A fresh 1280 x 860 tab; the test fails on any JavaScript error the page raised."""
+    context = browser.new_context(viewport={"width": 1280, "height": 860}, accept_downloads=True)  # type: ignore[attr-defined]
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    yield tab
+    context.close()
+    assert not errors, f"JavaScript errors: {errors}"

@@ -1,8 +1,10 @@
-"""The web page in a real headless Chromium (Debian's /usr/bin/chromium driven by Playwright): search, upload,
-match, the map (served and standalone, and 10k points). Screenshots land in artifacts/web/."""
+"""The web page in a real headless Chromium (Debian's /usr/bin/chromium driven by Playwright, see the `browser`
+and `page` fixtures in conftest): search, upload, match, the map (served and standalone, and 10k points).
+Screenshots land in artifacts/web/."""
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 import time
@@ -19,17 +21,7 @@ from vistext.server import ServerSettings
 from vistext.server.standalone import map_page, write_map_html
 from vistext.service import Service
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "web"
-LAUNCH_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "web"  # the browser fixture (conftest) makes it
 
 
 @pytest.fixture(scope="module")
@@ -55,34 +47,6 @@ def site(
     settings = ServerSettings(db=db, map_method="pca", captions=str(bank) if text else None)
     with running_server(settings) as url:
         yield {"url": url, "db": db, "photos": photos, "text": text}
-
-
-@pytest.fixture(scope="module")
-def browser(require: Callable[[bool, str], None]) -> Iterator[object]:
-    """Debian's Chromium driven by Playwright; each browser test skips with the reason when either is missing
-    (fails under CI)."""
-    try:
-        from playwright import sync_api as playwright_api
-    except ImportError:
-        playwright_api = None
-    require(playwright_api is not None, "playwright is not installed: pip install -e '.[dev]'")
-    require(CHROMIUM.exists(), f"{CHROMIUM} is missing: apt-get install chromium (the web tests need a real browser)")
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with playwright_api.sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture()
-def page(browser: object) -> Iterator[object]:
-    context = browser.new_context(viewport={"width": 1280, "height": 860})  # type: ignore[attr-defined]
-    tab = context.new_page()
-    errors: list[str] = []
-    tab.on("pageerror", lambda error: errors.append(str(error)))
-    yield tab
-    context.close()
-    assert not errors, f"JavaScript errors: {errors}"
 
 
 def test_search_box_results_grid_and_paging(page: object, site: dict) -> None:
@@ -189,6 +153,22 @@ def test_standalone_map_works_from_a_file(page: object, site: dict, tmp_path: Pa
     assert page.locator("#neighbours .card").count() == 9
     assert page.locator("#tooltip-image").get_attribute("src").startswith("data:image/jpeg")
     page.screenshot(path=str(ARTIFACTS / "map-standalone.png"))
+    # without a server: no filters and no tags, but folders (from the files' paths), selection and export work
+    assert page.locator("#map-filters-panel").is_hidden()
+    assert page.locator("#colour-by option[value=tag]").is_disabled()
+    page.select_option("#colour-by", "folder")
+    assert page.locator("#legend .label").all_inner_texts() == ["(top folder)"]
+    box = page.locator("#map").bounding_box()
+    page.click("#map-mode button[data-mode=box]")
+    page.mouse.move(box["x"] + 2, box["y"] + 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] - 2, box["y"] + box["height"] - 2, steps=5)
+    page.mouse.up()
+    assert page.inner_text("#region-count") == "36 photos selected"
+    with page.expect_download() as download:
+        page.click("#region-jsonl")
+    lines = Path(download.value.path()).read_text().splitlines()
+    assert len(lines) == 36 and all(json.loads(line)["path"].endswith(".jpg") for line in lines)
 
 
 def test_map_with_10k_points_stays_responsive(page: object, tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ gives the PyTorch model's probabilities.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -53,7 +54,8 @@ def glove() -> tuple[dict[str, int], np.ndarray]:
         import pyarrow.parquet as pq
 
         words = pq.read_table(root / "glove_6B_index.parquet", columns=["index"]).column("index").to_pylist()
-        tmp = listing.with_suffix(f".{os.getpid()}.tmp")
+        # two threads of one process may build it at once (a server request and a test's own call): one tmp each
+        tmp = listing.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
         tmp.write_text("\n".join(words), encoding="utf-8")
         os.replace(tmp, listing)
     words = listing.read_text(encoding="utf-8").split("\n")

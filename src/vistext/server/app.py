@@ -33,6 +33,7 @@ from vistext.server.limits import (
 from vistext.server.protocol import uvicorn_config
 from vistext.server.responses import JSONResponse
 from vistext.server.routes import ServerContext, build_router
+from vistext.server.routes_explore import build_explore_router
 from vistext.server.schemas import NOT_BLANK
 from vistext.server.settings import ServerSettings
 from vistext.service import Service
@@ -185,6 +186,7 @@ def create_app(service_factory: ServiceFactory = Service, settings: ServerSettin
     app.state.ctx = ServerContext.create(service, settings)
     _install_error_handlers(app)
     app.include_router(build_router(settings))
+    app.include_router(build_explore_router())
     _install_pages(app)
     # added innermost first: body limits hold even for requests that fail auth; auth answers before queueing
     app.add_middleware(

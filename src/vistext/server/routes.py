@@ -92,6 +92,14 @@ class ServerContext:
         """A collection-wide fit (topics): one at a time, shared by identical requests, result kept."""
         return await self.analysis.run(fn, self.settings.request_timeout, request, key=key)
 
+    async def per_collection_state(self, request: Request, key: tuple[Hashable, ...], fn: Callable[[], T]) -> T:
+        """A collection-wide analysis (topics, duplicates) computed once per catalogue version and ``key``, and
+        kept (see ``analysis_work``): a repeated request costs nothing until the collection changes."""
+        version = await self.call(lambda: self.service.store().version())
+        full_key = (*key, version)
+        cached = self.analysis.cached(full_key)
+        return cached if cached is not None else await self.analysis_work(request, full_key, fn)
+
     async def wait(self, future: Future[T]) -> T:
         """Await a service future (e.g. a batched search) within the request timeout."""
         return await wait_for(future, self.settings.request_timeout)
@@ -298,12 +306,9 @@ def build_router(settings: ServerSettings) -> APIRouter:
     ) -> JSONResponse:
         context = ctx(request)
         # one fit per collection state and n, kept in memory: a new n costs a fit once, not once per request
-        version = await context.call(lambda: context.service.store().version())
-        key = ("topics", n, version)
-        cached = context.analysis.cached(key)
-        if cached is None:
-            cached = await context.analysis_work(request, key, lambda: context.service.topics(n).to_dict())
-        return JSONResponse(cached)
+        return JSONResponse(
+            await context.per_collection_state(request, ("topics", n), lambda: context.service.topics(n).to_dict())
+        )
 
     @api.get(
         "/map",

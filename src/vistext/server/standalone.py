@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 EMBED_SIZE = 128
 EMBED_SIZE_LARGE = 64  # above EMBED_LIMIT images: 10k embedded 128-px thumbnails make an 80 MB file
 EMBED_LIMIT = 2000
+MAP_SCRIPTS = ("api.js", "filters.js", "map.js", "map-select.js")  # in map.html's order
 
 
 def _script_json(document: Any) -> str:
@@ -29,11 +30,11 @@ def map_page(data: dict[str, Any]) -> str:
     """The map page with its CSS, scripts and ``data`` (a ``map_points()`` answer) inlined."""
     page = (WEB_DIR / "map.html").read_text(encoding="utf-8")
     css = (WEB_DIR / "style.css").read_text(encoding="utf-8")
-    scripts = "\n".join((WEB_DIR / name).read_text(encoding="utf-8") for name in ("api.js", "map.js"))
+    scripts = "\n".join((WEB_DIR / name).read_text(encoding="utf-8") for name in MAP_SCRIPTS)
     page = page.replace('<link rel="stylesheet" href="/static/style.css">', f"<style>\n{css}</style>")
     page = page.replace('<nav id="map-nav"><a href="/">Search</a></nav>', "")
     return page.replace(
-        '<script src="/static/api.js"></script>\n<script src="/static/map.js"></script>',
+        "\n".join(f'<script src="/static/{name}"></script>' for name in MAP_SCRIPTS),
         f"<script>window.VISTEXT_MAP_DATA = {_script_json(data)};</script>\n<script>\n{scripts}\n</script>",
     )
 

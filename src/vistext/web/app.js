@@ -1,9 +1,12 @@
-/* vistext search page: text search with paging, image understanding by drag-and-drop, tag-set matching. */
+/* vistext search page: text search with paging and filters (or the filtered photos listed), exports, image
+   understanding by drag-and-drop, tag-set matching. */
 "use strict";
 (function () {
   const V = window.Vistext;
   const $ = (id) => document.getElementById(id);
-  const state = { query: "", offset: 0, k: 24, minScore: null };
+  const F = window.VistextFilters;
+  // mode "search": the text query's results; "list": every photo passing the filters
+  const state = { mode: "search", query: "", offset: 0, k: 24, minScore: null };
   let server = null; // the last /api/status answer: models still loading, caption bank
   const WARMING = "loading models… (the first search waits for them)";
 
@@ -18,37 +21,48 @@
     const img = V.el("img", { alt: V.basename(hit.path), loading: "lazy" });
     V.noUpscale(img);
     if (hit.id !== undefined && hit.id !== null) V.setImage(img, V.thumbUrl(hit.id, 256));
-    return V.el("div", { class: "card", "data-id": String(hit.id), title: hit.path, onclick: () => onClick(hit) }, [
+    const parts = [
       img,
       V.el("div", { class: "meta" }, [
-        V.el("span", { class: "score", text: hit.score.toFixed(3) }),
+        typeof hit.score === "number" ? V.el("span", { class: "score", text: hit.score.toFixed(3) }) : V.el("span"),
         V.el("span", { class: "name", title: V.basename(hit.path), text: V.basename(hit.path) }),
       ]),
-    ]);
+    ];
+    const when = F.metaLine(hit.meta);
+    if (when) parts.push(V.el("div", { class: "taken", text: when }));
+    const chips = F.tagChips(hit.tags, (tag) => filters.set("tag", tag));
+    if (chips.length) parts.push(V.el("div", { class: "chips" }, chips));
+    return V.el("div", { class: "card", "data-id": String(hit.id), title: hit.path, onclick: () => onClick(hit) }, parts);
   }
 
   function fillGrid(grid, hits) {
     grid.replaceChildren(...hits.map((hit) => card(hit, openViewer)));
   }
 
-  // ---- search ---------------------------------------------------------------------------------------------
+  // ---- search, or the filtered photos listed ---------------------------------------------------------------------
   async function runSearch() {
-    const params = new URLSearchParams({ q: state.query, k: state.k, offset: state.offset });
-    if (state.minScore !== null) params.set("min_score", state.minScore);
-    showStatus("search-status", server && server.warming ? "searching… " + WARMING : "searching…");
+    const listing = state.mode === "list";
+    const params = filters.params(new URLSearchParams({ k: state.k, offset: state.offset }));
+    if (!listing) params.set("q", state.query);
+    if (state.minScore !== null && !listing) params.set("min_score", state.minScore);
+    const doing = listing ? "listing…" : "searching…";
+    showStatus("search-status", server && server.warming && !listing ? doing + " " + WARMING : doing);
     $("search-button").disabled = true;
     try {
       const started = performance.now();
-      const answer = await V.getJSON("/api/search?" + params);
-      fillGrid($("results"), answer.results);
+      const answer = await V.getJSON((listing ? "/api/list?" : "/api/search?") + params);
+      const items = answer.results || answer.images || [];
+      fillGrid($("results"), items);
       const ms = Math.round(performance.now() - started);
       const first = state.offset + 1;
-      showStatus("search-status", answer.results.length
-        ? `results ${first}–${state.offset + answer.results.length} for “${answer.query}” (${ms} ms)`
-        : `no results for “${answer.query}”`);
+      const what = listing ? (filters.empty ? "photos" : "photos passing the filters") : `“${answer.query}”`;
+      const total = listing && typeof answer.total === "number" ? ` of ${answer.total}` : "";
+      showStatus("search-status", items.length
+        ? `${listing ? "" : "results "}${first}–${state.offset + items.length}${total} ${listing ? what : "for " + what} (${ms} ms)`
+        : `no results for ${what}`);
       $("page-label").textContent = `page ${Math.floor(state.offset / state.k) + 1}`;
       $("prev").disabled = state.offset === 0;
-      $("next").disabled = answer.results.length < state.k;
+      $("next").disabled = items.length < state.k;
     } catch (error) {
       $("results").replaceChildren();
       showStatus("search-status", error.message, true);
@@ -57,18 +71,52 @@
     }
   }
 
-  $("search-form").addEventListener("submit", (event) => {
-    event.preventDefault();
-    state.query = $("q").value.trim();
+  function readPaging() {
     state.k = Math.max(1, Math.min(100, parseInt($("per-page").value, 10) || 24));
     const min = $("min-score").value;
     state.minScore = min === "" ? null : parseFloat(min);
     state.offset = 0;
+  }
+
+  $("search-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    state.query = $("q").value.trim();
+    state.mode = "search";
+    readPaging();
     if (state.query) runSearch();
     else showStatus("search-status", "type some words to search for", true); // only spaces: nothing to send
   });
+  $("list-button").addEventListener("click", () => { state.mode = "list"; readPaging(); runSearch(); });
   $("prev").addEventListener("click", () => { state.offset = Math.max(0, state.offset - state.k); runSearch(); });
   $("next").addEventListener("click", () => { state.offset += state.k; runSearch(); });
+
+  /* New filters: the words in the box now are searched with them (no words: the photos passing them are listed),
+     and the map link carries them. */
+  function filtersChanged() {
+    const query = filters.params().toString();
+    $("map-link").href = "/map" + (query ? "?" + query : "");
+    state.query = $("q").value.trim();
+    state.mode = state.query ? "search" : "list";
+    readPaging();
+    if (state.mode === "list" && filters.empty && !$("results").children.length) return; // nothing shown, nothing asked
+    runSearch();
+  }
+  const filters = new F.FilterBar($("filters"), $("filter-summary"), filtersChanged);
+
+  /* Every photo passing the filters (all of them, not only this page) through /api/export. */
+  async function exportResults(format) {
+    const params = filters.params(new URLSearchParams({ format }));
+    showStatus("search-status", `exporting ${format.toUpperCase()}…`);
+    try {
+      const response = await V.request("/api/export?" + params);
+      F.download(`vistext-export.${format}`, await response.text(), response.headers.get("content-type") || "text/plain");
+      showStatus("search-status", `exported as vistext-export.${format}`);
+    } catch (error) {
+      showStatus("search-status", error.message, true);
+    }
+  }
+  $("export-csv").addEventListener("click", () => exportResults("csv"));
+  $("export-jsonl").addEventListener("click", () => exportResults("jsonl"));
 
   // ---- one image: tags, captions, similar ---------------------------------------------------------------------
   function scoredList(list, items, label) {
@@ -90,7 +138,7 @@
         ? V.postForm("/api/caption?k=3", form()).then((a) => scoredList($("captions"), a.captions, "text"))
           .catch((e) => { $("captions-note").textContent = e.message; $("captions").replaceChildren(); })
         : Promise.resolve(),
-      V.postForm("/api/similar?k=9", form()).then((a) => fillGrid($("similar"), a.results))
+      V.postForm("/api/similar?" + filters.params(new URLSearchParams({ k: 9 })), form()).then((a) => fillGrid($("similar"), a.results))
         .catch((e) => { $("similar").replaceChildren(V.el("p", { class: "status error", text: e.message })); }),
     ];
     const outcomes = await Promise.allSettled(tasks);
@@ -137,7 +185,7 @@
     $("viewer-similar").replaceChildren();
     if (!dialog.open) dialog.showModal();
     try {
-      const answer = await V.getJSON(`/api/similar/${hit.id}?k=7`);
+      const answer = await V.getJSON(`/api/similar/${hit.id}?` + filters.params(new URLSearchParams({ k: 7 })));
       fillGrid($("viewer-similar"), answer.results.filter((h) => h.id !== hit.id).slice(0, 6));
     } catch (error) {
       $("viewer-caption").textContent = error.message;
@@ -168,4 +216,5 @@
 
   $("token-button").addEventListener("click", V.askToken);
   pollStatus();
+  filters.load().catch((error) => showStatus("search-status", "filters: " + error.message, true));
 })();
