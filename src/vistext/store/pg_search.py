@@ -36,9 +36,10 @@ class SearchPlan:
     ef_search: int = EF_SEARCH
 
 
-def space_dim(conn: psycopg.Connection, space: str) -> int | None:
-    row = conn.execute("SELECT dim FROM spaces WHERE space = %s", (space,)).fetchone()
-    return int(row[0]) if row else None
+def space_dim(conn: psycopg.Connection, space: str) -> tuple[int | None, bool]:
+    """(dimension, whether its HNSW index is built) of a space; (None, False) before its first vector."""
+    row = conn.execute("SELECT dim, hnsw FROM spaces WHERE space = %s", (space,)).fetchone()
+    return (int(row[0]), bool(row[1])) if row else (None, False)
 
 
 def nearest(conn: psycopg.Connection, plan: SearchPlan, queries: np.ndarray, where: str) -> list[list[VectorHit]]:

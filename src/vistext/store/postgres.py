@@ -28,7 +28,7 @@ from vistext.errors import StoreError
 from vistext.store.base import Store
 from vistext.store.pg_connection import SqlAccess, advisory_writer_lock, display
 from vistext.store.pg_reads import read_records, space_join
-from vistext.store.pg_schema import create_space, migrate
+from vistext.store.pg_schema import build_index, create_space, migrate
 from vistext.store.pg_search import EF_SEARCH, HNSW_THRESHOLD, SearchPlan, nearest, space_dim, stream_vectors
 from vistext.store.pg_vectors import dump_vector, register_vectors
 from vistext.store.records import IMAGE_SPACE, FileState, ImageRecord, VectorHit, to_blob
@@ -59,6 +59,8 @@ class PostgresStore(Store):
         self._readonly = bool(readonly)
         self._sizes: dict[str, tuple[float, int]] = {}
         self._dims: dict[str, int] = {}
+        self._indexed: set[str] = set()  # spaces whose HNSW index exists
+        self._unindexed: dict[str, int] = {}  # the others: at most this many vectors
         self._lock = threading.Lock()
         self.catalogue = SqlAccess(self.url)
         options = "-c default_transaction_read_only=on" if self._readonly else ""
@@ -120,44 +122,57 @@ class PostgresStore(Store):
             return
         now = time.time()
         paths = [os.fsencode(r.path) for r in records]
+        ok = [r for r in records if r.status == "ok"]
+        features = [r for r in ok if r.pooled is not None or r.logits is not None]
         with self._tx() as conn:
-            self._create_spaces(conn, records)
-            old = conn.execute("SELECT path, sha, model FROM images WHERE path = ANY(%s)", (paths,)).fetchall()
-            with conn.cursor() as cursor:
+            self._create_spaces(conn, ok)
+            # one round trip for the whole batch (a pipeline): on a busy machine each wait for the server costs
+            with conn.pipeline(), conn.cursor(binary=True) as cursor:  # binary: vectors as pgvector's binary form
+                old = conn.execute("SELECT sha, model FROM images WHERE path = ANY(%s)", (paths,))
+                cursor.executemany(_UPSERT_IMAGE, [
+                    (path, int(r.size), float(r.mtime), r.sha, r.model, r.status, r.error, now)
+                    for path, r in zip(paths, records, strict=True)
+                ])  # fmt: skip
                 cursor.executemany(
-                    """INSERT INTO images (path, size, mtime, sha, model, status, error, indexed_at)
-                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
-                       ON CONFLICT (path) DO UPDATE SET size = excluded.size, mtime = excluded.mtime,
-                         sha = excluded.sha, model = excluded.model, status = excluded.status,
-                         error = excluded.error, indexed_at = excluded.indexed_at""",
-                    [
-                        (path, int(r.size), float(r.mtime), r.sha, r.model, r.status, r.error, now)
-                        for path, r in zip(paths, records, strict=True)
-                    ],
-                )
-                ok = [r for r in records if r.status == "ok"]
-                features = [r for r in ok if r.pooled is not None or r.logits is not None]
-                cursor.executemany(
-                    """INSERT INTO features (sha, model, pooled, logits) VALUES (%s, %s, %s, %s)
-                       ON CONFLICT (sha, model) DO UPDATE SET pooled = coalesce(excluded.pooled, features.pooled),
-                         logits = coalesce(excluded.logits, features.logits)""",
-                    [(r.sha, r.model, dump_vector(r.pooled), to_blob(r.logits)) for r in features],
+                    _UPSERT_FEATURES, [(r.sha, r.model, dump_vector(r.pooled), to_blob(r.logits)) for r in features]
                 )
                 cursor.executemany(
-                    """INSERT INTO embeddings (sha, space, vector) VALUES (%s, %s, %s)
-                       ON CONFLICT (sha, space) DO UPDATE SET vector = excluded.vector""",
+                    _UPSERT_EMBEDDING,
                     [(r.sha, space, dump_vector(vector)) for r in ok for space, vector in r.embeddings.items()],
                 )
-            fresh = {(r.sha, r.model) for r in records}
-            self._drop_orphans(conn, {(sha, model) for _, sha, model in old} - fresh)
+            self._drop_orphans(conn, set(old.fetchall()) - {(r.sha, r.model) for r in records})
             self._bump(conn)
+        grown: dict[str, int] = {}
+        for record in ok:
+            for space in self._record_spaces(record):
+                grown[space] = grown.get(space, 0) + 1
+        self._index_grown(grown)
+
+    @staticmethod
+    def _record_spaces(record: ImageRecord) -> list[str]:
+        return ([IMAGE_SPACE] if record.pooled is not None else []) + list(record.embeddings)
+
+    def _index_grown(self, added: dict[str, int]) -> None:
+        """Build the HNSW index of each space that just outgrew exact search (counted only when it may have)."""
+        for space, count in sorted(added.items()):
+            if space in self._indexed:
+                continue
+            known = self._unindexed.get(space)
+            if known is not None and known + count <= self.hnsw_threshold:
+                self._unindexed[space] = known + count  # an upper bound (replacements count as new rows)
+                continue
+            with self._tx() as conn:
+                size = self._space_size(conn, space, fresh=True)
+                if size > self.hnsw_threshold:
+                    build_index(conn, space, self.where)
+                    self._indexed.add(space)
+                else:
+                    self._unindexed[space] = size
 
     def _create_spaces(self, conn: psycopg.Connection, records: Sequence[ImageRecord]) -> None:
         for record in records:
-            if record.status != "ok":
-                continue
-            vectors = {IMAGE_SPACE: record.pooled} if record.pooled is not None else {}
-            for space, vector in {**vectors, **record.embeddings}.items():
+            for space in self._record_spaces(record):
+                vector = record.pooled if space == IMAGE_SPACE else record.embeddings[space]
                 dim = int(np.asarray(vector).size)
                 known = self._dims.get(space)
                 if known is None:
@@ -284,10 +299,10 @@ class PostgresStore(Store):
         with self._tx(snapshot=True) as conn:
             spaces = {}
             for space in [IMAGE_SPACE, *(row[0] for row in conn.execute(_SPACES))]:
-                dim = conn.execute("SELECT dim FROM spaces WHERE space = %s", (space,)).fetchone()
+                dim, indexed = space_dim(conn, space)
                 size = self._space_size(conn, space, fresh=True)
-                kind = "hnsw" if size > self.hnsw_threshold else "flat"
-                spaces[space] = {"dim": int(dim[0]) if dim else None, "index": kind, "size": size}
+                kind = "hnsw" if indexed and size > self.hnsw_threshold else "flat"
+                spaces[space] = {"dim": dim, "index": kind, "size": size}
             if spaces[IMAGE_SPACE]["dim"] is None:
                 spaces[IMAGE_SPACE] = {"dim": None, "index": "flat", "size": 0}
             counts = dict(conn.execute("SELECT status, count(*) FROM images GROUP BY status").fetchall())
@@ -325,7 +340,7 @@ class PostgresStore(Store):
 
     def vectors(self, space: str) -> tuple[np.ndarray, np.ndarray]:
         with self._tx(snapshot=True) as conn:
-            return stream_vectors(conn, space, self._space_size(conn, space, fresh=True), space_dim(conn, space))
+            return stream_vectors(conn, space, self._space_size(conn, space, fresh=True), space_dim(conn, space)[0])
 
     def search(self, space: str, queries: np.ndarray, k: int) -> list[list[VectorHit]]:
         queries = np.asarray(queries, dtype=np.float32)
@@ -333,7 +348,7 @@ class PostgresStore(Store):
         with self._tx() as conn:
             if space != IMAGE_SPACE and space not in self.spaces():
                 raise StoreError(f"{self.where}: no vector space {space!r}; known: {', '.join(self.spaces())}")
-            dim = space_dim(conn, space)
+            dim, indexed = space_dim(conn, space)
             size = self._space_size(conn, space) if dim else 0
             if not dim or not size or k <= 0 or not len(queries):
                 return [[] for _ in queries]
@@ -341,7 +356,7 @@ class PostgresStore(Store):
                 raise StoreError(
                     f"{self.where}: query dimension {queries.shape[1]} does not match space {space!r} ({dim})"
                 )
-            plan = SearchPlan(space, dim, k, exact=size <= self.hnsw_threshold, ef_search=self.ef_search)
+            plan = SearchPlan(space, dim, k, exact=not indexed or size <= self.hnsw_threshold, ef_search=self.ef_search)
             return nearest(conn, plan, queries, self.where)
 
     # ---- locking and lifetime --------------------------------------------------------------------------
@@ -363,6 +378,15 @@ class PostgresStore(Store):
         self.pool.close()
 
 
+_UPSERT_IMAGE = """INSERT INTO images (path, size, mtime, sha, model, status, error, indexed_at)
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+    ON CONFLICT (path) DO UPDATE SET size = excluded.size, mtime = excluded.mtime, sha = excluded.sha,
+      model = excluded.model, status = excluded.status, error = excluded.error, indexed_at = excluded.indexed_at"""
+_UPSERT_FEATURES = """INSERT INTO features (sha, model, pooled, logits) VALUES (%s, %s, %s, %s)
+    ON CONFLICT (sha, model) DO UPDATE SET pooled = coalesce(excluded.pooled, features.pooled),
+      logits = coalesce(excluded.logits, features.logits)"""
+_UPSERT_EMBEDDING = """INSERT INTO embeddings (sha, space, vector) VALUES (%s, %s, %s)
+    ON CONFLICT (sha, space) DO UPDATE SET vector = excluded.vector"""
 _SPACES = sql.SQL(
     "SELECT s.space FROM spaces s WHERE s.space <> {} AND EXISTS (SELECT 1 FROM embeddings e WHERE e.space = s.space) "
     "ORDER BY s.space"
