@@ -96,13 +96,20 @@ def test_migrate_a_real_collection_from_sqlite(
     assert main(["index", str(photos), "--quiet", "--json"]) == 0
     capsys.readouterr()
     catalogue = photos / ".vistext" / "catalogue.sqlite"
+    with open_store(catalogue) as source:
+        cat = source.get(str(photos / "chelsea.png"))
+        assert cat is not None and cat.meta is not None and cat.meta.width
+        source.set_tags("scenes", {cat.id: [("cat", 0.9), ("indoor", 0.4)]})  # type: ignore[dict-item]
     code, report = run_json(capsys, "migrate", "--from", f"sqlite://{catalogue}", "--to", pg_url)
-    assert code == 0 and report["images"] == 18 and report["failed"] == 1
+    assert code == 0 and report["images"] == 18 and report["failed"] == 1 and report["tagged"] == 1
     from vistext.store.transfer import store_digest
 
     with open_store(catalogue, readonly=True) as source, open_store(pg_url) as target:
         assert store_digest(source) == store_digest(target) == (18, report["digest"])
         assert target.spaces() == source.spaces() and target.count("ok") == 17
+        assert target.tag_counts() == {"cat": 1, "indoor": 1} and target.facets() == source.facets()
+        copied = target.get(str(photos / "chelsea.png"))
+        assert copied is not None and copied.meta == cat.meta
         ids, matrix = source.vectors("image")
         for space in source.spaces():
             np.testing.assert_allclose(target.vectors(space)[1], source.vectors(space)[1], atol=1e-6)

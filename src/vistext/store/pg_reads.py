@@ -10,6 +10,8 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
+from vistext.store.metadata import meta_from_row
+from vistext.store.pg_meta import META_COLUMNS
 from vistext.store.pg_vectors import as_array
 from vistext.store.records import IMAGE_SPACE, ImageRecord, from_blob
 
@@ -27,10 +29,14 @@ def read_records(
     """Records matching ``where`` (over ``images i``), by id, with their features and embeddings."""
     rows = conn.execute(
         sql.SQL(
-            """SELECT i.id, i.path, i.size, i.mtime, i.sha, i.model, i.status, i.error, f.pooled, f.logits
+            """SELECT i.id, i.path, i.size, i.mtime, i.sha, i.model, i.status, i.error, f.pooled, f.logits, {meta}
                FROM images i LEFT JOIN features f ON f.sha = i.sha AND f.model = i.model AND i.status = 'ok'
                WHERE {} ORDER BY i.id {}"""
-        ).format(where, sql.SQL("") if limit is None else sql.SQL("LIMIT {}").format(sql.Literal(int(limit)))),
+        ).format(
+            where,
+            sql.SQL("") if limit is None else sql.SQL("LIMIT {}").format(sql.Literal(int(limit))),
+            meta=META_COLUMNS,
+        ),
         params,
     ).fetchall()
     ok_shas = sorted({row[4] for row in rows if row[6] == "ok"})
@@ -53,6 +59,7 @@ def read_records(
             pooled=as_array(row[8]),
             logits=from_blob(bytes(row[9]) if row[9] is not None else None),
             embeddings=dict(embeddings.get(row[4], {})) if row[6] == "ok" else {},
+            meta=meta_from_row(row[10:]),
         )
         for row in rows
     ]

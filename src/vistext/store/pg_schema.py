@@ -56,7 +56,27 @@ def _v1(conn: psycopg.Connection) -> None:
         conn.execute(statement)
 
 
-MIGRATIONS: list[Callable[[psycopg.Connection], None]] = [_v1]
+def _v2(conn: psycopg.Connection) -> None:
+    # SQLite's v4 and v5: what each photo's file says about it (NULL width: never read) and a tagger's tags
+    for statement in (
+        "ALTER TABLE images ADD COLUMN taken_at DOUBLE PRECISION, ADD COLUMN camera_make TEXT, "
+        "ADD COLUMN camera_model TEXT, ADD COLUMN latitude DOUBLE PRECISION, ADD COLUMN longitude DOUBLE PRECISION, "
+        "ADD COLUMN width INTEGER, ADD COLUMN height INTEGER, ADD COLUMN orientation INTEGER",
+        "CREATE INDEX images_taken_at ON images (taken_at)",
+        "CREATE INDEX images_latitude ON images (latitude)",
+        """CREATE TABLE tags (
+            image_id BIGINT NOT NULL REFERENCES images (id) ON DELETE CASCADE,
+            tag TEXT NOT NULL,
+            score REAL NOT NULL,
+            tagger TEXT NOT NULL,
+            PRIMARY KEY (image_id, tagger, tag)
+        )""",
+        "CREATE INDEX tags_tag ON tags (lower(tag))",
+    ):
+        conn.execute(statement)
+
+
+MIGRATIONS: list[Callable[[psycopg.Connection], None]] = [_v1, _v2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -25,13 +25,22 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from vistext.errors import StoreError
+from vistext.store import pg_meta
 from vistext.store.base import Store
 from vistext.store.pg_connection import SqlAccess, advisory_writer_lock, display
 from vistext.store.pg_reads import read_records, space_join
 from vistext.store.pg_schema import build_index, create_space, migrate
 from vistext.store.pg_search import EF_SEARCH, HNSW_THRESHOLD, SearchPlan, nearest, space_dim, stream_vectors
-from vistext.store.pg_vectors import dump_vector, register_vectors
-from vistext.store.records import IMAGE_SPACE, FileState, ImageRecord, VectorHit, to_blob
+from vistext.store.pg_vectors import register_vectors
+from vistext.store.pg_writes import drop_orphans, write_batch
+from vistext.store.records import (
+    IMAGE_SPACE,
+    FileState,
+    ImageFilter,
+    ImageRecord,
+    PhotoMeta,
+    VectorHit,
+)
 
 _ID_RANGE = range(-(2**63), 2**63)
 _SIZE_TTL = 5.0  # seconds a space's size (the exact/HNSW choice) is trusted
@@ -120,27 +129,10 @@ class PostgresStore(Store):
                 raise StoreError(f"{record.path}: embedding space name {IMAGE_SPACE!r} is reserved")
         if not records:
             return
-        now = time.time()
-        paths = [os.fsencode(r.path) for r in records]
         ok = [r for r in records if r.status == "ok"]
-        features = [r for r in ok if r.pooled is not None or r.logits is not None]
         with self._tx() as conn:
             self._create_spaces(conn, ok)
-            # one round trip for the whole batch (a pipeline): on a busy machine each wait for the server costs
-            with conn.pipeline(), conn.cursor(binary=True) as cursor:  # binary: vectors as pgvector's binary form
-                old = conn.execute("SELECT sha, model FROM images WHERE path = ANY(%s)", (paths,))
-                cursor.executemany(_UPSERT_IMAGE, [
-                    (path, int(r.size), float(r.mtime), r.sha, r.model, r.status, r.error, now)
-                    for path, r in zip(paths, records, strict=True)
-                ])  # fmt: skip
-                cursor.executemany(
-                    _UPSERT_FEATURES, [(r.sha, r.model, dump_vector(r.pooled), to_blob(r.logits)) for r in features]
-                )
-                cursor.executemany(
-                    _UPSERT_EMBEDDING,
-                    [(r.sha, space, dump_vector(vector)) for r in ok for space, vector in r.embeddings.items()],
-                )
-            self._drop_orphans(conn, set(old.fetchall()) - {(r.sha, r.model) for r in records})
+            write_batch(conn, records)
             self._bump(conn)
         grown: dict[str, int] = {}
         for record in ok:
@@ -183,22 +175,6 @@ class PostgresStore(Store):
                         f"{self.where}: space {space!r} holds {known}-d vectors, not {dim}-d ({record.path})"
                     )
 
-    def _drop_orphans(self, conn: psycopg.Connection, pairs: set[tuple[str, str]]) -> None:
-        if not pairs:
-            return
-        shas, models = [p[0] for p in pairs], [p[1] for p in pairs]
-        conn.execute(
-            """DELETE FROM features f USING unnest(%s::text[], %s::text[]) AS o(sha, model)
-               WHERE f.sha = o.sha AND f.model = o.model
-                 AND NOT EXISTS (SELECT 1 FROM images i WHERE i.sha = o.sha AND i.model = o.model)""",
-            (shas, models),
-        )
-        conn.execute(
-            """DELETE FROM embeddings e WHERE e.sha = ANY(%s)
-                 AND NOT EXISTS (SELECT 1 FROM images i WHERE i.sha = e.sha)""",
-            (sorted(set(shas)),),
-        )
-
     def _bump(self, conn: psycopg.Connection) -> None:
         # last statement of a write: the row lock on the counter is held only until the commit that follows
         conn.execute(
@@ -212,7 +188,7 @@ class PostgresStore(Store):
         encoded = [os.fsencode(path) for path in paths]
         with self._tx() as conn:
             gone = conn.execute("DELETE FROM images WHERE path = ANY(%s) RETURNING sha, model", (encoded,)).fetchall()
-            self._drop_orphans(conn, {(sha, model) for sha, model in gone})
+            drop_orphans(conn, {(sha, model) for sha, model in gone})
             self._bump(conn)
 
     def features_for_hash(self, sha: str, model: str) -> ImageRecord | None:
@@ -342,7 +318,9 @@ class PostgresStore(Store):
         with self._tx(snapshot=True) as conn:
             return stream_vectors(conn, space, self._space_size(conn, space, fresh=True), space_dim(conn, space)[0])
 
-    def search(self, space: str, queries: np.ndarray, k: int) -> list[list[VectorHit]]:
+    def search(
+        self, space: str, queries: np.ndarray, k: int, restrict: np.ndarray | None = None
+    ) -> list[list[VectorHit]]:
         queries = np.asarray(queries, dtype=np.float32)
         queries = queries.reshape(1, -1) if queries.ndim == 1 else queries
         with self._tx() as conn:
@@ -350,14 +328,54 @@ class PostgresStore(Store):
                 raise StoreError(f"{self.where}: no vector space {space!r}; known: {', '.join(self.spaces())}")
             dim, indexed = space_dim(conn, space)
             size = self._space_size(conn, space) if dim else 0
-            if not dim or not size or k <= 0 or not len(queries):
+            if not dim or not size or k <= 0 or not len(queries) or (restrict is not None and not len(restrict)):
                 return [[] for _ in queries]
             if queries.shape[1] != dim:
                 raise StoreError(
                     f"{self.where}: query dimension {queries.shape[1]} does not match space {space!r} ({dim})"
                 )
-            plan = SearchPlan(space, dim, k, exact=not indexed or size <= self.hnsw_threshold, ef_search=self.ef_search)
-            return nearest(conn, plan, queries, self.where)
+            exact = not indexed or size <= self.hnsw_threshold
+            plan = SearchPlan(space, dim, k, exact=exact, ef_search=self.ef_search)
+            return nearest(conn, plan, queries, self.where, restrict)
+
+    # ---- metadata and tags ---------------------------------------------------------------------------------
+    def ids_matching(self, filter: ImageFilter) -> np.ndarray:
+        with self._tx(snapshot=True) as conn:
+            return pg_meta.matching_ids(conn, filter)
+
+    def set_tags(self, tagger: str, tags: Mapping[int, Sequence[tuple[str, float]]]) -> None:
+        self._writable()
+        with self._tx() as conn:
+            pg_meta.set_tags(conn, tagger, tags)
+            self._bump(conn)
+
+    def tags_for(self, ids: Iterable[int]) -> dict[int, list[tuple[str, float]]]:
+        wanted = [int(i) for i in ids if int(i) in _ID_RANGE]
+        with self._tx() as conn:
+            return pg_meta.tags_for(conn, wanted)
+
+    def tag_counts(self) -> dict[str, int]:
+        with self._tx() as conn:
+            return pg_meta.tag_counts(conn)
+
+    def set_photo_meta(self, metas: Mapping[str, PhotoMeta]) -> None:
+        self._writable()
+        with self._tx() as conn:
+            pg_meta.set_photo_meta(conn, metas)
+            self._bump(conn)
+
+    def paths_without_meta(self) -> set[str]:
+        with self._tx() as conn:
+            rows = conn.execute("SELECT path FROM images WHERE status = 'ok' AND width IS NULL")
+            return {os.fsdecode(bytes(row[0])) for row in rows}
+
+    def facets(self) -> dict[str, Any]:
+        with self._tx(snapshot=True) as conn:
+            return pg_meta.facets(conn)
+
+    def collection_root(self) -> str | None:
+        with self._tx() as conn:
+            return pg_meta.collection_root(conn)
 
     # ---- locking and lifetime --------------------------------------------------------------------------
     @property
@@ -378,15 +396,6 @@ class PostgresStore(Store):
         self.pool.close()
 
 
-_UPSERT_IMAGE = """INSERT INTO images (path, size, mtime, sha, model, status, error, indexed_at)
-    VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
-    ON CONFLICT (path) DO UPDATE SET size = excluded.size, mtime = excluded.mtime, sha = excluded.sha,
-      model = excluded.model, status = excluded.status, error = excluded.error, indexed_at = excluded.indexed_at"""
-_UPSERT_FEATURES = """INSERT INTO features (sha, model, pooled, logits) VALUES (%s, %s, %s, %s)
-    ON CONFLICT (sha, model) DO UPDATE SET pooled = coalesce(excluded.pooled, features.pooled),
-      logits = coalesce(excluded.logits, features.logits)"""
-_UPSERT_EMBEDDING = """INSERT INTO embeddings (sha, space, vector) VALUES (%s, %s, %s)
-    ON CONFLICT (sha, space) DO UPDATE SET vector = excluded.vector"""
 _SPACES = sql.SQL(
     "SELECT s.space FROM spaces s WHERE s.space <> {} AND EXISTS (SELECT 1 FROM embeddings e WHERE e.space = s.space) "
     "ORDER BY s.space"
