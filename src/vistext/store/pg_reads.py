@@ -13,7 +13,7 @@ from psycopg import sql
 from vistext.store.metadata import meta_from_row
 from vistext.store.pg_meta import META_COLUMNS
 from vistext.store.pg_vectors import as_array
-from vistext.store.records import IMAGE_SPACE, ImageRecord, from_blob
+from vistext.store.records import IMAGE_SPACE, FileState, ImageRecord, from_blob
 
 
 def space_join(space: str) -> tuple[sql.Composable, list[Any]]:
@@ -63,3 +63,48 @@ def read_records(
         )
         for row in rows
     ]
+
+
+SPACES = sql.SQL(
+    "SELECT s.space FROM spaces s WHERE s.space <> {} AND EXISTS (SELECT 1 FROM embeddings e WHERE e.space = s.space) "
+    "ORDER BY s.space"
+).format(sql.Literal(IMAGE_SPACE))  # the embedding spaces holding vectors now (an index lookup per space)
+_SIZES = (
+    "SELECT coalesce(sum(pg_table_size(c.oid)), 0), coalesce(sum(pg_indexes_size(c.oid)), 0) FROM pg_class c "
+    "WHERE c.relname IN ('images', 'features', 'embeddings', 'meta', 'spaces', 'tags') AND c.relkind = 'r' "
+    "AND c.relnamespace = to_regnamespace(current_schema())"
+)
+
+
+def catalogue_summary(conn: psycopg.Connection) -> dict[str, Any]:
+    """Counts by status, ok images by model, and bytes in tables and indexes (HNSW included)."""
+    counts: dict[str, int] = dict(conn.execute("SELECT status, count(*) FROM images GROUP BY status").fetchall())
+    models: dict[str, int] = dict(
+        conn.execute("SELECT model, count(*) FROM images WHERE status = 'ok' GROUP BY model").fetchall()
+    )
+    table_bytes, index_bytes = conn.execute(_SIZES).fetchone() or (0, 0)
+    return {
+        "count": sum(counts.values()),
+        "ok": counts.get("ok", 0),
+        "failed": counts.get("failed", 0),
+        "models": models,
+        "db_bytes": int(table_bytes),
+        "index_bytes": int(index_bytes),
+    }
+
+
+def file_states(conn: psycopg.Connection, prefix: str | None) -> dict[str, FileState]:
+    """Path -> file state of every file, or of those under ``prefix`` (a range scan of the path index)."""
+    where, args = sql.SQL(""), list[bytes]()
+    if prefix:
+        low = os.fsencode(prefix)
+        where, args = sql.SQL("WHERE path >= %s AND path < %s"), [low, _after_prefix(low)]
+    rows = conn.execute(sql.SQL("SELECT path, size, mtime, sha, model, status FROM images {}").format(where), args)
+    states = [FileState(os.fsdecode(bytes(row[0])), *row[1:]) for row in rows]
+    return {state.path: state for state in states if not prefix or state.path.startswith(prefix)}
+
+
+def _after_prefix(prefix: bytes) -> bytes:
+    """The smallest byte string greater than every string starting with ``prefix`` (a range scan's end)."""
+    stripped = prefix.rstrip(b"\xff")
+    return stripped[:-1] + bytes([stripped[-1] + 1]) if stripped else b"\xff" * (len(prefix) + 1)

@@ -137,7 +137,9 @@ def create_space(conn: psycopg.Connection, space: str, dim: int, where: str) -> 
         raise StoreError(f"{where}: space {space!r} holds {row[0]}-d vectors, not {dim}-d; re-index it")
 
 
-def build_index(conn: psycopg.Connection, space: str, where: str) -> None:
+def build_index(
+    conn: psycopg.Connection, space: str, where: str, *, m: int = HNSW_M, ef_construction: int = EF_CONSTRUCTION
+) -> None:
     """Build ``space``'s HNSW index over the vectors it holds (a bulk build: far faster than growing the index a
     row at a time); later rows join it as they are written. Runs once, whoever comes first."""
     conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (space,))
@@ -158,9 +160,15 @@ def build_index(conn: psycopg.Connection, space: str, where: str) -> None:
             column=column,
             cast=sql.SQL(cast),
             ops=sql.SQL(ops),
-            m=sql.Literal(HNSW_M),
-            efc=sql.Literal(EF_CONSTRUCTION),
+            m=sql.Literal(int(m)),
+            efc=sql.Literal(int(ef_construction)),
             rows=where_rows,
         )
     )
     conn.execute("UPDATE spaces SET hnsw = true WHERE space = %s", (space,))
+
+
+def drop_index(conn: psycopg.Connection, space: str) -> None:
+    """Drop ``space``'s HNSW index (searches are exact until it is built again)."""
+    conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(index_name(space))))
+    conn.execute("UPDATE spaces SET hnsw = false WHERE space = %s", (space,))

@@ -28,8 +28,8 @@ from vistext.errors import StoreError
 from vistext.store import pg_meta
 from vistext.store.base import Store
 from vistext.store.pg_connection import SqlAccess, advisory_writer_lock, display
-from vistext.store.pg_reads import read_records, space_join
-from vistext.store.pg_schema import build_index, create_space, migrate
+from vistext.store.pg_reads import SPACES, catalogue_summary, file_states, read_records, space_join
+from vistext.store.pg_schema import EF_CONSTRUCTION, HNSW_M, build_index, create_space, drop_index, migrate
 from vistext.store.pg_search import EF_SEARCH, HNSW_THRESHOLD, SearchPlan, nearest, space_dim, stream_vectors
 from vistext.store.pg_vectors import register_vectors
 from vistext.store.pg_writes import drop_orphans, write_batch
@@ -109,16 +109,8 @@ class PostgresStore(Store):
 
     # ---- catalogue -----------------------------------------------------------------------------------------
     def file_states(self, prefix: str | None = None) -> dict[str, FileState]:
-        where, args = sql.SQL(""), list[bytes]()
-        if prefix:
-            low = os.fsencode(prefix)
-            where, args = sql.SQL("WHERE path >= %s AND path < %s"), [low, _after_prefix(low)]
         with self._tx() as conn:
-            rows = conn.execute(
-                sql.SQL("SELECT path, size, mtime, sha, model, status FROM images {}").format(where), args
-            )
-            states = [FileState(os.fsdecode(bytes(row[0])), *row[1:]) for row in rows]
-        return {state.path: state for state in states if not prefix or state.path.startswith(prefix)}
+            return file_states(conn, prefix)
 
     def add(self, records: Sequence[ImageRecord]) -> None:
         self._writable()
@@ -143,6 +135,17 @@ class PostgresStore(Store):
     @staticmethod
     def _record_spaces(record: ImageRecord) -> list[str]:
         return ([IMAGE_SPACE] if record.pooled is not None else []) + list(record.embeddings)
+
+    def build_index(self, space: str, *, m: int = HNSW_M, ef_construction: int = EF_CONSTRUCTION) -> float:
+        """(Re)build ``space``'s HNSW index now, whatever its size (e.g. after a bulk load with a huge
+        ``hnsw_threshold``); returns the seconds it took."""
+        self._writable()
+        started = time.perf_counter()
+        with self._tx() as conn:
+            drop_index(conn, space)
+            build_index(conn, space, self.where, m=m, ef_construction=ef_construction)
+        self._indexed.add(space)
+        return time.perf_counter() - started
 
     def _index_grown(self, added: dict[str, int]) -> None:
         """Build the HNSW index of each space that just outgrew exact search (counted only when it may have)."""
@@ -234,7 +237,7 @@ class PostgresStore(Store):
 
     def spaces(self) -> list[str]:
         with self._tx() as conn:
-            return [IMAGE_SPACE, *(row[0] for row in conn.execute(_SPACES))]
+            return [IMAGE_SPACE, *(row[0] for row in conn.execute(SPACES))]
 
     def paths_missing(self, space: str) -> set[str]:
         with self._tx() as conn:
@@ -274,28 +277,16 @@ class PostgresStore(Store):
     def info(self) -> dict[str, Any]:
         with self._tx(snapshot=True) as conn:
             spaces = {}
-            for space in [IMAGE_SPACE, *(row[0] for row in conn.execute(_SPACES))]:
+            for space in [IMAGE_SPACE, *(row[0] for row in conn.execute(SPACES))]:
                 dim, indexed = space_dim(conn, space)
                 size = self._space_size(conn, space, fresh=True)
                 kind = "hnsw" if indexed and size > self.hnsw_threshold else "flat"
                 spaces[space] = {"dim": dim, "index": kind, "size": size}
             if spaces[IMAGE_SPACE]["dim"] is None:
                 spaces[IMAGE_SPACE] = {"dim": None, "index": "flat", "size": 0}
-            counts = dict(conn.execute("SELECT status, count(*) FROM images GROUP BY status").fetchall())
-            models = dict(conn.execute("SELECT model, count(*) FROM images WHERE status = 'ok' GROUP BY model"))
-            table_bytes, index_bytes = conn.execute(_SIZES).fetchone() or (0, 0)
-        return {
-            "backend": self.backend,
-            "path": self.where,
-            "schema_version": self.schema_version(),
-            "count": sum(counts.values()),
-            "ok": counts.get("ok", 0),
-            "failed": counts.get("failed", 0),
-            "models": models,
-            "spaces": spaces,
-            "db_bytes": int(table_bytes),
-            "index_bytes": int(index_bytes),
-        }
+            summary = catalogue_summary(conn)
+        return {"backend": self.backend, "path": self.where, "schema_version": self.schema_version(), **summary,
+                "spaces": spaces}  # fmt: skip
 
     def schema_version(self) -> int:
         from vistext.store.pg_schema import schema_version
@@ -394,20 +385,3 @@ class PostgresStore(Store):
     def close(self) -> None:
         self.catalogue.close()
         self.pool.close()
-
-
-_SPACES = sql.SQL(
-    "SELECT s.space FROM spaces s WHERE s.space <> {} AND EXISTS (SELECT 1 FROM embeddings e WHERE e.space = s.space) "
-    "ORDER BY s.space"
-).format(sql.Literal(IMAGE_SPACE))
-_SIZES = (
-    "SELECT coalesce(sum(pg_table_size(c.oid)), 0), coalesce(sum(pg_indexes_size(c.oid)), 0) FROM pg_class c "
-    "WHERE c.relname IN ('images', 'features', 'embeddings', 'meta', 'spaces') AND c.relkind = 'r' "
-    "AND c.relnamespace = to_regnamespace(current_schema())"
-)
-
-
-def _after_prefix(prefix: bytes) -> bytes:
-    """The smallest byte string greater than every string starting with ``prefix`` (a range scan's end)."""
-    stripped = prefix.rstrip(b"\xff")
-    return stripped[:-1] + bytes([stripped[-1] + 1]) if stripped else b"\xff" * (len(prefix) + 1)
