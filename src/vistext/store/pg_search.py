@@ -54,10 +54,12 @@ def nearest(
         rows = conn.execute(_restricted_sql(plan, where), (vectors, ids)).fetchall()
     else:
         exact = plan.exact or plan.k > EF_MAX
-        conn.execute("SET LOCAL enable_indexscan = off" if exact else "SET LOCAL enable_seqscan = off")
         ef_search = min(max(plan.ef_search, plan.k), EF_MAX)
-        conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(ef_search)))
-        rows = conn.execute(_search_sql(plan, where), (vectors,)).fetchall()
+        with conn.pipeline():  # settings and query in one round trip
+            conn.execute("SET LOCAL enable_indexscan = off" if exact else "SET LOCAL enable_seqscan = off")
+            conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(ef_search)))
+            cursor = conn.execute(_search_sql(plan, where), (vectors,))
+        rows = cursor.fetchall()
     hits: list[list[VectorHit]] = [[] for _ in queries]
     for number, image_id, path, distance in rows:
         row = hits[number - 1]

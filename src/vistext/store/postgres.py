@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -25,20 +25,26 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from vistext.errors import StoreError
-from vistext.store import pg_meta
 from vistext.store.base import Store
 from vistext.store.pg_connection import SqlAccess, advisory_writer_lock, display
+from vistext.store.pg_meta import PgMetadata
 from vistext.store.pg_reads import SPACES, catalogue_summary, file_states, read_records, space_join
-from vistext.store.pg_schema import EF_CONSTRUCTION, HNSW_M, build_index, create_space, drop_index, migrate
+from vistext.store.pg_schema import (
+    EF_CONSTRUCTION,
+    HNSW_M,
+    build_index,
+    create_space,
+    drop_index,
+    migrate,
+    schema_version,
+)
 from vistext.store.pg_search import EF_SEARCH, HNSW_THRESHOLD, SearchPlan, nearest, space_dim, stream_vectors
 from vistext.store.pg_vectors import register_vectors
 from vistext.store.pg_writes import drop_orphans, write_batch
 from vistext.store.records import (
     IMAGE_SPACE,
     FileState,
-    ImageFilter,
     ImageRecord,
-    PhotoMeta,
     VectorHit,
 )
 
@@ -46,7 +52,7 @@ _ID_RANGE = range(-(2**63), 2**63)
 _SIZE_TTL = 5.0  # seconds a space's size (the exact/HNSW choice) is trusted
 
 
-class PostgresStore(Store):
+class PostgresStore(PgMetadata, Store):
     """PostgreSQL + pgvector store (see module docstring). Thread-safe: a connection pool serves the threads."""
 
     backend = "postgresql"
@@ -67,6 +73,7 @@ class PostgresStore(Store):
         self.ef_search = ef_search
         self._readonly = bool(readonly)
         self._sizes: dict[str, tuple[float, int]] = {}
+        self._states: dict[str, tuple[float, int | None, bool, int]] = {}
         self._dims: dict[str, int] = {}
         self._indexed: set[str] = set()  # spaces whose HNSW index exists
         self._unindexed: dict[str, int] = {}  # the others: at most this many vectors
@@ -145,6 +152,7 @@ class PostgresStore(Store):
             drop_index(conn, space)
             build_index(conn, space, self.where, m=m, ef_construction=ef_construction)
         self._indexed.add(space)
+        self._states.clear()
         return time.perf_counter() - started
 
     def _index_grown(self, added: dict[str, int]) -> None:
@@ -161,6 +169,7 @@ class PostgresStore(Store):
                 if size > self.hnsw_threshold:
                     build_index(conn, space, self.where)
                     self._indexed.add(space)
+                    self._states.clear()
                 else:
                     self._unindexed[space] = size
 
@@ -185,6 +194,7 @@ class PostgresStore(Store):
             "ON CONFLICT (key) DO UPDATE SET value = to_jsonb(meta.value::bigint + 1)"
         )
         self._sizes.clear()
+        self._states.clear()
 
     def remove(self, paths: Sequence[str]) -> None:
         self._writable()
@@ -289,8 +299,6 @@ class PostgresStore(Store):
                 "spaces": spaces}  # fmt: skip
 
     def schema_version(self) -> int:
-        from vistext.store.pg_schema import schema_version
-
         with self._tx() as conn:
             return schema_version(conn)
 
@@ -315,10 +323,11 @@ class PostgresStore(Store):
         queries = np.asarray(queries, dtype=np.float32)
         queries = queries.reshape(1, -1) if queries.ndim == 1 else queries
         with self._tx() as conn:
-            if space != IMAGE_SPACE and space not in self.spaces():
-                raise StoreError(f"{self.where}: no vector space {space!r}; known: {', '.join(self.spaces())}")
-            dim, indexed = space_dim(conn, space)
-            size = self._space_size(conn, space) if dim else 0
+            dim, indexed, size = self._space_state(conn, space)
+            if space != IMAGE_SPACE and not size:  # on this connection: another could wait on a busy pool
+                known = [IMAGE_SPACE, *(row[0] for row in conn.execute(SPACES))]
+                if space not in known:
+                    raise StoreError(f"{self.where}: no vector space {space!r}; known: {', '.join(known)}")
             if not dim or not size or k <= 0 or not len(queries) or (restrict is not None and not len(restrict)):
                 return [[] for _ in queries]
             if queries.shape[1] != dim:
@@ -329,44 +338,16 @@ class PostgresStore(Store):
             plan = SearchPlan(space, dim, k, exact=exact, ef_search=self.ef_search)
             return nearest(conn, plan, queries, self.where, restrict)
 
-    # ---- metadata and tags ---------------------------------------------------------------------------------
-    def ids_matching(self, filter: ImageFilter) -> np.ndarray:
-        with self._tx(snapshot=True) as conn:
-            return pg_meta.matching_ids(conn, filter)
-
-    def set_tags(self, tagger: str, tags: Mapping[int, Sequence[tuple[str, float]]]) -> None:
-        self._writable()
-        with self._tx() as conn:
-            pg_meta.set_tags(conn, tagger, tags)
-            self._bump(conn)
-
-    def tags_for(self, ids: Iterable[int]) -> dict[int, list[tuple[str, float]]]:
-        wanted = [int(i) for i in ids if int(i) in _ID_RANGE]
-        with self._tx() as conn:
-            return pg_meta.tags_for(conn, wanted)
-
-    def tag_counts(self) -> dict[str, int]:
-        with self._tx() as conn:
-            return pg_meta.tag_counts(conn)
-
-    def set_photo_meta(self, metas: Mapping[str, PhotoMeta]) -> None:
-        self._writable()
-        with self._tx() as conn:
-            pg_meta.set_photo_meta(conn, metas)
-            self._bump(conn)
-
-    def paths_without_meta(self) -> set[str]:
-        with self._tx() as conn:
-            rows = conn.execute("SELECT path FROM images WHERE status = 'ok' AND width IS NULL")
-            return {os.fsdecode(bytes(row[0])) for row in rows}
-
-    def facets(self) -> dict[str, Any]:
-        with self._tx(snapshot=True) as conn:
-            return pg_meta.facets(conn)
-
-    def collection_root(self) -> str | None:
-        with self._tx() as conn:
-            return pg_meta.collection_root(conn)
+    def _space_state(self, conn: psycopg.Connection, space: str) -> tuple[int | None, bool, int]:
+        """(dimension, HNSW index built, vectors) of a space, trusted for a few seconds: a search then costs
+        one round trip (and its commit), not one per question asked of the catalogue."""
+        cached = self._states.get(space)
+        if cached is not None and time.monotonic() - cached[0] < _SIZE_TTL:
+            return cached[1:]
+        dim, indexed = space_dim(conn, space)
+        size = self._space_size(conn, space, fresh=True) if dim else 0
+        self._states[space] = (time.monotonic(), dim, indexed, size)
+        return dim, indexed, size
 
     # ---- locking and lifetime --------------------------------------------------------------------------
     @property
