@@ -186,11 +186,11 @@ class PgMetadata:
 
     def tags_for(self, ids: Iterable[int]) -> dict[int, list[tuple[str, float]]]:
         wanted = [int(i) for i in ids if int(i) in range(-(2**63), 2**63)]
-        with self._tx() as conn:
+        with self._tx(read=True) as conn:
             return tags_for(conn, wanted)
 
     def tag_counts(self) -> dict[str, int]:
-        with self._tx() as conn:
+        with self._tx(read=True) as conn:
             return tag_counts(conn)
 
     def set_photo_meta(self, metas: Mapping[str, PhotoMeta]) -> None:
@@ -200,7 +200,7 @@ class PgMetadata:
             self._bump(conn)
 
     def paths_without_meta(self) -> set[str]:
-        with self._tx() as conn:
+        with self._tx(read=True) as conn:
             rows = conn.execute("SELECT path FROM images WHERE status = 'ok' AND width IS NULL")
             return {os.fsdecode(bytes(row[0])) for row in rows}
 
@@ -209,5 +209,5 @@ class PgMetadata:
             return facets(conn)
 
     def collection_root(self) -> str | None:
-        with self._tx() as conn:
+        with self._tx(read=True) as conn:
             return collection_root(conn)

@@ -15,7 +15,7 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import numpy as np
@@ -38,7 +38,7 @@ from vistext.store.pg_schema import (
     migrate,
     schema_version,
 )
-from vistext.store.pg_search import EF_SEARCH, HNSW_THRESHOLD, SearchPlan, nearest, space_dim, stream_vectors
+from vistext.store.pg_search import EF_MAX, EF_SEARCH, HNSW_THRESHOLD, SearchPlan, nearest, space_dim, stream_vectors
 from vistext.store.pg_vectors import register_vectors
 from vistext.store.pg_writes import drop_orphans, write_batch
 from vistext.store.records import (
@@ -70,7 +70,8 @@ class PostgresStore(PgMetadata, Store):
         self.url = url if "://" in url else f"postgresql://{url}"
         self.where = display(self.url)
         self.hnsw_threshold = hnsw_threshold
-        self.ef_search = ef_search
+        self.ef_search = ef_search  # a session setting of every pooled connection; another value costs a SET
+        self._session_ef = ef_search
         self._readonly = bool(readonly)
         self._sizes: dict[str, tuple[float, int]] = {}
         self._states: dict[str, tuple[float, int | None, bool, int]] = {}
@@ -87,7 +88,7 @@ class PostgresStore(PgMetadata, Store):
             timeout=timeout,
             open=False,
             kwargs={"application_name": f"vistext pid {os.getpid()}", "options": options},
-            configure=register_vectors,
+            configure=lambda conn: register_vectors(conn, ef_search),
         )
         try:
             self.pool.open(wait=True, timeout=timeout)
@@ -100,13 +101,22 @@ class PostgresStore(PgMetadata, Store):
 
     # ---- connections ---------------------------------------------------------------------------------------
     @contextmanager
-    def _tx(self, *, snapshot: bool = False) -> Iterator[psycopg.Connection]:
-        """One transaction on a pooled connection; failures become a StoreError naming the server."""
+    def _tx(self, *, snapshot: bool = False, read: bool = False) -> Iterator[psycopg.Connection]:
+        """A transaction on a pooled connection (``snapshot``: repeatable read, for several consistent reads;
+        ``read``: autocommit, for one statement: no BEGIN/COMMIT round trips); failures become a StoreError."""
         try:
             with self.pool.connection() as conn:
-                if snapshot:
-                    conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                yield conn
+                if read:
+                    conn.autocommit = True
+                elif snapshot:  # sent with the first statement's BEGIN, not as a round trip of its own
+                    conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+                try:
+                    yield conn
+                    conn.commit()  # (nothing to commit in autocommit)
+                finally:
+                    with suppress(psycopg.Error):
+                        conn.rollback()  # a no-op after the commit; ends a failed transaction
+                        conn.autocommit, conn.isolation_level = False, None
         except psycopg.Error as error:
             raise StoreError(f"{self.where}: {str(error).splitlines()[0]}") from None
 
@@ -116,7 +126,7 @@ class PostgresStore(PgMetadata, Store):
 
     # ---- catalogue -----------------------------------------------------------------------------------------
     def file_states(self, prefix: str | None = None) -> dict[str, FileState]:
-        with self._tx() as conn:
+        with self._tx(read=True) as conn:
             return file_states(conn, prefix)
 
     def add(self, records: Sequence[ImageRecord]) -> None:
@@ -246,11 +256,11 @@ class PostgresStore(PgMetadata, Store):
             last = found[-1].id  # type: ignore[assignment]
 
     def spaces(self) -> list[str]:
-        with self._tx() as conn:
+        with self._tx(read=True) as conn:
             return [IMAGE_SPACE, *(row[0] for row in conn.execute(SPACES))]
 
     def paths_missing(self, space: str) -> set[str]:
-        with self._tx() as conn:
+        with self._tx(read=True) as conn:
             rows = conn.execute(
                 """SELECT i.path FROM images i WHERE i.status = 'ok' AND NOT EXISTS
                      (SELECT 1 FROM embeddings e WHERE e.sha = i.sha AND e.space = %s)""",
@@ -259,12 +269,12 @@ class PostgresStore(PgMetadata, Store):
             return {os.fsdecode(bytes(row[0])) for row in rows}
 
     def version(self) -> int:
-        with self._tx() as conn:
+        with self._tx(read=True) as conn:
             row = conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
         return int(row[0]) if row else 0
 
     def count(self, status: str | None = None) -> int:
-        with self._tx() as conn:
+        with self._tx(read=True) as conn:
             if status is None:
                 row = conn.execute("SELECT count(*) FROM images").fetchone()
             else:
@@ -280,7 +290,7 @@ class PostgresStore(PgMetadata, Store):
             )
 
     def get_meta(self, key: str, default: Any = None) -> Any:
-        with self._tx() as conn:
+        with self._tx(read=True) as conn:
             row = conn.execute("SELECT value FROM meta WHERE key = %s", (f"user:{key}",)).fetchone()
         return row[0] if row else default
 
@@ -299,7 +309,7 @@ class PostgresStore(PgMetadata, Store):
                 "spaces": spaces}  # fmt: skip
 
     def schema_version(self) -> int:
-        with self._tx() as conn:
+        with self._tx(read=True) as conn:
             return schema_version(conn)
 
     # ---- vectors -------------------------------------------------------------------------------------------
@@ -322,7 +332,7 @@ class PostgresStore(PgMetadata, Store):
     ) -> list[list[VectorHit]]:
         queries = np.asarray(queries, dtype=np.float32)
         queries = queries.reshape(1, -1) if queries.ndim == 1 else queries
-        with self._tx() as conn:
+        with self._tx(read=True) as conn:
             dim, indexed, size = self._space_state(conn, space)
             if space != IMAGE_SPACE and not size:  # on this connection: another could wait on a busy pool
                 known = [IMAGE_SPACE, *(row[0] for row in conn.execute(SPACES))]
@@ -336,6 +346,12 @@ class PostgresStore(PgMetadata, Store):
                 )
             exact = not indexed or size <= self.hnsw_threshold
             plan = SearchPlan(space, dim, k, exact=exact, ef_search=self.ef_search)
+            # the planner's own choice is right (HNSW when built, else a scan) and the session's ef_search holds:
+            # one statement, one round trip
+            session = self.ef_search == self._session_ef and k <= (self._session_ef if indexed else EF_MAX)
+            if restrict is None and exact == (not indexed) and session:
+                return nearest(conn, plan, queries, self.where, settings=False)
+        with self._tx() as conn:
             return nearest(conn, plan, queries, self.where, restrict)
 
     def _space_state(self, conn: psycopg.Connection, space: str) -> tuple[int | None, bool, int]:
