@@ -28,8 +28,10 @@ def read_records(
 ) -> list[ImageRecord]:
     """Records matching ``where`` (over ``images i``), by id, with their features and embeddings."""
     limit_sql = sql.SQL("") if limit is None else sql.SQL("LIMIT {}").format(sql.Literal(int(limit)))
-    with conn.pipeline():  # both queries in one round trip: the embeddings of the same rows, by a subquery
-        records = conn.execute(
+    # both queries in one round trip (the embeddings of the same rows, by a subquery), results in binary: a
+    # vector as text is a thousand floats to parse, a bytea as text is hex
+    with conn.pipeline(), conn.cursor(binary=True) as records, conn.cursor(binary=True) as vectors:
+        records.execute(
             sql.SQL(
                 """SELECT i.id, i.path, i.size, i.mtime, i.sha, i.model, i.status, i.error, f.pooled, f.logits, {meta}
                    FROM images i LEFT JOIN features f ON f.sha = i.sha AND f.model = i.model AND i.status = 'ok'
@@ -37,7 +39,7 @@ def read_records(
             ).format(where=where, limit=limit_sql, meta=META_COLUMNS),
             params,
         )
-        vectors = conn.execute(
+        vectors.execute(
             sql.SQL(
                 """SELECT e.sha, e.space, e.vector FROM embeddings e WHERE e.sha IN
                    (SELECT i.sha FROM images i WHERE ({where}) AND i.status = 'ok' ORDER BY i.id {limit})
@@ -45,9 +47,10 @@ def read_records(
             ).format(where=where, limit=limit_sql),
             params,
         )
-    rows = records.fetchall()
+        rows = records.fetchall()
+        found = vectors.fetchall()
     embeddings: dict[str, dict[str, np.ndarray]] = {}
-    for sha, space, vector in vectors.fetchall():
+    for sha, space, vector in found:
         embeddings.setdefault(sha, {})[space] = as_array(vector)  # type: ignore[assignment]
     return [
         ImageRecord(
