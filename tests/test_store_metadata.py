@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from vistext.store import SCHEMA_VERSION, SQLiteStore
+from vistext.store import SCHEMA_VERSION, SQLiteStore, Store, open_store
 from vistext.store.catalogue import Catalogue
 from vistext.store.records import ImageFilter, PhotoMeta, great_circle_km
 
@@ -30,17 +30,21 @@ def _meta(i: int) -> PhotoMeta:
 
 
 @pytest.fixture
-def filled(tmp_path: Path, make_records: Callable[..., Any]) -> tuple[SQLiteStore, list[Any], np.ndarray]:
+def filled(
+    store_location: Path | str, tmp_path: Path, make_records: Callable[..., Any]
+) -> tuple[Store, list[Any], np.ndarray]:
+    """60 photos with metadata in a store of each backend (the collection is the catalogue's folder)."""
     records, pooled = make_records(60)
+    base = store_location.parent if isinstance(store_location, Path) else tmp_path
     for i, record in enumerate(records):
-        record.path = str(tmp_path / ("trips/paris" if i % 2 == 0 else "home") / f"{i:03d}.jpg")
+        record.path = str(base / ("trips/paris" if i % 2 == 0 else "home") / f"{i:03d}.jpg")
         record.meta = _meta(i)
-    store = SQLiteStore(tmp_path / "catalogue.sqlite")
+    store = open_store(store_location)
     store.add(records)
     return store, records, pooled
 
 
-def _paths(store: SQLiteStore, ids: np.ndarray) -> list[str]:
+def _paths(store: Store, ids: np.ndarray) -> list[str]:
     return [Path(r.path).name for r in store.records(ids.tolist())]
 
 

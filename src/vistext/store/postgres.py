@@ -1,0 +1,384 @@
+"""The server backend: catalogue and vectors in one PostgreSQL database with pgvector (``postgresql://...``).
+
+Every write is one transaction with idempotent upserts (``ON CONFLICT``), so a retried batch never duplicates a
+row and many processes (indexing workers, servers) may write and search at once; there is no cache to keep in
+step: each space's HNSW index lives in the server (``pg_schema``). Searches of several queries are one round
+trip (a ``LATERAL`` join over the query array); a space of at most ``hnsw_threshold`` vectors is searched
+exactly (the index scan is turned off for that query), a larger one through HNSW with ``hnsw.ef_search`` =
+``ef_search``. ``vectors(space)`` streams ``COPY ... (FORMAT BINARY)`` into the one array it returns. Paths are
+stored as the file system's bytes (any file name round-trips), absolute: a moved folder is re-indexed.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from typing import Any
+
+import numpy as np
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool
+
+from vistext.errors import StoreError
+from vistext.store.base import Store
+from vistext.store.pg_connection import SqlAccess, advisory_writer_lock, display
+from vistext.store.pg_meta import PgMetadata
+from vistext.store.pg_reads import SPACES, catalogue_summary, file_states, read_records, space_join
+from vistext.store.pg_schema import (
+    EF_CONSTRUCTION,
+    HNSW_M,
+    build_index,
+    create_space,
+    drop_index,
+    migrate,
+    schema_version,
+)
+from vistext.store.pg_search import EF_MAX, EF_SEARCH, HNSW_THRESHOLD, SearchPlan, nearest, space_dim, stream_vectors
+from vistext.store.pg_vectors import register_vectors
+from vistext.store.pg_writes import drop_orphans, write_batch
+from vistext.store.records import (
+    IMAGE_SPACE,
+    FileState,
+    ImageRecord,
+    VectorHit,
+)
+
+_ID_RANGE = range(-(2**63), 2**63)
+_SIZE_TTL = 5.0  # seconds a space's size (the exact/HNSW choice) is trusted
+
+
+class PostgresStore(PgMetadata, Store):
+    """PostgreSQL + pgvector store (see module docstring). Thread-safe: a connection pool serves the threads."""
+
+    backend = "postgresql"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        hnsw_threshold: int = HNSW_THRESHOLD,
+        ef_search: int = EF_SEARCH,
+        readonly: bool | None = None,
+        timeout: float = 30.0,
+        pool_size: int = 8,
+    ) -> None:
+        self.url = url if "://" in url else f"postgresql://{url}"
+        self.where = display(self.url)
+        self.hnsw_threshold = hnsw_threshold
+        self.ef_search = ef_search  # a session setting of every pooled connection; another value costs a SET
+        self._session_ef = ef_search
+        self._readonly = bool(readonly)
+        self._sizes: dict[str, tuple[float, int]] = {}
+        self._states: dict[str, tuple[float, int | None, bool, int]] = {}
+        self._dims: dict[str, int] = {}
+        self._indexed: set[str] = set()  # spaces whose HNSW index exists
+        self._unindexed: dict[str, int] = {}  # the others: at most this many vectors
+        self._lock = threading.Lock()
+        self.catalogue = SqlAccess(self.url)
+        options = "-c default_transaction_read_only=on" if self._readonly else ""
+        self.pool = ConnectionPool(
+            self.url,
+            min_size=1,
+            max_size=pool_size,
+            timeout=timeout,
+            open=False,
+            kwargs={"application_name": f"vistext pid {os.getpid()}", "options": options},
+            configure=lambda conn: register_vectors(conn, ef_search),
+        )
+        try:
+            self.pool.open(wait=True, timeout=timeout)
+        except psycopg.Error as error:
+            self.pool.close()
+            raise StoreError(f"{self.where}: cannot connect: {str(error).splitlines()[0]}") from None
+        if not self._readonly:
+            with self._tx() as conn:
+                migrate(conn, self.where)
+
+    # ---- connections ---------------------------------------------------------------------------------------
+    @contextmanager
+    def _tx(self, *, snapshot: bool = False, read: bool = False) -> Iterator[psycopg.Connection]:
+        """A transaction on a pooled connection (``snapshot``: repeatable read, for several consistent reads;
+        ``read``: autocommit, for one statement: no BEGIN/COMMIT round trips); failures become a StoreError."""
+        try:
+            with self.pool.connection() as conn:
+                if read:
+                    conn.autocommit = True
+                elif snapshot:  # sent with the first statement's BEGIN, not as a round trip of its own
+                    conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+                try:
+                    yield conn
+                    conn.commit()  # (nothing to commit in autocommit)
+                finally:
+                    with suppress(psycopg.Error):
+                        conn.rollback()  # a no-op after the commit; ends a failed transaction
+                        conn.autocommit, conn.isolation_level = False, None
+        except psycopg.Error as error:
+            raise StoreError(f"{self.where}: {str(error).splitlines()[0]}") from None
+
+    def _writable(self) -> None:
+        if self._readonly:
+            raise StoreError(f"{self.where}: the store is open read-only; open it without readonly to write")
+
+    # ---- catalogue -----------------------------------------------------------------------------------------
+    def file_states(self, prefix: str | None = None) -> dict[str, FileState]:
+        with self._tx(read=True) as conn:
+            return file_states(conn, prefix)
+
+    def add(self, records: Sequence[ImageRecord]) -> None:
+        self._writable()
+        for record in records:
+            if record.status not in ("ok", "failed"):
+                raise StoreError(f"{record.path}: status must be 'ok' or 'failed', got {record.status!r}")
+            if IMAGE_SPACE in record.embeddings:
+                raise StoreError(f"{record.path}: embedding space name {IMAGE_SPACE!r} is reserved")
+        if not records:
+            return
+        ok = [r for r in records if r.status == "ok"]
+        with self._tx() as conn:
+            self._create_spaces(conn, ok)
+            write_batch(conn, records)
+            self._bump(conn)
+        grown: dict[str, int] = {}
+        for record in ok:
+            for space in self._record_spaces(record):
+                grown[space] = grown.get(space, 0) + 1
+        self._index_grown(grown)
+
+    @staticmethod
+    def _record_spaces(record: ImageRecord) -> list[str]:
+        return ([IMAGE_SPACE] if record.pooled is not None else []) + list(record.embeddings)
+
+    def build_index(self, space: str, *, m: int = HNSW_M, ef_construction: int = EF_CONSTRUCTION) -> float:
+        """(Re)build ``space``'s HNSW index now, whatever its size (e.g. after a bulk load with a huge
+        ``hnsw_threshold``); returns the seconds it took."""
+        self._writable()
+        started = time.perf_counter()
+        with self._tx() as conn:
+            drop_index(conn, space)
+            build_index(conn, space, self.where, m=m, ef_construction=ef_construction)
+        self._indexed.add(space)
+        self._states.clear()
+        return time.perf_counter() - started
+
+    def _index_grown(self, added: dict[str, int]) -> None:
+        """Build the HNSW index of each space that just outgrew exact search (counted only when it may have)."""
+        for space, count in sorted(added.items()):
+            if space in self._indexed:
+                continue
+            known = self._unindexed.get(space)
+            if known is not None and known + count <= self.hnsw_threshold:
+                self._unindexed[space] = known + count  # an upper bound (replacements count as new rows)
+                continue
+            with self._tx() as conn:
+                size = self._space_size(conn, space, fresh=True)
+                if size > self.hnsw_threshold:
+                    build_index(conn, space, self.where)
+                    self._indexed.add(space)
+                    self._states.clear()
+                else:
+                    self._unindexed[space] = size
+
+    def _create_spaces(self, conn: psycopg.Connection, records: Sequence[ImageRecord]) -> None:
+        for record in records:
+            for space in self._record_spaces(record):
+                vector = record.pooled if space == IMAGE_SPACE else record.embeddings[space]
+                dim = int(np.asarray(vector).size)
+                known = self._dims.get(space)
+                if known is None:
+                    create_space(conn, space, dim, self.where)
+                    self._dims[space] = dim
+                elif known != dim:
+                    raise StoreError(
+                        f"{self.where}: space {space!r} holds {known}-d vectors, not {dim}-d ({record.path})"
+                    )
+
+    def _bump(self, conn: psycopg.Connection) -> None:
+        # last statement of a write: the row lock on the counter is held only until the commit that follows
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('generation', '1') "
+            "ON CONFLICT (key) DO UPDATE SET value = to_jsonb(meta.value::bigint + 1)"
+        )
+        self._sizes.clear()
+        self._states.clear()
+
+    def remove(self, paths: Sequence[str]) -> None:
+        self._writable()
+        encoded = [os.fsencode(path) for path in paths]
+        with self._tx() as conn:
+            gone = conn.execute("DELETE FROM images WHERE path = ANY(%s) RETURNING sha, model", (encoded,)).fetchall()
+            drop_orphans(conn, {(sha, model) for sha, model in gone})
+            self._bump(conn)
+
+    def features_for_hash(self, sha: str, model: str) -> ImageRecord | None:
+        with self._tx(snapshot=True) as conn:
+            found = read_records(
+                conn, sql.SQL("i.id = (SELECT id FROM images WHERE sha = %s AND model = %s AND status = 'ok' LIMIT 1)"),
+                [sha, model],
+            )  # fmt: skip
+        return found[0] if found else None
+
+    def get(self, key: int | str) -> ImageRecord | None:
+        value: int | bytes
+        if isinstance(key, (int, np.integer)):
+            if int(key) not in _ID_RANGE:
+                return None
+            where, value = sql.SQL("i.id = %s"), int(key)
+        else:
+            where, value = sql.SQL("i.path = %s"), os.fsencode(key)
+        with self._tx(snapshot=True) as conn:
+            found = read_records(conn, where, [value])
+        return found[0] if found else None
+
+    def records(self, ids: Iterable[int] | None = None, status: str | None = "ok") -> Iterator[ImageRecord]:
+        status_sql = sql.SQL("") if status is None else sql.SQL(" AND i.status = {}").format(sql.Literal(status))
+        page = 256
+        if ids is not None:
+            wanted = [int(i) for i in ids if int(i) in _ID_RANGE]
+            for start in range(0, len(wanted), page):
+                chunk = wanted[start : start + page]
+                with self._tx(snapshot=True) as conn:
+                    found = read_records(conn, sql.SQL("i.id = ANY(%s)") + status_sql, [chunk])
+                by_id = {record.id: record for record in found}
+                yield from (by_id[i] for i in chunk if i in by_id)
+            return
+        last = -(2**63)  # keyset paging: short transactions, nothing held while the caller works
+        while True:
+            with self._tx(snapshot=True) as conn:
+                found = read_records(conn, sql.SQL("i.id > %s") + status_sql, [last], limit=page)
+            if not found:
+                return
+            yield from found
+            last = found[-1].id  # type: ignore[assignment]
+
+    def spaces(self) -> list[str]:
+        with self._tx(read=True) as conn:
+            return [IMAGE_SPACE, *(row[0] for row in conn.execute(SPACES))]
+
+    def paths_missing(self, space: str) -> set[str]:
+        with self._tx(read=True) as conn:
+            rows = conn.execute(
+                """SELECT i.path FROM images i WHERE i.status = 'ok' AND NOT EXISTS
+                     (SELECT 1 FROM embeddings e WHERE e.sha = i.sha AND e.space = %s)""",
+                (space,),
+            )
+            return {os.fsdecode(bytes(row[0])) for row in rows}
+
+    def version(self) -> int:
+        with self._tx(read=True) as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+        return int(row[0]) if row else 0
+
+    def count(self, status: str | None = None) -> int:
+        with self._tx(read=True) as conn:
+            if status is None:
+                row = conn.execute("SELECT count(*) FROM images").fetchone()
+            else:
+                row = conn.execute("SELECT count(*) FROM images WHERE status = %s", (status,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def set_meta(self, key: str, value: Any) -> None:
+        self._writable()
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (f"user:{key}", Jsonb(value)),
+            )
+
+    def get_meta(self, key: str, default: Any = None) -> Any:
+        with self._tx(read=True) as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = %s", (f"user:{key}",)).fetchone()
+        return row[0] if row else default
+
+    def info(self) -> dict[str, Any]:
+        with self._tx(snapshot=True) as conn:
+            spaces = {}
+            for space in [IMAGE_SPACE, *(row[0] for row in conn.execute(SPACES))]:
+                dim, indexed = space_dim(conn, space)
+                size = self._space_size(conn, space, fresh=True)
+                kind = "hnsw" if indexed and size > self.hnsw_threshold else "flat"
+                spaces[space] = {"dim": dim, "index": kind, "size": size}
+            if spaces[IMAGE_SPACE]["dim"] is None:
+                spaces[IMAGE_SPACE] = {"dim": None, "index": "flat", "size": 0}
+            summary = catalogue_summary(conn)
+        return {"backend": self.backend, "path": self.where, "schema_version": self.schema_version(), **summary,
+                "spaces": spaces}  # fmt: skip
+
+    def schema_version(self) -> int:
+        with self._tx(read=True) as conn:
+            return schema_version(conn)
+
+    # ---- vectors -------------------------------------------------------------------------------------------
+    def _space_size(self, conn: psycopg.Connection, space: str, fresh: bool = False) -> int:
+        cached = self._sizes.get(space)
+        if cached is not None and not fresh and time.monotonic() - cached[0] < _SIZE_TTL:
+            return cached[1]
+        join, args = space_join(space)
+        row = conn.execute(sql.SQL("SELECT count(*) FROM images i {} WHERE i.status = 'ok'").format(join), args)
+        size = int((row.fetchone() or (0,))[0])
+        self._sizes[space] = (time.monotonic(), size)
+        return size
+
+    def vectors(self, space: str) -> tuple[np.ndarray, np.ndarray]:
+        with self._tx(snapshot=True) as conn:
+            return stream_vectors(conn, space, self._space_size(conn, space, fresh=True), space_dim(conn, space)[0])
+
+    def search(
+        self, space: str, queries: np.ndarray, k: int, restrict: np.ndarray | None = None
+    ) -> list[list[VectorHit]]:
+        queries = np.asarray(queries, dtype=np.float32)
+        queries = queries.reshape(1, -1) if queries.ndim == 1 else queries
+        with self._tx(read=True) as conn:
+            dim, indexed, size = self._space_state(conn, space)
+            if space != IMAGE_SPACE and not size:  # on this connection: another could wait on a busy pool
+                known = [IMAGE_SPACE, *(row[0] for row in conn.execute(SPACES))]
+                if space not in known:
+                    raise StoreError(f"{self.where}: no vector space {space!r}; known: {', '.join(known)}")
+            if not dim or not size or k <= 0 or not len(queries) or (restrict is not None and not len(restrict)):
+                return [[] for _ in queries]
+            if queries.shape[1] != dim:
+                raise StoreError(
+                    f"{self.where}: query dimension {queries.shape[1]} does not match space {space!r} ({dim})"
+                )
+            exact = not indexed or size <= self.hnsw_threshold
+            plan = SearchPlan(space, dim, k, exact=exact, ef_search=self.ef_search)
+            # the planner's own choice is right (HNSW when built, else a scan) and the session's ef_search holds:
+            # one statement, one round trip
+            session = self.ef_search == self._session_ef and k <= (self._session_ef if indexed else EF_MAX)
+            if restrict is None and exact == (not indexed) and session:
+                return nearest(conn, plan, queries, self.where, settings=False)
+        with self._tx() as conn:
+            return nearest(conn, plan, queries, self.where, restrict)
+
+    def _space_state(self, conn: psycopg.Connection, space: str) -> tuple[int | None, bool, int]:
+        """(dimension, HNSW index built, vectors) of a space, trusted for a few seconds: a search then costs
+        one round trip (and its commit), not one per question asked of the catalogue."""
+        cached = self._states.get(space)
+        if cached is not None and time.monotonic() - cached[0] < _SIZE_TTL:
+            return cached[1:]
+        dim, indexed = space_dim(conn, space)
+        size = self._space_size(conn, space, fresh=True) if dim else 0
+        self._states[space] = (time.monotonic(), dim, indexed, size)
+        return dim, indexed, size
+
+    # ---- locking and lifetime --------------------------------------------------------------------------
+    @property
+    def readonly(self) -> bool:
+        return self._readonly
+
+    @contextmanager
+    def writer_lock(self) -> Iterator[None]:
+        """A server-side advisory lock: a second indexing run fails at once, naming the first."""
+        with self.pool.connection() as conn, advisory_writer_lock(conn, self.where):
+            yield
+
+    def flush(self) -> None:
+        """Nothing to do: every write is committed by the server when ``add``/``remove`` return."""
+
+    def close(self) -> None:
+        self.catalogue.close()
+        self.pool.close()
