@@ -117,8 +117,19 @@ class Collection:
         return self._queries.get()
 
     # ---- building and describing it -----------------------------------------------------------------------
-    def index(self, folder: str | Path, *, text_search: bool = True) -> IndexReport:
-        """Incrementally index ``folder`` (new files added, changed re-encoded, deleted removed)."""
+    def index(
+        self, folder: str | Path, *, text_search: bool = True, engine: str = "local", address: str | None = None
+    ) -> IndexReport:
+        """Incrementally index ``folder`` (new files added, changed re-encoded, deleted removed).
+
+        ``engine="ray"`` runs on a Ray cluster (``address``; default a private local one) and also reads
+        ``s3://bucket/prefix`` URLs; see ``vistext.indexing.ray_engine``."""
+        if engine == "ray":
+            return self._index_on_ray(str(folder), text_search, address)
+        if engine != "local":
+            raise UsageError(f"unknown indexing engine {engine!r}; known: local, ray")
+        if address is not None:
+            raise UsageError(f"--address {address} is for --engine ray; the local engine runs on this machine")
         from vistext.indexing.local import index_folder
 
         folder = Path(folder)
@@ -127,6 +138,24 @@ class Collection:
         projectors = {self.models.joint_space: self.models.joint_projector()} if text_search else None
         store = self.store(create=True, folder=folder)
         return index_folder(folder, store, self.models.encoder, projectors=projectors, progress=self.progress)
+
+    def _index_on_ray(self, location: str, text_search: bool, address: str | None) -> IndexReport:
+        from vistext.indexing.ray_engine import index_with_ray
+        from vistext.indexing.ray_stages import JointProjection, ModelSpec
+        from vistext.indexing.sources import is_object_url
+
+        remote = is_object_url(location)
+        if remote and self.db is None:
+            raise UsageError(f"{location}: photos in object storage need a catalogue: pass --db")
+        if not remote and not Path(location).is_dir():
+            raise UsageError(f"{location}: not a folder")
+        store = self.store(create=True, folder=None if remote else Path(location))
+        local_file = getattr(store, "path", None)  # the embedded catalogue; a server store is reached by its URI
+        store_uri = str(Path(local_file).resolve()) if local_file is not None else str(self.db)
+        joint = None if self.models.joint_path is None else str(self.models.joint_path)
+        spaces = {self.models.joint_space: JointProjection(joint)} if text_search else {}
+        models = ModelSpec(self.models.encoder_name, spaces)
+        return index_with_ray(location, store, store_uri, models, address=address, progress=self.progress)
 
     def info(self) -> InfoResult:
         path = self.db_path()

@@ -120,9 +120,12 @@ class Service:
     def store(self, create: bool = False, folder: str | Path | None = None) -> Store:
         return self.collection.store(create, folder)
 
-    def index(self, folder: str | Path, *, text_search: bool = True) -> IndexReport:
-        """Incrementally index ``folder`` (new files added, changed re-encoded, deleted removed)."""
-        return self.collection.index(folder, text_search=text_search)
+    def index(
+        self, folder: str | Path, *, text_search: bool = True, engine: str = "local", address: str | None = None
+    ) -> IndexReport:
+        """Incrementally index ``folder`` (new files added, changed re-encoded, deleted removed); ``engine="ray"``
+        runs on a Ray cluster at ``address`` and reads ``s3://`` URLs too."""
+        return self.collection.index(folder, text_search=text_search, engine=engine, address=address)
 
     def info(self) -> InfoResult:
         return self.collection.info()
