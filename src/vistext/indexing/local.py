@@ -165,7 +165,7 @@ class _Indexer:
 
 def _states_under(store: Store, root: str) -> dict[str, FileState]:
     prefix = root.rstrip(os.sep) + os.sep
-    return {path: state for path, state in store.file_states().items() if path.startswith(prefix)}
+    return store.file_states(prefix)
 
 
 def index_folder(

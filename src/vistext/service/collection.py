@@ -10,12 +10,14 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -67,9 +69,19 @@ class Collection:
         self._thumbnail_lock = threading.Lock()
 
     # ---- the store --------------------------------------------------------------------------------------
+    @property
+    def remote(self) -> bool:
+        """Whether ``--db`` names a store server (``postgresql://...``) rather than a SQLite catalogue."""
+        return self.db is not None and "://" in str(self.db) and not str(self.db).startswith("sqlite://")
+
     def db_path(self, folder: str | Path | None = None) -> Path:
+        """The catalogue file; for a store server, a file name in a local folder for its caches (topics, maps)."""
         if self.db is not None:
             text = str(self.db)
+            if self.remote:
+                where = urlsplit(text)
+                place = f"{where.hostname}_{where.port}{where.path}"  # no user or password in a folder name
+                return cache_dir("servers", re.sub(r"[^A-Za-z0-9._-]+", "_", place)) / DB_FILENAME
             return catalogue_file(Path(text.split("://", 1)[1]) if "://" in text else Path(text))
         return default_db_path(folder)
 
@@ -80,13 +92,11 @@ class Collection:
                 from vistext.store import open_store
 
                 path = self.db_path(folder)
-                if not create and not path.exists():
+                if not create and not self.remote and not path.exists():
                     raise StoreError(self._missing(path))
                 # reading commands open a catalogue they cannot write read-only; index needs write access
                 readonly = False if create else None
-                text = str(self.db)
-                other_backend = self.db is not None and "://" in text and not text.startswith("sqlite://")
-                self._store = open_store(text if other_backend else path, readonly=readonly)
+                self._store = open_store(str(self.db) if self.remote else path, readonly=readonly)
             return self._store
 
     def _missing(self, path: Path) -> str:
@@ -103,7 +113,7 @@ class Collection:
         )
 
     def exists(self) -> bool:
-        return self._store is not None or self.db_path().exists()
+        return self._store is not None or self.remote or self.db_path().exists()
 
     def close(self) -> None:
         with self._store_lock:
@@ -159,10 +169,10 @@ class Collection:
 
     def info(self) -> InfoResult:
         path = self.db_path()
-        if not path.exists():
+        if not self.exists():
             below = [] if self.db is not None else indexes_below(Path.cwd())
             return InfoResult(str(path), False, {"indexes_below": [str(folder) for folder in below]} if below else {})
-        return InfoResult(str(path), True, dict(self.store().info()))
+        return InfoResult(str(self.db) if self.remote else str(path), True, dict(self.store().info()))
 
     # ---- indexed images, by id only -----------------------------------------------------------------------
     def image_record(self, image_id: int) -> ImageRecord:

@@ -29,8 +29,21 @@ __all__ = [
     "register_backend",
 ]
 
+
 # scheme -> constructor taking the location after "scheme://" plus backend options
-_BACKENDS: dict[str, Callable[..., Store]] = {"sqlite": SQLiteStore}
+def _postgres(location: str, **options: Any) -> Store:
+    """The PostgreSQL + pgvector backend, imported only when used (the ``[postgres]`` extra)."""
+    try:
+        from vistext.store.postgres import PostgresStore
+    except ImportError as error:
+        raise StoreError(
+            f"postgresql://{location}: the PostgreSQL backend needs the [postgres] extra "
+            f"(pip install 'vistext[postgres]'): {error}"
+        ) from None
+    return PostgresStore(f"postgresql://{location}", **options)
+
+
+_BACKENDS: dict[str, Callable[..., Store]] = {"sqlite": SQLiteStore, "postgresql": _postgres, "postgres": _postgres}
 
 
 def register_backend(scheme: str, opener: Callable[..., Store]) -> None:
@@ -41,11 +54,13 @@ def register_backend(scheme: str, opener: Callable[..., Store]) -> None:
 
 
 def backends() -> list[str]:
-    return sorted(_BACKENDS)
+    """Known URI schemes, the embedded default first."""
+    return ["sqlite", *sorted(set(_BACKENDS) - {"sqlite"})]
 
 
 def open_store(uri: str | Path, **options: Any) -> Store:
-    """Open (creating if needed) the store at ``uri``: a path or ``sqlite:///path`` for the embedded backend."""
+    """Open (creating if needed) the store at ``uri``: a path or ``sqlite:///path`` for the embedded backend,
+    ``postgresql://user@host:port/database`` for a PostgreSQL server with pgvector."""
     text = str(uri)
     scheme, location = text.split("://", 1) if "://" in text else ("sqlite", text)
     opener = _BACKENDS.get(scheme)

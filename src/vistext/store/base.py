@@ -20,8 +20,9 @@ class Store(ABC):
     """
 
     @abstractmethod
-    def file_states(self) -> dict[str, FileState]:
-        """Path -> (size, mtime, sha, model, status) of every file, without loading vectors."""
+    def file_states(self, prefix: str | None = None) -> dict[str, FileState]:
+        """Path -> (size, mtime, sha, model, status) of every file (whose path starts with ``prefix``), without
+        loading vectors."""
 
     @abstractmethod
     def add(self, records: Sequence[ImageRecord]) -> None:

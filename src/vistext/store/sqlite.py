@@ -68,9 +68,10 @@ class SQLiteStore(Store):
                 raise StoreError(f"{self.path}: {error}") from None
 
     # ---- catalogue -----------------------------------------------------------------------------------------
-    def file_states(self) -> dict[str, FileState]:
+    def file_states(self, prefix: str | None = None) -> dict[str, FileState]:
         with self._locked():
-            return self.catalogue.file_states()
+            states = self.catalogue.file_states()
+        return states if not prefix else {path: state for path, state in states.items() if path.startswith(prefix)}
 
     def add(self, records: Sequence[ImageRecord]) -> None:
         with self._locked():

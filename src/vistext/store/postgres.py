@@ -1,0 +1,380 @@
+"""The server backend: catalogue and vectors in one PostgreSQL database with pgvector (``postgresql://...``).
+
+Every write is one transaction with idempotent upserts (``ON CONFLICT``), so a retried batch never duplicates a
+row and many processes (indexing workers, servers) may write and search at once; there is no cache to keep in
+step: each space's HNSW index lives in the server (``pg_schema``). Searches of several queries are one round
+trip (a ``LATERAL`` join over the query array); a space of at most ``hnsw_threshold`` vectors is searched
+exactly (the index scan is turned off for that query), a larger one through HNSW with ``hnsw.ef_search`` =
+``ef_search``. ``vectors(space)`` streams ``COPY ... (FORMAT BINARY)`` into the one array it returns. Paths are
+stored as the file system's bytes (any file name round-trips), absolute: a moved folder is re-indexed.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool
+
+from vistext.errors import StoreError
+from vistext.store.base import Store
+from vistext.store.pg_connection import SqlAccess, advisory_writer_lock, display
+from vistext.store.pg_reads import read_records, space_join
+from vistext.store.pg_schema import create_space, migrate
+from vistext.store.pg_search import EF_SEARCH, HNSW_THRESHOLD, SearchPlan, nearest, space_dim, stream_vectors
+from vistext.store.pg_vectors import dump_vector, register_vectors
+from vistext.store.records import IMAGE_SPACE, FileState, ImageRecord, VectorHit, to_blob
+
+_ID_RANGE = range(-(2**63), 2**63)
+_SIZE_TTL = 5.0  # seconds a space's size (the exact/HNSW choice) is trusted
+
+
+class PostgresStore(Store):
+    """PostgreSQL + pgvector store (see module docstring). Thread-safe: a connection pool serves the threads."""
+
+    backend = "postgresql"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        hnsw_threshold: int = HNSW_THRESHOLD,
+        ef_search: int = EF_SEARCH,
+        readonly: bool | None = None,
+        timeout: float = 30.0,
+        pool_size: int = 8,
+    ) -> None:
+        self.url = url if "://" in url else f"postgresql://{url}"
+        self.where = display(self.url)
+        self.hnsw_threshold = hnsw_threshold
+        self.ef_search = ef_search
+        self._readonly = bool(readonly)
+        self._sizes: dict[str, tuple[float, int]] = {}
+        self._dims: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self.catalogue = SqlAccess(self.url)
+        options = "-c default_transaction_read_only=on" if self._readonly else ""
+        self.pool = ConnectionPool(
+            self.url,
+            min_size=1,
+            max_size=pool_size,
+            timeout=timeout,
+            open=False,
+            kwargs={"application_name": f"vistext pid {os.getpid()}", "options": options},
+            configure=register_vectors,
+        )
+        try:
+            self.pool.open(wait=True, timeout=timeout)
+        except psycopg.Error as error:
+            self.pool.close()
+            raise StoreError(f"{self.where}: cannot connect: {str(error).splitlines()[0]}") from None
+        if not self._readonly:
+            with self._tx() as conn:
+                migrate(conn, self.where)
+
+    # ---- connections ---------------------------------------------------------------------------------------
+    @contextmanager
+    def _tx(self, *, snapshot: bool = False) -> Iterator[psycopg.Connection]:
+        """One transaction on a pooled connection; failures become a StoreError naming the server."""
+        try:
+            with self.pool.connection() as conn:
+                if snapshot:
+                    conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                yield conn
+        except psycopg.Error as error:
+            raise StoreError(f"{self.where}: {str(error).splitlines()[0]}") from None
+
+    def _writable(self) -> None:
+        if self._readonly:
+            raise StoreError(f"{self.where}: the store is open read-only; open it without readonly to write")
+
+    # ---- catalogue -----------------------------------------------------------------------------------------
+    def file_states(self, prefix: str | None = None) -> dict[str, FileState]:
+        where, args = sql.SQL(""), list[bytes]()
+        if prefix:
+            low = os.fsencode(prefix)
+            where, args = sql.SQL("WHERE path >= %s AND path < %s"), [low, _after_prefix(low)]
+        with self._tx() as conn:
+            rows = conn.execute(
+                sql.SQL("SELECT path, size, mtime, sha, model, status FROM images {}").format(where), args
+            )
+            states = [FileState(os.fsdecode(bytes(row[0])), *row[1:]) for row in rows]
+        return {state.path: state for state in states if not prefix or state.path.startswith(prefix)}
+
+    def add(self, records: Sequence[ImageRecord]) -> None:
+        self._writable()
+        for record in records:
+            if record.status not in ("ok", "failed"):
+                raise StoreError(f"{record.path}: status must be 'ok' or 'failed', got {record.status!r}")
+            if IMAGE_SPACE in record.embeddings:
+                raise StoreError(f"{record.path}: embedding space name {IMAGE_SPACE!r} is reserved")
+        if not records:
+            return
+        now = time.time()
+        paths = [os.fsencode(r.path) for r in records]
+        with self._tx() as conn:
+            self._create_spaces(conn, records)
+            old = conn.execute("SELECT path, sha, model FROM images WHERE path = ANY(%s)", (paths,)).fetchall()
+            with conn.cursor() as cursor:
+                cursor.executemany(
+                    """INSERT INTO images (path, size, mtime, sha, model, status, error, indexed_at)
+                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+                       ON CONFLICT (path) DO UPDATE SET size = excluded.size, mtime = excluded.mtime,
+                         sha = excluded.sha, model = excluded.model, status = excluded.status,
+                         error = excluded.error, indexed_at = excluded.indexed_at""",
+                    [
+                        (path, int(r.size), float(r.mtime), r.sha, r.model, r.status, r.error, now)
+                        for path, r in zip(paths, records, strict=True)
+                    ],
+                )
+                ok = [r for r in records if r.status == "ok"]
+                features = [r for r in ok if r.pooled is not None or r.logits is not None]
+                cursor.executemany(
+                    """INSERT INTO features (sha, model, pooled, logits) VALUES (%s, %s, %s, %s)
+                       ON CONFLICT (sha, model) DO UPDATE SET pooled = coalesce(excluded.pooled, features.pooled),
+                         logits = coalesce(excluded.logits, features.logits)""",
+                    [(r.sha, r.model, dump_vector(r.pooled), to_blob(r.logits)) for r in features],
+                )
+                cursor.executemany(
+                    """INSERT INTO embeddings (sha, space, vector) VALUES (%s, %s, %s)
+                       ON CONFLICT (sha, space) DO UPDATE SET vector = excluded.vector""",
+                    [(r.sha, space, dump_vector(vector)) for r in ok for space, vector in r.embeddings.items()],
+                )
+            fresh = {(r.sha, r.model) for r in records}
+            self._drop_orphans(conn, {(sha, model) for _, sha, model in old} - fresh)
+            self._bump(conn)
+
+    def _create_spaces(self, conn: psycopg.Connection, records: Sequence[ImageRecord]) -> None:
+        for record in records:
+            if record.status != "ok":
+                continue
+            vectors = {IMAGE_SPACE: record.pooled} if record.pooled is not None else {}
+            for space, vector in {**vectors, **record.embeddings}.items():
+                dim = int(np.asarray(vector).size)
+                known = self._dims.get(space)
+                if known is None:
+                    create_space(conn, space, dim, self.where)
+                    self._dims[space] = dim
+                elif known != dim:
+                    raise StoreError(
+                        f"{self.where}: space {space!r} holds {known}-d vectors, not {dim}-d ({record.path})"
+                    )
+
+    def _drop_orphans(self, conn: psycopg.Connection, pairs: set[tuple[str, str]]) -> None:
+        if not pairs:
+            return
+        shas, models = [p[0] for p in pairs], [p[1] for p in pairs]
+        conn.execute(
+            """DELETE FROM features f USING unnest(%s::text[], %s::text[]) AS o(sha, model)
+               WHERE f.sha = o.sha AND f.model = o.model
+                 AND NOT EXISTS (SELECT 1 FROM images i WHERE i.sha = o.sha AND i.model = o.model)""",
+            (shas, models),
+        )
+        conn.execute(
+            """DELETE FROM embeddings e WHERE e.sha = ANY(%s)
+                 AND NOT EXISTS (SELECT 1 FROM images i WHERE i.sha = e.sha)""",
+            (sorted(set(shas)),),
+        )
+
+    def _bump(self, conn: psycopg.Connection) -> None:
+        # last statement of a write: the row lock on the counter is held only until the commit that follows
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('generation', '1') "
+            "ON CONFLICT (key) DO UPDATE SET value = to_jsonb(meta.value::bigint + 1)"
+        )
+        self._sizes.clear()
+
+    def remove(self, paths: Sequence[str]) -> None:
+        self._writable()
+        encoded = [os.fsencode(path) for path in paths]
+        with self._tx() as conn:
+            gone = conn.execute("DELETE FROM images WHERE path = ANY(%s) RETURNING sha, model", (encoded,)).fetchall()
+            self._drop_orphans(conn, {(sha, model) for sha, model in gone})
+            self._bump(conn)
+
+    def features_for_hash(self, sha: str, model: str) -> ImageRecord | None:
+        with self._tx(snapshot=True) as conn:
+            found = read_records(
+                conn, sql.SQL("i.id = (SELECT id FROM images WHERE sha = %s AND model = %s AND status = 'ok' LIMIT 1)"),
+                [sha, model],
+            )  # fmt: skip
+        return found[0] if found else None
+
+    def get(self, key: int | str) -> ImageRecord | None:
+        value: int | bytes
+        if isinstance(key, (int, np.integer)):
+            if int(key) not in _ID_RANGE:
+                return None
+            where, value = sql.SQL("i.id = %s"), int(key)
+        else:
+            where, value = sql.SQL("i.path = %s"), os.fsencode(key)
+        with self._tx(snapshot=True) as conn:
+            found = read_records(conn, where, [value])
+        return found[0] if found else None
+
+    def records(self, ids: Iterable[int] | None = None, status: str | None = "ok") -> Iterator[ImageRecord]:
+        status_sql = sql.SQL("") if status is None else sql.SQL(" AND i.status = {}").format(sql.Literal(status))
+        page = 256
+        if ids is not None:
+            wanted = [int(i) for i in ids if int(i) in _ID_RANGE]
+            for start in range(0, len(wanted), page):
+                chunk = wanted[start : start + page]
+                with self._tx(snapshot=True) as conn:
+                    found = read_records(conn, sql.SQL("i.id = ANY(%s)") + status_sql, [chunk])
+                by_id = {record.id: record for record in found}
+                yield from (by_id[i] for i in chunk if i in by_id)
+            return
+        last = -(2**63)  # keyset paging: short transactions, nothing held while the caller works
+        while True:
+            with self._tx(snapshot=True) as conn:
+                found = read_records(conn, sql.SQL("i.id > %s") + status_sql, [last], limit=page)
+            if not found:
+                return
+            yield from found
+            last = found[-1].id  # type: ignore[assignment]
+
+    def spaces(self) -> list[str]:
+        with self._tx() as conn:
+            return [IMAGE_SPACE, *(row[0] for row in conn.execute(_SPACES))]
+
+    def paths_missing(self, space: str) -> set[str]:
+        with self._tx() as conn:
+            rows = conn.execute(
+                """SELECT i.path FROM images i WHERE i.status = 'ok' AND NOT EXISTS
+                     (SELECT 1 FROM embeddings e WHERE e.sha = i.sha AND e.space = %s)""",
+                (space,),
+            )
+            return {os.fsdecode(bytes(row[0])) for row in rows}
+
+    def version(self) -> int:
+        with self._tx() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+        return int(row[0]) if row else 0
+
+    def count(self, status: str | None = None) -> int:
+        with self._tx() as conn:
+            if status is None:
+                row = conn.execute("SELECT count(*) FROM images").fetchone()
+            else:
+                row = conn.execute("SELECT count(*) FROM images WHERE status = %s", (status,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def set_meta(self, key: str, value: Any) -> None:
+        self._writable()
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (f"user:{key}", Jsonb(value)),
+            )
+
+    def get_meta(self, key: str, default: Any = None) -> Any:
+        with self._tx() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = %s", (f"user:{key}",)).fetchone()
+        return row[0] if row else default
+
+    def info(self) -> dict[str, Any]:
+        with self._tx(snapshot=True) as conn:
+            spaces = {}
+            for space in [IMAGE_SPACE, *(row[0] for row in conn.execute(_SPACES))]:
+                dim = conn.execute("SELECT dim FROM spaces WHERE space = %s", (space,)).fetchone()
+                size = self._space_size(conn, space, fresh=True)
+                kind = "hnsw" if size > self.hnsw_threshold else "flat"
+                spaces[space] = {"dim": int(dim[0]) if dim else None, "index": kind, "size": size}
+            if spaces[IMAGE_SPACE]["dim"] is None:
+                spaces[IMAGE_SPACE] = {"dim": None, "index": "flat", "size": 0}
+            counts = dict(conn.execute("SELECT status, count(*) FROM images GROUP BY status").fetchall())
+            models = dict(conn.execute("SELECT model, count(*) FROM images WHERE status = 'ok' GROUP BY model"))
+            table_bytes, index_bytes = conn.execute(_SIZES).fetchone() or (0, 0)
+        return {
+            "backend": self.backend,
+            "path": self.where,
+            "schema_version": self.schema_version(),
+            "count": sum(counts.values()),
+            "ok": counts.get("ok", 0),
+            "failed": counts.get("failed", 0),
+            "models": models,
+            "spaces": spaces,
+            "db_bytes": int(table_bytes),
+            "index_bytes": int(index_bytes),
+        }
+
+    def schema_version(self) -> int:
+        from vistext.store.pg_schema import schema_version
+
+        with self._tx() as conn:
+            return schema_version(conn)
+
+    # ---- vectors -------------------------------------------------------------------------------------------
+    def _space_size(self, conn: psycopg.Connection, space: str, fresh: bool = False) -> int:
+        cached = self._sizes.get(space)
+        if cached is not None and not fresh and time.monotonic() - cached[0] < _SIZE_TTL:
+            return cached[1]
+        join, args = space_join(space)
+        row = conn.execute(sql.SQL("SELECT count(*) FROM images i {} WHERE i.status = 'ok'").format(join), args)
+        size = int((row.fetchone() or (0,))[0])
+        self._sizes[space] = (time.monotonic(), size)
+        return size
+
+    def vectors(self, space: str) -> tuple[np.ndarray, np.ndarray]:
+        with self._tx(snapshot=True) as conn:
+            return stream_vectors(conn, space, self._space_size(conn, space, fresh=True), space_dim(conn, space))
+
+    def search(self, space: str, queries: np.ndarray, k: int) -> list[list[VectorHit]]:
+        queries = np.asarray(queries, dtype=np.float32)
+        queries = queries.reshape(1, -1) if queries.ndim == 1 else queries
+        with self._tx() as conn:
+            if space != IMAGE_SPACE and space not in self.spaces():
+                raise StoreError(f"{self.where}: no vector space {space!r}; known: {', '.join(self.spaces())}")
+            dim = space_dim(conn, space)
+            size = self._space_size(conn, space) if dim else 0
+            if not dim or not size or k <= 0 or not len(queries):
+                return [[] for _ in queries]
+            if queries.shape[1] != dim:
+                raise StoreError(
+                    f"{self.where}: query dimension {queries.shape[1]} does not match space {space!r} ({dim})"
+                )
+            plan = SearchPlan(space, dim, k, exact=size <= self.hnsw_threshold, ef_search=self.ef_search)
+            return nearest(conn, plan, queries, self.where)
+
+    # ---- locking and lifetime --------------------------------------------------------------------------
+    @property
+    def readonly(self) -> bool:
+        return self._readonly
+
+    @contextmanager
+    def writer_lock(self) -> Iterator[None]:
+        """A server-side advisory lock: a second indexing run fails at once, naming the first."""
+        with self.pool.connection() as conn, advisory_writer_lock(conn, self.where):
+            yield
+
+    def flush(self) -> None:
+        """Nothing to do: every write is committed by the server when ``add``/``remove`` return."""
+
+    def close(self) -> None:
+        self.catalogue.close()
+        self.pool.close()
+
+
+_SPACES = sql.SQL(
+    "SELECT s.space FROM spaces s WHERE s.space <> {} AND EXISTS (SELECT 1 FROM embeddings e WHERE e.space = s.space) "
+    "ORDER BY s.space"
+).format(sql.Literal(IMAGE_SPACE))
+_SIZES = (
+    "SELECT coalesce(sum(pg_table_size(c.oid)), 0), coalesce(sum(pg_indexes_size(c.oid)), 0) FROM pg_class c "
+    "WHERE c.relname IN ('images', 'features', 'embeddings', 'meta', 'spaces') AND c.relkind = 'r' "
+    "AND c.relnamespace = to_regnamespace(current_schema())"
+)
+
+
+def _after_prefix(prefix: bytes) -> bytes:
+    """The smallest byte string greater than every string starting with ``prefix`` (a range scan's end)."""
+    stripped = prefix.rstrip(b"\xff")
+    return stripped[:-1] + bytes([stripped[-1] + 1]) if stripped else b"\xff" * (len(prefix) + 1)
