@@ -11,7 +11,6 @@ import ipaddress
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -66,9 +65,12 @@ def _copy(images: list[Path], folder: Path) -> Path:
     return folder
 
 
-def _rows(db: Path) -> list[tuple[str, str, str]]:
-    with sqlite3.connect(db) as conn:
-        return sorted(conn.execute("SELECT path, sha, status FROM images"))
+def _rows(location: Path | str) -> list[tuple[str, str, str]]:
+    """(path, sha, status) of every file in the store, and a check that no path is stored twice."""
+    with open_store(location) as store:
+        rows = sorted((path, state.sha, state.status) for path, state in store.file_states().items())
+        assert store.count() == len(rows)
+    return rows
 
 
 class PooledProjection:
@@ -124,19 +126,21 @@ def test_same_vectors_as_local_engine_and_rerun_skips(
         assert store.get(str(folder / photos[0].name)) is None
 
 
-def test_killed_worker_loses_nothing_and_duplicates_nothing(cluster: str, photos: list[Path], tmp_path: Path) -> None:
+def test_killed_worker_loses_nothing_and_duplicates_nothing(
+    cluster: str, photos: list[Path], tmp_path: Path, store_location: Path | str
+) -> None:
     folder = _copy(photos, tmp_path / "photos")
-    db, marker = tmp_path / "catalogue.sqlite", tmp_path / "crashed"
+    marker = tmp_path / "crashed"
     models = ModelSpec(projectors={"toy": PooledProjection(str(marker))})
-    with open_store(db) as store:
-        report = index_with_ray(folder, store, str(db), models, batch_size=8, progress=False)
+    with open_store(store_location) as store:
+        report = index_with_ray(folder, store, str(store_location), models, batch_size=8, progress=False)
     assert marker.exists(), "no worker was killed"
     assert (report.added, report.failed) == (N_PHOTOS, 0)
-    rows = _rows(db)
-    assert len(rows) == len({path for path, _, _ in rows}) == N_PHOTOS and {s for _, _, s in rows} == {"ok"}
-    with open_store(db) as store:
+    rows = _rows(store_location)
+    assert len(rows) == N_PHOTOS and {status for _, _, status in rows} == {"ok"}
+    with open_store(store_location) as store:
         assert len(store.vectors("toy")[0]) == N_PHOTOS
-        again = index_with_ray(folder, store, str(db), models, batch_size=8, progress=False)
+        again = index_with_ray(folder, store, str(store_location), models, batch_size=8, progress=False)
     assert (again.unchanged, again.added, again.updated) == (N_PHOTOS, 0, 0)
 
 
@@ -149,28 +153,28 @@ sys.exit(main(["index", sys.argv[1], "--engine", "ray", "--address", sys.argv[2]
 
 
 def test_killed_driver_loses_nothing_and_duplicates_nothing(
-    cluster: str, flickr8k_images: list[Path], tmp_path: Path
+    cluster: str, flickr8k_images: list[Path], tmp_path: Path, store_location: Path | str
 ) -> None:
     many = 160
     folder = _copy(flickr8k_images[200 : 200 + many], tmp_path / "photos")
-    db = tmp_path / "catalogue.sqlite"
-    open_store(db).close()
-    driver = subprocess.Popen([sys.executable, "-c", _DRIVER, str(folder), cluster, str(db)], env=dict(os.environ))
+    open_store(store_location).close()
+    argv = [sys.executable, "-c", _DRIVER, str(folder), cluster, str(store_location)]
+    driver = subprocess.Popen(argv, env=dict(os.environ))
     try:
-        deadline = time.monotonic() + 90
-        while not _rows(db) and driver.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
+        with open_store(store_location) as watcher:
+            deadline = time.monotonic() + 90
+            while not watcher.count() and driver.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
     finally:
         driver.send_signal(signal.SIGKILL)
         driver.wait()
-    partial = len(_rows(db))
+    partial = len(_rows(store_location))
     assert 0 < partial < many, f"the driver was not stopped mid-run ({partial} rows)"
-    with Service(db=str(db), progress=False) as service:
+    with Service(db=str(store_location), progress=False) as service:
         report = service.index(folder, engine="ray", text_search=False)
     assert report.unchanged + report.added == many and report.failed == 0
     assert report.unchanged >= partial - 32  # at most the batches in flight were rewritten, nothing lost
-    rows = _rows(db)
-    assert len(rows) == len({path for path, _, _ in rows}) == many
+    assert len(_rows(store_location)) == many
 
 
 @pytest.fixture
@@ -240,9 +244,11 @@ def test_errors_name_the_input(cluster: str, tmp_path: Path) -> None:
         service.index("s3://photos/trip", engine="ray")
 
 
-def test_every_ray_socket_listens_on_loopback(cluster: str) -> None:
+def test_every_socket_of_the_cluster_and_the_store_server_listens_on_loopback(cluster: str, pg_server: Any) -> None:
+    """The Ray processes (this driver and every process it started) and the PostgreSQL server of the tests."""
     psutil = pytest.importorskip("psutil")
-    processes = [psutil.Process(), *psutil.Process().children(recursive=True)]
+    postmaster = psutil.Process(int((pg_server.data / "postmaster.pid").read_text().split()[0]))
+    processes = [psutil.Process(), *psutil.Process().children(recursive=True), postmaster]
     listening: list[tuple[str, str]] = []
     for process in processes:
         try:
@@ -252,7 +258,7 @@ def test_every_ray_socket_listens_on_loopback(cluster: str) -> None:
         except psutil.NoSuchProcess:
             continue
     names = {name for name, _ in listening}
-    assert {"gcs_server", "raylet"} <= names, listening
+    assert {"gcs_server", "raylet", "postgres"} <= names, listening
     for name, ip in listening:
         address = ipaddress.ip_address(ip)
         mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None

@@ -154,14 +154,15 @@ class Collection:
         from vistext.indexing.ray_stages import JointProjection, ModelSpec
         from vistext.indexing.sources import is_object_url
 
-        remote = is_object_url(location)
-        if remote and self.db is None:
+        in_object_storage = is_object_url(location)
+        if in_object_storage and self.db is None:
             raise UsageError(f"{location}: photos in object storage need a catalogue: pass --db")
-        if not remote and not Path(location).is_dir():
+        if not in_object_storage and not Path(location).is_dir():
             raise UsageError(f"{location}: not a folder")
-        store = self.store(create=True, folder=None if remote else Path(location))
-        local_file = getattr(store, "path", None)  # the embedded catalogue; a server store is reached by its URI
-        store_uri = str(Path(local_file).resolve()) if local_file is not None else str(self.db)
+        folder = None if in_object_storage else Path(location)
+        store = self.store(create=True, folder=folder)
+        # workers open the store themselves: a server by its URL, the embedded catalogue by its absolute path
+        store_uri = str(self.db) if self.remote else str(self.db_path(folder).resolve())
         joint = None if self.models.joint_path is None else str(self.models.joint_path)
         spaces = {self.models.joint_space: JointProjection(joint)} if text_search else {}
         models = ModelSpec(self.models.encoder_name, spaces)
