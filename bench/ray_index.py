@@ -61,12 +61,34 @@ def peak_rss() -> Iterator[Callable[[], tuple[float, float]]]:
         thread.join()
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and every process below it (the Ray cluster's), reaped children included."""
+    total = 0.0
+    process = psutil.Process()
+    for member in [process, *process.children(recursive=True)]:
+        try:
+            times = member.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system + times.children_user + times.children_system
+    return total
+
+
 def run(folder: Path, db: Path, engine: str, text: bool) -> IndexReport:
+    """One indexing run; ``report.cpu`` (added here) is the CPU-seconds it took across every process."""
     with Service(db=str(db), progress=False) as service:
         if text:
             _ = service.models.joint_space  # the driver's model loads are not part of the indexing time
         _ = service.models.encoder
-        return service.index(folder, engine=engine, text_search=text)
+        cpu = cpu_seconds()
+        report = service.index(folder, engine=engine, text_search=text)
+        report.cpu = cpu_seconds() - cpu  # type: ignore[attr-defined]
+        return report
+
+
+def per_photo(report: IndexReport) -> str:
+    count = report.added + report.failed
+    return f"{report.seconds:6.1f} s  {count / report.seconds:6.1f} img/s  {1000 * report.cpu / count:5.1f} CPU-ms/img"  # type: ignore[attr-defined]
 
 
 def main() -> None:
@@ -87,6 +109,9 @@ def main() -> None:
             for photo in chosen:  # an original and its 224-px copy share a name
                 shutil.copy(photo, folder / f"{photo.parent.name}-{photo.name}")
 
+        # local before and after the Ray runs: other load on the machine shows as a gap between the two
+        first = run(folders["all"], root / "local-1.sqlite", "local", text)
+        print(f"local {first.added + first.failed:5d} photos: {per_photo(first)}  (before the Ray runs)")
         started = time.perf_counter()
         ray.init(address="local", num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
         startup = time.perf_counter() - started
@@ -100,7 +125,7 @@ def main() -> None:
                 before, peak = rss()
             count = report.added + report.failed
             print(
-                f"ray   {count:5d} photos: {report.seconds:6.1f} s  {count / report.seconds:6.1f} img/s   "
+                f"ray   {count:5d} photos: {per_photo(report)}  "
                 f"driver RSS {before:6.0f} MB before, peak {peak:6.0f} MB (+{peak - before:.0f})"
             )
         ray_rate = count / report.seconds
@@ -109,11 +134,14 @@ def main() -> None:
         print(f"ray steady rate (all - quarter, no per-job cost): {steady:6.1f} img/s")
         ray.shutdown()
 
-        local = run(folders["all"], root / "local.sqlite", "local", text)
-        local_rate = (local.added + local.failed) / local.seconds
-        print(f"local {local.added + local.failed:5d} photos: {local.seconds:6.1f} s  {local_rate:6.1f} img/s")
+        local = run(folders["all"], root / "local-2.sqlite", "local", text)
+        local_rate = 2 * (local.added + local.failed) / (local.seconds + first.seconds)
+        print(f"local {local.added + local.failed:5d} photos: {per_photo(local)}  (after the Ray runs)")
+        print(f"local mean rate:                          {local_rate:6.1f} img/s")
         print(f"ray / local throughput, cluster up:       {ray_rate / local_rate:6.2f}x  (target >= 0.8)")
         print(f"ray / local, steady (per-job cost left out): {steady / local_rate:6.2f}x")
+        cpu_ratio = (first.cpu + local.cpu) / 2 / report.cpu  # type: ignore[attr-defined]
+        print(f"local / ray CPU time per photo:           {cpu_ratio:6.2f}x  (the ratio on an idle machine)")
 
 
 if __name__ == "__main__":

@@ -94,7 +94,10 @@ class EncodeAndWrite:
         self.store: Store = open_store(store_uri)
 
     def __call__(self, batch: Batch) -> Batch:
-        ok = [i for i, error in enumerate(batch["error"]) if not error]
+        decoded = [i for i, error in enumerate(batch["error"]) if not error]
+        known = {i: self._known(str(batch["sha"][i])) for i in decoded}
+        reused = {i: record for i, record in known.items() if record is not None}  # a moved or copied photo
+        ok = [i for i in decoded if i not in reused]
         encoded: list[EncodedImage] = []
         if ok:
             features = self.encoder.encode_pixels(batch["pixels"][ok], grid=self.grid)
@@ -109,7 +112,8 @@ class EncodeAndWrite:
             ]
         embeddings = project_batch(encoded, self.projectors)
         vectors = {i: {name: rows[row] for name, rows in embeddings.items()} for row, i in enumerate(ok)}
-        features_of = dict(zip(ok, encoded, strict=True))
+        features_of: dict[int, EncodedImage | ImageRecord] = {**dict(zip(ok, encoded, strict=True)), **reused}
+        vectors.update({i: {name: record.embeddings[name] for name in self.projectors} for i, record in reused.items()})
         records = []
         for i, path in enumerate(batch["path"]):
             image = features_of.get(i)
@@ -130,6 +134,13 @@ class EncodeAndWrite:
             )
         self.store.add(records)  # one transaction, an upsert by path: a retried batch rewrites the same rows
         return {"path": batch["path"], "is_update": batch["is_update"], "error": batch["error"]}
+
+    def _known(self, sha: str) -> ImageRecord | None:
+        """Stored features of this content with every requested space, as the local engine reuses them."""
+        known = self.store.features_for_hash(sha, self.encoder.name)
+        if known is None or known.status != "ok" or not set(self.projectors) <= set(known.embeddings):
+            return None
+        return known
 
     def __del__(self) -> None:
         store = getattr(self, "store", None)
