@@ -155,7 +155,7 @@ sys.exit(main(["index", sys.argv[1], "--engine", "ray", "--address", sys.argv[2]
 def test_killed_driver_loses_nothing_and_duplicates_nothing(
     cluster: str, flickr8k_images: list[Path], tmp_path: Path, store_location: Path | str
 ) -> None:
-    many = 160
+    many = 96
     folder = _copy(flickr8k_images[200 : 200 + many], tmp_path / "photos")
     open_store(store_location).close()
     argv = [sys.executable, "-c", _DRIVER, str(folder), cluster, str(store_location)]
