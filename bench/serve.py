@@ -82,7 +82,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(db: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(db: Path | str) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     process = subprocess.Popen([sys.executable, "-c", SERVER, str(db), str(port)])
     url = f"http://127.0.0.1:{port}"
@@ -157,13 +157,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0, help="per scenario")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/vistext-bench-serve"))
     parser.add_argument("--quick", action="store_true", help="2k images, 8 clients, 5 s per scenario")
+    parser.add_argument("--db", help="serve this existing store (e.g. postgresql://...) instead of building one")
     args = parser.parse_args()
     if args.quick:
         args.images, args.clients, args.seconds = 2000, 8, 5.0
         args.workdir = args.workdir.with_name(args.workdir.name + "-quick")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     text = joint_available()
-    db = build_index(args.workdir, args.images, text)
+    db = args.db or build_index(args.workdir, args.images, text)
     every_caption = [
         line.split("\t", 1)[1].strip()
         for line in (FLICKR8K / "Flickr8k.token.txt").read_text(encoding="utf-8").splitlines()

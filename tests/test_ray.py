@@ -118,6 +118,9 @@ def test_same_vectors_as_local_engine_and_rerun_skips(
             order = np.argsort(paths_ray), np.argsort(paths_local)
             assert sorted(paths_ray) == sorted(paths_local)
             np.testing.assert_allclose(ray_vectors[order[0]], local_vectors[order[1]], atol=1e-5)
+        for photo in photos[:5]:  # the photo metadata (EXIF, size) travels through the stages as well
+            on_ray_meta = on_ray.get(str(folder / photo.name)).meta  # type: ignore[union-attr]
+            assert on_ray_meta is not None and on_ray_meta == local.get(str(folder / photo.name)).meta  # type: ignore[union-attr]
 
     (folder / photos[0].name).unlink()  # a re-run through the CLI: one removed, the rest unchanged
     assert main(["index", str(folder), "--engine", "ray", "--db", str(tmp_path / "ray.sqlite"), "--quiet"]) == 0

@@ -32,9 +32,9 @@ from typing import Any
 from tqdm import tqdm
 
 from vistext.errors import StoreError, UsageError
-from vistext.indexing.local import IndexReport, plan_changes, remove_gone
+from vistext.indexing.local import IndexReport, fill_meta, plan_changes, remove_gone
 from vistext.indexing.ray_stages import EncodeAndWrite, ModelSpec, decode_batch
-from vistext.indexing.sources import PhotoSource, photo_source
+from vistext.indexing.sources import FolderSource, PhotoSource, photo_source
 from vistext.store import Store
 
 log = logging.getLogger(__name__)
@@ -117,6 +117,8 @@ def index_with_ray(
         if plan.candidates:
             outcomes = _pipeline(plan.candidates, source, store_uri, models, resources, batch_size, actors)
             _count(outcomes, report, len(plan.candidates), progress)
+        if isinstance(source, FolderSource):  # headers of unchanged files indexed before metadata existed
+            fill_meta(store, plan.seen - {c.path for c in plan.candidates}, report)
         remove_gone(store, plan, report)
     report.seconds = time.perf_counter() - started
     log.info(

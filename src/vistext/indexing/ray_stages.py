@@ -10,6 +10,7 @@ crash writes the same rows again instead of adding new ones.
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,7 @@ from vistext.features import EncodedImage
 from vistext.images import file_hash, open_image
 from vistext.indexing.local import Projector, project_batch
 from vistext.indexing.sources import PhotoSource
+from vistext.photo_meta import PhotoMeta, read_photo_meta
 from vistext.store import ImageRecord, Store, open_store
 
 Batch = dict[str, np.ndarray]
@@ -61,19 +63,22 @@ def _preprocessor(name: str) -> ImageEncoder:
 
 
 def decode_batch(batch: Batch, source: PhotoSource, encoder: str) -> Batch:
-    """Plan rows -> the same rows plus ``sha``, ``pixels`` (uint8, H x W x 3) and ``error`` ("" when decoded)."""
+    """Plan rows -> the same rows plus ``sha``, ``pixels`` (uint8, H x W x 3), ``error`` ("" when decoded) and
+    ``meta`` (the photo's metadata as JSON, "" when there is none)."""
     preprocessor = _preprocessor(encoder)
     size = preprocessor.preprocessing.size
     shas: list[str] = []
     pixels: list[np.ndarray] = []
     errors: list[str] = []
+    metas: list[str] = []
     for path in batch["path"]:
         path = str(path)
-        sha, error, array = "", "", np.zeros((size, size, 3), np.uint8)
+        sha, error, meta, array = "", "", None, np.zeros((size, size, 3), np.uint8)
         try:
             with source.local_file(path) as local:
                 sha = file_hash(local)
                 array = preprocessor.pixels(open_image(local, min_side=size))
+                meta = read_photo_meta(local)
         except ImageDecodeError as failure:
             error = failure.reason
         except Exception as failure:  # noqa: BLE001 - one file's failure never stops a batch
@@ -81,7 +86,9 @@ def decode_batch(batch: Batch, source: PhotoSource, encoder: str) -> Batch:
         shas.append(sha)
         pixels.append(array)
         errors.append(error)
-    return {**batch, "sha": np.array(shas, dtype=object), "pixels": np.stack(pixels), "error": np.array(errors)}
+        metas.append("" if meta is None or error else json.dumps(meta.to_dict()))
+    columns = {"sha": np.array(shas, dtype=object), "pixels": np.stack(pixels), "error": np.array(errors)}
+    return {**batch, **columns, "meta": np.array(metas, dtype=object)}
 
 
 class EncodeAndWrite:
@@ -130,6 +137,7 @@ class EncodeAndWrite:
                     pooled=None if image is None else image.pooled,
                     logits=None if image is None else image.logits,
                     embeddings=vectors.get(i, {}),
+                    meta=PhotoMeta(**json.loads(batch["meta"][i])) if batch["meta"][i] else None,
                 )
             )
         self.store.add(records)  # one transaction, an upsert by path: a retried batch rewrites the same rows

@@ -139,7 +139,7 @@ def favicon_ico() -> bytes:
 
 def _open_store(service: Service) -> None:
     """Open the store before the first request, so concurrent first requests do not race to open it."""
-    if service.exists():
+    if service.collection.exists():
         service.store()
 
 
@@ -159,7 +159,7 @@ def create_app(service_factory: ServiceFactory = Service, settings: ServerSettin
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await anyio.to_thread.run_sync(_open_store, service)
-        if settings.warm_up and service.exists():
+        if settings.warm_up and service.collection.exists():
             app.state.ctx.warm_up.start()  # in the background: the page polls /api/status meanwhile
         try:
             yield

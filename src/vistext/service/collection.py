@@ -13,16 +13,17 @@ import os
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import numpy as np
 
 from vistext.errors import ImageDecodeError, StoreError, UsageError, VistextError
 from vistext.paths import DB_DIRNAME, DB_FILENAME, atomic_write, cache_dir, default_db_path
+from vistext.service.filters import describe
 from vistext.service.inputs import ImageInput, Upload, input_name
 from vistext.service.loaded_models import Lazy, LoadedModels
 from vistext.service.queries import Query, QueryBatcher
@@ -32,8 +33,11 @@ log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from vistext.indexing.local import IndexReport
+    from vistext.models.tagger import TaggerModel
+    from vistext.service.collection_tags import CollectionTagReport
+    from vistext.service.listing import ListResult
     from vistext.store import ImageRecord, Store
-    from vistext.store.records import VectorHit
+    from vistext.store.records import ImageFilter, VectorHit
 
 MAX_K = 1000
 SCAN_DEPTH = 3  # how many folder levels below the current one are searched for indexes when none is found
@@ -128,52 +132,90 @@ class Collection:
 
     # ---- building and describing it -----------------------------------------------------------------------
     def index(
-        self, folder: str | Path, *, text_search: bool = True, engine: str = "local", address: str | None = None
+        self,
+        folder: str | Path,
+        *,
+        text_search: bool = True,
+        tagger: str | Path | None = None,
+        engine: str = "local",
+        address: str | None = None,
     ) -> IndexReport:
-        """Incrementally index ``folder`` (new files added, changed re-encoded, deleted removed).
+        """Incrementally index ``folder`` (new files added, changed re-encoded, deleted removed); with
+        ``tagger`` (a trained tagger's folder or name) also store its tags of every photo.
 
         ``engine="ray"`` runs on a Ray cluster (``address``; default a private local one) and also reads
         ``s3://bucket/prefix`` URLs; see ``vistext.indexing.ray_engine``."""
-        if engine == "ray":
-            return self._index_on_ray(str(folder), text_search, address)
-        if engine != "local":
+        if engine not in ("local", "ray"):
             raise UsageError(f"unknown indexing engine {engine!r}; known: local, ray")
-        if address is not None:
+        if address is not None and engine != "ray":
             raise UsageError(f"--address {address} is for --engine ray; the local engine runs on this machine")
+        if engine == "local" and not Path(folder).is_dir():
+            raise UsageError(f"{folder}: not a folder")
+        model = self._collection_tagger(tagger) if tagger is not None else None  # a bad tagger fails first
+        if engine == "ray":
+            report = self._index_on_ray(str(folder), text_search, address)
+        else:
+            report = self._index_locally(Path(folder), text_search)
+        if model is not None and tagger is not None:
+            report.tags = self.tag_collection(tagger).to_dict()
+        return report
+
+    def _index_locally(self, folder: Path, text_search: bool) -> IndexReport:
         from vistext.indexing.local import index_folder
 
-        folder = Path(folder)
-        if not folder.is_dir():
-            raise UsageError(f"{folder}: not a folder")
         projectors = {self.models.joint_space: self.models.joint_projector()} if text_search else None
         store = self.store(create=True, folder=folder)
         return index_folder(folder, store, self.models.encoder, projectors=projectors, progress=self.progress)
 
-    def _index_on_ray(self, location: str, text_search: bool, address: str | None) -> IndexReport:
-        from vistext.indexing.ray_engine import index_with_ray
-        from vistext.indexing.ray_stages import JointProjection, ModelSpec
-        from vistext.indexing.sources import is_object_url
+    def _collection_tagger(self, tagger: str | Path) -> TaggerModel:
+        from vistext.service.collection_tags import check_tagger
 
-        in_object_storage = is_object_url(location)
-        if in_object_storage and self.db is None:
-            raise UsageError(f"{location}: photos in object storage need a catalogue: pass --db")
-        if not in_object_storage and not Path(location).is_dir():
-            raise UsageError(f"{location}: not a folder")
-        folder = None if in_object_storage else Path(location)
-        store = self.store(create=True, folder=folder)
-        # workers open the store themselves: a server by its URL, the embedded catalogue by its absolute path
-        store_uri = str(self.db) if self.remote else str(self.db_path(folder).resolve())
-        joint = None if self.models.joint_path is None else str(self.models.joint_path)
-        spaces = {self.models.joint_space: JointProjection(joint)} if text_search else {}
-        models = ModelSpec(self.models.encoder_name, spaces)
-        return index_with_ray(location, store, store_uri, models, address=address, progress=self.progress)
+        model = self.models.tagger(tagger)
+        check_tagger(model, tagger)
+        return model
+
+    def tag_collection(self, tagger: str | Path) -> CollectionTagReport:
+        """Store a trained tagger's tags (above its thresholds) of every indexed photo, from stored features."""
+        from vistext.service.collection_tags import tag_collection, tagger_name
+
+        model = self._collection_tagger(tagger)
+        name = tagger_name(tagger) if Path(tagger).exists() else str(tagger)
+        return tag_collection(self.store(), model, name, progress=self.progress)
+
+    def _index_on_ray(self, location: str, text_search: bool, address: str | None) -> IndexReport:
+        from vistext.service.collection_ray import index_on_ray
+
+        return index_on_ray(self, location, text_search, address)
 
     def info(self) -> InfoResult:
         path = self.db_path()
         if not self.exists():
             below = [] if self.db is not None else indexes_below(Path.cwd())
             return InfoResult(str(path), False, {"indexes_below": [str(folder) for folder in below]} if below else {})
-        return InfoResult(str(self.db) if self.remote else str(path), True, dict(self.store().info()))
+        from vistext.service.listing import facets
+
+        details = dict(self.store().info())
+        details["metadata"] = facets(self.store())
+        return InfoResult(str(self.db) if self.remote else str(path), True, details)
+
+    # ---- the collection as a list ---------------------------------------------------------------------------
+    def list_images(self, filter: ImageFilter | None = None, k: int = 50, offset: int = 0) -> ListResult:
+        """Photos passing ``filter`` (catalogue order) with their metadata and tags, ``k`` from ``offset``."""
+        from vistext.service.listing import list_images
+
+        return list_images(self.store(), filter, check_k(k), offset)
+
+    def export_lines(self, filter: ImageFilter | None = None, format: str = "csv") -> Iterator[str]:
+        """Every photo passing ``filter`` as CSV or JSON Lines text, line by line (see ``service.listing``)."""
+        from vistext.service.listing import export_lines, parse_export_format
+
+        return export_lines(self.store(), filter, parse_export_format(format))
+
+    def facets(self) -> dict[str, Any]:
+        """Cameras, folders, date range, GPS count and tag counts (what the filters can choose from)."""
+        from vistext.service.listing import facets
+
+        return facets(self.store())
 
     # ---- indexed images, by id only -----------------------------------------------------------------------
     def image_record(self, image_id: int) -> ImageRecord:
@@ -262,8 +304,10 @@ class Collection:
         offset: int = 0,
         min_score: float | None = None,
         include_self: bool = False,
+        filter: ImageFilter | None = None,
     ) -> SearchResult:
-        """Indexed images closest to ``image`` (an indexed id or path, or any image file/upload).
+        """Indexed images closest to ``image`` (an indexed id or path, or any image file/upload), among those
+        passing ``filter`` when given (the k best of them, not the top k filtered).
 
         When ``image`` is itself indexed (given by id or path) it is left out of the answer (it would always
         be first at 1.000) unless ``include_self``; an upload or an unindexed file is compared as it is."""
@@ -275,16 +319,29 @@ class Collection:
         name = f"#{image}" if isinstance(image, int) else input_name(image)
         skip = None if include_self else own_id
         wanted = k + offset + (skip is not None)
-        return self._page(name, Query("image", wanted, vector=vector), k, offset, min_score, skip=skip).result()
+        search = Query("image", wanted, vector=vector, restrict=self.restrict(filter))
+        return self._page(name, search, k, offset, min_score, skip=skip).result()
 
     def search_later(
-        self, text: str, k: int = 10, *, offset: int = 0, min_score: float | None = None
+        self,
+        text: str,
+        k: int = 10,
+        *,
+        offset: int = 0,
+        min_score: float | None = None,
+        filter: ImageFilter | None = None,
     ) -> Future[SearchResult]:
-        """Indexed images that best match ``text`` in the joint image-text space, as a future: the query joins
-        the next batch and the caller's thread is free meanwhile. Loads the joint model on first use."""
+        """Indexed images that best match ``text`` in the joint image-text space (among those passing
+        ``filter``), as a future: the query joins the next batch and the caller's thread is free meanwhile.
+        Loads the joint model on first use."""
         if not text.strip():
             raise UsageError("the search text is empty")
-        return self._page(text, Query(self.models.joint_space, k + offset, text=text), k, offset, min_score)
+        search = Query(self.models.joint_space, k + offset, text=text, restrict=self.restrict(filter))
+        return self._page(text, search, k, offset, min_score)
+
+    def restrict(self, filter: ImageFilter | None) -> np.ndarray | None:
+        """The ids a search may return under ``filter`` (None: no filter, all of them)."""
+        return None if filter is None or filter.empty else self.store().ids_matching(filter)
 
     def _page(
         self, query: str, search: Query, k: int, offset: int, min_score: float | None, *, skip: int | None = None
@@ -298,7 +355,9 @@ class Collection:
                 hits = [h for h in hits if h.id != skip]
             if min_score is not None:
                 hits = [h for h in hits if h.score >= min_score]
-            results = [Hit(path=h.path, score=float(h.score), id=h.id) for h in hits[offset : offset + k]]
+            shown = hits[offset : offset + k]
+            details = describe(self.store(), [h.id for h in shown])
+            results = [Hit(h.path, float(h.score), h.id, *details.get(h.id, (None, []))) for h in shown]
             return SearchResult(query=query, results=results, offset=offset, total=len(hits))
 
         return _then(self.queries.submit(search), page, lambda error: self._explain(error, search))

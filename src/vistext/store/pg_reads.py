@@ -10,8 +10,10 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
+from vistext.store.metadata import meta_from_row
+from vistext.store.pg_meta import META_COLUMNS
 from vistext.store.pg_vectors import as_array
-from vistext.store.records import IMAGE_SPACE, ImageRecord, from_blob
+from vistext.store.records import IMAGE_SPACE, FileState, ImageRecord, from_blob
 
 
 def space_join(space: str) -> tuple[sql.Composable, list[Any]]:
@@ -27,10 +29,14 @@ def read_records(
     """Records matching ``where`` (over ``images i``), by id, with their features and embeddings."""
     rows = conn.execute(
         sql.SQL(
-            """SELECT i.id, i.path, i.size, i.mtime, i.sha, i.model, i.status, i.error, f.pooled, f.logits
+            """SELECT i.id, i.path, i.size, i.mtime, i.sha, i.model, i.status, i.error, f.pooled, f.logits, {meta}
                FROM images i LEFT JOIN features f ON f.sha = i.sha AND f.model = i.model AND i.status = 'ok'
                WHERE {} ORDER BY i.id {}"""
-        ).format(where, sql.SQL("") if limit is None else sql.SQL("LIMIT {}").format(sql.Literal(int(limit)))),
+        ).format(
+            where,
+            sql.SQL("") if limit is None else sql.SQL("LIMIT {}").format(sql.Literal(int(limit))),
+            meta=META_COLUMNS,
+        ),
         params,
     ).fetchall()
     ok_shas = sorted({row[4] for row in rows if row[6] == "ok"})
@@ -53,6 +59,52 @@ def read_records(
             pooled=as_array(row[8]),
             logits=from_blob(bytes(row[9]) if row[9] is not None else None),
             embeddings=dict(embeddings.get(row[4], {})) if row[6] == "ok" else {},
+            meta=meta_from_row(row[10:]),
         )
         for row in rows
     ]
+
+
+SPACES = sql.SQL(
+    "SELECT s.space FROM spaces s WHERE s.space <> {} AND EXISTS (SELECT 1 FROM embeddings e WHERE e.space = s.space) "
+    "ORDER BY s.space"
+).format(sql.Literal(IMAGE_SPACE))  # the embedding spaces holding vectors now (an index lookup per space)
+_SIZES = (
+    "SELECT coalesce(sum(pg_table_size(c.oid)), 0), coalesce(sum(pg_indexes_size(c.oid)), 0) FROM pg_class c "
+    "WHERE c.relname IN ('images', 'features', 'embeddings', 'meta', 'spaces', 'tags') AND c.relkind = 'r' "
+    "AND c.relnamespace = to_regnamespace(current_schema())"
+)
+
+
+def catalogue_summary(conn: psycopg.Connection) -> dict[str, Any]:
+    """Counts by status, ok images by model, and bytes in tables and indexes (HNSW included)."""
+    counts: dict[str, int] = dict(conn.execute("SELECT status, count(*) FROM images GROUP BY status").fetchall())
+    models: dict[str, int] = dict(
+        conn.execute("SELECT model, count(*) FROM images WHERE status = 'ok' GROUP BY model").fetchall()
+    )
+    table_bytes, index_bytes = conn.execute(_SIZES).fetchone() or (0, 0)
+    return {
+        "count": sum(counts.values()),
+        "ok": counts.get("ok", 0),
+        "failed": counts.get("failed", 0),
+        "models": models,
+        "db_bytes": int(table_bytes),
+        "index_bytes": int(index_bytes),
+    }
+
+
+def file_states(conn: psycopg.Connection, prefix: str | None) -> dict[str, FileState]:
+    """Path -> file state of every file, or of those under ``prefix`` (a range scan of the path index)."""
+    where, args = sql.SQL(""), list[bytes]()
+    if prefix:
+        low = os.fsencode(prefix)
+        where, args = sql.SQL("WHERE path >= %s AND path < %s"), [low, _after_prefix(low)]
+    rows = conn.execute(sql.SQL("SELECT path, size, mtime, sha, model, status FROM images {}").format(where), args)
+    states = [FileState(os.fsdecode(bytes(row[0])), *row[1:]) for row in rows]
+    return {state.path: state for state in states if not prefix or state.path.startswith(prefix)}
+
+
+def _after_prefix(prefix: bytes) -> bytes:
+    """The smallest byte string greater than every string starting with ``prefix`` (a range scan's end)."""
+    stripped = prefix.rstrip(b"\xff")
+    return stripped[:-1] + bytes([stripped[-1] + 1]) if stripped else b"\xff" * (len(prefix) + 1)

@@ -4,9 +4,10 @@ The tables mirror the SQLite catalogue's (``schema.py``): images by path, featur
 content hash. Vectors are pgvector ``vector`` columns of any dimension; each space's dimension is fixed on its
 first vector (table ``spaces``) and the space gets one HNSW index (cosine) over an expression that casts to that
 dimension: ``vector(d)`` up to pgvector's 2,000-dimension index limit, ``halfvec(d)`` (16-bit floats in the
-index only, the table keeps float32) up to 4,000. ``MIGRATIONS[i]`` brings version i to i + 1; each runs in one
-transaction with its version bump, under an advisory lock so that several workers opening a new database at
-once migrate it once.
+index only, the table keeps float32) up to 4,000. The index is built in bulk once the space outgrows exact search
+(``build_index``): pgvector builds an index over existing rows many times faster than it inserts row by row.
+``MIGRATIONS[i]`` brings version i to i + 1; each runs in one transaction with its version bump, under an
+advisory lock so that several workers opening a new database at once migrate it once.
 """
 
 from __future__ import annotations
@@ -50,12 +51,32 @@ def _v1(conn: psycopg.Connection) -> None:
         "CREATE TABLE embeddings (sha TEXT NOT NULL, space TEXT NOT NULL, vector vector NOT NULL, "
         "PRIMARY KEY (sha, space))",
         "CREATE INDEX embeddings_space ON embeddings (space)",
-        "CREATE TABLE spaces (space TEXT PRIMARY KEY, dim INTEGER NOT NULL, index_name TEXT NOT NULL)",
+        "CREATE TABLE spaces (space TEXT PRIMARY KEY, dim INTEGER NOT NULL, hnsw BOOLEAN NOT NULL DEFAULT false)",
     ):
         conn.execute(statement)
 
 
-MIGRATIONS: list[Callable[[psycopg.Connection], None]] = [_v1]
+def _v2(conn: psycopg.Connection) -> None:
+    # SQLite's v4 and v5: what each photo's file says about it (NULL width: never read) and a tagger's tags
+    for statement in (
+        "ALTER TABLE images ADD COLUMN taken_at DOUBLE PRECISION, ADD COLUMN camera_make TEXT, "
+        "ADD COLUMN camera_model TEXT, ADD COLUMN latitude DOUBLE PRECISION, ADD COLUMN longitude DOUBLE PRECISION, "
+        "ADD COLUMN width INTEGER, ADD COLUMN height INTEGER, ADD COLUMN orientation INTEGER",
+        "CREATE INDEX images_taken_at ON images (taken_at)",
+        "CREATE INDEX images_latitude ON images (latitude)",
+        """CREATE TABLE tags (
+            image_id BIGINT NOT NULL REFERENCES images (id) ON DELETE CASCADE,
+            tag TEXT NOT NULL,
+            score REAL NOT NULL,
+            tagger TEXT NOT NULL,
+            PRIMARY KEY (image_id, tagger, tag)
+        )""",
+        "CREATE INDEX tags_tag ON tags (lower(tag))",
+    ):
+        conn.execute(statement)
+
+
+MIGRATIONS: list[Callable[[psycopg.Connection], None]] = [_v1, _v2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -108,16 +129,27 @@ def index_name(space: str) -> str:
 
 
 def create_space(conn: psycopg.Connection, space: str, dim: int, where: str) -> None:
-    """Record ``space``'s dimension and build its (empty or filled) HNSW index, once, whoever comes first."""
-    cast = vector_type(dim, where, space)
-    conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (space,))
+    """Record ``space``'s dimension on its first vector, whoever comes first; another dimension is refused."""
+    vector_type(dim, where, space)  # refuse a dimension no index could hold before storing any of it
+    conn.execute("INSERT INTO spaces (space, dim) VALUES (%s, %s) ON CONFLICT (space) DO NOTHING", (space, dim))
     row = conn.execute("SELECT dim FROM spaces WHERE space = %s", (space,)).fetchone()
-    if row is not None:
-        if int(row[0]) != dim:
-            raise StoreError(f"{where}: space {space!r} holds {row[0]}-d vectors, not {dim}-d; re-index it")
+    if row is not None and int(row[0]) != dim:
+        raise StoreError(f"{where}: space {space!r} holds {row[0]}-d vectors, not {dim}-d; re-index it")
+
+
+def build_index(
+    conn: psycopg.Connection, space: str, where: str, *, m: int = HNSW_M, ef_construction: int = EF_CONSTRUCTION
+) -> None:
+    """Build ``space``'s HNSW index over the vectors it holds (a bulk build: far faster than growing the index a
+    row at a time); later rows join it as they are written. Runs once, whoever comes first."""
+    conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (space,))
+    row = conn.execute("SELECT dim, hnsw FROM spaces WHERE space = %s", (space,)).fetchone()
+    if row is None or row[1]:
         return
+    cast = vector_type(int(row[0]), where, space)
     table, column, where_rows = space_source(space)
     ops = "halfvec_cosine_ops" if cast.startswith("halfvec") else "vector_cosine_ops"
+    conn.execute("SET LOCAL maintenance_work_mem = '512MB'")
     conn.execute(
         sql.SQL(
             "CREATE INDEX IF NOT EXISTS {name} ON {table} USING hnsw (({column}::{cast}) {ops}) "
@@ -128,9 +160,15 @@ def create_space(conn: psycopg.Connection, space: str, dim: int, where: str) -> 
             column=column,
             cast=sql.SQL(cast),
             ops=sql.SQL(ops),
-            m=sql.Literal(HNSW_M),
-            efc=sql.Literal(EF_CONSTRUCTION),
+            m=sql.Literal(int(m)),
+            efc=sql.Literal(int(ef_construction)),
             rows=where_rows,
         )
     )
-    conn.execute("INSERT INTO spaces (space, dim, index_name) VALUES (%s, %s, %s)", (space, dim, index_name(space)))
+    conn.execute("UPDATE spaces SET hnsw = true WHERE space = %s", (space,))
+
+
+def drop_index(conn: psycopg.Connection, space: str) -> None:
+    """Drop ``space``'s HNSW index (searches are exact until it is built again)."""
+    conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(index_name(space))))
+    conn.execute("UPDATE spaces SET hnsw = false WHERE space = %s", (space,))

@@ -36,18 +36,28 @@ class SearchPlan:
     ef_search: int = EF_SEARCH
 
 
-def space_dim(conn: psycopg.Connection, space: str) -> int | None:
-    row = conn.execute("SELECT dim FROM spaces WHERE space = %s", (space,)).fetchone()
-    return int(row[0]) if row else None
+def space_dim(conn: psycopg.Connection, space: str) -> tuple[int | None, bool]:
+    """(dimension, whether its HNSW index is built) of a space; (None, False) before its first vector."""
+    row = conn.execute("SELECT dim, hnsw FROM spaces WHERE space = %s", (space,)).fetchone()
+    return (int(row[0]), bool(row[1])) if row else (None, False)
 
 
-def nearest(conn: psycopg.Connection, plan: SearchPlan, queries: np.ndarray, where: str) -> list[list[VectorHit]]:
-    """Up to ``plan.k`` hits per query row, best first (inside the caller's transaction)."""
-    exact = plan.exact or plan.k > EF_MAX
-    conn.execute("SET LOCAL enable_indexscan = off" if exact else "SET LOCAL enable_seqscan = off")
-    ef_search = min(max(plan.ef_search, plan.k), EF_MAX)
-    conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(ef_search)))
-    rows = conn.execute(_search_sql(plan, where), ([dump_vector(q) for q in queries],)).fetchall()
+def nearest(
+    conn: psycopg.Connection, plan: SearchPlan, queries: np.ndarray, where: str, restrict: np.ndarray | None = None
+) -> list[list[VectorHit]]:
+    """Up to ``plan.k`` hits per query row, best first (inside the caller's transaction); with ``restrict``, only
+    among those image ids, searched exactly (the subset's own vectors, by primary key), so the answer holds
+    ``min(k, subset)`` hits however few of the nearest neighbours the subset has."""
+    vectors = [dump_vector(q) for q in queries]
+    if restrict is not None:
+        ids = np.asarray(restrict, dtype=np.int64).tolist()
+        rows = conn.execute(_restricted_sql(plan, where), (vectors, ids)).fetchall()
+    else:
+        exact = plan.exact or plan.k > EF_MAX
+        conn.execute("SET LOCAL enable_indexscan = off" if exact else "SET LOCAL enable_seqscan = off")
+        ef_search = min(max(plan.ef_search, plan.k), EF_MAX)
+        conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(ef_search)))
+        rows = conn.execute(_search_sql(plan, where), (vectors,)).fetchall()
     hits: list[list[VectorHit]] = [[] for _ in queries]
     for number, image_id, path, distance in rows:
         row = hits[number - 1]
@@ -77,6 +87,33 @@ def _search_sql(plan: SearchPlan, where: str) -> sql.Composed:
         k=sql.Literal(int(plan.k)),
         match=sql.SQL("i.sha = h.sha AND i.model = h.model" if image else "i.sha = h.sha"),
     )
+
+
+def _restricted_sql(plan: SearchPlan, where: str) -> sql.Composed:
+    cast = sql.SQL(vector_type(plan.dim, where, plan.space))
+    space = sql.SQL("") if plan.space == IMAGE_SPACE else sql.SQL(" AND v.space = {}").format(sql.Literal(plan.space))
+    column = sql.SQL("v.pooled" if plan.space == IMAGE_SPACE else "v.vector")
+    return sql.SQL(
+        """SELECT q.n, h.id, h.path, h.distance
+           FROM unnest(%s::vector[]) WITH ORDINALITY AS q(vec, n)
+           CROSS JOIN LATERAL (
+               SELECT i.id, i.path, ({column}::{cast}) <=> (q.vec::{cast}) AS distance
+               FROM images i {join}{space} WHERE i.id = ANY(%s) AND i.status = 'ok'
+               ORDER BY 3, i.id LIMIT {k}) h
+           ORDER BY q.n, h.distance, h.id"""
+    ).format(
+        column=column,
+        cast=cast,
+        join=_join_literal(plan.space),
+        space=space,
+        k=sql.Literal(int(plan.k)),
+    )
+
+
+def _join_literal(space: str) -> sql.Composable:
+    if space == IMAGE_SPACE:
+        return sql.SQL("JOIN features v ON v.sha = i.sha AND v.model = i.model AND v.pooled IS NOT NULL")
+    return sql.SQL("JOIN embeddings v ON v.sha = i.sha")
 
 
 def stream_vectors(conn: psycopg.Connection, space: str, size: int, dim: int | None) -> tuple[np.ndarray, np.ndarray]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -25,13 +25,22 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from vistext.errors import StoreError
+from vistext.store import pg_meta
 from vistext.store.base import Store
 from vistext.store.pg_connection import SqlAccess, advisory_writer_lock, display
-from vistext.store.pg_reads import read_records, space_join
-from vistext.store.pg_schema import create_space, migrate
+from vistext.store.pg_reads import SPACES, catalogue_summary, file_states, read_records, space_join
+from vistext.store.pg_schema import EF_CONSTRUCTION, HNSW_M, build_index, create_space, drop_index, migrate
 from vistext.store.pg_search import EF_SEARCH, HNSW_THRESHOLD, SearchPlan, nearest, space_dim, stream_vectors
-from vistext.store.pg_vectors import dump_vector, register_vectors
-from vistext.store.records import IMAGE_SPACE, FileState, ImageRecord, VectorHit, to_blob
+from vistext.store.pg_vectors import register_vectors
+from vistext.store.pg_writes import drop_orphans, write_batch
+from vistext.store.records import (
+    IMAGE_SPACE,
+    FileState,
+    ImageFilter,
+    ImageRecord,
+    PhotoMeta,
+    VectorHit,
+)
 
 _ID_RANGE = range(-(2**63), 2**63)
 _SIZE_TTL = 5.0  # seconds a space's size (the exact/HNSW choice) is trusted
@@ -59,6 +68,8 @@ class PostgresStore(Store):
         self._readonly = bool(readonly)
         self._sizes: dict[str, tuple[float, int]] = {}
         self._dims: dict[str, int] = {}
+        self._indexed: set[str] = set()  # spaces whose HNSW index exists
+        self._unindexed: dict[str, int] = {}  # the others: at most this many vectors
         self._lock = threading.Lock()
         self.catalogue = SqlAccess(self.url)
         options = "-c default_transaction_read_only=on" if self._readonly else ""
@@ -98,16 +109,8 @@ class PostgresStore(Store):
 
     # ---- catalogue -----------------------------------------------------------------------------------------
     def file_states(self, prefix: str | None = None) -> dict[str, FileState]:
-        where, args = sql.SQL(""), list[bytes]()
-        if prefix:
-            low = os.fsencode(prefix)
-            where, args = sql.SQL("WHERE path >= %s AND path < %s"), [low, _after_prefix(low)]
         with self._tx() as conn:
-            rows = conn.execute(
-                sql.SQL("SELECT path, size, mtime, sha, model, status FROM images {}").format(where), args
-            )
-            states = [FileState(os.fsdecode(bytes(row[0])), *row[1:]) for row in rows]
-        return {state.path: state for state in states if not prefix or state.path.startswith(prefix)}
+            return file_states(conn, prefix)
 
     def add(self, records: Sequence[ImageRecord]) -> None:
         self._writable()
@@ -118,46 +121,53 @@ class PostgresStore(Store):
                 raise StoreError(f"{record.path}: embedding space name {IMAGE_SPACE!r} is reserved")
         if not records:
             return
-        now = time.time()
-        paths = [os.fsencode(r.path) for r in records]
+        ok = [r for r in records if r.status == "ok"]
         with self._tx() as conn:
-            self._create_spaces(conn, records)
-            old = conn.execute("SELECT path, sha, model FROM images WHERE path = ANY(%s)", (paths,)).fetchall()
-            with conn.cursor() as cursor:
-                cursor.executemany(
-                    """INSERT INTO images (path, size, mtime, sha, model, status, error, indexed_at)
-                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
-                       ON CONFLICT (path) DO UPDATE SET size = excluded.size, mtime = excluded.mtime,
-                         sha = excluded.sha, model = excluded.model, status = excluded.status,
-                         error = excluded.error, indexed_at = excluded.indexed_at""",
-                    [
-                        (path, int(r.size), float(r.mtime), r.sha, r.model, r.status, r.error, now)
-                        for path, r in zip(paths, records, strict=True)
-                    ],
-                )
-                ok = [r for r in records if r.status == "ok"]
-                features = [r for r in ok if r.pooled is not None or r.logits is not None]
-                cursor.executemany(
-                    """INSERT INTO features (sha, model, pooled, logits) VALUES (%s, %s, %s, %s)
-                       ON CONFLICT (sha, model) DO UPDATE SET pooled = coalesce(excluded.pooled, features.pooled),
-                         logits = coalesce(excluded.logits, features.logits)""",
-                    [(r.sha, r.model, dump_vector(r.pooled), to_blob(r.logits)) for r in features],
-                )
-                cursor.executemany(
-                    """INSERT INTO embeddings (sha, space, vector) VALUES (%s, %s, %s)
-                       ON CONFLICT (sha, space) DO UPDATE SET vector = excluded.vector""",
-                    [(r.sha, space, dump_vector(vector)) for r in ok for space, vector in r.embeddings.items()],
-                )
-            fresh = {(r.sha, r.model) for r in records}
-            self._drop_orphans(conn, {(sha, model) for _, sha, model in old} - fresh)
+            self._create_spaces(conn, ok)
+            write_batch(conn, records)
             self._bump(conn)
+        grown: dict[str, int] = {}
+        for record in ok:
+            for space in self._record_spaces(record):
+                grown[space] = grown.get(space, 0) + 1
+        self._index_grown(grown)
+
+    @staticmethod
+    def _record_spaces(record: ImageRecord) -> list[str]:
+        return ([IMAGE_SPACE] if record.pooled is not None else []) + list(record.embeddings)
+
+    def build_index(self, space: str, *, m: int = HNSW_M, ef_construction: int = EF_CONSTRUCTION) -> float:
+        """(Re)build ``space``'s HNSW index now, whatever its size (e.g. after a bulk load with a huge
+        ``hnsw_threshold``); returns the seconds it took."""
+        self._writable()
+        started = time.perf_counter()
+        with self._tx() as conn:
+            drop_index(conn, space)
+            build_index(conn, space, self.where, m=m, ef_construction=ef_construction)
+        self._indexed.add(space)
+        return time.perf_counter() - started
+
+    def _index_grown(self, added: dict[str, int]) -> None:
+        """Build the HNSW index of each space that just outgrew exact search (counted only when it may have)."""
+        for space, count in sorted(added.items()):
+            if space in self._indexed:
+                continue
+            known = self._unindexed.get(space)
+            if known is not None and known + count <= self.hnsw_threshold:
+                self._unindexed[space] = known + count  # an upper bound (replacements count as new rows)
+                continue
+            with self._tx() as conn:
+                size = self._space_size(conn, space, fresh=True)
+                if size > self.hnsw_threshold:
+                    build_index(conn, space, self.where)
+                    self._indexed.add(space)
+                else:
+                    self._unindexed[space] = size
 
     def _create_spaces(self, conn: psycopg.Connection, records: Sequence[ImageRecord]) -> None:
         for record in records:
-            if record.status != "ok":
-                continue
-            vectors = {IMAGE_SPACE: record.pooled} if record.pooled is not None else {}
-            for space, vector in {**vectors, **record.embeddings}.items():
+            for space in self._record_spaces(record):
+                vector = record.pooled if space == IMAGE_SPACE else record.embeddings[space]
                 dim = int(np.asarray(vector).size)
                 known = self._dims.get(space)
                 if known is None:
@@ -167,22 +177,6 @@ class PostgresStore(Store):
                     raise StoreError(
                         f"{self.where}: space {space!r} holds {known}-d vectors, not {dim}-d ({record.path})"
                     )
-
-    def _drop_orphans(self, conn: psycopg.Connection, pairs: set[tuple[str, str]]) -> None:
-        if not pairs:
-            return
-        shas, models = [p[0] for p in pairs], [p[1] for p in pairs]
-        conn.execute(
-            """DELETE FROM features f USING unnest(%s::text[], %s::text[]) AS o(sha, model)
-               WHERE f.sha = o.sha AND f.model = o.model
-                 AND NOT EXISTS (SELECT 1 FROM images i WHERE i.sha = o.sha AND i.model = o.model)""",
-            (shas, models),
-        )
-        conn.execute(
-            """DELETE FROM embeddings e WHERE e.sha = ANY(%s)
-                 AND NOT EXISTS (SELECT 1 FROM images i WHERE i.sha = e.sha)""",
-            (sorted(set(shas)),),
-        )
 
     def _bump(self, conn: psycopg.Connection) -> None:
         # last statement of a write: the row lock on the counter is held only until the commit that follows
@@ -197,7 +191,7 @@ class PostgresStore(Store):
         encoded = [os.fsencode(path) for path in paths]
         with self._tx() as conn:
             gone = conn.execute("DELETE FROM images WHERE path = ANY(%s) RETURNING sha, model", (encoded,)).fetchall()
-            self._drop_orphans(conn, {(sha, model) for sha, model in gone})
+            drop_orphans(conn, {(sha, model) for sha, model in gone})
             self._bump(conn)
 
     def features_for_hash(self, sha: str, model: str) -> ImageRecord | None:
@@ -243,7 +237,7 @@ class PostgresStore(Store):
 
     def spaces(self) -> list[str]:
         with self._tx() as conn:
-            return [IMAGE_SPACE, *(row[0] for row in conn.execute(_SPACES))]
+            return [IMAGE_SPACE, *(row[0] for row in conn.execute(SPACES))]
 
     def paths_missing(self, space: str) -> set[str]:
         with self._tx() as conn:
@@ -283,28 +277,16 @@ class PostgresStore(Store):
     def info(self) -> dict[str, Any]:
         with self._tx(snapshot=True) as conn:
             spaces = {}
-            for space in [IMAGE_SPACE, *(row[0] for row in conn.execute(_SPACES))]:
-                dim = conn.execute("SELECT dim FROM spaces WHERE space = %s", (space,)).fetchone()
+            for space in [IMAGE_SPACE, *(row[0] for row in conn.execute(SPACES))]:
+                dim, indexed = space_dim(conn, space)
                 size = self._space_size(conn, space, fresh=True)
-                kind = "hnsw" if size > self.hnsw_threshold else "flat"
-                spaces[space] = {"dim": int(dim[0]) if dim else None, "index": kind, "size": size}
+                kind = "hnsw" if indexed and size > self.hnsw_threshold else "flat"
+                spaces[space] = {"dim": dim, "index": kind, "size": size}
             if spaces[IMAGE_SPACE]["dim"] is None:
                 spaces[IMAGE_SPACE] = {"dim": None, "index": "flat", "size": 0}
-            counts = dict(conn.execute("SELECT status, count(*) FROM images GROUP BY status").fetchall())
-            models = dict(conn.execute("SELECT model, count(*) FROM images WHERE status = 'ok' GROUP BY model"))
-            table_bytes, index_bytes = conn.execute(_SIZES).fetchone() or (0, 0)
-        return {
-            "backend": self.backend,
-            "path": self.where,
-            "schema_version": self.schema_version(),
-            "count": sum(counts.values()),
-            "ok": counts.get("ok", 0),
-            "failed": counts.get("failed", 0),
-            "models": models,
-            "spaces": spaces,
-            "db_bytes": int(table_bytes),
-            "index_bytes": int(index_bytes),
-        }
+            summary = catalogue_summary(conn)
+        return {"backend": self.backend, "path": self.where, "schema_version": self.schema_version(), **summary,
+                "spaces": spaces}  # fmt: skip
 
     def schema_version(self) -> int:
         from vistext.store.pg_schema import schema_version
@@ -325,24 +307,66 @@ class PostgresStore(Store):
 
     def vectors(self, space: str) -> tuple[np.ndarray, np.ndarray]:
         with self._tx(snapshot=True) as conn:
-            return stream_vectors(conn, space, self._space_size(conn, space, fresh=True), space_dim(conn, space))
+            return stream_vectors(conn, space, self._space_size(conn, space, fresh=True), space_dim(conn, space)[0])
 
-    def search(self, space: str, queries: np.ndarray, k: int) -> list[list[VectorHit]]:
+    def search(
+        self, space: str, queries: np.ndarray, k: int, restrict: np.ndarray | None = None
+    ) -> list[list[VectorHit]]:
         queries = np.asarray(queries, dtype=np.float32)
         queries = queries.reshape(1, -1) if queries.ndim == 1 else queries
         with self._tx() as conn:
             if space != IMAGE_SPACE and space not in self.spaces():
                 raise StoreError(f"{self.where}: no vector space {space!r}; known: {', '.join(self.spaces())}")
-            dim = space_dim(conn, space)
+            dim, indexed = space_dim(conn, space)
             size = self._space_size(conn, space) if dim else 0
-            if not dim or not size or k <= 0 or not len(queries):
+            if not dim or not size or k <= 0 or not len(queries) or (restrict is not None and not len(restrict)):
                 return [[] for _ in queries]
             if queries.shape[1] != dim:
                 raise StoreError(
                     f"{self.where}: query dimension {queries.shape[1]} does not match space {space!r} ({dim})"
                 )
-            plan = SearchPlan(space, dim, k, exact=size <= self.hnsw_threshold, ef_search=self.ef_search)
-            return nearest(conn, plan, queries, self.where)
+            exact = not indexed or size <= self.hnsw_threshold
+            plan = SearchPlan(space, dim, k, exact=exact, ef_search=self.ef_search)
+            return nearest(conn, plan, queries, self.where, restrict)
+
+    # ---- metadata and tags ---------------------------------------------------------------------------------
+    def ids_matching(self, filter: ImageFilter) -> np.ndarray:
+        with self._tx(snapshot=True) as conn:
+            return pg_meta.matching_ids(conn, filter)
+
+    def set_tags(self, tagger: str, tags: Mapping[int, Sequence[tuple[str, float]]]) -> None:
+        self._writable()
+        with self._tx() as conn:
+            pg_meta.set_tags(conn, tagger, tags)
+            self._bump(conn)
+
+    def tags_for(self, ids: Iterable[int]) -> dict[int, list[tuple[str, float]]]:
+        wanted = [int(i) for i in ids if int(i) in _ID_RANGE]
+        with self._tx() as conn:
+            return pg_meta.tags_for(conn, wanted)
+
+    def tag_counts(self) -> dict[str, int]:
+        with self._tx() as conn:
+            return pg_meta.tag_counts(conn)
+
+    def set_photo_meta(self, metas: Mapping[str, PhotoMeta]) -> None:
+        self._writable()
+        with self._tx() as conn:
+            pg_meta.set_photo_meta(conn, metas)
+            self._bump(conn)
+
+    def paths_without_meta(self) -> set[str]:
+        with self._tx() as conn:
+            rows = conn.execute("SELECT path FROM images WHERE status = 'ok' AND width IS NULL")
+            return {os.fsdecode(bytes(row[0])) for row in rows}
+
+    def facets(self) -> dict[str, Any]:
+        with self._tx(snapshot=True) as conn:
+            return pg_meta.facets(conn)
+
+    def collection_root(self) -> str | None:
+        with self._tx() as conn:
+            return pg_meta.collection_root(conn)
 
     # ---- locking and lifetime --------------------------------------------------------------------------
     @property
@@ -361,20 +385,3 @@ class PostgresStore(Store):
     def close(self) -> None:
         self.catalogue.close()
         self.pool.close()
-
-
-_SPACES = sql.SQL(
-    "SELECT s.space FROM spaces s WHERE s.space <> {} AND EXISTS (SELECT 1 FROM embeddings e WHERE e.space = s.space) "
-    "ORDER BY s.space"
-).format(sql.Literal(IMAGE_SPACE))
-_SIZES = (
-    "SELECT coalesce(sum(pg_table_size(c.oid)), 0), coalesce(sum(pg_indexes_size(c.oid)), 0) FROM pg_class c "
-    "WHERE c.relname IN ('images', 'features', 'embeddings', 'meta', 'spaces') AND c.relkind = 'r' "
-    "AND c.relnamespace = to_regnamespace(current_schema())"
-)
-
-
-def _after_prefix(prefix: bytes) -> bytes:
-    """The smallest byte string greater than every string starting with ``prefix`` (a range scan's end)."""
-    stripped = prefix.rstrip(b"\xff")
-    return stripped[:-1] + bytes([stripped[-1] + 1]) if stripped else b"\xff" * (len(prefix) + 1)

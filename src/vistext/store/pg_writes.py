@@ -1,0 +1,78 @@
+"""Writing a batch of records into the PostgreSQL catalogue: one transaction, idempotent upserts.
+
+Upserts by path (``ON CONFLICT``), so a batch retried after it committed changes nothing; features and
+embeddings by content hash. A batch is one pipelined round trip. New content (or a file that no longer reads)
+drops the photo's metadata (in the upsert) and its tags; content no file uses any more is deleted.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+
+import psycopg
+
+from vistext.store.pg_meta import META_UPSERT, meta_values
+from vistext.store.pg_vectors import dump_vector
+from vistext.store.records import META_FIELDS, ImageRecord, to_blob
+
+_COLUMNS = ", ".join(["path", "size", "mtime", "sha", "model", "status", "error", "indexed_at", *META_FIELDS])
+_UPSERT_IMAGE = f"""INSERT INTO images ({_COLUMNS})
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, {", ".join(["%s"] * len(META_FIELDS))})
+    ON CONFLICT (path) DO UPDATE SET {META_UPSERT}, size = excluded.size, mtime = excluded.mtime,
+      sha = excluded.sha, model = excluded.model, status = excluded.status, error = excluded.error,
+      indexed_at = excluded.indexed_at"""
+_UPSERT_FEATURES = """INSERT INTO features (sha, model, pooled, logits) VALUES (%s, %s, %s, %s)
+    ON CONFLICT (sha, model) DO UPDATE SET pooled = coalesce(excluded.pooled, features.pooled),
+      logits = coalesce(excluded.logits, features.logits)"""
+_UPSERT_EMBEDDING = """INSERT INTO embeddings (sha, space, vector) VALUES (%s, %s, %s)
+    ON CONFLICT (sha, space) DO UPDATE SET vector = excluded.vector"""
+
+
+def write_batch(conn: psycopg.Connection, records: Sequence[ImageRecord]) -> None:
+    """Upsert ``records`` inside the caller's transaction (statuses already checked)."""
+    now = time.time()
+    paths = [os.fsencode(r.path) for r in records]
+    ok = [r for r in records if r.status == "ok"]
+    features = [r for r in ok if r.pooled is not None or r.logits is not None]
+    # one round trip for the whole batch (a pipeline): on a busy machine every wait for the server is slow
+    with conn.pipeline(), conn.cursor(binary=True) as cursor:  # binary: vectors as pgvector's binary form
+        old = conn.execute("SELECT path, sha, model, id FROM images WHERE path = ANY(%s)", (paths,))
+        cursor.executemany(_UPSERT_IMAGE, [
+            (path, int(r.size), float(r.mtime), r.sha, r.model, r.status, r.error, now, *meta_values(r.meta))
+            for path, r in zip(paths, records, strict=True)
+        ])  # fmt: skip
+        cursor.executemany(
+            _UPSERT_FEATURES, [(r.sha, r.model, dump_vector(r.pooled), to_blob(r.logits)) for r in features]
+        )
+        cursor.executemany(
+            _UPSERT_EMBEDDING,
+            [(r.sha, space, dump_vector(vector)) for r in ok for space, vector in r.embeddings.items()],
+        )
+    before = {bytes(row[0]): row[1:] for row in old.fetchall()}
+    drop_orphans(conn, {row[:2] for row in before.values()} - {(r.sha, r.model) for r in records})
+    changed = [  # new content, or no longer readable: the photo's tags go (its metadata went above)
+        before[path][2]
+        for path, r in zip(paths, records, strict=True)
+        if path in before and (before[path][0] != r.sha or r.status != "ok")
+    ]
+    if changed:
+        conn.execute("DELETE FROM tags WHERE image_id = ANY(%s)", (changed,))
+
+
+def drop_orphans(conn: psycopg.Connection, pairs: set[tuple[str, str]]) -> None:
+    if not pairs:
+        return
+    shas, models = [p[0] for p in pairs], [p[1] for p in pairs]
+    conn.execute(
+        """DELETE FROM features f USING unnest(%s::text[], %s::text[]) AS o(sha, model)
+           WHERE f.sha = o.sha AND f.model = o.model
+             AND NOT EXISTS (SELECT 1 FROM images i WHERE i.sha = o.sha AND i.model = o.model)""",
+        (shas, models),
+    )
+    conn.execute(
+        """DELETE FROM embeddings e WHERE e.sha = ANY(%s)
+             AND NOT EXISTS (SELECT 1 FROM images i WHERE i.sha = e.sha)""",
+        (sorted(set(shas)),),
+    )
