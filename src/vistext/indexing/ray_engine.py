@@ -61,7 +61,13 @@ def ray_cluster(address: str | None = None, *, num_cpus: int | None = None) -> I
     if not ray.is_initialized():
         try:
             if address is None:
-                ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING)
+                ray.init(
+                    address="local",
+                    num_cpus=num_cpus,
+                    include_dashboard=False,
+                    log_to_driver=False,  # a worker's failure reaches the driver as an exception, not as log lines
+                    logging_level=logging.WARNING,
+                )
             else:
                 ray.init(address=address, logging_level=logging.WARNING)
         except (ConnectionError, RuntimeError, ValueError) as error:
@@ -146,6 +152,7 @@ def _pipeline(
     """The Ray Data plan: candidates -> decode tasks -> model actors; yields each batch's outcomes."""
     import ray.data
 
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # its per-run INFO lines would drown the bar
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # the run shows one tqdm bar (silenced by --quiet), not Ray's
     context.print_on_execution_start = False
