@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -164,3 +165,49 @@ def facets(conn: psycopg.Connection) -> dict[str, Any]:
         "with_meta": int(read),
         "tags": tag_counts(conn),
     }
+
+
+class PgMetadata:
+    """The metadata and tag methods of ``PostgresStore`` (which supplies ``_tx``, ``_writable`` and ``_bump``)."""
+
+    _tx: Callable[..., AbstractContextManager[psycopg.Connection]]
+    _writable: Callable[[], None]
+    _bump: Callable[[psycopg.Connection], None]
+
+    def ids_matching(self, filter: ImageFilter) -> np.ndarray:
+        with self._tx(snapshot=True) as conn:
+            return matching_ids(conn, filter)
+
+    def set_tags(self, tagger: str, tags: Mapping[int, Sequence[tuple[str, float]]]) -> None:
+        self._writable()
+        with self._tx() as conn:
+            set_tags(conn, tagger, tags)
+            self._bump(conn)
+
+    def tags_for(self, ids: Iterable[int]) -> dict[int, list[tuple[str, float]]]:
+        wanted = [int(i) for i in ids if int(i) in range(-(2**63), 2**63)]
+        with self._tx(read=True) as conn:
+            return tags_for(conn, wanted)
+
+    def tag_counts(self) -> dict[str, int]:
+        with self._tx(read=True) as conn:
+            return tag_counts(conn)
+
+    def set_photo_meta(self, metas: Mapping[str, PhotoMeta]) -> None:
+        self._writable()
+        with self._tx() as conn:
+            set_photo_meta(conn, metas)
+            self._bump(conn)
+
+    def paths_without_meta(self) -> set[str]:
+        with self._tx(read=True) as conn:
+            rows = conn.execute("SELECT path FROM images WHERE status = 'ok' AND width IS NULL")
+            return {os.fsdecode(bytes(row[0])) for row in rows}
+
+    def facets(self) -> dict[str, Any]:
+        with self._tx(snapshot=True) as conn:
+            return facets(conn)
+
+    def collection_root(self) -> str | None:
+        with self._tx(read=True) as conn:
+            return collection_root(conn)

@@ -27,25 +27,31 @@ def read_records(
     conn: psycopg.Connection, where: sql.Composable, params: Sequence[Any], limit: int | None = None
 ) -> list[ImageRecord]:
     """Records matching ``where`` (over ``images i``), by id, with their features and embeddings."""
-    rows = conn.execute(
-        sql.SQL(
-            """SELECT i.id, i.path, i.size, i.mtime, i.sha, i.model, i.status, i.error, f.pooled, f.logits, {meta}
-               FROM images i LEFT JOIN features f ON f.sha = i.sha AND f.model = i.model AND i.status = 'ok'
-               WHERE {} ORDER BY i.id {}"""
-        ).format(
-            where,
-            sql.SQL("") if limit is None else sql.SQL("LIMIT {}").format(sql.Literal(int(limit))),
-            meta=META_COLUMNS,
-        ),
-        params,
-    ).fetchall()
-    ok_shas = sorted({row[4] for row in rows if row[6] == "ok"})
+    limit_sql = sql.SQL("") if limit is None else sql.SQL("LIMIT {}").format(sql.Literal(int(limit)))
+    # both queries in one round trip (the embeddings of the same rows, by a subquery), results in binary: a
+    # vector as text is a thousand floats to parse, a bytea as text is hex
+    with conn.pipeline(), conn.cursor(binary=True) as records, conn.cursor(binary=True) as vectors:
+        records.execute(
+            sql.SQL(
+                """SELECT i.id, i.path, i.size, i.mtime, i.sha, i.model, i.status, i.error, f.pooled, f.logits, {meta}
+                   FROM images i LEFT JOIN features f ON f.sha = i.sha AND f.model = i.model AND i.status = 'ok'
+                   WHERE {where} ORDER BY i.id {limit}"""
+            ).format(where=where, limit=limit_sql, meta=META_COLUMNS),
+            params,
+        )
+        vectors.execute(
+            sql.SQL(
+                """SELECT e.sha, e.space, e.vector FROM embeddings e WHERE e.sha IN
+                   (SELECT i.sha FROM images i WHERE ({where}) AND i.status = 'ok' ORDER BY i.id {limit})
+                   ORDER BY e.space"""
+            ).format(where=where, limit=limit_sql),
+            params,
+        )
+        rows = records.fetchall()
+        found = vectors.fetchall()
     embeddings: dict[str, dict[str, np.ndarray]] = {}
-    if ok_shas:
-        for sha, space, vector in conn.execute(
-            "SELECT sha, space, vector FROM embeddings WHERE sha = ANY(%s) ORDER BY space", (ok_shas,)
-        ):
-            embeddings.setdefault(sha, {})[space] = as_array(vector)  # type: ignore[assignment]
+    for sha, space, vector in found:
+        embeddings.setdefault(sha, {})[space] = as_array(vector)  # type: ignore[assignment]
     return [
         ImageRecord(
             id=int(row[0]),

@@ -51,6 +51,10 @@ def _v1(conn: psycopg.Connection) -> None:
         "CREATE TABLE embeddings (sha TEXT NOT NULL, space TEXT NOT NULL, vector vector NOT NULL, "
         "PRIMARY KEY (sha, space))",
         "CREATE INDEX embeddings_space ON embeddings (space)",
+        # vectors stay in their row, uncompressed where they fit (floats do not compress): an exact scan then
+        # reads the table alone, not a TOAST lookup per vector
+        "ALTER TABLE features ALTER COLUMN pooled SET STORAGE MAIN",
+        "ALTER TABLE embeddings ALTER COLUMN vector SET STORAGE MAIN",
         "CREATE TABLE spaces (space TEXT PRIMARY KEY, dim INTEGER NOT NULL, hnsw BOOLEAN NOT NULL DEFAULT false)",
     ):
         conn.execute(statement)

@@ -43,7 +43,13 @@ def space_dim(conn: psycopg.Connection, space: str) -> tuple[int | None, bool]:
 
 
 def nearest(
-    conn: psycopg.Connection, plan: SearchPlan, queries: np.ndarray, where: str, restrict: np.ndarray | None = None
+    conn: psycopg.Connection,
+    plan: SearchPlan,
+    queries: np.ndarray,
+    where: str,
+    restrict: np.ndarray | None = None,
+    *,
+    settings: bool = True,
 ) -> list[list[VectorHit]]:
     """Up to ``plan.k`` hits per query row, best first (inside the caller's transaction); with ``restrict``, only
     among those image ids, searched exactly (the subset's own vectors, by primary key), so the answer holds
@@ -51,13 +57,20 @@ def nearest(
     vectors = [dump_vector(q) for q in queries]
     if restrict is not None:
         ids = np.asarray(restrict, dtype=np.int64).tolist()
-        rows = conn.execute(_restricted_sql(plan, where), (vectors, ids)).fetchall()
+        with conn.pipeline():  # the subset by primary key (a bitmap scan), never an approximate HNSW walk
+            conn.execute("SET LOCAL enable_indexscan = off")
+            cursor = conn.execute(_restricted_sql(plan, where), (vectors, ids))
+        rows = cursor.fetchall()
+    elif not settings:  # the caller checked that the planner's choice and the session's ef_search are right
+        rows = conn.execute(_search_sql(plan, where), (vectors,)).fetchall()
     else:
         exact = plan.exact or plan.k > EF_MAX
-        conn.execute("SET LOCAL enable_indexscan = off" if exact else "SET LOCAL enable_seqscan = off")
         ef_search = min(max(plan.ef_search, plan.k), EF_MAX)
-        conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(ef_search)))
-        rows = conn.execute(_search_sql(plan, where), (vectors,)).fetchall()
+        with conn.pipeline():  # settings and query in one round trip
+            conn.execute("SET LOCAL enable_indexscan = off" if exact else "SET LOCAL enable_seqscan = off")
+            conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(ef_search)))
+            cursor = conn.execute(_search_sql(plan, where), (vectors,))
+        rows = cursor.fetchall()
     hits: list[list[VectorHit]] = [[] for _ in queries]
     for number, image_id, path, distance in rows:
         row = hits[number - 1]

@@ -7,9 +7,12 @@ import psycopg
 from pgvector.psycopg import register_vector
 
 
-def register_vectors(conn: psycopg.Connection) -> None:
-    """Teach a new pooled connection the ``vector`` type (numpy arrays dump as vectors)."""
+def register_vectors(conn: psycopg.Connection, ef_search: int | None = None) -> None:
+    """Teach a new pooled connection the ``vector`` type (numpy arrays dump as vectors) and, when given, the
+    store's HNSW candidate list size (``hnsw.ef_search``) for its whole session."""
     register_vector(conn)
+    if ef_search is not None:
+        conn.execute(f"SET hnsw.ef_search = {int(ef_search)}")
     conn.commit()  # the type lookup opened a transaction: a pooled connection must come back idle
 
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import numpy as np
@@ -25,20 +25,26 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from vistext.errors import StoreError
-from vistext.store import pg_meta
 from vistext.store.base import Store
 from vistext.store.pg_connection import SqlAccess, advisory_writer_lock, display
+from vistext.store.pg_meta import PgMetadata
 from vistext.store.pg_reads import SPACES, catalogue_summary, file_states, read_records, space_join
-from vistext.store.pg_schema import EF_CONSTRUCTION, HNSW_M, build_index, create_space, drop_index, migrate
-from vistext.store.pg_search import EF_SEARCH, HNSW_THRESHOLD, SearchPlan, nearest, space_dim, stream_vectors
+from vistext.store.pg_schema import (
+    EF_CONSTRUCTION,
+    HNSW_M,
+    build_index,
+    create_space,
+    drop_index,
+    migrate,
+    schema_version,
+)
+from vistext.store.pg_search import EF_MAX, EF_SEARCH, HNSW_THRESHOLD, SearchPlan, nearest, space_dim, stream_vectors
 from vistext.store.pg_vectors import register_vectors
 from vistext.store.pg_writes import drop_orphans, write_batch
 from vistext.store.records import (
     IMAGE_SPACE,
     FileState,
-    ImageFilter,
     ImageRecord,
-    PhotoMeta,
     VectorHit,
 )
 
@@ -46,7 +52,7 @@ _ID_RANGE = range(-(2**63), 2**63)
 _SIZE_TTL = 5.0  # seconds a space's size (the exact/HNSW choice) is trusted
 
 
-class PostgresStore(Store):
+class PostgresStore(PgMetadata, Store):
     """PostgreSQL + pgvector store (see module docstring). Thread-safe: a connection pool serves the threads."""
 
     backend = "postgresql"
@@ -64,9 +70,11 @@ class PostgresStore(Store):
         self.url = url if "://" in url else f"postgresql://{url}"
         self.where = display(self.url)
         self.hnsw_threshold = hnsw_threshold
-        self.ef_search = ef_search
+        self.ef_search = ef_search  # a session setting of every pooled connection; another value costs a SET
+        self._session_ef = ef_search
         self._readonly = bool(readonly)
         self._sizes: dict[str, tuple[float, int]] = {}
+        self._states: dict[str, tuple[float, int | None, bool, int]] = {}
         self._dims: dict[str, int] = {}
         self._indexed: set[str] = set()  # spaces whose HNSW index exists
         self._unindexed: dict[str, int] = {}  # the others: at most this many vectors
@@ -80,7 +88,7 @@ class PostgresStore(Store):
             timeout=timeout,
             open=False,
             kwargs={"application_name": f"vistext pid {os.getpid()}", "options": options},
-            configure=register_vectors,
+            configure=lambda conn: register_vectors(conn, ef_search),
         )
         try:
             self.pool.open(wait=True, timeout=timeout)
@@ -93,13 +101,22 @@ class PostgresStore(Store):
 
     # ---- connections ---------------------------------------------------------------------------------------
     @contextmanager
-    def _tx(self, *, snapshot: bool = False) -> Iterator[psycopg.Connection]:
-        """One transaction on a pooled connection; failures become a StoreError naming the server."""
+    def _tx(self, *, snapshot: bool = False, read: bool = False) -> Iterator[psycopg.Connection]:
+        """A transaction on a pooled connection (``snapshot``: repeatable read, for several consistent reads;
+        ``read``: autocommit, for one statement: no BEGIN/COMMIT round trips); failures become a StoreError."""
         try:
             with self.pool.connection() as conn:
-                if snapshot:
-                    conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                yield conn
+                if read:
+                    conn.autocommit = True
+                elif snapshot:  # sent with the first statement's BEGIN, not as a round trip of its own
+                    conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+                try:
+                    yield conn
+                    conn.commit()  # (nothing to commit in autocommit)
+                finally:
+                    with suppress(psycopg.Error):
+                        conn.rollback()  # a no-op after the commit; ends a failed transaction
+                        conn.autocommit, conn.isolation_level = False, None
         except psycopg.Error as error:
             raise StoreError(f"{self.where}: {str(error).splitlines()[0]}") from None
 
@@ -109,7 +126,7 @@ class PostgresStore(Store):
 
     # ---- catalogue -----------------------------------------------------------------------------------------
     def file_states(self, prefix: str | None = None) -> dict[str, FileState]:
-        with self._tx() as conn:
+        with self._tx(read=True) as conn:
             return file_states(conn, prefix)
 
     def add(self, records: Sequence[ImageRecord]) -> None:
@@ -145,6 +162,7 @@ class PostgresStore(Store):
             drop_index(conn, space)
             build_index(conn, space, self.where, m=m, ef_construction=ef_construction)
         self._indexed.add(space)
+        self._states.clear()
         return time.perf_counter() - started
 
     def _index_grown(self, added: dict[str, int]) -> None:
@@ -161,6 +179,7 @@ class PostgresStore(Store):
                 if size > self.hnsw_threshold:
                     build_index(conn, space, self.where)
                     self._indexed.add(space)
+                    self._states.clear()
                 else:
                     self._unindexed[space] = size
 
@@ -185,6 +204,7 @@ class PostgresStore(Store):
             "ON CONFLICT (key) DO UPDATE SET value = to_jsonb(meta.value::bigint + 1)"
         )
         self._sizes.clear()
+        self._states.clear()
 
     def remove(self, paths: Sequence[str]) -> None:
         self._writable()
@@ -236,11 +256,11 @@ class PostgresStore(Store):
             last = found[-1].id  # type: ignore[assignment]
 
     def spaces(self) -> list[str]:
-        with self._tx() as conn:
+        with self._tx(read=True) as conn:
             return [IMAGE_SPACE, *(row[0] for row in conn.execute(SPACES))]
 
     def paths_missing(self, space: str) -> set[str]:
-        with self._tx() as conn:
+        with self._tx(read=True) as conn:
             rows = conn.execute(
                 """SELECT i.path FROM images i WHERE i.status = 'ok' AND NOT EXISTS
                      (SELECT 1 FROM embeddings e WHERE e.sha = i.sha AND e.space = %s)""",
@@ -249,12 +269,12 @@ class PostgresStore(Store):
             return {os.fsdecode(bytes(row[0])) for row in rows}
 
     def version(self) -> int:
-        with self._tx() as conn:
+        with self._tx(read=True) as conn:
             row = conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
         return int(row[0]) if row else 0
 
     def count(self, status: str | None = None) -> int:
-        with self._tx() as conn:
+        with self._tx(read=True) as conn:
             if status is None:
                 row = conn.execute("SELECT count(*) FROM images").fetchone()
             else:
@@ -270,7 +290,7 @@ class PostgresStore(Store):
             )
 
     def get_meta(self, key: str, default: Any = None) -> Any:
-        with self._tx() as conn:
+        with self._tx(read=True) as conn:
             row = conn.execute("SELECT value FROM meta WHERE key = %s", (f"user:{key}",)).fetchone()
         return row[0] if row else default
 
@@ -289,9 +309,7 @@ class PostgresStore(Store):
                 "spaces": spaces}  # fmt: skip
 
     def schema_version(self) -> int:
-        from vistext.store.pg_schema import schema_version
-
-        with self._tx() as conn:
+        with self._tx(read=True) as conn:
             return schema_version(conn)
 
     # ---- vectors -------------------------------------------------------------------------------------------
@@ -314,11 +332,12 @@ class PostgresStore(Store):
     ) -> list[list[VectorHit]]:
         queries = np.asarray(queries, dtype=np.float32)
         queries = queries.reshape(1, -1) if queries.ndim == 1 else queries
-        with self._tx() as conn:
-            if space != IMAGE_SPACE and space not in self.spaces():
-                raise StoreError(f"{self.where}: no vector space {space!r}; known: {', '.join(self.spaces())}")
-            dim, indexed = space_dim(conn, space)
-            size = self._space_size(conn, space) if dim else 0
+        with self._tx(read=True) as conn:
+            dim, indexed, size = self._space_state(conn, space)
+            if space != IMAGE_SPACE and not size:  # on this connection: another could wait on a busy pool
+                known = [IMAGE_SPACE, *(row[0] for row in conn.execute(SPACES))]
+                if space not in known:
+                    raise StoreError(f"{self.where}: no vector space {space!r}; known: {', '.join(known)}")
             if not dim or not size or k <= 0 or not len(queries) or (restrict is not None and not len(restrict)):
                 return [[] for _ in queries]
             if queries.shape[1] != dim:
@@ -327,46 +346,24 @@ class PostgresStore(Store):
                 )
             exact = not indexed or size <= self.hnsw_threshold
             plan = SearchPlan(space, dim, k, exact=exact, ef_search=self.ef_search)
+            # the planner's own choice is right (HNSW when built, else a scan) and the session's ef_search holds:
+            # one statement, one round trip
+            session = self.ef_search == self._session_ef and k <= (self._session_ef if indexed else EF_MAX)
+            if restrict is None and exact == (not indexed) and session:
+                return nearest(conn, plan, queries, self.where, settings=False)
+        with self._tx() as conn:
             return nearest(conn, plan, queries, self.where, restrict)
 
-    # ---- metadata and tags ---------------------------------------------------------------------------------
-    def ids_matching(self, filter: ImageFilter) -> np.ndarray:
-        with self._tx(snapshot=True) as conn:
-            return pg_meta.matching_ids(conn, filter)
-
-    def set_tags(self, tagger: str, tags: Mapping[int, Sequence[tuple[str, float]]]) -> None:
-        self._writable()
-        with self._tx() as conn:
-            pg_meta.set_tags(conn, tagger, tags)
-            self._bump(conn)
-
-    def tags_for(self, ids: Iterable[int]) -> dict[int, list[tuple[str, float]]]:
-        wanted = [int(i) for i in ids if int(i) in _ID_RANGE]
-        with self._tx() as conn:
-            return pg_meta.tags_for(conn, wanted)
-
-    def tag_counts(self) -> dict[str, int]:
-        with self._tx() as conn:
-            return pg_meta.tag_counts(conn)
-
-    def set_photo_meta(self, metas: Mapping[str, PhotoMeta]) -> None:
-        self._writable()
-        with self._tx() as conn:
-            pg_meta.set_photo_meta(conn, metas)
-            self._bump(conn)
-
-    def paths_without_meta(self) -> set[str]:
-        with self._tx() as conn:
-            rows = conn.execute("SELECT path FROM images WHERE status = 'ok' AND width IS NULL")
-            return {os.fsdecode(bytes(row[0])) for row in rows}
-
-    def facets(self) -> dict[str, Any]:
-        with self._tx(snapshot=True) as conn:
-            return pg_meta.facets(conn)
-
-    def collection_root(self) -> str | None:
-        with self._tx() as conn:
-            return pg_meta.collection_root(conn)
+    def _space_state(self, conn: psycopg.Connection, space: str) -> tuple[int | None, bool, int]:
+        """(dimension, HNSW index built, vectors) of a space, trusted for a few seconds: a search then costs
+        one round trip (and its commit), not one per question asked of the catalogue."""
+        cached = self._states.get(space)
+        if cached is not None and time.monotonic() - cached[0] < _SIZE_TTL:
+            return cached[1:]
+        dim, indexed = space_dim(conn, space)
+        size = self._space_size(conn, space, fresh=True) if dim else 0
+        self._states[space] = (time.monotonic(), dim, indexed, size)
+        return dim, indexed, size
 
     # ---- locking and lifetime --------------------------------------------------------------------------
     @property

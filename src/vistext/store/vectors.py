@@ -24,10 +24,14 @@ from vistext.paths import atomic_path
 log = logging.getLogger(__name__)
 
 FLAT, HNSW = "flat", "hnsw"
-# Exact search up to here: ~15-60 ms per query at 100k x 1280 on one core, and perfect recall. bench/search.py
-# measured HNSW (M=32, ef=128) at only 0.15 recall@10 on random 1280-d vectors, so it is kept for really large
-# collections, where exact search stops being interactive. Real image features cluster and fare far better.
-HNSW_THRESHOLD = 200_000
+# Exact search up to here: an exact query reads every vector, ~0.44 ms per million floats on one core, so ~11 ms
+# at 20k x 1280 (the widest space), and concurrent queries share one BLAS pass; recall is perfect. Above it, HNSW
+# with these parameters: bench/search.py measured recall@10 0.979 at p50 0.30 ms on GloVe 6B 50d (390k real
+# vectors, angular) and 1.000 at 0.35-0.61 ms on the photos' 514-d joint and 1280-d pooled embeddings, where
+# exact search already costs several ms (figures and the sweep: docs/scaling.md). M=16 reaches only 0.957 at
+# efSearch=128 on GloVe; a larger efConstruction builds several times slower for +0.01.
+HNSW_THRESHOLD = 20_000
+HNSW_M, EF_CONSTRUCTION, EF_SEARCH = 32, 80, 128
 COMPACT_FRACTION = 0.2
 # FAISS picks its exact-search kernel by comparing the number of queries with a global threshold: below it, a
 # scan per query (fastest for 1-3 queries); from it, one BLAS matrix product for the whole batch. The default
@@ -45,7 +49,13 @@ class VectorIndex:
     """Cosine-similarity search over vectors identified by integer ids (``images.id``)."""
 
     def __init__(
-        self, dim: int, kind: str = FLAT, *, hnsw_m: int = 32, ef_construction: int = 80, ef_search: int = 128
+        self,
+        dim: int,
+        kind: str = FLAT,
+        *,
+        hnsw_m: int = HNSW_M,
+        ef_construction: int = EF_CONSTRUCTION,
+        ef_search: int = EF_SEARCH,
     ) -> None:
         if kind not in (FLAT, HNSW):
             raise StoreError(f"unknown vector index kind {kind!r}; known: {FLAT}, {HNSW}")
@@ -203,7 +213,7 @@ class VectorIndex:
             raise StoreError(f"{path}: cannot write vector index: {error}") from None
 
     @classmethod
-    def load(cls, path: Path, *, ef_search: int = 128) -> VectorIndex:
+    def load(cls, path: Path, *, ef_search: int = EF_SEARCH) -> VectorIndex:
         try:
             wrapper = faiss.read_index(str(path))
         except RuntimeError as error:
