@@ -153,7 +153,9 @@ class Collection:
             raise UsageError(f"{folder}: not a folder")
         model = self._collection_tagger(tagger) if tagger is not None else None  # a bad tagger fails first
         if engine == "ray":
-            report = self._index_on_ray(str(folder), text_search, address)
+            from vistext.service.collection_ray import index_on_ray
+
+            report = index_on_ray(self, str(folder), text_search, address)
         else:
             report = self._index_locally(Path(folder), text_search)
         if model is not None and tagger is not None:
@@ -181,11 +183,6 @@ class Collection:
         model = self._collection_tagger(tagger)
         name = tagger_name(tagger) if Path(tagger).exists() else str(tagger)
         return tag_collection(self.store(), model, name, progress=self.progress)
-
-    def _index_on_ray(self, location: str, text_search: bool, address: str | None) -> IndexReport:
-        from vistext.service.collection_ray import index_on_ray
-
-        return index_on_ray(self, location, text_search, address)
 
     def info(self) -> InfoResult:
         path = self.db_path()
