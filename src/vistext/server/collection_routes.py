@@ -12,21 +12,29 @@ from fastapi.responses import StreamingResponse
 from vistext.server import schemas
 from vistext.server.responses import JSONResponse
 from vistext.server.settings import ServerSettings
-from vistext.service.filters import MAX_TEXT, parse_filter
+from vistext.service.filters import DATE_PATTERN, MAX_TEXT, NEAR_PATTERN, parse_filter
 from vistext.store.records import ImageFilter
 
 EXPORT_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
 
 
+def _text(description: str) -> Any:
+    return Query(None, min_length=1, max_length=MAX_TEXT, pattern=schemas.NOT_BLANK, description=description)
+
+
 def image_filter(
     after: str | None = Query(
-        None, max_length=40, description="taken on or after this date (YYYY-MM-DD or ISO datetime, UTC)"
+        None, max_length=60, pattern=DATE_PATTERN, description="taken on or after this date (YYYY-MM-DD or ISO, UTC)"
     ),
-    before: str | None = Query(None, max_length=40, description="taken before this date (YYYY-MM-DD or datetime)"),
-    camera: str | None = Query(None, max_length=MAX_TEXT, description="camera make/model contains this"),
-    near: str | None = Query(None, max_length=80, description="LAT,LON,KM: within KM km of this GPS position"),
-    folder: str | None = Query(None, max_length=MAX_TEXT, description="in this folder (collection-relative)"),
-    tag: str | None = Query(None, max_length=MAX_TEXT, description="has this stored collection tag"),
+    before: str | None = Query(
+        None, max_length=60, pattern=DATE_PATTERN, description="taken before this date (YYYY-MM-DD or ISO datetime)"
+    ),
+    camera: str | None = _text("camera make/model contains this (case-insensitive)"),
+    near: str | None = Query(
+        None, max_length=100, pattern=NEAR_PATTERN, description="LAT,LON,KM: within KM km of this GPS position"
+    ),
+    folder: str | None = _text("in this folder or below (relative to the collection's folder)"),
+    tag: str | None = _text("has this stored collection tag (case-insensitive)"),
 ) -> ImageFilter:
     """The filter query parameters, parsed (a bad one raises ``UsageError``: a 400)."""
     return parse_filter(after, before, camera, near, folder, tag)

@@ -21,22 +21,41 @@ if TYPE_CHECKING:
 
 FILTER_NAMES = ("after", "before", "camera", "near", "folder", "tag")
 MAX_TEXT = 200  # camera, folder and tag filters are short names, not documents
+MAX_KM = 20_000  # half the Earth's circumference is 20,015 km: every distance is within it
+# What the parsers accept, as regular expressions (the HTTP API's schema states them, so a request the schema
+# allows is answered): days that exist in their month, and February 29 in any year (March 1 in a common year).
+_MONTH_DAY = r"((0[13578]|1[02])-(0[1-9]|[12]\d|3[01])|(0[469]|11)-(0[1-9]|[12]\d|30)|02-(0[1-9]|1\d|2\d))"
+DATE_PATTERN = (
+    rf"^\s*[12]\d{{3}}-{_MONTH_DAY}"
+    r"([T ]([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,6})?)?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)?)?\s*$"
+)
+_LAT = r"-?(90(\.0+)?|[1-8]?\d(\.\d+)?)"
+_LON = r"-?(180(\.0+)?|(1[0-7]\d|[1-9]?\d)(\.\d+)?)"
+_KM = r"((\d{1,4}|1\d{4})(\.\d+)?|20000(\.0+)?)"
+NEAR_PATTERN = rf"^\s*{_LAT}\s*,\s*{_LON}\s*,\s*{_KM}\s*$"
+PATTERN_MESSAGES = {  # what a value not matching each pattern is told (instead of the regular expression)
+    DATE_PATTERN: "not a date (use YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS)",
+    NEAR_PATTERN: f"not LAT,LON,KM (latitude -90 to 90, longitude -180 to 180, 0 to {MAX_KM} km; e.g. 48.85,2.35,10)",
+}
 
 
 def parse_date(name: str, text: str) -> float:
     """Unix seconds of ``YYYY-MM-DD`` or an ISO datetime (UTC unless it names a zone)."""
-    value = text.strip()
+    value = text.strip().replace("Z", "+00:00")
     try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(value)
     except ValueError:
-        raise UsageError(f"{name}: {text!r} is not a date (use YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS)") from None
+        if value[4:10] != "-02-29":
+            raise UsageError(f"{name}: {text!r} is not a date (use YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS)") from None
+        moment = datetime.fromisoformat(value[:5] + "03-01" + value[10:])  # a common year's "February 29"
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
 
 
 def parse_near(text: str) -> tuple[float, float, float]:
-    """``LAT,LON,KM`` -> (latitude, longitude, km), checked: |lat| <= 90, |lon| <= 180, 0 < km <= 20,040."""
+    """``LAT,LON,KM`` -> (latitude, longitude, km), checked: |lat| <= 90, |lon| <= 180, 0 <= km <= 20,000 (0:
+    the exact position)."""
     parts = [part.strip() for part in text.split(",")]
     try:
         lat, lon, km = (float(part) for part in parts) if len(parts) == 3 else (math.nan,) * 3
@@ -46,8 +65,8 @@ def parse_near(text: str) -> tuple[float, float, float]:
         raise UsageError(f"near: {text!r} is not LAT,LON,KM (e.g. 48.8566,2.3522,10)")
     if not -90 <= lat <= 90 or not -180 <= lon <= 180:
         raise UsageError(f"near: latitude must be in [-90, 90] and longitude in [-180, 180], got {lat}, {lon}")
-    if not 0 < km <= 20_040:
-        raise UsageError(f"near: the radius must be more than 0 and at most 20040 km, got {km}")
+    if not 0 <= km <= MAX_KM:
+        raise UsageError(f"near: the radius must be from 0 to {MAX_KM} km, got {km}")
     return lat, lon, km
 
 
@@ -73,13 +92,9 @@ def parse_filter(
     """An ``ImageFilter`` from the text forms (None: no condition); ``UsageError`` names the bad one."""
     from vistext.store.records import ImageFilter
 
-    start = None if after is None else parse_date("after", after)
-    end = None if before is None else parse_date("before", before)
-    if start is not None and end is not None and end <= start:
-        raise UsageError(f"before ({before}) must be later than after ({after})")
-    return ImageFilter(
-        after=start,
-        before=end,
+    return ImageFilter(  # an "after" later than "before" is a filter no photo passes, not an error
+        after=None if after is None else parse_date("after", after),
+        before=None if before is None else parse_date("before", before),
         camera=_text("camera", camera),
         near=None if near is None else parse_near(near),
         folder=_text("folder", folder),
