@@ -48,7 +48,9 @@ def print_hits(result: SearchResult, as_json: bool) -> None:
 
 def run_index(args: argparse.Namespace) -> int:
     with service_for(args) as service:
-        report = service.index(args.folder, text_search=not args.no_text, tagger=args.tagger)
+        report = service.index(
+            args.folder, text_search=not args.no_text, tagger=args.tagger, engine=args.engine, address=args.address
+        )
     summary: dict[str, Any] = report.to_dict()
     # an empty folder (or a typo'd one with no photos) is not an error, since its index is correctly empty,
     # but it must not look like a successful run over photos: say so in text and as "images_found" in JSON
@@ -281,13 +283,17 @@ def run_topics(args: argparse.Namespace) -> int:
 
 def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     index = commands.add_parser("index", parents=[common], help="index a folder of images (incremental)")
-    index.add_argument("folder", type=Path)
+    index.add_argument("folder", help="a folder, or s3://bucket/prefix with --engine ray")
     index.add_argument("--no-text", action="store_true", help="skip the text-search embeddings")
     index.add_argument(
         "--tagger",
         metavar="DIR",
         help="also store this trained tagger's tags of every photo (see list --tag)",
     )
+    index.add_argument(
+        "--engine", choices=["local", "ray"], default="local", help="local threads (default) or a Ray cluster"
+    )
+    index.add_argument("--address", help="Ray cluster HOST:PORT to join (default: start a local one for the run)")
     add_db(index)
     index.set_defaults(run=run_index)
 

@@ -19,10 +19,10 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from tqdm import tqdm
@@ -33,7 +33,7 @@ from vistext.features import EncodedImage, extract
 from vistext.file_messages import file_messages
 from vistext.images import file_hash, iter_image_files, not_regular_reason
 from vistext.photo_meta import PhotoMeta, read_photo_meta
-from vistext.store import ImageRecord, Store
+from vistext.store import FileState, ImageRecord, Store
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ class _Indexer:
         else:
             self.report.added += 1
 
-    def to_encode(self, candidates: list[tuple[str, int, float, bool]]) -> Iterator[str]:
+    def to_encode(self, candidates: list[Candidate]) -> Iterator[str]:
         """Hash candidates lazily (as the encoder pulls paths); content already in the store is reused."""
         for path, size, mtime, is_update in candidates:
             try:
@@ -146,15 +146,7 @@ class _Indexer:
     def encoded(self, batch: list[EncodedImage]) -> list[ImageRecord]:
         good = [e for e in batch if e.error is None]
         records: list[ImageRecord] = []
-        embeddings: dict[str, np.ndarray] = {}
-        if good:
-            features = ImageFeatures(
-                pooled=np.stack([e.pooled for e in good if e.pooled is not None]),  # every decoded image has them
-                logits=_stacked([e.logits for e in good]),
-                grid=_stacked([e.grid for e in good]),
-            )
-            for name, project in self.projectors.items():
-                embeddings[name] = np.asarray(project(features), dtype=np.float32)
+        embeddings = project_batch(good, self.projectors)
         for i, e in enumerate(good):
             item = self.pending.pop(e.path)
             records.append(
@@ -181,7 +173,7 @@ class _Indexer:
             self.bar.update(len(batch))
 
 
-def _states_under(store: Store, root: str) -> dict[str, Any]:
+def _states_under(store: Store, root: str) -> dict[str, FileState]:
     prefix = root.rstrip(os.sep) + os.sep
     return store.file_states(prefix)
 
@@ -228,23 +220,26 @@ def index_folder(
     return report
 
 
-def _run(
-    root_path: Path,
-    store: Store,
-    encoder: ImageEncoder,
-    projectors: Mapping[str, Projector],
-    report: IndexReport,
-    batch_size: int,
-    workers: int,
-    progress: bool,
-) -> None:
-    root = str(root_path)
-    grid = any(getattr(p, "needs_grid", False) for p in projectors.values())
-    known = _states_under(store, root)
-    # an unchanged file still needs work when it lacks a requested space (indexed before that model existed)
-    lacking = set().union(*(store.paths_missing(space) for space in projectors)) if projectors else set()
-    seen: set[str] = set()
-    candidates: list[tuple[str, int, float, bool]] = []
+class Candidate(NamedTuple):
+    """A new or changed file to decode and encode (``is_update``: the store has an older state of it)."""
+
+    path: str
+    size: int
+    mtime: float
+    is_update: bool
+
+
+@dataclass
+class Plan:
+    """What a run must do: the candidates to encode, what the store knew under the root, and what is there now."""
+
+    known: dict[str, FileState]
+    seen: set[str]
+    candidates: list[Candidate]
+
+
+def list_folder(root_path: Path, report: IndexReport) -> Iterator[tuple[str, int, float]]:
+    """``(path, size, mtime)`` of every image file under ``root_path``; a non-regular one is a failure."""
     for file in iter_image_files(root_path):
         path = str(file)
         try:
@@ -255,38 +250,93 @@ def _run(
             report.failed += 1
             report.failures.append((path, f"{not_regular_reason(info.st_mode)}, not an image file"))
             continue
-        seen.add(path)
+        yield path, info.st_size, info.st_mtime
+
+
+def plan_changes(
+    root: str,
+    listing: Iterable[tuple[str, int, float]],
+    store: Store,
+    model: str,
+    spaces: Iterable[str],
+    report: IndexReport,
+) -> Plan:
+    """Compare a listing of the files under ``root`` with the store: unchanged files are counted and skipped.
+
+    Shared by every engine (local threads, Ray), whatever lists the files (a folder walk, an object store).
+    """
+    known = _states_under(store, root)
+    # an unchanged file still needs work when it lacks a requested space (indexed before that model existed)
+    lacking: set[str] = set().union(*(store.paths_missing(space) for space in spaces))
+    plan = Plan(known=known, seen=set(), candidates=[])
+    for path, size, mtime in listing:
+        plan.seen.add(path)
         state = known.get(path)
         if (
             state is not None
-            and state.size == info.st_size
-            and abs(float(state.mtime) - info.st_mtime) < _MTIME_TOLERANCE
-            and state.model == encoder.name
+            and state.size == size
+            and abs(float(state.mtime) - mtime) < _MTIME_TOLERANCE
+            and state.model == model
             and path not in lacking
         ):
             report.unchanged += 1
             continue
-        candidates.append((path, info.st_size, info.st_mtime, state is not None))
+        plan.candidates.append(Candidate(path, size, mtime, state is not None))
+    return plan
 
-    with tqdm(
-        total=len(candidates), disable=not progress, desc="indexing", unit="img", dynamic_ncols=True, smoothing=0.1
-    ) as bar:
-        indexer = _Indexer(store, encoder, projectors, report, bar)
-        batches = extract(
-            indexer.to_encode(candidates), encoder, batch_size=batch_size, workers=workers, grid=grid, progress=False
-        )
-        for batch in batches:
-            indexer.flush(indexer.encoded(batch))
-        indexer.flush([])
-    _fill_meta(store, seen - {path for path, *_ in candidates}, report)
-    # removed last, so a file that was moved or renamed reuses its old features instead of being re-encoded
-    gone = sorted(set(known) - seen)
+
+def remove_gone(store: Store, plan: Plan, report: IndexReport) -> None:
+    """Forget files the store knew under the root that are no longer there.
+
+    Called last, so a file that was moved or renamed reuses its old features instead of being re-encoded.
+    """
+    gone = sorted(set(plan.known) - plan.seen)
     if gone:
         store.remove(gone)
         report.removed = len(gone)
 
 
-def _fill_meta(store: Store, unchanged: set[str], report: IndexReport, page: int = 256) -> None:
+def _run(
+    root_path: Path,
+    store: Store,
+    encoder: ImageEncoder,
+    projectors: Mapping[str, Projector],
+    report: IndexReport,
+    batch_size: int,
+    workers: int,
+    progress: bool,
+) -> None:
+    grid = any(getattr(p, "needs_grid", False) for p in projectors.values())
+    plan = plan_changes(str(root_path), list_folder(root_path, report), store, encoder.name, projectors, report)
+    with tqdm(
+        total=len(plan.candidates), disable=not progress, desc="indexing", unit="img", dynamic_ncols=True,
+        smoothing=0.1,
+    ) as bar:  # fmt: skip
+        indexer = _Indexer(store, encoder, projectors, report, bar)
+        batches = extract(
+            indexer.to_encode(plan.candidates), encoder, batch_size=batch_size, workers=workers, grid=grid,
+            progress=False,
+        )  # fmt: skip
+        for batch in batches:
+            indexer.flush(indexer.encoded(batch))
+        indexer.flush([])
+    fill_meta(store, plan.seen - {c.path for c in plan.candidates}, report)
+    remove_gone(store, plan, report)
+
+
+def project_batch(good: list[EncodedImage], projectors: Mapping[str, Projector]) -> dict[str, np.ndarray]:
+    """Each projector's vectors for a batch of decoded images (rows follow ``good``)."""
+    if not good or not projectors:
+        return {}
+    features = ImageFeatures(
+        pooled=np.stack([e.pooled for e in good if e.pooled is not None]),  # every decoded image has them
+        logits=_stacked([e.logits for e in good]),
+        grid=_stacked([e.grid for e in good]),
+    )
+    return {name: np.asarray(project(features), dtype=np.float32) for name, project in projectors.items()}
+
+
+def fill_meta(store: Store, unchanged: set[str], report: IndexReport, page: int = 256) -> None:
     """Read the metadata of unchanged files that have none stored (a catalogue from before metadata)."""
     lacking = sorted(store.paths_without_meta() & unchanged)
     for start in range(0, len(lacking), page):

@@ -131,21 +131,43 @@ class Collection:
         return self._queries.get()
 
     # ---- building and describing it -----------------------------------------------------------------------
-    def index(self, folder: str | Path, *, text_search: bool = True, tagger: str | Path | None = None) -> IndexReport:
+    def index(
+        self,
+        folder: str | Path,
+        *,
+        text_search: bool = True,
+        tagger: str | Path | None = None,
+        engine: str = "local",
+        address: str | None = None,
+    ) -> IndexReport:
         """Incrementally index ``folder`` (new files added, changed re-encoded, deleted removed); with
-        ``tagger`` (a trained tagger's folder or name) also store its tags of every photo."""
-        from vistext.indexing.local import index_folder
+        ``tagger`` (a trained tagger's folder or name) also store its tags of every photo.
 
-        folder = Path(folder)
-        if not folder.is_dir():
+        ``engine="ray"`` runs on a Ray cluster (``address``; default a private local one) and also reads
+        ``s3://bucket/prefix`` URLs; see ``vistext.indexing.ray_engine``."""
+        if engine not in ("local", "ray"):
+            raise UsageError(f"unknown indexing engine {engine!r}; known: local, ray")
+        if address is not None and engine != "ray":
+            raise UsageError(f"--address {address} is for --engine ray; the local engine runs on this machine")
+        if engine == "local" and not Path(folder).is_dir():
             raise UsageError(f"{folder}: not a folder")
         model = self._collection_tagger(tagger) if tagger is not None else None  # a bad tagger fails first
-        projectors = {self.models.joint_space: self.models.joint_projector()} if text_search else None
-        store = self.store(create=True, folder=folder)
-        report = index_folder(folder, store, self.models.encoder, projectors=projectors, progress=self.progress)
+        if engine == "ray":
+            from vistext.service.collection_ray import index_on_ray
+
+            report = index_on_ray(self, str(folder), text_search, address)
+        else:
+            report = self._index_locally(Path(folder), text_search)
         if model is not None and tagger is not None:
             report.tags = self.tag_collection(tagger).to_dict()
         return report
+
+    def _index_locally(self, folder: Path, text_search: bool) -> IndexReport:
+        from vistext.indexing.local import index_folder
+
+        projectors = {self.models.joint_space: self.models.joint_projector()} if text_search else None
+        store = self.store(create=True, folder=folder)
+        return index_folder(folder, store, self.models.encoder, projectors=projectors, progress=self.progress)
 
     def _collection_tagger(self, tagger: str | Path) -> TaggerModel:
         from vistext.service.collection_tags import check_tagger

@@ -123,10 +123,19 @@ class Service:
     def store(self, create: bool = False, folder: str | Path | None = None) -> Store:
         return self.collection.store(create, folder)
 
-    def index(self, folder: str | Path, *, text_search: bool = True, tagger: str | Path | None = None) -> IndexReport:
+    def index(
+        self,
+        folder: str | Path,
+        *,
+        text_search: bool = True,
+        tagger: str | Path | None = None,
+        engine: str = "local",
+        address: str | None = None,
+    ) -> IndexReport:
         """Incrementally index ``folder`` (new files added, changed re-encoded, deleted removed); with
-        ``tagger``, store that trained tagger's tags of every photo too."""
-        return self.collection.index(folder, text_search=text_search, tagger=tagger)
+        ``tagger``, store that trained tagger's tags of every photo too; ``engine="ray"`` runs on a Ray cluster
+        at ``address`` and reads ``s3://`` URLs too."""
+        return self.collection.index(folder, text_search=text_search, tagger=tagger, engine=engine, address=address)
 
     def info(self) -> InfoResult:
         return self.collection.info()

@@ -45,7 +45,8 @@ class PathCodec:
 
     def decode(self, value: str | bytes) -> str:
         text = os.fsdecode(value) if isinstance(value, bytes) else value
-        return text if os.path.isabs(text) else os.path.join(self.root, text)
+        # a URL (``s3://bucket/a.jpg``, indexed from object storage) is stored as it is, like an absolute path
+        return text if os.path.isabs(text) or "://" in text else os.path.join(self.root, text)
 
 
 def _moved_from(root: Path, paths: list[str]) -> str | None:

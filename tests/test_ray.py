@@ -1,0 +1,268 @@
+"""``vistext index --engine ray`` on one local Ray cluster per session, loopback only, on real photos.
+
+The cluster is started once (``address="local"``: a stale ``/tmp/ray/ray_current_cluster`` is never joined)
+with ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, without which Ray binds the machine's public address, and
+``RAY_AUTH_MODE=disabled`` so no token file is written to the home folder.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # read when ray is imported: before that
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+pytest.importorskip("ray", reason="the [distributed] extra is not installed")
+
+import ray  # noqa: E402
+from ray import cloudpickle  # noqa: E402
+
+from vistext.cli.main import main  # noqa: E402
+from vistext.encoders import ImageFeatures  # noqa: E402
+from vistext.errors import UsageError  # noqa: E402
+from vistext.indexing.local import Projector  # noqa: E402
+from vistext.indexing.ray_engine import index_with_ray  # noqa: E402
+from vistext.indexing.ray_stages import ModelSpec  # noqa: E402
+from vistext.service import Service  # noqa: E402
+from vistext.store import open_store  # noqa: E402
+
+# the projector factories below travel to workers by value: the workers cannot import this test module
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+N_PHOTOS = 40
+
+
+@pytest.fixture(scope="module")
+def cluster(_isolated_home: Path) -> Iterator[str]:
+    """The session's one local Ray cluster (2 CPUs, no dashboard); yields its GCS address."""
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def photos(flickr8k_images: list[Path]) -> list[Path]:
+    return flickr8k_images[:N_PHOTOS]
+
+
+def _copy(images: list[Path], folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    for image in images:
+        (folder / image.name).write_bytes(image.read_bytes())
+    return folder
+
+
+def _rows(location: Path | str) -> list[tuple[str, str, str]]:
+    """(path, sha, status) of every file in the store, and a check that no path is stored twice."""
+    with open_store(location) as store:
+        rows = sorted((path, state.sha, state.status) for path, state in store.file_states().items())
+        assert store.count() == len(rows)
+    return rows
+
+
+class PooledProjection:
+    """A projector factory: the first 16 pooled features as a toy embedding space, optionally crashing once.
+
+    ``crash_marker``: on its second batch, a worker that does not find this file creates it and kills its own
+    process, as a machine failure would; the run must still end with every row written once.
+    """
+
+    def __init__(self, crash_marker: str | None = None) -> None:
+        self.crash_marker = crash_marker
+
+    def __call__(self) -> Projector:
+        calls = [0]
+
+        def project(features: ImageFeatures) -> np.ndarray:
+            calls[0] += 1
+            if self.crash_marker and calls[0] == 2 and not os.path.exists(self.crash_marker):
+                Path(self.crash_marker).touch()
+                os._exit(1)
+            return features.pooled[:, :16]
+
+        return project
+
+
+def test_same_vectors_as_local_engine_and_rerun_skips(
+    cluster: str, photos: list[Path], tmp_path: Path, text_search_available: Callable[[], bool]
+) -> None:
+    folder = _copy(photos, tmp_path / "photos")
+    text = text_search_available()
+    with Service(db=str(tmp_path / "ray.sqlite"), progress=False) as service:
+        report = service.index(folder, engine="ray", text_search=text)
+        assert (report.added, report.failed, report.unchanged) == (N_PHOTOS, 0, 0)
+        spaces = service.store().spaces()
+    with Service(db=str(tmp_path / "local.sqlite"), progress=False) as service:
+        service.index(folder, text_search=text)
+    assert _rows(tmp_path / "ray.sqlite") == _rows(tmp_path / "local.sqlite")
+    with open_store(tmp_path / "ray.sqlite") as on_ray, open_store(tmp_path / "local.sqlite") as local:
+        assert on_ray.spaces() == local.spaces() == spaces and len(spaces) == 1 + text
+        for space in spaces:
+            ids_ray, ray_vectors = on_ray.vectors(space)
+            ids_local, local_vectors = local.vectors(space)
+            paths_ray = [on_ray.get(int(i)).path for i in ids_ray]  # type: ignore[union-attr]
+            paths_local = [local.get(int(i)).path for i in ids_local]  # type: ignore[union-attr]
+            order = np.argsort(paths_ray), np.argsort(paths_local)
+            assert sorted(paths_ray) == sorted(paths_local)
+            np.testing.assert_allclose(ray_vectors[order[0]], local_vectors[order[1]], atol=1e-5)
+        for photo in photos[:5]:  # the photo metadata (EXIF, size) travels through the stages as well
+            on_ray_meta = on_ray.get(str(folder / photo.name)).meta  # type: ignore[union-attr]
+            assert on_ray_meta is not None and on_ray_meta == local.get(str(folder / photo.name)).meta  # type: ignore[union-attr]
+
+    (folder / photos[0].name).unlink()  # a re-run through the CLI: one removed, the rest unchanged
+    assert main(["index", str(folder), "--engine", "ray", "--db", str(tmp_path / "ray.sqlite"), "--quiet"]) == 0
+    with open_store(tmp_path / "ray.sqlite") as store:
+        assert store.count() == N_PHOTOS - 1
+        assert store.get(str(folder / photos[0].name)) is None
+
+
+def test_killed_worker_loses_nothing_and_duplicates_nothing(
+    cluster: str, photos: list[Path], tmp_path: Path, store_location: Path | str
+) -> None:
+    folder = _copy(photos, tmp_path / "photos")
+    marker = tmp_path / "crashed"
+    models = ModelSpec(projectors={"toy": PooledProjection(str(marker))})
+    with open_store(store_location) as store:
+        report = index_with_ray(folder, store, str(store_location), models, batch_size=8, progress=False)
+    assert marker.exists(), "no worker was killed"
+    assert (report.added, report.failed) == (N_PHOTOS, 0)
+    rows = _rows(store_location)
+    assert len(rows) == N_PHOTOS and {status for _, _, status in rows} == {"ok"}
+    with open_store(store_location) as store:
+        assert len(store.vectors("toy")[0]) == N_PHOTOS
+        again = index_with_ray(folder, store, str(store_location), models, batch_size=8, progress=False)
+    assert (again.unchanged, again.added, again.updated) == (N_PHOTOS, 0, 0)
+
+
+_DRIVER = """
+import sys
+from vistext.cli.main import main
+sys.exit(main(["index", sys.argv[1], "--engine", "ray", "--address", sys.argv[2], "--db", sys.argv[3],
+               "--no-text", "--quiet"]))
+"""
+
+
+def test_killed_driver_loses_nothing_and_duplicates_nothing(
+    cluster: str, flickr8k_images: list[Path], tmp_path: Path, store_location: Path | str
+) -> None:
+    many = 96
+    folder = _copy(flickr8k_images[200 : 200 + many], tmp_path / "photos")
+    open_store(store_location).close()
+    argv = [sys.executable, "-c", _DRIVER, str(folder), cluster, str(store_location)]
+    driver = subprocess.Popen(argv, env=dict(os.environ))
+    try:
+        with open_store(store_location) as watcher:
+            deadline = time.monotonic() + 90
+            while not watcher.count() and driver.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+    finally:
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+    partial = len(_rows(store_location))
+    assert 0 < partial < many, f"the driver was not stopped mid-run ({partial} rows)"
+    with Service(db=str(store_location), progress=False) as service:
+        report = service.index(folder, engine="ray", text_search=False)
+    assert report.unchanged + report.added == many and report.failed == 0
+    assert report.unchanged >= partial - 32  # at most the batches in flight were rewritten, nothing lost
+    assert len(_rows(store_location)) == many
+
+
+@pytest.fixture
+def s3_photos(photos: list[Path], monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Any]]:
+    """Ten photos under s3://photos/trip/ on moto's S3 server on a free loopback port; yields (URL, client)."""
+    boto3 = pytest.importorskip("boto3")
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    for key, value in {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }.items():
+        monkeypatch.setenv(key, value)
+    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    client.create_bucket(Bucket="photos")
+    for photo in photos[:10]:
+        client.upload_file(str(photo), "photos", f"trip/{photo.name}")
+    client.put_object(Bucket="photos", Key="trip/notes.txt", Body=b"not a photo")
+    client.put_object(Bucket="photos", Key="trip/broken.jpg", Body=b"not a jpeg either")
+    try:
+        yield "s3://photos/trip", client
+    finally:
+        server.stop()
+
+
+def test_s3_input_through_moto(cluster: str, s3_photos: tuple[str, Any], photos: list[Path], tmp_path: Path) -> None:
+    url, client = s3_photos
+    db = tmp_path / "catalogue.sqlite"
+    with Service(db=str(db), progress=False) as service:
+        report = service.index(url, engine="ray", text_search=False)
+        assert (report.added, report.failed) == (10, 1)
+        assert report.failures == [(f"{url}/broken.jpg", "not an image file (or not a supported format)")]
+    local_db = tmp_path / "local.sqlite"
+    with Service(db=str(local_db), progress=False) as service:
+        service.index(_copy(photos[:10], tmp_path / "copy"), text_search=False)
+    with open_store(db) as store, open_store(local_db) as local:
+        for photo in photos[:10]:
+            remote = store.get(f"{url}/{photo.name}")
+            assert remote is not None and remote.status == "ok"
+            copy = local.get(str(tmp_path / "copy" / photo.name))
+            assert copy is not None and remote.sha == copy.sha
+            np.testing.assert_allclose(remote.pooled, copy.pooled, atol=1e-5)  # type: ignore[arg-type]
+    client.delete_object(Bucket="photos", Key=f"trip/{photos[0].name}")
+    with Service(db=str(db), progress=False) as service:
+        again = service.index(url, engine="ray", text_search=False)
+    assert (again.unchanged, again.removed, again.added, again.failed) == (10, 1, 0, 0)  # broken.jpg: unchanged
+
+
+def test_errors_name_the_input(cluster: str, tmp_path: Path) -> None:
+    with Service(db=str(tmp_path / "c.sqlite"), progress=False) as service:
+        with pytest.raises(UsageError, match="ray:// client"):
+            service.index(tmp_path, engine="ray", address="ray://127.0.0.1:10001")
+        with pytest.raises(UsageError, match="nowhere: not a folder"):
+            service.index(tmp_path / "nowhere", engine="ray")
+        with pytest.raises(UsageError, match="is for --engine ray"):
+            service.index(tmp_path, address="127.0.0.1:6379")
+    with Service(progress=False) as service, pytest.raises(UsageError, match="pass --db"):
+        service.index("s3://photos/trip", engine="ray")
+
+
+def test_every_socket_of_the_cluster_and_the_store_server_listens_on_loopback(cluster: str, pg_server: Any) -> None:
+    """The Ray processes (this driver and every process it started) and the PostgreSQL server of the tests."""
+    psutil = pytest.importorskip("psutil")
+    postmaster = psutil.Process(int((pg_server.data / "postmaster.pid").read_text().split()[0]))
+    processes = [psutil.Process(), *psutil.Process().children(recursive=True), postmaster]
+    listening: list[tuple[str, str]] = []
+    for process in processes:
+        try:
+            for conn in process.net_connections(kind="inet"):
+                if conn.status == psutil.CONN_LISTEN:
+                    listening.append((process.name(), conn.laddr.ip))
+        except psutil.NoSuchProcess:
+            continue
+    names = {name for name, _ in listening}
+    assert {"gcs_server", "raylet", "postgres"} <= names, listening
+    for name, ip in listening:
+        address = ipaddress.ip_address(ip)
+        mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+        assert str(mapped or address) == "127.0.0.1", f"{name} listens on {ip}"
