@@ -375,7 +375,8 @@ def main(argv: list[str] | None = None) -> int:
     default = max(finalists, key=lambda f: f[0])
     print(
         f"opendomain-classes: {len(bench.rows['dev'])} dev / {len(bench.rows['test'])} test photos "
-        f"(seed {args.seed}); search template {args.template!r}; Flickr8k dev and test, 1,000 images x 5,000 captions each\n"
+        f"(seed {args.seed}); search template {args.template!r}; "
+        "Flickr8k dev and test, 1,000 images x 5,000 captions each\n"
     )
     print("| method | half | top-1 | top-5 | P@10 | mAP | AP@100 | F8k i2t R@1 / R@10 | t2i R@1 / R@10 | floors |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")

@@ -4,8 +4,9 @@ The text graph takes MiniLM's ``input_ids`` and ``attention_mask`` and returns t
 MiniLM token states, the text encoder's pooling (plain mean or the learned ``minilm-gpo`` pooling), every
 branch's projection, the join and the PCA reduction, normalised; and, as a second output ``minilm``, the plain
 sentence embedding (mean-pooled, normalised MiniLM: what ``MiniLMEncoder.encode`` gives and what the concept
-space of ``models.concepts`` is built on) from the same token states, so a query runs the transformer once. The image graph takes the bundled encoder's
-pooled features (and the grid, for grid heads) and returns the joined image embeddings. The CSLS hubness
+space of ``models.concepts`` is built on) from the same token states, so a query runs the transformer once.
+The image graph takes the bundled encoder's pooled features (and the grid, for grid heads) and returns the
+joined image embeddings. The CSLS hubness
 correction is not in the graphs: it compares against the stored reference banks, which ``joint_onnx`` does in
 NumPy. Only ``joint_onnx`` imports this module, and only when no export is cached yet.
 """
@@ -66,7 +67,11 @@ class ImageGraph(nn.Module):
 
 
 def _export(
-    module: nn.Module, args: tuple[torch.Tensor, ...], path: Path, names: list[str], outputs: tuple[str, ...] = ("joined",)
+    module: nn.Module,
+    args: tuple[torch.Tensor, ...],
+    path: Path,
+    names: list[str],
+    outputs: tuple[str, ...] = ("joined",),
 ) -> None:
     """Export to ``path`` with the weights in ``path.data`` beside it: ONNX Runtime maps an external weights
     file instead of copying it out of the protobuf, which halves the text graph's load time."""

@@ -61,7 +61,7 @@ class Collection:
         self._store_lock = threading.Lock()
         # the joint model loads on the first text to embed: ``similar`` alone never needs it
         self._queries: Lazy[QueryBatcher] = Lazy(
-            lambda: QueryBatcher(self.store, lambda texts: self.models.joint.encode_text(texts))
+            lambda: QueryBatcher(self.store, self.models.encode_query_texts, readable=self.models.readable_scores)
         )
         self._thumbnails: OrderedDict[tuple[str, int], bytes] = OrderedDict()
         self._thumbnail_lock = threading.Lock()
@@ -124,9 +124,12 @@ class Collection:
         folder = Path(folder)
         if not folder.is_dir():
             raise UsageError(f"{folder}: not a folder")
-        projectors = {self.models.joint_space: self.models.joint_projector()} if text_search else None
+        projectors = self.models.text_projectors() if text_search else None
+        derived = self.models.derived_spaces() if text_search else None
         store = self.store(create=True, folder=folder)
-        return index_folder(folder, store, self.models.encoder, projectors=projectors, progress=self.progress)
+        return index_folder(
+            folder, store, self.models.encoder, projectors=projectors, derived=derived, progress=self.progress
+        )
 
     def info(self) -> InfoResult:
         path = self.db_path()
@@ -244,7 +247,7 @@ class Collection:
         the next batch and the caller's thread is free meanwhile. Loads the joint model on first use."""
         if not text.strip():
             raise UsageError("the search text is empty")
-        return self._page(text, Query(self.models.joint_space, k + offset, text=text), k, offset, min_score)
+        return self._page(text, Query(self.models.text_space, k + offset, text=text), k, offset, min_score)
 
     def _page(
         self, query: str, search: Query, k: int, offset: int, min_score: float | None, *, skip: int | None = None
