@@ -35,6 +35,11 @@ T = TypeVar("T")
 MODEL_CACHE_SIZE = 4  # taggers and match classifiers kept loaded at once
 
 
+def cosine_to_unit(cosines: np.ndarray) -> np.ndarray:
+    """Cosines in [-1, 1] -> [0, 1], order kept: how scores without a calibration are shown."""
+    return np.clip((np.asarray(cosines, dtype=np.float32) + 1.0) / 2.0, 0.0, 1.0)
+
+
 class Lazy(Generic[T]):
     """A value built by ``build`` on first ``get()`` (once, even with concurrent callers), then kept."""
 
@@ -151,11 +156,14 @@ class LoadedModels:
 
     def readable_scores(self, space: str, query: np.ndarray, cosines: np.ndarray) -> np.ndarray:
         """A vector index's cosines for one query -> the documented 0-1 score: calibrated relevance in the fused
-        space; elsewhere (similar photos, a GloVe joint model) the cosine, clipped to [0, 1]."""
+        space; a joint space alone (a GloVe joint model) maps its cosine c to (c + 1) / 2; similar photos keep
+        their image-feature cosine (the features are non-negative, so it is already 0-1)."""
         fused = self.open_domain
         if fused is not None and space == fused.space:
             return fused.from_cosines(query, cosines)
-        return np.clip(np.asarray(cosines, dtype=np.float32), 0.0, 1.0)
+        if space == "image":
+            return np.clip(np.asarray(cosines, dtype=np.float32), 0.0, 1.0)
+        return cosine_to_unit(cosines)
 
     def text_projectors(self) -> dict[str, Any]:
         """The spaces indexing stores for words: the joint space, and the fused space when available."""

@@ -19,7 +19,7 @@ from vistext.errors import ImageDecodeError, ModelError, UsageError
 from vistext.evaluation.base import Evaluation
 from vistext.service.collection import Collection, check_k
 from vistext.service.inputs import ImageInput, decode, input_name
-from vistext.service.loaded_models import LoadedModels
+from vistext.service.loaded_models import LoadedModels, cosine_to_unit
 from vistext.service.results import (
     CaptionResult,
     MatchCandidate,
@@ -140,7 +140,7 @@ class Understanding:
         if vector is None:
             vector = self._image_vector(image)
         if fused is None:
-            scores = np.clip(captions.vectors @ vector, 0.0, 1.0)
+            scores = cosine_to_unit(captions.vectors @ vector)
         else:
             scores = fused.relevance(fused.scores(captions.vectors, vector[None, :])[:, 0])
         top = np.argsort(-scores, kind="stable")[:k]
@@ -161,7 +161,7 @@ class Understanding:
 
         ``model``: None for the shipped default (each set as one text, scored like a search: 0-1 relevance in
         the fused space), ``"matcher"`` or a match classifier directory (probabilities), or ``"joint"`` for the
-        joint model's cosine similarity (clipped to 0-1).
+        joint model's cosine similarity c (shown as (c + 1) / 2).
         """
         sets = [[tag.strip() for tag in tags if tag.strip()] for tags in tag_sets]
         if not sets or any(not tags for tags in sets):
@@ -190,7 +190,7 @@ class Understanding:
                 return "matcher", matcher.score(self.models.encode_images([image]).pooled[0], sets)
         vector = self.models.joint_image_vector(image)
         cosines = self.models.joint.encode_text([" ".join(tags) for tags in sets]) @ vector
-        return "joint", np.clip(cosines, 0.0, 1.0)
+        return "joint", cosine_to_unit(cosines)
 
 
     # ---- open-domain evaluation -----------------------------------------------------------------------------
