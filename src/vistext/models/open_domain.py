@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -35,6 +36,14 @@ class OpenDomainModel:
         self.joint = joint
         self.concepts = concepts
         self.fusion = concepts.fusion()
+        # tags compare plain (uncorrected) joint cosines: their own standardisation and calibration when saved
+        tags = concepts.card.get("tag_fusion") or {}
+        self.tag_fusion = replace(
+            self.fusion,
+            joint_mean=float(tags.get("joint_mean", self.fusion.joint_mean)),
+            joint_std=float(tags.get("joint_std", self.fusion.joint_std)),
+            calibration=tuple(tags.get("calibration", self.fusion.calibration)),
+        )
         fingerprint = hashlib.sha1(concepts.label_embeddings.tobytes())
         fingerprint.update(repr(sorted((k, str(v)) for k, v in concepts.card.items())).encode())
         self.space = f"{SPACE_PREFIX}{joint_key}+concepts@{fingerprint.hexdigest()[:10]}"
@@ -84,7 +93,11 @@ class OpenDomainModel:
         table = {text: vector for text, vector in zip(phrased + prompts, minilm, strict=True)}
         raw = embed_prompted(lambda batch: np.stack([table[t] for t in batch]), words, templates)
         concept = self.concepts.embed_texts(raw)
-        return self.fusion.text_vectors(concept, joint[: len(words)], self.concepts.confidence(raw))
+        return self.tag_fusion.text_vectors(concept, joint[: len(words)], self.concepts.confidence(raw))
+
+    def tag_relevance(self, scores: np.ndarray) -> np.ndarray:
+        """Fused tag scores (``tag_vectors`` x ``tag_image_vectors``) -> their calibrated 0-1 relevance."""
+        return self.tag_fusion.relevance(scores)
 
     # ---- scores ---------------------------------------------------------------------------------------------
     def scores(self, texts: np.ndarray, images: np.ndarray) -> np.ndarray:

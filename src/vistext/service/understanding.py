@@ -99,7 +99,7 @@ class Understanding:
             # each word's own 0-1 relevance (not a softmax over the vocabulary): a tag reads the same whatever
             # other words were offered, and on the scale of search scores
             images = fused.tag_image_vectors(self.models.features(pictures))
-            relevance = fused.relevance(fused.scores(fused.tag_vectors(words), images)).T
+            relevance = fused.tag_relevance(fused.scores(fused.tag_vectors(words), images)).T
             return [
                 [ScoredTag(words[i], round(float(row[i]), 6)) for i in np.argsort(-row, kind="stable")[:top_k]]
                 for row in relevance
