@@ -14,8 +14,9 @@ split's photos: P@10, mAP, AP@100; Flickr8k test: the 1,000 images x 5,000 capti
 - adaptive (per finalist): both cosines standardised (mean and spread over all Flickr8k dev pairs; no labels
   used) and mixed with a per-query weight ramping with the query's best cosine to any classifier label.
   The standardisation is fitted on Flickr8k DEV pairs, and fusions are chosen on the opendomain dev half among
-  the settings that keep the Flickr8k floors on Flickr8k DEV; the table reports each half with the same
-  half of Flickr8k (test with test).
+  the settings that keep the Flickr8k floors carried to Flickr8k DEV (the joint model alone's dev recall less
+  the drop the issue's test floors allow from its test recall); the table reports each half with the same half
+  of Flickr8k (test with test).
 
 Every hyperparameter is chosen on the dev half (primary = mean of top-1, P@10 and mAP); test is only reported.
 The score scale of the chosen method is printed as the spread of relevant and irrelevant scores, with a logistic
@@ -46,8 +47,11 @@ WEIGHTS = tuple(round(w, 2) for w in np.arange(0.0, 1.0001, 0.1))
 # (low, high, max_weight, min_weight) of the adaptive fusion's confidence ramp
 CLASS_TOPS = (10, 50, 1000)
 TAUS = (0.05, 0.1, 0.2)
-RAMPS = tuple(itertools.product((0.4, 0.5, 0.55), (0.7, 0.75, 0.8), (0.8, 0.9), (0.0, 0.1)))
-FLOORS = {"i2t_r1": 30, "i2t_r10": 70, "t2i_r1": 25, "t2i_r10": 65}
+RAMPS = tuple(itertools.product((0.4, 0.5, 0.55), (0.7, 0.75, 0.8), (0.7, 0.8, 0.9), (0.0, 0.1)))
+FLOORS = {"i2t_r1": 30, "i2t_r10": 70, "t2i_r1": 25, "t2i_r10": 65}  # the issue's, on Flickr8k test
+# the same floors carried to Flickr8k dev (set in main): the joint model alone's dev recall less the drop the test
+# floors allow from its test recall (the dev split is easier for i2t and harder for t2i R@1 than test)
+DEV_FLOORS = dict(FLOORS)
 F8K_SPLITS = ("dev", "test")
 Embed = Callable[[list[str]], np.ndarray]
 
@@ -279,22 +283,22 @@ def cells(m: dict) -> str:
     return f"{m['top1']:.3f} | {m['top5']:.3f} | {m['p@10']:.3f} | {m['map']:.3f} | {m['ap@100']:.3f}"
 
 
-def recall_cells(r: dict) -> str:
-    ok = keeps_floors(r)
+def recall_cells(r: dict, floors: dict = FLOORS) -> str:
+    ok = keeps_floors(r, floors)
     return f"{r['i2t_r1']:.1f} / {r['i2t_r10']:.1f} | {r['t2i_r1']:.1f} / {r['t2i_r10']:.1f} | {'yes' if ok else 'NO'}"
 
 
-def keeps_floors(recall: dict) -> bool:
-    return all(recall[k] >= v for k, v in FLOORS.items())
+def keeps_floors(recall: dict, floors: dict = FLOORS) -> bool:
+    return all(recall[k] >= v for k, v in floors.items())
 
 
 def floor_keepers(table: list) -> list:
     """The rows (metrics, Flickr8k DEV recall, ...) that keep every floor on dev; when none does, those whose
     worst shortfall is smallest (the floors are the issue's, stated for the test split)."""
-    keep = [r for r in table if keeps_floors(r[1])]
+    keep = [r for r in table if keeps_floors(r[1], DEV_FLOORS)]
     if keep:
         return keep
-    shortfall = [max(v - r[1][k] for k, v in FLOORS.items()) for r in table]
+    shortfall = [max(v - r[1][k] for k, v in DEV_FLOORS.items()) for r in table]
     return [r for r, s in zip(table, shortfall, strict=True) if s <= min(shortfall) + 1e-9]
 
 
@@ -373,6 +377,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     bench = Bench(args)
     joint = bench.joint_method()
+    joint_dev, joint_test = bench.recall(joint, "dev"), bench.recall(joint, "test")
+    DEV_FLOORS.update({k: v + joint_dev[k] - joint_test[k] for k, v in FLOORS.items()})
     concepts = bench.best_concept()
     conse = max((c for c in concepts if c[2]["tau"] is None), key=lambda c: c[0])
     candidates = [conse] + [c for c in concepts if c[2]["tau"] is not None]
@@ -396,18 +402,21 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(best[2])
             ramp = best[3] if len(best) > 3 else None
             finalists.append((best[0]["primary"], best[2], space, chosen, stats, ramp, concept))
-        tables.append((concept, fused_rows, len([r for r in ramps if keeps_floors(r[1])])))
+        tables.append((concept, fused_rows, len([r for r in ramps if keeps_floors(r[1], DEV_FLOORS)])))
     default = max(finalists, key=lambda f: f[0])
     print(
         f"opendomain-classes: {len(bench.rows['dev'])} dev / {len(bench.rows['test'])} test photos "
         f"(seed {args.seed}); search template {args.template!r}; "
         "Flickr8k dev and test, 1,000 images x 5,000 captions each\n"
     )
+    dev_floors = ", ".join(f"{k} {v:.1f}" for k, v in DEV_FLOORS.items())
+    print(f"Flickr8k floors: test {FLOORS}; carried to dev (chosen against): {dev_floors}\n")
     print("| method | half | top-1 | top-5 | P@10 | mAP | AP@100 | F8k i2t R@1 / R@10 | t2i R@1 / R@10 | floors |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for method in rows:
         for split in ("dev", "test"):
-            recall = recall_cells(bench.recall(method, split))  # the same half of Flickr8k
+            # the same half of Flickr8k, against that half's floors
+            recall = recall_cells(bench.recall(method, split), DEV_FLOORS if split == "dev" else FLOORS)
             print(f"| {method.name}: {method.params} | {split} | {cells(bench.evaluate(method, split))} | {recall} |")
     for concept, fused_rows, kept in tables:
         print(f"\n### Global fusion weight on dev, concept [{concept.params}] (w = share of the concept space)\n")
@@ -415,7 +424,8 @@ def main(argv: list[str] | None = None) -> int:
         print("| --- | --- | --- | --- | --- | --- | --- |")
         for m, recall, method in fused_rows:
             weight = method.params.split()[0]
-            print(f"| {weight} | {m['top1']:.3f} | {m['p@10']:.3f} | {m['map']:.3f} | {recall_cells(recall)} |")
+            cells_ = recall_cells(recall, DEV_FLOORS)
+            print(f"| {weight} | {m['top1']:.3f} | {m['p@10']:.3f} | {m['map']:.3f} | {cells_} |")
         print(f"\nadaptive ramps keeping the Flickr8k floors: {kept} of {len(RAMPS)}")
     primary, chosen_method, space, chosen, stats, ramp, chosen_concept = default
     settings = {k: v for k, v in chosen.items() if k != "labels"}

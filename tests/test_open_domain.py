@@ -107,7 +107,7 @@ def test_tags_match_and_eval_use_the_fused_default(
     service = Service(progress=False)
     [tags] = service.tag([pizza], k=3, vocab=["dog", "pizza", "airplane", "bicycle"])
     assert tags.tags[0].tag == "pizza" and all(0.0 <= t.score <= 1.0 for t in tags.tags)
-    matched = service.match(pizza, [["dog", "grass"], ["pizza"], ["airplane"]])
+    matched = service.match(pizza, [["dog", "grass"], ["pizza"], ["airplane"]], model="fused")
     assert matched.method == "fused" and matched.best == 1
     assert all(0.0 <= c.score <= 1.0 for c in matched.candidates)
     # a small real folder-per-class set: 4 classes x 4 photos, through the CLI as a user runs it

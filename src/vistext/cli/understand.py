@@ -134,7 +134,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     match.add_argument("tag_sets", nargs="+", help='tag sets, e.g. "dog ball grass" "red car, street"')
     match.add_argument(
         "--model",
-        help='"matcher" (the shipped classifier), a match classifier directory, or "joint" '
-        "(default: the joint model fused with the classifier's concepts; scores are 0-1 relevance)",
+        help='a match classifier directory, "fused" (the open-domain default for words, 0-1 relevance) or "joint" '
+        "(default: the shipped match classifier, 0-1 probabilities)",
     )
     match.set_defaults(run=run_match)
