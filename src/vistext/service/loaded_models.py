@@ -158,11 +158,11 @@ class LoadedModels:
         """A vector index's cosines for one query -> the documented 0-1 score: calibrated relevance in the fused
         space; a joint space alone (a GloVe joint model) maps its cosine c to (c + 1) / 2; similar photos keep
         their image-feature cosine (the features are non-negative, so it is already 0-1)."""
+        if space == "image":  # checked first: similar photos never load the text models
+            return np.clip(np.asarray(cosines, dtype=np.float32), 0.0, 1.0)
         fused = self.open_domain
         if fused is not None and space == fused.space:
             return fused.from_cosines(query, cosines)
-        if space == "image":
-            return np.clip(np.asarray(cosines, dtype=np.float32), 0.0, 1.0)
         return cosine_to_unit(cosines)
 
     def text_projectors(self) -> dict[str, Any]:
