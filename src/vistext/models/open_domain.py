@@ -44,8 +44,10 @@ class OpenDomainModel:
             joint_std=float(tags.get("joint_std", self.fusion.joint_std)),
             calibration=tuple(tags.get("calibration", self.fusion.calibration)),
         )
+        # the stored image vectors depend only on the label embeddings and the ConSE settings: a recalibrated
+        # fusion (text side only) keeps the catalogues' space
         fingerprint = hashlib.sha1(concepts.label_embeddings.tobytes())
-        fingerprint.update(repr(sorted((k, str(v)) for k, v in concepts.card.items())).encode())
+        fingerprint.update(repr((concepts.top, concepts.temperature, concepts.query_temperature)).encode())
         self.space = f"{SPACE_PREFIX}{joint_key}+concepts@{fingerprint.hexdigest()[:10]}"
 
     # ---- images ---------------------------------------------------------------------------------------------
