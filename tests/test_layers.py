@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "vistext"
 LAYERS = {
     "__init__": 6,  # the public API re-exports lazily from every layer
     "errors": 0, "paths": 0, "registry": 0,
-    "images": 1, "file_messages": 1, "text": 1, "augment": 1, "datasets": 1,
+    "images": 1, "file_messages": 1, "photo_meta": 1, "text": 1, "augment": 1, "datasets": 1,
     "encoders": 2, "losses": 2,
     "models": 3, "features": 3,
     "evaluation": 4, "training": 4, "store": 4, "indexing": 4, "analysis": 4,

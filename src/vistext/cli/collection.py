@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from vistext.cli.listing import add_filters, filter_from
 from vistext.cli.output import emit_json, say
 from vistext.errors import UsageError
 from vistext.service import SearchResult, Service
@@ -47,7 +48,7 @@ def print_hits(result: SearchResult, as_json: bool) -> None:
 
 def run_index(args: argparse.Namespace) -> int:
     with service_for(args) as service:
-        report = service.index(args.folder, text_search=not args.no_text)
+        report = service.index(args.folder, text_search=not args.no_text, tagger=args.tagger)
     summary: dict[str, Any] = report.to_dict()
     # an empty folder (or a typo'd one with no photos) is not an error, since its index is correctly empty,
     # but it must not look like a successful run over photos: say so in text and as "images_found" in JSON
@@ -64,6 +65,10 @@ def run_index(args: argparse.Namespace) -> int:
         )
         if not found:
             say(summary["message"])
+        if report.meta_filled:
+            say(f"read the metadata of {report.meta_filled} photos indexed before metadata existed")
+        if report.tags is not None:
+            say(f"tagged {report.tags['tagged']} of {report.tags['images']} photos with {report.tags['tagger']}")
         for path, reason in report.failures[:20]:
             say(f"  failed: {path}: {reason}")
         if len(report.failures) > 20:
@@ -109,9 +114,34 @@ def info_lines(info: dict[str, Any]) -> list[str]:
             use = "similar images" if name == "image" else "text search" if name.startswith("joint:") else ""
             row = f"  {name:<{width}}  {space['dim']:>5}-d  {space['index']:<5} {space['size']:>8} vectors  {use}"
             lines.append(row.rstrip())
+    lines += metadata_lines(info.get("metadata") or {})
     if "db_bytes" in info:
         catalogue, vectors = _size(info["db_bytes"]), _size(info.get("index_bytes", 0))
         lines.append(f"on disk:   {catalogue} catalogue + {vectors} vector index")
+    return lines
+
+
+def metadata_lines(meta: dict[str, Any]) -> list[str]:
+    """``info``'s metadata summary: dates, cameras, GPS, folders and collection tags."""
+    if not meta:
+        return []
+    lines = []
+    if meta.get("first"):
+        lines.append(f"taken:     {meta['first'][:10]} to {meta['last'][:10]}")
+    read = meta.get("with_meta", 0)
+    lines.append(f"metadata:  {read} photos read, {meta.get('has_gps', 0)} with GPS position")
+    cameras = meta.get("cameras") or {}
+    if cameras:
+        shown = ", ".join(f"{name} ({n})" for name, n in list(cameras.items())[:5])
+        lines.append(f"cameras:   {shown}" + (f" and {len(cameras) - 5} more" if len(cameras) > 5 else ""))
+    folders = meta.get("folders") or {}
+    if folders:
+        shown = ", ".join(f"{name} ({n})" for name, n in list(folders.items())[:5])
+        lines.append(f"folders:   {shown}" + (f" and {len(folders) - 5} more" if len(folders) > 5 else ""))
+    tags = meta.get("tags") or {}
+    if tags:
+        shown = ", ".join(f"{name} ({n})" for name, n in list(tags.items())[:8])
+        lines.append(f"tags:      {shown}" + (f" and {len(tags) - 8} more" if len(tags) > 8 else ""))
     return lines
 
 
@@ -178,7 +208,12 @@ def run_similar(args: argparse.Namespace) -> int:
     return _answer(
         args,
         lambda service: service.similar(
-            query, args.k, offset=args.offset, min_score=args.min_score, include_self=args.include_self
+            query,
+            args.k,
+            offset=args.offset,
+            min_score=args.min_score,
+            include_self=args.include_self,
+            filter=filter_from(args),
         ),
         "similar",
         lambda service: service.image_file(query) if isinstance(query, int) else Path(query),
@@ -187,7 +222,11 @@ def run_similar(args: argparse.Namespace) -> int:
 
 def run_search(args: argparse.Namespace) -> int:
     return _answer(
-        args, lambda service: service.search(args.text, args.k, offset=args.offset, min_score=args.min_score), "search"
+        args,
+        lambda service: service.search(
+            args.text, args.k, offset=args.offset, min_score=args.min_score, filter=filter_from(args)
+        ),
+        "search",
     )
 
 
@@ -244,6 +283,11 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     index = commands.add_parser("index", parents=[common], help="index a folder of images (incremental)")
     index.add_argument("folder", type=Path)
     index.add_argument("--no-text", action="store_true", help="skip the text-search embeddings")
+    index.add_argument(
+        "--tagger",
+        metavar="DIR",
+        help="also store this trained tagger's tags of every photo (see list --tag)",
+    )
     add_db(index)
     index.set_defaults(run=run_index)
 
@@ -259,12 +303,14 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         action="store_true",
         help="keep the query image in its own results when it is indexed (left out by default)",
     )
+    add_filters(similar)
     add_db(similar)
     similar.set_defaults(run=run_similar)
 
     search = commands.add_parser("search", parents=[common], help="indexed images matching a text")
     search.add_argument("text")
     add_paging(search, 10)
+    add_filters(search)
     add_db(search)
     search.set_defaults(run=run_search)
 

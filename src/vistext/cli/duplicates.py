@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from vistext.cli.collection import add_db, service_for
+from vistext.cli.listing import add_filters, filter_from
 from vistext.cli.output import emit_json, say
 from vistext.service import DuplicatesResult, Hit, SearchResult, Service
 
@@ -27,7 +28,7 @@ def draw_groups(service: Service, result: DuplicatesResult, folder: Path) -> lis
 
 def run_duplicates(args: argparse.Namespace) -> int:
     with service_for(args) as service:
-        result = service.duplicates(args.threshold)
+        result = service.duplicates(args.threshold, filter=filter_from(args))
         sheets = draw_groups(service, result, args.grid) if args.grid else []
     if args.json:
         emit_json(result.to_dict())
@@ -56,5 +57,6 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         help="cosine similarity at or above which two photos are near-duplicates (default: the measured one)",
     )
     duplicates.add_argument("--grid", type=Path, help="write one contact sheet per group into this folder")
+    add_filters(duplicates)
     add_db(duplicates)
     duplicates.set_defaults(run=run_duplicates)

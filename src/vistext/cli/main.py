@@ -15,11 +15,11 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from vistext import __version__
-from vistext.cli import collection, duplicates, serving, training, understand
+from vistext.cli import collection, duplicates, listing, serving, training, understand
 from vistext.cli.output import emit_json
 from vistext.errors import VistextError
 
-GROUPS = (collection, duplicates, understand, training, serving)
+GROUPS = (collection, listing, duplicates, understand, training, serving)
 BROKEN_PIPE = 141  # what a shell reports for a tool that SIGPIPE ended
 
 

@@ -34,6 +34,12 @@ def parse_vocab(value: str) -> list[str]:
 
 
 def run_tag(args: argparse.Namespace) -> int:
+    if args.collection:
+        from vistext.cli.listing import run_tag_collection
+
+        return run_tag_collection(args)
+    if not args.images:
+        raise UsageError("tag needs image files or folders (or --collection --model DIR for the indexed photos)")
     vocab = parse_vocab(args.vocab) if args.vocab else None
     json_out = JsonList() if args.json else None
     failed = False
@@ -113,13 +119,19 @@ def run_match(args: argparse.Namespace) -> int:
 
 def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     tag = commands.add_parser("tag", parents=[common], help="tag images (ImageNet, a trained tagger, or any words)")
-    tag.add_argument("images", nargs="+", help="image files, or folders (their images are tagged, recursively)")
+    tag.add_argument("images", nargs="*", help="image files, or folders (their images are tagged, recursively)")
     tag.add_argument("-k", type=int, default=5, help="how many tags per image (default 5)")
     tag.add_argument("--model", help="a tagger trained with `vistext train tagger`")
     tag.add_argument("--vocab", help='open vocabulary: a file with one tag per line, or "word1,word2,..."')
     tag.add_argument(
         "--threshold", action="store_true", help="with --model: only tags above their calibrated threshold"
     )
+    tag.add_argument(
+        "--collection",
+        action="store_true",
+        help="with --model: store the tagger's tags of every indexed photo (from stored features; see --db)",
+    )
+    add_db(tag)
     tag.set_defaults(run=run_tag)
 
     caption = commands.add_parser("caption", parents=[common], help="the closest known captions for an image")

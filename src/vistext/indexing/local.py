@@ -7,6 +7,10 @@ One file never stops a run: whatever goes wrong with it (not a regular file, not
 that file's one-line failure, and library warnings raised while decoding it are reported with its path. A run
 holds the store's writer lock, so a second ``index`` into the same catalogue fails at once instead of
 repeating the work.
+
+Each new or changed file's metadata (EXIF date, camera, GPS, size, orientation; ``vistext.photo_meta``) is read
+right after hashing it, while the file is in the page cache; it never fails a photo. Unchanged files indexed
+before metadata existed get theirs read (header only, nothing re-encoded) on the next run.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from vistext.errors import ImageDecodeError, UsageError
 from vistext.features import EncodedImage, extract
 from vistext.file_messages import file_messages
 from vistext.images import file_hash, iter_image_files, not_regular_reason
+from vistext.photo_meta import PhotoMeta, read_photo_meta
 from vistext.store import ImageRecord, Store
 
 log = logging.getLogger(__name__)
@@ -52,6 +57,8 @@ class IndexReport:
     failures: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[tuple[str, str]] = field(default_factory=list)  # (path, library warning) met while decoding
     seconds: float = 0.0
+    meta_filled: int = 0  # unchanged files whose metadata was read now (indexed before metadata existed)
+    tags: dict[str, Any] | None = None  # what a --tagger stored (vistext.service.collection_tags)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -70,6 +77,7 @@ class _Pending:
     mtime: float
     sha: str
     is_update: bool
+    meta: PhotoMeta | None = None
 
 
 class _Indexer:
@@ -91,8 +99,9 @@ class _Indexer:
 
     def record(self, item: _Pending, **fields: Any) -> ImageRecord:
         return ImageRecord(
-            path=item.path, size=item.size, mtime=item.mtime, sha=item.sha, model=self.encoder.name, **fields
-        )
+            path=item.path, size=item.size, mtime=item.mtime, sha=item.sha, model=self.encoder.name, meta=item.meta,
+            **fields,
+        )  # fmt: skip
 
     def count(self, item: _Pending, ok: bool) -> None:
         if not ok:
@@ -110,7 +119,7 @@ class _Indexer:
             except ImageDecodeError as error:  # vanished or unreadable between the walk and now
                 self.fail(_Pending(path, size, mtime, "", is_update), str(error))
                 continue
-            item = _Pending(path, size, mtime, sha, is_update)
+            item = _Pending(path, size, mtime, sha, is_update, read_photo_meta(path))
             known = self.store.features_for_hash(sha, self.encoder.name)
             if known is not None and known.status == "ok" and set(self.projectors) <= set(known.embeddings):
                 self.reused.append(
@@ -132,6 +141,7 @@ class _Indexer:
 
     def fail(self, item: _Pending, error: str) -> None:
         error = error.removeprefix(f"{item.path}: ")  # the record already names the file
+        item.meta = None
         self.reused.append(self.record(item, status="failed", error=error, pooled=None, logits=None))
         self.report.failures.append((item.path, error))
         self.count(item, ok=False)
@@ -277,6 +287,7 @@ def _run(
         for batch in batches:
             indexer.flush(indexer.encoded(batch))
         indexer.flush([])
+    _fill_meta(store, seen - {path for path, *_ in candidates}, report)
     # removed last, so a file that was moved or renamed reuses its old features instead of being re-encoded
     gone = sorted(set(known) - seen)
     if gone:
@@ -310,6 +321,16 @@ def derive_spaces(store: Store, derived: Mapping[str, Derivation]) -> int:
             added += len(records)
         log.info("added space %s to %d indexed images from their stored features", space, added)
     return added
+
+
+def _fill_meta(store: Store, unchanged: set[str], report: IndexReport, page: int = 256) -> None:
+    """Read the metadata of unchanged files that have none stored (a catalogue from before metadata)."""
+    lacking = sorted(store.paths_without_meta() & unchanged)
+    for start in range(0, len(lacking), page):
+        found = {path: meta for path in lacking[start : start + page] if (meta := read_photo_meta(path)) is not None}
+        if found:
+            store.set_photo_meta(found)
+            report.meta_filled += len(found)
 
 
 def _stacked(arrays: list[np.ndarray | None]) -> np.ndarray | None:

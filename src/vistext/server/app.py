@@ -37,6 +37,7 @@ from vistext.server.schemas import NOT_BLANK
 from vistext.server.settings import ServerSettings
 from vistext.service import Service
 from vistext.service.explore import UnknownImageError
+from vistext.service.filters import PATTERN_MESSAGES
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +64,11 @@ def _one_line(errors: list[dict[str, Any]]) -> str:
     for error in errors[:3]:
         where = ".".join(str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path"))
         message = str(error.get("msg", "invalid"))
-        if error.get("type") == "string_pattern_mismatch" and error.get("ctx", {}).get("pattern") == NOT_BLANK:
+        pattern = error.get("ctx", {}).get("pattern") if error.get("type") == "string_pattern_mismatch" else None
+        if pattern == NOT_BLANK:
             message = "needs words, not only spaces"
+        elif pattern in PATTERN_MESSAGES:
+            message = PATTERN_MESSAGES[pattern]
         parts.append(f"{where}: {message}" if where else message)
     return "invalid request: " + "; ".join(parts)
 

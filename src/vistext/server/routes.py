@@ -24,6 +24,7 @@ from vistext import __version__
 from vistext.errors import UsageError
 from vistext.paths import DB_DIRNAME
 from vistext.server import schemas
+from vistext.server.collection_routes import Filter, build_collection_router, keep_points
 from vistext.server.files import open_indexed_file
 from vistext.server.limits import check_upload, run_blocking, wait_for
 from vistext.server.responses import JSONResponse
@@ -160,6 +161,7 @@ def build_router(settings: ServerSettings) -> APIRouter:
     @api.get("/search", response_model=schemas.SearchOut, summary="indexed images matching a text")
     async def search(
         request: Request,
+        filter: Filter,
         q: str = Query(
             ..., min_length=1, max_length=500, pattern=schemas.NOT_BLANK, description="the text to search for"
         ),
@@ -172,10 +174,12 @@ def build_router(settings: ServerSettings) -> APIRouter:
         # the query joins the next batch of searches and no thread waits for it (see vistext.service.batching); only the
         # first search, which may load the text model, runs in a worker thread
         service = context.service
-        if service.text_model_loaded:
+        if service.text_model_loaded and filter.empty:
             pending = service.search_later(q, k, offset=offset, min_score=min_score)
-        else:
-            pending = await context.call(lambda: service.search_later(q, k, offset=offset, min_score=min_score))
+        else:  # a filter reads the catalogue first: not in the event loop
+            pending = await context.call(
+                lambda: service.search_later(q, k, offset=offset, min_score=min_score, filter=filter)
+            )
         result = await context.wait(pending)
         if context.warm_up is not None:
             context.warm_up.text_ready = True
@@ -190,6 +194,7 @@ def build_router(settings: ServerSettings) -> APIRouter:
     async def similar_to_indexed(
         request: Request,
         image_id: ImageId,
+        filter: Filter,
         k: int = k_param(10),
         offset: int = offset_param,
         min_score: float | None = min_score_param,
@@ -199,7 +204,9 @@ def build_router(settings: ServerSettings) -> APIRouter:
         _check_paging(context, k, offset)
 
         result = await context.call(
-            lambda: context.service.similar(image_id, k, offset=offset, min_score=min_score, include_self=include_self)
+            lambda: context.service.similar(
+                image_id, k, offset=offset, min_score=min_score, include_self=include_self, filter=filter
+            )
         )
         return JSONResponse(result.to_dict())
 
@@ -207,6 +214,7 @@ def build_router(settings: ServerSettings) -> APIRouter:
     async def similar_to_upload(
         request: Request,
         file: ImageFile,
+        filter: Filter,
         k: int = k_param(10),
         offset: int = offset_param,
         min_score: float | None = min_score_param,
@@ -217,7 +225,7 @@ def build_router(settings: ServerSettings) -> APIRouter:
 
         def work() -> dict[str, Any]:
             check_upload(upload, context.settings.max_pixels)
-            return context.service.similar(upload, k, offset=offset, min_score=min_score).to_dict()
+            return context.service.similar(upload, k, offset=offset, min_score=min_score, filter=filter).to_dict()
 
         return JSONResponse(await context.upload_work(request, work))
 
@@ -303,7 +311,11 @@ def build_router(settings: ServerSettings) -> APIRouter:
         responses={202: {"model": schemas.PendingOut, "description": "the layout is being computed"}},
         summary="2-D map coordinates of every indexed image, coloured by topic",
     )
-    async def map_points(request: Request, method: Literal["tsne", "pca"] | None = Query(None)) -> Response:
+    async def map_points(
+        request: Request,
+        filter: Filter,
+        method: Literal["tsne", "pca"] | None = Query(None),
+    ) -> Response:
         context = ctx(request)
         chosen: str = method or context.settings.map_method
         job = context.map_jobs.get(chosen)
@@ -314,6 +326,9 @@ def build_router(settings: ServerSettings) -> APIRouter:
             result = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(job)), MAP_WAIT)
         except TimeoutError:
             return JSONResponse({"status": "computing"}, status_code=202)
+        if not filter.empty:  # the layout is the whole collection's; a filter shows only its photos
+            ids = await context.call(lambda: context.service.store().ids_matching(filter))
+            result = keep_points(result, set(ids.tolist()))
         return JSONResponse(result)
 
     @api.get(
@@ -359,4 +374,5 @@ def build_router(settings: ServerSettings) -> APIRouter:
         data = await context.call(make)
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
+    api.include_router(build_collection_router(settings))
     return api

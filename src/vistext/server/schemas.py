@@ -19,21 +19,64 @@ class HealthOut(BaseModel):
     version: str
 
 
+class PhotoMetaOut(BaseModel):
+    taken_at: float | None = Field(None, description="date taken (EXIF), unix seconds read as UTC")
+    taken: str | None = Field(None, description="date taken as ISO text (YYYY-MM-DDTHH:MM:SS)")
+    camera_make: str | None = None
+    camera_model: str | None = None
+    latitude: float | None = Field(None, description="GPS latitude, degrees")
+    longitude: float | None = Field(None, description="GPS longitude, degrees")
+    width: int | None = None
+    height: int | None = None
+    orientation: int | None = Field(None, description="EXIF orientation 1-8")
+
+
+class ScoredTagOut(BaseModel):
+    tag: str
+    score: float
+
+
 class HitOut(BaseModel):
     path: str = Field(description="the image file on the server")
     score: float = Field(description="cosine similarity")
     id: int | None = Field(default=None, description="catalogue id: use it for /api/images/{id} and /api/similar/{id}")
+    meta: PhotoMetaOut | None = Field(None, description="the photo's metadata; null when never read")
+    tags: list[ScoredTagOut] = Field(default_factory=list, description="its stored collection tags, best first")
+
+
+class ListedOut(BaseModel):
+    id: int
+    path: str
+    meta: PhotoMetaOut | None = None
+    tags: list[ScoredTagOut] = Field(default_factory=list)
+
+
+class ListOut(BaseModel):
+    total: int = Field(description="how many photos pass the filters")
+    offset: int = 0
+    filter: dict[str, Any] = Field(default_factory=dict, description="the filters applied (unix seconds for dates)")
+    results: list[ListedOut]
+
+
+class TagCountsOut(BaseModel):
+    tags: dict[str, int] = Field(description="stored collection tag -> photos carrying it, most common first")
+
+
+class FacetsOut(BaseModel):
+    folders: dict[str, int] = Field(description="collection-relative folder -> photos directly in it ('.': root)")
+    cameras: dict[str, int] = Field(description="'make model' -> photos")
+    date_range: list[float] | None = Field(None, description="[first, last] date taken, unix seconds")
+    first: str | None = None
+    last: str | None = None
+    has_gps: int = Field(description="photos with a GPS position")
+    with_meta: int = Field(description="photos whose metadata was read")
+    tags: dict[str, int]
 
 
 class SearchOut(BaseModel):
     query: str
     results: list[HitOut]
     offset: int = 0
-
-
-class ScoredTagOut(BaseModel):
-    tag: str
-    score: float
 
 
 class TagOut(BaseModel):

@@ -12,15 +12,16 @@ import logging
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from vistext.errors import ImageDecodeError, StoreError, UsageError, VistextError
 from vistext.paths import DB_DIRNAME, DB_FILENAME, atomic_write, cache_dir, default_db_path
+from vistext.service.filters import describe
 from vistext.service.inputs import ImageInput, Upload, input_name
 from vistext.service.loaded_models import Lazy, LoadedModels
 from vistext.service.queries import Query, QueryBatcher
@@ -30,8 +31,11 @@ log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from vistext.indexing.local import IndexReport
+    from vistext.models.tagger import TaggerModel
+    from vistext.service.collection_tags import CollectionTagReport
+    from vistext.service.listing import ListResult
     from vistext.store import ImageRecord, Store
-    from vistext.store.records import VectorHit
+    from vistext.store.records import ImageFilter, VectorHit
 
 MAX_K = 1000
 SCAN_DEPTH = 3  # how many folder levels below the current one are searched for indexes when none is found
@@ -117,26 +121,69 @@ class Collection:
         return self._queries.get()
 
     # ---- building and describing it -----------------------------------------------------------------------
-    def index(self, folder: str | Path, *, text_search: bool = True) -> IndexReport:
-        """Incrementally index ``folder`` (new files added, changed re-encoded, deleted removed)."""
+    def index(self, folder: str | Path, *, text_search: bool = True, tagger: str | Path | None = None) -> IndexReport:
+        """Incrementally index ``folder`` (new files added, changed re-encoded, deleted removed); with
+        ``tagger`` (a trained tagger's folder or name) also store its tags of every photo."""
         from vistext.indexing.local import index_folder
 
         folder = Path(folder)
         if not folder.is_dir():
             raise UsageError(f"{folder}: not a folder")
+        model = self._collection_tagger(tagger) if tagger is not None else None  # a bad tagger fails first
         projectors = self.models.text_projectors() if text_search else None
         derived = self.models.derived_spaces() if text_search else None
         store = self.store(create=True, folder=folder)
-        return index_folder(
+        report = index_folder(
             folder, store, self.models.encoder, projectors=projectors, derived=derived, progress=self.progress
         )
+        if model is not None and tagger is not None:
+            report.tags = self.tag_collection(tagger).to_dict()
+        return report
+
+    def _collection_tagger(self, tagger: str | Path) -> TaggerModel:
+        from vistext.service.collection_tags import check_tagger
+
+        model = self.models.tagger(tagger)
+        check_tagger(model, tagger)
+        return model
+
+    def tag_collection(self, tagger: str | Path) -> CollectionTagReport:
+        """Store a trained tagger's tags (above its thresholds) of every indexed photo, from stored features."""
+        from vistext.service.collection_tags import tag_collection, tagger_name
+
+        model = self._collection_tagger(tagger)
+        name = tagger_name(tagger) if Path(tagger).exists() else str(tagger)
+        return tag_collection(self.store(), model, name, progress=self.progress)
 
     def info(self) -> InfoResult:
         path = self.db_path()
         if not path.exists():
             below = [] if self.db is not None else indexes_below(Path.cwd())
             return InfoResult(str(path), False, {"indexes_below": [str(folder) for folder in below]} if below else {})
-        return InfoResult(str(path), True, dict(self.store().info()))
+        from vistext.service.listing import facets
+
+        details = dict(self.store().info())
+        details["metadata"] = facets(self.store())
+        return InfoResult(str(path), True, details)
+
+    # ---- the collection as a list ---------------------------------------------------------------------------
+    def list_images(self, filter: ImageFilter | None = None, k: int = 50, offset: int = 0) -> ListResult:
+        """Photos passing ``filter`` (catalogue order) with their metadata and tags, ``k`` from ``offset``."""
+        from vistext.service.listing import list_images
+
+        return list_images(self.store(), filter, check_k(k), offset)
+
+    def export_lines(self, filter: ImageFilter | None = None, format: str = "csv") -> Iterator[str]:
+        """Every photo passing ``filter`` as CSV or JSON Lines text, line by line (see ``service.listing``)."""
+        from vistext.service.listing import export_lines, parse_export_format
+
+        return export_lines(self.store(), filter, parse_export_format(format))
+
+    def facets(self) -> dict[str, Any]:
+        """Cameras, folders, date range, GPS count and tag counts (what the filters can choose from)."""
+        from vistext.service.listing import facets
+
+        return facets(self.store())
 
     # ---- indexed images, by id only -----------------------------------------------------------------------
     def image_record(self, image_id: int) -> ImageRecord:
@@ -225,8 +272,10 @@ class Collection:
         offset: int = 0,
         min_score: float | None = None,
         include_self: bool = False,
+        filter: ImageFilter | None = None,
     ) -> SearchResult:
-        """Indexed images closest to ``image`` (an indexed id or path, or any image file/upload).
+        """Indexed images closest to ``image`` (an indexed id or path, or any image file/upload), among those
+        passing ``filter`` when given (the k best of them, not the top k filtered).
 
         When ``image`` is itself indexed (given by id or path) it is left out of the answer (it would always
         be first at 1.000) unless ``include_self``; an upload or an unindexed file is compared as it is."""
@@ -238,16 +287,29 @@ class Collection:
         name = f"#{image}" if isinstance(image, int) else input_name(image)
         skip = None if include_self else own_id
         wanted = k + offset + (skip is not None)
-        return self._page(name, Query("image", wanted, vector=vector), k, offset, min_score, skip=skip).result()
+        search = Query("image", wanted, vector=vector, restrict=self.restrict(filter))
+        return self._page(name, search, k, offset, min_score, skip=skip).result()
 
     def search_later(
-        self, text: str, k: int = 10, *, offset: int = 0, min_score: float | None = None
+        self,
+        text: str,
+        k: int = 10,
+        *,
+        offset: int = 0,
+        min_score: float | None = None,
+        filter: ImageFilter | None = None,
     ) -> Future[SearchResult]:
-        """Indexed images that best match ``text`` in the joint image-text space, as a future: the query joins
-        the next batch and the caller's thread is free meanwhile. Loads the joint model on first use."""
+        """Indexed images that best match ``text`` in the joint image-text space (among those passing
+        ``filter``), as a future: the query joins the next batch and the caller's thread is free meanwhile.
+        Loads the joint model on first use."""
         if not text.strip():
             raise UsageError("the search text is empty")
-        return self._page(text, Query(self.models.text_space, k + offset, text=text), k, offset, min_score)
+        search = Query(self.models.text_space, k + offset, text=text, restrict=self.restrict(filter))
+        return self._page(text, search, k, offset, min_score)
+
+    def restrict(self, filter: ImageFilter | None) -> np.ndarray | None:
+        """The ids a search may return under ``filter`` (None: no filter, all of them)."""
+        return None if filter is None or filter.empty else self.store().ids_matching(filter)
 
     def _page(
         self, query: str, search: Query, k: int, offset: int, min_score: float | None, *, skip: int | None = None
@@ -261,7 +323,9 @@ class Collection:
                 hits = [h for h in hits if h.id != skip]
             if min_score is not None:
                 hits = [h for h in hits if h.score >= min_score]
-            results = [Hit(path=h.path, score=float(h.score), id=h.id) for h in hits[offset : offset + k]]
+            shown = hits[offset : offset + k]
+            details = describe(self.store(), [h.id for h in shown])
+            results = [Hit(h.path, float(h.score), h.id, *details.get(h.id, (None, []))) for h in shown]
             return SearchResult(query=query, results=results, offset=offset, total=len(hits))
 
         return _then(self.queries.submit(search), page, lambda error: self._explain(error, search))

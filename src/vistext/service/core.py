@@ -9,10 +9,10 @@ never opens a database.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -41,7 +41,10 @@ if TYPE_CHECKING:
     from vistext.indexing.local import IndexReport
     from vistext.models.joint import JointModel
     from vistext.models.joint_onnx import OnnxJointModel
+    from vistext.service.collection_tags import CollectionTagReport
+    from vistext.service.listing import ListResult
     from vistext.store import ImageRecord, Store
+    from vistext.store.records import ImageFilter
 
 
 class Service:
@@ -120,9 +123,10 @@ class Service:
     def store(self, create: bool = False, folder: str | Path | None = None) -> Store:
         return self.collection.store(create, folder)
 
-    def index(self, folder: str | Path, *, text_search: bool = True) -> IndexReport:
-        """Incrementally index ``folder`` (new files added, changed re-encoded, deleted removed)."""
-        return self.collection.index(folder, text_search=text_search)
+    def index(self, folder: str | Path, *, text_search: bool = True, tagger: str | Path | None = None) -> IndexReport:
+        """Incrementally index ``folder`` (new files added, changed re-encoded, deleted removed); with
+        ``tagger``, store that trained tagger's tags of every photo too."""
+        return self.collection.index(folder, text_search=text_search, tagger=tagger)
 
     def info(self) -> InfoResult:
         return self.collection.info()
@@ -135,21 +139,59 @@ class Service:
         offset: int = 0,
         min_score: float | None = None,
         include_self: bool = False,
+        filter: ImageFilter | None = None,
     ) -> SearchResult:
-        """Indexed images closest to ``image`` (an indexed id or path, or any image file/upload); an indexed
-        query image is left out of its own answer unless ``include_self``."""
-        return self.collection.similar(image, k, offset=offset, min_score=min_score, include_self=include_self)
+        """Indexed images closest to ``image`` (an indexed id or path, or any image file/upload), among those
+        passing ``filter``; an indexed query image is left out of its own answer unless ``include_self``."""
+        return self.collection.similar(
+            image, k, offset=offset, min_score=min_score, include_self=include_self, filter=filter
+        )
 
-    def search(self, text: str, k: int = 10, *, offset: int = 0, min_score: float | None = None) -> SearchResult:
-        """Indexed images that best match ``text`` in the joint image-text space."""
-        return self.collection.search_later(text, k, offset=offset, min_score=min_score).result()
+    def search(
+        self,
+        text: str,
+        k: int = 10,
+        *,
+        offset: int = 0,
+        min_score: float | None = None,
+        filter: ImageFilter | None = None,
+    ) -> SearchResult:
+        """Indexed images (passing ``filter``) that best match ``text`` in the joint image-text space."""
+        return self.collection.search_later(text, k, offset=offset, min_score=min_score, filter=filter).result()
 
     def search_later(
-        self, text: str, k: int = 10, *, offset: int = 0, min_score: float | None = None
+        self,
+        text: str,
+        k: int = 10,
+        *,
+        offset: int = 0,
+        min_score: float | None = None,
+        filter: ImageFilter | None = None,
     ) -> Future[SearchResult]:
         """``search`` as a future: the query joins the next batch and the caller's thread is free meanwhile
         (the server awaits it). Loads the joint model on first use."""
-        return self.collection.search_later(text, k, offset=offset, min_score=min_score)
+        return self.collection.search_later(text, k, offset=offset, min_score=min_score, filter=filter)
+
+    # ---- the collection as a list (metadata and collection tags) ---------------------------------------------
+    def list_images(self, filter: ImageFilter | None = None, k: int = 50, offset: int = 0) -> ListResult:
+        """Photos passing ``filter`` (catalogue order) with their metadata and tags, ``k`` from ``offset``."""
+        return self.collection.list_images(filter, k, offset)
+
+    def export_lines(self, filter: ImageFilter | None = None, format: str = "csv") -> Iterator[str]:
+        """Every photo passing ``filter`` as ``csv`` or ``jsonl`` text, line by line."""
+        return self.collection.export_lines(filter, format)
+
+    def facets(self) -> dict[str, Any]:
+        """Cameras, folders, date range, GPS count and tag counts: what the filters can choose from."""
+        return self.collection.facets()
+
+    def tag_counts(self) -> dict[str, int]:
+        """Stored collection tag -> photos carrying it."""
+        return self.collection.store().tag_counts()
+
+    def tag_collection(self, tagger: str | Path) -> CollectionTagReport:
+        """Store a trained tagger's tags (above its thresholds) of every indexed photo, from stored features."""
+        return self.collection.tag_collection(tagger)
 
     def image_record(self, image_id: int) -> ImageRecord:
         return self.collection.image_record(image_id)
@@ -215,9 +257,9 @@ class Service:
         ``query_image`` marked as the query when given."""
         return self.explore.grid(result, out_path, columns=columns, thumb=thumb, query_image=query_image)
 
-    def duplicates(self, threshold: float | None = None) -> DuplicatesResult:
+    def duplicates(self, threshold: float | None = None, filter: ImageFilter | None = None) -> DuplicatesResult:
         """Groups of exact copies (same content hash) and of near-duplicates (resized, re-encoded, lightly
         cropped: stored image features at cosine ``threshold`` or above; default measured by bench/duplicates.py)."""
         from vistext.service.duplicates import find_duplicates
 
-        return find_duplicates(self.collection, threshold)
+        return find_duplicates(self.collection, threshold, self.collection.restrict(filter))

@@ -25,15 +25,18 @@ from vistext.service.results import DuplicateGroup, DuplicateImage, DuplicatesRe
 DEFAULT_THRESHOLD = 0.85
 
 
-def find_duplicates(collection: Collection, threshold: float | None = None) -> DuplicatesResult:
+def find_duplicates(
+    collection: Collection, threshold: float | None = None, restrict: np.ndarray | None = None
+) -> DuplicatesResult:
     """Exact-copy groups and near-duplicate groups of ``collection`` at cosine ``threshold``
-    (``DEFAULT_THRESHOLD`` when None)."""
+    (``DEFAULT_THRESHOLD`` when None), among the image ids in ``restrict`` when given (a filter's)."""
     threshold = DEFAULT_THRESHOLD if threshold is None else float(threshold)
     if not 0.0 < threshold <= 1.0:
         raise UsageError(f"the similarity threshold must be in (0, 1], got {threshold}")
     by_sha: dict[str, list[tuple[int, str, int]]] = {}
     vectors: dict[str, np.ndarray] = {}
-    for record in collection.store().records(status="ok"):
+    records = collection.store().records(None if restrict is None else restrict.tolist(), status="ok")
+    for record in records:
         if record.id is None or record.pooled is None:
             continue
         by_sha.setdefault(record.sha, []).append((int(record.id), record.path, int(record.size)))

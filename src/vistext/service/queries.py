@@ -48,6 +48,7 @@ class Query:
     depth: int
     vector: np.ndarray | None = None
     text: str | None = None
+    restrict: np.ndarray | None = None  # only these image ids (a filter's), searched on its own
 
 
 Readable = Callable[[str, np.ndarray, np.ndarray], np.ndarray]
@@ -104,12 +105,16 @@ class QueryBatcher:
         vectors = [q.vector if q.vector is not None else by_text[q.text] for q in queries]  # type: ignore[index]
         answers: list[list[VectorHit]] = [[] for _ in queries]
         store = self._store()
-        for space in dict.fromkeys(q.space for q in queries):
-            rows = [i for i, q in enumerate(queries) if q.space == space]
+        for space in dict.fromkeys(q.space for q in queries if q.restrict is None):
+            rows = [i for i, q in enumerate(queries) if q.space == space and q.restrict is None]
             depth = max(queries[i].depth for i in rows)
             hits = store.search(space, np.stack([vectors[i] for i in rows]), depth)
             for i, found in zip(rows, hits, strict=True):
                 answers[i] = self._rescored(space, vectors[i], found[: queries[i].depth])
+        for i, query in enumerate(queries):  # filtered: each has its own ids to search among
+            if query.restrict is not None:
+                found = store.search(query.space, vectors[i][None], query.depth, restrict=query.restrict)[0]
+                answers[i] = self._rescored(query.space, vectors[i], found)
         return answers
 
     def _rescored(self, space: str, query: np.ndarray, hits: list[VectorHit]) -> list[VectorHit]:

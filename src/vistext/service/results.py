@@ -43,11 +43,17 @@ class Hit:
     path: str
     score: float
     id: int | None = None
+    meta: dict[str, Any] | None = None  # the photo's metadata (see vistext.service.filters.meta_dict)
+    tags: list[dict[str, Any]] | None = None  # its stored collection tags, [{tag, score}] best first
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"path": self.path, "score": round(float(self.score), 6)}
         if self.id is not None:
             out["id"] = self.id
+        if self.id is not None or self.meta is not None:
+            out["meta"] = self.meta
+        if self.tags is not None or self.id is not None:
+            out["tags"] = self.tags or []
         return out
 
 

@@ -13,14 +13,16 @@ from typing import Any
 from vistext.errors import StoreError
 from vistext.store.base import Store
 from vistext.store.catalogue import SCHEMA_VERSION
-from vistext.store.records import IMAGE_SPACE, FileState, ImageRecord, VectorHit
+from vistext.store.records import IMAGE_SPACE, FileState, ImageFilter, ImageRecord, PhotoMeta, VectorHit
 from vistext.store.sqlite import SQLiteStore
 
 __all__ = [
     "IMAGE_SPACE",
     "SCHEMA_VERSION",
     "FileState",
+    "ImageFilter",
     "ImageRecord",
+    "PhotoMeta",
     "SQLiteStore",
     "Store",
     "VectorHit",

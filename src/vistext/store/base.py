@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 
-from vistext.store.records import FileState, ImageRecord, VectorHit
+from vistext.store.records import FileState, ImageFilter, ImageRecord, PhotoMeta, VectorHit
 
 
 class Store(ABC):
@@ -40,8 +41,90 @@ class Store(ABC):
         """The record with this id (int) or path (str), or None."""
 
     @abstractmethod
-    def search(self, space: str, queries: np.ndarray, k: int) -> list[list[VectorHit]]:
-        """For each query row, up to ``k`` hits by cosine similarity, best first."""
+    def search(
+        self, space: str, queries: np.ndarray, k: int, restrict: np.ndarray | None = None
+    ) -> list[list[VectorHit]]:
+        """For each query row, up to ``k`` hits by cosine similarity, best first.
+
+        ``restrict``: only these image ids (int64 array, e.g. from ``ids_matching``) may be returned, and the
+        answer still holds ``min(k, how many of them have a vector in space)`` hits: the search is restricted,
+        not filtered after the top k. ``None`` searches everything; an empty array returns no hits.
+        """
+
+    @abstractmethod
+    def ids_matching(self, filter: ImageFilter) -> np.ndarray:
+        """Sorted int64 ids of the ok images that pass every condition of ``filter`` (see ``ImageFilter``).
+
+        A photo lacking a field a condition tests (no date, no GPS, no camera) fails that condition. An empty
+        filter gives every ok image's id.
+        """
+
+    @abstractmethod
+    def set_tags(self, tagger: str, tags: Mapping[int, Sequence[tuple[str, float]]]) -> None:
+        """Store collection tags in one transaction: for each image id in ``tags``, ``tagger``'s previous tags
+        of it are replaced by these ``(tag, score)`` pairs (an empty sequence just clears them). Ids not in the
+        catalogue are skipped. Other taggers' tags are kept. Tags go with their image: ``remove`` deletes them,
+        and re-indexing a file whose content changed (or that no longer reads) drops them."""
+
+    @abstractmethod
+    def tags_for(self, ids: Iterable[int]) -> dict[int, list[tuple[str, float]]]:
+        """Image id -> its stored ``(tag, score)`` pairs (all taggers; a tag two taggers gave keeps its higher
+        score), best score first, then by tag. Ids with no tags are absent."""
+
+    @abstractmethod
+    def tag_counts(self) -> dict[str, int]:
+        """Tag -> number of ok images carrying it (any tagger), most common first, then by tag."""
+
+    # ---- metadata: defaults built on the methods above; backends may answer them more cheaply ---------------
+    def set_photo_meta(self, metas: Mapping[str, PhotoMeta]) -> None:
+        """Set the metadata (``ImageRecord.meta``) of already indexed files by path, without touching their
+        features; unknown paths are skipped. (``add`` stores a record's ``meta`` too; ``meta=None`` there keeps
+        what is stored unless the file's content changed.)"""
+        for path, meta in metas.items():
+            record = self.get(path)
+            if record is not None:
+                record.meta = meta
+                self.add([record])
+
+    def paths_without_meta(self) -> set[str]:
+        """Paths of ok images whose metadata was never read (indexed before metadata existed)."""
+        return {record.path for record in self.records() if record.meta is None}
+
+    def facets(self) -> dict[str, Any]:
+        """JSON-able summary for filter choices: ``folders`` (collection-relative folder -> ok photos directly
+        in it, "." for the root, at most 500, most populated first), ``cameras`` ("make model" -> photos),
+        ``date_range`` ([first, last] taken_at unix seconds, or None), ``has_gps`` (photos with a position),
+        ``with_meta`` (photos whose metadata was read) and ``tags`` (``tag_counts()``)."""
+        folders: dict[str, int] = {}
+        cameras: dict[str, int] = {}
+        dates: list[float] = []
+        gps = read = 0
+        root = self.collection_root()
+        for record in self.records():
+            folder = os.path.dirname(os.path.relpath(record.path, root) if root else record.path) or "."
+            folders[folder] = folders.get(folder, 0) + 1
+            meta = record.meta
+            if meta is None:
+                continue
+            read += 1
+            camera = " ".join(p for p in (meta.camera_make, meta.camera_model) if p)
+            if camera:
+                cameras[camera] = cameras.get(camera, 0) + 1
+            if meta.taken_at is not None:
+                dates.append(meta.taken_at)
+            gps += meta.latitude is not None
+        return {
+            "folders": dict(sorted(folders.items(), key=lambda item: (-item[1], item[0]))[:500]),
+            "cameras": dict(sorted(cameras.items(), key=lambda item: (-item[1], item[0]))),
+            "date_range": [min(dates), max(dates)] if dates else None,
+            "has_gps": gps,
+            "with_meta": read,
+            "tags": self.tag_counts(),
+        }
+
+    def collection_root(self) -> str | None:
+        """The folder collection-relative paths (``ImageFilter.folder``, facets) start from, if any."""
+        return None
 
     @abstractmethod
     def vectors(self, space: str) -> tuple[np.ndarray, np.ndarray]:

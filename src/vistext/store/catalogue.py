@@ -20,10 +20,11 @@ from typing import Any
 import numpy as np
 
 from vistext.errors import StoreError
+from vistext.store import metadata
 from vistext.store.connection import connect_readonly, connect_writable, writable
 from vistext.store.locations import PathCodec, collection_root
 from vistext.store.records import IMAGE_SPACE, FileState, ImageRecord, from_blob, to_blob
-from vistext.store.schema import MIGRATIONS, SCHEMA_VERSION, check_version
+from vistext.store.schema import META_FROM, MIGRATIONS, SCHEMA_VERSION, TAGS_FROM, check_version
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Catalogue"]
 
@@ -74,6 +75,8 @@ class Catalogue:
         except StoreError:
             self.close()
             raise
+        version = self.schema_version()  # a read-only older catalogue lacks the newer columns and tables
+        self.has_meta, self.has_tags = version >= META_FROM, version >= TAGS_FROM
 
     # ---- schema --------------------------------------------------------------------------------------------
     def schema_version(self) -> int:
@@ -155,8 +158,8 @@ class Catalogue:
                 if record.status not in ("ok", "failed"):
                     raise StoreError(f"{record.path}: status must be 'ok' or 'failed', got {record.status!r}")
                 stored = self.codec.encode(record.path)
-                old = conn.execute("SELECT sha, model FROM images WHERE path = ?", (stored,)).fetchone()
-                if old is not None and tuple(old) != (record.sha, record.model):
+                old = conn.execute("SELECT sha, model, id FROM images WHERE path = ?", (stored,)).fetchone()
+                if old is not None and tuple(old[:2]) != (record.sha, record.model):
                     replaced.add((old[0], old[1]))
                 conn.execute(
                     """INSERT INTO images (path, size, mtime, sha, model, status, error, indexed_at, generation)
@@ -178,6 +181,7 @@ class Catalogue:
                 )
                 if record.status == "ok":
                     self._put_features(record, generation)
+                metadata.upserted(conn, record, stored, old, has_meta=self.has_meta, has_tags=self.has_tags)
             for sha, model in replaced:
                 self._drop_orphans(sha, model)
 
@@ -225,6 +229,8 @@ class Catalogue:
                 for image_id, sha, model in rows:
                     removed.append(image_id)
                     self._drop_orphans(sha, model)
+                if self.has_tags:
+                    metadata.drop_tags(conn, [row[0] for row in rows])
         return removed
 
     # ---- reads ---------------------------------------------------------------------------------------------
@@ -234,8 +240,9 @@ class Catalogue:
         return {state.path: state for state in states}
 
     def _records(self, where: str, params: Sequence[Any], limit: int = -1) -> list[ImageRecord]:
+        meta = ", " + metadata.META_SELECT if self.has_meta else ""
         rows = self.conn.execute(
-            f"""SELECT {_IMAGE_COLUMNS}, f.pooled, f.logits FROM images i
+            f"""SELECT {_IMAGE_COLUMNS}, f.pooled, f.logits{meta} FROM images i
                 LEFT JOIN features f ON f.sha = i.sha AND f.model = i.model AND i.status = 'ok'
                 WHERE {where} ORDER BY i.id LIMIT {int(limit)}""",
             params,
@@ -260,6 +267,7 @@ class Catalogue:
                 pooled=from_blob(row[8]),
                 logits=from_blob(row[9]),
                 embeddings=dict(embeddings.get(row[4], {})) if row[6] == "ok" else {},
+                meta=metadata.meta_from_row(row[10:]) if self.has_meta else None,
             )
             for row in rows
         ]

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
+
+from vistext.photo_meta import PhotoMeta
 
 IMAGE_SPACE = "image"  # the pooled encoder features, searched by cosine similarity
 
@@ -19,6 +23,9 @@ class FileState:
     sha: str
     model: str
     status: str
+
+
+META_FIELDS = tuple(PhotoMeta.__dataclass_fields__)  # the catalogue's metadata columns, in this order
 
 
 @dataclass
@@ -36,6 +43,7 @@ class ImageRecord:
     logits: np.ndarray | None
     embeddings: dict[str, np.ndarray] = field(default_factory=dict)
     id: int | None = None
+    meta: PhotoMeta | None = None  # None: not read yet (a catalogue from before metadata, or a failed file)
 
 
 @dataclass(frozen=True)
@@ -45,6 +53,43 @@ class VectorHit:
     id: int
     path: str
     score: float
+
+
+EARTH_RADIUS_KM = 6371.0088
+
+
+@dataclass(frozen=True)
+class ImageFilter:
+    """Which ok images a search or listing may return; every given condition must hold (None: no condition).
+
+    ``after``/``before``: unix seconds bounds on ``taken_at`` (after inclusive, before exclusive; a photo with
+    no date never passes a date bound). ``camera``: case-insensitive substring of "make model". ``near``:
+    (latitude, longitude, km), great-circle distance at most km. ``folder``: the file is in this folder or
+    below it, given relative to the collection's root ("trips/2024") or absolute. ``tag``: the photo has this
+    stored collection tag (any tagger, case-insensitive).
+    """
+
+    after: float | None = None
+    before: float | None = None
+    camera: str | None = None
+    near: tuple[float, float, float] | None = None
+    folder: str | None = None
+    tag: str | None = None
+
+    @property
+    def empty(self) -> bool:
+        return all(getattr(self, name) is None for name in self.__dataclass_fields__)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: value for name, value in asdict(self).items() if value is not None}
+
+
+def great_circle_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Haversine distance in km between two (latitude, longitude) points in degrees."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(a)))
 
 
 def to_blob(vector: np.ndarray | None) -> bytes | None:

@@ -71,10 +71,52 @@ def _v3(conn: sqlite3.Connection, root: Path) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection, Path], None]] = [_v1, _v2, _v3]
+def _v4(conn: sqlite3.Connection, root: Path) -> None:
+    # what each photo's file says about it (EXIF + header): NULL until read. Rows of an older catalogue keep
+    # NULL width (every readable image has one) until the next `vistext index` reads the headers it lacks.
+    # Indexes serve the date and GPS filters; camera and folder filters scan (cheap next to a vector search).
+    _script(
+        conn,
+        """
+        ALTER TABLE images ADD COLUMN taken_at REAL;
+        ALTER TABLE images ADD COLUMN camera_make TEXT;
+        ALTER TABLE images ADD COLUMN camera_model TEXT;
+        ALTER TABLE images ADD COLUMN latitude REAL;
+        ALTER TABLE images ADD COLUMN longitude REAL;
+        ALTER TABLE images ADD COLUMN width INTEGER;
+        ALTER TABLE images ADD COLUMN height INTEGER;
+        ALTER TABLE images ADD COLUMN orientation INTEGER;
+        CREATE INDEX images_taken_at ON images (taken_at);
+        CREATE INDEX images_latitude ON images (latitude);
+        """,
+    )
+
+
+def _v5(conn: sqlite3.Connection, root: Path) -> None:
+    # a trained tagger's tags of every photo (what `vistext index --tagger` / `tag --collection` store); rows go
+    # with their image (deleted with it, and when its content changes)
+    _script(
+        conn,
+        """
+        CREATE TABLE tags (
+            image_id INTEGER NOT NULL REFERENCES images (id) ON DELETE CASCADE,
+            tag TEXT NOT NULL,
+            score REAL NOT NULL,
+            tagger TEXT NOT NULL,
+            PRIMARY KEY (image_id, tagger, tag)
+        );
+        CREATE INDEX tags_tag ON tags (tag COLLATE NOCASE);
+        """,
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection, Path], None]] = [_v1, _v2, _v3, _v4, _v5]
 SCHEMA_VERSION = len(MIGRATIONS)
-# the oldest version a read-only open can read as it is: v3 changed only what paths mean, not the tables
+# the oldest version a read-only open can read as it is: v3 changed only what paths mean, not the tables, and
+# the catalogue reads a v2-v4 one without the metadata columns (v4) or tags (v5) it lacks
 READABLE_FROM = 2
+META_FROM = 4  # the first version with the metadata columns
+TAGS_FROM = 5  # the first version with the tags table
 
 
 def check_version(path: Path, version: int, *, readonly: bool) -> None:

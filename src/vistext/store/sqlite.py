@@ -17,7 +17,7 @@ import os
 import re
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +26,10 @@ from typing import Any
 import numpy as np
 
 from vistext.errors import StoreError
+from vistext.store import metadata
 from vistext.store.base import Store
 from vistext.store.catalogue import SCHEMA_VERSION, Catalogue
-from vistext.store.records import FileState, ImageRecord, VectorHit, from_blob, l2_normalise
+from vistext.store.records import FileState, ImageFilter, ImageRecord, PhotoMeta, VectorHit, from_blob, l2_normalise
 from vistext.store.vectors import FLAT, HNSW, HNSW_THRESHOLD, VectorIndex
 
 log = logging.getLogger(__name__)
@@ -122,6 +123,52 @@ class SQLiteStore(Store):
         with self._locked():
             return self.catalogue.get_meta(f"user:{key}", default)
 
+    # ---- metadata and tags ---------------------------------------------------------------------------------
+    def ids_matching(self, filter: ImageFilter) -> np.ndarray:
+        catalogue = self.catalogue
+        with self._locked(), catalogue.snapshot():
+            return metadata.matching_ids(
+                catalogue.conn, catalogue.codec, filter, has_meta=catalogue.has_meta, has_tags=catalogue.has_tags
+            )
+
+    def set_tags(self, tagger: str, tags: Mapping[int, Sequence[tuple[str, float]]]) -> None:
+        with self._locked(), self.catalogue.transaction() as conn:
+            self.catalogue._bump_generation()  # version() changes; no row is stamped, so no vector is re-read
+            metadata.set_tags(conn, tagger, tags)
+
+    def tags_for(self, ids: Iterable[int]) -> dict[int, list[tuple[str, float]]]:
+        if not self.catalogue.has_tags:
+            return {}
+        with self._locked(), self.catalogue.snapshot() as conn:
+            return metadata.tags_for(conn, ids)
+
+    def tag_counts(self) -> dict[str, int]:
+        if not self.catalogue.has_tags:
+            return {}
+        with self._locked():
+            return metadata.tag_counts(self.catalogue.conn)
+
+    def set_photo_meta(self, metas: Mapping[str, PhotoMeta]) -> None:
+        with self._locked(), self.catalogue.transaction() as conn:
+            for path, meta in metas.items():
+                metadata.write_meta(conn, self.catalogue.codec.encode(path), meta)
+
+    def paths_without_meta(self) -> set[str]:
+        if not self.catalogue.has_meta:
+            return set()
+        with self._locked():
+            return metadata.paths_without_meta(self.catalogue.conn, self.catalogue.codec)
+
+    def facets(self) -> dict[str, Any]:
+        catalogue = self.catalogue
+        with self._locked(), catalogue.snapshot() as conn:
+            found = metadata.facets(conn, catalogue.codec, has_meta=catalogue.has_meta)
+            found["tags"] = metadata.tag_counts(conn) if catalogue.has_tags else {}
+        return found
+
+    def collection_root(self) -> str | None:
+        return str(self.catalogue.root)
+
     def info(self) -> dict[str, Any]:
         with self._locked():
             spaces = {}
@@ -166,7 +213,9 @@ class SQLiteStore(Store):
                 matrix[position] = row
         return np.asarray(ids, dtype=np.int64), l2_normalise(matrix) if len(ids) else matrix
 
-    def search(self, space: str, queries: np.ndarray, k: int) -> list[list[VectorHit]]:
+    def search(
+        self, space: str, queries: np.ndarray, k: int, restrict: np.ndarray | None = None
+    ) -> list[list[VectorHit]]:
         queries = np.asarray(queries, dtype=np.float32)
         queries = queries.reshape(1, -1) if queries.ndim == 1 else queries
         with self._locked():
@@ -179,7 +228,7 @@ class SQLiteStore(Store):
                 raise StoreError(
                     f"{self.path}: query dimension {queries.shape[1]} does not match space {space!r} ({index.dim})"
                 )
-            scores, ids = index.search(l2_normalise(queries), k)
+            scores, ids = index.search(l2_normalise(queries), k, restrict)
             paths = self._paths(np.unique(ids[ids >= 0]))
         return [
             [

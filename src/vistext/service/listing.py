@@ -1,0 +1,147 @@
+"""The collection as a list: its photos under a filter (paged), exported as CSV or JSON Lines, and the
+facets and tag counts a filter UI offers. Everything comes from the catalogue: no photo is read."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from vistext.errors import UsageError
+from vistext.service.filters import iso_time, meta_dict
+from vistext.service.results import json_text
+
+if TYPE_CHECKING:
+    from vistext.store import Store
+    from vistext.store.records import ImageFilter
+
+EXPORT_FORMATS = ("csv", "jsonl")
+EXPORT_PAGE = 256
+CSV_COLUMNS = (
+    "id",
+    "path",
+    "tags",
+    "scores",
+    "taken",
+    "taken_at",
+    "camera_make",
+    "camera_model",
+    "latitude",
+    "longitude",
+    "width",
+    "height",
+    "orientation",
+)
+
+
+@dataclass
+class ListedImage:
+    id: int
+    path: str
+    meta: dict[str, Any] | None
+    tags: list[dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "path": self.path, "meta": self.meta, "tags": self.tags}
+
+
+@dataclass
+class ListResult:
+    """One page of the photos passing ``filter`` (by catalogue id), and how many pass in all."""
+
+    total: int
+    offset: int
+    results: list[ListedImage]
+    filter: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "total": self.total,
+            "offset": self.offset,
+            "filter": self.filter,
+            "results": [item.to_dict() for item in self.results],
+        }
+
+
+def _matching(store: Store, filter: ImageFilter | None) -> list[int]:
+    from vistext.store.records import ImageFilter
+
+    return [int(i) for i in store.ids_matching(filter or ImageFilter())]
+
+
+def _items(store: Store, ids: list[int]) -> list[ListedImage]:
+    tags = store.tags_for(ids)
+    return [
+        ListedImage(
+            record.id,
+            record.path,
+            meta_dict(record.meta),
+            [{"tag": tag, "score": round(score, 6)} for tag, score in tags.get(record.id, [])],
+        )
+        for record in store.records(ids)
+        if record.id is not None
+    ]
+
+
+def list_images(store: Store, filter: ImageFilter | None, k: int, offset: int = 0) -> ListResult:
+    """Photos passing ``filter``, in catalogue order, ``k`` from ``offset``."""
+    if k < 1:
+        raise UsageError(f"k must be at least 1, got {k}")
+    if offset < 0:
+        raise UsageError(f"offset must be >= 0, got {offset}")
+    ids = _matching(store, filter)
+    shown = _items(store, ids[offset : offset + k])
+    return ListResult(len(ids), offset, shown, filter.to_dict() if filter is not None else {})
+
+
+def export_lines(store: Store, filter: ImageFilter | None, format: str) -> Iterator[str]:
+    """The photos passing ``filter`` as ``csv`` (header first; tags and scores ";"-separated, best first) or
+    ``jsonl`` (one ``{id, path, tags, meta}`` object per line), streamed page by page."""
+    if format not in EXPORT_FORMATS:
+        raise UsageError(f"export format must be one of {', '.join(EXPORT_FORMATS)}, got {format!r}")
+    ids = _matching(store, filter)
+    if format == "csv":
+        yield _csv_row(CSV_COLUMNS)
+    for start in range(0, len(ids), EXPORT_PAGE):
+        for item in _items(store, ids[start : start + EXPORT_PAGE]):
+            if format == "jsonl":
+                yield json_text(item.to_dict(), compact=True) + "\n"
+            else:
+                yield _csv_row(_csv_values(item))
+
+
+def _csv_values(item: ListedImage) -> list[Any]:
+    meta = item.meta or {}
+    taken_at = meta.get("taken_at")
+    return [
+        item.id,
+        item.path,
+        ";".join(tag["tag"] for tag in item.tags),
+        ";".join(f"{tag['score']:.4f}" for tag in item.tags),
+        "" if taken_at is None else iso_time(taken_at),
+        "" if taken_at is None else taken_at,
+        *("" if meta.get(name) is None else meta[name] for name in CSV_COLUMNS[6:]),
+    ]
+
+
+def _csv_row(values: Any) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(values)
+    return buffer.getvalue()
+
+
+def facets(store: Store) -> dict[str, Any]:
+    """The store's facets with the date range also as ISO text (``first``/``last``)."""
+    found = dict(store.facets())
+    dates = found.get("date_range")
+    found["first"], found["last"] = (iso_time(dates[0]), iso_time(dates[1])) if dates else (None, None)
+    return found
+
+
+def parse_export_format(text: str) -> str:
+    value = text.strip().lower()
+    if value not in EXPORT_FORMATS:
+        raise UsageError(f"export format must be one of {', '.join(EXPORT_FORMATS)}, got {text!r}")
+    return value

@@ -1,0 +1,210 @@
+"""The catalogue's per-photo metadata (EXIF columns, schema v4) and collection tags (schema v5) in SQL.
+
+Functions over an open catalogue connection and its ``PathCodec``, used by ``Catalogue``: writing and reading
+the metadata columns, the SQL of an ``ImageFilter``, stored tags, and the facets a filter UI offers.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from vistext.store.locations import PathCodec
+from vistext.store.records import (
+    EARTH_RADIUS_KM,
+    META_FIELDS,
+    ImageFilter,
+    ImageRecord,
+    PhotoMeta,
+    great_circle_km,
+)
+
+_CHUNK = 500
+META_SELECT = ", ".join(f"i.{name}" for name in META_FIELDS)
+MAX_FOLDERS = 500  # folders listed by facets(), the most populated first
+
+
+def meta_from_row(values: Sequence[Any]) -> PhotoMeta | None:
+    """A ``PhotoMeta`` from the metadata columns, or None when the row was never read (NULL width)."""
+    meta = PhotoMeta(*values)
+    return None if meta.width is None else meta
+
+
+def write_meta(conn: sqlite3.Connection, stored_path: str | bytes, meta: PhotoMeta | None) -> None:
+    """Set (or with None, clear) the metadata columns of the row with this stored path."""
+    values = [getattr(meta, name) if meta is not None else None for name in META_FIELDS]
+    assignments = ", ".join(f"{name} = ?" for name in META_FIELDS)
+    conn.execute(f"UPDATE images SET {assignments} WHERE path = ?", [*values, stored_path])
+
+
+def upserted(
+    conn: sqlite3.Connection,
+    record: ImageRecord,
+    stored: str | bytes,
+    old: Sequence[Any] | None,
+    *,
+    has_meta: bool,
+    has_tags: bool,
+) -> None:
+    """After ``record`` was upserted over ``old`` (its previous sha, model, id, or None): new content or a
+    failed read drops the row's metadata and tags; ``record.meta`` is stored when given (None keeps it)."""
+    if old is not None and (old[0] != record.sha or record.status != "ok"):
+        if has_meta:
+            write_meta(conn, stored, None)
+        if has_tags:
+            drop_tags(conn, [old[2]])
+    if record.meta is not None and has_meta:
+        write_meta(conn, stored, record.meta)
+
+
+def paths_without_meta(conn: sqlite3.Connection, codec: PathCodec) -> set[str]:
+    rows = conn.execute("SELECT path FROM images WHERE status = 'ok' AND width IS NULL")
+    return {codec.decode(row[0]) for row in rows}
+
+
+# ---- filters ---------------------------------------------------------------------------------------------------
+def folder_prefix(codec: PathCodec, folder: str) -> str:
+    """The stored-path prefix of ``folder`` (relative to the collection's root, or absolute), ending in "/"."""
+    text = folder.strip()
+    if os.path.isabs(text):
+        text = os.path.normpath(text)
+        if text == codec.root.rstrip(os.sep):
+            return ""
+        text = codec.relative(text + os.sep)
+        return text if text.endswith(os.sep) else text + os.sep
+    text = os.path.normpath(text).lstrip(os.sep)
+    return "" if text in ("", ".") else text + os.sep
+
+
+def filter_sql(filter: ImageFilter, codec: PathCodec, *, has_tags: bool) -> tuple[str, list[Any]]:
+    """(WHERE clause over ``images i``, parameters) for everything in ``filter`` except the exact ``near``
+    distance (a bounding box here; ``matching_ids`` checks the circle)."""
+    clauses: list[str] = ["i.status = 'ok'"]
+    params: list[Any] = []
+    if filter.after is not None:
+        clauses.append("i.taken_at >= ?")
+        params.append(float(filter.after))
+    if filter.before is not None:
+        clauses.append("i.taken_at < ?")
+        params.append(float(filter.before))
+    if filter.camera is not None:
+        clauses.append("instr(lower(coalesce(i.camera_make, '') || ' ' || coalesce(i.camera_model, '')), ?) > 0")
+        params.append(filter.camera.strip().lower())
+    if filter.near is not None:
+        lat, lon, km = filter.near
+        dlat = math.degrees(km / EARTH_RADIUS_KM)
+        clauses.append("i.latitude BETWEEN ? AND ? AND i.longitude IS NOT NULL")
+        params += [lat - dlat, lat + dlat]
+        cos = math.cos(math.radians(min(89.9, abs(lat) + dlat)))
+        dlon = math.degrees(km / (EARTH_RADIUS_KM * cos)) if cos > 0 else 180.0
+        if dlon < 180 and -180 <= lon - dlon and lon + dlon <= 180:  # a box that does not cross the antimeridian
+            clauses.append("i.longitude BETWEEN ? AND ?")
+            params += [lon - dlon, lon + dlon]
+    if filter.folder is not None:
+        prefix = folder_prefix(codec, filter.folder)
+        if prefix:
+            clauses.append("typeof(i.path) = 'text' AND substr(i.path, 1, ?) = ?")
+            params += [len(prefix), prefix]
+    if filter.tag is not None:
+        if not has_tags:
+            clauses.append("0")
+        else:
+            clauses.append("EXISTS (SELECT 1 FROM tags t WHERE t.image_id = i.id AND t.tag = ? COLLATE NOCASE)")
+            params.append(filter.tag.strip())
+    return " AND ".join(clauses), params
+
+
+def matching_ids(
+    conn: sqlite3.Connection, codec: PathCodec, filter: ImageFilter, *, has_meta: bool, has_tags: bool
+) -> np.ndarray:
+    """Sorted ids of ok images passing ``filter`` (a catalogue without metadata passes only metadata-free
+    filters)."""
+    uses_meta = any(v is not None for v in (filter.after, filter.before, filter.camera, filter.near))
+    if uses_meta and not has_meta:
+        return np.empty(0, np.int64)
+    where, params = filter_sql(filter, codec, has_tags=has_tags)
+    if filter.near is None:
+        rows = conn.execute(f"SELECT i.id FROM images i WHERE {where} ORDER BY i.id", params)
+        return np.fromiter((row[0] for row in rows), dtype=np.int64)
+    lat, lon, km = filter.near
+    rows = conn.execute(f"SELECT i.id, i.latitude, i.longitude FROM images i WHERE {where} ORDER BY i.id", params)
+    return np.fromiter((i for i, a, b in rows if great_circle_km(lat, lon, a, b) <= km), dtype=np.int64)
+
+
+# ---- tags ------------------------------------------------------------------------------------------------------
+def set_tags(conn: sqlite3.Connection, tagger: str, tags: Mapping[int, Sequence[tuple[str, float]]]) -> None:
+    """Replace ``tagger``'s tags of each image id in ``tags`` (an empty list clears them); unknown ids are
+    skipped."""
+    for image_id, pairs in tags.items():
+        conn.execute("DELETE FROM tags WHERE image_id = ? AND tagger = ?", (int(image_id), tagger))
+        known = conn.execute("SELECT 1 FROM images WHERE id = ?", (int(image_id),)).fetchone()
+        if known is None:
+            continue
+        conn.executemany(
+            "INSERT INTO tags (image_id, tag, score, tagger) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (image_id, tagger, tag) DO UPDATE SET score = excluded.score",
+            [(int(image_id), str(tag), float(score), tagger) for tag, score in pairs],
+        )
+
+
+def tags_for(conn: sqlite3.Connection, ids: Iterable[int]) -> dict[int, list[tuple[str, float]]]:
+    """Image id -> its stored (tag, score) pairs, best first (ids without tags are left out)."""
+    wanted = [int(i) for i in ids]
+    found: dict[int, list[tuple[str, float]]] = {}
+    for start in range(0, len(wanted), _CHUNK):
+        chunk = wanted[start : start + _CHUNK]
+        rows = conn.execute(
+            f"SELECT image_id, tag, max(score) FROM tags WHERE image_id IN ({','.join('?' * len(chunk))}) "
+            "GROUP BY image_id, tag ORDER BY image_id, max(score) DESC, tag",
+            chunk,
+        )
+        for image_id, tag, score in rows:
+            found.setdefault(int(image_id), []).append((tag, float(score)))
+    return found
+
+
+def tag_counts(conn: sqlite3.Connection) -> dict[str, int]:
+    """Tag -> how many ok images carry it (any tagger), most common first."""
+    rows = conn.execute(
+        "SELECT t.tag, count(DISTINCT t.image_id) AS n FROM tags t JOIN images i ON i.id = t.image_id "
+        "WHERE i.status = 'ok' GROUP BY t.tag ORDER BY n DESC, t.tag"
+    )
+    return {tag: int(n) for tag, n in rows}
+
+
+def drop_tags(conn: sqlite3.Connection, ids: Sequence[int]) -> None:
+    for start in range(0, len(ids), _CHUNK):
+        chunk = list(ids[start : start + _CHUNK])
+        conn.execute(f"DELETE FROM tags WHERE image_id IN ({','.join('?' * len(chunk))})", chunk)
+
+
+# ---- facets ----------------------------------------------------------------------------------------------------
+def facets(conn: sqlite3.Connection, codec: PathCodec, *, has_meta: bool) -> dict[str, Any]:
+    """What a filter UI offers: cameras and folders (with counts), the date range, how many photos have GPS
+    and how many had their metadata read."""
+    folders: dict[str, int] = {}
+    for (path,) in conn.execute("SELECT path FROM images WHERE status = 'ok'"):
+        relative = codec.relative(codec.decode(path))
+        folder = os.path.dirname(relative) or "."
+        folders[folder] = folders.get(folder, 0) + 1
+    top = sorted(folders.items(), key=lambda item: (-item[1], item[0]))[:MAX_FOLDERS]
+    out: dict[str, Any] = {"folders": dict(top), "cameras": {}, "date_range": None, "has_gps": 0, "with_meta": 0}
+    if not has_meta:
+        return out
+    rows = conn.execute(
+        "SELECT trim(coalesce(camera_make, '') || ' ' || coalesce(camera_model, '')) AS camera, count(*) AS n "
+        "FROM images WHERE status = 'ok' AND (camera_make IS NOT NULL OR camera_model IS NOT NULL) "
+        "GROUP BY camera ORDER BY n DESC, camera"
+    )
+    out["cameras"] = {camera: int(n) for camera, n in rows}
+    first, last, gps, read = conn.execute(
+        "SELECT min(taken_at), max(taken_at), count(latitude), count(width) FROM images WHERE status = 'ok'"
+    ).fetchone()
+    out["date_range"] = None if first is None else [float(first), float(last)]
+    out["has_gps"], out["with_meta"] = int(gps), int(read)
+    return out
