@@ -111,11 +111,16 @@ class Version:
         self.home, self.db = work / f"home-{key}", work / f"index-{key}" / "catalogue.sqlite"
 
 
-def measure(versions: list[Version], photos: Path, runs: int) -> dict[str, dict[str, tuple[float, float]]]:
-    """Median (wall, RSS) per version and command. The versions take turns run by run, so a machine whose load
-    changes (other jobs on its 2 cores) slows them alike."""
+def measure(
+    versions: list[Version], photos: Path, runs: int, only: list[str] | None = None
+) -> dict[str, dict[str, tuple[float, float]]]:
+    """Median (wall, RSS) per version and command (``only``: the commands whose name starts with one of these).
+    The versions take turns run by run, so a machine whose load changes (other jobs on its 2 cores) slows them
+    alike."""
     table: dict[str, dict[str, tuple[float, float]]] = {v.label: {} for v in versions}
     for name in commands(photos, photos, photos):
+        if only and not name.startswith(tuple(only)):
+            continue
         samples: dict[str, list[tuple[float, float]]] = {v.label: [] for v in versions}
         failed: set[str] = set()
         for attempt in range(runs + 1):
@@ -143,6 +148,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "vistext-bench-cli")
     parser.add_argument("--previous", type=Path, help="the previous release's src/ (e.g. a git worktree's)")
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--only", nargs="+", help="only these commands (name prefixes: search, similar, tag, ...)")
     args = parser.parse_args()
     work = args.workdir.resolve()
     photos = build_folder(work / "photos")
@@ -153,7 +159,7 @@ def main() -> None:
     for version in versions:
         prepare_index(version.src, version.home, photos, version.db, start_from)
         start_from = version.db
-    table = measure(versions, photos, args.runs)
+    table = measure(versions, photos, args.runs, args.only)
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(
         f"\ncold CLI, median of {args.runs} fresh processes, {os.cpu_count()} CPUs (load average now {load}); "

@@ -114,6 +114,15 @@ def flickr8k() -> Path:
 
 
 @pytest.fixture(scope="session")
+def opendomain_classes() -> Path:
+    """The opendomain-classes folder from ../shared/datasets (26 everyday classes, one folder each, plus
+    classes.csv): skipped with a reason when absent, a failure under CI."""
+    root = ROOT.parent / "shared" / "datasets" / "opendomain-classes"
+    require((root / "classes.csv").is_file(), f"research data absent: opendomain-classes not found at {root}")
+    return root
+
+
+@pytest.fixture(scope="session")
 def flickr8k_images(flickr8k: Path) -> list[Path]:
     """All Flickr8k photo paths (224x224 JPEGs), sorted by name."""
     return sorted((flickr8k / "images").glob("*.jpg"))

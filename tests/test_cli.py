@@ -568,7 +568,8 @@ def test_search_and_similar_log_what_they_did_with_v(indexed: Path, caplog: pyte
     [search, similar] = [r for r in caplog.records if r.name == "vistext.cli.collection"]
     assert search.levelname == "INFO" and similar.levelname == "INFO"
     text = search.getMessage()
-    assert re.search(r"search 'a dog running': joint model \S+, space joint:\S+ \(\d+-d\), (flat|hnsw) index", text)
+    pattern = r"search 'a dog running': joint model \S+, space (joint|fused):\S+ \(\d+-d\), (flat|hnsw) index"
+    assert re.search(pattern, text)
     assert "of 40 vectors searched, 3 results" in text and re.search(r"\d+\.\d{3} s$", text)
     pattern = r"image encoder efficientnet-lite0, space image \(1280-d\), \w+ index of 40 vectors"
     assert re.search(pattern, similar.getMessage())

@@ -21,8 +21,6 @@ from vistext.models.concepts import (
     load_concept_space,
 )
 
-OPENDOMAIN = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "opendomain-classes"
-
 
 def one_hot_embedder(vocabulary: list[str]):
     """A text -> one-hot embedder over a fixed vocabulary: means of its outputs are easy to reason about."""
@@ -162,8 +160,7 @@ def test_concept_search_finds_dogs_in_flickr8k(flickr8k: Path, minilm) -> None:
     assert scores[:15].mean() > scores[15:].mean() + 0.1
 
 
-@pytest.mark.skipif(not (OPENDOMAIN / "classes.csv").is_file(), reason=f"opendomain-classes not at {OPENDOMAIN}")
-def test_concept_tags_name_everyday_objects(minilm) -> None:
+def test_concept_tags_name_everyday_objects(opendomain_classes: Path, minilm) -> None:
     """Real opendomain photos of objects Flickr8k captions never show: the concept space tags them right."""
     from vistext.encoders import create_image_encoder
     from vistext.features import encode_files
@@ -171,7 +168,7 @@ def test_concept_tags_name_everyday_objects(minilm) -> None:
 
     classes = ["pizza", "stop_sign", "ceiling_fan", "laptop", "sunflower"]
     labels = ["pizza", "stop sign", "ceiling fan", "laptop", "sunflower"]
-    photos = [p for c in classes for p in sorted((OPENDOMAIN / c).glob("*.jpg"))[:4]]
+    photos = [p for c in classes for p in sorted((opendomain_classes / c).glob("*.jpg"))[:4]]
     features = encode_files(photos, create_image_encoder("efficientnet-lite0"), progress=False)
     space = load_concept_space()
     scores = space.embed_logits(features.logits) @ space.embed_texts(embed_prompted(minilm, labels, TAG_TEMPLATES)).T
@@ -179,8 +176,7 @@ def test_concept_tags_name_everyday_objects(minilm) -> None:
     assert (predicted == np.repeat(np.arange(5), 4)).mean() >= 0.75  # 16 of 20 when shipped (release joint: ~0.45)
 
 
-@pytest.mark.skipif(not (OPENDOMAIN / "classes.csv").is_file(), reason=f"opendomain-classes not at {OPENDOMAIN}")
-def test_adaptive_fusion_finds_objects_and_keeps_captions(flickr8k: Path, minilm) -> None:
+def test_adaptive_fusion_finds_objects_and_keeps_captions(flickr8k: Path, opendomain_classes: Path, minilm) -> None:
     """The shipped fusion over real photos (everyday objects plus Flickr8k scenes), one vector per image: an
     object query finds its objects, and a Flickr8k caption still finds its own photo."""
     from vistext.datasets import open_caption_dataset
@@ -188,7 +184,7 @@ def test_adaptive_fusion_finds_objects_and_keeps_captions(flickr8k: Path, minilm
     from vistext.features import encode_files
     from vistext.models.joint import load_joint_model
 
-    objects = [p for c in ("pizza", "stop_sign", "laptop") for p in sorted((OPENDOMAIN / c).glob("*.jpg"))[:4]]
+    objects = [p for c in ("pizza", "stop_sign", "laptop") for p in sorted((opendomain_classes / c).glob("*.jpg"))[:4]]
     by_image = open_caption_dataset(f"flickr8k:{flickr8k}").captions_by_image("test")
     scenes = list(by_image)[:12]
     features = encode_files(objects + scenes, create_image_encoder("efficientnet-lite0"), progress=False)

@@ -63,6 +63,19 @@ def test_text_embeddings_match_pytorch(
     assert np.abs(single[0] - expected[0]).max() < 1e-4
 
 
+def test_plain_minilm_output_matches_pytorch(onnx_model: OnnxJointModel, captions: list[str]) -> None:
+    # the concept space meets queries in plain MiniLM's space: the text graph's second output must be exactly
+    # MiniLMEncoder.encode (texts up to the graph's token limit; the long last caption is truncated there)
+    from vistext.encoders.text_encoders import MiniLMEncoder
+
+    texts = captions[:-1]
+    expected = MiniLMEncoder().encode(texts).numpy()
+    joint, plain = onnx_model.encode_text_and_minilm(texts, batch_size=250)
+    assert plain.shape == expected.shape == (len(texts), 384)
+    assert np.abs(plain - expected).max() < 1e-4
+    assert np.abs(joint - onnx_model.encode_text(texts)).max() < 1e-6
+
+
 @pytest.mark.parametrize("corrected", [True, False])
 def test_image_embeddings_match_pytorch(
     torch_model: JointModel, onnx_model: OnnxJointModel, flickr8k_images: list[Path], corrected: bool

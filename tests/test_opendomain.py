@@ -21,12 +21,6 @@ from vistext.evaluation.opendomain import (
     zero_shot_accuracy,
 )
 
-OPENDOMAIN = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "opendomain-classes"
-needs_opendomain = pytest.mark.skipif(
-    not (OPENDOMAIN / "classes.csv").is_file(), reason=f"opendomain-classes not found at {OPENDOMAIN}"
-)
-
-
 # ---- metrics on hand-made scores --------------------------------------------------------------------------
 
 
@@ -122,9 +116,8 @@ def test_class_folder_errors(tmp_path: Path) -> None:
         ClassFolder(tmp_path)
 
 
-@needs_opendomain
-def test_real_opendomain_halves() -> None:
-    ds = ClassFolder(OPENDOMAIN)
+def test_real_opendomain_halves(opendomain_classes: Path) -> None:
+    ds = ClassFolder(opendomain_classes)
     assert len(ds.class_names) == 26 and "stop sign" in ds.class_names and "cell phone" in ds.class_names
     assert len(ds.images("all")) == 1034
     dev, test = ds.targets("dev"), ds.targets("test")

@@ -32,7 +32,7 @@ def add_db(parser: argparse.ArgumentParser) -> None:
 def add_paging(parser: argparse.ArgumentParser, k: int) -> None:
     parser.add_argument("-k", type=int, default=k, help=f"how many results (default {k})")
     parser.add_argument("--offset", type=int, default=0, help="skip this many results (paging)")
-    parser.add_argument("--min-score", type=float, default=None, help="drop results below this cosine similarity")
+    parser.add_argument("--min-score", type=float, default=None, help="drop results scoring below this (0-1)")
     parser.add_argument("--grid", type=Path, help="also draw the results as a contact sheet (.png/.jpg/.webp)")
 
 
@@ -185,7 +185,7 @@ def _answer(
 def _log_query(service: Service, result: SearchResult, what: str, seconds: float) -> None:
     """With -v: which model and space answered, the kind and size of the vector index searched, and how long."""
     if what == "search":
-        model, space = f"joint model {service.joint.name}", service.joint_space
+        model, space = f"joint model {service.joint.name}", service.models.text_space
     else:
         model, space = f"image encoder {service.models.encoder_name}", "image"
     index = (service.info().details.get("spaces") or {}).get(space, {})

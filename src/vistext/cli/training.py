@@ -127,6 +127,8 @@ def run_train_matcher(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    if args.data.startswith("classes:"):
+        return _eval_classes(args)
     from vistext.models.card import load_model, model_kind, resolve_model_dir
 
     directory = resolve_model_dir(args.model, "joint" if args.model is None else None)
@@ -141,6 +143,16 @@ def run_eval(args: argparse.Namespace) -> int:
     split = args.split or ("test" if kind == "joint" else None)
     metrics = evaluation.evaluate(model, args.data, split=split, progress=progress).metrics  # type: ignore[arg-type]
     _print_metrics(metrics, args.json)
+    return 0
+
+
+def _eval_classes(args: argparse.Namespace) -> int:
+    """Open-domain figures of the shipped default (or ``--model``'s joint model fused with the concepts)."""
+    from vistext.service import Service
+
+    with Service(joint_model=args.model, progress=not args.quiet) as service:
+        evaluation = service.understanding.evaluate_classes(args.data, args.split or "test", args.template)
+    _print_metrics(evaluation.to_dict(), args.json)
     return 0
 
 
@@ -236,4 +248,7 @@ def register_training(commands: argparse._SubParsersAction, common: argparse.Arg
     evaluate.add_argument("--model", help="model directory or name (default: the shipped joint model)")
     evaluate.add_argument("--data", required=True, help="FORMAT:PATH")
     evaluate.add_argument("--split", default=None, help="test, dev, ... (joint default: test; tagger: whole dataset)")
+    evaluate.add_argument(
+        "--template", default="a photo of a {}", help="classes:DIR: the text-search query template" + _D
+    )
     evaluate.set_defaults(run=run_eval)

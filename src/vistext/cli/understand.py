@@ -144,5 +144,9 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     match = commands.add_parser("match", parents=[common], help="which tag set fits an image best")
     match.add_argument("image")
     match.add_argument("tag_sets", nargs="+", help='tag sets, e.g. "dog ball grass" "red car, street"')
-    match.add_argument("--model", help='a match classifier directory, or "joint" (default: the shipped classifier)')
+    match.add_argument(
+        "--model",
+        help='a match classifier directory, "fused" (the open-domain default for words, 0-1 relevance) or "joint" '
+        "(default: the shipped match classifier, 0-1 probabilities)",
+    )
     match.set_defaults(run=run_match)

@@ -13,12 +13,16 @@ All figures are fractions (0-1).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from vistext.errors import UsageError
+from vistext.evaluation.base import Evaluation
 from vistext.evaluation.tagging import average_precision
+
+if TYPE_CHECKING:
+    from vistext.models.open_domain import OpenDomainModel
 
 TextScorer = Callable[[list[str]], np.ndarray]
 
@@ -120,3 +124,40 @@ def fit_relevance_calibration(scores: np.ndarray, relevant: np.ndarray) -> tuple
         raise UsageError("calibration needs as many labels as scores, with relevant and irrelevant pairs")
     model = LogisticRegression(class_weight="balanced").fit(scores, relevant)
     return float(model.coef_[0, 0]), float(model.intercept_[0])
+
+
+def evaluate_classes(
+    model: OpenDomainModel,
+    spec: str,
+    split: str = "test",
+    template: str = "a photo of a {}",
+    progress: bool = True,
+) -> Evaluation:
+    """Zero-shot tagging and text search on a folder-per-class dataset (``classes:DIR``) with the shipped
+    default for words and photos (tags as ``tag --vocab`` scores them, search as ``search`` ranks stored
+    vectors). The primary metric ``mean`` is the mean of top-1, P@10 and mAP."""
+    from vistext.datasets import open_tagged_dataset
+    from vistext.datasets.classes import ClassFolder
+    from vistext.encoders import ImageFeatures, create_image_encoder
+    from vistext.features import encode_files
+
+    data = open_tagged_dataset(spec)
+    if not isinstance(data, ClassFolder):
+        raise UsageError(f"{spec}: open-domain evaluation needs a folder-per-class dataset (classes:DIR)")
+    paths = data.images(split)
+    if not paths:
+        raise UsageError(f"{spec}: split {split!r} has no images (splits: all, dev, test)")
+    arrays = encode_files(paths, create_image_encoder(model.concepts.image_encoder), progress=progress)
+    features = ImageFeatures(pooled=arrays.pooled, logits=arrays.logits)
+    tag_images, search_images = model.tag_image_vectors(features), model.project(features)
+    metrics = evaluate_open_domain(
+        lambda words: model.scores(model.tag_vectors(words), tag_images),
+        data.targets(split),
+        data.class_names,
+        tag_template="{}",
+        search_template=template,
+        score_queries=lambda texts: model.scores(model.text_vectors(texts), search_images),
+    )
+    metrics["mean"] = metrics.pop("primary")
+    metrics.update({"split": split, "template": template, "classes": len(data.class_names)})
+    return Evaluation(metrics, "mean")

@@ -20,7 +20,7 @@ import os
 import stat
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -38,6 +38,9 @@ from vistext.store import FileState, ImageRecord, Store
 log = logging.getLogger(__name__)
 
 Projector = Callable[[ImageFeatures], np.ndarray]
+# a space computed from what a record already holds: (source space, (logits, source vectors) -> vectors)
+Derivation = tuple[str, Callable[[np.ndarray, np.ndarray], np.ndarray]]
+DERIVE_BATCH = 256
 
 _MTIME_TOLERANCE = 1e-3  # stores may round float mtimes; a real edit moves it by far more
 
@@ -184,6 +187,7 @@ def index_folder(
     encoder: ImageEncoder,
     *,
     projectors: Mapping[str, Projector] | None = None,
+    derived: Mapping[str, Derivation] | None = None,
     batch_size: int = 16,
     workers: int = 2,
     progress: bool = True,
@@ -193,6 +197,9 @@ def index_folder(
     ``projectors`` add embedding spaces (e.g. ``"joint:default"``) computed from each batch's ImageFeatures and
     stored with the image, so text search never re-reads images; a projector with ``needs_grid = True`` gets
     the 7x7 feature grid. Files that fail to decode are stored as failed and retried only once they change.
+    ``derived`` spaces are first added to stored images that lack them from their stored classifier logits and
+    source space (``derive_spaces``): a catalogue indexed before such a space existed upgrades without reading
+    a photo.
     """
     started = time.perf_counter()
     root_path = Path(folder).resolve()
@@ -205,6 +212,8 @@ def index_folder(
         log.info("%s: %s", path, message)  # shown with --verbose; the JSON report carries them all
 
     with store.writer_lock(), file_messages(warned):
+        if derived:
+            derive_spaces(store, derived)
         _run(root_path, store, encoder, projectors or {}, report, batch_size, workers, progress)
     report.seconds = time.perf_counter() - started
     log.info(
@@ -334,6 +343,34 @@ def project_batch(good: list[EncodedImage], projectors: Mapping[str, Projector])
         grid=_stacked([e.grid for e in good]),
     )
     return {name: np.asarray(project(features), dtype=np.float32) for name, project in projectors.items()}
+
+
+def derive_spaces(store: Store, derived: Mapping[str, Derivation]) -> int:
+    """Add each ``derived`` space to the stored images lacking it that have classifier logits and a vector in
+    its source space, computed from those alone (no photo is read). Returns how many vectors were added;
+    images without the inputs are left to the next indexing pass, which encodes them."""
+    added = 0
+    for space, (source, derive) in derived.items():
+        missing = store.paths_missing(space)
+        if not missing:
+            continue
+        ids = [
+            int(r.id)
+            for r in store.records()
+            if r.id is not None and r.path in missing and r.logits is not None and source in r.embeddings
+        ]
+        for start in range(0, len(ids), DERIVE_BATCH):
+            records = [r for r in store.records(ids[start : start + DERIVE_BATCH]) if r.logits is not None]
+            if not records:
+                continue
+            vectors = derive(
+                np.stack([np.asarray(r.logits) for r in records]), np.stack([r.embeddings[source] for r in records])
+            )
+            pairs = zip(records, vectors, strict=True)
+            store.add([replace(r, pooled=None, logits=None, embeddings={space: v}) for r, v in pairs])
+            added += len(records)
+        log.info("added space %s to %d indexed images from their stored features", space, added)
+    return added
 
 
 def fill_meta(store: Store, unchanged: set[str], report: IndexReport, page: int = 256) -> None:

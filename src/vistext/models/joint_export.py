@@ -2,8 +2,11 @@
 
 The text graph takes MiniLM's ``input_ids`` and ``attention_mask`` and returns the joined text embeddings:
 MiniLM token states, the text encoder's pooling (plain mean or the learned ``minilm-gpo`` pooling), every
-branch's projection, the join and the PCA reduction, normalised. The image graph takes the bundled encoder's
-pooled features (and the grid, for grid heads) and returns the joined image embeddings. The CSLS hubness
+branch's projection, the join and the PCA reduction, normalised; and, as a second output ``minilm``, the plain
+sentence embedding (mean-pooled, normalised MiniLM: what ``MiniLMEncoder.encode`` gives and what the concept
+space of ``models.concepts`` is built on) from the same token states, so a query runs the transformer once.
+The image graph takes the bundled encoder's pooled features (and the grid, for grid heads) and returns the
+joined image embeddings. The CSLS hubness
 correction is not in the graphs: it compares against the stored reference banks, which ``joint_onnx`` does in
 NumPy. Only ``joint_onnx`` imports this module, and only when no export is cached yet.
 """
@@ -38,17 +41,18 @@ class TextGraph(nn.Module):
         self.encoder = encoder
         self.backbone = encoder._load()  # noqa: SLF001 - the frozen MiniLM (with any fine-tuned top layers)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        mean = F.normalize((hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0), dim=-1)
         if isinstance(self.encoder, MiniLMTokenPoolingEncoder):
             features = torch.cat([hidden, mask], dim=-1)
             # pad to the pooling's fixed token count, as frozen_features does (a traced, shape-dependent pad)
             features = F.pad(features, (0, 0, 0, self.encoder.max_tokens - features.shape[1]))
             text = self.encoder.pool(features)
         else:
-            text = F.normalize((hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0), dim=-1)
-        return self.model.join(self.model.text_branches(text))
+            text = mean
+        return self.model.join(self.model.text_branches(text)), mean
 
 
 class ImageGraph(nn.Module):
@@ -62,14 +66,20 @@ class ImageGraph(nn.Module):
         return self.model.join(self.model.image_branches(pooled, grid))
 
 
-def _export(module: nn.Module, args: tuple[torch.Tensor, ...], path: Path, names: list[str]) -> None:
+def _export(
+    module: nn.Module,
+    args: tuple[torch.Tensor, ...],
+    path: Path,
+    names: list[str],
+    outputs: tuple[str, ...] = ("joined",),
+) -> None:
     """Export to ``path`` with the weights in ``path.data`` beside it: ONNX Runtime maps an external weights
     file instead of copying it out of the protobuf, which halves the text graph's load time."""
     import onnx
 
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     axes = {name: {0: "n", 1: "tokens"} if name in ("input_ids", "attention_mask") else {0: "n"} for name in names}
-    axes["joined"] = {0: "n"}
+    axes.update({name: {0: "n"} for name in outputs})
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer notes about shape-dependent Python values are expected here
         torch.onnx.export(
@@ -77,7 +87,7 @@ def _export(module: nn.Module, args: tuple[torch.Tensor, ...], path: Path, names
             args,
             str(tmp),
             input_names=names,
-            output_names=["joined"],
+            output_names=list(outputs),
             dynamic_axes=axes,
             opset_version=OPSET,
             dynamo=False,
@@ -101,7 +111,7 @@ def export_text_graph(model: JointModel, path: Path) -> Path:
         ids = torch.tensor([[101, 1037, 3899, 2652, 102, 0], [101, 1037, 3899, 102, 0, 0]], dtype=torch.long)
         mask = (ids > 0).long()
         mask[:, 0] = 1
-        _export(graph, (ids, mask), path, ["input_ids", "attention_mask"])
+        _export(graph, (ids, mask), path, ["input_ids", "attention_mask"], ("joined", "minilm"))
     finally:
         backbone_config._attn_implementation = previous  # noqa: SLF001
     return path

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-EXPORT_VERSION = "2"  # bump when the exported graphs or files change
+EXPORT_VERSION = "3"  # bump when the exported graphs or files change
 TEXT_GRAPH = "text.onnx"
 IMAGE_GRAPH = "image.onnx"
 TOKENIZER_FILE = "tokenizer.json"
@@ -166,9 +166,14 @@ class OnnxTextEncoder:
         return ids, mask
 
     def __call__(self, texts: list[str]) -> np.ndarray:
+        return self.both(texts)[0]
+
+    def both(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(joined joint-space embeddings, plain MiniLM sentence embeddings) of ``texts``: one transformer pass."""
         ids, mask = self.tokenize(texts)
         session = self.session(bulk=len(texts) >= BULK_TEXTS)
-        return session.run(["joined"], {"input_ids": ids, "attention_mask": mask})[0]
+        joined, minilm = session.run(["joined", "minilm"], {"input_ids": ids, "attention_mask": mask})
+        return joined, minilm
 
 
 class OnnxJointModel:
@@ -234,6 +239,21 @@ class OnnxJointModel:
             joined = self.text_encoder(texts[s : s + batch_size])
             out.append(self.correct_texts(joined) if corrected else joined)
         return np.concatenate(out).astype(np.float32) if out else np.zeros((0, self._dim(corrected)), np.float32)
+
+    def encode_text_and_minilm(
+        self, texts: list[str], batch_size: int = 256, corrected: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``encode_text``'s embeddings and the plain MiniLM sentence embeddings (N, 384) of the same texts,
+        from one pass of the text graph (the concept space meets texts in MiniLM's space)."""
+        texts = [str(t) for t in texts]
+        joint, plain = [], []
+        for s in range(0, len(texts), batch_size):
+            joined, minilm = self.text_encoder.both(texts[s : s + batch_size])
+            joint.append(self.correct_texts(joined) if corrected else joined)
+            plain.append(minilm)
+        if not joint:
+            return np.zeros((0, self._dim(corrected)), np.float32), np.zeros((0, 384), np.float32)
+        return np.concatenate(joint).astype(np.float32), np.concatenate(plain).astype(np.float32)
 
     def encode_images(self, features: ImageFeatures, batch_size: int = 256, corrected: bool = True) -> np.ndarray:
         """(N, d) L2-normalised embeddings from the bundled image encoder's output, as ``JointModel.encode_images``."""

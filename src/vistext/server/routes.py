@@ -143,7 +143,7 @@ def build_router(settings: ServerSettings) -> APIRouter:
         return Query(default, ge=1, le=max_k, description=k_doc)
 
     offset_param = Query(0, ge=0, le=max_offset, description=f"skip this many results (0-{max_offset})")
-    min_score_param = Query(None, ge=-1, le=1, description="drop results below this similarity")
+    min_score_param = Query(None, ge=0, le=1, description="drop results scoring below this (0-1 relevance)")
 
     @api.get("/health", response_model=schemas.HealthOut, summary="liveness check")
     async def health() -> JSONResponse:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class CaptionBank:
     texts: list[str]
-    vectors: np.ndarray  # (N, d) L2-normalised joint-space text embeddings
+    vectors: np.ndarray  # (N, d) text vectors of the space captions are scored in
 
 
 def read_caption_texts(spec: str) -> list[str]:
@@ -48,19 +49,25 @@ def read_caption_texts(spec: str) -> list[str]:
 
 
 def load_caption_bank(
-    spec: str, model: JointModel | OnnxJointModel, model_key: str, batch_size: int = 256
+    spec: str,
+    model: JointModel | OnnxJointModel | Callable[[list[str]], np.ndarray],
+    model_key: str,
+    batch_size: int = 256,
 ) -> CaptionBank:
-    """Embed the bank's captions with ``model`` (cached on disk by content and ``model_key``)."""
+    """Embed the bank's captions with ``model`` (a joint model, or any texts -> vectors function such as the
+    fused space's ``text_vectors``), cached on disk by content and ``model_key``."""
+    embed = model.encode_text if hasattr(model, "encode_text") else model  # a JointModel is callable too
     texts = read_caption_texts(spec)
     digest = hashlib.sha1("\n".join(texts).encode()).hexdigest()[:16]
-    cache = cache_dir("captions") / f"{model_key.replace('@', '-')}-{digest}.npy"
+    key = model_key.replace("@", "-").replace(":", "-").replace("+", "-")
+    cache = cache_dir("captions") / f"{key}-{digest}.npy"
     if cache.is_file():
         vectors = np.load(cache)
         if vectors.shape[0] == len(texts):
             return CaptionBank(texts, vectors)
     log.info("embedding %d captions from %s (once; cached at %s)", len(texts), spec, cache)
     vectors = np.concatenate(
-        [model.encode_text(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
+        [embed(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
     ).astype(np.float32)
     try:
         with atomic_path(cache, fsync=False) as tmp:

@@ -67,7 +67,7 @@ class Collection:
         self._store_lock = threading.Lock()
         # the joint model loads on the first text to embed: ``similar`` alone never needs it
         self._queries: Lazy[QueryBatcher] = Lazy(
-            lambda: QueryBatcher(self.store, lambda texts: self.models.joint.encode_text(texts))
+            lambda: QueryBatcher(self.store, self.models.encode_query_texts, readable=self.models.readable_scores)
         )
         self._thumbnails: OrderedDict[tuple[str, int], bytes] = OrderedDict()
         self._thumbnail_lock = threading.Lock()
@@ -165,9 +165,12 @@ class Collection:
     def _index_locally(self, folder: Path, text_search: bool) -> IndexReport:
         from vistext.indexing.local import index_folder
 
-        projectors = {self.models.joint_space: self.models.joint_projector()} if text_search else None
+        projectors = self.models.text_projectors() if text_search else None
+        derived = self.models.derived_spaces() if text_search else None
         store = self.store(create=True, folder=folder)
-        return index_folder(folder, store, self.models.encoder, projectors=projectors, progress=self.progress)
+        return index_folder(
+            folder, store, self.models.encoder, projectors=projectors, derived=derived, progress=self.progress
+        )
 
     def _collection_tagger(self, tagger: str | Path) -> TaggerModel:
         from vistext.service.collection_tags import check_tagger
@@ -333,7 +336,7 @@ class Collection:
         Loads the joint model on first use."""
         if not text.strip():
             raise UsageError("the search text is empty")
-        search = Query(self.models.joint_space, k + offset, text=text, restrict=self.restrict(filter))
+        search = Query(self.models.text_space, k + offset, text=text, restrict=self.restrict(filter))
         return self._page(text, search, k, offset, min_score)
 
     def restrict(self, filter: ImageFilter | None) -> np.ndarray | None:

@@ -35,4 +35,11 @@ def index_on_ray(collection: Collection, location: str, text_search: bool, addre
     joint = None if models.joint_path is None else str(models.joint_path)
     spaces = {models.joint_space: JointProjection(joint)} if text_search else {}
     spec = ModelSpec(models.encoder_name, spaces)
-    return index_with_ray(location, store, store_uri, spec, address=address, progress=collection.progress)
+    report = index_with_ray(location, store, store_uri, spec, address=address, progress=collection.progress)
+    if text_search:
+        # the open-domain (fused) space is derived from the stored logits and joint vectors, as an upgraded
+        # catalogue's is: cheap on the driver, and the actors need not load the concept space
+        from vistext.indexing.local import derive_spaces
+
+        derive_spaces(store, models.derived_spaces())
+    return report

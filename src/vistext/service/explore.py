@@ -43,7 +43,7 @@ class Explore:
         status = StatusResult(info)
         spaces = list(self.collection.store().spaces())
         try:  # the current joint model's space: one left by an older model cannot answer text queries
-            status.text_search = self.models.joint_space in spaces
+            status.text_search = self.models.text_space in spaces
         except VistextError:
             status.text_search = False
         try:

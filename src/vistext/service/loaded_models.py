@@ -24,13 +24,20 @@ from vistext.models.card import CARD_FILE
 from vistext.service.inputs import ImageInput, decode
 
 if TYPE_CHECKING:
+    from vistext.indexing.local import Derivation
     from vistext.models.joint import JointModel
     from vistext.models.joint_onnx import OnnxJointModel
     from vistext.models.matcher_numpy import NumpyMatcher
+    from vistext.models.open_domain import OpenDomainModel
     from vistext.models.tagger import TaggerModel
 
 T = TypeVar("T")
 MODEL_CACHE_SIZE = 4  # taggers and match classifiers kept loaded at once
+
+
+def cosine_to_unit(cosines: np.ndarray) -> np.ndarray:
+    """Cosines in [-1, 1] -> [0, 1], order kept: how scores without a calibration are shown."""
+    return np.clip((np.asarray(cosines, dtype=np.float32) + 1.0) / 2.0, 0.0, 1.0)
 
 
 class Lazy(Generic[T]):
@@ -101,6 +108,7 @@ class LoadedModels:
         self._encoder: Lazy[ImageEncoder] = Lazy(lambda: create_image_encoder(self.encoder_name))
         self._joint: Lazy[JointModel | OnnxJointModel] = Lazy(self._load_joint)
         self._joint_key: Lazy[str] = Lazy(self._fingerprint)
+        self._open_domain: Lazy[tuple[OpenDomainModel | None]] = Lazy(self._load_open_domain)
         self.cache = ModelCache(cache_size)
 
     @property
@@ -128,6 +136,47 @@ class LoadedModels:
     @property
     def joint_space(self) -> str:
         return f"joint:{self.joint_key}"
+
+    @property
+    def open_domain(self) -> OpenDomainModel | None:
+        """The shipped default for words and photos (joint model fused with the classifier's concept space), or
+        None for a joint model without an ONNX export (a GloVe model), which is then used alone."""
+        return self._open_domain.get()[0]
+
+    @property
+    def text_space(self) -> str:
+        """The stored space text search, captions and tag sets are scored in: the fused one when available."""
+        fused = self.open_domain
+        return fused.space if fused is not None else self.joint_space
+
+    def encode_query_texts(self, texts: list[str]) -> np.ndarray:
+        """Search texts -> query vectors for ``text_space``."""
+        fused = self.open_domain
+        return fused.text_vectors(texts) if fused is not None else self.joint.encode_text(texts)
+
+    def readable_scores(self, space: str, query: np.ndarray, cosines: np.ndarray) -> np.ndarray:
+        """A vector index's cosines for one query -> the documented 0-1 score: calibrated relevance in the fused
+        space; a joint space alone (a GloVe joint model) maps its cosine c to (c + 1) / 2; similar photos keep
+        their image-feature cosine (the features are non-negative, so it is already 0-1)."""
+        if space == "image":  # checked first: similar photos never load the text models
+            return np.clip(np.asarray(cosines, dtype=np.float32), 0.0, 1.0)
+        fused = self.open_domain
+        if fused is not None and space == fused.space:
+            return fused.from_cosines(query, cosines)
+        return cosine_to_unit(cosines)
+
+    def text_projectors(self) -> dict[str, Any]:
+        """The spaces indexing stores for words: the joint space, and the fused space when available."""
+        projectors = {self.joint_space: self.joint_projector()}
+        fused = self.open_domain
+        if fused is not None:
+            projectors[fused.space] = fused.project
+        return projectors
+
+    def derived_spaces(self) -> dict[str, Derivation]:
+        """Spaces an index can add from stored features alone (the fused one: logits + the joint space)."""
+        fused = self.open_domain
+        return {} if fused is None else {fused.space: (self.joint_space, fused.image_vectors)}
 
     def features(self, pictures: Sequence[Image.Image], grid: bool = False) -> ImageFeatures:
         """The image encoder's features of decoded pictures (``grid``: keep the spatial grid too)."""
@@ -173,6 +222,16 @@ class LoadedModels:
         from vistext.models.joint_onnx import load_query_model
 
         return load_query_model(self.joint_path)
+
+    def _load_open_domain(self) -> tuple[OpenDomainModel | None]:
+        from vistext.models.concepts import load_concept_space
+        from vistext.models.joint_onnx import OnnxJointModel
+        from vistext.models.open_domain import OpenDomainModel
+
+        joint = self.joint
+        if not isinstance(joint, OnnxJointModel) or self.encoder_name != "efficientnet-lite0":
+            return (None,)
+        return (OpenDomainModel(joint, load_concept_space(), self.joint_key),)
 
     def _fingerprint(self) -> str:
         joint = self.joint

@@ -51,17 +51,23 @@ class Query:
     restrict: np.ndarray | None = None  # only these image ids (a filter's), searched on its own
 
 
+Readable = Callable[[str, np.ndarray, np.ndarray], np.ndarray]
+
+
 class QueryBatcher:
-    """Batched, cached search over one store. ``encode_texts`` maps N texts to an (N, d) array."""
+    """Batched, cached search over one store. ``encode_texts`` maps N texts to an (N, d) array; ``readable``
+    maps (space, query vector, the index's cosines) to the scores a person reads (default: the cosines)."""
 
     def __init__(
         self,
         store: Callable[[], Store],
         encode_texts: Callable[[list[str]], np.ndarray],
         cache_size: int = TEXT_CACHE_SIZE,
+        readable: Readable | None = None,
     ) -> None:
         self._store = store
         self._encode_texts = encode_texts
+        self._readable = readable
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
@@ -104,8 +110,17 @@ class QueryBatcher:
             depth = max(queries[i].depth for i in rows)
             hits = store.search(space, np.stack([vectors[i] for i in rows]), depth)
             for i, found in zip(rows, hits, strict=True):
-                answers[i] = found[: queries[i].depth]
+                answers[i] = self._rescored(space, vectors[i], found[: queries[i].depth])
         for i, query in enumerate(queries):  # filtered: each has its own ids to search among
             if query.restrict is not None:
-                answers[i] = store.search(query.space, vectors[i][None], query.depth, restrict=query.restrict)[0]
+                found = store.search(query.space, vectors[i][None], query.depth, restrict=query.restrict)[0]
+                answers[i] = self._rescored(query.space, vectors[i], found)
         return answers
+
+    def _rescored(self, space: str, query: np.ndarray, hits: list[VectorHit]) -> list[VectorHit]:
+        if self._readable is None or not hits:
+            return hits
+        from vistext.store.records import VectorHit
+
+        scores = self._readable(space, query, np.array([h.score for h in hits], dtype=np.float32))
+        return [VectorHit(h.id, h.path, float(s)) for h, s in zip(hits, scores, strict=True)]

@@ -1,0 +1,119 @@
+"""The shipped default for words and photos: the joint model fused with the classifier's concept space.
+
+``OpenDomainModel`` joins the torch-free joint model (``joint_onnx``) and the concept space (``concepts``) with
+the adaptive fusion saved in the concept card: one vector per image (computed from the classifier's logits and
+the joint image vector, both of which indexing stores), one vector per text, whose inner product is the fused,
+standardised score. ``relevance`` reads that score as a calibrated 0-1 chance that the photo matches the text
+(the logistic fit on dev data saved with the fusion): the one score scale of search, tags, match and captions.
+
+Image vectors are stored L2-normalised; each is the concatenation of two unit vectors and a 1, so its norm is
+always sqrt(3) and a stored cosine times ``sqrt(3) * |text vector|`` gives the fused score back exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from vistext.encoders.base import ImageFeatures
+from vistext.models.concepts import ConceptSpace, embed_prompted
+
+if TYPE_CHECKING:
+    from vistext.models.joint_onnx import OnnxJointModel
+
+IMAGE_NORM = float(np.sqrt(3.0))  # |[concept unit, joint unit, 1]|
+SPACE_PREFIX = "fused:"
+
+
+class OpenDomainModel:
+    """Text and image vectors of the fused space, and their scores on the readable 0-1 relevance scale."""
+
+    def __init__(self, joint: OnnxJointModel, concepts: ConceptSpace, joint_key: str) -> None:
+        self.joint = joint
+        self.concepts = concepts
+        self.fusion = concepts.fusion()
+        # tags compare plain (uncorrected) joint cosines: their own standardisation and calibration when saved
+        tags = concepts.card.get("tag_fusion") or {}
+        self.tag_fusion = replace(
+            self.fusion,
+            joint_mean=float(tags.get("joint_mean", self.fusion.joint_mean)),
+            joint_std=float(tags.get("joint_std", self.fusion.joint_std)),
+            calibration=tuple(tags.get("calibration", self.fusion.calibration)),
+        )
+        # the stored image vectors depend only on the label embeddings and the ConSE settings: a recalibrated
+        # fusion (text side only) keeps the catalogues' space
+        fingerprint = hashlib.sha1(concepts.label_embeddings.tobytes())
+        fingerprint.update(repr((concepts.top, concepts.temperature, concepts.query_temperature)).encode())
+        self.space = f"{SPACE_PREFIX}{joint_key}+concepts@{fingerprint.hexdigest()[:10]}"
+
+    # ---- images ---------------------------------------------------------------------------------------------
+    def image_vectors(self, logits: np.ndarray, joint_vectors: np.ndarray) -> np.ndarray:
+        """(N, d) unit vectors of N images from their classifier logits and (corrected) joint vectors: what an
+        index stores, so a catalogue indexed before this space existed gets it without reading a photo."""
+        concept = self.concepts.embed_logits(np.asarray(logits, dtype=np.float32))
+        return (self.fusion.image_vectors(concept, joint_vectors) / IMAGE_NORM).astype(np.float32)
+
+    def project(self, features: ImageFeatures) -> np.ndarray:
+        """Encoder features -> stored fused vectors (an indexing projector)."""
+        if features.logits is None:
+            from vistext.errors import ModelError
+
+            raise ModelError("the fused space needs the image classifier's logits")
+        return self.image_vectors(features.logits, self.joint.encode_images(features))
+
+    def tag_image_vectors(self, features: ImageFeatures) -> np.ndarray:
+        """Unit image vectors for open-vocabulary tags: the joint part without the hubness correction (words
+        compete for one photo there; see ``Understanding``), as the bench chose the tag method."""
+        if features.logits is None:
+            from vistext.errors import ModelError
+
+            raise ModelError("the fused space needs the image classifier's logits")
+        joint = self.joint.encode_images(features, corrected=False)
+        concept = self.concepts.embed_logits(features.logits)
+        return (self.fusion.image_vectors(concept, joint) / IMAGE_NORM).astype(np.float32)
+
+    # ---- texts ----------------------------------------------------------------------------------------------
+    def text_vectors(self, texts: Sequence[str]) -> np.ndarray:
+        """(N, d) query vectors of N search texts: inner product with a stored image vector times sqrt(3) is
+        the fused score (see ``scores``)."""
+        joint, minilm = self.joint.encode_text_and_minilm(list(texts))
+        concept = self.concepts.embed_texts(minilm)
+        return self.fusion.text_vectors(concept, joint, self.concepts.confidence(minilm))
+
+    def tag_vectors(self, words: Sequence[str]) -> np.ndarray:
+        """(N, d) query vectors of N tag words: the concept side a prompt ensemble over the space's tag
+        templates, the joint side "a {word}" without the hubness correction (as the bench measured)."""
+        words = list(words)
+        templates = self.concepts.tag_templates
+        phrased = [w if w.lower().startswith(("a ", "an ", "the ")) else f"a {w}" for w in words]
+        prompts = [t.format(w) for t in templates for w in words]
+        joint, minilm = self.joint.encode_text_and_minilm(phrased + prompts, corrected=False)
+        table = {text: vector for text, vector in zip(phrased + prompts, minilm, strict=True)}
+        raw = embed_prompted(lambda batch: np.stack([table[t] for t in batch]), words, templates)
+        concept = self.concepts.embed_texts(raw)
+        return self.tag_fusion.text_vectors(concept, joint[: len(words)], self.concepts.confidence(raw))
+
+    def tag_relevance(self, scores: np.ndarray) -> np.ndarray:
+        """Fused tag scores (``tag_vectors`` x ``tag_image_vectors``) -> their calibrated 0-1 relevance."""
+        return self.tag_fusion.relevance(scores)
+
+    # ---- scores ---------------------------------------------------------------------------------------------
+    def scores(self, texts: np.ndarray, images: np.ndarray) -> np.ndarray:
+        """(N_texts, N_images) fused scores of query vectors against stored (unit) image vectors."""
+        return np.asarray(texts, dtype=np.float32) @ np.asarray(images, dtype=np.float32).T * IMAGE_NORM
+
+    def from_cosines(self, text: np.ndarray, cosines: np.ndarray) -> np.ndarray:
+        """A vector index's cosines (it normalises the query) of one query vector -> that query's relevance."""
+        return self.relevance(np.asarray(cosines) * float(np.linalg.norm(text)) * IMAGE_NORM)
+
+    def relevance(self, scores: np.ndarray) -> np.ndarray:
+        """Fused scores -> calibrated 0-1 relevance (monotone: rankings do not change)."""
+        return self.fusion.relevance(scores)
+
+
+def is_fused_space(space: str) -> bool:
+    return space.startswith(SPACE_PREFIX)
