@@ -164,6 +164,7 @@ def test_standalone_map_works_from_a_file(page: object, site: dict, tmp_path: Pa
     page.mouse.down()
     page.mouse.move(box["x"] + box["width"] - 2, box["y"] + box["height"] - 2, steps=5)
     page.mouse.up()
+    page.wait_for_function("document.querySelector('#region-count').textContent !== ''")  # drawn on the next frame
     assert page.inner_text("#region-count") == "36 photos selected"
     with page.expect_download() as download:
         page.click("#region-jsonl")
