@@ -47,7 +47,7 @@ def _store_uri(text: str) -> str:
     """A store URI, or the catalogue of an indexed folder (``DIR``, ``DIR/.vistext``) or file path."""
     if "://" in text:
         return text
-    from vistext.service.collection import catalogue_file
+    from vistext.service.catalogue_files import catalogue_file
 
     return str(catalogue_file(Path(text)))
 

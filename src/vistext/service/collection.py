@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import re
 import threading
 from collections import OrderedDict
@@ -22,7 +21,8 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from vistext.errors import ImageDecodeError, StoreError, UsageError, VistextError
-from vistext.paths import DB_DIRNAME, DB_FILENAME, atomic_write, cache_dir, default_db_path
+from vistext.paths import DB_FILENAME, atomic_write, cache_dir, default_db_path
+from vistext.service.catalogue_files import catalogue_file, indexes_below
 from vistext.service.filters import describe
 from vistext.service.inputs import ImageInput, Upload, input_name
 from vistext.service.loaded_models import Lazy, LoadedModels
@@ -40,8 +40,6 @@ if TYPE_CHECKING:
     from vistext.store.records import ImageFilter, VectorHit
 
 MAX_K = 1000
-SCAN_DEPTH = 3  # how many folder levels below the current one are searched for indexes when none is found
-SCAN_FOLDERS = 2000  # and at most this many folders, so a run from / or $HOME answers at once
 THUMBNAIL_SIZES = (64, 128, 256, 512)
 THUMBNAIL_MEMORY = 2048  # recently served thumbnails kept in memory (~5 KB each at 128 px)
 
@@ -370,40 +368,6 @@ class Collection:
                 "re-run `vistext index DIR` to add them"
             )
         return error
-
-
-def catalogue_file(path: Path) -> Path:
-    """The catalogue a ``--db`` names: the file itself, or the indexed folder (holding ``.vistext/``), or
-    ``.vistext/`` itself."""
-    if path.is_dir():
-        return path / DB_FILENAME if path.name == DB_DIRNAME else path / DB_DIRNAME / DB_FILENAME
-    return path
-
-
-def indexes_below(root: Path, depth: int = SCAN_DEPTH, budget: int = SCAN_FOLDERS) -> list[Path]:
-    """Indexed folders (holding ``.vistext/catalogue.sqlite``) up to ``depth`` levels below ``root``, relative
-    to it; hidden folders and symlinks are not entered and at most ``budget`` folders are listed."""
-    found: list[Path] = []
-    level = [root]
-    for _ in range(depth):
-        following: list[Path] = []
-        for folder in level:
-            try:
-                entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
-            except OSError:
-                continue
-            for entry in entries:
-                if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
-                    continue
-                budget -= 1
-                if budget < 0:
-                    return found
-                child = Path(entry.path)
-                if (child / DB_DIRNAME / DB_FILENAME).is_file():
-                    found.append(child.relative_to(root))
-                following.append(child)
-        level = following
-    return found
 
 
 def _then(
