@@ -60,6 +60,13 @@ class IndexReport:
     meta_filled: int = 0  # unchanged files whose metadata was read now (indexed before metadata existed)
     tags: dict[str, Any] | None = None  # what a --tagger stored (vistext.service.collection_tags)
 
+    def summary(self) -> str:
+        """One line for the log: the counts and the time taken."""
+        return (
+            f"{self.added} added, {self.updated} updated, {self.removed} removed, {self.unchanged} unchanged, "
+            f"{self.failed} failed in {self.seconds:.1f}s"
+        )
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["failures"] = [{"path": path, "error": error} for path, error in self.failures]
@@ -216,16 +223,7 @@ def index_folder(
             derive_spaces(store, derived)
         _run(root_path, store, encoder, projectors or {}, report, batch_size, workers, progress)
     report.seconds = time.perf_counter() - started
-    log.info(
-        "indexed %s: %d added, %d updated, %d removed, %d unchanged, %d failed in %.1fs",
-        root_path,
-        report.added,
-        report.updated,
-        report.removed,
-        report.unchanged,
-        report.failed,
-        report.seconds,
-    )
+    log.info("indexed %s: %s", root_path, report.summary())
     return report
 
 

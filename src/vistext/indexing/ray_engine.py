@@ -127,16 +127,7 @@ def index_with_ray(
             fill_meta(store, plan.seen - {c.path for c in plan.candidates}, report)
         remove_gone(store, plan, report)
     report.seconds = time.perf_counter() - started
-    log.info(
-        "indexed %s on Ray: %d added, %d updated, %d removed, %d unchanged, %d failed in %.1fs",
-        source.name,
-        report.added,
-        report.updated,
-        report.removed,
-        report.unchanged,
-        report.failed,
-        report.seconds,
-    )
+    log.info("indexed %s on Ray: %s", source.name, report.summary())
     return report
 
 
