@@ -53,6 +53,9 @@ def test_metadata_round_trips_and_filters_select_the_right_photos(filled: Any) -
     with store:
         got = store.get(records[4].path)
         assert got is not None and got.meta == _meta(4)
+        # what a search hit shows, read without features: the same metadata, by id; unknown ids are absent
+        metas = store.photo_metas([got.id, 999_999])
+        assert metas == {got.id: _meta(4)}
         assert store.ids_matching(ImageFilter()).tolist() == list(range(1, 61))
         assert ImageFilter().empty and not ImageFilter(tag="x").empty
         # dates: after inclusive, before exclusive; photos without a date never pass

@@ -116,12 +116,16 @@ def iso_time(seconds: float) -> str:
 
 
 def describe(store: Store, ids: Iterable[int]) -> dict[int, tuple[dict[str, Any] | None, list[dict[str, Any]]]]:
-    """Id -> (meta dict or None, [{tag, score}]) of these indexed images, read in two short queries."""
+    """Id -> (meta dict or None, [{tag, score}]) of these indexed images, read in two short queries (the
+    metadata columns only: no features or vectors, which made a served search 4x slower)."""
     wanted = [int(i) for i in ids]
     tags = store.tags_for(wanted)
     out: dict[int, tuple[dict[str, Any] | None, list[dict[str, Any]]]] = {}
-    for record in store.records(wanted, status=None):
-        if record.id is not None:
-            pairs = [{"tag": tag, "score": round(score, 6)} for tag, score in tags.get(record.id, [])]
-            out[record.id] = (meta_dict(record.meta), pairs)
+    for image_id, meta in store.photo_metas(wanted).items():
+        pairs = [{"tag": tag, "score": round(score, 6)} for tag, score in tags.get(image_id, [])]
+        out[image_id] = (meta_dict(meta), pairs)
+    for image_id in wanted:  # a catalogue without metadata columns (read-only, older schema): no meta
+        if image_id not in out:
+            pairs = [{"tag": tag, "score": round(score, 6)} for tag, score in tags.get(image_id, [])]
+            out[image_id] = (None, pairs)
     return out

@@ -77,6 +77,11 @@ class Store(ABC):
         """Tag -> number of ok images carrying it (any tagger), most common first, then by tag."""
 
     # ---- metadata: defaults built on the methods above; backends may answer them more cheaply ---------------
+    def photo_metas(self, ids: Iterable[int]) -> dict[int, PhotoMeta | None]:
+        """Image id -> its metadata (None: never read) for these ids, without loading features or vectors
+        (what every search hit shows); unknown ids are absent."""
+        return {r.id: r.meta for r in self.records(ids, status=None) if r.id is not None}
+
     def set_photo_meta(self, metas: Mapping[str, PhotoMeta]) -> None:
         """Set the metadata (``ImageRecord.meta``) of already indexed files by path, without touching their
         features; unknown paths are skipped. (``add`` stores a record's ``meta`` too; ``meta=None`` there keeps

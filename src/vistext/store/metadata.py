@@ -152,6 +152,18 @@ def set_tags(conn: sqlite3.Connection, tagger: str, tags: Mapping[int, Sequence[
         )
 
 
+def photo_metas(conn: sqlite3.Connection, ids: Iterable[int]) -> dict[int, PhotoMeta | None]:
+    """Image id -> its metadata columns (None: never read); only those columns are read."""
+    wanted = [int(i) for i in ids]
+    found: dict[int, PhotoMeta | None] = {}
+    for start in range(0, len(wanted), _CHUNK):
+        chunk = wanted[start : start + _CHUNK]
+        query = f"SELECT i.id, {META_SELECT} FROM images i WHERE i.id IN ({','.join('?' * len(chunk))})"
+        for row in conn.execute(query, chunk):
+            found[int(row[0])] = meta_from_row(row[1:])
+    return found
+
+
 def tags_for(conn: sqlite3.Connection, ids: Iterable[int]) -> dict[int, list[tuple[str, float]]]:
     """Image id -> its stored (tag, score) pairs, best first (ids without tags are left out)."""
     wanted = [int(i) for i in ids]

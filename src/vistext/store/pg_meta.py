@@ -21,7 +21,7 @@ import psycopg
 from psycopg import sql
 
 from vistext.store.locations import PathCodec
-from vistext.store.metadata import MAX_FOLDERS, folder_prefix
+from vistext.store.metadata import MAX_FOLDERS, folder_prefix, meta_from_row
 from vistext.store.records import EARTH_RADIUS_KM, META_FIELDS, ImageFilter, PhotoMeta, great_circle_km
 
 META_COLUMNS = sql.SQL(", ").join(sql.Identifier("i", name) for name in META_FIELDS)
@@ -111,6 +111,14 @@ def set_tags(conn: psycopg.Connection, tagger: str, tags: Mapping[int, Sequence[
         )
 
 
+def photo_metas(conn: psycopg.Connection, ids: Iterable[int]) -> dict[int, PhotoMeta | None]:
+    query = sql.SQL("SELECT i.id, {meta} FROM images i WHERE i.id = ANY(%s)").format(meta=META_COLUMNS)
+    found: dict[int, PhotoMeta | None] = {}
+    for row in conn.execute(query, ([int(i) for i in ids],)):
+        found[int(row[0])] = meta_from_row(row[1:])
+    return found
+
+
 def tags_for(conn: psycopg.Connection, ids: Iterable[int]) -> dict[int, list[tuple[str, float]]]:
     found: dict[int, list[tuple[str, float]]] = {}
     rows = conn.execute(
@@ -183,6 +191,11 @@ class PgMetadata:
         with self._tx() as conn:
             set_tags(conn, tagger, tags)
             self._bump(conn)
+
+    def photo_metas(self, ids: Iterable[int]) -> dict[int, PhotoMeta | None]:
+        wanted = [int(i) for i in ids if int(i) in range(-(2**63), 2**63)]
+        with self._tx(read=True) as conn:
+            return photo_metas(conn, wanted)
 
     def tags_for(self, ids: Iterable[int]) -> dict[int, list[tuple[str, float]]]:
         wanted = [int(i) for i in ids if int(i) in range(-(2**63), 2**63)]

@@ -137,6 +137,13 @@ class SQLiteStore(Store):
             self.catalogue._bump_generation()  # version() changes; no row is stamped, so no vector is re-read
             metadata.set_tags(conn, tagger, tags)
 
+    def photo_metas(self, ids: Iterable[int]) -> dict[int, PhotoMeta | None]:
+        if not self.catalogue.has_meta:
+            return {}
+        wanted = [int(i) for i in ids if -(2**63) <= int(i) < 2**63]
+        with self._locked(), self.catalogue.snapshot() as conn:
+            return metadata.photo_metas(conn, wanted)
+
     def tags_for(self, ids: Iterable[int]) -> dict[int, list[tuple[str, float]]]:
         if not self.catalogue.has_tags:
             return {}
