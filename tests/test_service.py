@@ -210,7 +210,7 @@ def test_the_shipped_matcher_loads_once(photos: dict[str, list[Path]], monkeypat
     monkeypatch.setattr(matcher_numpy, "load_numpy_matcher", lambda d=None: loads.append(Path(d)) or real(d))
     service = Service(progress=False)
     sets = [["dog"], ["man", "bicycle"], ["kitchen", "food"]]
-    answers = [service.match(photo, sets) for photo in photos["dogs"][:3]]
+    answers = [service.match(photo, sets, model="matcher") for photo in photos["dogs"][:3]]
     assert [a.method for a in answers] == ["matcher"] * 3 and len(loads) == 1
     assert all(a.best == 0 for a in answers)
 

@@ -146,7 +146,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     match.add_argument("tag_sets", nargs="+", help='tag sets, e.g. "dog ball grass" "red car, street"')
     match.add_argument(
         "--model",
-        help='a match classifier directory, "fused" (the open-domain default for words, 0-1 relevance) or "joint" '
-        "(default: the shipped match classifier, 0-1 probabilities)",
+        help='"fused" (the default: the open-domain space, 0-1 relevance), "matcher" (the shipped match classifier, '
+        '0-1 probabilities), a match classifier directory, or "joint"',
     )
     match.set_defaults(run=run_match)
