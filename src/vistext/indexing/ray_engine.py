@@ -55,7 +55,12 @@ def ray_cluster(address: str | None = None, *, num_cpus: int | None = None) -> I
     for key, value in LOOPBACK_ENV.items():  # read when ray is first imported: set before that
         if address is None:
             os.environ.setdefault(key, value)
-    import ray
+    try:
+        import ray
+    except ImportError as error:
+        raise UsageError(
+            f"--engine ray needs the [distributed] extra (pip install 'vistext[distributed]'): {error}"
+        ) from None
 
     started = False
     if not ray.is_initialized():
