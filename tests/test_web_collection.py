@@ -217,6 +217,14 @@ def test_map_filters_and_colour_by_tag(page: object, album: dict) -> None:
 def _open_map(page: object, album: dict) -> None:
     page.goto(album["url"] + "/map")
     page.wait_for_selector("body[data-map-ready='1'][data-attributes-ready='1']", timeout=60_000)
+    # the side panel (legend, filters) fills in after the map is ready and can re-flow the page on a busy machine:
+    # take the points' screen places only once the map's box has stopped moving, or a drag misses them
+    box = page.locator("#map").bounding_box()
+    for _ in range(30):
+        page.wait_for_timeout(100)
+        settled, box = box, page.locator("#map").bounding_box()
+        if settled == box:
+            break
 
 
 def _screen_points(page: object) -> dict[int, tuple[float, float]]:
