@@ -23,7 +23,17 @@ from vistext.service import Service
 from vistext.service.results import TopicsResult
 
 schemathesis = pytest.importorskip("schemathesis")
+# imported at collection, not inside the test: pytest rewrites the modules of packages that ship a pytest plugin
+# as they are first imported, and once, 500 tests into a full run, CPython 3.11's ast.parse failed doing that
+# ("SystemError: AST constructor recursion depth mismatch")
 from hypothesis import HealthCheck, given, settings  # noqa: E402 - hypothesis comes with schemathesis
+from schemathesis.checks import not_a_server_error  # noqa: E402
+from schemathesis.generation import GenerationMode  # noqa: E402
+from schemathesis.specs.openapi.checks import (  # noqa: E402
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 
 @pytest.fixture(scope="module")
@@ -86,13 +96,6 @@ def test_generated_requests_over_every_route(url: str) -> None:
     documented status with the documented shape and never a 5xx (the collection has text embeddings and a
     caption bank, so even 503 "not available" cannot happen); a GET the schema allows is accepted (2xx, or
     404 for an id that names no image). Bounded: a fixed number of examples per route, derandomised."""
-    from schemathesis.checks import not_a_server_error
-    from schemathesis.generation import GenerationMode
-    from schemathesis.specs.openapi.checks import (
-        content_type_conformance,
-        response_schema_conformance,
-        status_code_conformance,
-    )
 
     checks = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
     api = schemathesis.openapi.from_url(f"{url}/openapi.json")
