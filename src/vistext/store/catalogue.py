@@ -25,6 +25,7 @@ from vistext.store.connection import connect_readonly, connect_writable, writabl
 from vistext.store.locations import PathCodec, collection_root
 from vistext.store.records import IMAGE_SPACE, FileState, ImageRecord, from_blob, to_blob
 from vistext.store.schema import META_FROM, MIGRATIONS, SCHEMA_VERSION, TAGS_FROM, check_version
+from vistext.store.space_queries import SpaceQueries
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Catalogue"]
 
@@ -37,7 +38,7 @@ _ID_RANGE = range(-(2**63), 2**63)  # SQLite's INTEGER; any other id is simply n
 _IMAGE_COLUMNS = "i.id, i.path, i.size, i.mtime, i.sha, i.model, i.status, i.error"
 
 
-class Catalogue:
+class Catalogue(SpaceQueries):
     """The SQLite side of the embedded store (see module docstring)."""
 
     def __init__(
@@ -351,54 +352,6 @@ class Catalogue:
             (space,),
         )
         return {self.codec.decode(row[0]) for row in rows}
-
-    # ---- vectors of a space (what the vector index caches) --------------------------------------------------
-    @staticmethod
-    def _space_sql(space: str) -> tuple[str, list[Any]]:
-        if space == IMAGE_SPACE:
-            return "JOIN features v ON v.sha = i.sha AND v.model = i.model AND v.pooled IS NOT NULL", []
-        return "JOIN embeddings v ON v.sha = i.sha AND v.space = ?", [space]
-
-    def space_count(self, space: str) -> int:
-        join, args = self._space_sql(space)
-        return int(self.conn.execute(f"SELECT count(*) FROM images i {join} WHERE i.status = 'ok'", args).fetchone()[0])
-
-    def space_dim(self, space: str) -> int | None:
-        join, args = self._space_sql(space)
-        column = "v.pooled" if space == IMAGE_SPACE else "v.vector"
-        row = self.conn.execute(f"SELECT length({column}) FROM images i {join} WHERE i.status = 'ok' LIMIT 1", args)
-        found = row.fetchone()
-        return None if found is None else int(found[0]) // 4
-
-    def space_ids(self, space: str) -> np.ndarray:
-        join, args = self._space_sql(space)
-        rows = self.conn.execute(f"SELECT i.id FROM images i {join} WHERE i.status = 'ok' ORDER BY i.id", args)
-        return np.fromiter((row[0] for row in rows), dtype=np.int64)
-
-    def space_vectors(
-        self, space: str, since: int | None = None, page: int = 4096
-    ) -> Iterator[tuple[int, bytes | None]]:
-        """(id, vector blob) of the space, ordered by id; with ``since``, only rows changed after that generation,
-        and rows that left the space (failed, vector gone) come with ``None``. Call inside ``snapshot()``."""
-        column = "v.pooled" if space == IMAGE_SPACE else "v.vector"
-        join, args = self._space_sql(space)
-        if since is None:
-            sql = f"SELECT i.id, {column} FROM images i {join} WHERE i.status = 'ok' AND i.id > ? ORDER BY i.id LIMIT ?"
-            extra: list[Any] = []
-        else:
-            join = "LEFT " + join
-            sql = (
-                f"SELECT i.id, CASE WHEN i.status = 'ok' THEN {column} END FROM images i {join} "
-                "WHERE i.generation > ? AND i.id > ? ORDER BY i.id LIMIT ?"
-            )
-            extra = [since]
-        last = -1
-        while True:
-            rows = self.conn.execute(sql, [*args, *extra, last, page]).fetchall()
-            yield from rows
-            if len(rows) < page:
-                return
-            last = rows[-1][0]
 
     def db_bytes(self) -> int:
         return sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists())
