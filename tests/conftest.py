@@ -319,6 +319,17 @@ def browser(require: Callable[[bool, str], None]) -> Iterator[object]:
         chromium.close()
 
 
+def settled_box(page: object) -> dict:
+    """The map's box once it has stopped moving (a panel filling in or opening re-flows the page under load)."""
+    box = page.locator("#map").bounding_box()
+    for _ in range(30):
+        page.wait_for_timeout(100)
+        settled, box = box, page.locator("#map").bounding_box()
+        if settled == box:
+            break
+    return box
+
+
 @pytest.fixture()
 def page(browser: object) -> Iterator[object]:
     """A fresh 1280 x 860 tab; the test fails on any JavaScript error the page raised."""

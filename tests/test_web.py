@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import settled_box  # the map page re-flows as its panels fill in
 from PIL import Image
 
 from vistext.errors import VistextError
@@ -162,12 +163,7 @@ def test_standalone_map_works_from_a_file(page: object, site: dict, tmp_path: Pa
     # the neighbour cards' images arrive late on a busy machine and re-flow the page: read the map's box once
     # they are in and the layout has settled, or the drag can start outside the map and select nothing
     page.wait_for_function("[...document.querySelectorAll('#neighbours img')].every(i => i.complete)")
-    box = page.locator("#map").bounding_box()
-    for _ in range(20):
-        page.wait_for_timeout(100)
-        settled, box = box, page.locator("#map").bounding_box()
-        if settled == box:
-            break
+    box = settled_box(page)
     page.mouse.move(box["x"] + 2, box["y"] + 2)
     page.mouse.down()
     page.mouse.move(box["x"] + box["width"] - 2, box["y"] + box["height"] - 2, steps=5)

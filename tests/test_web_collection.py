@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import settled_box  # the map page re-flows as its panels fill in
 from PIL import ExifTags, Image
 
 from vistext.server import ServerSettings
@@ -204,7 +205,7 @@ def test_map_filters_and_colour_by_tag(page: object, album: dict) -> None:
     page.wait_for_function("document.querySelector('#map-filter-status').textContent.includes('pass the filters')")
     assert page.inner_text("#map-filter-status") == f"{PER_FOLDER} of {3 * PER_FOLDER + 2} photos pass the filters"
     page.click("#map-mode button[data-mode=box]")
-    canvas = _settled_box(page)  # the opened filter panel re-flows the page
+    canvas = settled_box(page)  # the opened filter panel re-flows the page
     _drag(page, [(3, 3), (canvas["width"] - 3, canvas["height"] - 3)])  # the whole map: only the filtered photos
     assert len(_selected(page)) == PER_FOLDER
     page.screenshot(path=str(ARTIFACTS / "map-filtered.png"))
@@ -219,7 +220,7 @@ def _open_map(page: object, album: dict) -> None:
     page.wait_for_selector("body[data-map-ready='1'][data-attributes-ready='1']", timeout=60_000)
     # the side panel (legend, filters) fills in after the map is ready: take the points' screen places only once
     # the map's box has stopped moving, or a drag misses them
-    _settled_box(page)
+    settled_box(page)
 
 
 def _screen_points(page: object) -> dict[int, tuple[float, float]]:
@@ -228,19 +229,8 @@ def _screen_points(page: object) -> dict[int, tuple[float, float]]:
     return {i: tuple(page.evaluate(f"window.vistextMap.screenOf({i})")) for i in ids}
 
 
-def _settled_box(page: object) -> dict:
-    """The map's box once it has stopped moving (a panel filling in or opening re-flows the page under load)."""
-    box = page.locator("#map").bounding_box()
-    for _ in range(30):
-        page.wait_for_timeout(100)
-        settled, box = box, page.locator("#map").bounding_box()
-        if settled == box:
-            break
-    return box
-
-
 def _drag(page: object, path: list[tuple[float, float]], steps: int = 8, modifier: str | None = None) -> None:
-    box = _settled_box(page)
+    box = settled_box(page)
     if modifier:
         page.keyboard.down(modifier)
     page.mouse.move(box["x"] + path[0][0], box["y"] + path[0][1])
