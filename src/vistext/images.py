@@ -80,8 +80,12 @@ def _bomb_reason(error: Exception, limit: int) -> str:
 
 
 # ---- opening ---------------------------------------------------------------------------------------------------
-def _open_regular(path: Path) -> IO[bytes]:
-    """Open ``path`` for reading only if it is a regular file (after symlinks); never blocks on a FIFO."""
+def open_regular(path: str | Path) -> IO[bytes]:
+    """Open a user's file for reading only if it is a regular file (after symlinks); never blocks on a FIFO.
+
+    The one door for reading a user's file: every open of a photo, by any command, goes through here.
+    """
+    path = Path(path)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
@@ -210,7 +214,7 @@ def open_image(
     than ``max_bytes`` once decoded; any exception a decoder raises becomes that error.
     """
     path = Path(path)
-    with _open_regular(path) as handle, decoding(path, handle.peek(4)):  # type: ignore[attr-defined]
+    with open_regular(path) as handle, decoding(path, handle.peek(4)):  # type: ignore[attr-defined]
         if os.fstat(handle.fileno()).st_size == 0:
             raise ImageDecodeError(path, "empty file (0 bytes)")
         img = _open_pillow(path, handle, max_pixels)
@@ -319,7 +323,7 @@ def iter_image_files(folder: str | Path) -> Iterator[Path]:
 def file_hash(path: str | Path) -> str:
     """The blake2b content hash of a regular file (hex), read in chunks and never past the size ``stat`` gave."""
     digest = hashlib.blake2b(digest_size=20)
-    with _open_regular(Path(path)) as handle:
+    with open_regular(Path(path)) as handle:
         left = os.fstat(handle.fileno()).st_size
         try:
             while left > 0 and (chunk := handle.read(min(_HASH_CHUNK, left))):
