@@ -24,9 +24,9 @@ import numpy as np
 from vistext.encoders.base import IMAGE_ENCODERS, ImageEncoder, ImageFeatures, Preprocessing
 from vistext.encoders.checkpoint import read_checkpoint
 from vistext.encoders.efficientnet_graph import efficientnet_graph
-from vistext.encoders.onnx import open_session
+from vistext.encoders.onnx import building, open_session
 from vistext.errors import ModelError
-from vistext.paths import atomic_path, cache_dir, vistext_home
+from vistext.paths import cache_dir, vistext_home
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -38,6 +38,7 @@ ARCH = "efficientnet-lite0"
 FEATURE_DIM = 1280
 PREPROCESSING = Preprocessing(size=224, mean=0.5, std=0.5)
 _GRAPH_VERSION = "2"  # bump when the built graphs change
+GRAPH_FILE = "graph.onnx"  # (+ graph.onnx.data: the weights, mapped by ONNX Runtime)
 _build_lock = threading.Lock()
 _keys: dict[tuple[str, int, int], str] = {}  # a weights file's content hash, by path, size and mtime
 
@@ -99,16 +100,16 @@ def onnx_path(weights: str | Path | None = None, uint8: bool = False) -> Path:
     from the weights file with NumPy (well under a second, no torch) and kept under ``$VISTEXT_HOME/onnx/``,
     keyed by the weights' content."""
     source = weights_path(weights)
-    key = _content_key(source)
-    path = cache_dir("onnx") / f"{ARCH}-{key}{'-uint8' if uint8 else ''}.onnx"
+    folder = cache_dir("onnx") / f"{ARCH}-{_content_key(source)}{'-uint8' if uint8 else ''}"
+    path = folder / GRAPH_FILE
     if path.is_file():
         return path
     with _build_lock:
         if not path.is_file():
             log.info("building the %s graph at %s (once)", ARCH, path)
             graph = efficientnet_graph(read_checkpoint(source), PREPROCESSING, uint8=uint8)
-            with atomic_path(path) as tmp:
-                graph.save(tmp)
+            with building(folder) as tmp:
+                graph.save(tmp / GRAPH_FILE, external=True)
     return path
 
 

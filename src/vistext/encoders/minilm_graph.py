@@ -32,7 +32,7 @@ def minilm_weights(directory: Path, tuned: dict[str, np.ndarray] | None = None) 
     from safetensors.numpy import load_file
 
     try:
-        weights = {k: v.astype(np.float32) for k, v in load_file(str(directory / WEIGHTS_FILE)).items()}
+        weights = {k: v.astype(np.float32, copy=False) for k, v in load_file(str(directory / WEIGHTS_FILE)).items()}
     except (OSError, SafetensorError) as error:
         raise ModelError(f"{directory / WEIGHTS_FILE}: unreadable MiniLM weights ({error})") from None
     layers = int(_config(directory)["num_hidden_layers"])

@@ -47,9 +47,9 @@ class GraphBuilder:
         """A weight (float arrays are stored as float32), by its name in the graph."""
         array = np.asarray(value)
         if array.dtype.kind == "f":
-            array = array.astype(np.float32)
+            array = array.astype(np.float32, copy=False)
         elif array.dtype.kind in "iu" and array.dtype != np.uint8:
-            array = array.astype(np.int64)
+            array = array.astype(np.int64, copy=False)
         key = name or self._fresh("w")
         self.weights[key] = np.ascontiguousarray(array)
         return key

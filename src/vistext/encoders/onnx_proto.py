@@ -43,6 +43,11 @@ def _bytes(number: int, value: bytes | str) -> bytes:
     return _varint(number << 3 | 2) + _varint(len(data)) + data
 
 
+def _header(number: int, length: int) -> bytes:
+    """A length-delimited field's tag and length, for a payload written separately."""
+    return _varint(number << 3 | 2) + _varint(length)
+
+
 def _float(number: int, value: float) -> bytes:
     return _varint(number << 3 | 5) + struct.pack("<f", value)
 
@@ -99,7 +104,7 @@ def _initializers(weights: dict[str, np.ndarray], data: BinaryIO | None, locatio
             continue
         offset += -offset % ALIGN
         data.seek(offset)
-        data.write(array.tobytes())
+        data.write(memoryview(np.ascontiguousarray(array)).cast("B"))  # no copy of a large weight
         tensors.append(_tensor(key, array, location, offset))
         offset += array.nbytes
     return tensors
@@ -123,9 +128,10 @@ def write_model(
             tensors = _initializers(weights, data, location)
     else:
         tensors = _initializers(weights, None, location)
-    graph = b"".join(_bytes(1, node.encode()) for node in nodes) + _bytes(2, name)
-    graph += b"".join(_bytes(5, t) for t in tensors)
-    graph += b"".join(_bytes(11, i) for i in inputs) + b"".join(_bytes(12, o) for o in outputs)
-    model = _int(1, IR_VERSION) + _bytes(2, "vistext") + _bytes(7, graph) + _bytes(8, _bytes(1, "") + _int(2, opset))
-    path.write_bytes(model)
+    parts = [_bytes(1, node.encode()) for node in nodes] + [_bytes(2, name)]
+    parts += [_bytes(5, t) for t in tensors] + [_bytes(11, i) for i in inputs] + [_bytes(12, o) for o in outputs]
+    with path.open("wb") as file:  # the graph's parts one by one: an inline weight is never copied again
+        file.write(_int(1, IR_VERSION) + _bytes(2, "vistext") + _bytes(8, _bytes(1, "") + _int(2, opset)))
+        file.write(_header(7, sum(len(part) for part in parts)))
+        file.writelines(parts)
     return path

@@ -119,7 +119,7 @@ def build_joint_graphs(directory: Path, out: Path) -> Path:
     weights = _joint_weights(directory)
     with building(out) as tmp:
         text_graph(card, weights).save(tmp / TEXT_GRAPH, external=True)
-        image_graph(card, weights).save(tmp / IMAGE_GRAPH)
+        image_graph(card, weights).save(tmp / IMAGE_GRAPH, external=True)
         shutil.copyfile(minilm_path() / TOKENIZER_FILE, tmp / TOKENIZER_FILE)
         joined = _settings(card, weights)["joined_dim"]
         empty = np.zeros((0, joined), np.float32)
