@@ -104,7 +104,7 @@ def _initializers(weights: dict[str, np.ndarray], data: BinaryIO | None, locatio
             continue
         offset += -offset % ALIGN
         data.seek(offset)
-        data.write(memoryview(np.ascontiguousarray(array)).cast("B"))  # no copy of a large weight
+        data.write(np.ascontiguousarray(array).data.cast("B"))  # no copy of a large weight
         tensors.append(_tensor(key, array, location, offset))
         offset += array.nbytes
     return tensors
