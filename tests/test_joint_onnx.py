@@ -1,8 +1,10 @@
-"""The torch-free query model: the shipped joint model exported to ONNX gives the PyTorch model's numbers on
-real Flickr8k captions and photos, and a fresh query process never imports torch or transformers."""
+"""The torch-free query model: the shipped joint model's ONNX graphs (built from its weights without torch) give
+the PyTorch model's numbers on real Flickr8k captions and photos, and a fresh query process never imports torch
+or transformers."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -15,13 +17,11 @@ import pytest
 from vistext.encoders import create_image_encoder
 from vistext.models.joint import JointModel, load_joint_model
 from vistext.models.joint_onnx import (
-    EXPORT_CARD,
+    GRAPHS_CARD,
     OnnxJointModel,
-    export_directory,
-    exported_joint,
-    joint_card,
+    graph_directory,
     joint_directory,
-    joint_key,
+    joint_graphs,
     load_query_model,
 )
 from vistext.service import Service
@@ -106,22 +106,21 @@ def test_scales_and_key_match_the_pytorch_model(torch_model: JointModel, onnx_mo
     assert onnx_model.needs_grid == torch_model.needs_grid and onnx_model.name == torch_model.name
     # index spaces and caption caches are keyed by the card: an existing index stays searchable
     assert onnx_model.metadata == torch_model.metadata
-    service = Service()
-    service.__dict__["joint"] = torch_model
-    assert service.joint_key == joint_key(joint_card(joint_directory(None)))
+    digest = hashlib.sha1(json.dumps(torch_model.metadata, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    assert Service().joint_key == f"{torch_model.name}@{digest}"
 
 
-def test_export_is_cached_and_keyed_by_the_weights(onnx_model: OnnxJointModel, tmp_path: Path) -> None:
+def test_graphs_are_cached_and_keyed_by_the_weights(onnx_model: OnnxJointModel, tmp_path: Path) -> None:
     shipped = joint_directory(None)
-    assert exported_joint(None) == onnx_model.export
-    assert (onnx_model.export / EXPORT_CARD).is_file()
+    assert joint_graphs(None) == onnx_model.graphs
+    assert (onnx_model.graphs / GRAPHS_CARD).is_file()
     copy = tmp_path / "copy"
     shutil.copytree(shipped, copy)
-    assert export_directory(copy) == onnx_model.export  # same content, same export
+    assert graph_directory(copy) == onnx_model.graphs  # same content, same graphs
     card = json.loads((copy / "config.json").read_text())
     card["name"] = "retrained"
     (copy / "config.json").write_text(json.dumps(card))
-    assert export_directory(copy) != onnx_model.export
+    assert graph_directory(copy) != onnx_model.graphs
 
 
 def _run(code: str, cwd: Path) -> str:

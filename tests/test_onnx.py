@@ -1,4 +1,5 @@
-"""ONNX export and sessions (vistext.encoders.onnx), and a torch module run as an image encoder through them."""
+"""The workshop's ONNX export (vistext.training.export), the one session opener (vistext.encoders.onnx), and a
+torch module run as an image encoder through them."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ from torch import nn
 
 from vistext.encoders import Preprocessing, create_image_encoder, image_preprocessing
 from vistext.encoders.efficientnet import PREPROCESSING
-from vistext.encoders.module import ModuleEncoder, state_key
-from vistext.encoders.onnx import export_onnx, open_session
+from vistext.encoders.onnx import open_session
 from vistext.errors import ModelError
 from vistext.features import encode_files
+from vistext.training.export import ModuleEncoder, export_onnx, state_key
 
 
 def _tiny_cnn() -> nn.Module:
@@ -51,3 +52,10 @@ def test_registered_encoders_declare_their_preprocessing() -> None:
     assert image_preprocessing("efficientnet-lite0-torch") == create_image_encoder("efficientnet-lite0").preprocessing
     with pytest.raises(ModelError, match="unknown image encoder 'no-such'"):
         image_preprocessing("no-such")
+
+
+def test_a_graph_onnx_runtime_cannot_load_is_a_model_error_naming_the_file(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"\x08\x07 not a model")
+    with pytest.raises(ModelError, match=r"broken\.onnx: cannot load this ONNX graph"):
+        open_session(broken)

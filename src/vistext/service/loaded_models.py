@@ -218,7 +218,7 @@ class LoadedModels:
         return self.cache.get(kind, directory, lambda path: load_model(path, kind))
 
     def _load_joint(self) -> JointModel | OnnxJointModel:
-        # ONNX Runtime once the model is exported (the first use exports and caches it): queries never import torch
+        # ONNX Runtime on graphs built from the weights (on first use, then cached): queries never import torch
         from vistext.models.joint_onnx import load_query_model
 
         return load_query_model(self.joint_path)

@@ -30,17 +30,17 @@ from torch import nn
 from vistext.augment import ImageViews
 from vistext.datasets import TaggedImage, open_tagged_dataset
 from vistext.encoders import ImageEncoder, Preprocessing, create_image_encoder, image_preprocessing
-from vistext.encoders.module import ModuleEncoder
 from vistext.errors import UsageError
 from vistext.evaluation.base import Evaluation
 from vistext.evaluation.tagging import label_matrix, tag_evaluation, tag_metrics
 from vistext.evaluation.thresholds import f1_optimal_thresholds
 from vistext.losses.tagging import make_tag_loss
-from vistext.models.backbones import TrainableBackbone, create_backbone, export_tagger_network
+from vistext.models.backbones import TrainableBackbone, create_backbone
 from vistext.models.heads import TagHead
 from vistext.models.tagger import TaggerModel
 from vistext.training.config import BUNDLED, DEFAULT_EPOCHS, METHODS, TaggerTrainConfig
 from vistext.training.data import split_items
+from vistext.training.export import ModuleEncoder, export_tagger_network
 from vistext.training.loop import LoopSettings, checkpoint_file, fit
 
 __all__ = ["TaggerTrainConfig", "TaggerTrainResult", "predict_network", "train_tagger"]

@@ -1,4 +1,7 @@
-"""Export a joint model's text side and image heads to ONNX (needs torch; run once per model, then cached).
+"""torch's export of a joint model's text side and image heads to ONNX: the workshop's reference (needs torch).
+
+The runtime builds the same two graphs from the weights without torch (``vistext.models.joint_graphs``);
+``tests/test_graphs.py`` holds them to this export, output for output, on real photos and captions.
 
 The text graph takes MiniLM's ``input_ids`` and ``attention_mask`` and returns the joined text embeddings:
 MiniLM token states, the text encoder's pooling (plain mean or the learned ``minilm-gpo`` pooling), every
@@ -6,9 +9,8 @@ branch's projection, the join and the PCA reduction, normalised; and, as a secon
 sentence embedding (mean-pooled, normalised MiniLM: what ``MiniLMEncoder.encode`` gives and what the concept
 space of ``models.concepts`` is built on) from the same token states, so a query runs the transformer once.
 The image graph takes the bundled encoder's pooled features (and the grid, for grid heads) and returns the
-joined image embeddings. The CSLS hubness
-correction is not in the graphs: it compares against the stored reference banks, which ``joint_onnx`` does in
-NumPy. Only ``joint_onnx`` imports this module, and only when no export is cached yet.
+joined image embeddings. The CSLS hubness correction is not in the graphs: it compares against the stored
+reference banks, which ``joint_onnx`` does in NumPy.
 """
 
 from __future__ import annotations
@@ -22,11 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vistext.encoders.onnx import OPSET
 from vistext.encoders.text_encoders import MiniLMEncoder, MiniLMTokenPoolingEncoder
 from vistext.errors import ModelError
 from vistext.models.joint import JointModel
-
-OPSET = 17
 
 
 class TextGraph(nn.Module):
