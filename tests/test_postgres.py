@@ -19,6 +19,14 @@ from vistext.errors import StoreError
 from vistext.store import ImageRecord, open_store
 
 
+def sql(url: str, query: str) -> Any:
+    """The first row of ``query`` run on its own connection (inspection and sabotage, beside the store)."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute(query).fetchone()
+
+
 def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any]:
     code = main([*argv, "--json", "--quiet"])
     lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
@@ -127,7 +135,7 @@ def test_a_retried_batch_never_duplicates_and_prefix_states(pg_url: str, make_re
         store.add(records)
         store.add(records)  # a task retried after it had already committed
         assert store.count() == 40 and len(store.vectors("image")[0]) == 40
-        assert store.catalogue.conn.execute("SELECT count(*) FROM features").fetchone()[0] == 40
+        assert sql(pg_url, "SELECT count(*) FROM features")[0] == 40
         extra = ImageRecord("/photosX/y.jpg", 1, 1.0, "y", "enc", "ok", None, pooled[0], None)
         store.add([extra])
         under = store.file_states("/photos/")
@@ -174,8 +182,8 @@ def test_wide_vectors_use_halfvec_and_dimensions_are_checked(pg_url: str) -> Non
     with open_store(pg_url, hnsw_threshold=10) as store:
         store.add(records)
         assert store.info()["spaces"]["wide"] == {"dim": 2500, "index": "hnsw", "size": 30}
-        definition = store.catalogue.conn.execute("SELECT indexdef FROM pg_indexes WHERE indexdef LIKE '%halfvec%'")
-        assert "halfvec(2500)" in definition.fetchone()[0]
+        definition = sql(pg_url, "SELECT indexdef FROM pg_indexes WHERE indexdef LIKE '%halfvec%'")
+        assert "halfvec(2500)" in definition[0]
         hits = store.search("wide", wide[:5], 1)
         assert [row[0].path for row in hits] == [f"/w/{i}.jpg" for i in range(5)]
         np.testing.assert_allclose(store.vectors("wide")[1][3], wide[3] / np.linalg.norm(wide[3]), atol=1e-6)
@@ -185,10 +193,10 @@ def test_wide_vectors_use_halfvec_and_dimensions_are_checked(pg_url: str) -> Non
 
 
 def test_errors_name_the_server(pg_server: Any, pg_url: str) -> None:
-    with pytest.raises(StoreError, match=r"postgresql://vistext@127.0.0.1:\d+/nowhere: cannot connect"):
+    with pytest.raises(StoreError, match=r"cannot connect to postgresql://vistext@127.0.0.1:\d+/nowhere: database"):
         open_store(pg_server.url("nowhere"), timeout=3)
-    with open_store(pg_url) as store:
-        store.catalogue.conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    open_store(pg_url).close()
+    sql(pg_url, "UPDATE meta SET value = '99' WHERE key = 'schema_version' RETURNING key")
     with pytest.raises(StoreError, match="catalogue schema version 99 .*newer vistext"):
         open_store(pg_url)
 

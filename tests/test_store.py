@@ -18,9 +18,20 @@ import pytest
 import vistext
 from vistext.errors import StoreError
 from vistext.store import SCHEMA_VERSION, ImageRecord, SQLiteStore, open_store
-from vistext.store.catalogue import Catalogue
+from vistext.store.sqlite.catalogue import Catalogue
 
 DIM = 48
+
+
+def first_row(db: Path | str, query: str) -> Any:
+    """The first row of ``query`` on the store's database, read beside the store (either backend)."""
+    if str(db).startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(str(db), autocommit=True) as conn:
+            return conn.execute(query).fetchone()
+    with sqlite3.connect(db) as conn:
+        return conn.execute(query).fetchone()
 
 
 def unit(rows: np.ndarray) -> np.ndarray:
@@ -70,8 +81,7 @@ def test_add_get_upsert_remove(db: Path, make_records: Callable[..., Any]) -> No
         again = store.get("/photos/00002.jpg")
         assert again.id == first.id and again.sha == "new-sha" and again.size == 7
         assert store.features_for_hash("sha-0-2", "enc") is None  # the old content is no longer referenced
-        orphans = store.catalogue.conn.execute("SELECT count(*) FROM features WHERE sha = 'sha-0-2'").fetchone()
-        assert orphans[0] == 0
+        assert first_row(db, "SELECT count(*) FROM features WHERE sha = 'sha-0-2'")[0] == 0
 
         store.add([ImageRecord("/photos/bad.jpg", 0, 1.0, "", "enc", "failed", "truncated JPEG", None, None)])
         assert store.count() == 6 and store.count("failed") == 1 and store.count("ok") == 5
@@ -97,9 +107,8 @@ def test_features_shared_by_content_until_unreferenced(db: Path, make_records: C
         assert store.features_for_hash(records[0].sha, "enc") is not None  # the copy still uses it
         store.remove([copy.path])
         assert store.features_for_hash(records[0].sha, "enc") is None
-        conn = store.catalogue.conn
-        assert conn.execute("SELECT count(*) FROM features").fetchone()[0] == 0
-        assert conn.execute("SELECT count(*) FROM embeddings").fetchone()[0] == 0
+        assert first_row(db, "SELECT count(*) FROM features")[0] == 0
+        assert first_row(db, "SELECT count(*) FROM embeddings")[0] == 0
 
 
 def test_failed_batch_is_rolled_back_entirely(db: Path, make_records: Callable[..., Any]) -> None:
@@ -312,7 +321,7 @@ def test_reader_searches_while_writer_adds(db: Path, make_records: Callable[...,
 
 @pytest.mark.parametrize("kind", ["flat", "hnsw"])
 def test_vector_index_replace_compact_and_save(kind: str, tmp_path: Path) -> None:
-    from vistext.store.vectors import VectorIndex
+    from vistext.store.sqlite.vectors import VectorIndex
 
     rng = np.random.default_rng(8)
     vectors = unit(rng.normal(size=(200, 16)).astype(np.float32))

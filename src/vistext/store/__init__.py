@@ -12,9 +12,9 @@ from typing import Any
 
 from vistext.errors import StoreError
 from vistext.store.base import Store
-from vistext.store.catalogue import SCHEMA_VERSION
 from vistext.store.records import IMAGE_SPACE, FileState, ImageFilter, ImageRecord, PhotoMeta, VectorHit
-from vistext.store.sqlite import SQLiteStore
+from vistext.store.sqlite.catalogue import SCHEMA_VERSION
+from vistext.store.sqlite.store import SQLiteStore
 
 __all__ = [
     "IMAGE_SPACE",
@@ -36,7 +36,7 @@ __all__ = [
 def _postgres(location: str, **options: Any) -> Store:
     """The PostgreSQL + pgvector backend, imported only when used (the ``[postgres]`` extra)."""
     try:
-        from vistext.store.postgres import PostgresStore
+        from vistext.store.postgres.store import PostgresStore
     except ImportError as error:
         raise StoreError(
             f"postgresql://{location}: the PostgreSQL backend needs the [postgres] extra "

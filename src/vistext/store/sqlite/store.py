@@ -26,11 +26,11 @@ from typing import Any
 import numpy as np
 
 from vistext.errors import StoreError
-from vistext.store import metadata
 from vistext.store.base import Store
-from vistext.store.catalogue import SCHEMA_VERSION, Catalogue
 from vistext.store.records import FileState, ImageFilter, ImageRecord, PhotoMeta, VectorHit, from_blob, l2_normalise
-from vistext.store.vectors import FLAT, HNSW, HNSW_THRESHOLD, VectorIndex
+from vistext.store.sqlite import metadata
+from vistext.store.sqlite.catalogue import SCHEMA_VERSION, Catalogue
+from vistext.store.sqlite.vectors import FLAT, HNSW, HNSW_THRESHOLD, VectorIndex
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ class SQLiteStore(Store):
 
     def spaces(self) -> list[str]:
         with self._locked():
-            return self.catalogue.spaces()
+            return self.catalogue.vectors.names()
 
     def paths_missing(self, space: str) -> set[str]:
         with self._locked():
@@ -180,11 +180,11 @@ class SQLiteStore(Store):
     def info(self) -> dict[str, Any]:
         with self._locked():
             spaces = {}
-            for space in self.catalogue.spaces():
-                size = self.catalogue.space_count(space)
+            for space in self.catalogue.vectors.names():
+                size = self.catalogue.vectors.count(space)
                 cached = self._indexes.get(space)
                 kind = cached.index.kind if cached else (HNSW if size > self.hnsw_threshold else FLAT)
-                spaces[space] = {"dim": self.catalogue.space_dim(space), "index": kind, "size": size}
+                spaces[space] = {"dim": self.catalogue.vectors.dim(space), "index": kind, "size": size}
             return {
                 "backend": self.backend,
                 "path": str(self.path),
@@ -208,7 +208,7 @@ class SQLiteStore(Store):
         """(ids, normalised vectors) from the catalogue; with ``since`` rows that left the space get NaN rows."""
         ids: list[int] = []
         rows: list[np.ndarray | None] = []
-        for image_id, blob in self.catalogue.space_vectors(space, since):
+        for image_id, blob in self.catalogue.vectors.pages(space, since):
             ids.append(image_id)
             rows.append(from_blob(blob))
         dims = {len(row) for row in rows if row is not None}
@@ -227,7 +227,7 @@ class SQLiteStore(Store):
         queries = np.asarray(queries, dtype=np.float32)
         queries = queries.reshape(1, -1) if queries.ndim == 1 else queries
         with self._locked():
-            if space not in self._indexes and space not in self.catalogue.spaces():
+            if space not in self._indexes and space not in self.catalogue.vectors.names():
                 raise StoreError(f"{self.path}: no vector space {space!r}; known: {', '.join(self.spaces())}")
             index = self._index(space)
             if index is None or len(index) == 0 or k <= 0:
@@ -292,8 +292,8 @@ class SQLiteStore(Store):
     def _build(self, space: str) -> _Cached | None:
         with self.catalogue.snapshot():
             generation = self.catalogue.generation()
-            size = self.catalogue.space_count(space)
-            dim = self.catalogue.space_dim(space)
+            size = self.catalogue.vectors.count(space)
+            dim = self.catalogue.vectors.dim(space)
             if dim is None:
                 return None
             index = VectorIndex(dim, HNSW if size > self.hnsw_threshold else FLAT, ef_search=self.ef_search)
@@ -307,14 +307,14 @@ class SQLiteStore(Store):
         with self.catalogue.snapshot():
             generation = self.catalogue.generation()
             ids, matrix = self._read_space(space, since=cached.generation)
-            expected = self.catalogue.space_count(space)
+            expected = self.catalogue.vectors.count(space)
             gone = ~np.isfinite(matrix).all(axis=1) if len(ids) else np.zeros(0, bool)
             if (~gone).any() and matrix.shape[1] != cached.index.dim:
                 raise StoreError(f"{self.path}: space {space!r} now has dimension {matrix.shape[1]}; re-index it")
             cached.index.remove(ids[gone])
             cached.index.add(ids[~gone], matrix[~gone])
             if len(cached.index) != expected:  # rows were deleted: they carry no generation, so diff the ids
-                cached.index.remove(np.setdiff1d(cached.index.ids(), self.catalogue.space_ids(space)))
+                cached.index.remove(np.setdiff1d(cached.index.ids(), self.catalogue.vectors.ids(space)))
         if cached.index.kind == FLAT and len(cached.index) > self.hnsw_threshold:
             log.info("%s: %r grew past %d vectors; switching to an HNSW index", self.path, space, self.hnsw_threshold)
             cached.index.compact(HNSW)

@@ -20,12 +20,12 @@ from typing import Any
 import numpy as np
 
 from vistext.errors import StoreError
-from vistext.store import metadata
-from vistext.store.connection import connect_readonly, connect_writable, writable
 from vistext.store.locations import PathCodec, collection_root
 from vistext.store.records import IMAGE_SPACE, FileState, ImageRecord, from_blob, to_blob
-from vistext.store.schema import META_FROM, MIGRATIONS, SCHEMA_VERSION, TAGS_FROM, check_version
-from vistext.store.space_queries import SpaceQueries
+from vistext.store.sqlite import metadata
+from vistext.store.sqlite.connection import connect_readonly, connect_writable, writable
+from vistext.store.sqlite.schema import META_FROM, MIGRATIONS, SCHEMA_VERSION, TAGS_FROM, check_version
+from vistext.store.sqlite.space_vectors import SpaceVectors
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Catalogue"]
 
@@ -38,7 +38,7 @@ _ID_RANGE = range(-(2**63), 2**63)  # SQLite's INTEGER; any other id is simply n
 _IMAGE_COLUMNS = "i.id, i.path, i.size, i.mtime, i.sha, i.model, i.status, i.error"
 
 
-class Catalogue(SpaceQueries):
+class Catalogue:
     """The SQLite side of the embedded store (see module docstring)."""
 
     def __init__(
@@ -76,6 +76,7 @@ class Catalogue(SpaceQueries):
         except StoreError:
             self.close()
             raise
+        self.vectors = SpaceVectors(self.conn)
         version = self.schema_version()  # a read-only older catalogue lacks the newer columns and tables
         self.has_meta, self.has_tags = version >= META_FROM, version >= TAGS_FROM
 
@@ -332,17 +333,6 @@ class Catalogue(SpaceQueries):
     def models(self) -> dict[str, int]:
         rows = self.conn.execute("SELECT model, count(*) FROM images WHERE status = 'ok' GROUP BY model")
         return {model: int(n) for model, n in rows}
-
-    def spaces(self) -> list[str]:
-        # index skip-scan: one lookup per distinct space instead of reading every embedding row
-        rows = self.conn.execute(
-            """WITH RECURSIVE s(space) AS (
-                 SELECT min(space) FROM embeddings
-                 UNION ALL SELECT (SELECT min(space) FROM embeddings WHERE space > s.space) FROM s
-                 WHERE s.space IS NOT NULL)
-               SELECT space FROM s WHERE space IS NOT NULL"""
-        )
-        return [IMAGE_SPACE, *(row[0] for row in rows)]
 
     def paths_missing(self, space: str) -> set[str]:
         """Paths of readable images that have no vector in embedding ``space`` (e.g. indexed before a model)."""

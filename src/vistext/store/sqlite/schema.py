@@ -1,17 +1,19 @@
 """The catalogue's versioned schema: ``MIGRATIONS[i]`` brings a database from version i to version i + 1.
 
 Append only: a released catalogue is upgraded by running the migrations it lacks, each in the same transaction
-as its version bump. A migration gets the connection and the collection's root folder (see ``locations``).
+as its version bump. A migration gets the connection and the collection's root folder (see ``vistext.store.locations``).
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
+from collections import Counter
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from vistext.errors import StoreError
-from vistext.store.locations import relativise
+from vistext.store.locations import PathCodec
 
 
 def _script(conn: sqlite3.Connection, sql: str) -> None:
@@ -131,3 +133,50 @@ def check_version(path: Path, version: int, *, readonly: bool) -> None:
             f"{path}: catalogue schema version {version} must be upgraded before it can be read, and it is "
             "read-only; open it once where it can be written (or pass --db PATH to index elsewhere)"
         )
+
+
+_SAMPLE = 50  # absolute paths looked at to find where a moved catalogue's files used to be
+
+
+def _moved_from(root: Path, paths: list[str]) -> str | None:
+    """The folder the collection was indexed in, when it has since moved to ``root`` (None if not found)."""
+    votes: Counter[str] = Counter()
+    for path in paths[:_SAMPLE]:
+        parts = PurePosixPath(path).parts
+        for depth in range(2, len(parts)):  # shallowest first: the longest relative path that still exists
+            if (root.joinpath(*parts[depth:])).exists():
+                votes[str(PurePosixPath(*parts[:depth]))] += 1
+                break
+    if not votes:
+        return None
+    folder, count = votes.most_common(1)[0]
+    return folder if count * 2 >= min(len(paths), _SAMPLE) else None
+
+
+def relativise(conn: sqlite3.Connection, root: Path) -> int:
+    """Rewrite absolute paths under ``root`` (or under where the collection was before a move) as relative.
+
+    A row whose relative path another row already has is a stale duplicate left by indexing a moved folder
+    with the previous release: it is deleted with any features no other row shares. Returns rows rewritten.
+    """
+    codec = PathCodec(root)
+    rows = [(i, p) for i, p in conn.execute("SELECT id, path FROM images ORDER BY id") if isinstance(p, str)]
+    taken = {p for _, p in rows if not os.path.isabs(p)}
+    current = [(i, codec.relative(p)) for i, p in rows if p.startswith(codec.prefix)]
+    elsewhere = [(i, p) for i, p in rows if os.path.isabs(p) and not p.startswith(codec.prefix)]
+    old = _moved_from(root, [p for _, p in elsewhere])
+    if old is not None:
+        moved = PathCodec(Path(old))
+        current += [(i, moved.relative(p)) for i, p in elsewhere if p.startswith(moved.prefix)]
+    rewritten = 0
+    for image_id, relative in current:  # rows under the current root first: they are the fresh ones
+        if relative in taken:
+            conn.execute("DELETE FROM images WHERE id = ?", (image_id,))
+            continue
+        taken.add(relative)
+        conn.execute("UPDATE images SET path = ? WHERE id = ?", (relative, image_id))
+        rewritten += 1
+    conn.execute("DELETE FROM features WHERE NOT EXISTS (SELECT 1 FROM images i WHERE i.sha = features.sha "
+                 "AND i.model = features.model)")  # fmt: skip
+    conn.execute("DELETE FROM embeddings WHERE NOT EXISTS (SELECT 1 FROM images i WHERE i.sha = embeddings.sha)")
+    return rewritten
