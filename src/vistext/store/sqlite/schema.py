@@ -6,6 +6,7 @@ as its version bump. A migration gets the connection and the collection's root f
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 from collections import Counter
@@ -13,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 from vistext.errors import StoreError
-from vistext.store.locations import PathCodec
+from vistext.store.locations import PathCodec, collection_root
 
 
 def _script(conn: sqlite3.Connection, sql: str) -> None:
@@ -121,17 +122,52 @@ META_FROM = 4  # the first version with the metadata columns
 TAGS_FROM = 5  # the first version with the tags table
 
 
+def stored_version(conn: sqlite3.Connection, path: Path) -> int:
+    """The schema version the catalogue file at ``path`` says it has: 0 for a file without tables (a catalogue
+    about to be made). A file holding another program's tables, not SQLite at all, or with a damaged version is
+    refused in one line, before anything is written to it."""
+    try:
+        tables = sorted(row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))
+        if not tables:
+            return 0
+        found = None
+        if "meta" in tables:
+            found = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    except sqlite3.DatabaseError as error:
+        raise StoreError(f"{path}: is not a vistext catalogue ({error})") from None
+    if found is None:
+        shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
+        raise StoreError(
+            f"{path}: is not a vistext catalogue (it holds another program's tables: {shown}); "
+            "pass --db with a new file name"
+        )
+    try:
+        version = json.loads(found[0])
+    except (ValueError, TypeError):
+        version = None
+    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+        raise StoreError(
+            f"{path}: damaged catalogue: its schema_version is {str(found[0])[:40]!r}, not a whole number; "
+            "re-index into a new catalogue (--db NEW_FILE)"
+        )
+    return version
+
+
 def check_version(path: Path, version: int, *, readonly: bool) -> None:
-    """Refuse a catalogue written by a newer vistext, or too old to be read without migrating it (read-only)."""
+    """Refuse a catalogue written by a newer vistext, not a catalogue at all, or too old to be read without
+    migrating it (read-only); the last says which command upgrades it."""
     if version > SCHEMA_VERSION:
         raise StoreError(
             f"{path}: catalogue schema version {version} was written by a newer vistext "
             f"(this one reads up to {SCHEMA_VERSION}); upgrade vistext"
         )
+    if readonly and version == 0:
+        raise StoreError(f"{path}: is not a vistext catalogue (an empty database)")
     if readonly and version < READABLE_FROM:
         raise StoreError(
-            f"{path}: catalogue schema version {version} must be upgraded before it can be read, and it is "
-            "read-only; open it once where it can be written (or pass --db PATH to index elsewhere)"
+            f"{path}: catalogue schema version {version} must be upgraded before it can be read: run "
+            f"`vistext index {collection_root(path)} --db {path}` once where the file can be written (it upgrades "
+            "the catalogue, then indexes what changed)"
         )
 
 

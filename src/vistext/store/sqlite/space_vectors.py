@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from vistext.store.records import IMAGE_SPACE
+from vistext.store.sqlite.integrity import check_vector
 
 
 def _join(space: str) -> tuple[str, list[Any]]:
@@ -30,8 +32,9 @@ def _column(space: str) -> str:
 class SpaceVectors:
     """Read-only queries over the vectors of every space in one catalogue connection."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         self.conn = conn
+        self.path = path
 
     def names(self) -> list[str]:
         """``"image"`` plus every embedding space stored."""
@@ -77,6 +80,8 @@ class SpaceVectors:
         last = -1
         while True:
             rows = self.conn.execute(sql, [*args, *extra, last, page]).fetchall()
+            for image_id, blob in rows:
+                check_vector(self.path, f"{space!r} vector of image {image_id}", blob)
             yield from rows
             if len(rows) < page:
                 return

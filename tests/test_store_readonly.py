@@ -1,0 +1,161 @@
+"""Reading commands open catalogues read-only; a file that is not a vistext catalogue is never changed; a
+damaged catalogue is a one-line error naming the file and the reason."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vistext.cli import main
+from vistext.errors import StoreError
+from vistext.store import open_store
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def foreign_file(tmp_path: Path, *, images_table: bool) -> Path:
+    """Another program's SQLite file (rollback journal, its own tables), as a user might pass to --db."""
+    path = tmp_path / "notes.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
+        conn.executemany("INSERT INTO notes (body) VALUES (?)", [(f"note {i}",) for i in range(50)])
+        if images_table:
+            conn.execute("CREATE TABLE images (id INTEGER PRIMARY KEY, path TEXT, size INTEGER)")
+            conn.execute("INSERT INTO images (path, size) VALUES ('/a.jpg', 3)")
+    conn.close()
+    return path
+
+
+def one_line_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    code = main([*argv, "--json"])
+    captured = capsys.readouterr()
+    assert code != 0, captured.out
+    doc = json.loads(captured.out)
+    assert "\n" not in doc["error"] and "Traceback" not in captured.err, captured.err
+    return str(doc["error"])
+
+
+READING_COMMANDS = [
+    ["info"],
+    ["search", "dog"],
+    ["similar", "1"],
+    ["list"],
+    ["export"],
+    ["duplicates"],
+]
+
+
+@pytest.mark.parametrize("images_table", [False, True], ids=["own-tables", "with-images-table"])
+def test_reading_commands_leave_another_programs_sqlite_file_untouched(
+    images_table: bool, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = foreign_file(tmp_path, images_table=images_table)
+    before = digest(path)
+    for argv in READING_COMMANDS:
+        error = one_line_error(capsys, [*argv, "--db", str(path)])
+        assert f"{path}: is not a vistext catalogue" in error, (argv, error)
+        assert digest(path) == before, f"{argv} changed the file"
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.sqlite"], f"{argv} left files beside it"
+
+
+def test_writing_to_another_programs_file_is_refused_before_any_byte_changes(tmp_path: Path) -> None:
+    path = foreign_file(tmp_path, images_table=True)
+    before = digest(path)
+    for readonly in (False, None):
+        with pytest.raises(StoreError, match=r"is not a vistext catalogue \(it holds another program's tables"):
+            open_store(path, readonly=readonly)
+    assert digest(path) == before and sorted(p.name for p in tmp_path.iterdir()) == ["notes.sqlite"]
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+
+
+def test_a_file_that_is_not_sqlite_or_is_empty_sqlite(tmp_path: Path) -> None:
+    text = tmp_path / "notes.txt"
+    text.write_text("hello\n" * 200)
+    empty = tmp_path / "empty.sqlite"
+    sqlite3.connect(empty).close()  # a 0-byte file: what a new catalogue starts as
+    for readonly in (True, False):
+        with pytest.raises(StoreError, match=rf"{text}: is not a vistext catalogue \(file is not a database\)"):
+            open_store(text, readonly=readonly)
+    with pytest.raises(StoreError, match="no catalogue here|is not a vistext catalogue"):
+        open_store(empty, readonly=True)
+    assert text.read_text() == "hello\n" * 200 and empty.stat().st_size == 0
+
+
+def test_a_read_only_open_of_an_old_catalogue_names_the_command_that_upgrades_it(
+    tmp_path: Path, make_records: Callable[..., Any]
+) -> None:
+    db = tmp_path / "photos" / ".vistext" / "catalogue.sqlite"
+    with open_store(db, target_version=1) as store:
+        assert store.catalogue.schema_version() == 1
+    before = digest(db)
+    with pytest.raises(StoreError, match=rf"schema version 1 must be upgraded .*`vistext index {tmp_path / 'photos'}"):
+        open_store(db, readonly=True)
+    assert digest(db) == before
+
+
+def test_a_reading_service_opens_its_catalogue_read_only(
+    tmp_path: Path, make_records: Callable[..., Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from vistext.service import Service
+
+    db = tmp_path / "cat" / "catalogue.sqlite"
+    with open_store(db) as store:
+        store.add(make_records(5)[0])
+    with Service(db, progress=False, read_only=True) as service:
+        assert service.collection.store().readonly
+    with Service(db, progress=False) as service:
+        assert not service.collection.store().readonly
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"), [("'five'", "five"), ("'5.5'", "5.5"), ("x'00ff'", ""), ("'-1'", "-1"), ("'true'", "true")]
+)
+def test_a_non_integer_schema_version_is_one_line(value: str, shown: str, tmp_path: Path) -> None:
+    db = tmp_path / "catalogue.sqlite"
+    open_store(db).close()
+    with sqlite3.connect(db) as conn:
+        conn.execute(f"UPDATE meta SET value = {value} WHERE key = 'schema_version'")
+    conn.close()
+    for readonly in (True, False, None):
+        with pytest.raises(StoreError, match=rf"{db}: damaged catalogue: its schema_version is .*not a whole number"):
+            open_store(db, readonly=readonly)
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("features SET pooled", "'not a vector'"),  # a blob whose type bit flipped: now text
+        ("features SET pooled", "CAST(pooled AS TEXT)"),  # the same bytes as text (invalid UTF-8)
+        ("embeddings SET vector", "CAST(vector AS TEXT)"),
+        ("features SET logits", "12345"),
+        ("images SET size", "'big'"),
+        ("images SET mtime", "x'0102'"),
+    ],
+)
+def test_a_column_whose_type_flipped_is_one_line(
+    column: str, value: str, tmp_path: Path, make_records: Callable[..., Any]
+) -> None:
+    db = tmp_path / "catalogue.sqlite"
+    records, pooled = make_records(5)
+    with open_store(db) as store:
+        store.add(records)
+    with sqlite3.connect(db) as conn:
+        conn.execute(f"UPDATE {column} = {value}")
+    conn.close()
+    with open_store(db, readonly=True) as store, pytest.raises(StoreError) as caught:
+        store.get(records[0].path)
+        list(store.records())
+        store.search("image", pooled[:1], 3)
+        store.search("joint:t", pooled[:1, :8], 3)
+        store.file_states()
+    message = str(caught.value)
+    assert message.startswith(f"{db}: damaged catalogue") and "\n" not in message and len(message) < 300, message
