@@ -20,11 +20,13 @@ from vistext.store import ImageRecord, open_store
 
 
 def sql(url: str, query: str) -> Any:
-    """The first row of ``query`` run on its own connection (inspection and sabotage, beside the store)."""
+    """The first row of ``query`` (None for a statement without rows) run on its own connection (inspection and
+    sabotage, beside the store)."""
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as conn:
-        return conn.execute(query).fetchone()
+        cursor = conn.execute(query)
+        return cursor.fetchone() if cursor.description else None
 
 
 def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any]:
@@ -196,7 +198,7 @@ def test_errors_name_the_server(pg_server: Any, pg_url: str) -> None:
     with pytest.raises(StoreError, match=r"cannot connect to postgresql://vistext@127.0.0.1:\d+/nowhere: database"):
         open_store(pg_server.url("nowhere"), timeout=3)
     open_store(pg_url).close()
-    sql(pg_url, "UPDATE meta SET value = '99' WHERE key = 'schema_version' RETURNING key")
+    sql(pg_url, "UPDATE meta SET value = '99' WHERE key = 'schema_version'")
     with pytest.raises(StoreError, match="catalogue schema version 99 .*newer vistext"):
         open_store(pg_url)
 
@@ -220,3 +222,53 @@ def test_db_start_status_stop(capsys: pytest.CaptureFixture[str], pg_server: Any
         code, stopped = run_json(capsys, "db", "stop", "--dir", str(folder), "--delete")
     assert code == 0 and not stopped["running"] and not folder.exists()
     parent.rmdir()
+
+
+_plain = iter(range(1, 1_000_000))
+
+
+def _plain_database(pg_server: Any, owner: str | None = None) -> str:
+    """A new database made from template0: no vector extension, as on any server vistext did not start."""
+    name = f"plain_{next(_plain)}"
+    with_owner = f" OWNER {owner}" if owner else ""
+    sql(pg_server.url("postgres"), f"CREATE DATABASE {name} TEMPLATE template0{with_owner}")
+    return name
+
+
+def test_a_database_without_the_vector_extension_gets_it(pg_server: Any, make_records: Callable[..., Any]) -> None:
+    url = pg_server.url(_plain_database(pg_server))
+    assert sql(url, "SELECT count(*) FROM pg_extension WHERE extname = 'vector'")[0] == 0
+    records, pooled = make_records(10)
+    with open_store(url) as store:
+        store.add(records)
+        assert store.search("image", pooled[3], 1)[0][0].path == records[3].path
+    assert sql(url, "SELECT count(*) FROM pg_extension WHERE extname = 'vector'")[0] == 1
+
+
+def test_a_user_who_may_not_create_the_extension_is_told_the_sql(pg_server: Any) -> None:
+    role = f"photos_{next(_plain)}"
+    sql(pg_server.url("postgres"), f"CREATE ROLE {role} LOGIN")
+    name = _plain_database(pg_server, owner=role)
+    url = f"postgresql://{role}@127.0.0.1:{pg_server.port}/{name}"
+    with pytest.raises(StoreError) as caught:
+        open_store(url, timeout=5)
+    message = str(caught.value)
+    assert message == (
+        f"{url}: this user may not create the vector extension; "
+        f"a superuser must run `CREATE EXTENSION vector;` in database '{name}'"
+    )
+    sql(pg_server.url(name), "CREATE EXTENSION vector")  # what the message asks a superuser to do
+    with open_store(url) as store:
+        assert store.count() == 0 and store.info()["schema_version"] >= 1
+
+
+def test_an_unreachable_server_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from vistext.store.postgres.server import free_port
+
+    url = f"postgresql://vistext@127.0.0.1:{free_port()}/vistext"
+    with pytest.raises(StoreError) as caught:
+        open_store(url)
+    assert str(caught.value) == f"cannot connect to {url}: connection refused"
+    for command in (["info"], ["search", "dog"], ["index", "."]):
+        code, doc = run_json(capsys, *command, "--db", url)
+        assert code != 0 and doc["error"].endswith(f"cannot connect to {url}: connection refused"), (command, doc)
