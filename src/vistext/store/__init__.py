@@ -1,7 +1,12 @@
 """Where indexed images live: a catalogue of files and features plus vector indexes for search.
 
 ``open_store(uri)`` picks a backend by URI scheme (a bare path means ``sqlite``), so another backend can be
-registered with ``register_backend`` without touching any caller.
+registered with ``register_backend`` without touching any caller; ``readonly=True`` opens a catalogue without
+writing to it (what reading commands do). Here: ``base`` (the ``Store`` interface every caller sees),
+``records`` (the values it hands out), ``locations`` (stored paths relative to a collection's root) and
+``transfer`` (copying a store into another: ``vistext migrate``); one folder per backend beside them:
+``sqlite/`` (the embedded default, with its FAISS index files) and ``postgres/`` (PostgreSQL + pgvector, and the
+server ``vistext db start`` runs, behind the ``[postgres]`` extra).
 """
 
 from __future__ import annotations
