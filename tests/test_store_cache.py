@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -83,3 +84,40 @@ def test_a_damaged_header_an_old_format_or_a_cut_file_is_rebuilt(
             assert store.search("image", pooled[11], 1)[0][0].path == records[11].path, name
             assert store._indexes["image"].dirty, f"{name}: the file was trusted"
         assert MARK in cache.read_bytes()[-200:], name
+
+
+def test_index_file_missing_or_stale_is_rebuilt(tmp_path: Path, make_records: Callable[..., Any]) -> None:
+    db = tmp_path / "cat" / "catalogue.sqlite"
+    records, pooled = make_records(200, seed=5)
+    with open_store(db) as store:
+        store.add(records[:100])
+        store.search("image", pooled[:1], 1)
+    index_file = db.with_name("catalogue.image.faiss")
+    assert index_file.exists()
+    old_copy = db.with_name("old.faiss")
+    shutil.copy(index_file, old_copy)
+
+    with open_store(db) as store:  # loads the file, catches up with rows added later
+        store.add(records[100:150])
+        assert store.search("image", pooled[120], 1)[0][0].path == records[120].path
+    shutil.copy(old_copy, index_file)  # an out-of-date file put back: the stamp no longer matches
+    with open_store(db) as store:
+        assert store.search("image", pooled[140], 1)[0][0].path == records[140].path
+        assert len(store._indexes["image"].index) == 150
+    index_file.unlink()
+    with open_store(db) as store:
+        assert store.search("image", pooled[10], 1)[0][0].path == records[10].path
+    index_file.write_bytes(b"garbage")
+    with open_store(db) as store:
+        assert store.search("image", pooled[11], 1)[0][0].path == records[11].path
+
+    # a writer that dies without flushing: the catalogue moved on, the saved index did not
+    crashed = open_store(db)
+    crashed.add(records[150:])
+    crashed.remove([records[0].path])
+    crashed.search("image", pooled[:1], 1)  # in memory only
+    crashed.catalogue.close()
+    with open_store(db) as store:
+        assert store.search("image", pooled[190], 1)[0][0].path == records[190].path
+        assert records[0].path not in {h.path for h in store.search("image", pooled[0], 200)[0]}
+        assert len(store.search("image", pooled[0], 500)[0]) == 199

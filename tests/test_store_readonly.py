@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import vistext
 from vistext.cli import main
 from vistext.errors import StoreError
 from vistext.store import open_store
@@ -159,3 +164,69 @@ def test_a_column_whose_type_flipped_is_one_line(
         store.file_states()
     message = str(caught.value)
     assert message.startswith(f"{db}: damaged catalogue") and "\n" not in message and len(message) < 300, message
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.rglob("*"))}
+
+
+def test_readonly_open_never_writes(tmp_path: Path, make_records: Callable) -> None:
+    db = tmp_path / "cat" / "catalogue.sqlite"
+    records, pooled = make_records(20)
+    with open_store(db) as store:
+        store.add(records)
+        store.search("image", pooled[0], 3)
+    before = _snapshot(db.parent)
+    with open_store(db, readonly=True) as store:
+        assert store.readonly and store.count() == 20 and store.info()["count"] == 20
+        assert store.search("image", pooled[4], 1)[0][0].path == records[4].path
+        assert store.get(records[2].path).size == records[2].size  # type: ignore[union-attr]
+        with pytest.raises(StoreError, match=r"read-only.*--db"):
+            store.add(make_records(1, seed=9)[0])
+    after = _snapshot(db.parent)
+    # the catalogue and its index files are untouched (no migration, no stamp, no index saved); in a writable
+    # folder SQLite may add its empty shared-memory files for a WAL reader; a read-only mount gets none (below)
+    assert {path: after[path] for path in before} == before
+    assert {Path(path).name for path in set(after) - set(before)} <= {"catalogue.sqlite-wal", "catalogue.sqlite-shm"}
+
+
+_READ_ONLY_SCRIPT = """
+import sys
+from pathlib import Path
+from vistext.errors import StoreError
+from vistext.service import Service
+from vistext.store import open_store
+db = Path(sys.argv[1])
+with open_store(db) as store:
+    assert store.readonly, "a catalogue on a read-only mount must open read-only"
+    print("count", store.count(), "hit", store.search("image", store.vectors("image")[1][0], 1)[0][0].id)
+service = Service(db, progress=False)
+print("info", service.info().to_dict()["count"], service.status().to_dict()["images"])
+try:
+    Service(progress=False).index(db.parent.parent, text_search=False)
+except StoreError as error:
+    print("index:", error)
+"""
+
+
+def test_read_only_mount(tmp_path: Path, make_records: Callable) -> None:
+    if shutil.which("unshare") is None or os.geteuid() != 0:
+        pytest.skip("needs root and unshare to mount a folder read-only")
+    photos = tmp_path / "photos"
+    db = photos / ".vistext" / "catalogue.sqlite"
+    with open_store(db) as store:
+        store.add(make_records(5)[0])
+    before = _snapshot(photos)
+    src = str(Path(vistext.__file__).resolve().parents[1])  # the vistext under test
+    command = (
+        f"mount --bind {photos} {photos} && mount -o remount,bind,ro {photos} {photos} && "
+        f"PYTHONPATH={src} {sys.executable} -c '{_READ_ONLY_SCRIPT}' {db}"
+    )
+    done = subprocess.run(["unshare", "-m", "sh", "-c", command], capture_output=True, text=True, timeout=120)
+    if "mount:" in done.stderr and done.returncode != 0:
+        pytest.skip(f"cannot mount here: {done.stderr.strip()[:200]}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("count 5 hit ") and lines[1] == "info 5 5", done.stdout
+    assert lines[2].startswith(f"index: {db}: cannot write the catalogue here") and "--db" in lines[2]
+    assert _snapshot(photos) == before
