@@ -272,3 +272,16 @@ def test_an_unreachable_server_is_one_line(capsys: pytest.CaptureFixture[str]) -
     for command in (["info"], ["search", "dog"], ["index", "."]):
         code, doc = run_json(capsys, *command, "--db", url)
         assert code != 0 and doc["error"].endswith(f"cannot connect to {url}: connection refused"), (command, doc)
+
+
+def test_a_server_session_killed_while_indexing_is_one_line(pg_url: str, make_records: Callable[..., Any]) -> None:
+    records, _ = make_records(5)
+    with open_store(pg_url) as store:
+        with pytest.raises(StoreError) as caught, store.writer_lock():
+            store.add(records[:2])
+            sql(pg_url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid()")  # fmt: skip
+            store.add(records[2:])
+        assert "\n" not in str(caught.value) and pg_url.split("@")[1] in str(caught.value)
+        store.add(records[2:])  # the pool replaces the dead connections
+        assert store.count() == 5

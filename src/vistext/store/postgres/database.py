@@ -149,6 +149,9 @@ def advisory_writer_lock(conn: psycopg.Connection, where: str) -> Iterator[None]
         try:
             yield
         finally:
-            conn.execute("SELECT pg_advisory_unlock(%s)", (WRITER_LOCK,))
+            # the server frees a dead session's locks itself: a lost connection must not hide the real error
+            with suppress(psycopg.Error):
+                conn.execute("SELECT pg_advisory_unlock(%s)", (WRITER_LOCK,))
     finally:
-        conn.autocommit = False
+        with suppress(psycopg.Error):
+            conn.autocommit = False

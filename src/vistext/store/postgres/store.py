@@ -309,9 +309,13 @@ class PostgresStore(Store):
 
     @contextmanager
     def writer_lock(self) -> Iterator[None]:
-        """A server-side advisory lock: a second indexing run fails at once, naming the first."""
-        with self.database.pool.connection() as conn, advisory_writer_lock(conn, self.where):
-            yield
+        """A server-side advisory lock: a second indexing run fails at once, naming the first. A server that
+        dies meanwhile is a one-line ``StoreError``, not a driver traceback."""
+        try:
+            with self.database.pool.connection() as conn, advisory_writer_lock(conn, self.where):
+                yield
+        except psycopg.Error as error:
+            raise StoreError(f"{self.where}: {(str(error).splitlines() or [type(error).__name__])[0]}") from None
 
     def flush(self) -> None:
         """Nothing to do: every write is committed by the server when ``add``/``remove`` return."""
