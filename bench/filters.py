@@ -17,7 +17,7 @@ import time
 import faiss
 import numpy as np
 
-from vistext.store.vectors import FLAT, HNSW, VectorIndex
+from vistext.store.sqlite.vectors import FLAT, HNSW, VectorIndex
 
 
 def unit_vectors(n: int, dim: int, seed: int) -> np.ndarray:

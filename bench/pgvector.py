@@ -35,8 +35,8 @@ sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != HE
 import numpy as np  # noqa: E402
 
 from vistext.store import ImageRecord, open_store  # noqa: E402
-from vistext.store.pg_server import PgServer  # noqa: E402
-from vistext.store.postgres import PostgresStore  # noqa: E402
+from vistext.store.postgres.server import PgServer  # noqa: E402
+from vistext.store.postgres.store import PostgresStore  # noqa: E402
 
 FLICKR8K = HERE.parent.parent / "shared" / "datasets" / "flickr8k"
 LOAD_BATCH = 2000
@@ -82,10 +82,13 @@ def load(store: PostgresStore, base: np.ndarray) -> float:
 
 
 def index_bytes(store: PostgresStore) -> int:
-    row = store.catalogue.conn.execute(
-        "SELECT coalesce(sum(pg_relation_size(indexrelid)), 0) FROM pg_index i JOIN pg_class c ON c.oid = "
-        "i.indexrelid WHERE c.relname LIKE 'hnsw_%'"
-    ).fetchone()
+    import psycopg
+
+    with psycopg.connect(store.url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT coalesce(sum(pg_relation_size(indexrelid)), 0) FROM pg_index i JOIN pg_class c ON c.oid = "
+            "i.indexrelid WHERE c.relname LIKE 'hnsw_%'"
+        ).fetchone()
     return int(row[0]) if row else 0
 
 

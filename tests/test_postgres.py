@@ -19,6 +19,16 @@ from vistext.errors import StoreError
 from vistext.store import ImageRecord, open_store
 
 
+def sql(url: str, query: str) -> Any:
+    """The first row of ``query`` (None for a statement without rows) run on its own connection (inspection and
+    sabotage, beside the store)."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        cursor = conn.execute(query)
+        return cursor.fetchone() if cursor.description else None
+
+
 def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any]:
     code = main([*argv, "--json", "--quiet"])
     lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
@@ -127,7 +137,7 @@ def test_a_retried_batch_never_duplicates_and_prefix_states(pg_url: str, make_re
         store.add(records)
         store.add(records)  # a task retried after it had already committed
         assert store.count() == 40 and len(store.vectors("image")[0]) == 40
-        assert store.catalogue.conn.execute("SELECT count(*) FROM features").fetchone()[0] == 40
+        assert sql(pg_url, "SELECT count(*) FROM features")[0] == 40
         extra = ImageRecord("/photosX/y.jpg", 1, 1.0, "y", "enc", "ok", None, pooled[0], None)
         store.add([extra])
         under = store.file_states("/photos/")
@@ -174,8 +184,8 @@ def test_wide_vectors_use_halfvec_and_dimensions_are_checked(pg_url: str) -> Non
     with open_store(pg_url, hnsw_threshold=10) as store:
         store.add(records)
         assert store.info()["spaces"]["wide"] == {"dim": 2500, "index": "hnsw", "size": 30}
-        definition = store.catalogue.conn.execute("SELECT indexdef FROM pg_indexes WHERE indexdef LIKE '%halfvec%'")
-        assert "halfvec(2500)" in definition.fetchone()[0]
+        definition = sql(pg_url, "SELECT indexdef FROM pg_indexes WHERE indexdef LIKE '%halfvec%'")
+        assert "halfvec(2500)" in definition[0]
         hits = store.search("wide", wide[:5], 1)
         assert [row[0].path for row in hits] == [f"/w/{i}.jpg" for i in range(5)]
         np.testing.assert_allclose(store.vectors("wide")[1][3], wide[3] / np.linalg.norm(wide[3]), atol=1e-6)
@@ -185,10 +195,10 @@ def test_wide_vectors_use_halfvec_and_dimensions_are_checked(pg_url: str) -> Non
 
 
 def test_errors_name_the_server(pg_server: Any, pg_url: str) -> None:
-    with pytest.raises(StoreError, match=r"postgresql://vistext@127.0.0.1:\d+/nowhere: cannot connect"):
+    with pytest.raises(StoreError, match=r"cannot connect to postgresql://vistext@127.0.0.1:\d+/nowhere: database"):
         open_store(pg_server.url("nowhere"), timeout=3)
-    with open_store(pg_url) as store:
-        store.catalogue.conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    open_store(pg_url).close()
+    sql(pg_url, "UPDATE meta SET value = '99' WHERE key = 'schema_version'")
     with pytest.raises(StoreError, match="catalogue schema version 99 .*newer vistext"):
         open_store(pg_url)
 
@@ -212,3 +222,66 @@ def test_db_start_status_stop(capsys: pytest.CaptureFixture[str], pg_server: Any
         code, stopped = run_json(capsys, "db", "stop", "--dir", str(folder), "--delete")
     assert code == 0 and not stopped["running"] and not folder.exists()
     parent.rmdir()
+
+
+_plain = iter(range(1, 1_000_000))
+
+
+def _plain_database(pg_server: Any, owner: str | None = None) -> str:
+    """A new database made from template0: no vector extension, as on any server vistext did not start."""
+    name = f"plain_{next(_plain)}"
+    with_owner = f" OWNER {owner}" if owner else ""
+    sql(pg_server.url("postgres"), f"CREATE DATABASE {name} TEMPLATE template0{with_owner}")
+    return name
+
+
+def test_a_database_without_the_vector_extension_gets_it(pg_server: Any, make_records: Callable[..., Any]) -> None:
+    url = pg_server.url(_plain_database(pg_server))
+    assert sql(url, "SELECT count(*) FROM pg_extension WHERE extname = 'vector'")[0] == 0
+    records, pooled = make_records(10)
+    with open_store(url) as store:
+        store.add(records)
+        assert store.search("image", pooled[3], 1)[0][0].path == records[3].path
+    assert sql(url, "SELECT count(*) FROM pg_extension WHERE extname = 'vector'")[0] == 1
+
+
+def test_a_user_who_may_not_create_the_extension_is_told_the_sql(pg_server: Any) -> None:
+    role = f"photos_{next(_plain)}"
+    sql(pg_server.url("postgres"), f"CREATE ROLE {role} LOGIN")
+    name = _plain_database(pg_server, owner=role)
+    url = f"postgresql://{role}@127.0.0.1:{pg_server.port}/{name}"
+    with pytest.raises(StoreError) as caught:
+        open_store(url, timeout=5)
+    message = str(caught.value)
+    assert message == (
+        f"{url}: this user may not create the vector extension; "
+        f"a superuser must run `CREATE EXTENSION vector;` in database '{name}'"
+    )
+    sql(pg_server.url(name), "CREATE EXTENSION vector")  # what the message asks a superuser to do
+    with open_store(url) as store:
+        assert store.count() == 0 and store.info()["schema_version"] >= 1
+
+
+def test_an_unreachable_server_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from vistext.store.postgres.server import free_port
+
+    url = f"postgresql://vistext@127.0.0.1:{free_port()}/vistext"
+    with pytest.raises(StoreError) as caught:
+        open_store(url)
+    assert str(caught.value) == f"cannot connect to {url}: connection refused"
+    for command in (["info"], ["search", "dog"], ["index", "."]):
+        code, doc = run_json(capsys, *command, "--db", url)
+        assert code != 0 and doc["error"].endswith(f"cannot connect to {url}: connection refused"), (command, doc)
+
+
+def test_a_server_session_killed_while_indexing_is_one_line(pg_url: str, make_records: Callable[..., Any]) -> None:
+    records, _ = make_records(5)
+    with open_store(pg_url) as store:
+        with pytest.raises(StoreError) as caught, store.writer_lock():
+            store.add(records[:2])
+            sql(pg_url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid()")  # fmt: skip
+            store.add(records[2:])
+        assert "\n" not in str(caught.value) and pg_url.split("@")[1] in str(caught.value)
+        store.add(records[2:])  # the pool replaces the dead connections
+        assert store.count() == 5

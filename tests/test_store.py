@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -15,12 +14,22 @@ from typing import Any
 import numpy as np
 import pytest
 
-import vistext
 from vistext.errors import StoreError
 from vistext.store import SCHEMA_VERSION, ImageRecord, SQLiteStore, open_store
-from vistext.store.catalogue import Catalogue
+from vistext.store.sqlite.catalogue import Catalogue
 
 DIM = 48
+
+
+def first_row(db: Path | str, query: str) -> Any:
+    """The first row of ``query`` on the store's database, read beside the store (either backend)."""
+    if str(db).startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(str(db), autocommit=True) as conn:
+            return conn.execute(query).fetchone()
+    with sqlite3.connect(db) as conn:
+        return conn.execute(query).fetchone()
 
 
 def unit(rows: np.ndarray) -> np.ndarray:
@@ -70,8 +79,7 @@ def test_add_get_upsert_remove(db: Path, make_records: Callable[..., Any]) -> No
         again = store.get("/photos/00002.jpg")
         assert again.id == first.id and again.sha == "new-sha" and again.size == 7
         assert store.features_for_hash("sha-0-2", "enc") is None  # the old content is no longer referenced
-        orphans = store.catalogue.conn.execute("SELECT count(*) FROM features WHERE sha = 'sha-0-2'").fetchone()
-        assert orphans[0] == 0
+        assert first_row(db, "SELECT count(*) FROM features WHERE sha = 'sha-0-2'")[0] == 0
 
         store.add([ImageRecord("/photos/bad.jpg", 0, 1.0, "", "enc", "failed", "truncated JPEG", None, None)])
         assert store.count() == 6 and store.count("failed") == 1 and store.count("ok") == 5
@@ -97,9 +105,8 @@ def test_features_shared_by_content_until_unreferenced(db: Path, make_records: C
         assert store.features_for_hash(records[0].sha, "enc") is not None  # the copy still uses it
         store.remove([copy.path])
         assert store.features_for_hash(records[0].sha, "enc") is None
-        conn = store.catalogue.conn
-        assert conn.execute("SELECT count(*) FROM features").fetchone()[0] == 0
-        assert conn.execute("SELECT count(*) FROM embeddings").fetchone()[0] == 0
+        assert first_row(db, "SELECT count(*) FROM features")[0] == 0
+        assert first_row(db, "SELECT count(*) FROM embeddings")[0] == 0
 
 
 def test_failed_batch_is_rolled_back_entirely(db: Path, make_records: Callable[..., Any]) -> None:
@@ -168,43 +175,6 @@ def test_hnsw_recall_and_removal(db: Path, make_records: Callable[..., Any]) -> 
         assert all(len(row) == 10 for row in hits)
         assert store.search("image", -pooled[1], 1)[0][0].path == moved.path
         assert store.search("image", pooled[3], 1)[0][0].path == records[3].path
-
-
-@sqlite_only
-def test_index_file_missing_or_stale_is_rebuilt(db: Path, make_records: Callable[..., Any]) -> None:
-    records, pooled = make_records(200, seed=5)
-    with open_store(db) as store:
-        store.add(records[:100])
-        store.search("image", pooled[:1], 1)
-    index_file = db.with_name("catalogue.image.faiss")
-    assert index_file.exists()
-    old_copy = db.with_name("old.faiss")
-    shutil.copy(index_file, old_copy)
-
-    with open_store(db) as store:  # loads the file, catches up with rows added later
-        store.add(records[100:150])
-        assert store.search("image", pooled[120], 1)[0][0].path == records[120].path
-    shutil.copy(old_copy, index_file)  # an out-of-date file put back: the stamp no longer matches
-    with open_store(db) as store:
-        assert store.search("image", pooled[140], 1)[0][0].path == records[140].path
-        assert len(store._indexes["image"].index) == 150
-    index_file.unlink()
-    with open_store(db) as store:
-        assert store.search("image", pooled[10], 1)[0][0].path == records[10].path
-    index_file.write_bytes(b"garbage")
-    with open_store(db) as store:
-        assert store.search("image", pooled[11], 1)[0][0].path == records[11].path
-
-    # a writer that dies without flushing: the catalogue moved on, the saved index did not
-    crashed = open_store(db)
-    crashed.add(records[150:])
-    crashed.remove([records[0].path])
-    crashed.search("image", pooled[:1], 1)  # in memory only
-    crashed.catalogue.close()
-    with open_store(db) as store:
-        assert store.search("image", pooled[190], 1)[0][0].path == records[190].path
-        assert records[0].path not in {h.path for h in store.search("image", pooled[0], 200)[0]}
-        assert len(store.search("image", pooled[0], 500)[0]) == 199
 
 
 def test_reopen_keeps_everything(db: Path, make_records: Callable[..., Any]) -> None:
@@ -312,7 +282,7 @@ def test_reader_searches_while_writer_adds(db: Path, make_records: Callable[...,
 
 @pytest.mark.parametrize("kind", ["flat", "hnsw"])
 def test_vector_index_replace_compact_and_save(kind: str, tmp_path: Path) -> None:
-    from vistext.store.vectors import VectorIndex
+    from vistext.store.sqlite.vectors import VectorIndex
 
     rng = np.random.default_rng(8)
     vectors = unit(rng.normal(size=(200, 16)).astype(np.float32))
@@ -352,8 +322,6 @@ def test_flat_index_switches_to_hnsw_when_it_grows(db: Path, make_records: Calla
 
 @sqlite_only
 def test_killed_writer_loses_only_its_open_transaction(db: Path, make_records: Callable[..., Any]) -> None:
-    import subprocess
-    import sys
 
     records, pooled = make_records(3, seed=10)
     with open_store(db) as store:
@@ -382,30 +350,6 @@ def _record(path: str, sha: str, vector: np.ndarray) -> ImageRecord:
     )
 
 
-def test_paths_are_stored_relative_to_the_collection_and_follow_a_move(tmp_path: Path) -> None:
-    photos = tmp_path / "photos"
-    db = photos / ".vistext" / "catalogue.sqlite"
-    vectors = unit(np.random.default_rng(3).normal(size=(3, DIM)).astype(np.float32))
-    with open_store(db) as store:
-        store.add(
-            [_record(str(photos / "a.jpg"), "a", vectors[0]), _record(str(photos / "sub" / "b.jpg"), "b", vectors[1])]
-        )
-        store.add([_record("/elsewhere/c.jpg", "c", vectors[2])])  # outside the collection: stays absolute
-        stored = {row[0] for row in store.catalogue.conn.execute("SELECT path FROM images")}
-        assert stored == {"a.jpg", "sub/b.jpg", "/elsewhere/c.jpg"}
-        assert store.search("image", vectors[1], 1)[0][0].path == str(photos / "sub" / "b.jpg")
-    moved = tmp_path / "pictures"
-    photos.rename(moved)
-    with open_store(moved / ".vistext" / "catalogue.sqlite") as store:
-        assert set(store.file_states()) == {str(moved / "a.jpg"), str(moved / "sub" / "b.jpg"), "/elsewhere/c.jpg"}
-        assert store.search("image", vectors[1], 1)[0][0].path == str(moved / "sub" / "b.jpg")
-        record = store.get(str(moved / "a.jpg"))
-        assert record is not None and record.path == str(moved / "a.jpg")
-        np.testing.assert_allclose(record.pooled, vectors[0], atol=1e-6)  # type: ignore[arg-type]
-        store.remove([str(moved / "a.jpg")])
-        assert store.count() == 2
-
-
 def test_a_name_that_is_not_utf8_round_trips(db: Path) -> None:
     name = os.fsdecode(b"/photos/caf\xe9 \xff.jpg")  # surrogate escapes: what os.walk gives for such a file
     vector = unit(np.ones((1, DIM), np.float32))[0]
@@ -425,129 +369,6 @@ def test_an_id_beyond_64_bits_is_an_unknown_id(db: Path, make_records: Callable)
         for huge in (2**63, 10**20, -(2**63) - 1):
             assert store.get(huge) is None
         assert [record.id for record in store.records(ids=[10**20, 1])] == [1]
-
-
-def _previous_release_catalogue(db: Path, paths: list[str]) -> None:
-    """A catalogue as the previous release wrote it: schema version 2, absolute paths."""
-    old = Catalogue(db, target_version=2)
-    assert old.schema_version() == 2
-    with old.transaction() as conn:
-        for i, path in enumerate(paths):
-            conn.execute(
-                "INSERT INTO images (path, size, mtime, sha, model, status, error, indexed_at, generation) "
-                "VALUES (?, 10, 1.5, ?, 'enc', 'ok', NULL, 0, 1)",
-                (path, f"sha{i % 3}"),
-            )
-            conn.execute(
-                "INSERT OR IGNORE INTO features VALUES (?, 'enc', ?, NULL)",
-                (f"sha{i % 3}", (np.arange(DIM, dtype=np.float32) + i % 3).tobytes()),
-            )
-    old.close()
-
-
-def test_migrates_a_previous_release_catalogue_to_relative_paths(tmp_path: Path) -> None:
-    photos = tmp_path / "photos"
-    db = photos / ".vistext" / "catalogue.sqlite"
-    names = ["a.jpg", "b.jpg", "sub/c.jpg"]
-    _previous_release_catalogue(db, [str(photos / name) for name in names] + ["/elsewhere/d.jpg"])
-    with open_store(db) as store:
-        assert store.catalogue.schema_version() == SCHEMA_VERSION == 5
-        stored = sorted(row[0] for row in store.catalogue.conn.execute("SELECT path FROM images"))
-        assert stored == sorted([*names, "/elsewhere/d.jpg"])
-        hits = store.search("image", np.arange(DIM, dtype=np.float32), 4)[0]
-        assert {hit.path for hit in hits} == {str(photos / n) for n in names} | {"/elsewhere/d.jpg"}
-
-
-def test_migration_finds_a_collection_moved_before_the_upgrade_and_drops_stale_duplicates(tmp_path: Path) -> None:
-    old, new = tmp_path / "photos", tmp_path / "pictures"
-    names = ["a.jpg", "b.jpg", "sub/c.jpg"]
-    # the previous release, after `mv photos pictures; vistext index pictures`: every file twice
-    _previous_release_catalogue(
-        old / ".vistext" / "catalogue.sqlite", [str(old / n) for n in names] + [str(new / n) for n in names]
-    )
-    for name in names:
-        (old / name).parent.mkdir(parents=True, exist_ok=True)
-        (old / name).write_bytes(b"x")
-    old.rename(new)
-    with open_store(new / ".vistext" / "catalogue.sqlite") as store:
-        assert set(store.file_states()) == {str(new / n) for n in names}
-        assert store.count() == 3 and store.vectors("image")[1].shape == (3, DIM)
-    # moved and never re-indexed: the old absolute paths are recognised by the files found under the new root
-    again = tmp_path / "again"
-    _previous_release_catalogue(again / ".vistext" / "catalogue.sqlite", [str(again / n) for n in names])
-    for name in names:
-        (again / name).parent.mkdir(parents=True, exist_ok=True)
-        (again / name).write_bytes(b"x")
-    final = tmp_path / "final"
-    again.rename(final)
-    with open_store(final / ".vistext" / "catalogue.sqlite") as store:
-        assert set(store.file_states()) == {str(final / n) for n in names}
-
-
-def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
-    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.rglob("*"))}
-
-
-@sqlite_only
-def test_readonly_open_never_writes(db: Path, make_records: Callable) -> None:
-    records, pooled = make_records(20)
-    with open_store(db) as store:
-        store.add(records)
-        store.search("image", pooled[0], 3)
-    before = _snapshot(db.parent)
-    with open_store(db, readonly=True) as store:
-        assert store.readonly and store.count() == 20 and store.info()["count"] == 20
-        assert store.search("image", pooled[4], 1)[0][0].path == records[4].path
-        assert store.get(records[2].path).size == records[2].size  # type: ignore[union-attr]
-        with pytest.raises(StoreError, match=r"read-only.*--db"):
-            store.add(make_records(1, seed=9)[0])
-    after = _snapshot(db.parent)
-    # the catalogue and its index files are untouched (no migration, no stamp, no index saved); in a writable
-    # folder SQLite may add its empty shared-memory files for a WAL reader; a read-only mount gets none (below)
-    assert {path: after[path] for path in before} == before
-    assert {Path(path).name for path in set(after) - set(before)} <= {"catalogue.sqlite-wal", "catalogue.sqlite-shm"}
-
-
-_READ_ONLY_SCRIPT = """
-import sys
-from pathlib import Path
-from vistext.errors import StoreError
-from vistext.service import Service
-from vistext.store import open_store
-db = Path(sys.argv[1])
-with open_store(db) as store:
-    assert store.readonly, "a catalogue on a read-only mount must open read-only"
-    print("count", store.count(), "hit", store.search("image", store.vectors("image")[1][0], 1)[0][0].id)
-service = Service(db, progress=False)
-print("info", service.info().to_dict()["count"], service.status().to_dict()["images"])
-try:
-    Service(progress=False).index(db.parent.parent, text_search=False)
-except StoreError as error:
-    print("index:", error)
-"""
-
-
-def test_read_only_mount(tmp_path: Path, make_records: Callable) -> None:
-    if shutil.which("unshare") is None or os.geteuid() != 0:
-        pytest.skip("needs root and unshare to mount a folder read-only")
-    photos = tmp_path / "photos"
-    db = photos / ".vistext" / "catalogue.sqlite"
-    with open_store(db) as store:
-        store.add(make_records(5)[0])
-    before = _snapshot(photos)
-    src = str(Path(vistext.__file__).resolve().parents[1])  # the vistext under test
-    command = (
-        f"mount --bind {photos} {photos} && mount -o remount,bind,ro {photos} {photos} && "
-        f"PYTHONPATH={src} {sys.executable} -c '{_READ_ONLY_SCRIPT}' {db}"
-    )
-    done = subprocess.run(["unshare", "-m", "sh", "-c", command], capture_output=True, text=True, timeout=120)
-    if "mount:" in done.stderr and done.returncode != 0:
-        pytest.skip(f"cannot mount here: {done.stderr.strip()[:200]}")
-    assert done.returncode == 0, done.stderr[-3000:]
-    lines = done.stdout.splitlines()
-    assert lines[0].startswith("count 5 hit ") and lines[1] == "info 5 5", done.stdout
-    assert lines[2].startswith(f"index: {db}: cannot write the catalogue here") and "--db" in lines[2]
-    assert _snapshot(photos) == before
 
 
 def test_a_second_writer_is_told_another_index_is_running(db: Path) -> None:

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from vistext.store import SCHEMA_VERSION, SQLiteStore, Store, open_store
-from vistext.store.catalogue import Catalogue
 from vistext.store.records import ImageFilter, PhotoMeta, great_circle_km
+from vistext.store.sqlite.catalogue import Catalogue
 
 PARIS = (48.8566, 2.3522)
 LONDON = (51.5074, -0.1278)

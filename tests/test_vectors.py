@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from vistext.store import ImageRecord, open_store
-from vistext.store.vectors import EF_CONSTRUCTION, EF_SEARCH, HNSW_M, HNSW_THRESHOLD, VectorIndex
+from vistext.store.sqlite.vectors import EF_CONSTRUCTION, EF_SEARCH, HNSW_M, HNSW_THRESHOLD, VectorIndex
 
 K = 10
 

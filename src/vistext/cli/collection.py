@@ -17,8 +17,9 @@ from vistext.service import SearchResult, Service
 log = logging.getLogger(__name__)
 
 
-def service_for(args: argparse.Namespace) -> Service:
-    return Service(db=getattr(args, "db", None), progress=not args.quiet)
+def service_for(args: argparse.Namespace, *, read_only: bool = False) -> Service:
+    """The service for a command; ``read_only`` for commands that only read the catalogue (never written)."""
+    return Service(db=getattr(args, "db", None), progress=not args.quiet, read_only=read_only)
 
 
 def add_db(parser: argparse.ArgumentParser) -> None:
@@ -85,7 +86,7 @@ def _suffixes() -> str:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    with service_for(args) as service:
+    with service_for(args, read_only=True) as service:
         info = service.info().to_dict()
     if args.json:
         emit_json(info)
@@ -165,7 +166,7 @@ def _answer(
     """Run a paged query, print it, and draw it as a contact sheet when ``--grid`` is given, led by the query
     photo (``query_file``) unless it is among the results. ``what`` is ``"search"`` (the joint text-image space)
     or ``"similar"`` (the image space), for the -v log line."""
-    with service_for(args) as service:
+    with service_for(args, read_only=True) as service:
         started = time.perf_counter()
         result = ask(service)
         seconds = time.perf_counter() - started
@@ -257,7 +258,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def run_topics(args: argparse.Namespace) -> int:
-    with service_for(args) as service:
+    with service_for(args, read_only=True) as service:
         result = service.topics(args.n)
         sheets = service.topic_grids(result, args.grid) if args.grid else []
     topics = result.to_dict()

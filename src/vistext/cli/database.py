@@ -15,7 +15,7 @@ def _folder(args: argparse.Namespace) -> Path:
 
 
 def run_db(args: argparse.Namespace) -> int:
-    from vistext.store.pg_server import PgServer
+    from vistext.store.postgres.server import PgServer
 
     folder = _folder(args)
     if args.action == "start":

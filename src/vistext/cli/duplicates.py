@@ -27,7 +27,7 @@ def draw_groups(service: Service, result: DuplicatesResult, folder: Path) -> lis
 
 
 def run_duplicates(args: argparse.Namespace) -> int:
-    with service_for(args) as service:
+    with service_for(args, read_only=True) as service:
         result = service.duplicates(args.threshold, filter=filter_from(args))
         sheets = draw_groups(service, result, args.grid) if args.grid else []
     if args.json:

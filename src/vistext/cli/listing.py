@@ -52,7 +52,7 @@ def _summary(item: dict[str, Any]) -> str:
 def run_list(args: argparse.Namespace) -> int:
     from vistext.cli.collection import service_for
 
-    with service_for(args) as service:
+    with service_for(args, read_only=True) as service:
         result = service.list_images(filter_from(args), args.k, args.offset).to_dict()
     if args.json:
         emit_json(result)
@@ -71,7 +71,7 @@ def run_list(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     from vistext.cli.collection import service_for
 
-    with service_for(args) as service:
+    with service_for(args, read_only=True) as service:
         lines = service.export_lines(filter_from(args), args.format)
         count = -1 if args.format == "csv" else 0  # the CSV header is not a photo
         if args.out is None:

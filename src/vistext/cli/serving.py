@@ -91,7 +91,7 @@ def run_bot_command(args: argparse.Namespace) -> int:
 def run_map(args: argparse.Namespace) -> int:
     from vistext.server.standalone import write_map_html
 
-    with service_for(args) as service:
+    with service_for(args, read_only=True) as service:
         out = write_map_html(service, args.out, method=args.method, embed_thumbnails=not args.link)
     if args.json:
         emit_json({"map": str(out), "bytes": out.stat().st_size})

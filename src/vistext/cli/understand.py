@@ -56,7 +56,7 @@ def run_tag(args: argparse.Namespace) -> int:
             for tag in result.tags:
                 say(f"  {tag.score:6.3f}  {tag.tag}")
 
-    with service_for(args) as service:
+    with service_for(args, read_only=True) as service:
         # a batch at a time, printed as it is tagged: memory stays flat however many photos a folder holds
         batch: list[str] = []
         for item in tag_inputs(args.images):
@@ -92,7 +92,7 @@ def tag_inputs(names: list[str]) -> Iterator[str | TagResult]:
 
 
 def run_caption(args: argparse.Namespace) -> int:
-    with service_for(args) as service:
+    with service_for(args, read_only=True) as service:
         result = service.caption(args.image, args.captions, args.k)
     if args.json:
         emit_json(result.to_dict())
@@ -105,7 +105,7 @@ def run_caption(args: argparse.Namespace) -> int:
 
 def run_match(args: argparse.Namespace) -> int:
     sets = parse_tag_sets(args.tag_sets)
-    with service_for(args) as service:
+    with service_for(args, read_only=True) as service:
         result = service.match(args.image, sets, model=args.model)
     if args.json:
         emit_json(result.to_dict())

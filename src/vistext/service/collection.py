@@ -57,8 +57,11 @@ def check_k(k: int) -> int:
 class Collection:
     """The catalogue at ``db`` (None: the default one; see ``vistext.paths.default_db_path``)."""
 
-    def __init__(self, db: str | Path | None, models: LoadedModels, *, progress: bool = True) -> None:
+    def __init__(
+        self, db: str | Path | None, models: LoadedModels, *, progress: bool = True, read_only: bool = False
+    ) -> None:
         self.db = db
+        self.read_only = read_only  # a reading command: the catalogue is opened read-only, never written
         self.models = models
         self.progress = progress
         self._store: Store | None = None
@@ -96,8 +99,9 @@ class Collection:
                 path = self.db_path(folder)
                 if not create and not self.remote and not path.exists():
                     raise StoreError(self._missing(path))
-                # reading commands open a catalogue they cannot write read-only; index needs write access
-                readonly = False if create else None
+                # index needs write access; a reading command opens the catalogue read-only (never a byte
+                # written, no migration); others write when they can and read a catalogue they cannot write
+                readonly = False if create else (True if self.read_only else None)
                 self._store = open_store(str(self.db) if self.remote else path, readonly=readonly)
             return self._store
 

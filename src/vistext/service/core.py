@@ -52,7 +52,8 @@ class Service:
 
     ``db=None`` uses the default catalogue (see ``vistext.paths.default_db_path``); ``index(folder)`` with no
     explicit db writes to ``folder/.vistext/``. ``model_cache`` bounds how many trained taggers and match
-    classifiers stay loaded.
+    classifiers stay loaded. ``read_only``: the catalogue is opened read-only (reading commands: nothing is
+    written, migrated or created; a file that is not a vistext catalogue is refused).
     """
 
     def __init__(
@@ -63,9 +64,10 @@ class Service:
         joint_model: str | Path | None = None,
         progress: bool = True,
         model_cache: int = MODEL_CACHE_SIZE,
+        read_only: bool = False,
     ) -> None:
         self.models = LoadedModels(encoder, joint_model, model_cache)
-        self.collection = Collection(db, self.models, progress=progress)
+        self.collection = Collection(db, self.models, progress=progress, read_only=read_only)
         self.understanding = Understanding(self.models, self.collection)
         self.collection_topics = CollectionTopics(self.collection, self.models)
         self.explore = Explore(self.collection, self.models, self.collection_topics)

@@ -1,7 +1,12 @@
 """Where indexed images live: a catalogue of files and features plus vector indexes for search.
 
 ``open_store(uri)`` picks a backend by URI scheme (a bare path means ``sqlite``), so another backend can be
-registered with ``register_backend`` without touching any caller.
+registered with ``register_backend`` without touching any caller; ``readonly=True`` opens a catalogue without
+writing to it (what reading commands do). Here: ``base`` (the ``Store`` interface every caller sees),
+``records`` (the values it hands out), ``locations`` (stored paths relative to a collection's root) and
+``transfer`` (copying a store into another: ``vistext migrate``); one folder per backend beside them:
+``sqlite/`` (the embedded default, with its FAISS index files) and ``postgres/`` (PostgreSQL + pgvector, and the
+server ``vistext db start`` runs, behind the ``[postgres]`` extra).
 """
 
 from __future__ import annotations
@@ -12,9 +17,9 @@ from typing import Any
 
 from vistext.errors import StoreError
 from vistext.store.base import Store
-from vistext.store.catalogue import SCHEMA_VERSION
 from vistext.store.records import IMAGE_SPACE, FileState, ImageFilter, ImageRecord, PhotoMeta, VectorHit
-from vistext.store.sqlite import SQLiteStore
+from vistext.store.sqlite.catalogue import SCHEMA_VERSION
+from vistext.store.sqlite.store import SQLiteStore
 
 __all__ = [
     "IMAGE_SPACE",
@@ -36,7 +41,7 @@ __all__ = [
 def _postgres(location: str, **options: Any) -> Store:
     """The PostgreSQL + pgvector backend, imported only when used (the ``[postgres]`` extra)."""
     try:
-        from vistext.store.postgres import PostgresStore
+        from vistext.store.postgres.store import PostgresStore
     except ImportError as error:
         raise StoreError(
             f"postgresql://{location}: the PostgreSQL backend needs the [postgres] extra "

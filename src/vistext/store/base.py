@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from vistext.store.records import FileState, ImageFilter, ImageRecord, PhotoMeta, VectorHit
+from vistext.store.records import MAX_FOLDERS, FileState, ImageFilter, ImageRecord, PhotoMeta, VectorHit
 
 
 class Store(ABC):
@@ -120,7 +120,7 @@ class Store(ABC):
                 dates.append(meta.taken_at)
             gps += meta.latitude is not None
         return {
-            "folders": dict(sorted(folders.items(), key=lambda item: (-item[1], item[0]))[:500]),
+            "folders": dict(sorted(folders.items(), key=lambda item: (-item[1], item[0]))[:MAX_FOLDERS]),
             "cameras": dict(sorted(cameras.items(), key=lambda item: (-item[1], item[0]))),
             "date_range": [min(dates), max(dates)] if dates else None,
             "has_gps": gps,

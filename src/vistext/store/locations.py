@@ -10,13 +10,9 @@ stored losslessly as the file system's bytes (a BLOB) and comes back as the same
 from __future__ import annotations
 
 import os
-import sqlite3
-from collections import Counter
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from vistext.paths import DB_DIRNAME
-
-_SAMPLE = 50  # absolute paths looked at to find where a moved catalogue's files used to be
 
 
 def collection_root(catalogue: Path) -> Path:
@@ -49,45 +45,14 @@ class PathCodec:
         return text if os.path.isabs(text) or "://" in text else os.path.join(self.root, text)
 
 
-def _moved_from(root: Path, paths: list[str]) -> str | None:
-    """The folder the collection was indexed in, when it has since moved to ``root`` (None if not found)."""
-    votes: Counter[str] = Counter()
-    for path in paths[:_SAMPLE]:
-        parts = PurePosixPath(path).parts
-        for depth in range(2, len(parts)):  # shallowest first: the longest relative path that still exists
-            if (root.joinpath(*parts[depth:])).exists():
-                votes[str(PurePosixPath(*parts[:depth]))] += 1
-                break
-    if not votes:
-        return None
-    folder, count = votes.most_common(1)[0]
-    return folder if count * 2 >= min(len(paths), _SAMPLE) else None
-
-
-def relativise(conn: sqlite3.Connection, root: Path) -> int:
-    """Rewrite absolute paths under ``root`` (or under where the collection was before a move) as relative.
-
-    A row whose relative path another row already has is a stale duplicate left by indexing a moved folder
-    with the previous release: it is deleted with any features no other row shares. Returns rows rewritten.
-    """
-    codec = PathCodec(root)
-    rows = [(i, p) for i, p in conn.execute("SELECT id, path FROM images ORDER BY id") if isinstance(p, str)]
-    taken = {p for _, p in rows if not os.path.isabs(p)}
-    current = [(i, codec.relative(p)) for i, p in rows if p.startswith(codec.prefix)]
-    elsewhere = [(i, p) for i, p in rows if os.path.isabs(p) and not p.startswith(codec.prefix)]
-    old = _moved_from(root, [p for _, p in elsewhere])
-    if old is not None:
-        moved = PathCodec(Path(old))
-        current += [(i, moved.relative(p)) for i, p in elsewhere if p.startswith(moved.prefix)]
-    rewritten = 0
-    for image_id, relative in current:  # rows under the current root first: they are the fresh ones
-        if relative in taken:
-            conn.execute("DELETE FROM images WHERE id = ?", (image_id,))
-            continue
-        taken.add(relative)
-        conn.execute("UPDATE images SET path = ? WHERE id = ?", (relative, image_id))
-        rewritten += 1
-    conn.execute("DELETE FROM features WHERE NOT EXISTS (SELECT 1 FROM images i WHERE i.sha = features.sha "
-                 "AND i.model = features.model)")  # fmt: skip
-    conn.execute("DELETE FROM embeddings WHERE NOT EXISTS (SELECT 1 FROM images i WHERE i.sha = embeddings.sha)")
-    return rewritten
+def folder_prefix(codec: PathCodec, folder: str) -> str:
+    """The stored-path prefix of ``folder`` (relative to the collection's root, or absolute), ending in "/"."""
+    text = folder.strip()
+    if os.path.isabs(text):
+        text = os.path.normpath(text)
+        if text == codec.root.rstrip(os.sep):
+            return ""
+        text = codec.relative(text + os.sep)
+        return text if text.endswith(os.sep) else text + os.sep
+    text = os.path.normpath(text).lstrip(os.sep)
+    return "" if text in ("", ".") else text + os.sep

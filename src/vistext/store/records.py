@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -26,6 +27,7 @@ class FileState:
 
 
 META_FIELDS = tuple(PhotoMeta.__dataclass_fields__)  # the catalogue's metadata columns, in this order
+MAX_FOLDERS = 500  # folders listed by facets(), the most populated first
 
 
 @dataclass
@@ -82,6 +84,12 @@ class ImageFilter:
 
     def to_dict(self) -> dict[str, Any]:
         return {name: value for name, value in asdict(self).items() if value is not None}
+
+
+def meta_from_row(values: Sequence[Any]) -> PhotoMeta | None:
+    """A ``PhotoMeta`` from the metadata columns, or None when the row was never read (NULL width)."""
+    meta = PhotoMeta(*values)
+    return None if meta.width is None else meta
 
 
 def great_circle_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:

@@ -14,25 +14,20 @@ from typing import Any
 
 import numpy as np
 
-from vistext.store.locations import PathCodec
+from vistext.store.locations import PathCodec, folder_prefix
 from vistext.store.records import (
     EARTH_RADIUS_KM,
+    MAX_FOLDERS,
     META_FIELDS,
     ImageFilter,
     ImageRecord,
     PhotoMeta,
     great_circle_km,
+    meta_from_row,
 )
 
 _CHUNK = 500
 META_SELECT = ", ".join(f"i.{name}" for name in META_FIELDS)
-MAX_FOLDERS = 500  # folders listed by facets(), the most populated first
-
-
-def meta_from_row(values: Sequence[Any]) -> PhotoMeta | None:
-    """A ``PhotoMeta`` from the metadata columns, or None when the row was never read (NULL width)."""
-    meta = PhotoMeta(*values)
-    return None if meta.width is None else meta
 
 
 def write_meta(conn: sqlite3.Connection, stored_path: str | bytes, meta: PhotoMeta | None) -> None:
@@ -68,19 +63,6 @@ def paths_without_meta(conn: sqlite3.Connection, codec: PathCodec) -> set[str]:
 
 
 # ---- filters ---------------------------------------------------------------------------------------------------
-def folder_prefix(codec: PathCodec, folder: str) -> str:
-    """The stored-path prefix of ``folder`` (relative to the collection's root, or absolute), ending in "/"."""
-    text = folder.strip()
-    if os.path.isabs(text):
-        text = os.path.normpath(text)
-        if text == codec.root.rstrip(os.sep):
-            return ""
-        text = codec.relative(text + os.sep)
-        return text if text.endswith(os.sep) else text + os.sep
-    text = os.path.normpath(text).lstrip(os.sep)
-    return "" if text in ("", ".") else text + os.sep
-
-
 def filter_sql(filter: ImageFilter, codec: PathCodec, *, has_tags: bool) -> tuple[str, list[Any]]:
     """(WHERE clause over ``images i``, parameters) for everything in ``filter`` except the exact ``near``
     distance (a bounding box here; ``matching_ids`` checks the circle)."""

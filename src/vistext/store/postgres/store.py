@@ -2,57 +2,52 @@
 
 Every write is one transaction with idempotent upserts (``ON CONFLICT``), so a retried batch never duplicates a
 row and many processes (indexing workers, servers) may write and search at once; there is no cache to keep in
-step: each space's HNSW index lives in the server (``pg_schema``). Searches of several queries are one round
+step: each space's HNSW index lives in the server (``schema``). Searches of several queries are one round
 trip (a ``LATERAL`` join over the query array); a space of at most ``hnsw_threshold`` vectors is searched
 exactly (the index scan is turned off for that query), a larger one through HNSW with ``hnsw.ef_search`` =
 ``ef_search``. ``vectors(space)`` streams ``COPY ... (FORMAT BINARY)`` into the one array it returns. Paths are
 stored as the file system's bytes (any file name round-trips), absolute: a moved folder is re-indexed.
+
+The store is composed of a ``Database`` (the connection pool and its transactions) and ``Spaces`` (each space's
+dimension, size and HNSW state); the SQL itself lives in ``reads``, ``writes``, ``search`` and ``metadata``.
 """
 
 from __future__ import annotations
 
 import os
-import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
-from psycopg_pool import ConnectionPool
 
 from vistext.errors import StoreError
 from vistext.store.base import Store
-from vistext.store.pg_connection import SqlAccess, advisory_writer_lock, display
-from vistext.store.pg_meta import PgMetadata
-from vistext.store.pg_reads import SPACES, catalogue_summary, file_states, read_records, space_join
-from vistext.store.pg_schema import (
-    EF_CONSTRUCTION,
-    HNSW_M,
-    build_index,
-    create_space,
-    drop_index,
-    migrate,
-    schema_version,
+from vistext.store.postgres import metadata
+from vistext.store.postgres.database import Database, advisory_writer_lock
+from vistext.store.postgres.reads import SPACES, catalogue_summary, file_states, read_records
+from vistext.store.postgres.schema import EF_CONSTRUCTION, HNSW_M, migrate, schema_version
+from vistext.store.postgres.search import (
+    EF_MAX,
+    EF_SEARCH,
+    HNSW_THRESHOLD,
+    SearchPlan,
+    nearest,
+    space_dim,
+    stream_vectors,
 )
-from vistext.store.pg_search import EF_MAX, EF_SEARCH, HNSW_THRESHOLD, SearchPlan, nearest, space_dim, stream_vectors
-from vistext.store.pg_vectors import register_vectors
-from vistext.store.pg_writes import drop_orphans, write_batch
-from vistext.store.records import (
-    IMAGE_SPACE,
-    FileState,
-    ImageRecord,
-    VectorHit,
-)
+from vistext.store.postgres.spaces import Spaces
+from vistext.store.postgres.writes import drop_orphans, write_batch
+from vistext.store.records import IMAGE_SPACE, FileState, ImageFilter, ImageRecord, PhotoMeta, VectorHit
 
 _ID_RANGE = range(-(2**63), 2**63)
-_SIZE_TTL = 5.0  # seconds a space's size (the exact/HNSW choice) is trusted
 
 
-class PostgresStore(PgMetadata, Store):
+class PostgresStore(Store):
     """PostgreSQL + pgvector store (see module docstring). Thread-safe: a connection pool serves the threads."""
 
     backend = "postgresql"
@@ -67,62 +62,29 @@ class PostgresStore(PgMetadata, Store):
         timeout: float = 30.0,
         pool_size: int = 8,
     ) -> None:
-        self.url = url if "://" in url else f"postgresql://{url}"
-        self.where = display(self.url)
-        self.hnsw_threshold = hnsw_threshold
+        self.database = Database(
+            url, readonly=bool(readonly), timeout=timeout, pool_size=pool_size, ef_search=ef_search
+        )
+        self.url, self.where = self.database.url, self.database.where
         self.ef_search = ef_search  # a session setting of every pooled connection; another value costs a SET
         self._session_ef = ef_search
-        self._readonly = bool(readonly)
-        self._sizes: dict[str, tuple[float, int]] = {}
-        self._states: dict[str, tuple[float, int | None, bool, int]] = {}
-        self._dims: dict[str, int] = {}
-        self._indexed: set[str] = set()  # spaces whose HNSW index exists
-        self._unindexed: dict[str, int] = {}  # the others: at most this many vectors
-        self._lock = threading.Lock()
-        self.catalogue = SqlAccess(self.url)
-        options = "-c default_transaction_read_only=on" if self._readonly else ""
-        self.pool = ConnectionPool(
-            self.url,
-            min_size=1,
-            max_size=pool_size,
-            timeout=timeout,
-            open=False,
-            kwargs={"application_name": f"vistext pid {os.getpid()}", "options": options},
-            configure=lambda conn: register_vectors(conn, ef_search),
-        )
-        try:
-            self.pool.open(wait=True, timeout=timeout)
-        except psycopg.Error as error:
-            self.pool.close()
-            raise StoreError(f"{self.where}: cannot connect: {str(error).splitlines()[0]}") from None
-        if not self._readonly:
-            with self._tx() as conn:
-                migrate(conn, self.where)
+        self.space_state = Spaces(self.database, hnsw_threshold)
+        self._tx = self.database.transaction
+        if not self.database.readonly:
+            try:
+                with self._tx() as conn:
+                    migrate(conn, self.where)
+            except StoreError:
+                self.database.close()
+                raise
 
-    # ---- connections ---------------------------------------------------------------------------------------
-    @contextmanager
-    def _tx(self, *, snapshot: bool = False, read: bool = False) -> Iterator[psycopg.Connection]:
-        """A transaction on a pooled connection (``snapshot``: repeatable read, for several consistent reads;
-        ``read``: autocommit, for one statement: no BEGIN/COMMIT round trips); failures become a StoreError."""
-        try:
-            with self.pool.connection() as conn:
-                if read:
-                    conn.autocommit = True
-                elif snapshot:  # sent with the first statement's BEGIN, not as a round trip of its own
-                    conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-                try:
-                    yield conn
-                    conn.commit()  # (nothing to commit in autocommit)
-                finally:
-                    with suppress(psycopg.Error):
-                        conn.rollback()  # a no-op after the commit; ends a failed transaction
-                        conn.autocommit, conn.isolation_level = False, None
-        except psycopg.Error as error:
-            raise StoreError(f"{self.where}: {str(error).splitlines()[0]}") from None
+    @property
+    def hnsw_threshold(self) -> int:
+        return self.space_state.hnsw_threshold
 
-    def _writable(self) -> None:
-        if self._readonly:
-            raise StoreError(f"{self.where}: the store is open read-only; open it without readonly to write")
+    @hnsw_threshold.setter
+    def hnsw_threshold(self, value: int) -> None:
+        self.space_state.hnsw_threshold = value
 
     # ---- catalogue -----------------------------------------------------------------------------------------
     def file_states(self, prefix: str | None = None) -> dict[str, FileState]:
@@ -130,7 +92,7 @@ class PostgresStore(PgMetadata, Store):
             return file_states(conn, prefix)
 
     def add(self, records: Sequence[ImageRecord]) -> None:
-        self._writable()
+        self.database.check_writable()
         for record in records:
             if record.status not in ("ok", "failed"):
                 raise StoreError(f"{record.path}: status must be 'ok' or 'failed', got {record.status!r}")
@@ -140,62 +102,18 @@ class PostgresStore(PgMetadata, Store):
             return
         ok = [r for r in records if r.status == "ok"]
         with self._tx() as conn:
-            self._create_spaces(conn, ok)
+            self.space_state.create(conn, ok)
             write_batch(conn, records)
             self._bump(conn)
-        grown: dict[str, int] = {}
-        for record in ok:
-            for space in self._record_spaces(record):
-                grown[space] = grown.get(space, 0) + 1
-        self._index_grown(grown)
-
-    @staticmethod
-    def _record_spaces(record: ImageRecord) -> list[str]:
-        return ([IMAGE_SPACE] if record.pooled is not None else []) + list(record.embeddings)
+        self.space_state.grown(ok)
 
     def build_index(self, space: str, *, m: int = HNSW_M, ef_construction: int = EF_CONSTRUCTION) -> float:
         """(Re)build ``space``'s HNSW index now, whatever its size (e.g. after a bulk load with a huge
         ``hnsw_threshold``); returns the seconds it took."""
-        self._writable()
+        self.database.check_writable()
         started = time.perf_counter()
-        with self._tx() as conn:
-            drop_index(conn, space)
-            build_index(conn, space, self.where, m=m, ef_construction=ef_construction)
-        self._indexed.add(space)
-        self._states.clear()
+        self.space_state.build(space, m=m, ef_construction=ef_construction)
         return time.perf_counter() - started
-
-    def _index_grown(self, added: dict[str, int]) -> None:
-        """Build the HNSW index of each space that just outgrew exact search (counted only when it may have)."""
-        for space, count in sorted(added.items()):
-            if space in self._indexed:
-                continue
-            known = self._unindexed.get(space)
-            if known is not None and known + count <= self.hnsw_threshold:
-                self._unindexed[space] = known + count  # an upper bound (replacements count as new rows)
-                continue
-            with self._tx() as conn:
-                size = self._space_size(conn, space, fresh=True)
-                if size > self.hnsw_threshold:
-                    build_index(conn, space, self.where)
-                    self._indexed.add(space)
-                    self._states.clear()
-                else:
-                    self._unindexed[space] = size
-
-    def _create_spaces(self, conn: psycopg.Connection, records: Sequence[ImageRecord]) -> None:
-        for record in records:
-            for space in self._record_spaces(record):
-                vector = record.pooled if space == IMAGE_SPACE else record.embeddings[space]
-                dim = int(np.asarray(vector).size)
-                known = self._dims.get(space)
-                if known is None:
-                    create_space(conn, space, dim, self.where)
-                    self._dims[space] = dim
-                elif known != dim:
-                    raise StoreError(
-                        f"{self.where}: space {space!r} holds {known}-d vectors, not {dim}-d ({record.path})"
-                    )
 
     def _bump(self, conn: psycopg.Connection) -> None:
         # last statement of a write: the row lock on the counter is held only until the commit that follows
@@ -203,11 +121,10 @@ class PostgresStore(PgMetadata, Store):
             "INSERT INTO meta (key, value) VALUES ('generation', '1') "
             "ON CONFLICT (key) DO UPDATE SET value = to_jsonb(meta.value::bigint + 1)"
         )
-        self._sizes.clear()
-        self._states.clear()
+        self.space_state.changed()
 
     def remove(self, paths: Sequence[str]) -> None:
-        self._writable()
+        self.database.check_writable()
         encoded = [os.fsencode(path) for path in paths]
         with self._tx() as conn:
             gone = conn.execute("DELETE FROM images WHERE path = ANY(%s) RETURNING sha, model", (encoded,)).fetchall()
@@ -282,7 +199,7 @@ class PostgresStore(PgMetadata, Store):
         return int(row[0]) if row else 0
 
     def set_meta(self, key: str, value: Any) -> None:
-        self._writable()
+        self.database.check_writable()
         with self._tx() as conn:
             conn.execute(
                 "INSERT INTO meta (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -299,7 +216,7 @@ class PostgresStore(PgMetadata, Store):
             spaces = {}
             for space in [IMAGE_SPACE, *(row[0] for row in conn.execute(SPACES))]:
                 dim, indexed = space_dim(conn, space)
-                size = self._space_size(conn, space, fresh=True)
+                size = self.space_state.size(conn, space, fresh=True)
                 kind = "hnsw" if indexed and size > self.hnsw_threshold else "flat"
                 spaces[space] = {"dim": dim, "index": kind, "size": size}
             if spaces[IMAGE_SPACE]["dim"] is None:
@@ -312,20 +229,54 @@ class PostgresStore(PgMetadata, Store):
         with self._tx(read=True) as conn:
             return schema_version(conn)
 
-    # ---- vectors -------------------------------------------------------------------------------------------
-    def _space_size(self, conn: psycopg.Connection, space: str, fresh: bool = False) -> int:
-        cached = self._sizes.get(space)
-        if cached is not None and not fresh and time.monotonic() - cached[0] < _SIZE_TTL:
-            return cached[1]
-        join, args = space_join(space)
-        row = conn.execute(sql.SQL("SELECT count(*) FROM images i {} WHERE i.status = 'ok'").format(join), args)
-        size = int((row.fetchone() or (0,))[0])
-        self._sizes[space] = (time.monotonic(), size)
-        return size
+    # ---- metadata and tags ---------------------------------------------------------------------------------
+    def ids_matching(self, filter: ImageFilter) -> np.ndarray:
+        with self._tx(snapshot=True) as conn:
+            return metadata.matching_ids(conn, filter)
 
+    def set_tags(self, tagger: str, tags: Mapping[int, Sequence[tuple[str, float]]]) -> None:
+        self.database.check_writable()
+        with self._tx() as conn:
+            metadata.set_tags(conn, tagger, tags)
+            self._bump(conn)
+
+    def photo_metas(self, ids: Iterable[int]) -> dict[int, PhotoMeta | None]:
+        with self._tx(read=True) as conn:
+            return metadata.photo_metas(conn, [int(i) for i in ids if int(i) in _ID_RANGE])
+
+    def tags_for(self, ids: Iterable[int]) -> dict[int, list[tuple[str, float]]]:
+        with self._tx(read=True) as conn:
+            return metadata.tags_for(conn, [int(i) for i in ids if int(i) in _ID_RANGE])
+
+    def tag_counts(self) -> dict[str, int]:
+        with self._tx(read=True) as conn:
+            return metadata.tag_counts(conn)
+
+    def set_photo_meta(self, metas: Mapping[str, PhotoMeta]) -> None:
+        self.database.check_writable()
+        with self._tx() as conn:
+            metadata.set_photo_meta(conn, metas)
+            self._bump(conn)
+
+    def paths_without_meta(self) -> set[str]:
+        with self._tx(read=True) as conn:
+            rows = conn.execute("SELECT path FROM images WHERE status = 'ok' AND width IS NULL")
+            return {os.fsdecode(bytes(row[0])) for row in rows}
+
+    def facets(self) -> dict[str, Any]:
+        with self._tx(snapshot=True) as conn:
+            return metadata.facets(conn)
+
+    def collection_root(self) -> str | None:
+        with self._tx(read=True) as conn:
+            return metadata.collection_root(conn)
+
+    # ---- vectors -------------------------------------------------------------------------------------------
     def vectors(self, space: str) -> tuple[np.ndarray, np.ndarray]:
         with self._tx(snapshot=True) as conn:
-            return stream_vectors(conn, space, self._space_size(conn, space, fresh=True), space_dim(conn, space)[0])
+            return stream_vectors(
+                conn, space, self.space_state.size(conn, space, fresh=True), space_dim(conn, space)[0]
+            )
 
     def search(
         self, space: str, queries: np.ndarray, k: int, restrict: np.ndarray | None = None
@@ -333,7 +284,7 @@ class PostgresStore(PgMetadata, Store):
         queries = np.asarray(queries, dtype=np.float32)
         queries = queries.reshape(1, -1) if queries.ndim == 1 else queries
         with self._tx(read=True) as conn:
-            dim, indexed, size = self._space_state(conn, space)
+            dim, indexed, size = self.space_state.state(conn, space)
             if space != IMAGE_SPACE and not size:  # on this connection: another could wait on a busy pool
                 known = [IMAGE_SPACE, *(row[0] for row in conn.execute(SPACES))]
                 if space not in known:
@@ -354,31 +305,23 @@ class PostgresStore(PgMetadata, Store):
         with self._tx() as conn:
             return nearest(conn, plan, queries, self.where, restrict)
 
-    def _space_state(self, conn: psycopg.Connection, space: str) -> tuple[int | None, bool, int]:
-        """(dimension, HNSW index built, vectors) of a space, trusted for a few seconds: a search then costs
-        one round trip (and its commit), not one per question asked of the catalogue."""
-        cached = self._states.get(space)
-        if cached is not None and time.monotonic() - cached[0] < _SIZE_TTL:
-            return cached[1:]
-        dim, indexed = space_dim(conn, space)
-        size = self._space_size(conn, space, fresh=True) if dim else 0
-        self._states[space] = (time.monotonic(), dim, indexed, size)
-        return dim, indexed, size
-
     # ---- locking and lifetime --------------------------------------------------------------------------
     @property
     def readonly(self) -> bool:
-        return self._readonly
+        return self.database.readonly
 
     @contextmanager
     def writer_lock(self) -> Iterator[None]:
-        """A server-side advisory lock: a second indexing run fails at once, naming the first."""
-        with self.pool.connection() as conn, advisory_writer_lock(conn, self.where):
-            yield
+        """A server-side advisory lock: a second indexing run fails at once, naming the first. A server that
+        dies meanwhile is a one-line ``StoreError``, not a driver traceback."""
+        try:
+            with self.database.pool.connection() as conn, advisory_writer_lock(conn, self.where):
+                yield
+        except psycopg.Error as error:
+            raise StoreError(f"{self.where}: {(str(error).splitlines() or [type(error).__name__])[0]}") from None
 
     def flush(self) -> None:
         """Nothing to do: every write is committed by the server when ``add``/``remove`` return."""
 
     def close(self) -> None:
-        self.catalogue.close()
-        self.pool.close()
+        self.database.close()

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 import psycopg
 
-from vistext.store.pg_meta import META_UPSERT, meta_values
-from vistext.store.pg_vectors import dump_vector
+from vistext.store.postgres.metadata import META_UPSERT, meta_values
+from vistext.store.postgres.vectors import dump_vector
 from vistext.store.records import META_FIELDS, ImageRecord, to_blob
 
 _COLUMNS = ", ".join(["path", "size", "mtime", "sha", "model", "status", "error", "indexed_at", *META_FIELDS])

@@ -14,9 +14,9 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
-from vistext.store.pg_reads import space_join
-from vistext.store.pg_schema import space_source, vector_type
-from vistext.store.pg_vectors import dump_vector, load_vector
+from vistext.store.postgres.reads import space_join
+from vistext.store.postgres.schema import space_source, vector_type
+from vistext.store.postgres.vectors import dump_vector, load_vector
 from vistext.store.records import IMAGE_SPACE, VectorHit, l2_normalise
 
 # exact search up to here: a sequential scan of 10k 1280-d vectors takes ~10 ms in the server

@@ -1,17 +1,20 @@
 """The catalogue's versioned schema: ``MIGRATIONS[i]`` brings a database from version i to version i + 1.
 
 Append only: a released catalogue is upgraded by running the migrations it lacks, each in the same transaction
-as its version bump. A migration gets the connection and the collection's root folder (see ``locations``).
+as its version bump. A migration gets the connection and the collection's root folder (see ``vistext.store.locations``).
 """
 
 from __future__ import annotations
 
+import json
+import os
 import sqlite3
+from collections import Counter
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from vistext.errors import StoreError
-from vistext.store.locations import relativise
+from vistext.store.locations import PathCodec, collection_root
 
 
 def _script(conn: sqlite3.Connection, sql: str) -> None:
@@ -119,15 +122,97 @@ META_FROM = 4  # the first version with the metadata columns
 TAGS_FROM = 5  # the first version with the tags table
 
 
+def stored_version(conn: sqlite3.Connection, path: Path) -> int:
+    """The schema version the catalogue file at ``path`` says it has: 0 for a file without tables (a catalogue
+    about to be made). A file holding another program's tables, not SQLite at all, or with a damaged version is
+    refused in one line, before anything is written to it."""
+    try:
+        tables = sorted(row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))
+        if not tables:
+            return 0
+        found = None
+        if "meta" in tables:
+            found = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    except sqlite3.DatabaseError as error:
+        raise StoreError(f"{path}: is not a vistext catalogue ({error})") from None
+    if found is None:
+        shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
+        raise StoreError(
+            f"{path}: is not a vistext catalogue (it holds another program's tables: {shown}); "
+            "pass --db with a new file name"
+        )
+    try:
+        version = json.loads(found[0])
+    except (ValueError, TypeError):
+        version = None
+    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+        raise StoreError(
+            f"{path}: damaged catalogue: its schema_version is {str(found[0])[:40]!r}, not a whole number; "
+            "re-index into a new catalogue (--db NEW_FILE)"
+        )
+    return version
+
+
 def check_version(path: Path, version: int, *, readonly: bool) -> None:
-    """Refuse a catalogue written by a newer vistext, or too old to be read without migrating it (read-only)."""
+    """Refuse a catalogue written by a newer vistext, not a catalogue at all, or too old to be read without
+    migrating it (read-only); the last says which command upgrades it."""
     if version > SCHEMA_VERSION:
         raise StoreError(
             f"{path}: catalogue schema version {version} was written by a newer vistext "
             f"(this one reads up to {SCHEMA_VERSION}); upgrade vistext"
         )
+    if readonly and version == 0:
+        raise StoreError(f"{path}: is not a vistext catalogue (an empty database)")
     if readonly and version < READABLE_FROM:
         raise StoreError(
-            f"{path}: catalogue schema version {version} must be upgraded before it can be read, and it is "
-            "read-only; open it once where it can be written (or pass --db PATH to index elsewhere)"
+            f"{path}: catalogue schema version {version} must be upgraded before it can be read: run "
+            f"`vistext index {collection_root(path)} --db {path}` once where the file can be written (it upgrades "
+            "the catalogue, then indexes what changed)"
         )
+
+
+_SAMPLE = 50  # absolute paths looked at to find where a moved catalogue's files used to be
+
+
+def _moved_from(root: Path, paths: list[str]) -> str | None:
+    """The folder the collection was indexed in, when it has since moved to ``root`` (None if not found)."""
+    votes: Counter[str] = Counter()
+    for path in paths[:_SAMPLE]:
+        parts = PurePosixPath(path).parts
+        for depth in range(2, len(parts)):  # shallowest first: the longest relative path that still exists
+            if (root.joinpath(*parts[depth:])).exists():
+                votes[str(PurePosixPath(*parts[:depth]))] += 1
+                break
+    if not votes:
+        return None
+    folder, count = votes.most_common(1)[0]
+    return folder if count * 2 >= min(len(paths), _SAMPLE) else None
+
+
+def relativise(conn: sqlite3.Connection, root: Path) -> int:
+    """Rewrite absolute paths under ``root`` (or under where the collection was before a move) as relative.
+
+    A row whose relative path another row already has is a stale duplicate left by indexing a moved folder
+    with the previous release: it is deleted with any features no other row shares. Returns rows rewritten.
+    """
+    codec = PathCodec(root)
+    rows = [(i, p) for i, p in conn.execute("SELECT id, path FROM images ORDER BY id") if isinstance(p, str)]
+    taken = {p for _, p in rows if not os.path.isabs(p)}
+    current = [(i, codec.relative(p)) for i, p in rows if p.startswith(codec.prefix)]
+    elsewhere = [(i, p) for i, p in rows if os.path.isabs(p) and not p.startswith(codec.prefix)]
+    old = _moved_from(root, [p for _, p in elsewhere])
+    if old is not None:
+        moved = PathCodec(Path(old))
+        current += [(i, moved.relative(p)) for i, p in elsewhere if p.startswith(moved.prefix)]
+    rewritten = 0
+    for image_id, relative in current:  # rows under the current root first: they are the fresh ones
+        if relative in taken:
+            conn.execute("DELETE FROM images WHERE id = ?", (image_id,))
+            continue
+        taken.add(relative)
+        conn.execute("UPDATE images SET path = ? WHERE id = ?", (relative, image_id))
+        rewritten += 1
+    conn.execute("DELETE FROM features WHERE NOT EXISTS (SELECT 1 FROM images i WHERE i.sha = features.sha "
+                 "AND i.model = features.model)")  # fmt: skip
+    conn.execute("DELETE FROM embeddings WHERE NOT EXISTS (SELECT 1 FROM images i WHERE i.sha = embeddings.sha)")
+    return rewritten

@@ -198,28 +198,25 @@ class VectorIndex:
         return self._selector[0]
 
     # ---- persistence ---------------------------------------------------------------------------------------
-    def save(self, path: Path) -> None:
-        """Write atomically (temp file + rename), so a crash never leaves a half-written index behind."""
+    def serialize(self) -> np.ndarray:
+        """The index as FAISS's bytes (uint8): an ``IndexIDMap2`` whose id map is the label table."""
         empty = faiss.IndexFlatIP(self.dim)
         wrapper = faiss.IndexIDMap2(empty)  # FAISS only wraps empty indexes: swap ours in afterwards
         wrapper.own_fields = False
         wrapper.index = self.index
         wrapper.ntotal = self.index.ntotal
         faiss.copy_array_to_vector(self._labels, wrapper.id_map)
-        try:
-            with atomic_path(path) as temporary:
-                faiss.write_index(wrapper, str(temporary))
-        except (RuntimeError, OSError) as error:
-            raise StoreError(f"{path}: cannot write vector index: {error}") from None
+        return np.asarray(faiss.serialize_index(wrapper), dtype=np.uint8)
 
     @classmethod
-    def load(cls, path: Path, *, ef_search: int = EF_SEARCH) -> VectorIndex:
+    def deserialize(cls, data: np.ndarray, *, ef_search: int = EF_SEARCH, where: str = "vector index") -> VectorIndex:
+        """The index ``serialize`` wrote; anything else is a one-line ``StoreError`` naming ``where``."""
         try:
-            wrapper = faiss.read_index(str(path))
+            wrapper = faiss.deserialize_index(np.ascontiguousarray(data, dtype=np.uint8))
         except RuntimeError as error:
-            raise StoreError(f"{path}: cannot read vector index: {str(error).splitlines()[0]}") from None
+            raise StoreError(f"{where}: cannot read vector index: {str(error).splitlines()[0]}") from None
         if not isinstance(wrapper, faiss.IndexIDMap2):
-            raise StoreError(f"{path}: not a vistext vector index")
+            raise StoreError(f"{where}: not a vistext vector index")
         inner: Any = faiss.downcast_index(wrapper.index)
         kind = HNSW if isinstance(inner, faiss.IndexHNSWFlat) else FLAT
         self = cls(inner.d, kind, ef_search=ef_search)
@@ -230,3 +227,17 @@ class VectorIndex:
         alive = np.flatnonzero(self._labels >= 0)
         self._where = dict(zip(self._labels[alive].tolist(), alive.tolist(), strict=True))
         return self
+
+    def save(self, path: Path) -> None:
+        """Write atomically (temp file + rename), so a crash never leaves a half-written index behind."""
+        data = self.serialize()
+        with atomic_path(path) as temporary:
+            data.tofile(temporary)
+
+    @classmethod
+    def load(cls, path: Path, *, ef_search: int = EF_SEARCH) -> VectorIndex:
+        try:
+            data = np.fromfile(path, dtype=np.uint8)
+        except OSError as error:
+            raise StoreError(f"{path}: cannot read vector index: {error.strerror or error}") from None
+        return cls.deserialize(data, ef_search=ef_search, where=str(path))

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +19,16 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
-from vistext.store.locations import PathCodec
-from vistext.store.metadata import MAX_FOLDERS, folder_prefix, meta_from_row
-from vistext.store.records import EARTH_RADIUS_KM, META_FIELDS, ImageFilter, PhotoMeta, great_circle_km
+from vistext.store.locations import PathCodec, folder_prefix
+from vistext.store.records import (
+    EARTH_RADIUS_KM,
+    MAX_FOLDERS,
+    META_FIELDS,
+    ImageFilter,
+    PhotoMeta,
+    great_circle_km,
+    meta_from_row,
+)
 
 META_COLUMNS = sql.SQL(", ").join(sql.Identifier("i", name) for name in META_FIELDS)
 # on upsert: a record's meta when it has one, NULL when the content changed (or no longer reads), else kept
@@ -173,54 +179,3 @@ def facets(conn: psycopg.Connection) -> dict[str, Any]:
         "with_meta": int(read),
         "tags": tag_counts(conn),
     }
-
-
-class PgMetadata:
-    """The metadata and tag methods of ``PostgresStore`` (which supplies ``_tx``, ``_writable`` and ``_bump``)."""
-
-    _tx: Callable[..., AbstractContextManager[psycopg.Connection]]
-    _writable: Callable[[], None]
-    _bump: Callable[[psycopg.Connection], None]
-
-    def ids_matching(self, filter: ImageFilter) -> np.ndarray:
-        with self._tx(snapshot=True) as conn:
-            return matching_ids(conn, filter)
-
-    def set_tags(self, tagger: str, tags: Mapping[int, Sequence[tuple[str, float]]]) -> None:
-        self._writable()
-        with self._tx() as conn:
-            set_tags(conn, tagger, tags)
-            self._bump(conn)
-
-    def photo_metas(self, ids: Iterable[int]) -> dict[int, PhotoMeta | None]:
-        wanted = [int(i) for i in ids if int(i) in range(-(2**63), 2**63)]
-        with self._tx(read=True) as conn:
-            return photo_metas(conn, wanted)
-
-    def tags_for(self, ids: Iterable[int]) -> dict[int, list[tuple[str, float]]]:
-        wanted = [int(i) for i in ids if int(i) in range(-(2**63), 2**63)]
-        with self._tx(read=True) as conn:
-            return tags_for(conn, wanted)
-
-    def tag_counts(self) -> dict[str, int]:
-        with self._tx(read=True) as conn:
-            return tag_counts(conn)
-
-    def set_photo_meta(self, metas: Mapping[str, PhotoMeta]) -> None:
-        self._writable()
-        with self._tx() as conn:
-            set_photo_meta(conn, metas)
-            self._bump(conn)
-
-    def paths_without_meta(self) -> set[str]:
-        with self._tx(read=True) as conn:
-            rows = conn.execute("SELECT path FROM images WHERE status = 'ok' AND width IS NULL")
-            return {os.fsdecode(bytes(row[0])) for row in rows}
-
-    def facets(self) -> dict[str, Any]:
-        with self._tx(snapshot=True) as conn:
-            return facets(conn)
-
-    def collection_root(self) -> str | None:
-        with self._tx(read=True) as conn:
-            return collection_root(conn)

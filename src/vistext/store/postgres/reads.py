@@ -10,10 +10,9 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
-from vistext.store.metadata import meta_from_row
-from vistext.store.pg_meta import META_COLUMNS
-from vistext.store.pg_vectors import as_array
-from vistext.store.records import IMAGE_SPACE, FileState, ImageRecord, from_blob
+from vistext.store.postgres.metadata import META_COLUMNS
+from vistext.store.postgres.vectors import as_array
+from vistext.store.records import IMAGE_SPACE, FileState, ImageRecord, from_blob, meta_from_row
 
 
 def space_join(space: str) -> tuple[sql.Composable, list[Any]]:

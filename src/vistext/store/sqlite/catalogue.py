@@ -20,12 +20,20 @@ from typing import Any
 import numpy as np
 
 from vistext.errors import StoreError
-from vistext.store import metadata
-from vistext.store.connection import connect_readonly, connect_writable, writable
 from vistext.store.locations import PathCodec, collection_root
 from vistext.store.records import IMAGE_SPACE, FileState, ImageRecord, from_blob, to_blob
-from vistext.store.schema import META_FROM, MIGRATIONS, SCHEMA_VERSION, TAGS_FROM, check_version
-from vistext.store.space_queries import SpaceQueries
+from vistext.store.sqlite import metadata
+from vistext.store.sqlite.connection import connect_readonly, connect_writable, writable
+from vistext.store.sqlite.integrity import check_image_row, check_vector
+from vistext.store.sqlite.schema import (
+    META_FROM,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    TAGS_FROM,
+    check_version,
+    stored_version,
+)
+from vistext.store.sqlite.space_vectors import SpaceVectors
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Catalogue"]
 
@@ -38,7 +46,7 @@ _ID_RANGE = range(-(2**63), 2**63)  # SQLite's INTEGER; any other id is simply n
 _IMAGE_COLUMNS = "i.id, i.path, i.size, i.mtime, i.sha, i.model, i.status, i.error"
 
 
-class Catalogue(SpaceQueries):
+class Catalogue:
     """The SQLite side of the embedded store (see module docstring)."""
 
     def __init__(
@@ -68,6 +76,7 @@ class Catalogue(SpaceQueries):
                 self.conn = connect_readonly(self.path, timeout)
                 check_version(self.path, self.schema_version(), readonly=True)
             else:
+                self._refuse_foreign(timeout)
                 self.conn = connect_writable(self.path, timeout)
                 self._migrate(target_version)
         except sqlite3.Error as error:
@@ -76,16 +85,24 @@ class Catalogue(SpaceQueries):
         except StoreError:
             self.close()
             raise
+        self.vectors = SpaceVectors(self.conn, self.path)
         version = self.schema_version()  # a read-only older catalogue lacks the newer columns and tables
         self.has_meta, self.has_tags = version >= META_FROM, version >= TAGS_FROM
 
     # ---- schema --------------------------------------------------------------------------------------------
     def schema_version(self) -> int:
-        exists = self.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone()
-        if not exists:
-            return 0
-        row = self.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        return int(json.loads(row[0])) if row else 0
+        return stored_version(self.conn, self.path)
+
+    def _refuse_foreign(self, timeout: float) -> None:
+        """Look before writing: another program's SQLite file (or any other file) is refused before the journal
+        mode is switched or a table is made, so not one byte of it changes."""
+        if not self.path.is_file() or self.path.stat().st_size == 0:
+            return
+        probe = connect_readonly(self.path, timeout)
+        try:
+            stored_version(probe, self.path)
+        finally:
+            probe.close()
 
     def _migrate(self, target: int) -> None:
         with self.transaction():
@@ -236,9 +253,12 @@ class Catalogue(SpaceQueries):
 
     # ---- reads ---------------------------------------------------------------------------------------------
     def file_states(self) -> dict[str, FileState]:
-        rows = self.conn.execute("SELECT path, size, mtime, sha, model, status FROM images")
-        states = (FileState(self.codec.decode(row[0]), *row[1:]) for row in rows)
-        return {state.path: state for state in states}
+        states = {}
+        for row in self.conn.execute("SELECT id, path, size, mtime, sha, model, status FROM images"):
+            check_image_row(self.path, row, columns=7)
+            state = FileState(self.codec.decode(row[1]), *row[2:])
+            states[state.path] = state
+        return states
 
     def _records(self, where: str, params: Sequence[Any], limit: int = -1) -> list[ImageRecord]:
         meta = ", " + metadata.META_SELECT if self.has_meta else ""
@@ -248,12 +268,17 @@ class Catalogue(SpaceQueries):
                 WHERE {where} ORDER BY i.id LIMIT {int(limit)}""",
             params,
         ).fetchall()
+        for row in rows:
+            check_image_row(self.path, row)
+            check_vector(self.path, f"pooled feature of image {row[0]}", row[8])
+            check_vector(self.path, f"logits of image {row[0]}", row[9])
         ok_shas = sorted({row[4] for row in rows if row[6] == "ok"})
         embeddings: dict[str, dict[str, np.ndarray]] = {}
         for start in range(0, len(ok_shas), _CHUNK):
             chunk = ok_shas[start : start + _CHUNK]
             query = f"SELECT sha, space, vector FROM embeddings WHERE sha IN ({','.join('?' * len(chunk))})"
             for sha, space, blob in self.conn.execute(query, chunk):
+                check_vector(self.path, f"{space!r} embedding", blob)
                 embeddings.setdefault(sha, {})[space] = np.frombuffer(blob, dtype=np.float32).copy()
         return [
             ImageRecord(
@@ -332,17 +357,6 @@ class Catalogue(SpaceQueries):
     def models(self) -> dict[str, int]:
         rows = self.conn.execute("SELECT model, count(*) FROM images WHERE status = 'ok' GROUP BY model")
         return {model: int(n) for model, n in rows}
-
-    def spaces(self) -> list[str]:
-        # index skip-scan: one lookup per distinct space instead of reading every embedding row
-        rows = self.conn.execute(
-            """WITH RECURSIVE s(space) AS (
-                 SELECT min(space) FROM embeddings
-                 UNION ALL SELECT (SELECT min(space) FROM embeddings WHERE space > s.space) FROM s
-                 WHERE s.space IS NOT NULL)
-               SELECT space FROM s WHERE space IS NOT NULL"""
-        )
-        return [IMAGE_SPACE, *(row[0] for row in rows)]
 
     def paths_missing(self, space: str) -> set[str]:
         """Paths of readable images that have no vector in embedding ``space`` (e.g. indexed before a model)."""
