@@ -129,7 +129,8 @@ def run_train_matcher(args: argparse.Namespace) -> int:
 def run_eval(args: argparse.Namespace) -> int:
     if args.data.startswith("classes:"):
         return _eval_classes(args)
-    from vistext.models.card import load_model, model_kind, resolve_model_dir
+    from vistext.models.card import model_kind, resolve_model_dir
+    from vistext.models.loading import load_model
 
     directory = resolve_model_dir(args.model, "joint" if args.model is None else None)
     kind, model = model_kind(directory), load_model(directory)
