@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vistext.cli.output import emit_json, say
+from vistext.errors import require_extra
 
 if TYPE_CHECKING:
     from vistext.training.config import JointTrainConfig, MatcherTrainConfig, TaggerTrainConfig
@@ -88,6 +89,7 @@ def matcher_config(args: argparse.Namespace) -> MatcherTrainConfig:
 
 
 def run_train_joint(args: argparse.Namespace) -> int:
+    require_extra("train", "vistext train")
     from vistext.training.joint import train_joint
 
     result = train_joint(joint_config(args), progress=not args.quiet)
@@ -104,6 +106,7 @@ def run_train_joint(args: argparse.Namespace) -> int:
 
 
 def run_train_tagger(args: argparse.Namespace) -> int:
+    require_extra("train", "vistext train")
     from vistext.training.tagger import train_tagger
 
     result = train_tagger(tagger_config(args), progress=not args.quiet)
@@ -118,6 +121,7 @@ def run_train_tagger(args: argparse.Namespace) -> int:
 
 
 def run_train_matcher(args: argparse.Namespace) -> int:
+    require_extra("train", "vistext train")
     from vistext.training.matcher import train_matcher
 
     result = train_matcher(matcher_config(args), progress=not args.quiet)

@@ -13,10 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from vistext.errors import require_extra
 from vistext.models.card import model_kind, read_card, resolve_model_dir
 
 
 def _joint(directory: Path) -> Any:
+    require_extra("train", "a joint model as trained (the runtime opens it with vistext.models.joint_onnx)")
     from vistext.models.joint import load_joint_model
 
     return load_joint_model(directory)
@@ -29,6 +31,7 @@ def _tagger(directory: Path) -> Any:
 
 
 def _matcher(directory: Path) -> Any:
+    require_extra("train", "a match model as trained (the runtime scores it with vistext.models.matcher_numpy)")
     from vistext.models.matcher import load_matcher
 
     return load_matcher(directory)
