@@ -72,8 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", help="keep text embeddings in this directory between runs")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT / "src"))
-    from vistext.training.concept_methods import ConceptSearch
-    from vistext.training.concepts import ConceptConfig, choose, score_scale, tag_calibration
+    from vistext.training.concept_methods import ConceptConfig, ConceptSearch
+    from vistext.training.concepts import choose, score_scale, tag_calibration
 
     started = time.perf_counter()
     config = ConceptConfig(args.data, args.flickr, seed=args.seed, template=args.template, cache=args.cache)

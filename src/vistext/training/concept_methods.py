@@ -23,7 +23,6 @@ from vistext.errors import ModelError
 if TYPE_CHECKING:
     from vistext.features import FeatureArrays
     from vistext.models.concepts import ConceptSpace
-    from vistext.training.concepts import ConceptConfig
 
 TEMPERATURES = (0.5, 1.0, 2.0, 3.0, 5.0)
 TOPS = (1, 3, 5, 10, 20, 50, 1000)
@@ -55,6 +54,18 @@ def memo(embed: Embed, file: Path | None = None) -> Embed:
         return np.stack([cache[t] for t in texts])
 
     return cached
+
+
+@dataclass
+class ConceptConfig:
+    """What ``vistext train concepts`` reads and where it writes (the only home of these defaults)."""
+
+    data: str  # the opendomain-classes folder (one folder per class)
+    flickr: str  # the Flickr8k folder
+    out: str | None = None  # where the chosen concept space is saved (None: choose, save nothing)
+    seed: int = 0  # of the stratified dev/test halves
+    template: str = "a photo of a {}"  # search query template
+    cache: str | None = None  # keep text embeddings in this directory between runs
 
 
 def _logits(features: FeatureArrays) -> np.ndarray:

@@ -19,21 +19,9 @@ import numpy as np
 
 from vistext.errors import UsageError
 from vistext.models.concepts import TAG_TEMPLATES, AdaptiveFusion, ConceptSpace
-from vistext.training.concept_methods import RAMPS, WEIGHTS, ConceptSearch, Method
+from vistext.training.concept_methods import RAMPS, WEIGHTS, ConceptConfig, ConceptSearch, Method
 
 FLOORS = {"i2t_r1": 30, "i2t_r10": 70, "t2i_r1": 25, "t2i_r10": 65}  # the issue's, on Flickr8k test
-
-
-@dataclass
-class ConceptConfig:
-    """What ``vistext train concepts`` reads and where it writes (the only home of these defaults)."""
-
-    data: str  # the opendomain-classes folder (one folder per class)
-    flickr: str  # the Flickr8k folder
-    out: str | None = None  # where the chosen concept space is saved (None: choose, save nothing)
-    seed: int = 0  # of the stratified dev/test halves
-    template: str = "a photo of a {}"  # search query template
-    cache: str | None = None  # keep text embeddings in this directory between runs
 
 
 @dataclass
