@@ -136,7 +136,7 @@ def run_train_concepts(args: argparse.Namespace) -> int:
     from vistext.training.concepts import build_concept_space
 
     config = ConceptConfig(data=args.data, flickr=args.flickr, out=str(args.out), seed=args.seed, cache=args.cache)
-    best = build_concept_space(config).default
+    best = build_concept_space(config).saved
     settings = {k: v for k, v in best.chosen.items() if k != "labels"}
     _print_metrics({"out": str(args.out), "dev_primary": best.primary, "method": best.method.params, **settings},
                    args.json)  # fmt: skip

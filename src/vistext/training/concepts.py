@@ -11,15 +11,18 @@ fusion, the search scores' 0-1 calibration and the tags' (both logistic fits on 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from vistext.errors import UsageError
+from vistext.errors import ModelError
 from vistext.models.concepts import TAG_TEMPLATES, AdaptiveFusion, ConceptSpace
 from vistext.training.concept_methods import RAMPS, WEIGHTS, ConceptConfig, ConceptSearch, Method
+
+log = logging.getLogger(__name__)
 
 FLOORS = {"i2t_r1": 30, "i2t_r10": 70, "t2i_r1": 25, "t2i_r10": 65}  # the issue's, on Flickr8k test
 
@@ -50,7 +53,14 @@ class ConceptChoice:
 
     @property
     def default(self) -> Finalist:
+        """The best dev primary of all fusions (what the bench reports)."""
         return max(self.finalists, key=lambda f: f.primary)
+
+    @property
+    def saved(self) -> Finalist:
+        """The best adaptive fusion: what is saved, as the runtime reads adaptive fusions only (on the full data it
+        is also the default; on a small slice a global weight can score higher)."""
+        return max((f for f in self.finalists if f.ramp is not None), key=lambda f: f.primary)
 
 
 def keeps_floors(recall: dict, floors: dict) -> bool:
@@ -140,9 +150,12 @@ def tag_calibration(search: ConceptSearch, method: Method) -> tuple[float, float
 
 def save_concept_space(choice: ConceptChoice, out: str | Path, seed: int) -> Path:
     """Write the chosen concept space, its adaptive fusion and both calibrations to ``out``."""
-    best, search = choice.default, choice.search
-    if best.ramp is None:
-        raise UsageError("the dev winner is a global fusion: only adaptive fusions can be saved")
+    best, search = choice.saved, choice.search
+    if best is not choice.default:
+        log.warning("a global fusion scored higher on dev (%.3f against %.3f); saving the best adaptive one",
+                    choice.default.primary, best.primary)  # fmt: skip
+    if best.ramp is None:  # ``saved`` keeps adaptive fusions only: never true, but says so to the type checker
+        raise ModelError("no adaptive fusion was scored")
     scale = score_scale(search, best.method)
     low, high, max_weight, min_weight = best.ramp
     fusion = AdaptiveFusion(*best.stats, low, high, max_weight, min_weight, calibration=(scale["a"], scale["b"]))
