@@ -177,6 +177,16 @@ def _eval_classes(args: argparse.Namespace) -> int:
 _D = " (default: %(default)s)"
 
 
+def _register_concepts(kinds: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    concepts = kinds.add_parser("concepts", parents=[common], help="the concept space and its fusion, chosen on dev")
+    concepts.add_argument("--data", required=True, help="the opendomain-classes folder (one folder per class)")
+    concepts.add_argument("--flickr", required=True, help="the Flickr8k folder (its floors guard the choice)")
+    concepts.add_argument("--out", required=True, type=Path, help="where the chosen concept space is saved")
+    concepts.add_argument("--seed", type=int, default=0, help="seed of the stratified dev/test halves" + _D)
+    concepts.add_argument("--cache", help="keep text embeddings in this directory between runs")
+    concepts.set_defaults(run=run_train_concepts)
+
+
 def register_training(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     from vistext.training.config import (
         DEFAULT_EPOCHS,
@@ -262,13 +272,7 @@ def register_training(commands: argparse._SubParsersAction, common: argparse.Arg
     matcher.add_argument("--seed", type=int, default=d["seed"], help=_D.strip(" ()"))
     matcher.set_defaults(run=run_train_matcher)
 
-    concepts = kinds.add_parser("concepts", parents=[common], help="the concept space and its fusion, chosen on dev")
-    concepts.add_argument("--data", required=True, help="the opendomain-classes folder (one folder per class)")
-    concepts.add_argument("--flickr", required=True, help="the Flickr8k folder (its floors guard the choice)")
-    concepts.add_argument("--out", required=True, type=Path, help="where the chosen concept space is saved")
-    concepts.add_argument("--seed", type=int, default=0, help="seed of the stratified dev/test halves" + _D)
-    concepts.add_argument("--cache", help="keep text embeddings in this directory between runs")
-    concepts.set_defaults(run=run_train_concepts)
+    _register_concepts(kinds, common)
 
     evaluate = commands.add_parser("eval", parents=[common], help="test metrics of a model on a dataset")
     evaluate.add_argument("--model", help="model directory or name (default: the shipped joint model)")
