@@ -128,14 +128,23 @@ def flickr8k_images(flickr8k: Path) -> list[Path]:
     return sorted((flickr8k / "images").glob("*.jpg"))
 
 
+# the 17 sample photos of the tests: what `vistext demo` indexed before it shipped its own (cli/demo_photos/)
+TEST_PHOTOS = {
+    "skimage.data": [
+        "astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png", "hubble_deep_field.jpg",
+        "camera.png", "brick.png", "grass.png", "gravel.png", "coins.png", "moon.png", "retina.jpg", "color.png",
+        "text.png",
+    ],
+    "sklearn.datasets.images": ["china.jpg", "flower.jpg"],
+}  # fmt: skip
+
+
 @pytest.fixture(scope="session")
 def sample_photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder of the real photographs scikit-image and scikit-learn ship (the demo's: a cat, a rocket, coffee,
-    an astronaut, flowers...), so end-to-end tests run on a fresh clone without the research data."""
-    from vistext.cli.demo import SAMPLE_PHOTOS
-
+    """A folder of the real photographs scikit-image (the [dev] extra) and scikit-learn ship (a cat, a rocket,
+    coffee, an astronaut, flowers...), so end-to-end tests run on a fresh clone without the research data."""
     folder = tmp_path_factory.mktemp("sample-photos")
-    for package, names in SAMPLE_PHOTOS.items():
+    for package, names in TEST_PHOTOS.items():
         for name in names:
             with files(package).joinpath(name).open("rb") as source, (folder / name).open("wb") as out:
                 shutil.copyfileobj(source, out)

@@ -18,7 +18,6 @@ from vistext.errors import ModelError
 from vistext.models.card import (
     CARD_FILE,
     KINDS,
-    load_model,
     model_kind,
     read_card,
     resolve_model_dir,
@@ -27,6 +26,7 @@ from vistext.models.card import (
 )
 from vistext.models.concepts import ConceptSpace
 from vistext.models.joint import JointModel, load_joint_model
+from vistext.models.loading import LOADERS, load_model
 from vistext.models.matcher import MatcherSettings, MatchModel, load_matcher
 from vistext.models.tagger import TaggerModel, load_tagger
 
@@ -56,6 +56,7 @@ def test_every_kind_writes_format_and_format_version(tmp_path: Path, joint_confi
     _tiny_tagger().save(tmp_path / "tagger")
     MatchModel(MatcherSettings(image_dim=4, hidden=2, joint=4)).save(tmp_path / "matcher")
     ConceptSpace(np.eye(4, 3, dtype=np.float32), top=3, temperature=2.0).save(tmp_path / "concepts")
+    assert set(LOADERS) == set(KINDS)  # every kind the card knows has a loader
     for kind in KINDS:
         card = _card(tmp_path / kind)
         assert card["format"] == KINDS[kind].format and card["format_version"] == KINDS[kind].version

@@ -323,13 +323,13 @@ def test_topics_print_labels_and_paths_and_draw_a_sheet_per_topic(
 def test_demo_runs_on_bundled_photos(capsys: pytest.CaptureFixture[str]) -> None:
     code, report = run_json(capsys, "demo")
     assert code == 0 and report["index"]["failed"] == 0
-    assert report["index"]["added"] + report["index"]["unchanged"] >= 15
+    assert report["index"]["added"] + report["index"]["unchanged"] >= 9
     tags = [t["tag"].lower() for t in report["tags"]["tags"]]
     assert any("cat" in t or "tabby" in t or "mau" in t for t in tags), tags
     similar = report["similar"]["results"]  # the query photo itself is left out of its own answer
-    assert len(similar) == 5 and not any(hit["path"].endswith("chelsea.png") for hit in similar)
+    assert len(similar) == 5 and not any(hit["path"].endswith("chelsea.jpg") for hit in similar)
     cat_search = report["searches"][0]
-    assert cat_search["query"] == "a cat" and cat_search["results"][0]["path"].endswith("chelsea.png")
+    assert cat_search["query"] == "a cat" and cat_search["results"][0]["path"].endswith("chelsea.jpg")
 
 
 def test_search_and_similar_draw_contact_sheets(indexed: Path, tmp_path: Path) -> None:

@@ -344,7 +344,7 @@ def test_no_decompression_bomb_or_read_only_array_warnings(
 ) -> None:
     import warnings
 
-    from vistext.models.card import load_model
+    from vistext.models.loading import load_model
 
     warnings.simplefilter("always")
     huge = tmp_path / "huge.png"

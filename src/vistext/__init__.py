@@ -10,7 +10,7 @@ The public API for scripts and notebooks (no CLI needed)::
 
 - ``Service``: every operation over one collection, with lazily loaded models (``vistext.service``).
 - ``load_model(name_or_path=None, kind=None)``: a saved model directory, or a name looked up in
-  ``$VISTEXT_HOME/models/`` and then among the models shipped with vistext (``vistext.models.card``).
+  ``$VISTEXT_HOME/models/`` and then among the models shipped with vistext (``vistext.models.loading``).
 - ``open_store(uri)``: the catalogue + vector store at a path or URI (``vistext.store``).
 
 They are imported on first use, so ``import vistext`` stays cheap (no PyTorch, no ONNX Runtime).
@@ -22,14 +22,14 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from vistext.models.card import load_model
+    from vistext.models.loading import load_model
     from vistext.service import Service
     from vistext.store import open_store
 
 __version__ = "0.1.0"
 __all__ = ["Service", "__version__", "load_model", "open_store"]
 
-_LAZY = {"Service": "vistext.service", "load_model": "vistext.models.card", "open_store": "vistext.store"}
+_LAZY = {"Service": "vistext.service", "load_model": "vistext.models.loading", "open_store": "vistext.store"}
 
 
 def __getattr__(name: str) -> Any:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
+from collections.abc import Sequence
 from pathlib import Path
+
+# the packages of the workshop (training, export, concept-space building): the [train] extra, never the runtime
+TRAIN_PACKAGES = ("torch", "transformers")
 
 
 class VistextError(Exception):
@@ -39,3 +44,28 @@ class StoreError(VistextError):
 
 class UsageError(VistextError):
     """The request itself is wrong (bad argument combination, empty query, unknown option value)."""
+
+
+class MissingExtraError(UsageError):
+    """An optional part of vistext needs packages that one of its extras installs, and they are not installed."""
+
+    def __init__(self, extra: str, what: str, missing: Sequence[str]) -> None:
+        self.extra = extra
+        self.missing = list(missing)
+        absent = ", ".join(self.missing)
+        super().__init__(f"{what} needs the [{extra}] extra ({absent} not installed): pip install 'vistext[{extra}]'")
+
+
+def _installed(package: str) -> bool:
+    try:
+        return importlib.util.find_spec(package) is not None
+    except (ImportError, ValueError):  # a broken or half-installed package counts as absent
+        return False
+
+
+def require_extra(extra: str, what: str, packages: Sequence[str] = TRAIN_PACKAGES) -> None:
+    """Raise ``MissingExtraError`` naming ``extra`` unless every import name in ``packages`` is installed (looked
+    up, not imported: checking costs no import of torch)."""
+    missing = [package for package in packages if not _installed(package)]
+    if missing:
+        raise MissingExtraError(extra, what, missing)

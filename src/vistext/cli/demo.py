@@ -14,28 +14,21 @@ from vistext.service import Service
 
 log = logging.getLogger(__name__)
 
-# Real photographs shipped by scikit-image and scikit-learn (no download needed).
+# Real photographs that ship with vistext (cli/demo_photos/, CC0 or public domain: see its README.md) and with
+# scikit-learn, a runtime dependency (CC BY 2.0, attributed in its README.txt): no download, no extra package.
 SAMPLE_PHOTOS = {
-    "skimage.data": [
-        "astronaut.png",
-        "chelsea.png",
-        "coffee.png",
-        "rocket.jpg",
-        "motorcycle_left.png",
-        "hubble_deep_field.jpg",
-        "camera.png",
-        "brick.png",
-        "grass.png",
-        "gravel.png",
-        "coins.png",
-        "moon.png",
-        "retina.jpg",
-        "color.png",
-        "text.png",
+    "vistext.cli": [
+        "demo_photos/chelsea.jpg",
+        "demo_photos/coffee.jpg",
+        "demo_photos/camera.jpg",
+        "demo_photos/astronaut.jpg",
+        "demo_photos/rocket.jpg",
+        "demo_photos/hubble_deep_field.jpg",
+        "demo_photos/brick.jpg",
     ],
     "sklearn.datasets.images": ["china.jpg", "flower.jpg"],
 }
-DEMO_QUERY = "chelsea.png"
+DEMO_QUERY = "chelsea.jpg"
 DEMO_SEARCHES = ("a cat", "a man holding a camera", "flowers")
 
 
@@ -44,11 +37,14 @@ def sample_folder() -> Path:
     target = cache_dir("demo", "photos")
     for package, names in SAMPLE_PHOTOS.items():
         for name in names:
-            destination = target / name
+            destination = target / Path(name).name
             if destination.exists():
                 continue
-            source = files(package).joinpath(name)
-            if not source.is_file():
+            try:
+                source = files(package).joinpath(name)
+            except ModuleNotFoundError:
+                source = None
+            if source is None or not source.is_file():
                 log.warning("sample photo %s missing from %s", name, package)
                 continue
             with source.open("rb") as src, destination.open("wb") as out:

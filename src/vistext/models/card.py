@@ -3,7 +3,8 @@
 A saved model is a directory holding ``config.json`` (the card: ``format``, ``format_version``, registered
 names, dims, preprocessing, training data, metrics) + ``model.safetensors`` (+ ``model.onnx`` or a vocabulary
 when the model needs one). ``format`` says which kind of model it is; ``KINDS`` maps each kind to its format
-name, the version this vistext reads, and its loader, so ``load_model`` opens whatever a card says it holds.
+name and the version this vistext reads. The card knows no model class: each kind's module reads and writes its
+cards through this one, and ``vistext.models.loading.load_model``, above them all, opens whatever a card says.
 
 Taggers and matchers saved before the key was unified carry ``version`` instead of ``format_version``; it is
 still read, never written.
@@ -15,7 +16,6 @@ then ``NAME`` shipped inside the package under ``vistext/models/pretrained/``.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
@@ -31,53 +31,40 @@ VERSION_KEY = "format_version"
 _LEGACY_VERSION_KEY = "version"  # what taggers and matchers wrote before VERSION_KEY: read, never written
 
 
-def _load_joint(directory: Path) -> Any:
-    from vistext.models.joint import load_joint_model
-
-    return load_joint_model(directory)
-
-
-def _load_tagger(directory: Path) -> Any:
-    from vistext.models.tagger import load_tagger
-
-    return load_tagger(directory)
-
-
-def _load_matcher(directory: Path) -> Any:
-    from vistext.models.matcher import load_matcher
-
-    return load_matcher(directory)
-
-
-def _load_concepts(directory: Path) -> Any:
-    from vistext.models.concepts import load_concept_space
-
-    return load_concept_space(directory)
-
-
 @dataclass(frozen=True)
 class ModelKind:
-    """One kind of saved model: its card's ``format`` and ``format_version``, and how to load it."""
+    """One kind of saved model: its card's ``format`` and ``format_version`` (``vistext.models.loading`` knows
+    how to load it)."""
 
     name: str  # "joint", "tagger", "matcher", "concepts"
     format: str  # the card's ``format`` value
     version: int  # the ``format_version`` this vistext reads and writes
     what: str  # how messages call it
     retrain: str  # what a user whose model is too old or too new should do
-    loader: Callable[[Path], Any]  # imported lazily: a tagger loads without PyTorch
     default: str | None = None  # the shipped model used when no name is given
 
 
 KINDS: dict[str, ModelKind] = {
     kind.name: kind
     for kind in (
-        ModelKind("joint", "vistext-joint", 1, "joint model", "retrain or upgrade vistext", _load_joint,
-                  default="joint-default"),  # fmt: skip
-        ModelKind("tagger", "vistext-tagger", 1, "tagger", "retrain with `vistext train tagger`", _load_tagger),
-        ModelKind("matcher", "vistext-matcher", 1, "match model", "retrain it with `vistext train matcher`",
-                  _load_matcher, default="matcher-default"),  # fmt: skip
-        ModelKind("concepts", "vistext-concepts", 1, "concept space", "rebuild it with bench/opendomain.py --save DIR",
-                  _load_concepts, default="concepts-default"),  # fmt: skip
+        ModelKind("joint", "vistext-joint", 1, "joint model", "retrain or upgrade vistext", default="joint-default"),
+        ModelKind("tagger", "vistext-tagger", 1, "tagger", "retrain with `vistext train tagger`"),
+        ModelKind(
+            "matcher",
+            "vistext-matcher",
+            1,
+            "match model",
+            "retrain it with `vistext train matcher`",
+            default="matcher-default",
+        ),  # fmt: skip
+        ModelKind(
+            "concepts",
+            "vistext-concepts",
+            1,
+            "concept space",
+            "rebuild it with `vistext train concepts`",
+            default="concepts-default",
+        ),  # fmt: skip
     )
 }
 
@@ -178,15 +165,3 @@ def resolve_model_dir(name_or_path: str | Path | None, kind: str | None = None) 
             if candidate.is_dir():
                 return candidate
     raise ModelError(f"{what} {name!r} not found (looked in: {', '.join(str(p) for p in looked)})")
-
-
-def load_model(name_or_path: str | Path | None = None, kind: str | None = None) -> Any:
-    """Load a saved model by directory or name (see ``resolve_model_dir``) as the kind its card declares:
-    a ``JointModel``, ``TaggerModel`` or ``MatchModel``. With ``kind`` the card must declare that kind;
-    without a name, ``kind``'s shipped default is loaded (the joint model when neither is given)."""
-    if name_or_path is None and kind is None:
-        kind = "joint"
-    directory = resolve_model_dir(name_or_path, kind)
-    card = read_card(directory, kind)
-    found = kind or _kind_of(directory / CARD_FILE, card).name
-    return KINDS[found].loader(directory)

