@@ -34,7 +34,7 @@ TARGETS = "targets: i2t R@1 >= 30, R@10 >= 70; t2i R@1 >= 25, R@10 >= 65"
 
 
 def glove_config(out: str, data: str) -> dict:
-    """The seed-faithful GloVe-GRU run reported in the README."""
+    """The seed-faithful GloVe-GRU run reported in docs/benchmarks.md."""
     return {
         "data": data,
         "out": out,

@@ -11,7 +11,7 @@ MAX_IMAGE_ID = 2**63 - 1  # catalogue ids are SQLite integers; anything larger c
 
 @dataclass
 class ServerSettings:
-    """Server limits and options; the README's "Serving it" section says what a client sees at each.
+    """Server limits and options; docs/serving.md ("Limits") says what a client sees at each.
 
     Uploads larger than ``max_upload_bytes`` and images with more than ``max_pixels`` pixels get 413; a request
     that runs longer than ``request_timeout`` seconds gets 504. Connections are not limited: requests in

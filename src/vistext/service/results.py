@@ -1,5 +1,5 @@
 """What the service answers. Every surface (CLI, HTTP, bot) renders these same objects, so one request gives
-the same answer everywhere; ``to_dict()`` is the JSON shape documented in the README."""
+the same answer everywhere; ``to_dict()`` is the JSON shape documented in docs/commands.md."""
 
 from __future__ import annotations
 
