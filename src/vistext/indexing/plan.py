@@ -38,6 +38,7 @@ class IndexReport:
     seconds: float = 0.0
     meta_filled: int = 0  # unchanged files whose metadata was read now (indexed before metadata existed)
     tags: dict[str, Any] | None = None  # what a --tagger stored (vistext.service.collection_tags)
+    unlisted: list[str] = field(default_factory=list)  # folders that could not be listed: their photos are kept
 
     def summary(self) -> str:
         """One line for the log: the counts and the time taken."""
@@ -78,8 +79,15 @@ class Plan:
 
 
 def list_folder(root_path: Path, report: IndexReport) -> Iterator[tuple[str, int, float]]:
-    """``(path, size, mtime)`` of every image file under ``root_path``; a non-regular one is a failure."""
-    for file in iter_image_files(root_path):
+    """``(path, size, mtime)`` of every image file under ``root_path``; a non-regular one is a failure, and so
+    is a folder that cannot be listed (one line each; ``remove_gone`` keeps the photos indexed under it)."""
+
+    def unreadable(folder: Path, reason: str) -> None:
+        report.failed += 1
+        report.failures.append((str(folder), reason))
+        report.unlisted.append(str(folder))
+
+    for file in iter_image_files(root_path, unreadable):
         path = str(file)
         try:
             info = file.stat()  # follows symlinks: what matters is what the name leads to
@@ -128,8 +136,10 @@ def remove_gone(store: Store, plan: Plan, report: IndexReport) -> None:
     """Forget files the store knew under the root that are no longer there.
 
     Called last, so a file that was moved or renamed reuses its old features instead of being re-encoded.
+    Files under a folder that could not be listed this time (``report.unlisted``) are not gone: they are kept.
     """
-    gone = sorted(set(plan.known) - plan.seen)
+    hidden = tuple(folder.rstrip(os.sep) + os.sep for folder in report.unlisted)
+    gone = sorted(path for path in set(plan.known) - plan.seen if not path.startswith(hidden))
     if gone:
         store.remove(gone)
         report.removed = len(gone)

@@ -1,12 +1,15 @@
-"""Indexing while the photos change under it: what is stored for a photo always comes from the bytes hashed.
+"""Indexing hostile folders: photos changing under the run, trees too deep to recurse, folders that cannot be
+listed, huge files that are no image.
 
-A real writer process replaces each file (``os.replace``, as an editor or a sync tool saves) with the other of
-two real pictures right after its first read, while the real index runs; every stored feature must then be the
-feature of the content whose hash is stored beside it, since every other copy of that content reuses it by hash.
+What is stored for a photo always comes from the bytes hashed: a real writer process replaces each file
+(``os.replace``, as an editor or a sync tool saves) with the other of two real pictures right after its first
+read, while the real index runs; every stored feature must then be the feature of the content whose hash is
+stored beside it, since every other copy of that content reuses it by hash.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -162,3 +165,102 @@ def test_ray_decode_stage_hashes_the_bytes_it_decodes(
     for sha, pixels, size_read in zip(decoded["sha"], decoded["pixels"], decoded["size"], strict=True):
         np.testing.assert_array_equal(pixels, truth[sha])
         assert size_read == next(p.stat().st_size for p in pictures if file_hash(p) == sha)
+
+
+def test_a_huge_sparse_non_image_is_refused_from_its_header_without_being_hashed(
+    tmp_path: Path, store: Store, encoder: ImageEncoder, pictures: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import vistext.images.files as files
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(pictures[0], folder / "real.jpg")
+    with open(folder / "huge.jpg", "wb") as out:
+        out.truncate(2 << 30)  # 2 GB of zeros, sparse: nothing on disk, all of it to read for a hash
+    hashed: list[int] = []
+    original = files.hash_stream
+    monkeypatch.setattr(files, "hash_stream", lambda handle, size: hashed.append(size) or original(handle, size))
+
+    report = index_folder(folder, store, encoder, progress=False)
+    assert (report.added, report.failed) == (1, 1)
+    assert report.failures == [(str(folder / "huge.jpg"), "not an image file (or not a supported format)")]
+    assert hashed == [pictures[0].stat().st_size]  # only the real photo was hashed
+    failed = store.get(str(folder / "huge.jpg"))
+    assert failed is not None and failed.status == "failed" and failed.sha == ""
+
+
+def _deep_tree(root: Path, depth: int, photo: bytes, at: set[int]) -> list[str]:
+    """``root/d/d/.../d`` ``depth`` levels deep, made through folder descriptors (``os.makedirs`` recurses and
+    stops near 1,000 levels); ``x.jpg`` at each level in ``at``. Returns the relative paths of the photos."""
+    made: list[str] = []
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    for level in range(1, depth + 1):
+        os.mkdir("d", dir_fd=fd)
+        inner = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = inner
+        if level in at:
+            out = os.open("x.jpg", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+            os.write(out, photo)
+            os.close(out)
+            made.append("d/" * level + "x.jpg")
+    os.close(fd)
+    return made
+
+
+def _remove_deep_tree(top: Path) -> None:
+    """Remove a tree too deep for ``shutil.rmtree`` (it recurses), deepest folder first."""
+    fds = [os.open(top, os.O_RDONLY | os.O_DIRECTORY)]
+    while "d" in os.listdir(fds[-1]):
+        fds.append(os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fds[-1]))
+    for parent, child in zip(reversed(fds[:-1]), reversed(fds[1:]), strict=True):
+        for name in os.listdir(child):
+            os.unlink(name, dir_fd=child)
+        os.close(child)
+        os.rmdir("d", dir_fd=parent)
+    os.close(fds[0])
+
+
+@pytest.fixture()
+def deep_folder(tmp_path: Path) -> Iterator[Path]:
+    top = tmp_path / "t"
+    top.mkdir()
+    yield top
+    _remove_deep_tree(top)
+
+
+def test_a_folder_tree_2000_deep_is_listed_and_deeper_folders_are_one_line_each(
+    deep_folder: Path, store: Store, encoder: ImageEncoder, pictures: list[Path]
+) -> None:
+    depth = (4096 - len(str(deep_folder))) // 2 + 40  # the last 40 levels lie beyond PATH_MAX
+    assert depth >= 2000
+    made = _deep_tree(deep_folder, depth, pictures[0].read_bytes(), {1, 1000, 1900, depth})
+    (deep_folder / "d" / "loop").symlink_to("..")  # a link back up: not followed
+
+    report = index_folder(deep_folder, store, encoder, progress=False)
+    assert sorted(store.file_states()) == sorted(str(deep_folder / rel) for rel in made[:3])
+    assert report.added == 3 and report.failed == 1 and len(report.failures) == 1
+    (folder, reason), *_ = report.failures
+    assert reason == "cannot list this folder (its path is too long): its photos are left as they were"
+    assert len(folder) > 4000 and "\n" not in reason
+    assert index_folder(deep_folder, store, encoder, progress=False).unchanged == 3
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root lists every folder whatever its permissions")
+def test_a_folder_that_cannot_be_listed_keeps_its_photos_in_the_catalogue(
+    tmp_path: Path, store: Store, encoder: ImageEncoder, pictures: list[Path]
+) -> None:
+    folder = tmp_path / "photos"
+    (folder / "locked").mkdir(parents=True)
+    shutil.copy(pictures[0], folder / "a.jpg")
+    shutil.copy(pictures[1], folder / "locked" / "b.jpg")
+    assert index_folder(folder, store, encoder, progress=False).added == 2
+    (folder / "locked").chmod(0)
+    try:
+        report = index_folder(folder, store, encoder, progress=False)
+    finally:
+        (folder / "locked").chmod(0o755)
+    assert report.failures == [
+        (str(folder / "locked"), "cannot list this folder (permission denied): its photos are left as they were")
+    ]
+    assert (report.removed, report.unchanged) == (0, 1) and store.count() == 2
