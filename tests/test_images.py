@@ -349,3 +349,36 @@ def test_native_decoder_messages_name_their_file(tmp_path: Path, capfd: pytest.C
     with pytest.raises(ImageDecodeError):
         open_image(path)  # no sink (outside `vistext index`): logged with the file's name, still not bare
     assert "ZIPDecode" not in capfd.readouterr().err.replace(f"{path}: ZIPDecode", "")
+
+
+def test_photo_file_reads_the_version_it_hashed(tmp_path: Path, real_jpegs: list[Path]) -> None:
+    from vistext.images import PhotoFile
+
+    first, second = real_jpegs[0].read_bytes(), real_jpegs[1].read_bytes()
+    path = tmp_path / "p.jpg"
+    path.write_bytes(first)
+    with PhotoFile(path) as photo:
+        assert (photo.sha, photo.size) == (file_hash(real_jpegs[0]), len(first))
+        replacement = tmp_path / "new.jpg"
+        replacement.write_bytes(second)
+        os.replace(replacement, path)  # replaced by name: the open file still holds what was hashed
+        assert np.array_equal(np.asarray(open_image(photo)), np.asarray(open_image(real_jpegs[0])))
+        assert photo.sha == file_hash(real_jpegs[0])
+    with PhotoFile(path) as photo:
+        with open(path, "r+b") as out:  # written in place: the hash no longer describes the file
+            out.write(first)
+            out.truncate()
+        assert np.array_equal(np.asarray(open_image(photo)), np.asarray(open_image(real_jpegs[0])))
+        assert (photo.sha, photo.size) == (file_hash(real_jpegs[0]), len(first))  # hashed and decoded again
+
+
+def test_photo_file_refuses_a_non_image_from_its_first_bytes(tmp_path: Path) -> None:
+    from vistext.images import PhotoFile
+
+    sparse = tmp_path / "sparse.jpg"
+    with open(sparse, "wb") as out:
+        out.truncate(1 << 30)
+    for path, reason in ((sparse, "not an image file"), (tmp_path / "empty.jpg", r"empty file \(0 bytes\)")):
+        path.touch()
+        with pytest.raises(ImageDecodeError, match=reason):
+            PhotoFile(path)

@@ -177,3 +177,17 @@ def test_index_stores_metadata_and_fills_an_upgraded_v3_catalogue_without_reenco
         again = service.index(tmp_path / "old", text_search=False)
         assert again.meta_filled == 0 and again.unchanged == 3
     assert db.is_file()
+
+
+def test_metadata_of_a_fifo_or_device_is_none_without_blocking(tmp_path: Path) -> None:
+    import os
+    import threading
+
+    fifo, device = tmp_path / "pipe.jpg", tmp_path / "zero.jpg"
+    os.mkfifo(fifo)  # open(path) of a FIFO waits for a writer forever; the one door refuses it at once
+    device.symlink_to("/dev/zero")
+    found: list[object] = []
+    reader = threading.Thread(target=lambda: found.extend(read_photo_meta(p) for p in (fifo, device)), daemon=True)
+    reader.start()
+    reader.join(10)
+    assert found == [None, None], "read_photo_meta blocked on a FIFO"

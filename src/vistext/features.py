@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from vistext.encoders import ImageEncoder, ImageFeatures
 from vistext.errors import ImageDecodeError
-from vistext.images import open_image
+from vistext.images import PhotoFile, open_image
 from vistext.paths import atomic_path, cache_dir
 
 log = logging.getLogger(__name__)
@@ -54,28 +54,30 @@ class FeatureArrays:
     grid: np.ndarray | None = None
 
 
-Prepare = Callable[[str], np.ndarray]
+Source = str | Path | PhotoFile  # a path, or a photo indexing has already opened and hashed (decoded from that file)
+Prepare = Callable[[Source], np.ndarray]
 
 
 # Decode threads produce uint8 pixels; normalising them to float is left to the encoder, which for the bundled
 # ONNX model happens inside the graph on ONNX Runtime's threads instead of in numpy per image.
 def _prepare_single(encoder: ImageEncoder, min_side: int) -> Prepare:
-    def prepare(path: str) -> np.ndarray:
-        return encoder.pixels(open_image(path, min_side=min_side))[None]
+    def prepare(source: Source) -> np.ndarray:
+        return encoder.pixels(open_image(source, min_side=min_side))[None]
 
     return prepare
 
 
 def _prepare_views(encoder: ImageEncoder, views: Callable[[Image.Image], list[Image.Image]], min_side: int) -> Prepare:
-    def prepare(path: str) -> np.ndarray:
-        return np.stack([encoder.pixels(view) for view in views(open_image(path, min_side=min_side))])
+    def prepare(source: Source) -> np.ndarray:
+        return np.stack([encoder.pixels(view) for view in views(open_image(source, min_side=min_side))])
 
     return prepare
 
 
-def _decode_or_error(prepare: Prepare, path: str) -> tuple[str, np.ndarray | None, str | None]:
+def _decode_or_error(prepare: Prepare, source: Source) -> tuple[str, np.ndarray | None, str | None]:
+    path = source.path if isinstance(source, PhotoFile) else str(source)
     try:
-        return path, prepare(path), None
+        return path, prepare(source), None
     except ImageDecodeError as error:
         return path, None, str(error)
     except Exception as error:  # noqa: BLE001 - one file's failure never stops a batch
@@ -83,7 +85,7 @@ def _decode_or_error(prepare: Prepare, path: str) -> tuple[str, np.ndarray | Non
 
 
 def _stream(
-    paths: Iterable[str | Path],
+    paths: Iterable[Source],
     encoder: ImageEncoder,
     prepare: Prepare,
     *,
@@ -107,7 +109,7 @@ def _stream(
                 path = next(source, None)
                 if path is None:
                     return
-                pending.append(pool.submit(_decode_or_error, prepare, str(path)))
+                pending.append(pool.submit(_decode_or_error, prepare, path))
 
         refill()
         while pending:
@@ -153,7 +155,7 @@ def _progress_bar(total: int | None, progress: bool, desc: str) -> tqdm:
 
 
 def extract(
-    paths: Iterable[str | Path],
+    paths: Iterable[Source],
     encoder: ImageEncoder,
     *,
     batch_size: int = 16,
@@ -165,7 +167,8 @@ def extract(
 
     Decoding runs in ``workers`` threads and overlaps inference. A file that cannot be decoded yields an
     ``EncodedImage`` with ``error`` set; it never stops the run. Results in a batch need not follow input order.
-    ``paths`` may be a lazy iterable; it is consumed only as fast as the encoder keeps up.
+    ``paths`` may be a lazy iterable; it is consumed only as fast as the encoder keeps up. An item may be a
+    ``PhotoFile`` (indexing): it is decoded from its open file, and its ``EncodedImage.path`` is its path.
     """
     total = len(paths) if isinstance(paths, Sequence) else None
     min_side = encoder.preprocessing.size

@@ -1,5 +1,7 @@
 """What a photo's file says about it: EXIF date taken, camera make/model, GPS position, orientation, and the
-pixel size from its header. Reading it opens the file lazily (header and EXIF block only, no pixel decoding).
+pixel size from its header. Reading it opens the file through ``vistext.images.open_regular`` (or reads a
+``PhotoFile`` already open, so the metadata comes from the bytes that were hashed) and reads the header and
+EXIF block only, no pixel decoding.
 
 Bad metadata never fails a photo: a field that is missing, garbled or out of range (a date "0000:00:00", GPS
 latitude 95 degrees, a zero denominator, a truncated EXIF block) is simply None.
@@ -11,11 +13,12 @@ import math
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from PIL import Image
 
 from vistext.file_messages import decoding
+from vistext.images import FORMATS, PhotoFile, open_regular
 
 # EXIF tags (see the EXIF 2.32 specification)
 EXIF_IFD, GPS_IFD = 0x8769, 0x8825
@@ -47,23 +50,28 @@ class PhotoMeta:
         return asdict(self)
 
 
-def read_photo_meta(path: str | Path) -> PhotoMeta | None:
-    """The file's metadata, or None when it cannot even be opened as an image (the indexer reports that).
+def read_photo_meta(source: str | Path | PhotoFile) -> PhotoMeta | None:
+    """The metadata of a photo file (a path, or a ``PhotoFile`` already open), or None when it cannot even be
+    opened as an image (the indexer reports that).
 
     What Pillow says about a broken EXIF block ("Corrupt EXIF data") is attributed to the file (see
     ``vistext.file_messages``), as when the file is decoded."""
+    path = Path(source.path if isinstance(source, PhotoFile) else source)
     try:
-        with open(path, "rb") as handle:
-            head = handle.read(16)
-        with decoding(Path(path), head), Image.open(path) as image:
-            width, height = image.size
-            meta = PhotoMeta(width=int(width), height=int(height))
-            try:
-                _fill_from_exif(meta, image.getexif())
-            except Exception:  # noqa: BLE001 - a corrupt EXIF block leaves the EXIF fields None
-                pass
+        with source.reader() if isinstance(source, PhotoFile) else open_regular(path) as handle:
+            return _read(path, handle)
     except Exception:  # noqa: BLE001 - not an image at all: the decoder says why when it tries
         return None
+
+
+def _read(path: Path, handle: IO[bytes]) -> PhotoMeta:
+    with decoding(path, handle.peek(16)), Image.open(handle, formats=FORMATS) as image:  # type: ignore[attr-defined]
+        width, height = image.size
+        meta = PhotoMeta(width=int(width), height=int(height))
+        try:
+            _fill_from_exif(meta, image.getexif())
+        except Exception:  # noqa: BLE001 - a corrupt EXIF block leaves the EXIF fields None
+            pass
     return meta
 
 

@@ -145,6 +145,9 @@ def metadata_lines(meta: dict[str, Any]) -> list[str]:
     if tags:
         shown = ", ".join(f"{name} ({n})" for name, n in list(tags.items())[:8])
         lines.append(f"tags:      {shown}" + (f" and {len(tags) - 8} more" if len(tags) > 8 else ""))
+    for name, done in (meta.get("unfinished_tagging") or {}).items():
+        lines.append(f"tagging:   {name} is incomplete: its pass stopped after {done['images']} of {done['total']} "
+                     "photos (run `vistext tag --collection` with that tagger again to finish)")  # fmt: skip
     return lines
 
 

@@ -102,6 +102,8 @@ def run_tag_collection(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(report)
         return 0
+    if report.get("resumed"):
+        say(f"resumed an interrupted pass after the {report['resumed']} photos it had tagged")
     say(f"tagged {report['tagged']} of {report['images']} photos with {report['tagger']}")
     for tag, count in list(report["tags"].items())[:20]:
         say(f"  {count:6d}  {tag}")

@@ -1,7 +1,10 @@
 """Incremental folder indexing (``vistext index DIR``): only new or changed files are decoded and encoded.
 
-Unchanged files (same size, mtime and model) are skipped; new or changed files are hashed, and content the
-store already has features for (a moved or copied photo) is reused without decoding. Every batch is committed
+Unchanged files (same size, mtime and model) are skipped; new or changed files are opened once
+(``vistext.images.PhotoFile``) and hashed, and content the store already has features for (a moved or copied
+photo) is reused without decoding. What is stored for a photo (hash, size, mtime, features, metadata) is read
+from that one open file, never from a second open by name, so a file replaced during the run can never leave
+one picture's features under another's hash. Every batch is committed
 in one store transaction, so an interrupted run loses at most one batch and a re-run resumes where it stopped.
 One file never stops a run: whatever goes wrong with it (not a regular file, not decodable, any exception) is
 that file's one-line failure, and library warnings raised while decoding it are reported with its path. A run
@@ -9,20 +12,20 @@ holds the store's writer lock, so a second ``index`` into the same catalogue fai
 repeating the work.
 
 Each new or changed file's metadata (EXIF date, camera, GPS, size, orientation; ``vistext.photo_meta``) is read
-right after hashing it, while the file is in the page cache; it never fails a photo. Unchanged files indexed
-before metadata existed get theirs read (header only, nothing re-encoded) on the next run.
+from the same open file once it is decoded (or reused), while it is in the page cache; it never fails a photo.
+Unchanged files indexed before metadata existed get theirs read (header only, nothing re-encoded) on the next
+run. What a run must do (listing, comparing with the store, the report) is ``vistext.indexing.plan``, shared
+with the Ray engine.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import stat
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -31,9 +34,10 @@ from vistext.encoders import ImageEncoder, ImageFeatures
 from vistext.errors import ImageDecodeError, UsageError
 from vistext.features import EncodedImage, extract
 from vistext.file_messages import file_messages
-from vistext.images import file_hash, iter_image_files, not_regular_reason
+from vistext.images import PhotoFile
+from vistext.indexing.plan import Candidate, IndexReport, fill_meta, list_folder, plan_changes, remove_gone
 from vistext.photo_meta import PhotoMeta, read_photo_meta
-from vistext.store import FileState, ImageRecord, Store
+from vistext.store import ImageRecord, Store
 
 log = logging.getLogger(__name__)
 
@@ -42,42 +46,10 @@ Projector = Callable[[ImageFeatures], np.ndarray]
 Derivation = tuple[str, Callable[[np.ndarray, np.ndarray], np.ndarray]]
 DERIVE_BATCH = 256
 
-_MTIME_TOLERANCE = 1e-3  # stores may round float mtimes; a real edit moves it by far more
-
-
-@dataclass
-class IndexReport:
-    """What one ``index_folder`` run did."""
-
-    added: int = 0
-    updated: int = 0
-    removed: int = 0
-    unchanged: int = 0
-    failed: int = 0
-    failures: list[tuple[str, str]] = field(default_factory=list)
-    warnings: list[tuple[str, str]] = field(default_factory=list)  # (path, library warning) met while decoding
-    seconds: float = 0.0
-    meta_filled: int = 0  # unchanged files whose metadata was read now (indexed before metadata existed)
-    tags: dict[str, Any] | None = None  # what a --tagger stored (vistext.service.collection_tags)
-
-    def summary(self) -> str:
-        """One line for the log: the counts and the time taken."""
-        return (
-            f"{self.added} added, {self.updated} updated, {self.removed} removed, {self.unchanged} unchanged, "
-            f"{self.failed} failed in {self.seconds:.1f}s"
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["failures"] = [{"path": path, "error": error} for path, error in self.failures]
-        data["warnings"] = [{"path": path, "warning": warning} for path, warning in self.warnings]
-        data["seconds"] = round(self.seconds, 3)
-        return data
-
 
 @dataclass
 class _Pending:
-    """A new or changed file waiting to be encoded or reused."""
+    """A new or changed file waiting to be encoded or reused; ``photo`` is its open file once it was opened."""
 
     path: str
     size: int
@@ -85,6 +57,17 @@ class _Pending:
     sha: str
     is_update: bool
     meta: PhotoMeta | None = None
+    photo: PhotoFile | None = None
+
+    def settle(self, read_meta: bool) -> None:
+        """Take the size, mtime and hash of the bytes the photo was read from (a decode that met a change in
+        place read it again), read its metadata from the same open file, and close it."""
+        if self.photo is None:
+            return
+        self.size, self.mtime, self.sha = self.photo.size, self.photo.mtime, self.photo.sha
+        self.meta = read_photo_meta(self.photo) if read_meta else None
+        self.photo.close()
+        self.photo = None
 
 
 class _Indexer:
@@ -118,17 +101,21 @@ class _Indexer:
         else:
             self.report.added += 1
 
-    def to_encode(self, candidates: list[Candidate]) -> Iterator[str]:
-        """Hash candidates lazily (as the encoder pulls paths); content already in the store is reused."""
+    def to_encode(self, candidates: list[Candidate]) -> Iterator[PhotoFile]:
+        """Open and hash candidates lazily (as the encoder pulls them); content already in the store is reused.
+
+        Each photo is opened once: the decoder reads the very file that was hashed, so what is stored under a
+        hash is always computed from the bytes with that hash, however the file changes meanwhile."""
         for path, size, mtime, is_update in candidates:
             try:
-                sha = file_hash(path)
-            except ImageDecodeError as error:  # vanished or unreadable between the walk and now
+                photo = PhotoFile(path)
+            except ImageDecodeError as error:  # vanished, unreadable or no image since the walk
                 self.fail(_Pending(path, size, mtime, "", is_update), str(error))
                 continue
-            item = _Pending(path, size, mtime, sha, is_update, read_photo_meta(path))
-            known = self.store.features_for_hash(sha, self.encoder.name)
+            item = _Pending(path, photo.size, photo.mtime, photo.sha, is_update, photo=photo)
+            known = self.store.features_for_hash(photo.sha, self.encoder.name)
             if known is not None and known.status == "ok" and set(self.projectors) <= set(known.embeddings):
+                item.settle(read_meta=True)
                 self.reused.append(
                     self.record(
                         item,
@@ -144,11 +131,11 @@ class _Indexer:
                     self.flush([])
                 continue
             self.pending[path] = item
-            yield path
+            yield photo
 
     def fail(self, item: _Pending, error: str) -> None:
         error = error.removeprefix(f"{item.path}: ")  # the record already names the file
-        item.meta = None
+        item.settle(read_meta=False)
         self.reused.append(self.record(item, status="failed", error=error, pooled=None, logits=None))
         self.report.failures.append((item.path, error))
         self.count(item, ok=False)
@@ -159,6 +146,7 @@ class _Indexer:
         embeddings = project_batch(good, self.projectors)
         for i, e in enumerate(good):
             item = self.pending.pop(e.path)
+            item.settle(read_meta=True)
             records.append(
                 self.record(
                     item,
@@ -175,17 +163,17 @@ class _Indexer:
                 self.fail(self.pending.pop(e.path), e.error)
         return records
 
+    def close(self) -> None:
+        """Close the photos still open (a run that stopped half-way)."""
+        for item in self.pending.values():
+            item.settle(read_meta=False)
+
     def flush(self, records: list[ImageRecord]) -> None:
         batch = records + self.reused
         self.reused = []
         if batch:
             self.store.add(batch)  # one transaction: a kill loses at most this batch
             self.bar.update(len(batch))
-
-
-def _states_under(store: Store, root: str) -> dict[str, FileState]:
-    prefix = root.rstrip(os.sep) + os.sep
-    return store.file_states(prefix)
 
 
 def index_folder(
@@ -227,82 +215,6 @@ def index_folder(
     return report
 
 
-class Candidate(NamedTuple):
-    """A new or changed file to decode and encode (``is_update``: the store has an older state of it)."""
-
-    path: str
-    size: int
-    mtime: float
-    is_update: bool
-
-
-@dataclass
-class Plan:
-    """What a run must do: the candidates to encode, what the store knew under the root, and what is there now."""
-
-    known: dict[str, FileState]
-    seen: set[str]
-    candidates: list[Candidate]
-
-
-def list_folder(root_path: Path, report: IndexReport) -> Iterator[tuple[str, int, float]]:
-    """``(path, size, mtime)`` of every image file under ``root_path``; a non-regular one is a failure."""
-    for file in iter_image_files(root_path):
-        path = str(file)
-        try:
-            info = file.stat()  # follows symlinks: what matters is what the name leads to
-        except OSError:
-            continue  # vanished during the walk (or a dangling link); the next run sees the truth
-        if not stat.S_ISREG(info.st_mode):  # a FIFO or a link to /dev/zero would hang a reader forever
-            report.failed += 1
-            report.failures.append((path, f"{not_regular_reason(info.st_mode)}, not an image file"))
-            continue
-        yield path, info.st_size, info.st_mtime
-
-
-def plan_changes(
-    root: str,
-    listing: Iterable[tuple[str, int, float]],
-    store: Store,
-    model: str,
-    spaces: Iterable[str],
-    report: IndexReport,
-) -> Plan:
-    """Compare a listing of the files under ``root`` with the store: unchanged files are counted and skipped.
-
-    Shared by every engine (local threads, Ray), whatever lists the files (a folder walk, an object store).
-    """
-    known = _states_under(store, root)
-    # an unchanged file still needs work when it lacks a requested space (indexed before that model existed)
-    lacking: set[str] = set().union(*(store.paths_missing(space) for space in spaces))
-    plan = Plan(known=known, seen=set(), candidates=[])
-    for path, size, mtime in listing:
-        plan.seen.add(path)
-        state = known.get(path)
-        if (
-            state is not None
-            and state.size == size
-            and abs(float(state.mtime) - mtime) < _MTIME_TOLERANCE
-            and state.model == model
-            and path not in lacking
-        ):
-            report.unchanged += 1
-            continue
-        plan.candidates.append(Candidate(path, size, mtime, state is not None))
-    return plan
-
-
-def remove_gone(store: Store, plan: Plan, report: IndexReport) -> None:
-    """Forget files the store knew under the root that are no longer there.
-
-    Called last, so a file that was moved or renamed reuses its old features instead of being re-encoded.
-    """
-    gone = sorted(set(plan.known) - plan.seen)
-    if gone:
-        store.remove(gone)
-        report.removed = len(gone)
-
-
 def _run(
     root_path: Path,
     store: Store,
@@ -324,9 +236,12 @@ def _run(
             indexer.to_encode(plan.candidates), encoder, batch_size=batch_size, workers=workers, grid=grid,
             progress=False,
         )  # fmt: skip
-        for batch in batches:
-            indexer.flush(indexer.encoded(batch))
-        indexer.flush([])
+        try:
+            for batch in batches:
+                indexer.flush(indexer.encoded(batch))
+            indexer.flush([])
+        finally:
+            indexer.close()
     fill_meta(store, plan.seen - {c.path for c in plan.candidates}, report)
     remove_gone(store, plan, report)
 
@@ -369,16 +284,6 @@ def derive_spaces(store: Store, derived: Mapping[str, Derivation]) -> int:
             added += len(records)
         log.info("added space %s to %d indexed images from their stored features", space, added)
     return added
-
-
-def fill_meta(store: Store, unchanged: set[str], report: IndexReport, page: int = 256) -> None:
-    """Read the metadata of unchanged files that have none stored (a catalogue from before metadata)."""
-    lacking = sorted(store.paths_without_meta() & unchanged)
-    for start in range(0, len(lacking), page):
-        found = {path: meta for path in lacking[start : start + page] if (meta := read_photo_meta(path)) is not None}
-        if found:
-            store.set_photo_meta(found)
-            report.meta_filled += len(found)
 
 
 def _stacked(arrays: list[np.ndarray | None]) -> np.ndarray | None:

@@ -32,7 +32,7 @@ from typing import Any
 from tqdm import tqdm
 
 from vistext.errors import StoreError, UsageError
-from vistext.indexing.local import IndexReport, fill_meta, plan_changes, remove_gone
+from vistext.indexing.plan import IndexReport, fill_meta, plan_changes, remove_gone
 from vistext.indexing.ray_stages import EncodeAndWrite, ModelSpec, decode_batch
 from vistext.indexing.sources import FolderSource, PhotoSource, photo_source
 from vistext.store import Store

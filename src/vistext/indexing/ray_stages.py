@@ -1,7 +1,7 @@
 """The two stages a Ray indexing run maps over its plan: decode (CPU tasks) and encode + write (model actors).
 
-Decode reads each file (or fetched object), hashes it and turns it into the encoder's uint8 pixels; it never
-loads a model. Encode + write is an actor holding one ONNX session (and the projectors of the requested
+Decode opens each file (or fetched object) once, hashes it and turns those same bytes into the encoder's uint8
+pixels; it never loads a model. Encode + write is an actor holding one ONNX session (and the projectors of the requested
 embedding spaces), which writes its batch straight into the store in one transaction and hands back only each
 file's outcome, so no features flow back to the driver. Writes are upserts by path: a task Ray retries after a
 crash writes the same rows again instead of adding new ones.
@@ -20,9 +20,9 @@ import numpy as np
 from vistext.encoders import ImageEncoder, create_image_encoder
 from vistext.errors import ImageDecodeError
 from vistext.features import EncodedImage
-from vistext.images import file_hash, open_image
+from vistext.images import PhotoFile, open_image
 from vistext.indexing.local import Projector, project_batch
-from vistext.indexing.sources import PhotoSource
+from vistext.indexing.sources import FolderSource, PhotoSource
 from vistext.photo_meta import PhotoMeta, read_photo_meta
 from vistext.store import ImageRecord, Store, open_store
 
@@ -64,31 +64,40 @@ def _preprocessor(name: str) -> ImageEncoder:
 
 def decode_batch(batch: Batch, source: PhotoSource, encoder: str) -> Batch:
     """Plan rows -> the same rows plus ``sha``, ``pixels`` (uint8, H x W x 3), ``error`` ("" when decoded) and
-    ``meta`` (the photo's metadata as JSON, "" when there is none)."""
+    ``meta`` (the photo's metadata as JSON, "" when there is none).
+
+    Each file is opened once (``PhotoFile``): hash, pixels and metadata come from the same bytes, as in the
+    local engine; for a folder, ``size`` and ``mtime`` are replaced by those of the version that was read."""
     preprocessor = _preprocessor(encoder)
     size = preprocessor.preprocessing.size
-    shas: list[str] = []
-    pixels: list[np.ndarray] = []
-    errors: list[str] = []
-    metas: list[str] = []
-    for path in batch["path"]:
-        path = str(path)
-        sha, error, meta, array = "", "", None, np.zeros((size, size, 3), np.uint8)
+    columns: dict[str, list[Any]] = {"sha": [], "pixels": [], "error": [], "meta": [], "size": [], "mtime": []}
+    for path, listed_size, listed_mtime in zip(batch["path"], batch["size"], batch["mtime"], strict=True):
+        row = {"sha": "", "error": "", "meta": "", "size": int(listed_size), "mtime": float(listed_mtime)}
+        pixels = np.zeros((size, size, 3), np.uint8)
         try:
-            with source.local_file(path) as local:
-                sha = file_hash(local)
-                array = preprocessor.pixels(open_image(local, min_side=size))
-                meta = read_photo_meta(local)
+            with source.local_file(str(path)) as local, PhotoFile(local) as photo:
+                pixels = preprocessor.pixels(open_image(photo, min_side=size))
+                meta = read_photo_meta(photo)
+                row.update(sha=photo.sha, meta="" if meta is None else json.dumps(meta.to_dict()))
+                if isinstance(source, FolderSource):
+                    row.update(size=photo.size, mtime=photo.mtime)
         except ImageDecodeError as failure:
-            error = failure.reason
+            row.update(error=failure.reason, meta="")
         except Exception as failure:  # noqa: BLE001 - one file's failure never stops a batch
-            error = f"cannot decode image ({type(failure).__name__}: {' '.join(str(failure).split())[:200]})"
-        shas.append(sha)
-        pixels.append(array)
-        errors.append(error)
-        metas.append("" if meta is None or error else json.dumps(meta.to_dict()))
-    columns = {"sha": np.array(shas, dtype=object), "pixels": np.stack(pixels), "error": np.array(errors)}
-    return {**batch, **columns, "meta": np.array(metas, dtype=object)}
+            message = f"cannot decode image ({type(failure).__name__}: {' '.join(str(failure).split())[:200]})"
+            row.update(error=message, meta="")
+        for name, value in row.items():
+            columns[name].append(value)
+        columns["pixels"].append(pixels)
+    return {
+        **batch,
+        "sha": np.array(columns["sha"], dtype=object),
+        "pixels": np.stack(columns["pixels"]),
+        "error": np.array(columns["error"]),
+        "meta": np.array(columns["meta"], dtype=object),
+        "size": np.array(columns["size"], dtype=np.int64),
+        "mtime": np.array(columns["mtime"], dtype=np.float64),
+    }
 
 
 class EncodeAndWrite:

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from vistext.errors import ImageDecodeError, UsageError
 from vistext.images import IMAGE_SUFFIXES
-from vistext.indexing.local import IndexReport, list_folder
+from vistext.indexing.plan import IndexReport, list_folder
 
 OBJECT_SCHEMES = ("s3",)
 

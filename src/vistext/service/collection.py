@@ -194,10 +194,11 @@ class Collection:
         if not self.exists():
             below = [] if self.db is not None else indexes_below(Path.cwd())
             return InfoResult(str(path), False, {"indexes_below": [str(folder) for folder in below]} if below else {})
+        from vistext.service.collection_tags import unfinished_tagging
         from vistext.service.listing import facets
 
         details = dict(self.store().info())
-        details["metadata"] = facets(self.store())
+        details["metadata"] = {**facets(self.store()), "unfinished_tagging": unfinished_tagging(self.store())}
         return InfoResult(str(self.db) if self.remote else str(path), True, details)
 
     # ---- the collection as a list ---------------------------------------------------------------------------

@@ -1,25 +1,22 @@
 """Safe, fast image decoding: every failure becomes one ``ImageDecodeError`` naming the file and the reason.
 
-Only the formats vistext documents are tried (``FORMATS``) and only regular files are opened: a FIFO or a
-symlink to a device named ``x.jpg`` is refused without being read. The pixel count is checked from the header
-before any pixel is decoded, and above ``MAX_PIXELS`` a file is refused (a decompression bomb). Large JPEGs are
-decoded at a reduced DCT scale (``Image.draft``) when the caller needs far fewer pixels; other formats are
-decoded once and shrunk at once (``Image.reduce``, or strip by strip for 16-bit and float pictures, which never
-pass through a float64 copy). A picture that would need more than ``MAX_DECODE_BYTES`` once decoded is refused,
-and only one large decode runs at a time, so memory stays bounded whatever a folder holds. Every mode PIL can
-produce (CMYK, palette, alpha, 16-bit, float, grayscale) ends up as plain 8-bit RGB.
+Only the formats vistext documents are tried (``FORMATS``) and files are opened through ``open_regular`` only:
+a FIFO or a symlink to a device named ``x.jpg`` is refused without being read. The pixel count is checked from
+the header before any pixel is decoded, and above ``MAX_PIXELS`` a file is refused (a decompression bomb).
+Large JPEGs are decoded at a reduced DCT scale (``Image.draft``) when the caller needs far fewer pixels; other
+formats are decoded once and shrunk at once (``Image.reduce``, or strip by strip for 16-bit and float pictures,
+which never pass through a float64 copy). A picture that would need more than ``MAX_DECODE_BYTES`` once decoded
+is refused, and only one large decode runs at a time, so memory stays bounded whatever a folder holds. Every
+mode PIL can produce (CMYK, palette, alpha, 16-bit, float, grayscale) ends up as plain 8-bit RGB.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
-import stat
 import threading
 import warnings
-from collections.abc import Iterator
 from contextlib import nullcontext
 from pathlib import Path
 from typing import IO
@@ -29,22 +26,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from vistext.errors import ImageDecodeError
 from vistext.file_messages import decoding
-
-try:  # HEIC/HEIF photos from phones; optional so the package still works without it
-    from pillow_heif import register_heif_opener
-
-    register_heif_opener()
-except ImportError:  # pragma: no cover - pillow-heif is optional
-    pass
+from vistext.images.files import CHANGE_TRIES, FORMATS, NOT_AN_IMAGE, PhotoFile, open_regular
 
 log = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES: frozenset[str] = frozenset(
-    {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif"}
-)
-# The Pillow plugins tried, whatever a file is named: a DDS texture or a PSD called .png is "not an image file"
-# (MPO camera photos are opened by the JPEG plugin).
-FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF")
 
 MAX_PIXELS = 500_000_000  # header pixel count refused outright (a 100000x100000 "photo")
 MAX_DECODE_BYTES = 512 << 20  # decoded raster (after any JPEG draft) refused above this
@@ -63,7 +47,6 @@ Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 if "PILLOW_BLOCK_SIZE" not in os.environ:
     Image.core.set_block_size(64 << 20)
 
-_HASH_CHUNK = 1 << 20
 _WHITE = (255, 255, 255)
 _large = threading.Semaphore(1)
 
@@ -77,42 +60,6 @@ def _bomb_reason(error: Exception, limit: int) -> str:
     found = re.search(r"\((\d+) pixels\)", str(error))
     count = found.group(1) if found else "too many"
     return f"image too large: {count} pixels (limit {limit})"
-
-
-# ---- opening ---------------------------------------------------------------------------------------------------
-def open_regular(path: str | Path) -> IO[bytes]:
-    """Open a user's file for reading only if it is a regular file (after symlinks); never blocks on a FIFO.
-
-    The one door for reading a user's file: every open of a photo, by any command, goes through here.
-    """
-    path = Path(path)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        raise ImageDecodeError(path, "file not found") from None
-    except PermissionError:
-        raise ImageDecodeError(path, "permission denied") from None
-    except OSError as error:
-        raise ImageDecodeError(path, f"cannot read file ({error.strerror or error})") from None
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
-        os.close(fd)
-        raise ImageDecodeError(path, f"{not_regular_reason(mode)}, not an image file")
-    os.set_blocking(fd, True)
-    return os.fdopen(fd, "rb")
-
-
-def not_regular_reason(mode: int) -> str:
-    """What a non-regular file is, in words ("is a directory", "is a FIFO (named pipe)", ...)."""
-    if stat.S_ISDIR(mode):
-        return "is a directory"
-    if stat.S_ISFIFO(mode):
-        return "is a FIFO (named pipe)"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "is a device"
-    if stat.S_ISSOCK(mode):
-        return "is a socket"
-    return "is not a regular file"
 
 
 def _decoded_bytes(img: Image.Image) -> int:
@@ -201,20 +148,45 @@ def _shrink(img: Image.Image, min_side: int | None) -> Image.Image:
 
 
 def open_image(
-    path: str | Path,
+    source: str | Path | PhotoFile,
     min_side: int | None = 224,
     max_pixels: int = MAX_PIXELS,
     max_bytes: int = MAX_DECODE_BYTES,
 ) -> Image.Image:
-    """Decode ``path`` to an RGB image with EXIF orientation applied.
+    """Decode ``source`` (a path, or a ``PhotoFile`` already opened and hashed) to an RGB image with EXIF
+    orientation applied.
 
     ``min_side`` lets large pictures decode (JPEG) or be reduced (others) to a size whose shorter side is still at
     least that many pixels (``None`` keeps the full size). Raises ``ImageDecodeError`` for every failure: missing,
     empty or non-regular file, unsupported format, truncated/corrupt data, more than ``max_pixels`` pixels, more
-    than ``max_bytes`` once decoded; any exception a decoder raises becomes that error.
+    than ``max_bytes`` once decoded; any exception a decoder raises becomes that error. A ``PhotoFile`` is decoded
+    from the very bytes that were hashed; when something wrote to the file meanwhile, it is hashed and decoded
+    again (its ``sha``, ``size`` and ``mtime`` then describe the bytes the picture came from).
     """
-    path = Path(path)
-    with open_regular(path) as handle, decoding(path, handle.peek(4)):  # type: ignore[attr-defined]
+    if isinstance(source, PhotoFile):
+        return _decode_photo(source, min_side, max_pixels, max_bytes)
+    path = Path(source)
+    with open_regular(path) as handle:
+        return _decode_file(path, handle, min_side, max_pixels, max_bytes)
+
+
+def _decode_photo(photo: PhotoFile, min_side: int | None, max_pixels: int, max_bytes: int) -> Image.Image:
+    for _ in range(CHANGE_TRIES):
+        try:
+            with photo.reader() as reader:
+                image = _decode_file(Path(photo.path), reader, min_side, max_pixels, max_bytes)
+        except ImageDecodeError:
+            if photo.unchanged():
+                raise
+        else:
+            if photo.unchanged():
+                return image
+        photo.rehash()  # written to in place while decoding: what was decoded may mix two versions
+    raise ImageDecodeError(photo.path, f"the file kept changing while it was read ({CHANGE_TRIES} tries)")
+
+
+def _decode_file(path: Path, handle: IO[bytes], min_side: int | None, max_pixels: int, max_bytes: int) -> Image.Image:
+    with decoding(path, handle.peek(4)):  # type: ignore[attr-defined]
         if os.fstat(handle.fileno()).st_size == 0:
             raise ImageDecodeError(path, "empty file (0 bytes)")
         img = _open_pillow(path, handle, max_pixels)
@@ -252,7 +224,7 @@ def _open_pillow(path: Path, handle: IO[bytes], max_pixels: int) -> Image.Image:
     except Image.DecompressionBombError as error:
         raise ImageDecodeError(path, _bomb_reason(error, max_pixels)) from None
     except UnidentifiedImageError:
-        raise ImageDecodeError(path, "not an image file (or not a supported format)") from None
+        raise ImageDecodeError(path, NOT_AN_IMAGE) from None
     except MemoryError:
         raise ImageDecodeError(path, "image too large to decode (out of memory)") from None
     except Exception as error:  # noqa: BLE001 - a plugin may raise anything from its header parser
@@ -305,33 +277,6 @@ def _orient_like(source: Image.Image, picture: Image.Image) -> Image.Image:
         8: Image.Transpose.ROTATE_90,
     }.get(orientation)
     return picture if method is None else picture.transpose(method)
-
-
-# ---- files -----------------------------------------------------------------------------------------------------
-def iter_image_files(folder: str | Path) -> Iterator[Path]:
-    """Image files under ``folder`` (recursive, sorted, by suffix), skipping hidden files and folders."""
-    root = Path(folder)
-    for current, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(files):
-            if name.startswith("."):
-                continue
-            if os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES:
-                yield Path(current) / name
-
-
-def file_hash(path: str | Path) -> str:
-    """The blake2b content hash of a regular file (hex), read in chunks and never past the size ``stat`` gave."""
-    digest = hashlib.blake2b(digest_size=20)
-    with open_regular(Path(path)) as handle:
-        left = os.fstat(handle.fileno()).st_size
-        try:
-            while left > 0 and (chunk := handle.read(min(_HASH_CHUNK, left))):
-                digest.update(chunk)
-                left -= len(chunk)
-        except OSError as error:
-            raise ImageDecodeError(path, f"cannot read file ({error.strerror or error})") from None
-    return digest.hexdigest()
 
 
 def thumbnail(path: str | Path, max_side: int = 256) -> Image.Image:
