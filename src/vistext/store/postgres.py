@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 
@@ -25,6 +25,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from vistext.errors import StoreError
+from vistext.store import picture_hashes
 from vistext.store.base import Store
 from vistext.store.pg_connection import SqlAccess, advisory_writer_lock, display
 from vistext.store.pg_meta import PgMetadata
@@ -125,6 +126,16 @@ class PostgresStore(PgMetadata, Store):
             raise StoreError(f"{self.where}: the store is open read-only; open it without readonly to write")
 
     # ---- catalogue -----------------------------------------------------------------------------------------
+    def picture_hashes(self, shas: Iterable[str]) -> dict[str, tuple[int, int]]:
+        shas = list(shas)  # before taking a connection: a generator may read this store
+        with self._tx(read=True) as conn:
+            return picture_hashes.read_hashes(conn, shas, "%s")
+
+    def set_picture_hashes(self, hashes: Mapping[str, tuple[int, int]]) -> None:
+        if not self._readonly and hashes:
+            with self._tx() as conn:
+                picture_hashes.write_hashes(conn, hashes, "%s")
+
     def file_states(self, prefix: str | None = None) -> dict[str, FileState]:
         with self._tx(read=True) as conn:
             return file_states(conn, prefix)
