@@ -95,6 +95,7 @@ def _contents(records: Iterable[ImageRecord]) -> list[_Content]:
         if record.id is None or record.pooled is None:
             continue
         content = by_sha.setdefault(record.sha, _Content(record.sha, [], record.pooled))
+        record.pooled, record.logits, record.embeddings = None, None, {}  # one vector per content is enough
         content.files.append(record)
     for content in by_sha.values():
         content.files.sort(key=lambda record: record.id or 0)
