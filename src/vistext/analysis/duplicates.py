@@ -15,6 +15,7 @@ from vistext.errors import UsageError
 # scores held at once per block (64 MB of float32) whatever the collection's size: rows enough for an efficient
 # matrix product (~900 at 18,000 photos), few enough that memory stays far below the vectors' own at scale
 BLOCK_CELLS = 16_000_000
+LINK_CELLS = 2_000_000  # mask cells turned into index pairs at once (at most 16 MB of links, however dense)
 
 Links = tuple[np.ndarray, np.ndarray]  # (rows, cols) of linked pairs, as two index arrays
 
@@ -34,8 +35,8 @@ def cosine_links(matrix: np.ndarray, threshold: float, block_cells: int = BLOCK_
     matrix = matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
     step = _rows_per_block(len(matrix), block_cells)
     for start in range(0, len(matrix), step):
-        sims = matrix[start : start + step] @ matrix[start:].T  # only columns j >= the block's first row
-        yield _upper(start, sims >= threshold)
+        linked = matrix[start : start + step] @ matrix[start:].T >= threshold  # only columns j >= the first row
+        yield from _upper(start, linked)
 
 
 def hash_links(codes: np.ndarray, max_distance: int, block_cells: int = BLOCK_CELLS) -> Iterator[Links]:
@@ -44,14 +45,19 @@ def hash_links(codes: np.ndarray, max_distance: int, block_cells: int = BLOCK_CE
     codes = np.asarray(codes, dtype=np.int64).reshape(len(codes), -1)
     step = _rows_per_block(len(codes), block_cells)
     for start in range(0, len(codes), step):
-        yield _upper(start, hamming_block(codes[start : start + step], codes[start:]) <= max_distance)
+        yield from _upper(start, hamming_block(codes[start : start + step], codes[start:]) <= max_distance)
 
 
-def _upper(start: int, linked: np.ndarray) -> Links:
-    """The pairs of a block's mask (rows from ``start``, columns from ``start``) with ``i < j``."""
-    rows, cols = np.nonzero(linked)
-    keep = cols > rows
-    return (rows[keep] + start).astype(np.int32), (cols[keep] + start).astype(np.int32)
+def _upper(start: int, linked: np.ndarray) -> Iterator[Links]:
+    """The pairs ``i < j`` of a block's mask (rows and columns both from ``start``), a few rows at a time so
+    that a dense block never turns into more than ``LINK_CELLS`` index pairs at once."""
+    step = _rows_per_block(linked.shape[1], LINK_CELLS)
+    for first in range(0, len(linked), step):
+        rows, cols = np.nonzero(linked[first : first + step])
+        rows += start + first
+        cols += start
+        keep = cols > rows
+        yield rows[keep].astype(np.int32), cols[keep].astype(np.int32)
 
 
 def linked_groups(n: int, links: Iterable[Links]) -> list[list[int]]:
