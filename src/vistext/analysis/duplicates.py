@@ -32,7 +32,9 @@ def cosine_links(matrix: np.ndarray, threshold: float, block_cells: int = BLOCK_
     matrix = np.asarray(matrix, dtype=np.float32)
     if matrix.ndim != 2:
         raise UsageError(f"expected a 2-D matrix of vectors, got shape {matrix.shape}")
-    matrix = matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    if not np.allclose(norms, 1.0, atol=1e-4):  # rows a caller already normalised are not copied again
+        matrix = matrix / np.maximum(norms, 1e-12)
     step = _rows_per_block(len(matrix), block_cells)
     for start in range(0, len(matrix), step):
         linked = matrix[start : start + step] @ matrix[start:].T >= threshold  # only columns j >= the first row

@@ -82,7 +82,8 @@ def find_duplicates(
             representative[k] = members[keep]
         shown_file[members[keep]] = next(r for r in contents[members[keep]].files if r.id == group.keep)
     shown = sorted(set(representative))
-    for members in linked_groups(len(shown), cosine_links(matrix[shown], threshold)):
+    candidates = matrix if len(shown) == len(contents) else matrix[shown]
+    for members in linked_groups(len(shown), cosine_links(candidates, threshold)):
         rows = [shown[m] for m in members]
         groups.append(_similar_group([shown_file[k] for k in rows], matrix[rows]))
     return DuplicatesResult(groups, threshold, COPY_DISTANCE, skipped)
