@@ -35,12 +35,21 @@ import numpy as np
 from PIL import Image
 
 from vistext.analysis.duplicates import cosine_links, hash_links, linked_groups
-from vistext.analysis.picture_hash import COPY_DISTANCE, hamming_block, hash_photo
+from vistext.analysis.picture_hash import (
+    COPY_DISTANCE,
+    COPY_MIN_COSINE,
+    SURE_DISTANCE,
+    hamming_block,
+    hash_photo,
+)
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 FLICKR8K = Path(os.environ.get("VISTEXT_FLICKR8K") or SHARED / "flickr8k")
 OPENDOMAIN = Path(os.environ.get("VISTEXT_OPENDOMAIN") or SHARED / "opendomain-classes")
 KINDS = ("recoded", "resized", "crop5", "exif")
+LOOSEST = 28  # pairs further apart than this are never copies (COPY_DISTANCE at most)
+SURE_GRID = (12, 16, 20)
+COSINE_GRID = (0.8, 0.85, 0.9, 0.95)
 _TURNS = {6: Image.Transpose.ROTATE_90, 3: Image.Transpose.ROTATE_180, 8: Image.Transpose.ROTATE_270}
 
 
@@ -77,12 +86,40 @@ def make_copies(original: Path, folder: Path, stem: str, rng: random.Random) -> 
 
 
 def _pairs(codes: np.ndarray, family: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every pair (i < j) among ``rows``: its distance, whether it is a copy pair, and the copy's kind index."""
+    """Every pair (i < j) among ``rows`` up to ``LOOSEST`` bits apart (all others are never copies): its distance,
+    whether it is a copy pair, and its two file indexes; plus the number of copy pairs in all."""
     sub = codes[rows]
     distance = hamming_block(sub, sub)
-    i, j = np.triu_indices(len(rows), k=1)
-    same = family[rows][i] == family[rows][j]
-    return distance[i, j], same, np.stack([rows[i], rows[j]])
+    i, j = np.nonzero(np.triu(distance <= LOOSEST, k=1))
+    return distance[i, j], family[rows][i] == family[rows][j], np.stack([rows[i], rows[j]])
+
+
+def _copy_pairs(family: np.ndarray, rows: np.ndarray) -> int:
+    sizes = np.bincount(family[rows])
+    return int((sizes * (sizes - 1) // 2).sum())
+
+
+def _called(distance: np.ndarray, cosine: np.ndarray, sure: int, min_cosine: float) -> np.ndarray:
+    """The service's rule (``analysis.duplicates.copy_links``) on pairs already within COPY_DISTANCE."""
+    return (distance <= sure) | ((distance <= COPY_DISTANCE) & (cosine >= min_cosine))
+
+
+def _pair_cosines(paths: list[Path], pairs: np.ndarray, distance: np.ndarray) -> np.ndarray:
+    """Feature cosine of each pair, computed only where the rule needs it (between the two distances)."""
+    from vistext.encoders import create_image_encoder
+    from vistext.features import encode_files
+
+    cosine = np.ones(len(distance), dtype=np.float32)
+    need = np.flatnonzero(distance > min(SURE_GRID))
+    files = sorted(set(pairs[:, need].ravel().tolist()))
+    if files:
+        pooled = encode_files([paths[f] for f in files], create_image_encoder(), progress=False, cache=False).pooled
+        pooled = pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
+        row = {f: k for k, f in enumerate(files)}
+        a = pooled[[row[f] for f in pairs[0, need]]]
+        b = pooled[[row[f] for f in pairs[1, need]]]
+        cosine[need] = np.einsum("ij,ij->i", a, b)
+    return cosine
 
 
 def run_copies(flickr: int, per_class: int, seed: int) -> None:
@@ -91,61 +128,88 @@ def run_copies(flickr: int, per_class: int, seed: int) -> None:
     if not sources:
         print(f"no photos under {FLICKR8K} or {OPENDOMAIN}", file=sys.stderr)
         return
-    files, family, kind, origin = [], [], [], []
+    hashes, paths, family, kind, origin = [], [], [], [], []
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         for number, source in enumerate(sources):
             copies = make_copies(source, Path(tmp), f"{number:05d}", rng)
             for k, path in enumerate([source, *copies]):
-                files.append(hash_photo(path))
+                hashes.append(hash_photo(path))
+                paths.append(path)
                 family.append(number)
                 kind.append(k - 1)  # -1: the original
                 origin.append(source.parent.name if OPENDOMAIN in source.parents else "flickr8k")
-    elapsed = time.perf_counter() - start
-    codes = np.asarray([[h.dct, h.diff] for h in files], dtype=np.int64)
-    family_a, kind_a = np.asarray(family), np.asarray(kind)
-    print(f"{len(sources)} originals ({(len(origin) - origin.count('flickr8k')) // 5} opendomain), {len(files)} files")
-    print(f"made and hashed in {elapsed:.1f} s ({1000 * elapsed / len(files):.1f} ms per file)\n")
-    halves = np.asarray([random.Random(seed + n).random() < 0.5 for n in range(len(sources))])
-    dev_rows, test_rows = (np.flatnonzero(halves[family_a] == side) for side in (True, False))
-    distance, same, _ = _pairs(codes, family_a, dev_rows)
-    print("dev half: pair precision and recall by the most hash bits (of 128) two copies may differ in")
-    print("| distance | precision | recall |\n|---:|---:|---:|")
-    chosen = 0
-    for limit in range(4, 41, 2):
-        found = distance <= limit
-        precision = float((found & same).sum() / max(found.sum(), 1))
-        recall = float((found & same).sum() / max(same.sum(), 1))
-        print(f"| {limit} | {precision:.4f} | {recall:.4f} |")
-        chosen = chosen or (limit if recall >= 0.995 else 0)
-    print(f"\nchosen on dev (the smallest with recall >= 0.995): {chosen}; COPY_DISTANCE is {COPY_DISTANCE}\n")
-    _report_test(codes, family_a, kind_a, test_rows, chosen, origin)
+        elapsed = time.perf_counter() - start
+        codes = np.asarray([[h.dct, h.diff] for h in hashes], dtype=np.int64)
+        family_a = _merge_dataset_copies(codes, np.asarray(family), np.asarray(kind))
+        print(
+            f"{len(sources)} originals ({(len(origin) - origin.count('flickr8k')) // 5} opendomain), {len(paths)} files"
+        )
+        print(f"made and hashed in {elapsed:.1f} s ({1000 * elapsed / len(paths):.1f} ms per file)\n")
+        halves = np.asarray([random.Random(seed + n).random() < 0.5 for n in range(len(sources))])
+        found = {}
+        for name, side in (("dev", True), ("test", False)):
+            rows = np.flatnonzero(halves[np.asarray(family)] == side)
+            distance, same, pairs = _pairs(codes, family_a, rows)
+            found[name] = (rows, distance, same, pairs, _pair_cosines(paths, pairs, distance))
+    sure, min_cosine = _choose(family_a, *found["dev"])
+    _report_test(codes, family_a, np.asarray(kind), origin, sure, min_cosine, *found["test"])
 
 
-def _report_test(
-    codes: np.ndarray, family: np.ndarray, kind: np.ndarray, rows: np.ndarray, limit: int, origin: list[str]
-) -> None:
-    distance, same, pairs = _pairs(codes, family, rows)
-    found = distance <= limit
-    print(f"test half at distance {limit}: {len(rows)} files")
-    print("| copy kind | recall | copy pairs |\n|---|---:|---:|")
-    originals_only = (kind[pairs[0]] == -1) | (kind[pairs[1]] == -1)
+def _merge_dataset_copies(codes: np.ndarray, family: np.ndarray, kind: np.ndarray) -> np.ndarray:
+    """One family for originals that are the same picture already in the dataset (hashes <= 2 bits apart)."""
+    originals_at = np.flatnonzero(kind == -1)
+    merged = family.copy()
+    for group in linked_groups(len(originals_at), hash_links(codes[originals_at], 2)):
+        into = family[originals_at[group[0]]]
+        for member in group[1:]:
+            merged[family == family[originals_at[member]]] = into
+    print(f"{len(set(family.tolist())) - len(set(merged.tolist()))} originals are in the datasets twice: merged")
+    return merged
+
+
+def _choose(family, rows, distance, same, pairs, cosine) -> tuple[int, float]:  # noqa: ANN001
+    total = _copy_pairs(family, rows)
+    print("dev half: hash bits (of 128) sure to be a copy, feature cosine needed up to 28 bits")
+    print("| sure | cosine | precision | recall |\n|---:|---:|---:|---:|")
+    best = (SURE_GRID[0], COSINE_GRID[-1], -1.0, 0.0)
+    for sure in SURE_GRID:
+        for min_cosine in COSINE_GRID:
+            called = _called(distance, cosine, sure, min_cosine)
+            precision = float((called & same).sum() / max(called.sum(), 1))
+            recall = float((called & same).sum() / max(total, 1))
+            print(f"| {sure} | {min_cosine} | {precision:.4f} | {recall:.4f} |")
+            if recall >= 0.99 and (precision, -recall) > (best[2], -best[3]):  # ties: the strictest rule
+                best = (sure, min_cosine, precision, recall)
+    print(f"\nchosen on dev (best precision at recall >= 0.99, then the strictest): sure {best[0]}, cosine {best[1]}")
+    print(f"shipped: SURE_DISTANCE {SURE_DISTANCE}, COPY_DISTANCE {COPY_DISTANCE}, COPY_MIN_COSINE {COPY_MIN_COSINE}\n")
+    return best[0], best[1]
+
+
+def _report_test(codes, family, kind, origin, sure, min_cosine, rows, distance, same, pairs, cosine) -> None:  # noqa: ANN001
+    called = _called(distance, cosine, sure, min_cosine)
+    print(f"test half (sure {sure}, cosine {min_cosine}): {len(rows)} files")
+    print("| copy kind | recall | copies |\n|---|---:|---:|")
+    found = {(int(a), int(b)) for a, b in pairs[:, called & same].T}
     for k, name in enumerate(KINDS):
-        of_kind = same & originals_only & ((kind[pairs[0]] == k) | (kind[pairs[1]] == k))
-        print(f"| {name} | {float((found & of_kind).sum() / max(of_kind.sum(), 1)):.4f} | {int(of_kind.sum())} |")
-    false = found & ~same
-    print(f"\npair precision {float((found & same).sum() / max(found.sum(), 1)):.4f}: {int(false.sum())} false pairs")
-    print(f"pair recall (any two files of one original) {float((found & same).sum() / max(same.sum(), 1)):.4f}")
-    for a, b in pairs[:, false].T[:10]:
-        bits = int(hamming_block(codes[[a]], codes[[b]])[0, 0])
-        print(f"  false pair: {origin[a]} #{family[a]} ~ {origin[b]} #{family[b]}: {bits} bits")
-    groups = linked_groups(len(rows), hash_links(codes[rows], limit))
-    mixed = sum(len(set(family[rows[g]].tolist())) > 1 for g in groups)
-    print(f"groups as `vistext duplicates` forms them: {len(groups)}, {mixed} of them mixing distinct photos")
+        copies = rows[kind[rows] == k]
+        hits = sum((int(c) - k - 1, int(c)) in found for c in copies)  # each copy follows its original
+        print(f"| {name} | {hits / max(len(copies), 1):.4f} | {len(copies)} |")
+    false = np.flatnonzero(called & ~same)
+    precision = float((called & same).sum() / max(called.sum(), 1))
+    recall = float((called & same).sum() / max(_copy_pairs(family, rows), 1))
+    print(
+        f"\npair precision {precision:.4f} ({len(false)} false pairs), recall {recall:.4f} (any two files of one photo)"
+    )
+    for pair in false[:8]:
+        a, b = pairs[:, pair]
+        who = f"{origin[a]} #{family[a]} ~ {origin[b]} #{family[b]}"
+        print(f"  false: {who}: {distance[pair]} bits, cosine {cosine[pair]:.3f}")
     scene = np.asarray(origin)
-    same_scene = ~same & (scene[pairs[0]] == scene[pairs[1]]) & (scene[pairs[0]] != "flickr8k")
-    called = int((found & same_scene).sum())
-    print(f"pairs of distinct photos of one opendomain class: {int(same_scene.sum())}, called copies: {called}")
+    one_class = ~same & (scene[pairs[0]] == scene[pairs[1]]) & (scene[pairs[0]] != "flickr8k")
+    both_flickr = ~same & (scene[pairs[0]] == "flickr8k") & (scene[pairs[1]] == "flickr8k")
+    print(f"distinct photos of one opendomain class called copies: {int((called & one_class).sum())} pairs")
+    print(f"distinct Flickr8k photos called copies: {int((called & both_flickr).sum())} pairs")
 
 
 # ---- memory ----------------------------------------------------------------------------------------------------

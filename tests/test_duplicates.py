@@ -17,7 +17,14 @@ import pytest
 from PIL import Image
 
 import vistext.service.duplicates as duplicates_service
-from vistext.analysis.duplicates import cosine_links, group_pairs, hash_links, linked_groups, pair_precision_recall
+from vistext.analysis.duplicates import (
+    copy_links,
+    cosine_links,
+    group_pairs,
+    hash_links,
+    linked_groups,
+    pair_precision_recall,
+)
 from vistext.analysis.picture_hash import hamming_block, hash_picture
 from vistext.cli import main
 from vistext.errors import UsageError
@@ -230,3 +237,16 @@ def test_the_hash_cache_is_keyed_by_content_in_each_backend(store_location: Path
     with open_store(store_location, readonly=True) as store:
         store.set_picture_hashes({"c" * 40: (2, 2)})  # read-only: nothing written, no error
         assert store.picture_hashes(["c" * 40, "b" * 40]) == {"b" * 40: (0, -1)}
+
+
+def test_copy_links_need_features_to_agree_beyond_the_sure_distance() -> None:
+    # four photos: 0~1 are 4 bits apart, 0~2 are 20 bits apart, 0~3 are 20 bits apart; 2 looks like 0, 3 does not
+    codes = np.array([[0, 0], [0b1111, 0], [(1 << 20) - 1, 0], [((1 << 20) - 1) << 30, 0]], dtype=np.int64)
+    features = np.array([[1.0, 0.0], [0.99, 0.1], [0.97, 0.2], [0.2, 0.98]], dtype=np.float32)
+    features /= np.linalg.norm(features, axis=1, keepdims=True)
+    pairs = sorted(
+        (int(i), int(j))
+        for rows, cols in copy_links(codes, features, sure=8, most=24, min_cosine=0.9)
+        for i, j in zip(rows, cols, strict=True)
+    )
+    assert pairs == [(0, 1), (0, 2), (1, 2)]  # 3 is as close in hash as 2, but another picture by its features

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from vistext.analysis.picture_hash import hamming_block
+from vistext.analysis.picture_hash import COPY_DISTANCE, COPY_MIN_COSINE, SURE_DISTANCE, hamming_block, pair_distance
 from vistext.errors import UsageError
 
 # scores held at once per block (64 MB of float32) whatever the collection's size: rows enough for an efficient
@@ -17,6 +17,7 @@ from vistext.errors import UsageError
 BLOCK_CELLS = 16_000_000
 LINK_CELLS = 2_000_000  # mask cells turned into index pairs at once (at most 16 MB of links, however dense)
 
+_PAIRS_AT_ONCE = 4096
 Links = tuple[np.ndarray, np.ndarray]  # (rows, cols) of linked pairs, as two index arrays
 
 
@@ -48,6 +49,25 @@ def hash_links(codes: np.ndarray, max_distance: int, block_cells: int = BLOCK_CE
     step = _rows_per_block(len(codes), block_cells)
     for start in range(0, len(codes), step):
         yield from _upper(start, hamming_block(codes[start : start + step], codes[start:]) <= max_distance)
+
+
+def copy_links(
+    codes: np.ndarray,
+    matrix: np.ndarray,
+    sure: int = SURE_DISTANCE,
+    most: int = COPY_DISTANCE,
+    min_cosine: float = COPY_MIN_COSINE,
+) -> Iterator[Links]:
+    """Blocks of copy pairs: hashes (``codes``) at most ``sure`` bits apart, or at most ``most`` bits apart with
+    L2-normalised feature rows (``matrix``) at cosine ``min_cosine`` or above."""
+    codes = np.asarray(codes, dtype=np.int64).reshape(len(codes), -1)
+    for rows, cols in hash_links(codes, most):
+        far = np.flatnonzero(pair_distance(codes[rows], codes[cols]) > sure)
+        agree = np.ones(len(rows), dtype=bool)
+        for first in range(0, len(far), _PAIRS_AT_ONCE):  # a few feature rows at a time, however many pairs
+            part = far[first : first + _PAIRS_AT_ONCE]
+            agree[part] = np.einsum("ij,ij->i", matrix[rows[part]], matrix[cols[part]]) >= min_cosine
+        yield rows[agree], cols[agree]
 
 
 def _upper(start: int, linked: np.ndarray) -> Iterator[Links]:

@@ -4,7 +4,8 @@ rotated by EXIF or has its metadata changed, and differ between two shots of the
 Two classic hashes, both on the EXIF-transposed photo in grayscale (imagehash's definitions; numpy and Pillow
 only): the DCT hash (pHash: the signs of the 8x8 lowest frequencies of a 32x32 picture against their median) and
 the difference hash (dHash: whether each pixel of a 9x8 picture is brighter than its right neighbour). Copies are
-told apart by the Hamming distance between hashes (``COPY_DISTANCE``, measured by bench/duplicates.py).
+told apart by the Hamming distance between hashes, confirmed by the image features where a crop makes the hashes
+drift (the constants below, measured by bench/duplicates.py; the rule is ``analysis.duplicates.copy_links``).
 """
 
 from __future__ import annotations
@@ -17,8 +18,13 @@ from PIL import Image
 
 from vistext.images import open_image
 
-# Copies differ in at most this many of the 128 bits of both hashes together (bench/duplicates.py)
-COPY_DISTANCE = 26
+# Two photos are copies when their hashes (128 bits, both kinds together) differ in at most SURE_DISTANCE bits, or
+# in at most COPY_DISTANCE bits (a 5 % crop needs up to ~28) and their image features agree (cosine at least
+# COPY_MIN_COSINE: distinct product shots on white and near-identical scenes come that close in hash, not in
+# features). Chosen on the dev half of bench/duplicates.py.
+SURE_DISTANCE = 16
+COPY_DISTANCE = 28
+COPY_MIN_COSINE = 0.9
 _SIDE = 32  # the DCT hash's picture
 _LOW = 8  # the frequencies it keeps per axis
 _DECODE_SIDE = 64  # a JPEG is decoded at a DCT scale whose shorter side is still at least this
@@ -76,6 +82,11 @@ def hamming_block(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         xor = np.bitwise_xor(rows[:, kind, None], cols[None, :, kind]).view(np.uint64)
         distance += _popcount(xor)
     return distance
+
+
+def pair_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Bits differing between row k of ``a`` and row k of ``b`` (n x k int64 hashes each), summed over kinds."""
+    return _popcount(np.bitwise_xor(a, b).view(np.uint64)).sum(axis=1)
 
 
 def _popcount(values: np.ndarray) -> np.ndarray:

@@ -1,8 +1,9 @@
 """Duplicates in an indexed collection, in two kinds named as such:
 
 - *copies*: the same photo saved again (the same bytes, or re-encoded, resized, cropped a little, rotated by EXIF,
-  metadata changed), told by perceptual hashes (``analysis.picture_hash``) cached by content hash in the
-  catalogue, so a second run decodes no photo. One copy per group is suggested to keep (``KEEP_RULE``).
+  metadata changed), told by perceptual hashes (``analysis.picture_hash``; beyond a sure distance the stored
+  image features must agree too), cached by content hash in the catalogue, so a second run decodes no photo. One
+  copy per group is suggested to keep (``KEEP_RULE``).
 - *similar shots*: distinct photos of one scene (bursts, the same view), told by the stored image features at
   cosine ``threshold`` or above. Nothing is suggested to keep: each may be the one a user wants.
 
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vistext.analysis.duplicates import cosine_links, hash_links, linked_groups
+from vistext.analysis.duplicates import copy_links, cosine_links, linked_groups
 from vistext.analysis.picture_hash import COPY_DISTANCE, hash_photo
 from vistext.errors import ImageDecodeError, UsageError
 from vistext.service.collection import Collection
@@ -69,7 +70,7 @@ def find_duplicates(
     codes = np.asarray([hashes[content.sha] for content in contents], dtype=np.int64)
     matrix = np.stack([content.vector for content in contents]).astype(np.float32)
     matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
-    linked = linked_groups(len(contents), hash_links(codes, COPY_DISTANCE))
+    linked = linked_groups(len(contents), copy_links(codes, matrix))
     in_copies = {member for group in linked for member in group}
     linked += [[k] for k, content in enumerate(contents) if len(content.files) > 1 and k not in in_copies]
     groups: list[DuplicateGroup] = []
