@@ -1,4 +1,5 @@
-"""``vistext duplicates``: exact copies and near-duplicates in the collection, as text, JSON or contact sheets."""
+"""``vistext duplicates``: copies (with the one to keep) and similar shots in the collection, as text, JSON or
+contact sheets."""
 
 from __future__ import annotations
 
@@ -9,12 +10,20 @@ from vistext.cli.collection import add_db, service_for
 from vistext.cli.listing import add_filters, filter_from
 from vistext.cli.output import emit_json, say
 from vistext.service import DuplicatesResult, Hit, SearchResult, Service
+from vistext.service.duplicates import KEEP_RULE
+
+KIND_NAMES = {"copies": "copies", "similar": "similar shots"}
+HELP = (
+    "groups of copies (the same photo re-encoded, resized, cropped a little, rotated or with changed metadata: "
+    "found by perceptual hash, one suggested to keep) and of similar shots (bursts, the same scene: found by image "
+    f"features; nothing suggested to keep, review them). Keep rule: {KEEP_RULE}."
+)
 
 SHEET_COLUMNS = 6
 
 
 def draw_groups(service: Service, result: DuplicatesResult, folder: Path) -> list[Path]:
-    """One contact sheet per group in ``folder`` (``group-001-exact.png``, ``group-002-near.png``...)."""
+    """One contact sheet per group in ``folder`` (``group-001-copies.png``, ``group-002-similar.png``...)."""
     folder.mkdir(parents=True, exist_ok=True)
     sheets = []
     for number, group in enumerate(result.groups, start=1):
@@ -33,28 +42,32 @@ def run_duplicates(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(result.to_dict())
         return 0
+    for skipped in result.skipped:
+        say(f"skipped {skipped.path}: {skipped.reason}")
     if not result.groups:
-        say(f"no duplicates (near-duplicate threshold {result.threshold:.3f})")
+        say(f"no duplicates (similar shots at similarity {result.threshold:.3f})")
     for number, group in enumerate(result.groups, start=1):
-        say(f"group {number}: {group.kind}, {len(group.images)} images")
+        say(f"group {number}: {KIND_NAMES.get(group.kind, group.kind)}, {len(group.images)} images")
         for image in group.images:
-            say(f"  {image.score:6.3f}  {image.path}")
-    exact = sum(group.kind == "exact" for group in result.groups)
-    say(f"{exact} exact, {len(result.groups) - exact} near groups (threshold {result.threshold:.3f})")
+            say(f"  {image.match or 'shot':5s}  {image.score:6.3f}  {image.path}")
+    copies = [group for group in result.groups if group.kind == "copies"]
+    spare = sum(len(group.images) - 1 for group in copies)
+    say(
+        f"{len(copies)} groups of copies ({spare} files could go), {len(result.groups) - len(copies)} groups of "
+        f"similar shots (similarity {result.threshold:.3f})"
+    )
     if sheets:
         say(f"wrote {len(sheets)} contact sheets to {args.grid}")
     return 0
 
 
 def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    duplicates = commands.add_parser(
-        "duplicates", parents=[common], help="groups of exact copies and near-duplicates (resized, re-encoded, cropped)"
-    )
+    duplicates = commands.add_parser("duplicates", parents=[common], help=HELP, description=HELP)
     duplicates.add_argument(
         "--threshold",
         type=float,
         default=None,
-        help="cosine similarity at or above which two photos are near-duplicates (default: the measured one)",
+        help="image-feature similarity at or above which two photos are similar shots (default: the measured one)",
     )
     duplicates.add_argument("--grid", type=Path, help="write one contact sheet per group into this folder")
     add_filters(duplicates)

@@ -22,17 +22,32 @@ ROOT_FOLDER = "."  # the folder name of photos directly in the collection folder
 class DuplicateImageOut(BaseModel):
     id: int
     path: str
-    score: float = Field(description="cosine similarity to the group's first image (the one to keep)")
+    score: float = Field(description="image-feature similarity to the group's first image")
+    match: str | None = Field(
+        None, description='in a group of copies: "keep" (the one to keep), "exact" (same bytes) or "copy"'
+    )
 
 
 class DuplicateGroupOut(BaseModel):
-    kind: str = Field(description='"exact" (the same bytes) or "near" (resized, re-encoded, lightly cropped)')
+    kind: str = Field(
+        description='"copies" (the same photo saved again: re-encoded, resized, cropped, rotated) or "similar" '
+        "(distinct shots of one scene)"
+    )
+    keep: int | None = Field(None, description="id of the copy suggested to keep (copies only)")
     images: list[DuplicateImageOut]
+
+
+class SkippedFileOut(BaseModel):
+    id: int
+    path: str
+    reason: str
 
 
 class DuplicatesOut(BaseModel):
     groups: list[DuplicateGroupOut]
-    threshold: float
+    threshold: float = Field(description="image-feature similarity of similar shots")
+    copy_distance: int = Field(description="most perceptual-hash bits (of 128) in which two copies differ")
+    skipped: list[SkippedFileOut] = Field(description="photos that could not be read now, and why")
 
 
 class AttributesOut(BaseModel):
@@ -94,12 +109,12 @@ def build_explore_router() -> APIRouter:
     @api.get(
         "/duplicates",
         response_model=DuplicatesOut,
-        summary="groups of exact copies and near-duplicates (same as `vistext duplicates --json`)",
+        summary="groups of copies (one to keep) and of similar shots (same as `vistext duplicates --json`)",
     )
     async def duplicates(
         request: Request,
         threshold: float | None = Query(
-            None, gt=0, le=1, description="cosine similarity for near-duplicates (default: the calibrated 0.85)"
+            None, gt=0, le=1, description="image-feature similarity for similar shots (default: the calibrated 0.85)"
         ),
     ) -> JSONResponse:
         context = ctx(request)

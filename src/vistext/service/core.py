@@ -269,8 +269,8 @@ class Service:
         return self.explore.grid(result, out_path, columns=columns, thumb=thumb, query_image=query_image)
 
     def duplicates(self, threshold: float | None = None, filter: ImageFilter | None = None) -> DuplicatesResult:
-        """Groups of exact copies (same content hash) and of near-duplicates (resized, re-encoded, lightly
-        cropped: stored image features at cosine ``threshold`` or above; default measured by bench/duplicates.py)."""
+        """Groups of copies (perceptual hash; the one to keep first) and of similar shots (stored image features at
+        cosine ``threshold`` or above; default measured by bench/duplicates.py); see ``service.duplicates``."""
         from vistext.service.duplicates import find_duplicates
 
         return find_duplicates(self.collection, threshold, self.collection.restrict(filter))

@@ -1,80 +1,209 @@
-"""Duplicates in an indexed collection: exact copies (the same content hash) and near-duplicates (resized,
-re-encoded, lightly cropped copies: stored pooled image features above a cosine threshold), from the
-catalogue alone: no photo is decoded again (only the headers of grouped photos, to put the one to keep first)."""
+"""Duplicates in an indexed collection, in two kinds named as such:
+
+- *copies*: the same photo saved again (the same bytes, or re-encoded, resized, cropped a little, rotated by EXIF,
+  metadata changed), told by perceptual hashes (``analysis.picture_hash``; beyond a sure distance the stored
+  image features must agree too), cached by content hash in the catalogue, so a second run decodes no photo. One
+  copy per group is suggested to keep (``KEEP_RULE``).
+- *similar shots*: distinct photos of one scene (bursts, the same view), told by the stored image features at
+  cosine ``threshold`` or above. Nothing is suggested to keep: each may be the one a user wants.
+
+A photo that cannot be read now (gone, a FIFO, broken) is skipped with a one-line reason; nothing blocks on it.
+"""
 
 from __future__ import annotations
 
-import warnings
+import logging
+import os
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 
-from vistext.analysis.duplicates import connected_groups, similar_pairs
-from vistext.errors import UsageError
+from vistext.analysis.duplicates import copy_links, cosine_links, linked_groups
+from vistext.analysis.picture_hash import COPY_DISTANCE, hash_photo
+from vistext.errors import ImageDecodeError, UsageError
 from vistext.service.collection import Collection
-from vistext.service.results import DuplicateGroup, DuplicateImage, DuplicatesResult
+from vistext.service.results import DuplicateGroup, DuplicateImage, DuplicatesResult, SkippedFile
+from vistext.store.base import Store
+from vistext.store.records import ImageRecord
 
-# Measured by bench/duplicates.py on the 1,000 Flickr8k originals, 333 of them with a half-size, a JPEG-quality-40
-# and a 90%-cropped copy (1,999 photos, 1,998 true near-duplicate pairs), efficientnet-lite0 pooled features:
-#   threshold  0.75   0.80   0.85   0.90   0.95
-#   precision 0.965  0.999  0.999  1.000  1.000
-#   recall    1.000  1.000  0.997  0.944  0.444
-# False pairs climb quickly below 0.80 (and with collection size: 0.75 gave 0.993 on 300 originals); 0.85 keeps a
-# margin above that for bigger collections and still finds 99.7% of the copies.
-# The one "false" pair at 0.85 is two burst shots of the same scene (191003285 and 191003287, cosine 0.891), a
-# near-duplicate a user would want shown; the misses are the crops of two photos (cosine 0.78-0.85).
+log = logging.getLogger(__name__)
+
+# Measured by bench/duplicates.py (efficientnet-lite0 pooled features): at 0.85 bursts and photos of one scene
+# group together, while photos that merely share a subject do not; copies are found by hash, not by this.
 DEFAULT_THRESHOLD = 0.85
+KEEP_RULE = (
+    "the copy to keep: the most pixels; then one that still carries its camera's EXIF (re-encoding often strips "
+    "it); then the oldest (date taken, then file time: an original predates its copies); then the largest file "
+    "(least compressed); then the first indexed"
+)
+_HASH_WORKERS = 4  # decoding a reduced JPEG releases the GIL
+
+
+@dataclass
+class _Content:
+    """One distinct content (content hash) of the collection and the indexed files holding it."""
+
+    sha: str
+    files: list[ImageRecord]
+    vector: np.ndarray
 
 
 def find_duplicates(
     collection: Collection, threshold: float | None = None, restrict: np.ndarray | None = None
 ) -> DuplicatesResult:
-    """Exact-copy groups and near-duplicate groups of ``collection`` at cosine ``threshold``
-    (``DEFAULT_THRESHOLD`` when None), among the image ids in ``restrict`` when given (a filter's)."""
+    """Groups of copies (perceptual hash) and of similar shots (image features at cosine ``threshold``, or
+    ``DEFAULT_THRESHOLD`` when None) of ``collection``, among the image ids in ``restrict`` when given."""
     threshold = DEFAULT_THRESHOLD if threshold is None else float(threshold)
     if not 0.0 < threshold <= 1.0:
         raise UsageError(f"the similarity threshold must be in (0, 1], got {threshold}")
-    by_sha: dict[str, list[tuple[int, str, int]]] = {}
-    vectors: dict[str, np.ndarray] = {}
-    records = collection.store().records(None if restrict is None else restrict.tolist(), status="ok")
+    store = collection.store()
+    contents = _contents(store.records(None if restrict is None else restrict.tolist(), status="ok"))
+    hashes, skipped = _picture_hashes(store, contents)
+    left_out = {file.id for file in skipped}  # a file that cannot be read now is in no group
+    for content in contents:
+        content.files = [record for record in content.files if record.id not in left_out]
+    contents = [content for content in contents if content.files and content.sha in hashes]
+    if not contents:
+        return DuplicatesResult([], threshold, COPY_DISTANCE, skipped)
+    codes = np.asarray([hashes[content.sha] for content in contents], dtype=np.int64)
+    matrix = np.stack([content.vector for content in contents]).astype(np.float32)
+    matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+    linked = linked_groups(len(contents), copy_links(codes, matrix))
+    in_copies = {member for group in linked for member in group}
+    linked += [[k] for k, content in enumerate(contents) if len(content.files) > 1 and k not in in_copies]
+    groups: list[DuplicateGroup] = []
+    representative = list(range(len(contents)))  # a copy group stands for its kept copy among similar shots
+    shown_file = {k: content.files[0] for k, content in enumerate(contents)}
+    for members in linked:
+        group, keep = _copy_group([contents[k] for k in members], matrix[members])
+        groups.append(group)
+        for k in members:
+            representative[k] = members[keep]
+        shown_file[members[keep]] = next(r for r in contents[members[keep]].files if r.id == group.keep)
+    shown = sorted(set(representative))
+    candidates = matrix if len(shown) == len(contents) else matrix[shown]
+    for members in linked_groups(len(shown), cosine_links(candidates, threshold)):
+        rows = [shown[m] for m in members]
+        groups.append(_similar_group([shown_file[k] for k in rows], matrix[rows]))
+    return DuplicatesResult(groups, threshold, COPY_DISTANCE, skipped)
+
+
+def _contents(records: Iterable[ImageRecord]) -> list[_Content]:
+    """The distinct contents among ``records`` (ok and with features), in order of their first image id."""
+    by_sha: dict[str, _Content] = {}
     for record in records:
         if record.id is None or record.pooled is None:
             continue
-        by_sha.setdefault(record.sha, []).append((int(record.id), record.path, int(record.size)))
-        vectors.setdefault(record.sha, record.pooled)
-    shas = sorted(by_sha, key=lambda sha: min(image_id for image_id, _, _ in by_sha[sha]))
-    groups: list[DuplicateGroup] = []
-    for sha in shas:
-        copies = sorted(by_sha[sha])
-        if len(copies) > 1:
-            groups.append(DuplicateGroup("exact", [DuplicateImage(i, path, 1.0) for i, path, _ in copies]))
-    if len(shas) > 1:
-        matrix = np.stack([vectors[sha] for sha in shas]).astype(np.float32)
-        matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
-        for members in connected_groups(len(shas), similar_pairs(matrix, threshold)):
-            groups.append(_near_group([shas[m] for m in members], by_sha, matrix[members]))
-    return DuplicatesResult(groups, threshold)
+        content = by_sha.setdefault(record.sha, _Content(record.sha, [], record.pooled))
+        record.pooled, record.logits, record.embeddings = None, None, {}  # one vector per content is enough
+        content.files.append(record)
+    for content in by_sha.values():
+        content.files.sort(key=lambda record: record.id or 0)
+    return sorted(by_sha.values(), key=lambda content: content.files[0].id or 0)
 
 
-def _near_group(shas: list[str], by_sha: dict[str, list[tuple[int, str, int]]], matrix: np.ndarray) -> DuplicateGroup:
-    """One near group: one image per distinct content (exact copies are their own groups). First comes the one
-    to keep: the most pixels, then the largest file (the original beats its resized, cropped and re-encoded
-    copies); the rest follow by their cosine similarity to it."""
-    firsts = [min(by_sha[sha]) for sha in shas]
-    keep = max(range(len(shas)), key=lambda k: (_pixels(firsts[k][1]), firsts[k][2], -firsts[k][0]))
-    scores = matrix @ matrix[keep]
-    order = sorted(range(len(shas)), key=lambda k: (k != keep, -float(scores[k]), firsts[k][0]))
-    images = [DuplicateImage(firsts[k][0], firsts[k][1], min(float(scores[k]), 1.0)) for k in order]
-    return DuplicateGroup("near", images)
+def _picture_hashes(store: Store, contents: list[_Content]) -> tuple[dict[str, tuple[int, int]], list[SkippedFile]]:
+    """Content hash -> (dct, diff) hashes from the cache, the missing ones computed and cached; the files that
+    could not be read now (a content none of whose files can be read has no hashes)."""
+    cached = store.picture_hashes([content.sha for content in contents])
+    missing = [content for content in contents if content.sha not in cached]
+    skipped: list[SkippedFile] = []
+    if missing:
+        with ThreadPoolExecutor(max_workers=min(_HASH_WORKERS, len(missing))) as pool:
+            computed = list(pool.map(_hash_content, missing))
+        fresh = {}
+        for content, (codes, failures) in zip(missing, computed, strict=True):
+            skipped += failures
+            if codes is not None:
+                fresh[content.sha] = codes
+        store.set_picture_hashes(fresh)
+        cached = {**cached, **fresh}
+    return cached, skipped
 
 
-def _pixels(path: str) -> int:
-    """Width x height from the file's header (no pixel is decoded), or 0 when it cannot be read now."""
+def _hash_content(content: _Content) -> tuple[tuple[int, int] | None, list[SkippedFile]]:
+    """The hashes of the first file of ``content`` that can be read now and is still what was indexed (same
+    size and modification time before and after decoding, so a hash is never cached under another content)."""
+    failures = []
+    for record in content.files:
+        try:
+            before = _stamp(record.path)
+            picture = hash_photo(record.path)
+            if before != (record.size, record.mtime) or _stamp(record.path) != before:
+                raise ImageDecodeError(record.path, "changed since it was indexed (run `vistext index` again)")
+            return (picture.dct, picture.diff), []
+        except ImageDecodeError as error:
+            log.info("duplicates: skipping %s", error)
+            failures.append(SkippedFile(record.id or 0, record.path, error.reason))
+    return None, failures
+
+
+def _stamp(path: str) -> tuple[int, float]:
+    try:
+        status = os.stat(path)
+    except OSError as error:
+        raise ImageDecodeError(path, f"cannot read file ({error.strerror or error})") from None
+    return int(status.st_size), float(status.st_mtime)
+
+
+def _copy_group(contents: list[_Content], matrix: np.ndarray) -> tuple[DuplicateGroup, int]:
+    """One group of copies, every file of every member content, the one to keep (``KEEP_RULE``) first; the
+    rest by their feature similarity to it. Also the position of the kept file's content in ``contents``."""
+    files = [(k, record) for k, content in enumerate(contents) for record in content.files]
+    keep_k, keep = max(files, key=lambda item: _keep_key(item[1]))
+    scores = matrix @ matrix[keep_k]
+    ordered = sorted(files, key=lambda item: (item[1] is not keep, -float(scores[item[0]]), item[1].id))
+    images = [
+        DuplicateImage(
+            int(record.id or 0),
+            record.path,
+            1.0 if k == keep_k else min(float(scores[k]), 1.0),
+            "keep" if record is keep else ("exact" if k == keep_k else "copy"),
+        )
+        for k, record in ordered
+    ]
+    return DuplicateGroup("copies", images, keep=int(keep.id or 0)), keep_k
+
+
+def _similar_group(files: list[ImageRecord], matrix: np.ndarray) -> DuplicateGroup:
+    """One group of similar shots, one file per content (copies stand in by their kept file), in the order they
+    were taken; scores are feature similarities to the first."""
+    order = sorted(range(len(files)), key=lambda k: _taken(files[k]))
+    scores = matrix @ matrix[order[0]]
+    images = [DuplicateImage(int(files[k].id or 0), files[k].path, min(float(scores[k]), 1.0)) for k in order]
+    return DuplicateGroup("similar", images)
+
+
+def _taken(record: ImageRecord) -> tuple[float, int]:
+    meta = record.meta
+    when = meta.taken_at if meta is not None and meta.taken_at is not None else record.mtime
+    return float(when), int(record.id or 0)
+
+
+def _keep_key(record: ImageRecord) -> tuple[int, bool, float, float, int, int]:
+    """Larger is kept first: pixels, camera EXIF, older (taken, then file time), file size, then first indexed
+    (``KEEP_RULE``)."""
+    meta = record.meta
+    pixels = (meta.width or 0) * (meta.height or 0) if meta is not None else 0
+    camera = meta is not None and bool(meta.camera_make or meta.camera_model)
+    taken = meta.taken_at if meta is not None and meta.taken_at is not None else float("inf")
+    return pixels or _header_pixels(record.path), camera, -taken, -record.mtime, int(record.size), -(record.id or 0)
+
+
+def _header_pixels(path: str) -> int:
+    """Width x height from the file's header (no pixel decoded; a FIFO is refused unread), 0 when unreadable."""
+    import warnings
+
     from PIL import Image
 
+    from vistext.images import open_regular
+
     try:
-        with warnings.catch_warnings():
+        with open_regular(path) as handle, warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a huge or oddly tagged header is still just a size here
-            with Image.open(path) as picture:
+            with Image.open(handle) as picture:
                 return int(picture.width) * int(picture.height)
-    except (OSError, ValueError, Image.DecompressionBombError):
+    except (ImageDecodeError, OSError, ValueError, Image.DecompressionBombError):
         return 0

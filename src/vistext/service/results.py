@@ -255,34 +255,60 @@ class NeighbourTable:
 
 @dataclass
 class DuplicateImage:
-    """One member of a duplicate group: its catalogue id, path and cosine similarity to the group's first image."""
+    """One member of a duplicate group: its catalogue id, path, image-feature similarity to the group's first
+    image, and in a group of copies what it is: ``"keep"`` (the one suggested to keep), ``"exact"`` (the same
+    bytes as it) or ``"copy"`` (re-encoded, resized, cropped...); empty in a group of similar shots."""
 
     id: int
     path: str
     score: float
+    match: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "path": self.path, "score": round(float(self.score), 6)}
+        found = {"id": self.id, "path": self.path, "score": round(float(self.score), 6)}
+        return {**found, "match": self.match} if self.match else found
 
 
 @dataclass
 class DuplicateGroup:
-    """Exact copies (``kind="exact"``: the same bytes) or near-duplicates (``"near"``: resized, re-encoded,
-    lightly cropped), the one to keep (most pixels, then largest file) first."""
+    """``kind="copies"``: the same photo saved again, the one to keep (``keep``, by the rule in
+    ``service.duplicates.KEEP_RULE``) first; ``"similar"``: distinct shots of one scene, in the order taken,
+    with nothing suggested to keep."""
 
     kind: str
     images: list[DuplicateImage]
+    keep: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "images": [image.to_dict() for image in self.images]}
+        return {"kind": self.kind, "keep": self.keep, "images": [image.to_dict() for image in self.images]}
+
+
+@dataclass
+class SkippedFile:
+    """A photo left out of the duplicates because it cannot be read now, and why (one line)."""
+
+    id: int
+    path: str
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "path": self.path, "reason": self.reason}
 
 
 @dataclass
 class DuplicatesResult:
-    """Every duplicate group of the collection and the similarity threshold the near groups used."""
+    """Every duplicate group of the collection, the image-feature similarity threshold of the similar shots,
+    the most hash bits in which two copies may differ, and the photos that could not be read."""
 
     groups: list[DuplicateGroup]
     threshold: float
+    copy_distance: int = 0
+    skipped: list[SkippedFile] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"groups": [group.to_dict() for group in self.groups], "threshold": self.threshold}
+        return {
+            "groups": [group.to_dict() for group in self.groups],
+            "threshold": self.threshold,
+            "copy_distance": self.copy_distance,
+            "skipped": [file.to_dict() for file in self.skipped],
+        }

@@ -128,6 +128,15 @@ class Store(ABC):
             "tags": self.tag_counts(),
         }
 
+    # ---- the perceptual-hash cache (store/picture_hashes.py); a backend without one recomputes every time ------
+    def picture_hashes(self, shas: Iterable[str]) -> dict[str, tuple[int, int]]:
+        """Content hash -> its cached (dct, diff) perceptual hashes, for those of ``shas`` the cache holds."""
+        return {}
+
+    def set_picture_hashes(self, hashes: Mapping[str, tuple[int, int]]) -> None:
+        """Cache perceptual hashes by content hash (a read-only store keeps none)."""
+        return None
+
     def collection_root(self) -> str | None:
         """The folder collection-relative paths (``ImageFilter.folder``, facets) start from, if any."""
         return None

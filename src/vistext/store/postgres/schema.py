@@ -20,6 +20,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from vistext.errors import StoreError
+from vistext.store.picture_hashes import CREATE_TABLE as CREATE_PICTURE_HASHES
 from vistext.store.records import IMAGE_SPACE
 
 VECTOR_INDEX_LIMIT = 2000  # pgvector's HNSW limit for vector; halfvec reaches twice that
@@ -80,7 +81,12 @@ def _v2(conn: psycopg.Connection) -> None:
         conn.execute(statement)
 
 
-MIGRATIONS: list[Callable[[psycopg.Connection], None]] = [_v1, _v2]
+def _v3(conn: psycopg.Connection) -> None:
+    # SQLite's v6: the perceptual-hash cache of `vistext duplicates` (store/picture_hashes.py)
+    conn.execute(CREATE_PICTURE_HASHES)
+
+
+MIGRATIONS: list[Callable[[psycopg.Connection], None]] = [_v1, _v2, _v3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

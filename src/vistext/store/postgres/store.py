@@ -26,6 +26,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from vistext.errors import StoreError
+from vistext.store import picture_hashes
 from vistext.store.base import Store
 from vistext.store.postgres import metadata
 from vistext.store.postgres.database import Database, advisory_writer_lock
@@ -87,6 +88,16 @@ class PostgresStore(Store):
         self.space_state.hnsw_threshold = value
 
     # ---- catalogue -----------------------------------------------------------------------------------------
+    def picture_hashes(self, shas: Iterable[str]) -> dict[str, tuple[int, int]]:
+        shas = list(shas)  # before taking a connection: a generator may read this store
+        with self._tx(read=True) as conn:
+            return picture_hashes.read_hashes(conn, shas, "%s")
+
+    def set_picture_hashes(self, hashes: Mapping[str, tuple[int, int]]) -> None:
+        if not self.database.readonly and hashes:
+            with self._tx() as conn:
+                picture_hashes.write_hashes(conn, hashes, "%s")
+
     def file_states(self, prefix: str | None = None) -> dict[str, FileState]:
         with self._tx(read=True) as conn:
             return file_states(conn, prefix)

@@ -15,6 +15,7 @@ from pathlib import Path, PurePosixPath
 
 from vistext.errors import StoreError
 from vistext.store.locations import PathCodec, collection_root
+from vistext.store.picture_hashes import CREATE_TABLE as CREATE_PICTURE_HASHES
 
 
 def _script(conn: sqlite3.Connection, sql: str) -> None:
@@ -113,13 +114,19 @@ def _v5(conn: sqlite3.Connection, root: Path) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection, Path], None]] = [_v1, _v2, _v3, _v4, _v5]
+def _v6(conn: sqlite3.Connection, root: Path) -> None:
+    # the perceptual-hash cache of `vistext duplicates`, keyed by content hash (store/picture_hashes.py)
+    conn.execute(CREATE_PICTURE_HASHES)
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection, Path], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]
 SCHEMA_VERSION = len(MIGRATIONS)
 # the oldest version a read-only open can read as it is: v3 changed only what paths mean, not the tables, and
 # the catalogue reads a v2-v4 one without the metadata columns (v4) or tags (v5) it lacks
 READABLE_FROM = 2
 META_FROM = 4  # the first version with the metadata columns
 TAGS_FROM = 5  # the first version with the tags table
+HASHES_FROM = 6  # the first version with the perceptual-hash cache
 
 
 def stored_version(conn: sqlite3.Connection, path: Path) -> int:

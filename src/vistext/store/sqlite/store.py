@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from vistext.errors import StoreError
+from vistext.store import picture_hashes
 from vistext.store.base import Store
 from vistext.store.records import FileState, ImageFilter, ImageRecord, PhotoMeta, VectorHit, from_blob, l2_normalise
 from vistext.store.sqlite import metadata
@@ -31,6 +32,7 @@ from vistext.store.sqlite.catalogue import SCHEMA_VERSION, Catalogue
 from vistext.store.sqlite.connection import writable
 from vistext.store.sqlite.index_files import IndexFiles
 from vistext.store.sqlite.integrity import sqlite_failure
+from vistext.store.sqlite.schema import HASHES_FROM
 from vistext.store.sqlite.vectors import FLAT, HNSW, HNSW_THRESHOLD, VectorIndex
 
 log = logging.getLogger(__name__)
@@ -162,6 +164,20 @@ class SQLiteStore(Store):
         with self._locked(), self.catalogue.transaction() as conn:
             for path, meta in metas.items():
                 metadata.write_meta(conn, self.catalogue.codec.encode(path), meta)
+
+    def picture_hashes(self, shas: Iterable[str]) -> dict[str, tuple[int, int]]:
+        shas = list(shas)  # before the lock: a generator may read this store
+        with self._locked():
+            if self.catalogue.schema_version() < HASHES_FROM:  # an older catalogue opened read-only
+                return {}
+            with self.catalogue.snapshot() as conn:
+                return picture_hashes.read_hashes(conn, shas, "?")
+
+    def set_picture_hashes(self, hashes: Mapping[str, tuple[int, int]]) -> None:
+        if self.readonly or not hashes:
+            return
+        with self._locked(), self.catalogue.transaction() as conn:  # a cache: no generation bump
+            picture_hashes.write_hashes(conn, hashes, "?")
 
     def paths_without_meta(self) -> set[str]:
         if not self.catalogue.has_meta:
