@@ -156,6 +156,25 @@ def test_an_empty_vocabulary_is_refused(sample_photos: Path, capsys: pytest.Capt
     assert code == 2 and "--vocab" in _one_error_line(err) and "empty" in err
 
 
+def test_words_that_are_not_utf8_are_one_line(
+    hostile: Path, sample_photos: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A byte that is not UTF-8 on a command line reaches Python as a lone surrogate, which SQLite and the
+    tokenizer refuse with a UnicodeEncodeError or a TypeError: words are checked where they come in."""
+    photo = str(sample_photos / "chelsea.png")
+    for argv in (
+        ["list", "--camera", "caf\udce9", "--db", str(hostile)],
+        ["list", "--folder", "caf\udce9", "--db", str(hostile)],
+        ["search", "caf\udce9", "--db", str(hostile)],
+        ["match", photo, "caf\udce9 dog", "cat"],
+        ["tag", photo, "--vocab", "caf\udce9,dog"],
+    ):
+        code, _, err = _out(capsys, *argv)
+        assert code == 2 and "not valid UTF-8" in err and "Traceback" not in err, argv
+    with pytest.raises(UsageError, match="tag: .* not valid UTF-8 text"):
+        parse_filter(tag="caf\udce9")
+
+
 # ---- 5. whatever goes wrong: one line and a status -----------------------------------------------------------
 def _raise(error: BaseException) -> object:
     def raising(*args: object, **kwargs: object) -> object:

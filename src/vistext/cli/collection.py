@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from vistext.cli.options import add_db, add_filters, add_paging, filter_from, service_for, whole
+from vistext.cli.options import add_db, add_filters, add_paging, filter_from, service_for, whole, words
 from vistext.cli.output import emit_json, say
 from vistext.errors import UsageError
 from vistext.service import SearchResult, Service
@@ -304,7 +304,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     similar.set_defaults(run=run_similar)
 
     search = commands.add_parser("search", parents=[common], help="indexed images matching a text")
-    search.add_argument("text")
+    search.add_argument("text", type=words, help="what to look for, in words")
     add_paging(search, 10)
     add_filters(search)
     add_db(search)

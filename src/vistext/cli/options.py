@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vistext.service import Service
-from vistext.service.filters import parse_filter
+from vistext.service.filters import is_text, parse_filter
 
 if TYPE_CHECKING:
     from vistext.store.records import ImageFilter
@@ -35,6 +35,7 @@ def number(low: float, high: float, what: str = "a number") -> Callable[[str], f
         return value
 
     parse.__name__ = what  # argparse names the type in its own messages
+    parse.numeric = float  # type: ignore[attr-defined]  # what it parses, for tests that generate values
     return parse
 
 
@@ -52,7 +53,15 @@ def whole(low: int, high: int | None = None, what: str = "a whole number") -> Ca
         return value
 
     parse.__name__ = what
+    parse.numeric = int  # type: ignore[attr-defined]
     return parse
+
+
+def words(value: str) -> str:
+    """An argparse type: words (a query, a tag set), which must be valid UTF-8 (a file name need not be)."""
+    if not is_text(value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not valid UTF-8 text")
+    return value
 
 
 def add_db(parser: argparse.ArgumentParser) -> None:

@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from vistext.cli.options import add_db, service_for
+from vistext.cli.options import add_db, service_for, words
 from vistext.cli.output import JsonList, emit_json, say
 from vistext.errors import UsageError
 from vistext.images import iter_image_files
@@ -38,7 +38,9 @@ def parse_vocab(value: str) -> list[str]:
         reason = "is a folder" if path.is_dir() else "no such file"
         raise UsageError(f'--vocab {value}: {reason} (give a file with one tag per line, or "word1,word2,...")')
     try:
-        return parse_vocabulary(value)
+        return parse_vocabulary(words(value))
+    except argparse.ArgumentTypeError as error:
+        raise UsageError(f"--vocab: {error}") from None
     except UsageError as error:
         raise UsageError(f"--vocab {value!r}: {error}") from None
 
@@ -153,7 +155,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
 
     match = commands.add_parser("match", parents=[common], help="which tag set fits an image best")
     match.add_argument("image")
-    match.add_argument("tag_sets", nargs="+", help='tag sets, e.g. "dog ball grass" "red car, street"')
+    match.add_argument("tag_sets", nargs="+", type=words, help='tag sets, e.g. "dog ball grass" "red car, street"')
     match.add_argument(
         "--model",
         help='"fused" (the default: the open-domain space, 0-1 relevance), "matcher" (the shipped match classifier, '

@@ -78,9 +78,21 @@ def _text(name: str, value: str | None) -> str | None:
     stripped = value.strip()
     if not stripped:
         raise UsageError(f"{name}: empty value")
+    if not is_text(stripped):
+        raise UsageError(f"{name}: {value!r} is not valid UTF-8 text")
     if len(stripped) > MAX_TEXT:
         raise UsageError(f"{name}: at most {MAX_TEXT} characters, got {len(stripped)}")
     return stripped
+
+
+def is_text(value: str) -> bool:
+    """Whether ``value`` is text SQLite and the tokenizers can take: no lone surrogate (the escape a byte that
+    is not UTF-8 gets on a command line or in a JSON string)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def parse_filter(
