@@ -133,16 +133,21 @@ def commands(parser: argparse.ArgumentParser, prefix: str = "") -> Iterator[tupl
 
 
 def values_for(action: argparse.Action, s: Scratch, rng: random.Random) -> list[str]:
-    """A seeded sample of boundary values fitting what ``action`` takes, and one random string."""
+    """A seeded sample of boundary values fitting what ``action`` takes (always the FIFO where a path could be
+    given), and one random string."""
+    numeric = getattr(action.type, "numeric", None)
     if action.choices is not None:
         pool = [str(c) for c in action.choices] + ["", "nope", "\x1b[2J"]
-    elif int in (action.type, getattr(action.type, "numeric", None)):
+    elif int in (action.type, numeric):
         pool = INTS
-    elif float in (action.type, getattr(action.type, "numeric", None)):
+    elif float in (action.type, numeric):
         pool = FLOATS + INTS
     else:
         pool = TEXTS + s.paths()
     chosen = rng.sample(pool, min(PER_OPTION, len(pool)))
+    fifo = str(s.root / "fifo")
+    if fifo in pool and fifo not in chosen:
+        chosen.append(fifo)  # every text or path option meets the FIFO: reading it must not block
     noise = "".join(rng.choice(ALPHABET) for _ in range(rng.randint(0, 12))).replace("\x00", "")
     return [*chosen, noise]  # no NUL: a real command line cannot carry one
 
@@ -338,3 +343,11 @@ def test_the_first_search_of_a_catalogue_writes_nothing(sample_photos: Path, tmp
     assert main(["search", "a cup", "--db", str(tmp_path), "-q"]) == 0
     assert main(["similar", "1", "--db", str(tmp_path), "-q"]) == 0
     assert _sha256(catalogue) == before
+
+
+def test_the_time_bound_interrupts_a_blocked_open(tmp_path: Path) -> None:
+    """The fuzz test's own watchdog works where a hang would be: a main thread blocked opening a FIFO."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(CaseTimeout), time_bound(0.5, fifo):
+        fifo.open("rb")  # blocks until a writer comes, which none will

@@ -115,6 +115,8 @@ def test_printed_names_are_made_safe_for_a_terminal(
     assert code == 2 and "gone\\x1b[2J.jpg" in _one_error_line(err)
     for out in (listed, found, similar, indexed, err):
         assert not any(raw in out for raw in RAW), out
+    code, past, _ = _out(capsys, "list", "--db", db, "--offset", "99999999999999999999")
+    assert code == 0 and past == "no photos from 99999999999999999999 on (6 in all)\n"  # not "no photos indexed"
     code, document, _ = _out(capsys, "list", "--db", db, "--json")  # JSON is exact: the names round-trip
     names = {Path(item["path"]).name for item in json.loads(document)["results"]}
     assert set(HOSTILE_NAMES) <= names and names <= set(os.listdir(hostile))

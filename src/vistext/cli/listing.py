@@ -35,7 +35,9 @@ def run_list(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(result)
         return 0
-    if not result["results"]:
+    if not result["results"] and result["total"]:
+        say(f"no photos from {args.offset} on ({result['total']} in all)")
+    elif not result["results"]:
         say("no photos match" if result["filter"] else "no photos indexed")
     for item in result["results"]:
         say(f"{item['id']:6d}  {item['path']}")
@@ -43,7 +45,7 @@ def run_list(args: argparse.Namespace) -> int:
         if details:
             say(f"        {details}")
     shown = len(result["results"])
-    if result["total"] > shown:
+    if result["total"] > shown and shown:
         say(f"{shown} of {result['total']} photos (from {args.offset}; see -k and --offset)")
     return 0
 
