@@ -9,32 +9,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from vistext.cli.listing import add_filters, filter_from
+from vistext.cli.options import add_db, add_filters, add_paging, filter_from, service_for, whole, words
 from vistext.cli.output import emit_json, say
 from vistext.errors import UsageError
 from vistext.service import SearchResult, Service
 
 log = logging.getLogger(__name__)
-
-
-def service_for(args: argparse.Namespace, *, read_only: bool = False) -> Service:
-    """The service for a command; ``read_only`` for commands that only read the catalogue (never written)."""
-    return Service(db=getattr(args, "db", None), progress=not args.quiet, read_only=read_only)
-
-
-def add_db(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--db",
-        help="catalogue file, or an indexed folder (default: DIR/.vistext/ for index; "
-        "else ./.vistext upward, then $VISTEXT_HOME/default)",
-    )
-
-
-def add_paging(parser: argparse.ArgumentParser, k: int) -> None:
-    parser.add_argument("-k", type=int, default=k, help=f"how many results (default {k})")
-    parser.add_argument("--offset", type=int, default=0, help="skip this many results (paging)")
-    parser.add_argument("--min-score", type=float, default=None, help="drop results scoring below this (0-1)")
-    parser.add_argument("--grid", type=Path, help="also draw the results as a contact sheet (.png/.jpg/.webp)")
 
 
 def print_hits(result: SearchResult, as_json: bool) -> None:
@@ -114,14 +94,20 @@ def info_lines(info: dict[str, Any]) -> list[str]:
         lines.append("spaces:")
         width = max(len(name) for name in spaces)
         for name, space in spaces.items():
-            use = "similar images" if name == "image" else "text search" if name.startswith("joint:") else ""
-            row = f"  {name:<{width}}  {space['dim']:>5}-d  {space['index']:<5} {space['size']:>8} vectors  {use}"
-            lines.append(row.rstrip())
+            lines.append(_space_line(name, space, width))
     lines += metadata_lines(info.get("metadata") or {})
     if "db_bytes" in info:
         catalogue, vectors = _size(info["db_bytes"]), _size(info.get("index_bytes", 0))
         lines.append(f"on disk:   {catalogue} catalogue + {vectors} vector index")
     return lines
+
+
+def _space_line(name: str, space: dict[str, Any], width: int) -> str:
+    """One search space of ``info``: a space without vectors yet (every photo failed) has no dimension."""
+    use = "similar images" if name == "image" else "text search" if name.startswith("joint:") else ""
+    dim = "?" if space.get("dim") is None else space["dim"]
+    index, size = space.get("index") or "?", space.get("size") or 0
+    return f"  {name:<{width}}  {dim:>5}-d  {index:<5} {size:>8} vectors  {use}".rstrip()
 
 
 def metadata_lines(meta: dict[str, Any]) -> list[str]:
@@ -247,14 +233,17 @@ def run_demo(args: argparse.Namespace) -> int:
     index = report["index"]
     say(f"indexed {report['folder']}: {index['added']} added, {index['unchanged']} unchanged, {index['failed']} failed")
     say(f"catalogue: {report['db']}")
-    say(f"\ntags for {report['tags']['image']}:")
+    say()
+    say(f"tags for {report['tags']['image']}:")
     for tag in report["tags"]["tags"]:
         say(f"  {tag['score']:6.3f}  {tag['tag']}")
-    say(f"\nimages similar to {report['similar']['query']}:")
+    say()
+    say(f"images similar to {report['similar']['query']}:")
     for hit in report["similar"]["results"]:
         say(f"  {hit['score']:6.3f}  {hit['path']}")
     for search in report.get("searches", []):
-        say(f"\ntext search {search['query']!r}:")
+        say()
+        say(f"text search {search['query']!r}:")
         for hit in search["results"]:
             say(f"  {hit['score']:6.3f}  {hit['path']}")
     return 0
@@ -318,7 +307,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     similar.set_defaults(run=run_similar)
 
     search = commands.add_parser("search", parents=[common], help="indexed images matching a text")
-    search.add_argument("text")
+    search.add_argument("text", type=words, help="what to look for, in words")
     add_paging(search, 10)
     add_filters(search)
     add_db(search)
@@ -330,7 +319,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     demo.set_defaults(run=run_demo)
 
     topics = commands.add_parser("topics", parents=[common], help="NMF topics over the collection's tag scores")
-    topics.add_argument("--n", type=int, default=20, help="how many topics (default 20)")
+    topics.add_argument("--n", type=whole(1), default=20, help="how many topics (default 20)")
     topics.add_argument(
         "--grid", type=Path, metavar="DIR", help="also draw each topic's typical images as a contact sheet in DIR"
     )

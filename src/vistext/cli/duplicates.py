@@ -6,8 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vistext.cli.collection import add_db, service_for
-from vistext.cli.listing import add_filters, filter_from
+from vistext.cli.options import add_db, add_filters, filter_from, service_for
 from vistext.cli.output import emit_json, say
 from vistext.service import DuplicatesResult, Hit, SearchResult, Service
 from vistext.service.duplicates import KEEP_RULE

@@ -1,5 +1,5 @@
-"""``vistext list`` and ``vistext export``: the collection's photos under filters, with metadata and tags; the
-filter options every collection command shares; ``vistext tag --collection``."""
+"""``vistext list`` and ``vistext export``: the collection's photos under filters, with metadata and tags;
+``vistext tag --collection``."""
 
 from __future__ import annotations
 
@@ -8,30 +8,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from vistext.cli.options import add_db, add_filters, filter_from, service_for, whole
 from vistext.cli.output import emit_json, say
 from vistext.errors import UsageError
 from vistext.paths import atomic_path
-from vistext.service.filters import parse_filter
-from vistext.store.records import ImageFilter
-
-
-def add_filters(parser: argparse.ArgumentParser) -> None:
-    """``--after --before --camera --near --folder --tag``: only photos passing all of them."""
-    group = parser.add_argument_group("filters (only photos passing all of them)")
-    group.add_argument("--after", metavar="DATE", help="taken on or after this date (YYYY-MM-DD, EXIF time)")
-    group.add_argument("--before", metavar="DATE", help="taken before this date (YYYY-MM-DD)")
-    group.add_argument("--camera", help="camera make or model contains this (case-insensitive)")
-    group.add_argument("--near", metavar="LAT,LON,KM", help="GPS position within KM km of LAT,LON")
-    group.add_argument("--folder", help="in this folder or below (relative to the indexed folder, or absolute)")
-    group.add_argument("--tag", help="has this collection tag (stored by `index --tagger` / `tag --collection`)")
-
-
-def filter_from(args: argparse.Namespace) -> ImageFilter | None:
-    """The filter the options give, or None when none was given."""
-    found = parse_filter(
-        *(getattr(args, name, None) for name in ("after", "before", "camera", "near", "folder", "tag"))
-    )
-    return None if found.empty else found
 
 
 def _summary(item: dict[str, Any]) -> str:
@@ -50,27 +30,27 @@ def _summary(item: dict[str, Any]) -> str:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from vistext.cli.collection import service_for
-
     with service_for(args, read_only=True) as service:
         result = service.list_images(filter_from(args), args.k, args.offset).to_dict()
     if args.json:
         emit_json(result)
         return 0
-    if not result["results"]:
+    if not result["results"] and result["total"]:
+        say(f"no photos from {args.offset} on ({result['total']} in all)")
+    elif not result["results"]:
         say("no photos match" if result["filter"] else "no photos indexed")
     for item in result["results"]:
+        say(f"{item['id']:6d}  {item['path']}")
         details = _summary(item)
-        say(f"{item['id']:6d}  {item['path']}" + (f"\n        {details}" if details else ""))
+        if details:
+            say(f"        {details}")
     shown = len(result["results"])
-    if result["total"] > shown:
+    if result["total"] > shown and shown:
         say(f"{shown} of {result['total']} photos (from {args.offset}; see -k and --offset)")
     return 0
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from vistext.cli.collection import service_for
-
     with service_for(args, read_only=True) as service:
         lines = service.export_lines(filter_from(args), args.format)
         count = -1 if args.format == "csv" else 0  # the CSV header is not a photo
@@ -91,8 +71,6 @@ def run_export(args: argparse.Namespace) -> int:
 
 def run_tag_collection(args: argparse.Namespace) -> int:
     """``vistext tag --collection --model DIR``: store the tagger's tags of every indexed photo."""
-    from vistext.cli.collection import service_for
-
     if not args.model:
         raise UsageError("tag --collection needs --model DIR (a tagger trained with `vistext train tagger`)")
     if args.images:
@@ -111,11 +89,9 @@ def run_tag_collection(args: argparse.Namespace) -> int:
 
 
 def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    from vistext.cli.collection import add_db
-
     listing = commands.add_parser("list", parents=[common], help="indexed photos with metadata and tags (filterable)")
     listing.add_argument("-k", type=int, default=50, help="how many photos (default 50)")
-    listing.add_argument("--offset", type=int, default=0, help="skip this many (paging)")
+    listing.add_argument("--offset", type=whole(0), default=0, help="skip this many (paging)")
     add_filters(listing)
     add_db(listing)
     listing.set_defaults(run=run_list)

@@ -4,11 +4,26 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from vistext.cli.collection import add_db, service_for
+from vistext.cli.options import add_db, number, service_for, whole
 from vistext.cli.output import emit_json, say
 from vistext.errors import UsageError
+
+
+@contextmanager
+def needs_extra(extra: str) -> Iterator[None]:
+    """Imports of an optional part: a third-party package missing is one line naming the extra to install."""
+    try:
+        yield
+    except ModuleNotFoundError as error:
+        if (error.name or "vistext").split(".")[0] == "vistext":
+            raise
+        raise UsageError(
+            f"vistext {extra} needs the [{extra}] extra: pip install 'vistext[{extra}]' (no module {error.name!r})"
+        ) from None
 
 
 def parse_taggers(values: list[str] | None) -> dict[str, str]:
@@ -43,14 +58,13 @@ def secret_from_env(variable: str, what: str) -> str:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from vistext.server import ServerSettings, run_server
+    with needs_extra("serve"):
+        from vistext.server import ServerSettings, run_server
     from vistext.service import Service
 
     token = args.token
     if args.token_env:
         token = secret_from_env(args.token_env, "--token-env")
-    if not 0 < args.port < 65536:
-        raise UsageError(f"--port must be between 1 and 65535, got {args.port}")
     settings = ServerSettings(
         db=args.db,
         host=args.host,
@@ -69,7 +83,8 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def run_bot_command(args: argparse.Namespace) -> int:
-    from vistext.bot import BotSettings, run_bot
+    with needs_extra("bot"):
+        from vistext.bot import BotSettings, run_bot
 
     settings = BotSettings(
         token=secret_from_env(args.token_env, "--token-env"),
@@ -79,8 +94,6 @@ def run_bot_command(args: argparse.Namespace) -> int:
         base_url=args.base_url,
         base_file_url=args.base_file_url,
     )
-    if not 1 <= settings.k <= 10:
-        raise UsageError(f"-k must be between 1 and 10 (a Telegram album holds 10 photos), got {settings.k}")
     with service_for(args) as service:
         if not args.quiet:
             say("vistext: bot running (Ctrl-C to stop)")
@@ -89,7 +102,8 @@ def run_bot_command(args: argparse.Namespace) -> int:
 
 
 def run_map(args: argparse.Namespace) -> int:
-    from vistext.server.standalone import write_map_html
+    with needs_extra("serve"):
+        from vistext.server.standalone import write_map_html
 
     with service_for(args, read_only=True) as service:
         out = write_map_html(service, args.out, method=args.method, embed_thumbnails=not args.link)
@@ -104,13 +118,20 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     serve = commands.add_parser("serve", parents=[common], help="HTTP API and web page over the collection")
     add_db(serve)
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
-    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    serve.add_argument("--port", type=whole(1, 65535, "a port"), default=8000, help="port to listen on (default 8000)")
     serve.add_argument("--token", help="require `Authorization: Bearer TOKEN` on every API request")
     serve.add_argument("--token-env", metavar="VAR", help="read the token from this environment variable")
     serve.add_argument("--captions", help="caption bank for /api/caption: FORMAT:PATH or a text file")
     serve.add_argument("--tagger", action="append", metavar="NAME=DIR", help="a trained tagger clients may use")
-    serve.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload accepted (default 20)")
-    serve.add_argument("--timeout", type=float, default=30.0, help="seconds before a request gets 504")
+    serve.add_argument(
+        "--max-upload-mb",
+        type=number(0.001, 1e6, "megabytes"),
+        default=20.0,
+        help="largest upload accepted (default 20)",
+    )
+    serve.add_argument(
+        "--timeout", type=number(0.1, 86400, "seconds"), default=30.0, help="seconds before a request gets 504"
+    )
     serve.add_argument(
         "--map-method", choices=("tsne", "pca"), default="tsne", help="layout of the web page's map (default tsne)"
     )
@@ -121,7 +142,9 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     bot.add_argument("--token-env", metavar="VAR", required=True, help="environment variable holding the bot token")
     bot.add_argument("--allow", metavar="USER_ID,...", help="answer only these Telegram user ids")
     bot.add_argument("--captions", help="caption bank for photos: FORMAT:PATH or a text file")
-    bot.add_argument("-k", type=int, default=4, help="pictures per answer (default 4)")
+    bot.add_argument(
+        "-k", type=whole(1, 10), default=4, help="pictures per answer (default 4; a Telegram album holds 10)"
+    )
     bot.add_argument("--base-url", help="Bot API URL (a self-hosted Bot API server)")
     bot.add_argument("--base-file-url", help="Bot API file URL (with --base-url)")
     bot.set_defaults(run=run_bot_command)

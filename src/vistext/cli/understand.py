@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from vistext.cli.collection import add_db, service_for
+from vistext.cli.options import add_db, service_for, words
 from vistext.cli.output import JsonList, emit_json, say
 from vistext.errors import UsageError
 from vistext.images import iter_image_files
@@ -22,15 +22,27 @@ def parse_vocab(value: str) -> list[str]:
     """``--vocab`` is a file (one tag per line) or a comma-separated list. A value that looks like a path (no
     comma, and a ``/`` in it or a file suffix) but names no file is an error, not a one-word vocabulary."""
     path = Path(value)
+    if not value.strip():
+        raise UsageError('--vocab is empty: give a file with one tag per line, or "word1,word2,..."')
     if path.is_file():
-        return parse_vocabulary(path.read_text(encoding="utf-8"))
+        try:
+            return parse_vocabulary(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            raise UsageError(f"--vocab {value}: not UTF-8 text (give one tag per line)") from None
+        except UsageError as error:
+            raise UsageError(f"--vocab {value}: {error}") from None
     looks_like_path = "," not in value and (
         "/" in value or os.sep in value or path.suffix.lower() in VOCAB_FILE_SUFFIXES
     )
     if path.is_dir() or looks_like_path:
         reason = "is a folder" if path.is_dir() else "no such file"
         raise UsageError(f'--vocab {value}: {reason} (give a file with one tag per line, or "word1,word2,...")')
-    return parse_vocabulary(value)
+    try:
+        return parse_vocabulary(words(value))
+    except argparse.ArgumentTypeError as error:
+        raise UsageError(f"--vocab: {error}") from None
+    except UsageError as error:
+        raise UsageError(f"--vocab {value!r}: {error}") from None
 
 
 def run_tag(args: argparse.Namespace) -> int:
@@ -40,7 +52,7 @@ def run_tag(args: argparse.Namespace) -> int:
         return run_tag_collection(args)
     if not args.images:
         raise UsageError("tag needs image files or folders (or --collection --model DIR for the indexed photos)")
-    vocab = parse_vocab(args.vocab) if args.vocab else None
+    vocab = parse_vocab(args.vocab) if args.vocab is not None else None
     json_out = JsonList() if args.json else None
     failed = False
 
@@ -143,7 +155,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
 
     match = commands.add_parser("match", parents=[common], help="which tag set fits an image best")
     match.add_argument("image")
-    match.add_argument("tag_sets", nargs="+", help='tag sets, e.g. "dog ball grass" "red car, street"')
+    match.add_argument("tag_sets", nargs="+", type=words, help='tag sets, e.g. "dog ball grass" "red car, street"')
     match.add_argument(
         "--model",
         help='"fused" (the default: the open-domain space, 0-1 relevance), "matcher" (the shipped match classifier, '

@@ -9,6 +9,7 @@ dates ``YYYY-MM-DD`` or ISO datetimes (read as UTC, like EXIF times, which carry
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -40,14 +41,15 @@ PATTERN_MESSAGES = {  # what a value not matching each pattern is told (instead 
 
 
 def parse_date(name: str, text: str) -> float:
-    """Unix seconds of ``YYYY-MM-DD`` or an ISO datetime (UTC unless it names a zone)."""
+    """Unix seconds of ``YYYY-MM-DD`` or an ISO datetime (UTC unless it names a zone), as ``DATE_PATTERN``
+    spells them (the one rule of the CLI and the HTTP API); February 29 of a common year is March 1."""
+    if re.match(DATE_PATTERN, text) is None:
+        raise UsageError(f"{name}: {text!r} is {PATTERN_MESSAGES[DATE_PATTERN]}")
     value = text.strip().replace("Z", "+00:00")
     try:
         moment = datetime.fromisoformat(value)
-    except ValueError:
-        if value[4:10] != "-02-29":
-            raise UsageError(f"{name}: {text!r} is not a date (use YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS)") from None
-        moment = datetime.fromisoformat(value[:5] + "03-01" + value[10:])  # a common year's "February 29"
+    except ValueError:  # the pattern allows February 29 in any year
+        moment = datetime.fromisoformat(value[:5] + "03-01" + value[10:])
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
@@ -76,9 +78,21 @@ def _text(name: str, value: str | None) -> str | None:
     stripped = value.strip()
     if not stripped:
         raise UsageError(f"{name}: empty value")
+    if not is_text(stripped):
+        raise UsageError(f"{name}: {value!r} is not valid UTF-8 text")
     if len(stripped) > MAX_TEXT:
         raise UsageError(f"{name}: at most {MAX_TEXT} characters, got {len(stripped)}")
     return stripped
+
+
+def is_text(value: str) -> bool:
+    """Whether ``value`` is text SQLite and the tokenizers can take: no lone surrogate (the escape a byte that
+    is not UTF-8 gets on a command line or in a JSON string)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def parse_filter(

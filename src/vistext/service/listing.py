@@ -1,5 +1,8 @@
 """The collection as a list: its photos under a filter (paged), exported as CSV or JSON Lines, and the
-facets and tag counts a filter UI offers. Everything comes from the catalogue: no photo is read."""
+facets and tag counts a filter UI offers. Everything comes from the catalogue: no photo is read.
+
+Every export escapes for its format: CSV text cells that a spreadsheet would run as formulas are quoted
+(``csv_cell``); JSON Lines are exact (JSON escapes what it must)."""
 
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ if TYPE_CHECKING:
 
 EXPORT_FORMATS = ("csv", "jsonl")
 EXPORT_PAGE = 256
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what makes a spreadsheet read a text cell as a formula
 CSV_COLUMNS = (
     "id",
     "path",
@@ -126,10 +130,22 @@ def _csv_values(item: ListedImage) -> list[Any]:
     ]
 
 
+def csv_cell(value: Any) -> Any:
+    """A text cell a spreadsheet would run as a formula (``=HYPERLINK(...)`` in an EXIF camera make, ``+cmd|...``
+    in a tag) quoted by a leading ``'``, as OWASP's CSV injection rule says: text starting with ``= + - @``, a
+    tab or a carriage return. Numbers (a negative latitude) are left as they are."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def _csv_row(values: Any) -> str:
+    """Every export's CSV line is written here, so every cell is escaped for a spreadsheet."""
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerow(values)
-    return buffer.getvalue()
+    # "\r\n" as the terminator makes the writer quote a cell holding either character (a file name with a CR
+    # in it would otherwise break the row); the line itself ends in "\n", as every line vistext writes
+    csv.writer(buffer, lineterminator="\r\n").writerow([csv_cell(value) for value in values])
+    return buffer.getvalue()[:-2] + "\n"
 
 
 def facets(store: Store) -> dict[str, Any]:
