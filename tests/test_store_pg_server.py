@@ -135,3 +135,22 @@ def test_as_root_the_server_runs_as_the_unprivileged_user(pg_server: Any, requir
     data = pg_server.data.stat()
     assert data.st_uid == user.pw_uid and stat.S_IMODE(data.st_mode) & 0o077 == 0
     assert pg_server.folder.stat().st_uid == user.pw_uid
+
+
+def test_delete_refuses_a_folder_that_is_not_a_database_and_keeps_what_it_did_not_make(tmp_path: Path) -> None:
+    """`vistext db stop --delete --dir ~` by mistake must not erase a home folder."""
+    home = tmp_path / "home"
+    (home / "photos").mkdir(parents=True)
+    (home / "photos" / "only-copy.jpg").write_bytes(b"precious")
+    with pytest.raises(StoreError, match=r"not a vistext database folder .*nothing deleted"):
+        server.PgServer(home, 0).stop(delete=True)
+    assert (home / "photos" / "only-copy.jpg").read_bytes() == b"precious"
+
+    made = tmp_path / "db"  # what start makes, plus a file the user put there
+    (made / "data").mkdir(parents=True)
+    (made / "data" / "PG_VERSION").write_text("18\n")
+    (made / "server.log").write_text("log")
+    (made / "notes.txt").write_text("mine")
+    server.PgServer(made, 0).stop(delete=True)
+    assert not (made / "data").exists() and not (made / "server.log").exists()
+    assert (made / "notes.txt").read_text() == "mine"

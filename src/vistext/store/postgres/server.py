@@ -3,8 +3,8 @@
 ``PgServer.start(folder)`` runs ``initdb`` (first time), then ``pg_ctl start`` with ``listen_addresses=127.0.0.1``
 and no Unix socket, creates the ``vistext`` database with the ``vector`` extension (also in ``template1``, so any
 database created later has it) and writes ``server.json`` into the folder; ``PgServer.attach(folder)`` finds a
-running one again and ``stop()`` shuts it down (``delete=True`` removes the folder too). Tests use it as a
-throw-away server (``fsync=False``); ``vistext db start/stop`` is the same for users.
+running one again and ``stop()`` shuts it down (``delete=True`` removes what it made, and refuses a folder that
+holds no database). Tests use it as a (``fsync=False``); ``vistext db start/stop`` is the same for users.
 
 PostgreSQL refuses to run as root. Run as root, every PostgreSQL program runs as the unprivileged user
 ``VISTEXT_PG_USER`` (default ``vistext``; created with ``useradd --system --no-create-home --shell
@@ -260,4 +260,20 @@ class PgServer:
             _run([pg_ctl, "-D", str(self.data), "-m", "fast", "-w", "stop"], user, f"{self.folder}: pg_ctl stop failed")
         (self.folder / STATE_FILE).unlink(missing_ok=True)
         if delete:
-            shutil.rmtree(self.folder, ignore_errors=True)
+            self._delete()
+
+    def _delete(self) -> None:
+        """Remove what ``start`` made (data, log, program copy) and the folder if nothing else is left in it.
+
+        A folder without a PostgreSQL data directory is refused: ``--dir ~`` by mistake must not erase a home."""
+        if not (self.data / "PG_VERSION").is_file():
+            if not self.folder.exists():
+                return
+            raise StoreError(f"{self.folder}: not a vistext database folder (no data/PG_VERSION): nothing deleted")
+        shutil.rmtree(self.data, ignore_errors=True)
+        shutil.rmtree(self.folder / COPY_DIR, ignore_errors=True)
+        (self.folder / "server.log").unlink(missing_ok=True)
+        try:
+            self.folder.rmdir()
+        except OSError:
+            pass  # the user keeps anything else they put there
