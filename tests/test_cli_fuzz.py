@@ -264,7 +264,7 @@ def stubs(scratch: Scratch, monkeypatch: pytest.MonkeyPatch) -> None:
     folder."""
     import vistext.bot
     import vistext.server
-    from vistext.store import pg_server
+    from vistext.store.postgres import server as pg_server
 
     def refuse(cls: type, *args: object, **kwargs: object) -> None:
         raise StoreError("the fuzz test starts no PostgreSQL server")

@@ -4,7 +4,8 @@
 and no Unix socket, creates the ``vistext`` database with the ``vector`` extension (also in ``template1``, so any
 database created later has it) and writes ``server.json`` into the folder; ``PgServer.attach(folder)`` finds a
 running one again and ``stop()`` shuts it down (``delete=True`` removes what it made, and refuses a folder that
-holds no database). Tests use it as a (``fsync=False``); ``vistext db start/stop`` is the same for users.
+holds no database). Tests use it as a throw-away server (``fsync=False``); ``vistext db start/stop`` is the
+same for users.
 
 PostgreSQL refuses to run as root. Run as root, every PostgreSQL program runs as the unprivileged user
 ``VISTEXT_PG_USER`` (default ``vistext``; created with ``useradd --system --no-create-home --shell
