@@ -41,12 +41,6 @@ INTS = ["", "0", "-1", "1", "3", "1001", str(2**31), str(2**63), str(10**40), "n
 FLOATS = ["", "0", "-1", "1", "0.5", "nan", "inf", "-inf", "-0", "1e308", "5e-324", "x"]
 TEXTS = ["", " ", "-", "x", "0", "-1", "nan", "\x1b[2J\x1b]0;t\x07", "名前\u202e.jpg", "a\nb\rc", "9" * 300]
 ALPHABET = "ab01 .,:/=-_\x00\x01\x07\x1b\r\n\t\x7f\x85\x9b\u00e9\u202e\u2028\u540d\U0001f600\udce9"
-# problems this test found in code owned elsewhere, left out of the fuzzing until fixed;
-# test_known_problems_are_still_there fails (strict xfail) once one is fixed, so its entry is removed
-KNOWN = {
-    ("train joint", "--seed", str(2**63)): "cli/training.py: --seed is not range-checked; NumPy refuses >= 2**32",
-    ("train matcher", "--seed", str(10**40)): "cli/training.py: --seed is not range-checked (overflow)",
-}
 # the entries the parser has that carry no value to fuzz
 SKIPPED = (argparse._HelpAction, argparse._VersionAction, argparse._SubParsersAction)
 
@@ -160,8 +154,6 @@ def cases(command: str, parser: argparse.ArgumentParser, s: Scratch) -> Iterator
     yield base
     for action in parser._actions:
         if isinstance(action, SKIPPED) or action.dest == "json":
-            continue
-        if any(command == known and option in action.option_strings for known, option, _ in KNOWN):
             continue
         if action.nargs == 0:  # a flag: add it
             yield [*base, action.option_strings[-1]]
@@ -321,21 +313,8 @@ def test_every_option_survives_hostile_values(command: str, scratch: Scratch, st
     assert not problems, f"{len(problems)} cases went wrong:\n" + "\n".join(problems[:25])
 
 
-@pytest.mark.parametrize("command, option, value", sorted(KNOWN), ids=lambda part: str(part)[:12])
-@pytest.mark.xfail(strict=True, reason="a known problem owned elsewhere (see KNOWN); remove its entry once fixed")
-def test_known_problems_are_still_there(command: str, option: str, value: str, scratch: Scratch, stubs: None) -> None:
-    parser = COMMANDS[command]
-    [action] = [a for a in parser._actions if option in a.option_strings]
-    full = [*command.split(), *_with(base_argv(command, parser, scratch), action, value, parser), "--quiet"]
-    assert run_case(full, scratch) is None
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 21 items 3 and 8 (store): the first search or similar of a catalogue records its vector "
-    "cache's size and mtime in the catalogue; read-only commands should open it read-only",
-)
 def test_the_first_search_of_a_catalogue_writes_nothing(sample_photos: Path, tmp_path: Path) -> None:
+    """Read-only commands open the catalogue read-only: the vector cache's stamp lives in its own file."""
     shutil.copy(sample_photos / "coffee.png", tmp_path / "coffee.png")
     assert main(["index", str(tmp_path), "--quiet"]) == 0
     catalogue = tmp_path / ".vistext" / "catalogue.sqlite"

@@ -6,8 +6,11 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from vistext.cli.options import whole
 from vistext.cli.output import emit_json, say
 from vistext.errors import require_extra
+
+SEED = whole(0, 2**32 - 1, "a seed")  # NumPy's generators take seeds below 2**32
 
 if TYPE_CHECKING:
     from vistext.training.config import JointTrainConfig, MatcherTrainConfig, TaggerTrainConfig
@@ -182,7 +185,7 @@ def _register_concepts(kinds: argparse._SubParsersAction, common: argparse.Argum
     concepts.add_argument("--data", required=True, help="the opendomain-classes folder (one folder per class)")
     concepts.add_argument("--flickr", required=True, help="the Flickr8k folder (its floors guard the choice)")
     concepts.add_argument("--out", required=True, type=Path, help="where the chosen concept space is saved")
-    concepts.add_argument("--seed", type=int, default=0, help="seed of the stratified dev/test halves" + _D)
+    concepts.add_argument("--seed", type=SEED, default=0, help="seed of the stratified dev/test halves" + _D)
     concepts.add_argument("--cache", help="keep text embeddings in this directory between runs")
     concepts.set_defaults(run=run_train_concepts)
 
@@ -237,7 +240,7 @@ def register_training(commands: argparse._SubParsersAction, common: argparse.Arg
         default=d["freeze_embeddings"],
         help="GloVe encoders: keep word vectors fixed",
     )
-    joint.add_argument("--seed", type=int, default=d["seed"], help=_D.strip(" ()"))
+    joint.add_argument("--seed", type=SEED, default=d["seed"], help=_D.strip(" ()"))
     joint.set_defaults(run=run_train_joint)
 
     tagger = kinds.add_parser("tagger", parents=[common], help="a multi-label tagger for your own tags")
@@ -260,7 +263,7 @@ def register_training(commands: argparse._SubParsersAction, common: argparse.Arg
         help="default: " + ", ".join(f"{k} {v}" for k, v in DEFAULT_EPOCHS.items()),
     )
     tagger.add_argument("--max-images", type=int, default=d["max_images"], help="train on at most this many images")
-    tagger.add_argument("--seed", type=int, default=d["seed"], help=_D.strip(" ()"))
+    tagger.add_argument("--seed", type=SEED, default=d["seed"], help=_D.strip(" ()"))
     tagger.set_defaults(run=run_train_tagger)
 
     matcher = kinds.add_parser("matcher", parents=[common], help="image + tag set -> do they belong together")
@@ -269,7 +272,7 @@ def register_training(commands: argparse._SubParsersAction, common: argparse.Arg
     matcher.add_argument("--out", required=True, type=Path)
     matcher.add_argument("--epochs", type=int, default=d["epochs"], help=_D.strip(" ()"))
     matcher.add_argument("--max-images", type=int, default=d["max_images"])
-    matcher.add_argument("--seed", type=int, default=d["seed"], help=_D.strip(" ()"))
+    matcher.add_argument("--seed", type=SEED, default=d["seed"], help=_D.strip(" ()"))
     matcher.set_defaults(run=run_train_matcher)
 
     _register_concepts(kinds, common)
