@@ -20,11 +20,11 @@ from vistext.images import open_image
 
 # Two photos are copies when their hashes (128 bits, both kinds together) differ in at most SURE_DISTANCE bits, or
 # in at most COPY_DISTANCE bits (a 5 % crop needs up to ~28) and their image features agree (cosine at least
-# COPY_MIN_COSINE: distinct product shots on white and near-identical scenes come that close in hash, not in
+# COPY_MIN_COSINE: distinct product shots on white and near-identical scenes come that close in hash, rarely in
 # features). Chosen on the dev half of bench/duplicates.py.
 SURE_DISTANCE = 16
 COPY_DISTANCE = 28
-COPY_MIN_COSINE = 0.9
+COPY_MIN_COSINE = 0.85
 _SIDE = 32  # the DCT hash's picture
 _LOW = 8  # the frequencies it keeps per axis
 _DECODE_SIDE = 64  # a JPEG is decoded at a DCT scale whose shorter side is still at least this
