@@ -24,7 +24,7 @@ from vistext.models.joint_onnx import (
     joint_key,
     load_query_model,
 )
-from vistext.service import Service
+from vistext.service.loaded_models import LoadedModels
 
 HEAVY = ("torch", "transformers", "sklearn", "scipy", "pandas", "pyarrow")
 
@@ -106,9 +106,7 @@ def test_scales_and_key_match_the_pytorch_model(torch_model: JointModel, onnx_mo
     assert onnx_model.needs_grid == torch_model.needs_grid and onnx_model.name == torch_model.name
     # index spaces and caption caches are keyed by the card: an existing index stays searchable
     assert onnx_model.metadata == torch_model.metadata
-    service = Service()
-    service.__dict__["joint"] = torch_model
-    assert service.joint_key == joint_key(joint_card(joint_directory(None)))
+    assert LoadedModels().joint_key == joint_key(joint_card(joint_directory(None)))
 
 
 def test_export_is_cached_and_keyed_by_the_weights(onnx_model: OnnxJointModel, tmp_path: Path) -> None:

@@ -11,8 +11,8 @@ from typing import Any
 from vistext.cli.output import emit_json, say
 from vistext.errors import UsageError
 from vistext.paths import atomic_path
+from vistext.service import ImageFilter
 from vistext.service.filters import parse_filter
-from vistext.store.records import ImageFilter
 
 
 def add_filters(parser: argparse.ArgumentParser) -> None:

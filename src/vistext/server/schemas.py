@@ -133,3 +133,30 @@ class PendingOut(BaseModel):
 
 
 InfoOut = dict[str, Any]
+
+
+class DuplicateImageOut(BaseModel):
+    id: int
+    path: str
+    score: float = Field(description="cosine similarity to the group's first image (the one to keep)")
+
+
+class DuplicateGroupOut(BaseModel):
+    kind: str = Field(description='"exact" (the same bytes) or "near" (resized, re-encoded, lightly cropped)')
+    images: list[DuplicateImageOut]
+
+
+class DuplicatesOut(BaseModel):
+    groups: list[DuplicateGroupOut]
+    threshold: float
+
+
+class AttributesOut(BaseModel):
+    id: list[int]
+    path: list[str]
+    folder: list[str] = Field(description='folder relative to the collection ("." for its top folder)')
+    tags: list[list[str]] = Field(description="stored collection tags, best first")
+    taken: list[str | None] = Field(description="date taken, ISO text (UTC)")
+    camera: list[str | None] = Field(description='"make model"')
+    latitude: list[float | None]
+    longitude: list[float | None]

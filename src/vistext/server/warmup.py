@@ -7,8 +7,6 @@ import logging
 import threading
 from typing import Any
 
-from PIL import Image
-
 from vistext.errors import VistextError
 from vistext.service import Service
 
@@ -45,7 +43,7 @@ class WarmUp:
     def _run(self) -> None:
         try:
             self._text_model()
-            self.service.models.features([Image.new("RGB", (64, 64), (128, 128, 128))])
+            self.service.load_models(text=False)
         except VistextError as error:
             self.error = str(error)
             log.warning("warm-up: %s", error)
@@ -57,7 +55,7 @@ class WarmUp:
 
     def _text_model(self) -> None:
         service = self.service
-        if not any(space.startswith("joint:") for space in service.store().spaces()):
+        if not service.has_text_embeddings():
             return
         try:
             service.search(WARM_QUERY, 1)
@@ -65,18 +63,19 @@ class WarmUp:
         except VistextError as error:
             log.warning("text search unavailable: %s", error)
             return
-        import torch
-
+        try:
+            import torch
+        except ImportError:  # the runtime without the training extra answers queries without torch
+            return
         # concurrent requests already keep every core busy; a text batch that also forks intra-op threads
         # only makes them spin-wait for each other (the same reason as ``limits.run_blocking``)
         torch.set_num_threads(1)
 
     def to_dict(self) -> dict[str, Any]:
-        models = self.service.models
         out: dict[str, Any] = {
             "warming": self.warming,
             "text_model_ready": self.text_ready,
-            "image_encoder_ready": models.encoder_loaded,
+            "image_encoder_ready": self.service.image_encoder_loaded,
         }
         if self.error:
             out["warm_up_error"] = self.error
