@@ -36,7 +36,7 @@ from vistext.server.responses import JSONResponse
 from vistext.server.routers import build_routers
 from vistext.server.schemas import NOT_BLANK
 from vistext.server.settings import ServerSettings
-from vistext.service import Service, UnknownImageError
+from vistext.service import ImageTooLargeError, Service, UnknownImageError
 from vistext.service.filters import PATTERN_MESSAGES
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,8 @@ def status_for(error: VistextError) -> int:
     """HTTP status of a service error: the client's fault (4xx) or the server's state (503)."""
     if isinstance(error, UnknownImageError):
         return 404
+    if isinstance(error, ImageTooLargeError):
+        return 413
     if isinstance(error, UsageError | ImageDecodeError):
         return 400
     if isinstance(error, StoreError | ModelError):
@@ -191,10 +193,10 @@ def create_app(service_factory: ServiceFactory = Service, settings: ServerSettin
     )
     if settings.token:
         app.add_middleware(BearerAuth, token=settings.token)
-    app.add_middleware(BodyLimits, limit=settings.max_upload_bytes, timeout=settings.body_timeout)
     hosts = answered_hosts(settings.host, settings.allowed_hosts, settings.token)
-    if hosts is not None:
-        app.add_middleware(HostCheck, hosts=hosts)  # outermost: a foreign Host gets nothing, not even a 401
+    if hosts is not None:  # a foreign Host (DNS rebinding) gets 421 before auth, inside the body limits
+        app.add_middleware(HostCheck, hosts=hosts)
+    app.add_middleware(BodyLimits, limit=settings.max_upload_bytes, timeout=settings.body_timeout)
     return app
 
 

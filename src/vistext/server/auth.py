@@ -63,7 +63,8 @@ def answered_hosts(bound: str, allowed: frozenset[str], token: str | None) -> fr
 
 class HostCheck:
     """421 for a request whose ``Host:`` is not one this server answers to: a web page on another name that a
-    rebinding DNS points at 127.0.0.1 must not read the catalogue (or the originals) through the user's browser."""
+    rebinding DNS points at 127.0.0.1 must not read the catalogue (or the originals) through the user's browser.
+    It sits inside ``BodyLimits`` and outside ``BearerAuth`` (a foreign name gets 421, never a token prompt)."""
 
     def __init__(self, app: ASGIApp, hosts: frozenset[str]) -> None:
         self.app = app
@@ -75,6 +76,11 @@ class HostCheck:
             return
         given = dict(scope.get("headers", [])).get(b"host", b"").decode("latin-1")
         if host_name(given) not in self.hosts:
+            # the request is read to its end first (within the body limits around this check), so the
+            # connection stays in step and a body that never arrives is still a 408
+            message = await receive()
+            while message["type"] == "http.request" and message.get("more_body", False):
+                message = await receive()
             shown = given[:80].encode("ascii", "backslashreplace").decode() or "(none)"
             await send_json(send, 421, {"error": f"misdirected request: this server does not answer to Host {shown}"})
             return

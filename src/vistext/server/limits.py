@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import logging
 import threading
-import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
 import anyio
-from PIL import Image, UnidentifiedImageError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from vistext.errors import ImageDecodeError
-from vistext.service import Upload
 from vistext.service.queries import one_openmp_thread
 
 T = TypeVar("T")
@@ -189,25 +184,6 @@ class InFlightLimit:
 
 def _busy(why: str) -> tuple[int, dict[str, Any], list[tuple[bytes, bytes]]]:
     return 503, {"error": f"server busy: {why}; try again in a few seconds"}, [(b"retry-after", b"2")]
-
-
-def check_upload(upload: Upload, max_pixels: int) -> None:
-    """Read only the image header: refuse non-images (400) and too many pixels (413) before any decoding."""
-    if not upload.data:
-        raise ImageDecodeError(upload.name, "empty file (0 bytes)")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(upload.data)) as img:
-                width, height = img.size
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise PayloadTooLarge(f"{upload.name}: image too large (limit {max_pixels} pixels)") from None
-    except UnidentifiedImageError:
-        raise ImageDecodeError(upload.name, "not an image file") from None
-    except Exception as error:  # noqa: BLE001 - any header parse failure is a bad upload, never a 500
-        raise ImageDecodeError(upload.name, f"cannot open image ({type(error).__name__})") from None
-    if width * height > max_pixels:
-        raise PayloadTooLarge(f"{upload.name}: image too large: {width}x{height} pixels (limit {max_pixels})")
 
 
 _worker = threading.local()

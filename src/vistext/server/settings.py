@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vistext.errors import UsageError
+from vistext.service.inputs import MAX_PIXELS
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 MAX_IMAGE_ID = 2**63 - 1  # catalogue ids are SQLite integers; anything larger cannot name an image
@@ -28,7 +29,7 @@ class ServerSettings:
     port: int = 8000
     token: str | None = None  # when set, every API request needs ``Authorization: Bearer <token>``
     max_upload_bytes: int = 20 * 1024 * 1024
-    max_pixels: int = 40_000_000
+    max_pixels: int = MAX_PIXELS
     request_timeout: float = 30.0
     job_deadline: float = 300.0  # seconds a collection-wide job (topics, duplicates, map) runs before abandoned
     max_k: int = 100

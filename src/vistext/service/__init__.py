@@ -19,7 +19,15 @@ from typing import TYPE_CHECKING, Any
 
 from vistext.service.collection import UnknownImageError
 from vistext.service.core import Service
-from vistext.service.inputs import ImageInput, Upload, parse_tag_sets, parse_vocabulary
+from vistext.service.inputs import (
+    MAX_PIXELS,
+    ImageInput,
+    ImageTooLargeError,
+    Upload,
+    check_upload,
+    parse_tag_sets,
+    parse_vocabulary,
+)
 from vistext.service.location import CatalogueLocation, locate
 from vistext.service.results import (
     CaptionResult,
@@ -57,6 +65,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "MAX_PIXELS",
     "THUMBNAIL_SIZES",
     "CatalogueLocation",
     "CaptionResult",
@@ -66,6 +75,7 @@ __all__ = [
     "Hit",
     "ImageFilter",
     "ImageInput",
+    "ImageTooLargeError",
     "InfoResult",
     "MapResult",
     "MatchCandidate",
@@ -81,6 +91,7 @@ __all__ = [
     "TopicsResult",
     "UnknownImageError",
     "Upload",
+    "check_upload",
     "locate",
     "parse_tag_sets",
     "parse_vocabulary",

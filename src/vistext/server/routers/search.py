@@ -9,10 +9,10 @@ from fastapi import APIRouter, Query, Request
 
 from vistext.server import schemas
 from vistext.server.context import ERRORS, NOT_FOUND, ctx
-from vistext.server.limits import check_upload
 from vistext.server.responses import JSONResponse
 from vistext.server.routers.params import Filter, ImageFile, ImageId, Paging, read_upload
 from vistext.server.settings import ServerSettings
+from vistext.service import check_upload
 
 
 def build_search_router(settings: ServerSettings) -> APIRouter:

@@ -10,11 +10,10 @@ from fastapi import APIRouter, Form, Query, Request
 from vistext.errors import UsageError
 from vistext.server import schemas
 from vistext.server.context import ERRORS, ctx
-from vistext.server.limits import check_upload
 from vistext.server.responses import JSONResponse
 from vistext.server.routers.params import ImageFile, Paging, read_upload
 from vistext.server.settings import ServerSettings
-from vistext.service import parse_tag_sets, parse_vocabulary
+from vistext.service import check_upload, parse_tag_sets, parse_vocabulary
 
 
 def _tagger(settings: ServerSettings, name: str | None) -> str | None:
