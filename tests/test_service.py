@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import shutil
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -330,7 +331,7 @@ def test_cli_http_and_bot_give_the_same_tag_sets_and_answer(
     async def get_file(file_id: str) -> SimpleNamespace:
         return SimpleNamespace(download_as_bytearray=download)
 
-    photo = SimpleNamespace(file_id="f1", file_unique_id="u1")
+    photo = SimpleNamespace(file_id="f1", file_unique_id="u1", file_size=None)
     original = SimpleNamespace(photo=[photo], document=None)
     message = SimpleNamespace(text="/match man bicycle; dog, grass; red car,", reply_to_message=original)
     message.reply_text = reply_text
@@ -397,3 +398,43 @@ def test_no_decompression_bomb_or_read_only_array_warnings(
     assert matcher.score(features, [["dog", "grass"]]).shape == (1,)
     names = [type(w.message).__name__ + ": " + str(w.message) for w in recwarn]
     assert not [n for n in names if "DecompressionBomb" in n or "not writable" in n], names
+
+
+# ---- serving costs -------------------------------------------------------------------------------------------------
+def test_a_search_page_is_read_from_the_catalogue_outside_the_batch_thread(
+    indexed: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vistext.service import collection as collection_module
+
+    readers: list[str] = []
+    real = collection_module.describe
+    monkeypatch.setattr(
+        collection_module,
+        "describe",
+        lambda store, ids: readers.append(threading.current_thread().name) or real(store, ids),
+    )
+    with Service(db=indexed, progress=False) as service:
+        found = [service.search_later(text, 3) for text in ("a dog", "a street", "people", "a dog on grass")]
+        assert all(len(future.result(timeout=120).results) == 3 for future in found)
+        assert len(service.similar(1, 2).results) == 2
+    # the one batch worker ("vistext-searches") only runs FAISS; the page's names and tags are read beside it
+    assert len(readers) == 5 and all(name.startswith("search-page") for name in readers), readers
+
+
+def test_a_map_is_computed_once_per_catalogue_version(indexed: Path, tmp_path: Path) -> None:
+    db = tmp_path / "catalogue.sqlite"
+    for suffix in ("", "-wal"):  # a closed catalogue has no write-ahead log left; copied if it has one
+        if Path(f"{indexed}{suffix}").exists():
+            shutil.copy(f"{indexed}{suffix}", f"{db}{suffix}")
+    with Service(db=db, progress=False) as service:
+        store = service.store()
+        reads: list[str] = []
+        original = store.vectors
+        store.vectors = lambda space: reads.append(space) or original(space)  # type: ignore[method-assign]
+        first = service.map_points("pca", topics=0)
+        assert service.map_points("pca", topics=0) is first and reads == ["image"]  # no second read or fingerprint
+        record = store.get(1)
+        assert record is not None
+        store.remove([record.path])
+        again = service.map_points("pca", topics=0)
+        assert reads == ["image", "image"] and len(again.points["id"]) == len(first.points["id"]) - 1

@@ -67,18 +67,10 @@ class BodyLimits:
             await self.app(scope, receive, send)
             return
         too_large = f"upload too large (limit {self.limit // (1024 * 1024)} MB)"
-        for name, value in scope.get("headers", []):
-            if name == b"content-length":
-                try:
-                    size = int(value)
-                except ValueError:
-                    size = -1
-                if size < 0:
-                    await send_json(send, 400, {"error": "invalid Content-Length header"})
-                    return
-                if size > self.limit:
-                    await send_json(send, 413, {"error": too_large})
-                    return
+        refused = self._declared_size(scope, too_large)
+        if refused is not None:
+            await send_json(send, *refused)
+            return
         received = 0
         body_done = False
         deadline: float | None = None
@@ -130,6 +122,20 @@ class BodyLimits:
         except _SlowReader:
             # the answer cannot be finished: uvicorn closes the connection when the app returns early
             log.info("dropped a client that did not read its answer within %g s", self.timeout)
+
+    def _declared_size(self, scope: Scope, too_large: str) -> tuple[int, dict[str, Any]] | None:
+        """400 for a Content-Length that is not a size, 413 for one over the limit: answered up front."""
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    size = int(value)
+                except ValueError:
+                    size = -1
+                if size < 0:
+                    return 400, {"error": "invalid Content-Length header"}
+                if size > self.limit:
+                    return 413, {"error": too_large}
+        return None
 
 
 class _SlowReader(Exception):

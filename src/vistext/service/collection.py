@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from vistext.store.records import ImageFilter, VectorHit
 
 MAX_K = 1000
+PAGE_THREADS = 2  # catalogue reads of search pages at once, beside the one batch worker
 
 
 class UnknownImageError(UsageError):
@@ -63,6 +64,8 @@ class Collection:
             lambda: QueryBatcher(self.store, self.models.encode_query_texts, readable=self.models.readable_scores)
         )
         self._thumbnails = Thumbnails()
+        # the threads that read a search page's details from the catalogue (see ``_then``)
+        self._pages = ThreadPoolExecutor(PAGE_THREADS, thread_name_prefix="search-page")
 
     # ---- the store --------------------------------------------------------------------------------------
     @property
@@ -346,7 +349,7 @@ class Collection:
             results = [Hit(h.path, float(h.score), h.id, *details.get(h.id, (None, []))) for h in shown]
             return SearchResult(query=query, results=results, offset=offset)
 
-        return _then(self.queries.submit(search), page, lambda error: self._explain(error, search))
+        return _then(self.queries.submit(search), page, lambda error: self._explain(error, search), self._pages)
 
     def _explain(self, error: BaseException, search: Query) -> BaseException:
         # checked only on failure: a busy server must not pay a catalogue query per search
@@ -362,11 +365,13 @@ def _then(
     future: Future[list[VectorHit]],
     page: Callable[[list[VectorHit]], SearchResult],
     explain: Callable[[BaseException], BaseException],
+    pages: ThreadPoolExecutor,
 ) -> Future[SearchResult]:
-    """A future of ``page(hits)`` (or of ``explain(error)``), resolved in the batch worker's thread."""
+    """A future of ``page(hits)`` (or of ``explain(error)``), resolved on ``pages``: the catalogue reads of a
+    page (names, metadata, tags) never run in the batch worker's thread, which goes on to the next batch."""
     result: Future[SearchResult] = Future()
 
-    def done(source: Future[list[VectorHit]]) -> None:
+    def finish(source: Future[list[VectorHit]]) -> None:
         error = source.exception()
         try:
             if error is not None:
@@ -374,6 +379,12 @@ def _then(
             result.set_result(page(source.result()))
         except BaseException as failure:  # noqa: BLE001 - handed to whoever waits on the result
             result.set_exception(failure)
+
+    def done(source: Future[list[VectorHit]]) -> None:
+        try:
+            pages.submit(finish, source)
+        except RuntimeError:  # the collection is closing: finish here rather than never
+            finish(source)
 
     future.add_done_callback(done)
     return result

@@ -24,10 +24,12 @@ from vistext.service.loaded_models import LoadedModels
 from vistext.service.results import MapResult, NeighbourTable, SearchResult, StatusResult, TopicsResult
 
 if TYPE_CHECKING:
+    from vistext.store import Store
     from vistext.store.records import ImageFilter
 
 log = logging.getLogger(__name__)
 ROOT_FOLDER = "."  # the folder name of photos directly in the collection folder
+MAPS_KEPT = 4  # map answers kept in memory
 
 
 class Explore:
@@ -40,6 +42,9 @@ class Explore:
         # (store version, image count, map method -> cache file) for the collection as last seen
         self._map_files: tuple[int, int, dict[str, Path]] | None = None
         self._map_files_lock = threading.Lock()
+        # map answers of the collection as last seen, by (store version, method, topics, seed): a map request
+        # must not read and fingerprint every vector again while nothing changed
+        self._maps: dict[tuple[int, str, int, int], MapResult] = {}
 
     # ---- the collection -------------------------------------------------------------------------------------
     def status(self) -> StatusResult:
@@ -84,9 +89,21 @@ class Explore:
     def map_points(self, method: str = "tsne", topics: int = 8, seed: int = 0) -> MapResult:
         """2-D positions of every indexed image (computed once per collection state and cached beside the db),
         each coloured by its strongest of ``topics`` NMF topics (-1 without topics)."""
+        store = self.collection.store()
+        key = (store.version(), method, topics, seed)
+        with self._map_files_lock:
+            if key in self._maps:
+                return self._maps[key]
+        result = self._compute_map(store, method, topics, seed)
+        with self._map_files_lock:
+            self._maps[key] = result
+            while len(self._maps) > MAPS_KEPT:
+                self._maps.pop(next(iter(self._maps)))
+        return result
+
+    def _compute_map(self, store: Store, method: str, topics: int, seed: int) -> MapResult:
         from vistext.analysis.maps import cached_layout
 
-        store = self.collection.store()
         ids, matrix = store.vectors("image")
         if len(ids) == 0:
             raise UsageError(f"{self.collection.location}: the index is empty; nothing to map")

@@ -18,7 +18,12 @@ from vistext.service import check_upload
 def build_search_router(settings: ServerSettings) -> APIRouter:
     api = APIRouter(prefix="/api", responses=ERRORS)
     paging = Paging(settings)
+    _add_text_search(api, paging)
+    _add_similar(api, paging)
+    return api
 
+
+def _add_text_search(api: APIRouter, paging: Paging) -> None:
     @api.get("/search", response_model=schemas.SearchOut, summary="indexed images matching a text")
     async def search(
         request: Request,
@@ -46,6 +51,8 @@ def build_search_router(settings: ServerSettings) -> APIRouter:
             context.warm_up.text_ready = True
         return JSONResponse(result.to_dict())
 
+
+def _add_similar(api: APIRouter, paging: Paging) -> None:
     @api.get(
         "/similar/{image_id}",
         response_model=schemas.SearchOut,
@@ -88,5 +95,3 @@ def build_search_router(settings: ServerSettings) -> APIRouter:
             return context.service.similar(upload, k, offset=offset, min_score=min_score, filter=filter).to_dict()
 
         return JSONResponse(await context.upload_work(request, work))
-
-    return api

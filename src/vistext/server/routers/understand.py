@@ -29,7 +29,12 @@ def _tagger(settings: ServerSettings, name: str | None) -> str | None:
 def build_understand_router(settings: ServerSettings) -> APIRouter:
     api = APIRouter(prefix="/api", responses=ERRORS)
     paging = Paging(settings)
+    _add_tag(api, paging, settings)
+    _add_caption_and_match(api, paging)
+    return api
 
+
+def _add_tag(api: APIRouter, paging: Paging, settings: ServerSettings) -> None:
     @api.post("/tag", response_model=schemas.TagOut, summary="tag an uploaded image")
     async def tag(
         request: Request,
@@ -56,6 +61,8 @@ def build_understand_router(settings: ServerSettings) -> APIRouter:
 
         return JSONResponse(await context.upload_work(request, work))
 
+
+def _add_caption_and_match(api: APIRouter, paging: Paging) -> None:
     @api.post("/caption", response_model=schemas.CaptionOut, summary="closest known captions for an uploaded image")
     async def caption(request: Request, file: ImageFile, k: int = paging.k(5)) -> JSONResponse:
         context = ctx(request)
@@ -86,5 +93,3 @@ def build_understand_router(settings: ServerSettings) -> APIRouter:
             return context.service.match(upload, sets).to_dict()
 
         return JSONResponse(await context.upload_work(request, work))
-
-    return api
