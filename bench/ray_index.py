@@ -78,8 +78,8 @@ def run(folder: Path, db: Path, engine: str, text: bool) -> IndexReport:
     """One indexing run; ``report.cpu`` (added here) is the CPU-seconds it took across every process."""
     with Service(db=str(db), progress=False) as service:
         if text:
-            _ = service.models.joint_space  # the driver's model loads are not part of the indexing time
-        _ = service.models.encoder
+            service.load_models(image=False)  # the driver's model loads are not part of the indexing time
+        service.load_models(text=False)
         cpu = cpu_seconds()
         report = service.index(folder, engine=engine, text_search=text)
         report.cpu = cpu_seconds() - cpu  # type: ignore[attr-defined]

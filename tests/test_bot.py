@@ -4,6 +4,7 @@ updates go in through getUpdates, and the messages, photos and albums the bot se
 from __future__ import annotations
 
 import asyncio
+import io
 import itertools
 import json
 import threading
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -235,3 +237,34 @@ def test_bot_answers_everyone_without_an_allow_list(indexed: dict[str, Path], fa
 
     with Service(db=indexed["db"], progress=False) as service:
         run_bot_while(fake, url, service, scenario)
+
+
+def test_a_huge_picture_and_a_pdf_each_get_one_line(indexed: dict[str, Path], fake_api: tuple[FakeBotApi, str]) -> None:
+    fake, url = fake_api
+    buffer = io.BytesIO()
+    Image.new("L", (3000, 2000), 128).save(buffer, format="PNG", optimize=True)  # 6 MP in a few KB
+    fake.files["huge"] = buffer.getvalue()
+    fake.files["report"] = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\n%%EOF\n"
+    fake.files["fake-png"] = fake.files["report"]
+
+    def document(file_id: str, name: str, mime: str) -> dict[str, Any]:
+        return {
+            "document": {"file_id": file_id, "file_unique_id": f"u-{file_id}", "file_name": name, "mime_type": mime}
+        }
+
+    def scenario() -> None:
+        fake.push(ALLOWED, **document("huge", "huge.png", "image/png"))
+        too_large = fake.wait_sent(1)[0]["text"]
+        assert too_large.startswith("Sorry: huge.png: image too large: 3000x2000 pixels (limit 1000000)")
+        fake.push(ALLOWED, **fake.photo_message("huge", fake.files["huge"]))  # as a photo too (a stand-in's size)
+        assert "image too large" in fake.wait_sent(2)[1]["text"]
+        fake.push(ALLOWED, **document("report", "report.pdf", "application/pdf"))
+        pdf = fake.wait_sent(3)[2]["text"]
+        assert pdf.startswith("Sorry: report.pdf is not a picture (application/pdf)")
+        fake.push(ALLOWED, **document("fake-png", "scan.png", "image/png"))  # a PDF claiming to be an image
+        assert fake.wait_sent(4)[3]["text"] == "Sorry: scan.png: not an image file"
+        for message in fake.sent:
+            assert len(message["text"].splitlines()) == 1 and "Traceback" not in message["text"]
+
+    with Service(db=indexed["db"], progress=False) as service:
+        run_bot_while(fake, url, service, scenario, max_pixels=1_000_000)

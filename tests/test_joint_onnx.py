@@ -24,7 +24,7 @@ from vistext.models.joint_onnx import (
     joint_graphs,
     load_query_model,
 )
-from vistext.service import Service
+from vistext.service.loaded_models import LoadedModels
 
 HEAVY = ("torch", "transformers", "sklearn", "scipy", "pandas", "pyarrow")
 
@@ -107,7 +107,7 @@ def test_scales_and_key_match_the_pytorch_model(torch_model: JointModel, onnx_mo
     # index spaces and caption caches are keyed by the card: an existing index stays searchable
     assert onnx_model.metadata == torch_model.metadata
     digest = hashlib.sha1(json.dumps(torch_model.metadata, sort_keys=True, default=str).encode()).hexdigest()[:10]
-    assert Service().joint_key == f"{torch_model.name}@{digest}"
+    assert LoadedModels().joint_key == f"{torch_model.name}@{digest}"
 
 
 def test_graphs_are_cached_and_keyed_by_the_weights(onnx_model: OnnxJointModel, tmp_path: Path) -> None:

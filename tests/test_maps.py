@@ -174,5 +174,5 @@ def test_status_fingerprints_the_vectors_only_after_the_collection_changed(
         store.add(records[20:])
         assert service.status().images == 30
         assert reads == ["image", "image"]
-        maps.cached_layout(*original("image"), service.explore.map_folder(), "tsne")
+        maps.cached_layout(*original("image"), service.location.cache_folder / "maps", "tsne")
         assert service.status().map_ready is True and len(reads) == 2

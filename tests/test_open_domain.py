@@ -19,6 +19,7 @@ from vistext.errors import StoreError
 from vistext.indexing.local import index_folder
 from vistext.server.settings import ServerSettings
 from vistext.service import Service
+from vistext.service.loaded_models import LoadedModels
 from vistext.store import open_store
 
 CLASSES = ("pizza", "airplane", "umbrella", "laptop")
@@ -45,7 +46,7 @@ def _json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict:
 def test_an_old_catalogue_gains_the_fused_space_from_its_stored_features(photos: Path, tmp_path: Path) -> None:
     db = tmp_path / "old" / "catalogue.sqlite"
     service = Service(db=db, progress=False)
-    models = service.models
+    models = LoadedModels()  # the service's own models are private; these are the same ones
     fused = models.open_domain
     assert fused is not None and fused.space in models.text_projectors()
     # a catalogue as the previous release built it: the joint space only

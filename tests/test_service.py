@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import shutil
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -30,8 +31,10 @@ from vistext.service import (
     StatusResult,
     TopicsResult,
     UnknownImageError,
+    locate,
     parse_tag_sets,
 )
+from vistext.service.loaded_models import LoadedModels
 
 
 def _captions(flickr8k: Path) -> dict[str, list[str]]:
@@ -73,13 +76,50 @@ def test_info_loads_no_model_and_tag_opens_no_database(tmp_path: Path, photos: d
     service = Service(db=db, progress=False)
     info = service.info()
     assert isinstance(info, InfoResult) and info.to_dict() == {"db": str(db), "exists": False}
-    assert not service.models.encoder_loaded and not service.models.joint_loaded
+    assert not service.image_encoder_loaded and not service.text_model_loaded
     [tagged] = service.tag([photos["dogs"][0]], k=3)
     assert len(tagged.tags) == 3 and tagged.error is None
-    assert service.models.encoder_loaded and not service.models.joint_loaded  # ImageNet tags need no text model
+    assert service.image_encoder_loaded and not service.text_model_loaded  # ImageNet tags need no text model
     assert not db.parent.exists()  # tagging never creates (or opens) a catalogue
     with pytest.raises(StoreError, match="no index here yet"):
         service.store()
+
+
+# ---- where the catalogue is ----------------------------------------------------------------------------------------
+def test_two_folders_through_one_service_get_two_catalogues(
+    tmp_path: Path, photos: dict[str, list[Path]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no ./.vistext above: the default catalogue is the home's until a folder is indexed
+    first, second = tmp_path / "first", tmp_path / "second"
+    for folder, chosen in ((first, photos["dogs"][:3]), (second, photos["others"][:2])):
+        folder.mkdir()
+        for photo in chosen:
+            shutil.copy(photo, folder / photo.name)
+    with Service(progress=False) as service:
+        assert service.index(first, text_search=False).added == 3
+        assert service.info().db == str(first.resolve() / ".vistext" / "catalogue.sqlite")
+        assert service.index(second, text_search=False).added == 2
+        info = service.info()
+        assert info.db == str(second.resolve() / ".vistext" / "catalogue.sqlite") and info.details["count"] == 2
+        assert {Path(r.path).name for r in service.store().records()} == {p.name for p in photos["others"][:2]}
+    for folder, chosen in ((first, photos["dogs"][:3]), (second, photos["others"][:2])):
+        with Service(db=folder, progress=False) as alone:
+            assert {Path(r.path).name for r in alone.store().records()} == {p.name for p in chosen}
+            assert alone.location.collection_folder == folder.resolve()
+
+
+def test_one_answer_to_which_catalogue(tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    (folder / ".vistext").mkdir(parents=True)
+    file = folder / ".vistext" / "catalogue.sqlite"
+    # the folder, its .vistext/, the file and a sqlite:// URL all name the same catalogue
+    for given in (folder, folder / ".vistext", file, f"sqlite://{file}"):
+        assert locate(given).file == file and not locate(given).remote
+    server = locate("postgresql://user:secret@db.example:5433/photos")
+    assert server.remote and server.uri == "postgresql://user:secret@db.example:5433/photos"
+    assert "secret" not in str(server.file) and server.collection_folder is None
+    assert locate(None, folder) == locate(folder)  # indexing a folder with no --db: the folder's own
+    assert locate(file, tmp_path / "elsewhere") == locate(file)  # an explicit --db wins over the folder
 
 
 # ---- the collection ------------------------------------------------------------------------------------------------
@@ -148,7 +188,7 @@ def test_every_answer_is_a_result_object_with_to_dict(
 # ---- loaded models are cached ----------------------------------------------------------------------------------
 def _dog_tagger(service: Service, photos: dict[str, list[Path]], out: Path) -> Path:
     """A real linear tagger ("dog" / "no dog") fitted on the photos' pooled features, saved as a model card."""
-    features = service.encode_images(photos["dogs"] + photos["others"]).pooled.astype(np.float32)
+    features = LoadedModels().encode_images(photos["dogs"] + photos["others"]).pooled.astype(np.float32)
     mean, std = features.mean(axis=0), features.std(axis=0) + 1e-6
     scaled = (features - mean) / std
     direction = scaled[:8].mean(axis=0) - scaled[8:].mean(axis=0)
@@ -178,11 +218,11 @@ def test_two_tag_calls_with_the_same_tagger_load_it_once(
     card = model / "config.json"  # retrained in place: the new card is read, the stale copy dropped
     os.utime(card, ns=(card.stat().st_atime_ns, card.stat().st_mtime_ns + 10**9))
     service.tag([photos["others"][0]], k=1, model=model)
-    assert len(loads) == 2 and len(service.models.cache) == 1
+    assert len(loads) == 2 and service.cached_models == 1
     for copy in ("b", "c"):  # bounded: only the 2 most recently used stay loaded
         shutil.copytree(model, tmp_path / copy)
         service.tag([photos["others"][0]], k=1, model=tmp_path / copy)
-    assert len(service.models.cache) == 2
+    assert service.cached_models == 2
     service.tag([photos["others"][0]], k=1, model=tmp_path / "c")
     assert len(loads) == 4
 
@@ -195,7 +235,7 @@ def test_every_http_tag_request_reuses_the_loaded_tagger(
     monkeypatch.setattr(tagger_module, "load_tagger", lambda d: loads.append(Path(d)) or real(d))
     model = _dog_tagger(Service(progress=False), photos, tmp_path / "tagger")
     settings = ServerSettings(db=tmp_path / "none.sqlite", taggers={"dogs": str(model)})
-    with TestClient(create_app(Service, settings)) as client:
+    with TestClient(create_app(Service, settings), base_url="http://127.0.0.1") as client:
         for photo in photos["dogs"][:3]:
             answer = client.post(
                 "/api/tag", files={"file": (photo.name, photo.read_bytes())}, params={"tagger": "dogs"}
@@ -271,7 +311,7 @@ def test_cli_http_and_bot_give_the_same_tag_sets_and_answer(
     cli = json.loads(capsys.readouterr().out)
 
     settings = ServerSettings(db=tmp_path / "none.sqlite")
-    with TestClient(create_app(Service, settings)) as client:
+    with TestClient(create_app(Service, settings), base_url="http://127.0.0.1") as client:
         answer = client.post(
             "/api/match",
             files={"file": (dog.name, dog.read_bytes())},
@@ -291,7 +331,7 @@ def test_cli_http_and_bot_give_the_same_tag_sets_and_answer(
     async def get_file(file_id: str) -> SimpleNamespace:
         return SimpleNamespace(download_as_bytearray=download)
 
-    photo = SimpleNamespace(file_id="f1", file_unique_id="u1")
+    photo = SimpleNamespace(file_id="f1", file_unique_id="u1", file_size=None)
     original = SimpleNamespace(photo=[photo], document=None)
     message = SimpleNamespace(text="/match man bicycle; dog, grass; red car,", reply_to_message=original)
     message.reply_text = reply_text
@@ -358,3 +398,43 @@ def test_no_decompression_bomb_or_read_only_array_warnings(
     assert matcher.score(features, [["dog", "grass"]]).shape == (1,)
     names = [type(w.message).__name__ + ": " + str(w.message) for w in recwarn]
     assert not [n for n in names if "DecompressionBomb" in n or "not writable" in n], names
+
+
+# ---- serving costs -------------------------------------------------------------------------------------------------
+def test_a_search_page_is_read_from_the_catalogue_outside_the_batch_thread(
+    indexed: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vistext.service import collection as collection_module
+
+    readers: list[str] = []
+    real = collection_module.describe
+    monkeypatch.setattr(
+        collection_module,
+        "describe",
+        lambda store, ids: readers.append(threading.current_thread().name) or real(store, ids),
+    )
+    with Service(db=indexed, progress=False) as service:
+        found = [service.search_later(text, 3) for text in ("a dog", "a street", "people", "a dog on grass")]
+        assert all(len(future.result(timeout=120).results) == 3 for future in found)
+        assert len(service.similar(1, 2).results) == 2
+    # the one batch worker ("vistext-searches") only runs FAISS; the page's names and tags are read beside it
+    assert len(readers) == 5 and all(name.startswith("search-page") for name in readers), readers
+
+
+def test_a_map_is_computed_once_per_catalogue_version(indexed: Path, tmp_path: Path) -> None:
+    db = tmp_path / "catalogue.sqlite"
+    for suffix in ("", "-wal"):  # a closed catalogue has no write-ahead log left; copied if it has one
+        if Path(f"{indexed}{suffix}").exists():
+            shutil.copy(f"{indexed}{suffix}", f"{db}{suffix}")
+    with Service(db=db, progress=False) as service:
+        store = service.store()
+        reads: list[str] = []
+        original = store.vectors
+        store.vectors = lambda space: reads.append(space) or original(space)  # type: ignore[method-assign]
+        first = service.map_points("pca", topics=0)
+        assert service.map_points("pca", topics=0) is first and reads == ["image"]  # no second read or fingerprint
+        record = store.get(1)
+        assert record is not None
+        store.remove([record.path])
+        again = service.map_points("pca", topics=0)
+        assert reads == ["image", "image"] and len(again.points["id"]) == len(first.points["id"]) - 1

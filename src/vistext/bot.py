@@ -19,7 +19,16 @@ from telegram import InputMediaPhoto, Message, Update
 from telegram.ext import Application, ApplicationBuilder, CommandHandler, ContextTypes, MessageHandler, filters
 
 from vistext.errors import VistextError
-from vistext.service import MatchResult, SearchResult, Service, Upload, parse_tag_sets
+from vistext.service import (
+    MAX_PIXELS,
+    ImageTooLargeError,
+    MatchResult,
+    SearchResult,
+    Service,
+    Upload,
+    check_upload,
+    parse_tag_sets,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +56,8 @@ class BotSettings:
     tags: int = 5
     base_url: str | None = None  # a self-hosted Bot API server (and tests' local stand-in)
     base_file_url: str | None = None
+    max_pixels: int = MAX_PIXELS  # the same cap as HTTP uploads: checked from the header, before decoding
+    max_bytes: int = 20 * 1024 * 1024  # a document larger than this is not downloaded
 
 
 def _result_caption(rank: int, score: float, path: str) -> str:
@@ -59,6 +70,11 @@ def format_understanding(tags: list[tuple[str, float]], captions: list[tuple[str
         lines.append("Closest captions:")
         lines += [f"{i}. {text} ({score:.2f})" for i, (text, score) in enumerate(captions, start=1)]
     return "\n".join(lines) or "I could not find anything to say about this picture."
+
+
+def _plain(text: str) -> str:
+    """``text`` on one line, without control characters, at most 80 characters (a file name in a reply)."""
+    return "".join(ch if ch.isprintable() else " " for ch in text)[:80]
 
 
 def format_match(result: MatchResult) -> str:
@@ -98,15 +114,22 @@ class VistextBot:
         return run
 
     async def _photo_upload(self, message: Message, context: ContextTypes.DEFAULT_TYPE) -> Upload | None:
+        """The photo (or image document) of ``message``, downloaded and checked like an HTTP upload: an image,
+        within the pixel cap, before any pixel is decoded (``VistextError`` otherwise); None when it has none."""
         if message.photo:
             photo = message.photo[-1]  # the largest size Telegram offers
-            file_id, name = photo.file_id, f"photo-{photo.file_unique_id}.jpg"
+            file_id, name, size = photo.file_id, f"photo-{photo.file_unique_id}.jpg", photo.file_size
         elif message.document and (message.document.mime_type or "").startswith("image/"):
-            file_id, name = message.document.file_id, message.document.file_name or "image"
+            document = message.document
+            file_id, name, size = document.file_id, document.file_name or "image", document.file_size
         else:
             return None
+        if size is not None and size > self.settings.max_bytes:
+            raise ImageTooLargeError(f"{name}: file too large ({size} bytes; limit {self.settings.max_bytes})")
         telegram_file = await context.bot.get_file(file_id)
-        return Upload(name, bytes(await telegram_file.download_as_bytearray()))
+        upload = Upload(name, bytes(await telegram_file.download_as_bytearray()))
+        await asyncio.to_thread(check_upload, upload, self.settings.max_pixels)
+        return upload
 
     async def _send_album(self, message: Message, result: SearchResult, empty: str) -> None:
         hits = [hit for hit in result.results if hit.id is not None][:ALBUM_SIZE]
@@ -148,6 +171,17 @@ class VistextBot:
 
         tags, captions = await asyncio.to_thread(understand)
         await message.reply_text(format_understanding(tags, captions))
+
+    async def on_other_document(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.effective_message
+        if message is None or message.document is None:
+            return
+        document = message.document
+        kind = document.mime_type or "an unknown kind of file"
+        await message.reply_text(
+            f"Sorry: {_plain(document.file_name or 'this file')} is not a picture ({_plain(kind)}); "
+            "send a photo or an image file."
+        )
 
     async def on_text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
@@ -201,6 +235,7 @@ class VistextBot:
         app.add_handler(CommandHandler("similar", self.guarded(self.on_similar), filters=who))
         app.add_handler(CommandHandler("match", self.guarded(self.on_match), filters=who))
         app.add_handler(MessageHandler(who & (filters.PHOTO | filters.Document.IMAGE), self.guarded(self.on_photo)))
+        app.add_handler(MessageHandler(who & filters.Document.ALL, self.guarded(self.on_other_document)))
         app.add_handler(MessageHandler(who & filters.TEXT & ~filters.COMMAND, self.guarded(self.on_text)))
         app.add_error_handler(self._on_error)
         return app

@@ -174,10 +174,7 @@ def _answer(
 
 def _log_query(service: Service, result: SearchResult, what: str, seconds: float) -> None:
     """With -v: which model and space answered, the kind and size of the vector index searched, and how long."""
-    if what == "search":
-        model, space = f"joint model {service.joint.name}", service.models.text_space
-    else:
-        model, space = f"image encoder {service.models.encoder_name}", "image"
+    model, space = service.answering_model(text=what == "search")
     index = (service.info().details.get("spaces") or {}).get(space, {})
     log.info(
         "%s %r: %s, space %s (%s-d), %s index of %s vectors searched, %d results, %.3f s",

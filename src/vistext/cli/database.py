@@ -6,7 +6,6 @@ import argparse
 from pathlib import Path
 
 from vistext.cli.output import emit_json, say
-from vistext.errors import UsageError
 from vistext.paths import vistext_home
 
 
@@ -15,23 +14,10 @@ def _folder(args: argparse.Namespace) -> Path:
 
 
 def run_db(args: argparse.Namespace) -> int:
-    from vistext.store.postgres.server import PgServer
+    from vistext.service.stores import database_server
 
     folder = _folder(args)
-    if args.action == "start":
-        server = PgServer.start(folder, args.port, fsync=not args.no_fsync)
-        state = {"running": True, "url": server.url(), "folder": str(folder), "pid": server.pid()}
-    else:
-        found = PgServer.attach(folder)
-        if args.action == "stop":
-            if found is None and not args.delete:
-                raise UsageError(f"{folder}: no vistext database server runs from this folder")
-            (found or PgServer(folder.resolve(), 0)).stop(delete=args.delete)
-            state = {"running": False, "folder": str(folder), "deleted": bool(args.delete)}
-        else:
-            state = {"running": found is not None, "folder": str(folder)}
-            if found is not None:
-                state.update(url=found.url(), pid=found.pid())
+    state = database_server(args.action, folder, port=args.port, fsync=not args.no_fsync, delete=args.delete)
     if args.json:
         emit_json(state)
     elif state["running"]:
@@ -43,26 +29,24 @@ def run_db(args: argparse.Namespace) -> int:
     return 0
 
 
-def _store_uri(text: str) -> str:
-    """A store URI, or the catalogue of an indexed folder (``DIR``, ``DIR/.vistext``) or file path."""
-    if "://" in text:
-        return text
-    from vistext.service.catalogue_files import catalogue_file
-
-    return str(catalogue_file(Path(text)))
-
-
 def run_migrate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from vistext.store import open_store
-    from vistext.store.transfer import copy_store
+    from vistext.service.stores import migrate
 
-    source_uri, target_uri = _store_uri(args.source), _store_uri(args.target)
-    with open_store(source_uri, readonly=True) as source, open_store(target_uri) as target:
-        bar = tqdm(total=source.count(), unit="img", desc="migrate", disable=args.quiet or args.json)
-        with bar:
-            report = copy_store(source, target, batch=args.batch, progress=bar.update)
+    bar: tqdm | None = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, unit="img", desc="migrate", disable=args.quiet or args.json)
+        bar.update(done)
+
+    try:
+        report = migrate(args.source, args.target, batch=args.batch, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
     if args.json:
         emit_json({"from": args.source, "to": args.target, **report.to_dict()})
     else:

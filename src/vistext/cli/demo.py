@@ -58,13 +58,13 @@ def run_demo(service: Service, folder: Path | None = None) -> dict[str, Any]:
     report = service.index(folder)
     query = folder / DEMO_QUERY
     if not query.exists():
-        ok = [r for r in service.store().records(status="ok")]
-        if not ok:
+        first = service.list_images(k=1).results
+        if not first:
             raise StoreError(f"{folder}: no readable images to demonstrate with")
-        query = Path(ok[0].path)
+        query = Path(first[0].path)
     out: dict[str, Any] = {
         "folder": str(folder),
-        "db": str(service.db_path(folder)),
+        "db": str(service.location),
         "index": report.to_dict(),
         "tags": service.tag([query], 5)[0].to_dict(),
         "similar": service.similar(query, 5).to_dict(),

@@ -14,7 +14,7 @@ from vistext.service import Service
 from vistext.service.filters import is_text, parse_filter
 
 if TYPE_CHECKING:
-    from vistext.store.records import ImageFilter
+    from vistext.service import ImageFilter
 
 
 def service_for(args: argparse.Namespace, *, read_only: bool = False) -> Service:

@@ -75,7 +75,9 @@ def run_serve(args: argparse.Namespace) -> int:
         captions=args.captions,
         taggers=parse_taggers(args.tagger),
         map_method=args.map_method,
+        allowed_hosts=frozenset(args.allow_host),
     )
+    settings.check()
     if not args.quiet:
         say(f"vistext: serving http://{args.host}:{args.port}/ (API docs at /docs){' with a token' if token else ''}")
     run_server(settings, Service)
@@ -121,6 +123,13 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     serve.add_argument("--port", type=whole(1, 65535, "a port"), default=8000, help="port to listen on (default 8000)")
     serve.add_argument("--token", help="require `Authorization: Bearer TOKEN` on every API request")
     serve.add_argument("--token-env", metavar="VAR", help="read the token from this environment variable")
+    serve.add_argument(
+        "--allow-host",
+        action="append",
+        metavar="NAME",
+        default=[],
+        help="also answer requests for this Host name (default: loopback names and the --host address only)",
+    )
     serve.add_argument("--captions", help="caption bank for /api/caption: FORMAT:PATH or a text file")
     serve.add_argument("--tagger", action="append", metavar="NAME=DIR", help="a trained tagger clients may use")
     serve.add_argument(

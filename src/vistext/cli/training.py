@@ -149,20 +149,9 @@ def run_train_concepts(args: argparse.Namespace) -> int:
 def run_eval(args: argparse.Namespace) -> int:
     if args.data.startswith("classes:"):
         return _eval_classes(args)
-    from vistext.models.card import model_kind, resolve_model_dir
-    from vistext.models.loading import load_model
+    from vistext.service.evaluate import evaluate_model
 
-    directory = resolve_model_dir(args.model, "joint" if args.model is None else None)
-    kind, model = model_kind(directory), load_model(directory)
-    progress = not args.quiet
-    if kind == "joint":
-        from vistext.evaluation import retrieval as evaluation
-    elif kind == "tagger":
-        from vistext.evaluation import tagging as evaluation  # type: ignore[no-redef]
-    else:
-        from vistext.evaluation import matching as evaluation  # type: ignore[no-redef]
-    split = args.split or ("test" if kind == "joint" else None)
-    metrics = evaluation.evaluate(model, args.data, split=split, progress=progress).metrics  # type: ignore[arg-type]
+    metrics = evaluate_model(args.model, args.data, args.split, progress=not args.quiet)
     _print_metrics(metrics, args.json)
     return 0
 
@@ -172,7 +161,7 @@ def _eval_classes(args: argparse.Namespace) -> int:
     from vistext.service import Service
 
     with Service(joint_model=args.model, progress=not args.quiet) as service:
-        evaluation = service.understanding.evaluate_classes(args.data, args.split or "test", args.template)
+        evaluation = service.evaluate_classes(args.data, args.split or "test", args.template)
     _print_metrics(evaluation.to_dict(), args.json)
     return 0
 

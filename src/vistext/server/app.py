@@ -21,7 +21,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vistext import __version__
 from vistext.errors import ImageDecodeError, ModelError, StoreError, UsageError, VistextError
-from vistext.server.auth import BearerAuth
+from vistext.server.auth import BearerAuth, HostCheck, answered_hosts
+from vistext.server.context import ServerContext
 from vistext.server.limits import (
     BodyLimits,
     InFlightLimit,
@@ -32,12 +33,10 @@ from vistext.server.limits import (
 )
 from vistext.server.protocol import uvicorn_config
 from vistext.server.responses import JSONResponse
-from vistext.server.routes import ServerContext, build_router
-from vistext.server.routes_explore import build_explore_router
+from vistext.server.routers import build_routers
 from vistext.server.schemas import NOT_BLANK
 from vistext.server.settings import ServerSettings
-from vistext.service import Service
-from vistext.service.explore import UnknownImageError
+from vistext.service import ImageTooLargeError, Service, UnknownImageError
 from vistext.service.filters import PATTERN_MESSAGES
 
 log = logging.getLogger(__name__)
@@ -53,6 +52,8 @@ def status_for(error: VistextError) -> int:
     """HTTP status of a service error: the client's fault (4xx) or the server's state (503)."""
     if isinstance(error, UnknownImageError):
         return 404
+    if isinstance(error, ImageTooLargeError):
+        return 413
     if isinstance(error, UsageError | ImageDecodeError):
         return 400
     if isinstance(error, StoreError | ModelError):
@@ -142,12 +143,6 @@ def favicon_ico() -> bytes:
     return buffer.getvalue()
 
 
-def _open_store(service: Service) -> None:
-    """Open the store before the first request, so concurrent first requests do not race to open it."""
-    if service.collection.exists():
-        service.store()
-
-
 def _no_telemetry() -> dict[str, Any]:
     """FastAPI >= 0.16x asks OpenTelemetry for a tracer on every request (env lookups: ~6% of a busy server's
     event loop); vistext configures no tracing, so it is switched off where the option exists."""
@@ -163,8 +158,9 @@ def create_app(service_factory: ServiceFactory = Service, settings: ServerSettin
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await anyio.to_thread.run_sync(_open_store, service)
-        if settings.warm_up and service.collection.exists():
+        # open the catalogue before the first request, so concurrent first requests do not race to open it
+        exists = await anyio.to_thread.run_sync(service.open)
+        if settings.warm_up and exists:
             app.state.ctx.warm_up.start()  # in the background: the page polls /api/status meanwhile
         try:
             yield
@@ -185,8 +181,8 @@ def create_app(service_factory: ServiceFactory = Service, settings: ServerSettin
     )
     app.state.ctx = ServerContext.create(service, settings)
     _install_error_handlers(app)
-    app.include_router(build_router(settings))
-    app.include_router(build_explore_router())
+    for router in build_routers(settings):
+        app.include_router(router)
     _install_pages(app)
     # added innermost first: body limits hold even for requests that fail auth; auth answers before queueing
     app.add_middleware(
@@ -197,6 +193,9 @@ def create_app(service_factory: ServiceFactory = Service, settings: ServerSettin
     )
     if settings.token:
         app.add_middleware(BearerAuth, token=settings.token)
+    hosts = answered_hosts(settings.host, settings.allowed_hosts, settings.token)
+    if hosts is not None:  # a foreign Host (DNS rebinding) gets 421 before auth, inside the body limits
+        app.add_middleware(HostCheck, hosts=hosts)
     app.add_middleware(BodyLimits, limit=settings.max_upload_bytes, timeout=settings.body_timeout)
     return app
 
@@ -208,9 +207,8 @@ def run_server(settings: ServerSettings, service_factory: ServiceFactory = Servi
     # The event loop thread runs Python for every request while the search worker (vistext.service.batching) drops the
     # GIL for each FAISS or SQLite call and must take it back: with the default 5 ms switch interval it waited
     # up to 5 ms each time, and 16 clients' text searches ran at 650 req/s; at 0.2 ms, ~820 req/s.
+    settings.check()
     sys.setswitchinterval(SWITCH_INTERVAL)
-    if not settings.loopback and not settings.token:
-        log.warning("serving on %s without --token: anyone who can reach this port can use it", settings.host)
     _raise_open_file_limit()
     server = uvicorn.Server(uvicorn_config(create_app(service_factory, settings), settings))
     server.run()

@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import logging
 import threading
-import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
 import anyio
-from PIL import Image, UnidentifiedImageError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from vistext.errors import ImageDecodeError
-from vistext.service import Upload
 from vistext.service.queries import one_openmp_thread
 
 T = TypeVar("T")
@@ -72,18 +67,10 @@ class BodyLimits:
             await self.app(scope, receive, send)
             return
         too_large = f"upload too large (limit {self.limit // (1024 * 1024)} MB)"
-        for name, value in scope.get("headers", []):
-            if name == b"content-length":
-                try:
-                    size = int(value)
-                except ValueError:
-                    size = -1
-                if size < 0:
-                    await send_json(send, 400, {"error": "invalid Content-Length header"})
-                    return
-                if size > self.limit:
-                    await send_json(send, 413, {"error": too_large})
-                    return
+        refused = self._declared_size(scope, too_large)
+        if refused is not None:
+            await send_json(send, *refused)
+            return
         received = 0
         body_done = False
         deadline: float | None = None
@@ -135,6 +122,20 @@ class BodyLimits:
         except _SlowReader:
             # the answer cannot be finished: uvicorn closes the connection when the app returns early
             log.info("dropped a client that did not read its answer within %g s", self.timeout)
+
+    def _declared_size(self, scope: Scope, too_large: str) -> tuple[int, dict[str, Any]] | None:
+        """400 for a Content-Length that is not a size, 413 for one over the limit: answered up front."""
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    size = int(value)
+                except ValueError:
+                    size = -1
+                if size < 0:
+                    return 400, {"error": "invalid Content-Length header"}
+                if size > self.limit:
+                    return 413, {"error": too_large}
+        return None
 
 
 class _SlowReader(Exception):
@@ -189,25 +190,6 @@ class InFlightLimit:
 
 def _busy(why: str) -> tuple[int, dict[str, Any], list[tuple[bytes, bytes]]]:
     return 503, {"error": f"server busy: {why}; try again in a few seconds"}, [(b"retry-after", b"2")]
-
-
-def check_upload(upload: Upload, max_pixels: int) -> None:
-    """Read only the image header: refuse non-images (400) and too many pixels (413) before any decoding."""
-    if not upload.data:
-        raise ImageDecodeError(upload.name, "empty file (0 bytes)")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(upload.data)) as img:
-                width, height = img.size
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise PayloadTooLarge(f"{upload.name}: image too large (limit {max_pixels} pixels)") from None
-    except UnidentifiedImageError:
-        raise ImageDecodeError(upload.name, "not an image file") from None
-    except Exception as error:  # noqa: BLE001 - any header parse failure is a bad upload, never a 500
-        raise ImageDecodeError(upload.name, f"cannot open image ({type(error).__name__})") from None
-    if width * height > max_pixels:
-        raise PayloadTooLarge(f"{upload.name}: image too large: {width}x{height} pixels (limit {max_pixels})")
 
 
 _worker = threading.local()

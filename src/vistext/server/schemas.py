@@ -133,3 +133,45 @@ class PendingOut(BaseModel):
 
 
 InfoOut = dict[str, Any]
+
+
+class DuplicateImageOut(BaseModel):
+    id: int
+    path: str
+    score: float = Field(description="image-feature similarity to the group's first image")
+    match: str | None = Field(
+        None, description='in a group of copies: "keep" (the one to keep), "exact" (same bytes) or "copy"'
+    )
+
+
+class DuplicateGroupOut(BaseModel):
+    kind: str = Field(
+        description='"copies" (the same photo saved again: re-encoded, resized, cropped, rotated) or "similar" '
+        "(distinct shots of one scene)"
+    )
+    keep: int | None = Field(None, description="id of the copy suggested to keep (copies only)")
+    images: list[DuplicateImageOut]
+
+
+class SkippedFileOut(BaseModel):
+    id: int
+    path: str
+    reason: str
+
+
+class DuplicatesOut(BaseModel):
+    groups: list[DuplicateGroupOut]
+    threshold: float = Field(description="image-feature similarity of similar shots")
+    copy_distance: int = Field(description="most perceptual-hash bits (of 128) in which two copies differ")
+    skipped: list[SkippedFileOut] = Field(description="photos that could not be read now, and why")
+
+
+class AttributesOut(BaseModel):
+    id: list[int]
+    path: list[str]
+    folder: list[str] = Field(description='folder relative to the collection ("." for its top folder)')
+    tags: list[list[str]] = Field(description="stored collection tags, best first")
+    taken: list[str | None] = Field(description="date taken, ISO text (UTC)")
+    camera: list[str | None] = Field(description='"make model"')
+    latitude: list[float | None]
+    longitude: list[float | None]

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vistext.errors import UsageError
+from vistext.service.inputs import MAX_PIXELS
+
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 MAX_IMAGE_ID = 2**63 - 1  # catalogue ids are SQLite integers; anything larger cannot name an image
 
@@ -17,7 +20,8 @@ class ServerSettings:
     that runs longer than ``request_timeout`` seconds gets 504. Connections are not limited: requests in
     flight are (``max_in_flight``; up to ``max_queued`` more wait for a slot, beyond that 503), and a client
     that does not send its request head within ``header_timeout`` or its body within ``body_timeout`` seconds
-    is disconnected (408), so idle or slow connections cannot starve anyone.
+    is disconnected (408), so idle or slow connections cannot starve anyone. A request naming another ``Host:``
+    than a loopback name, the bound address or one of ``allowed_hosts`` gets 421 (DNS rebinding).
     """
 
     db: str | Path | None = None
@@ -25,8 +29,9 @@ class ServerSettings:
     port: int = 8000
     token: str | None = None  # when set, every API request needs ``Authorization: Bearer <token>``
     max_upload_bytes: int = 20 * 1024 * 1024
-    max_pixels: int = 40_000_000
+    max_pixels: int = MAX_PIXELS
     request_timeout: float = 30.0
+    job_deadline: float = 300.0  # seconds a collection-wide job (topics, duplicates, map) runs before abandoned
     max_k: int = 100
     max_offset: int = 10_000
     max_vocab: int = 200  # open-vocabulary words per /api/tag request: each costs a text-model pass (~15 ms)
@@ -44,7 +49,16 @@ class ServerSettings:
     taggers: dict[str, str] = field(default_factory=dict)  # name -> trained tagger dir, chosen by name only
     map_method: str = "tsne"
     warm_up: bool = True  # load the text model at start-up when the index has text embeddings
+    allowed_hosts: frozenset[str] = frozenset()  # Host names answered besides loopback and the bound address
 
     @property
     def loopback(self) -> bool:
         return self.host in LOOPBACK_HOSTS
+
+    def check(self) -> None:
+        """Refuse a server anyone on the network could use: a non-loopback address needs a token."""
+        if not self.loopback and not self.token:
+            raise UsageError(
+                f"--host {self.host} without --token: anyone who can reach it could read the catalogue and the "
+                "photos; pass --token (or --token-env), or serve on 127.0.0.1"
+            )

@@ -8,8 +8,6 @@ import sys
 import threading
 from typing import Any
 
-from PIL import Image
-
 from vistext.errors import VistextError
 from vistext.service import Service
 
@@ -46,7 +44,7 @@ class WarmUp:
     def _run(self) -> None:
         try:
             self._text_model()
-            self.service.models.features([Image.new("RGB", (64, 64), (128, 128, 128))])
+            self.service.load_models(text=False)
         except VistextError as error:
             self.error = str(error)
             log.warning("warm-up: %s", error)
@@ -58,7 +56,7 @@ class WarmUp:
 
     def _text_model(self) -> None:
         service = self.service
-        if not any(space.startswith("joint:") for space in service.store().spaces()):
+        if not service.has_text_embeddings():
             return
         try:
             service.search(WARM_QUERY, 1)
@@ -74,11 +72,10 @@ class WarmUp:
             torch.set_num_threads(1)
 
     def to_dict(self) -> dict[str, Any]:
-        models = self.service.models
         out: dict[str, Any] = {
             "warming": self.warming,
             "text_model_ready": self.text_ready,
-            "image_encoder_ready": models.encoder_loaded,
+            "image_encoder_ready": self.service.image_encoder_loaded,
         }
         if self.error:
             out["warm_up_error"] = self.error

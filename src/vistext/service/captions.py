@@ -66,9 +66,9 @@ def load_caption_bank(
         if vectors.shape[0] == len(texts):
             return CaptionBank(texts, vectors)
     log.info("embedding %d captions from %s (once; cached at %s)", len(texts), spec, cache)
-    vectors = np.concatenate(
-        [embed(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
-    ).astype(np.float32)
+    vectors = np.concatenate([embed(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]).astype(
+        np.float32
+    )
     try:
         with atomic_path(cache, fsync=False) as tmp:
             np.save(tmp, vectors)

@@ -7,27 +7,23 @@ service read a path of its choosing.
 
 from __future__ import annotations
 
-import io
 import logging
-import re
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import numpy as np
 
-from vistext.errors import ImageDecodeError, StoreError, UsageError, VistextError
-from vistext.paths import DB_FILENAME, atomic_write, cache_dir, default_db_path
-from vistext.service.catalogue_files import catalogue_file, indexes_below
+from vistext.errors import ImageDecodeError, StoreError, UsageError
 from vistext.service.filters import describe
 from vistext.service.inputs import ImageInput, Upload, input_name
 from vistext.service.loaded_models import Lazy, LoadedModels
+from vistext.service.location import CatalogueLocation, indexes_below, locate
 from vistext.service.queries import Query, QueryBatcher
 from vistext.service.results import Hit, InfoResult, SearchResult
+from vistext.service.thumbnails import THUMBNAIL_SIZES, Thumbnails
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +36,7 @@ if TYPE_CHECKING:
     from vistext.store.records import ImageFilter, VectorHit
 
 MAX_K = 1000
-THUMBNAIL_SIZES = (64, 128, 256, 512)
-THUMBNAIL_MEMORY = 2048  # recently served thumbnails kept in memory (~5 KB each at 128 px)
+PAGE_THREADS = 2  # catalogue reads of search pages at once, beside the one batch worker
 
 
 class UnknownImageError(UsageError):
@@ -64,46 +59,54 @@ class Collection:
         self.read_only = read_only  # a reading command: the catalogue is opened read-only, never written
         self.models = models
         self.progress = progress
+        self._location: CatalogueLocation | None = None
         self._store: Store | None = None
-        self._store_lock = threading.Lock()
+        self._store_lock = threading.RLock()
         # the joint model loads on the first text to embed: ``similar`` alone never needs it
         self._queries: Lazy[QueryBatcher] = Lazy(
             lambda: QueryBatcher(self.store, self.models.encode_query_texts, readable=self.models.readable_scores)
         )
-        self._thumbnails: OrderedDict[tuple[str, int], bytes] = OrderedDict()
-        self._thumbnail_lock = threading.Lock()
+        self._thumbnails = Thumbnails()
+        # the threads that read a search page's details from the catalogue (see ``_then``)
+        self._pages = ThreadPoolExecutor(PAGE_THREADS, thread_name_prefix="search-page")
 
     # ---- the store --------------------------------------------------------------------------------------
     @property
-    def remote(self) -> bool:
-        """Whether ``--db`` names a store server (``postgresql://...``) rather than a SQLite catalogue."""
-        return self.db is not None and "://" in str(self.db) and not str(self.db).startswith("sqlite://")
+    def location(self) -> CatalogueLocation:
+        """The catalogue this collection works on now: ``db``, or the folder last indexed, or the default one."""
+        with self._store_lock:
+            if self._location is None:
+                self._location = locate(self.db)
+            return self._location
 
-    def db_path(self, folder: str | Path | None = None) -> Path:
-        """The catalogue file; for a store server, a file name in a local folder for its caches (topics, maps)."""
-        if self.db is not None:
-            text = str(self.db)
-            if self.remote:
-                where = urlsplit(text)
-                place = f"{where.hostname}_{where.port}{where.path}"  # no user or password in a folder name
-                return cache_dir("servers", re.sub(r"[^A-Za-z0-9._-]+", "_", place)) / DB_FILENAME
-            return catalogue_file(Path(text.split("://", 1)[1]) if "://" in text else Path(text))
-        return default_db_path(folder)
-
-    def store(self, create: bool = False, folder: str | Path | None = None) -> Store:
+    def store(self, create: bool = False) -> Store:
         """The collection's store; without ``create`` a missing catalogue is an error, not an empty index."""
         with self._store_lock:
+            if self._location is None:
+                self._location = locate(self.db)
             if self._store is None:
                 from vistext.store import open_store
 
-                path = self.db_path(folder)
-                if not create and not self.remote and not path.exists():
-                    raise StoreError(self._missing(path))
+                where = self._location
+                if not create and not where.exists():
+                    raise StoreError(self._missing(where.file))
                 # index needs write access; a reading command opens the catalogue read-only (never a byte
                 # written, no migration); others write when they can and read a catalogue they cannot write
                 readonly = False if create else (True if self.read_only else None)
-                self._store = open_store(str(self.db) if self.remote else path, readonly=readonly)
+                self._store = open_store(where.uri, readonly=readonly)
             return self._store
+
+    def store_for(self, folder: str | Path | None) -> Store:
+        """The store that indexing ``folder`` writes to, created if needed: ``db`` when one was given, else the
+        folder's own catalogue, which becomes the collection's (so ``info`` and searches then read it)."""
+        target = locate(self.db, folder)
+        with self._store_lock:
+            if target != self._location:
+                if self._store is not None:
+                    self._store.close()
+                    self._store = None
+                self._location = target
+        return self.store(create=True)
 
     def _missing(self, path: Path) -> str:
         """Why there is no catalogue at ``path``: with no --db, name the indexed folders below this one."""
@@ -119,7 +122,7 @@ class Collection:
         )
 
     def exists(self) -> bool:
-        return self._store is not None or self.remote or self.db_path().exists()
+        return self._store is not None or self.location.exists()
 
     def close(self) -> None:
         with self._store_lock:
@@ -155,9 +158,7 @@ class Collection:
             raise UsageError(f"{folder}: not a folder")
         model = self._collection_tagger(tagger) if tagger is not None else None  # a bad tagger fails first
         if engine == "ray":
-            from vistext.service.collection_ray import index_on_ray
-
-            report = index_on_ray(self, str(folder), text_search, address)
+            report = self._index_on_ray(str(folder), text_search, address)
         else:
             report = self._index_locally(Path(folder), text_search)
         if model is not None and tagger is not None:
@@ -169,9 +170,29 @@ class Collection:
 
         projectors = self.models.text_projectors() if text_search else None
         derived = self.models.derived_spaces() if text_search else None
-        store = self.store(create=True, folder=folder)
+        store = self.store_for(folder)
         return index_folder(
             folder, store, self.models.encoder, projectors=projectors, derived=derived, progress=self.progress
+        )
+
+    def _index_on_ray(self, location: str, text_search: bool, address: str | None) -> IndexReport:
+        from vistext.indexing.sources import is_object_url
+        from vistext.service.collection_ray import index_on_ray
+
+        in_object_storage = is_object_url(location)
+        if in_object_storage and self.db is None:
+            raise UsageError(f"{location}: photos in object storage need a catalogue: pass --db")
+        if not in_object_storage and not Path(location).is_dir():
+            raise UsageError(f"{location}: not a folder")
+        store = self.store_for(None if in_object_storage else location)
+        return index_on_ray(
+            location,
+            store,
+            self.location,
+            self.models,
+            text_search=text_search,
+            address=address,
+            progress=self.progress,
         )
 
     def _collection_tagger(self, tagger: str | Path) -> TaggerModel:
@@ -190,16 +211,16 @@ class Collection:
         return tag_collection(self.store(), model, name, progress=self.progress)
 
     def info(self) -> InfoResult:
-        path = self.db_path()
+        where = self.location
         if not self.exists():
             below = [] if self.db is not None else indexes_below(Path.cwd())
-            return InfoResult(str(path), False, {"indexes_below": [str(folder) for folder in below]} if below else {})
+            return InfoResult(str(where), False, {"indexes_below": [str(folder) for folder in below]} if below else {})
         from vistext.service.collection_tags import unfinished_tagging
         from vistext.service.listing import facets
 
         details = dict(self.store().info())
         details["metadata"] = {**facets(self.store()), "unfinished_tagging": unfinished_tagging(self.store())}
-        return InfoResult(str(self.db) if self.remote else str(path), True, details)
+        return InfoResult(str(where), True, details)
 
     # ---- the collection as a list ---------------------------------------------------------------------------
     def list_images(self, filter: ImageFilter | None = None, k: int = 50, offset: int = 0) -> ListResult:
@@ -239,44 +260,14 @@ class Collection:
 
     def thumbnail(self, image_id: int, size: int = 256) -> bytes:
         """A JPEG thumbnail of indexed image ``image_id`` whose longer side is ``size`` (one of THUMBNAIL_SIZES)."""
-        from vistext.images import thumbnail
-
         if size not in THUMBNAIL_SIZES:
             raise UsageError(f"thumbnail size must be one of {', '.join(map(str, THUMBNAIL_SIZES))}, got {size}")
         record = self.image_record(image_id)
-        key = (record.sha or f"{record.path}:{record.mtime}", size)
-        with self._thumbnail_lock:
-            if key in self._thumbnails:
-                self._thumbnails.move_to_end(key)
-                return self._thumbnails[key]
-        disk: Path | None = None
-        data: bytes | None = None
-        try:  # the disk cache is only a cache: an unwritable home or a full disk still serves the thumbnail
-            disk = cache_dir("thumbnails", str(size)) / f"{key[0].replace('/', '_')[:80]}.jpg"
-            if disk.is_file():
-                data = disk.read_bytes()
-        except (OSError, VistextError) as error:
-            log.warning("%s", error)
-            disk = None
-        if data is None:
-            path = self.image_file(image_id)
-            try:
-                picture = thumbnail(path, size)
-            except ImageDecodeError as error:
-                raise UnknownImageError(f"indexed image {image_id}: {error.reason}") from None
-            buffer = io.BytesIO()
-            picture.save(buffer, format="JPEG", quality=85)
-            data = buffer.getvalue()
-            if disk is not None:
-                try:
-                    atomic_write(disk, data, fsync=False)
-                except VistextError as error:
-                    log.warning("thumbnail not cached: %s", error)
-        with self._thumbnail_lock:
-            self._thumbnails[key] = data
-            while len(self._thumbnails) > THUMBNAIL_MEMORY:
-                self._thumbnails.popitem(last=False)
-        return data
+        key = record.sha or f"{record.path}:{record.mtime}"
+        try:
+            return self._thumbnails.get(key, size, lambda: self.image_file(image_id))
+        except ImageDecodeError as error:
+            raise UnknownImageError(f"indexed image {image_id}: {error.reason}") from None
 
     def indexed_vector(self, image: ImageInput | int, space: str) -> np.ndarray | None:
         """The stored vector of an already indexed image (by id or path), so a query never re-reads it."""
@@ -361,15 +352,15 @@ class Collection:
             shown = hits[offset : offset + k]
             details = describe(self.store(), [h.id for h in shown])
             results = [Hit(h.path, float(h.score), h.id, *details.get(h.id, (None, []))) for h in shown]
-            return SearchResult(query=query, results=results, offset=offset, total=len(hits))
+            return SearchResult(query=query, results=results, offset=offset)
 
-        return _then(self.queries.submit(search), page, lambda error: self._explain(error, search))
+        return _then(self.queries.submit(search), page, lambda error: self._explain(error, search), self._pages)
 
     def _explain(self, error: BaseException, search: Query) -> BaseException:
         # checked only on failure: a busy server must not pay a catalogue query per search
         if isinstance(error, StoreError) and search.text is not None and search.space not in self.store().spaces():
             return StoreError(
-                f"{self.db_path()}: this index has no text-search embeddings for model {self.models.joint.name!r}; "
+                f"{self.location}: this index has no text-search embeddings for model {self.models.joint.name!r}; "
                 "re-run `vistext index DIR` to add them"
             )
         return error
@@ -379,11 +370,13 @@ def _then(
     future: Future[list[VectorHit]],
     page: Callable[[list[VectorHit]], SearchResult],
     explain: Callable[[BaseException], BaseException],
+    pages: ThreadPoolExecutor,
 ) -> Future[SearchResult]:
-    """A future of ``page(hits)`` (or of ``explain(error)``), resolved in the batch worker's thread."""
+    """A future of ``page(hits)`` (or of ``explain(error)``), resolved on ``pages``: the catalogue reads of a
+    page (names, metadata, tags) never run in the batch worker's thread, which goes on to the next batch."""
     result: Future[SearchResult] = Future()
 
-    def done(source: Future[list[VectorHit]]) -> None:
+    def finish(source: Future[list[VectorHit]]) -> None:
         error = source.exception()
         try:
             if error is not None:
@@ -391,6 +384,12 @@ def _then(
             result.set_result(page(source.result()))
         except BaseException as failure:  # noqa: BLE001 - handed to whoever waits on the result
             result.set_exception(failure)
+
+    def done(source: Future[list[VectorHit]]) -> None:
+        try:
+            pages.submit(finish, source)
+        except RuntimeError:  # the collection is closing: finish here rather than never
+            finish(source)
 
     future.add_done_callback(done)
     return result

@@ -46,7 +46,7 @@ class CollectionTopics:
                 rows.append(softmax(record.logits.astype(np.float64)))
                 paths[int(record.id)] = str(record.path)
         if len(ids) < 2:
-            raise UsageError(f"{self.collection.db_path()}: topics need at least 2 indexed images, found {len(ids)}")
+            raise UsageError(f"{self.collection.location}: topics need at least 2 indexed images, found {len(ids)}")
         return ids, np.stack(rows), labels, paths
 
     def topics(self, n: int = 20, *, seed: int = 0, top_images: int = 8) -> TopicsResult:
@@ -61,7 +61,7 @@ class CollectionTopics:
         spaces = "+".join(sorted(self.collection.store().spaces()))
         settings = f"{n}:{seed}:{top_images}:v{SUMMARY_VERSION}:{spaces}".encode()
         key = hashlib.sha1(np.asarray(ids, dtype=np.int64).tobytes() + settings).hexdigest()[:16]
-        folder = self.collection.db_path().parent
+        folder = self.collection.location.cache_folder
         summary_file, weights_file = folder / f"topics-{key}.json", folder / f"topics-{key}.npz"
         if summary_file.is_file() and weights_file.is_file():
             return _with_paths(TopicsResult.from_dict(json.loads(summary_file.read_text(encoding="utf-8"))), paths)
@@ -140,14 +140,6 @@ class CollectionTopics:
             if stale not in written:
                 stale.unlink(missing_ok=True)
         return written
-
-    def topic_weights(self) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, weights (n_images, n_topics)) of the last ``topics()`` run; fit topics first."""
-        files = sorted(self.collection.db_path().parent.glob("topics-*.npz"))
-        if not files:
-            raise UsageError(f"{self.collection.db_path()}: no topics yet; run `vistext topics` first")
-        with np.load(files[-1]) as data:
-            return data["ids"], data["weights"]
 
 
 def _with_paths(result: TopicsResult, paths: dict[int, str]) -> TopicsResult:

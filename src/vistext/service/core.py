@@ -1,10 +1,10 @@
 """The one facade every surface calls: index, tag, search, similar, caption, match, topics, map, info.
 
-``Service`` composes small parts, each owning its state: ``models`` (lazily loaded encoder and joint model,
-cached taggers and match classifiers), ``collection`` (store, index, search, similar, images by id),
-``understanding`` (tag, caption, match), ``topics`` (NMF topics) and ``explore`` (status, map, neighbours,
-contact sheets). Nothing loads until used, so ``vistext info`` never loads a network and ``vistext tag``
-never opens a database.
+``Service`` composes small parts, each owning its state: the loaded models (lazily loaded encoder and joint
+model, cached taggers and match classifiers), the collection (where the catalogue is, its store, index,
+search, similar, images by id), understanding (tag, caption, match), topics and explore (status, map,
+neighbours, contact sheets). The parts are private: callers get results, never a part. Nothing loads until
+used, so ``vistext info`` never loads a network and ``vistext tag`` never opens a database.
 """
 
 from __future__ import annotations
@@ -14,14 +14,12 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from vistext.service.collection import Collection
 from vistext.service.collection_topics import CollectionTopics
 from vistext.service.explore import Explore
 from vistext.service.inputs import ImageInput
 from vistext.service.loaded_models import MODEL_CACHE_SIZE, LoadedModels
-from vistext.service.queries import QueryBatcher
+from vistext.service.location import CatalogueLocation
 from vistext.service.results import (
     CaptionResult,
     DuplicatesResult,
@@ -37,23 +35,21 @@ from vistext.service.results import (
 from vistext.service.understanding import Understanding
 
 if TYPE_CHECKING:
-    from vistext.encoders import ImageEncoder, ImageFeatures
+    from vistext.evaluation.base import Evaluation
     from vistext.indexing.local import IndexReport
-    from vistext.models.joint import JointModel
-    from vistext.models.joint_onnx import OnnxJointModel
     from vistext.service.collection_tags import CollectionTagReport
     from vistext.service.listing import ListResult
-    from vistext.store import ImageRecord, Store
+    from vistext.store import Store
     from vistext.store.records import ImageFilter
 
 
 class Service:
     """vistext's operations over one collection (``db``) with lazily loaded models.
 
-    ``db=None`` uses the default catalogue (see ``vistext.paths.default_db_path``); ``index(folder)`` with no
-    explicit db writes to ``folder/.vistext/``. ``model_cache`` bounds how many trained taggers and match
-    classifiers stay loaded. ``read_only``: the catalogue is opened read-only (reading commands: nothing is
-    written, migrated or created; a file that is not a vistext catalogue is refused).
+    ``db=None`` uses the default catalogue (see ``vistext.service.location.locate``) until ``index(folder)``,
+    which then writes to, and makes current, ``folder/.vistext/``. ``model_cache`` bounds how many trained
+    taggers and match classifiers stay loaded. ``read_only``: the catalogue is opened read-only (reading
+    commands: nothing is written, migrated or created; a file that is not a vistext catalogue is refused).
     """
 
     def __init__(
@@ -66,14 +62,14 @@ class Service:
         model_cache: int = MODEL_CACHE_SIZE,
         read_only: bool = False,
     ) -> None:
-        self.models = LoadedModels(encoder, joint_model, model_cache)
-        self.collection = Collection(db, self.models, progress=progress, read_only=read_only)
-        self.understanding = Understanding(self.models, self.collection)
-        self.collection_topics = CollectionTopics(self.collection, self.models)
-        self.explore = Explore(self.collection, self.models, self.collection_topics)
+        self._models = LoadedModels(encoder, joint_model, model_cache)
+        self._collection = Collection(db, self._models, progress=progress, read_only=read_only)
+        self._understanding = Understanding(self._models, self._collection)
+        self._topics = CollectionTopics(self._collection, self._models)
+        self._explore = Explore(self._collection, self._models, self._topics)
 
     def close(self) -> None:
-        self.collection.close()
+        self._collection.close()
 
     def __enter__(self) -> Service:
         return self
@@ -81,49 +77,77 @@ class Service:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # ---- models -------------------------------------------------------------------------------------------
+    # ---- where the catalogue is ---------------------------------------------------------------------------
     @property
-    def encoder(self) -> ImageEncoder:
-        return self.models.encoder
+    def location(self) -> CatalogueLocation:
+        """The catalogue this service works on now (its file or server, its collection folder)."""
+        return self._collection.location
 
-    @property
-    def joint(self) -> JointModel | OnnxJointModel:
-        return self.models.joint
+    def open(self) -> bool:
+        """Open the catalogue now when there is one (a server does so before its first request, so concurrent
+        first requests do not race to open it); whether there is one."""
+        if not self._collection.exists():
+            return False
+        self._collection.store()
+        return True
 
-    @property
-    def joint_key(self) -> str:
-        return self.models.joint_key
+    def store(self) -> Store:
+        """The open catalogue, for tests, benches and tools that inspect what was stored. The surfaces (cli/,
+        server/, bot) never use it: every question they have is a method here (tests/test_thin_surfaces.py
+        checks)."""
+        return self._collection.store()
 
-    @property
-    def joint_space(self) -> str:
-        return self.models.joint_space
+    def version(self) -> int:
+        """The catalogue's version: it changes whenever the collection does (for caching what is derived)."""
+        return self._collection.store().version()
 
+    def matching_ids(self, filter: ImageFilter) -> set[int]:
+        """The catalogue ids of the photos passing ``filter``."""
+        return {int(i) for i in self._collection.store().ids_matching(filter)}
+
+    # ---- models ---------------------------------------------------------------------------------------------
     @property
     def text_model_loaded(self) -> bool:
         """Whether the joint model is in memory, so ``search_later`` returns at once instead of loading it."""
-        return self.models.joint_loaded
+        return self._models.joint_loaded
 
-    def encode_images(self, images: Sequence[ImageInput], grid: bool = False) -> ImageFeatures:
-        return self.models.encode_images(images, grid=grid)
+    @property
+    def image_encoder_loaded(self) -> bool:
+        return self._models.encoder_loaded
+
+    @property
+    def cached_models(self) -> int:
+        """How many trained taggers and match classifiers are loaded (at most ``model_cache``)."""
+        return len(self._models.cache)
+
+    def load_models(self, *, text: bool = True, image: bool = True) -> None:
+        """Load the text model and the image encoder (running it once on a blank picture) now rather than on
+        first use."""
+        if text:
+            _ = self._models.text_space
+        if image:
+            from PIL import Image
+
+            self._models.features([Image.new("RGB", (64, 64), (128, 128, 128))])
+
+    def has_text_embeddings(self) -> bool:
+        """Whether the catalogue holds any joint model's text-search embeddings."""
+        return any(space.startswith("joint:") for space in self._collection.store().spaces())
+
+    def answering_model(self, text: bool) -> tuple[str, str]:
+        """Which model answers a text (``text``) or an image query, and the space it searches."""
+        if text:
+            return f"joint model {self._models.joint.name}", self._models.text_space
+        return f"image encoder {self._models.encoder_name}", "image"
 
     # ---- the collection -------------------------------------------------------------------------------------
     @property
     def progress(self) -> bool:
-        return self.collection.progress
+        return self._collection.progress
 
     @progress.setter
     def progress(self, value: bool) -> None:
-        self.collection.progress = value
-
-    @property
-    def queries(self) -> QueryBatcher:
-        return self.collection.queries
-
-    def db_path(self, folder: str | Path | None = None) -> Path:
-        return self.collection.db_path(folder)
-
-    def store(self, create: bool = False, folder: str | Path | None = None) -> Store:
-        return self.collection.store(create, folder)
+        self._collection.progress = value
 
     def index(
         self,
@@ -137,10 +161,10 @@ class Service:
         """Incrementally index ``folder`` (new files added, changed re-encoded, deleted removed); with
         ``tagger``, store that trained tagger's tags of every photo too; ``engine="ray"`` runs on a Ray cluster
         at ``address`` and reads ``s3://`` URLs too."""
-        return self.collection.index(folder, text_search=text_search, tagger=tagger, engine=engine, address=address)
+        return self._collection.index(folder, text_search=text_search, tagger=tagger, engine=engine, address=address)
 
     def info(self) -> InfoResult:
-        return self.collection.info()
+        return self._collection.info()
 
     def similar(
         self,
@@ -154,7 +178,7 @@ class Service:
     ) -> SearchResult:
         """Indexed images closest to ``image`` (an indexed id or path, or any image file/upload), among those
         passing ``filter``; an indexed query image is left out of its own answer unless ``include_self``."""
-        return self.collection.similar(
+        return self._collection.similar(
             image, k, offset=offset, min_score=min_score, include_self=include_self, filter=filter
         )
 
@@ -168,7 +192,7 @@ class Service:
         filter: ImageFilter | None = None,
     ) -> SearchResult:
         """Indexed images (passing ``filter``) that best match ``text`` in the joint image-text space."""
-        return self.collection.search_later(text, k, offset=offset, min_score=min_score, filter=filter).result()
+        return self.search_later(text, k, offset=offset, min_score=min_score, filter=filter).result()
 
     def search_later(
         self,
@@ -181,37 +205,34 @@ class Service:
     ) -> Future[SearchResult]:
         """``search`` as a future: the query joins the next batch and the caller's thread is free meanwhile
         (the server awaits it). Loads the joint model on first use."""
-        return self.collection.search_later(text, k, offset=offset, min_score=min_score, filter=filter)
+        return self._collection.search_later(text, k, offset=offset, min_score=min_score, filter=filter)
 
     # ---- the collection as a list (metadata and collection tags) ---------------------------------------------
     def list_images(self, filter: ImageFilter | None = None, k: int = 50, offset: int = 0) -> ListResult:
         """Photos passing ``filter`` (catalogue order) with their metadata and tags, ``k`` from ``offset``."""
-        return self.collection.list_images(filter, k, offset)
+        return self._collection.list_images(filter, k, offset)
 
     def export_lines(self, filter: ImageFilter | None = None, format: str = "csv") -> Iterator[str]:
         """Every photo passing ``filter`` as ``csv`` or ``jsonl`` text, line by line."""
-        return self.collection.export_lines(filter, format)
+        return self._collection.export_lines(filter, format)
 
     def facets(self) -> dict[str, Any]:
         """Cameras, folders, date range, GPS count and tag counts: what the filters can choose from."""
-        return self.collection.facets()
+        return self._collection.facets()
 
     def tag_counts(self) -> dict[str, int]:
         """Stored collection tag -> photos carrying it."""
-        return self.collection.store().tag_counts()
+        return self._collection.store().tag_counts()
 
     def tag_collection(self, tagger: str | Path) -> CollectionTagReport:
         """Store a trained tagger's tags (above its thresholds) of every indexed photo, from stored features."""
-        return self.collection.tag_collection(tagger)
-
-    def image_record(self, image_id: int) -> ImageRecord:
-        return self.collection.image_record(image_id)
+        return self._collection.tag_collection(tagger)
 
     def image_file(self, image_id: int) -> Path:
-        return self.collection.image_file(image_id)
+        return self._collection.image_file(image_id)
 
     def thumbnail(self, image_id: int, size: int = 256) -> bytes:
-        return self.collection.thumbnail(image_id, size)
+        return self._collection.thumbnail(image_id, size)
 
     # ---- single images ----------------------------------------------------------------------------------------
     def tag(
@@ -224,36 +245,42 @@ class Service:
         threshold: bool = False,
     ) -> list[TagResult]:
         """Top-k tags per image: ImageNet (default), a trained tagger (``model``) or open vocabulary (``vocab``)."""
-        return self.understanding.tag(images, k, model=model, vocab=vocab, threshold=threshold)
+        return self._understanding.tag(images, k, model=model, vocab=vocab, threshold=threshold)
 
     def caption(self, image: ImageInput, bank: str, k: int = 5) -> CaptionResult:
-        return self.understanding.caption(image, bank, k)
+        return self._understanding.caption(image, bank, k)
+
+    def evaluate_classes(self, spec: str, split: str = "test", template: str = "a photo of a {}") -> Evaluation:
+        """Zero-shot top-1/top-5 and text-search P@10/mAP of the open-domain space on ``classes:DIR``."""
+        return self._understanding.evaluate_classes(spec, split, template)
 
     def match(
         self, image: ImageInput, tag_sets: Sequence[Sequence[str]], *, model: str | Path | None = None
     ) -> MatchResult:
         """How well each tag set (see ``parse_tag_sets``) fits ``image``, and the best one."""
-        return self.understanding.match(image, tag_sets, model=model)
+        return self._understanding.match(image, tag_sets, model=model)
 
     # ---- the collection as a whole ------------------------------------------------------------------------------
     def topics(self, n: int = 20, *, seed: int = 0, top_images: int = 8) -> TopicsResult:
-        return self.collection_topics.topics(n, seed=seed, top_images=top_images)
-
-    def topic_weights(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.collection_topics.topic_weights()
+        return self._topics.topics(n, seed=seed, top_images=top_images)
 
     def topic_grids(self, result: TopicsResult, folder: str | Path, *, thumb: int = 192) -> list[Path]:
         """One contact sheet per topic of its typical images, written into ``folder``."""
-        return self.collection_topics.grids(result, folder, thumb=thumb)
+        return self._topics.grids(result, folder, thumb=thumb)
 
     def status(self) -> StatusResult:
-        return self.explore.status()
+        return self._explore.status()
 
     def map_points(self, method: str = "tsne", topics: int = 8, seed: int = 0) -> MapResult:
-        return self.explore.map_points(method, topics, seed)
+        return self._explore.map_points(method, topics, seed)
+
+    def map_attributes(self, filter: ImageFilter | None = None) -> dict[str, Any]:
+        """Each photo passing ``filter`` (catalogue order): path, folder relative to the collection, tags, date
+        taken, camera and GPS position, as columns (what a map colours and filters its points by)."""
+        return self._explore.attributes(filter)
 
     def neighbour_table(self, k: int = 8) -> NeighbourTable:
-        return self.explore.neighbour_table(k)
+        return self._explore.neighbour_table(k)
 
     def grid(
         self,
@@ -266,11 +293,11 @@ class Service:
     ) -> Path:
         """Draw ``result`` as a contact sheet (rank, score and file name under each thumbnail), led by
         ``query_image`` marked as the query when given."""
-        return self.explore.grid(result, out_path, columns=columns, thumb=thumb, query_image=query_image)
+        return self._explore.grid(result, out_path, columns=columns, thumb=thumb, query_image=query_image)
 
     def duplicates(self, threshold: float | None = None, filter: ImageFilter | None = None) -> DuplicatesResult:
         """Groups of copies (perceptual hash; the one to keep first) and of similar shots (stored image features at
         cosine ``threshold`` or above; default measured by bench/duplicates.py); see ``service.duplicates``."""
         from vistext.service.duplicates import find_duplicates
 
-        return find_duplicates(self.collection, threshold, self.collection.restrict(filter))
+        return find_duplicates(self._collection, threshold, self._collection.restrict(filter))

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -17,10 +19,17 @@ from vistext.errors import UsageError, VistextError
 from vistext.paths import atomic_write
 from vistext.service.collection import Collection, UnknownImageError
 from vistext.service.collection_topics import CollectionTopics
+from vistext.service.filters import meta_dict
 from vistext.service.loaded_models import LoadedModels
 from vistext.service.results import MapResult, NeighbourTable, SearchResult, StatusResult, TopicsResult
 
+if TYPE_CHECKING:
+    from vistext.store import Store
+    from vistext.store.records import ImageFilter
+
 log = logging.getLogger(__name__)
+ROOT_FOLDER = "."  # the folder name of photos directly in the collection folder
+MAPS_KEPT = 4  # map answers kept in memory
 
 
 class Explore:
@@ -33,6 +42,9 @@ class Explore:
         # (store version, image count, map method -> cache file) for the collection as last seen
         self._map_files: tuple[int, int, dict[str, Path]] | None = None
         self._map_files_lock = threading.Lock()
+        # map answers of the collection as last seen, by (store version, method, topics, seed): a map request
+        # must not read and fingerprint every vector again while nothing changed
+        self._maps: dict[tuple[int, str, int, int], MapResult] = {}
 
     # ---- the collection -------------------------------------------------------------------------------------
     def status(self) -> StatusResult:
@@ -72,17 +84,29 @@ class Explore:
         return known[1], known[2]
 
     def map_folder(self) -> Path:
-        return self.collection.db_path().parent / "maps"
+        return self.collection.location.cache_folder / "maps"
 
     def map_points(self, method: str = "tsne", topics: int = 8, seed: int = 0) -> MapResult:
         """2-D positions of every indexed image (computed once per collection state and cached beside the db),
         each coloured by its strongest of ``topics`` NMF topics (-1 without topics)."""
+        store = self.collection.store()
+        key = (store.version(), method, topics, seed)
+        with self._map_files_lock:
+            if key in self._maps:
+                return self._maps[key]
+        result = self._compute_map(store, method, topics, seed)
+        with self._map_files_lock:
+            self._maps[key] = result
+            while len(self._maps) > MAPS_KEPT:
+                self._maps.pop(next(iter(self._maps)))
+        return result
+
+    def _compute_map(self, store: Store, method: str, topics: int, seed: int) -> MapResult:
         from vistext.analysis.maps import cached_layout
 
-        store = self.collection.store()
         ids, matrix = store.vectors("image")
         if len(ids) == 0:
-            raise UsageError(f"{self.collection.db_path()}: the index is empty; nothing to map")
+            raise UsageError(f"{self.collection.location}: the index is empty; nothing to map")
         folder = self.map_folder()
         layout = cached_layout(ids, matrix, folder, method=method, seed=seed)
         cache = folder / f"points-{layout.method}-{layout.key}-t{topics}.json"
@@ -122,6 +146,28 @@ class Explore:
         except (VistextError, ValueError, KeyError) as error:
             log.warning("map drawn without topic colours: %s", error)
             return [-1] * len(ids), []
+
+    def attributes(self, filter: ImageFilter | None) -> dict[str, Any]:
+        """Each photo passing ``filter`` as columns: id, path, folder, tags, date taken, camera, GPS position."""
+        store = self.collection.store()
+        wanted = None if filter is None or filter.empty else [int(i) for i in store.ids_matching(filter)]
+        records = sorted((r for r in store.records(wanted) if r.id is not None), key=lambda r: int(r.id or 0))
+        ids = [int(r.id or 0) for r in records]
+        folders = image_folders({int(r.id or 0): r.path for r in records}, self.collection.location.collection_folder)
+        tags = store.tags_for(ids)
+        metas = [meta_dict(r.meta) or {} for r in records]
+        return {
+            "id": ids,
+            "path": [r.path for r in records],
+            "folder": [folders[i] for i in ids],
+            "tags": [[tag for tag, _ in tags.get(i, [])] for i in ids],
+            "taken": [meta.get("taken") for meta in metas],
+            "camera": [
+                " ".join(str(v) for v in (m.get("camera_make"), m.get("camera_model")) if v) or None for m in metas
+            ],
+            "latitude": [meta.get("latitude") for meta in metas],
+            "longitude": [meta.get("longitude") for meta in metas],
+        }
 
     def neighbour_table(self, k: int = 8) -> NeighbourTable:
         """Every indexed image's ``k`` most similar images (for maps that work without a server)."""
@@ -165,6 +211,26 @@ class Explore:
 
 
 __all__ = ["Explore", "UnknownImageError"]
+
+
+def image_folders(paths: dict[int, str], collection: Path | None) -> dict[int, str]:
+    """Each image's folder relative to ``collection`` (or, for a catalogue kept elsewhere, to the folder all
+    the images share), POSIX-style; ``"."`` for the top folder itself."""
+    if not paths:
+        return {}
+    parents = {image_id: os.path.dirname(path) for image_id, path in paths.items()}
+    if collection is not None:
+        base = str(collection)
+    else:
+        try:
+            base = os.path.commonpath(list(parents.values()))
+        except ValueError:  # paths on different drives: keep them as they are
+            base = ""
+    folders = {}
+    for image_id, parent in parents.items():
+        relative = os.path.relpath(parent, base) if base else parent
+        folders[image_id] = ROOT_FOLDER if relative.startswith("..") else Path(relative).as_posix()
+    return folders
 
 
 def _colours(result: TopicsResult, ids: np.ndarray) -> tuple[list[int], list[dict[str, object]]]:

@@ -3,16 +3,18 @@ sets people type. Every surface (CLI, HTTP, bot) parses through here, so one inp
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
 import tempfile
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from vistext.errors import ImageDecodeError, UsageError
 from vistext.images import open_image
@@ -27,6 +29,32 @@ class Upload:
 
 
 ImageInput = str | Path | Upload
+MAX_PIXELS = 40_000_000  # the default cap on an upload's pixels (a 500 KB PNG can hold 166 MP and cost 840 MB)
+
+
+class ImageTooLargeError(UsageError):
+    """An upload whose image has more pixels than the surface accepts (HTTP answers 413)."""
+
+
+def check_upload(upload: Upload, max_pixels: int = MAX_PIXELS) -> None:
+    """Read only the image header: refuse an empty upload, a non-image and too many pixels before any pixel is
+    decoded. Every surface that takes uploads (HTTP, the bot) checks them here, with its own cap."""
+    if not upload.data:
+        raise ImageDecodeError(upload.name, "empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(upload.data)) as img:
+                width, height = img.size
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageTooLargeError(f"{upload.name}: image too large (limit {max_pixels} pixels)") from None
+    except UnidentifiedImageError:
+        raise ImageDecodeError(upload.name, "not an image file") from None
+    except Exception as error:  # noqa: BLE001 - any header parse failure is a bad upload, never a crash
+        raise ImageDecodeError(upload.name, f"cannot open image ({type(error).__name__})") from None
+    if width * height > max_pixels:
+        raise ImageTooLargeError(f"{upload.name}: image too large: {width}x{height} pixels (limit {max_pixels})")
+
 
 MAX_TAG_SETS = 50  # tag sets in one request
 MAX_TAG_LENGTH = 200  # characters in one tag

@@ -62,7 +62,6 @@ class SearchResult:
     query: str
     results: list[Hit]
     offset: int = 0
-    total: int | None = None  # how many hits passed the filters before paging, when known
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"query": self.query, "results": [h.to_dict() for h in self.results]}

@@ -198,7 +198,6 @@ class Understanding:
         cosines = self.models.joint.encode_text([" ".join(tags) for tags in sets]) @ vector
         return "joint", cosine_to_unit(cosines)
 
-
     # ---- open-domain evaluation -----------------------------------------------------------------------------
     def evaluate_classes(self, spec: str, split: str = "test", template: str = "a photo of a {}") -> Evaluation:
         """Zero-shot top-1/top-5 and text-search P@10/mAP of the shipped default on ``classes:DIR``."""

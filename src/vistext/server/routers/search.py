@@ -1,0 +1,97 @@
+"""Finding indexed photos: by text (``/api/search``), like an indexed one (``/api/similar/{id}``) or like an
+upload (``POST /api/similar``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+
+from vistext.server import schemas
+from vistext.server.context import ERRORS, NOT_FOUND, ctx
+from vistext.server.responses import JSONResponse
+from vistext.server.routers.params import Filter, ImageFile, ImageId, Paging, read_upload
+from vistext.server.settings import ServerSettings
+from vistext.service import check_upload
+
+
+def build_search_router(settings: ServerSettings) -> APIRouter:
+    api = APIRouter(prefix="/api", responses=ERRORS)
+    paging = Paging(settings)
+    _add_text_search(api, paging)
+    _add_similar(api, paging)
+    return api
+
+
+def _add_text_search(api: APIRouter, paging: Paging) -> None:
+    @api.get("/search", response_model=schemas.SearchOut, summary="indexed images matching a text")
+    async def search(
+        request: Request,
+        filter: Filter,
+        q: str = Query(
+            ..., min_length=1, max_length=500, pattern=schemas.NOT_BLANK, description="the text to search for"
+        ),
+        k: int = paging.k(10),
+        offset: int = paging.offset,
+        min_score: float | None = paging.min_score,
+    ) -> JSONResponse:
+        context = ctx(request)
+        paging.check(k, offset)
+        # the query joins the next batch of searches and no thread waits for it (see vistext.service.batching);
+        # only the first search, which may load the text model, runs in a worker thread
+        service = context.service
+        if service.text_model_loaded and filter.empty:
+            pending = service.search_later(q, k, offset=offset, min_score=min_score)
+        else:  # a filter reads the catalogue first: not in the event loop
+            pending = await context.call(
+                lambda: service.search_later(q, k, offset=offset, min_score=min_score, filter=filter)
+            )
+        result = await context.wait(pending)
+        if context.warm_up is not None:
+            context.warm_up.text_ready = True
+        return JSONResponse(result.to_dict())
+
+
+def _add_similar(api: APIRouter, paging: Paging) -> None:
+    @api.get(
+        "/similar/{image_id}",
+        response_model=schemas.SearchOut,
+        responses=NOT_FOUND,
+        summary="images similar to an indexed one",
+    )
+    async def similar_to_indexed(
+        request: Request,
+        image_id: ImageId,
+        filter: Filter,
+        k: int = paging.k(10),
+        offset: int = paging.offset,
+        min_score: float | None = paging.min_score,
+        include_self: bool = Query(False, description="keep the query image itself in its answer"),
+    ) -> JSONResponse:
+        context = ctx(request)
+        paging.check(k, offset)
+        result = await context.call(
+            lambda: context.service.similar(
+                image_id, k, offset=offset, min_score=min_score, include_self=include_self, filter=filter
+            )
+        )
+        return JSONResponse(result.to_dict())
+
+    @api.post("/similar", response_model=schemas.SearchOut, summary="indexed images similar to an uploaded image")
+    async def similar_to_upload(
+        request: Request,
+        file: ImageFile,
+        filter: Filter,
+        k: int = paging.k(10),
+        offset: int = paging.offset,
+        min_score: float | None = paging.min_score,
+    ) -> JSONResponse:
+        context = ctx(request)
+        paging.check(k, offset)
+        upload = await read_upload(file)
+
+        def work() -> dict[str, Any]:
+            check_upload(upload, context.settings.max_pixels)
+            return context.service.similar(upload, k, offset=offset, min_score=min_score, filter=filter).to_dict()
+
+        return JSONResponse(await context.upload_work(request, work))
