@@ -116,9 +116,9 @@ def test_a_reading_service_opens_its_catalogue_read_only(
     with open_store(db) as store:
         store.add(make_records(5)[0])
     with Service(db, progress=False, read_only=True) as service:
-        assert service.collection.store().readonly
+        assert service.store().readonly
     with Service(db, progress=False) as service:
-        assert not service.collection.store().readonly
+        assert not service.store().readonly
 
 
 @pytest.mark.parametrize(

@@ -12,11 +12,12 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Executor, Future
 from typing import Generic, TypeVar
 
 In = TypeVar("In")
 Out = TypeVar("Out")
+Then = TypeVar("Then")
 
 IDLE_SECONDS = 2.0  # the worker thread exits after this long without work (and restarts on the next item)
 
@@ -113,3 +114,33 @@ class Coalescer(Generic[In, Out]):
             future.set_exception(error)
         else:
             future.set_result(result)
+
+
+def then_on(
+    pool: Executor,
+    future: Future[Out],
+    fn: Callable[[Out], Then],
+    explain: Callable[[BaseException], BaseException],
+) -> Future[Then]:
+    """A future of ``fn(result)`` (or of ``explain(error)``), run on ``pool``: what a batch's caller does with
+    its answer (a search page's catalogue reads) never runs in the worker's thread, which goes on to the next
+    batch."""
+    result: Future[Then] = Future()
+
+    def finish(source: Future[Out]) -> None:
+        error = source.exception()
+        try:
+            if error is not None:
+                raise explain(error)
+            result.set_result(fn(source.result()))
+        except BaseException as failure:  # noqa: BLE001 - handed to whoever waits on the result
+            result.set_exception(failure)
+
+    def done(source: Future[Out]) -> None:
+        try:
+            pool.submit(finish, source)
+        except RuntimeError:  # the pool is shutting down: finish here rather than never
+            finish(source)
+
+    future.add_done_callback(done)
+    return result

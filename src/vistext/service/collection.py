@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vistext.errors import ImageDecodeError, StoreError, UsageError
+from vistext.service.batching import then_on
 from vistext.service.filters import describe
 from vistext.service.inputs import ImageInput, Upload, input_name
 from vistext.service.loaded_models import Lazy, LoadedModels
@@ -67,7 +68,7 @@ class Collection:
             lambda: QueryBatcher(self.store, self.models.encode_query_texts, readable=self.models.readable_scores)
         )
         self._thumbnails = Thumbnails()
-        # the threads that read a search page's details from the catalogue (see ``_then``)
+        # the threads that read a search page's details from the catalogue (see ``batching.then_on``)
         self._pages = ThreadPoolExecutor(PAGE_THREADS, thread_name_prefix="search-page")
 
     # ---- the store --------------------------------------------------------------------------------------
@@ -354,7 +355,7 @@ class Collection:
             results = [Hit(h.path, float(h.score), h.id, *details.get(h.id, (None, []))) for h in shown]
             return SearchResult(query=query, results=results, offset=offset)
 
-        return _then(self.queries.submit(search), page, lambda error: self._explain(error, search), self._pages)
+        return then_on(self._pages, self.queries.submit(search), page, lambda error: self._explain(error, search))
 
     def _explain(self, error: BaseException, search: Query) -> BaseException:
         # checked only on failure: a busy server must not pay a catalogue query per search
@@ -364,35 +365,6 @@ class Collection:
                 "re-run `vistext index DIR` to add them"
             )
         return error
-
-
-def _then(
-    future: Future[list[VectorHit]],
-    page: Callable[[list[VectorHit]], SearchResult],
-    explain: Callable[[BaseException], BaseException],
-    pages: ThreadPoolExecutor,
-) -> Future[SearchResult]:
-    """A future of ``page(hits)`` (or of ``explain(error)``), resolved on ``pages``: the catalogue reads of a
-    page (names, metadata, tags) never run in the batch worker's thread, which goes on to the next batch."""
-    result: Future[SearchResult] = Future()
-
-    def finish(source: Future[list[VectorHit]]) -> None:
-        error = source.exception()
-        try:
-            if error is not None:
-                raise explain(error)
-            result.set_result(page(source.result()))
-        except BaseException as failure:  # noqa: BLE001 - handed to whoever waits on the result
-            result.set_exception(failure)
-
-    def done(source: Future[list[VectorHit]]) -> None:
-        try:
-            pages.submit(finish, source)
-        except RuntimeError:  # the collection is closing: finish here rather than never
-            finish(source)
-
-    future.add_done_callback(done)
-    return result
 
 
 def _unit(vectors: np.ndarray) -> np.ndarray:

@@ -1,7 +1,7 @@
 """The perceptual-hash cache, one table in both backends: content hash -> the photo's DCT and difference hashes
 (``analysis.picture_hash``), so a second ``vistext duplicates`` decodes no photo. Keyed by content, like the
 features: every copy of the same bytes shares one row, and a changed file gets a new content hash, so a row is
-never stale. ``mark`` is the backend's parameter placeholder (``?`` for SQLite, ``%s`` for PostgreSQL)."""
+never stale. ``mark`` is the backend's query-parameter marker (``?`` for SQLite, ``%s`` for PostgreSQL)."""
 
 from __future__ import annotations
 
