@@ -139,7 +139,11 @@ def test_shipped_space_matches_a_rebuild(minilm) -> None:
     assert names is not None
     some = [0, 151, 504, 919, 999]  # tench, Chihuahua, coffee mug, street sign, toilet tissue
     rebuilt = build_label_embeddings(minilm, [names[i] for i in some], space.card["label_templates"])
-    assert np.allclose(rebuilt, space.label_embeddings[some], atol=1e-5)
+    # the space was built with MiniLM's float32 weights; vistext now ships them in float16, which moves a label
+    # embedding's entries by up to ~2e-4 (cosine 0.9999996 measured): the same labels, not a different space
+    shipped = space.label_embeddings[some]
+    cosine = (rebuilt * shipped).sum(1) / np.linalg.norm(rebuilt, axis=1) / np.linalg.norm(shipped, axis=1)
+    assert cosine.min() >= 0.99999 and np.allclose(rebuilt, shipped, atol=5e-4)
 
 
 def test_concept_search_finds_dogs_in_flickr8k(flickr8k: Path, minilm) -> None:

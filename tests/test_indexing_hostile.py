@@ -16,6 +16,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -246,20 +247,30 @@ def test_a_folder_tree_2000_deep_is_listed_and_deeper_folders_are_one_line_each(
     assert index_folder(deep_folder, store, encoder, progress=False).unchanged == 3
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root lists every folder whatever its permissions")
 def test_a_folder_that_cannot_be_listed_keeps_its_photos_in_the_catalogue(
-    tmp_path: Path, store: Store, encoder: ImageEncoder, pictures: list[Path]
+    tmp_path: Path, store: Store, encoder: ImageEncoder, pictures: list[Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     folder = tmp_path / "photos"
     (folder / "locked").mkdir(parents=True)
     shutil.copy(pictures[0], folder / "a.jpg")
     shutil.copy(pictures[1], folder / "locked" / "b.jpg")
     assert index_folder(folder, store, encoder, progress=False).added == 2
+    if os.geteuid() == 0:
+        # root lists every folder whatever its mode: the kernel's refusal is given here as it would come
+        real_scandir = os.scandir
+
+        def scandir(path: Any) -> Any:
+            if Path(path) == folder / "locked":
+                raise PermissionError(13, "Permission denied", str(path))
+            return real_scandir(path)
+
+        monkeypatch.setattr(os, "scandir", scandir)
     (folder / "locked").chmod(0)
     try:
         report = index_folder(folder, store, encoder, progress=False)
     finally:
         (folder / "locked").chmod(0o755)
+        monkeypatch.undo()
     assert report.failures == [
         (str(folder / "locked"), "cannot list this folder (permission denied): its photos are left as they were")
     ]
