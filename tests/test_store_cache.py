@@ -121,3 +121,28 @@ def test_index_file_missing_or_stale_is_rebuilt(tmp_path: Path, make_records: Ca
         assert store.search("image", pooled[190], 1)[0][0].path == records[190].path
         assert records[0].path not in {h.path for h in store.search("image", pooled[0], 200)[0]}
         assert len(store.search("image", pooled[0], 500)[0]) == 199
+
+
+def test_an_index_file_from_a_replaced_catalogue_is_never_used(
+    tmp_path: Path, make_records: Callable[..., Any]
+) -> None:
+    """A catalogue deleted and made again at the same path counts its generations from 0 again: once it has as
+    many as the old one, the old index file must not pass for its own (its ids name the old photos)."""
+    db = tmp_path / "cat" / "catalogue.sqlite"
+    old, old_pooled = make_records(60, seed=1)
+    with open_store(db) as store:
+        store.add(old[:30])
+        store.add(old[30:])
+        store.search("image", old_pooled[:1], 1)
+    index_file = db.with_name("catalogue.image.faiss")
+    kept = index_file.read_bytes()
+    for leftover in db.parent.glob("catalogue.sqlite*"):
+        leftover.unlink()
+    new, new_pooled = make_records(60, seed=2)
+    with open_store(db) as store:
+        store.add(new[:30])
+        store.add(new[30:])
+    index_file.write_bytes(kept)  # the old catalogue's file, at the new one's generation
+    with open_store(db) as store:
+        hit = store.search("image", new_pooled[7], 1)[0][0]
+        assert hit.path == new[7].path and hit.score > 0.999

@@ -12,6 +12,7 @@ import json
 import logging
 import sqlite3
 import time
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -112,6 +113,8 @@ class Catalogue:
                 MIGRATIONS[number](self.conn, self.root)
                 self._put_meta("schema_version", number + 1)
                 log.info("%s: migrated catalogue schema to version %d", self.path, number + 1)
+            if self.get_meta("catalogue_id") is None:  # made once: what ties a cache file to this catalogue
+                self._put_meta("catalogue_id", uuid.uuid4().hex)
 
     # ---- transactions --------------------------------------------------------------------------------------
     @contextmanager
@@ -160,6 +163,12 @@ class Catalogue:
 
     def generation(self) -> int:
         return int(self.get_meta("generation", 0))
+
+    def identity(self) -> str | None:
+        """This catalogue's random id, made when it was first opened for writing: a generation number alone
+        cannot tell a replaced catalogue from the one a cache file was made from (both count from 0)."""
+        found = self.get_meta("catalogue_id")
+        return found if isinstance(found, str) else None
 
     def _bump_generation(self) -> int:
         generation = self.generation() + 1

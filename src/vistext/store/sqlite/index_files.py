@@ -1,14 +1,15 @@
 """The vector index files beside a SQLite catalogue: caches that prove what they hold before they are used.
 
-``<db stem>.<space>.faiss`` is a plain FAISS index followed by one line, ``vistext-vector-index 1 {json}``: the
-catalogue generation the index reflects, the index's length and its CRC-32. A file is used only when the index
-bytes match that checksum: a flipped float (a bad sector, a stray write, a copy cut short) makes it a miss, and
-the index is rebuilt from the catalogue, which is the truth. Nothing about the file's size, mtime or inode is
-trusted. (CRC-32 catches every burst of up to 32 flipped bits and misses random damage once in 4 billion; the
-threat is damage, not forgery: whoever can write the cache can write the catalogue. Verifying a 10k x 1280-d
-index, 51 MB, costs about 0.1 s on this project's 2-core machine.) The file is written whole and renamed into
-place, so a reader sees the old file or the new one; the stamp lives in the file, so a read-only catalogue can
-still keep its caches (where its folder is writable).
+``<db stem>.<space>.faiss`` is a plain FAISS index followed by one line, ``vistext-vector-index 1 {json}``: the id
+of the catalogue it was made from, the catalogue generation the index reflects, the index's length and its CRC-32. A
+file made from another catalogue (one deleted and made again at the same path) is never used, and a file is used
+only when the index bytes match that checksum: a flipped float (a bad sector, a stray write, a copy cut short) makes
+it a miss, and the index is rebuilt from the catalogue, which is the truth. Nothing about the file's size, mtime or
+inode is trusted. (CRC-32 catches every burst of up to 32 flipped bits and misses random damage once in 4 billion;
+the threat is damage, not forgery: whoever can write the cache can write the catalogue. Verifying a 10k x 1280-d
+index, 51 MB, costs about 0.1 s on this project's 2-core machine.) The file is written whole and renamed into place,
+so a reader sees the old file or the new one; the stamp lives in the file, so a read-only catalogue can still keep
+its caches (where its folder is writable).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import os
 import re
 import zlib
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from vistext.errors import StoreError
 from vistext.paths import atomic_path
@@ -49,16 +50,20 @@ class IndexFiles:
     def total_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.catalogue.parent.glob(f"{self.catalogue.stem}.*.faiss"))
 
-    def load(self, space: str) -> tuple[VectorIndex, int] | None:
+    def load(self, space: str, catalogue_id: str | None) -> tuple[VectorIndex, int] | None:
         """(index, catalogue generation it reflects) from the space's file, or None (missing, another format,
-        damaged: the caller rebuilds)."""
+        damaged, made from another catalogue than ``catalogue_id``: the caller rebuilds)."""
         file = self.file(space)
         try:
             with open(file, "rb") as handle:
-                generation = _verified(handle)
-                if generation is None:
+                stamp = _verified(handle)
+                if stamp is None:
                     log.warning("%s: the vector index is damaged or of another format; rebuilding it", file)
                     return None
+                if stamp.get("catalogue") != catalogue_id:
+                    log.info("%s: the vector index was made from another catalogue; rebuilding it", file)
+                    return None
+                generation = int(stamp["generation"])
                 index = VectorIndex.load(file, ef_search=self.ef_search)
                 if os.fstat(handle.fileno()).st_ino != os.stat(file).st_ino:
                     return None  # replaced while we read it: what was loaded was not what was checked
@@ -72,17 +77,22 @@ class IndexFiles:
             return None
         return index, generation
 
-    def save(self, space: str, index: VectorIndex, generation: int) -> None:
+    def save(self, space: str, index: VectorIndex, generation: int, catalogue_id: str | None) -> None:
         """Write the space's file (checksummed, atomically); a cache, so no fsync."""
         payload = index.serialize().tobytes()
-        stamp = {"generation": int(generation), "bytes": len(payload), "crc32": zlib.crc32(payload)}
+        stamp = {
+            "catalogue": catalogue_id,
+            "generation": int(generation),
+            "bytes": len(payload),
+            "crc32": zlib.crc32(payload),
+        }
         with atomic_path(self.file(space), fsync=False) as temporary, open(temporary, "wb") as out:
             out.write(payload)
             out.write(b"\n" + MARK + json.dumps(stamp).encode() + b"\n")
 
 
-def _verified(handle: BinaryIO) -> int | None:
-    """The generation an index file's stamp names, if its index bytes match the stamp; else None."""
+def _verified(handle: BinaryIO) -> dict[str, Any] | None:
+    """An index file's stamp, if its index bytes match it; else None."""
     size = os.fstat(handle.fileno()).st_size
     handle.seek(max(0, size - _TAIL))
     tail = handle.read()
@@ -103,4 +113,4 @@ def _verified(handle: BinaryIO) -> int | None:
         if not chunk:
             return None
         crc, left = zlib.crc32(chunk, crc), left - len(chunk)
-    return int(stamp["generation"]) if crc == stamp.get("crc32") else None
+    return stamp if crc == stamp.get("crc32") else None

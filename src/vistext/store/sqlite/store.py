@@ -281,7 +281,7 @@ class SQLiteStore(Store):
         return cached.index
 
     def _load(self, space: str) -> _Cached | None:
-        loaded = self.files.load(space)
+        loaded = self.files.load(space, self.catalogue.identity())
         if loaded is None:
             return None
         index, generation = loaded
@@ -364,7 +364,7 @@ class SQLiteStore(Store):
             if not dirty or not writable(self.path.parent):
                 return
             for space, cached in dirty:
-                self.files.save(space, cached.index, cached.generation)
+                self.files.save(space, cached.index, cached.generation, self.catalogue.identity())
                 cached.dirty = False
 
     def close(self) -> None:
