@@ -74,6 +74,7 @@ def scratch(sample_photos: Path, tmp_path_factory: pytest.TempPathFactory) -> Sc
     # the first search and similar write their vector caches' bookkeeping (test_first_read_writes_nothing)
     assert main(["search", "a cat", "--db", str(photos), "-q"]) == 0
     assert main(["similar", "1", "--db", str(photos), "-q"]) == 0
+    assert main(["duplicates", "--db", str(photos), "-q"]) == 0  # fills its perceptual-hash cache once
     shutil.copy(sample_photos / "chelsea.png", root / "photo.png")
     return Scratch(root, photos / ".vistext" / "catalogue.sqlite", root / "photo.png")
 

@@ -101,9 +101,12 @@ def test_similar_shots_have_no_keep_and_copies_stand_in_once(collection: Path) -
         service.duplicates(threshold=1.5)
 
 
-def test_a_second_run_reads_no_photo(collection: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_second_run_reads_no_photo(
+    collection: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["duplicates", "--db", str(collection), "--json", "--quiet"]) == 0  # the CLI fills the cache too
+    first = json.loads(capsys.readouterr().out)
     with Service(db=collection, progress=False) as service:
-        first = service.duplicates().to_dict()
         rows = service.store().picture_hashes(r.sha for r in service.store().records())
     assert len(rows) == 5 + len(COPIES) - 1  # one row per distinct content (the exact copy shares one)
 

@@ -35,7 +35,9 @@ def draw_groups(service: Service, result: DuplicatesResult, folder: Path) -> lis
 
 
 def run_duplicates(args: argparse.Namespace) -> int:
-    with service_for(args, read_only=True) as service:
+    # not read-only: the first run caches each photo's perceptual hashes in the catalogue (by content hash; the
+    # photos' rows are never changed), so the next run decodes nothing. A catalogue it cannot write is read as is.
+    with service_for(args) as service:
         result = service.duplicates(args.threshold, filter=filter_from(args))
         sheets = draw_groups(service, result, args.grid) if args.grid else []
     if args.json:

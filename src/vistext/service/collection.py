@@ -126,6 +126,7 @@ class Collection:
         return self._store is not None or self.location.exists()
 
     def close(self) -> None:
+        self._pages.shutdown(wait=False)  # a page still queued finishes inline (see batching.then_on)
         with self._store_lock:
             if self._store is not None:
                 self._store.close()

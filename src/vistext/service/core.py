@@ -49,7 +49,8 @@ class Service:
     ``db=None`` uses the default catalogue (see ``vistext.service.location.locate``) until ``index(folder)``,
     which then writes to, and makes current, ``folder/.vistext/``. ``model_cache`` bounds how many trained
     taggers and match classifiers stay loaded. ``read_only``: the catalogue is opened read-only (reading
-    commands: nothing is written, migrated or created; a file that is not a vistext catalogue is refused).
+    commands: not a byte of it is written, migrated or created; a file that is not a vistext catalogue is
+    refused). Caches beside it (vector index, topics and map files) are still kept where its folder is writable.
     """
 
     def __init__(

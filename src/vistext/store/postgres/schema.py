@@ -88,6 +88,7 @@ def _v3(conn: psycopg.Connection) -> None:
 
 MIGRATIONS: list[Callable[[psycopg.Connection], None]] = [_v1, _v2, _v3]
 SCHEMA_VERSION = len(MIGRATIONS)
+HASHES_FROM = 3  # the first version with the perceptual-hash cache (SQLite's v6)
 
 
 def schema_version(conn: psycopg.Connection) -> int:

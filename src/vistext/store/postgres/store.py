@@ -31,7 +31,7 @@ from vistext.store.base import Store
 from vistext.store.postgres import metadata
 from vistext.store.postgres.database import Database, advisory_writer_lock
 from vistext.store.postgres.reads import SPACES, catalogue_summary, file_states, read_records
-from vistext.store.postgres.schema import EF_CONSTRUCTION, HNSW_M, migrate, schema_version
+from vistext.store.postgres.schema import EF_CONSTRUCTION, HASHES_FROM, HNSW_M, migrate, schema_version
 from vistext.store.postgres.search import (
     EF_MAX,
     EF_SEARCH,
@@ -91,6 +91,8 @@ class PostgresStore(Store):
     def picture_hashes(self, shas: Iterable[str]) -> dict[str, tuple[int, int]]:
         shas = list(shas)  # before taking a connection: a generator may read this store
         with self._tx(read=True) as conn:
+            if schema_version(conn) < HASHES_FROM:  # an older catalogue opened read-only: no cache table yet
+                return {}
             return picture_hashes.read_hashes(conn, shas, "%s")
 
     def set_picture_hashes(self, hashes: Mapping[str, tuple[int, int]]) -> None:
