@@ -7,7 +7,6 @@ that cannot be listed is a one-line failure and the photos the store knew under 
 
 from __future__ import annotations
 
-import logging
 import os
 import stat
 from collections.abc import Iterable, Iterator
@@ -18,8 +17,6 @@ from typing import Any, NamedTuple
 from vistext.images import iter_image_files, not_regular_reason
 from vistext.photo_meta import read_photo_meta
 from vistext.store import FileState, Store
-
-log = logging.getLogger(__name__)
 
 _MTIME_TOLERANCE = 1e-3  # stores may round float mtimes; a real edit moves it by far more
 
