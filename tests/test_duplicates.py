@@ -252,3 +252,21 @@ def test_copy_links_need_features_to_agree_beyond_the_sure_distance() -> None:
         for i, j in zip(rows, cols, strict=True)
     )
     assert pairs == [(0, 1), (0, 2), (1, 2)]  # 3 is as close in hash as 2, but another picture by its features
+
+
+def test_a_removed_photo_leaves_no_cached_hash(tmp_path: Path, real_jpegs: list[Path]) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for photo in real_jpegs[:3]:
+        shutil.copy2(photo, folder / photo.name)
+    assert main(["index", str(folder), "--no-text", "--quiet"]) == 0
+    assert main(["duplicates", "--db", str(folder), "--quiet"]) == 0
+    gone = folder / real_jpegs[0].name
+    with Service(db=folder, progress=False) as service:
+        [sha] = [r.sha for r in service.store().records() if r.path == str(gone)]
+        assert service.store().picture_hashes([sha])
+    gone.unlink()
+    assert main(["index", str(folder), "--no-text", "--quiet"]) == 0
+    with Service(db=folder, progress=False) as service:
+        assert service.store().picture_hashes([sha]) == {}
+        assert len(service.store().picture_hashes(r.sha for r in service.store().records())) == 2

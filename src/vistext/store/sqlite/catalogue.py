@@ -243,6 +243,9 @@ class Catalogue:
         self.conn.execute(
             "DELETE FROM embeddings WHERE sha = ? AND NOT EXISTS (SELECT 1 FROM images WHERE sha = ?)", (sha, sha)
         )
+        self.conn.execute(  # the perceptual-hash cache is keyed by content too: no photo left, no row
+            "DELETE FROM picture_hashes WHERE sha = ? AND NOT EXISTS (SELECT 1 FROM images WHERE sha = ?)", (sha, sha)
+        )
 
     def remove(self, paths: Sequence[str]) -> list[int]:
         removed: list[int] = []
