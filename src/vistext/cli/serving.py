@@ -10,7 +10,7 @@ from pathlib import Path
 
 from vistext.cli.options import add_db, number, service_for, whole
 from vistext.cli.output import emit_json, say
-from vistext.errors import UsageError
+from vistext.errors import MissingExtraError, UsageError
 
 
 @contextmanager
@@ -21,9 +21,7 @@ def needs_extra(extra: str) -> Iterator[None]:
     except ModuleNotFoundError as error:
         if (error.name or "vistext").split(".")[0] == "vistext":
             raise
-        raise UsageError(
-            f"vistext {extra} needs the [{extra}] extra: pip install 'vistext[{extra}]' (no module {error.name!r})"
-        ) from None
+        raise MissingExtraError(extra, f"vistext {extra}", [error.name or "?"]) from None
 
 
 def parse_taggers(values: list[str] | None) -> dict[str, str]:
