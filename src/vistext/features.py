@@ -13,7 +13,7 @@ import hashlib
 import logging
 import os
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,7 +93,7 @@ def _stream(
     workers: int,
     grid: bool,
     bar: tqdm,
-) -> Iterator[list[EncodedImage]]:
+) -> Generator[list[EncodedImage], None, None]:
     """The runner: a bounded window of decode futures feeds batches to ``encoder.encode`` in this thread.
 
     Each prepared item is (V, H, W, 3) uint8; a batch encodes all views at once and results keep the V axis only
@@ -162,7 +162,7 @@ def extract(
     workers: int = 2,
     grid: bool = False,
     progress: bool = True,
-) -> Iterator[list[EncodedImage]]:
+) -> Generator[list[EncodedImage], None, None]:
     """Encode images in batches, yielding one list per batch (so a caller can commit per batch).
 
     Decoding runs in ``workers`` threads and overlaps inference. A file that cannot be decoded yields an

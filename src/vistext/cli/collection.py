@@ -7,12 +7,15 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vistext.cli.options import add_db, add_filters, add_paging, filter_from, service_for, whole, words
 from vistext.cli.output import emit_json, say
 from vistext.errors import UsageError
 from vistext.service import SearchResult, Service
+
+if TYPE_CHECKING:
+    from vistext.service.watching import IndexReport
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +31,24 @@ def print_hits(result: SearchResult, as_json: bool) -> None:
 
 
 def run_index(args: argparse.Namespace) -> int:
+    if args.watch:
+        from vistext.cli.watching import run_watch
+
+        return run_watch(args)
     with service_for(args) as service:
         report = service.index(
             args.folder, text_search=not args.no_text, tagger=args.tagger, engine=args.engine, address=args.address
         )
+    summary = index_summary(args, report)
+    if args.json:
+        emit_json(summary)
+    else:
+        say_index(args, report, summary)
+    return 0
+
+
+def index_summary(args: argparse.Namespace, report: IndexReport) -> dict[str, Any]:
+    """The JSON of an index pass: the report, and how many images it found (a typo'd folder finds none)."""
     summary: dict[str, Any] = report.to_dict()
     # an empty folder (or a typo'd one with no photos) is not an error, since its index is correctly empty,
     # but it must not look like a successful run over photos: say so in text and as "images_found" in JSON
@@ -39,24 +56,28 @@ def run_index(args: argparse.Namespace) -> int:
     summary["images_found"] = found
     if not found:
         summary["message"] = f"no images found in {args.folder} (looked for {_suffixes()}, in subfolders too)"
-    if args.json:
-        emit_json(summary)
-    else:
-        say(
-            f"indexed {args.folder}: {report.added} added, {report.updated} updated, {report.removed} removed, "
-            f"{report.unchanged} unchanged, {report.failed} failed ({report.seconds:.1f} s)"
-        )
-        if not found:
-            say(summary["message"])
-        if report.meta_filled:
-            say(f"read the metadata of {report.meta_filled} photos indexed before metadata existed")
-        if report.tags is not None:
-            say(f"tagged {report.tags['tagged']} of {report.tags['images']} photos with {report.tags['tagger']}")
-        for path, reason in report.failures[:20]:
-            say(f"  failed: {path}: {reason}")
-        if len(report.failures) > 20:
-            say(f"  ... and {len(report.failures) - 20} more failures (see --json)")
-    return 0
+    return summary
+
+
+def say_index(args: argparse.Namespace, report: IndexReport, summary: dict[str, Any]) -> None:
+    say(
+        f"indexed {args.folder}: {report.added} added, {report.updated} updated, {report.removed} removed, "
+        f"{report.unchanged} unchanged, {report.failed} failed ({report.seconds:.1f} s)"
+    )
+    if "message" in summary:
+        say(summary["message"])
+    if report.meta_filled:
+        say(f"read the metadata of {report.meta_filled} photos indexed before metadata existed")
+    if report.tags is not None:
+        say(f"tagged {report.tags['tagged']} of {report.tags['images']} photos with {report.tags['tagger']}")
+    say_failures(report)
+
+
+def say_failures(report: IndexReport) -> None:
+    for path, reason in report.failures[:20]:
+        say(f"  failed: {path}: {reason}")
+    if len(report.failures) > 20:
+        say(f"  ... and {len(report.failures) - 20} more failures (see --json)")
 
 
 def _suffixes() -> str:
@@ -284,6 +305,12 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         "--engine", choices=["local", "ray"], default="local", help="local threads (default) or a Ray cluster"
     )
     index.add_argument("--address", help="Ray cluster HOST:PORT to join (default: start a local one for the run)")
+    index.add_argument(
+        "--watch",
+        action="store_true",
+        help="after indexing, keep watching the folder and index photos as they are added, changed, moved or "
+        "deleted (Ctrl-C to stop)",
+    )
     add_db(index)
     index.set_defaults(run=run_index)
 

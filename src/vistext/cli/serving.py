@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -74,12 +75,23 @@ def run_serve(args: argparse.Namespace) -> int:
         taggers=parse_taggers(args.tagger),
         map_method=args.map_method,
         allowed_hosts=frozenset(args.allow_host),
+        watch=_watched(args.watch),
     )
     settings.check()
     if not args.quiet:
         say(f"vistext: serving http://{args.host}:{args.port}/ (API docs at /docs){' with a token' if token else ''}")
+        if settings.watch is not None:  # the watcher's lines: the first pass, then each batch of changes
+            logging.getLogger("vistext.server.watching").setLevel(logging.INFO)
     run_server(settings, Service)
     return 0
+
+
+def _watched(folder: str | None) -> Path | None:
+    if folder is None:
+        return None
+    if not Path(folder).is_dir():
+        raise UsageError(f"--watch {folder}: not a folder")
+    return Path(folder).resolve()
 
 
 def run_bot_command(args: argparse.Namespace) -> int:
@@ -141,6 +153,12 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     )
     serve.add_argument(
         "--map-method", choices=("tsne", "pca"), default="tsne", help="layout of the web page's map (default tsne)"
+    )
+    serve.add_argument(
+        "--watch",
+        metavar="DIR",
+        help="index DIR (into --db, else DIR's own catalogue), then index its photos as they are added, changed, "
+        "moved or deleted while serving",
     )
     serve.set_defaults(run=run_serve)
 

@@ -23,8 +23,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
+from threading import Event
 from typing import Any
 
 import numpy as np
@@ -127,6 +129,7 @@ class _Indexer:
                     )
                 )
                 self.count(item, ok=True)
+                self.report.reused += 1
                 if len(self.reused) >= 64:
                     self.flush([])
                 continue
@@ -186,6 +189,8 @@ def index_folder(
     batch_size: int = 16,
     workers: int = 2,
     progress: bool = True,
+    stop: Event | None = None,
+    locked: bool = False,
 ) -> IndexReport:
     """Bring the store up to date with the images under ``folder`` and report what changed.
 
@@ -194,7 +199,8 @@ def index_folder(
     the 7x7 feature grid. Files that fail to decode are stored as failed and retried only once they change.
     ``derived`` spaces are first added to stored images that lack them from their stored classifier logits and
     source space (``derive_spaces``): a catalogue indexed before such a space existed upgrades without reading
-    a photo.
+    a photo. When ``stop`` is set the run ends after the batch being encoded (what was stored is kept).
+    ``locked``: the caller already holds ``store.writer_lock()`` (the watcher holds it for as long as it runs).
     """
     started = time.perf_counter()
     root_path = Path(folder).resolve()
@@ -206,10 +212,10 @@ def index_folder(
         report.warnings.append((path, message))
         log.info("%s: %s", path, message)  # shown with --verbose; the JSON report carries them all
 
-    with store.writer_lock(), file_messages(warned):
+    with nullcontext() if locked else store.writer_lock(), file_messages(warned):
         if derived:
             derive_spaces(store, derived)
-        _run(root_path, store, encoder, projectors or {}, report, batch_size, workers, progress)
+        _run(root_path, store, encoder, projectors or {}, report, batch_size, workers, progress, stop)
     report.seconds = time.perf_counter() - started
     log.info("indexed %s: %s", root_path, report.summary())
     return report
@@ -224,26 +230,56 @@ def _run(
     batch_size: int,
     workers: int,
     progress: bool,
+    stop: Event | None,
 ) -> None:
-    grid = any(getattr(p, "needs_grid", False) for p in projectors.values())
     plan = plan_changes(str(root_path), list_folder(root_path, report), store, encoder.name, projectors, report)
+    if not index_candidates(
+        plan.candidates, store, encoder, projectors, report, batch_size=batch_size, workers=workers,
+        progress=progress, stop=stop,
+    ):  # fmt: skip
+        return  # stopped: what was encoded is stored; the next run finishes the rest
+    fill_meta(store, plan.seen - {c.path for c in plan.candidates}, report)
+    remove_gone(store, plan, report)
+
+
+def index_candidates(
+    candidates: list[Candidate],
+    store: Store,
+    encoder: ImageEncoder,
+    projectors: Mapping[str, Projector],
+    report: IndexReport,
+    *,
+    batch_size: int = 16,
+    workers: int = 2,
+    progress: bool = False,
+    stop: Event | None = None,
+) -> bool:
+    """Encode (or reuse by content hash) and store new or changed files, one store transaction per batch.
+
+    The step every indexing pass shares: a folder run after its plan, and the watcher (``indexing.watch``) for
+    the files it heard about. Returns False when ``stop`` was set before all were done (the batches stored so
+    far are kept)."""
+    grid = any(getattr(p, "needs_grid", False) for p in projectors.values())
     with tqdm(
-        total=len(plan.candidates), disable=not progress, desc="indexing", unit="img", dynamic_ncols=True,
+        total=len(candidates), disable=not progress, desc="indexing", unit="img", dynamic_ncols=True,
         smoothing=0.1,
     ) as bar:  # fmt: skip
         indexer = _Indexer(store, encoder, projectors, report, bar)
         batches = extract(
-            indexer.to_encode(plan.candidates), encoder, batch_size=batch_size, workers=workers, grid=grid,
+            indexer.to_encode(candidates), encoder, batch_size=batch_size, workers=workers, grid=grid,
             progress=False,
         )  # fmt: skip
         try:
             for batch in batches:
                 indexer.flush(indexer.encoded(batch))
+                if stop is not None and stop.is_set():
+                    indexer.flush([])
+                    return False
             indexer.flush([])
         finally:
+            batches.close()  # the decoders stop now, not when the generator is collected
             indexer.close()
-    fill_meta(store, plan.seen - {c.path for c in plan.candidates}, report)
-    remove_gone(store, plan, report)
+    return True
 
 
 def project_batch(good: list[EncodedImage], projectors: Mapping[str, Projector]) -> dict[str, np.ndarray]:

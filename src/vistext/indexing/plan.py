@@ -30,6 +30,7 @@ class IndexReport:
     removed: int = 0
     unchanged: int = 0
     failed: int = 0
+    reused: int = 0  # of the added and updated, how many took stored features by content hash (a move, a copy)
     failures: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[tuple[str, str]] = field(default_factory=list)  # (path, library warning) met while decoding
     seconds: float = 0.0
@@ -85,16 +86,23 @@ def list_folder(root_path: Path, report: IndexReport) -> Iterator[tuple[str, int
         report.unlisted.append(str(folder))
 
     for file in iter_image_files(root_path, unreadable):
-        path = str(file)
-        try:
-            info = file.stat()  # follows symlinks: what matters is what the name leads to
-        except OSError:
-            continue  # vanished during the walk (or a dangling link); the next run sees the truth
-        if not stat.S_ISREG(info.st_mode):  # a FIFO or a link to /dev/zero would hang a reader forever
-            report.failed += 1
-            report.failures.append((path, f"{not_regular_reason(info.st_mode)}, not an image file"))
-            continue
-        yield path, info.st_size, info.st_mtime
+        entry = file_entry(str(file), report)
+        if entry is not None:
+            yield entry
+
+
+def file_entry(path: str, report: IndexReport) -> tuple[str, int, float] | None:
+    """``(path, size, mtime)`` of one image file, or None when it vanished (or is a dangling link); a
+    non-regular file (a FIFO, a link to a device) is a one-line failure, since reading it could hang forever."""
+    try:
+        info = os.stat(path)  # follows symlinks: what matters is what the name leads to
+    except OSError:
+        return None  # vanished during the walk; the next run sees the truth
+    if not stat.S_ISREG(info.st_mode):
+        report.failed += 1
+        report.failures.append((path, f"{not_regular_reason(info.st_mode)}, not an image file"))
+        return None
+    return path, info.st_size, info.st_mtime
 
 
 def plan_changes(

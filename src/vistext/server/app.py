@@ -36,6 +36,7 @@ from vistext.server.responses import JSONResponse
 from vistext.server.routers import build_routers
 from vistext.server.schemas import NOT_BLANK
 from vistext.server.settings import ServerSettings
+from vistext.server.watching import FolderWatch
 from vistext.service import ImageTooLargeError, Service, UnknownImageError
 from vistext.service.filters import PATTERN_MESSAGES
 
@@ -152,9 +153,10 @@ def _no_telemetry() -> dict[str, Any]:
 
 
 def create_app(service_factory: ServiceFactory = Service, settings: ServerSettings | None = None) -> FastAPI:
-    """The server app over ``service_factory(db=settings.db, progress=False)`` (one instance, shared)."""
+    """The server app over ``service_factory(db=settings.catalogue, progress=False)`` (one instance, shared);
+    with ``settings.watch`` it also keeps the catalogue current with that folder (``server.watching``)."""
     settings = settings or ServerSettings()
-    service = service_factory(db=settings.db, progress=False)
+    service = service_factory(db=settings.catalogue, progress=False)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -162,9 +164,14 @@ def create_app(service_factory: ServiceFactory = Service, settings: ServerSettin
         exists = await anyio.to_thread.run_sync(service.open)
         if settings.warm_up and exists:
             app.state.ctx.warm_up.start()  # in the background: the page polls /api/status meanwhile
+        watch = FolderWatch(service, settings.watch) if settings.watch is not None else None
+        if watch is not None:
+            watch.start()
         try:
             yield
         finally:
+            if watch is not None:
+                await anyio.to_thread.run_sync(watch.stop)
             app.state.ctx.shutdown()
             # a warm-up still running must not find its store closed under it (it ends within a model load)
             await anyio.to_thread.run_sync(app.state.ctx.warm_up.wait, WARM_UP_WAIT)

@@ -50,6 +50,12 @@ class ServerSettings:
     map_method: str = "tsne"
     warm_up: bool = True  # load the text model at start-up when the index has text embeddings
     allowed_hosts: frozenset[str] = frozenset()  # Host names answered besides loopback and the bound address
+    watch: str | Path | None = None  # a folder to index, then keep current while serving (server/watching.py)
+
+    @property
+    def catalogue(self) -> str | Path | None:
+        """The catalogue served: ``db``; else the watched folder's own (``DIR/.vistext/``); else the default one."""
+        return self.db if self.db is not None or self.watch is None else self.watch
 
     @property
     def loopback(self) -> bool:

@@ -9,7 +9,8 @@ used, so ``vistext info`` never loads a network and ``vistext tag`` never opens 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Generator, Iterator, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -163,6 +164,16 @@ class Service:
         ``tagger``, store that trained tagger's tags of every photo too; ``engine="ray"`` runs on a Ray cluster
         at ``address`` and reads ``s3://`` URLs too."""
         return self._collection.index(folder, text_search=text_search, tagger=tagger, engine=engine, address=address)
+
+    def watch(
+        self, folder: str | Path, *, text_search: bool = True, stop: threading.Event | None = None
+    ) -> Generator[IndexReport, None, None]:
+        """Index ``folder`` as ``index`` does, then keep the catalogue current with it: yields that pass's report,
+        then one per batch of photos added, changed, moved or deleted (within seconds of the change, no rescan),
+        until ``stop`` is set or the caller stops iterating. Holds the catalogue's writer lock meanwhile."""
+        from vistext.service.watching import watch_folder
+
+        return watch_folder(self._collection, folder, text_search=text_search, stop=stop)
 
     def info(self) -> InfoResult:
         return self._collection.info()

@@ -1,0 +1,70 @@
+"""``vistext index DIR --watch``: index the folder, then keep the catalogue current until Ctrl-C.
+
+Each batch of changes is one line (the time, what was added, updated, removed or failed), then a line per
+failed file; ``--quiet`` leaves only the failures. Ctrl-C while watching is the normal way to stop: the totals
+are printed (with ``--json``: the first pass's report plus ``"watch"``, one document) and the exit status is 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import TYPE_CHECKING, Any
+
+from vistext.cli.collection import index_summary, say_failures, say_index
+from vistext.cli.options import service_for
+from vistext.cli.output import emit_json, say
+from vistext.errors import UsageError
+
+if TYPE_CHECKING:
+    from vistext.service.watching import IndexReport
+
+COUNTS = ("added", "updated", "removed", "failed", "reused")
+
+
+def run_watch(args: argparse.Namespace) -> int:
+    if args.engine != "local":
+        raise UsageError("--watch runs with the local engine (a Ray cluster cannot hear this machine's file events)")
+    if args.tagger:
+        raise UsageError("--watch does not run --tagger; run `vistext tag --collection --model DIR` afterwards")
+    totals: dict[str, Any] = dict.fromkeys(COUNTS, 0) | {"batches": 0, "failures": []}
+    first: IndexReport | None = None
+    with service_for(args) as service:
+        reports = service.watch(args.folder, text_search=not args.no_text)
+        try:
+            first = next(reports)
+            if not args.json:
+                say_index(args, first, index_summary(args, first))
+                if not args.quiet:
+                    say(f"watching {args.folder} for changes (Ctrl-C to stop)")
+            for report in reports:
+                _add(totals, report)
+                if not args.json:
+                    _say_batch(args, report)
+        except KeyboardInterrupt:
+            if first is None:  # during the first pass: an interrupted index, as without --watch
+                raise
+        finally:
+            reports.close()
+    if args.json:
+        emit_json(index_summary(args, first) | {"watch": totals})
+    elif not args.quiet:
+        say(f"stopped watching {args.folder}: " + ", ".join(f"{totals[key]} {key}" for key in COUNTS[:4]))
+    return 0
+
+
+def _add(totals: dict[str, Any], report: IndexReport) -> None:
+    totals["batches"] += 1
+    for key in COUNTS:
+        totals[key] += getattr(report, key)
+    totals["failures"] += [{"path": path, "error": error} for path, error in report.failures]
+
+
+def _say_batch(args: argparse.Namespace, report: IndexReport) -> None:
+    if not args.quiet:
+        reused = f", {report.reused} by content (not re-encoded)" if report.reused else ""
+        say(
+            f"{time.strftime('%H:%M:%S')}  {report.added} added, {report.updated} updated, {report.removed} "
+            f"removed, {report.failed} failed ({report.seconds:.1f} s{reused})"
+        )
+    say_failures(report)
