@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vistext.cli.options import add_db, add_filters, add_paging, filter_from, service_for, whole, words
-from vistext.cli.output import emit_json, say
+from vistext.cli.output import emit_json, say, say_failures
 from vistext.errors import UsageError
 from vistext.service import SearchResult, Service
 
@@ -34,7 +34,7 @@ def run_index(args: argparse.Namespace) -> int:
     if args.watch:
         from vistext.cli.watching import run_watch
 
-        return run_watch(args)
+        return run_watch(args, index_summary, say_index)
     with service_for(args) as service:
         report = service.index(
             args.folder, text_search=not args.no_text, tagger=args.tagger, engine=args.engine, address=args.address
@@ -70,14 +70,7 @@ def say_index(args: argparse.Namespace, report: IndexReport, summary: dict[str, 
         say(f"read the metadata of {report.meta_filled} photos indexed before metadata existed")
     if report.tags is not None:
         say(f"tagged {report.tags['tagged']} of {report.tags['images']} photos with {report.tags['tagger']}")
-    say_failures(report)
-
-
-def say_failures(report: IndexReport) -> None:
-    for path, reason in report.failures[:20]:
-        say(f"  failed: {path}: {reason}")
-    if len(report.failures) > 20:
-        say(f"  ... and {len(report.failures) - 20} more failures (see --json)")
+    say_failures(report.failures)
 
 
 def _suffixes() -> str:

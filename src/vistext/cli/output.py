@@ -54,6 +54,14 @@ def say(line: str = "") -> None:
     _write(sys.stdout, terminal_safe(line) + "\n")
 
 
+def say_failures(failures: list[tuple[str, str]], shown: int = 20) -> None:
+    """The files that failed, one ``failed: PATH: REASON`` line each (the first ``shown``; --json has all)."""
+    for path, reason in failures[:shown]:
+        say(f"  failed: {path}: {reason}")
+    if len(failures) > shown:
+        say(f"  ... and {len(failures) - shown} more failures (see --json)")
+
+
 def warn(line: str) -> None:
     """One line on stderr, made safe for a terminal."""
     _write(sys.stderr, terminal_safe(line) + "\n")

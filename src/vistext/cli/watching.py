@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from vistext.cli.collection import index_summary, say_failures, say_index
 from vistext.cli.options import service_for
-from vistext.cli.output import emit_json, say
+from vistext.cli.output import emit_json, say, say_failures
 from vistext.errors import UsageError
 
 if TYPE_CHECKING:
@@ -22,7 +22,12 @@ if TYPE_CHECKING:
 COUNTS = ("added", "updated", "removed", "failed", "reused")
 
 
-def run_watch(args: argparse.Namespace) -> int:
+def run_watch(
+    args: argparse.Namespace,
+    summarise: Callable[[argparse.Namespace, IndexReport], dict[str, Any]],
+    show: Callable[[argparse.Namespace, IndexReport, dict[str, Any]], None],
+) -> int:
+    """``index --watch``; ``summarise`` and ``show`` are the index command's JSON and lines of its first pass."""
     if args.engine != "local":
         raise UsageError("--watch runs with the local engine (a Ray cluster cannot hear this machine's file events)")
     if args.tagger:
@@ -34,7 +39,7 @@ def run_watch(args: argparse.Namespace) -> int:
         try:
             first = next(reports)
             if not args.json:
-                say_index(args, first, index_summary(args, first))
+                show(args, first, summarise(args, first))
                 if not args.quiet:
                     say(f"watching {args.folder} for changes (Ctrl-C to stop)")
             for report in reports:
@@ -47,7 +52,7 @@ def run_watch(args: argparse.Namespace) -> int:
         finally:
             reports.close()
     if args.json:
-        emit_json(index_summary(args, first) | {"watch": totals})
+        emit_json(summarise(args, first) | {"watch": totals})
     elif not args.quiet:
         say(f"stopped watching {args.folder}: " + ", ".join(f"{totals[key]} {key}" for key in COUNTS[:4]))
     return 0
@@ -67,4 +72,4 @@ def _say_batch(args: argparse.Namespace, report: IndexReport) -> None:
             f"{time.strftime('%H:%M:%S')}  {report.added} added, {report.updated} updated, {report.removed} "
             f"removed, {report.failed} failed ({report.seconds:.1f} s{reused})"
         )
-    say_failures(report)
+    say_failures(report.failures)
