@@ -159,7 +159,7 @@ class Backlog:
     def take(self, report: IndexReport) -> Batch:
         """The settled part of the backlog; files still being written stay (and so do deletions, for a while)."""
         now = time.monotonic()
-        batch, waiting, deleted = Batch(), {}, {}
+        batch, settled, waiting, deleted = Batch(), {}, {}, {}
         for path, heard in self.heard.items():
             try:
                 info = os.stat(path)
@@ -174,11 +174,12 @@ class Backlog:
                 found = [] if entry is None else [(entry, heard)]
             else:
                 continue  # not a photo (a temporary name, a sidecar): never indexed, nothing to do
-            for entry, look in found:
+            for entry, look in found:  # a file may be heard of itself and in its new folder's walk: once
                 if self._settled(entry, look, now):
-                    batch.files.append(entry)
+                    settled[entry[0]] = entry
                 else:
                     waiting[entry[0]] = look
+        batch.files = [entry for path, entry in settled.items() if path not in waiting]
         # a deletion waits QUIET (the other half of a move comes in the same batch, or the next), and while
         # files are still being written (one of them may be its new name), at most HOLD
         held = bool(waiting) and now - min((h.since for h in deleted.values()), default=now) < self.hold
