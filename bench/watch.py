@@ -102,6 +102,8 @@ def with_watch(photos: list[bytes], singles: list[bytes], root: Path) -> dict[st
     figures["burst_write_s"] = time.perf_counter() - started
     until(lambda: store().count("ok") == expected, step=0.1, alive=watcher.thread)
     figures["burst_s"] = time.perf_counter() - started
+    # the batch that stored the last photos reports once it returns: wait for it, or the rename would count it
+    until(lambda: sum(r.added for r in watcher.reports[1:]) == expected, alive=watcher.thread)
 
     before = len(watcher.reports)
     started = time.perf_counter()
