@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from vistext.indexing.plan import IndexReport
-from vistext.indexing.watch import Backlog
+from vistext.indexing.watch import Backlog, EventFeed
 from vistext.server import ServerSettings
 from vistext.service import Service
 
@@ -193,6 +193,22 @@ def test_a_new_folder_is_walked_and_non_photos_are_ignored(tmp_path: Path, real_
     batch = backlog.take(IndexReport())
     assert sorted(Path(entry[0]).name for entry in batch.files) == ["0.jpg", "1.jpg"]
     assert batch.scopes == {str(moved_in)}
+
+
+def test_a_folder_whose_attributes_change_is_not_walked_again(tmp_path: Path, real_jpegs: list[Path]) -> None:
+    folder = tmp_path / "photos"
+    (folder / "album").mkdir(parents=True)
+    feed = EventFeed(folder.resolve())
+    feed.start()
+    try:
+        os.utime(folder)  # the watched folder itself: walking it would be the full rescan --watch avoids
+        os.chmod(folder / "album", 0o700)
+        photo = write(real_jpegs[0], folder / "album" / "new.jpg")
+        heard: set[str] = set()
+        wait_for(lambda: heard.update(feed.take(0.2)) or str(photo.resolve()) in heard, "the new photo's event")
+    finally:
+        feed.stop()
+    assert heard == {str(photo.resolve())}
 
 
 def test_serve_watch_finds_a_new_photo_over_http(

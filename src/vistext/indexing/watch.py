@@ -59,7 +59,7 @@ def _is_hidden(root: Path, path: str) -> bool:
     return any(part.startswith(".") for part in parts)
 
 
-class _EventFeed:
+class EventFeed:
     """``watchfiles`` in a thread of its own: the changed paths it reports are queued for the watcher, which can
     then take its time over a batch without the next events waiting on it."""
 
@@ -72,7 +72,11 @@ class _EventFeed:
         self._thread = threading.Thread(target=self._run, name="vistext-watch-events", daemon=True)
 
     def _keep(self, change: object, path: str) -> bool:
-        return not _is_hidden(self.root, path)
+        if _is_hidden(self.root, path):
+            return False
+        # a folder's own attributes changed (its time, its mode): its photos did not, and walking it again (the
+        # whole library, for the watched folder itself) is the rescan a watcher is for avoiding
+        return not (getattr(change, "name", "") == "modified" and os.path.isdir(path))
 
     def _run(self) -> None:
         from watchfiles import watch
@@ -248,7 +252,7 @@ class FolderWatcher:
         self.batch_size = batch_size
         self.workers = workers
         self.backlog = Backlog(self.root)
-        self._feed = _EventFeed(self.root)
+        self._feed = EventFeed(self.root)
         self._exit = ExitStack()
 
     def __enter__(self) -> FolderWatcher:
