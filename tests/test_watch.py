@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from vistext.errors import StoreError
 from vistext.indexing.plan import IndexReport
 from vistext.indexing.watch import Backlog, EventFeed
 from vistext.server import ServerSettings
@@ -116,6 +117,10 @@ def test_added_changed_and_deleted_photos_are_followed(
     wait_for(lambda: str(new[0]) not in watcher.states(), "the deleted photo's removal")
     assert set(watcher.states()) == {str(first), str(new[1])}
     assert watcher.total("added") == 2 and watcher.total("updated") == 1 and watcher.total("removed") == 1
+
+    with Service(db=tmp_path / "catalogue.sqlite", progress=False) as other:  # the watcher holds the writer lock
+        with pytest.raises(StoreError, match="another `vistext index`"):
+            other.index(folder, text_search=False)
     watcher.stop()
 
 
