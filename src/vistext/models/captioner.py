@@ -1,16 +1,18 @@
 """Captions composed from what the shipped models know, for when no caption bank is given.
 
 No dataset is involved: sentences are built from ``caption_words`` (everyday subjects, actions, scenes) and the
-image classifier's own class names, and ranked by the fused image-text space (``open_domain``) on its calibrated
-0-1 relevance scale, the scale bank captions and search use. The steps, for one photo:
+image classifier's own class names, and ranked with the fused image-text space (``open_domain``). The steps, for
+one photo:
 
 1. subjects: the vocabulary's subject words scored as tags (as ``tag --vocab``); the few best are kept;
 2. each subject is named as one or several ("a dog", "two dogs"), and each naming is scored as a sentence;
 3. details: every action that fits the kind of subject and every scene is tried after the best naming; a detail
    is kept only when the longer sentence scores higher than the naming alone (the few best of those);
-4. the kept details are combined ("a dog running in the snow") and scored; where no subject is confident, the
-   classifier's best classes ("a laptop") are candidates too;
-5. the best ``k`` sentences are returned with their relevance; one below ``SURE`` reads "probably ...".
+4. the kept details are combined ("a dog running in the snow") and scored; the classifier's confident classes
+   ("a strawberry") are candidates too, except those a subject names in everyday words (dog breeds);
+5. a sentence's score is the chance its subject is there (the subject's tag relevance, or the class's
+   probability) times the sentence's calibrated relevance (the 0-1 scale of search and bank captions); the best
+   ``k`` are returned, and one scored below ``SURE`` reads "probably ...".
 
 So a detail the models are unsure of is left out rather than made up, and a score says how well the sentence
 fits. The models were trained on Flickr8k captions and ImageNet classes: what neither covers cannot be named.
@@ -36,7 +38,7 @@ SUBJECT_TOP = 3  # subjects tried per photo
 SUBJECT_FLOOR = 0.3  # tag relevance a subject needs beyond the best one
 DETAIL_TOP = 3  # actions (and scenes) kept per subject
 LABEL_FLOOR = 0.3  # classifier probability a class name needs to be a candidate
-SURE = 0.5  # relevance below which a caption reads "probably ..."
+SURE = 0.5  # score below which a caption reads "probably ..."
 HEDGE = "probably "
 CACHE_SIZE = 50_000  # sentence vectors kept (the vocabulary's pairs are ~6,000)
 
@@ -44,7 +46,7 @@ CACHE_SIZE = 50_000  # sentence vectors kept (the vocabulary's pairs are ~6,000)
 @dataclass(frozen=True)
 class ComposedCaption:
     text: str  # hedged: "probably ..." below SURE
-    score: float  # calibrated 0-1 relevance of the sentence to the photo
+    score: float  # 0-1: the subject's chance of being there times the sentence's calibrated relevance
 
 
 class CaptionComposer:
@@ -70,7 +72,8 @@ class CaptionComposer:
             scored = self._label_candidates(image, prob)
             for index in _top(relevance, SUBJECT_TOP, SUBJECT_FLOOR):
                 sentences = self._subject_candidates(image, SUBJECTS[index])
-                scored.update({text: score * float(relevance[index]) for text, score in sentences.items()})
+                for text, score in sentences.items():  # a sentence two ways ("a ball") keeps its best score
+                    scored[text] = max(scored.get(text, 0.0), score * float(relevance[index]))
             ranked = sorted(scored.items(), key=lambda item: -item[1])[:k]
             out.append([ComposedCaption(hedged(text, score), score) for text, score in ranked])
         return out
