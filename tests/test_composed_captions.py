@@ -83,3 +83,12 @@ def test_http_and_the_api_give_the_cli_answer(
     served = answer.json()
     assert code == 0 and served["source"] == api["source"] == "composed"
     assert served["captions"] == api["captions"] == cli["captions"]
+
+
+def test_the_plain_output_says_the_captions_are_composed(capsys: pytest.CaptureFixture[str], flickr8k: Path) -> None:
+    photo = flickr8k / "images" / DOG
+    assert main(["caption", str(photo), "-k", "2", "--quiet"]) == 0
+    header, *lines = capsys.readouterr().out.splitlines()
+    assert header == f"{photo} (composed captions):" and len(lines) == 2
+    score, text = lines[0].split(maxsplit=1)
+    assert 0.0 <= float(score) <= 1.0 and "dog" in text.split()

@@ -109,7 +109,7 @@ def run_caption(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(result.to_dict())
     else:
-        say(f"{result.image}:")
+        say(f"{result.image}{' (composed captions)' if result.source == 'composed' else ''}:")
         for caption in result.captions:
             say(f"  {caption.score:6.3f}  {caption.text}")
     return 0
