@@ -187,7 +187,8 @@ def test_bot_end_to_end(
         photo_id = fake.push(ALLOWED, **fake.photo_message("p1", photos[2].read_bytes()))
         tags = fake.wait_sent(2)[1]
         assert tags["method"] == "sendMessage" and tags["text"].startswith("Tags: ")
-        assert tags["text"].count("(") == 5  # five tags with scores
+        assert tags["text"].count("(") == 5 + 3  # five tags and three composed captions with scores
+        assert "\nCaptions:\n1. " in tags["text"]
 
         original = {
             "message_id": photo_id,

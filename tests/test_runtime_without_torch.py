@@ -78,6 +78,8 @@ def test_index_and_queries_run_without_torch(without_torch: tuple[dict, Path], f
     bank.write_text("\n".join([*firsts[100:140], own]) + "\n", encoding="utf-8")
     captions = _vistext(env, photos, "caption", "--captions", str(bank), dog)["captions"]
     assert captions[0]["text"] == own
+    composed = _vistext(env, photos, "caption", dog, "-k", "2")  # no bank: composed, still without torch
+    assert composed["source"] == "composed" and "dog" in composed["captions"][0]["text"].split()
 
     groups = _vistext(env, photos, "duplicates")["groups"]
     assert len(groups) == 1 and {dog, copy} <= set(json.dumps(groups[0]).replace('"', " ").split())

@@ -68,7 +68,7 @@ def test_health_info_status_and_openapi(client: httpx.Client) -> None:
     assert info["exists"] and info["ok"] == 24
     status = client.get("/api/status").json()
     assert status["images"] == 24 and status["text_search"] is False
-    assert status["captions"] is False  # no caption bank: the page hides its captions panel
+    assert status["captions"] is True  # no caption bank, but captions are composed: the page shows the panel
     assert {"warming", "text_model_ready", "image_encoder_ready"} <= set(status)
     paths = client.get("/openapi.json").json()["paths"]
     for endpoint in (
@@ -121,10 +121,13 @@ def test_tag_an_upload_with_imagenet_labels(client: httpx.Client, collection: di
     assert len(tags) == 3 and all(0 <= t["score"] <= 1 for t in tags) and tags[0]["score"] >= tags[-1]["score"]
 
 
-def test_unconfigured_caption_bank_and_tagger_are_clear_400s(client: httpx.Client, collection: dict[str, Path]) -> None:
+def test_captions_need_no_bank_and_an_unknown_tagger_is_a_clear_400(
+    client: httpx.Client, collection: dict[str, Path]
+) -> None:
     photo = jpeg_bytes(sorted(collection["photos"].glob("*.jpg"))[0])
-    caption = client.post("/api/caption", files={"file": ("a.jpg", photo, "image/jpeg")})
-    assert caption.status_code == 400 and "caption bank" in caption.json()["error"]
+    caption = client.post("/api/caption", files={"file": ("a.jpg", photo, "image/jpeg")}, params={"k": 2})
+    assert caption.status_code == 200 and caption.json()["source"] == "composed"
+    assert len(caption.json()["captions"]) == 2
     tagger = client.post("/api/tag", files={"file": ("a.jpg", photo, "image/jpeg")}, params={"tagger": "x"})
     assert tagger.status_code == 400 and "unknown tagger" in tagger.json()["error"]
 
@@ -230,7 +233,7 @@ def test_models_warm_in_the_background_and_status_says_so(
             time.sleep(0.2)
             status = http.get("/api/status").json()
         assert status["text_model_ready"] is True and status["image_encoder_ready"] is True
-        assert "warm_up_error" not in status and status["captions"] is False
+        assert "warm_up_error" not in status and status["captions"] is True  # composed without a bank
         started = time.monotonic()
         assert http.get("/api/search", params={"q": "a cat", "k": 3}).status_code == 200
         print(f"first search after warm-up: {1000 * (time.monotonic() - started):.0f} ms")

@@ -277,7 +277,7 @@ def test_a_query_of_only_spaces_asks_for_words_and_sends_nothing(page: object, s
     assert searches == []
 
 
-def test_without_a_caption_bank_the_captions_panel_is_hidden(
+def test_without_a_caption_bank_the_page_shows_composed_captions(
     page: object, site: dict, running_server: Callable[..., AbstractContextManager[str]]
 ) -> None:
     requests: list[str] = []
@@ -291,9 +291,10 @@ def test_without_a_caption_bank_the_captions_panel_is_hidden(
         page.wait_for_selector("#tags li")
         page.wait_for_selector("#similar .card")
         page.wait_for_function("document.querySelector('#image-status').textContent.endsWith('done')")
-        assert page.locator("#captions-panel").is_hidden()
-        page.screenshot(path=str(ARTIFACTS / "upload-no-captions.png"), full_page=True)
-    assert not [u for u in requests if "/api/caption" in u]
+        page.wait_for_function("document.querySelectorAll('#captions li .s').length === 3")
+        assert page.locator("#captions-panel").is_visible()
+        page.screenshot(path=str(ARTIFACTS / "upload-composed-captions.png"), full_page=True)
+    assert [u for u in requests if "/api/caption" in u]
     assert console == []  # no failed request (a 400, a 404 favicon) reaches the console
 
 

@@ -1,9 +1,9 @@
 """The Telegram bot (layer 6, ``vistext bot``): a thin chat surface over the service facade.
 
-A photo gets its tags and closest captions; text gets the best matching images as an album; ``/similar`` as a
-reply to a photo gets the closest indexed images; ``/match`` as a reply to a photo says which of the tag sets
-given (parsed by ``vistext.service.parse_tag_sets``) fits it best; ``/help`` says so. With an allow-list only
-those users are answered. Errors reach the user as one short line; the trace stays in the log.
+A photo gets its tags and captions (from a bank, or composed); text gets the best matching images as an album;
+``/similar`` as a reply to a photo gets the closest indexed images; ``/match`` as a reply to a photo says which of
+the tag sets given (parsed by ``vistext.service.parse_tag_sets``) fits it best; ``/help`` says so. With an
+allow-list only those users are answered. Errors reach the user as one short line; the trace stays in the log.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 ALBUM_SIZE = 8  # Telegram albums hold 2..10 photos
 PHOTO_SIZE = 512  # bot replies send thumbnails, never the (possibly huge) originals
 HELP = (
-    "Send me a photo: I tell you what is in it and the closest captions I know.\n"
+    "Send me a photo: I tell you what is in it, in tags and in a few captions.\n"
     "Send me words (e.g. 'a dog running on the beach'): I send the best matching pictures.\n"
     "Reply /similar to a photo: I send the most similar pictures of the collection.\n"
     "Reply /match dog, grass; cat, sofa to a photo: I say which tag set fits it best.\n"
@@ -47,7 +47,8 @@ Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None
 
 @dataclass
 class BotSettings:
-    """``allow``: user ids to answer (None answers everyone); ``captions``: caption bank spec for photos."""
+    """``allow``: user ids to answer (None answers everyone); ``captions``: caption bank spec for photos (None:
+    captions are composed from the models' words, as ``vistext caption`` does without ``--captions``)."""
 
     token: str
     allow: frozenset[int] | None = None
@@ -67,7 +68,7 @@ def _result_caption(rank: int, score: float, path: str) -> str:
 def format_understanding(tags: list[tuple[str, float]], captions: list[tuple[str, float]]) -> str:
     lines = ["Tags: " + ", ".join(f"{tag} ({score:.2f})" for tag, score in tags)] if tags else []
     if captions:
-        lines.append("Closest captions:")
+        lines.append("Captions:")
         lines += [f"{i}. {text} ({score:.2f})" for i, (text, score) in enumerate(captions, start=1)]
     return "\n".join(lines) or "I could not find anything to say about this picture."
 
@@ -164,7 +165,7 @@ class VistextBot:
                 raise VistextError(result.error)
             tags = [(t.tag, t.score) for t in result.tags]
             captions: list[tuple[str, float]] = []
-            if self.settings.captions:
+            if self.settings.captions or self.service.can_compose_captions():
                 found = self.service.caption(upload, self.settings.captions, 3)
                 captions = [(c.text, c.score) for c in found.captions]
             return tags, captions

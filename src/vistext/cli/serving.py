@@ -140,7 +140,9 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         default=[],
         help="also answer requests for this Host name (default: loopback names and the --host address only)",
     )
-    serve.add_argument("--captions", help="caption bank for /api/caption: FORMAT:PATH or a text file")
+    serve.add_argument(
+        "--captions", help="caption bank for /api/caption: FORMAT:PATH or a text file (default: composed captions)"
+    )
     serve.add_argument("--tagger", action="append", metavar="NAME=DIR", help="a trained tagger clients may use")
     serve.add_argument(
         "--max-upload-mb",
@@ -166,7 +168,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     add_db(bot)
     bot.add_argument("--token-env", metavar="VAR", required=True, help="environment variable holding the bot token")
     bot.add_argument("--allow", metavar="USER_ID,...", help="answer only these Telegram user ids")
-    bot.add_argument("--captions", help="caption bank for photos: FORMAT:PATH or a text file")
+    bot.add_argument("--captions", help="caption bank for photos: FORMAT:PATH or a text file (default: composed)")
     bot.add_argument(
         "-k", type=whole(1, 10), default=4, help="pictures per answer (default 4; a Telegram album holds 10)"
     )

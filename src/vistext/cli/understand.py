@@ -109,7 +109,7 @@ def run_caption(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(result.to_dict())
     else:
-        say(f"{result.image}:")
+        say(f"{result.image}{' (composed captions)' if result.source == 'composed' else ''}:")
         for caption in result.captions:
             say(f"  {caption.score:6.3f}  {caption.text}")
     return 0
@@ -146,10 +146,16 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     add_db(tag)
     tag.set_defaults(run=run_tag)
 
-    caption = commands.add_parser("caption", parents=[common], help="the closest known captions for an image")
+    caption = commands.add_parser(
+        "caption", parents=[common], help="captions for an image: composed from the models' words, or from a bank"
+    )
     caption.add_argument("image")
     caption.add_argument("-k", type=int, default=5, help="how many captions (default 5)")
-    caption.add_argument("--captions", required=True, help="FORMAT:PATH of a caption dataset, or a text file")
+    caption.add_argument(
+        "--captions",
+        help="a caption bank to pick from: FORMAT:PATH of a caption dataset, or a text file (default: none; "
+        "captions are composed from the shipped models' words)",
+    )
     add_db(caption)
     caption.set_defaults(run=run_caption)
 

@@ -92,6 +92,7 @@ class ScoredCaptionOut(BaseModel):
 
 class CaptionOut(BaseModel):
     image: str
+    source: str = Field(description='"bank": sentences of a caption bank; "composed": built from the models\' words')
     captions: list[ScoredCaptionOut]
 
 

@@ -45,7 +45,7 @@ class ServerSettings:
     body_timeout: float = 30.0  # seconds to send the whole body, and to read each part of the answer
     keep_alive_timeout: int = 5  # seconds an idle keep-alive connection stays open
     max_head_bytes: int = 64 * 1024  # request line + headers (a 1 MB query string gets 431)
-    captions: str | None = None  # caption bank (FORMAT:PATH or text file) for /api/caption and the bot
+    captions: str | None = None  # caption bank (FORMAT:PATH or text file) for /api/caption; None: composed
     taggers: dict[str, str] = field(default_factory=dict)  # name -> trained tagger dir, chosen by name only
     map_method: str = "tsne"
     warm_up: bool = True  # load the text model at start-up when the index has text embeddings

@@ -259,8 +259,13 @@ class Service:
         """Top-k tags per image: ImageNet (default), a trained tagger (``model``) or open vocabulary (``vocab``)."""
         return self._understanding.tag(images, k, model=model, vocab=vocab, threshold=threshold)
 
-    def caption(self, image: ImageInput, bank: str, k: int = 5) -> CaptionResult:
+    def caption(self, image: ImageInput, bank: str | None = None, k: int = 5) -> CaptionResult:
+        """Captions from ``bank`` (FORMAT:PATH or a text file), or composed from the models' words without one."""
         return self._understanding.caption(image, bank, k)
+
+    def can_compose_captions(self) -> bool:
+        """Whether ``caption`` answers without a bank (the fused space is there); loads no shipped model."""
+        return self._models.can_compose_captions()
 
     def evaluate_classes(self, spec: str, split: str = "test", template: str = "a photo of a {}") -> Evaluation:
         """Zero-shot top-1/top-5 and text-search P@10/mAP of the open-domain space on ``classes:DIR``."""

@@ -25,6 +25,7 @@ from vistext.service.inputs import ImageInput, decode
 
 if TYPE_CHECKING:
     from vistext.indexing.local import Derivation
+    from vistext.models.captioner import CaptionComposer
     from vistext.models.joint import JointModel
     from vistext.models.joint_onnx import OnnxJointModel
     from vistext.models.matcher_numpy import NumpyMatcher
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 MODEL_CACHE_SIZE = 4  # taggers and match classifiers kept loaded at once
+DEFAULT_ENCODER = "efficientnet-lite0"  # the shipped image encoder: its classifier logits feed the fused space
 
 
 def cosine_to_unit(cosines: np.ndarray) -> np.ndarray:
@@ -99,7 +101,7 @@ class LoadedModels:
 
     def __init__(
         self,
-        encoder: str = "efficientnet-lite0",
+        encoder: str = DEFAULT_ENCODER,
         joint_model: str | Path | None = None,
         cache_size: int = MODEL_CACHE_SIZE,
     ) -> None:
@@ -109,6 +111,7 @@ class LoadedModels:
         self._joint: Lazy[JointModel | OnnxJointModel] = Lazy(self._load_joint)
         self._joint_key: Lazy[str] = Lazy(self._fingerprint)
         self._open_domain: Lazy[tuple[OpenDomainModel | None]] = Lazy(self._load_open_domain)
+        self._composer: Lazy[tuple[CaptionComposer | None]] = Lazy(self._load_composer)
         self.cache = ModelCache(cache_size)
 
     @property
@@ -142,6 +145,18 @@ class LoadedModels:
         """The shipped default for words and photos (joint model fused with the classifier's concept space), or
         None for a joint model without an ONNX export (a GloVe model), which is then used alone."""
         return self._open_domain.get()[0]
+
+    @property
+    def caption_composer(self) -> CaptionComposer | None:
+        """Captions without a bank (``models.captioner``), or None where there is no fused space to rank them."""
+        return self._composer.get()[0]
+
+    def can_compose_captions(self) -> bool:
+        """Whether captions can be composed without a bank, without loading a model for the shipped default:
+        its joint model has the ONNX export the fused space needs, with the shipped image encoder."""
+        if self.joint_path is None and not self._joint.loaded:
+            return self.encoder_name == DEFAULT_ENCODER
+        return self.open_domain is not None
 
     @property
     def text_space(self) -> str:
@@ -230,9 +245,15 @@ class LoadedModels:
         from vistext.models.open_domain import OpenDomainModel
 
         joint = self.joint
-        if not isinstance(joint, OnnxJointModel) or self.encoder_name != "efficientnet-lite0":
+        if not isinstance(joint, OnnxJointModel) or self.encoder_name != DEFAULT_ENCODER:
             return (None,)
         return (OpenDomainModel(joint, load_concept_space(), self.joint_key),)
+
+    def _load_composer(self) -> tuple[CaptionComposer | None]:
+        from vistext.models.captioner import CaptionComposer
+
+        fused = self.open_domain
+        return (None if fused is None else CaptionComposer(fused, self.encoder.labels or []),)
 
     def _fingerprint(self) -> str:
         joint = self.joint

@@ -80,10 +80,12 @@ class ScoredCaption:
 class CaptionResult:
     image: str
     captions: list[ScoredCaption]
+    source: str = "bank"  # "bank": a caption bank's own sentences; "composed": built from the models' words
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "image": self.image,
+            "source": self.source,
             "captions": [{"text": c.text, "score": round(float(c.score), 6)} for c in self.captions],
         }
 

@@ -123,11 +123,14 @@ class Understanding:
         return [[ScoredTag(tag, round(float(score), 6)) for tag, score in pred] for pred in predictions]
 
     # ---- captions -----------------------------------------------------------------------------------------
-    def caption(self, image: ImageInput, bank: str, k: int = 5) -> CaptionResult:
-        """The ``k`` captions of ``bank`` (FORMAT:PATH or a text file) closest to ``image`` in the joint space."""
+    def caption(self, image: ImageInput, bank: str | None = None, k: int = 5) -> CaptionResult:
+        """The ``k`` captions of ``bank`` (FORMAT:PATH or a text file) closest to ``image`` in the joint space, or
+        with no bank the ``k`` best captions composed from what the models know (``models.captioner``)."""
+        check_k(k)
+        if bank is None:
+            return self._composed_captions(image, k)
         from vistext.service.captions import load_caption_bank
 
-        check_k(k)
         fused = self.models.open_domain
         if fused is None:
             captions = load_caption_bank(bank, self.models.joint, self.models.joint_key)
@@ -144,7 +147,19 @@ class Understanding:
         else:
             scores = fused.relevance(fused.scores(captions.vectors, vector[None, :])[:, 0])
         top = np.argsort(-scores, kind="stable")[:k]
-        return CaptionResult(input_name(image), [ScoredCaption(captions.texts[i], float(scores[i])) for i in top])
+        found = [ScoredCaption(captions.texts[i], float(scores[i])) for i in top]
+        return CaptionResult(input_name(image), found, source="bank")
+
+    def _composed_captions(self, image: ImageInput, k: int) -> CaptionResult:
+        composer = self.models.caption_composer
+        if composer is None:
+            raise ModelError(
+                f"joint model {self.models.joint.name!r} cannot compose captions (it has no fused space): "
+                "give a caption bank (--captions)"
+            )
+        [composed] = composer.compose(self.models.encode_images([image], grid=self.models.joint.needs_grid), k)
+        found = [ScoredCaption(caption.text, caption.score) for caption in composed]
+        return CaptionResult(input_name(image), found, source="composed")
 
     def _image_vector(self, image: ImageInput) -> np.ndarray:
         """``image`` in the text space (``LoadedModels.text_space``), encoded from its pixels."""

@@ -31,7 +31,8 @@ def build_admin_router() -> APIRouter:
         answer = await context.call(lambda: context.service.status().to_dict())
         if context.warm_up is not None:
             answer.update(context.warm_up.to_dict())
-        answer["captions"] = context.settings.captions is not None  # whether /api/caption can answer
+        bank = context.settings.captions is not None  # whether /api/caption can answer: a bank, or composing
+        answer["captions"] = bank or await context.call(context.service.can_compose_captions)
         return JSONResponse(answer)
 
     return api

@@ -63,13 +63,15 @@ def _add_tag(api: APIRouter, paging: Paging, settings: ServerSettings) -> None:
 
 
 def _add_caption_and_match(api: APIRouter, paging: Paging) -> None:
-    @api.post("/caption", response_model=schemas.CaptionOut, summary="closest known captions for an uploaded image")
+    @api.post(
+        "/caption",
+        response_model=schemas.CaptionOut,
+        summary="captions for an uploaded image: from the server's caption bank, or composed without one",
+    )
     async def caption(request: Request, file: ImageFile, k: int = paging.k(5)) -> JSONResponse:
         context = ctx(request)
         paging.check(k, 0)
         bank = context.settings.captions
-        if bank is None:
-            raise UsageError("this server has no caption bank (start it with `vistext serve --captions SPEC`)")
         upload = await read_upload(file)
 
         def work() -> dict[str, Any]:
