@@ -18,14 +18,14 @@ import torch
 from safetensors.torch import save_file
 from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
 
-from vistext.training.clip_tokenizer import _byte_alphabet
+from vistext.training.clip_tokenizer import byte_stand_ins
 
 WORD = re.compile(r"[^\W\d_]+|\d|[^\s\w]+")
 CONTEXT = 77
 
 
 def _merges(texts: list[str], count: int) -> list[tuple[str, str]]:
-    alphabet = _byte_alphabet()
+    alphabet = byte_stand_ins()
     words: Counter[tuple[str, ...]] = Counter()
     for text in texts:
         for word in WORD.findall(text.lower()):
@@ -60,7 +60,7 @@ def tiny_tokenizer(texts: list[str], merges: int = 300) -> CLIPTokenizer:
     """CLIP's tokenizer over a small vocabulary learnt from ``texts`` (ids in CLIP's order: bytes, bytes + </w>,
     merges, start, end)."""
     learnt = _merges(texts, merges)
-    alphabet = _byte_alphabet()
+    alphabet = list(byte_stand_ins().values())
     words = alphabet + [v + "</w>" for v in alphabet] + ["".join(m) for m in learnt]
     words = list(dict.fromkeys(words)) + ["<|startoftext|>", "<|endoftext|>"]
     return CLIPTokenizer(vocab={w: i for i, w in enumerate(words)}, merges=learnt)

@@ -163,12 +163,12 @@ def _published(spec: str, repo: str) -> ClipSource:
         ) from None
     offline = _offline()
     try:
-        folder = snapshot_download(repo, local_files_only=offline, etag_timeout=10)
+        folder = snapshot_download(repo, cache_dir=hub_cache(), local_files_only=offline, etag_timeout=10)
     except LocalEntryNotFoundError:
         why = "offline (HF_HUB_OFFLINE=1)" if offline else "the Hub cannot be reached"
         raise ModelError(
-            f"{spec}: not in the Hugging Face cache ({hub_cache()}) and {why}; copy the model folder here and "
-            "pass its path to --model"
+            f"{spec}: not in the Hugging Face cache ({hub_cache()}) and {why}; copy the model folder onto this "
+            "machine and pass its path to --model"
         ) from None
     except (HfHubHTTPError, ValueError, OSError) as error:
         raise ModelError(f"{spec}: cannot fetch {repo} from Hugging Face Hub ({error})") from None

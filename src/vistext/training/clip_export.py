@@ -187,7 +187,7 @@ def export_clip(source: ClipSource, out: Path, weights_sha256: str | None = None
     for tower, example, name, file in towers:
         _export_graph(tower.eval(), example, name, file)
         checks[name] = _check_graph(tower, example, name, file)
-    settings = write_tokenizer(tokenizer, out / TEXTUAL_ONNX.parent, context, pad_token)
+    settings = write_tokenizer(tokenizer, out / TEXTUAL_ONNX.parent, context, pad_token, source.kind == OPEN_CLIP)
     (out / PREPROCESS_CFG).write_text(json.dumps(preprocess.to_config(), indent=2), encoding="utf-8")
     (out / ONNX_CONFIG).write_text(json.dumps(model_cfg, indent=2), encoding="utf-8")
     provenance = {

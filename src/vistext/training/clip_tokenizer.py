@@ -3,9 +3,10 @@
 
 The vocabulary comes from the model's folder (``tokenizer.json``, or ``vocab.json`` + ``merges.txt``) or, for an
 open_clip checkpoint that ships none, from the BPE file inside an installed open_clip. The tokenizer.json carries
-CLIP's cleaning (NFC, whitespace collapsed, lower case, plus the curly quotes and HTML entities that open_clip's ftfy
-and ``html.unescape`` straighten), start and end tokens, truncation to the context length keeping the end token,
-and padding to the context length with the model's pad token (id 0 for open_clip, as its tokenizer pads).
+CLIP's cleaning (NFC, whitespace collapsed, lower case; for an open_clip model also the curly quotes and HTML
+entities that open_clip's ftfy and ``html.unescape`` straighten), start and end tokens, truncation to the context
+length keeping the end token, and padding to the context length with the model's pad token (id 0 for open_clip, as
+its tokenizer pads).
 """
 
 from __future__ import annotations
@@ -30,24 +31,19 @@ _STRAIGHTENED = {"\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u
                  "&nbsp;": " "}  # fmt: skip
 
 
-def _byte_alphabet() -> list[str]:
-    """GPT-2's and CLIP's printable stand-in for each of the 256 byte values, in byte order."""
+def byte_stand_ins() -> dict[int, str]:
+    """GPT-2's and CLIP's printable stand-in for each byte value, in the order CLIP numbers them (its first 256
+    ids): the printable bytes first, standing for themselves (``!`` is id 0), then the others, mapped past 255."""
     printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    stand_in, extra = {}, 0
-    for byte in range(256):
-        if byte in printable:
-            stand_in[byte] = chr(byte)
-        else:
-            stand_in[byte] = chr(256 + extra)
-            extra += 1
-    return [stand_in[byte] for byte in range(256)]
+    others = [byte for byte in range(256) if byte not in printable]
+    return {byte: chr(byte) for byte in printable} | {byte: chr(256 + n) for n, byte in enumerate(others)}
 
 
 def _from_open_clip_bpe(bpe_file: Path) -> CLIPTokenizer:
     """CLIP's tokenizer built from open_clip's BPE file, ids in the order its SimpleTokenizer gives them."""
     lines = gzip.open(bpe_file, "rt", encoding="utf-8").read().split("\n")[1 : OPEN_CLIP_MERGES + 1]
     merges: list[Any] = [tuple(line.split()) for line in lines]
-    alphabet = _byte_alphabet()
+    alphabet = list(byte_stand_ins().values())
     words = alphabet + [v + "</w>" for v in alphabet] + ["".join(m) for m in merges]
     words += ["<|startoftext|>", "<|endoftext|>"]
     return CLIPTokenizer(vocab={word: i for i, word in enumerate(words)}, merges=merges)
@@ -77,30 +73,34 @@ def load_clip_tokenizer(folder: Path) -> CLIPTokenizer:
     return _from_open_clip_bpe(bpe)
 
 
-def runtime_tokenizer(tokenizer: CLIPTokenizer, context_length: int, pad_token: str) -> Tokenizer:
-    """The ``tokenizers`` object the runtime loads: CLIP's cleaning, truncation and padding built in."""
+def runtime_tokenizer(tokenizer: CLIPTokenizer, context_length: int, pad_token: str, open_clip: bool) -> Tokenizer:
+    """The ``tokenizers`` object the runtime loads, truncation and padding built in; with ``open_clip``, also the
+    quotes and HTML entities open_clip's cleaning straightens (a Hugging Face model keeps its tokenizer's own)."""
     backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
     pad_id = backend.token_to_id(pad_token)
     if pad_id is None:
         raise ModelError(f"the tokenizer has no pad token {pad_token!r}")
-    straighten = [normalizers.Replace(old, new) for old, new in _STRAIGHTENED.items()]
-    backend.normalizer = normalizers.Sequence(
-        [normalizers.NFC(), *straighten, normalizers.Replace(Regex(r"\s+"), " "), normalizers.Strip()]
-        + [normalizers.Lowercase()]
-    )
+    if open_clip:
+        straighten = [normalizers.Replace(old, new) for old, new in _STRAIGHTENED.items()]
+        backend.normalizer = normalizers.Sequence(
+            [normalizers.NFC(), *straighten, normalizers.Replace(Regex(r"\s+"), " "), normalizers.Strip()]
+            + [normalizers.Lowercase()]
+        )
     backend.enable_truncation(max_length=context_length)
     backend.enable_padding(length=context_length, pad_id=pad_id, pad_token=pad_token)
     return backend
 
 
-def write_tokenizer(tokenizer: CLIPTokenizer, out: Path, context_length: int, pad_token: str) -> dict[str, Any]:
+def write_tokenizer(
+    tokenizer: CLIPTokenizer, out: Path, context_length: int, pad_token: str, open_clip: bool
+) -> dict[str, Any]:
     """Write Immich's textual tokenizer files into ``out``; returns the settings written (for the provenance)."""
     tokenizer.model_max_length = context_length
     tokenizer.pad_token = pad_token
     tokenizer.save_pretrained(str(out))
     special = {key: str(getattr(tokenizer, key)) for key in ("bos_token", "eos_token", "unk_token", "pad_token")}
     (out / "special_tokens_map.json").write_text(json.dumps(special, indent=2), encoding="utf-8")
-    runtime_tokenizer(tokenizer, context_length, pad_token).save(str(out / "tokenizer.json"))
+    runtime_tokenizer(tokenizer, context_length, pad_token, open_clip).save(str(out / "tokenizer.json"))
     for extra in ("vocab.json", "merges.txt"):  # tokenizer.json holds them; one copy of the vocabulary is enough
         (out / extra).unlink(missing_ok=True)
     return {
