@@ -28,6 +28,7 @@ from PIL import Image
 from tokenizers import Tokenizer
 from transformers import CLIPImageProcessorPil
 
+from vistext.cli import main
 from vistext.errors import MissingExtraError, ModelError
 from vistext.models.clip_preprocess import ClipPreprocess
 from vistext.models.clip_sources import HUGGING_FACE, IMMICH, OPEN_CLIP, available_models, identify
@@ -241,3 +242,20 @@ def test_available_models_lists_bundled_home_and_hub_cache(
     assert identify("my-open-clip", home).path == home / "models" / "my-open-clip"
     assert identify("hf-hub:org/tiny-clip", home).path == snapshot  # offline, found in the cache
     assert "not-a-model" not in found
+
+
+def test_vistext_models_lists_them(
+    tiny: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home = tmp_path / "home"
+    shutil.copytree(tiny["hf"], home / "models" / "my-hf-clip")
+    monkeypatch.setenv("VISTEXT_HOME", str(home))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))
+    assert main(["models", "--json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    kinds = {m["spec"]: (m["kind"], m["dims"], m["origin"]) for m in listing["models"]}
+    assert kinds["my-hf-clip"] == (HUGGING_FACE, 32, "$VISTEXT_HOME/models")
+    assert kinds["bundled"][0] == "bundled" and str(home / "models") in listing["looked_in"]
+    assert main(["models"]) == 0
+    table = capsys.readouterr().out
+    assert "my-hf-clip" in table and "huggingface" in table and "looked in:" in table

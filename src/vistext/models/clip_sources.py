@@ -218,6 +218,11 @@ def _immich_caches() -> list[Path]:
     return [Path(root) / "clip" for root in roots if root]
 
 
+def model_places(home: Path) -> list[Path]:
+    """The folders ``available_models`` looks through, in its order."""
+    return [home / "models", hub_cache(), Path.home() / ".cache" / "clip", *_immich_caches()]
+
+
 def available_models(home: Path) -> list[ClipSource]:
     """Every image-text model this machine holds: bundled, under ``home/models/`` (the ONNX exports vistext made
     itself in ``home/models/onnx/`` excepted), in the Hugging Face cache, open_clip's and Immich's caches.

@@ -9,6 +9,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from vistext.errors import ModelError, require_extra
 from vistext.models.clip_sources import (
@@ -18,7 +19,9 @@ from vistext.models.clip_sources import (
     TEXTUAL_ONNX,
     VISUAL_ONNX,
     ClipSource,
+    available_models,
     identify,
+    model_places,
     weights_digest,
 )
 
@@ -67,3 +70,12 @@ def prepare_clip_model(spec: str, home: Path) -> Path:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return target
+
+
+def list_models(home: Path) -> dict[str, Any]:
+    """What ``vistext models`` shows: each model this machine holds (name, kind, dims, path, origin, the spec that
+    names it) and the folders looked through."""
+    return {
+        "models": [source.to_dict() for source in available_models(home)],
+        "looked_in": [str(place) for place in model_places(home)],
+    }
