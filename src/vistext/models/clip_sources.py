@@ -118,7 +118,9 @@ def identify_folder(folder: Path, spec: str | None = None, origin: str = "path",
     spec = spec if spec is not None else str(folder)
     name = name or folder.resolve().name
     if not folder.is_dir():
-        raise ModelError(f"{folder}: no such model folder")
+        raise ModelError(
+            f"{folder}: {'not a folder' if folder.exists() else 'no such folder'} (give the model's folder)"
+        )
     if (folder / VISUAL_ONNX).is_file() or (folder / TEXTUAL_ONNX).is_file():
         return _immich(folder, spec, origin, name)
     if (folder / OPEN_CLIP_CONFIG).is_file():
@@ -152,7 +154,7 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
 
 
-def _published(spec: str, repo: str) -> ClipSource:
+def _published(spec: str, repo: str, also: str = "") -> ClipSource:
     """``repo`` from Hugging Face Hub: its client fetches it into its cache when online, else finds it there."""
     try:
         from huggingface_hub import snapshot_download
@@ -167,7 +169,7 @@ def _published(spec: str, repo: str) -> ClipSource:
     except LocalEntryNotFoundError:
         why = "offline (HF_HUB_OFFLINE=1)" if offline else "the Hub cannot be reached"
         raise ModelError(
-            f"{spec}: not in the Hugging Face cache ({hub_cache()}) and {why}; copy the model folder onto this "
+            f"{spec}: {also}not in the Hugging Face cache ({hub_cache()}) and {why}; copy the model folder onto this "
             "machine and pass its path to --model"
         ) from None
     except (HfHubHTTPError, ValueError, OSError) as error:
@@ -192,7 +194,7 @@ def identify(spec: str | None, home: Path | None = None) -> ClipSource:
             return identify_folder(local, text, "$VISTEXT_HOME/models")
         looked.append(str(local))
     if text.count("/") == 1 and not text.startswith((".", "/", "~")):
-        return _published(text, text)
+        return _published(text, text, f"no such folder ({', '.join(looked)}) and ")
     raise ModelError(f"model {text!r} not found (looked in: {', '.join(looked)}); see `vistext models`")
 
 
