@@ -259,3 +259,32 @@ def test_vistext_models_lists_them(
     assert main(["models"]) == 0
     table = capsys.readouterr().out
     assert "my-hf-clip" in table and "huggingface" in table and "looked in:" in table
+
+
+def test_a_folder_in_immichs_own_form_is_used_as_it_is(
+    tiny: dict[str, Any], captions: list[str], photos: list[Path], tmp_path: Path
+) -> None:
+    """As Immich's exporter writes it: no vistext-clip.json, a tokenizer.json without padding (the runtime pads with
+    tokenizer_config's pad token), ``size`` a plain integer."""
+    exported = prepare_clip_model(str(tiny["hf"]), tiny["home"])
+    folder = shutil.copytree(exported, tmp_path / "ViT-tiny__immich")
+    (folder / "vistext-clip.json").unlink()
+    tiny["tokenizer"].save_pretrained(str(folder / "textual"))
+    config = {"size": 48, "mean": [0.48145466, 0.4578275, 0.40821073], "std": [0.26862954, 0.26130258, 0.27577711],
+              "interpolation": "bicubic", "resize_mode": "shortest"}  # fmt: skip
+    (folder / "visual" / "preprocess_cfg.json").write_text(json.dumps(config), encoding="utf-8")
+    assert Tokenizer.from_file(str(folder / "textual" / "tokenizer.json")).padding is None
+    source = identify(str(folder))
+    assert (source.kind, source.dims, source.name) == (IMMICH, 32, "ViT-tiny__immich")
+    assert prepare_clip_model(str(folder), tmp_path / "home") == folder  # nothing exported
+    assert not (tmp_path / "home" / "models" / "onnx").exists()
+
+    preprocess = ClipPreprocess.from_folder(folder)
+    assert (preprocess.size, preprocess.crop_rounding) == (48, "round")  # open_clip's rounding by default
+    pixels = preprocess.batch([Image.open(p) for p in photos]).astype(np.float32)
+    want_ids, want_text = _reference_texts(tiny["model"], tiny["tokenizer"], captions)
+    ids, got_text, got_images = _run_immich_style(folder, captions, pixels)
+    assert (ids == want_ids).all()
+    for got, want in [(got_text, want_text), (got_images, _reference_images(tiny["model"], pixels))]:
+        cos, diff = _cos_and_diff(got, want)
+        assert cos >= 0.9999 and diff <= 1e-4, (cos, diff)
