@@ -269,7 +269,8 @@ def test_a_folder_in_immichs_own_form_is_used_as_it_is(
     exported = prepare_clip_model(str(tiny["hf"]), tiny["home"])
     folder = shutil.copytree(exported, tmp_path / "ViT-tiny__immich")
     (folder / "vistext-clip.json").unlink()
-    tiny["tokenizer"].save_pretrained(str(folder / "textual"))
+    for name in ("tokenizer.json", "tokenizer_config.json"):  # as saved with the model, before any call padded
+        shutil.copy(tiny["hf"] / name, folder / "textual" / name)
     config = {"size": 48, "mean": [0.48145466, 0.4578275, 0.40821073], "std": [0.26862954, 0.26130258, 0.27577711],
               "interpolation": "bicubic", "resize_mode": "shortest"}  # fmt: skip
     (folder / "visual" / "preprocess_cfg.json").write_text(json.dumps(config), encoding="utf-8")
@@ -288,3 +289,15 @@ def test_a_folder_in_immichs_own_form_is_used_as_it_is(
     for got, want in [(got_text, want_text), (got_images, _reference_images(tiny["model"], pixels))]:
         cos, diff = _cos_and_diff(got, want)
         assert cos >= 0.9999 and diff <= 1e-4, (cos, diff)
+
+
+def test_a_sharded_hugging_face_checkpoint_is_keyed_by_all_its_shards(tiny: dict[str, Any], tmp_path: Path) -> None:
+    folder = tmp_path / "sharded"
+    tiny["model"].save_pretrained(str(folder), max_shard_size="200KB")
+    tiny["tokenizer"].save_pretrained(str(folder))
+    source = identify(str(folder))
+    assert source.kind == HUGGING_FACE and len(source.weights) > 1
+    assert all(w.name.startswith("model-") and w.suffix == ".safetensors" for w in source.weights)
+    source.weights[-1].unlink()
+    with pytest.raises(ModelError, match="weight shards missing"):
+        identify(str(folder))

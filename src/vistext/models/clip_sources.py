@@ -103,13 +103,26 @@ def _open_clip(folder: Path, spec: str, origin: str, name: str) -> ClipSource:
     return ClipSource(spec, OPEN_CLIP, name, folder, dims, origin, (weights,))
 
 
+def _hf_shards(folder: Path) -> tuple[Path, ...]:
+    """The weight files a sharded Hugging Face checkpoint's index names (none when there is no index)."""
+    index = _first_file(folder, tuple(f"{name}.index.json" for name in HF_WEIGHTS))
+    if index is None:
+        return ()
+    shards = sorted(set(_read_json(index).get("weight_map", {}).values()))
+    missing = [shard for shard in shards if not (folder / shard).is_file()]
+    if missing or not shards:
+        raise ModelError(f"{index}: weight shards missing ({', '.join(missing[:3]) or 'none listed'})")
+    return tuple(folder / shard for shard in shards)
+
+
 def _hugging_face(folder: Path, config: dict[str, Any], spec: str, origin: str, name: str) -> ClipSource:
-    weights = _first_file(folder, HF_WEIGHTS)
-    if weights is None:
+    single = _first_file(folder, HF_WEIGHTS)
+    weights = (single,) if single is not None else _hf_shards(folder)
+    if not weights:
         raise ModelError(f"{folder}: a Hugging Face CLIP folder without weights ({' or '.join(HF_WEIGHTS)})")
     if not _has_tokenizer(folder):
         raise ModelError(f"{folder}: a Hugging Face CLIP folder without tokenizer.json (or vocab.json + merges.txt)")
-    return ClipSource(spec, HUGGING_FACE, name, folder, _int(config.get("projection_dim")), origin, (weights,))
+    return ClipSource(spec, HUGGING_FACE, name, folder, _int(config.get("projection_dim")), origin, weights)
 
 
 def identify_folder(folder: Path, spec: str | None = None, origin: str = "path", name: str | None = None) -> ClipSource:
