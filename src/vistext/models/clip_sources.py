@@ -35,6 +35,8 @@ ONNX_CONFIG = "config.json"
 VISUAL_ONNX = Path("visual", "model.onnx")
 TEXTUAL_ONNX = Path("textual", "model.onnx")
 PREPROCESS_CFG = Path("visual", "preprocess_cfg.json")
+# files of published repositories no format here reads: other frameworks' weights, Immich's NPU builds
+HUB_SKIPPED = ["*.msgpack", "*.h5", "*.ot", "flax_model*", "tf_model*", "*.armnn", "*.rknn", "*/fp16/*", "*/rk*/*"]
 PROVENANCE = "vistext-clip.json"  # written by vistext's exporter beside an Immich-layout folder it made
 
 
@@ -178,7 +180,9 @@ def _published(spec: str, repo: str, also: str = "") -> ClipSource:
         ) from None
     offline = _offline()
     try:
-        folder = snapshot_download(repo, cache_dir=hub_cache(), local_files_only=offline, etag_timeout=10)
+        folder = snapshot_download(
+            repo, cache_dir=hub_cache(), local_files_only=offline, etag_timeout=10, ignore_patterns=HUB_SKIPPED
+        )
     except LocalEntryNotFoundError:
         why = "offline (HF_HUB_OFFLINE=1)" if offline else "the Hub cannot be reached"
         raise ModelError(
