@@ -216,7 +216,11 @@ def identify(spec: str | None, home: Path | None = None) -> ClipSource:
 
 
 def _candidates(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+    """The sub-folders of ``folder``; none when it is absent or unreadable (a cache of another user's)."""
+    try:
+        return sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+    except OSError:
+        return []
 
 
 def _hub_snapshots() -> list[tuple[str, Path]]:
