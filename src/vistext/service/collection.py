@@ -163,6 +163,11 @@ class Collection:
             report = self._index_on_ray(str(folder), text_search, address)
         else:
             report = self._index_locally(Path(folder), text_search)
+        if self.models.encoder_name == "efficientnet-lite0":  # the classifier the default vocabulary reads
+            from vistext.service.default_tags import fill_default_tags
+
+            changed = report.added + report.updated > 0
+            report.default_tags = fill_default_tags(self.store(), self.models.default_tags(), changed=changed).to_dict()
         if model is not None and tagger is not None:
             report.tags = self.tag_collection(tagger).to_dict()
         return report
