@@ -161,3 +161,24 @@ def test_tags_are_edited_over_http(
         assert http.post("/api/images/1/tags", content=b'{"tags": ["x"]}', headers={"Content-Type": "text/plain"}
                          ).status_code in (400, 415, 422)  # fmt: skip
     assert _cli(capsys, "list", "--db", str(db), "--tag", "Holiday")["total"] == 1
+
+
+def test_the_web_pages_tag_filter_offers_and_applies_default_tags(
+    photos: Path, page: Any, running_server: Callable[..., AbstractContextManager[str]]
+) -> None:
+    db = photos / ".vistext" / "catalogue.sqlite"
+    with Service(db, progress=False) as service:
+        service.index(photos, text_search=False)
+        counts = service.tag_counts()
+    assert counts.get("dog", 0) >= 3
+    with running_server(ServerSettings(db=db, warm_up=False)) as url:
+        page.goto(url + "/")
+        page.wait_for_selector("#filters[data-loaded='1']")
+        options = page.eval_on_selector_all("#filters [name=tag] option", "os => os.map(o => o.textContent)")
+        assert f"dog ({counts['dog']})" in options and f"pizza ({counts['pizza']})" in options
+        page.select_option("#filters [name=tag]", "dog")
+        with page.expect_response(lambda r: "/api/list" in r.url or "/api/search" in r.url):
+            page.click("#filters-apply")
+        page.wait_for_function("!document.querySelector('#search-button').disabled")
+        cards = page.eval_on_selector_all("#results .card", "cards => cards.map(c => c.title)")
+        assert len(cards) == counts["dog"] and all(Path(card).name.startswith("dog_") for card in cards)
