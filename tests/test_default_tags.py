@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from vistext.cli import main
+from vistext.errors import UsageError
 from vistext.models.default_tags import load_default_tags
 from vistext.server import ServerSettings
 from vistext.service import Service
@@ -125,6 +126,9 @@ def test_a_trained_taggers_tags_sit_beside_the_default_ones(photos: Path, tmp_pa
         tagger.save(tmp_path / "scenes")
         service.tag_collection(tmp_path / "scenes")
         after = service.store().tags_for(before)
+        tagger.save(tmp_path / "user")
+        with pytest.raises(UsageError, match="'user' is the source of the hand-added tags"):
+            service.tag_collection(tmp_path / "user")
     with sqlite3.connect(db) as conn:
         sources = {row[0] for row in conn.execute("SELECT DISTINCT tagger FROM tags")}
     assert sources == {"default", "scenes"}
@@ -161,24 +165,3 @@ def test_tags_are_edited_over_http(
         assert http.post("/api/images/1/tags", content=b'{"tags": ["x"]}', headers={"Content-Type": "text/plain"}
                          ).status_code in (400, 415, 422)  # fmt: skip
     assert _cli(capsys, "list", "--db", str(db), "--tag", "Holiday")["total"] == 1
-
-
-def test_the_web_pages_tag_filter_offers_and_applies_default_tags(
-    photos: Path, page: Any, running_server: Callable[..., AbstractContextManager[str]]
-) -> None:
-    db = photos / ".vistext" / "catalogue.sqlite"
-    with Service(db, progress=False) as service:
-        service.index(photos, text_search=False)
-        counts = service.tag_counts()
-    assert counts.get("dog", 0) >= 3
-    with running_server(ServerSettings(db=db, warm_up=False)) as url:
-        page.goto(url + "/")
-        page.wait_for_selector("#filters[data-loaded='1']")
-        options = page.eval_on_selector_all("#filters [name=tag] option", "os => os.map(o => o.textContent)")
-        assert f"dog ({counts['dog']})" in options and f"pizza ({counts['pizza']})" in options
-        page.select_option("#filters [name=tag]", "dog")
-        with page.expect_response(lambda r: "/api/list" in r.url or "/api/search" in r.url):
-            page.click("#filters-apply")
-        page.wait_for_function("!document.querySelector('#search-button').disabled")
-        cards = page.eval_on_selector_all("#results .card", "cards => cards.map(c => c.title)")
-        assert len(cards) == counts["dog"] and all(Path(card).name.startswith("dog_") for card in cards)
