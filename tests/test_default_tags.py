@@ -166,3 +166,57 @@ def test_tags_are_edited_over_http(
         assert http.post("/api/images/1/tags", content=b'{"tags": ["x"]}', headers={"Content-Type": "text/plain"}
                          ).status_code in (400, 415, 422)  # fmt: skip
     assert _cli(capsys, "list", "--db", str(db), "--tag", "Holiday")["total"] == 1
+
+
+def test_word_scores_sum_their_classes_then_calibrate_and_cut() -> None:
+    from vistext.errors import ModelError
+    from vistext.models.default_tags import DefaultTagVocabulary
+
+    vocabulary = DefaultTagVocabulary({"dog": [0, 1], "cat": [2], "animal": [0, 1, 2]}, n_classes=4, threshold=0.3)
+    logits = np.log(np.array([[0.5, 0.2, 0.2, 0.1], [0.05, 0.05, 0.1, 0.8]]))
+    np.testing.assert_allclose(vocabulary.raw_scores(logits), [[0.7, 0.2, 0.9], [0.1, 0.1, 0.2]], atol=1e-9)
+    np.testing.assert_allclose(vocabulary.scores(logits), vocabulary.raw_scores(logits), atol=1e-6)  # identity fit
+    assert vocabulary.tags(logits) == [[("animal", 0.9), ("dog", 0.7)], []]
+    vocabulary.calibration = (1.0, np.log(3.0))  # odds x 3: 0.1 -> 0.25, 0.2 -> 0.4286
+    assert [t for t, _ in vocabulary.tags(logits)[1]] == ["animal"] and vocabulary.fingerprint != "x"
+    with pytest.raises(ModelError, match=r"expected \(N, 4\) classifier logits"):
+        vocabulary.scores(np.zeros((1, 5)))
+    with pytest.raises(ModelError, match="class indices must lie in 0..3"):
+        DefaultTagVocabulary({"dog": [4]}, n_classes=4)
+
+
+def test_hand_given_tags_are_cleaned_or_refused() -> None:
+    from vistext.service.default_tags import clean_tags
+
+    assert clean_tags(["  garden   party ", "Rex", "rex", "GARDEN party"]) == ["garden party", "Rex"]
+    for bad, reason in (("", "a tag is empty"), ("x" * 65, "at most 64"), ("a\x1bb", "printable")):
+        with pytest.raises(UsageError, match=reason):
+            clean_tags([bad])
+
+
+def test_wordnet_is_read_from_its_database_files(tmp_path: Path) -> None:
+    from vistext.training.wordnet import WordNet
+
+    (tmp_path / "data.noun").write_text(
+        "  1 This software and database is being provided to you, the LICENSEE, by Princeton University\n"
+        "00000001 03 n 01 entity 0 001 ~ 00000002 n 0000 | that which exists\n"
+        "00000002 05 n 01 animal 0 002 @ 00000001 n 0000 ~ 00000003 n 0000 | a living organism\n"
+        "00000003 05 n 02 dog 0 domestic_dog 0 002 @ 00000002 n 0000 ~ 00000004 n 0000 | a member of the genus Canis\n"
+        "00000004 05 n 01 poodle 0 001 @ 00000003 n 0000 | an intelligent dog\n"
+    )
+    (tmp_path / "index.noun").write_text(
+        "  1 This software and database is being provided to you\n"
+        "animal n 1 2 @ ~ 1 0 00000002  \ndog n 1 2 @ ~ 1 0 00000003  \nentity n 1 1 ~ 1 0 00000001  \n"
+        "poodle n 1 1 @ 1 0 00000004  \n"
+    )
+    (tmp_path / "noun.exc").write_text("poodlen poodle\n")
+    wordnet = WordNet(tmp_path)
+    assert wordnet.sense("dog.n.01") == wordnet.sense("n00000003") == "n00000003"
+    assert wordnet.synsets["n00000003"].lemmas == ["dog", "domestic dog"]
+    assert wordnet.ancestors("n00000004") == {"n00000001", "n00000002", "n00000003", "n00000004"}
+    assert set(wordnet.descendants("n00000002")) == {"n00000002", "n00000003", "n00000004"}
+    assert [wordnet.singular(w) for w in ("dogs", "poodlen", "animals", "cats")] == ["dog", "poodle", "animal", "cats"]
+    with pytest.raises(UsageError, match="WordNet has 1 noun senses of 'dog'"):
+        wordnet.sense("dog.n.02")
+    with pytest.raises(UsageError, match="no WordNet database here"):
+        WordNet(tmp_path / "nowhere")
