@@ -179,6 +179,10 @@ def test_bot_end_to_end(
 ) -> None:
     fake, url = fake_api
     photos = sorted(indexed["photos"].glob("*.jpg"))
+    with Service(db=indexed["db"], progress=False, read_only=True) as reader:
+        listed = reader.list_images(k=100).to_dict()["results"]
+    indexed_tags = {Path(item["path"]).name: [t["tag"] for t in item["tags"]] for item in listed}
+    assert any(indexed_tags.values())  # tags with no training
 
     def scenario() -> None:
         fake.push(ALLOWED, **fake.command("/help"))
@@ -200,6 +204,8 @@ def test_bot_end_to_end(
         album = fake.wait_sent(3)[2]
         assert album["method"] == "sendMediaGroup" and album["photos"] == 3
         assert album["captions"][0].startswith("1. 1.000") and photos[2].name in album["captions"][0]
+        stored = indexed_tags[photos[2].name]  # the photo's stored tags (default ones: no training) are shown
+        assert all(f"#{'_'.join(tag.split())}" in album["captions"][0] for tag in stored[:3])
 
         fake.push(ALLOWED, **fake.command("/similar"))
         assert "Reply /similar to a photo" in fake.wait_sent(4)[3]["text"]

@@ -25,6 +25,7 @@ from vistext.models.card import (
     write_card,
 )
 from vistext.models.concepts import ConceptSpace
+from vistext.models.default_tags import DefaultTagVocabulary
 from vistext.models.joint import JointModel, load_joint_model
 from vistext.models.loading import LOADERS, load_model
 from vistext.models.matcher import MatcherSettings, MatchModel, load_matcher
@@ -56,6 +57,7 @@ def test_every_kind_writes_format_and_format_version(tmp_path: Path, joint_confi
     _tiny_tagger().save(tmp_path / "tagger")
     MatchModel(MatcherSettings(image_dim=4, hidden=2, joint=4)).save(tmp_path / "matcher")
     ConceptSpace(np.eye(4, 3, dtype=np.float32), top=3, temperature=2.0).save(tmp_path / "concepts")
+    DefaultTagVocabulary({"dog": [1, 2], "cat": [0]}, n_classes=3).save(tmp_path / "default-tags")
     assert set(LOADERS) == set(KINDS)  # every kind the card knows has a loader
     for kind in KINDS:
         card = _card(tmp_path / kind)
@@ -66,6 +68,7 @@ def test_every_kind_writes_format_and_format_version(tmp_path: Path, joint_confi
     assert isinstance(load_model(tmp_path / "tagger"), TaggerModel)
     assert isinstance(load_model(tmp_path / "matcher", kind="matcher"), MatchModel)
     assert isinstance(load_model(tmp_path / "concepts"), ConceptSpace)
+    assert load_model(tmp_path / "default-tags").classes == {"dog": [1, 2], "cat": [0]}
     assert not list(tmp_path.rglob("*.tmp"))  # the atomic writes left nothing behind
 
 

@@ -285,3 +285,21 @@ def test_a_server_session_killed_while_indexing_is_one_line(pg_url: str, make_re
         assert "\n" not in str(caught.value) and pg_url.split("@")[1] in str(caught.value)
         store.add(records[2:])  # the pool replaces the dead connections
         assert store.count() == 5
+
+
+def test_a_v3_catalogue_gains_the_removed_tags_table_and_keeps_its_tags(
+    pg_url: str, make_records: Callable[..., Any]
+) -> None:
+    records, _ = make_records(3)
+    with open_store(pg_url) as store:
+        store.add(records)
+        first = min(r.id for r in store.records() if r.id is not None)
+        store.set_tags("default", {first: [("dog", 0.9), ("animal", 0.95)]})
+    sql(pg_url, "DROP TABLE removed_tags")  # as the previous release left it
+    sql(pg_url, "UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    with open_store(pg_url) as store:
+        assert store.info()["schema_version"] == 4
+        assert store.tags_for([first]) == {first: [("animal", 0.95), ("dog", 0.9)]}
+        store.edit_tags(first, add=["Rex"], remove=["Dog"])
+        store.set_tags("default", {first: [("dog", 0.9), ("animal", 0.95)]})  # the next pass: dog stays removed
+        assert store.tags_for([first]) == {first: [("Rex", 1.0), ("animal", 0.95)]}

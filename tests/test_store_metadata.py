@@ -140,6 +140,29 @@ def test_tags_are_stored_counted_filtered_and_dropped_with_their_photo(filled: A
         assert facets["tags"] == {"Beach": 1}
 
 
+def test_hand_edits_add_user_tags_and_removed_tags_stay_removed(filled: Any) -> None:
+    store, records, _ = filled
+    with store:
+        store.set_tags("default", {1: [("dog", 0.9), ("animal", 0.95)], 2: [("dog", 0.8)]})
+        store.edit_tags(1, add=["Holiday"], remove=["DOG"])
+        assert store.tags_for([1]) == {1: [("Holiday", 1.0), ("animal", 0.95)]}
+        assert store.ids_tagged_by("user").tolist() == [1] and store.ids_tagged_by("default").tolist() == [1, 2]
+        # a tagger's next pass (default tags, a trained tagger) does not give the removed tag back
+        store.set_tags("default", {1: [("dog", 0.9), ("animal", 0.95)]})
+        store.set_tags("pets", {1: [("Dog", 0.7), ("puppy", 0.6)]})
+        assert store.tags_for([1]) == {1: [("Holiday", 1.0), ("animal", 0.95), ("puppy", 0.6)]}
+        assert store.ids_matching(ImageFilter(tag="holiday")).tolist() == [1]
+        store.edit_tags(1, add=["dog"])  # added by hand again: it is the user's now, and taggers may give it
+        store.set_tags("default", {1: [("dog", 0.9)]})
+        assert dict(store.tags_for([1])[1])["dog"] == 1.0 and store.tag_counts()["dog"] == 2
+        store.edit_tags(999, add=["ghost"])  # unknown ids are skipped
+        assert "ghost" not in store.tag_counts()
+        # new content drops the photo's tags and its hand edits
+        store.add([dataclasses.replace(records[0], sha="new-content", meta=None)])
+        store.set_tags("default", {1: [("dog", 0.9)]})
+        assert store.tags_for([1]) == {1: [("dog", 0.9)]}
+
+
 def test_a_v3_catalogue_is_upgraded_with_its_rows_kept(tmp_path: Path, make_records: Callable[..., Any]) -> None:
     db = tmp_path / "old.sqlite"
     records, _ = make_records(5)
@@ -152,7 +175,7 @@ def test_a_v3_catalogue_is_upgraded_with_its_rows_kept(tmp_path: Path, make_reco
     assert len(readonly.ids_matching(ImageFilter())) == 5
     readonly.close()
     with SQLiteStore(db) as store:
-        assert store.info()["schema_version"] == SCHEMA_VERSION == 6
+        assert store.info()["schema_version"] == SCHEMA_VERSION == 7
         assert store.count("ok") == 5 and store.paths_without_meta() == {r.path for r in records}
         store.set_photo_meta({records[0].path: _meta(0)})
         assert store.get(records[0].path).meta == _meta(0)  # type: ignore[union-attr]

@@ -21,6 +21,7 @@ from telegram.ext import Application, ApplicationBuilder, CommandHandler, Contex
 from vistext.errors import VistextError
 from vistext.service import (
     MAX_PIXELS,
+    Hit,
     ImageTooLargeError,
     MatchResult,
     SearchResult,
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 
 ALBUM_SIZE = 8  # Telegram albums hold 2..10 photos
 PHOTO_SIZE = 512  # bot replies send thumbnails, never the (possibly huge) originals
+CAPTION_TAGS = 3  # stored tags shown under each photo of an album (default, trained and the user's own)
 HELP = (
     "Send me a photo: I tell you what is in it, in tags and in a few captions.\n"
     "Send me words (e.g. 'a dog running on the beach'): I send the best matching pictures.\n"
@@ -61,8 +63,10 @@ class BotSettings:
     max_bytes: int = 20 * 1024 * 1024  # a document larger than this is not downloaded
 
 
-def _result_caption(rank: int, score: float, path: str) -> str:
-    return f"{rank}. {score:.3f}  {Path(path).name}"
+def _result_caption(rank: int, hit: Hit) -> str:
+    """``1. 0.830  IMG_0042.jpg  #dog #beach``: the rank, score, file name and the photo's first stored tags."""
+    tags = "  " + " ".join(f"#{'_'.join(t['tag'].split())}" for t in hit.tags[:CAPTION_TAGS]) if hit.tags else ""
+    return f"{rank}. {hit.score:.3f}  {Path(hit.path).name}{tags}"
 
 
 def format_understanding(tags: list[tuple[str, float]], captions: list[tuple[str, float]]) -> str:
@@ -139,7 +143,7 @@ class VistextBot:
             await message.reply_text(empty)
             return
         pictures = await asyncio.to_thread(lambda: [self.service.thumbnail(image_id, PHOTO_SIZE) for image_id in ids])
-        captions = [_result_caption(rank, hit.score, hit.path) for rank, hit in enumerate(hits, start=1)]
+        captions = [_result_caption(rank, hit) for rank, hit in enumerate(hits, start=1)]
         if len(hits) == 1:
             await message.reply_photo(pictures[0], caption=captions[0])
             return

@@ -68,6 +68,9 @@ def say_index(args: argparse.Namespace, report: IndexReport, summary: dict[str, 
         say(summary["message"])
     if report.meta_filled:
         say(f"read the metadata of {report.meta_filled} photos indexed before metadata existed")
+    if report.default_tags and report.default_tags["scored"]:
+        tagged = report.default_tags
+        say(f"default tags: {tagged['tagged']} of {tagged['scored']} photos newly scored got at least one")
     if report.tags is not None:
         say(f"tagged {report.tags['tagged']} of {report.tags['images']} photos with {report.tags['tagger']}")
     say_failures(report.failures)

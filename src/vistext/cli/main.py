@@ -18,11 +18,11 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from vistext import __version__
-from vistext.cli import collection, database, duplicates, listing, models, serving, training, understand
+from vistext.cli import collection, database, duplicates, listing, models, serving, tags, training, understand
 from vistext.cli.output import emit_error, terminal_safe, warn
 from vistext.errors import VistextError
 
-GROUPS = (collection, listing, duplicates, understand, models, training, serving, database)
+GROUPS = (collection, listing, tags, duplicates, understand, models, training, serving, database)
 BROKEN_PIPE = 141  # what a shell reports for a tool that SIGPIPE ended
 INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 DEBUG_VARIABLE = "VISTEXT_DEBUG"

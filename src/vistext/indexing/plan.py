@@ -36,6 +36,7 @@ class IndexReport:
     seconds: float = 0.0
     meta_filled: int = 0  # unchanged files whose metadata was read now (indexed before metadata existed)
     tags: dict[str, Any] | None = None  # what a --tagger stored (vistext.service.collection_tags)
+    default_tags: dict[str, Any] | None = None  # photos given tags with no training (vistext.service.default_tags)
     unlisted: list[str] = field(default_factory=list)  # folders that could not be listed: their photos are kept
 
     def summary(self) -> str:

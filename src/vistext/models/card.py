@@ -65,6 +65,14 @@ KINDS: dict[str, ModelKind] = {
             "rebuild it with `vistext train concepts`",
             default="concepts-default",
         ),  # fmt: skip
+        ModelKind(
+            "default-tags",
+            "vistext-default-tags",
+            1,
+            "default tag vocabulary",
+            "rebuild it with bench/default_tags.py --write",
+            default="default-tags",
+        ),  # fmt: skip
     )
 }
 

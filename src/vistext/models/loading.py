@@ -43,8 +43,14 @@ def _concepts(directory: Path) -> Any:
     return load_concept_space(directory)
 
 
+def _default_tags(directory: Path) -> Any:
+    from vistext.models.default_tags import load_default_tags
+
+    return load_default_tags(directory)
+
+
 LOADERS: dict[str, Callable[[Path], Any]] = {"joint": _joint, "tagger": _tagger, "matcher": _matcher,
-                                             "concepts": _concepts}  # fmt: skip
+                                             "concepts": _concepts, "default-tags": _default_tags}  # fmt: skip
 
 
 def load_model(name_or_path: str | Path | None = None, kind: str | None = None) -> Any:

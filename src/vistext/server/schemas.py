@@ -51,6 +51,16 @@ class ListedOut(BaseModel):
     tags: list[ScoredTagOut] = Field(default_factory=list)
 
 
+class TagsIn(BaseModel):
+    tags: list[str] = Field(min_length=1, max_length=100, description="tags to add (each 1-64 printable characters)")
+
+
+class PhotoTagsOut(BaseModel):
+    id: int
+    path: str
+    tags: list[ScoredTagOut] = Field(description="the photo's tags after the edit (every source), best first")
+
+
 class ListOut(BaseModel):
     total: int = Field(description="how many photos pass the filters")
     offset: int = 0

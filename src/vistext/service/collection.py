@@ -163,9 +163,20 @@ class Collection:
             report = self._index_on_ray(str(folder), text_search, address)
         else:
             report = self._index_locally(Path(folder), text_search)
+        self.fill_default_tags(report)
         if model is not None and tagger is not None:
             report.tags = self.tag_collection(tagger).to_dict()
         return report
+
+    def fill_default_tags(self, report: IndexReport) -> None:
+        """Give the photos an index pass (or a batch of watched changes) left without tags with no training
+        theirs, from the classifier scores the catalogue holds; noted in ``report.default_tags``."""
+        if self.models.encoder_name != "efficientnet-lite0":  # the classifier the default vocabulary reads
+            return
+        from vistext.service.default_tags import fill_default_tags
+
+        changed = report.added + report.updated > 0
+        report.default_tags = fill_default_tags(self.store(), self.models.default_tags(), changed=changed).to_dict()
 
     def _index_locally(self, folder: Path, text_search: bool) -> IndexReport:
         from vistext.indexing.local import index_folder

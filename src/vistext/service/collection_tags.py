@@ -18,7 +18,9 @@ import numpy as np
 from tqdm import tqdm
 
 from vistext.errors import UsageError
+from vistext.models.default_tags import SOURCE as DEFAULT_SOURCE
 from vistext.models.tagger import select_tags
+from vistext.store.records import USER_TAGGER
 
 if TYPE_CHECKING:
     from vistext.models.tagger import TaggerModel
@@ -112,6 +114,9 @@ def tag_collection(
 
     A pass over every photo records its progress after each committed page and, when an earlier pass with
     the same tagger was interrupted, resumes after the last photo it committed (``report.resumed``)."""
+    if name in (DEFAULT_SOURCE, USER_TAGGER):
+        raise UsageError(f"{name!r} is the source of the {'default' if name == DEFAULT_SOURCE else 'hand-added'} "
+                         "tags; give the tagger's folder another name")  # fmt: skip
     report = CollectionTagReport(name)
     batch: list[ImageRecord] = []
     whole = only is None

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from vistext.evaluation.base import Evaluation
     from vistext.indexing.local import IndexReport
     from vistext.service.collection_tags import CollectionTagReport
+    from vistext.service.default_tags import PhotoTags
     from vistext.service.listing import ListResult
     from vistext.store import Store
     from vistext.store.records import ImageFilter
@@ -235,6 +236,22 @@ class Service:
     def tag_counts(self) -> dict[str, int]:
         """Stored collection tag -> photos carrying it."""
         return self._collection.store().tag_counts()
+
+    def edit_tags(self, photo: int | str | Path, add: Sequence[str] = (), remove: Sequence[str] = ()) -> PhotoTags:
+        """Add tags to one indexed photo (an id, or the path of an indexed file) by hand, or remove any of its
+        tags: added ones carry the source ``user``; removed ones stay removed when the collection is tagged
+        again (``vistext index``, ``tag --collection``). Both survive re-indexing."""
+        from vistext.service.collection import UnknownImageError
+        from vistext.service.default_tags import edit_photo_tags
+
+        if isinstance(photo, int):
+            record = self._collection.image_record(photo)
+        else:
+            found = self._collection.store().get(str(Path(photo).resolve()))
+            if found is None or found.status != "ok":
+                raise UnknownImageError(f"{photo}: not an indexed photo of {self.location}")
+            record = found
+        return edit_photo_tags(self._collection.store(), record, add, remove)
 
     def tag_collection(self, tagger: str | Path) -> CollectionTagReport:
         """Store a trained tagger's tags (above its thresholds) of every indexed photo, from stored features."""

@@ -26,6 +26,7 @@ from vistext.service.inputs import ImageInput, decode
 if TYPE_CHECKING:
     from vistext.indexing.local import Derivation
     from vistext.models.captioner import CaptionComposer
+    from vistext.models.default_tags import DefaultTagVocabulary
     from vistext.models.joint import JointModel
     from vistext.models.joint_onnx import OnnxJointModel
     from vistext.models.matcher_numpy import NumpyMatcher
@@ -217,6 +218,10 @@ class LoadedModels:
     def tagger(self, name_or_path: str | Path) -> TaggerModel:
         """A trained tagger by directory or name (``$VISTEXT_HOME/models/NAME``), loaded once."""
         return self._cached("tagger", name_or_path)
+
+    def default_tags(self) -> DefaultTagVocabulary:
+        """The shipped default tag vocabulary (tags with no training), loaded once."""
+        return self._cached("default-tags", None)
 
     def matcher(self, name_or_path: str | Path | None = None) -> NumpyMatcher:
         """A match classifier by directory or name, or the shipped one for None; loaded once, scored in NumPy

@@ -32,5 +32,9 @@ def watch_folder(
     derived = models.derived_spaces() if text_search else None
     store = collection.store_for(folder)
     with FolderWatcher(folder, store, models.encoder, projectors=projectors, stop=stop) as watcher:
-        yield watcher.index_all(derived, progress=collection.progress)
-        yield from watcher.changes()
+        first = watcher.index_all(derived, progress=collection.progress)
+        collection.fill_default_tags(first)
+        yield first
+        for batch in watcher.changes():
+            collection.fill_default_tags(batch)
+            yield batch

@@ -68,6 +68,17 @@ class Store(ABC):
         and re-indexing a file whose content changed (or that no longer reads) drops them."""
 
     @abstractmethod
+    def ids_tagged_by(self, tagger: str) -> np.ndarray:
+        """Sorted int64 ids of the images holding at least one tag from ``tagger``."""
+
+    @abstractmethod
+    def edit_tags(self, image_id: int, add: Sequence[str] = (), remove: Sequence[str] = ()) -> None:
+        """Edit one ok photo's tags by hand, in one transaction: each of ``add`` is stored under the source
+        ``USER_TAGGER`` (score 1), each of ``remove`` (any case) is deleted from every source and remembered, so
+        ``set_tags`` never gives it to this photo again (until it is added by hand). Unknown ids are skipped.
+        Hand edits go with the photo's content, as all its tags do."""
+
+    @abstractmethod
     def tags_for(self, ids: Iterable[int]) -> dict[int, list[tuple[str, float]]]:
         """Image id -> its stored ``(tag, score)`` pairs (all taggers; a tag two taggers gave keeps its higher
         score), best score first, then by tag. Ids with no tags are absent."""

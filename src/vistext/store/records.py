@@ -12,6 +12,7 @@ import numpy as np
 from vistext.photo_meta import PhotoMeta
 
 IMAGE_SPACE = "image"  # the pooled encoder features, searched by cosine similarity
+USER_TAGGER = "user"  # the source of tags added by hand (Store.edit_tags); every other source is a tagger
 
 
 @dataclass

@@ -1,5 +1,6 @@
 """Indexed photos by catalogue id, never by a path: ``/api/images/{id}`` (the original, only while it is still
-a regular file inside the collection) and ``/api/images/{id}/thumbnail``."""
+a regular file inside the collection), ``/api/images/{id}/thumbnail``, and its tags edited by hand
+(``POST /api/images/{id}/tags``, ``DELETE /api/images/{id}/tags/{tag}``)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 
+from vistext.server import schemas
 from vistext.server.context import ERRORS, NOT_FOUND, ServerContext, ctx
 from vistext.server.files import open_indexed_file
+from vistext.server.responses import JSONResponse
 from vistext.server.routers.params import ImageId
 from vistext.service import THUMBNAIL_SIZES, UnknownImageError
 
@@ -64,5 +67,25 @@ def build_images_router() -> APIRouter:
 
         data = await context.call(make)
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+
+    @api.post(
+        "/images/{image_id}/tags",
+        response_model=schemas.PhotoTagsOut,
+        responses=NOT_FOUND,
+        summary="add tags to an indexed photo by hand (stored with the source 'user')",
+    )
+    async def add_tags(request: Request, image_id: ImageId, body: schemas.TagsIn) -> JSONResponse:
+        context = ctx(request)
+        return JSONResponse(await context.call(lambda: context.service.edit_tags(image_id, add=body.tags).to_dict()))
+
+    @api.delete(
+        "/images/{image_id}/tags/{tag}",
+        response_model=schemas.PhotoTagsOut,
+        responses=NOT_FOUND,
+        summary="remove a tag from an indexed photo (it stays removed when the collection is tagged again)",
+    )
+    async def remove_tag(request: Request, image_id: ImageId, tag: str) -> JSONResponse:
+        context = ctx(request)
+        return JSONResponse(await context.call(lambda: context.service.edit_tags(image_id, remove=[tag]).to_dict()))
 
     return api

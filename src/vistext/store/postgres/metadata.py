@@ -24,6 +24,7 @@ from vistext.store.records import (
     EARTH_RADIUS_KM,
     MAX_FOLDERS,
     META_FIELDS,
+    USER_TAGGER,
     ImageFilter,
     PhotoMeta,
     great_circle_km,
@@ -112,9 +113,28 @@ def set_tags(conn: psycopg.Connection, tagger: str, tags: Mapping[int, Sequence[
             """INSERT INTO tags (image_id, tag, score, tagger)
                SELECT t.image_id, t.tag, t.score, %s FROM unnest(%s::bigint[], %s::text[], %s::real[])
                  AS t(image_id, tag, score) JOIN images i ON i.id = t.image_id
+               WHERE NOT EXISTS (SELECT 1 FROM removed_tags r WHERE r.image_id = t.image_id AND r.tag = lower(t.tag))
                ON CONFLICT (image_id, tagger, tag) DO UPDATE SET score = excluded.score""",
             (tagger, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]),
         )
+
+
+def edit_tags(conn: psycopg.Connection, image_id: int, add: Sequence[str], remove: Sequence[str]) -> None:
+    """Hand edits of one photo's tags (see ``Store.edit_tags``), each kind in one statement."""
+    added, removed = list(add), [tag.lower() for tag in remove]
+    conn.execute(
+        "DELETE FROM removed_tags WHERE image_id = %s AND tag = ANY(%s)", (image_id, [t.lower() for t in added])
+    )
+    conn.execute(
+        "INSERT INTO tags (image_id, tag, score, tagger) SELECT %s, t, 1.0, %s FROM unnest(%s::text[]) AS t "
+        "ON CONFLICT (image_id, tagger, tag) DO UPDATE SET score = 1.0",
+        (image_id, USER_TAGGER, added),
+    )
+    conn.execute("DELETE FROM tags WHERE image_id = %s AND lower(tag) = ANY(%s)", (image_id, removed))
+    conn.execute(
+        "INSERT INTO removed_tags (image_id, tag) SELECT %s, t FROM unnest(%s::text[]) AS t ON CONFLICT DO NOTHING",
+        (image_id, removed),
+    )
 
 
 def photo_metas(conn: psycopg.Connection, ids: Iterable[int]) -> dict[int, PhotoMeta | None]:

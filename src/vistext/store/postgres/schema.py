@@ -86,7 +86,18 @@ def _v3(conn: psycopg.Connection) -> None:
     conn.execute(CREATE_PICTURE_HASHES)
 
 
-MIGRATIONS: list[Callable[[psycopg.Connection], None]] = [_v1, _v2, _v3]
+def _v4(conn: psycopg.Connection) -> None:
+    # SQLite's v7: tags removed by hand (lower case), which no tagger's pass gives that photo again
+    conn.execute(
+        """CREATE TABLE removed_tags (
+            image_id BIGINT NOT NULL REFERENCES images (id) ON DELETE CASCADE,
+            tag TEXT NOT NULL,
+            PRIMARY KEY (image_id, tag)
+        )"""
+    )
+
+
+MIGRATIONS: list[Callable[[psycopg.Connection], None]] = [_v1, _v2, _v3, _v4]
 SCHEMA_VERSION = len(MIGRATIONS)
 HASHES_FROM = 3  # the first version with the perceptual-hash cache (SQLite's v6)
 

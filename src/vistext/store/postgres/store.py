@@ -253,6 +253,18 @@ class PostgresStore(Store):
             metadata.set_tags(conn, tagger, tags)
             self._bump(conn)
 
+    def ids_tagged_by(self, tagger: str) -> np.ndarray:
+        with self._tx(read=True) as conn:
+            rows = conn.execute("SELECT DISTINCT image_id FROM tags WHERE tagger = %s ORDER BY image_id", (tagger,))
+            return np.fromiter((row[0] for row in rows), dtype=np.int64)
+
+    def edit_tags(self, image_id: int, add: Sequence[str] = (), remove: Sequence[str] = ()) -> None:
+        self.database.check_writable()
+        with self._tx() as conn:
+            if conn.execute("SELECT 1 FROM images WHERE id = %s AND status = 'ok'", (int(image_id),)).fetchone():
+                metadata.edit_tags(conn, int(image_id), add, remove)
+                self._bump(conn)
+
     def photo_metas(self, ids: Iterable[int]) -> dict[int, PhotoMeta | None]:
         with self._tx(read=True) as conn:
             return metadata.photo_metas(conn, [int(i) for i in ids if int(i) in _ID_RANGE])

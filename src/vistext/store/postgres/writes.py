@@ -59,6 +59,7 @@ def write_batch(conn: psycopg.Connection, records: Sequence[ImageRecord]) -> Non
     ]
     if changed:
         conn.execute("DELETE FROM tags WHERE image_id = ANY(%s)", (changed,))
+        conn.execute("DELETE FROM removed_tags WHERE image_id = ANY(%s)", (changed,))
 
 
 def drop_orphans(conn: psycopg.Connection, pairs: set[tuple[str, str]]) -> None:

@@ -19,6 +19,7 @@ from vistext.store.records import (
     EARTH_RADIUS_KM,
     MAX_FOLDERS,
     META_FIELDS,
+    USER_TAGGER,
     ImageFilter,
     ImageRecord,
     PhotoMeta,
@@ -121,12 +122,14 @@ def matching_ids(
 # ---- tags ------------------------------------------------------------------------------------------------------
 def set_tags(conn: sqlite3.Connection, tagger: str, tags: Mapping[int, Sequence[tuple[str, float]]]) -> None:
     """Replace ``tagger``'s tags of each image id in ``tags`` (an empty list clears them); unknown ids are
-    skipped."""
+    skipped, and so are tags removed from a photo by hand."""
     for image_id, pairs in tags.items():
         conn.execute("DELETE FROM tags WHERE image_id = ? AND tagger = ?", (int(image_id), tagger))
         known = conn.execute("SELECT 1 FROM images WHERE id = ?", (int(image_id),)).fetchone()
         if known is None:
             continue
+        removed = {row[0] for row in conn.execute("SELECT tag FROM removed_tags WHERE image_id = ?", (int(image_id),))}
+        pairs = [(tag, score) for tag, score in pairs if str(tag).lower() not in removed]
         conn.executemany(
             "INSERT INTO tags (image_id, tag, score, tagger) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (image_id, tagger, tag) DO UPDATE SET score = excluded.score",
@@ -172,9 +175,27 @@ def tag_counts(conn: sqlite3.Connection) -> dict[str, int]:
 
 
 def drop_tags(conn: sqlite3.Connection, ids: Sequence[int]) -> None:
+    removals = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'removed_tags'").fetchone() is not None
     for start in range(0, len(ids), _CHUNK):
         chunk = list(ids[start : start + _CHUNK])
         conn.execute(f"DELETE FROM tags WHERE image_id IN ({','.join('?' * len(chunk))})", chunk)
+        if removals:
+            conn.execute(f"DELETE FROM removed_tags WHERE image_id IN ({','.join('?' * len(chunk))})", chunk)
+
+
+def edit_tags(conn: sqlite3.Connection, image_id: int, add: Sequence[str], remove: Sequence[str]) -> None:
+    """Hand edits of one photo's tags: ``add`` stored as the user's, ``remove`` deleted (every source) and
+    remembered so no tagger gives them again."""
+    for tag in add:
+        conn.execute("DELETE FROM removed_tags WHERE image_id = ? AND tag = ?", (image_id, tag.lower()))
+        conn.execute(
+            "INSERT INTO tags (image_id, tag, score, tagger) VALUES (?, ?, 1.0, ?) "
+            "ON CONFLICT (image_id, tagger, tag) DO UPDATE SET score = 1.0",
+            (image_id, tag, USER_TAGGER),
+        )
+    for tag in remove:
+        conn.execute("DELETE FROM tags WHERE image_id = ? AND tag = ? COLLATE NOCASE", (image_id, tag))
+        conn.execute("INSERT OR IGNORE INTO removed_tags (image_id, tag) VALUES (?, ?)", (image_id, tag.lower()))
 
 
 # ---- facets ----------------------------------------------------------------------------------------------------

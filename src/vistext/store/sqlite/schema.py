@@ -17,6 +17,12 @@ from vistext.errors import StoreError
 from vistext.store.locations import PathCodec, collection_root
 from vistext.store.picture_hashes import CREATE_TABLE as CREATE_PICTURE_HASHES
 
+CREATE_REMOVED_TAGS = """CREATE TABLE removed_tags (
+    image_id INTEGER NOT NULL REFERENCES images (id) ON DELETE CASCADE,
+    tag TEXT NOT NULL,
+    PRIMARY KEY (image_id, tag)
+)"""
+
 
 def _script(conn: sqlite3.Connection, sql: str) -> None:
     # not executescript(): it commits first, and a migration must be all-or-nothing with its version bump
@@ -119,7 +125,12 @@ def _v6(conn: sqlite3.Connection, root: Path) -> None:
     conn.execute(CREATE_PICTURE_HASHES)
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection, Path], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]
+def _v7(conn: sqlite3.Connection, root: Path) -> None:
+    # tags removed by hand (lower case): no tagger's pass gives them to that photo again (Store.edit_tags)
+    conn.execute(CREATE_REMOVED_TAGS)
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection, Path], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7]
 SCHEMA_VERSION = len(MIGRATIONS)
 # the oldest version a read-only open can read as it is: v3 changed only what paths mean, not the tables, and
 # the catalogue reads a v2-v4 one without the metadata columns (v4) or tags (v5) it lacks
@@ -127,6 +138,7 @@ READABLE_FROM = 2
 META_FROM = 4  # the first version with the metadata columns
 TAGS_FROM = 5  # the first version with the tags table
 HASHES_FROM = 6  # the first version with the perceptual-hash cache
+REMOVED_TAGS_FROM = 7  # the first version that remembers tags removed by hand
 
 
 def stored_version(conn: sqlite3.Connection, path: Path) -> int:

@@ -141,6 +141,19 @@ class SQLiteStore(Store):
             self.catalogue._bump_generation()  # version() changes; no row is stamped, so no vector is re-read
             metadata.set_tags(conn, tagger, tags)
 
+    def ids_tagged_by(self, tagger: str) -> np.ndarray:
+        if not self.catalogue.has_tags:
+            return np.zeros(0, np.int64)
+        with self._locked(), self.catalogue.snapshot() as conn:
+            rows = conn.execute("SELECT DISTINCT image_id FROM tags WHERE tagger = ? ORDER BY image_id", (tagger,))
+            return np.fromiter((row[0] for row in rows), dtype=np.int64)
+
+    def edit_tags(self, image_id: int, add: Sequence[str] = (), remove: Sequence[str] = ()) -> None:
+        with self._locked(), self.catalogue.transaction() as conn:
+            if conn.execute("SELECT 1 FROM images WHERE id = ? AND status = 'ok'", (int(image_id),)).fetchone():
+                self.catalogue._bump_generation()
+                metadata.edit_tags(conn, int(image_id), add, remove)
+
     def photo_metas(self, ids: Iterable[int]) -> dict[int, PhotoMeta | None]:
         if not self.catalogue.has_meta:
             return {}
