@@ -86,9 +86,20 @@ def _v3(conn: psycopg.Connection) -> None:
     conn.execute(CREATE_PICTURE_HASHES)
 
 
-MIGRATIONS: list[Callable[[psycopg.Connection], None]] = [_v1, _v2, _v3]
+def _v4(conn: psycopg.Connection) -> None:
+    # SQLite's v7: the text found in photos (`vistext index --ocr`; store/photo_text.py), its words indexed for
+    # full-text search ('simple': lower-cased words, no stemming, as photo_text.words splits a query)
+    conn.execute(
+        "CREATE TABLE photo_text (sha TEXT PRIMARY KEY, text TEXT NOT NULL, lines TEXT NOT NULL, "
+        "words tsvector GENERATED ALWAYS AS (to_tsvector('simple', text)) STORED)"
+    )
+    conn.execute("CREATE INDEX photo_text_words ON photo_text USING gin (words)")
+
+
+MIGRATIONS: list[Callable[[psycopg.Connection], None]] = [_v1, _v2, _v3, _v4]
 SCHEMA_VERSION = len(MIGRATIONS)
 HASHES_FROM = 3  # the first version with the perceptual-hash cache (SQLite's v6)
+TEXT_FROM = 4  # the first version with the text found in photos (SQLite's v7)
 
 
 def schema_version(conn: psycopg.Connection) -> int:

@@ -119,7 +119,25 @@ def _v6(conn: sqlite3.Connection, root: Path) -> None:
     conn.execute(CREATE_PICTURE_HASHES)
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection, Path], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]
+def _v7(conn: sqlite3.Connection, root: Path) -> None:
+    # the text found in photos (`vistext index --ocr`; store/photo_text.py), keyed by content hash, and its
+    # FTS5 index (external content: the words are indexed, the text is stored once), kept in step by triggers
+    # (one statement each: a trigger's body holds semicolons, so not through _script)
+    for statement in CREATE_PHOTO_TEXT:
+        conn.execute(statement)
+
+
+CREATE_PHOTO_TEXT = (
+    "CREATE TABLE photo_text (sha TEXT PRIMARY KEY, text TEXT NOT NULL, lines TEXT NOT NULL)",
+    "CREATE VIRTUAL TABLE photo_text_words USING fts5(text, content = 'photo_text', content_rowid = 'rowid', "
+    "tokenize = 'unicode61 remove_diacritics 2')",
+    "CREATE TRIGGER photo_text_added AFTER INSERT ON photo_text BEGIN "
+    "INSERT INTO photo_text_words (rowid, text) VALUES (new.rowid, new.text); END",
+    "CREATE TRIGGER photo_text_removed AFTER DELETE ON photo_text BEGIN "
+    "INSERT INTO photo_text_words (photo_text_words, rowid, text) VALUES ('delete', old.rowid, old.text); END",
+)
+
+MIGRATIONS: list[Callable[[sqlite3.Connection, Path], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7]
 SCHEMA_VERSION = len(MIGRATIONS)
 # the oldest version a read-only open can read as it is: v3 changed only what paths mean, not the tables, and
 # the catalogue reads a v2-v4 one without the metadata columns (v4) or tags (v5) it lacks
@@ -127,6 +145,7 @@ READABLE_FROM = 2
 META_FROM = 4  # the first version with the metadata columns
 TAGS_FROM = 5  # the first version with the tags table
 HASHES_FROM = 6  # the first version with the perceptual-hash cache
+TEXT_FROM = 7  # the first version with the text found in photos
 
 
 def stored_version(conn: sqlite3.Connection, path: Path) -> int:
