@@ -25,12 +25,19 @@ def print_hits(result: SearchResult, as_json: bool) -> None:
         say(f"no results for {result.query}")
     for rank, hit in enumerate(result.results, start=result.offset + 1):
         say(f"{rank:3d}. {hit.score:6.3f}  {hit.path}")
+        if hit.text_match and hit.text:  # found by the words in it: say which
+            say(f"             text: {hit.text if len(hit.text) <= 100 else hit.text[:99] + '…'}")
 
 
 def run_index(args: argparse.Namespace) -> int:
     with service_for(args) as service:
         report = service.index(
-            args.folder, text_search=not args.no_text, tagger=args.tagger, engine=args.engine, address=args.address
+            args.folder,
+            text_search=not args.no_text,
+            tagger=args.tagger,
+            engine=args.engine,
+            address=args.address,
+            ocr=args.ocr,
         )
     summary: dict[str, Any] = report.to_dict()
     # an empty folder (or a typo'd one with no photos) is not an error, since its index is correctly empty,
@@ -52,6 +59,9 @@ def run_index(args: argparse.Namespace) -> int:
             say(f"read the metadata of {report.meta_filled} photos indexed before metadata existed")
         if report.tags is not None:
             say(f"tagged {report.tags['tagged']} of {report.tags['images']} photos with {report.tags['tagger']}")
+        if report.text is not None:
+            text = report.text
+            say(f"read the text of {text['read']} photos: {text['with_text']} hold text ({text['seconds']:.1f} s)")
         for path, reason in report.failures[:20]:
             say(f"  failed: {path}: {reason}")
         if len(report.failures) > 20:
@@ -284,6 +294,13 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         "--engine", choices=["local", "ray"], default="local", help="local threads (default) or a Ray cluster"
     )
     index.add_argument("--address", help="Ray cluster HOST:PORT to join (default: start a local one for the run)")
+    index.add_argument(
+        "--ocr",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="read the text in photos (signs, screenshots, documents) so search finds it; remembered by the "
+        "catalogue: later runs keep doing it until --no-ocr (needs the [ocr] extra; off by default)",
+    )
     add_db(index)
     index.set_defaults(run=run_index)
 

@@ -35,6 +35,7 @@ class IndexReport:
     seconds: float = 0.0
     meta_filled: int = 0  # unchanged files whose metadata was read now (indexed before metadata existed)
     tags: dict[str, Any] | None = None  # what a --tagger stored (vistext.service.collection_tags)
+    text: dict[str, Any] | None = None  # what the OCR step read (vistext.indexing.photo_text), when it ran
     unlisted: list[str] = field(default_factory=list)  # folders that could not be listed: their photos are kept
 
     def summary(self) -> str:

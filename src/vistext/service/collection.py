@@ -22,6 +22,7 @@ from vistext.service.filters import describe
 from vistext.service.inputs import ImageInput, Upload, input_name
 from vistext.service.loaded_models import Lazy, LoadedModels
 from vistext.service.location import CatalogueLocation, indexes_below, locate
+from vistext.service.photo_text import index_text, merged, text_hits
 from vistext.service.queries import Query, QueryBatcher
 from vistext.service.results import Hit, InfoResult, SearchResult
 from vistext.service.thumbnails import THUMBNAIL_SIZES, Thumbnails
@@ -146,9 +147,11 @@ class Collection:
         tagger: str | Path | None = None,
         engine: str = "local",
         address: str | None = None,
+        ocr: bool | None = None,
     ) -> IndexReport:
         """Incrementally index ``folder`` (new files added, changed re-encoded, deleted removed); with
-        ``tagger`` (a trained tagger's folder or name) also store its tags of every photo.
+        ``tagger`` (a trained tagger's folder or name) also store its tags of every photo; ``ocr``: read the
+        text in photos, or not, from now on (None: as the catalogue remembers; see ``service.photo_text``).
 
         ``engine="ray"`` runs on a Ray cluster (``address``; default a private local one) and also reads
         ``s3://bucket/prefix`` URLs; see ``vistext.indexing.ray_engine``."""
@@ -165,6 +168,8 @@ class Collection:
             report = self._index_locally(Path(folder), text_search)
         if model is not None and tagger is not None:
             report.tags = self.tag_collection(tagger).to_dict()
+        text = index_text(self.store(), self.models.text_reader, ocr, progress=self.progress)
+        report.text = None if text is None else text.to_dict()
         return report
 
     def _index_locally(self, folder: Path, text_search: bool) -> IndexReport:
@@ -333,27 +338,39 @@ class Collection:
         if not text.strip():
             raise UsageError("the search text is empty")
         search = Query(self.models.text_space, k + offset, text=text, restrict=self.restrict(filter))
-        return self._page(text, search, k, offset, min_score)
+        return self._page(text, search, k, offset, min_score, words=text)
 
     def restrict(self, filter: ImageFilter | None) -> np.ndarray | None:
         """The ids a search may return under ``filter`` (None: no filter, all of them)."""
         return None if filter is None or filter.empty else self.store().ids_matching(filter)
 
     def _page(
-        self, query: str, search: Query, k: int, offset: int, min_score: float | None, *, skip: int | None = None
+        self,
+        query: str,
+        search: Query,
+        k: int,
+        offset: int,
+        min_score: float | None,
+        *,
+        skip: int | None = None,
+        words: str | None = None,
     ) -> Future[SearchResult]:
+        """A page of ``search``'s hits with their details; ``words``: a search text also matched against the
+        text found in photos (``service.photo_text``)."""
         check_k(k)
         if offset < 0:
             raise UsageError(f"offset must be >= 0, got {offset}")
 
         def page(hits: list[VectorHit]) -> SearchResult:
+            matches = {} if words is None else text_hits(self.store(), words, search.restrict)
+            hits, shares = merged(hits, matches), {image_id: share for image_id, (_, share) in matches.items()}
             if skip is not None:
                 hits = [h for h in hits if h.id != skip]
             if min_score is not None:
                 hits = [h for h in hits if h.score >= min_score]
             shown = hits[offset : offset + k]
             details = describe(self.store(), [h.id for h in shown])
-            results = [Hit(h.path, float(h.score), h.id, *details.get(h.id, (None, []))) for h in shown]
+            results = [Hit(h.path, float(h.score), h.id, *details[h.id], shares.get(h.id)) for h in shown]
             return SearchResult(query=query, results=results, offset=offset)
 
         return then_on(self._pages, self.queries.submit(search), page, lambda error: self._explain(error, search))

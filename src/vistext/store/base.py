@@ -152,8 +152,8 @@ class Store(ABC):
         """Image id -> the text found in it (lines joined by `` / ``), for those of ``ids`` holding any."""
         return {}
 
-    def text_matches(self, query: Sequence[str], limit: int = 2000) -> list[tuple[int, str]]:
-        """(image id, its text) of ok photos whose text holds any of the ``query`` words (lower-case, as
+    def text_matches(self, query: Sequence[str], limit: int = 2000) -> list[tuple[int, str, str]]:
+        """(image id, path, its text) of ok photos whose text holds any of the ``query`` words (lower-case, as
         ``photo_text.query_words`` gives them), the backend's full-text ranking first, at most ``limit``."""
         return []
 

@@ -2,8 +2,9 @@
 OCR engine read, each with its confidence, and those lines joined as one searchable text. Keyed by content like
 the features and the perceptual-hash cache: every copy of the same bytes shares one row, a changed file gets a
 new content hash, and a row goes with the last photo holding it. A row with empty text means "read, no text":
-the photo is not read again. Each backend indexes ``text`` for full-text search (SQLite FTS5, PostgreSQL
-tsvector + GIN); ``words`` is the one tokenizer both the query side and the scoring use.
+the photo is not read again. Each backend indexes the text's ``words`` (as ``words`` splits them, the one
+tokenizer of the stored side, the query side and the scoring) for full-text search: SQLite FTS5, PostgreSQL
+tsvector + GIN.
 
 ``mark`` is the backend's query-parameter marker (``?`` for SQLite, ``%s`` for PostgreSQL).
 """
@@ -19,7 +20,8 @@ LINE_SEPARATOR = " / "  # how a photo's lines are joined into its text (what a h
 MAX_TEXT_CHARS = 4000  # a screenshot of a document can hold pages; what is stored and searched is capped
 MATCH_LIMIT = 2000  # candidate photos a full-text query returns (best first), before scoring
 _CHUNK = 500
-_WORD = re.compile(r"\w+", re.UNICODE)
+# letters and digits apart: OCR often runs "OPEN 24" together as "OPEN24", and a query names them apart
+_WORD = re.compile(r"[^\W\d_]+|\d+")
 # words a query holds that say nothing about the text in a photo ("a sign that says open")
 STOP_WORDS = frozenset(
     "a an and are as at be by for from has have in is it its of on or that the this to with photo picture image "
@@ -30,7 +32,8 @@ Lines = Sequence[tuple[str, float]]
 
 
 def words(text: str) -> list[str]:
-    """Lower-case words of ``text`` (letters and digits, any script), in order."""
+    """Lower-case words of ``text`` (runs of letters, any script, or of digits), in order: what the full-text
+    index holds (``words`` column) and what a query is split into."""
     return [word.casefold() for word in _WORD.findall(text)]
 
 
@@ -48,15 +51,18 @@ def joined(lines: Lines) -> str:
 
 def write_texts(conn: Any, texts: Mapping[str, Lines], mark: str) -> None:
     """Store each content hash's lines (replacing what it had); an empty sequence records "read, no text"."""
-    rows = [
-        (sha, joined(lines), json.dumps([[line, round(float(score), 4)] for line, score in lines]))
-        for sha, lines in texts.items()
-    ]
+    rows = []
+    for sha, lines in texts.items():
+        text = joined(lines)
+        scored = json.dumps([[line, round(float(score), 4)] for line, score in lines])
+        rows.append((sha, text, " ".join(words(text)), scored))
     if not rows:
         return
     cursor = conn.cursor()
     cursor.executemany(f"DELETE FROM photo_text WHERE sha = {mark}", [(row[0],) for row in rows])
-    cursor.executemany(f"INSERT INTO photo_text (sha, text, lines) VALUES ({mark}, {mark}, {mark})", rows)
+    cursor.executemany(
+        f"INSERT INTO photo_text (sha, text, words, lines) VALUES ({mark}, {mark}, {mark}, {mark})", rows
+    )
 
 
 def texts_for(conn: Any, ids: Iterable[int], mark: str) -> dict[int, str]:

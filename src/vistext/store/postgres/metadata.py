@@ -106,19 +106,19 @@ def matching_ids(conn: psycopg.Connection, filter: ImageFilter) -> np.ndarray:
     return np.fromiter((i for i, a, b in rows if great_circle_km(lat, lon, a, b) <= km), dtype=np.int64)
 
 
-def text_matches(conn: psycopg.Connection, query: Sequence[str], limit: int) -> list[tuple[int, str]]:
-    """(image id, stored text) of ok photos whose text holds any of the ``query`` words (the GIN-indexed
-    tsvector), best-ranked (ts_rank) first, at most ``limit``."""
+def text_matches(conn: psycopg.Connection, query: Sequence[str], limit: int) -> list[tuple[int, str, str]]:
+    """(image id, path, stored text) of ok photos whose text holds a word starting with any of the ``query``
+    words (the GIN-indexed tsvector), best-ranked (ts_rank) first, at most ``limit``."""
     if not query:
         return []
-    wanted = " | ".join("'" + word.replace("'", "''").replace("\\", "\\\\") + "'" for word in query)
+    wanted = " | ".join("'" + word.replace("'", "''").replace("\\", "\\\\") + "':*" for word in query)
     rows = conn.execute(
-        "SELECT i.id, p.text FROM photo_text p JOIN images i ON i.sha = p.sha AND i.status = 'ok' "
-        "WHERE p.words @@ to_tsquery('simple', %s) "
-        "ORDER BY ts_rank(p.words, to_tsquery('simple', %s)) DESC, i.id LIMIT %s",
+        "SELECT i.id, i.path, p.text FROM photo_text p JOIN images i ON i.sha = p.sha AND i.status = 'ok' "
+        "WHERE p.terms @@ to_tsquery('simple', %s) "
+        "ORDER BY ts_rank(p.terms, to_tsquery('simple', %s)) DESC, i.id LIMIT %s",
         (wanted, wanted, int(limit)),
     )
-    return [(int(image_id), str(text)) for image_id, text in rows]
+    return [(int(image_id), os.fsdecode(bytes(path)), str(text)) for image_id, path, text in rows]
 
 
 def set_tags(conn: psycopg.Connection, tagger: str, tags: Mapping[int, Sequence[tuple[str, float]]]) -> None:

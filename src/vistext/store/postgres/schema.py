@@ -90,10 +90,10 @@ def _v4(conn: psycopg.Connection) -> None:
     # SQLite's v7: the text found in photos (`vistext index --ocr`; store/photo_text.py), its words indexed for
     # full-text search ('simple': lower-cased words, no stemming, as photo_text.words splits a query)
     conn.execute(
-        "CREATE TABLE photo_text (sha TEXT PRIMARY KEY, text TEXT NOT NULL, lines TEXT NOT NULL, "
-        "words tsvector GENERATED ALWAYS AS (to_tsvector('simple', text)) STORED)"
+        "CREATE TABLE photo_text (sha TEXT PRIMARY KEY, text TEXT NOT NULL, words TEXT NOT NULL, lines TEXT NOT NULL, "
+        "terms tsvector GENERATED ALWAYS AS (to_tsvector('simple', words)) STORED)"
     )
-    conn.execute("CREATE INDEX photo_text_words ON photo_text USING gin (words)")
+    conn.execute("CREATE INDEX photo_text_terms ON photo_text USING gin (terms)")
 
 
 MIGRATIONS: list[Callable[[psycopg.Connection], None]] = [_v1, _v2, _v3, _v4]

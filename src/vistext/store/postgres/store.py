@@ -126,7 +126,7 @@ class PostgresStore(Store):
         ids = list(ids)  # before taking a connection: a generator may read this store
         return self._text_read(lambda conn: photo_text.texts_for(conn, ids, "%s"), {})
 
-    def text_matches(self, query: Sequence[str], limit: int = photo_text.MATCH_LIMIT) -> list[tuple[int, str]]:
+    def text_matches(self, query: Sequence[str], limit: int = photo_text.MATCH_LIMIT) -> list[tuple[int, str, str]]:
         return self._text_read(lambda conn: metadata.text_matches(conn, query, limit), [])
 
     def file_states(self, prefix: str | None = None) -> dict[str, FileState]:

@@ -181,19 +181,21 @@ def drop_tags(conn: sqlite3.Connection, ids: Sequence[int]) -> None:
 
 
 # ---- text found in photos (schema v7) -----------------------------------------------------------------------------
-def text_matches(conn: sqlite3.Connection, query: Sequence[str], limit: int) -> list[tuple[int, str]]:
-    """(image id, stored text) of ok photos whose text holds any of the ``query`` words (FTS5), best-ranked
-    (bm25) first, at most ``limit``."""
+def text_matches(
+    conn: sqlite3.Connection, codec: PathCodec, query: Sequence[str], limit: int
+) -> list[tuple[int, str, str]]:
+    """(image id, path, stored text) of ok photos whose text holds a word starting with any of the ``query``
+    words (FTS5 prefix queries), best-ranked (bm25) first, at most ``limit``."""
     if not query:
         return []
-    match = " OR ".join('"' + word.replace('"', '""') + '"' for word in query)
+    match = " OR ".join('"' + word.replace('"', '""') + '"*' for word in query)
     rows = conn.execute(
-        "SELECT i.id, p.text FROM photo_text_words w JOIN photo_text p ON p.rowid = w.rowid "
+        "SELECT i.id, i.path, p.text FROM photo_text_words w JOIN photo_text p ON p.rowid = w.rowid "
         "JOIN images i ON i.sha = p.sha AND i.status = 'ok' WHERE photo_text_words MATCH ? "
         "ORDER BY w.rank, i.id LIMIT ?",
         (match, int(limit)),
     )
-    return [(int(image_id), str(text)) for image_id, text in rows]
+    return [(int(image_id), codec.decode(path), str(text)) for image_id, path, text in rows]
 
 
 # ---- facets ----------------------------------------------------------------------------------------------------

@@ -128,13 +128,13 @@ def _v7(conn: sqlite3.Connection, root: Path) -> None:
 
 
 CREATE_PHOTO_TEXT = (
-    "CREATE TABLE photo_text (sha TEXT PRIMARY KEY, text TEXT NOT NULL, lines TEXT NOT NULL)",
-    "CREATE VIRTUAL TABLE photo_text_words USING fts5(text, content = 'photo_text', content_rowid = 'rowid', "
+    "CREATE TABLE photo_text (sha TEXT PRIMARY KEY, text TEXT NOT NULL, words TEXT NOT NULL, lines TEXT NOT NULL)",
+    "CREATE VIRTUAL TABLE photo_text_words USING fts5(words, content = 'photo_text', content_rowid = 'rowid', "
     "tokenize = 'unicode61 remove_diacritics 2')",
     "CREATE TRIGGER photo_text_added AFTER INSERT ON photo_text BEGIN "
-    "INSERT INTO photo_text_words (rowid, text) VALUES (new.rowid, new.text); END",
+    "INSERT INTO photo_text_words (rowid, words) VALUES (new.rowid, new.words); END",
     "CREATE TRIGGER photo_text_removed AFTER DELETE ON photo_text BEGIN "
-    "INSERT INTO photo_text_words (photo_text_words, rowid, text) VALUES ('delete', old.rowid, old.text); END",
+    "INSERT INTO photo_text_words (photo_text_words, rowid, words) VALUES ('delete', old.rowid, old.words); END",
 )
 
 MIGRATIONS: list[Callable[[sqlite3.Connection, Path], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7]

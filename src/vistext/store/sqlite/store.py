@@ -197,8 +197,8 @@ class SQLiteStore(Store):
         ids = list(ids)  # before the lock: a generator may read this store
         return self._text_read(lambda conn: photo_text.texts_for(conn, ids, "?"), {})
 
-    def text_matches(self, query: Sequence[str], limit: int = photo_text.MATCH_LIMIT) -> list[tuple[int, str]]:
-        return self._text_read(lambda conn: metadata.text_matches(conn, query, limit), [])
+    def text_matches(self, query: Sequence[str], limit: int = photo_text.MATCH_LIMIT) -> list[tuple[int, str, str]]:
+        return self._text_read(lambda conn: metadata.text_matches(conn, self.catalogue.codec, query, limit), [])
 
     def paths_without_meta(self) -> set[str]:
         if not self.catalogue.has_meta:
