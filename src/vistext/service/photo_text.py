@@ -6,9 +6,9 @@ the text of new and changed photos too, until ``--no-ocr`` turns it off (the tex
 It is off until asked for: it costs more than the rest of indexing (docs/benchmarks.md).
 
 What a text match scores (the one owner of that fact): the share of the query's words (``query_words``: no stop
-words) found among the words of the photo's text (``text_share``), times ``TEXT_SCORE``; a hit's score is the higher of that and
-its picture's relevance. A photo whose text holds every word of "open 24 hours" scores 0.9 whatever it shows; one
-holding one word of three, 0.3.
+words) found among the words of the photo's text (``text_share``), times ``TEXT_SCORE``; a hit's score is the
+higher of that and its picture's relevance. A photo whose text holds every word of "open 24 hours" scores 0.9
+whatever it shows; one holding one word of three, 0.3.
 """
 
 from __future__ import annotations
