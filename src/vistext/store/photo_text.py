@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -32,9 +33,10 @@ Lines = Sequence[tuple[str, float]]
 
 
 def words(text: str) -> list[str]:
-    """Lower-case words of ``text`` (runs of letters, any script, or of digits), in order: what the full-text
-    index holds (``words`` column) and what a query is split into."""
-    return [word.casefold() for word in _WORD.findall(text)]
+    """Lower-case words of ``text`` (runs of letters, any script, or of digits) without accents, in order: what
+    the full-text index holds (``words`` column) and what a query is split into ("Zürich" finds "ZURICH")."""
+    bare = "".join(ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch))
+    return [word.casefold() for word in _WORD.findall(bare)]
 
 
 def query_words(text: str) -> list[str]:
