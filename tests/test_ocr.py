@@ -206,7 +206,11 @@ def test_a_sqlite_catalogue_from_before_the_text_table_upgrades(tmp_path: Path, 
         first = store.get(records[0].path)
         assert first is not None
         store.set_photo_texts({first.sha: [("OPEN24", 0.97), ("HOURS", 0.99)]})
-        assert store.text_matches(["open", "hours"]) == [(first.id, records[0].path, "OPEN24 / HOURS")]
+        store.set_photo_texts({first.sha: [("OPEN24", 0.97), ("EMERGENCYEXIT", 0.99)]})  # replaces, not adds
+        # what is searched: the words, letters apart from digits, and words run together split as well
+        stored = [(first.id, records[0].path, "open 24 emergencyexit emergency exit")]
+        assert store.text_matches(["exit"]) == store.text_matches(["open", "hours"]) == stored
+        assert store.photo_texts([first.id]) == {first.id: "OPEN24 / EMERGENCYEXIT"}  # what a hit shows
         store.remove([records[0].path])  # the text goes with the last photo holding it
         assert store.text_matches(["open"]) == [] and store.ids_matching(ImageFilter(has_text=True)).size == 0
 
@@ -227,5 +231,5 @@ def test_a_postgres_catalogue_from_before_the_text_table_upgrades(pg_url: str, m
         store.add(records)
         store.set_photo_texts({records[1].sha: [("Café Zürich", 0.95)]})
         found = store.text_matches(query_words("zürich"))  # accents aside, as the stored words are
-        assert found == [(store.get(records[1].path).id, records[1].path, "Café Zürich")]  # type: ignore[union-attr]
+        assert found == [(store.get(records[1].path).id, records[1].path, "cafe zurich")]  # type: ignore[union-attr]
         assert store.ids_matching(ImageFilter(has_text=True)).size == 1

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from vistext.store.photo_text import query_words, words
+from vistext.store.photo_text import query_words
 
 if TYPE_CHECKING:
     from vistext.indexing.photo_text import TextReport
@@ -50,12 +50,13 @@ def index_text(store: Store, reader: TextReader, ocr: bool | None, *, progress: 
     return read_texts(store, reader, progress=progress)
 
 
-def text_share(query: list[str], text: str) -> float:
-    """The share of ``query``'s words (``query_words``) found among the words of ``text``, 0-1: a word is found
-    as itself, or, from ``PREFIX_FROM`` letters on, as the start of a longer one ("open" in "opening")."""
+def text_share(query: list[str], stored: str) -> float:
+    """The share of ``query``'s words (``query_words``) found among a photo's ``stored`` searchable words, 0-1: a
+    word is found as itself, or, from ``PREFIX_FROM`` letters on, as the start of a longer one ("open" in
+    "opening")."""
     if not query:
         return 0.0
-    found = set(words(text))
+    found = set(stored.split())
     return sum(_found(word, found) for word in query) / len(query)
 
 

@@ -153,8 +153,9 @@ class Store(ABC):
         return {}
 
     def text_matches(self, query: Sequence[str], limit: int = 2000) -> list[tuple[int, str, str]]:
-        """(image id, path, its text) of ok photos whose text holds any of the ``query`` words (lower-case, as
-        ``photo_text.query_words`` gives them), the backend's full-text ranking first, at most ``limit``."""
+        """(image id, path, the searchable words of its text, space-separated) of ok photos whose text holds a word
+        starting with any of the ``query`` words (lower-case, as ``photo_text.query_words`` gives them), the
+        backend's full-text ranking first, at most ``limit``."""
         return []
 
     def collection_root(self) -> str | None:

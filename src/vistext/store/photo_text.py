@@ -46,6 +46,20 @@ def query_words(text: str) -> list[str]:
     return list(dict.fromkeys(found))
 
 
+def searchable_words(text: str) -> list[str]:
+    """What the full-text index holds for a photo's text: its ``words``, and where letters ran together (OCR
+    engines drop the spaces between words: "EMERGENCYEXIT"), the common words they split into as well."""
+    from vistext.text import split_run
+
+    found: list[str] = []
+    for word in words(text):
+        found.append(word)
+        if word.isalpha() and len(word) > 4:
+            parts = split_run(word)
+            found += parts if len(parts) > 1 else []
+    return found
+
+
 def joined(lines: Lines) -> str:
     """The searchable text of a photo's lines."""
     return LINE_SEPARATOR.join(line for line, _ in lines)[:MAX_TEXT_CHARS]
@@ -57,7 +71,7 @@ def write_texts(conn: Any, texts: Mapping[str, Lines], mark: str) -> None:
     for sha, lines in texts.items():
         text = joined(lines)
         scored = json.dumps([[line, round(float(score), 4)] for line, score in lines])
-        rows.append((sha, text, " ".join(words(text)), scored))
+        rows.append((sha, text, " ".join(searchable_words(text)), scored))
     if not rows:
         return
     cursor = conn.cursor()

@@ -107,13 +107,13 @@ def matching_ids(conn: psycopg.Connection, filter: ImageFilter) -> np.ndarray:
 
 
 def text_matches(conn: psycopg.Connection, query: Sequence[str], limit: int) -> list[tuple[int, str, str]]:
-    """(image id, path, stored text) of ok photos whose text holds a word starting with any of the ``query``
+    """(image id, path, its searchable words) of ok photos whose text holds a word starting with any of the ``query``
     words (the GIN-indexed tsvector), best-ranked (ts_rank) first, at most ``limit``."""
     if not query:
         return []
     wanted = " | ".join("'" + word.replace("'", "''").replace("\\", "\\\\") + "':*" for word in query)
     rows = conn.execute(
-        "SELECT i.id, i.path, p.text FROM photo_text p JOIN images i ON i.sha = p.sha AND i.status = 'ok' "
+        "SELECT i.id, i.path, p.words FROM photo_text p JOIN images i ON i.sha = p.sha AND i.status = 'ok' "
         "WHERE p.terms @@ to_tsquery('simple', %s) "
         "ORDER BY ts_rank(p.terms, to_tsquery('simple', %s)) DESC, i.id LIMIT %s",
         (wanted, wanted, int(limit)),

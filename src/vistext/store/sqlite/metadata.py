@@ -184,13 +184,13 @@ def drop_tags(conn: sqlite3.Connection, ids: Sequence[int]) -> None:
 def text_matches(
     conn: sqlite3.Connection, codec: PathCodec, query: Sequence[str], limit: int
 ) -> list[tuple[int, str, str]]:
-    """(image id, path, stored text) of ok photos whose text holds a word starting with any of the ``query``
+    """(image id, path, its searchable words) of ok photos whose text holds a word starting with any of the ``query``
     words (FTS5 prefix queries), best-ranked (bm25) first, at most ``limit``."""
     if not query:
         return []
     match = " OR ".join('"' + word.replace('"', '""') + '"*' for word in query)
     rows = conn.execute(
-        "SELECT i.id, i.path, p.text FROM photo_text_words w JOIN photo_text p ON p.rowid = w.rowid "
+        "SELECT i.id, i.path, p.words FROM photo_text_words w JOIN photo_text p ON p.rowid = w.rowid "
         "JOIN images i ON i.sha = p.sha AND i.status = 'ok' WHERE photo_text_words MATCH ? "
         "ORDER BY w.rank, i.id LIMIT ?",
         (match, int(limit)),
