@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from vistext.errors import require_extra
 from vistext.store.photo_text import query_words
 
 if TYPE_CHECKING:
@@ -29,6 +30,13 @@ if TYPE_CHECKING:
 OCR_KEY = "ocr"  # store meta: whether indexing reads the text in photos (set by --ocr / --no-ocr)
 TEXT_SCORE = 0.9  # the score of a photo whose text holds every word of the query
 PREFIX_FROM = 4  # a query word this long also matches the words it starts
+
+
+def check_ocr(ocr: bool | None) -> None:
+    """Fail at once, before any photo is indexed, when ``ocr`` asks for the OCR engine and its extra is missing
+    (a look-up, not an import: the engine loads on the first photo it reads)."""
+    if ocr:
+        require_extra("ocr", "reading text in photos (--ocr)", ("rapidocr_onnxruntime",))
 
 
 def reads_text(store: Store, ocr: bool | None) -> bool:
