@@ -159,6 +159,10 @@ def test_ocr_is_remembered_until_turned_off(
     assert report["text"] is None  # off stays off
     with open_store(db) as store:
         assert len(store.photo_texts_to_read()) == 1  # stop.jpg, waiting for --ocr
+    code, info = run_json(capsys, "info", "--db", db)
+    assert info["metadata"]["text"] == {"ocr": False, "with_text": 1, "unread": 1}
+    assert main(["info", "--db", db]) == 0
+    assert "text:      not read any more (--no-ocr); 1 photos hold text, 1 not read yet" in capsys.readouterr().out
 
 
 def test_a_photo_the_ocr_step_cannot_read_is_a_warning_and_stays_indexed(

@@ -141,6 +141,11 @@ def metadata_lines(meta: dict[str, Any]) -> list[str]:
     if tags:
         shown = ", ".join(f"{name} ({n})" for name, n in list(tags.items())[:8])
         lines.append(f"tags:      {shown}" + (f" and {len(tags) - 8} more" if len(tags) > 8 else ""))
+    text = meta.get("text") or {}
+    if text.get("ocr") or text.get("with_text"):
+        waiting = f", {text['unread']} not read yet (run `vistext index DIR --ocr`)" if text.get("unread") else ""
+        state = "read at index time" if text.get("ocr") else "not read any more (--no-ocr)"
+        lines.append(f"text:      {state}; {text.get('with_text', 0)} photos hold text{waiting}")
     for name, done in (meta.get("unfinished_tagging") or {}).items():
         lines.append(f"tagging:   {name} is incomplete: its pass stopped after {done['images']} of {done['total']} "
                      "photos (run `vistext tag --collection` with that tagger again to finish)")  # fmt: skip

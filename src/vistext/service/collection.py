@@ -22,7 +22,7 @@ from vistext.service.filters import describe
 from vistext.service.inputs import ImageInput, Upload, input_name
 from vistext.service.loaded_models import Lazy, LoadedModels
 from vistext.service.location import CatalogueLocation, indexes_below, locate
-from vistext.service.photo_text import check_ocr, index_text, merged, text_hits
+from vistext.service.photo_text import check_ocr, index_text, merged, text_hits, text_summary
 from vistext.service.queries import Query, QueryBatcher
 from vistext.service.results import Hit, InfoResult, SearchResult
 from vistext.service.thumbnails import THUMBNAIL_SIZES, Thumbnails
@@ -162,7 +162,7 @@ class Collection:
         if engine == "local" and not Path(folder).is_dir():
             raise UsageError(f"{folder}: not a folder")
         model = self._collection_tagger(tagger) if tagger is not None else None  # a bad tagger fails first
-        check_ocr(ocr)  # and so does --ocr without its extra
+        check_ocr(ocr, folder)  # and so does --ocr without its extra
         if engine == "ray":
             report = self._index_on_ray(str(folder), text_search, address)
         else:
@@ -228,6 +228,7 @@ class Collection:
 
         details = dict(self.store().info())
         details["metadata"] = {**facets(self.store()), "unfinished_tagging": unfinished_tagging(self.store())}
+        details["metadata"]["text"] = text_summary(self.store())
         return InfoResult(str(where), True, details)
 
     # ---- the collection as a list ---------------------------------------------------------------------------

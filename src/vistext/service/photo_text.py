@@ -14,12 +14,14 @@ whatever it shows; one holding one word of three, 0.3.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vistext.errors import require_extra
+from vistext.errors import UsageError, require_extra
 from vistext.store.photo_text import query_words
+from vistext.store.records import ImageFilter
 
 if TYPE_CHECKING:
     from vistext.indexing.photo_text import TextReport
@@ -32,11 +34,27 @@ TEXT_SCORE = 0.9  # the score of a photo whose text holds every word of the quer
 PREFIX_FROM = 4  # a query word this long also matches the words it starts
 
 
-def check_ocr(ocr: bool | None) -> None:
+def check_ocr(ocr: bool | None, location: str | Path) -> None:
     """Fail at once, before any photo is indexed, when ``ocr`` asks for the OCR engine and its extra is missing
-    (a look-up, not an import: the engine loads on the first photo it reads)."""
-    if ocr:
-        require_extra("ocr", "reading text in photos (--ocr)", ("rapidocr_onnxruntime",))
+    (a look-up, not an import: the engine loads on the first photo it reads), or for photos it cannot read."""
+    from vistext.indexing.sources import is_object_url
+
+    if not ocr:
+        return
+    if is_object_url(location):
+        raise UsageError(f"{location}: --ocr reads photos on this machine; photos in object storage are not read")
+    require_extra("ocr", "reading text in photos (--ocr)", ("rapidocr_onnxruntime",))
+
+
+def text_summary(store: Store) -> dict[str, Any]:
+    """What ``info`` says of the text in photos: whether indexing reads it (``ocr``), photos holding text, and
+    photos whose text was never read (``unread``: indexed before --ocr, or whose reading failed)."""
+    holding = store.ids_matching(ImageFilter(has_text=True))
+    return {
+        "ocr": bool(store.get_meta(OCR_KEY, False)),
+        "with_text": len(holding),
+        "unread": len(store.photo_texts_to_read()),
+    }
 
 
 def reads_text(store: Store, ocr: bool | None) -> bool:
