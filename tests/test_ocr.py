@@ -91,6 +91,10 @@ def _index_and_search(capsys: pytest.CaptureFixture[str], folder: Path, db: str)
     assert _names(result)[0] == "invoice.png" and "INVOICE" in result["results"][0]["text"], result
     code, listed = run_json(capsys, "list", "--has-text", "--db", db)
     assert code == 0 and {Path(item["path"]).name for item in listed["results"]} >= {"sign.jpg", "invoice.png"}
+    assert all(item["text"] for item in listed["results"])
+    assert main(["export", "--has-text", "--db", db, "--format", "csv"]) == 0
+    exported = capsys.readouterr().out.splitlines()
+    assert exported[0].endswith(",orientation,text") and any("HOURS" in line for line in exported[1:]), exported
 
 
 def test_index_with_ocr_then_search_by_a_word_on_the_sign(

@@ -53,6 +53,7 @@ class ListedOut(BaseModel):
     path: str
     meta: PhotoMetaOut | None = None
     tags: list[ScoredTagOut] = Field(default_factory=list)
+    text: str | None = Field(None, description="the text found in the photo (index --ocr); absent when none")
 
 
 class ListOut(BaseModel):
