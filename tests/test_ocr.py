@@ -241,3 +241,17 @@ def test_a_postgres_catalogue_from_before_the_text_table_upgrades(pg_url: str, m
         found = store.text_matches(query_words("zürich"))  # accents aside, as the stored words are
         assert found == [(store.get(records[1].path).id, records[1].path, "cafe zurich")]  # type: ignore[union-attr]
         assert store.ids_matching(ImageFilter(has_text=True)).size == 1
+
+
+def test_migrate_copies_the_text_found_in_photos(tmp_path: Path, pg_url: str, make_records: Any) -> None:
+    from vistext.store.transfer import copy_store
+
+    records, _ = make_records(3)
+    with open_store(tmp_path / "catalogue.sqlite") as source, open_store(pg_url) as target:
+        source.add(records)
+        source.set_photo_texts({records[0].sha: [("NO PARKING", 0.98)], records[1].sha: []})
+        report = copy_store(source, target)
+        assert report.texts == 2  # the photo read with no text in it is copied too: it is not read again
+        assert target.photo_texts_to_read() == {records[2].sha: records[2].path}
+        assert target.photo_text_lines([records[0].sha]) == {records[0].sha: [("NO PARKING", 0.98)]}
+        assert [path for _, path, _ in target.text_matches(["parking"])] == [records[0].path]

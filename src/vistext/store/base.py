@@ -152,6 +152,11 @@ class Store(ABC):
         """Image id -> the text found in it (lines joined by `` / ``), for those of ``ids`` holding any."""
         return {}
 
+    def photo_text_lines(self, shas: Iterable[str]) -> dict[str, list[tuple[str, float]]]:
+        """Content hash -> the lines read from it with their confidence, for those of ``shas`` whose text was read
+        (an empty list: read, no text)."""
+        return {}
+
     def text_matches(self, query: Sequence[str], limit: int = 2000) -> list[tuple[int, str, str]]:
         """(image id, path, the searchable words of its text, space-separated) of ok photos whose text holds a word
         starting with any of the ``query`` words (lower-case, as ``photo_text.query_words`` gives them), the

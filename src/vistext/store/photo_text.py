@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 LINE_SEPARATOR = " / "  # how a photo's lines are joined into its text (what a hit shows: "OPEN / 24 HOURS")
@@ -95,10 +95,23 @@ def texts_for(conn: Any, ids: Iterable[int], mark: str) -> dict[int, str]:
     return found
 
 
-def shas_to_read(conn: Any) -> dict[str, bytes | str]:
-    """Content hash -> one stored path holding it, for every ok photo whose text was never read."""
+def lines_for(conn: Any, shas: Iterable[str], mark: str) -> dict[str, list[tuple[str, float]]]:
+    """Content hash -> its stored lines with their confidence, for those of ``shas`` whose text was read."""
+    wanted = sorted(set(shas))
+    found: dict[str, list[tuple[str, float]]] = {}
+    for start in range(0, len(wanted), _CHUNK):
+        chunk = wanted[start : start + _CHUNK]
+        query = f"SELECT sha, lines FROM photo_text WHERE sha IN ({', '.join([mark] * len(chunk))})"
+        for sha, lines in conn.execute(query, chunk).fetchall():
+            found[str(sha)] = [(str(line), float(score)) for line, score in json.loads(lines)]
+    return found
+
+
+def shas_to_read(conn: Any, decode: Callable[[Any], str]) -> dict[str, str]:
+    """Content hash -> one path holding it (``decode`` turns a stored path into one), for every ok photo whose text
+    was never read."""
     rows = conn.execute(
         "SELECT i.sha, min(i.path) FROM images i WHERE i.status = 'ok' "
         "AND NOT EXISTS (SELECT 1 FROM photo_text p WHERE p.sha = i.sha) GROUP BY i.sha ORDER BY min(i.id)"
     ).fetchall()
-    return {str(sha): path for sha, path in rows}
+    return {str(sha): decode(path) for sha, path in rows}

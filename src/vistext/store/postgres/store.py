@@ -114,8 +114,7 @@ class PostgresStore(Store):
             return read(conn) if schema_version(conn) >= TEXT_FROM else empty
 
     def photo_texts_to_read(self) -> dict[str, str]:
-        found: dict[str, bytes | str] = self._text_read(photo_text.shas_to_read, {})
-        return {sha: os.fsdecode(bytes(path)) for sha, path in found.items()}  # type: ignore[arg-type]
+        return self._text_read(lambda conn: photo_text.shas_to_read(conn, lambda path: os.fsdecode(bytes(path))), {})
 
     def set_photo_texts(self, texts: Mapping[str, photo_text.Lines]) -> None:
         self.database.check_writable()
@@ -125,6 +124,10 @@ class PostgresStore(Store):
     def photo_texts(self, ids: Iterable[int]) -> dict[int, str]:
         ids = list(ids)  # before taking a connection: a generator may read this store
         return self._text_read(lambda conn: photo_text.texts_for(conn, ids, "%s"), {})
+
+    def photo_text_lines(self, shas: Iterable[str]) -> dict[str, list[tuple[str, float]]]:
+        shas = list(shas)
+        return self._text_read(lambda conn: photo_text.lines_for(conn, shas, "%s"), {})
 
     def text_matches(self, query: Sequence[str], limit: int = photo_text.MATCH_LIMIT) -> list[tuple[int, str, str]]:
         return self._text_read(lambda conn: metadata.text_matches(conn, query, limit), [])

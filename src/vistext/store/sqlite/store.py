@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -178,24 +179,24 @@ class SQLiteStore(Store):
         with self._locked(), self.catalogue.transaction() as conn:  # a cache: no generation bump
             picture_hashes.write_hashes(conn, hashes, "?")
 
-    def _text_read(self, read: Callable[[sqlite3.Connection], _T], empty: _T) -> _T:
-        """``read`` in a read transaction; ``empty`` from a catalogue older than the text table (read-only)."""
+    def _text_read(self, read: Callable[[sqlite3.Connection], _T], empty: _T) -> _T:  # empty: no text table yet
         if not self.catalogue.has_text:
             return empty
         with self._locked(), self.catalogue.snapshot() as conn:
             return read(conn)
 
     def photo_texts_to_read(self) -> dict[str, str]:
-        found: dict[str, bytes | str] = self._text_read(photo_text.shas_to_read, {})
-        return {sha: self.catalogue.codec.decode(path) for sha, path in found.items()}
+        return self._text_read(partial(photo_text.shas_to_read, decode=self.catalogue.codec.decode), {})
 
     def set_photo_texts(self, texts: Mapping[str, photo_text.Lines]) -> None:
         with self._locked(), self.catalogue.transaction() as conn:  # no vector changes: no generation bump
             photo_text.write_texts(conn, texts, "?")
 
-    def photo_texts(self, ids: Iterable[int]) -> dict[int, str]:
-        ids = list(ids)  # before the lock: a generator may read this store
-        return self._text_read(lambda conn: photo_text.texts_for(conn, ids, "?"), {})
+    def photo_texts(self, ids: Iterable[int]) -> dict[int, str]:  # ids listed before the lock (see picture_hashes)
+        return self._text_read(partial(photo_text.texts_for, ids=list(ids), mark="?"), {})
+
+    def photo_text_lines(self, shas: Iterable[str]) -> dict[str, list[tuple[str, float]]]:
+        return self._text_read(partial(photo_text.lines_for, shas=list(shas), mark="?"), {})
 
     def text_matches(self, query: Sequence[str], limit: int = photo_text.MATCH_LIMIT) -> list[tuple[int, str, str]]:
         return self._text_read(lambda conn: metadata.text_matches(conn, self.catalogue.codec, query, limit), [])
