@@ -20,8 +20,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vistext.errors import UsageError, require_extra
-from vistext.store.photo_text import query_words
-from vistext.store.records import ImageFilter
 
 if TYPE_CHECKING:
     from vistext.indexing.photo_text import TextReport
@@ -49,6 +47,8 @@ def check_ocr(ocr: bool | None, location: str | Path) -> None:
 def text_summary(store: Store) -> dict[str, Any]:
     """What ``info`` says of the text in photos: whether indexing reads it (``ocr``), photos holding text, and
     photos whose text was never read (``unread``: indexed before --ocr, or whose reading failed)."""
+    from vistext.store.records import ImageFilter
+
     holding = store.ids_matching(ImageFilter(has_text=True))
     return {
         "ocr": bool(store.get_meta(OCR_KEY, False)),
@@ -93,6 +93,9 @@ def _found(word: str, found: set[str]) -> bool:
 def text_hits(store: Store, text: str, restrict: np.ndarray | None) -> dict[int, tuple[str, float]]:
     """Image id -> (path, share of the query's words its text holds) for photos whose text matches ``text``
     (only ids in ``restrict`` when given)."""
+    # imported here: the store package loads FAISS, which a service that never searches should not pay for
+    from vistext.store.photo_text import query_words
+
     query = query_words(text)
     if not query:
         return {}
