@@ -255,3 +255,21 @@ def test_migrate_copies_the_text_found_in_photos(tmp_path: Path, pg_url: str, ma
         assert target.photo_texts_to_read() == {records[2].sha: records[2].path}
         assert target.photo_text_lines([records[0].sha]) == {records[0].sha: [("NO PARKING", 0.98)]}
         assert [path for _, path, _ in target.text_matches(["parking"])] == [records[0].path]
+
+
+def test_what_a_query_looks_for_and_what_a_text_match_scores() -> None:
+    from vistext.service.photo_text import TEXT_SCORE, merged, text_share
+    from vistext.store.photo_text import searchable_words
+    from vistext.store.records import VectorHit
+
+    assert query_words("a sign that says OPEN 24 Hours") == ["open", "24", "hours"]
+    assert query_words("the a of") == []
+    assert searchable_words("OPEN24 / EMERGENCYEXIT / Zürich") == ["open", "24", "emergencyexit", "emergency", "exit",
+                                                                  "zurich"]  # fmt: skip
+    stored = " ".join(searchable_words("OPEN24 / HOURS"))
+    assert text_share(["open", "24", "hours"], stored) == 1.0
+    assert text_share(["open", "late", "today"], stored) == pytest.approx(1 / 3)
+    assert text_share(["hour"], stored) == 1.0 and text_share(["ope"], stored) == 0.0  # prefixes from 4 letters
+    hits = [VectorHit(1, "/a.jpg", 0.5), VectorHit(2, "/b.jpg", 0.2)]
+    ranked = merged(hits, {2: ("/b.jpg", 1.0), 3: ("/c.jpg", 1 / 3)})
+    assert [(h.id, round(h.score, 3)) for h in ranked] == [(2, TEXT_SCORE), (1, 0.5), (3, 0.3)]
