@@ -273,3 +273,13 @@ def test_what_a_query_looks_for_and_what_a_text_match_scores() -> None:
     hits = [VectorHit(1, "/a.jpg", 0.5), VectorHit(2, "/b.jpg", 0.2)]
     ranked = merged(hits, {2: ("/b.jpg", 1.0), 3: ("/c.jpg", 1 / 3)})
     assert [(h.id, round(h.score, 3)) for h in ranked] == [(2, TEXT_SCORE), (1, 0.5), (3, 0.3)]
+
+
+def test_the_bot_says_which_words_found_a_photo() -> None:
+    from vistext.bot import result_caption
+    from vistext.service import Hit
+
+    assert result_caption(1, Hit("/p/sign.jpg", 0.9, 7, None, [], "OPEN24 / HOURS", 1.0)) == (
+        "1. 0.900  sign.jpg\ntext: OPEN24 / HOURS"
+    )
+    assert result_caption(2, Hit("/p/dog.jpg", 0.42, 8, None, [], "BLITZ", None)) == "2. 0.420  dog.jpg"

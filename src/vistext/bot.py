@@ -21,6 +21,7 @@ from telegram.ext import Application, ApplicationBuilder, CommandHandler, Contex
 from vistext.errors import VistextError
 from vistext.service import (
     MAX_PIXELS,
+    Hit,
     ImageTooLargeError,
     MatchResult,
     SearchResult,
@@ -60,8 +61,12 @@ class BotSettings:
     max_bytes: int = 20 * 1024 * 1024  # a document larger than this is not downloaded
 
 
-def _result_caption(rank: int, score: float, path: str) -> str:
-    return f"{rank}. {score:.3f}  {Path(path).name}"
+def result_caption(rank: int, hit: Hit) -> str:
+    """A search hit's caption under its photo; one found by the words in it says which (``text: ...``)."""
+    caption = f"{rank}. {hit.score:.3f}  {Path(hit.path).name}"
+    if hit.text_match and hit.text:
+        caption += f"\ntext: {hit.text if len(hit.text) <= 200 else hit.text[:199] + '…'}"
+    return caption
 
 
 def format_understanding(tags: list[tuple[str, float]], captions: list[tuple[str, float]]) -> str:
@@ -138,7 +143,7 @@ class VistextBot:
             await message.reply_text(empty)
             return
         pictures = await asyncio.to_thread(lambda: [self.service.thumbnail(image_id, PHOTO_SIZE) for image_id in ids])
-        captions = [_result_caption(rank, hit.score, hit.path) for rank, hit in enumerate(hits, start=1)]
+        captions = [result_caption(rank, hit) for rank, hit in enumerate(hits, start=1)]
         if len(hits) == 1:
             await message.reply_photo(pictures[0], caption=captions[0])
             return
