@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One-time set-up of a development machine: a virtualenv in .venv with vistext editable and every extra installed
-# (train: the workshop with torch; serve, bot, postgres, distributed, dev), plus Debian's Chromium for the web-page
-# tests. Safe to run again. A user who only runs vistext needs none of this: `pip install .` is the runtime.
+# (train: the workshop with torch; serve, bot, ocr, postgres, distributed, dev), plus Debian's Chromium for the
+# web-page tests. Safe to run again. A user who only runs vistext needs none of this: `pip install .` is the runtime.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -11,7 +11,7 @@ PY=${PYTHON:-python3}
 # The exact pin lives here, not in pyproject.toml (whose [train] extra asks only for torch>=2.5, so vistext installs
 # beside any recent torch): the installed 2.13.0 already satisfies the range, so the next line keeps it.
 .venv/bin/pip install -q torch==2.13.0
-.venv/bin/pip install -q -e '.[train,serve,bot,postgres,distributed,dev]'
+.venv/bin/pip install -q -e '.[train,serve,bot,ocr,postgres,distributed,dev]'
 if ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \

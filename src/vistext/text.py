@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import re
 import unicodedata
 from collections import Counter
@@ -286,3 +287,48 @@ def content_words(text: str) -> list[str]:
         if word not in stop:
             words.append(word)
     return words
+
+
+# ---- words run together ("OPENTODAY") --------------------------------------------------------------------------
+SPLIT_VOCABULARY = 120_000  # the most common alphabetic GloVe words a run of letters is split into
+_LONGEST_WORD = 24
+
+
+@lru_cache(maxsize=1)
+def _word_costs() -> dict[str, float]:
+    """Word -> its cost in a split, log(rank * log(n)) by Zipf's law (the GloVe list is in frequency order): the
+    measure wordninja uses. One-letter words other than "a" and "i" are left out (GloVe counts "s", "t" of "it's")."""
+    listing = files("vistext").joinpath("models", "pretrained", GLOVE_WORDS)
+    try:
+        ranked = gzip.decompress(listing.read_bytes()).decode("utf-8").split("\n")
+    except (OSError, EOFError, UnicodeDecodeError) as error:
+        raise ModelError(f"{listing}: unreadable GloVe word list ({error})") from None
+    kept = [w for w in ranked if w.isalpha() and (len(w) > 1 or w in ("a", "i"))][:SPLIT_VOCABULARY]
+    scale = math.log(len(kept))
+    return {word: math.log((rank + 1) * scale) for rank, word in enumerate(kept)}
+
+
+def split_run(run: str) -> list[str]:
+    """A run of lower-case letters split into the likeliest common words (``"opentoday"`` -> ``["open",
+    "today"]``), or ``[run]`` when it is a word itself or cannot be covered by known words. OCR engines often
+    drop the spaces between words; the split words are what a search names."""
+    costs = _word_costs()
+    if run in costs or len(run) < 4:
+        return [run]
+    best: list[tuple[float, int]] = [(0.0, 0)]  # best[i]: (cost, start of the last word) of run[:i]
+    for end in range(1, len(run) + 1):
+        options = [
+            (best[start][0] + costs[run[start:end]], start)
+            for start in range(max(0, end - _LONGEST_WORD), end)
+            if run[start:end] in costs and best[start][0] < math.inf
+        ]
+        best.append(min(options, default=(math.inf, 0)))
+    if best[-1][0] == math.inf:
+        return [run]
+    found: list[str] = []
+    end = len(run)
+    while end > 0:
+        start = best[end][1]
+        found.append(run[start:end])
+        end = start
+    return found[::-1]

@@ -28,6 +28,8 @@ def print_hits(result: SearchResult, as_json: bool) -> None:
         say(f"no results for {result.query}")
     for rank, hit in enumerate(result.results, start=result.offset + 1):
         say(f"{rank:3d}. {hit.score:6.3f}  {hit.path}")
+        if hit.text_match and hit.text:  # found by the words in it: say which
+            say(f"             text: {hit.text if len(hit.text) <= 100 else hit.text[:99] + '…'}")
 
 
 def run_index(args: argparse.Namespace) -> int:
@@ -37,7 +39,12 @@ def run_index(args: argparse.Namespace) -> int:
         return run_watch(args, index_summary, say_index)
     with service_for(args) as service:
         report = service.index(
-            args.folder, text_search=not args.no_text, tagger=args.tagger, engine=args.engine, address=args.address
+            args.folder,
+            text_search=not args.no_text,
+            tagger=args.tagger,
+            engine=args.engine,
+            address=args.address,
+            ocr=args.ocr,
         )
     summary = index_summary(args, report)
     if args.json:
@@ -73,6 +80,9 @@ def say_index(args: argparse.Namespace, report: IndexReport, summary: dict[str, 
         say(f"default tags: {tagged['tagged']} of {tagged['scored']} photos newly scored got at least one")
     if report.tags is not None:
         say(f"tagged {report.tags['tagged']} of {report.tags['images']} photos with {report.tags['tagger']}")
+    if report.text is not None:
+        text = report.text
+        say(f"read the text of {text['read']} photos: {text['with_text']} hold text ({text['seconds']:.1f} s)")
     say_failures(report.failures)
 
 
@@ -148,6 +158,11 @@ def metadata_lines(meta: dict[str, Any]) -> list[str]:
     if tags:
         shown = ", ".join(f"{name} ({n})" for name, n in list(tags.items())[:8])
         lines.append(f"tags:      {shown}" + (f" and {len(tags) - 8} more" if len(tags) > 8 else ""))
+    text = meta.get("text") or {}
+    if text.get("ocr") or text.get("with_text"):
+        waiting = f", {text['unread']} not read yet (run `vistext index DIR --ocr`)" if text.get("unread") else ""
+        state = "read at index time" if text.get("ocr") else "not read any more (--no-ocr)"
+        lines.append(f"text:      {state}; {text.get('with_text', 0)} photos hold text{waiting}")
     for name, done in (meta.get("unfinished_tagging") or {}).items():
         lines.append(f"tagging:   {name} is incomplete: its pass stopped after {done['images']} of {done['total']} "
                      "photos (run `vistext tag --collection` with that tagger again to finish)")  # fmt: skip
@@ -306,6 +321,13 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         action="store_true",
         help="after indexing, keep watching the folder and index photos as they are added, changed, moved or "
         "deleted (Ctrl-C to stop)",
+    )
+    index.add_argument(
+        "--ocr",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="read the text in photos (signs, screenshots, documents) so search finds it; remembered by the "
+        "catalogue: later runs keep doing it until --no-ocr (needs the [ocr] extra; off by default)",
     )
     add_db(index)
     index.set_defaults(run=run_index)

@@ -26,6 +26,8 @@ def _summary(item: dict[str, Any]) -> str:
         parts.append(f"{meta['latitude']:.4f},{meta['longitude']:.4f}")
     if item.get("tags"):
         parts.append(", ".join(f"{t['tag']} {t['score']:.2f}" for t in item["tags"][:5]))
+    if item.get("text"):
+        parts.append(f"text: {item['text'] if len(item['text']) <= 60 else item['text'][:59] + '…'}")
     return "  ".join(parts)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vistext.service import Service
-from vistext.service.filters import is_text, parse_filter
+from vistext.service.filters import FILTER_NAMES, is_text, parse_filter
 
 if TYPE_CHECKING:
     from vistext.service import ImageFilter
@@ -83,7 +83,7 @@ def add_paging(parser: argparse.ArgumentParser, k: int) -> None:
 
 
 def add_filters(parser: argparse.ArgumentParser) -> None:
-    """``--after --before --camera --near --folder --tag``: only photos passing all of them."""
+    """``--after --before --camera --near --folder --tag --has-text``: only photos passing all of them."""
     group = parser.add_argument_group("filters (only photos passing all of them)")
     group.add_argument("--after", metavar="DATE", help="taken on or after this date (YYYY-MM-DD, EXIF time)")
     group.add_argument("--before", metavar="DATE", help="taken before this date (YYYY-MM-DD)")
@@ -91,11 +91,16 @@ def add_filters(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--near", metavar="LAT,LON,KM", help="GPS position within KM km of LAT,LON")
     group.add_argument("--folder", help="in this folder or below (relative to the indexed folder, or absolute)")
     group.add_argument("--tag", help="has this collection tag (stored by `index --tagger` / `tag --collection`)")
+    group.add_argument(
+        "--has-text",
+        action="store_const",
+        const=True,
+        default=None,
+        help="holds text (signs, screenshots, documents) read by `index --ocr`",
+    )
 
 
 def filter_from(args: argparse.Namespace) -> ImageFilter | None:
     """The filter the options give, or None when none was given."""
-    found = parse_filter(
-        *(getattr(args, name, None) for name in ("after", "before", "camera", "near", "folder", "tag"))
-    )
+    found = parse_filter(*(getattr(args, name, None) for name in FILTER_NAMES))
     return None if found.empty else found

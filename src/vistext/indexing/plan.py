@@ -37,6 +37,7 @@ class IndexReport:
     meta_filled: int = 0  # unchanged files whose metadata was read now (indexed before metadata existed)
     tags: dict[str, Any] | None = None  # what a --tagger stored (vistext.service.collection_tags)
     default_tags: dict[str, Any] | None = None  # photos given tags with no training (vistext.service.default_tags)
+    text: dict[str, Any] | None = None  # what the OCR step read (vistext.indexing.photo_text), when it ran
     unlisted: list[str] = field(default_factory=list)  # folders that could not be listed: their photos are kept
 
     def summary(self) -> str:

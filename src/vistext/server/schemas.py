@@ -42,6 +42,10 @@ class HitOut(BaseModel):
     id: int | None = Field(default=None, description="catalogue id: use it for /api/images/{id} and /api/similar/{id}")
     meta: PhotoMetaOut | None = Field(None, description="the photo's metadata; null when never read")
     tags: list[ScoredTagOut] = Field(default_factory=list, description="its stored collection tags, best first")
+    text: str | None = Field(None, description="the text found in the photo (index --ocr), lines joined by ' / '")
+    text_match: float | None = Field(
+        None, description="share of the search's words the photo's text holds (present when its text matched)"
+    )
 
 
 class ListedOut(BaseModel):
@@ -49,6 +53,7 @@ class ListedOut(BaseModel):
     path: str
     meta: PhotoMetaOut | None = None
     tags: list[ScoredTagOut] = Field(default_factory=list)
+    text: str | None = Field(None, description="the text found in the photo (index --ocr); absent when none")
 
 
 class TagsIn(BaseModel):

@@ -22,6 +22,7 @@ from vistext.service.filters import describe
 from vistext.service.inputs import ImageInput, Upload, input_name
 from vistext.service.loaded_models import Lazy, LoadedModels
 from vistext.service.location import CatalogueLocation, indexes_below, locate
+from vistext.service.photo_text import check_ocr, index_text, merged, text_hits, text_summary
 from vistext.service.queries import Query, QueryBatcher
 from vistext.service.results import Hit, InfoResult, SearchResult
 from vistext.service.thumbnails import THUMBNAIL_SIZES, Thumbnails
@@ -146,9 +147,11 @@ class Collection:
         tagger: str | Path | None = None,
         engine: str = "local",
         address: str | None = None,
+        ocr: bool | None = None,
     ) -> IndexReport:
         """Incrementally index ``folder`` (new files added, changed re-encoded, deleted removed); with
-        ``tagger`` (a trained tagger's folder or name) also store its tags of every photo.
+        ``tagger`` (a trained tagger's folder or name) also store its tags of every photo; ``ocr``: read the
+        text in photos, or not, from now on (None: as the catalogue remembers; see ``service.photo_text``).
 
         ``engine="ray"`` runs on a Ray cluster (``address``; default a private local one) and also reads
         ``s3://bucket/prefix`` URLs; see ``vistext.indexing.ray_engine``."""
@@ -159,6 +162,7 @@ class Collection:
         if engine == "local" and not Path(folder).is_dir():
             raise UsageError(f"{folder}: not a folder")
         model = self._collection_tagger(tagger) if tagger is not None else None  # a bad tagger fails first
+        check_ocr(ocr, folder)  # and so does --ocr without its extra
         if engine == "ray":
             report = self._index_on_ray(str(folder), text_search, address)
         else:
@@ -166,6 +170,8 @@ class Collection:
         self.fill_default_tags(report)
         if model is not None and tagger is not None:
             report.tags = self.tag_collection(tagger).to_dict()
+        text = index_text(self.store(), self.models.text_reader, ocr, progress=self.progress)
+        report.text = None if text is None else text.to_dict()
         return report
 
     def fill_default_tags(self, report: IndexReport) -> None:
@@ -233,6 +239,7 @@ class Collection:
 
         details = dict(self.store().info())
         details["metadata"] = {**facets(self.store()), "unfinished_tagging": unfinished_tagging(self.store())}
+        details["metadata"]["text"] = text_summary(self.store())
         return InfoResult(str(where), True, details)
 
     # ---- the collection as a list ---------------------------------------------------------------------------
@@ -344,27 +351,39 @@ class Collection:
         if not text.strip():
             raise UsageError("the search text is empty")
         search = Query(self.models.text_space, k + offset, text=text, restrict=self.restrict(filter))
-        return self._page(text, search, k, offset, min_score)
+        return self._page(text, search, k, offset, min_score, words=text)
 
     def restrict(self, filter: ImageFilter | None) -> np.ndarray | None:
         """The ids a search may return under ``filter`` (None: no filter, all of them)."""
         return None if filter is None or filter.empty else self.store().ids_matching(filter)
 
     def _page(
-        self, query: str, search: Query, k: int, offset: int, min_score: float | None, *, skip: int | None = None
+        self,
+        query: str,
+        search: Query,
+        k: int,
+        offset: int,
+        min_score: float | None,
+        *,
+        skip: int | None = None,
+        words: str | None = None,
     ) -> Future[SearchResult]:
+        """A page of ``search``'s hits with their details; ``words``: a search text also matched against the
+        text found in photos (``service.photo_text``)."""
         check_k(k)
         if offset < 0:
             raise UsageError(f"offset must be >= 0, got {offset}")
 
         def page(hits: list[VectorHit]) -> SearchResult:
+            matches = {} if words is None else text_hits(self.store(), words, search.restrict)
+            hits, shares = merged(hits, matches), {image_id: share for image_id, (_, share) in matches.items()}
             if skip is not None:
                 hits = [h for h in hits if h.id != skip]
             if min_score is not None:
                 hits = [h for h in hits if h.score >= min_score]
             shown = hits[offset : offset + k]
             details = describe(self.store(), [h.id for h in shown])
-            results = [Hit(h.path, float(h.score), h.id, *details.get(h.id, (None, []))) for h in shown]
+            results = [Hit(h.path, float(h.score), h.id, *details[h.id], shares.get(h.id)) for h in shown]
             return SearchResult(query=query, results=results, offset=offset)
 
         return then_on(self._pages, self.queries.submit(search), page, lambda error: self._explain(error, search))

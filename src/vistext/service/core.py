@@ -160,11 +160,16 @@ class Service:
         tagger: str | Path | None = None,
         engine: str = "local",
         address: str | None = None,
+        ocr: bool | None = None,
     ) -> IndexReport:
         """Incrementally index ``folder`` (new files added, changed re-encoded, deleted removed); with
         ``tagger``, store that trained tagger's tags of every photo too; ``engine="ray"`` runs on a Ray cluster
-        at ``address`` and reads ``s3://`` URLs too."""
-        return self._collection.index(folder, text_search=text_search, tagger=tagger, engine=engine, address=address)
+        at ``address`` and reads ``s3://`` URLs too. ``ocr=True`` reads the text in photos (signs, screenshots,
+        documents) for search, in this run and every later one; ``False`` stops; None does as the catalogue
+        remembers (off for a new one)."""
+        return self._collection.index(
+            folder, text_search=text_search, tagger=tagger, engine=engine, address=address, ocr=ocr
+        )
 
     def watch(
         self, folder: str | Path, *, text_search: bool = True, stop: threading.Event | None = None

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from vistext.store import Store
     from vistext.store.records import ImageFilter, PhotoMeta
 
-FILTER_NAMES = ("after", "before", "camera", "near", "folder", "tag")
+FILTER_NAMES = ("after", "before", "camera", "near", "folder", "tag", "has_text")
 MAX_TEXT = 200  # camera, folder and tag filters are short names, not documents
 MAX_KM = 20_000  # half the Earth's circumference is 20,015 km: every distance is within it
 # What the parsers accept, as regular expressions (the HTTP API's schema states them, so a request the schema
@@ -102,8 +102,10 @@ def parse_filter(
     near: str | None = None,
     folder: str | None = None,
     tag: str | None = None,
+    has_text: bool | None = None,
 ) -> ImageFilter:
-    """An ``ImageFilter`` from the text forms (None: no condition); ``UsageError`` names the bad one."""
+    """An ``ImageFilter`` from the text forms (None: no condition); ``UsageError`` names the bad one.
+    ``has_text``: only photos holding text found by ``index --ocr`` (False: only those holding none)."""
     from vistext.store.records import ImageFilter
 
     return ImageFilter(  # an "after" later than "before" is a filter no photo passes, not an error
@@ -113,6 +115,7 @@ def parse_filter(
         near=None if near is None else parse_near(near),
         folder=_text("folder", folder),
         tag=_text("tag", tag),
+        has_text=has_text,
     )
 
 
@@ -129,17 +132,18 @@ def iso_time(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None).isoformat(timespec="seconds")
 
 
-def describe(store: Store, ids: Iterable[int]) -> dict[int, tuple[dict[str, Any] | None, list[dict[str, Any]]]]:
-    """Id -> (meta dict or None, [{tag, score}]) of these indexed images, read in two short queries (the
-    metadata columns only: no features or vectors, which made a served search 4x slower)."""
+def describe(
+    store: Store, ids: Iterable[int]
+) -> dict[int, tuple[dict[str, Any] | None, list[dict[str, Any]], str | None]]:
+    """Id -> (meta dict or None, [{tag, score}], the text found in it or None) of these indexed images, read in
+    three short queries (the metadata columns only: no features or vectors, which made a served search 4x
+    slower)."""
     wanted = [int(i) for i in ids]
     tags = store.tags_for(wanted)
-    out: dict[int, tuple[dict[str, Any] | None, list[dict[str, Any]]]] = {}
-    for image_id, meta in store.photo_metas(wanted).items():
-        pairs = [{"tag": tag, "score": round(score, 6)} for tag, score in tags.get(image_id, [])]
-        out[image_id] = (meta_dict(meta), pairs)
+    texts = store.photo_texts(wanted)
+    metas = store.photo_metas(wanted)
+    out: dict[int, tuple[dict[str, Any] | None, list[dict[str, Any]], str | None]] = {}
     for image_id in wanted:  # a catalogue without metadata columns (read-only, older schema): no meta
-        if image_id not in out:
-            pairs = [{"tag": tag, "score": round(score, 6)} for tag, score in tags.get(image_id, [])]
-            out[image_id] = (None, pairs)
+        pairs = [{"tag": tag, "score": round(score, 6)} for tag, score in tags.get(image_id, [])]
+        out[image_id] = (meta_dict(metas.get(image_id)), pairs, texts.get(image_id))
     return out

@@ -37,6 +37,7 @@ CSV_COLUMNS = (
     "width",
     "height",
     "orientation",
+    "text",
 )
 
 
@@ -46,9 +47,13 @@ class ListedImage:
     path: str
     meta: dict[str, Any] | None
     tags: list[dict[str, Any]]
+    text: str | None = None  # the text found in it (index --ocr)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "path": self.path, "meta": self.meta, "tags": self.tags}
+        out = {"id": self.id, "path": self.path, "meta": self.meta, "tags": self.tags}
+        if self.text is not None:
+            out["text"] = self.text
+        return out
 
 
 @dataclass
@@ -76,13 +81,14 @@ def _matching(store: Store, filter: ImageFilter | None) -> list[int]:
 
 
 def _items(store: Store, ids: list[int]) -> list[ListedImage]:
-    tags = store.tags_for(ids)
+    tags, texts = store.tags_for(ids), store.photo_texts(ids)
     return [
         ListedImage(
             record.id,
             record.path,
             meta_dict(record.meta),
             [{"tag": tag, "score": round(score, 6)} for tag, score in tags.get(record.id, [])],
+            texts.get(record.id),
         )
         for record in store.records(ids)
         if record.id is not None
@@ -126,7 +132,8 @@ def _csv_values(item: ListedImage) -> list[Any]:
         ";".join(f"{tag['score']:.4f}" for tag in item.tags),
         "" if taken_at is None else iso_time(taken_at),
         "" if taken_at is None else taken_at,
-        *("" if meta.get(name) is None else meta[name] for name in CSV_COLUMNS[6:]),
+        *("" if meta.get(name) is None else meta[name] for name in CSV_COLUMNS[6:-1]),
+        item.text or "",
     ]
 
 

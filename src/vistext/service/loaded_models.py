@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from vistext.models.joint import JointModel
     from vistext.models.joint_onnx import OnnxJointModel
     from vistext.models.matcher_numpy import NumpyMatcher
+    from vistext.models.ocr import TextReader
     from vistext.models.open_domain import OpenDomainModel
     from vistext.models.tagger import TaggerModel
 
@@ -114,6 +115,12 @@ class LoadedModels:
         self._open_domain: Lazy[tuple[OpenDomainModel | None]] = Lazy(self._load_open_domain)
         self._composer: Lazy[tuple[CaptionComposer | None]] = Lazy(self._load_composer)
         self.cache = ModelCache(cache_size)
+        self._text_reader: Lazy[TextReader] = Lazy(_text_reader)
+
+    @property
+    def text_reader(self) -> TextReader:
+        """The OCR engine that reads the text in photos (its models load on its first photo)."""
+        return self._text_reader.get()
 
     @property
     def encoder(self) -> ImageEncoder:
@@ -265,3 +272,9 @@ class LoadedModels:
         card = joint.metadata or joint.config  # a model built in memory has no card yet
         digest = hashlib.sha1(json.dumps(card, sort_keys=True, default=str).encode()).hexdigest()[:10]
         return f"{joint.name}@{digest}"
+
+
+def _text_reader() -> TextReader:
+    from vistext.models.ocr import TextReader
+
+    return TextReader()

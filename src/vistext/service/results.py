@@ -45,6 +45,8 @@ class Hit:
     id: int | None = None
     meta: dict[str, Any] | None = None  # the photo's metadata (see vistext.service.filters.meta_dict)
     tags: list[dict[str, Any]] | None = None  # its stored collection tags, [{tag, score}] best first
+    text: str | None = None  # the text found in it (index --ocr), lines joined by " / "
+    text_match: float | None = None  # share of a search's words its text holds (set when it matched)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"path": self.path, "score": round(float(self.score), 6)}
@@ -54,6 +56,10 @@ class Hit:
             out["meta"] = self.meta
         if self.tags is not None or self.id is not None:
             out["tags"] = self.tags or []
+        if self.text is not None:
+            out["text"] = self.text
+        if self.text_match:
+            out["text_match"] = round(float(self.text_match), 6)
         return out
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from vistext.errors import StoreError
 from vistext.store.records import MAX_FOLDERS, FileState, ImageFilter, ImageRecord, PhotoMeta, VectorHit
 
 
@@ -147,6 +148,31 @@ class Store(ABC):
     def set_picture_hashes(self, hashes: Mapping[str, tuple[int, int]]) -> None:
         """Cache perceptual hashes by content hash (a read-only store keeps none)."""
         return None
+
+    # ---- the text found in photos (store/photo_text.py); a backend without it holds none ------------------------
+    def photo_texts_to_read(self) -> dict[str, str]:
+        """Content hash -> the path of one ok photo holding it, for every content whose text was never read."""
+        return {}
+
+    def set_photo_texts(self, texts: Mapping[str, Sequence[tuple[str, float]]]) -> None:
+        """Store the text lines (each with its OCR confidence) read from each content hash, replacing what it had;
+        an empty sequence records that the photo was read and holds no text."""
+        raise StoreError(f"{type(self).__name__} keeps no text found in photos")
+
+    def photo_texts(self, ids: Iterable[int]) -> dict[int, str]:
+        """Image id -> the text found in it (lines joined by `` / ``), for those of ``ids`` holding any."""
+        return {}
+
+    def photo_text_lines(self, shas: Iterable[str]) -> dict[str, list[tuple[str, float]]]:
+        """Content hash -> the lines read from it with their confidence, for those of ``shas`` whose text was read
+        (an empty list: read, no text)."""
+        return {}
+
+    def text_matches(self, query: Sequence[str], limit: int = 2000) -> list[tuple[int, str, str]]:
+        """(image id, path, the searchable words of its text, space-separated) of ok photos whose text holds a word
+        starting with any of the ``query`` words (lower-case, as ``photo_text.query_words`` gives them), the
+        backend's full-text ranking first, at most ``limit``."""
+        return []
 
     def collection_root(self) -> str | None:
         """The folder collection-relative paths (``ImageFilter.folder``, facets) start from, if any."""

@@ -69,7 +69,8 @@ class ImageFilter:
     no date never passes a date bound). ``camera``: case-insensitive substring of "make model". ``near``:
     (latitude, longitude, km), great-circle distance at most km. ``folder``: the file is in this folder or
     below it, given relative to the collection's root ("trips/2024") or absolute. ``tag``: the photo has this
-    stored collection tag (any tagger, case-insensitive).
+    stored collection tag (any tagger, case-insensitive). ``has_text``: True, the photo holds text found by
+    ``index --ocr``; False, it was read and holds none, or was never read.
     """
 
     after: float | None = None
@@ -78,6 +79,7 @@ class ImageFilter:
     near: tuple[float, float, float] | None = None
     folder: str | None = None
     tag: str | None = None
+    has_text: bool | None = None
 
     @property
     def empty(self) -> bool:

@@ -30,6 +30,7 @@ class TransferReport:
     images: int = 0
     failed: int = 0
     tagged: int = 0
+    texts: int = 0  # contents whose text (index --ocr) was copied
     spaces: list[str] = field(default_factory=list)
     digest: str = ""
 
@@ -38,6 +39,7 @@ class TransferReport:
             "images": self.images,
             "failed": self.failed,
             "tagged": self.tagged,
+            "texts": self.texts,
             "spaces": self.spaces,
             "digest": self.digest,
         }
@@ -98,6 +100,17 @@ def copy_tags(source: Store, target: Store) -> int:
     return copied
 
 
+def copy_texts(source: Store, target: Store) -> int:
+    """Copy the text read from each photo's content (``index --ocr``). Returns how many contents had it read."""
+    copied = 0
+    for page in _pages(source.records(), BATCH):
+        lines = source.photo_text_lines({record.sha for record in page})
+        if lines:
+            target.set_photo_texts(lines)
+            copied += len(lines)
+    return copied
+
+
 def copy_store(
     source: Store, target: Store, *, batch: int = BATCH, progress: Callable[[int], None] | None = None
 ) -> TransferReport:
@@ -122,6 +135,7 @@ def copy_store(
         if pending:
             flush()
         report.tagged = copy_tags(source, target)
+        report.texts = copy_texts(source, target)
     target.flush()
     (count, digest), (copied, copied_digest) = store_digest(source), store_digest(target)
     if (count, digest) != (copied, copied_digest):

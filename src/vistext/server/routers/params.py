@@ -1,5 +1,5 @@
 """Query parameters several routers take: paging (``k``, ``offset``, ``min_score``), image ids, uploads, and
-the photo filters (``after``, ``before``, ``camera``, ``near``, ``folder``, ``tag``). A bad value is a 400
+the photo filters (``after``, ``before``, ``camera``, ``near``, ``folder``, ``tag``, ``has_text``). A bad value is a 400
 naming the parameter."""
 
 from __future__ import annotations
@@ -70,9 +70,12 @@ def image_filter(
     ),
     folder: str | None = _text("in this folder or below (relative to the collection's folder)"),
     tag: str | None = _text("has this stored collection tag (case-insensitive)"),
+    has_text: bool | None = Query(
+        None, description="true: holds text read by `index --ocr` (signs, screenshots); false: holds none"
+    ),
 ) -> ImageFilter:
     """The filter query parameters, parsed (a bad one raises ``UsageError``: a 400)."""
-    return parse_filter(after, before, camera, near, folder, tag)
+    return parse_filter(after, before, camera, near, folder, tag, has_text)
 
 
 Filter = Annotated[ImageFilter, Depends(image_filter)]

@@ -90,6 +90,9 @@ def filter_where(conn: psycopg.Connection, filter: ImageFilter) -> tuple[sql.Com
     if filter.tag is not None:
         clauses.append(sql.SQL("EXISTS (SELECT 1 FROM tags t WHERE t.image_id = i.id AND lower(t.tag) = lower(%s))"))
         params.append(filter.tag.strip())
+    if filter.has_text is not None:
+        found = "EXISTS (SELECT 1 FROM photo_text p WHERE p.sha = i.sha AND p.text != '')"
+        clauses.append(sql.SQL(found if filter.has_text else f"NOT {found}"))
     return sql.SQL(" AND ").join(clauses), params
 
 
@@ -102,6 +105,21 @@ def matching_ids(conn: psycopg.Connection, filter: ImageFilter) -> np.ndarray:
     query = sql.SQL("SELECT i.id, i.latitude, i.longitude FROM images i WHERE {} ORDER BY i.id").format(where)
     rows = conn.execute(query, params)
     return np.fromiter((i for i, a, b in rows if great_circle_km(lat, lon, a, b) <= km), dtype=np.int64)
+
+
+def text_matches(conn: psycopg.Connection, query: Sequence[str], limit: int) -> list[tuple[int, str, str]]:
+    """(image id, path, its searchable words) of ok photos whose text holds a word starting with any of the ``query``
+    words (the GIN-indexed tsvector), best-ranked (ts_rank) first, at most ``limit``."""
+    if not query:
+        return []
+    wanted = " | ".join("'" + word.replace("'", "''").replace("\\", "\\\\") + "':*" for word in query)
+    rows = conn.execute(
+        "SELECT i.id, i.path, p.words FROM photo_text p JOIN images i ON i.sha = p.sha AND i.status = 'ok' "
+        "WHERE p.terms @@ to_tsquery('simple', %s) "
+        "ORDER BY ts_rank(p.terms, to_tsquery('simple', %s)) DESC, i.id LIMIT %s",
+        (wanted, wanted, int(limit)),
+    )
+    return [(int(image_id), os.fsdecode(bytes(path)), str(text)) for image_id, path, text in rows]
 
 
 def set_tags(conn: psycopg.Connection, tagger: str, tags: Mapping[int, Sequence[tuple[str, float]]]) -> None:

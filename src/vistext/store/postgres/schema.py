@@ -97,9 +97,20 @@ def _v4(conn: psycopg.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[psycopg.Connection], None]] = [_v1, _v2, _v3, _v4]
+def _v5(conn: psycopg.Connection) -> None:
+    # SQLite's v8: the text found in photos (`vistext index --ocr`; store/photo_text.py), its words indexed for
+    # full-text search ('simple': lower-cased words, no stemming, as photo_text.words splits a query)
+    conn.execute(
+        "CREATE TABLE photo_text (sha TEXT PRIMARY KEY, text TEXT NOT NULL, words TEXT NOT NULL, lines TEXT NOT NULL, "
+        "terms tsvector GENERATED ALWAYS AS (to_tsvector('simple', words)) STORED)"
+    )
+    conn.execute("CREATE INDEX photo_text_terms ON photo_text USING gin (terms)")
+
+
+MIGRATIONS: list[Callable[[psycopg.Connection], None]] = [_v1, _v2, _v3, _v4, _v5]
 SCHEMA_VERSION = len(MIGRATIONS)
 HASHES_FROM = 3  # the first version with the perceptual-hash cache (SQLite's v6)
+TEXT_FROM = 5  # the first version with the text found in photos (SQLite's v8)
 
 
 def schema_version(conn: psycopg.Connection) -> int:

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import psycopg
@@ -26,12 +26,19 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from vistext.errors import StoreError
-from vistext.store import picture_hashes
+from vistext.store import photo_text, picture_hashes
 from vistext.store.base import Store
 from vistext.store.postgres import metadata
 from vistext.store.postgres.database import Database, advisory_writer_lock
 from vistext.store.postgres.reads import SPACES, catalogue_summary, file_states, read_records
-from vistext.store.postgres.schema import EF_CONSTRUCTION, HASHES_FROM, HNSW_M, migrate, schema_version
+from vistext.store.postgres.schema import (
+    EF_CONSTRUCTION,
+    HASHES_FROM,
+    HNSW_M,
+    TEXT_FROM,
+    migrate,
+    schema_version,
+)
 from vistext.store.postgres.search import (
     EF_MAX,
     EF_SEARCH,
@@ -46,6 +53,7 @@ from vistext.store.postgres.writes import drop_orphans, write_batch
 from vistext.store.records import IMAGE_SPACE, FileState, ImageFilter, ImageRecord, PhotoMeta, VectorHit
 
 _ID_RANGE = range(-(2**63), 2**63)
+_T = TypeVar("_T")
 
 
 class PostgresStore(Store):
@@ -99,6 +107,30 @@ class PostgresStore(Store):
         if not self.database.readonly and hashes:
             with self._tx() as conn:
                 picture_hashes.write_hashes(conn, hashes, "%s")
+
+    def _text_read(self, read: Callable[[psycopg.Connection], _T], empty: _T) -> _T:
+        """``read`` in a read transaction; ``empty`` from a catalogue older than the text table (read-only)."""
+        with self._tx(read=True) as conn:
+            return read(conn) if schema_version(conn) >= TEXT_FROM else empty
+
+    def photo_texts_to_read(self) -> dict[str, str]:
+        return self._text_read(lambda conn: photo_text.shas_to_read(conn, lambda path: os.fsdecode(bytes(path))), {})
+
+    def set_photo_texts(self, texts: Mapping[str, photo_text.Lines]) -> None:
+        self.database.check_writable()
+        with self._tx() as conn:
+            photo_text.write_texts(conn, texts, "%s")
+
+    def photo_texts(self, ids: Iterable[int]) -> dict[int, str]:
+        ids = list(ids)  # before taking a connection: a generator may read this store
+        return self._text_read(lambda conn: photo_text.texts_for(conn, ids, "%s"), {})
+
+    def photo_text_lines(self, shas: Iterable[str]) -> dict[str, list[tuple[str, float]]]:
+        shas = list(shas)
+        return self._text_read(lambda conn: photo_text.lines_for(conn, shas, "%s"), {})
+
+    def text_matches(self, query: Sequence[str], limit: int = photo_text.MATCH_LIMIT) -> list[tuple[int, str, str]]:
+        return self._text_read(lambda conn: metadata.text_matches(conn, query, limit), [])
 
     def file_states(self, prefix: str | None = None) -> dict[str, FileState]:
         with self._tx(read=True) as conn:

@@ -77,8 +77,9 @@ def drop_orphans(conn: psycopg.Connection, pairs: set[tuple[str, str]]) -> None:
              AND NOT EXISTS (SELECT 1 FROM images i WHERE i.sha = e.sha)""",
         (sorted(set(shas)),),
     )
-    conn.execute(  # the perceptual-hash cache is keyed by content too: no photo left, no row
-        """DELETE FROM picture_hashes h WHERE h.sha = ANY(%s)
-             AND NOT EXISTS (SELECT 1 FROM images i WHERE i.sha = h.sha)""",
-        (sorted(set(shas)),),
-    )
+    for table in ("picture_hashes", "photo_text"):  # keyed by content too: no photo left, no row
+        conn.execute(
+            f"""DELETE FROM {table} h WHERE h.sha = ANY(%s)
+                 AND NOT EXISTS (SELECT 1 FROM images i WHERE i.sha = h.sha)""",
+            (sorted(set(shas)),),
+        )

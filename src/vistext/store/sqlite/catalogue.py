@@ -31,6 +31,7 @@ from vistext.store.sqlite.schema import (
     MIGRATIONS,
     SCHEMA_VERSION,
     TAGS_FROM,
+    TEXT_FROM,
     check_version,
     stored_version,
 )
@@ -89,6 +90,12 @@ class Catalogue:
         self.vectors = SpaceVectors(self.conn, self.path)
         version = self.schema_version()  # a read-only older catalogue lacks the newer columns and tables
         self.has_meta, self.has_tags = version >= META_FROM, version >= TAGS_FROM
+        self.has_text = version >= TEXT_FROM
+
+    @property
+    def tables(self) -> dict[str, bool]:
+        """Which of the newer tables and columns this catalogue has (``has_meta``, ``has_tags``, ``has_text``)."""
+        return {"has_meta": self.has_meta, "has_tags": self.has_tags, "has_text": self.has_text}
 
     # ---- schema --------------------------------------------------------------------------------------------
     def schema_version(self) -> int:
@@ -246,6 +253,10 @@ class Catalogue:
         self.conn.execute(  # the perceptual-hash cache is keyed by content too: no photo left, no row
             "DELETE FROM picture_hashes WHERE sha = ? AND NOT EXISTS (SELECT 1 FROM images WHERE sha = ?)", (sha, sha)
         )
+        if self.has_text:  # so is the text found in photos
+            self.conn.execute(
+                "DELETE FROM photo_text WHERE sha = ? AND NOT EXISTS (SELECT 1 FROM images WHERE sha = ?)", (sha, sha)
+            )
 
     def remove(self, paths: Sequence[str]) -> list[int]:
         removed: list[int] = []

@@ -64,7 +64,7 @@ def paths_without_meta(conn: sqlite3.Connection, codec: PathCodec) -> set[str]:
 
 
 # ---- filters ---------------------------------------------------------------------------------------------------
-def filter_sql(filter: ImageFilter, codec: PathCodec, *, has_tags: bool) -> tuple[str, list[Any]]:
+def filter_sql(filter: ImageFilter, codec: PathCodec, *, has_tags: bool, has_text: bool) -> tuple[str, list[Any]]:
     """(WHERE clause over ``images i``, parameters) for everything in ``filter`` except the exact ``near``
     distance (a bounding box here; ``matching_ids`` checks the circle)."""
     clauses: list[str] = ["i.status = 'ok'"]
@@ -99,18 +99,21 @@ def filter_sql(filter: ImageFilter, codec: PathCodec, *, has_tags: bool) -> tupl
         else:
             clauses.append("EXISTS (SELECT 1 FROM tags t WHERE t.image_id = i.id AND t.tag = ? COLLATE NOCASE)")
             params.append(filter.tag.strip())
+    if filter.has_text is not None:
+        found = "EXISTS (SELECT 1 FROM photo_text p WHERE p.sha = i.sha AND p.text != '')" if has_text else "0"
+        clauses.append(found if filter.has_text else f"NOT {found}")
     return " AND ".join(clauses), params
 
 
 def matching_ids(
-    conn: sqlite3.Connection, codec: PathCodec, filter: ImageFilter, *, has_meta: bool, has_tags: bool
+    conn: sqlite3.Connection, codec: PathCodec, filter: ImageFilter, *, has_meta: bool, has_tags: bool, has_text: bool
 ) -> np.ndarray:
     """Sorted ids of ok images passing ``filter`` (a catalogue without metadata passes only metadata-free
     filters)."""
     uses_meta = any(v is not None for v in (filter.after, filter.before, filter.camera, filter.near))
     if uses_meta and not has_meta:
         return np.empty(0, np.int64)
-    where, params = filter_sql(filter, codec, has_tags=has_tags)
+    where, params = filter_sql(filter, codec, has_tags=has_tags, has_text=has_text)
     if filter.near is None:
         rows = conn.execute(f"SELECT i.id FROM images i WHERE {where} ORDER BY i.id", params)
         return np.fromiter((row[0] for row in rows), dtype=np.int64)
@@ -196,6 +199,24 @@ def edit_tags(conn: sqlite3.Connection, image_id: int, add: Sequence[str], remov
     for tag in remove:
         conn.execute("DELETE FROM tags WHERE image_id = ? AND tag = ? COLLATE NOCASE", (image_id, tag))
         conn.execute("INSERT OR IGNORE INTO removed_tags (image_id, tag) VALUES (?, ?)", (image_id, tag.lower()))
+
+
+# ---- text found in photos (schema v7) -----------------------------------------------------------------------------
+def text_matches(
+    conn: sqlite3.Connection, codec: PathCodec, query: Sequence[str], limit: int
+) -> list[tuple[int, str, str]]:
+    """(image id, path, its searchable words) of ok photos whose text holds a word starting with any of the ``query``
+    words (FTS5 prefix queries), best-ranked (bm25) first, at most ``limit``."""
+    if not query:
+        return []
+    match = " OR ".join('"' + word.replace('"', '""') + '"*' for word in query)
+    rows = conn.execute(
+        "SELECT i.id, i.path, p.words FROM photo_text_words w JOIN photo_text p ON p.rowid = w.rowid "
+        "JOIN images i ON i.sha = p.sha AND i.status = 'ok' WHERE photo_text_words MATCH ? "
+        "ORDER BY w.rank, i.id LIMIT ?",
+        (match, int(limit)),
+    )
+    return [(int(image_id), codec.decode(path), str(text)) for image_id, path, text in rows]
 
 
 # ---- facets ----------------------------------------------------------------------------------------------------

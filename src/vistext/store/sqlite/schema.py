@@ -130,7 +130,25 @@ def _v7(conn: sqlite3.Connection, root: Path) -> None:
     conn.execute(CREATE_REMOVED_TAGS)
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection, Path], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7]
+def _v8(conn: sqlite3.Connection, root: Path) -> None:
+    # the text found in photos (`vistext index --ocr`; store/photo_text.py), keyed by content hash, and its
+    # FTS5 index (external content: the words are indexed, the text is stored once), kept in step by triggers
+    # (one statement each: a trigger's body holds semicolons, so not through _script)
+    for statement in CREATE_PHOTO_TEXT:
+        conn.execute(statement)
+
+
+CREATE_PHOTO_TEXT = (
+    "CREATE TABLE photo_text (sha TEXT PRIMARY KEY, text TEXT NOT NULL, words TEXT NOT NULL, lines TEXT NOT NULL)",
+    "CREATE VIRTUAL TABLE photo_text_words USING fts5(words, content = 'photo_text', content_rowid = 'rowid', "
+    "tokenize = 'unicode61 remove_diacritics 2')",
+    "CREATE TRIGGER photo_text_added AFTER INSERT ON photo_text BEGIN "
+    "INSERT INTO photo_text_words (rowid, words) VALUES (new.rowid, new.words); END",
+    "CREATE TRIGGER photo_text_removed AFTER DELETE ON photo_text BEGIN "
+    "INSERT INTO photo_text_words (photo_text_words, rowid, words) VALUES ('delete', old.rowid, old.words); END",
+)
+
+MIGRATIONS: list[Callable[[sqlite3.Connection, Path], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8]
 SCHEMA_VERSION = len(MIGRATIONS)
 # the oldest version a read-only open can read as it is: v3 changed only what paths mean, not the tables, and
 # the catalogue reads a v2-v4 one without the metadata columns (v4) or tags (v5) it lacks
@@ -139,6 +157,7 @@ META_FROM = 4  # the first version with the metadata columns
 TAGS_FROM = 5  # the first version with the tags table
 HASHES_FROM = 6  # the first version with the perceptual-hash cache
 REMOVED_TAGS_FROM = 7  # the first version that remembers tags removed by hand
+TEXT_FROM = 8  # the first version with the text found in photos
 
 
 def stored_version(conn: sqlite3.Connection, path: Path) -> int:

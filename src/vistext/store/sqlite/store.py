@@ -15,16 +15,17 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from vistext.errors import StoreError
-from vistext.store import picture_hashes
+from vistext.store import photo_text, picture_hashes
 from vistext.store.base import Store
 from vistext.store.records import FileState, ImageFilter, ImageRecord, PhotoMeta, VectorHit, from_blob, l2_normalise
 from vistext.store.sqlite import metadata
@@ -38,6 +39,7 @@ from vistext.store.sqlite.vectors import FLAT, HNSW, HNSW_THRESHOLD, VectorIndex
 log = logging.getLogger(__name__)
 
 _BUILD_PAGE = 8192
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -132,9 +134,7 @@ class SQLiteStore(Store):
     def ids_matching(self, filter: ImageFilter) -> np.ndarray:
         catalogue = self.catalogue
         with self._locked(), catalogue.snapshot():
-            return metadata.matching_ids(
-                catalogue.conn, catalogue.codec, filter, has_meta=catalogue.has_meta, has_tags=catalogue.has_tags
-            )
+            return metadata.matching_ids(catalogue.conn, catalogue.codec, filter, **catalogue.tables)
 
     def set_tags(self, tagger: str, tags: Mapping[int, Sequence[tuple[str, float]]]) -> None:
         with self._locked(), self.catalogue.transaction() as conn:
@@ -191,6 +191,28 @@ class SQLiteStore(Store):
             return
         with self._locked(), self.catalogue.transaction() as conn:  # a cache: no generation bump
             picture_hashes.write_hashes(conn, hashes, "?")
+
+    def _text_read(self, read: Callable[[sqlite3.Connection], _T], empty: _T) -> _T:  # empty: no text table yet
+        if not self.catalogue.has_text:
+            return empty
+        with self._locked(), self.catalogue.snapshot() as conn:
+            return read(conn)
+
+    def photo_texts_to_read(self) -> dict[str, str]:
+        return self._text_read(partial(photo_text.shas_to_read, decode=self.catalogue.codec.decode), {})
+
+    def set_photo_texts(self, texts: Mapping[str, photo_text.Lines]) -> None:
+        with self._locked(), self.catalogue.transaction() as conn:  # no vector changes: no generation bump
+            photo_text.write_texts(conn, texts, "?")
+
+    def photo_texts(self, ids: Iterable[int]) -> dict[int, str]:  # ids listed before the lock (see picture_hashes)
+        return self._text_read(partial(photo_text.texts_for, ids=list(ids), mark="?"), {})
+
+    def photo_text_lines(self, shas: Iterable[str]) -> dict[str, list[tuple[str, float]]]:
+        return self._text_read(partial(photo_text.lines_for, shas=list(shas), mark="?"), {})
+
+    def text_matches(self, query: Sequence[str], limit: int = photo_text.MATCH_LIMIT) -> list[tuple[int, str, str]]:
+        return self._text_read(lambda conn: metadata.text_matches(conn, self.catalogue.codec, query, limit), [])
 
     def paths_without_meta(self) -> set[str]:
         if not self.catalogue.has_meta:
