@@ -3,7 +3,7 @@ unchanged (one JSON shape for CLI, HTTP and bot); these models only describe it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -42,6 +42,7 @@ class HitOut(BaseModel):
     id: int | None = Field(default=None, description="catalogue id: use it for /api/images/{id} and /api/similar/{id}")
     meta: PhotoMetaOut | None = Field(None, description="the photo's metadata; null when never read")
     tags: list[ScoredTagOut] = Field(default_factory=list, description="its stored collection tags, best first")
+    copy_of: int | None = Field(None, description="a copy of this photo shown before it on the page (its id)")
 
 
 class ListedOut(BaseModel):
@@ -49,12 +50,17 @@ class ListedOut(BaseModel):
     path: str
     meta: PhotoMetaOut | None = None
     tags: list[ScoredTagOut] = Field(default_factory=list)
+    date: str | None = Field(None, description="the date it sorts by (ISO, UTC)")
+    dated_by: Literal["taken", "file"] | None = Field(None, description="EXIF date taken, or the file's time")
+    copy_of: int | None = Field(None, description="a copy of this photo shown before it on the page (its id)")
 
 
 class ListOut(BaseModel):
     total: int = Field(description="how many photos pass the filters")
     offset: int = 0
     filter: dict[str, Any] = Field(default_factory=dict, description="the filters applied (unix seconds for dates)")
+    order: str = Field(description="the order of the photos: newest first")
+    next_cursor: str | None = Field(None, description="pass as `cursor` for the next page; null: no more")
     results: list[ListedOut]
 
 
@@ -77,6 +83,8 @@ class SearchOut(BaseModel):
     query: str
     results: list[HitOut]
     offset: int = 0
+    sort: Literal["relevance", "date"] = "relevance"
+    strong_score: float | None = Field(None, description="from this score a hit is a likely match (text search)")
 
 
 class TagOut(BaseModel):

@@ -22,6 +22,7 @@ from vistext.service.filters import describe
 from vistext.service.inputs import ImageInput, Upload, input_name
 from vistext.service.loaded_models import Lazy, LoadedModels
 from vistext.service.location import CatalogueLocation, indexes_below, locate
+from vistext.service.ordering import newest_matches, parse_sort, wanted_hits
 from vistext.service.queries import Query, QueryBatcher
 from vistext.service.results import Hit, InfoResult, SearchResult
 from vistext.service.thumbnails import THUMBNAIL_SIZES, Thumbnails
@@ -225,11 +226,13 @@ class Collection:
         return InfoResult(str(where), True, details)
 
     # ---- the collection as a list ---------------------------------------------------------------------------
-    def list_images(self, filter: ImageFilter | None = None, k: int = 50, offset: int = 0) -> ListResult:
-        """Photos passing ``filter`` (catalogue order) with their metadata and tags, ``k`` from ``offset``."""
+    def list_images(
+        self, filter: ImageFilter | None = None, k: int = 50, offset: int = 0, cursor: str | None = None
+    ) -> ListResult:
+        """Photos passing ``filter`` newest first with their metadata and tags (see ``service.listing``)."""
         from vistext.service.listing import list_images
 
-        return list_images(self.store(), filter, check_k(k), offset)
+        return list_images(self.store(), filter, check_k(k), offset, cursor)
 
     def export_lines(self, filter: ImageFilter | None = None, format: str = "csv") -> Iterator[str]:
         """Every photo passing ``filter`` as CSV or JSON Lines text, line by line (see ``service.listing``)."""
@@ -326,35 +329,55 @@ class Collection:
         offset: int = 0,
         min_score: float | None = None,
         filter: ImageFilter | None = None,
+        sort: str = "relevance",
     ) -> Future[SearchResult]:
         """Indexed images that best match ``text`` in the joint image-text space (among those passing
-        ``filter``), as a future: the query joins the next batch and the caller's thread is free meanwhile.
-        Loads the joint model on first use."""
+        ``filter``), best first or by date (``service.ordering``), as a future: the query joins the next batch
+        and the caller's thread is free meanwhile. Loads the joint model on first use."""
         if not text.strip():
             raise UsageError("the search text is empty")
-        search = Query(self.models.text_space, k + offset, text=text, restrict=self.restrict(filter))
-        return self._page(text, search, k, offset, min_score)
+        sort = parse_sort(sort)
+        space = self.models.text_space
+        search = Query(space, wanted_hits(sort, k, offset), text=text, restrict=self.restrict(filter))
+        return self._page(text, search, k, offset, min_score, sort=sort, strong=self.models.strong_score(space))
 
     def restrict(self, filter: ImageFilter | None) -> np.ndarray | None:
         """The ids a search may return under ``filter`` (None: no filter, all of them)."""
         return None if filter is None or filter.empty else self.store().ids_matching(filter)
 
     def _page(
-        self, query: str, search: Query, k: int, offset: int, min_score: float | None, *, skip: int | None = None
+        self,
+        query: str,
+        search: Query,
+        k: int,
+        offset: int,
+        min_score: float | None,
+        *,
+        skip: int | None = None,
+        sort: str = "relevance",
+        strong: float | None = None,
     ) -> Future[SearchResult]:
         check_k(k)
         if offset < 0:
             raise UsageError(f"offset must be >= 0, got {offset}")
 
         def page(hits: list[VectorHit]) -> SearchResult:
+            from vistext.service.copies import copies_among
+
             if skip is not None:
                 hits = [h for h in hits if h.id != skip]
             if min_score is not None:
                 hits = [h for h in hits if h.score >= min_score]
+            if sort == "date":
+                hits = newest_matches(self.store(), hits, strong)
             shown = hits[offset : offset + k]
             details = describe(self.store(), [h.id for h in shown])
-            results = [Hit(h.path, float(h.score), h.id, *details.get(h.id, (None, []))) for h in shown]
-            return SearchResult(query=query, results=results, offset=offset)
+            copies = copies_among(self.store(), [h.id for h in shown]) if len(shown) > 1 else {}
+            results = [
+                Hit(h.path, float(h.score), h.id, *details.get(h.id, (None, [])), copy_of=copies.get(h.id))
+                for h in shown
+            ]
+            return SearchResult(query=query, results=results, offset=offset, sort=sort, strong_score=strong)
 
         return then_on(self._pages, self.queries.submit(search), page, lambda error: self._explain(error, search))
 
