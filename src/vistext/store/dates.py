@@ -38,16 +38,16 @@ def newest_first(
     near: tuple[float, float, float] | None = None,
     has_meta: bool = True,
 ) -> list[tuple[int, float]]:
-    """Up to ``k`` (id, date) of the rows of ``images i`` passing ``where``, newest first (ties: higher id
-    first), skipping ``offset`` of them and, with ``after``, every one at or before that (date, id). ``near``
+    """Up to ``k`` (id, date) of the rows of ``images i`` passing ``where``, newest first (ties: the first
+    indexed first, so an exact copy comes after its original), skipping ``offset`` of them and, with ``after``, every one at or before that (date, id). ``near``
     (lat, lon, km) keeps only photos within km of the point (``where`` holds its bounding box)."""
     date = DATE if has_meta else FILE_DATE
     params = list(params)
     k, offset = min(int(k), _MOST), min(int(offset), _MOST)  # SQL numbers are 64-bit: past them nothing is left
     if after is not None:
-        where += f" AND ({date} < {mark} OR ({date} = {mark} AND i.id < {mark}))"
+        where += f" AND ({date} < {mark} OR ({date} = {mark} AND i.id > {mark}))"
         params += [float(after[0]), float(after[0]), int(after[1])]
-    order = f"ORDER BY {date} DESC, i.id DESC"
+    order = f"ORDER BY {date} DESC, i.id"
     if near is None:
         query = f"SELECT i.id, {date} FROM images i WHERE {where} {order} LIMIT {mark} OFFSET {mark}"
         return [(int(i), float(when)) for i, when in conn.execute(query, [*params, k, offset]).fetchall()]
