@@ -45,8 +45,10 @@ def run_list(args: argparse.Namespace) -> int:
         if details:
             say(f"        {details}")
     shown = len(result["results"])
-    if result["total"] > shown and shown:
+    if result["total"] is not None and result["total"] > shown and shown:
         say(f"{shown} of {result['total']} photos (from {args.offset}; see -k and --offset)")
+    if result["next_cursor"] and args.cursor is not None:
+        say(f"next page: --cursor {result['next_cursor']}")
     return 0
 
 

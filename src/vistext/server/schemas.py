@@ -56,7 +56,7 @@ class ListedOut(BaseModel):
 
 
 class ListOut(BaseModel):
-    total: int = Field(description="how many photos pass the filters")
+    total: int | None = Field(description="how many photos pass the filters (null on pages asked by cursor)")
     offset: int = 0
     filter: dict[str, Any] = Field(default_factory=dict, description="the filters applied (unix seconds for dates)")
     order: str = Field(description="the order of the photos: newest first")

@@ -18,13 +18,12 @@ import numpy as np
 
 from vistext.errors import ImageDecodeError, StoreError, UsageError
 from vistext.service.batching import then_on
-from vistext.service.filters import describe
 from vistext.service.inputs import ImageInput, Upload, input_name
 from vistext.service.loaded_models import Lazy, LoadedModels
 from vistext.service.location import CatalogueLocation, indexes_below, locate
-from vistext.service.ordering import newest_matches, parse_sort, wanted_hits
+from vistext.service.ordering import ResultPage, parse_sort, wanted_hits
 from vistext.service.queries import Query, QueryBatcher
-from vistext.service.results import Hit, InfoResult, SearchResult
+from vistext.service.results import InfoResult, SearchResult
 from vistext.service.thumbnails import THUMBNAIL_SIZES, Thumbnails
 
 log = logging.getLogger(__name__)
@@ -35,7 +34,7 @@ if TYPE_CHECKING:
     from vistext.service.collection_tags import CollectionTagReport
     from vistext.service.listing import ListResult
     from vistext.store import ImageRecord, Store
-    from vistext.store.records import ImageFilter, VectorHit
+    from vistext.store.records import ImageFilter
 
 MAX_K = 1000
 PAGE_THREADS = 2  # catalogue reads of search pages at once, beside the one batch worker
@@ -319,7 +318,7 @@ class Collection:
         skip = None if include_self else own_id
         wanted = k + offset + (skip is not None)
         search = Query("image", wanted, vector=vector, restrict=self.restrict(filter))
-        return self._page(name, search, k, offset, min_score, skip=skip).result()
+        return self._page(search, ResultPage(name, k, offset, min_score, skip=skip)).result()
 
     def search_later(
         self,
@@ -339,47 +338,25 @@ class Collection:
         sort = parse_sort(sort)
         space = self.models.text_space
         search = Query(space, wanted_hits(sort, k, offset), text=text, restrict=self.restrict(filter))
-        return self._page(text, search, k, offset, min_score, sort=sort, strong=self.models.strong_score(space))
+        return self._page(
+            search, ResultPage(text, k, offset, min_score, sort=sort, strong=self.models.strong_score(space))
+        )
 
     def restrict(self, filter: ImageFilter | None) -> np.ndarray | None:
         """The ids a search may return under ``filter`` (None: no filter, all of them)."""
         return None if filter is None or filter.empty else self.store().ids_matching(filter)
 
-    def _page(
-        self,
-        query: str,
-        search: Query,
-        k: int,
-        offset: int,
-        min_score: float | None,
-        *,
-        skip: int | None = None,
-        sort: str = "relevance",
-        strong: float | None = None,
-    ) -> Future[SearchResult]:
-        check_k(k)
-        if offset < 0:
-            raise UsageError(f"offset must be >= 0, got {offset}")
-
-        def page(hits: list[VectorHit]) -> SearchResult:
-            from vistext.service.copies import copies_among
-
-            if skip is not None:
-                hits = [h for h in hits if h.id != skip]
-            if min_score is not None:
-                hits = [h for h in hits if h.score >= min_score]
-            if sort == "date":
-                hits = newest_matches(self.store(), hits, strong)
-            shown = hits[offset : offset + k]
-            details = describe(self.store(), [h.id for h in shown])
-            copies = copies_among(self.store(), [h.id for h in shown]) if len(shown) > 1 else {}
-            results = [
-                Hit(h.path, float(h.score), h.id, *details.get(h.id, (None, [])), copy_of=copies.get(h.id))
-                for h in shown
-            ]
-            return SearchResult(query=query, results=results, offset=offset, sort=sort, strong_score=strong)
-
-        return then_on(self._pages, self.queries.submit(search), page, lambda error: self._explain(error, search))
+    def _page(self, search: Query, page: ResultPage) -> Future[SearchResult]:
+        check_k(page.k)
+        if page.offset < 0:
+            raise UsageError(f"offset must be >= 0, got {page.offset}")
+        answer = self.queries.submit(search)
+        return then_on(
+            self._pages,
+            answer,
+            lambda hits: page.result(self.store(), hits),
+            lambda error: self._explain(error, search),
+        )
 
     def _explain(self, error: BaseException, search: Query) -> BaseException:
         # checked only on failure: a busy server must not pay a catalogue query per search

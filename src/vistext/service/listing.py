@@ -63,10 +63,10 @@ class ListedImage:
 
 @dataclass
 class ListResult:
-    """One page of the photos passing ``filter``, newest first (``ORDER``), and how many pass in all;
-    ``next_cursor`` asks for the next page (None: this was the last)."""
+    """One page of the photos passing ``filter``, newest first (``ORDER``), and how many pass in all (None on a
+    page asked for by cursor); ``next_cursor`` asks for the next page (None: this was the last)."""
 
-    total: int
+    total: int | None
     offset: int
     results: list[ListedImage]
     filter: dict[str, Any] = field(default_factory=dict)
@@ -121,7 +121,8 @@ def list_images(
     copies = copies_among(store, list(items)) if len(items) > 1 else {}
     shown = [replace(items[i], date=date, copy_of=copies.get(i)) for i, date in dated if i in items]
     following = cursor_text(dated[-1][1], dated[-1][0]) if len(dated) == k else None  # a full page: maybe more
-    total = len(_matching(store, filter))
+    # counting reads every matching id: asked once, with the first page, not again as the page scrolls
+    total = None if after is not None else len(store.ids_matching(filter or ImageFilter()))
     return ListResult(total, offset, shown, filter.to_dict() if filter is not None else {}, following)
 
 

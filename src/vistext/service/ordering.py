@@ -9,9 +9,12 @@ the hits stay closest first, and the page says so."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from vistext.errors import UsageError
+from vistext.service.filters import describe
+from vistext.service.results import Hit, SearchResult
 
 if TYPE_CHECKING:
     from vistext.store import Store
@@ -44,6 +47,40 @@ def newest_matches(store: Store, hits: list[VectorHit], strong: float | None) ->
     dates = store.photo_dates([hit.id for hit in kept])
     rank = {hit.id: n for n, hit in enumerate(kept)}
     return sorted(kept, key=lambda hit: (-dates.get(hit.id, float("-inf")), rank[hit.id]))
+
+
+@dataclass(frozen=True)
+class ResultPage:
+    """Which hits one page of a search shows, and how: ``k`` from ``offset`` of those scoring at least
+    ``min_score`` (the query photo ``skip`` left out), in ``sort`` order; ``strong``: the score of a likely match
+    (None: scores are not calibrated)."""
+
+    query: str
+    k: int
+    offset: int = 0
+    min_score: float | None = None
+    skip: int | None = None
+    sort: str = "relevance"
+    strong: float | None = None
+
+    def result(self, store: Store, hits: list[VectorHit]) -> SearchResult:
+        """The page of ``hits`` (best first), each with its metadata, tags and, for a copy of a photo shown
+        before it, ``copy_of``."""
+        from vistext.service.copies import copies_among
+
+        if self.skip is not None:
+            hits = [h for h in hits if h.id != self.skip]
+        if self.min_score is not None:
+            hits = [h for h in hits if h.score >= self.min_score]
+        if self.sort == "date":
+            hits = newest_matches(store, hits, self.strong)
+        shown = hits[self.offset : self.offset + self.k]
+        details = describe(store, [h.id for h in shown])
+        copies = copies_among(store, [h.id for h in shown]) if len(shown) > 1 else {}
+        results = [
+            Hit(h.path, float(h.score), h.id, *details.get(h.id, (None, [])), copy_of=copies.get(h.id)) for h in shown
+        ]
+        return SearchResult(self.query, results, self.offset, sort=self.sort, strong_score=self.strong)
 
 
 def cursor_text(date: float, image_id: int) -> str:

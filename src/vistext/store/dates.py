@@ -39,8 +39,9 @@ def newest_first(
     has_meta: bool = True,
 ) -> list[tuple[int, float]]:
     """Up to ``k`` (id, date) of the rows of ``images i`` passing ``where``, newest first (ties: the first
-    indexed first, so an exact copy comes after its original), skipping ``offset`` of them and, with ``after``, every one at or before that (date, id). ``near``
-    (lat, lon, km) keeps only photos within km of the point (``where`` holds its bounding box)."""
+    indexed first, so an exact copy comes after its original), skipping ``offset`` of them and, with ``after``,
+    every one at or before that (date, id). ``near`` (lat, lon, km) keeps only photos within km of the point
+    (``where`` holds its bounding box)."""
     date = DATE if has_meta else FILE_DATE
     params = list(params)
     k, offset = min(int(k), _MOST), min(int(offset), _MOST)  # SQL numbers are 64-bit: past them nothing is left

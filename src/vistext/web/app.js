@@ -54,8 +54,8 @@
     onPage: (answer, line) => {
       $("results").hits = line.hits;
       const what = filters.empty ? "photos" : "photos passing the filters";
-      showStatus("search-status", answer.total
-        ? `${answer.total} ${what}, newest first${line.done ? "" : " (scroll for more)"}`
+      showStatus("search-status", line.total
+        ? `${line.total} ${what}, newest first${line.done ? "" : " (scroll for more)"}`
         : `no ${what}`);
     },
     onError: (error) => showStatus("search-status", error.message, true),

@@ -50,7 +50,7 @@
         if (generation !== this.generation || !this.active) return; // superseded while it was on its way
         const shown = T.addTiles(this.grid, answer.results, this.options.tileOptions, (hit) => this.heading(hit));
         this.hits.push(...shown);
-        this.total = answer.total;
+        if (typeof answer.total === "number") this.total = answer.total; // counted with the first page only
         this.cursor = answer.next_cursor;
         this.done = !answer.next_cursor;
         this.options.onPage(answer, this);
