@@ -4,6 +4,7 @@ over HTTP on loopback. The browser side is in test_web_browse.py."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -16,6 +17,7 @@ import httpx
 import pytest
 from PIL import ExifTags, Image
 
+from vistext.cli.main import main
 from vistext.errors import UsageError
 from vistext.photo_meta import PhotoMeta
 from vistext.server import ServerSettings
@@ -176,3 +178,19 @@ def _check_copies(hits: list[dict[str, Any]]) -> None:
         copy_of = {Path(hit["path"]).name: hit.get("copy_of") for hit in hits}
         assert copy_of[later] == ids[first] and copy_of[first] is None
     assert sum("copy_of" in hit for hit in hits) == 2
+
+
+def test_the_cli_pages_by_cursor_and_sorts_a_search_by_date(
+    library: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = str(library["db"])
+    assert main(["list", "--db", db, "-k", "4", "--json"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert main(["list", "--db", db, "-k", "4", "--cursor", first["next_cursor"], "--json"]) == 0
+    second = json.loads(capsys.readouterr().out)
+    assert _names(second["results"]) == ["china.jpg", "astronaut.jpg", "rocket.jpg", "coffee.jpg"]
+    assert main(["list", "--db", db, "--cursor", "soon"]) == 2
+    assert "cursor: give the next_cursor of a previous page" in capsys.readouterr().err
+    if library["text"]:
+        assert main(["search", "a flower", "--db", db, "-k", "10", "--sort", "date", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["sort"] == "date"
