@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import vistext.service.duplicates as duplicates_service
+import vistext.service.copies as copies_service
 from vistext.analysis.duplicates import (
     copy_links,
     cosine_links,
@@ -113,7 +113,7 @@ def test_a_second_run_reads_no_photo(
     def no_decoding(path: object) -> object:
         raise AssertionError(f"{path} was decoded again")
 
-    monkeypatch.setattr(duplicates_service, "hash_photo", no_decoding)
+    monkeypatch.setattr(copies_service, "hash_photo", no_decoding)
     with Service(db=collection, progress=False) as service:
         assert service.duplicates().to_dict() == first
 

@@ -404,12 +404,12 @@ def test_no_decompression_bomb_or_read_only_array_warnings(
 def test_a_search_page_is_read_from_the_catalogue_outside_the_batch_thread(
     indexed: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from vistext.service import collection as collection_module
+    from vistext.service import ordering  # where a result page is put together
 
     readers: list[str] = []
-    real = collection_module.describe
+    real = ordering.describe
     monkeypatch.setattr(
-        collection_module,
+        ordering,
         "describe",
         lambda store, ids: readers.append(threading.current_thread().name) or real(store, ids),
     )

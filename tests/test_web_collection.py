@@ -119,7 +119,14 @@ def _apply(page: object, **values: str) -> None:
         page.select_option(f"#filters [name={name}]", values.get(name, ""))
     with page.expect_response(lambda r: "/api/list" in r.url or "/api/search" in r.url):
         page.click("#filters-apply")
-    page.wait_for_function("!document.querySelector('#search-button').disabled")
+    _settled(page)
+
+
+def _settled(page: object) -> None:
+    """Wait until the search, or the timeline's page, has been drawn."""
+    page.wait_for_function(
+        "!document.querySelector('#search-button').disabled && !document.querySelector('#more').dataset.loading"
+    )
 
 
 def test_filters_narrow_the_listing_and_the_search(page: object, album: dict) -> None:
@@ -144,22 +151,28 @@ def test_filters_narrow_the_listing_and_the_search(page: object, album: dict) ->
     if album["text"]:  # words and filters together: only photos passing the filters, ranked by the words
         page.fill("#q", "people walking in a city street")
         page.click("#search-button")
-        page.wait_for_function("document.querySelector('#search-status').textContent.startsWith('results')")
+        page.wait_for_function("document.querySelector('#search-status').textContent.includes('“')")
         assert 1 <= len(_cards(page)) <= 3 and all("/city-2024/" in p for p in _cards(page))
     # the words in the box now go with new filters (none: the photos passing them are listed)
     page.fill("#q", "a child playing by the sea" if album["text"] else "")
     _apply(page, after="2023-01-01", camera="Canon Canon EOS 5D Mark IV", tag="beach")
     assert len(_cards(page)) == PER_FOLDER and all("/beach-2023/" in p for p in _cards(page))
     if album["text"]:
-        assert page.inner_text("#search-status").startswith("results 1–8 for “a child playing by the sea”")
+        status = page.inner_text("#search-status")  # "results 1–8 for …", or "no strong match for …; closest: 1–8"
+        assert "for “a child playing by the sea”" in status and "1–8" in status
     page.wait_for_function("[...document.querySelectorAll('#results img')].every(i => i.complete)")
     page.locator("#search").screenshot(path=str(ARTIFACTS / "filters.png"))
     page.fill("#q", "")
     page.click("#filters-clear")
     page.wait_for_function("document.querySelector('#filter-summary').textContent.includes('no filters')")
-    # the unfiltered listing arrives after the summary changes: wait for it rather than race it
-    page.wait_for_function(f"document.querySelectorAll('#results .card').length === {min(24, 3 * PER_FOLDER + 2)}")
-    assert len(_cards(page)) == min(24, 3 * PER_FOLDER + 2)
+    # the unfiltered timeline arrives after the summary changes, page after page as it is scrolled
+    for _ in range(20):
+        page.mouse.wheel(0, 5000)
+        if page.get_attribute("#more", "data-done") == "1":
+            break
+        page.wait_for_timeout(200)
+    page.wait_for_function("document.querySelector('#more').dataset.done === '1'")
+    assert len(_cards(page)) == 3 * PER_FOLDER  # the two copies are folded into their originals' tiles
     page.fill("#filters [name=near]", "somewhere")  # checked on the page: one line, nothing sent
     page.click("#filters-apply")
     assert "lat,lon,km" in page.inner_text("#filter-summary")
@@ -172,9 +185,9 @@ def test_a_tag_chip_filters_and_the_export_has_the_filtered_photos(page: object,
     assert sorted(tags) == ["any tag", "beach (8)", "paper (10)", "sea (8)", "street (8)"]
     page.click("#list-button")
     page.wait_for_selector("#results .card .chip")
-    chips = page.eval_on_selector_all("#results .card:first-child .chip", "cs => cs.map(c => c.textContent)")
-    assert chips == ["beach", "sea"]
-    page.locator("#results .card:first-child .chip", has_text="sea").click()
+    beach = page.locator("#results .card", has=page.locator(".chip", has_text="sea")).first
+    assert beach.locator(".chip").all_inner_texts() == ["beach", "sea"]
+    beach.locator(".chip", has_text="sea").click()
     page.wait_for_function("document.querySelector('#filter-summary').textContent.includes('tag: sea')")
     page.wait_for_function(f"document.querySelectorAll('#results .card').length === {PER_FOLDER}")
     assert all("/beach-2023/" in p for p in _cards(page))

@@ -245,7 +245,7 @@ def run_search(args: argparse.Namespace) -> int:
     return _answer(
         args,
         lambda service: service.search(
-            args.text, args.k, offset=args.offset, min_score=args.min_score, filter=filter_from(args)
+            args.text, args.k, offset=args.offset, min_score=args.min_score, filter=filter_from(args), sort=args.sort
         ),
         "search",
     )
@@ -351,6 +351,9 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     search = commands.add_parser("search", parents=[common], help="indexed images matching a text")
     search.add_argument("text", type=words, help="what to look for, in words")
     add_paging(search, 10)
+    search.add_argument(
+        "--sort", choices=("relevance", "date"), default="relevance", help="best first, or strong matches newest first"
+    )
     add_filters(search)
     add_db(search)
     search.set_defaults(run=run_search)

@@ -33,7 +33,7 @@ def _summary(item: dict[str, Any]) -> str:
 
 def run_list(args: argparse.Namespace) -> int:
     with service_for(args, read_only=True) as service:
-        result = service.list_images(filter_from(args), args.k, args.offset).to_dict()
+        result = service.list_images(filter_from(args), args.k, args.offset, args.cursor).to_dict()
     if args.json:
         emit_json(result)
         return 0
@@ -47,8 +47,10 @@ def run_list(args: argparse.Namespace) -> int:
         if details:
             say(f"        {details}")
     shown = len(result["results"])
-    if result["total"] > shown and shown:
+    if result["total"] is not None and result["total"] > shown and shown:
         say(f"{shown} of {result['total']} photos (from {args.offset}; see -k and --offset)")
+    if result["next_cursor"] and args.cursor is not None:
+        say(f"next page: --cursor {result['next_cursor']}")
     return 0
 
 
@@ -91,9 +93,12 @@ def run_tag_collection(args: argparse.Namespace) -> int:
 
 
 def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    listing = commands.add_parser("list", parents=[common], help="indexed photos with metadata and tags (filterable)")
+    listing = commands.add_parser(
+        "list", parents=[common], help="indexed photos newest first, with metadata and tags (filterable)"
+    )
     listing.add_argument("-k", type=int, default=50, help="how many photos (default 50)")
     listing.add_argument("--offset", type=whole(0), default=0, help="skip this many (paging)")
+    listing.add_argument("--cursor", help="start after this next_cursor of a previous --json page")
     add_filters(listing)
     add_db(listing)
     listing.set_defaults(run=run_list)

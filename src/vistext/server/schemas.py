@@ -3,7 +3,7 @@ unchanged (one JSON shape for CLI, HTTP and bot); these models only describe it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -46,6 +46,7 @@ class HitOut(BaseModel):
     text_match: float | None = Field(
         None, description="share of the search's words the photo's text holds (present when its text matched)"
     )
+    copy_of: int | None = Field(None, description="a copy of this photo shown before it on the page (its id)")
 
 
 class ListedOut(BaseModel):
@@ -54,6 +55,9 @@ class ListedOut(BaseModel):
     meta: PhotoMetaOut | None = None
     tags: list[ScoredTagOut] = Field(default_factory=list)
     text: str | None = Field(None, description="the text found in the photo (index --ocr); absent when none")
+    date: str | None = Field(None, description="the date it sorts by (ISO, UTC)")
+    dated_by: Literal["taken", "file"] | None = Field(None, description="EXIF date taken, or the file's time")
+    copy_of: int | None = Field(None, description="a copy of this photo shown before it on the page (its id)")
 
 
 class TagsIn(BaseModel):
@@ -67,9 +71,11 @@ class PhotoTagsOut(BaseModel):
 
 
 class ListOut(BaseModel):
-    total: int = Field(description="how many photos pass the filters")
+    total: int | None = Field(description="how many photos pass the filters (null on pages asked by cursor)")
     offset: int = 0
     filter: dict[str, Any] = Field(default_factory=dict, description="the filters applied (unix seconds for dates)")
+    order: str = Field(description="the order of the photos: newest first")
+    next_cursor: str | None = Field(None, description="pass as `cursor` for the next page; null: no more")
     results: list[ListedOut]
 
 
@@ -92,6 +98,8 @@ class SearchOut(BaseModel):
     query: str
     results: list[HitOut]
     offset: int = 0
+    sort: Literal["relevance", "date"] = "relevance"
+    strong_score: float | None = Field(None, description="from this score a hit is a likely match (text search)")
 
 
 class TagOut(BaseModel):

@@ -18,13 +18,13 @@ import numpy as np
 
 from vistext.errors import ImageDecodeError, StoreError, UsageError
 from vistext.service.batching import then_on
-from vistext.service.filters import describe
 from vistext.service.inputs import ImageInput, Upload, input_name
 from vistext.service.loaded_models import Lazy, LoadedModels
 from vistext.service.location import CatalogueLocation, indexes_below, locate
-from vistext.service.photo_text import check_ocr, index_text, merged, text_hits, text_summary
+from vistext.service.ordering import ResultPage, parse_sort, wanted_hits
+from vistext.service.photo_text import check_ocr, index_text, text_hits, text_summary
 from vistext.service.queries import Query, QueryBatcher
-from vistext.service.results import Hit, InfoResult, SearchResult
+from vistext.service.results import InfoResult, SearchResult
 from vistext.service.thumbnails import THUMBNAIL_SIZES, Thumbnails
 
 log = logging.getLogger(__name__)
@@ -243,11 +243,13 @@ class Collection:
         return InfoResult(str(where), True, details)
 
     # ---- the collection as a list ---------------------------------------------------------------------------
-    def list_images(self, filter: ImageFilter | None = None, k: int = 50, offset: int = 0) -> ListResult:
-        """Photos passing ``filter`` (catalogue order) with their metadata and tags, ``k`` from ``offset``."""
+    def list_images(
+        self, filter: ImageFilter | None = None, k: int = 50, offset: int = 0, cursor: str | None = None
+    ) -> ListResult:
+        """Photos passing ``filter`` newest first with their metadata and tags (see ``service.listing``)."""
         from vistext.service.listing import list_images
 
-        return list_images(self.store(), filter, check_k(k), offset)
+        return list_images(self.store(), filter, check_k(k), offset, cursor)
 
     def export_lines(self, filter: ImageFilter | None = None, format: str = "csv") -> Iterator[str]:
         """Every photo passing ``filter`` as CSV or JSON Lines text, line by line (see ``service.listing``)."""
@@ -334,7 +336,7 @@ class Collection:
         skip = None if include_self else own_id
         wanted = k + offset + (skip is not None)
         search = Query("image", wanted, vector=vector, restrict=self.restrict(filter))
-        return self._page(name, search, k, offset, min_score, skip=skip).result()
+        return self._page(search, ResultPage(name, k, offset, min_score, skip=skip)).result()
 
     def search_later(
         self,
@@ -344,49 +346,36 @@ class Collection:
         offset: int = 0,
         min_score: float | None = None,
         filter: ImageFilter | None = None,
+        sort: str = "relevance",
     ) -> Future[SearchResult]:
         """Indexed images that best match ``text`` in the joint image-text space (among those passing
-        ``filter``), as a future: the query joins the next batch and the caller's thread is free meanwhile.
-        Loads the joint model on first use."""
+        ``filter``), best first or by date (``service.ordering``), as a future: the query joins the next batch
+        and the caller's thread is free meanwhile. Loads the joint model on first use."""
         if not text.strip():
             raise UsageError("the search text is empty")
-        search = Query(self.models.text_space, k + offset, text=text, restrict=self.restrict(filter))
-        return self._page(text, search, k, offset, min_score, words=text)
+        sort = parse_sort(sort)
+        space = self.models.text_space
+        search = Query(space, wanted_hits(sort, k, offset), text=text, restrict=self.restrict(filter))
+        page = ResultPage(text, k, offset, min_score, sort=sort, strong=self.models.strong_score(space))
+        return self._page(search, page, words=text)
 
     def restrict(self, filter: ImageFilter | None) -> np.ndarray | None:
         """The ids a search may return under ``filter`` (None: no filter, all of them)."""
         return None if filter is None or filter.empty else self.store().ids_matching(filter)
 
-    def _page(
-        self,
-        query: str,
-        search: Query,
-        k: int,
-        offset: int,
-        min_score: float | None,
-        *,
-        skip: int | None = None,
-        words: str | None = None,
-    ) -> Future[SearchResult]:
+    def _page(self, search: Query, page: ResultPage, *, words: str | None = None) -> Future[SearchResult]:
         """A page of ``search``'s hits with their details; ``words``: a search text also matched against the
         text found in photos (``service.photo_text``)."""
-        check_k(k)
-        if offset < 0:
-            raise UsageError(f"offset must be >= 0, got {offset}")
+        check_k(page.k)
+        if page.offset < 0:
+            raise UsageError(f"offset must be >= 0, got {page.offset}")
 
-        def page(hits: list[VectorHit]) -> SearchResult:
-            matches = {} if words is None else text_hits(self.store(), words, search.restrict)
-            hits, shares = merged(hits, matches), {image_id: share for image_id, (_, share) in matches.items()}
-            if skip is not None:
-                hits = [h for h in hits if h.id != skip]
-            if min_score is not None:
-                hits = [h for h in hits if h.score >= min_score]
-            shown = hits[offset : offset + k]
-            details = describe(self.store(), [h.id for h in shown])
-            results = [Hit(h.path, float(h.score), h.id, *details[h.id], shares.get(h.id)) for h in shown]
-            return SearchResult(query=query, results=results, offset=offset)
+        def shown(hits: list[VectorHit]) -> SearchResult:
+            store = self.store()
+            matches = {} if words is None else text_hits(store, words, search.restrict)
+            return page.result(store, hits, matches)
 
-        return then_on(self._pages, self.queries.submit(search), page, lambda error: self._explain(error, search))
+        return then_on(self._pages, self.queries.submit(search), shown, lambda error: self._explain(error, search))
 
     def _explain(self, error: BaseException, search: Query) -> BaseException:
         # checked only on failure: a busy server must not pay a catalogue query per search

@@ -208,9 +208,11 @@ class Service:
         offset: int = 0,
         min_score: float | None = None,
         filter: ImageFilter | None = None,
+        sort: str = "relevance",
     ) -> SearchResult:
-        """Indexed images (passing ``filter``) that best match ``text`` in the joint image-text space."""
-        return self.search_later(text, k, offset=offset, min_score=min_score, filter=filter).result()
+        """Indexed images (passing ``filter``) that best match ``text`` in the joint image-text space, best
+        first or (``sort="date"``) the strong matches newest first (see ``service.ordering``)."""
+        return self.search_later(text, k, offset=offset, min_score=min_score, filter=filter, sort=sort).result()
 
     def search_later(
         self,
@@ -220,15 +222,19 @@ class Service:
         offset: int = 0,
         min_score: float | None = None,
         filter: ImageFilter | None = None,
+        sort: str = "relevance",
     ) -> Future[SearchResult]:
         """``search`` as a future: the query joins the next batch and the caller's thread is free meanwhile
         (the server awaits it). Loads the joint model on first use."""
-        return self._collection.search_later(text, k, offset=offset, min_score=min_score, filter=filter)
+        return self._collection.search_later(text, k, offset=offset, min_score=min_score, filter=filter, sort=sort)
 
     # ---- the collection as a list (metadata and collection tags) ---------------------------------------------
-    def list_images(self, filter: ImageFilter | None = None, k: int = 50, offset: int = 0) -> ListResult:
-        """Photos passing ``filter`` (catalogue order) with their metadata and tags, ``k`` from ``offset``."""
-        return self._collection.list_images(filter, k, offset)
+    def list_images(
+        self, filter: ImageFilter | None = None, k: int = 50, offset: int = 0, cursor: str | None = None
+    ) -> ListResult:
+        """Photos passing ``filter``, newest first (date taken, else file time), with their metadata and tags,
+        ``k`` from ``offset`` or after ``cursor`` (a previous page's ``next_cursor``)."""
+        return self._collection.list_images(filter, k, offset, cursor)
 
     def export_lines(self, filter: ImageFilter | None = None, format: str = "csv") -> Iterator[str]:
         """Every photo passing ``filter`` as ``csv`` or ``jsonl`` text, line by line."""

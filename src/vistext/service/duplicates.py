@@ -12,23 +12,16 @@ A photo that cannot be read now (gone, a FIFO, broken) is skipped with a one-lin
 
 from __future__ import annotations
 
-import logging
-import os
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-
 import numpy as np
 
 from vistext.analysis.duplicates import copy_links, cosine_links, linked_groups
-from vistext.analysis.picture_hash import COPY_DISTANCE, hash_photo
+from vistext.analysis.picture_hash import COPY_DISTANCE
 from vistext.errors import ImageDecodeError, UsageError
 from vistext.service.collection import Collection
-from vistext.service.results import DuplicateGroup, DuplicateImage, DuplicatesResult, SkippedFile
-from vistext.store.base import Store
+from vistext.service.copies import Content, cached_hashes, contents_of
+from vistext.service.results import DuplicateGroup, DuplicateImage, DuplicatesResult
+from vistext.store.dates import record_date
 from vistext.store.records import ImageRecord
-
-log = logging.getLogger(__name__)
 
 # Measured by bench/duplicates.py (efficientnet-lite0 pooled features): at 0.85 bursts and photos of one scene
 # group together, while photos that merely share a subject do not; copies are found by hash, not by this.
@@ -38,16 +31,6 @@ KEEP_RULE = (
     "it); then the oldest (date taken, then file time: an original predates its copies); then the largest file "
     "(least compressed); then the first indexed"
 )
-_HASH_WORKERS = 4  # decoding a reduced JPEG releases the GIL
-
-
-@dataclass
-class _Content:
-    """One distinct content (content hash) of the collection and the indexed files holding it."""
-
-    sha: str
-    files: list[ImageRecord]
-    vector: np.ndarray
 
 
 def find_duplicates(
@@ -59,8 +42,8 @@ def find_duplicates(
     if not 0.0 < threshold <= 1.0:
         raise UsageError(f"the similarity threshold must be in (0, 1], got {threshold}")
     store = collection.store()
-    contents = _contents(store.records(None if restrict is None else restrict.tolist(), status="ok"))
-    hashes, skipped = _picture_hashes(store, contents)
+    contents = contents_of(store.records(None if restrict is None else restrict.tolist(), status="ok"))
+    hashes, skipped = cached_hashes(store, contents)
     left_out = {file.id for file in skipped}  # a file that cannot be read now is in no group
     for content in contents:
         content.files = [record for record in content.files if record.id not in left_out]
@@ -90,65 +73,7 @@ def find_duplicates(
     return DuplicatesResult(groups, threshold, COPY_DISTANCE, skipped)
 
 
-def _contents(records: Iterable[ImageRecord]) -> list[_Content]:
-    """The distinct contents among ``records`` (ok and with features), in order of their first image id."""
-    by_sha: dict[str, _Content] = {}
-    for record in records:
-        if record.id is None or record.pooled is None:
-            continue
-        content = by_sha.setdefault(record.sha, _Content(record.sha, [], record.pooled))
-        record.pooled, record.logits, record.embeddings = None, None, {}  # one vector per content is enough
-        content.files.append(record)
-    for content in by_sha.values():
-        content.files.sort(key=lambda record: record.id or 0)
-    return sorted(by_sha.values(), key=lambda content: content.files[0].id or 0)
-
-
-def _picture_hashes(store: Store, contents: list[_Content]) -> tuple[dict[str, tuple[int, int]], list[SkippedFile]]:
-    """Content hash -> (dct, diff) hashes from the cache, the missing ones computed and cached; the files that
-    could not be read now (a content none of whose files can be read has no hashes)."""
-    cached = store.picture_hashes([content.sha for content in contents])
-    missing = [content for content in contents if content.sha not in cached]
-    skipped: list[SkippedFile] = []
-    if missing:
-        with ThreadPoolExecutor(max_workers=min(_HASH_WORKERS, len(missing))) as pool:
-            computed = list(pool.map(_hash_content, missing))
-        fresh = {}
-        for content, (codes, failures) in zip(missing, computed, strict=True):
-            skipped += failures
-            if codes is not None:
-                fresh[content.sha] = codes
-        store.set_picture_hashes(fresh)
-        cached = {**cached, **fresh}
-    return cached, skipped
-
-
-def _hash_content(content: _Content) -> tuple[tuple[int, int] | None, list[SkippedFile]]:
-    """The hashes of the first file of ``content`` that can be read now and is still what was indexed (same
-    size and modification time before and after decoding, so a hash is never cached under another content)."""
-    failures = []
-    for record in content.files:
-        try:
-            before = _stamp(record.path)
-            picture = hash_photo(record.path)
-            if before != (record.size, record.mtime) or _stamp(record.path) != before:
-                raise ImageDecodeError(record.path, "changed since it was indexed (run `vistext index` again)")
-            return (picture.dct, picture.diff), []
-        except ImageDecodeError as error:
-            log.info("duplicates: skipping %s", error)
-            failures.append(SkippedFile(record.id or 0, record.path, error.reason))
-    return None, failures
-
-
-def _stamp(path: str) -> tuple[int, float]:
-    try:
-        status = os.stat(path)
-    except OSError as error:
-        raise ImageDecodeError(path, f"cannot read file ({error.strerror or error})") from None
-    return int(status.st_size), float(status.st_mtime)
-
-
-def _copy_group(contents: list[_Content], matrix: np.ndarray) -> tuple[DuplicateGroup, int]:
+def _copy_group(contents: list[Content], matrix: np.ndarray) -> tuple[DuplicateGroup, int]:
     """One group of copies, every file of every member content, the one to keep (``KEEP_RULE``) first; the
     rest by their feature similarity to it. Also the position of the kept file's content in ``contents``."""
     files = [(k, record) for k, content in enumerate(contents) for record in content.files]
@@ -177,9 +102,7 @@ def _similar_group(files: list[ImageRecord], matrix: np.ndarray) -> DuplicateGro
 
 
 def _taken(record: ImageRecord) -> tuple[float, int]:
-    meta = record.meta
-    when = meta.taken_at if meta is not None and meta.taken_at is not None else record.mtime
-    return float(when), int(record.id or 0)
+    return record_date(record), int(record.id or 0)
 
 
 def _keep_key(record: ImageRecord) -> tuple[int, bool, float, float, int, int]:

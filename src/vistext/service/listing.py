@@ -9,17 +9,19 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from vistext.errors import UsageError
 from vistext.service.filters import iso_time, meta_dict
+from vistext.service.ordering import cursor_text, parse_cursor
 from vistext.service.results import json_text
 
 if TYPE_CHECKING:
     from vistext.store import Store
     from vistext.store.records import ImageFilter
 
+ORDER = "newest first: date taken (EXIF), else the file's modification time"
 EXPORT_FORMATS = ("csv", "jsonl")
 EXPORT_PAGE = 256
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what makes a spreadsheet read a text cell as a formula
@@ -48,28 +50,39 @@ class ListedImage:
     meta: dict[str, Any] | None
     tags: list[dict[str, Any]]
     text: str | None = None  # the text found in it (index --ocr)
+    date: float | None = None  # what it sorts by: taken (EXIF), else the file's time (listings, not exports)
+    copy_of: int | None = None  # a copy of this photo, shown earlier on the same page
 
     def to_dict(self) -> dict[str, Any]:
         out = {"id": self.id, "path": self.path, "meta": self.meta, "tags": self.tags}
         if self.text is not None:
             out["text"] = self.text
+        if self.date is not None:
+            taken = self.meta is not None and self.meta.get("taken_at") is not None
+            out |= {"date": iso_time(self.date), "dated_by": "taken" if taken else "file"}
+        if self.copy_of is not None:
+            out["copy_of"] = self.copy_of
         return out
 
 
 @dataclass
 class ListResult:
-    """One page of the photos passing ``filter`` (by catalogue id), and how many pass in all."""
+    """One page of the photos passing ``filter``, newest first (``ORDER``), and how many pass in all (None on a
+    page asked for by cursor); ``next_cursor`` asks for the next page (None: this was the last)."""
 
-    total: int
+    total: int | None
     offset: int
     results: list[ListedImage]
     filter: dict[str, Any] = field(default_factory=dict)
+    next_cursor: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "total": self.total,
             "offset": self.offset,
             "filter": self.filter,
+            "order": ORDER,
+            "next_cursor": self.next_cursor,
             "results": [item.to_dict() for item in self.results],
         }
 
@@ -95,15 +108,27 @@ def _items(store: Store, ids: list[int]) -> list[ListedImage]:
     ]
 
 
-def list_images(store: Store, filter: ImageFilter | None, k: int, offset: int = 0) -> ListResult:
-    """Photos passing ``filter``, in catalogue order, ``k`` from ``offset``."""
+def list_images(
+    store: Store, filter: ImageFilter | None, k: int, offset: int = 0, cursor: str | None = None
+) -> ListResult:
+    """Photos passing ``filter``, newest first (``ORDER``), ``k`` from ``offset`` or after ``cursor`` (a
+    previous page's ``next_cursor``); a copy of a photo shown before it on the page says so (``copy_of``)."""
+    from vistext.service.copies import copies_among
+    from vistext.store.records import ImageFilter
+
     if k < 1:
         raise UsageError(f"k must be at least 1, got {k}")
     if offset < 0:
         raise UsageError(f"offset must be >= 0, got {offset}")
-    ids = _matching(store, filter)
-    shown = _items(store, ids[offset : offset + k])
-    return ListResult(len(ids), offset, shown, filter.to_dict() if filter is not None else {})
+    after = None if cursor is None else parse_cursor(cursor)
+    dated = store.newest_first(filter or ImageFilter(), k, offset=0 if after else offset, after=after)
+    items = {item.id: item for item in _items(store, [i for i, _ in dated])}
+    copies = copies_among(store, list(items)) if len(items) > 1 else {}
+    shown = [replace(items[i], date=date, copy_of=copies.get(i)) for i, date in dated if i in items]
+    following = cursor_text(dated[-1][1], dated[-1][0]) if len(dated) == k else None  # a full page: maybe more
+    # counting reads every matching id: asked once, with the first page, not again as the page scrolls
+    total = None if after is not None else len(store.ids_matching(filter or ImageFilter()))
+    return ListResult(total, offset, shown, filter.to_dict() if filter is not None else {}, following)
 
 
 def export_lines(store: Store, filter: ImageFilter | None, format: str) -> Iterator[str]:

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from vistext.models.tagger import TaggerModel
 
 T = TypeVar("T")
+STRONG_SCORE = 0.5  # calibrated relevance: "as likely relevant as not" (docs/commands.md#scores)
 MODEL_CACHE_SIZE = 4  # taggers and match classifiers kept loaded at once
 DEFAULT_ENCODER = "efficientnet-lite0"  # the shipped image encoder: its classifier logits feed the fused space
 
@@ -187,6 +188,14 @@ class LoadedModels:
         if fused is not None and space == fused.space:
             return fused.from_cosines(query, cosines)
         return cosine_to_unit(cosines)
+
+    def strong_score(self, space: str) -> float | None:
+        """The score from which a hit in ``space`` is a likely match: ``STRONG_SCORE`` where scores are a
+        calibrated relevance (the fused space), None where they are not (image similarity, a joint space alone)."""
+        if space == "image":
+            return None
+        fused = self.open_domain
+        return STRONG_SCORE if fused is not None and space == fused.space else None
 
     def text_projectors(self) -> dict[str, Any]:
         """The spaces indexing stores for words: the joint space, and the fused space when available."""

@@ -47,6 +47,7 @@ class Hit:
     tags: list[dict[str, Any]] | None = None  # its stored collection tags, [{tag, score}] best first
     text: str | None = None  # the text found in it (index --ocr), lines joined by " / "
     text_match: float | None = None  # share of a search's words its text holds (set when it matched)
+    copy_of: int | None = None  # the id of a copy of this photo shown before it on the same page
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"path": self.path, "score": round(float(self.score), 6)}
@@ -60,19 +61,30 @@ class Hit:
             out["text"] = self.text
         if self.text_match:
             out["text_match"] = round(float(self.text_match), 6)
+        if self.copy_of is not None:
+            out["copy_of"] = self.copy_of
         return out
 
 
 @dataclass
 class SearchResult:
+    """One page of hits; ``strong_score``: from this score a hit is a likely match (None: scores are not
+    calibrated, as for similar images); ``sort``: ``relevance`` (best first) or ``date`` (newest first)."""
+
     query: str
     results: list[Hit]
     offset: int = 0
+    sort: str = "relevance"
+    strong_score: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"query": self.query, "results": [h.to_dict() for h in self.results]}
         if self.offset:
             out["offset"] = self.offset
+        if self.sort != "relevance":
+            out["sort"] = self.sort
+        if self.strong_score is not None:
+            out["strong_score"] = self.strong_score
         return out
 
 

@@ -140,6 +140,27 @@ class Store(ABC):
             "tags": self.tag_counts(),
         }
 
+    # ---- dates (store/dates.py: when a photo was taken, else its file's modification time) ----------------------
+    def newest_first(
+        self, filter: ImageFilter, k: int, *, offset: int = 0, after: tuple[float, int] | None = None
+    ) -> list[tuple[int, float]]:
+        """Up to ``k`` (id, date) of the ok images passing ``filter``, newest first (ties: the first indexed
+        first), skipping ``offset`` of them and, with ``after`` (the (date, id) last shown: a cursor), all up to
+        it."""
+        from vistext.store.dates import record_date
+
+        ids = [int(i) for i in self.ids_matching(filter)]
+        dated = sorted((-record_date(r), int(r.id)) for r in self.records(ids) if r.id is not None)
+        if after is not None:
+            dated = [(when, i) for when, i in dated if (when, i) > (-float(after[0]), int(after[1]))]
+        return [(i, -when) for when, i in dated[offset : offset + k]]
+
+    def photo_dates(self, ids: Iterable[int]) -> dict[int, float]:
+        """Image id -> its date (unix seconds), without loading features; unknown ids are absent."""
+        from vistext.store.dates import record_date
+
+        return {r.id: record_date(r) for r in self.records(ids, status=None) if r.id is not None}
+
     # ---- the perceptual-hash cache (store/picture_hashes.py); a backend without one recomputes every time ------
     def picture_hashes(self, shas: Iterable[str]) -> dict[str, tuple[int, int]]:
         """Content hash -> its cached (dct, diff) perceptual hashes, for those of ``shas`` the cache holds."""

@@ -1,65 +1,102 @@
-/* vistext search page: text search with paging and filters (or the filtered photos listed), exports, image
-   understanding by drag-and-drop, tag-set matching. */
+/* vistext search page: the collection newest first (the timeline) until words are typed, then text search
+   (best first or newest first, paged), filters, exports, image understanding by drag-and-drop, tag-set matching.
+   The words, the sort and the filters are kept in the page's URL. */
 "use strict";
 (function () {
   const V = window.Vistext;
   const $ = (id) => document.getElementById(id);
   const F = window.VistextFilters;
-  // mode "search": the text query's results; "list": every photo passing the filters
-  const state = { mode: "search", query: "", offset: 0, k: 24, minScore: null };
+  const T = window.VistextTiles;
+  // mode "browse": the timeline of the photos passing the filters; "search": the text query's results
+  const state = { mode: "browse", query: "", offset: 0, k: 24, minScore: null, sort: "relevance" };
   let server = null; // the last /api/status answer: models still loading, caption bank
   const WARMING = "loading models… (the first search waits for them)";
 
   function showStatus(id, text, isError) {
     const node = $(id);
     node.textContent = text || "";
-    delete node.dataset.warming;
     node.classList.toggle("error", Boolean(isError));
   }
 
-  function card(hit, onClick) {
-    const img = V.el("img", { alt: V.basename(hit.path), loading: "lazy" });
-    V.noUpscale(img);
-    if (hit.id !== undefined && hit.id !== null) V.setImage(img, V.thumbUrl(hit.id, 256));
-    const parts = [
-      img,
-      V.el("div", { class: "meta" }, [
-        typeof hit.score === "number" ? V.el("span", { class: "score", text: hit.score.toFixed(3) }) : V.el("span"),
-        V.el("span", { class: "name", title: V.basename(hit.path), text: V.basename(hit.path) }),
-      ]),
-    ];
-    const when = F.metaLine(hit.meta);
-    if (when) parts.push(V.el("div", { class: "taken", text: when }));
-    const chips = F.tagChips(hit.tags, (tag) => filters.set("tag", tag));
-    if (chips.length) parts.push(V.el("div", { class: "chips" }, chips));
-    return V.el("div", { class: "card", "data-id": String(hit.id), title: hit.path, onclick: () => onClick(hit) }, parts);
+  const tileOptions = (strong) => ({ strong, onOpen: (hit) => openViewer(hit), onTag: (tag) => filters.set("tag", tag) });
+
+  /* Tiles for `hits` in `grid` (copies folded); the viewer then moves through the tiles of that grid. */
+  function fillGrid(grid, hits, strong) {
+    grid.replaceChildren();
+    grid.hits = T.addTiles(grid, hits, Object.assign(tileOptions(strong), { onOpen: (hit) => openViewer(hit, grid) }));
   }
 
-  function fillGrid(grid, hits) {
-    grid.replaceChildren(...hits.map((hit) => card(hit, openViewer)));
+  /* The words, sort and filters in the address bar, so a reload or a shared link shows the same. */
+  function remember() {
+    const params = filters.params();
+    if (state.mode === "search") params.set("q", state.query);
+    if (state.mode === "search" && state.sort !== "relevance") params.set("sort", state.sort);
+    const query = params.toString();
+    history.replaceState(null, "", location.pathname + (query ? "?" + query : "") + location.hash);
   }
 
-  // ---- search, or the filtered photos listed ---------------------------------------------------------------------
+  function showMode() {
+    const browsing = state.mode === "browse";
+    $("pager").hidden = browsing;
+    $("more").hidden = !browsing;
+    $("sort-toggle").hidden = browsing;
+    for (const button of document.querySelectorAll("#sort-toggle button")) {
+      button.classList.toggle("on", button.dataset.sort === state.sort);
+      button.setAttribute("aria-pressed", String(button.dataset.sort === state.sort));
+    }
+  }
+
+  // ---- the timeline: every photo passing the filters, newest first ------------------------------------------
+  const timeline = new window.VistextTimeline($("results"), $("more"), {
+    params: (params) => filters.params(params),
+    pageSize: () => state.k,
+    tileOptions: { strong: null, onOpen: (hit) => openViewer(hit, $("results")), onTag: (tag) => filters.set("tag", tag) },
+    onPage: (answer, line) => {
+      $("results").hits = line.hits;
+      const what = filters.empty ? "photos" : "photos passing the filters";
+      showStatus("search-status", line.total
+        ? `${line.total} ${what}, newest first${line.done ? "" : " (scroll for more)"}`
+        : `no ${what}`);
+    },
+    onError: (error) => showStatus("search-status", error.message, true),
+  });
+
+  function browse() {
+    state.mode = "browse";
+    showMode();
+    remember();
+    showStatus("search-status", "loading photos…");
+    return timeline.start();
+  }
+
+  // ---- search: one page of the text query's results -----------------------------------------------------------
+  function searchStatus(answer, items, ms) {
+    if (!items.length) return `no results for “${answer.query}”`;
+    const range = `${state.offset + 1}–${state.offset + items.length}`;
+    const order = answer.sort === "date" ? ", newest first" : "";
+    const strong = answer.strong_score;
+    if (typeof strong === "number" && !items.some((hit) => hit.score >= strong)) {
+      return `no strong match for “${answer.query}”; closest: ${range} (${ms} ms)`;
+    }
+    return `results ${range} for “${answer.query}”${order} (${ms} ms)`;
+  }
+
   async function runSearch() {
-    const listing = state.mode === "list";
-    const params = filters.params(new URLSearchParams({ k: state.k, offset: state.offset }));
-    if (!listing) params.set("q", state.query);
-    if (state.minScore !== null && !listing) params.set("min_score", state.minScore);
-    const doing = listing ? "listing…" : "searching…";
-    showStatus("search-status", server && server.warming && !listing ? doing + " " + WARMING : doing);
+    timeline.stop();
+    state.mode = "search";
+    showMode();
+    remember();
+    const params = filters.params(new URLSearchParams({ k: state.k, offset: state.offset, q: state.query }));
+    if (state.minScore !== null) params.set("min_score", state.minScore);
+    if (state.sort !== "relevance") params.set("sort", state.sort);
+    showStatus("search-status", "searching…");
     $("search-button").disabled = true;
     try {
       const started = performance.now();
-      const answer = await V.getJSON((listing ? "/api/list?" : "/api/search?") + params);
-      const items = answer.results || answer.images || [];
-      fillGrid($("results"), items);
-      const ms = Math.round(performance.now() - started);
-      const first = state.offset + 1;
-      const what = listing ? (filters.empty ? "photos" : "photos passing the filters") : `“${answer.query}”`;
-      const total = listing && typeof answer.total === "number" ? ` of ${answer.total}` : "";
-      showStatus("search-status", items.length
-        ? `${listing ? "" : "results "}${first}–${state.offset + items.length}${total} ${listing ? what : "for " + what} (${ms} ms)`
-        : `no results for ${what}`);
+      const answer = await V.getJSON("/api/search?" + params);
+      const items = answer.results || [];
+      fillGrid($("results"), items, answer.strong_score);
+      showStatus("search-status", searchStatus(answer, items, Math.round(performance.now() - started)));
       $("page-label").textContent = `page ${Math.floor(state.offset / state.k) + 1}`;
       $("prev").disabled = state.offset === 0;
       $("next").disabled = items.length < state.k;
@@ -78,28 +115,32 @@
     state.offset = 0;
   }
 
+  /* The words in the box are searched (no words: the timeline). */
+  function show() {
+    state.query = $("q").value.trim();
+    readPaging();
+    return state.query ? runSearch() : browse();
+  }
+
   $("search-form").addEventListener("submit", (event) => {
     event.preventDefault();
-    state.query = $("q").value.trim();
-    state.mode = "search";
-    readPaging();
-    if (state.query) runSearch();
-    else showStatus("search-status", "type some words to search for", true); // only spaces: nothing to send
+    if ($("q").value.trim()) show();
+    else if ($("q").value) showStatus("search-status", "type some words to search for", true); // only spaces
+    else browse();
   });
-  $("list-button").addEventListener("click", () => { state.mode = "list"; readPaging(); runSearch(); });
+  $("list-button").addEventListener("click", () => { $("q").value = ""; show(); });
   $("prev").addEventListener("click", () => { state.offset = Math.max(0, state.offset - state.k); runSearch(); });
   $("next").addEventListener("click", () => { state.offset += state.k; runSearch(); });
+  for (const button of document.querySelectorAll("#sort-toggle button")) {
+    button.addEventListener("click", () => { state.sort = button.dataset.sort; state.offset = 0; runSearch(); });
+  }
 
-  /* New filters: the words in the box now are searched with them (no words: the photos passing them are listed),
-     and the map link carries them. */
+  /* New filters: the words in the box now are searched with them (no words: the timeline), and the map link
+     carries them. */
   function filtersChanged() {
     const query = filters.params().toString();
     $("map-link").href = "/map" + (query ? "?" + query : "");
-    state.query = $("q").value.trim();
-    state.mode = state.query ? "search" : "list";
-    readPaging();
-    if (state.mode === "list" && filters.empty && !$("results").children.length) return; // nothing shown, nothing asked
-    runSearch();
+    show();
   }
   const filters = new F.FilterBar($("filters"), $("filter-summary"), filtersChanged);
 
@@ -138,7 +179,7 @@
         ? V.postForm("/api/caption?k=3", form()).then((a) => scoredList($("captions"), a.captions, "text"))
           .catch((e) => { $("captions-note").textContent = e.message; $("captions").replaceChildren(); })
         : Promise.resolve(),
-      V.postForm("/api/similar?" + filters.params(new URLSearchParams({ k: 9 })), form()).then((a) => fillGrid($("similar"), a.results))
+      V.postForm("/api/similar?" + filters.params(new URLSearchParams({ k: 9 })), form()).then((a) => fillGrid($("similar"), a.results, null))
         .catch((e) => { $("similar").replaceChildren(V.el("p", { class: "status error", text: e.message })); }),
     ];
     const outcomes = await Promise.allSettled(tasks);
@@ -177,21 +218,17 @@
     }
   });
 
-  // ---- viewer: the full image and its neighbours ---------------------------------------------------------------
-  async function openViewer(hit) {
-    const dialog = $("viewer");
-    V.setImage($("viewer-image"), V.imageUrl(hit.id));
-    $("viewer-caption").textContent = hit.path;
-    $("viewer-similar").replaceChildren();
-    if (!dialog.open) dialog.showModal();
-    try {
+  // ---- viewer: the full image and its neighbours; the arrow keys move through the grid it was opened from -----
+  const viewer = new window.VistextViewer(
+    async (hit) => {
       const answer = await V.getJSON(`/api/similar/${hit.id}?` + filters.params(new URLSearchParams({ k: 7 })));
-      fillGrid($("viewer-similar"), answer.results.filter((h) => h.id !== hit.id).slice(0, 6));
-    } catch (error) {
-      $("viewer-caption").textContent = error.message;
-    }
+      return answer.results.filter((h) => h.id !== hit.id).slice(0, 6);
+    },
+    (grid, hits) => fillGrid(grid, hits, null),
+  );
+  function openViewer(hit, grid) {
+    viewer.open(hit, grid && grid.hits, grid);
   }
-  $("viewer-close").addEventListener("click", () => $("viewer").close());
 
   // ---- server status: the collection, models still loading (polled until ready), the caption bank -----------
   function hasCaptions() { return !server || server.captions !== false; }
@@ -204,17 +241,26 @@
     }
     $("collection").textContent = server.exists ? `${server.images ?? server.ok ?? ""} images indexed` : "no index yet";
     $("captions-panel").hidden = !hasCaptions(); // no caption bank on this server: no panel, no request
-    const note = $("search-status");
+    // the text model loading (a server warming up): said on its own line, beside what the grid shows
     if (server.warming) {
-      if (!note.textContent || note.dataset.warming) { showStatus("search-status", WARMING); note.dataset.warming = "1"; }
+      showStatus("models-status", WARMING);
       setTimeout(pollStatus, 1000);
-    } else if (note.dataset.warming) {
-      delete note.dataset.warming;
-      if (note.textContent === WARMING) showStatus("search-status", "models loaded: ready to search");
+    } else if ($("models-status").textContent === WARMING) {
+      showStatus("models-status", "models loaded: ready to search");
     }
+  }
+
+  /* The first screen: what the URL asks for (words, sort, filters), else the timeline of the whole collection. */
+  function start() {
+    const params = new URLSearchParams(location.search);
+    $("q").value = params.get("q") || "";
+    state.sort = params.get("sort") === "date" ? "date" : "relevance";
+    for (const name of F.NAMES) if (params.get(name)) filters.preset(name, params.get(name));
+    filters.apply(); // draws the summary and shows the results (filtersChanged)
   }
 
   $("token-button").addEventListener("click", V.askToken);
   pollStatus();
   filters.load().catch((error) => showStatus("search-status", "filters: " + error.message, true));
+  start();
 })();

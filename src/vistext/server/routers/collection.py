@@ -19,15 +19,20 @@ EXPORT_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson
 def build_collection_router(settings: ServerSettings) -> APIRouter:
     api = APIRouter(prefix="/api", responses=ERRORS)
 
-    @api.get("/list", response_model=schemas.ListOut, summary="indexed photos passing the filters, with metadata")
+    @api.get(
+        "/list",
+        response_model=schemas.ListOut,
+        summary="indexed photos passing the filters, newest first, with metadata",
+    )
     async def list_images(
         request: Request,
         filter: Filter,
         k: int = Query(50, ge=1, le=settings.max_k, description=f"photos per page (1-{settings.max_k})"),
         offset: int = Query(0, ge=0, le=settings.max_offset, description=f"skip this many (0-{settings.max_offset})"),
+        cursor: str | None = Query(None, max_length=100, description="the next_cursor of the previous page"),
     ) -> JSONResponse:
         context = ctx(request)
-        result = await context.call(lambda: context.service.list_images(filter, k, offset).to_dict())
+        result = await context.call(lambda: context.service.list_images(filter, k, offset, cursor).to_dict())
         return JSONResponse(result)
 
     @api.get(

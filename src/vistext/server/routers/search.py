@@ -3,7 +3,7 @@ upload (``POST /api/similar``)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request
 
@@ -34,6 +34,9 @@ def _add_text_search(api: APIRouter, paging: Paging) -> None:
         k: int = paging.k(10),
         offset: int = paging.offset,
         min_score: float | None = paging.min_score,
+        sort: Literal["relevance", "date"] = Query(
+            "relevance", description="best first, or strong matches newest first"
+        ),
     ) -> JSONResponse:
         context = ctx(request)
         paging.check(k, offset)
@@ -41,10 +44,10 @@ def _add_text_search(api: APIRouter, paging: Paging) -> None:
         # only the first search, which may load the text model, runs in a worker thread
         service = context.service
         if service.text_model_loaded and filter.empty:
-            pending = service.search_later(q, k, offset=offset, min_score=min_score)
+            pending = service.search_later(q, k, offset=offset, min_score=min_score, sort=sort)
         else:  # a filter reads the catalogue first: not in the event loop
             pending = await context.call(
-                lambda: service.search_later(q, k, offset=offset, min_score=min_score, filter=filter)
+                lambda: service.search_later(q, k, offset=offset, min_score=min_score, filter=filter, sort=sort)
             )
         result = await context.wait(pending)
         if context.warm_up is not None:

@@ -26,7 +26,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from vistext.errors import StoreError
-from vistext.store import photo_text, picture_hashes
+from vistext.store import dates, photo_text, picture_hashes
 from vistext.store.base import Store
 from vistext.store.postgres import metadata
 from vistext.store.postgres.database import Database, advisory_writer_lock
@@ -278,6 +278,18 @@ class PostgresStore(Store):
     def ids_matching(self, filter: ImageFilter) -> np.ndarray:
         with self._tx(snapshot=True) as conn:
             return metadata.matching_ids(conn, filter)
+
+    def newest_first(
+        self, filter: ImageFilter, k: int, *, offset: int = 0, after: tuple[float, int] | None = None
+    ) -> list[tuple[int, float]]:
+        with self._tx(snapshot=True) as conn:
+            where, params = metadata.filter_where(conn, filter)
+            text = where.as_string(conn)
+            return dates.newest_first(conn, text, params, "%s", k=k, offset=offset, after=after, near=filter.near)
+
+    def photo_dates(self, ids: Iterable[int]) -> dict[int, float]:
+        with self._tx(read=True) as conn:
+            return dates.dates_of(conn, ids, "%s")
 
     def set_tags(self, tagger: str, tags: Mapping[int, Sequence[tuple[str, float]]]) -> None:
         self.database.check_writable()

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from vistext.errors import StoreError
-from vistext.store import photo_text, picture_hashes
+from vistext.store import dates, photo_text, picture_hashes
 from vistext.store.base import Store
 from vistext.store.records import FileState, ImageFilter, ImageRecord, PhotoMeta, VectorHit, from_blob, l2_normalise
 from vistext.store.sqlite import metadata
@@ -135,6 +135,25 @@ class SQLiteStore(Store):
         catalogue = self.catalogue
         with self._locked(), catalogue.snapshot():
             return metadata.matching_ids(catalogue.conn, catalogue.codec, filter, **catalogue.tables)
+
+    def newest_first(
+        self, filter: ImageFilter, k: int, *, offset: int = 0, after: tuple[float, int] | None = None
+    ) -> list[tuple[int, float]]:
+        catalogue = self.catalogue
+        uses_meta = any(v is not None for v in (filter.after, filter.before, filter.camera, filter.near))
+        if uses_meta and not catalogue.has_meta:
+            return []  # as ids_matching: a catalogue without metadata passes only metadata-free filters
+        with self._locked(), catalogue.snapshot() as conn:
+            where, params = metadata.filter_sql(
+                filter, catalogue.codec, has_tags=catalogue.has_tags, has_text=catalogue.has_text
+            )
+            return dates.newest_first(
+                conn, where, params, "?", k=k, offset=offset, after=after, near=filter.near, has_meta=catalogue.has_meta
+            )
+
+    def photo_dates(self, ids: Iterable[int]) -> dict[int, float]:
+        with self._locked(), self.catalogue.snapshot() as conn:
+            return dates.dates_of(conn, ids, "?", has_meta=self.catalogue.has_meta)
 
     def set_tags(self, tagger: str, tags: Mapping[int, Sequence[tuple[str, float]]]) -> None:
         with self._locked(), self.catalogue.transaction() as conn:
