@@ -311,13 +311,13 @@ def test_flat_index_switches_to_hnsw_when_it_grows(db: Path, make_records: Calla
     with open_store(db, hnsw_threshold=500) as store:
         store.add(records[:400])
         assert store.search("image", pooled[5], 1)[0][0].path == records[5].path
-        assert store._indexes["image"].index.kind == "flat"
+        assert store.indexes.cached["image"].index.kind == "flat"
         store.add(records[400:])
         assert store.search("image", pooled[650], 1)[0][0].path == records[650].path
-        assert store._indexes["image"].index.kind == "hnsw"
+        assert store.indexes.cached["image"].index.kind == "hnsw"
     with open_store(db, hnsw_threshold=500) as store:
         assert store.search("image", pooled[600], 1)[0][0].path == records[600].path
-        assert store._indexes["image"].dirty is False  # loaded from the saved file, not rebuilt
+        assert store.indexes.cached["image"].dirty is False  # loaded from the saved file, not rebuilt
 
 
 @sqlite_only

@@ -69,7 +69,7 @@ def test_a_damaged_header_an_old_format_or_a_cut_file_is_rebuilt(
     with open_store(db) as store:
         store.add(records)
         store.search("image", pooled[:1], 1)
-        index = store._indexes["image"].index
+        index = store.indexes.cached["image"].index
     cache = db.with_name("catalogue.image.faiss")
     good = cache.read_bytes()
     damages = {
@@ -82,7 +82,7 @@ def test_a_damaged_header_an_old_format_or_a_cut_file_is_rebuilt(
         damage()
         with open_store(db) as store:
             assert store.search("image", pooled[11], 1)[0][0].path == records[11].path, name
-            assert store._indexes["image"].dirty, f"{name}: the file was trusted"
+            assert store.indexes.cached["image"].dirty, f"{name}: the file was trusted"
         assert MARK in cache.read_bytes()[-200:], name
 
 
@@ -103,7 +103,7 @@ def test_index_file_missing_or_stale_is_rebuilt(tmp_path: Path, make_records: Ca
     shutil.copy(old_copy, index_file)  # an out-of-date file put back: the stamp no longer matches
     with open_store(db) as store:
         assert store.search("image", pooled[140], 1)[0][0].path == records[140].path
-        assert len(store._indexes["image"].index) == 150
+        assert len(store.indexes.cached["image"].index) == 150
     index_file.unlink()
     with open_store(db) as store:
         assert store.search("image", pooled[10], 1)[0][0].path == records[10].path

@@ -17,7 +17,6 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,26 +26,18 @@ import numpy as np
 from vistext.errors import StoreError
 from vistext.store import dates, photo_text, picture_hashes
 from vistext.store.base import Store
-from vistext.store.records import FileState, ImageFilter, ImageRecord, PhotoMeta, VectorHit, from_blob, l2_normalise
+from vistext.store.records import FileState, ImageFilter, ImageRecord, PhotoMeta, VectorHit, l2_normalise
 from vistext.store.sqlite import metadata
 from vistext.store.sqlite.catalogue import SCHEMA_VERSION, Catalogue
-from vistext.store.sqlite.connection import writable
 from vistext.store.sqlite.index_files import IndexFiles
 from vistext.store.sqlite.integrity import sqlite_failure
 from vistext.store.sqlite.schema import HASHES_FROM
-from vistext.store.sqlite.vectors import FLAT, HNSW, HNSW_THRESHOLD, VectorIndex
+from vistext.store.sqlite.space_indexes import SpaceIndexes
+from vistext.store.sqlite.vectors import FLAT, HNSW, HNSW_THRESHOLD
 
 log = logging.getLogger(__name__)
 
-_BUILD_PAGE = 8192
 _T = TypeVar("_T")
-
-
-@dataclass
-class _Cached:
-    index: VectorIndex
-    generation: int  # catalogue generation the index reflects
-    dirty: bool  # differs from the file on disk
 
 
 class SQLiteStore(Store):
@@ -62,7 +53,7 @@ class SQLiteStore(Store):
         self.ef_search = ef_search
         self.catalogue = Catalogue(self.path, **catalogue)
         self.files = IndexFiles(self.path, ef_search=ef_search)
-        self._indexes: dict[str, _Cached] = {}
+        self.indexes = SpaceIndexes(self.path, self.catalogue, self.files, hnsw_threshold, ef_search)
         self._lock = threading.RLock()
 
     @contextmanager
@@ -254,7 +245,7 @@ class SQLiteStore(Store):
             spaces = {}
             for space in self.catalogue.vectors.names():
                 size = self.catalogue.vectors.count(space)
-                cached = self._indexes.get(space)
+                cached = self.indexes.cached.get(space)
                 kind = cached.index.kind if cached else (HNSW if size > self.hnsw_threshold else FLAT)
                 spaces[space] = {"dim": self.catalogue.vectors.dim(space), "index": kind, "size": size}
             return {
@@ -273,25 +264,8 @@ class SQLiteStore(Store):
     # ---- vectors -------------------------------------------------------------------------------------------
     def vectors(self, space: str) -> tuple[np.ndarray, np.ndarray]:
         with self._locked(), self.catalogue.snapshot():
-            ids, matrix = self._read_space(space)
+            ids, matrix = self.indexes.read_space(space)
         return ids, matrix
-
-    def _read_space(self, space: str, since: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, normalised vectors) from the catalogue; with ``since`` rows that left the space get NaN rows."""
-        ids: list[int] = []
-        rows: list[np.ndarray | None] = []
-        for image_id, blob in self.catalogue.vectors.pages(space, since):
-            ids.append(image_id)
-            rows.append(from_blob(blob))
-        dims = {len(row) for row in rows if row is not None}
-        if len(dims) > 1:
-            raise StoreError(f"{self.path}: space {space!r} mixes vector dimensions {sorted(dims)}; re-index it")
-        dim = dims.pop() if dims else 0
-        matrix = np.full((len(ids), dim), np.nan, dtype=np.float32)
-        for position, row in enumerate(rows):
-            if row is not None:
-                matrix[position] = row
-        return np.asarray(ids, dtype=np.int64), l2_normalise(matrix) if len(ids) else matrix
 
     def search(
         self, space: str, queries: np.ndarray, k: int, restrict: np.ndarray | None = None
@@ -299,9 +273,9 @@ class SQLiteStore(Store):
         queries = np.asarray(queries, dtype=np.float32)
         queries = queries.reshape(1, -1) if queries.ndim == 1 else queries
         with self._locked():
-            if space not in self._indexes and space not in self.catalogue.vectors.names():
+            if space not in self.indexes.cached and space not in self.catalogue.vectors.names():
                 raise StoreError(f"{self.path}: no vector space {space!r}; known: {', '.join(self.spaces())}")
-            index = self._index(space)
+            index = self.indexes.current(space)
             if index is None or len(index) == 0 or k <= 0:
                 return [[] for _ in queries]
             if queries.shape[1] != index.dim:
@@ -309,7 +283,7 @@ class SQLiteStore(Store):
                     f"{self.path}: query dimension {queries.shape[1]} does not match space {space!r} ({index.dim})"
                 )
             scores, ids = index.search(l2_normalise(queries), k, restrict)
-            paths = self._paths(np.unique(ids[ids >= 0]))
+            paths = self.catalogue.paths(np.unique(ids[ids >= 0]).tolist())
         return [
             [
                 VectorHit(int(i), paths[int(i)], float(s))
@@ -318,62 +292,6 @@ class SQLiteStore(Store):
             ]
             for row_scores, row_ids in zip(scores, ids, strict=True)
         ]
-
-    def _paths(self, ids: np.ndarray) -> dict[int, str]:
-        return self.catalogue.paths(ids.tolist())
-
-    def _index(self, space: str) -> VectorIndex | None:
-        """The space's index, current with the catalogue: cached, loaded from its file, or rebuilt."""
-        cached = self._indexes.get(space)
-        if cached is None:
-            cached = self._load(space) or self._build(space)
-            if cached is None:
-                return None
-            self._indexes[space] = cached
-        if cached.generation != self.catalogue.generation():
-            self._catch_up(space, cached)
-        return cached.index
-
-    def _load(self, space: str) -> _Cached | None:
-        loaded = self.files.load(space, self.catalogue.identity())
-        if loaded is None:
-            return None
-        index, generation = loaded
-        if generation > self.catalogue.generation():  # made from another (newer) catalogue than this one
-            log.info("%s: the index file of %r is ahead of the catalogue; rebuilding it", self.path, space)
-            return None
-        return _Cached(index, generation, dirty=False)
-
-    def _build(self, space: str) -> _Cached | None:
-        with self.catalogue.snapshot():
-            generation = self.catalogue.generation()
-            size = self.catalogue.vectors.count(space)
-            dim = self.catalogue.vectors.dim(space)
-            if dim is None:
-                return None
-            index = VectorIndex(dim, HNSW if size > self.hnsw_threshold else FLAT, ef_search=self.ef_search)
-            ids, matrix = self._read_space(space)
-        for start in range(0, len(ids), _BUILD_PAGE):
-            index.add(ids[start : start + _BUILD_PAGE], matrix[start : start + _BUILD_PAGE])
-        log.info("%s: built %s index of %d vectors for %r", self.path, index.kind, len(index), space)
-        return _Cached(index, generation, dirty=True)
-
-    def _catch_up(self, space: str, cached: _Cached) -> None:
-        with self.catalogue.snapshot():
-            generation = self.catalogue.generation()
-            ids, matrix = self._read_space(space, since=cached.generation)
-            expected = self.catalogue.vectors.count(space)
-            gone = ~np.isfinite(matrix).all(axis=1) if len(ids) else np.zeros(0, bool)
-            if (~gone).any() and matrix.shape[1] != cached.index.dim:
-                raise StoreError(f"{self.path}: space {space!r} now has dimension {matrix.shape[1]}; re-index it")
-            cached.index.remove(ids[gone])
-            cached.index.add(ids[~gone], matrix[~gone])
-            if len(cached.index) != expected:  # rows were deleted: they carry no generation, so diff the ids
-                cached.index.remove(np.setdiff1d(cached.index.ids(), self.catalogue.vectors.ids(space)))
-        if cached.index.kind == FLAT and len(cached.index) > self.hnsw_threshold:
-            log.info("%s: %r grew past %d vectors; switching to an HNSW index", self.path, space, self.hnsw_threshold)
-            cached.index.compact(HNSW)
-        cached.generation, cached.dirty = generation, True
 
     @property
     def readonly(self) -> bool:
@@ -414,12 +332,7 @@ class SQLiteStore(Store):
         """Save the indexes that changed (also for a read-only catalogue: they are caches beside it, and carry
         their own stamp); on a read-only mount they stay in memory."""
         with self._locked():
-            dirty = [(space, cached) for space, cached in self._indexes.items() if cached.dirty]
-            if not dirty or not writable(self.path.parent):
-                return
-            for space, cached in dirty:
-                self.files.save(space, cached.index, cached.generation, self.catalogue.identity())
-                cached.dirty = False
+            self.indexes.save_changed()
 
     def close(self) -> None:
         with self._locked():
@@ -428,5 +341,5 @@ class SQLiteStore(Store):
             except (StoreError, OSError, sqlite3.Error) as error:
                 log.warning("%s: vector index not saved (rebuilt on next open): %s", self.path, error)
             finally:
-                self._indexes.clear()
+                self.indexes.cached.clear()
                 self.catalogue.close()
