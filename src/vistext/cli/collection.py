@@ -9,7 +9,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from vistext.cli.options import add_db, add_filters, add_paging, filter_from, service_for, whole, words
+from vistext.cli.options import (
+    add_clip_model,
+    add_db,
+    add_filters,
+    add_paging,
+    filter_from,
+    service_for,
+    whole,
+    words,
+)
 from vistext.cli.output import emit_json, say
 from vistext.errors import UsageError
 from vistext.service import SearchResult, Service
@@ -30,7 +39,12 @@ def print_hits(result: SearchResult, as_json: bool) -> None:
 def run_index(args: argparse.Namespace) -> int:
     with service_for(args) as service:
         report = service.index(
-            args.folder, text_search=not args.no_text, tagger=args.tagger, engine=args.engine, address=args.address
+            args.folder,
+            text_search=not args.no_text,
+            tagger=args.tagger,
+            engine=args.engine,
+            address=args.address,
+            model=args.model,
         )
     summary: dict[str, Any] = report.to_dict()
     # an empty folder (or a typo'd one with no photos) is not an error, since its index is correctly empty,
@@ -50,6 +64,9 @@ def run_index(args: argparse.Namespace) -> int:
             say(summary["message"])
         if report.meta_filled:
             say(f"read the metadata of {report.meta_filled} photos indexed before metadata existed")
+        if report.model_space is not None:
+            space = report.model_space
+            say(f"model {space['model']}: {space['added']} photos added to space {space['space']}")
         if report.tags is not None:
             say(f"tagged {report.tags['tagged']} of {report.tags['images']} photos with {report.tags['tagger']}")
         for path, reason in report.failures[:20]:
@@ -89,6 +106,10 @@ def info_lines(info: dict[str, Any]) -> list[str]:
     models = info.get("models") or {}
     if models:
         lines.append("features:  " + ", ".join(f"{name} ({count} images)" for name, count in models.items()))
+    for space, about in (info.get("space_models") or {}).items():
+        lines.append(
+            f"model:     {about.get('name')} ({about.get('dim')}-d, space {space}, from {about.get('source')})"
+        )
     spaces = info.get("spaces") or {}
     if spaces:
         lines.append("spaces:")
@@ -203,6 +224,7 @@ def run_similar(args: argparse.Namespace) -> int:
             min_score=args.min_score,
             include_self=args.include_self,
             filter=filter_from(args),
+            model=args.model,
         ),
         "similar",
         lambda service: service.image_file(query) if isinstance(query, int) else Path(query),
@@ -213,7 +235,7 @@ def run_search(args: argparse.Namespace) -> int:
     return _answer(
         args,
         lambda service: service.search(
-            args.text, args.k, offset=args.offset, min_score=args.min_score, filter=filter_from(args)
+            args.text, args.k, offset=args.offset, min_score=args.min_score, filter=filter_from(args), model=args.model
         ),
         "search",
     )
@@ -284,6 +306,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         "--engine", choices=["local", "ray"], default="local", help="local threads (default) or a Ray cluster"
     )
     index.add_argument("--address", help="Ray cluster HOST:PORT to join (default: start a local one for the run)")
+    add_clip_model(index, "also store every photo in")
     add_db(index)
     index.set_defaults(run=run_index)
 
@@ -300,6 +323,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         help="keep the query image in its own results when it is indexed (left out by default)",
     )
     add_filters(similar)
+    add_clip_model(similar, "compare in")
     add_db(similar)
     similar.set_defaults(run=run_similar)
 
@@ -307,6 +331,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     search.add_argument("text", type=words, help="what to look for, in words")
     add_paging(search, 10)
     add_filters(search)
+    add_clip_model(search, "search in")
     add_db(search)
     search.set_defaults(run=run_search)
 

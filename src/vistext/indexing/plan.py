@@ -35,6 +35,7 @@ class IndexReport:
     seconds: float = 0.0
     meta_filled: int = 0  # unchanged files whose metadata was read now (indexed before metadata existed)
     tags: dict[str, Any] | None = None  # what a --tagger stored (vistext.service.collection_tags)
+    model_space: dict[str, Any] | None = None  # a --model's space: its model, space and photos added to it
     unlisted: list[str] = field(default_factory=list)  # folders that could not be listed: their photos are kept
 
     def summary(self) -> str:

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from vistext.encoders.base import ImageEncoder, ImageFeatures, Preprocessing
 from vistext.encoders.onnx import open_session
 from vistext.errors import ModelError
 from vistext.paths import atomic_write, cache_dir
@@ -253,6 +254,32 @@ class ClipModel:
         if not texts:
             return np.zeros((0, self.dim), np.float32)
         return _unit(self._session(TEXTUAL_GRAPH).run(None, self.tokenize(list(texts)))[0])
+
+
+class ClipImageEncoder(ImageEncoder):
+    """A ``ClipModel``'s image tower as an ``ImageEncoder``, so the feature pipeline (threaded decode, batches)
+    runs it: ``pooled`` is the L2-normalised CLIP image embedding; there are no logits and no grid."""
+
+    def __init__(self, model: ClipModel) -> None:
+        self.model = model
+        self.name = model.space
+        self.dim = model.dim
+        self.preprocessing = Preprocessing(size=model.preprocess.size)  # its size: how small a decode may be
+
+    def preprocess(self, image: Image.Image) -> np.ndarray:
+        return self.model.preprocess.normalise(self.model.preprocess.pixels(image)[None])[0]
+
+    def pixels(self, image: Image.Image) -> np.ndarray:
+        return self.model.preprocess.pixels(image)
+
+    def encode(self, batch: np.ndarray, grid: bool = False) -> ImageFeatures:
+        """Normalised float32 N x 3 x H x W (``preprocess``) -> the image embeddings."""
+        pixels = np.asarray(batch, np.float32).transpose(0, 2, 3, 1) * np.asarray(self.model.preprocess.std, np.float32)
+        pixels = (pixels + np.asarray(self.model.preprocess.mean, np.float32)) * 255.0
+        return ImageFeatures(pooled=self.model.encode_pixels(np.clip(np.rint(pixels), 0, 255).astype(np.uint8)))
+
+    def encode_pixels(self, batch: np.ndarray, grid: bool = False) -> ImageFeatures:
+        return ImageFeatures(pooled=self.model.encode_pixels(batch))
 
 
 def _unit(matrix: np.ndarray) -> np.ndarray:

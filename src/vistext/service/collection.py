@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from vistext.indexing.local import IndexReport
+    from vistext.models.clip import ClipModel
     from vistext.models.tagger import TaggerModel
     from vistext.service.collection_tags import CollectionTagReport
     from vistext.service.listing import ListResult
@@ -146,9 +147,11 @@ class Collection:
         tagger: str | Path | None = None,
         engine: str = "local",
         address: str | None = None,
+        model: str | Path | None = None,
     ) -> IndexReport:
         """Incrementally index ``folder`` (new files added, changed re-encoded, deleted removed); with
-        ``tagger`` (a trained tagger's folder or name) also store its tags of every photo.
+        ``tagger`` (a trained tagger's folder or name) also store its tags of every photo; with ``model`` (a
+        CLIP-family model, see ``service.clip_spaces``) also give every photo a vector in that model's space.
 
         ``engine="ray"`` runs on a Ray cluster (``address``; default a private local one) and also reads
         ``s3://bucket/prefix`` URLs; see ``vistext.indexing.ray_engine``."""
@@ -158,14 +161,30 @@ class Collection:
             raise UsageError(f"--address {address} is for --engine ray; the local engine runs on this machine")
         if engine == "local" and not Path(folder).is_dir():
             raise UsageError(f"{folder}: not a folder")
-        model = self._collection_tagger(tagger) if tagger is not None else None  # a bad tagger fails first
+        trained = self._collection_tagger(tagger) if tagger is not None else None  # a bad tagger fails first
+        clip = self.models.clips.load(model) if model is not None else None  # and so does a bad model
         if engine == "ray":
             report = self._index_on_ray(str(folder), text_search, address)
         else:
             report = self._index_locally(Path(folder), text_search)
-        if model is not None and tagger is not None:
+        if clip is not None:
+            report.model_space = {
+                "model": clip.name,
+                "space": clip.space,
+                "added": self._add_space(clip, folder, engine, address),
+            }
+        if trained is not None and tagger is not None:
             report.tags = self.tag_collection(tagger).to_dict()
         return report
+
+    def _add_space(self, clip: ClipModel, folder: str | Path, engine: str, address: str | None) -> int:
+        if engine == "ray":
+            from vistext.service.collection_ray import add_space_on_ray
+
+            return add_space_on_ray(str(folder), self.store(), self.location, clip, address=address)
+        from vistext.indexing.model_space import add_model_space
+
+        return add_model_space(self.store(), clip, folder, progress=self.progress)
 
     def _index_locally(self, folder: Path, text_search: bool) -> IndexReport:
         from vistext.indexing.local import index_folder
@@ -221,6 +240,7 @@ class Collection:
         from vistext.service.listing import facets
 
         details = dict(self.store().info())
+        details["space_models"] = self.store().space_models()  # which CLIP-family model made each such space
         details["metadata"] = {**facets(self.store()), "unfinished_tagging": unfinished_tagging(self.store())}
         return InfoResult(str(where), True, details)
 
@@ -301,21 +321,30 @@ class Collection:
         min_score: float | None = None,
         include_self: bool = False,
         filter: ImageFilter | None = None,
+        model: str | Path | None = None,
     ) -> SearchResult:
         """Indexed images closest to ``image`` (an indexed id or path, or any image file/upload), among those
-        passing ``filter`` when given (the k best of them, not the top k filtered).
+        passing ``filter`` when given (the k best of them, not the top k filtered); by the image features, or
+        in ``model``'s space (a CLIP-family model the catalogue has a space for).
 
         When ``image`` is itself indexed (given by id or path) it is left out of the answer (it would always
         be first at 1.000) unless ``include_self``; an upload or an unindexed file is compared as it is."""
-        vector, own_id = self._indexed(image, "image")
+        clip = None if model is None else self.clip_model(model)
+        space = "image" if clip is None else clip.space
+        vector, own_id = self._indexed(image, space)
         if vector is None:
             if isinstance(image, int):
-                raise UsageError(f"indexed image {image} has no features")
-            vector = _unit(self.models.encode_images([image]).pooled)[0]
+                raise UsageError(f"indexed image {image} has no vector in space {space}")
+            if clip is not None:
+                from vistext.service.inputs import decode
+
+                vector = clip.encode_images([decode(image)])[0]
+            else:
+                vector = _unit(self.models.encode_images([image]).pooled)[0]
         name = f"#{image}" if isinstance(image, int) else input_name(image)
         skip = None if include_self else own_id
         wanted = k + offset + (skip is not None)
-        search = Query("image", wanted, vector=vector, restrict=self.restrict(filter))
+        search = Query(space, wanted, vector=vector, restrict=self.restrict(filter))
         return self._page(name, search, k, offset, min_score, skip=skip).result()
 
     def search_later(
@@ -326,14 +355,24 @@ class Collection:
         offset: int = 0,
         min_score: float | None = None,
         filter: ImageFilter | None = None,
+        model: str | Path | None = None,
     ) -> Future[SearchResult]:
-        """Indexed images that best match ``text`` in the joint image-text space (among those passing
-        ``filter``), as a future: the query joins the next batch and the caller's thread is free meanwhile.
-        Loads the joint model on first use."""
+        """Indexed images that best match ``text`` in the joint image-text space, or in ``model``'s space (a
+        CLIP-family model; its own text tower embeds the text), among those passing ``filter``, as a future: the
+        query joins the next batch and the caller's thread is free meanwhile. Loads the model on first use."""
         if not text.strip():
             raise UsageError("the search text is empty")
-        search = Query(self.models.text_space, k + offset, text=text, restrict=self.restrict(filter))
+        if model is not None:
+            clip = self.clip_model(model)
+            vector = clip.encode_texts([text])[0]
+            search = Query(clip.space, k + offset, vector=vector, restrict=self.restrict(filter))
+        else:
+            search = Query(self.models.text_space, k + offset, text=text, restrict=self.restrict(filter))
         return self._page(text, search, k, offset, min_score)
+
+    def clip_model(self, model: str | Path) -> ClipModel:
+        """The CLIP-family model ``model`` names, refused unless this catalogue has a space made by it."""
+        return self.models.clips.for_catalogue(model, self.store(), self.location)
 
     def restrict(self, filter: ImageFilter | None) -> np.ndarray | None:
         """The ids a search may return under ``filter`` (None: no filter, all of them)."""
@@ -361,9 +400,11 @@ class Collection:
     def _explain(self, error: BaseException, search: Query) -> BaseException:
         # checked only on failure: a busy server must not pay a catalogue query per search
         if isinstance(error, StoreError) and search.text is not None and search.space not in self.store().spaces():
+            clips = [about.get("name") for about in self.store().space_models().values()]
+            hint = f" (it has a CLIP space: search it with --model {clips[0]})" if clips else ""
             return StoreError(
-                f"{self.location}: this index has no text-search embeddings for model {self.models.joint.name!r}; "
-                "re-run `vistext index DIR` to add them"
+                f"{self.location}: this index has no text-search embeddings for model {self.models.joint.name!r}"
+                f"{hint}; re-run `vistext index DIR` to add them"
             )
         return error
 

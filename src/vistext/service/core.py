@@ -158,11 +158,15 @@ class Service:
         tagger: str | Path | None = None,
         engine: str = "local",
         address: str | None = None,
+        model: str | Path | None = None,
     ) -> IndexReport:
         """Incrementally index ``folder`` (new files added, changed re-encoded, deleted removed); with
-        ``tagger``, store that trained tagger's tags of every photo too; ``engine="ray"`` runs on a Ray cluster
-        at ``address`` and reads ``s3://`` URLs too."""
-        return self._collection.index(folder, text_search=text_search, tagger=tagger, engine=engine, address=address)
+        ``tagger``, store that trained tagger's tags of every photo too; with ``model`` (a CLIP-family model:
+        a folder or name), a vector of every photo in that model's space too; ``engine="ray"`` runs on a Ray
+        cluster at ``address`` and reads ``s3://`` URLs too."""
+        return self._collection.index(
+            folder, text_search=text_search, tagger=tagger, engine=engine, address=address, model=model
+        )
 
     def info(self) -> InfoResult:
         return self._collection.info()
@@ -176,11 +180,13 @@ class Service:
         min_score: float | None = None,
         include_self: bool = False,
         filter: ImageFilter | None = None,
+        model: str | Path | None = None,
     ) -> SearchResult:
         """Indexed images closest to ``image`` (an indexed id or path, or any image file/upload), among those
-        passing ``filter``; an indexed query image is left out of its own answer unless ``include_self``."""
+        passing ``filter``; an indexed query image is left out of its own answer unless ``include_self``.
+        ``model``: compare in that CLIP-family model's space instead of by the image features."""
         return self._collection.similar(
-            image, k, offset=offset, min_score=min_score, include_self=include_self, filter=filter
+            image, k, offset=offset, min_score=min_score, include_self=include_self, filter=filter, model=model
         )
 
     def search(
@@ -191,9 +197,11 @@ class Service:
         offset: int = 0,
         min_score: float | None = None,
         filter: ImageFilter | None = None,
+        model: str | Path | None = None,
     ) -> SearchResult:
-        """Indexed images (passing ``filter``) that best match ``text`` in the joint image-text space."""
-        return self.search_later(text, k, offset=offset, min_score=min_score, filter=filter).result()
+        """Indexed images (passing ``filter``) that best match ``text`` in the joint image-text space, or in the
+        space of ``model`` (a CLIP-family model the catalogue was indexed with; scores are its cosines)."""
+        return self.search_later(text, k, offset=offset, min_score=min_score, filter=filter, model=model).result()
 
     def search_later(
         self,
@@ -203,10 +211,11 @@ class Service:
         offset: int = 0,
         min_score: float | None = None,
         filter: ImageFilter | None = None,
+        model: str | Path | None = None,
     ) -> Future[SearchResult]:
         """``search`` as a future: the query joins the next batch and the caller's thread is free meanwhile
-        (the server awaits it). Loads the joint model on first use."""
-        return self._collection.search_later(text, k, offset=offset, min_score=min_score, filter=filter)
+        (the server awaits it). Loads the model on first use."""
+        return self._collection.search_later(text, k, offset=offset, min_score=min_score, filter=filter, model=model)
 
     # ---- the collection as a list (metadata and collection tags) ---------------------------------------------
     def list_images(self, filter: ImageFilter | None = None, k: int = 50, offset: int = 0) -> ListResult:

@@ -178,15 +178,15 @@ def _save_checkpoint(settings: LoopSettings, task: Task, optimizer: torch.optim.
         return
     with atomic_path(settings.checkpoint) as tmp:
         torch.save(
-        {
-            "config": settings.run_key,
-            "epochs": settings.epochs,
-            "model": task.state(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict() if scheduler is not None else None,
-            "rng": rng.bit_generator.state,
-            "torch_rng": torch.get_rng_state(),
-            "state": state,
+            {
+                "config": settings.run_key,
+                "epochs": settings.epochs,
+                "model": task.state(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                "rng": rng.bit_generator.state,
+                "torch_rng": torch.get_rng_state(),
+                "state": state,
             },
             tmp,
         )

@@ -1,0 +1,99 @@
+"""``--model SPEC``: the CLIP-family models a service is asked for, and which catalogue space each one answers.
+
+A model is loaded once per service (``prepare_clip_model`` turns the spec into a runtime folder, exporting other
+formats once). At query time a spec may also be a name the catalogue recorded (the model's name, its key or its
+space: ``Store.space_models``, the one record of which model made each space), which then means the folder it
+was indexed from. A model whose space the catalogue lacks is refused with what to do: the CLIP spaces the
+catalogue does have (and the ``--model`` that searches each), or how to index this one. Queries in a CLIP space
+use that model's own text tower only: another model's text vectors would compare with nothing meaningful.
+
+Scores in a CLIP space are the plain cosines of the model's embeddings, shown as they are: not probabilities
+and not calibrated; comparable within one model (a better match scores higher), not across models.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from vistext.errors import StoreError
+from vistext.models.clip import CLIP_SPACE_PREFIX, ClipModel
+from vistext.paths import vistext_home
+from vistext.store import Store
+
+# a subset of CLIP's ImageNet prompt templates (Radford et al. 2021, notebook "Prompt_Engineering_for_ImageNet"):
+# a word's text vector is the normalised mean of its prompts' vectors
+PROMPTS = (
+    "a photo of a {}.",
+    "a bad photo of a {}.",
+    "a photo of many {}.",
+    "a photo of the large {}.",
+    "a photo of the small {}.",
+    "a close-up photo of a {}.",
+    "a bright photo of a {}.",
+    "a cropped photo of a {}.",
+    "a good photo of a {}.",
+    "a photo of one {}.",
+    "a low resolution photo of a {}.",
+    "art of the {}.",
+)
+# Immich's default for duplicate detection: CLIP embeddings within cosine distance 0.01
+DUPLICATE_THRESHOLD = 0.99
+
+
+def is_clip_space(space: str) -> bool:
+    return space.startswith(CLIP_SPACE_PREFIX)
+
+
+class ClipModels:
+    """The CLIP models asked for by ``--model``, each loaded once (by the folder its spec resolves to)."""
+
+    def __init__(self) -> None:
+        self._models: dict[str, ClipModel] = {}
+        self._lock = threading.Lock()
+
+    def load(self, spec: str | Path) -> ClipModel:
+        """The model ``spec`` names (a folder in any supported format, or a name under ``$VISTEXT_HOME/models``)."""
+        from vistext.service.clip_models import prepare_clip_model
+
+        with self._lock:
+            if str(spec) not in self._models:
+                folder = prepare_clip_model(str(spec), vistext_home())
+                self._models[str(spec)] = ClipModel(folder)
+            return self._models[str(spec)]
+
+    def for_catalogue(self, spec: str | Path, store: Store, where: object) -> ClipModel:
+        """The model ``spec`` names, checked to have a space in ``store`` (at ``where``, for messages)."""
+        recorded = {space: about for space, about in store.space_models().items() if is_clip_space(space)}
+        for space, about in recorded.items():
+            if str(spec) in (about.get("name"), about.get("key"), space) and about.get("source"):
+                spec = str(about["source"])
+                break
+        model = self.load(spec)
+        if model.space not in store.spaces():
+            raise StoreError(missing_space(where, model, spec, recorded))
+        return model
+
+
+def missing_space(where: object, model: ClipModel, spec: str | Path, recorded: dict[str, dict]) -> str:
+    """One line: the catalogue has no space for ``model``; which CLIP spaces it has, and how to index this one."""
+    index = f"index it with `vistext index DIR --model {spec}`"
+    if not recorded:
+        return f"{where}: no photos indexed with model {model.name} ({model.key}); {index}"
+    others = ", ".join(
+        f"{about.get('name')} ({about.get('key')}; --model {about.get('name')})" for about in recorded.values()
+    )
+    return (
+        f"{where}: no photos indexed with model {model.name} ({model.key}), and another model's text vectors cannot "
+        f"search a CLIP space; its CLIP spaces were made by {others}; or {index}"
+    )
+
+
+def word_vectors(model: ClipModel, words: Sequence[str]) -> np.ndarray:
+    """(len(words), dim): each word's prompt ensemble (the normalised mean of its ``PROMPTS``)."""
+    texts = [prompt.format(word) for word in words for prompt in PROMPTS]
+    vectors = model.encode_texts(texts).reshape(len(words), len(PROMPTS), -1).mean(axis=1)
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
