@@ -21,5 +21,5 @@ def prepare_clip_model(spec: str, home: Path) -> Path:
             if missing:
                 raise ModelError(f"{folder}: not a CLIP model folder in Immich's layout ({', '.join(missing)} missing)")
             return folder.resolve()
-    looked = ", ".join(str(folder) for folder in candidates)
+    looked = ", ".join(dict.fromkeys(str(folder) for folder in candidates))
     raise ModelError(f"{spec}: no such model here (looked in {looked}); pass a CLIP model folder")

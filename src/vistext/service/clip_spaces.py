@@ -97,3 +97,24 @@ def word_vectors(model: ClipModel, words: Sequence[str]) -> np.ndarray:
     texts = [prompt.format(word) for word in words for prompt in PROMPTS]
     vectors = model.encode_texts(texts).reshape(len(words), len(PROMPTS), -1).mean(axis=1)
     return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+
+def names_trained_model(spec: str | Path) -> bool:
+    """Whether ``spec`` names one of vistext's own trained models (a model card with a ``format``), not a CLIP
+    model: ``tag --model`` and ``match --model`` take either."""
+    import json
+
+    from vistext.errors import ModelError
+    from vistext.models.card import CARD_FILE, resolve_model_dir
+
+    try:
+        card = json.loads((resolve_model_dir(spec) / CARD_FILE).read_text(encoding="utf-8"))
+    except (ModelError, OSError, ValueError):
+        return False
+    return isinstance(card, dict) and "format" in card
+
+
+def rank_words(model: ClipModel, images: np.ndarray, words: Sequence[str], k: int) -> list[list[tuple[str, float]]]:
+    """Each image's ``k`` best words with their cosines to the image (each word as its prompt ensemble)."""
+    cosines = images @ word_vectors(model, words).T
+    return [[(words[i], float(row[i])) for i in np.argsort(-row, kind="stable")[:k]] for row in cosines]

@@ -257,8 +257,10 @@ class Service:
         """Top-k tags per image: ImageNet (default), a trained tagger (``model``) or open vocabulary (``vocab``)."""
         return self._understanding.tag(images, k, model=model, vocab=vocab, threshold=threshold)
 
-    def caption(self, image: ImageInput, bank: str, k: int = 5) -> CaptionResult:
-        return self._understanding.caption(image, bank, k)
+    def caption(self, image: ImageInput, bank: str, k: int = 5, *, model: str | Path | None = None) -> CaptionResult:
+        """The captions of ``bank`` closest to ``image``: in the joint space, or in ``model``'s (a CLIP-family
+        model)."""
+        return self._understanding.caption(image, bank, k, model=model)
 
     def evaluate_classes(self, spec: str, split: str = "test", template: str = "a photo of a {}") -> Evaluation:
         """Zero-shot top-1/top-5 and text-search P@10/mAP of the open-domain space on ``classes:DIR``."""
@@ -305,9 +307,13 @@ class Service:
         ``query_image`` marked as the query when given."""
         return self._explore.grid(result, out_path, columns=columns, thumb=thumb, query_image=query_image)
 
-    def duplicates(self, threshold: float | None = None, filter: ImageFilter | None = None) -> DuplicatesResult:
+    def duplicates(
+        self, threshold: float | None = None, filter: ImageFilter | None = None, *, model: str | Path | None = None
+    ) -> DuplicatesResult:
         """Groups of copies (perceptual hash; the one to keep first) and of similar shots (stored image features at
-        cosine ``threshold`` or above; default measured by bench/duplicates.py); see ``service.duplicates``."""
+        cosine ``threshold`` or above; default measured by bench/duplicates.py; or ``model``'s space, a CLIP-family
+        model's, at Immich's default 0.99); see ``service.duplicates``."""
         from vistext.service.duplicates import find_duplicates
 
-        return find_duplicates(self._collection, threshold, self._collection.restrict(filter))
+        space = None if model is None else self._collection.clip_model(model).space
+        return find_duplicates(self._collection, threshold, self._collection.restrict(filter), space)

@@ -23,6 +23,7 @@ import numpy as np
 from vistext.analysis.duplicates import copy_links, cosine_links, linked_groups
 from vistext.analysis.picture_hash import COPY_DISTANCE, hash_photo
 from vistext.errors import ImageDecodeError, UsageError
+from vistext.service.clip_spaces import DUPLICATE_THRESHOLD
 from vistext.service.collection import Collection
 from vistext.service.results import DuplicateGroup, DuplicateImage, DuplicatesResult, SkippedFile
 from vistext.store.base import Store
@@ -48,18 +49,26 @@ class _Content:
     sha: str
     files: list[ImageRecord]
     vector: np.ndarray
+    shot: np.ndarray | None = None  # its vector in the space similar shots are told in, when not the features
 
 
 def find_duplicates(
-    collection: Collection, threshold: float | None = None, restrict: np.ndarray | None = None
+    collection: Collection,
+    threshold: float | None = None,
+    restrict: np.ndarray | None = None,
+    space: str | None = None,
 ) -> DuplicatesResult:
     """Groups of copies (perceptual hash) and of similar shots (image features at cosine ``threshold``, or
-    ``DEFAULT_THRESHOLD`` when None) of ``collection``, among the image ids in ``restrict`` when given."""
-    threshold = DEFAULT_THRESHOLD if threshold is None else float(threshold)
+    ``DEFAULT_THRESHOLD`` when None) of ``collection``, among the image ids in ``restrict`` when given.
+    ``space``: tell similar shots by the vectors of this stored space instead (a CLIP-family model's; default
+    threshold ``clip_spaces.DUPLICATE_THRESHOLD``); photos without a vector there are in no similar-shot group."""
+    if threshold is None:
+        threshold = DEFAULT_THRESHOLD if space is None else DUPLICATE_THRESHOLD
+    threshold = float(threshold)
     if not 0.0 < threshold <= 1.0:
         raise UsageError(f"the similarity threshold must be in (0, 1], got {threshold}")
     store = collection.store()
-    contents = _contents(store.records(None if restrict is None else restrict.tolist(), status="ok"))
+    contents = _contents(store.records(None if restrict is None else restrict.tolist(), status="ok"), space)
     hashes, skipped = _picture_hashes(store, contents)
     left_out = {file.id for file in skipped}  # a file that cannot be read now is in no group
     for content in contents:
@@ -83,20 +92,29 @@ def find_duplicates(
             representative[k] = members[keep]
         shown_file[members[keep]] = next(r for r in contents[members[keep]].files if r.id == group.keep)
     shown = sorted(set(representative))
-    candidates = matrix if len(shown) == len(contents) else matrix[shown]
+    shots = matrix if space is None else _shots(contents)
+    candidates = shots if len(shown) == len(contents) else shots[shown]
     for members in linked_groups(len(shown), cosine_links(candidates, threshold)):
         rows = [shown[m] for m in members]
-        groups.append(_similar_group([shown_file[k] for k in rows], matrix[rows]))
+        groups.append(_similar_group([shown_file[k] for k in rows], shots[rows]))
     return DuplicatesResult(groups, threshold, COPY_DISTANCE, skipped)
 
 
-def _contents(records: Iterable[ImageRecord]) -> list[_Content]:
+def _shots(contents: list[_Content]) -> np.ndarray:
+    """The contents' unit vectors in the similar-shot space (zeros for one without: it links to nothing)."""
+    dim = next((len(c.shot) for c in contents if c.shot is not None), 1)
+    rows = np.stack([np.zeros(dim, np.float32) if c.shot is None else c.shot for c in contents]).astype(np.float32)
+    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+
+
+def _contents(records: Iterable[ImageRecord], space: str | None = None) -> list[_Content]:
     """The distinct contents among ``records`` (ok and with features), in order of their first image id."""
     by_sha: dict[str, _Content] = {}
     for record in records:
         if record.id is None or record.pooled is None:
             continue
-        content = by_sha.setdefault(record.sha, _Content(record.sha, [], record.pooled))
+        shot = None if space is None else record.embeddings.get(space)
+        content = by_sha.setdefault(record.sha, _Content(record.sha, [], record.pooled, shot))
         record.pooled, record.logits, record.embeddings = None, None, {}  # one vector per content is enough
         content.files.append(record)
     for content in by_sha.values():
