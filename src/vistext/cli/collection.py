@@ -270,7 +270,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def run_topics(args: argparse.Namespace) -> int:
     with service_for(args, read_only=True) as service:
-        result = service.topics(args.n)
+        result = service.topics(args.n, model=args.model)
         sheets = service.topic_grids(result, args.grid) if args.grid else []
     topics = result.to_dict()
     if sheets:
@@ -345,5 +345,6 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     topics.add_argument(
         "--grid", type=Path, metavar="DIR", help="also draw each topic's typical images as a contact sheet in DIR"
     )
+    add_clip_model(topics, "label topics in words by")
     add_db(topics)
     topics.set_defaults(run=run_topics)

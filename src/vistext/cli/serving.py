@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from vistext.cli.options import add_db, number, service_for, whole
+from vistext.cli.options import add_clip_model, add_db, number, service_for, whole
 from vistext.cli.output import emit_json, say
 from vistext.errors import MissingExtraError, UsageError
 
@@ -106,7 +106,7 @@ def run_map(args: argparse.Namespace) -> int:
         from vistext.server.standalone import write_map_html
 
     with service_for(args, read_only=True) as service:
-        out = write_map_html(service, args.out, method=args.method, embed_thumbnails=not args.link)
+        out = write_map_html(service, args.out, method=args.method, embed_thumbnails=not args.link, model=args.model)
     if args.json:
         emit_json({"map": str(out), "bytes": out.stat().st_size})
     else:
@@ -161,4 +161,5 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     map_.add_argument("--out", type=Path, required=True, help="the .html file to write")
     map_.add_argument("--method", choices=("tsne", "pca"), default="tsne", help="2-D layout: tsne (default) or pca")
     map_.add_argument("--link", action="store_true", help="link to the image files instead of embedding thumbnails")
+    add_clip_model(map_, "lay out by")
     map_.set_defaults(run=run_map)

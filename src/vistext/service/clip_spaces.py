@@ -92,10 +92,10 @@ def missing_space(where: object, model: ClipModel, spec: str | Path, recorded: d
     )
 
 
-def word_vectors(model: ClipModel, words: Sequence[str]) -> np.ndarray:
-    """(len(words), dim): each word's prompt ensemble (the normalised mean of its ``PROMPTS``)."""
-    texts = [prompt.format(word) for word in words for prompt in PROMPTS]
-    vectors = model.encode_texts(texts).reshape(len(words), len(PROMPTS), -1).mean(axis=1)
+def word_vectors(model: ClipModel, words: Sequence[str], prompts: Sequence[str] = PROMPTS) -> np.ndarray:
+    """(len(words), dim): each word's prompt ensemble (the normalised mean of its ``prompts``' vectors)."""
+    texts = [prompt.format(word) for word in words for prompt in prompts]
+    vectors = model.encode_texts(texts).reshape(len(words), len(prompts), -1).mean(axis=1)
     return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
 

@@ -273,8 +273,12 @@ class Service:
         return self._understanding.match(image, tag_sets, model=model)
 
     # ---- the collection as a whole ------------------------------------------------------------------------------
-    def topics(self, n: int = 20, *, seed: int = 0, top_images: int = 8) -> TopicsResult:
-        return self._topics.topics(n, seed=seed, top_images=top_images)
+    def topics(
+        self, n: int = 20, *, seed: int = 0, top_images: int = 8, model: str | Path | None = None
+    ) -> TopicsResult:
+        """``n`` topics of the collection, labelled in words by the joint space, or by ``model`` (a CLIP-family
+        model the catalogue has a space for)."""
+        return self._topics.topics(n, seed=seed, top_images=top_images, model=model)
 
     def topic_grids(self, result: TopicsResult, folder: str | Path, *, thumb: int = 192) -> list[Path]:
         """One contact sheet per topic of its typical images, written into ``folder``."""
@@ -283,16 +287,19 @@ class Service:
     def status(self) -> StatusResult:
         return self._explore.status()
 
-    def map_points(self, method: str = "tsne", topics: int = 8, seed: int = 0) -> MapResult:
-        return self._explore.map_points(method, topics, seed)
+    def map_points(
+        self, method: str = "tsne", topics: int = 8, seed: int = 0, *, model: str | Path | None = None
+    ) -> MapResult:
+        """The collection's 2-D map (by the image features, or by ``model``'s vectors: a CLIP-family model)."""
+        return self._explore.map_points(method, topics, seed, model)
 
     def map_attributes(self, filter: ImageFilter | None = None) -> dict[str, Any]:
         """Each photo passing ``filter`` (catalogue order): path, folder relative to the collection, tags, date
         taken, camera and GPS position, as columns (what a map colours and filters its points by)."""
         return self._explore.attributes(filter)
 
-    def neighbour_table(self, k: int = 8) -> NeighbourTable:
-        return self._explore.neighbour_table(k)
+    def neighbour_table(self, k: int = 8, *, model: str | Path | None = None) -> NeighbourTable:
+        return self._explore.neighbour_table(k, model)
 
     def grid(
         self,
