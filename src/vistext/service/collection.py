@@ -370,6 +370,22 @@ class Collection:
             search = Query(self.models.text_space, k + offset, text=text, restrict=self.restrict(filter))
         return self._page(text, search, k, offset, min_score)
 
+    def catalogue_models(self) -> list[dict[str, Any]]:
+        """The CLIP-family models this catalogue has spaces for, as recorded (name, key, dim, space, source)."""
+        if not self.exists():
+            return []
+        recorded = self.store().space_models()
+        return [{**about, "space": space} for space, about in recorded.items() if space in self.store().spaces()]
+
+    def catalogue_model(self, name: str) -> str:
+        """``name`` when it names a model this catalogue has a space for (its name, key or space), else a
+        ``UsageError`` listing them: what a client may ask for (a server never loads a client's path)."""
+        models = self.catalogue_models()
+        if any(name in (about.get("name"), about.get("key"), about["space"]) for about in models):
+            return name
+        known = ", ".join(str(about.get("name")) for about in models) or "none: only the bundled models"
+        raise UsageError(f"unknown model {name!r} (this catalogue's models: {known})")
+
     def clip_model(self, model: str | Path) -> ClipModel:
         """The CLIP-family model ``model`` names, refused unless this catalogue has a space made by it."""
         return self.models.clips.for_catalogue(model, self.store(), self.location)

@@ -135,6 +135,15 @@ class Service:
         """Whether the catalogue holds any joint model's text-search embeddings."""
         return any(space.startswith("joint:") for space in self._collection.store().spaces())
 
+    def catalogue_models(self) -> list[dict[str, Any]]:
+        """The CLIP-family models the catalogue has spaces for (name, key, dim, space, source): what ``model=``
+        may name beside the bundled default."""
+        return self._collection.catalogue_models()
+
+    def catalogue_model(self, name: str) -> str:
+        """``name``, checked to name one of ``catalogue_models`` (a ``UsageError`` listing them otherwise)."""
+        return self._collection.catalogue_model(name)
+
     def answering_model(self, text: bool) -> tuple[str, str]:
         """Which model answers a text (``text``) or an image query, and the space it searches."""
         if text:

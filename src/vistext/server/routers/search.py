@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request
 from vistext.server import schemas
 from vistext.server.context import ERRORS, NOT_FOUND, ctx
 from vistext.server.responses import JSONResponse
-from vistext.server.routers.params import Filter, ImageFile, ImageId, Paging, read_upload
+from vistext.server.routers.params import Filter, ImageFile, ImageId, ModelName, Paging, catalogue_model, read_upload
 from vistext.server.settings import ServerSettings
 from vistext.service import check_upload
 
@@ -34,17 +34,19 @@ def _add_text_search(api: APIRouter, paging: Paging) -> None:
         k: int = paging.k(10),
         offset: int = paging.offset,
         min_score: float | None = paging.min_score,
+        model: ModelName = None,
     ) -> JSONResponse:
         context = ctx(request)
         paging.check(k, offset)
+        model = await catalogue_model(context, model)
         # the query joins the next batch of searches and no thread waits for it (see vistext.service.batching);
         # only the first search, which may load the text model, runs in a worker thread
         service = context.service
-        if service.text_model_loaded and filter.empty:
+        if service.text_model_loaded and filter.empty and model is None:
             pending = service.search_later(q, k, offset=offset, min_score=min_score)
-        else:  # a filter reads the catalogue first: not in the event loop
+        else:  # a filter or a CLIP model reads the catalogue first: not in the event loop
             pending = await context.call(
-                lambda: service.search_later(q, k, offset=offset, min_score=min_score, filter=filter)
+                lambda: service.search_later(q, k, offset=offset, min_score=min_score, filter=filter, model=model)
             )
         result = await context.wait(pending)
         if context.warm_up is not None:
@@ -67,12 +69,14 @@ def _add_similar(api: APIRouter, paging: Paging) -> None:
         offset: int = paging.offset,
         min_score: float | None = paging.min_score,
         include_self: bool = Query(False, description="keep the query image itself in its answer"),
+        model: ModelName = None,
     ) -> JSONResponse:
         context = ctx(request)
         paging.check(k, offset)
+        model = await catalogue_model(context, model)
         result = await context.call(
             lambda: context.service.similar(
-                image_id, k, offset=offset, min_score=min_score, include_self=include_self, filter=filter
+                image_id, k, offset=offset, min_score=min_score, include_self=include_self, filter=filter, model=model
             )
         )
         return JSONResponse(result.to_dict())
@@ -85,13 +89,16 @@ def _add_similar(api: APIRouter, paging: Paging) -> None:
         k: int = paging.k(10),
         offset: int = paging.offset,
         min_score: float | None = paging.min_score,
+        model: ModelName = None,
     ) -> JSONResponse:
         context = ctx(request)
         paging.check(k, offset)
+        model = await catalogue_model(context, model)
         upload = await read_upload(file)
 
         def work() -> dict[str, Any]:
             check_upload(upload, context.settings.max_pixels)
-            return context.service.similar(upload, k, offset=offset, min_score=min_score, filter=filter).to_dict()
+            result = context.service.similar(upload, k, offset=offset, min_score=min_score, filter=filter, model=model)
+            return result.to_dict()
 
         return JSONResponse(await context.upload_work(request, work))

@@ -11,7 +11,7 @@ from vistext.errors import UsageError
 from vistext.server import schemas
 from vistext.server.context import ERRORS, ctx
 from vistext.server.responses import JSONResponse
-from vistext.server.routers.params import ImageFile, Paging, read_upload
+from vistext.server.routers.params import ImageFile, ModelName, Paging, catalogue_model, read_upload
 from vistext.server.settings import ServerSettings
 from vistext.service import check_upload, parse_tag_sets, parse_vocabulary
 
@@ -45,10 +45,13 @@ def _add_tag(api: APIRouter, paging: Paging, settings: ServerSettings) -> None:
             None,
             description=f"open vocabulary: comma- or newline-separated words (at most {settings.max_vocab})",
         ),
+        model: ModelName = None,
     ) -> JSONResponse:
         context = ctx(request)
         paging.check(k, 0)
-        model = _tagger(context.settings, tagger)
+        if model is not None and (vocab is None or tagger is not None):
+            raise UsageError("model= scores an open vocabulary: give vocab (and no tagger)")
+        model = await catalogue_model(context, model) if model is not None else _tagger(context.settings, tagger)
         words = parse_vocabulary(vocab, limit=context.settings.max_vocab) if vocab is not None else None
         upload = await read_upload(file)
 
@@ -64,9 +67,10 @@ def _add_tag(api: APIRouter, paging: Paging, settings: ServerSettings) -> None:
 
 def _add_caption_and_match(api: APIRouter, paging: Paging) -> None:
     @api.post("/caption", response_model=schemas.CaptionOut, summary="closest known captions for an uploaded image")
-    async def caption(request: Request, file: ImageFile, k: int = paging.k(5)) -> JSONResponse:
+    async def caption(request: Request, file: ImageFile, k: int = paging.k(5), model: ModelName = None) -> JSONResponse:
         context = ctx(request)
         paging.check(k, 0)
+        model = await catalogue_model(context, model)
         bank = context.settings.captions
         if bank is None:
             raise UsageError("this server has no caption bank (start it with `vistext serve --captions SPEC`)")
@@ -74,7 +78,7 @@ def _add_caption_and_match(api: APIRouter, paging: Paging) -> None:
 
         def work() -> dict[str, Any]:
             check_upload(upload, context.settings.max_pixels)
-            return context.service.caption(upload, bank, k).to_dict()
+            return context.service.caption(upload, bank, k, model=model).to_dict()
 
         return JSONResponse(await context.upload_work(request, work))
 
@@ -83,13 +87,15 @@ def _add_caption_and_match(api: APIRouter, paging: Paging) -> None:
         request: Request,
         file: ImageFile,
         tag_sets: str = Form(..., description='one set per line ("dog, grass"), or JSON [["dog","grass"],["cat"]]'),
+        model: ModelName = None,
     ) -> JSONResponse:
         context = ctx(request)
         sets = parse_tag_sets(tag_sets, limit=context.settings.max_tag_sets)
+        model = await catalogue_model(context, model)
         upload = await read_upload(file)
 
         def work() -> dict[str, Any]:
             check_upload(upload, context.settings.max_pixels)
-            return context.service.match(upload, sets).to_dict()
+            return context.service.match(upload, sets, model=model).to_dict()
 
         return JSONResponse(await context.upload_work(request, work))
