@@ -65,14 +65,20 @@ class ClipModels:
                 self._models[str(spec)] = ClipModel(folder)
             return self._models[str(spec)]
 
+    def resolve(self, spec: str | Path, store: Store | None) -> ClipModel:
+        """The model ``spec`` names: a model ``store`` recorded (by name, key or space: the folder it was indexed
+        from), else any model folder or name ``load`` finds."""
+        recorded = {} if store is None else store.space_models()
+        for space, about in recorded.items():
+            if is_clip_space(space) and str(spec) in (about.get("name"), about.get("key"), space):
+                if about.get("source"):
+                    return self.load(str(about["source"]))
+        return self.load(spec)
+
     def for_catalogue(self, spec: str | Path, store: Store, where: object) -> ClipModel:
         """The model ``spec`` names, checked to have a space in ``store`` (at ``where``, for messages)."""
         recorded = {space: about for space, about in store.space_models().items() if is_clip_space(space)}
-        for space, about in recorded.items():
-            if str(spec) in (about.get("name"), about.get("key"), space) and about.get("source"):
-                spec = str(about["source"])
-                break
-        model = self.load(spec)
+        model = self.resolve(spec, store)
         if model.space not in store.spaces():
             raise StoreError(missing_space(where, model, spec, recorded))
         return model

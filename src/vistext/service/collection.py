@@ -386,6 +386,11 @@ class Collection:
         known = ", ".join(str(about.get("name")) for about in models) or "none: only the bundled models"
         raise UsageError(f"unknown model {name!r} (this catalogue's models: {known})")
 
+    def any_clip_model(self, model: str | Path) -> ClipModel:
+        """The CLIP-family model ``model`` names (a name this catalogue recorded, or any model folder), for
+        commands on single photos, which need no space in the catalogue."""
+        return self.models.clips.resolve(model, self.store() if self.exists() else None)
+
     def clip_model(self, model: str | Path) -> ClipModel:
         """The CLIP-family model ``model`` names, refused unless this catalogue has a space made by it."""
         return self.models.clips.for_catalogue(model, self.store(), self.location)

@@ -124,7 +124,7 @@ class Understanding:
         words = list(dict.fromkeys(w.strip() for w in vocab if w.strip()))
         if not words:
             raise UsageError("the tag vocabulary is empty")
-        clip = self.models.clips.load(model)
+        clip = self.collection.any_clip_model(model)
         ranked = rank_words(clip, clip.encode_images(pictures), words, min(k, len(words)))
         return [[ScoredTag(word, round(score, 6)) for word, score in row] for row in ranked]
 
@@ -165,7 +165,7 @@ class Understanding:
     def _caption_with_clip(self, image: ImageInput, bank: str, k: int, model: str | Path) -> CaptionResult:
         from vistext.service.captions import load_caption_bank
 
-        clip = self.models.clips.load(model)
+        clip = self.collection.any_clip_model(model)
         captions = load_caption_bank(bank, clip.encode_texts, clip.space)
         vector = self.collection.indexed_vector(image, clip.space) if self.collection.exists() else None
         if vector is None:
@@ -209,7 +209,7 @@ class Understanding:
         self, image: ImageInput, sets: list[list[str]], model: str | Path | None
     ) -> tuple[str, np.ndarray]:
         if model not in (None, "joint", "fused", "matcher") and not names_trained_model(model):
-            clip = self.models.clips.load(model)
+            clip = self.collection.any_clip_model(model)
             words = [", ".join(tags) for tags in sets]
             cosines = rank_words(clip, clip.encode_images([decode(image)]), words, len(words))[0]
             by_set = dict(cosines)
