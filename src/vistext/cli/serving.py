@@ -93,8 +93,11 @@ def run_bot_command(args: argparse.Namespace) -> int:
         k=args.k,
         base_url=args.base_url,
         base_file_url=args.base_file_url,
+        model=args.model,
     )
     with service_for(args) as service:
+        if args.model is not None:
+            args.model = service.catalogue_model(args.model)  # a model the catalogue has a space for, or stop now
         if not args.quiet:
             say("vistext: bot running (Ctrl-C to stop)")
         run_bot(service, settings)
@@ -154,6 +157,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     )
     bot.add_argument("--base-url", help="Bot API URL (a self-hosted Bot API server)")
     bot.add_argument("--base-file-url", help="Bot API file URL (with --base-url)")
+    add_clip_model(bot, "answer in")
     bot.set_defaults(run=run_bot_command)
 
     map_ = commands.add_parser("map", parents=[common], help="write an interactive 2-D map of the collection")
