@@ -45,6 +45,7 @@
     const params = filters.params(new URLSearchParams({ k: state.k, offset: state.offset }));
     if (!listing) params.set("q", state.query);
     if (state.minScore !== null && !listing) params.set("min_score", state.minScore);
+    if ($("model").value && !listing) params.set("model", $("model").value);
     const doing = listing ? "listing…" : "searching…";
     showStatus("search-status", server && server.warming && !listing ? doing + " " + WARMING : doing);
     $("search-button").disabled = true;
@@ -185,7 +186,9 @@
     $("viewer-similar").replaceChildren();
     if (!dialog.open) dialog.showModal();
     try {
-      const answer = await V.getJSON(`/api/similar/${hit.id}?` + filters.params(new URLSearchParams({ k: 7 })));
+      const params = filters.params(new URLSearchParams({ k: 7 }));
+      if ($("model").value) params.set("model", $("model").value);
+      const answer = await V.getJSON(`/api/similar/${hit.id}?` + params);
       fillGrid($("viewer-similar"), answer.results.filter((h) => h.id !== hit.id).slice(0, 6));
     } catch (error) {
       $("viewer-caption").textContent = error.message;
@@ -214,7 +217,18 @@
     }
   }
 
+  /* The model picker, shown only when the collection has a CLIP-family model's space beside the bundled one. */
+  async function loadModels() {
+    const models = (await V.getJSON("/api/models")).models;
+    if (!models.length) return;
+    const options = [V.el("option", { value: "", text: "bundled (default)" })];
+    for (const model of models) options.push(V.el("option", { value: model.name, text: `${model.name} (${model.dim}-d)` }));
+    $("model").replaceChildren(...options);
+    $("model-picker").hidden = false;
+  }
+
   $("token-button").addEventListener("click", V.askToken);
   pollStatus();
+  loadModels().catch((error) => showStatus("search-status", "models: " + error.message, true));
   filters.load().catch((error) => showStatus("search-status", "filters: " + error.message, true));
 })();
