@@ -84,6 +84,8 @@ def export_towers(model: Any, folder: Path, dims: dict[str, Any]) -> None:
 
     image = torch.zeros(2, 3, dims["image"], dims["image"])
     text = torch.ones(2, dims["context"], dtype=torch.int64)
+    # the text tower takes any length: a batch of texts is padded to its longest, not to the context length
+    axes = {"visual": {0: "batch"}, "textual": {0: "batch", 1: "tokens"}}
     with torch.no_grad():
         for module, sample, name, side in (
             (Tower(True), image, "image", "visual"),
@@ -92,7 +94,7 @@ def export_towers(model: Any, folder: Path, dims: dict[str, Any]) -> None:
             (folder / side).mkdir(parents=True, exist_ok=True)
             torch.onnx.export(
                 module, (sample,), str(folder / side / "model.onnx"), input_names=[name], output_names=["embedding"],
-                dynamic_axes={name: {0: "batch"}, "embedding": {0: "batch"}}, opset_version=17, dynamo=False,
+                dynamic_axes={name: axes[side], "embedding": {0: "batch"}}, opset_version=17, dynamo=False,
             )  # fmt: skip
 
 

@@ -185,7 +185,12 @@ class ClipModel:
     def _session(self, graph: Path) -> Any:
         with self._lock:
             if graph.as_posix() not in self._sessions:
-                self._sessions[graph.as_posix()] = open_session(self.folder / graph, threads=self.threads)
+                # the text tower answers queries, a few texts at a time: opened without graph rewrites it is
+                # ready in less than half the time (measured on ViT-B/32's: 1.1 s against 2.5 s here)
+                optimise = graph != TEXTUAL_GRAPH
+                self._sessions[graph.as_posix()] = open_session(
+                    self.folder / graph, threads=self.threads, optimise=optimise
+                )
             return self._sessions[graph.as_posix()]
 
     # ---- images ---------------------------------------------------------------------------------------------
@@ -243,8 +248,14 @@ class ClipModel:
         encodings = self.tokenizer().encode_batch(cleaned)
         ids = np.array([e.ids for e in encodings])
         mask = np.array([e.attention_mask for e in encodings])
+        graph_inputs = self._session(TEXTUAL_GRAPH).get_inputs()
+        if not isinstance(graph_inputs[0].shape[-1], int):
+            # a graph that takes any length gets the texts padded to the longest, not to the context length:
+            # the causal (or masked) attention makes the embedding the same, and a short query costs a tenth
+            width = max(1, int(mask.sum(axis=1).max()))
+            ids, mask = ids[:, :width], mask[:, :width]
         inputs = {}
-        for graph_input in self._session(TEXTUAL_GRAPH).get_inputs():
+        for graph_input in graph_inputs:
             values = mask if graph_input.name == "attention_mask" else ids
             inputs[graph_input.name] = values.astype(np.int64 if "int64" in graph_input.type else np.int32)
         return inputs
