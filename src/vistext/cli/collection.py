@@ -181,7 +181,7 @@ def _answer(
         result = ask(service)
         seconds = time.perf_counter() - started
         if log.isEnabledFor(logging.INFO):
-            _log_query(service, result, what, seconds)
+            _log_query(service, result, what, seconds, args.model)
         if args.grid:
             query = query_file(service).resolve() if query_file is not None else None
             if query is not None and any(Path(hit.path).resolve() == query for hit in result.results):
@@ -193,15 +193,15 @@ def _answer(
     return 0
 
 
-def _log_query(service: Service, result: SearchResult, what: str, seconds: float) -> None:
+def _log_query(service: Service, result: SearchResult, what: str, seconds: float, model: str | None) -> None:
     """With -v: which model and space answered, the kind and size of the vector index searched, and how long."""
-    model, space = service.answering_model(text=what == "search")
+    answering, space = service.answering_model(text=what == "search", model=model)
     index = (service.info().details.get("spaces") or {}).get(space, {})
     log.info(
         "%s %r: %s, space %s (%s-d), %s index of %s vectors searched, %d results, %.3f s",
         what,
         result.query,
-        model,
+        answering,
         space,
         index.get("dim", "?"),
         index.get("index", "?"),

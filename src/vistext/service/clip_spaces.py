@@ -16,13 +16,17 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vistext.errors import StoreError
+from vistext.errors import StoreError, UsageError
 from vistext.models.clip import CLIP_SPACE_PREFIX, ClipModel
 from vistext.paths import vistext_home
 from vistext.store import Store
+
+if TYPE_CHECKING:
+    from vistext.service.location import CatalogueLocation
 
 # a subset of CLIP's ImageNet prompt templates (Radford et al. 2021, notebook "Prompt_Engineering_for_ImageNet"):
 # a word's text vector is the normalised mean of its prompts' vectors
@@ -124,3 +128,33 @@ def rank_words(model: ClipModel, images: np.ndarray, words: Sequence[str], k: in
     """Each image's ``k`` best words with their cosines to the image (each word as its prompt ensemble)."""
     cosines = images @ word_vectors(model, words).T
     return [[(words[i], float(row[i])) for i in np.argsort(-row, kind="stable")[:k]] for row in cosines]
+
+
+def recorded_models(store: Store) -> list[dict[str, Any]]:
+    """The CLIP-family models ``store`` has spaces for, as recorded (name, key, dim, source) with their space."""
+    spaces = set(store.spaces())
+    return [{**about, "space": space} for space, about in store.space_models().items() if space in spaces]
+
+
+def check_recorded(store: Store | None, name: str) -> str:
+    """``name`` when it names a model ``store`` has a space for (its name, key or space), else a ``UsageError``
+    listing them: what a client may ask for (a server never loads a client's path)."""
+    models = [] if store is None else recorded_models(store)
+    if any(name in (about.get("name"), about.get("key"), about["space"]) for about in models):
+        return name
+    known = ", ".join(str(about.get("name")) for about in models) or "none: only the bundled models"
+    raise UsageError(f"unknown model {name!r} (this catalogue's models: {known})")
+
+
+def add_space(
+    store: Store, where: CatalogueLocation, model: ClipModel, folder: str | Path, engine: str, address: str | None,
+    progress: bool,
+) -> int:  # fmt: skip
+    """Give the photos at ``folder`` lacking ``model``'s space their vectors, on this machine or on Ray."""
+    if engine == "ray":  # the model travels as its folder: every node must read it under the same path
+        from vistext.indexing.ray_model_space import add_space_with_ray
+
+        return add_space_with_ray(str(folder), store, where.for_workers(), model, address=address)
+    from vistext.indexing.model_space import add_model_space
+
+    return add_model_space(store, model, folder, progress=progress)

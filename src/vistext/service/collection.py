@@ -21,7 +21,7 @@ from vistext.service.batching import then_on
 from vistext.service.filters import describe
 from vistext.service.inputs import ImageInput, Upload, input_name
 from vistext.service.loaded_models import Lazy, LoadedModels
-from vistext.service.location import CatalogueLocation, indexes_below, locate
+from vistext.service.location import CatalogueLocation, indexes_below, locate, missing_message
 from vistext.service.queries import Query, QueryBatcher
 from vistext.service.results import Hit, InfoResult, SearchResult
 from vistext.service.thumbnails import THUMBNAIL_SIZES, Thumbnails
@@ -91,7 +91,7 @@ class Collection:
 
                 where = self._location
                 if not create and not where.exists():
-                    raise StoreError(self._missing(where.file))
+                    raise StoreError(missing_message(where.file, self.db is not None))
                 # index needs write access; a reading command opens the catalogue read-only (never a byte
                 # written, no migration); others write when they can and read a catalogue they cannot write
                 readonly = False if create else (True if self.read_only else None)
@@ -109,19 +109,6 @@ class Collection:
                     self._store = None
                 self._location = target
         return self.store(create=True)
-
-    def _missing(self, path: Path) -> str:
-        """Why there is no catalogue at ``path``: with no --db, name the indexed folders below this one."""
-        below = [] if self.db is not None else indexes_below(Path.cwd())
-        if not below:
-            return f"{path}: no index here yet; run `vistext index DIR` first (or pass --db)"
-        shown = ", ".join(str(folder) for folder in below[:5]) + (
-            f" and {len(below) - 5} more" if len(below) > 5 else ""
-        )
-        return (
-            f"no index in {Path.cwd()} or the folders above it; indexed folders below it: {shown}; "
-            f"pass one with --db (e.g. --db {below[0]})"
-        )
 
     def exists(self) -> bool:
         return self._store is not None or self.location.exists()
@@ -168,23 +155,13 @@ class Collection:
         else:
             report = self._index_locally(Path(folder), text_search)
         if clip is not None:
-            report.model_space = {
-                "model": clip.name,
-                "space": clip.space,
-                "added": self._add_space(clip, folder, engine, address),
-            }
+            from vistext.service.clip_spaces import add_space
+
+            added = add_space(self.store(), self.location, clip, folder, engine, address, self.progress)
+            report.model_space = {"model": clip.name, "space": clip.space, "added": added}
         if trained is not None and tagger is not None:
             report.tags = self.tag_collection(tagger).to_dict()
         return report
-
-    def _add_space(self, clip: ClipModel, folder: str | Path, engine: str, address: str | None) -> int:
-        if engine == "ray":
-            from vistext.service.collection_ray import add_space_on_ray
-
-            return add_space_on_ray(str(folder), self.store(), self.location, clip, address=address)
-        from vistext.indexing.model_space import add_model_space
-
-        return add_model_space(self.store(), clip, folder, progress=self.progress)
 
     def _index_locally(self, folder: Path, text_search: bool) -> IndexReport:
         from vistext.indexing.local import index_folder
@@ -369,27 +346,6 @@ class Collection:
         else:
             search = Query(self.models.text_space, k + offset, text=text, restrict=self.restrict(filter))
         return self._page(text, search, k, offset, min_score)
-
-    def catalogue_models(self) -> list[dict[str, Any]]:
-        """The CLIP-family models this catalogue has spaces for, as recorded (name, key, dim, space, source)."""
-        if not self.exists():
-            return []
-        recorded = self.store().space_models()
-        return [{**about, "space": space} for space, about in recorded.items() if space in self.store().spaces()]
-
-    def catalogue_model(self, name: str) -> str:
-        """``name`` when it names a model this catalogue has a space for (its name, key or space), else a
-        ``UsageError`` listing them: what a client may ask for (a server never loads a client's path)."""
-        models = self.catalogue_models()
-        if any(name in (about.get("name"), about.get("key"), about["space"]) for about in models):
-            return name
-        known = ", ".join(str(about.get("name")) for about in models) or "none: only the bundled models"
-        raise UsageError(f"unknown model {name!r} (this catalogue's models: {known})")
-
-    def any_clip_model(self, model: str | Path) -> ClipModel:
-        """The CLIP-family model ``model`` names (a name this catalogue recorded, or any model folder), for
-        commands on single photos, which need no space in the catalogue."""
-        return self.models.clips.resolve(model, self.store() if self.exists() else None)
 
     def clip_model(self, model: str | Path) -> ClipModel:
         """The CLIP-family model ``model`` names, refused unless this catalogue has a space made by it."""

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from vistext.indexing.local import IndexReport
-    from vistext.models.clip import ClipModel
     from vistext.service.loaded_models import LoadedModels
     from vistext.service.location import CatalogueLocation
     from vistext.store import Store
@@ -43,12 +42,3 @@ def index_on_ray(
         derive_spaces(store, models.derived_spaces())
     return report
 
-
-def add_space_on_ray(
-    location: str, store: Store, catalogue: CatalogueLocation, model: ClipModel, *, address: str | None
-) -> int:
-    """Add ``model``'s space to the photos at ``location`` lacking it, encoding on Ray (the model's folder must be
-    readable on every node); returns how many photos were added."""
-    from vistext.indexing.ray_model_space import add_space_with_ray
-
-    return add_space_with_ray(location, store, catalogue.for_workers(), model, address=address)

@@ -138,14 +138,22 @@ class Service:
     def catalogue_models(self) -> list[dict[str, Any]]:
         """The CLIP-family models the catalogue has spaces for (name, key, dim, space, source): what ``model=``
         may name beside the bundled default."""
-        return self._collection.catalogue_models()
+        from vistext.service.clip_spaces import recorded_models
+
+        return recorded_models(self._collection.store()) if self._collection.exists() else []
 
     def catalogue_model(self, name: str) -> str:
         """``name``, checked to name one of ``catalogue_models`` (a ``UsageError`` listing them otherwise)."""
-        return self._collection.catalogue_model(name)
+        from vistext.service.clip_spaces import check_recorded
 
-    def answering_model(self, text: bool) -> tuple[str, str]:
-        """Which model answers a text (``text``) or an image query, and the space it searches."""
+        return check_recorded(self._collection.store() if self._collection.exists() else None, name)
+
+    def answering_model(self, text: bool, model: str | Path | None = None) -> tuple[str, str]:
+        """Which model answers a text (``text``) or an image query (with ``model``: that CLIP-family model), and
+        the space it searches."""
+        if model is not None:
+            clip = self._collection.clip_model(model)
+            return f"CLIP-family model {clip.name}", clip.space
         if text:
             return f"joint model {self._models.joint.name}", self._models.text_space
         return f"image encoder {self._models.encoder_name}", "image"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -29,6 +30,9 @@ from vistext.service.results import (
     ScoredTag,
     TagResult,
 )
+
+if TYPE_CHECKING:
+    from vistext.models.clip import ClipModel
 
 log = logging.getLogger(__name__)
 
@@ -118,13 +122,18 @@ class Understanding:
         probs = softmax(sims * joint.plain_logit_scale)
         return [[ScoredTag(words[i], round(float(row[i]), 6)) for i in np.argsort(-row)[:top_k]] for row in probs]
 
+    def _clip(self, model: str | Path) -> ClipModel:
+        """The CLIP-family model ``model`` names (a name the catalogue recorded, or any model folder): commands on
+        single photos need no space in the catalogue."""
+        return self.models.clips.resolve(model, self.collection.store() if self.collection.exists() else None)
+
     def _tags_from_clip(
         self, pictures: Sequence[Image.Image], model: str | Path, vocab: Sequence[str], k: int
     ) -> list[list[ScoredTag]]:
         words = list(dict.fromkeys(w.strip() for w in vocab if w.strip()))
         if not words:
             raise UsageError("the tag vocabulary is empty")
-        clip = self.collection.any_clip_model(model)
+        clip = self._clip(model)
         ranked = rank_words(clip, clip.encode_images(pictures), words, min(k, len(words)))
         return [[ScoredTag(word, round(score, 6)) for word, score in row] for row in ranked]
 
@@ -165,7 +174,7 @@ class Understanding:
     def _caption_with_clip(self, image: ImageInput, bank: str, k: int, model: str | Path) -> CaptionResult:
         from vistext.service.captions import load_caption_bank
 
-        clip = self.collection.any_clip_model(model)
+        clip = self._clip(model)
         captions = load_caption_bank(bank, clip.encode_texts, clip.space)
         vector = self.collection.indexed_vector(image, clip.space) if self.collection.exists() else None
         if vector is None:
@@ -209,7 +218,7 @@ class Understanding:
         self, image: ImageInput, sets: list[list[str]], model: str | Path | None
     ) -> tuple[str, np.ndarray]:
         if model not in (None, "joint", "fused", "matcher") and not names_trained_model(model):
-            clip = self.collection.any_clip_model(model)
+            clip = self._clip(model)
             words = [", ".join(tags) for tags in sets]
             cosines = rank_words(clip, clip.encode_images([decode(image)]), words, len(words))[0]
             by_set = dict(cosines)
