@@ -221,3 +221,23 @@ def test_clip_queries_never_load_torch(indexed: dict[str, Any], tmp_path: Path) 
         )  # fmt: skip
         assert done.returncode == 0, done.stderr[-2000:]
         assert json.loads(done.stdout)["results"]
+
+
+def test_tagging_with_a_clip_model_needs_words(indexed: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    photo = sorted(indexed["photos"].glob("*.jpg"))[0]
+    error = cli_error(capsys, "tag", str(photo), "--model", str(indexed["model"].folder))
+    assert error.endswith("a CLIP-family model tags with your words: give them with --vocab")
+
+
+def test_the_store_records_which_model_made_a_space(tmp_path: Path, indexed: dict[str, Any]) -> None:
+    from vistext.store import open_store
+
+    about = indexed["model"].describe()
+    with open_store(str(tmp_path / "c.sqlite")) as store:
+        assert store.space_models() == {}
+        store.record_space_model("clip:x@1", about)
+        store.record_space_model("clip:y@2", {**about, "name": "y"})
+    with open_store(str(tmp_path / "c.sqlite"), readonly=True) as store:
+        assert store.space_models() == {"clip:x@1": about, "clip:y@2": {**about, "name": "y"}}
+        store.record_space_model("clip:z@3", about)  # a read-only store keeps what it has
+        assert set(store.space_models()) == {"clip:x@1", "clip:y@2"}

@@ -124,6 +124,22 @@ def names_trained_model(spec: str | Path) -> bool:
     return isinstance(card, dict) and "format" in card
 
 
+def looks_like_clip(spec: str | Path) -> bool:
+    """Whether ``spec`` is a folder holding a CLIP-family model in one of the formats ``--model`` takes (a cheap
+    look at its files: nothing is loaded)."""
+    folder = Path(spec)
+    if (folder / "visual").is_dir() and (folder / "textual").is_dir():  # Immich's layout
+        return True
+    if (folder / "open_clip_config.json").is_file():
+        return True
+    try:
+        import json
+
+        return "vision_config" in json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, TypeError):
+        return False
+
+
 def rank_words(model: ClipModel, images: np.ndarray, words: Sequence[str], k: int) -> list[list[tuple[str, float]]]:
     """Each image's ``k`` best words with their cosines to the image (each word as its prompt ensemble)."""
     cosines = images @ word_vectors(model, words).T

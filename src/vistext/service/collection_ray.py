@@ -41,4 +41,3 @@ def index_on_ray(
 
         derive_spaces(store, models.derived_spaces())
     return report
-

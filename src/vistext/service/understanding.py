@@ -18,7 +18,7 @@ from PIL import Image
 from vistext.encoders.base import softmax
 from vistext.errors import ImageDecodeError, ModelError, UsageError
 from vistext.evaluation.base import Evaluation
-from vistext.service.clip_spaces import names_trained_model, rank_words
+from vistext.service.clip_spaces import looks_like_clip, names_trained_model, rank_words
 from vistext.service.collection import Collection, check_k
 from vistext.service.inputs import ImageInput, decode, input_name
 from vistext.service.loaded_models import LoadedModels, cosine_to_unit
@@ -75,6 +75,8 @@ class Understanding:
         if model is not None and vocab is not None:  # a CLIP-family model scores the words
             scored = self._tags_from_clip(pictures, model, vocab, k)
         elif model is not None:
+            if not names_trained_model(model) and looks_like_clip(model):
+                raise UsageError(f"{model}: a CLIP-family model tags with your words: give them with --vocab")
             scored = self._tags_from_model(pictures, model, k, threshold)
         elif vocab is not None:
             scored = self._tags_from_vocabulary(pictures, vocab, k)
