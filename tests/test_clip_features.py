@@ -182,13 +182,17 @@ def test_a_model_the_catalogue_lacks_is_refused_with_what_to_do(
 
 
 def test_http_takes_model_and_refuses_a_path(
-    indexed: dict[str, Any], running_server: Callable[..., AbstractContextManager[str]]
+    indexed: dict[str, Any], running_server: Callable[..., AbstractContextManager[str]], tmp_path: Path
 ) -> None:
     model: ClipModel = indexed["model"]
     photo = sorted(indexed["photos"].glob("*.jpg"))[0]
     text = "a dog runs through the snow"
     expected = cli("search", text, "--db", indexed["db"], "--model", "tiny-clip", "-k", "4")
-    with running_server(ServerSettings(db=Path(indexed["db"]))) as url, httpx.Client(base_url=url, timeout=60) as http:
+    bank = tmp_path / "captions.txt"
+    bank.write_text("a dog on the grass\na man rides a bike\nchildren at the beach\n", encoding="utf-8")
+    captioned = cli("caption", str(photo), "--captions", str(bank), "--model", "tiny-clip", "--db", indexed["db"])
+    settings = ServerSettings(db=Path(indexed["db"]), captions=str(bank), map_method="pca")
+    with running_server(settings) as url, httpx.Client(base_url=url, timeout=60) as http:
         models = http.get("/api/models").json()["models"]
         assert models == [{"name": "tiny-clip", "key": model.key, "dim": model.dim, "space": model.space}]
         answer = http.get("/api/search", params={"q": text, "model": "tiny-clip", "k": 4}).json()
@@ -201,6 +205,15 @@ def test_http_takes_model_and_refuses_a_path(
         assert {t["tag"] for t in tags["tags"]} == {"dog", "snow"}
         match = http.post("/api/match", params={"model": "tiny-clip"}, data={"tag_sets": "dog\ncar"}, files=files)
         assert match.json()["method"] == "clip"
+        upload = http.post("/api/similar", params={"model": "tiny-clip", "k": 2}, files=files).json()["results"]
+        copy = str(indexed["photos"] / "sub" / "copy.jpg")  # the same photo and its copy, in the model's space
+        assert {hit["path"] for hit in upload} == {str(photo), copy} and min(h["score"] for h in upload) > 0.999
+        caption = http.post("/api/caption", params={"model": "tiny-clip", "k": 3}, files=files).json()
+        assert [c["text"] for c in caption["captions"]] == [c["text"] for c in captioned["captions"]]
+        mapped = http.get("/api/map", params={"model": "tiny-clip"})
+        while mapped.status_code == 202:  # the layout is computed once, in the background
+            mapped = http.get("/api/map", params={"model": "tiny-clip"})
+        assert mapped.status_code == 200 and len(mapped.json()["points"]["id"]) == N_PHOTOS + 1
         assert http.get("/api/topics", params={"model": "tiny-clip", "n": 2}).status_code == 200
         assert http.get("/api/duplicates", params={"model": "tiny-clip"}).json()["threshold"] == 0.99
         refused = http.get("/api/search", params={"q": text, "model": str(model.folder)})
