@@ -217,7 +217,7 @@ def test_http_takes_model_and_refuses_a_path(
         assert http.get("/api/topics", params={"model": "tiny-clip", "n": 2}).status_code == 200
         assert http.get("/api/duplicates", params={"model": "tiny-clip"}).json()["threshold"] == 0.99
         refused = http.get("/api/search", params={"q": text, "model": str(model.folder)})
-        assert refused.status_code == 400 and "unknown model" in refused.json()["error"]
+        assert refused.status_code == 404 and "unknown model" in refused.json()["error"]
 
 
 def test_clip_queries_never_load_torch(indexed: dict[str, Any], tmp_path: Path) -> None:

@@ -23,10 +23,10 @@ import numpy as np
 from vistext.errors import StoreError, UsageError
 from vistext.models.clip import CLIP_SPACE_PREFIX, ClipModel
 from vistext.paths import vistext_home
-from vistext.store import Store
 
 if TYPE_CHECKING:
     from vistext.service.location import CatalogueLocation
+    from vistext.store import Store
 
 # a subset of CLIP's ImageNet prompt templates (Radford et al. 2021, notebook "Prompt_Engineering_for_ImageNet"):
 # a word's text vector is the normalised mean of its prompts' vectors
@@ -46,6 +46,10 @@ PROMPTS = (
 )
 # Immich's default for duplicate detection: CLIP embeddings within cosine distance 0.01
 DUPLICATE_THRESHOLD = 0.99
+
+
+class UnknownModelError(UsageError):
+    """A model name no space of the catalogue was made by (a server's 404)."""
 
 
 def is_clip_space(space: str) -> bool:
@@ -159,7 +163,7 @@ def check_recorded(store: Store | None, name: str) -> str:
     if any(name in (about.get("name"), about.get("key"), about["space"]) for about in models):
         return name
     known = ", ".join(str(about.get("name")) for about in models) or "none: only the bundled models"
-    raise UsageError(f"unknown model {name!r} (this catalogue's models: {known})")
+    raise UnknownModelError(f"unknown model {name!r} (this catalogue's models: {known})")
 
 
 def add_space(

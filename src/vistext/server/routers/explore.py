@@ -14,7 +14,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from vistext.server import schemas
-from vistext.server.context import ERRORS, ServerContext, ctx
+from vistext.server.context import ERRORS, UNKNOWN_MODEL, ServerContext, ctx
 from vistext.server.responses import JSONResponse
 from vistext.server.routers.params import Filter, ModelName, catalogue_model
 from vistext.server.settings import ServerSettings
@@ -55,7 +55,7 @@ async def _map(
 def build_explore_router(settings: ServerSettings) -> APIRouter:
     api = APIRouter(prefix="/api", responses=ERRORS)
 
-    @api.get("/topics", summary="NMF topics of the collection: top words and typical images")
+    @api.get("/topics", responses=UNKNOWN_MODEL, summary="NMF topics of the collection: top words and typical images")
     async def topics(
         request: Request,
         n: int = Query(8, ge=1, le=settings.max_topics, description=f"number of topics (1-{settings.max_topics})"),
@@ -73,7 +73,7 @@ def build_explore_router(settings: ServerSettings) -> APIRouter:
     @api.get(
         "/map",
         response_model=schemas.MapOut,
-        responses={202: {"model": schemas.PendingOut, "description": "the layout is being computed"}},
+        responses={202: {"model": schemas.PendingOut, "description": "the layout is being computed"}, **UNKNOWN_MODEL},
         summary="2-D map coordinates of every indexed image, coloured by topic",
     )
     async def map_points(
@@ -92,6 +92,7 @@ def build_explore_router(settings: ServerSettings) -> APIRouter:
     @api.get(
         "/duplicates",
         response_model=schemas.DuplicatesOut,
+        responses=UNKNOWN_MODEL,
         summary="groups of copies (one to keep) and of similar shots (same as `vistext duplicates --json`)",
     )
     async def duplicates(

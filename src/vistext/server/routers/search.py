@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 
 from vistext.server import schemas
-from vistext.server.context import ERRORS, NOT_FOUND, ctx
+from vistext.server.context import ERRORS, NOT_FOUND_OR_UNKNOWN_MODEL, UNKNOWN_MODEL, ctx
 from vistext.server.responses import JSONResponse
 from vistext.server.routers.params import Filter, ImageFile, ImageId, ModelName, Paging, catalogue_model, read_upload
 from vistext.server.settings import ServerSettings
@@ -24,7 +24,9 @@ def build_search_router(settings: ServerSettings) -> APIRouter:
 
 
 def _add_text_search(api: APIRouter, paging: Paging) -> None:
-    @api.get("/search", response_model=schemas.SearchOut, summary="indexed images matching a text")
+    @api.get(
+        "/search", response_model=schemas.SearchOut, responses=UNKNOWN_MODEL, summary="indexed images matching a text"
+    )
     async def search(
         request: Request,
         filter: Filter,
@@ -58,7 +60,7 @@ def _add_similar(api: APIRouter, paging: Paging) -> None:
     @api.get(
         "/similar/{image_id}",
         response_model=schemas.SearchOut,
-        responses=NOT_FOUND,
+        responses=NOT_FOUND_OR_UNKNOWN_MODEL,
         summary="images similar to an indexed one",
     )
     async def similar_to_indexed(
@@ -81,7 +83,12 @@ def _add_similar(api: APIRouter, paging: Paging) -> None:
         )
         return JSONResponse(result.to_dict())
 
-    @api.post("/similar", response_model=schemas.SearchOut, summary="indexed images similar to an uploaded image")
+    @api.post(
+        "/similar",
+        response_model=schemas.SearchOut,
+        responses=UNKNOWN_MODEL,
+        summary="indexed images similar to an uploaded image",
+    )
     async def similar_to_upload(
         request: Request,
         file: ImageFile,

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Form, Query, Request
 
 from vistext.errors import UsageError
 from vistext.server import schemas
-from vistext.server.context import ERRORS, ctx
+from vistext.server.context import ERRORS, UNKNOWN_MODEL, ctx
 from vistext.server.responses import JSONResponse
 from vistext.server.routers.params import ImageFile, ModelName, Paging, catalogue_model, read_upload
 from vistext.server.settings import ServerSettings
@@ -35,7 +35,7 @@ def build_understand_router(settings: ServerSettings) -> APIRouter:
 
 
 def _add_tag(api: APIRouter, paging: Paging, settings: ServerSettings) -> None:
-    @api.post("/tag", response_model=schemas.TagOut, summary="tag an uploaded image")
+    @api.post("/tag", response_model=schemas.TagOut, responses=UNKNOWN_MODEL, summary="tag an uploaded image")
     async def tag(
         request: Request,
         file: ImageFile,
@@ -66,7 +66,12 @@ def _add_tag(api: APIRouter, paging: Paging, settings: ServerSettings) -> None:
 
 
 def _add_caption_and_match(api: APIRouter, paging: Paging) -> None:
-    @api.post("/caption", response_model=schemas.CaptionOut, summary="closest known captions for an uploaded image")
+    @api.post(
+        "/caption",
+        response_model=schemas.CaptionOut,
+        responses=UNKNOWN_MODEL,
+        summary="closest known captions for an uploaded image",
+    )
     async def caption(request: Request, file: ImageFile, k: int = paging.k(5), model: ModelName = None) -> JSONResponse:
         context = ctx(request)
         paging.check(k, 0)
@@ -82,7 +87,12 @@ def _add_caption_and_match(api: APIRouter, paging: Paging) -> None:
 
         return JSONResponse(await context.upload_work(request, work))
 
-    @api.post("/match", response_model=schemas.MatchOut, summary="which tag set fits an uploaded image best")
+    @api.post(
+        "/match",
+        response_model=schemas.MatchOut,
+        responses=UNKNOWN_MODEL,
+        summary="which tag set fits an uploaded image best",
+    )
     async def match(
         request: Request,
         file: ImageFile,
