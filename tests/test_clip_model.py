@@ -95,3 +95,29 @@ def test_a_folder_missing_a_graph_is_named(tiny_clip: tuple[Path, Any], tmp_path
     (copy / "textual" / "model.onnx").unlink()
     with pytest.raises(ModelError, match=r"textual/model.onnx: missing"):
         ClipModel(copy)
+
+
+def test_a_fixed_length_int32_text_graph_as_immich_ships_it(tiny_clip: tuple[Path, Any], tmp_path: Path) -> None:
+    """Immich's text graphs take int32 ids padded to the full context length; the same weights behind such an
+    input give the same embeddings (texts are then padded to the context length, and cast to int32)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    folder, _ = tiny_clip
+    copy = shutil.copytree(folder, tmp_path / "immich-style")
+    graph_file = copy / "textual" / "model.onnx"
+    model = onnx.load(str(graph_file))
+    graph = model.graph
+    for node in graph.node:
+        node.input[:] = ["text64" if name == "text" else name for name in node.input]
+    graph.node.insert(0, helper.make_node("Cast", ["text"], ["text64"], to=TensorProto.INT64))
+    context = ClipModel(folder).context_length
+    del graph.input[:]
+    graph.input.append(helper.make_tensor_value_info("text", TensorProto.INT32, ["batch", context]))
+    onnx.save(model, str(graph_file))
+    immich_style = ClipModel(copy)
+    inputs = immich_style.tokenize(["a dog", "Ein Hund läuft über die Wiese"])
+    assert inputs["text"].dtype == np.int32 and inputs["text"].shape == (2, context)
+    texts = ["a dog", "two children play in the snow", "犬が公園を走っている"]
+    same = (immich_style.encode_texts(texts) * ClipModel(folder).encode_texts(texts)).sum(axis=1)
+    assert same.min() >= 0.9999
