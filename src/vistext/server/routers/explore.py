@@ -89,6 +89,11 @@ def build_explore_router(settings: ServerSettings) -> APIRouter:
             return JSONResponse({"status": "computing"}, status_code=202)
         return JSONResponse(result)
 
+    _add_duplicates_and_attributes(api)
+    return api
+
+
+def _add_duplicates_and_attributes(api: APIRouter) -> None:
     @api.get(
         "/duplicates",
         response_model=schemas.DuplicatesOut,
@@ -119,5 +124,3 @@ def build_explore_router(settings: ServerSettings) -> APIRouter:
     async def attributes(request: Request, filter: Filter) -> JSONResponse:
         context = ctx(request)
         return JSONResponse(await context.call(lambda: context.service.map_attributes(filter)))
-
-    return api
