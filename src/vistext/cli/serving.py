@@ -97,7 +97,7 @@ def run_bot_command(args: argparse.Namespace) -> int:
     )
     with service_for(args) as service:
         if args.model is not None:
-            args.model = service.catalogue_model(args.model)  # a model the catalogue has a space for, or stop now
+            service.catalogue_model(args.model)  # a model the catalogue has a space for, or stop now
         if not args.quiet:
             say("vistext: bot running (Ctrl-C to stop)")
         run_bot(service, settings)
