@@ -1,15 +1,20 @@
-"""The CPU cost a user pays for a CLIP-family model: a ViT-B/32-sized CLIP (the architecture of OpenAI's and LAION's
-ViT-B-32; random weights, since none can be downloaded here) exported once by vistext, then run as the runtime runs
-it (ONNX Runtime, ``tokenizers``, NumPy/PIL preprocessing; no torch in the timing process).
+"""What a CLIP-family model costs on this machine: indexing throughput, and the time and peak memory of a cold
+``vistext search --model`` (a new process, as a user runs it) on a 10,000-photo catalogue, per model size.
 
-    .venv/bin/python bench/clip_cost.py                 # build + export the ViT-B/32-sized model, then time it
-    .venv/bin/python bench/clip_cost.py --model DIR     # time any CLIP folder vistext reads instead
+Models (random weights, Immich's layout, built by tests/clip_builder.py with transformers + torch.onnx.export and
+kept under ``--work``): ``tiny`` (the tests' model) and ``vit-b-32`` (ViT-B/32's shapes: a 12-layer 768-wide image
+tower on 32-px patches at 224 px, a 12-layer 512-wide text tower, 512-d embeddings). Its BPE vocabulary is
+trained on Flickr8k captions, so it is smaller than CLIP's 49,408 tokens: only the size of the token-embedding
+table differs (the real one is ~100 MB larger on disk), not the work per query or per photo.
 
-Printed: the export's time and size, then medians over ``--runs`` runs, as wall ms and (in brackets) the CPU ms the
-process used, of: preprocessing one photo (decode, resize, crop, normalise; Flickr8k originals, about 500x375),
-the image tower per photo at batch 1 and batch 16, one text query (tokenize + text tower); then the wall time of
-the first query of a fresh process (text graph loaded, cold) and the peak resident memory with both towers loaded.
-Wall times carry whatever else the machine runs (the load average is printed); CPU times much less so.
+Indexing: ``--photos`` Flickr8k photos indexed with ``vistext index --model`` (the bundled pass first, then the
+model's pass, each timed). The 10k-photo catalogue for the cold search is written directly (random unit vectors
+in the model's space and in the image-feature space, the model recorded as its maker), because encoding 10,000
+photos with ViT-B/32 on this machine would take far longer than the figure is worth; a search reads the same
+files either way. Cold search: wall time of the whole process and its peak RSS, best and worst of ``--runs``.
+
+    .venv/bin/python bench/clip_cost.py                      # tiny and vit-b-32, 100 photos, 10k catalogue
+    .venv/bin/python bench/clip_cost.py --models tiny --photos 50 --catalogue 2000
 """
 
 from __future__ import annotations
@@ -18,128 +23,135 @@ import argparse
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 HERE = Path(__file__).resolve().parent
-SRC = HERE.parent / "src"
-sys.path.insert(0, str(SRC))
-FLICKR8K = HERE.parents[1] / "shared" / "datasets" / "flickr8k"
-VIT_B_32 = {
-    "projection_dim": 512,
-    "vision_config": {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12,
-                      "num_attention_heads": 12, "image_size": 224, "patch_size": 32, "hidden_act": "quick_gelu"},
-    "text_config": {"hidden_size": 512, "intermediate_size": 2048, "num_hidden_layers": 12, "num_attention_heads": 8,
-                    "max_position_embeddings": 77, "vocab_size": 49408, "hidden_act": "quick_gelu",
-                    "eos_token_id": 49407, "bos_token_id": 49406, "pad_token_id": 49407},
-}  # fmt: skip
-BUILD = """
-import json, sys
-from pathlib import Path
-from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
-from vistext.training.clip_tokenizer import byte_stand_ins
-folder = Path(sys.argv[1]); config = json.loads(sys.argv[2])
-alphabet = list(byte_stand_ins().values())
-words = alphabet + [w + "</w>" for w in alphabet]
-words += [f"filler{i}</w>" for i in range(49406 - len(words))] + ["<|startoftext|>", "<|endoftext|>"]
-CLIPModel(CLIPConfig(**config)).save_pretrained(str(folder))
-CLIPTokenizer(vocab={w: i for i, w in enumerate(words)}, merges=[]).save_pretrained(str(folder))
-"""
-EXPORT = "import sys; from pathlib import Path; from vistext.service.clip_models import prepare_clip_model; " + (
-    "print(prepare_clip_model(sys.argv[1], Path(sys.argv[2])))"
-)
+ROOT = HERE.parent
+FLICKR8K = ROOT.parent / "shared" / "datasets" / "flickr8k"
+sys.path.insert(0, str(ROOT / "tests"))  # clip_builder: the tests' model builder
+
+from clip_builder import TINY, VIT_B_32, build_clip  # noqa: E402
+
+from vistext.models.clip import ClipModel  # noqa: E402
+from vistext.service import Service  # noqa: E402
+from vistext.store import ImageRecord, open_store  # noqa: E402
+
+SIZES = {"tiny": TINY, "vit-b-32": VIT_B_32}
 
 
-def _prepare(work: Path) -> tuple[Path, float]:
-    """A ViT-B/32-sized CLIP saved as a Hugging Face folder (a byte-level vocabulary of CLIP's size: the cost does
-    not depend on which words it holds) and exported; (ONNX folder, export seconds)."""
-    env = {**os.environ, "PYTHONPATH": str(SRC), "HF_HUB_OFFLINE": "1"}
-    source = work / "vit-b-32-random"
-    if not (source / "config.json").is_file():
-        subprocess.run([sys.executable, "-c", BUILD, str(source), json.dumps(VIT_B_32)], env=env, check=True)
-    started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", EXPORT, str(source), str(work / "home")], env=env, check=True,
-                          capture_output=True, text=True)  # fmt: skip
-    return Path(done.stdout.strip().splitlines()[-1]), time.perf_counter() - started
-
-
-def _median_ms(action, runs: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]
-    """Median (wall ms, CPU ms of this process) over ``runs`` calls: on a shared machine the wall time carries
-    other people's load, the CPU time is what the work itself costs (summed over ONNX Runtime's threads)."""
-    wall, cpu = [], []
-    for _ in range(runs):
-        started, started_cpu = time.perf_counter(), time.process_time()
-        action()
-        wall.append(time.perf_counter() - started)
-        cpu.append(time.process_time() - started_cpu)
-    return statistics.median(wall) * 1000, statistics.median(cpu) * 1000
-
-
-def _cold_query(folder: Path) -> float:
-    code = (
-        "import time; t = time.perf_counter(); import numpy as np, onnxruntime; from tokenizers import Tokenizer; "
-        f"f = {str(folder)!r}; tok = Tokenizer.from_file(f + '/textual/tokenizer.json'); "
-        "s = onnxruntime.InferenceSession(f + '/textual/model.onnx', providers=['CPUExecutionProvider']); "
-        "ids = np.array([tok.encode('a dog on the beach').ids], dtype=np.int32); s.run(None, {'text': ids}); "
-        "print(time.perf_counter() - t)"
-    )
-    return float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", help="an ONNX CLIP folder (or any folder vistext reads) instead of building one")
-    parser.add_argument("--work", type=Path, default=Path(os.environ.get("VISTEXT_HOME", "/tmp")) / "bench-clip")
-    parser.add_argument("--runs", type=int, default=7)
-    args = parser.parse_args()
-    if args.model:
+def model_folder(name: str, work: Path) -> Path:
+    folder = work / f"{name}-random"
+    if not (folder / "textual" / "tokenizer_config.json").is_file():
+        lines = (FLICKR8K / "Flickr8k.token.txt").read_text(encoding="utf-8").splitlines()
         started = time.perf_counter()
-        from vistext.service.clip_models import prepare_clip_model
+        build_clip(folder, [line.split("\t", 1)[1] for line in lines[:20000]], SIZES[name])
+        print(f"  built {name} in {time.perf_counter() - started:.0f} s")
+    return folder
 
-        folder, took = prepare_clip_model(args.model, args.work / "home"), time.perf_counter() - started
-    else:
-        folder, took = _prepare(args.work)
-    size = sum(p.stat().st_size for p in (folder / "visual" / "model.onnx", folder / "textual" / "model.onnx"))
-    print(f"export: {took:.0f} s (0 when reused); ONNX graphs {size / 1e6:.0f} MB; {folder}")
 
-    import numpy as np
-    import onnxruntime
-    from PIL import Image
-    from tokenizers import Tokenizer
+def indexing(folder: Path, work: Path, photos: int) -> dict[str, float]:
+    images = sorted((FLICKR8K / "images").glob("*.jpg"))[:photos]
+    target = work / f"index-{folder.name}-{photos}"
+    if target.exists():
+        subprocess.run(["rm", "-rf", str(target)], check=True)
+    target.mkdir(parents=True)
+    for image in images:
+        os.symlink(image, target / image.name)
+    with Service(db=target / "catalogue.sqlite", progress=False) as service:
+        started = time.perf_counter()
+        service.index(target)
+        bundled = time.perf_counter() - started
+        started = time.perf_counter()
+        service.index(target, model=folder)
+        clip = time.perf_counter() - started
+    return {"photos": photos, "bundled_s": bundled, "model_s": clip, "model_photos_per_s": photos / clip}
 
-    from vistext.models.clip_preprocess import ClipPreprocess
 
-    assert "torch" not in sys.modules, "the timing process must run as the runtime does, without torch"
-    cold = statistics.median(_cold_query(folder) for _ in range(3))
-    preprocess = ClipPreprocess.from_folder(folder)
-    tokenizer = Tokenizer.from_file(str(folder / "textual" / "tokenizer.json"))
-    image = onnxruntime.InferenceSession(str(folder / "visual" / "model.onnx"), providers=["CPUExecutionProvider"])
-    text = onnxruntime.InferenceSession(str(folder / "textual" / "model.onnx"), providers=["CPUExecutionProvider"])
-    photos = sorted((FLICKR8K / "originals").glob("*.jpg"))[:16]
-    batch = preprocess.batch([Image.open(p) for p in photos]).astype(np.float32)
-    prep = _median_ms(lambda: preprocess(Image.open(photos[0])), args.runs)
-    one = _median_ms(lambda: image.run(None, {"image": batch[:1]}), args.runs)
-    sixteen = tuple(ms / len(batch) for ms in _median_ms(lambda: image.run(None, {"image": batch}), args.runs))
+def catalogue(folder: Path, work: Path, size: int) -> Path:
+    model = ClipModel(folder)
+    db = work / f"catalogue-{folder.name}-{size}.sqlite"
+    if db.is_file():
+        return db
+    rng = np.random.default_rng(0)
+    with open_store(str(db)) as store:
+        for start in range(0, size, 1000):
+            rows = range(start, min(size, start + 1000))
+            pooled = np.abs(rng.normal(size=(len(rows), 1280))).astype(np.float32)
+            vectors = rng.normal(size=(len(rows), model.dim)).astype(np.float32)
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+            store.add(
+                [
+                    ImageRecord(
+                        path=f"/photos/{i:06d}.jpg",
+                        size=1000 + i,
+                        mtime=1.7e9 + i,
+                        sha=f"sha-{i}",
+                        model="efficientnet-lite0",
+                        status="ok",
+                        error=None,
+                        pooled=pooled[k],
+                        logits=None,
+                        embeddings={model.space: vectors[k]},
+                    )  # fmt: skip
+                    for k, i in enumerate(rows)
+                ]
+            )
+        store.record_space_model(model.space, model.describe())
+    return db
 
-    def query() -> None:
-        ids = np.array([tokenizer.encode("two dogs playing in the snow").ids], dtype=np.int32)
-        text.run(None, {"text": ids})
 
-    per_query = _median_ms(query, args.runs)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    load = os.getloadavg()[0]
-    print(f"threads: ONNX Runtime default ({os.cpu_count()} cores seen, load average {load:.1f}); "
-          f"median of {args.runs} runs, wall ms (CPU ms of the process)")  # fmt: skip
-    print("| preprocess / photo | image tower / photo, batch 1 | image tower / photo, batch 16 | text query (warm) |"
-          " first query, fresh process | peak RSS, both towers |")  # fmt: skip
-    print("| --- | --- | --- | --- | --- | --- |")
-    cells = [f"{wall:.0f} ({cpu:.0f})" for wall, cpu in (prep, one, sixteen, per_query)]
-    print(f"| {' | '.join(cells)} | {cold * 1000:.0f} | {peak:.0f} MB |")
-    return 0
+def cold_search(db: Path, name: str, runs: int) -> dict[str, float]:
+    # the peak from /proc (VmHWM, reset by exec): getrusage's ru_maxrss in a child starts at the parent's size
+    code = (
+        "import sys; from vistext.cli import main; code = main(sys.argv[1:]); "
+        "print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')), file=sys.stderr); "
+        "sys.exit(code)"
+    )
+    walls, peaks = [], []
+    for _ in range(runs):
+        started = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-c", code, "search", "a dog jumping into a lake", "--db", str(db), "--model", name,
+             "--json", "--quiet"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        walls.append(time.perf_counter() - started)
+        if done.returncode != 0:
+            raise SystemExit(done.stderr[-2000:])
+        assert len(json.loads(done.stdout)["results"]) == 10
+        peaks.append(int(done.stderr.strip().splitlines()[-1]) / 1024)
+    return {"best_s": min(walls), "worst_s": max(walls), "peak_rss_mb": max(peaks)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", choices=sorted(SIZES), default=["tiny", "vit-b-32"])
+    parser.add_argument("--photos", type=int, default=100, help="Flickr8k photos indexed per model")
+    parser.add_argument("--catalogue", type=int, default=10_000, help="photos in the cold-search catalogue")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "vistext-clip-cost")
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("VISTEXT_HOME", str(args.work / "home"))
+    print(f"cores: {os.cpu_count()}, {args.photos} photos indexed, {args.catalogue}-photo catalogue")
+    for name in args.models:
+        folder = model_folder(name, args.work)
+        graphs = sum(f.stat().st_size for f in folder.rglob("*.onnx")) / 1e6
+        index = indexing(folder, args.work, args.photos)
+        search = cold_search(catalogue(folder, args.work, args.catalogue), folder.name, args.runs)
+        print(
+            f"{name:9s} graphs {graphs:6.1f} MB | index: bundled {index['bundled_s']:5.1f} s, model "
+            f"{index['model_s']:5.1f} s ({index['model_photos_per_s']:5.1f} photos/s) | cold search on "
+            f"{args.catalogue}: {search['best_s']:.2f}-{search['worst_s']:.2f} s, "
+            f"peak RSS {search['peak_rss_mb']:.0f} MB"
+        )
+    print(f"(self: peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB)")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -403,3 +403,16 @@ def store_location(store_backend: str, tmp_path: Path, request: pytest.FixtureRe
     if store_backend == "postgres":
         return str(request.getfixturevalue("pg_url"))
     return tmp_path / "cat" / "catalogue.sqlite"
+
+
+# ---- a CLIP-family model with random weights (tests/clip_builder.py) --------------------------------------------
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory: pytest.TempPathFactory, flickr8k: Path) -> tuple[Path, Any]:
+    """(folder, reference): a tiny random CLIP in Immich's layout and the transformers model it was exported
+    from (its tokenizer as ``reference.vistext_tokenizer``); the tokenizer is trained on 3,000 Flickr8k captions."""
+    from clip_builder import build_clip
+
+    lines = (flickr8k / "Flickr8k.token.txt").read_text(encoding="utf-8").splitlines()[:3000]
+    folder = tmp_path_factory.mktemp("clip") / "tiny-clip"
+    reference = build_clip(folder, [line.split("\t", 1)[1] for line in lines])
+    return folder, reference

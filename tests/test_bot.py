@@ -275,3 +275,27 @@ def test_a_huge_picture_and_a_pdf_each_get_one_line(indexed: dict[str, Path], fa
 
     with Service(db=indexed["db"], progress=False) as service:
         run_bot_while(fake, url, service, scenario, max_pixels=1_000_000)
+
+
+def test_bot_answers_in_a_clip_models_space(
+    tmp_path: Path,
+    flickr8k_images: list[Path],
+    copy_photos: Callable[..., Path],
+    fake_api: tuple[FakeBotApi, str],
+    tiny_clip: tuple[Path, Any],
+) -> None:
+    fake, url = fake_api
+    photos = copy_photos(flickr8k_images[200:210], tmp_path / "photos")
+    db = tmp_path / "db" / "catalogue.sqlite"
+    with Service(db=db, progress=False) as service:
+        service.index(photos, text_search=False, model=tiny_clip[0])
+        expected = service.search("a dog in the snow", 3, model="tiny-clip").results
+
+    def scenario() -> None:
+        fake.push(ALLOWED, text="a dog in the snow")
+        album = fake.wait_sent(1)[0]
+        assert album["method"] == "sendMediaGroup" and album["photos"] == 3
+        assert [caption.split()[-1] for caption in album["captions"]] == [Path(h.path).name for h in expected]
+
+    with Service(db=db, progress=False) as service:
+        run_bot_while(fake, url, service, scenario, model="tiny-clip")

@@ -100,7 +100,7 @@ def test_generated_requests_over_every_route(url: str) -> None:
     checks = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
     api = schemathesis.openapi.from_url(f"{url}/openapi.json")
     operations = [result.ok() for result in api.get_all_operations()]
-    assert len(operations) == 21  # every route under /api
+    assert len(operations) == 22  # every route under /api
 
     for operation in operations:
         cases = operation.as_strategy(GenerationMode.POSITIVE) | operation.as_strategy(GenerationMode.NEGATIVE)

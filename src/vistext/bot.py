@@ -50,7 +50,9 @@ Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None
 @dataclass
 class BotSettings:
     """``allow``: user ids to answer (None answers everyone); ``captions``: caption bank spec for photos (None:
-    captions are composed from the models' words, as ``vistext caption`` does without ``--captions``)."""
+    captions are composed from the models' words, as ``vistext caption`` does without ``--captions``);
+    ``model``: a CLIP-family model the catalogue was indexed with, which then answers searches, similar photos,
+    captions from the bank and tag sets (photos are still tagged with ImageNet labels)."""
 
     token: str
     allow: frozenset[int] | None = None
@@ -61,6 +63,7 @@ class BotSettings:
     base_file_url: str | None = None
     max_pixels: int = MAX_PIXELS  # the same cap as HTTP uploads: checked from the header, before decoding
     max_bytes: int = 20 * 1024 * 1024  # a document larger than this is not downloaded
+    model: str | None = None
 
 
 def result_caption(rank: int, hit: Hit) -> str:
@@ -174,7 +177,8 @@ class VistextBot:
             tags = [(t.tag, t.score) for t in result.tags]
             captions: list[tuple[str, float]] = []
             if self.settings.captions or self.service.can_compose_captions():
-                found = self.service.caption(upload, self.settings.captions, 3)
+                model = self.settings.model if self.settings.captions else None  # composed: the bundled models
+                found = self.service.caption(upload, self.settings.captions, 3, model=model)
                 captions = [(c.text, c.score) for c in found.captions]
             return tags, captions
 
@@ -197,7 +201,7 @@ class VistextBot:
         if message is None or not message.text:
             return
         text = message.text.strip()[:300]
-        result = await asyncio.to_thread(self.service.search, text, self.settings.k)
+        result = await asyncio.to_thread(lambda: self.service.search(text, self.settings.k, model=self.settings.model))
         await self._send_album(message, result, f"No pictures match “{text}”.")
 
     async def on_similar(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -209,7 +213,9 @@ class VistextBot:
         if upload is None:
             await message.reply_text("Reply /similar to a photo to find the most similar pictures.")
             return
-        result = await asyncio.to_thread(self.service.similar, upload, self.settings.k)
+        result = await asyncio.to_thread(
+            lambda: self.service.similar(upload, self.settings.k, model=self.settings.model)
+        )
         await self._send_album(message, result, "The collection has no pictures yet.")
 
     async def on_match(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -226,7 +232,7 @@ class VistextBot:
         if upload is None:
             await message.reply_text(hint)
             return
-        result = await asyncio.to_thread(self.service.match, upload, sets)
+        result = await asyncio.to_thread(lambda: self.service.match(upload, sets, model=self.settings.model))
         await message.reply_text(format_match(result))
 
     # ---- wiring ---------------------------------------------------------------------------------------------

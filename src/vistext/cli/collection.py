@@ -9,7 +9,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vistext.cli.options import add_db, add_filters, add_paging, filter_from, service_for, whole, words
+from vistext.cli.options import (
+    add_clip_model,
+    add_db,
+    add_filters,
+    add_paging,
+    filter_from,
+    service_for,
+    whole,
+    words,
+)
 from vistext.cli.output import emit_json, say, say_failures
 from vistext.errors import UsageError
 from vistext.service import SearchResult, Service
@@ -45,6 +54,7 @@ def run_index(args: argparse.Namespace) -> int:
             engine=args.engine,
             address=args.address,
             ocr=args.ocr,
+            model=args.model,
         )
     summary = index_summary(args, report)
     if args.json:
@@ -78,6 +88,9 @@ def say_index(args: argparse.Namespace, report: IndexReport, summary: dict[str, 
     if report.default_tags and report.default_tags["scored"]:
         tagged = report.default_tags
         say(f"default tags: {tagged['tagged']} of {tagged['scored']} photos newly scored got at least one")
+    if report.model_space is not None:
+        space = report.model_space
+        say(f"model {space['model']}: {space['added']} photos added to space {space['space']}")
     if report.tags is not None:
         say(f"tagged {report.tags['tagged']} of {report.tags['images']} photos with {report.tags['tagger']}")
     if report.text is not None:
@@ -116,6 +129,10 @@ def info_lines(info: dict[str, Any]) -> list[str]:
     models = info.get("models") or {}
     if models:
         lines.append("features:  " + ", ".join(f"{name} ({count} images)" for name, count in models.items()))
+    for space, about in (info.get("space_models") or {}).items():
+        lines.append(
+            f"model:     {about.get('name')} ({about.get('dim')}-d, space {space}, from {about.get('source')})"
+        )
     spaces = info.get("spaces") or {}
     if spaces:
         lines.append("spaces:")
@@ -192,7 +209,7 @@ def _answer(
         result = ask(service)
         seconds = time.perf_counter() - started
         if log.isEnabledFor(logging.INFO):
-            _log_query(service, result, what, seconds)
+            _log_query(service, result, what, seconds, args.model)
         if args.grid:
             query = query_file(service).resolve() if query_file is not None else None
             if query is not None and any(Path(hit.path).resolve() == query for hit in result.results):
@@ -204,15 +221,15 @@ def _answer(
     return 0
 
 
-def _log_query(service: Service, result: SearchResult, what: str, seconds: float) -> None:
+def _log_query(service: Service, result: SearchResult, what: str, seconds: float, model: str | None) -> None:
     """With -v: which model and space answered, the kind and size of the vector index searched, and how long."""
-    model, space = service.answering_model(text=what == "search")
+    answering, space = service.answering_model(text=what == "search", model=model)
     index = (service.info().details.get("spaces") or {}).get(space, {})
     log.info(
         "%s %r: %s, space %s (%s-d), %s index of %s vectors searched, %d results, %.3f s",
         what,
         result.query,
-        model,
+        answering,
         space,
         index.get("dim", "?"),
         index.get("index", "?"),
@@ -235,6 +252,7 @@ def run_similar(args: argparse.Namespace) -> int:
             min_score=args.min_score,
             include_self=args.include_self,
             filter=filter_from(args),
+            model=args.model,
         ),
         "similar",
         lambda service: service.image_file(query) if isinstance(query, int) else Path(query),
@@ -245,7 +263,13 @@ def run_search(args: argparse.Namespace) -> int:
     return _answer(
         args,
         lambda service: service.search(
-            args.text, args.k, offset=args.offset, min_score=args.min_score, filter=filter_from(args), sort=args.sort
+            args.text,
+            args.k,
+            offset=args.offset,
+            min_score=args.min_score,
+            filter=filter_from(args),
+            sort=args.sort,
+            model=args.model,
         ),
         "search",
     )
@@ -280,7 +304,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def run_topics(args: argparse.Namespace) -> int:
     with service_for(args, read_only=True) as service:
-        result = service.topics(args.n)
+        result = service.topics(args.n, model=args.model)
         sheets = service.topic_grids(result, args.grid) if args.grid else []
     topics = result.to_dict()
     if sheets:
@@ -329,6 +353,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         help="read the text in photos (signs, screenshots, documents) so search finds it; remembered by the "
         "catalogue: later runs keep doing it until --no-ocr (needs the [ocr] extra; off by default)",
     )
+    add_clip_model(index, "also store every photo in")
     add_db(index)
     index.set_defaults(run=run_index)
 
@@ -345,6 +370,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         help="keep the query image in its own results when it is indexed (left out by default)",
     )
     add_filters(similar)
+    add_clip_model(similar, "compare in")
     add_db(similar)
     similar.set_defaults(run=run_similar)
 
@@ -355,6 +381,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         "--sort", choices=("relevance", "date"), default="relevance", help="best first, or strong matches newest first"
     )
     add_filters(search)
+    add_clip_model(search, "search in")
     add_db(search)
     search.set_defaults(run=run_search)
 
@@ -368,5 +395,6 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     topics.add_argument(
         "--grid", type=Path, metavar="DIR", help="also draw each topic's typical images as a contact sheet in DIR"
     )
+    add_clip_model(topics, "label topics in words by")
     add_db(topics)
     topics.set_defaults(run=run_topics)

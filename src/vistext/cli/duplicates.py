@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vistext.cli.options import add_db, add_filters, filter_from, service_for
+from vistext.cli.options import add_clip_model, add_db, add_filters, filter_from, service_for
 from vistext.cli.output import emit_json, say
 from vistext.service import DuplicatesResult, Hit, SearchResult, Service
 from vistext.service.duplicates import KEEP_RULE
@@ -38,7 +38,7 @@ def run_duplicates(args: argparse.Namespace) -> int:
     # not read-only: the first run caches each photo's perceptual hashes in the catalogue (by content hash; the
     # photos' rows are never changed), so the next run decodes nothing. A catalogue it cannot write is read as is.
     with service_for(args) as service:
-        result = service.duplicates(args.threshold, filter=filter_from(args))
+        result = service.duplicates(args.threshold, filter=filter_from(args), model=args.model)
         sheets = draw_groups(service, result, args.grid) if args.grid else []
     if args.json:
         emit_json(result.to_dict())
@@ -72,5 +72,6 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     )
     duplicates.add_argument("--grid", type=Path, help="write one contact sheet per group into this folder")
     add_filters(duplicates)
+    add_clip_model(duplicates, "tell similar shots in")
     add_db(duplicates)
     duplicates.set_defaults(run=run_duplicates)

@@ -73,6 +73,15 @@ def add_db(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_clip_model(parser: argparse.ArgumentParser, what: str = "answer in") -> None:
+    parser.add_argument(
+        "--model",
+        metavar="SPEC",
+        help=f"{what} the space of this CLIP-family model (a model folder, or the name `vistext info` lists for "
+        "an indexed one); default: the bundled models",
+    )
+
+
 def add_paging(parser: argparse.ArgumentParser, k: int) -> None:
     parser.add_argument("-k", type=int, default=k, help=f"how many results (default {k})")
     parser.add_argument("--offset", type=whole(0), default=0, help="skip this many results (paging)")

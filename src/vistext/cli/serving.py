@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from vistext.cli.options import add_db, number, service_for, whole
+from vistext.cli.options import add_clip_model, add_db, number, service_for, whole
 from vistext.cli.output import emit_json, say
 from vistext.errors import MissingExtraError, UsageError
 
@@ -105,8 +105,11 @@ def run_bot_command(args: argparse.Namespace) -> int:
         k=args.k,
         base_url=args.base_url,
         base_file_url=args.base_file_url,
+        model=args.model,
     )
     with service_for(args) as service:
+        if args.model is not None:
+            service.catalogue_model(args.model)  # a model the catalogue has a space for, or stop now
         if not args.quiet:
             say("vistext: bot running (Ctrl-C to stop)")
         run_bot(service, settings)
@@ -118,7 +121,7 @@ def run_map(args: argparse.Namespace) -> int:
         from vistext.server.standalone import write_map_html
 
     with service_for(args, read_only=True) as service:
-        out = write_map_html(service, args.out, method=args.method, embed_thumbnails=not args.link)
+        out = write_map_html(service, args.out, method=args.method, embed_thumbnails=not args.link, model=args.model)
     if args.json:
         emit_json({"map": str(out), "bytes": out.stat().st_size})
     else:
@@ -174,6 +177,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     )
     bot.add_argument("--base-url", help="Bot API URL (a self-hosted Bot API server)")
     bot.add_argument("--base-file-url", help="Bot API file URL (with --base-url)")
+    add_clip_model(bot, "answer in")
     bot.set_defaults(run=run_bot_command)
 
     map_ = commands.add_parser("map", parents=[common], help="write an interactive 2-D map of the collection")
@@ -181,4 +185,5 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     map_.add_argument("--out", type=Path, required=True, help="the .html file to write")
     map_.add_argument("--method", choices=("tsne", "pca"), default="tsne", help="2-D layout: tsne (default) or pca")
     map_.add_argument("--link", action="store_true", help="link to the image files instead of embedding thumbnails")
+    add_clip_model(map_, "lay out by")
     map_.set_defaults(run=run_map)

@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from vistext.cli.options import add_db, service_for, words
+from vistext.cli.options import add_clip_model, add_db, service_for, words
 from vistext.cli.output import JsonList, emit_json, say
 from vistext.errors import UsageError
 from vistext.images import iter_image_files
@@ -105,7 +105,7 @@ def tag_inputs(names: list[str]) -> Iterator[str | TagResult]:
 
 def run_caption(args: argparse.Namespace) -> int:
     with service_for(args, read_only=True) as service:
-        result = service.caption(args.image, args.captions, args.k)
+        result = service.caption(args.image, args.captions, args.k, model=args.model)
     if args.json:
         emit_json(result.to_dict())
     else:
@@ -133,7 +133,11 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     tag = commands.add_parser("tag", parents=[common], help="tag images (ImageNet, a trained tagger, or any words)")
     tag.add_argument("images", nargs="*", help="image files, or folders (their images are tagged, recursively)")
     tag.add_argument("-k", type=int, default=5, help="how many tags per image (default 5)")
-    tag.add_argument("--model", help="a tagger trained with `vistext train tagger`")
+    tag.add_argument(
+        "--model",
+        help="a tagger trained with `vistext train tagger`; with --vocab, a CLIP-family model that scores the words "
+        "(its cosines, each word as a prompt ensemble)",
+    )
     tag.add_argument("--vocab", help='open vocabulary: a file with one tag per line, or "word1,word2,..."')
     tag.add_argument(
         "--threshold", action="store_true", help="with --model: only tags above their calibrated threshold"
@@ -156,6 +160,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         help="a caption bank to pick from: FORMAT:PATH of a caption dataset, or a text file (default: none; "
         "captions are composed from the shipped models' words)",
     )
+    add_clip_model(caption, "compare in (needs --captions)")
     add_db(caption)
     caption.set_defaults(run=run_caption)
 
@@ -165,6 +170,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     match.add_argument(
         "--model",
         help='"fused" (the default: the open-domain space, 0-1 relevance), "matcher" (the shipped match classifier, '
-        '0-1 probabilities), a match classifier directory, or "joint"',
+        '0-1 probabilities), a match classifier directory, "joint", or a CLIP-family model folder or name (its '
+        "cosines)",
     )
     match.set_defaults(run=run_match)

@@ -32,6 +32,8 @@ def run_watch(
         raise UsageError("--watch runs with the local engine (a Ray cluster cannot hear this machine's file events)")
     if args.tagger:
         raise UsageError("--watch does not run --tagger; run `vistext tag --collection --model DIR` afterwards")
+    if args.model:
+        raise UsageError("--watch does not add a --model's space; run `vistext index DIR --model SPEC` afterwards")
     totals: dict[str, Any] = dict.fromkeys(COUNTS, 0) | {"batches": 0, "failures": []}
     first: IndexReport | None = None
     with service_for(args) as service:

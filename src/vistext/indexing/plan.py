@@ -38,6 +38,7 @@ class IndexReport:
     tags: dict[str, Any] | None = None  # what a --tagger stored (vistext.service.collection_tags)
     default_tags: dict[str, Any] | None = None  # photos given tags with no training (vistext.service.default_tags)
     text: dict[str, Any] | None = None  # what the OCR step read (vistext.indexing.photo_text), when it ran
+    model_space: dict[str, Any] | None = None  # a --model's space: its model, space and photos added to it
     unlisted: list[str] = field(default_factory=list)  # folders that could not be listed: their photos are kept
 
     def summary(self) -> str:

@@ -37,7 +37,7 @@ from vistext.server.routers import build_routers
 from vistext.server.schemas import NOT_BLANK
 from vistext.server.settings import ServerSettings
 from vistext.server.watching import FolderWatch
-from vistext.service import ImageTooLargeError, Service, UnknownImageError
+from vistext.service import ImageTooLargeError, Service, UnknownImageError, UnknownModelError
 from vistext.service.filters import PATTERN_MESSAGES
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ WARM_UP_WAIT = 60.0  # seconds shutdown waits for a warm-up still loading models
 
 def status_for(error: VistextError) -> int:
     """HTTP status of a service error: the client's fault (4xx) or the server's state (503)."""
-    if isinstance(error, UnknownImageError):
+    if isinstance(error, UnknownImageError | UnknownModelError):
         return 404
     if isinstance(error, ImageTooLargeError):
         return 413

@@ -33,6 +33,15 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": schemas.ErrorOut, "description": "no indexed, readable image has this id"}
 }
+UNKNOWN_MODEL: dict[int | str, dict[str, Any]] = {
+    404: {"model": schemas.ErrorOut, "description": "model= names no model of this catalogue (see /api/models)"}
+}
+NOT_FOUND_OR_UNKNOWN_MODEL: dict[int | str, dict[str, Any]] = {
+    404: {
+        "model": schemas.ErrorOut,
+        "description": "no indexed, readable image has this id, or model= names no model of this catalogue",
+    }
+}
 ANALYSES_KEPT = 8  # collection-wide results (one per topic count, threshold...) kept in memory
 MAPS_KEPT = 4  # map layouts (one per method and collection state) kept in memory
 

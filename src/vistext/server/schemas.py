@@ -83,6 +83,19 @@ class TagCountsOut(BaseModel):
     tags: dict[str, int] = Field(description="stored collection tag -> photos carrying it, most common first")
 
 
+class CatalogueModelOut(BaseModel):
+    name: str = Field(description="what model= takes")
+    key: str = Field(description="the model's name and a hash of its weights")
+    dim: int = Field(description="embedding dimensions")
+    space: str = Field(description="the catalogue space its vectors live in")
+
+
+class ModelsOut(BaseModel):
+    models: list[CatalogueModelOut] = Field(
+        description="CLIP-family models the catalogue has spaces for; without model= the bundled models answer"
+    )
+
+
 class FacetsOut(BaseModel):
     folders: dict[str, int] = Field(description="collection-relative folder -> photos directly in it ('.': root)")
     cameras: dict[str, int] = Field(description="'make model' -> photos")

@@ -46,6 +46,7 @@ def write_map_html(
     method: str = "tsne",
     embed_thumbnails: bool = True,
     neighbours: int = 9,
+    model: str | Path | None = None,
 ) -> Path:
     """Write the interactive map of ``service``'s collection to ``out_path``.
 
@@ -56,9 +57,9 @@ def write_map_html(
     out = Path(out_path)
     if out.suffix.lower() not in {".html", ".htm"}:
         raise UsageError(f"{out}: the map file must end in .html")
-    data: dict[str, Any] = service.map_points(method).to_dict()
+    data: dict[str, Any] = service.map_points(method, model=model).to_dict()
     ids = data["points"]["id"]
-    data["neighbours"] = service.neighbour_table(neighbours).to_dict()
+    data["neighbours"] = service.neighbour_table(neighbours, model=model).to_dict()
     size = EMBED_SIZE if len(ids) <= EMBED_LIMIT else EMBED_SIZE_LARGE
     files: dict[str, str] = {}
     thumbs: dict[str, str] = {}

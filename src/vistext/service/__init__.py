@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from vistext.service.clip_spaces import UnknownModelError
 from vistext.service.collection import UnknownImageError
 from vistext.service.core import Service
 from vistext.service.inputs import (
@@ -90,6 +91,7 @@ __all__ = [
     "TopicSummary",
     "TopicsResult",
     "UnknownImageError",
+    "UnknownModelError",
     "Upload",
     "check_upload",
     "locate",

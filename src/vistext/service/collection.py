@@ -20,7 +20,7 @@ from vistext.errors import ImageDecodeError, StoreError, UsageError
 from vistext.service.batching import then_on
 from vistext.service.inputs import ImageInput, Upload, input_name
 from vistext.service.loaded_models import Lazy, LoadedModels
-from vistext.service.location import CatalogueLocation, indexes_below, locate
+from vistext.service.location import CatalogueLocation, indexes_below, locate, missing_message
 from vistext.service.ordering import ResultPage, parse_sort, wanted_hits
 from vistext.service.photo_text import check_ocr, index_text, text_hits, text_summary
 from vistext.service.queries import Query, QueryBatcher
@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from vistext.indexing.local import IndexReport
+    from vistext.models.clip import ClipModel
     from vistext.models.tagger import TaggerModel
     from vistext.service.collection_tags import CollectionTagReport
     from vistext.service.listing import ListResult
@@ -91,7 +92,7 @@ class Collection:
 
                 where = self._location
                 if not create and not where.exists():
-                    raise StoreError(self._missing(where.file))
+                    raise StoreError(missing_message(where.file, self.db is not None))
                 # index needs write access; a reading command opens the catalogue read-only (never a byte
                 # written, no migration); others write when they can and read a catalogue they cannot write
                 readonly = False if create else (True if self.read_only else None)
@@ -109,19 +110,6 @@ class Collection:
                     self._store = None
                 self._location = target
         return self.store(create=True)
-
-    def _missing(self, path: Path) -> str:
-        """Why there is no catalogue at ``path``: with no --db, name the indexed folders below this one."""
-        below = [] if self.db is not None else indexes_below(Path.cwd())
-        if not below:
-            return f"{path}: no index here yet; run `vistext index DIR` first (or pass --db)"
-        shown = ", ".join(str(folder) for folder in below[:5]) + (
-            f" and {len(below) - 5} more" if len(below) > 5 else ""
-        )
-        return (
-            f"no index in {Path.cwd()} or the folders above it; indexed folders below it: {shown}; "
-            f"pass one with --db (e.g. --db {below[0]})"
-        )
 
     def exists(self) -> bool:
         return self._store is not None or self.location.exists()
@@ -148,10 +136,13 @@ class Collection:
         engine: str = "local",
         address: str | None = None,
         ocr: bool | None = None,
+        model: str | Path | None = None,
     ) -> IndexReport:
         """Incrementally index ``folder`` (new files added, changed re-encoded, deleted removed); with
-        ``tagger`` (a trained tagger's folder or name) also store its tags of every photo; ``ocr``: read the
-        text in photos, or not, from now on (None: as the catalogue remembers; see ``service.photo_text``).
+        ``tagger`` (a trained tagger's folder or name) also store its tags of every photo; with ``model`` (a
+        CLIP-family model, see ``service.clip_spaces``) also give every photo a vector in that model's space;
+        ``ocr``: read the text in photos, or not, from now on (None: as the catalogue remembers; see
+        ``service.photo_text``).
 
         ``engine="ray"`` runs on a Ray cluster (``address``; default a private local one) and also reads
         ``s3://bucket/prefix`` URLs; see ``vistext.indexing.ray_engine``."""
@@ -161,14 +152,20 @@ class Collection:
             raise UsageError(f"--address {address} is for --engine ray; the local engine runs on this machine")
         if engine == "local" and not Path(folder).is_dir():
             raise UsageError(f"{folder}: not a folder")
-        model = self._collection_tagger(tagger) if tagger is not None else None  # a bad tagger fails first
+        trained = self._collection_tagger(tagger) if tagger is not None else None  # a bad tagger fails first
         check_ocr(ocr, folder)  # and so does --ocr without its extra
+        clip = self.models.clips.load(model) if model is not None else None  # and so does a bad model
         if engine == "ray":
             report = self._index_on_ray(str(folder), text_search, address)
         else:
             report = self._index_locally(Path(folder), text_search)
         self.fill_default_tags(report)
-        if model is not None and tagger is not None:
+        if clip is not None:
+            from vistext.service.clip_spaces import add_space
+
+            added = add_space(self.store(), self.location, clip, folder, engine, address, self.progress)
+            report.model_space = {"model": clip.name, "space": clip.space, "added": added}
+        if trained is not None and tagger is not None:
             report.tags = self.tag_collection(tagger).to_dict()
         text = index_text(self.store(), self.models.text_reader, ocr, progress=self.progress)
         report.text = None if text is None else text.to_dict()
@@ -238,6 +235,7 @@ class Collection:
         from vistext.service.listing import facets
 
         details = dict(self.store().info())
+        details["space_models"] = self.store().space_models()  # which CLIP-family model made each such space
         details["metadata"] = {**facets(self.store()), "unfinished_tagging": unfinished_tagging(self.store())}
         details["metadata"]["text"] = text_summary(self.store())
         return InfoResult(str(where), True, details)
@@ -321,21 +319,30 @@ class Collection:
         min_score: float | None = None,
         include_self: bool = False,
         filter: ImageFilter | None = None,
+        model: str | Path | None = None,
     ) -> SearchResult:
         """Indexed images closest to ``image`` (an indexed id or path, or any image file/upload), among those
-        passing ``filter`` when given (the k best of them, not the top k filtered).
+        passing ``filter`` when given (the k best of them, not the top k filtered); by the image features, or
+        in ``model``'s space (a CLIP-family model the catalogue has a space for).
 
         When ``image`` is itself indexed (given by id or path) it is left out of the answer (it would always
         be first at 1.000) unless ``include_self``; an upload or an unindexed file is compared as it is."""
-        vector, own_id = self._indexed(image, "image")
+        clip = None if model is None else self.clip_model(model)
+        space = "image" if clip is None else clip.space
+        vector, own_id = self._indexed(image, space)
         if vector is None:
             if isinstance(image, int):
-                raise UsageError(f"indexed image {image} has no features")
-            vector = _unit(self.models.encode_images([image]).pooled)[0]
+                raise UsageError(f"indexed image {image} has no vector in space {space}")
+            if clip is not None:
+                from vistext.service.inputs import decode
+
+                vector = clip.encode_images([decode(image)])[0]
+            else:
+                vector = _unit(self.models.encode_images([image]).pooled)[0]
         name = f"#{image}" if isinstance(image, int) else input_name(image)
         skip = None if include_self else own_id
         wanted = k + offset + (skip is not None)
-        search = Query("image", wanted, vector=vector, restrict=self.restrict(filter))
+        search = Query(space, wanted, vector=vector, restrict=self.restrict(filter))
         return self._page(search, ResultPage(name, k, offset, min_score, skip=skip)).result()
 
     def search_later(
@@ -347,17 +354,30 @@ class Collection:
         min_score: float | None = None,
         filter: ImageFilter | None = None,
         sort: str = "relevance",
+        model: str | Path | None = None,
     ) -> Future[SearchResult]:
-        """Indexed images that best match ``text`` in the joint image-text space (among those passing
-        ``filter``), best first or by date (``service.ordering``), as a future: the query joins the next batch
-        and the caller's thread is free meanwhile. Loads the joint model on first use."""
+        """Indexed images that best match ``text`` in the joint image-text space, or in ``model``'s space (a
+        CLIP-family model; its own text tower embeds the text), among those passing ``filter``, best first or by
+        date (``service.ordering``), as a future: the query joins the next batch and the caller's thread is free
+        meanwhile. Loads the model on first use."""
         if not text.strip():
             raise UsageError("the search text is empty")
         sort = parse_sort(sort)
-        space = self.models.text_space
-        search = Query(space, wanted_hits(sort, k, offset), text=text, restrict=self.restrict(filter))
-        page = ResultPage(text, k, offset, min_score, sort=sort, strong=self.models.strong_score(space))
+        wanted = wanted_hits(sort, k, offset)
+        if model is not None:
+            clip = self.clip_model(model)
+            vector = clip.encode_texts([text])[0]
+            search = Query(clip.space, wanted, vector=vector, restrict=self.restrict(filter))
+            page = ResultPage(text, k, offset, min_score, sort=sort)  # plain cosines: no strong score
+        else:
+            space = self.models.text_space
+            search = Query(space, wanted, text=text, restrict=self.restrict(filter))
+            page = ResultPage(text, k, offset, min_score, sort=sort, strong=self.models.strong_score(space))
         return self._page(search, page, words=text)
+
+    def clip_model(self, model: str | Path) -> ClipModel:
+        """The CLIP-family model ``model`` names, refused unless this catalogue has a space made by it."""
+        return self.models.clips.for_catalogue(model, self.store(), self.location)
 
     def restrict(self, filter: ImageFilter | None) -> np.ndarray | None:
         """The ids a search may return under ``filter`` (None: no filter, all of them)."""
@@ -380,9 +400,11 @@ class Collection:
     def _explain(self, error: BaseException, search: Query) -> BaseException:
         # checked only on failure: a busy server must not pay a catalogue query per search
         if isinstance(error, StoreError) and search.text is not None and search.space not in self.store().spaces():
+            clips = [about.get("name") for about in self.store().space_models().values()]
+            hint = f" (it has a CLIP space: search it with --model {clips[0]})" if clips else ""
             return StoreError(
-                f"{self.location}: this index has no text-search embeddings for model {self.models.joint.name!r}; "
-                "re-run `vistext index DIR` to add them"
+                f"{self.location}: this index has no text-search embeddings for model {self.models.joint.name!r}"
+                f"{hint}; re-run `vistext index DIR` to add them"
             )
         return error
 

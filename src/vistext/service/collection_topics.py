@@ -13,15 +13,20 @@ import hashlib
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from vistext.encoders.base import softmax
 from vistext.errors import StoreError, UsageError, VistextError
 from vistext.paths import atomic_path, atomic_write
+from vistext.service.clip_spaces import PROMPTS, word_vectors
 from vistext.service.collection import Collection
 from vistext.service.loaded_models import LoadedModels
 from vistext.service.results import TopicsResult
+
+if TYPE_CHECKING:
+    from vistext.models.clip import ClipModel
 
 LABEL_WORDS = 3  # words in a topic's label
 SUMMARY_VERSION = 2  # part of the cache key: bump when the cached summary changes (2: labels from the joint space)
@@ -49,27 +54,32 @@ class CollectionTopics:
             raise UsageError(f"{self.collection.location}: topics need at least 2 indexed images, found {len(ids)}")
         return ids, np.stack(rows), labels, paths
 
-    def topics(self, n: int = 20, *, seed: int = 0, top_images: int = 8) -> TopicsResult:
+    def topics(
+        self, n: int = 20, *, seed: int = 0, top_images: int = 8, model: str | Path | None = None
+    ) -> TopicsResult:
         """``n`` NMF topics of the collection: top words, most typical image ids, each image's dominant topic."""
         from vistext.analysis.topics import fit_topics, label_text
 
         if n < 1:
             raise UsageError(f"the number of topics must be at least 1, got {n}")
+        clip = None if model is None else self.collection.clip_model(model)
         ids, matrix, labels, paths = self._tag_matrix()
         n = min(n, len(ids))
         # the stored spaces are part of the key: labels come from text-search embeddings once an index has them
         spaces = "+".join(sorted(self.collection.store().spaces()))
-        settings = f"{n}:{seed}:{top_images}:v{SUMMARY_VERSION}:{spaces}".encode()
+        labelled_by = "" if clip is None else clip.space
+        settings = f"{n}:{seed}:{top_images}:v{SUMMARY_VERSION}:{spaces}:{labelled_by}".encode()
         key = hashlib.sha1(np.asarray(ids, dtype=np.int64).tobytes() + settings).hexdigest()[:16]
         folder = self.collection.location.cache_folder
         summary_file, weights_file = folder / f"topics-{key}.json", folder / f"topics-{key}.npz"
         if summary_file.is_file() and weights_file.is_file():
             return _with_paths(TopicsResult.from_dict(json.loads(summary_file.read_text(encoding="utf-8"))), paths)
-        model = fit_topics(matrix, labels, n, seed=seed, ids=ids, top_images=top_images)
-        dominant = model.image_topics()
-        summary = model.to_dict()
+        fitted = fit_topics(matrix, labels, n, seed=seed, ids=ids, top_images=top_images)
+        dominant = fitted.image_topics()
+        summary = fitted.to_dict()
         summary["image_topics"] = {str(i): int(t) for i, t in zip(ids, dominant.tolist(), strict=True)}
-        for topic, described in zip(summary["topics"], self._describe(ids, model.image_weights), strict=True):
+        described_topics = self._describe(ids, fitted.image_weights, clip)
+        for topic, described in zip(summary["topics"], described_topics, strict=True):
             if described:
                 topic["label"] = label_text([word for word, _ in described])
                 topic["label_words"] = [{"word": word, "score": score} for word, score in described]
@@ -77,13 +87,17 @@ class CollectionTopics:
             for stale in folder.glob("topics-*.*"):
                 stale.unlink(missing_ok=True)
             with atomic_path(weights_file) as tmp:
-                np.savez_compressed(tmp, ids=np.asarray(ids), weights=model.image_weights, components=model.components)
+                np.savez_compressed(
+                    tmp, ids=np.asarray(ids), weights=fitted.image_weights, components=fitted.components
+                )
             atomic_write(summary_file, json.dumps(summary))
         except (OSError, StoreError) as error:
             log.warning("topics not cached: %s", error)
         return _with_paths(TopicsResult.from_dict(summary), paths)
 
-    def _describe(self, ids: list[int], weights: np.ndarray) -> list[list[tuple[str, float]]]:
+    def _describe(
+        self, ids: list[int], weights: np.ndarray, clip: ClipModel | None = None
+    ) -> list[list[tuple[str, float]]]:
         """Each topic's best label words, from the images' stored joint embeddings weighted by their share in
         the topic; empty lists when the collection has no text-search embeddings (labels stay class names)."""
         from vistext.analysis.topics import EVERYDAY_WORDS, describe_topics, word_prompt
@@ -91,12 +105,15 @@ class CollectionTopics:
         empty: list[list[tuple[str, float]]] = [[] for _ in range(weights.shape[1])]
         store = self.collection.store()
         try:
-            space = self.models.joint_space
+            space = self.models.joint_space if clip is None else clip.space
             if space not in store.spaces():
                 log.info("topic labels: no %s embeddings in the index; labelled by ImageNet classes", space)
                 return empty
             stored_ids, vectors = store.vectors(space)
-            words = self.models.joint.encode_text([word_prompt(w) for w in EVERYDAY_WORDS], corrected=False)
+            if clip is not None:
+                words = word_vectors(clip, EVERYDAY_WORDS, PROMPTS[:1])  # one prompt: a thousand words
+            else:
+                words = self.models.joint.encode_text([word_prompt(w) for w in EVERYDAY_WORDS], corrected=False)
         except VistextError as error:
             log.warning("topic labels from ImageNet classes: %s", error)
             return empty

@@ -32,15 +32,18 @@ class Content:
     sha: str
     files: list[ImageRecord]
     vector: np.ndarray
+    shot: np.ndarray | None = None  # its vector in the space similar shots are told in, when not the features
 
 
-def contents_of(records: Iterable[ImageRecord]) -> list[Content]:
-    """The distinct contents among ``records`` (ok and with features), in order of their first image id."""
+def contents_of(records: Iterable[ImageRecord], space: str | None = None) -> list[Content]:
+    """The distinct contents among ``records`` (ok and with features), in order of their first image id; with
+    ``space``, each with its vector there (``shot``) when it has one."""
     by_sha: dict[str, Content] = {}
     for record in records:
         if record.id is None or record.pooled is None:
             continue
-        content = by_sha.setdefault(record.sha, Content(record.sha, [], record.pooled))
+        shot = None if space is None else record.embeddings.get(space)
+        content = by_sha.setdefault(record.sha, Content(record.sha, [], record.pooled, shot))
         record.pooled, record.logits, record.embeddings = None, None, {}  # one vector per content is enough
         content.files.append(record)
     for content in by_sha.values():

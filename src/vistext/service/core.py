@@ -137,8 +137,25 @@ class Service:
         """Whether the catalogue holds any joint model's text-search embeddings."""
         return any(space.startswith("joint:") for space in self._collection.store().spaces())
 
-    def answering_model(self, text: bool) -> tuple[str, str]:
-        """Which model answers a text (``text``) or an image query, and the space it searches."""
+    def catalogue_models(self) -> list[dict[str, Any]]:
+        """The CLIP-family models the catalogue has spaces for (name, key, dim, space, source): what ``model=``
+        may name beside the bundled default."""
+        from vistext.service.clip_spaces import recorded_models
+
+        return recorded_models(self._collection.store()) if self._collection.exists() else []
+
+    def catalogue_model(self, name: str) -> str:
+        """``name``, checked to name one of ``catalogue_models`` (a ``UsageError`` listing them otherwise)."""
+        from vistext.service.clip_spaces import check_recorded
+
+        return check_recorded(self._collection.store() if self._collection.exists() else None, name)
+
+    def answering_model(self, text: bool, model: str | Path | None = None) -> tuple[str, str]:
+        """Which model answers a text (``text``) or an image query (with ``model``: that CLIP-family model), and
+        the space it searches."""
+        if model is not None:
+            clip = self._collection.clip_model(model)
+            return f"CLIP-family model {clip.name}", clip.space
         if text:
             return f"joint model {self._models.joint.name}", self._models.text_space
         return f"image encoder {self._models.encoder_name}", "image"
@@ -161,14 +178,16 @@ class Service:
         engine: str = "local",
         address: str | None = None,
         ocr: bool | None = None,
+        model: str | Path | None = None,
     ) -> IndexReport:
         """Incrementally index ``folder`` (new files added, changed re-encoded, deleted removed); with
-        ``tagger``, store that trained tagger's tags of every photo too; ``engine="ray"`` runs on a Ray cluster
-        at ``address`` and reads ``s3://`` URLs too. ``ocr=True`` reads the text in photos (signs, screenshots,
-        documents) for search, in this run and every later one; ``False`` stops; None does as the catalogue
-        remembers (off for a new one)."""
+        ``tagger``, store that trained tagger's tags of every photo too; with ``model`` (a CLIP-family model:
+        a folder or name), a vector of every photo in that model's space too; ``engine="ray"`` runs on a Ray
+        cluster at ``address`` and reads ``s3://`` URLs too. ``ocr=True`` reads the text in photos (signs,
+        screenshots, documents) for search, in this run and every later one; ``False`` stops; None does as the
+        catalogue remembers (off for a new one)."""
         return self._collection.index(
-            folder, text_search=text_search, tagger=tagger, engine=engine, address=address, ocr=ocr
+            folder, text_search=text_search, tagger=tagger, engine=engine, address=address, ocr=ocr, model=model
         )
 
     def watch(
@@ -193,11 +212,13 @@ class Service:
         min_score: float | None = None,
         include_self: bool = False,
         filter: ImageFilter | None = None,
+        model: str | Path | None = None,
     ) -> SearchResult:
         """Indexed images closest to ``image`` (an indexed id or path, or any image file/upload), among those
-        passing ``filter``; an indexed query image is left out of its own answer unless ``include_self``."""
+        passing ``filter``; an indexed query image is left out of its own answer unless ``include_self``.
+        ``model``: compare in that CLIP-family model's space instead of by the image features."""
         return self._collection.similar(
-            image, k, offset=offset, min_score=min_score, include_self=include_self, filter=filter
+            image, k, offset=offset, min_score=min_score, include_self=include_self, filter=filter, model=model
         )
 
     def search(
@@ -209,10 +230,14 @@ class Service:
         min_score: float | None = None,
         filter: ImageFilter | None = None,
         sort: str = "relevance",
+        model: str | Path | None = None,
     ) -> SearchResult:
-        """Indexed images (passing ``filter``) that best match ``text`` in the joint image-text space, best
+        """Indexed images (passing ``filter``) that best match ``text`` in the joint image-text space, or in the
+        space of ``model`` (a CLIP-family model the catalogue was indexed with; scores are its cosines), best
         first or (``sort="date"``) the strong matches newest first (see ``service.ordering``)."""
-        return self.search_later(text, k, offset=offset, min_score=min_score, filter=filter, sort=sort).result()
+        return self.search_later(
+            text, k, offset=offset, min_score=min_score, filter=filter, sort=sort, model=model
+        ).result()
 
     def search_later(
         self,
@@ -223,10 +248,13 @@ class Service:
         min_score: float | None = None,
         filter: ImageFilter | None = None,
         sort: str = "relevance",
+        model: str | Path | None = None,
     ) -> Future[SearchResult]:
         """``search`` as a future: the query joins the next batch and the caller's thread is free meanwhile
-        (the server awaits it). Loads the joint model on first use."""
-        return self._collection.search_later(text, k, offset=offset, min_score=min_score, filter=filter, sort=sort)
+        (the server awaits it). Loads the model on first use."""
+        return self._collection.search_later(
+            text, k, offset=offset, min_score=min_score, filter=filter, sort=sort, model=model
+        )
 
     # ---- the collection as a list (metadata and collection tags) ---------------------------------------------
     def list_images(
@@ -287,9 +315,12 @@ class Service:
         """Top-k tags per image: ImageNet (default), a trained tagger (``model``) or open vocabulary (``vocab``)."""
         return self._understanding.tag(images, k, model=model, vocab=vocab, threshold=threshold)
 
-    def caption(self, image: ImageInput, bank: str | None = None, k: int = 5) -> CaptionResult:
-        """Captions from ``bank`` (FORMAT:PATH or a text file), or composed from the models' words without one."""
-        return self._understanding.caption(image, bank, k)
+    def caption(
+        self, image: ImageInput, bank: str | None = None, k: int = 5, *, model: str | Path | None = None
+    ) -> CaptionResult:
+        """Captions from ``bank`` (FORMAT:PATH or a text file), in the joint space or in ``model``'s (a
+        CLIP-family model), or composed from the bundled models' words without a bank."""
+        return self._understanding.caption(image, bank, k, model=model)
 
     def can_compose_captions(self) -> bool:
         """Whether ``caption`` answers without a bank (the fused space is there); loads no shipped model."""
@@ -306,8 +337,12 @@ class Service:
         return self._understanding.match(image, tag_sets, model=model)
 
     # ---- the collection as a whole ------------------------------------------------------------------------------
-    def topics(self, n: int = 20, *, seed: int = 0, top_images: int = 8) -> TopicsResult:
-        return self._topics.topics(n, seed=seed, top_images=top_images)
+    def topics(
+        self, n: int = 20, *, seed: int = 0, top_images: int = 8, model: str | Path | None = None
+    ) -> TopicsResult:
+        """``n`` topics of the collection, labelled in words by the joint space, or by ``model`` (a CLIP-family
+        model the catalogue has a space for)."""
+        return self._topics.topics(n, seed=seed, top_images=top_images, model=model)
 
     def topic_grids(self, result: TopicsResult, folder: str | Path, *, thumb: int = 192) -> list[Path]:
         """One contact sheet per topic of its typical images, written into ``folder``."""
@@ -316,16 +351,19 @@ class Service:
     def status(self) -> StatusResult:
         return self._explore.status()
 
-    def map_points(self, method: str = "tsne", topics: int = 8, seed: int = 0) -> MapResult:
-        return self._explore.map_points(method, topics, seed)
+    def map_points(
+        self, method: str = "tsne", topics: int = 8, seed: int = 0, *, model: str | Path | None = None
+    ) -> MapResult:
+        """The collection's 2-D map (by the image features, or by ``model``'s vectors: a CLIP-family model)."""
+        return self._explore.map_points(method, topics, seed, model)
 
     def map_attributes(self, filter: ImageFilter | None = None) -> dict[str, Any]:
         """Each photo passing ``filter`` (catalogue order): path, folder relative to the collection, tags, date
         taken, camera and GPS position, as columns (what a map colours and filters its points by)."""
         return self._explore.attributes(filter)
 
-    def neighbour_table(self, k: int = 8) -> NeighbourTable:
-        return self._explore.neighbour_table(k)
+    def neighbour_table(self, k: int = 8, *, model: str | Path | None = None) -> NeighbourTable:
+        return self._explore.neighbour_table(k, model)
 
     def grid(
         self,
@@ -340,9 +378,13 @@ class Service:
         ``query_image`` marked as the query when given."""
         return self._explore.grid(result, out_path, columns=columns, thumb=thumb, query_image=query_image)
 
-    def duplicates(self, threshold: float | None = None, filter: ImageFilter | None = None) -> DuplicatesResult:
+    def duplicates(
+        self, threshold: float | None = None, filter: ImageFilter | None = None, *, model: str | Path | None = None
+    ) -> DuplicatesResult:
         """Groups of copies (perceptual hash; the one to keep first) and of similar shots (stored image features at
-        cosine ``threshold`` or above; default measured by bench/duplicates.py); see ``service.duplicates``."""
+        cosine ``threshold`` or above; default measured by bench/duplicates.py; or ``model``'s space, a CLIP-family
+        model's, at Immich's default 0.99); see ``service.duplicates``."""
         from vistext.service.duplicates import find_duplicates
 
-        return find_duplicates(self._collection, threshold, self._collection.restrict(filter))
+        space = None if model is None else self._collection.clip_model(model).space
+        return find_duplicates(self._collection, threshold, self._collection.restrict(filter), space)

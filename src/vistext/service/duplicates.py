@@ -17,6 +17,7 @@ import numpy as np
 from vistext.analysis.duplicates import copy_links, cosine_links, linked_groups
 from vistext.analysis.picture_hash import COPY_DISTANCE
 from vistext.errors import ImageDecodeError, UsageError
+from vistext.service.clip_spaces import DUPLICATE_THRESHOLD
 from vistext.service.collection import Collection
 from vistext.service.copies import Content, cached_hashes, contents_of
 from vistext.service.results import DuplicateGroup, DuplicateImage, DuplicatesResult
@@ -34,15 +35,22 @@ KEEP_RULE = (
 
 
 def find_duplicates(
-    collection: Collection, threshold: float | None = None, restrict: np.ndarray | None = None
+    collection: Collection,
+    threshold: float | None = None,
+    restrict: np.ndarray | None = None,
+    space: str | None = None,
 ) -> DuplicatesResult:
     """Groups of copies (perceptual hash) and of similar shots (image features at cosine ``threshold``, or
-    ``DEFAULT_THRESHOLD`` when None) of ``collection``, among the image ids in ``restrict`` when given."""
-    threshold = DEFAULT_THRESHOLD if threshold is None else float(threshold)
+    ``DEFAULT_THRESHOLD`` when None) of ``collection``, among the image ids in ``restrict`` when given.
+    ``space``: tell similar shots by the vectors of this stored space instead (a CLIP-family model's; default
+    threshold ``clip_spaces.DUPLICATE_THRESHOLD``); photos without a vector there are in no similar-shot group."""
+    if threshold is None:
+        threshold = DEFAULT_THRESHOLD if space is None else DUPLICATE_THRESHOLD
+    threshold = float(threshold)
     if not 0.0 < threshold <= 1.0:
         raise UsageError(f"the similarity threshold must be in (0, 1], got {threshold}")
     store = collection.store()
-    contents = contents_of(store.records(None if restrict is None else restrict.tolist(), status="ok"))
+    contents = contents_of(store.records(None if restrict is None else restrict.tolist(), status="ok"), space)
     hashes, skipped = cached_hashes(store, contents)
     left_out = {file.id for file in skipped}  # a file that cannot be read now is in no group
     for content in contents:
@@ -66,11 +74,19 @@ def find_duplicates(
             representative[k] = members[keep]
         shown_file[members[keep]] = next(r for r in contents[members[keep]].files if r.id == group.keep)
     shown = sorted(set(representative))
-    candidates = matrix if len(shown) == len(contents) else matrix[shown]
+    shots = matrix if space is None else _shots(contents)
+    candidates = shots if len(shown) == len(contents) else shots[shown]
     for members in linked_groups(len(shown), cosine_links(candidates, threshold)):
         rows = [shown[m] for m in members]
-        groups.append(_similar_group([shown_file[k] for k in rows], matrix[rows]))
+        groups.append(_similar_group([shown_file[k] for k in rows], shots[rows]))
     return DuplicatesResult(groups, threshold, COPY_DISTANCE, skipped)
+
+
+def _shots(contents: list[Content]) -> np.ndarray:
+    """The contents' unit vectors in the similar-shot space (zeros for one without: it links to nothing)."""
+    dim = next((len(c.shot) for c in contents if c.shot is not None), 1)
+    rows = np.stack([np.zeros(dim, np.float32) if c.shot is None else c.shot for c in contents]).astype(np.float32)
+    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
 
 
 def _copy_group(contents: list[Content], matrix: np.ndarray) -> tuple[DuplicateGroup, int]:

@@ -44,7 +44,7 @@ class Explore:
         self._map_files_lock = threading.Lock()
         # map answers of the collection as last seen, by (store version, method, topics, seed): a map request
         # must not read and fingerprint every vector again while nothing changed
-        self._maps: dict[tuple[int, str, int, int], MapResult] = {}
+        self._maps: dict[tuple[int, str, int, int, str], MapResult] = {}
 
     # ---- the collection -------------------------------------------------------------------------------------
     def status(self) -> StatusResult:
@@ -86,25 +86,29 @@ class Explore:
     def map_folder(self) -> Path:
         return self.collection.location.cache_folder / "maps"
 
-    def map_points(self, method: str = "tsne", topics: int = 8, seed: int = 0) -> MapResult:
+    def map_points(
+        self, method: str = "tsne", topics: int = 8, seed: int = 0, model: str | Path | None = None
+    ) -> MapResult:
         """2-D positions of every indexed image (computed once per collection state and cached beside the db),
-        each coloured by its strongest of ``topics`` NMF topics (-1 without topics)."""
+        each coloured by its strongest of ``topics`` NMF topics (-1 without topics); laid out by the image
+        features, or by ``model``'s vectors (a CLIP-family model the catalogue has a space for)."""
         store = self.collection.store()
-        key = (store.version(), method, topics, seed)
+        space = "image" if model is None else self.collection.clip_model(model).space
+        key = (store.version(), method, topics, seed, space)
         with self._map_files_lock:
             if key in self._maps:
                 return self._maps[key]
-        result = self._compute_map(store, method, topics, seed)
+        result = self._compute_map(store, method, topics, seed, space)
         with self._map_files_lock:
             self._maps[key] = result
             while len(self._maps) > MAPS_KEPT:
                 self._maps.pop(next(iter(self._maps)))
         return result
 
-    def _compute_map(self, store: Store, method: str, topics: int, seed: int) -> MapResult:
+    def _compute_map(self, store: Store, method: str, topics: int, seed: int, space: str = "image") -> MapResult:
         from vistext.analysis.maps import cached_layout
 
-        ids, matrix = store.vectors("image")
+        ids, matrix = store.vectors(space)
         if len(ids) == 0:
             raise UsageError(f"{self.collection.location}: the index is empty; nothing to map")
         folder = self.map_folder()
@@ -169,11 +173,13 @@ class Explore:
             "longitude": [meta.get("longitude") for meta in metas],
         }
 
-    def neighbour_table(self, k: int = 8) -> NeighbourTable:
-        """Every indexed image's ``k`` most similar images (for maps that work without a server)."""
+    def neighbour_table(self, k: int = 8, model: str | Path | None = None) -> NeighbourTable:
+        """Every indexed image's ``k`` most similar images (for maps that work without a server), by the image
+        features or in ``model``'s space."""
         from vistext.analysis.maps import nearest_neighbours
 
-        ids, matrix = self.collection.store().vectors("image")
+        space = "image" if model is None else self.collection.clip_model(model).space
+        ids, matrix = self.collection.store().vectors(space)
         indices, scores = nearest_neighbours(matrix, k)
         ids = np.asarray(ids)
         return NeighbourTable(

@@ -21,6 +21,7 @@ from PIL import Image
 
 from vistext.encoders import ImageEncoder, ImageFeatures, create_image_encoder
 from vistext.models.card import CARD_FILE
+from vistext.service.clip_spaces import ClipModels, is_clip_space
 from vistext.service.inputs import ImageInput, decode
 
 if TYPE_CHECKING:
@@ -117,6 +118,7 @@ class LoadedModels:
         self._composer: Lazy[tuple[CaptionComposer | None]] = Lazy(self._load_composer)
         self.cache = ModelCache(cache_size)
         self._text_reader: Lazy[TextReader] = Lazy(_text_reader)
+        self.clips = ClipModels()  # CLIP-family models named by --model, each loaded once
 
     @property
     def text_reader(self) -> TextReader:
@@ -181,9 +183,12 @@ class LoadedModels:
     def readable_scores(self, space: str, query: np.ndarray, cosines: np.ndarray) -> np.ndarray:
         """A vector index's cosines for one query -> the documented 0-1 score: calibrated relevance in the fused
         space; a joint space alone (a GloVe joint model) maps its cosine c to (c + 1) / 2; similar photos keep
-        their image-feature cosine (the features are non-negative, so it is already 0-1)."""
+        their image-feature cosine (the features are non-negative, so it is already 0-1); a CLIP space keeps its
+        plain cosines."""
         if space == "image":  # checked first: similar photos never load the text models
             return np.clip(np.asarray(cosines, dtype=np.float32), 0.0, 1.0)
+        if is_clip_space(space):  # a CLIP model's cosines, shown as they are (see service.clip_spaces)
+            return np.asarray(cosines, dtype=np.float32)
         fused = self.open_domain
         if fused is not None and space == fused.space:
             return fused.from_cosines(query, cosines)

@@ -78,6 +78,18 @@ def locate(db: str | Path | None, folder: str | Path | None = None) -> Catalogue
     return CatalogueLocation(str(catalogue_file(Path(text.split("://", 1)[1]) if "://" in text else Path(text))), False)
 
 
+def missing_message(path: Path, db_given: bool) -> str:
+    """Why there is no catalogue at ``path``: without --db (``db_given``), name the indexed folders below here."""
+    below = [] if db_given else indexes_below(Path.cwd())
+    if not below:
+        return f"{path}: no index here yet; run `vistext index DIR` first (or pass --db)"
+    shown = ", ".join(str(folder) for folder in below[:5]) + (f" and {len(below) - 5} more" if len(below) > 5 else "")
+    return (
+        f"no index in {Path.cwd()} or the folders above it; indexed folders below it: {shown}; "
+        f"pass one with --db (e.g. --db {below[0]})"
+    )
+
+
 def catalogue_file(path: Path) -> Path:
     """The catalogue a ``--db`` names: the file itself, or the indexed folder (holding ``.vistext/``), or
     ``.vistext/`` itself."""

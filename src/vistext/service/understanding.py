@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -17,6 +18,7 @@ from PIL import Image
 from vistext.encoders.base import softmax
 from vistext.errors import ImageDecodeError, ModelError, UsageError
 from vistext.evaluation.base import Evaluation
+from vistext.service.clip_spaces import looks_like_clip, names_trained_model, rank_words
 from vistext.service.collection import Collection, check_k
 from vistext.service.inputs import ImageInput, decode, input_name
 from vistext.service.loaded_models import LoadedModels, cosine_to_unit
@@ -28,6 +30,9 @@ from vistext.service.results import (
     ScoredTag,
     TagResult,
 )
+
+if TYPE_CHECKING:
+    from vistext.models.clip import ClipModel
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +59,7 @@ class Understanding:
         An unreadable image gets a result with ``error`` set; the others are still tagged.
         """
         check_k(k)
-        if model is not None and vocab is not None:
+        if model is not None and vocab is not None and names_trained_model(model):
             raise UsageError("give either a trained tagger model or a vocabulary, not both")
         results: list[TagResult] = []
         readable: list[tuple[int, Image.Image]] = []
@@ -67,7 +72,11 @@ class Understanding:
         if not readable:
             return results
         pictures = [picture for _, picture in readable]
-        if model is not None:
+        if model is not None and vocab is not None:  # a CLIP-family model scores the words
+            scored = self._tags_from_clip(pictures, model, vocab, k)
+        elif model is not None:
+            if not names_trained_model(model) and looks_like_clip(model):
+                raise UsageError(f"{model}: a CLIP-family model tags with your words: give them with --vocab")
             scored = self._tags_from_model(pictures, model, k, threshold)
         elif vocab is not None:
             scored = self._tags_from_vocabulary(pictures, vocab, k)
@@ -115,6 +124,21 @@ class Understanding:
         probs = softmax(sims * joint.plain_logit_scale)
         return [[ScoredTag(words[i], round(float(row[i]), 6)) for i in np.argsort(-row)[:top_k]] for row in probs]
 
+    def _clip(self, model: str | Path) -> ClipModel:
+        """The CLIP-family model ``model`` names (a name the catalogue recorded, or any model folder): commands on
+        single photos need no space in the catalogue."""
+        return self.models.clips.resolve(model, self.collection.store() if self.collection.exists() else None)
+
+    def _tags_from_clip(
+        self, pictures: Sequence[Image.Image], model: str | Path, vocab: Sequence[str], k: int
+    ) -> list[list[ScoredTag]]:
+        words = list(dict.fromkeys(w.strip() for w in vocab if w.strip()))
+        if not words:
+            raise UsageError("the tag vocabulary is empty")
+        clip = self._clip(model)
+        ranked = rank_words(clip, clip.encode_images(pictures), words, min(k, len(words)))
+        return [[ScoredTag(word, round(score, 6)) for word, score in row] for row in ranked]
+
     def _tags_from_model(
         self, pictures: Sequence[Image.Image], model: str | Path, k: int, threshold: bool
     ) -> list[list[ScoredTag]]:
@@ -123,14 +147,24 @@ class Understanding:
         return [[ScoredTag(tag, round(float(score), 6)) for tag, score in pred] for pred in predictions]
 
     # ---- captions -----------------------------------------------------------------------------------------
-    def caption(self, image: ImageInput, bank: str | None = None, k: int = 5) -> CaptionResult:
-        """The ``k`` captions of ``bank`` (FORMAT:PATH or a text file) closest to ``image`` in the joint space, or
-        with no bank the ``k`` best captions composed from what the models know (``models.captioner``)."""
-        check_k(k)
-        if bank is None:
-            return self._composed_captions(image, k)
+    def caption(
+        self, image: ImageInput, bank: str | None = None, k: int = 5, *, model: str | Path | None = None
+    ) -> CaptionResult:
+        """The ``k`` captions of ``bank`` (FORMAT:PATH or a text file) closest to ``image`` in the joint space,
+        or in the space of ``model`` (a CLIP-family model; its cosines); with no bank the ``k`` best captions
+        composed from what the bundled models know (``models.captioner``)."""
         from vistext.service.captions import load_caption_bank
 
+        check_k(k)
+        if bank is None:
+            if model is not None:
+                raise UsageError(
+                    f"captions with model {model} need a caption bank to rank (--captions); without one, captions "
+                    "are composed by the bundled models (leave out --model)"
+                )
+            return self._composed_captions(image, k)
+        if model is not None:
+            return self._caption_with_clip(image, bank, k, model)
         fused = self.models.open_domain
         if fused is None:
             captions = load_caption_bank(bank, self.models.joint, self.models.joint_key)
@@ -161,6 +195,18 @@ class Understanding:
         found = [ScoredCaption(caption.text, caption.score) for caption in composed]
         return CaptionResult(input_name(image), found, source="composed")
 
+    def _caption_with_clip(self, image: ImageInput, bank: str, k: int, model: str | Path) -> CaptionResult:
+        from vistext.service.captions import load_caption_bank
+
+        clip = self._clip(model)
+        captions = load_caption_bank(bank, clip.encode_texts, clip.space)
+        vector = self.collection.indexed_vector(image, clip.space) if self.collection.exists() else None
+        if vector is None:
+            vector = clip.encode_images([decode(image)])[0]
+        scores = captions.vectors @ vector
+        top = np.argsort(-scores, kind="stable")[:k]
+        return CaptionResult(input_name(image), [ScoredCaption(captions.texts[i], float(scores[i])) for i in top])
+
     def _image_vector(self, image: ImageInput) -> np.ndarray:
         """``image`` in the text space (``LoadedModels.text_space``), encoded from its pixels."""
         fused = self.models.open_domain
@@ -176,7 +222,8 @@ class Understanding:
 
         ``model``: None or ``"matcher"`` for the shipped match classifier, or a match classifier directory
         (probabilities); ``"fused"`` for the open-domain default (each set phrased as a tag, its 0-1 tag relevance);
-        ``"joint"`` for the joint model's cosine similarity c (shown as (c + 1) / 2). The default is the fused
+        ``"joint"`` for the joint model's cosine similarity c (shown as (c + 1) / 2); a CLIP-family model's folder
+        or name for its cosine between the photo and each set phrased as a prompt ensemble. The default is the fused
         space when it is installed (the classifier otherwise): in ``bench/matching.py``'s two-choice test the two
         tie on Flickr8k (the classifier's own training data), and on everyday photos (opendomain-classes) the
         classifier is near chance where the fused space is right 9 times in 10.
@@ -194,6 +241,12 @@ class Understanding:
     def _match_scores(
         self, image: ImageInput, sets: list[list[str]], model: str | Path | None
     ) -> tuple[str, np.ndarray]:
+        if model not in (None, "joint", "fused", "matcher") and not names_trained_model(model):
+            clip = self._clip(model)
+            words = [", ".join(tags) for tags in sets]
+            cosines = rank_words(clip, clip.encode_images([decode(image)]), words, len(words))[0]
+            by_set = dict(cosines)
+            return "clip", np.asarray([by_set[w] for w in words], dtype=np.float32)
         if model not in ("joint", "fused"):
             try:
                 matcher = self.models.matcher(None if model == "matcher" else model)

@@ -13,6 +13,8 @@ import numpy as np
 from vistext.errors import StoreError
 from vistext.store.records import MAX_FOLDERS, FileState, ImageFilter, ImageRecord, PhotoMeta, VectorHit
 
+SPACE_MODELS_KEY = "space_models"
+
 
 class Store(ABC):
     """A catalogue of indexed images plus one vector index per embedding space.
@@ -160,6 +162,21 @@ class Store(ABC):
         from vistext.store.dates import record_date
 
         return {r.id: record_date(r) for r in self.records(ids, status=None) if r.id is not None}
+
+    # ---- which model made each space: the one record of it (models.clip spaces; bundled spaces name their model) --
+    def space_models(self) -> dict[str, dict[str, Any]]:
+        """Space -> what the model that made it recorded when it first wrote there (kind, name, key, dim, source)."""
+        value = self.get_meta(SPACE_MODELS_KEY, {})
+        return {str(space): dict(about) for space, about in value.items()} if isinstance(value, dict) else {}
+
+    def record_space_model(self, space: str, about: Mapping[str, Any]) -> None:
+        """Record (or update) which model made ``space``; a read-only store keeps what it has."""
+        if self.readonly:
+            return
+        models = self.space_models()
+        if models.get(space) != dict(about):
+            models[space] = dict(about)
+            self.set_meta(SPACE_MODELS_KEY, models)
 
     # ---- the perceptual-hash cache (store/picture_hashes.py); a backend without one recomputes every time ------
     def picture_hashes(self, shas: Iterable[str]) -> dict[str, tuple[int, int]]:

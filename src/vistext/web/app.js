@@ -89,6 +89,7 @@
     const params = filters.params(new URLSearchParams({ k: state.k, offset: state.offset, q: state.query }));
     if (state.minScore !== null) params.set("min_score", state.minScore);
     if (state.sort !== "relevance") params.set("sort", state.sort);
+    if ($("model").value) params.set("model", $("model").value);
     showStatus("search-status", "searching…");
     $("search-button").disabled = true;
     try {
@@ -221,7 +222,9 @@
   // ---- viewer: the full image and its neighbours; the arrow keys move through the grid it was opened from -----
   const viewer = new window.VistextViewer(
     async (hit) => {
-      const answer = await V.getJSON(`/api/similar/${hit.id}?` + filters.params(new URLSearchParams({ k: 7 })));
+      const params = filters.params(new URLSearchParams({ k: 7 }));
+      if ($("model").value) params.set("model", $("model").value);
+      const answer = await V.getJSON(`/api/similar/${hit.id}?` + params);
       return answer.results.filter((h) => h.id !== hit.id).slice(0, 6);
     },
     (grid, hits) => fillGrid(grid, hits, null),
@@ -259,8 +262,19 @@
     filters.apply(); // draws the summary and shows the results (filtersChanged)
   }
 
+  /* The model picker, shown only when the collection has a CLIP-family model's space beside the bundled one. */
+  async function loadModels() {
+    const models = (await V.getJSON("/api/models")).models;
+    if (!models.length) return;
+    const options = [V.el("option", { value: "", text: "bundled (default)" })];
+    for (const model of models) options.push(V.el("option", { value: model.name, text: `${model.name} (${model.dim}-d)` }));
+    $("model").replaceChildren(...options);
+    $("model-picker").hidden = false;
+  }
+
   $("token-button").addEventListener("click", V.askToken);
   pollStatus();
+  loadModels().catch((error) => showStatus("search-status", "models: " + error.message, true));
   filters.load().catch((error) => showStatus("search-status", "filters: " + error.message, true));
   start();
 })();

@@ -54,6 +54,13 @@ def build_collection_router(settings: ServerSettings) -> APIRouter:
         context = ctx(request)
         return JSONResponse({"tags": await context.call(context.service.tag_counts)})
 
+    @api.get("/models", response_model=schemas.ModelsOut, summary="CLIP-family models the catalogue was indexed with")
+    async def models(request: Request) -> JSONResponse:
+        context = ctx(request)
+        found = await context.call(context.service.catalogue_models)
+        fields = ("name", "key", "dim", "space")  # not the folder it came from: a path on the server
+        return JSONResponse({"models": [{name: about.get(name) for name in fields} for about in found]})
+
     @api.get("/facets", response_model=schemas.FacetsOut, summary="cameras, folders, date range, GPS count, tags")
     async def facets(request: Request) -> JSONResponse:
         context = ctx(request)

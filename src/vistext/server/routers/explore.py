@@ -14,9 +14,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from vistext.server import schemas
-from vistext.server.context import ERRORS, ServerContext, ctx
+from vistext.server.context import ERRORS, UNKNOWN_MODEL, ServerContext, ctx
 from vistext.server.responses import JSONResponse
-from vistext.server.routers.params import Filter
+from vistext.server.routers.params import Filter, ModelName, catalogue_model
 from vistext.server.settings import ServerSettings
 from vistext.service import ImageFilter
 
@@ -31,13 +31,18 @@ def keep_points(answer: dict[str, Any], ids: set[int]) -> dict[str, Any]:
     return {**answer, "points": kept, "count": len(rows)}
 
 
-async def _map(context: ServerContext, method: str, filter: ImageFilter) -> dict[str, Any] | None:
-    """The map of the collection as it is now (``None`` while it is still being computed), filtered."""
+async def _map(
+    context: ServerContext, method: str, filter: ImageFilter, model: str | None = None
+) -> dict[str, Any] | None:
+    """The map of the collection as it is now (``None`` while it is still being computed), filtered; laid out by
+    ``model``'s space when given."""
     service = context.service
-    key = ("map", method, await context.call(service.version))
+    key = ("map", method, model, await context.call(service.version))
     result: dict[str, Any] | None = context.maps.cached(key)
     if result is None:
-        job: Future[dict[str, Any]] = context.maps.submit(lambda: service.map_points(method).to_dict(), key)
+        job: Future[dict[str, Any]] = context.maps.submit(
+            lambda: service.map_points(method, model=model).to_dict(), key
+        )
         try:
             result = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(job)), MAP_WAIT)
         except TimeoutError:
@@ -50,37 +55,49 @@ async def _map(context: ServerContext, method: str, filter: ImageFilter) -> dict
 def build_explore_router(settings: ServerSettings) -> APIRouter:
     api = APIRouter(prefix="/api", responses=ERRORS)
 
-    @api.get("/topics", summary="NMF topics of the collection: top words and typical images")
+    @api.get("/topics", responses=UNKNOWN_MODEL, summary="NMF topics of the collection: top words and typical images")
     async def topics(
         request: Request,
         n: int = Query(8, ge=1, le=settings.max_topics, description=f"number of topics (1-{settings.max_topics})"),
+        model: ModelName = None,
     ) -> JSONResponse:
         context = ctx(request)
+        model = await catalogue_model(context, model)
         # one fit per collection state and n, kept in memory: a new n costs a fit once, not once per request
         return JSONResponse(
-            await context.per_collection_state(request, ("topics", n), lambda: context.service.topics(n).to_dict())
+            await context.per_collection_state(
+                request, ("topics", n, model), lambda: context.service.topics(n, model=model).to_dict()
+            )
         )
 
     @api.get(
         "/map",
         response_model=schemas.MapOut,
-        responses={202: {"model": schemas.PendingOut, "description": "the layout is being computed"}},
+        responses={202: {"model": schemas.PendingOut, "description": "the layout is being computed"}, **UNKNOWN_MODEL},
         summary="2-D map coordinates of every indexed image, coloured by topic",
     )
     async def map_points(
         request: Request,
         filter: Filter,
         method: Literal["tsne", "pca"] | None = Query(None),
+        model: ModelName = None,
     ) -> Response:
         context = ctx(request)
-        result = await _map(context, method or context.settings.map_method, filter)
+        model = await catalogue_model(context, model)
+        result = await _map(context, method or context.settings.map_method, filter, model)
         if result is None:
             return JSONResponse({"status": "computing"}, status_code=202)
         return JSONResponse(result)
 
+    _add_duplicates_and_attributes(api)
+    return api
+
+
+def _add_duplicates_and_attributes(api: APIRouter) -> None:
     @api.get(
         "/duplicates",
         response_model=schemas.DuplicatesOut,
+        responses=UNKNOWN_MODEL,
         summary="groups of copies (one to keep) and of similar shots (same as `vistext duplicates --json`)",
     )
     async def duplicates(
@@ -88,13 +105,15 @@ def build_explore_router(settings: ServerSettings) -> APIRouter:
         threshold: float | None = Query(
             None, gt=0, le=1, description="image-feature similarity for similar shots (default: the calibrated 0.85)"
         ),
+        model: ModelName = None,
     ) -> JSONResponse:
         context = ctx(request)
+        model = await catalogue_model(context, model)
 
         def find() -> dict[str, Any]:
-            return context.service.duplicates(threshold).to_dict()
+            return context.service.duplicates(threshold, model=model).to_dict()
 
-        return JSONResponse(await context.per_collection_state(request, ("duplicates", threshold), find))
+        return JSONResponse(await context.per_collection_state(request, ("duplicates", threshold, model), find))
 
     @api.get(
         "/map/attributes",
@@ -105,5 +124,3 @@ def build_explore_router(settings: ServerSettings) -> APIRouter:
     async def attributes(request: Request, filter: Filter) -> JSONResponse:
         context = ctx(request)
         return JSONResponse(await context.call(lambda: context.service.map_attributes(filter)))
-
-    return api

@@ -79,3 +79,19 @@ def image_filter(
 
 
 Filter = Annotated[ImageFilter, Depends(image_filter)]
+ModelName = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=200,
+        description="a CLIP-family model the catalogue was indexed with (its name, as /api/models lists them): "
+        "answer in its space, scored by its plain cosines; default: the bundled models",
+    ),
+]
+
+
+async def catalogue_model(context: Any, name: str | None) -> str | None:
+    """``name`` checked against the catalogue's models in a worker thread (a 400 listing them otherwise)."""
+    if name is None:
+        return None
+    return str(await context.call(lambda: context.service.catalogue_model(name)))

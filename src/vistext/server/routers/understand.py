@@ -9,9 +9,9 @@ from fastapi import APIRouter, Form, Query, Request
 
 from vistext.errors import UsageError
 from vistext.server import schemas
-from vistext.server.context import ERRORS, ctx
+from vistext.server.context import ERRORS, UNKNOWN_MODEL, ctx
 from vistext.server.responses import JSONResponse
-from vistext.server.routers.params import ImageFile, Paging, read_upload
+from vistext.server.routers.params import ImageFile, ModelName, Paging, catalogue_model, read_upload
 from vistext.server.settings import ServerSettings
 from vistext.service import check_upload, parse_tag_sets, parse_vocabulary
 
@@ -35,7 +35,7 @@ def build_understand_router(settings: ServerSettings) -> APIRouter:
 
 
 def _add_tag(api: APIRouter, paging: Paging, settings: ServerSettings) -> None:
-    @api.post("/tag", response_model=schemas.TagOut, summary="tag an uploaded image")
+    @api.post("/tag", response_model=schemas.TagOut, responses=UNKNOWN_MODEL, summary="tag an uploaded image")
     async def tag(
         request: Request,
         file: ImageFile,
@@ -45,10 +45,13 @@ def _add_tag(api: APIRouter, paging: Paging, settings: ServerSettings) -> None:
             None,
             description=f"open vocabulary: comma- or newline-separated words (at most {settings.max_vocab})",
         ),
+        model: ModelName = None,
     ) -> JSONResponse:
         context = ctx(request)
         paging.check(k, 0)
-        model = _tagger(context.settings, tagger)
+        if model is not None and (vocab is None or tagger is not None):
+            raise UsageError("model= scores an open vocabulary: give vocab (and no tagger)")
+        model = await catalogue_model(context, model) if model is not None else _tagger(context.settings, tagger)
         words = parse_vocabulary(vocab, limit=context.settings.max_vocab) if vocab is not None else None
         upload = await read_upload(file)
 
@@ -66,32 +69,41 @@ def _add_caption_and_match(api: APIRouter, paging: Paging) -> None:
     @api.post(
         "/caption",
         response_model=schemas.CaptionOut,
+        responses=UNKNOWN_MODEL,
         summary="captions for an uploaded image: from the server's caption bank, or composed without one",
     )
-    async def caption(request: Request, file: ImageFile, k: int = paging.k(5)) -> JSONResponse:
+    async def caption(request: Request, file: ImageFile, k: int = paging.k(5), model: ModelName = None) -> JSONResponse:
         context = ctx(request)
         paging.check(k, 0)
+        model = await catalogue_model(context, model)
         bank = context.settings.captions
         upload = await read_upload(file)
 
         def work() -> dict[str, Any]:
             check_upload(upload, context.settings.max_pixels)
-            return context.service.caption(upload, bank, k).to_dict()
+            return context.service.caption(upload, bank, k, model=model).to_dict()
 
         return JSONResponse(await context.upload_work(request, work))
 
-    @api.post("/match", response_model=schemas.MatchOut, summary="which tag set fits an uploaded image best")
+    @api.post(
+        "/match",
+        response_model=schemas.MatchOut,
+        responses=UNKNOWN_MODEL,
+        summary="which tag set fits an uploaded image best",
+    )
     async def match(
         request: Request,
         file: ImageFile,
         tag_sets: str = Form(..., description='one set per line ("dog, grass"), or JSON [["dog","grass"],["cat"]]'),
+        model: ModelName = None,
     ) -> JSONResponse:
         context = ctx(request)
         sets = parse_tag_sets(tag_sets, limit=context.settings.max_tag_sets)
+        model = await catalogue_model(context, model)
         upload = await read_upload(file)
 
         def work() -> dict[str, Any]:
             check_upload(upload, context.settings.max_pixels)
-            return context.service.match(upload, sets).to_dict()
+            return context.service.match(upload, sets, model=model).to_dict()
 
         return JSONResponse(await context.upload_work(request, work))
