@@ -112,6 +112,8 @@ def build_clip(folder: Path, captions: list[str], dims: dict[str, Any] | None = 
     (folder / "textual" / "special_tokens_map.json").write_text(
         json.dumps({"pad_token": EOS, "bos_token": BOS, "eos_token": EOS, "unk_token": EOS})
     )
+    # made from a Hugging Face model: its processor floors the centre crop's offset (vistext's exporter notes it so)
+    (folder / "vistext-clip.json").write_text(json.dumps({"source_format": "huggingface", "crop_rounding": "floor"}))
     (folder / "visual" / "preprocess_cfg.json").write_text(
         json.dumps({
             "size": [dims["image"], dims["image"]], "mode": "RGB", "mean": CLIP_MEAN, "std": CLIP_STD,

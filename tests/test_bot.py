@@ -295,7 +295,7 @@ def test_bot_answers_in_a_clip_models_space(
         fake.push(ALLOWED, text="a dog in the snow")
         album = fake.wait_sent(1)[0]
         assert album["method"] == "sendMediaGroup" and album["photos"] == 3
-        assert [caption.split()[-1] for caption in album["captions"]] == [Path(h.path).name for h in expected]
+        assert [caption.split()[2] for caption in album["captions"]] == [Path(h.path).name for h in expected]
 
     with Service(db=db, progress=False) as service:
         run_bot_while(fake, url, service, scenario, model="tiny-clip")

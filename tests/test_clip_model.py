@@ -85,7 +85,7 @@ def test_preprocessing_comes_from_the_config(tmp_path: Path) -> None:
     padded = ClipPreprocess.from_file(config).pixels(picture)
     assert padded[0, 0].tolist() == [0, 0, 0] and padded[16, 16].tolist() == [255, 0, 0]
     config.write_text(json.dumps({"size": 32, "mean": [0, 0, 0], "std": [1, 1, 1], "resize_mode": "fancy"}))
-    with pytest.raises(ModelError, match="preprocess_cfg.json: unsupported resize_mode 'fancy'"):
+    with pytest.raises(ModelError, match="preprocess_cfg.json: unknown resize_mode 'fancy'"):
         ClipPreprocess.from_file(config)
 
 

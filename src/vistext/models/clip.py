@@ -16,11 +16,9 @@ cached under ``$VISTEXT_HOME`` by path, size and modification time.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +28,14 @@ from PIL import Image
 from vistext.encoders.base import ImageEncoder, ImageFeatures, Preprocessing
 from vistext.encoders.onnx import open_session
 from vistext.errors import ModelError
-from vistext.paths import atomic_write, cache_dir
+from vistext.models.clip_preprocess import ClipPreprocess
+from vistext.models.clip_sources import files_digest
+from vistext.paths import cache_dir
 
 CLIP_SPACE_PREFIX = "clip:"
 DEFAULT_CONTEXT_LENGTH = 77
 VISUAL_GRAPH = Path("visual") / "model.onnx"
 TEXTUAL_GRAPH = Path("textual") / "model.onnx"
-_RESIZE_MODES = ("shortest", "squash", "longest")
 _HASH_CHUNK = 1 << 22
 
 
@@ -52,91 +51,11 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-@dataclass(frozen=True)
-class ClipPreprocess:
-    """How the image tower wants its pixels, read from ``preprocess_cfg.json`` (never assumed)."""
-
-    size: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    interpolation: str = "bicubic"
-    resize_mode: str = "shortest"
-    fill_color: int = 0
-
-    @classmethod
-    def from_file(cls, path: Path) -> ClipPreprocess:
-        cfg = _read_json(path)
-        try:
-            size = cfg["size"]
-            size = int(size[0] if isinstance(size, list) else size)
-            preprocess = cls(
-                size=size,
-                mean=tuple(float(v) for v in cfg["mean"]),  # type: ignore[arg-type]
-                std=tuple(float(v) for v in cfg["std"]),  # type: ignore[arg-type]
-                interpolation=str(cfg.get("interpolation", "bicubic")).lower(),
-                resize_mode=str(cfg.get("resize_mode", "shortest")),  # open_clip's default for older configs
-                fill_color=int(cfg.get("fill_color", 0)),
-            )
-        except (KeyError, TypeError, ValueError) as error:
-            raise ModelError(f"{path}: malformed preprocessing config ({type(error).__name__}: {error})") from None
-        if preprocess.resize_mode not in _RESIZE_MODES:
-            raise ModelError(f"{path}: unsupported resize_mode {preprocess.resize_mode!r}; known: {_RESIZE_MODES}")
-        if preprocess.interpolation not in {r.name.lower() for r in Image.Resampling}:
-            raise ModelError(f"{path}: unknown interpolation {preprocess.interpolation!r}")
-        return preprocess
-
-    def pixels(self, image: Image.Image) -> np.ndarray:
-        """RGB picture -> uint8 size x size x 3, resized and cropped (or padded) as the config says."""
-        image = image if image.mode == "RGB" else image.convert("RGB")
-        resample = Image.Resampling[self.interpolation.upper()]
-        size, (width, height) = self.size, image.size
-        if self.resize_mode == "squash":
-            return np.asarray(image.resize((size, size), resample=resample), dtype=np.uint8)
-        if self.resize_mode == "longest":
-            scale = size / max(width, height)
-            inner = image.resize((max(1, round(width * scale)), max(1, round(height * scale))), resample=resample)
-            canvas = Image.new("RGB", (size, size), (self.fill_color,) * 3)
-            canvas.paste(inner, ((size - inner.width) // 2, (size - inner.height) // 2))
-            return np.asarray(canvas, dtype=np.uint8)
-        if width < height:
-            image = image.resize((size, int(height / width * size)), resample=resample)
-        else:
-            image = image.resize((int(width / height * size), size), resample=resample)
-        left, upper = int(image.width / 2 - size / 2), int(image.height / 2 - size / 2)
-        return np.asarray(image.crop((left, upper, left + size, upper + size)), dtype=np.uint8)
-
-    def normalise(self, pixels: np.ndarray) -> np.ndarray:
-        """uint8 N x H x W x 3 -> float32 N x 3 x H x W, ``(x / 255 - mean) / std`` per channel."""
-        scaled = np.asarray(pixels, dtype=np.float32) / np.float32(255.0)
-        batch = (scaled - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
-        return np.ascontiguousarray(batch.transpose(0, 3, 1, 2), dtype=np.float32)
-
-
 def weights_digest(folder: Path) -> str:
-    """A hash of the two graphs (and any external weight files beside them), cached by path, size and mtime."""
+    """A short hash of the two towers' files (graphs, external weights, tokenizer), remembered by path, size and
+    mtime in the cache folder so a query does not re-read a 600 MB graph."""
     files = sorted(p for side in ("visual", "textual") for p in (folder / side).iterdir() if p.is_file())
-    stamp = "|".join(f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
-    cache = cache_dir("clip") / "digests.json"
-    try:
-        known = json.loads(cache.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        known = {}
-    if stamp in known:
-        return str(known[stamp])
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(path.relative_to(folder).as_posix().encode())
-        with path.open("rb") as handle:
-            while chunk := handle.read(_HASH_CHUNK):
-                digest.update(chunk)
-    value = digest.hexdigest()[:12]
-    known = {k: v for k, v in known.items() if Path(k.split(":", 1)[0]).exists()} if isinstance(known, dict) else {}
-    known[stamp] = value
-    try:
-        atomic_write(cache, json.dumps(known))
-    except OSError:
-        pass  # a read-only home only costs the next run another hash
-    return value
+    return files_digest(files, cache_dir("clip") / "digests.json")[:12]
 
 
 class ClipModel:
@@ -158,7 +77,7 @@ class ClipModel:
         self.context_length = int(text_cfg.get("context_length", DEFAULT_CONTEXT_LENGTH))
         kwargs = text_cfg.get("tokenizer_kwargs") or {}
         self.canonicalize = isinstance(kwargs, dict) and kwargs.get("clean") == "canonicalize"
-        self.preprocess = ClipPreprocess.from_file(self.folder / "visual" / "preprocess_cfg.json")
+        self.preprocess = ClipPreprocess.from_folder(self.folder)
         self.name = self.folder.resolve().name
         self.threads = threads
         self._key: str | None = None

@@ -78,19 +78,28 @@ class ClipPreprocess:
         )
 
     @classmethod
+    def from_file(cls, file: Path, crop_rounding: str = "round") -> ClipPreprocess:
+        """From a ``preprocess_cfg.json`` file."""
+        try:
+            config = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise ModelError(f"{file}: cannot read the preprocessing config ({error})") from None
+        if not isinstance(config, dict):
+            raise ModelError(f"{file}: expected a JSON object")
+        return cls.from_config(config, file, crop_rounding)
+
+    @classmethod
     def from_folder(cls, folder: Path) -> ClipPreprocess:
         """From an ONNX CLIP folder's ``visual/preprocess_cfg.json`` (and the crop rounding vistext's exporter
         noted in ``vistext-clip.json``, when it made the folder)."""
-        file = folder / PREPROCESS_CFG
+        file, provenance = folder / PREPROCESS_CFG, folder / PROVENANCE
         try:
-            config = json.loads(file.read_text(encoding="utf-8"))
-            provenance = folder / PROVENANCE
             notes = json.loads(provenance.read_text(encoding="utf-8")) if provenance.is_file() else {}
         except (OSError, ValueError) as error:
-            raise ModelError(f"{file}: cannot read the preprocessing config ({error})") from None
-        if not isinstance(config, dict) or not isinstance(notes, dict):
-            raise ModelError(f"{file}: expected a JSON object")
-        return cls.from_config(config, file, str(notes.get("crop_rounding", "round")))
+            raise ModelError(f"{provenance}: cannot read it ({error})") from None
+        if not isinstance(notes, dict):
+            raise ModelError(f"{provenance}: expected a JSON object")
+        return cls.from_file(file, str(notes.get("crop_rounding", "round")))
 
     def to_config(self) -> dict[str, Any]:
         """The preprocess_cfg.json form (open_clip's keys)."""
@@ -129,11 +138,19 @@ class ClipPreprocess:
         left, top = self._offset(width - self.size), self._offset(height - self.size)
         return image.crop((left, top, left + self.size, top + self.size))
 
-    def __call__(self, image: Image.Image) -> np.ndarray:
+    def pixels(self, image: Image.Image) -> np.ndarray:
+        """RGB bytes as the image tower sees them: uint8 [size, size, 3], resized and cropped (or padded)."""
         rgb = image if image.mode == "RGB" else image.convert("RGB")
-        pixels = np.asarray(self._cropped(self._resized(rgb)), dtype=np.float32) / np.float32(255.0)
-        normalised = (pixels - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
-        return np.ascontiguousarray(normalised.transpose(2, 0, 1))
+        return np.asarray(self._cropped(self._resized(rgb)), dtype=np.uint8)
+
+    def normalise(self, pixels: np.ndarray) -> np.ndarray:
+        """uint8 [N, H, W, 3] (``pixels``) -> float32 [N, 3, H, W], ``(x / 255 - mean) / std`` per channel."""
+        scaled = np.asarray(pixels, dtype=np.float32) / np.float32(255.0)
+        normalised = (scaled - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+        return np.ascontiguousarray(normalised.transpose(0, 3, 1, 2), dtype=np.float32)
+
+    def __call__(self, image: Image.Image) -> np.ndarray:
+        return self.normalise(self.pixels(image)[None])[0]
 
     def batch(self, images: list[Image.Image]) -> np.ndarray:
         """[N, 3, size, size] float32."""

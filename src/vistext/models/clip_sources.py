@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -270,28 +271,37 @@ def available_models(home: Path) -> list[ClipSource]:
 
 
 def weights_digest(source: ClipSource, memo: Path | None = None) -> str:
-    """SHA-256 over the source's weight files; with ``memo`` (a JSON file), remembered by path, size and mtime so
-    a 600 MB checkpoint is read once, not at every query."""
+    """SHA-256 over the source's weight files (see ``files_digest``)."""
+    return files_digest(source.weights, memo)
+
+
+def files_digest(files: Sequence[Path], memo: Path | None = None) -> str:
+    """SHA-256 over ``files``' bytes, in order; with ``memo`` (a JSON file), remembered by path, size and mtime
+    so a 600 MB checkpoint is read once, not at every query (a memo that cannot be written costs a re-read)."""
     known: dict[str, str] = {}
     if memo is not None and memo.is_file():
         try:
-            known = json.loads(memo.read_text(encoding="utf-8"))
+            loaded = json.loads(memo.read_text(encoding="utf-8"))
+            known = loaded if isinstance(loaded, dict) else {}
         except (OSError, ValueError):
             known = {}
     keys = []
-    for file in source.weights:
+    for file in files:
         stat = file.stat()
         keys.append(f"{file.resolve()}|{stat.st_size}|{stat.st_mtime_ns}")
     key = ";".join(keys)
     if key in known:
         return known[key]
     digest = hashlib.sha256()
-    for file in source.weights:
+    for file in files:
         with file.open("rb") as handle:
             while chunk := handle.read(1 << 20):
                 digest.update(chunk)
     value = digest.hexdigest()
     if memo is not None:
         known[key] = value
-        atomic_write(memo, json.dumps(known, indent=1), fsync=False)
+        try:
+            atomic_write(memo, json.dumps(known, indent=1), fsync=False)
+        except OSError:
+            pass  # a read-only home only costs the next run another hash
     return value

@@ -18,6 +18,7 @@ import numpy as np
 
 from vistext.errors import ImageDecodeError, StoreError, UsageError
 from vistext.service.batching import then_on
+from vistext.service.collection_ray import check_engine, index_location_on_ray
 from vistext.service.inputs import ImageInput, Upload, input_name
 from vistext.service.loaded_models import Lazy, LoadedModels
 from vistext.service.location import CatalogueLocation, indexes_below, locate, missing_message
@@ -146,20 +147,26 @@ class Collection:
 
         ``engine="ray"`` runs on a Ray cluster (``address``; default a private local one) and also reads
         ``s3://bucket/prefix`` URLs; see ``vistext.indexing.ray_engine``."""
-        if engine not in ("local", "ray"):
-            raise UsageError(f"unknown indexing engine {engine!r}; known: local, ray")
-        if address is not None and engine != "ray":
-            raise UsageError(f"--address {address} is for --engine ray; the local engine runs on this machine")
-        if engine == "local" and not Path(folder).is_dir():
-            raise UsageError(f"{folder}: not a folder")
+        check_engine(engine, address, folder)
         trained = self._collection_tagger(tagger) if tagger is not None else None  # a bad tagger fails first
         check_ocr(ocr, folder)  # and so does --ocr without its extra
         clip = self.models.clips.load(model) if model is not None else None  # and so does a bad model
         if engine == "ray":
-            report = self._index_on_ray(str(folder), text_search, address)
+            report = index_location_on_ray(
+                str(folder),
+                self.db,
+                self.store_for,
+                self.location,
+                self.models,
+                text_search=text_search,
+                address=address,
+                progress=self.progress,
+            )
         else:
             report = self._index_locally(Path(folder), text_search)
-        self.fill_default_tags(report)
+        from vistext.service.default_tags import tags_after_pass  # loads the store package (FAISS)
+
+        tags_after_pass(self.store(), self.models, report)
         if clip is not None:
             from vistext.service.clip_spaces import add_space
 
@@ -171,16 +178,6 @@ class Collection:
         report.text = None if text is None else text.to_dict()
         return report
 
-    def fill_default_tags(self, report: IndexReport) -> None:
-        """Give the photos an index pass (or a batch of watched changes) left without tags with no training
-        theirs, from the classifier scores the catalogue holds; noted in ``report.default_tags``."""
-        if self.models.encoder_name != "efficientnet-lite0":  # the classifier the default vocabulary reads
-            return
-        from vistext.service.default_tags import fill_default_tags
-
-        changed = report.added + report.updated > 0
-        report.default_tags = fill_default_tags(self.store(), self.models.default_tags(), changed=changed).to_dict()
-
     def _index_locally(self, folder: Path, text_search: bool) -> IndexReport:
         from vistext.indexing.local import index_folder
 
@@ -189,26 +186,6 @@ class Collection:
         store = self.store_for(folder)
         return index_folder(
             folder, store, self.models.encoder, projectors=projectors, derived=derived, progress=self.progress
-        )
-
-    def _index_on_ray(self, location: str, text_search: bool, address: str | None) -> IndexReport:
-        from vistext.indexing.sources import is_object_url
-        from vistext.service.collection_ray import index_on_ray
-
-        in_object_storage = is_object_url(location)
-        if in_object_storage and self.db is None:
-            raise UsageError(f"{location}: photos in object storage need a catalogue: pass --db")
-        if not in_object_storage and not Path(location).is_dir():
-            raise UsageError(f"{location}: not a folder")
-        store = self.store_for(None if in_object_storage else location)
-        return index_on_ray(
-            location,
-            store,
-            self.location,
-            self.models,
-            text_search=text_search,
-            address=address,
-            progress=self.progress,
         )
 
     def _collection_tagger(self, tagger: str | Path) -> TaggerModel:

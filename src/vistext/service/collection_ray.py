@@ -7,13 +7,53 @@ encoder's registered name, the joint model's folder) because an ONNX session can
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
+
+from vistext.errors import UsageError
 
 if TYPE_CHECKING:
     from vistext.indexing.local import IndexReport
     from vistext.service.loaded_models import LoadedModels
     from vistext.service.location import CatalogueLocation
     from vistext.store import Store
+
+
+def check_engine(engine: str, address: str | None, folder: str | Path) -> None:
+    """Refuse, in one line, an unknown indexing engine, ``address`` without Ray, or a local folder that is not one."""
+    if engine not in ("local", "ray"):
+        raise UsageError(f"unknown indexing engine {engine!r}; known: local, ray")
+    if address is not None and engine != "ray":
+        raise UsageError(f"--address {address} is for --engine ray; the local engine runs on this machine")
+    if engine == "local" and not Path(folder).is_dir():
+        raise UsageError(f"{folder}: not a folder")
+
+
+def index_location_on_ray(
+    location: str,
+    db: object,
+    store_for: Callable[[str | None], Store],
+    catalogue: CatalogueLocation,
+    models: LoadedModels,
+    *,
+    text_search: bool,
+    address: str | None,
+    progress: bool,
+) -> IndexReport:
+    """A collection's ``index(location, engine="ray")``: a folder every node can read, or ``s3://bucket/prefix``
+    (which needs a catalogue named by ``db``); ``store_for(folder)`` opens the collection's store for it."""
+    from vistext.indexing.sources import is_object_url
+
+    in_object_storage = is_object_url(location)
+    if in_object_storage and db is None:
+        raise UsageError(f"{location}: photos in object storage need a catalogue: pass --db")
+    if not in_object_storage and not Path(location).is_dir():
+        raise UsageError(f"{location}: not a folder")
+    store = store_for(None if in_object_storage else location)
+    return index_on_ray(
+        location, store, catalogue, models, text_search=text_search, address=address, progress=progress
+    )  # fmt: skip
 
 
 def index_on_ray(

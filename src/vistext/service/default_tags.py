@@ -22,7 +22,9 @@ from vistext.models.default_tags import SOURCE
 from vistext.store.records import ImageFilter
 
 if TYPE_CHECKING:
+    from vistext.indexing.plan import IndexReport
     from vistext.models.default_tags import DefaultTagVocabulary
+    from vistext.service.loaded_models import LoadedModels
     from vistext.store import ImageRecord, Store
 
 STATE_KEY = "default_tags"  # store meta: {"fingerprint": the vocabulary's, "complete": bool}
@@ -40,6 +42,15 @@ class DefaultTagReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"scored": self.scored, "tagged": self.tagged, "vocabulary": self.vocabulary}
+
+
+def tags_after_pass(store: Store, models: LoadedModels, report: IndexReport) -> None:
+    """Give the photos an index pass (or a batch of watched changes) left without tags with no training theirs,
+    from the classifier scores the catalogue holds; noted in ``report.default_tags``."""
+    if models.encoder_name != "efficientnet-lite0":  # the classifier the default vocabulary reads
+        return
+    changed = report.added + report.updated > 0
+    report.default_tags = fill_default_tags(store, models.default_tags(), changed=changed).to_dict()
 
 
 def fill_default_tags(store: Store, vocabulary: DefaultTagVocabulary, *, changed: bool = True) -> DefaultTagReport:

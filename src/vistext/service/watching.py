@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vistext.errors import UsageError
+from vistext.service.default_tags import tags_after_pass
 
 if TYPE_CHECKING:
     from vistext.indexing.plan import IndexReport
@@ -33,8 +34,8 @@ def watch_folder(
     store = collection.store_for(folder)
     with FolderWatcher(folder, store, models.encoder, projectors=projectors, stop=stop) as watcher:
         first = watcher.index_all(derived, progress=collection.progress)
-        collection.fill_default_tags(first)
+        tags_after_pass(store, models, first)
         yield first
         for batch in watcher.changes():
-            collection.fill_default_tags(batch)
+            tags_after_pass(store, models, batch)
             yield batch
