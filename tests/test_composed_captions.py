@@ -12,7 +12,7 @@ import pytest
 
 from vistext.cli import main
 from vistext.models.caption_words import ACTIONS, ANIMAL, PERSON, SCENES, SUBJECTS, THING
-from vistext.models.captioner import HEDGE, SURE, hedged, with_article
+from vistext.models.captioner import HEDGE, RUNNER_UP_SHARE, SURE, hedged, with_article
 from vistext.server import ServerSettings
 from vistext.service import Service, Upload
 
@@ -40,9 +40,10 @@ def test_unsure_captions_say_probably() -> None:
 
 def test_a_dog_photo_gets_a_caption_naming_a_dog(capsys: pytest.CaptureFixture[str], flickr8k: Path) -> None:
     code, result = _caption_json(capsys, str(flickr8k / "images" / DOG), "-k", "3")
-    assert code == 0 and result["source"] == "composed" and len(result["captions"]) == 3
+    assert code == 0 and result["source"] == "composed" and 1 <= len(result["captions"]) <= 3
     scores = [caption["score"] for caption in result["captions"]]
     assert scores == sorted(scores, reverse=True) and all(0.0 <= s <= 1.0 for s in scores)
+    assert min(scores) >= RUNNER_UP_SHARE * scores[0]  # a caption far below the best one is left out, not shown
     assert "dog" in result["captions"][0]["text"].split(), result
     for caption in result["captions"]:  # an unsure caption says so
         assert caption["text"].startswith(HEDGE) == (caption["score"] < SURE), caption

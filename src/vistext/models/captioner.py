@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 SUBJECT_TOP = 3  # subjects tried per photo
 SUBJECT_FLOOR = 0.3  # tag relevance a subject needs beyond the best one
 DETAIL_TOP = 3  # actions (and scenes) kept per subject
+RUNNER_UP_SHARE = 0.5  # a caption scoring under half the best one's is left out: it guesses more than it sees
 LABEL_FLOOR = 0.3  # classifier probability a class name needs to be a candidate
 SURE = 0.5  # score below which a caption reads "probably ..."
 HEDGE = "probably "
@@ -75,6 +76,7 @@ class CaptionComposer:
                 for text, score in sentences.items():  # a sentence two ways ("a ball") keeps its best score
                     scored[text] = max(scored.get(text, 0.0), score * float(relevance[index]))
             ranked = sorted(scored.items(), key=lambda item: -item[1])[:k]
+            ranked = [item for item in ranked if item[1] >= RUNNER_UP_SHARE * ranked[0][1]]  # fewer, not invented
             out.append([ComposedCaption(hedged(text, score), score) for text, score in ranked])
         return out
 
