@@ -5,8 +5,9 @@ file is expected, a FIFO), one at a time on an otherwise valid command line, thr
 
 Every case must end with an int exit status, no traceback and no "internal error" (an exception nobody
 expected), within a time bound; with ``--json`` an error is still one JSON document; and no case may change a
-byte of the catalogue it reads. Seeded, so a failure names a case that reproduces. The servers, the bot and the
-PostgreSQL server are stubbed at their entry points: their options are checked, nothing listens or starts.
+byte of the catalogue it reads. Seeded, so a failure names a case that reproduces. The servers, the bot, the folder
+watcher and the PostgreSQL server are stubbed at their entry points: their options are checked, nothing listens
+or starts.
 """
 
 from __future__ import annotations
@@ -257,6 +258,7 @@ def stubs(scratch: Scratch, monkeypatch: pytest.MonkeyPatch) -> None:
     folder."""
     import vistext.bot
     import vistext.server
+    from vistext.indexing.watch import FolderWatcher
     from vistext.store.postgres import server as pg_server
 
     def refuse(cls: type, *args: object, **kwargs: object) -> None:
@@ -264,6 +266,7 @@ def stubs(scratch: Scratch, monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(vistext.server, "run_server", lambda settings, factory: None)
     monkeypatch.setattr(vistext.bot, "run_bot", lambda service, settings: None)
+    monkeypatch.setattr(FolderWatcher, "changes", lambda self: iter(()))  # index --watch: the first pass, then stop
     monkeypatch.setattr(pg_server.PgServer, "start", classmethod(refuse))
     monkeypatch.setattr(pg_server.PgServer, "attach", classmethod(lambda cls, folder: None))
     monkeypatch.setattr(pg_server.PgServer, "stop", lambda self, delete=False: None)

@@ -90,6 +90,8 @@ def test_an_older_catalogue_gains_default_tags_from_stored_logits(
         service.index(photos, text_search=False)
     with sqlite3.connect(db) as conn:  # as the previous release left it: schema v6, no tags, no removals
         conn.execute("DROP TABLE removed_tags")
+        conn.execute("DROP TABLE photo_text_words")  # and no text table (v8), nor its full-text index
+        conn.execute("DROP TABLE photo_text")
         conn.execute("DELETE FROM tags")
         conn.execute("DELETE FROM meta WHERE key = 'user:default_tags'")
         conn.execute("UPDATE meta SET value = '6' WHERE key = 'schema_version'")

@@ -110,8 +110,9 @@ def test_migrate_a_real_collection_from_sqlite(
         cat = source.get(str(photos / "chelsea.png"))
         assert cat is not None and cat.meta is not None and cat.meta.width
         source.set_tags("scenes", {cat.id: [("cat", 0.9), ("indoor", 0.4)]})  # type: ignore[dict-item]
+        tagged = len(source.tags_for([r.id for r in source.records() if r.id is not None]))  # + tags with no training
     code, report = run_json(capsys, "migrate", "--from", f"sqlite://{catalogue}", "--to", pg_url)
-    assert code == 0 and report["images"] == 18 and report["failed"] == 1 and report["tagged"] == 1
+    assert code == 0 and report["images"] == 18 and report["failed"] == 1 and report["tagged"] == tagged >= 1
     from vistext.store.transfer import store_digest
 
     with open_store(catalogue, readonly=True) as source, open_store(pg_url) as target:

@@ -63,4 +63,4 @@ def test_store_searches_exactly_below_the_threshold_and_through_hnsw_above_it(
         assert store.info()["spaces"]["image"] == {"dim": 50, "index": "hnsw", "size": len(base)}
     with open_store(db) as store:  # the saved graph, loaded with the default search depth
         assert recall(store, queries, truth) == grown
-        assert store._indexes["image"].index.ef_search == EF_SEARCH and not store._indexes["image"].dirty
+        assert store.indexes.cached["image"].index.ef_search == EF_SEARCH and not store.indexes.cached["image"].dirty

@@ -117,9 +117,9 @@ def test_endless_scroll_loads_the_next_pages(page: Any, library: dict[str, Any],
     page.wait_for_function("document.querySelectorAll('#results .card').length >= 3")
     first = len(_tile_ids(page))
     assert first < 10  # a page of 3 (and what fills the screen), not everything
-    for _ in range(10):  # each scroll to the end brings the next page
+    for _ in range(120):  # each scroll to the end brings the next page (a loaded machine answers slowly)
         page.mouse.wheel(0, 5000)
-        page.wait_for_timeout(150)
+        page.wait_for_timeout(250)
         if page.get_attribute("#more", "data-done") == "1":
             break
     page.wait_for_function("document.querySelector('#more').dataset.done === '1'")
