@@ -93,17 +93,14 @@ class WordNet:
 
     def ancestors(self, wnid: str) -> set[str]:
         """``wnid`` and every synset above it (all hypernym paths)."""
-        seen: set[str] = set()
-        stack = [wnid]
-        while stack:
-            current = stack.pop()
-            if current not in seen and current in self.synsets:
-                seen.add(current)
-                stack.extend(self.synsets[current].hypernyms)
-        return seen
+        return set(self._walk(wnid, up=True))
 
     def descendants(self, wnid: str) -> Iterator[str]:
         """``wnid`` and every synset below it."""
+        return self._walk(wnid, up=False)
+
+    def _walk(self, wnid: str, *, up: bool) -> Iterator[str]:
+        """``wnid`` and every synset reached through hypernyms (``up``) or hyponyms, each once."""
         seen: set[str] = set()
         stack = [wnid]
         while stack:
@@ -111,7 +108,8 @@ class WordNet:
             if current not in seen and current in self.synsets:
                 seen.add(current)
                 yield current
-                stack.extend(self.synsets[current].hyponyms)
+                synset = self.synsets[current]
+                stack.extend(synset.hypernyms if up else synset.hyponyms)
 
     @cached_property
     def _suffixes(self) -> tuple[tuple[str, str], ...]:
