@@ -75,10 +75,12 @@
       return T.monthHeading(month);
     }
 
-    /* The observer only fires on a change: a page that did not fill the screen asks for the next at once. */
+    /* The observer only fires on a change, and a page can land while the sentinel stays in view (or the
+       layout is still settling as its images load): observing it afresh makes the observer report where the
+       sentinel is now, so a page that did not fill the screen asks for the next. */
     refill() {
-      const box = this.sentinel.getBoundingClientRect();
-      if (box.top < window.innerHeight + 400) requestAnimationFrame(() => this.more());
+      this.observer.unobserve(this.sentinel);
+      this.observer.observe(this.sentinel);
     }
   }
 
