@@ -16,7 +16,6 @@ cached under ``$VISTEXT_HOME`` by path, size and modification time.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,7 +28,7 @@ from vistext.encoders.base import ImageEncoder, ImageFeatures, Preprocessing
 from vistext.encoders.onnx import open_session
 from vistext.errors import ModelError
 from vistext.models.clip_preprocess import ClipPreprocess
-from vistext.models.clip_sources import files_digest
+from vistext.models.clip_sources import files_digest, read_json_object
 from vistext.paths import cache_dir
 
 CLIP_SPACE_PREFIX = "clip:"
@@ -37,18 +36,6 @@ DEFAULT_CONTEXT_LENGTH = 77
 VISUAL_GRAPH = Path("visual") / "model.onnx"
 TEXTUAL_GRAPH = Path("textual") / "model.onnx"
 _HASH_CHUNK = 1 << 22
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelError(f"{path}: missing; a CLIP model folder needs it (Immich layout)") from None
-    except (OSError, ValueError) as error:
-        raise ModelError(f"{path}: cannot read this JSON file ({error})") from None
-    if not isinstance(data, dict):
-        raise ModelError(f"{path}: expected a JSON object")
-    return data
 
 
 def weights_digest(folder: Path) -> str:
@@ -68,7 +55,7 @@ class ClipModel:
         for part in ("config.json", VISUAL_GRAPH, TEXTUAL_GRAPH, Path("visual") / "preprocess_cfg.json"):
             if not (self.folder / part).is_file():
                 raise ModelError(f"{self.folder / part}: missing; not a CLIP model folder in Immich's layout")
-        self.config = _read_json(self.folder / "config.json")
+        self.config = read_json_object(self.folder / "config.json")
         try:
             self.dim = int(self.config["embed_dim"])
         except (KeyError, TypeError, ValueError):
@@ -143,7 +130,7 @@ class ClipModel:
             tokenizer = Tokenizer.from_file(str(textual / "tokenizer.json"))
         except Exception as error:  # noqa: BLE001 - tokenizers raises its own untyped errors
             raise ModelError(f"{textual / 'tokenizer.json'}: cannot load this tokenizer ({error})") from None
-        pad_token = _read_json(textual / "tokenizer_config.json").get("pad_token")
+        pad_token = read_json_object(textual / "tokenizer_config.json").get("pad_token")
         if isinstance(pad_token, dict):  # older tokenizer configs spell an added token out
             pad_token = pad_token.get("content")
         pad_id = tokenizer.token_to_id(pad_token) if isinstance(pad_token, str) else None

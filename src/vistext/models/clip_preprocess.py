@@ -9,7 +9,6 @@ the default (an Immich folder was exported from open_clip, whose preprocessing t
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from vistext.errors import ModelError
-from vistext.models.clip_sources import PREPROCESS_CFG, PROVENANCE
+from vistext.models.clip_sources import PREPROCESS_CFG, PROVENANCE, read_json_object
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -80,26 +79,15 @@ class ClipPreprocess:
     @classmethod
     def from_file(cls, file: Path, crop_rounding: str = "round") -> ClipPreprocess:
         """From a ``preprocess_cfg.json`` file."""
-        try:
-            config = json.loads(file.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:
-            raise ModelError(f"{file}: cannot read the preprocessing config ({error})") from None
-        if not isinstance(config, dict):
-            raise ModelError(f"{file}: expected a JSON object")
-        return cls.from_config(config, file, crop_rounding)
+        return cls.from_config(read_json_object(file), file, crop_rounding)
 
     @classmethod
     def from_folder(cls, folder: Path) -> ClipPreprocess:
         """From an ONNX CLIP folder's ``visual/preprocess_cfg.json`` (and the crop rounding vistext's exporter
         noted in ``vistext-clip.json``, when it made the folder)."""
-        file, provenance = folder / PREPROCESS_CFG, folder / PROVENANCE
-        try:
-            notes = json.loads(provenance.read_text(encoding="utf-8")) if provenance.is_file() else {}
-        except (OSError, ValueError) as error:
-            raise ModelError(f"{provenance}: cannot read it ({error})") from None
-        if not isinstance(notes, dict):
-            raise ModelError(f"{provenance}: expected a JSON object")
-        return cls.from_file(file, str(notes.get("crop_rounding", "round")))
+        provenance = folder / PROVENANCE
+        notes = read_json_object(provenance) if provenance.is_file() else {}
+        return cls.from_file(folder / PREPROCESS_CFG, str(notes.get("crop_rounding", "round")))
 
     def to_config(self) -> dict[str, Any]:
         """The preprocess_cfg.json form (open_clip's keys)."""

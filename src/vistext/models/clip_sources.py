@@ -64,7 +64,8 @@ class ClipSource:
         }
 
 
-def _read_json(file: Path) -> dict[str, Any]:
+def read_json_object(file: Path) -> dict[str, Any]:
+    """A CLIP folder's JSON file (config, preprocessing, tokenizer config) as a dict; one-line ModelError else."""
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as error:
@@ -92,7 +93,7 @@ def _immich(folder: Path, spec: str, origin: str, name: str) -> ClipSource:
     missing = [str(part) for part in (ONNX_CONFIG, VISUAL_ONNX, TEXTUAL_ONNX) if not (folder / part).is_file()]
     if missing:
         raise ModelError(f"{folder}: an Immich-style ONNX CLIP folder, but {', '.join(missing)} missing")
-    dims = _int(_read_json(folder / ONNX_CONFIG).get("embed_dim"))
+    dims = _int(read_json_object(folder / ONNX_CONFIG).get("embed_dim"))
     return ClipSource(spec, IMMICH, name, folder, dims, origin, (folder / VISUAL_ONNX, folder / TEXTUAL_ONNX))
 
 
@@ -100,7 +101,7 @@ def _open_clip(folder: Path, spec: str, origin: str, name: str) -> ClipSource:
     weights = _first_file(folder, OPEN_CLIP_WEIGHTS)
     if weights is None:
         raise ModelError(f"{folder}: has {OPEN_CLIP_CONFIG} but no weights ({' or '.join(OPEN_CLIP_WEIGHTS)})")
-    config = _read_json(folder / OPEN_CLIP_CONFIG)
+    config = read_json_object(folder / OPEN_CLIP_CONFIG)
     model_cfg = config.get("model_cfg", config)
     dims = _int(model_cfg.get("embed_dim")) if isinstance(model_cfg, dict) else None
     return ClipSource(spec, OPEN_CLIP, name, folder, dims, origin, (weights,))
@@ -111,7 +112,7 @@ def _hf_shards(folder: Path) -> tuple[Path, ...]:
     index = _first_file(folder, tuple(f"{name}.index.json" for name in HF_WEIGHTS))
     if index is None:
         return ()
-    shards = sorted(set(_read_json(index).get("weight_map", {}).values()))
+    shards = sorted(set(read_json_object(index).get("weight_map", {}).values()))
     missing = [shard for shard in shards if not (folder / shard).is_file()]
     if missing or not shards:
         raise ModelError(f"{index}: weight shards missing ({', '.join(missing[:3]) or 'none listed'})")
@@ -128,6 +129,22 @@ def _hugging_face(folder: Path, config: dict[str, Any], spec: str, origin: str, 
     return ClipSource(spec, HUGGING_FACE, name, folder, _int(config.get("projection_dim")), origin, weights)
 
 
+def folder_format(folder: Path) -> str | None:
+    """The format ``folder``'s files say a CLIP model is in (``IMMICH``, ``OPEN_CLIP``, ``HUGGING_FACE``), from
+    their names and a Hugging Face config's model type only, nothing loaded; None when none fits."""
+    if (folder / VISUAL_ONNX).is_file() or (folder / TEXTUAL_ONNX).is_file():
+        return IMMICH
+    if (folder / OPEN_CLIP_CONFIG).is_file():
+        return OPEN_CLIP
+    try:
+        config = read_json_object(folder / ONNX_CONFIG) if (folder / ONNX_CONFIG).is_file() else {}
+    except ModelError:
+        return None
+    if config.get("model_type") == "clip" or "CLIPModel" in (config.get("architectures") or ()):
+        return HUGGING_FACE
+    return None
+
+
 def identify_folder(folder: Path, spec: str | None = None, origin: str = "path", name: str | None = None) -> ClipSource:
     """The format of the model in ``folder``; a ModelError names the folder and what is missing or unknown."""
     folder = folder.expanduser()
@@ -137,13 +154,14 @@ def identify_folder(folder: Path, spec: str | None = None, origin: str = "path",
         raise ModelError(
             f"{folder}: {'not a folder' if folder.exists() else 'no such folder'} (give the model's folder)"
         )
-    if (folder / VISUAL_ONNX).is_file() or (folder / TEXTUAL_ONNX).is_file():
+    kind = folder_format(folder)
+    if kind == IMMICH:
         return _immich(folder, spec, origin, name)
-    if (folder / OPEN_CLIP_CONFIG).is_file():
+    if kind == OPEN_CLIP:
         return _open_clip(folder, spec, origin, name)
     if (folder / ONNX_CONFIG).is_file():
-        config = _read_json(folder / ONNX_CONFIG)
-        if config.get("model_type") == "clip" or "CLIPModel" in (config.get("architectures") or ()):
+        config = read_json_object(folder / ONNX_CONFIG)  # one that cannot be read is named as such
+        if kind == HUGGING_FACE:
             return _hugging_face(folder, config, spec, origin, name)
     raise ModelError(
         f"{folder}: not a CLIP model folder (expected {OPEN_CLIP_CONFIG} + weights, visual/ and textual/ "
@@ -154,7 +172,7 @@ def identify_folder(folder: Path, spec: str | None = None, origin: str = "path",
 def bundled_source() -> ClipSource:
     """The model that ships with vistext (the default of every command)."""
     folder = shipped_dir("joint-default")
-    dims = _int(_read_json(folder / ONNX_CONFIG).get("output_dim")) if (folder / ONNX_CONFIG).is_file() else None
+    dims = _int(read_json_object(folder / ONNX_CONFIG).get("output_dim")) if (folder / ONNX_CONFIG).is_file() else None
     return ClipSource(BUNDLED, BUNDLED, "joint-default", folder, dims, "shipped with vistext")
 
 

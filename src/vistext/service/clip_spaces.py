@@ -131,17 +131,9 @@ def names_trained_model(spec: str | Path) -> bool:
 def looks_like_clip(spec: str | Path) -> bool:
     """Whether ``spec`` is a folder holding a CLIP-family model in one of the formats ``--model`` takes (a cheap
     look at its files: nothing is loaded)."""
-    folder = Path(spec)
-    if (folder / "visual").is_dir() and (folder / "textual").is_dir():  # Immich's layout
-        return True
-    if (folder / "open_clip_config.json").is_file():
-        return True
-    try:
-        import json
+    from vistext.models.clip_sources import folder_format
 
-        return "vision_config" in json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError, TypeError):
-        return False
+    return folder_format(Path(spec)) is not None
 
 
 def rank_words(model: ClipModel, images: np.ndarray, words: Sequence[str], k: int) -> list[list[tuple[str, float]]]:

@@ -43,6 +43,8 @@ def index_location_on_ray(
 ) -> IndexReport:
     """A collection's ``index(location, engine="ray")``: a folder every node can read, or ``s3://bucket/prefix``
     (which needs a catalogue named by ``db``); ``store_for(folder)`` opens the collection's store for it."""
+    from vistext.indexing.ray_engine import index_with_ray
+    from vistext.indexing.ray_stages import JointProjection, ModelSpec
     from vistext.indexing.sources import is_object_url
 
     in_object_storage = is_object_url(location)
@@ -51,25 +53,6 @@ def index_location_on_ray(
     if not in_object_storage and not Path(location).is_dir():
         raise UsageError(f"{location}: not a folder")
     store = store_for(None if in_object_storage else location)
-    return index_on_ray(
-        location, store, catalogue, models, text_search=text_search, address=address, progress=progress
-    )  # fmt: skip
-
-
-def index_on_ray(
-    location: str,
-    store: Store,
-    catalogue: CatalogueLocation,
-    models: LoadedModels,
-    *,
-    text_search: bool,
-    address: str | None,
-    progress: bool,
-) -> IndexReport:
-    """Index a folder every node can read, or ``s3://bucket/prefix``, into ``store`` (at ``catalogue``) on Ray."""
-    from vistext.indexing.ray_engine import index_with_ray
-    from vistext.indexing.ray_stages import JointProjection, ModelSpec
-
     joint = None if models.joint_path is None else str(models.joint_path)
     spaces = {models.joint_space: JointProjection(joint)} if text_search else {}
     spec = ModelSpec(models.encoder_name, spaces)
