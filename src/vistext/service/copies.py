@@ -18,7 +18,7 @@ from vistext.analysis.picture_hash import hash_photo
 from vistext.errors import ImageDecodeError
 from vistext.service.results import SkippedFile
 from vistext.store.base import Store
-from vistext.store.records import ImageRecord
+from vistext.store.records import ImageRecord, l2_normalise
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +110,7 @@ def copies_among(store: Store, ids: Sequence[int]) -> dict[int, int]:
     groups = [[content.files for content in contents if len(content.files) > 1]]
     if len(hashed) > 1:
         codes = np.asarray([hashes[content.sha] for content in hashed], dtype=np.int64)
-        matrix = np.stack([content.vector for content in hashed]).astype(np.float32)
-        matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+        matrix = l2_normalise(np.stack([content.vector for content in hashed]))
         linked = linked_groups(len(hashed), copy_links(codes, matrix))
         groups.append([[file for k in members for file in hashed[k].files] for members in linked])
     first_of: dict[int, int] = {}

@@ -22,7 +22,7 @@ from vistext.service.collection import Collection
 from vistext.service.copies import Content, cached_hashes, contents_of
 from vistext.service.results import DuplicateGroup, DuplicateImage, DuplicatesResult
 from vistext.store.dates import record_date
-from vistext.store.records import ImageRecord
+from vistext.store.records import ImageRecord, l2_normalise
 
 # Measured by bench/duplicates.py (efficientnet-lite0 pooled features): at 0.85 bursts and photos of one scene
 # group together, while photos that merely share a subject do not; copies are found by hash, not by this.
@@ -59,8 +59,7 @@ def find_duplicates(
     if not contents:
         return DuplicatesResult([], threshold, COPY_DISTANCE, skipped)
     codes = np.asarray([hashes[content.sha] for content in contents], dtype=np.int64)
-    matrix = np.stack([content.vector for content in contents]).astype(np.float32)
-    matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+    matrix = l2_normalise(np.stack([content.vector for content in contents]))
     linked = linked_groups(len(contents), copy_links(codes, matrix))
     in_copies = {member for group in linked for member in group}
     linked += [[k] for k, content in enumerate(contents) if len(content.files) > 1 and k not in in_copies]
@@ -85,8 +84,7 @@ def find_duplicates(
 def _shots(contents: list[Content]) -> np.ndarray:
     """The contents' unit vectors in the similar-shot space (zeros for one without: it links to nothing)."""
     dim = next((len(c.shot) for c in contents if c.shot is not None), 1)
-    rows = np.stack([np.zeros(dim, np.float32) if c.shot is None else c.shot for c in contents]).astype(np.float32)
-    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+    return l2_normalise(np.stack([np.zeros(dim, np.float32) if c.shot is None else c.shot for c in contents]))
 
 
 def _copy_group(contents: list[Content], matrix: np.ndarray) -> tuple[DuplicateGroup, int]:
