@@ -116,6 +116,8 @@ def test_added_changed_and_deleted_photos_are_followed(
     new[0].unlink()
     wait_for(lambda: str(new[0]) not in watcher.states(), "the deleted photo's removal")
     assert set(watcher.states()) == {str(first), str(new[1])}
+    # a batch's report comes after its rows are stored and its photos tagged: the catalogue shows it first
+    wait_for(lambda: watcher.total("removed"), "the report of the batch that removed it")
     assert watcher.total("added") == 2 and watcher.total("updated") == 1 and watcher.total("removed") == 1
 
     with Service(db=tmp_path / "catalogue.sqlite", progress=False) as other:  # the watcher holds the writer lock
@@ -137,6 +139,7 @@ def test_a_renamed_folder_reuses_its_stored_features(
     (folder / "trip").rename(folder / "trip 2019")
     renamed = {str(folder / "trip 2019" / Path(path).name): sha for path, (_, sha) in old.items()}
     wait_for(lambda: {p: sha for p, (_, sha) in watcher.states().items()} == renamed, "the folder under its new name")
+    wait_for(lambda: watcher.total("removed") >= 4, "the report of the batch that moved it")
     assert watcher.total("reused") == 4 and watcher.total("added") == 4, "a move must not re-encode a photo"
     assert watcher.total("removed") == 4
     watcher.stop()
