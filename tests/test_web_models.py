@@ -56,6 +56,8 @@ def test_picking_the_clip_model_searches_its_space(
         page.fill("#q", "a red bus")
         page.fill("#per-page", "5")
         page.click("#search-button")
-        page.wait_for_selector("#results .card")
+        # The newest photos are on the page before the search answers; wait for the search's own status and cards.
+        page.wait_for_function("document.querySelector('#search-status').textContent.includes('“')")
+        page.wait_for_function(f"document.querySelectorAll('#results .card').length === {len(expected['results'])}")
         ids = [int(card.get_attribute("data-id")) for card in page.locator("#results .card").all()]
         assert ids == [hit["id"] for hit in expected["results"]]
