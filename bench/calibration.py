@@ -23,7 +23,7 @@ import numpy as np
 
 from vistext.encoders import ImageFeatures, create_image_encoder
 from vistext.evaluation.calibration import calibration_metrics, reliability
-from vistext.evaluation.relevance_sets import JudgedSet, flickr8k_sets, opendomain_sets
+from vistext.evaluation.relevance_sets import JudgedSet, flickr8k_caption_set, flickr8k_sets, opendomain_sets
 from vistext.features import encode_files
 from vistext.models.card import CARD_FILE, shipped_dir, write_card
 from vistext.models.concepts import load_concept_space
@@ -116,7 +116,8 @@ def main() -> None:
     if fused is None:
         raise SystemExit("the shipped fused space is not available")
     sets = [s for split in ("dev", "test") for s in (*opendomain_sets(args.opendomain, split),
-                                                     *flickr8k_sets(args.flickr, split))]  # fmt: skip
+                                                     *flickr8k_sets(args.flickr, split),
+                                                     flickr8k_caption_set(args.flickr, split))]  # fmt: skip
     scored = score_sets(fused, sets)
     new = refit(fused, scored)
     print(

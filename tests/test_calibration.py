@@ -15,7 +15,7 @@ from vistext.evaluation.calibration import (
     reliability,
     top_match_kept,
 )
-from vistext.evaluation.relevance_sets import IRRELEVANT, RELEVANT, UNJUDGED, forms, judge
+from vistext.evaluation.relevance_sets import IRRELEVANT, RELEVANT, UNJUDGED, content_words, forms, judge
 from vistext.models.concepts import AdaptiveFusion
 from vistext.models.open_domain import vocabulary_gap
 from vistext.service.results import Hit, SearchResult
@@ -52,6 +52,11 @@ def test_judge_needs_two_captions_and_none_for_irrelevant() -> None:
                                                                           IRRELEVANT]  # fmt: skip
     assert judge(captions, forms("car"), "red").tolist() == [IRRELEVANT, IRRELEVANT, IRRELEVANT, RELEVANT]
     assert forms("bus") == {"bus", "buses"} and "children" in forms("child")
+
+
+def test_content_words_fold_plurals_and_drop_stop_words() -> None:
+    assert content_words("Two dogs run on the grass .") == {"dog", "run", "grass"}
+    assert content_words("A bus is in the street") == {"bus", "street"}  # "bus" keeps its s (3 letters)
 
 
 def test_query_weights_are_read_back_from_query_vectors() -> None:

@@ -7,6 +7,9 @@ calibration is chosen on dev and reported on test:
 - ``opendomain_sets``: opendomain-classes (26 everyday Caltech-101 classes, split into the dataset's stratified
   halves). Search: the query ``"a {label}"`` over the half's photos, relevant = the photo's class. Tags: the 26
   labels as one vocabulary, exactly one right per photo (mutually exclusive words).
+- ``flickr8k_caption_set``: whole captions as queries (what a person types as a sentence): each photo's first
+  caption, relevant = that photo, irrelevant = a photo none of whose captions shares a content word with it
+  (``content_words``), unjudged otherwise (another photo may fit the sentence as well).
 - ``flickr8k_sets``: Flickr8k captions (dev / test images). Search: everyday caption nouns (``"a dog"``) and
   colour + noun phrases (``"a red car"``); a photo is relevant when at least ``AGREE`` of its five captions name
   the phrase, irrelevant when none does, unjudged otherwise. Tags: scene words (beach, snow, street...) as one
@@ -49,6 +52,10 @@ SCENES: dict[str, tuple[str, ...]] = {
     "forest": ("woods",), "desert": (), "city": ("building", "buildings"), "field": (),
 }  # fmt: skip
 _WORD = re.compile(r"[a-z]+(?:-[a-z]+)?")
+_STOP = frozenset(
+    "a an the and or of in on at to into onto from for with without by near over under while his her its their "
+    "is are was be being one two three four some other another each who that this there it he she they them".split()
+)
 _IRREGULAR = {"child": "children", "sheep": "sheep", "stairs": "stairs", "grass": "grass", "snow": "snow"}
 
 
@@ -121,6 +128,30 @@ def flickr8k_sets(root: str | Path, split: str) -> tuple[JudgedSet, JudgedSet]:
             queries[f"a {colour} {noun}"] = judge(captions, forms(noun), colour)
     scenes = {word: judge(captions, forms(word, synonyms)) for word, synonyms in SCENES.items()}
     return _phrase_set(f"flickr8k {split}", queries, paths), _phrase_set(f"flickr8k scenes {split}", scenes, paths)
+
+
+def content_words(text: str) -> set[str]:
+    """The words of ``text`` that name something (stop words and words under 3 letters left out), each with a
+    final "s" dropped ("dogs" meets "dog"; not "ss": grass)."""
+    words = (w for w in _WORD.findall(text.lower()) if len(w) >= 3 and w not in _STOP)
+    return {w[:-1] if w.endswith("s") and not w.endswith("ss") and len(w) > 3 else w for w in words}
+
+
+def flickr8k_caption_set(root: str | Path, split: str) -> JudgedSet:
+    """Each ``split`` photo's first caption as a query over the split's photos (see the module docstring)."""
+    from vistext.datasets.flickr8k import Flickr8kDataset
+
+    by_image = Flickr8kDataset(root).captions_by_image(split)
+    if not by_image:
+        raise UsageError(f"{root}: Flickr8k split {split!r} has no images")
+    queries = [texts[0] for texts in by_image.values()]
+    named = [set().union(*(content_words(t) for t in texts)) for texts in by_image.values()]
+    judgements = np.empty((len(queries), len(named)), np.int8)
+    for i, query in enumerate(queries):
+        words = content_words(query)
+        judgements[i] = [IRRELEVANT if words.isdisjoint(other) else UNJUDGED for other in named]
+        judgements[i, i] = RELEVANT
+    return JudgedSet(f"flickr8k captions {split}", queries, [str(p) for p in by_image], judgements)
 
 
 def opendomain_sets(root: str | Path, split: str, seed: int = 0) -> tuple[JudgedSet, JudgedSet]:
