@@ -3,6 +3,8 @@ reading of fused scores, the vocabulary-joint reading of tags and the fits that 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -124,3 +126,17 @@ def test_open_domain_relevance_reads_each_query_with_its_own_weight() -> None:
     cosines = scores[0] / (np.linalg.norm(texts[0]) * np.sqrt(3.0))
     assert np.allclose(fused.from_cosines(texts[0], cosines), expected[0], atol=1e-5)
     assert fused.fusion.query_weights(texts)[0] > fused.fusion.query_weights(texts)[1]  # a class name leans on concepts
+
+
+def test_judged_sets_from_the_research_data(flickr8k: Path, opendomain_classes: Path) -> None:
+    from vistext.evaluation.relevance_sets import MIN_RELEVANT, flickr8k_caption_set, flickr8k_sets, opendomain_sets
+
+    search, scenes = flickr8k_sets(flickr8k, "dev")
+    assert "a dog" in search.texts and len(search.paths) == 1000
+    assert (search.relevant.sum(axis=1) >= MIN_RELEVANT).all() and (search.judgements == UNJUDGED).any()
+    assert "beach" in scenes.texts and (scenes.relevant.sum(axis=0) >= 2).any()  # some photos rightly show two
+    captions = flickr8k_caption_set(flickr8k, "test")
+    assert (captions.relevant == np.eye(len(captions.paths), dtype=bool)).all()
+    queries, labels = opendomain_sets(opendomain_classes, "test")
+    assert len(queries.texts) == 26 and "an airplane" in queries.texts
+    assert (labels.relevant.sum(axis=0) == 1).all()  # one right label per photo
