@@ -17,7 +17,7 @@ from vistext.evaluation.calibration import (
     reliability,
     top_match_kept,
 )
-from vistext.evaluation.relevance_sets import IRRELEVANT, RELEVANT, UNJUDGED, content_words, forms, judge
+from vistext.evaluation.relevance_sets import IRRELEVANT, RELEVANT, UNJUDGED, content_words, forms, judge, tokenise
 from vistext.models.concepts import AdaptiveFusion
 from vistext.models.open_domain import vocabulary_gap
 from vistext.service.results import Hit, SearchResult
@@ -50,9 +50,10 @@ def test_judge_needs_two_captions_and_none_for_irrelevant() -> None:
         ["A cat .", "A cat sleeps .", "A sofa ."],  # none: irrelevant
         ["A red car .", "The red cars race .", "A car ."],
     ]
-    assert judge(captions, forms("dog", ("puppy", "puppies"))).tolist() == [RELEVANT, UNJUDGED, IRRELEVANT,
+    tokens = tokenise(captions)
+    assert judge(tokens, forms("dog", ("puppy", "puppies"))).tolist() == [RELEVANT, UNJUDGED, IRRELEVANT,
                                                                           IRRELEVANT]  # fmt: skip
-    assert judge(captions, forms("car"), "red").tolist() == [IRRELEVANT, IRRELEVANT, IRRELEVANT, RELEVANT]
+    assert judge(tokens, forms("car"), "red").tolist() == [IRRELEVANT, IRRELEVANT, IRRELEVANT, RELEVANT]
     assert forms("bus") == {"bus", "buses"} and "children" in forms("child")
 
 

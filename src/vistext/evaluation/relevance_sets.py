@@ -95,12 +95,18 @@ def _names(tokens: list[str], words: set[str], colour: str | None) -> bool:
     return any(a == colour and b in words for a, b in zip(tokens, tokens[1:], strict=False))
 
 
-def judge(captions: Sequence[Sequence[str]], words: set[str], colour: str | None = None) -> np.ndarray:
-    """(photos,) judgement of one phrase from each photo's captions: relevant when ``AGREE`` or more name it,
-    irrelevant when none does (for a colour phrase: none names the colour + noun), unjudged otherwise."""
-    out = np.empty(len(captions), np.int8)
-    for i, texts in enumerate(captions):
-        named = sum(_names(_WORD.findall(text.lower()), words, colour) for text in texts)
+def tokenise(captions: Sequence[Sequence[str]]) -> list[list[list[str]]]:
+    """Each photo's captions as lists of lower-case words (what ``judge`` reads)."""
+    return [[_WORD.findall(text.lower()) for text in texts] for texts in captions]
+
+
+def judge(tokens: Sequence[Sequence[list[str]]], words: set[str], colour: str | None = None) -> np.ndarray:
+    """(photos,) judgement of one phrase from each photo's tokenised captions (``tokenise``): relevant when
+    ``AGREE`` or more name it, irrelevant when none does (for a colour phrase: none names the colour + noun),
+    unjudged otherwise."""
+    out = np.empty(len(tokens), np.int8)
+    for i, texts in enumerate(tokens):
+        named = sum(_names(caption, words, colour) for caption in texts)
         out[i] = RELEVANT if named >= AGREE else IRRELEVANT if named == 0 else UNJUDGED
     return out
 
@@ -119,14 +125,18 @@ def flickr8k_sets(root: str | Path, split: str) -> tuple[JudgedSet, JudgedSet]:
     by_image = data.captions_by_image(split)
     if not by_image:
         raise UsageError(f"{root}: Flickr8k split {split!r} has no images")
-    paths, captions = [str(p) for p in by_image], list(by_image.values())
+    paths, tokens = [str(p) for p in by_image], tokenise(list(by_image.values()))
+    said = [set().union(*captions) for captions in tokens]
     queries: dict[str, np.ndarray] = {}
     for noun, synonyms in NOUNS.items():
-        words = forms(noun, synonyms)
-        queries[f"a {noun}"] = judge(captions, words)
-        for colour in COLOURS:
-            queries[f"a {colour} {noun}"] = judge(captions, forms(noun), colour)
-    scenes = {word: judge(captions, forms(word, synonyms)) for word, synonyms in SCENES.items()}
+        queries[f"a {noun}"] = judge(tokens, forms(noun, synonyms))
+        plain = forms(noun)
+        for colour in COLOURS:  # a colour phrase needs both words somewhere: skip the photos that lack either
+            maybe = [i for i, words in enumerate(said) if colour in words and not plain.isdisjoint(words)]
+            row = np.full(len(tokens), IRRELEVANT, np.int8)
+            row[maybe] = judge([tokens[i] for i in maybe], plain, colour)
+            queries[f"a {colour} {noun}"] = row
+    scenes = {word: judge(tokens, forms(word, synonyms)) for word, synonyms in SCENES.items()}
     return _phrase_set(f"flickr8k {split}", queries, paths), _phrase_set(f"flickr8k scenes {split}", scenes, paths)
 
 
