@@ -187,6 +187,22 @@ def test_word_scores_sum_their_classes_then_calibrate_and_cut() -> None:
         DefaultTagVocabulary({"dog": [4]}, n_classes=4)
 
 
+def test_a_word_with_its_own_calibration_is_read_by_it(tmp_path: Path) -> None:
+    from vistext.errors import ModelError
+    from vistext.models.default_tags import DefaultTagVocabulary, load_default_tags
+
+    shared = DefaultTagVocabulary({"dog": [0, 1], "cat": [2]}, n_classes=4, threshold=0.3)
+    own = DefaultTagVocabulary({"dog": [0, 1], "cat": [2]}, n_classes=4, threshold=0.3,
+                               word_calibration={"dog": (1.0, -np.log(3.0))})  # fmt: skip
+    logits = np.log(np.array([[0.5, 0.2, 0.2, 0.1]]))
+    np.testing.assert_allclose(own.scores(logits), [[0.7 / (0.7 + 0.3 * 3), 0.2]], atol=1e-6)  # dog's odds / 3
+    assert own.fingerprint != shared.fingerprint
+    loaded = load_default_tags(own.save(tmp_path / "tags"))
+    assert loaded.word_calibration == {"dog": (1.0, -np.log(3.0))} and loaded.fingerprint == own.fingerprint
+    with pytest.raises(ModelError, match="not in the vocabulary: bird"):
+        DefaultTagVocabulary({"dog": [0]}, n_classes=4, word_calibration={"bird": (1.0, 0.0)})
+
+
 def test_hand_given_tags_are_cleaned_or_refused() -> None:
     from vistext.service.default_tags import clean_tags
 

@@ -35,6 +35,8 @@ def print_hits(result: SearchResult, as_json: bool) -> None:
         return
     if not result.results:
         say(f"no results for {result.query}")
+    elif result.only_weak:  # as the web page says it: these are the closest photos, not likely matches
+        say(f"no strong match for {result.query}; closest:")
     for rank, hit in enumerate(result.results, start=result.offset + 1):
         say(f"{rank:3d}. {hit.score:6.3f}  {hit.path}")
         if hit.text_match and hit.text:  # found by the words in it: say which

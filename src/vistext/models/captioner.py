@@ -126,7 +126,7 @@ class CaptionComposer:
                     self._vectors.clear()
                 self._vectors.update(zip(missing, vectors, strict=True))
         texts = np.stack([found[s] for s in sentences])
-        relevance = self.fused.relevance(self.fused.scores(texts, image[None, :])[:, 0])
+        relevance = self.fused.relevance(self.fused.scores(texts, image[None, :])[:, 0], texts)
         return {s: float(r) for s, r in zip(sentences, relevance, strict=True)}
 
 

@@ -232,7 +232,13 @@ class AdaptiveFusion:
 
     and is the inner product of ``image_vectors`` ([concept, joint, 1]) and ``text_vectors`` (the weights and
     offsets folded in), so an inner-product index over the image vectors ranks by it, texts with different
-    weights stay comparable (captioning, matching), and ``relevance`` reads it as a 0-1 chance of relevance."""
+    weights stay comparable (captioning, matching), and ``relevance`` reads it as a 0-1 chance of relevance.
+
+    ``calibration`` is ``(a, b)``: relevance = sigmoid(a * score + b), or six numbers ``(a0, a1, a2, b0, b1, b2)``
+    whose slope and intercept depend on the query's weight w (``a0 + a1 w + a2 w^2``...): a score means more for a
+    query the classifier knows squarely than for a caption-like one (fitted on out-of-domain dev data,
+    ``bench/calibration.py``). The weight is read back from a query vector's offset (``query_weights``), so the
+    calibration needs nothing beyond the query vector and its scores, whatever the collection's size."""
 
     concept_mean: float
     concept_std: float
@@ -242,9 +248,11 @@ class AdaptiveFusion:
     high: float
     max_weight: float
     min_weight: float = 0.0
-    calibration: tuple[float, float] = (1.0, 0.0)
+    calibration: tuple[float, ...] = (1.0, 0.0)
 
     def __post_init__(self) -> None:
+        if len(self.calibration) not in (2, 6):
+            raise ModelError(f"a calibration has 2 or 6 numbers, got {len(self.calibration)}")
         if self.concept_std <= 0 or self.joint_std <= 0 or self.high <= self.low:
             raise ModelError("adaptive fusion needs positive spreads and high > low")
         if not 0.0 <= self.min_weight <= self.max_weight <= 1.0:
@@ -271,10 +279,32 @@ class AdaptiveFusion:
         parts = [w / self.concept_std * _normalise(concept), (1 - w) / self.joint_std * _normalise(joint), -offset]
         return np.concatenate(parts, axis=1).astype(np.float32)
 
-    def relevance(self, scores: np.ndarray) -> np.ndarray:
-        """Fused scores read as a 0-1 chance that a result is relevant (a logistic fit on dev data)."""
-        a, b = self.calibration
-        return (1.0 / (1.0 + np.exp(-(a * np.asarray(scores, dtype=np.float64) + b)))).astype(np.float32)
+    def query_weights(self, text_vectors: np.ndarray) -> np.ndarray:
+        """(N,) the concept-space weight each of N ``text_vectors`` was made with, read back from its offset
+        (the last component, ``-(w * concept_mean / concept_std + (1 - w) * joint_mean / joint_std)``)."""
+        concept, joint = self.concept_mean / self.concept_std, self.joint_mean / self.joint_std
+        offsets = -np.atleast_2d(np.asarray(text_vectors, dtype=np.float64))[:, -1]
+        return np.clip((offsets - joint) / (concept - joint), 0.0, 1.0)
+
+    @staticmethod
+    def calibration_features(scores: np.ndarray, weights: np.ndarray | float) -> np.ndarray:
+        """(..., 6) the terms the six-number calibration weighs: score, score * w, score * w^2, 1, w, w^2."""
+        s = np.asarray(scores, dtype=np.float64)
+        w = np.broadcast_to(np.asarray(weights, dtype=np.float64), s.shape)
+        return np.stack([s, s * w, s * w * w, np.ones_like(s), w, w * w], axis=-1)
+
+    def relevance(self, scores: np.ndarray, weights: np.ndarray | float | None = None) -> np.ndarray:
+        """Fused scores read as a 0-1 chance that a result is relevant (a logistic fit on dev data).
+        ``weights``: the query weight of each score (broadcast against ``scores``; see ``query_weights``),
+        needed by a six-number calibration."""
+        if len(self.calibration) == 2:
+            a, b = self.calibration
+            logit = a * np.asarray(scores, dtype=np.float64) + b
+        elif weights is None:
+            raise ModelError("this calibration depends on the query: pass the query weights")
+        else:
+            logit = self.calibration_features(scores, weights) @ np.asarray(self.calibration, dtype=np.float64)
+        return (1.0 / (1.0 + np.exp(-logit))).astype(np.float32)
 
     def to_card(self) -> dict[str, Any]:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}

@@ -42,8 +42,12 @@ class OpenDomainModel:
             self.fusion,
             joint_mean=float(tags.get("joint_mean", self.fusion.joint_mean)),
             joint_std=float(tags.get("joint_std", self.fusion.joint_std)),
-            calibration=tuple(tags.get("calibration", self.fusion.calibration)),
+            calibration=tuple(tags.get("calibration", self.fusion.calibration[:2])),
         )
+        # ``tag --vocab`` reads a whole vocabulary at once: its own fit (see ``vocabulary_relevance``)
+        vocabulary = concepts.card.get("tag_vocabulary") or {}
+        self.vocabulary_calibration = tuple(vocabulary.get("calibration", self.tag_fusion.calibration))
+        self.competition = float(vocabulary.get("competition", 0.0))
         # the stored image vectors depend only on the label embeddings and the ConSE settings: a recalibrated
         # fusion (text side only) keeps the catalogues' space
         fingerprint = hashlib.sha1(concepts.label_embeddings.tobytes())
@@ -98,8 +102,19 @@ class OpenDomainModel:
         return self.tag_fusion.text_vectors(concept, joint[: len(words)], self.concepts.confidence(raw))
 
     def tag_relevance(self, scores: np.ndarray) -> np.ndarray:
-        """Fused tag scores (``tag_vectors`` x ``tag_image_vectors``) -> their calibrated 0-1 relevance."""
+        """Fused tag scores (``tag_vectors`` x ``tag_image_vectors``) -> their calibrated 0-1 relevance, each
+        word read on its own (the subjects of composed captions, the tag sets of ``match``)."""
         return self.tag_fusion.relevance(scores)
+
+    def vocabulary_relevance(self, scores: np.ndarray) -> np.ndarray:
+        """(words, photos) fused tag scores of one vocabulary -> 0-1 relevance calibrated over the vocabulary
+        jointly: a word scored below the photo's best other word loses ``competition`` per unit of the gap, so
+        mutually exclusive words ("forest", "desert", "beach") do not each read as likely, while two words
+        scored alike (a photo that shows both) keep their own reading (fitted on dev, ``bench/calibration.py``)."""
+        scores = np.asarray(scores, dtype=np.float64)
+        a, b = self.vocabulary_calibration
+        logit = a * scores + b + self.competition * vocabulary_gap(scores)
+        return (1.0 / (1.0 + np.exp(-logit))).astype(np.float32)
 
     # ---- scores ---------------------------------------------------------------------------------------------
     def scores(self, texts: np.ndarray, images: np.ndarray) -> np.ndarray:
@@ -108,8 +123,25 @@ class OpenDomainModel:
 
     def from_cosines(self, text: np.ndarray, cosines: np.ndarray) -> np.ndarray:
         """A vector index's cosines (it normalises the query) of one query vector -> that query's relevance."""
-        return self.relevance(np.asarray(cosines) * float(np.linalg.norm(text)) * IMAGE_NORM)
+        scores = np.asarray(cosines) * float(np.linalg.norm(text)) * IMAGE_NORM
+        return self.relevance(scores[None, :], text[None, :])[0]
 
-    def relevance(self, scores: np.ndarray) -> np.ndarray:
-        """Fused scores -> calibrated 0-1 relevance (monotone: rankings do not change)."""
-        return self.fusion.relevance(scores)
+    def relevance(self, scores: np.ndarray, texts: np.ndarray) -> np.ndarray:
+        """(N_texts, ...) fused scores of N query vectors ``texts`` -> calibrated 0-1 relevance (monotone for
+        each query: its ranking does not change)."""
+        scores = np.asarray(scores)
+        weights = self.fusion.query_weights(texts).reshape((-1,) + (1,) * (scores.ndim - 1))
+        return self.fusion.relevance(scores, weights)
+
+
+def vocabulary_gap(scores: np.ndarray) -> np.ndarray:
+    """(words, photos) each word's score less the best other word's for that photo, capped at 0 (the best word,
+    and a word offered alone, get 0)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if len(scores) < 2:
+        return np.zeros_like(scores)
+    order = np.argsort(-scores, axis=0)
+    columns = np.arange(scores.shape[1])
+    best, second = scores[order[0], columns], scores[order[1], columns]
+    others = np.where(np.arange(len(scores))[:, None] == order[0][None, :], second[None, :], best[None, :])
+    return np.minimum(scores - others, 0.0)

@@ -77,6 +77,12 @@ class SearchResult:
     sort: str = "relevance"
     strong_score: float | None = None
 
+    @property
+    def only_weak(self) -> bool:
+        """Hits were found but none reaches ``strong_score``: they are the closest, not likely matches."""
+        strong = self.strong_score
+        return strong is not None and bool(self.results) and all(h.score < strong for h in self.results)
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"query": self.query, "results": [h.to_dict() for h in self.results]}
         if self.offset:

@@ -105,10 +105,10 @@ class Understanding:
         top_k = min(k, len(words))
         fused = self.models.open_domain
         if fused is not None:
-            # each word's own 0-1 relevance (not a softmax over the vocabulary): a tag reads the same whatever
-            # other words were offered, and on the scale of search scores
+            # each word's 0-1 relevance calibrated over the vocabulary jointly: a word far below the photo's best
+            # other word is not read as likely too (mutually exclusive scene words), two words alike keep theirs
             images = fused.tag_image_vectors(self.models.features(pictures))
-            relevance = fused.tag_relevance(fused.scores(fused.tag_vectors(words), images)).T
+            relevance = fused.vocabulary_relevance(fused.scores(fused.tag_vectors(words), images)).T
             return [
                 [ScoredTag(words[i], round(float(row[i]), 6)) for i in np.argsort(-row, kind="stable")[:top_k]]
                 for row in relevance
@@ -179,7 +179,7 @@ class Understanding:
         if fused is None:
             scores = cosine_to_unit(captions.vectors @ vector)
         else:
-            scores = fused.relevance(fused.scores(captions.vectors, vector[None, :])[:, 0])
+            scores = fused.relevance(fused.scores(captions.vectors, vector[None, :])[:, 0], captions.vectors)
         top = np.argsort(-scores, kind="stable")[:k]
         found = [ScoredCaption(captions.texts[i], float(scores[i])) for i in top]
         return CaptionResult(input_name(image), found, source="bank")

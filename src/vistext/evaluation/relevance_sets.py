@@ -1,0 +1,179 @@
+"""Judged (text, photo) sets for checking what a 0-1 score means away from the training data.
+
+A ``JudgedSet`` is a list of texts, a list of photos and a judgement for every pair: 1 relevant, 0 irrelevant,
+-1 unjudged (left out of every figure). Built from data the project has, each in a dev and a test half, so a
+calibration is chosen on dev and reported on test:
+
+- ``opendomain_sets``: opendomain-classes (26 everyday Caltech-101 classes, split into the dataset's stratified
+  halves). Search: the query ``"a {label}"`` over the half's photos, relevant = the photo's class. Tags: the 26
+  labels as one vocabulary, exactly one right per photo (mutually exclusive words).
+- ``flickr8k_caption_set``: whole captions as queries (what a person types as a sentence): each photo's first
+  caption, relevant = that photo, irrelevant = a photo none of whose captions shares a content word with it
+  (``content_words``), unjudged otherwise (another photo may fit the sentence as well).
+- ``flickr8k_sets``: Flickr8k captions (dev / test images). Search: everyday caption nouns (``"a dog"``) and
+  colour + noun phrases (``"a red car"``); a photo is relevant when at least ``AGREE`` of its five captions name
+  the phrase, irrelevant when none does, unjudged otherwise. Tags: scene words (beach, snow, street...) as one
+  vocabulary with the same rule, so a photo may rightly carry two words (beach and water).
+
+A phrase is kept when its half has at least ``MIN_RELEVANT`` relevant photos. Captions name a noun as the word,
+its plural or a listed synonym (``puppy`` for dog); the noun and colour lists are fixed here, not chosen on the
+data, so the sets are the same on every machine.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vistext.errors import UsageError
+
+AGREE = 2  # captions (of 5) that must name a phrase for the photo to count as relevant
+MIN_RELEVANT = 5  # relevant photos a phrase needs in a half to be kept
+RELEVANT, IRRELEVANT, UNJUDGED = 1, 0, -1
+
+# everyday things a person types, with the other words captions use for them
+NOUNS: dict[str, tuple[str, ...]] = {
+    "dog": ("puppy", "puppies"), "cat": ("kitten",), "horse": ("pony",), "bird": (), "cow": ("cattle",),
+    "sheep": (), "duck": (), "car": (), "bus": (), "truck": (), "bicycle": ("bike",), "motorcycle": ("motorbike",),
+    "boat": ("canoe", "kayak"), "train": (), "ball": (), "frisbee": (), "umbrella": (), "tent": (), "bench": (),
+    "fence": (), "flag": (), "hat": ("cap",), "helmet": (), "jacket": ("coat",), "shirt": ("t-shirt",),
+    "dress": (), "skateboard": (), "surfboard": (), "guitar": (), "baby": (), "child": ("children", "kid", "kids"),
+    "ladder": (), "chair": (), "table": (), "stairs": ("steps",), "tree": (), "flower": (), "bridge": (),
+}  # fmt: skip
+COLOURS = ("black", "white", "red", "green", "yellow", "blue", "brown", "orange", "pink", "purple", "grey")
+# scene words for zero-shot tags (``tag --vocab``), several of them mutually exclusive
+SCENES: dict[str, tuple[str, ...]] = {
+    "beach": ("shore",), "mountain": ("mountains", "hill", "hills"), "street": ("road", "sidewalk"),
+    "snow": ("snowy",), "water": ("ocean", "lake", "river", "sea", "pool"), "grass": ("grassy", "lawn"),
+    "forest": ("woods",), "desert": (), "city": ("building", "buildings"), "field": (),
+}  # fmt: skip
+_WORD = re.compile(r"[a-z]+(?:-[a-z]+)?")
+_STOP = frozenset(
+    "a an the and or of in on at to into onto from for with without by near over under while his her its their "
+    "is are was be being one two three four some other another each who that this there it he she they them".split()
+)
+_IRREGULAR = {"child": "children", "sheep": "sheep", "stairs": "stairs", "grass": "grass", "snow": "snow"}
+
+
+@dataclass
+class JudgedSet:
+    """Texts x photos judgements (1 relevant, 0 irrelevant, -1 unjudged) of one half of one source."""
+
+    name: str
+    texts: list[str]
+    paths: list[str]
+    judgements: np.ndarray  # (len(texts), len(paths)) int8
+
+    def __post_init__(self) -> None:
+        if self.judgements.shape != (len(self.texts), len(self.paths)):
+            raise UsageError(f"{self.name}: judgements {self.judgements.shape} for {len(self.texts)} texts and "
+                             f"{len(self.paths)} photos")  # fmt: skip
+
+    @property
+    def judged(self) -> np.ndarray:
+        """(texts, photos) True where the pair is judged."""
+        return self.judgements != UNJUDGED
+
+    @property
+    def relevant(self) -> np.ndarray:
+        return self.judgements == RELEVANT
+
+
+def forms(noun: str, synonyms: Sequence[str] = ()) -> set[str]:
+    """The words a caption names ``noun`` by: itself, its plural, its synonyms."""
+    plural = _IRREGULAR.get(noun) or (noun + "es" if noun.endswith(("s", "sh", "ch", "x")) else noun + "s")
+    return {noun, plural, *synonyms}
+
+
+def _names(tokens: list[str], words: set[str], colour: str | None) -> bool:
+    if colour is None:
+        return not words.isdisjoint(tokens)
+    return any(a == colour and b in words for a, b in zip(tokens, tokens[1:], strict=False))
+
+
+def tokenise(captions: Sequence[Sequence[str]]) -> list[list[list[str]]]:
+    """Each photo's captions as lists of lower-case words (what ``judge`` reads)."""
+    return [[_WORD.findall(text.lower()) for text in texts] for texts in captions]
+
+
+def judge(tokens: Sequence[Sequence[list[str]]], words: set[str], colour: str | None = None) -> np.ndarray:
+    """(photos,) judgement of one phrase from each photo's tokenised captions (``tokenise``): relevant when
+    ``AGREE`` or more name it, irrelevant when none does (for a colour phrase: none names the colour + noun),
+    unjudged otherwise."""
+    out = np.empty(len(tokens), np.int8)
+    for i, texts in enumerate(tokens):
+        named = sum(_names(caption, words, colour) for caption in texts)
+        out[i] = RELEVANT if named >= AGREE else IRRELEVANT if named == 0 else UNJUDGED
+    return out
+
+
+def _phrase_set(name: str, phrases: dict[str, np.ndarray], paths: list[str]) -> JudgedSet:
+    kept = {text: row for text, row in phrases.items() if int((row == RELEVANT).sum()) >= MIN_RELEVANT}
+    rows = list(kept.values()) or [np.empty(len(paths), np.int8)]
+    return JudgedSet(name, list(kept), paths, np.stack(rows)[: len(kept)])
+
+
+def flickr8k_sets(root: str | Path, split: str) -> tuple[JudgedSet, JudgedSet]:
+    """(search set, scene-word tag set) of Flickr8k's ``split`` (dev or test) images, judged by their captions."""
+    from vistext.datasets.flickr8k import Flickr8kDataset
+
+    data = Flickr8kDataset(root)
+    by_image = data.captions_by_image(split)
+    if not by_image:
+        raise UsageError(f"{root}: Flickr8k split {split!r} has no images")
+    paths, tokens = [str(p) for p in by_image], tokenise(list(by_image.values()))
+    said = [set().union(*captions) for captions in tokens]
+    queries: dict[str, np.ndarray] = {}
+    for noun, synonyms in NOUNS.items():
+        queries[f"a {noun}"] = judge(tokens, forms(noun, synonyms))
+        plain = forms(noun)
+        for colour in COLOURS:  # a colour phrase needs both words somewhere: skip the photos that lack either
+            maybe = [i for i, words in enumerate(said) if colour in words and not plain.isdisjoint(words)]
+            row = np.full(len(tokens), IRRELEVANT, np.int8)
+            row[maybe] = judge([tokens[i] for i in maybe], plain, colour)
+            queries[f"a {colour} {noun}"] = row
+    scenes = {word: judge(tokens, forms(word, synonyms)) for word, synonyms in SCENES.items()}
+    return _phrase_set(f"flickr8k {split}", queries, paths), _phrase_set(f"flickr8k scenes {split}", scenes, paths)
+
+
+def content_words(text: str) -> set[str]:
+    """The words of ``text`` that name something (stop words and words under 3 letters left out), each with a
+    final "s" dropped ("dogs" meets "dog"; not "ss": grass)."""
+    words = (w for w in _WORD.findall(text.lower()) if len(w) >= 3 and w not in _STOP)
+    return {w[:-1] if w.endswith("s") and not w.endswith("ss") and len(w) > 3 else w for w in words}
+
+
+def flickr8k_caption_set(root: str | Path, split: str) -> JudgedSet:
+    """Each ``split`` photo's first caption as a query over the split's photos (see the module docstring)."""
+    from vistext.datasets.flickr8k import Flickr8kDataset
+
+    by_image = Flickr8kDataset(root).captions_by_image(split)
+    if not by_image:
+        raise UsageError(f"{root}: Flickr8k split {split!r} has no images")
+    queries = [texts[0] for texts in by_image.values()]
+    named = [set().union(*(content_words(t) for t in texts)) for texts in by_image.values()]
+    judgements = np.empty((len(queries), len(named)), np.int8)
+    for i, query in enumerate(queries):
+        words = content_words(query)
+        judgements[i] = [IRRELEVANT if words.isdisjoint(other) else UNJUDGED for other in named]
+        judgements[i, i] = RELEVANT
+    return JudgedSet(f"flickr8k captions {split}", queries, [str(p) for p in by_image], judgements)
+
+
+def opendomain_sets(root: str | Path, split: str, seed: int = 0) -> tuple[JudgedSet, JudgedSet]:
+    """(search set, label tag set) of opendomain-classes' ``split`` half (dev or test)."""
+    from vistext.datasets.classes import ClassFolder
+
+    data = ClassFolder(root, seed=seed)
+    paths = [str(p) for p in data.images(split)]
+    if not paths:
+        raise UsageError(f"{root}: split {split!r} has no images (splits: dev, test)")
+    labels, targets = data.class_names, np.asarray(data.targets(split))
+    judgements = (targets[None, :] == np.arange(len(labels))[:, None]).astype(np.int8)
+    queries = [f"an {label}" if label[0] in "aeiou" else f"a {label}" for label in labels]
+    return (JudgedSet(f"opendomain {split}", queries, paths, judgements),
+            JudgedSet(f"opendomain labels {split}", list(labels), paths, judgements))  # fmt: skip
