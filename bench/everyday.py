@@ -57,7 +57,6 @@ PHRASES = {
     "umbrella": "an umbrella",
     "oven": "an oven",
 }
-BINS = np.linspace(0.0, 1.0, 11)
 
 
 def photo_labels(coco: Path) -> dict[Path, set[str]]:
@@ -121,6 +120,9 @@ def average_precision(ranked: list[bool]) -> float:
 
 
 def report(name: str, scores: dict[str, dict[str, float]], truth: dict[str, set[str]]) -> None:
+    # imported here: the worker runs under the version being measured, which may predate this module
+    from vistext.evaluation.calibration import expected_calibration_error, precision_at_least, reliability
+
     p5, p10, aps, best_true = [], [], [], []
     pairs: list[tuple[float, bool]] = []
     for query, relevant in truth.items():
@@ -132,22 +134,17 @@ def report(name: str, scores: dict[str, dict[str, float]], truth: dict[str, set[
         best_true.append(max(score for photo, score in ranking if photo in relevant) >= 0.5)
         pairs.extend((score, photo in relevant) for photo, score in ranking)
     score = np.array([s for s, _ in pairs])
-    hit = np.array([r for _, r in pairs], dtype=float)
+    hit = np.array([r for _, r in pairs])
     print(f"\n{name}: {len(truth)} queries, {len(pairs)} (query, photo) pairs")
     print(f"  P@5 {np.mean(p5):.3f}   P@10 {np.mean(p10):.3f}   mAP {np.mean(aps):.3f}")
     print("  score bin     pairs  relevant  mean score")
-    ece = 0.0
-    for low, high in zip(BINS[:-1], BINS[1:], strict=True):
-        inside = (score >= low) & ((score < high) if high < 1 else (score <= high))
-        if inside.any():
-            ece += inside.sum() / len(score) * abs(hit[inside].mean() - score[inside].mean())
-            share, mean = hit[inside].mean(), score[inside].mean()
-            print(f"  {low:.1f}-{high:.1f}   {inside.sum():7d}   {share:7.3f}   {mean:9.3f}")
+    for b in reliability(score, hit):
+        if b.count:
+            print(f"  {b.low:.1f}-{b.high:.1f}   {b.count:7d}   {b.precision:7.3f}   {b.mean_score:9.3f}")
     for cut in (0.5, 0.8):
-        above = score >= cut
-        share = f"{hit[above].mean():.3f} of {int(above.sum())}" if above.any() else "no hits"
-        print(f"  relevant among hits >= {cut}: {share}")
-    print(f"  expected calibration error {ece:.3f}")
+        share, count = precision_at_least(score, hit, cut)
+        print(f"  relevant among hits >= {cut}: " + (f"{share:.3f} of {count}" if count else "no hits"))
+    print(f"  expected calibration error {expected_calibration_error(score, hit):.3f}")
     print(f"  queries whose best relevant photo scores >= 0.5: {np.mean(best_true):.3f}")
 
 
