@@ -1,0 +1,165 @@
+"""Searching a query the syntax composed (``service.query_syntax``): several things, things excluded, attributes.
+
+Each thing is first searched on its own (its best ``POOL`` photos, or the page's depth if deeper); every photo
+found is then scored against every thing and every excluded thing (searches restricted to those photos), and
+its attribute measures (``images.attributes``, stored at indexing) give the chance that the named colour or light
+holds. A photo's score is
+
+    min over its things of (relevance of the thing x chance of each attribute named with it)
+      x (1 - relevance) of each excluded thing
+
+so it stays a 0-1 relevance: a photo is as good as its weakest required thing, and a photo showing an excluded
+thing sinks in proportion to how surely it shows it. The attribute chances are logistic fits on Flickr8k dev
+photos (``bench/attributes.py`` prints them): the chance that people describing the photo name that colour or
+light, given the photo shows the thing. A photo with no stored measures (indexed before them and not yet
+refilled by ``vistext index``) gets a chance of one half for each attribute.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from vistext.images.attributes import ATTRIBUTE_SPACE, COLOURS, MEASURES, measure_index
+from vistext.service.queries import Query, QueryFor
+from vistext.service.query_syntax import DAY, DUSK, MONOCHROME, NIGHT, ParsedQuery
+from vistext.store.records import VectorHit
+
+if TYPE_CHECKING:
+    from vistext.service.ordering import ResultPage
+    from vistext.service.queries import QueryBatcher
+    from vistext.service.results import SearchResult
+    from vistext.store import Store
+
+POOL = 200  # photos each thing contributes before the composed scores re-rank them
+UNMEASURED = 0.5  # the chance an attribute holds for a photo whose pixels were never measured
+COLOUR_FLOOR = 0.01  # added to a colour's fraction before its logarithm
+
+# logistic coefficients (intercept, then one per feature of ``attribute_features``), fitted by bench/attributes.py
+COLOUR_FIT = (2.2, 1.2)
+NIGHT_FIT = (1.5, -14.0, 5.0)
+DUSK_FIT = (-4.0, 6.0, 2.0)
+MONOCHROME_FIT = (-9.0, -3.0)
+
+Searcher = Callable[[Sequence[Query]], list[list[VectorHit]]]
+
+
+def attribute_features(name: str, measures: np.ndarray) -> np.ndarray:
+    """(n, f) features of attribute ``name`` from (n, M) stored measures: what its logistic fit reads."""
+    m = np.asarray(measures, dtype=np.float64)
+    if name in COLOURS:
+        return np.log(m[:, [measure_index(name)]] + COLOUR_FLOOR)
+    if name in (NIGHT, DAY):
+        return m[:, [measure_index("luma"), measure_index("dark")]]
+    if name == DUSK:
+        return m[:, [measure_index("warm_sky"), measure_index("sky_luma")]]
+    if name == MONOCHROME:
+        return np.log(m[:, [measure_index("chroma")]] + 0.005)
+    raise ValueError(f"no attribute {name!r}")
+
+
+def _fit(name: str) -> tuple[float, ...]:
+    if name in COLOURS:
+        return COLOUR_FIT
+    return {NIGHT: NIGHT_FIT, DAY: NIGHT_FIT, DUSK: DUSK_FIT, MONOCHROME: MONOCHROME_FIT}[name]
+
+
+def logistic(coefficients: Sequence[float], features: np.ndarray) -> np.ndarray:
+    """sigmoid(intercept + features . weights) for each row of ``features``."""
+    z = coefficients[0] + features @ np.asarray(coefficients[1:], dtype=np.float64)
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def attribute_chance(name: str, measures: np.ndarray, coefficients: Sequence[float] | None = None) -> np.ndarray:
+    """(n,) chance that attribute ``name`` holds for each row of (n, M) measures (rows of NaN: ``UNMEASURED``)."""
+    measures = np.asarray(measures, dtype=np.float64)
+    known = ~np.isnan(measures).any(axis=1)
+    chance = np.full(len(measures), UNMEASURED)
+    if known.any():
+        found = logistic(coefficients or _fit(name), attribute_features(name, measures[known]))
+        chance[known] = 1.0 - found if name == DAY else found
+    return chance
+
+
+def composed_scores(
+    parsed: ParsedQuery, relevance: np.ndarray, measures: np.ndarray, fits: dict[str, Sequence[float]] | None = None
+) -> np.ndarray:
+    """(n,) scores of n photos from ``relevance`` (one row per thing, then one per excluded thing, 0-1) and their
+    (n, M) ``measures`` (NaN rows: unmeasured); ``fits`` overrides attribute coefficients (the bench's dev fit)."""
+    things = []
+    for row, part in enumerate(parsed.parts):
+        score = relevance[row].astype(np.float64)
+        for name in part.attributes:
+            score = score * attribute_chance(name, measures, (fits or {}).get(name))
+        things.append(score)
+    score = np.min(things, axis=0)
+    for row in range(len(parsed.parts), len(relevance)):
+        score = score * (1.0 - np.clip(relevance[row], 0.0, 1.0))
+    return score
+
+
+def stored_measures(store: Store, ids: Sequence[int]) -> np.ndarray:
+    """(len(ids), M) attribute measures stored for ``ids``, NaN rows where there are none."""
+    measures = np.full((len(ids), len(MEASURES)), np.nan)
+    row = {int(i): n for n, i in enumerate(ids)}
+    for record in store.records(list(row)):
+        found = record.embeddings.get(ATTRIBUTE_SPACE)
+        if record.id is not None and found is not None and len(found) == len(MEASURES):
+            measures[row[int(record.id)]] = found
+    return measures
+
+
+def composed_hits(
+    parsed: ParsedQuery,
+    query_for: QueryFor,
+    depth: int,
+    restrict: np.ndarray | None,
+    search: Searcher,
+    measures_of: Callable[[list[int]], np.ndarray],
+) -> list[VectorHit]:
+    """The ``depth`` best photos for ``parsed`` (among ``restrict`` when given), best first. ``query_for`` makes a
+    query in the space searched, ``search`` answers queries with readable 0-1 scores, ``measures_of`` gives ids'
+    stored measures (NaN rows: none)."""
+    pool = max(POOL, depth)
+    first = search([query_for(part.text, pool, restrict) for part in parsed.parts])
+    paths = {hit.id: hit.path for hits in first for hit in hits}
+    if not paths:
+        return []
+    ids = np.array(sorted(paths), dtype=np.int64)
+    terms = [part.text for part in parsed.parts] + parsed.excluded
+    column = {int(i): n for n, i in enumerate(ids)}
+    relevance = np.zeros((len(terms), len(ids)))
+    for row, hits in enumerate(search([query_for(term, len(ids), ids) for term in terms])):
+        for hit in hits:
+            relevance[row, column[hit.id]] = hit.score
+    scores = composed_scores(parsed, relevance, measures_of(ids.tolist()))
+    order = np.lexsort((ids, -scores))[:depth]
+    return [VectorHit(int(ids[n]), paths[int(ids[n])], float(scores[n])) for n in order]
+
+
+def composed_page(
+    store: Store,
+    queries: QueryBatcher,
+    parsed: ParsedQuery,
+    query_for: QueryFor,
+    search: Query,
+    page: ResultPage,
+    explain: Callable[[BaseException, Query], BaseException],
+) -> SearchResult:
+    """A page of a composed query (``search``: its first thing's query, with the page's depth and filter), its
+    queries batched with whatever else is being searched; run on a search-page thread."""
+    from vistext.service.photo_text import text_hits
+
+    def answers(batch: Sequence[Query]) -> list[list[VectorHit]]:
+        return [future.result() for future in [queries.submit(query) for query in batch]]
+
+    try:
+        hits = composed_hits(
+            parsed, query_for, search.depth, search.restrict, answers, lambda ids: stored_measures(store, ids)
+        )
+    except Exception as error:  # noqa: BLE001 - explained as a plain search's failure is
+        raise explain(error, search) from None
+    words = " ".join(part.text for part in parsed.parts)
+    return page.result(store, hits, text_hits(store, words, search.restrict))
