@@ -348,7 +348,7 @@ class Collection:
         query_for = query_maker(space, None if clip is None else clip.encode_texts)
         strong = None if clip is not None else self.models.strong_score(space)  # a CLIP space: plain cosines
         page = ResultPage(text, k, offset, min_score, sort=sort, strong=strong)
-        search = query_for(parsed.parts[0].text, wanted, self.restrict(filter))
+        search = query_for(parsed.wanted, wanted, self.restrict(filter))
         if not parsed.plain:
             from vistext.service.composed_search import composed_page
 

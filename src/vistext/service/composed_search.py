@@ -1,18 +1,17 @@
-"""Searching a query the syntax composed (``service.query_syntax``): several things, things excluded, attributes.
+"""Searching a query the syntax composed (``service.query_syntax``): attributes named, things excluded.
 
-Each thing is first searched on its own (its best ``POOL`` photos, or the page's depth if deeper); every photo
-found is then scored against every thing and every excluded thing (searches restricted to those photos), and
-its attribute measures (``images.attributes``, stored at indexing) give the chance that the named colour or light
-holds. A photo's score is
+The wanted text is first searched on its own (its best ``POOL`` photos, or the page's depth if deeper); each photo
+found is then scored against every excluded thing (searches restricted to those photos), and its attribute
+measures (``images.attributes``, stored at indexing) give the chance that each named colour or light holds:
 
-    min over its things of (relevance of the thing x chance of each attribute named with it)
-      x (1 - relevance) of each excluded thing
+    relevance of the wanted text x chance of each attribute x (1 - relevance of each excluded thing)
 
-so it stays a 0-1 relevance: a photo is as good as its weakest required thing, and a photo showing an excluded
-thing sinks in proportion to how surely it shows it. The attribute chances are logistic fits on Flickr8k dev
-photos (``bench/attributes.py`` prints them): the chance that people describing the photo name that colour or
-light, given the photo shows the thing. A photo with no stored measures (indexed before them and not yet
-refilled by ``vistext index``) gets a chance of one half for each attribute.
+so it stays a 0-1 score, and a photo showing an excluded thing sinks in proportion to how surely it shows it.
+The attribute chances are logistic fits on Flickr8k dev photos (``bench/attributes.py --fit`` prints them): the
+chance that people describing the photo name that colour (given it shows the thing) or light. They are
+conservative: a dark street that nobody called "night" counts against the fit. Black and white is set by hand
+from the dev photos' colourfulness (no Flickr8k caption says "black and white photo"). A photo with no stored
+measures (indexed before them and not yet refilled by ``vistext index``) gets ``UNMEASURED`` for each attribute.
 """
 
 from __future__ import annotations
@@ -38,10 +37,10 @@ UNMEASURED = 0.5  # the chance an attribute holds for a photo whose pixels were 
 COLOUR_FLOOR = 0.01  # added to a colour's fraction before its logarithm
 
 # logistic coefficients (intercept, then one per feature of ``attribute_features``), fitted by bench/attributes.py
-COLOUR_FIT = (2.2, 1.2)
-NIGHT_FIT = (1.5, -14.0, 5.0)
-DUSK_FIT = (-4.0, 6.0, 2.0)
-MONOCHROME_FIT = (-9.0, -3.0)
+COLOUR_FIT = (0.37, 0.72)  # log(fraction + 0.01): P(>= 2 captions say "<colour> <noun>" | >= 2 name the noun)
+NIGHT_FIT = (-0.26, -12.65, 0.18)  # mean luma, dark fraction: P(a caption says "night")
+DUSK_FIT = (-6.29, 3.22, 1.52)  # warm top third, luma of the top third: P(a caption says sunset or dusk)
+MONOCHROME_FIT = (-21.0, -6.0)  # log(chroma + 0.005): one half at chroma 0.025 (b/w photos ~0.01, 2% of dev < 0.033)
 
 Searcher = Callable[[Sequence[Query]], list[list[VectorHit]]]
 
@@ -86,16 +85,12 @@ def attribute_chance(name: str, measures: np.ndarray, coefficients: Sequence[flo
 def composed_scores(
     parsed: ParsedQuery, relevance: np.ndarray, measures: np.ndarray, fits: dict[str, Sequence[float]] | None = None
 ) -> np.ndarray:
-    """(n,) scores of n photos from ``relevance`` (one row per thing, then one per excluded thing, 0-1) and their
-    (n, M) ``measures`` (NaN rows: unmeasured); ``fits`` overrides attribute coefficients (the bench's dev fit)."""
-    things = []
-    for row, part in enumerate(parsed.parts):
-        score = relevance[row].astype(np.float64)
-        for name in part.attributes:
-            score = score * attribute_chance(name, measures, (fits or {}).get(name))
-        things.append(score)
-    score = np.min(things, axis=0)
-    for row in range(len(parsed.parts), len(relevance)):
+    """(n,) scores of n photos from ``relevance`` (row 0 the wanted text, then one row per excluded thing, 0-1)
+    and their (n, M) ``measures`` (NaN rows: unmeasured); ``fits`` overrides attribute coefficients (the bench)."""
+    score = np.asarray(relevance[0], dtype=np.float64)
+    for name in parsed.attributes:
+        score = score * attribute_chance(name, measures, (fits or {}).get(name))
+    for row in range(1, len(relevance)):
         score = score * (1.0 - np.clip(relevance[row], 0.0, 1.0))
     return score
 
@@ -122,16 +117,16 @@ def composed_hits(
     """The ``depth`` best photos for ``parsed`` (among ``restrict`` when given), best first. ``query_for`` makes a
     query in the space searched, ``search`` answers queries with readable 0-1 scores, ``measures_of`` gives ids'
     stored measures (NaN rows: none)."""
-    pool = max(POOL, depth)
-    first = search([query_for(part.text, pool, restrict) for part in parsed.parts])
-    paths = {hit.id: hit.path for hits in first for hit in hits}
+    first = search([query_for(parsed.wanted, max(POOL, depth), restrict)])[0]
+    paths = {hit.id: hit.path for hit in first}
     if not paths:
         return []
     ids = np.array(sorted(paths), dtype=np.int64)
-    terms = [part.text for part in parsed.parts] + parsed.excluded
     column = {int(i): n for n, i in enumerate(ids)}
-    relevance = np.zeros((len(terms), len(ids)))
-    for row, hits in enumerate(search([query_for(term, len(ids), ids) for term in terms])):
+    relevance = np.zeros((1 + len(parsed.excluded), len(ids)))
+    for hit in first:
+        relevance[0, column[hit.id]] = hit.score
+    for row, hits in enumerate(search([query_for(term, len(ids), ids) for term in parsed.excluded]), start=1):
         for hit in hits:
             relevance[row, column[hit.id]] = hit.score
     scores = composed_scores(parsed, relevance, measures_of(ids.tolist()))
@@ -148,7 +143,7 @@ def composed_page(
     page: ResultPage,
     explain: Callable[[BaseException, Query], BaseException],
 ) -> SearchResult:
-    """A page of a composed query (``search``: its first thing's query, with the page's depth and filter), its
+    """A page of a composed query (``search``: its wanted text's query, with the page's depth and filter), its
     queries batched with whatever else is being searched; run on a search-page thread."""
     from vistext.service.photo_text import text_hits
 
@@ -161,5 +156,4 @@ def composed_page(
         )
     except Exception as error:  # noqa: BLE001 - explained as a plain search's failure is
         raise explain(error, search) from None
-    words = " ".join(part.text for part in parsed.parts)
-    return page.result(store, hits, text_hits(store, words, search.restrict))
+    return page.result(store, hits, text_hits(store, parsed.wanted, search.restrict))
