@@ -7,10 +7,13 @@ space by cosine). The measures are plain fractions and means, so what a query ma
 
 Pixels are sampled on a coarse grid (every ``STRIDE``-th pixel each way: 56 x 56 of a 224-px image), and colour
 fractions are weighted towards the centre, where the subject of a photo usually is. Each sampled pixel gets one of
-the eleven basic colour terms (Berlin and Kay) from its hue, saturation and value.
+the eleven basic colour terms (Berlin and Kay) from its hue, saturation and value, read from a table of the
+colours quantised to 32 levels a channel.
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
@@ -20,6 +23,7 @@ LIGHT = ("luma", "chroma", "dark", "warm_sky", "sky_luma")
 MEASURES = COLOURS + LIGHT
 ATTRIBUTE_SPACE = "attributes:pixels-v1"  # a new version of the measures is a new space: old ones are refilled
 STRIDE = 4
+LEVELS = 32  # per channel, for the colour tables (a power of two)
 CENTRE_SIGMA = 0.12  # of the image side: chosen on Flickr8k dev (0.06-0.35 tried; the subject is central)
 
 _HUES = (
@@ -47,13 +51,12 @@ def _centre_weights(height: int, width: int) -> np.ndarray:
 
 
 def _colour_terms(hue: np.ndarray, sat: np.ndarray, val: np.ndarray) -> np.ndarray:
-    """Each pixel's colour term, as an index into ``COLOURS``."""
-    terms = np.full(hue.shape, COLOURS.index("grey"), dtype=np.int64)
+    """Each colour's term, as an index into ``COLOURS``, from its hue (degrees), saturation and value (0-1)."""
     bounds = np.array([bound for bound, _ in _HUES], dtype=np.float32)
     names = np.array([COLOURS.index(name) for _, name in _HUES])
     chromatic = names[np.minimum(np.searchsorted(bounds, hue, side="right"), len(names) - 1)]
     vivid = sat >= 0.22
-    terms = np.where(vivid, chromatic, terms)
+    terms = np.where(vivid, chromatic, COLOURS.index("grey"))
     # orange and red-orange dark or dull are brown; light, soft reds are pink
     warm = (hue < 45.0) | (hue >= 345.0)
     brown = vivid & warm & ((val < 0.55) | ((sat < 0.45) & (val < 0.75)))
@@ -64,35 +67,53 @@ def _colour_terms(hue: np.ndarray, sat: np.ndarray, val: np.ndarray) -> np.ndarr
     return np.where(val < 0.18, COLOURS.index("black"), terms)
 
 
-def pixel_measures(pixels: np.ndarray) -> np.ndarray:
-    """(N, H, W, 3) or (H, W, 3) uint8 RGB -> (N, len(MEASURES)) or (len(MEASURES),) float32 measures."""
-    batch = np.asarray(pixels)
-    single = batch.ndim == 3
-    batch = batch[None] if single else batch
-    rgb = batch[:, ::STRIDE, ::STRIDE, :].astype(np.float32) * (1.0 / 255.0)
-    high, low = rgb.max(axis=-1), rgb.min(axis=-1)
-    spread = high - low
-    sat = np.where(high > 0, spread / np.maximum(high, 1e-6), 0.0)
-    red, green, blue = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+@functools.cache
+def _tables() -> tuple[np.ndarray, np.ndarray]:
+    """(colour term, warm hue) of every colour quantised to ``LEVELS`` per channel, indexed by ``_quantised``: a
+    table look-up per pixel instead of a colour conversion (measured: ~0.1 ms a photo instead of ~1-3 ms)."""
+    levels = (np.arange(LEVELS, dtype=np.float32) + 0.5) / LEVELS
+    red, green, blue = (axis.ravel() for axis in np.meshgrid(levels, levels, levels, indexing="ij"))
+    high = np.maximum(np.maximum(red, green), blue)
+    spread = high - np.minimum(np.minimum(red, green), blue)
     safe = np.maximum(spread, 1e-6)
     hue_green_blue = np.where(high == green, (blue - red) / safe + 2.0, (red - green) / safe + 4.0)
     hue = np.where(high == red, ((green - blue) / safe) % 6.0, hue_green_blue) * 60.0
-    terms = _colour_terms(hue, sat, high)
-    n, height, width = terms.shape
-    weights = _centre_weights(height, width)
-    fractions = np.stack([(weights * (terms == c)).sum(axis=(1, 2)) for c in range(len(COLOURS))], axis=1)
-    luma = 0.299 * red + 0.587 * green + 0.114 * blue
+    sat = spread / np.maximum(high, 1e-6)
+    warm = ((hue < 45.0) | (hue >= 290.0)) & (sat > 0.3)
+    return _colour_terms(hue, sat, high).astype(np.intp), warm.astype(np.float32)
+
+
+def _quantised(rgb: np.ndarray) -> np.ndarray:
+    shift = 8 - (LEVELS - 1).bit_length()  # 32 levels: the top 5 bits
+    q = (rgb >> shift).astype(np.intp)
+    return (q[..., 0] * LEVELS + q[..., 1]) * LEVELS + q[..., 2]
+
+
+def pixel_measures(pixels: np.ndarray) -> np.ndarray:
+    """(N, H, W, 3) or (H, W, 3) uint8 RGB -> (N, len(MEASURES)) or (len(MEASURES),) float32 measures."""
+    batch = np.asarray(pixels, dtype=np.uint8)
+    single = batch.ndim == 3
+    batch = batch[None] if single else batch
+    small = batch[:, ::STRIDE, ::STRIDE, :]
+    n, height, width = small.shape[:3]
+    terms_of, warm_of = _tables()
+    cells = _quantised(small)
+    terms = terms_of[cells]
+    weights = np.broadcast_to(_centre_weights(height, width), (n, height, width))
+    image = np.arange(n)[:, None, None] * len(COLOURS)
+    fractions = np.bincount((terms + image).ravel(), weights=weights.ravel(), minlength=n * len(COLOURS))
+    luma = small.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32) * (1.0 / 255.0)
+    spread = (small.max(axis=-1) - small.min(axis=-1)).astype(np.float32) * (1.0 / 255.0)
     top = slice(0, max(1, height // 3))
-    warm_hue = ((hue < 45.0) | (hue >= 290.0)) & (sat > 0.3)
     light = np.stack(
         [
             luma.mean(axis=(1, 2)),
             spread.mean(axis=(1, 2)),
             (luma < 0.12).mean(axis=(1, 2)),
-            warm_hue[:, top].mean(axis=(1, 2)),
+            warm_of[cells[:, top]].mean(axis=(1, 2)),
             luma[:, top].mean(axis=(1, 2)),
         ],
         axis=1,
     )
-    measures = np.concatenate([fractions, light], axis=1).astype(np.float32)
+    measures = np.concatenate([fractions.reshape(n, len(COLOURS)), light], axis=1).astype(np.float32)
     return measures[0] if single else measures
