@@ -1,7 +1,7 @@
 """Attributes a person types, exclusions and two-thing queries: P@5 / P@10 with and without the syntax, side by side.
 
     PYTHONPATH=src .venv/bin/python bench/attributes.py                 # dev and test splits of Flickr8k
-    PYTHONPATH=src .venv/bin/python bench/attributes.py --fit           # also the dev fits of the attribute chances
+    PYTHONPATH=src .venv/bin/python bench/attributes.py --fit --sweep   # also the dev fits and the weights' sweep
 
 Each split's 1,000 photos (links) plus greyscale copies of its first ``GREY`` photos are indexed through
 ``vistext index`` in ``--work`` (not the repository), then searched through ``Service.search`` as every surface
@@ -191,11 +191,37 @@ def measure_cost(db: Path, photos: int = 200) -> None:
           f"image encoder {encoding:.1f} ms ({measuring / encoding:.1%} of it)")  # fmt: skip
 
 
+SWEEP = (0.25, 0.5, 1.0, 2.0, 4.0)
+FAMILIES = {"colour + noun": "colour", "night": "light", "black and white": "monochrome"}
+
+
+def sweep_weights(db: Path, photos: dict[str, list[str]]) -> None:
+    """P@5 + P@10 on dev of each attribute family's weight (``composed_search.WEIGHTS``), the others as shipped."""
+    from vistext.service import composed_search
+
+    shipped = dict(composed_search.WEIGHTS)
+    asked = [row for row in queries(photos) if row[0] in FAMILIES]
+    with vistext.Service(db, progress=False) as service:
+        for kind, family in FAMILIES.items():
+            line = []
+            for weight in SWEEP:
+                composed_search.WEIGHTS.update({**shipped, family: weight})
+                values = [
+                    precision(found, judged, 5) + precision(found, judged, 10)
+                    for k, text, _, judged in asked
+                    if k == kind and (found := scores(service, text))
+                ]
+                line.append(f"{weight:g}: {np.mean(values) / 2:.3f}")
+            print(f"dev sweep, {family} weight (mean of P@5 and P@10): " + ", ".join(line))
+    composed_search.WEIGHTS.update(shipped)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--splits", nargs="+", default=["dev", "test"], choices=sorted(LISTS))
     parser.add_argument("--work", type=Path, default=Path("/tmp/vistext-bench-attributes"))
     parser.add_argument("--fit", action="store_true", help="print the dev fits of the attribute chances")
+    parser.add_argument("--sweep", action="store_true", help="print the dev sweep of the attribute weights")
     args = parser.parse_args()
     caps = captions()
     for split in args.splits:
@@ -203,6 +229,8 @@ def main() -> None:
         if args.fit and split == "dev":
             fit_chances(db, photos)
             measure_cost(db)
+        if args.sweep and split == "dev":
+            sweep_weights(db, photos)
         rows: dict[str, list[list[float]]] = {}
         with vistext.Service(db, progress=False) as service:
             for kind, text, without, judged in queries(photos):

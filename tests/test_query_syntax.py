@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from vistext.images.attributes import ATTRIBUTE_SPACE, COLOURS, MEASURES, measure_index, pixel_measures
-from vistext.service.composed_search import UNMEASURED, attribute_chance, composed_scores
+from vistext.service.composed_search import UNMEASURED, WEIGHTS, attribute_chance, composed_scores
 from vistext.service.query_syntax import parse_query
 
 
@@ -103,6 +103,7 @@ def test_a_composed_score_is_relevance_times_chances_times_what_is_not_excluded(
     scores = composed_scores(parsed, relevance, measures)
     chance = attribute_chance("red", measures)
     assert chance[0] > 0.5 > 0.1 > chance[1] and chance[2] == UNMEASURED
-    assert scores == pytest.approx([0.8 * chance[0], 0.9 * chance[1] * 0.5, 0.6 * UNMEASURED])
+    weighted = chance ** WEIGHTS["colour"]
+    assert scores == pytest.approx([0.8 * weighted[0], 0.9 * weighted[1] * 0.5, 0.6 * weighted[2]])
     assert scores[0] > scores[2] > scores[1]  # the red bus first, though the blue one matched the words better
     assert ATTRIBUTE_SPACE.startswith("attributes:")

@@ -4,9 +4,12 @@ The wanted text is first searched on its own (its best ``POOL`` photos, or the p
 found is then scored against every excluded thing (searches restricted to those photos), and its attribute
 measures (``images.attributes``, stored at indexing) give the chance that each named colour or light holds:
 
-    relevance of the wanted text x chance of each attribute x (1 - relevance of each excluded thing)
+    relevance of the wanted text x chance of each attribute ** WEIGHTS[its family]
+                                 x (1 - relevance of each excluded thing)
 
 so it stays a 0-1 score, and a photo showing an excluded thing sinks in proportion to how surely it shows it.
+The weights say how much the pixels re-rank what the words found (chosen on dev: colour 2, light 0.25,
+black and white 4).
 The attribute chances are logistic fits on Flickr8k dev photos (``bench/attributes.py --fit`` prints them): the
 chance that people describing the photo name that colour (given it shows the thing) or light. They are
 conservative: a dark street that nobody called "night" counts against the fit. Black and white is set by hand
@@ -39,8 +42,12 @@ COLOUR_FLOOR = 0.01  # added to a colour's fraction before its logarithm
 # logistic coefficients (intercept, then one per feature of ``attribute_features``), fitted by bench/attributes.py
 COLOUR_FIT = (0.37, 0.72)  # log(fraction + 0.01): P(>= 2 captions say "<colour> <noun>" | >= 2 name the noun)
 NIGHT_FIT = (-0.26, -12.65, 0.18)  # mean luma, dark fraction: P(a caption says "night")
-DUSK_FIT = (-6.29, 3.22, 1.52)  # warm top third, luma of the top third: P(a caption says sunset or dusk)
+DUSK_FIT = (-6.24, 3.37, 1.4)  # warm top third, luma of the top third: P(a caption says sunset or dusk)
 MONOCHROME_FIT = (-21.0, -6.0)  # log(chroma + 0.005): one half at chroma 0.025 (b/w photos ~0.01, 2% of dev < 0.033)
+
+# how strongly each family's chance re-ranks (score x chance ** weight), chosen on Flickr8k dev by
+# ``bench/attributes.py --sweep``
+WEIGHTS = {"colour": 2.0, "light": 0.25, "monochrome": 4.0}
 
 Searcher = Callable[[Sequence[Query]], list[list[VectorHit]]]
 
@@ -57,6 +64,11 @@ def attribute_features(name: str, measures: np.ndarray) -> np.ndarray:
     if name == MONOCHROME:
         return np.log(m[:, [measure_index("chroma")]] + 0.005)
     raise ValueError(f"no attribute {name!r}")
+
+
+def family(name: str) -> str:
+    """The family of attribute ``name`` (a key of ``WEIGHTS``): colour, light or monochrome."""
+    return "colour" if name in COLOURS else "monochrome" if name == MONOCHROME else "light"
 
 
 def _fit(name: str) -> tuple[float, ...]:
@@ -89,7 +101,7 @@ def composed_scores(
     and their (n, M) ``measures`` (NaN rows: unmeasured); ``fits`` overrides attribute coefficients (the bench)."""
     score = np.asarray(relevance[0], dtype=np.float64)
     for name in parsed.attributes:
-        score = score * attribute_chance(name, measures, (fits or {}).get(name))
+        score = score * attribute_chance(name, measures, (fits or {}).get(name)) ** WEIGHTS[family(name)]
     for row in range(1, len(relevance)):
         score = score * (1.0 - np.clip(relevance[row], 0.0, 1.0))
     return score
