@@ -9,12 +9,12 @@ measures (``images.attributes``, stored at indexing) give the chance that each n
 
 so it stays a 0-1 score, and a photo showing an excluded thing sinks in proportion to how surely it shows it.
 The weights say how much the pixels re-rank what the words found (chosen on dev: colour 2, light 0.25,
-black and white 4).
-The attribute chances are logistic fits on Flickr8k dev photos (``bench/attributes.py --fit`` prints them): the
-chance that people describing the photo name that colour (given it shows the thing) or light. They are
-conservative: a dark street that nobody called "night" counts against the fit. Black and white is set by hand
-from the dev photos' colourfulness (no Flickr8k caption says "black and white photo"). A photo with no stored
-measures (indexed before them and not yet refilled by ``vistext index``) gets ``UNMEASURED`` for each attribute.
+black and white 4). The attribute chances are logistic fits on Flickr8k dev photos (``bench/attributes.py
+--fit`` prints them): the chance that people describing the photo name that colour (given it shows the thing)
+or light. They are conservative: a dark street that nobody called "night" counts against the fit. Black and
+white is set by hand from the dev photos' colourfulness (no Flickr8k caption says "black and white photo"). A
+photo with no stored measures (indexed before them and not yet refilled by ``vistext index``) gets
+``UNMEASURED`` for each attribute.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from vistext.service.results import SearchResult
     from vistext.store import Store
 
-POOL = 200  # photos each thing contributes before the composed scores re-rank them
+POOL = 200  # photos the wanted text contributes before the composed scores re-rank them
 UNMEASURED = 0.5  # the chance an attribute holds for a photo whose pixels were never measured
 COLOUR_FLOOR = 0.01  # added to a colour's fraction before its logarithm
 
