@@ -109,7 +109,7 @@ def test_same_vectors_as_local_engine_and_rerun_skips(
         service.index(folder, text_search=text)
     assert _rows(tmp_path / "ray.sqlite") == _rows(tmp_path / "local.sqlite")
     with open_store(tmp_path / "ray.sqlite") as on_ray, open_store(tmp_path / "local.sqlite") as local:
-        assert on_ray.spaces() == local.spaces() == spaces and len(spaces) == 1 + 2 * text  # image, joint, fused
+        assert on_ray.spaces() == local.spaces() == spaces and len(spaces) == 2 + 2 * text  # image, pixel, joint, fused
         for space in spaces:
             ids_ray, ray_vectors = on_ray.vectors(space)
             ids_local, local_vectors = local.vectors(space)

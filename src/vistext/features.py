@@ -26,6 +26,7 @@ from tqdm import tqdm
 from vistext.encoders import ImageEncoder, ImageFeatures
 from vistext.errors import ImageDecodeError
 from vistext.images import PhotoFile, open_image
+from vistext.images.attributes import pixel_measures
 from vistext.paths import atomic_path, cache_dir
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ class EncodedImage:
     logits: np.ndarray | None = None
     grid: np.ndarray | None = None
     error: str | None = None
+    attributes: np.ndarray | None = None  # the pixels' colour and light measures (``images.attributes``)
 
 
 @dataclass
@@ -132,6 +134,7 @@ def _encode_batch(encoder: ImageEncoder, ready: list[tuple[str, np.ndarray]], gr
         return []
     n_views = ready[0][1].shape[0]
     features = encoder.encode_pixels(np.concatenate([pixels for _, pixels in ready]), grid=grid)
+    measures = pixel_measures(np.stack([pixels[0] for _, pixels in ready]))  # the first view: the whole frame
 
     def split(array: np.ndarray | None, i: int) -> np.ndarray | None:
         if array is None:
@@ -145,6 +148,7 @@ def _encode_batch(encoder: ImageEncoder, ready: list[tuple[str, np.ndarray]], gr
             pooled=split(features.pooled, i),
             logits=split(features.logits, i),
             grid=split(features.grid, i),
+            attributes=measures[i],
         )
         for i, (path, _) in enumerate(ready)
     ]

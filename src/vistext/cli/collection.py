@@ -377,7 +377,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     similar.set_defaults(run=run_similar)
 
     search = commands.add_parser("search", parents=[common], help="indexed images matching a text")
-    search.add_argument("text", type=words, help="what to look for, in words")
+    search.add_argument("text", type=words, help="what to look for: 'a red bus', 'beach -people' (docs/commands.md)")
     add_paging(search, 10)
     search.add_argument(
         "--sort", choices=("relevance", "date"), default="relevance", help="best first, or strong matches newest first"

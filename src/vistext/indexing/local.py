@@ -37,6 +37,8 @@ from vistext.errors import ImageDecodeError, UsageError
 from vistext.features import EncodedImage, extract
 from vistext.file_messages import file_messages
 from vistext.images import PhotoFile
+from vistext.images.attributes import ATTRIBUTE_SPACE
+from vistext.indexing.attributes import fill_attributes, with_attributes
 from vistext.indexing.plan import Candidate, IndexReport, fill_meta, list_folder, plan_changes, remove_gone
 from vistext.photo_meta import PhotoMeta, read_photo_meta
 from vistext.store import ImageRecord, Store
@@ -125,7 +127,10 @@ class _Indexer:
                         error=None,
                         pooled=known.pooled,
                         logits=known.logits,
-                        embeddings={name: known.embeddings[name] for name in self.projectors},
+                        embeddings=with_attributes(
+                            {name: known.embeddings[name] for name in self.projectors},
+                            known.embeddings.get(ATTRIBUTE_SPACE),
+                        ),
                     )
                 )
                 self.count(item, ok=True)
@@ -157,7 +162,7 @@ class _Indexer:
                     error=None,
                     pooled=e.pooled,
                     logits=e.logits,
-                    embeddings={name: vectors[i] for name, vectors in embeddings.items()},
+                    embeddings=with_attributes({name: rows[i] for name, rows in embeddings.items()}, e.attributes),
                 )
             )
             self.count(item, ok=True)
@@ -238,7 +243,9 @@ def _run(
         progress=progress, stop=stop,
     ):  # fmt: skip
         return  # stopped: what was encoded is stored; the next run finishes the rest
-    fill_meta(store, plan.seen - {c.path for c in plan.candidates}, report)
+    unchanged = plan.seen - {c.path for c in plan.candidates}
+    fill_meta(store, unchanged, report)
+    fill_attributes(store, unchanged, encoder, report, workers=workers, progress=progress)
     remove_gone(store, plan, report)
 
 

@@ -35,6 +35,7 @@ class IndexReport:
     warnings: list[tuple[str, str]] = field(default_factory=list)  # (path, library warning) met while decoding
     seconds: float = 0.0
     meta_filled: int = 0  # unchanged files whose metadata was read now (indexed before metadata existed)
+    attributes_filled: int = 0  # unchanged photos whose colour and light were measured now (indexed before them)
     tags: dict[str, Any] | None = None  # what a --tagger stored (vistext.service.collection_tags)
     default_tags: dict[str, Any] | None = None  # photos given tags with no training (vistext.service.default_tags)
     text: dict[str, Any] | None = None  # what the OCR step read (vistext.indexing.photo_text), when it ran

@@ -21,6 +21,8 @@ from vistext.encoders import ImageEncoder, create_image_encoder
 from vistext.errors import ImageDecodeError
 from vistext.features import EncodedImage
 from vistext.images import PhotoFile, open_image
+from vistext.images.attributes import ATTRIBUTE_SPACE, pixel_measures
+from vistext.indexing.attributes import with_attributes
 from vistext.indexing.local import Projector, project_batch
 from vistext.indexing.sources import FolderSource, PhotoSource
 from vistext.photo_meta import PhotoMeta, read_photo_meta
@@ -117,19 +119,32 @@ class EncodeAndWrite:
         encoded: list[EncodedImage] = []
         if ok:
             features = self.encoder.encode_pixels(batch["pixels"][ok], grid=self.grid)
+            measures = pixel_measures(batch["pixels"][ok])
             encoded = [
                 EncodedImage(
                     path=str(batch["path"][i]),
                     pooled=features.pooled[row],
                     logits=None if features.logits is None else features.logits[row],
                     grid=None if features.grid is None else features.grid[row],
+                    attributes=measures[row],
                 )
                 for row, i in enumerate(ok)
             ]
         embeddings = project_batch(encoded, self.projectors)
-        vectors = {i: {name: rows[row] for name, rows in embeddings.items()} for row, i in enumerate(ok)}
+        vectors = {
+            i: with_attributes({name: rows[row] for name, rows in embeddings.items()}, encoded[row].attributes)
+            for row, i in enumerate(ok)
+        }
         features_of: dict[int, EncodedImage | ImageRecord] = {**dict(zip(ok, encoded, strict=True)), **reused}
-        vectors.update({i: {name: record.embeddings[name] for name in self.projectors} for i, record in reused.items()})
+        vectors.update(
+            {
+                i: with_attributes(
+                    {name: record.embeddings[name] for name in self.projectors},
+                    record.embeddings.get(ATTRIBUTE_SPACE),
+                )
+                for i, record in reused.items()
+            }
+        )
         records = []
         for i, path in enumerate(batch["path"]):
             image = features_of.get(i)

@@ -24,7 +24,8 @@ from vistext.service.loaded_models import Lazy, LoadedModels
 from vistext.service.location import CatalogueLocation, indexes_below, locate, missing_message
 from vistext.service.ordering import ResultPage, parse_sort, wanted_hits
 from vistext.service.photo_text import check_ocr, index_text, text_hits, text_summary
-from vistext.service.queries import Query, QueryBatcher
+from vistext.service.queries import Query, QueryBatcher, query_maker
+from vistext.service.query_syntax import parse_query
 from vistext.service.results import InfoResult, SearchResult
 from vistext.service.thumbnails import THUMBNAIL_SIZES, Thumbnails
 
@@ -341,15 +342,18 @@ class Collection:
             raise UsageError("the search text is empty")
         sort = parse_sort(sort)
         wanted = wanted_hits(sort, k, offset)
-        if model is not None:
-            clip = self.clip_model(model)
-            vector = clip.encode_texts([text])[0]
-            search = Query(clip.space, wanted, vector=vector, restrict=self.restrict(filter))
-            page = ResultPage(text, k, offset, min_score, sort=sort)  # plain cosines: no strong score
-        else:
-            space = self.models.text_space
-            search = Query(space, wanted, text=text, restrict=self.restrict(filter))
-            page = ResultPage(text, k, offset, min_score, sort=sort, strong=self.models.strong_score(space))
+        parsed = parse_query(text)  # the search syntax: things, exclusions, attributes (service.query_syntax)
+        clip = None if model is None else self.clip_model(model)
+        space = self.models.text_space if clip is None else clip.space
+        query_for = query_maker(space, None if clip is None else clip.encode_texts)
+        strong = None if clip is not None else self.models.strong_score(space)  # a CLIP space: plain cosines
+        page = ResultPage(text, k, offset, min_score, sort=sort, strong=strong)
+        search = query_for(parsed.wanted, wanted, self.restrict(filter))
+        if not parsed.plain:
+            from vistext.service.composed_search import composed_page
+
+            return self._pages.submit(composed_page, self.store(), self.queries, parsed, query_for, search, page,
+                                      self._explain)  # fmt: skip
         return self._page(search, page, words=text)
 
     def clip_model(self, model: str | Path) -> ClipModel:

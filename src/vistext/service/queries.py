@@ -52,6 +52,19 @@ class Query:
 
 
 Readable = Callable[[str, np.ndarray, np.ndarray], np.ndarray]
+QueryFor = Callable[[str, int, "np.ndarray | None"], Query]  # (text, depth, restrict) -> a query in one space
+
+
+def query_maker(space: str, encode_texts: Callable[[list[str]], np.ndarray] | None = None) -> QueryFor:
+    """Texts -> queries in ``space``: embedded by the batcher (the bundled models), or by ``encode_texts`` (a
+    CLIP-family model's text tower) when given."""
+
+    def query_for(text: str, depth: int, restrict: np.ndarray | None) -> Query:
+        if encode_texts is None:
+            return Query(space, depth, text=text, restrict=restrict)
+        return Query(space, depth, vector=encode_texts([text])[0], restrict=restrict)
+
+    return query_for
 
 
 class QueryBatcher:

@@ -1,0 +1,171 @@
+"""Searching a query the syntax composed (``service.query_syntax``): attributes named, things excluded.
+
+The wanted text is first searched on its own (its best ``POOL`` photos, or the page's depth if deeper); each photo
+found is then scored against every excluded thing (searches restricted to those photos), and its attribute
+measures (``images.attributes``, stored at indexing) give the chance that each named colour or light holds:
+
+    relevance of the wanted text x chance of each attribute ** WEIGHTS[its family]
+                                 x (1 - relevance of each excluded thing)
+
+so it stays a 0-1 score, and a photo showing an excluded thing sinks in proportion to how surely it shows it.
+The weights say how much the pixels re-rank what the words found (chosen on dev: colour 2, light 0.25,
+black and white 4). The attribute chances are logistic fits on Flickr8k dev photos (``bench/attributes.py
+--fit`` prints them): the chance that people describing the photo name that colour (given it shows the thing)
+or light. They are conservative: a dark street that nobody called "night" counts against the fit. Black and
+white is set by hand from the dev photos' colourfulness (no Flickr8k caption says "black and white photo"). A
+photo with no stored measures (indexed before them and not yet refilled by ``vistext index``) gets
+``UNMEASURED`` for each attribute.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from vistext.images.attributes import ATTRIBUTE_SPACE, COLOURS, MEASURES, measure_index
+from vistext.service.queries import Query, QueryFor
+from vistext.service.query_syntax import DAY, DUSK, MONOCHROME, NIGHT, ParsedQuery
+from vistext.store.records import VectorHit
+
+if TYPE_CHECKING:
+    from vistext.service.ordering import ResultPage
+    from vistext.service.queries import QueryBatcher
+    from vistext.service.results import SearchResult
+    from vistext.store import Store
+
+POOL = 200  # photos the wanted text contributes before the composed scores re-rank them
+UNMEASURED = 0.5  # the chance an attribute holds for a photo whose pixels were never measured
+COLOUR_FLOOR = 0.01  # added to a colour's fraction before its logarithm
+
+# logistic coefficients (intercept, then one per feature of ``attribute_features``), fitted by bench/attributes.py
+COLOUR_FIT = (0.37, 0.72)  # log(fraction + 0.01): P(>= 2 captions say "<colour> <noun>" | >= 2 name the noun)
+NIGHT_FIT = (-0.26, -12.65, 0.18)  # mean luma, dark fraction: P(a caption says "night")
+DUSK_FIT = (-6.24, 3.37, 1.4)  # warm top third, luma of the top third: P(a caption says sunset or dusk)
+MONOCHROME_FIT = (-21.0, -6.0)  # log(chroma + 0.005): one half at chroma 0.025 (b/w photos ~0.01, 2% of dev < 0.033)
+
+# how strongly each family's chance re-ranks (score x chance ** weight), chosen on Flickr8k dev by
+# ``bench/attributes.py --sweep``
+WEIGHTS = {"colour": 2.0, "light": 0.25, "monochrome": 4.0}
+
+Searcher = Callable[[Sequence[Query]], list[list[VectorHit]]]
+
+
+def attribute_features(name: str, measures: np.ndarray) -> np.ndarray:
+    """(n, f) features of attribute ``name`` from (n, M) stored measures: what its logistic fit reads."""
+    m = np.asarray(measures, dtype=np.float64)
+    if name in COLOURS:
+        return np.log(m[:, [measure_index(name)]] + COLOUR_FLOOR)
+    if name in (NIGHT, DAY):
+        return m[:, [measure_index("luma"), measure_index("dark")]]
+    if name == DUSK:
+        return m[:, [measure_index("warm_sky"), measure_index("sky_luma")]]
+    if name == MONOCHROME:
+        return np.log(m[:, [measure_index("chroma")]] + 0.005)
+    raise ValueError(f"no attribute {name!r}")
+
+
+def family(name: str) -> str:
+    """The family of attribute ``name`` (a key of ``WEIGHTS``): colour, light or monochrome."""
+    return "colour" if name in COLOURS else "monochrome" if name == MONOCHROME else "light"
+
+
+def _fit(name: str) -> tuple[float, ...]:
+    if name in COLOURS:
+        return COLOUR_FIT
+    return {NIGHT: NIGHT_FIT, DAY: NIGHT_FIT, DUSK: DUSK_FIT, MONOCHROME: MONOCHROME_FIT}[name]
+
+
+def logistic(coefficients: Sequence[float], features: np.ndarray) -> np.ndarray:
+    """sigmoid(intercept + features . weights) for each row of ``features``."""
+    z = coefficients[0] + features @ np.asarray(coefficients[1:], dtype=np.float64)
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def attribute_chance(name: str, measures: np.ndarray, coefficients: Sequence[float] | None = None) -> np.ndarray:
+    """(n,) chance that attribute ``name`` holds for each row of (n, M) measures (rows of NaN: ``UNMEASURED``)."""
+    measures = np.asarray(measures, dtype=np.float64)
+    known = ~np.isnan(measures).any(axis=1)
+    chance = np.full(len(measures), UNMEASURED)
+    if known.any():
+        found = logistic(coefficients or _fit(name), attribute_features(name, measures[known]))
+        chance[known] = 1.0 - found if name == DAY else found
+    return chance
+
+
+def composed_scores(
+    parsed: ParsedQuery, relevance: np.ndarray, measures: np.ndarray, fits: dict[str, Sequence[float]] | None = None
+) -> np.ndarray:
+    """(n,) scores of n photos from ``relevance`` (row 0 the wanted text, then one row per excluded thing, 0-1)
+    and their (n, M) ``measures`` (NaN rows: unmeasured); ``fits`` overrides attribute coefficients (the bench)."""
+    score = np.asarray(relevance[0], dtype=np.float64)
+    for name in parsed.attributes:
+        score = score * attribute_chance(name, measures, (fits or {}).get(name)) ** WEIGHTS[family(name)]
+    for row in range(1, len(relevance)):
+        score = score * (1.0 - np.clip(relevance[row], 0.0, 1.0))
+    return score
+
+
+def stored_measures(store: Store, ids: Sequence[int]) -> np.ndarray:
+    """(len(ids), M) attribute measures stored for ``ids``, NaN rows where there are none."""
+    measures = np.full((len(ids), len(MEASURES)), np.nan)
+    row = {int(i): n for n, i in enumerate(ids)}
+    for record in store.records(list(row)):
+        found = record.embeddings.get(ATTRIBUTE_SPACE)
+        if record.id is not None and found is not None and len(found) == len(MEASURES):
+            measures[row[int(record.id)]] = found
+    return measures
+
+
+def composed_hits(
+    parsed: ParsedQuery,
+    query_for: QueryFor,
+    depth: int,
+    restrict: np.ndarray | None,
+    search: Searcher,
+    measures_of: Callable[[list[int]], np.ndarray],
+) -> list[VectorHit]:
+    """The ``depth`` best photos for ``parsed`` (among ``restrict`` when given), best first. ``query_for`` makes a
+    query in the space searched, ``search`` answers queries with readable 0-1 scores, ``measures_of`` gives ids'
+    stored measures (NaN rows: none)."""
+    first = search([query_for(parsed.wanted, max(POOL, depth), restrict)])[0]
+    paths = {hit.id: hit.path for hit in first}
+    if not paths:
+        return []
+    ids = np.array(sorted(paths), dtype=np.int64)
+    column = {int(i): n for n, i in enumerate(ids)}
+    relevance = np.zeros((1 + len(parsed.excluded), len(ids)))
+    for hit in first:
+        relevance[0, column[hit.id]] = hit.score
+    for row, hits in enumerate(search([query_for(term, len(ids), ids) for term in parsed.excluded]), start=1):
+        for hit in hits:
+            relevance[row, column[hit.id]] = hit.score
+    scores = composed_scores(parsed, relevance, measures_of(ids.tolist()))
+    order = np.lexsort((ids, -scores))[:depth]
+    return [VectorHit(int(ids[n]), paths[int(ids[n])], float(scores[n])) for n in order]
+
+
+def composed_page(
+    store: Store,
+    queries: QueryBatcher,
+    parsed: ParsedQuery,
+    query_for: QueryFor,
+    search: Query,
+    page: ResultPage,
+    explain: Callable[[BaseException, Query], BaseException],
+) -> SearchResult:
+    """A page of a composed query (``search``: its wanted text's query, with the page's depth and filter), its
+    queries batched with whatever else is being searched; run on a search-page thread."""
+    from vistext.service.photo_text import text_hits
+
+    def answers(batch: Sequence[Query]) -> list[list[VectorHit]]:
+        return [future.result() for future in [queries.submit(query) for query in batch]]
+
+    try:
+        hits = composed_hits(
+            parsed, query_for, search.depth, search.restrict, answers, lambda ids: stored_measures(store, ids)
+        )
+    except Exception as error:  # noqa: BLE001 - explained as a plain search's failure is
+        raise explain(error, search) from None
+    return page.result(store, hits, text_hits(store, parsed.wanted, search.restrict))

@@ -1,0 +1,101 @@
+"""The search syntax: one parser for every surface (CLI, HTTP, web page, bot all reach it through ``search``).
+
+    beach -people                 exclude: photos where people are seen sink (``-"a phrase"`` too)
+    beach without people          the same; so is "beach with no people"; all after it is excluded,
+                                  split on "and", "or" and commas ("a park without dogs or bikes")
+    a dog and a ball              both things: the whole text is scored, the model reads "and"
+    a red bus                     a basic colour term (black, white, grey/gray, red, orange, yellow, green,
+                                  blue, purple, pink, brown) also asks the photo's pixels for that colour
+    a street at night             light: "at night", "night", "at dusk", "twilight", "during the day", ...
+    a black and white photo       black and white (also "b&w", "monochrome", "greyscale") asks for no colour
+    "a man with no shirt"         a query in double quotes is searched as it is, with no operators
+
+Phrases that are not operators: "black and white" names the photo's lack of colour when it ends the query or
+is followed by photo/picture/image/shot ("a dog in black and white", "a black and white photo of a dog"), else
+the two colours of the thing ("a black and white dog"); "salt and pepper", "rock and roll" and any other "and" are
+words of the text. "with no" and "without" always exclude: "a man with no shirt" is a man where no shirt is seen
+(quote it to search the words as they are). A colour word ending the text is a thing, not a colour ("an orange",
+"a glass of red"), and so are colour compounds ("red wine", "green tea", "red panda").
+
+Two things are scored by their whole text because that ranked best on Flickr8k dev: the minimum or the product of
+each thing's own relevance ranked worse (``bench/attributes.py``, docs/benchmarks.md). A query with none of the
+above is a plain query, searched exactly as before (``ParsedQuery.plain``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from vistext.images.attributes import COLOURS
+
+NIGHT, DUSK, DAY, MONOCHROME = "night", "dusk", "day", "monochrome"
+COLOUR_WORDS = {**{colour: colour for colour in COLOURS}, "gray": "grey"}
+LIGHT_PHRASES = {  # longest first when matched
+    "at night": NIGHT, "at nighttime": NIGHT, "at night-time": NIGHT, "in the dark": NIGHT, "nighttime": NIGHT,
+    "night-time": NIGHT, "night": NIGHT, "at dusk": DUSK, "at twilight": DUSK, "dusk": DUSK, "twilight": DUSK,
+    "during the day": DAY, "in daylight": DAY, "by day": DAY, "daytime": DAY, "in the daytime": DAY,
+}  # fmt: skip
+MONOCHROME_WORDS = ("black-and-white", "b&w", "b/w", "monochrome", "greyscale", "grayscale")
+PHOTO_WORDS = ("photo", "photograph", "picture", "image", "shot", "film", "print")
+COLOUR_COMPOUNDS = ("red wine", "white wine", "green tea", "black tea", "red panda", "white house")
+_EXCLUDE = re.compile(r"\s(?:without|with\s+no)\s+(.+)$")
+_MINUS = re.compile(r'(?:^|\s)-(?:"([^"]+)"|([^\s"]+))')
+
+
+@dataclass
+class ParsedQuery:
+    """A search text read by the syntax: ``wanted`` is embedded and searched (the words as typed, attribute words
+    included, exclusions taken out); ``attributes`` are what the photo's pixels must say too (colour terms,
+    night/dusk/day, monochrome); ``excluded`` are things that must not be seen."""
+
+    text: str
+    wanted: str
+    attributes: tuple[str, ...] = ()
+    excluded: list[str] = field(default_factory=list)
+
+    @property
+    def plain(self) -> bool:
+        """No exclusion and no attribute: searched exactly as a search always was."""
+        return not self.excluded and not self.attributes
+
+
+def parse_query(text: str) -> ParsedQuery:
+    """Read ``text`` by the search syntax (see the module's doc)."""
+    stripped = " ".join(text.split())
+    if len(stripped) >= 2 and stripped[0] == stripped[-1] == '"':
+        return ParsedQuery(text, stripped[1:-1].strip() or stripped)
+    excluded = [(quoted or word).strip() for quoted, word in _MINUS.findall(stripped)]
+    rest = _MINUS.sub(" ", stripped).strip()
+    found = _EXCLUDE.search(f" {rest}")
+    if found:
+        excluded += re.split(r"\s*(?:,|\band\b|\bor\b)\s*", found.group(1))
+        rest = f" {rest}"[: found.start()].strip()
+    excluded = [x.strip() for x in excluded if x.strip()]
+    if not rest:  # only exclusions ("-people"): nothing to rank by, so the words are searched as they are
+        return ParsedQuery(text, text)
+    parsed = ParsedQuery(text, rest, _attributes(rest), excluded)
+    return ParsedQuery(text, text) if parsed.plain else parsed  # a plain query: its text as typed
+
+
+def _attributes(text: str) -> tuple[str, ...]:
+    """The attributes ``text`` names, in the order found (light, monochrome, then colours)."""
+    lower = f" {text.lower()} "
+    attributes: list[str] = []
+    for phrase in sorted(LIGHT_PHRASES, key=len, reverse=True):
+        if f" {phrase} " in lower:
+            attributes.append(LIGHT_PHRASES[phrase])
+            lower = lower.replace(f" {phrase} ", " ")
+    photo = "|".join(PHOTO_WORDS)
+    if re.search(rf"\bblack and white(?: (?:{photo})s?\b|\s*$)", lower) or any(
+        f" {word} " in lower for word in MONOCHROME_WORDS
+    ):
+        attributes.append(MONOCHROME)
+        lower = re.sub(r"\bblack and white\b", " ", lower)
+    for compound in COLOUR_COMPOUNDS:
+        lower = lower.replace(f" {compound} ", " ")
+    words = [w.strip(",.") for w in lower.split()]
+    for word in words[:-1]:  # a colour word is a colour before another word, not at the end
+        if word in COLOUR_WORDS and COLOUR_WORDS[word] not in attributes:
+            attributes.append(COLOUR_WORDS[word])
+    return tuple(dict.fromkeys(attributes))
