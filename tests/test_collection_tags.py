@@ -77,7 +77,7 @@ def test_an_interrupted_pass_is_reported_incomplete_and_the_next_one_resumes(
 
 
 def test_info_says_a_tagging_pass_is_incomplete(tmp_path: Path, make_records: Callable[..., Any]) -> None:
-    from vistext.cli.collection import info_lines
+    from vistext.cli.info import info_lines
     from vistext.service import Service
 
     db = tmp_path / "catalogue.sqlite"
