@@ -127,6 +127,14 @@ def alive_nodes() -> dict[str, str]:
     return {node["NodeID"]: node["NodeManagerAddress"] for node in ray.nodes() if node["Alive"]}
 
 
+def smallest_node_cpus() -> float | None:
+    """The CPUs of the smallest live node that has any (None when none has)."""
+    import ray
+
+    cpus = [float(node["Resources"].get("CPU", 0.0)) for node in ray.nodes() if node["Alive"]]
+    return min((c for c in cpus if c > 0), default=None)
+
+
 def check_store_fits(store: Store, store_uri: str) -> None:
     """Refuse the embedded SQLite catalogue when the cluster has nodes on other machines."""
     import ray

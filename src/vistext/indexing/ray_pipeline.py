@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from vistext.indexing.ray_cluster import alive_nodes
+from vistext.indexing.ray_cluster import alive_nodes, smallest_node_cpus
 from vistext.indexing.ray_resources import size_stages
 from vistext.indexing.ray_watch import Batch, ProgressWatch, consume, deadline_callback
 
@@ -37,7 +37,7 @@ def run_stages(
     import ray
     import ray.data
 
-    resources = size_stages(ray.available_resources(), ray.cluster_resources(), actors)
+    resources = size_stages(ray.available_resources(), ray.cluster_resources(), actors, smallest_node_cpus())
     cpus = max(1, int(resources.free_cpus))
     log.info("Ray run of %d photos: %s", len(rows), resources.describe())
     watch = ProgressWatch(len(rows), deadline, resources, alive_nodes())

@@ -4,8 +4,10 @@ A run has two stages, decode tasks and model actors. Sized from the cluster's to
 are partly held by other jobs (or a one-CPU cluster, where one model actor of 1 CPU leaves nothing for the decode
 tasks that feed it) waits forever. So the actors and the decoders share the CPUs that
 ``ray.available_resources()`` reports free: at most half for the model actors (fractions of a CPU where that is
-all there is, since Ray schedules fractional CPUs), the rest for decoding. A cluster with no free CPU at all is
-refused at once, in one line.
+all there is, since Ray schedules fractional CPUs), the rest for decoding. Neither asks for more than half the
+CPUs of the smallest node, so whichever nodes are lost, any one left can hold a model actor beside a decoder
+(on one-CPU nodes a run that kept 1-CPU actors stalled once a node was lost: the actor restarted on the last node
+held its only CPU). A cluster with no free CPU at all is refused at once, in one line.
 """
 
 from __future__ import annotations
@@ -41,10 +43,14 @@ class StageResources:
 
 
 def size_stages(
-    available: Mapping[str, float], total: Mapping[str, float], actors: int | None = None
+    available: Mapping[str, float],
+    total: Mapping[str, float],
+    actors: int | None = None,
+    smallest_node: float | None = None,
 ) -> StageResources:
     """The stages' resources from the cluster's free (``available``) and ``total`` resources; ``actors``: the
-    pool's size (default one per free GPU, else one per two free CPUs)."""
+    pool's size (default one per free GPU, else one per two free CPUs); ``smallest_node``: the CPUs of the
+    smallest node that has any (None: no limit)."""
     free = round(float(available.get("CPU", 0.0)), 2)
     whole = float(total.get("CPU", 0.0))
     if free < MIN_FREE_CPUS:
@@ -55,8 +61,9 @@ def size_stages(
         )
     gpus = int(available.get("GPU", 0.0))
     pool = max(1, actors or (gpus if gpus else int(free // 2)))
-    actor_cpus = min(ACTOR_CPUS, _floor(free / 2 / pool))
-    decode_cpus = min(DECODE_CPUS, _floor(free - pool * actor_cpus))
+    half_node = ACTOR_CPUS if smallest_node is None else _floor(smallest_node / 2)
+    actor_cpus = min(ACTOR_CPUS, half_node, _floor(free / 2 / pool))
+    decode_cpus = min(DECODE_CPUS, half_node, _floor(free - pool * actor_cpus))
     return StageResources(pool, actor_cpus, 1 if gpus else 0, decode_cpus, free, whole)
 
 
