@@ -8,6 +8,7 @@ with ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, without which Ray binds the machin
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import signal
 import socket
@@ -30,7 +31,7 @@ from ray import cloudpickle  # noqa: E402
 
 from vistext.cli.main import main  # noqa: E402
 from vistext.encoders import ImageFeatures  # noqa: E402
-from vistext.errors import UsageError  # noqa: E402
+from vistext.errors import ClusterError, UsageError  # noqa: E402
 from vistext.indexing.local import Projector  # noqa: E402
 from vistext.indexing.ray_engine import index_with_ray  # noqa: E402
 from vistext.indexing.ray_stages import ModelSpec  # noqa: E402
@@ -96,6 +97,29 @@ class PooledProjection:
         return project
 
 
+class StuckProjection:
+    """A projector factory whose second batch never ends, as a worker hung on a dead mount would."""
+
+    def __call__(self) -> Projector:
+        calls = [0]
+
+        def project(features: ImageFeatures) -> np.ndarray:
+            calls[0] += 1
+            if calls[0] == 2:
+                time.sleep(3600)
+            return features.pooled[:, :16]
+
+        return project
+
+
+def _all_cpus_free(timeout: float = 60) -> None:
+    """Wait until the run's actors are gone (the next test gets the whole cluster)."""
+    deadline = time.monotonic() + timeout
+    while ray.available_resources().get("CPU", 0) < ray.cluster_resources().get("CPU", 0):
+        assert time.monotonic() < deadline, f"the run's actors still hold CPUs: {ray.available_resources()}"
+        time.sleep(0.2)
+
+
 def test_same_vectors_as_local_engine_and_rerun_skips(
     cluster: str, photos: list[Path], tmp_path: Path, text_search_available: Callable[[], bool]
 ) -> None:
@@ -147,6 +171,42 @@ def test_killed_worker_loses_nothing_and_duplicates_nothing(
     assert (again.unchanged, again.added, again.updated) == (N_PHOTOS, 0, 0)
 
 
+def test_a_run_without_progress_ends_naming_the_cause_and_keeps_its_rows(
+    cluster: str, photos: list[Path], tmp_path: Path
+) -> None:
+    folder = _copy(photos, tmp_path / "photos")
+    db = tmp_path / "c.sqlite"
+    stuck = ModelSpec(projectors={"toy": StuckProjection()})
+    with open_store(db) as store, pytest.raises(ClusterError) as stopped:
+        index_with_ray(folder, store, str(db), stuck, batch_size=8, progress=False, deadline=20)
+    message = str(stopped.value)
+    assert "\n" not in message and "no photo finished in" in message and "stuck" in message
+    assert f"of {N_PHOTOS} photos were written and are kept" in message
+    kept = _rows(db)
+    assert 0 < len(kept) < N_PHOTOS and {status for _, _, status in kept} == {"ok"}
+    _all_cpus_free()  # the stuck actor was killed, not left holding its CPU
+    with open_store(db) as store:  # a re-run does the rest
+        models = ModelSpec(projectors={"toy": PooledProjection()})
+        again = index_with_ray(folder, store, str(db), models, progress=False)
+    assert (again.unchanged, again.added) == (len(kept), N_PHOTOS - len(kept)) and len(_rows(db)) == N_PHOTOS
+
+
+def test_a_cluster_without_a_free_cpu_is_refused_at_once(cluster: str, photos: list[Path], tmp_path: Path) -> None:
+    @ray.remote(num_cpus=2)
+    class Holder:  # another job holding every CPU of the cluster
+        def ready(self) -> bool:
+            return True
+
+    holder = Holder.remote()  # type: ignore[attr-defined]
+    try:
+        assert ray.get(holder.ready.remote(), timeout=60)
+        with open_store(tmp_path / "c.sqlite") as store, pytest.raises(ClusterError, match="no free CPU .0 of 2"):
+            index_with_ray(_copy(photos[:4], tmp_path / "p"), store, str(tmp_path / "c.sqlite"), ModelSpec())
+    finally:
+        ray.kill(holder)
+    _all_cpus_free()
+
+
 _DRIVER = """
 import sys
 from vistext.cli.main import main
@@ -178,6 +238,48 @@ def test_killed_driver_loses_nothing_and_duplicates_nothing(
     assert report.unchanged + report.added == many and report.failed == 0
     assert report.unchanged >= partial - 32  # at most the batches in flight were rewritten, nothing lost
     assert len(_rows(store_location)) == many
+
+
+def test_ctrl_c_stops_the_run_with_its_totals_and_keeps_the_rows(
+    cluster: str, flickr8k_images: list[Path], tmp_path: Path
+) -> None:
+    many = 96
+    folder = _copy(flickr8k_images[400 : 400 + many], tmp_path / "photos")
+    db = tmp_path / "c.sqlite"
+    open_store(db).close()
+    argv = [sys.executable, "-c", _DRIVER.replace('"--quiet"', '"--quiet", "--json"'), str(folder), cluster, str(db)]
+    driver = subprocess.Popen(argv, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    with open_store(db) as watcher:
+        deadline = time.monotonic() + 120
+        while not watcher.count() and driver.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+    driver.send_signal(signal.SIGINT)
+    out, err = driver.communicate(timeout=60)
+    assert driver.returncode == 130, err.decode()[-2000:]
+    error = json.loads(out)["error"]  # stdout is the JSON answer alone
+    assert error.startswith("interrupted: at least ") and f"of {many} photos were written and are kept" in error
+    assert f"vistext: {error}" in err.decode()  # and the same one line on stderr
+    kept = _rows(db)
+    assert 0 < len(kept) < many and {status for _, _, status in kept} == {"ok"}
+    _all_cpus_free()
+
+
+def test_a_private_cluster_leaves_no_token_behind(tmp_path: Path) -> None:
+    """Ray 2.60 writes ~/.ray/auth_token world-readable for a new local cluster, after which every `ray start`
+    on the machine wants a token; the private cluster keeps its token in its processes' environment instead."""
+    check = (
+        "import os\n"
+        "from vistext.indexing.ray_cluster import ray_cluster\n"
+        "from ray._raylet import AuthenticationMode, get_authentication_mode\n"
+        "with ray_cluster(num_cpus=1) as resources:\n"
+        "    assert get_authentication_mode() == AuthenticationMode.TOKEN and resources['CPU'] == 1\n"
+        "assert 'RAY_AUTH_MODE' not in os.environ and 'RAY_AUTH_TOKEN' not in os.environ\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")} | {"HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", check], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout == ""  # Ray's own lines went to stderr
+    assert not (tmp_path / ".ray").exists()
 
 
 @pytest.fixture

@@ -91,6 +91,7 @@ def _private_cluster_env(private: bool) -> Iterator[None]:
     saved = {name: os.environ.get(name) for name in wanted}
     for name, value in wanted.items():
         os.environ.setdefault(name, value)
+    _reload_auth_settings()
     try:
         yield
     finally:
@@ -99,6 +100,18 @@ def _private_cluster_env(private: bool) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = before
+        _reload_auth_settings()
+
+
+def _reload_auth_settings() -> None:
+    """Make an already imported Ray read the authentication mode and token from the environment again (it reads
+    them once, when first imported or first connecting, and caches them)."""
+    if "ray._raylet" not in sys.modules:
+        return
+    from ray._raylet import AuthenticationTokenLoader, Config  # type: ignore[attr-defined]
+
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
 
 
 @contextmanager
