@@ -153,6 +153,36 @@ def test_same_vectors_as_local_engine_and_rerun_skips(
         assert store.get(str(folder / photos[0].name)) is None
 
 
+def test_the_fused_space_is_made_in_the_actors_even_for_photos_already_indexed(
+    cluster: str, photos: list[Path], tmp_path: Path, text_search_available: Callable[[], bool]
+) -> None:
+    """A catalogue from before the fused space (joint vectors and logits only) gets it on Ray from the stored
+    features: the photos are not encoded again, and the vectors are the local engine's."""
+    if not text_search_available():
+        pytest.skip("the shipped joint model cannot be loaded here")
+    from vistext.indexing.local import index_folder
+    from vistext.service.loaded_models import LoadedModels
+
+    folder = _copy(photos[:12], tmp_path / "photos")
+    with Service(db=str(tmp_path / "local.sqlite"), progress=False) as service:
+        service.index(folder)
+    models = LoadedModels()
+    fused = models.open_domain
+    assert fused is not None
+    with open_store(tmp_path / "ray.sqlite") as older:  # indexed before the fused space existed
+        index_folder(folder, older, models.encoder, projectors={models.joint_space: models.joint_projector()})
+        assert older.paths_missing(fused.space) == {str(p) for p in folder.iterdir()}
+    with Service(db=str(tmp_path / "ray.sqlite"), progress=False) as service:
+        report = service.index(folder, engine="ray")
+    assert (report.updated, report.added, report.failed) == (12, 0, 0)
+    with open_store(tmp_path / "ray.sqlite") as on_ray, open_store(tmp_path / "local.sqlite") as local:
+        assert not on_ray.paths_missing(fused.space)
+        for photo in folder.iterdir():
+            made, expected = on_ray.get(str(photo)), local.get(str(photo))
+            assert made is not None and expected is not None
+            np.testing.assert_allclose(made.embeddings[fused.space], expected.embeddings[fused.space], atol=1e-5)
+
+
 def test_killed_worker_loses_nothing_and_duplicates_nothing(
     cluster: str, photos: list[Path], tmp_path: Path, store_location: Path | str
 ) -> None:

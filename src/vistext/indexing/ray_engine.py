@@ -2,10 +2,11 @@
 
 The driver plans exactly as the local engine does (``plan_changes``: walk or list, stat, compare with the
 stored file states; unchanged files are skipped) and then hands the candidates to Ray Data: CPU tasks decode
-(``ray_stages.decode_batch``), an actor pool encodes with one ONNX session per actor and writes each batch
-straight into the store (``ray_stages.EncodeAndWrite``), with ``num_gpus=1`` per model actor when the cluster
-has GPUs. Only each file's outcome comes back to the driver, so its memory stays flat. Every write is an upsert
-by path in one transaction: a killed worker's batch is retried by Ray and rewritten, a killed driver leaves
+(``ray_stages.decode_batch``), an actor pool encodes with one ONNX session per actor, makes every requested
+space (derived ones such as the fused space included) and writes each batch straight into the store
+(``ray_stages.EncodeAndWrite``), with ``num_gpus=1`` per model actor when the cluster has GPUs. Only each
+file's outcome comes back to the driver, so its memory stays flat. Every write is an upsert by path in one
+transaction: a killed worker's batch is retried by Ray and rewritten, a killed driver leaves
 only whole batches behind, and a re-run skips what was written and does the rest.
 
 Stores: a server store (``postgresql://``) for any cluster. The embedded SQLite catalogue is allowed only when

@@ -2,7 +2,8 @@
 
 Workers open the store themselves, so they get where it is rather than the open store (``for_workers``: a
 server's URL, or the embedded catalogue's absolute path); and they build the models from names (the image
-encoder's registered name, the joint model's folder) because an ONNX session cannot travel between processes.
+encoder's registered name, the joint model's folder and fingerprint) because an ONNX session cannot travel
+between processes. The fused space is one of them: the actors make it where they make the joint vectors.
 """
 
 from __future__ import annotations
