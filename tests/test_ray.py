@@ -375,6 +375,10 @@ def test_errors_name_the_input(cluster: str, tmp_path: Path) -> None:
             service.index(tmp_path / "nowhere", engine="ray")
         with pytest.raises(UsageError, match="is for --engine ray"):
             service.index(tmp_path, address="127.0.0.1:6379")
+        with pytest.raises(UsageError, match="--deadline 60 is for --engine ray"):
+            service.index(tmp_path, deadline=60)
+        with pytest.raises(UsageError, match="--deadline 0: must be a positive number of seconds"):
+            service.index(tmp_path, engine="ray", deadline=0)
     with Service(progress=False) as service, pytest.raises(UsageError, match="pass --db"):
         service.index("s3://photos/trip", engine="ray")
 
