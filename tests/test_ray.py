@@ -221,6 +221,26 @@ def test_a_run_without_progress_ends_naming_the_cause_and_keeps_its_rows(
     assert (again.unchanged, again.added) == (len(kept), N_PHOTOS - len(kept)) and len(_rows(db)) == N_PHOTOS
 
 
+def test_a_stalled_run_names_lost_nodes_and_missing_cpus(cluster: str) -> None:
+    """What the deadline's message says of the cluster (the states are made up around the real one)."""
+    from vistext.indexing.ray_cluster import alive_nodes
+    from vistext.indexing.ray_resources import StageResources
+    from vistext.indexing.ray_watch import ProgressWatch
+
+    sized = StageResources(1, 1.0, 0, 0.5, 2.0, 2.0)
+    lost = ProgressWatch(10, 0.01, sized, {**alive_nodes(), "a-node-gone": "10.0.0.7"})
+    lost.finished(4)
+    time.sleep(0.02)
+    with pytest.raises(
+        ClusterError, match=r"no photo finished in 0 s \(lost 1 of 2 Ray nodes since the start \(10.0.0.7\)"
+    ):
+        lost.check()
+    starved = ProgressWatch(10, 0.01, StageResources(1, 4.0, 0, 4.0, 8.0, 8.0), alive_nodes())
+    time.sleep(0.02)
+    with pytest.raises(ClusterError, match=r"no free CPU for the model actors and decode tasks: [\d.]+ of 2 CPUs free"):
+        starved.check()
+
+
 def test_a_cluster_without_a_free_cpu_is_refused_at_once(cluster: str, photos: list[Path], tmp_path: Path) -> None:
     @ray.remote(num_cpus=2)
     class Holder:  # another job holding every CPU of the cluster
