@@ -210,6 +210,7 @@ def test_an_unexpected_error_is_one_line_unless_debugging(
             "vistext: error: /photos/x.jpg: Permission denied",
         ),
         (KeyboardInterrupt(), 130, "vistext: interrupted"),
+        (KeyboardInterrupt("at least 3 of 9 photos were written"), 130, "vistext: interrupted: at least 3 of 9"),
         (MemoryError(), 2, "vistext: internal error: MemoryError"),
     ],
 )

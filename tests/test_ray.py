@@ -8,6 +8,7 @@ with ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, without which Ray binds the machin
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import signal
 import socket
@@ -30,7 +31,7 @@ from ray import cloudpickle  # noqa: E402
 
 from vistext.cli.main import main  # noqa: E402
 from vistext.encoders import ImageFeatures  # noqa: E402
-from vistext.errors import UsageError  # noqa: E402
+from vistext.errors import ClusterError, UsageError  # noqa: E402
 from vistext.indexing.local import Projector  # noqa: E402
 from vistext.indexing.ray_engine import index_with_ray  # noqa: E402
 from vistext.indexing.ray_stages import ModelSpec  # noqa: E402
@@ -96,6 +97,29 @@ class PooledProjection:
         return project
 
 
+class StuckProjection:
+    """A projector factory whose second batch never ends, as a worker hung on a dead mount would."""
+
+    def __call__(self) -> Projector:
+        calls = [0]
+
+        def project(features: ImageFeatures) -> np.ndarray:
+            calls[0] += 1
+            if calls[0] == 2:
+                time.sleep(3600)
+            return features.pooled[:, :16]
+
+        return project
+
+
+def _all_cpus_free(timeout: float = 60) -> None:
+    """Wait until the run's actors are gone (the next test gets the whole cluster)."""
+    deadline = time.monotonic() + timeout
+    while ray.available_resources().get("CPU", 0) < ray.cluster_resources().get("CPU", 0):
+        assert time.monotonic() < deadline, f"the run's actors still hold CPUs: {ray.available_resources()}"
+        time.sleep(0.2)
+
+
 def test_same_vectors_as_local_engine_and_rerun_skips(
     cluster: str, photos: list[Path], tmp_path: Path, text_search_available: Callable[[], bool]
 ) -> None:
@@ -129,6 +153,36 @@ def test_same_vectors_as_local_engine_and_rerun_skips(
         assert store.get(str(folder / photos[0].name)) is None
 
 
+def test_the_fused_space_is_made_in_the_actors_even_for_photos_already_indexed(
+    cluster: str, photos: list[Path], tmp_path: Path, text_search_available: Callable[[], bool]
+) -> None:
+    """A catalogue from before the fused space (joint vectors and logits only) gets it on Ray from the stored
+    features: the photos are not encoded again, and the vectors are the local engine's."""
+    if not text_search_available():
+        pytest.skip("the shipped joint model cannot be loaded here")
+    from vistext.indexing.local import index_folder
+    from vistext.service.loaded_models import LoadedModels
+
+    folder = _copy(photos[:12], tmp_path / "photos")
+    with Service(db=str(tmp_path / "local.sqlite"), progress=False) as service:
+        service.index(folder)
+    models = LoadedModels()
+    fused = models.open_domain
+    assert fused is not None
+    with open_store(tmp_path / "ray.sqlite") as older:  # indexed before the fused space existed
+        index_folder(folder, older, models.encoder, projectors={models.joint_space: models.joint_projector()})
+        assert older.paths_missing(fused.space) == {str(p) for p in folder.iterdir()}
+    with Service(db=str(tmp_path / "ray.sqlite"), progress=False) as service:
+        report = service.index(folder, engine="ray")
+    assert (report.updated, report.added, report.failed) == (12, 0, 0)
+    with open_store(tmp_path / "ray.sqlite") as on_ray, open_store(tmp_path / "local.sqlite") as local:
+        assert not on_ray.paths_missing(fused.space)
+        for photo in folder.iterdir():
+            made, expected = on_ray.get(str(photo)), local.get(str(photo))
+            assert made is not None and expected is not None
+            np.testing.assert_allclose(made.embeddings[fused.space], expected.embeddings[fused.space], atol=1e-5)
+
+
 def test_killed_worker_loses_nothing_and_duplicates_nothing(
     cluster: str, photos: list[Path], tmp_path: Path, store_location: Path | str
 ) -> None:
@@ -145,6 +199,62 @@ def test_killed_worker_loses_nothing_and_duplicates_nothing(
         assert len(store.vectors("toy")[0]) == N_PHOTOS
         again = index_with_ray(folder, store, str(store_location), models, batch_size=8, progress=False)
     assert (again.unchanged, again.added, again.updated) == (N_PHOTOS, 0, 0)
+
+
+def test_a_run_without_progress_ends_naming_the_cause_and_keeps_its_rows(
+    cluster: str, photos: list[Path], tmp_path: Path
+) -> None:
+    folder = _copy(photos, tmp_path / "photos")
+    db = tmp_path / "c.sqlite"
+    stuck = ModelSpec(projectors={"toy": StuckProjection()})
+    with open_store(db) as store, pytest.raises(ClusterError) as stopped:
+        index_with_ray(folder, store, str(db), stuck, batch_size=8, progress=False, deadline=20)
+    message = str(stopped.value)
+    assert "\n" not in message and "no photo finished in" in message and "stuck" in message
+    assert f"of {N_PHOTOS} photos were written and are kept" in message
+    kept = _rows(db)
+    assert 0 < len(kept) < N_PHOTOS and {status for _, _, status in kept} == {"ok"}
+    _all_cpus_free()  # the stuck actor was killed, not left holding its CPU
+    with open_store(db) as store:  # a re-run does the rest
+        models = ModelSpec(projectors={"toy": PooledProjection()})
+        again = index_with_ray(folder, store, str(db), models, progress=False)
+    assert (again.unchanged, again.added) == (len(kept), N_PHOTOS - len(kept)) and len(_rows(db)) == N_PHOTOS
+
+
+def test_a_stalled_run_names_lost_nodes_and_missing_cpus(cluster: str) -> None:
+    """What the deadline's message says of the cluster (the states are made up around the real one)."""
+    from vistext.indexing.ray_cluster import alive_nodes
+    from vistext.indexing.ray_resources import StageResources
+    from vistext.indexing.ray_watch import ProgressWatch
+
+    sized = StageResources(1, 1.0, 0, 0.5, 2.0, 2.0)
+    lost = ProgressWatch(10, 0.01, sized, {**alive_nodes(), "a-node-gone": "10.0.0.7"})
+    lost.finished(4)
+    time.sleep(0.02)
+    with pytest.raises(
+        ClusterError, match=r"no photo finished in 0 s \(lost 1 of 2 Ray nodes since the start \(10.0.0.7\)"
+    ):
+        lost.check()
+    starved = ProgressWatch(10, 0.01, StageResources(1, 4.0, 0, 4.0, 8.0, 8.0), alive_nodes())
+    time.sleep(0.02)
+    with pytest.raises(ClusterError, match=r"no free CPU for the model actors and decode tasks: [\d.]+ of 2 CPUs free"):
+        starved.check()
+
+
+def test_a_cluster_without_a_free_cpu_is_refused_at_once(cluster: str, photos: list[Path], tmp_path: Path) -> None:
+    @ray.remote(num_cpus=2)
+    class Holder:  # another job holding every CPU of the cluster
+        def ready(self) -> bool:
+            return True
+
+    holder = Holder.remote()  # type: ignore[attr-defined]
+    try:
+        assert ray.get(holder.ready.remote(), timeout=60)
+        with open_store(tmp_path / "c.sqlite") as store, pytest.raises(ClusterError, match="no free CPU .0 of 2"):
+            index_with_ray(_copy(photos[:4], tmp_path / "p"), store, str(tmp_path / "c.sqlite"), ModelSpec())
+    finally:
+        ray.kill(holder)
+    _all_cpus_free()
 
 
 _DRIVER = """
@@ -178,6 +288,48 @@ def test_killed_driver_loses_nothing_and_duplicates_nothing(
     assert report.unchanged + report.added == many and report.failed == 0
     assert report.unchanged >= partial - 32  # at most the batches in flight were rewritten, nothing lost
     assert len(_rows(store_location)) == many
+
+
+def test_ctrl_c_stops_the_run_with_its_totals_and_keeps_the_rows(
+    cluster: str, flickr8k_images: list[Path], tmp_path: Path
+) -> None:
+    many = 96
+    folder = _copy(flickr8k_images[400 : 400 + many], tmp_path / "photos")
+    db = tmp_path / "c.sqlite"
+    open_store(db).close()
+    argv = [sys.executable, "-c", _DRIVER.replace('"--quiet"', '"--quiet", "--json"'), str(folder), cluster, str(db)]
+    driver = subprocess.Popen(argv, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    with open_store(db) as watcher:
+        deadline = time.monotonic() + 120
+        while not watcher.count() and driver.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+    driver.send_signal(signal.SIGINT)
+    out, err = driver.communicate(timeout=60)
+    assert driver.returncode == 130, err.decode()[-2000:]
+    error = json.loads(out)["error"]  # stdout is the JSON answer alone
+    assert error.startswith("interrupted: at least ") and f"of {many} photos were written and are kept" in error
+    assert f"vistext: {error}" in err.decode()  # and the same one line on stderr
+    kept = _rows(db)
+    assert 0 < len(kept) < many and {status for _, _, status in kept} == {"ok"}
+    _all_cpus_free()
+
+
+def test_a_private_cluster_leaves_no_token_behind(tmp_path: Path) -> None:
+    """Ray 2.60 writes ~/.ray/auth_token world-readable for a new local cluster, after which every `ray start`
+    on the machine wants a token; the private cluster keeps its token in its processes' environment instead."""
+    check = (
+        "import os\n"
+        "from vistext.indexing.ray_cluster import ray_cluster\n"
+        "from ray._raylet import AuthenticationMode, get_authentication_mode\n"
+        "with ray_cluster(num_cpus=1) as resources:\n"
+        "    assert get_authentication_mode() == AuthenticationMode.TOKEN and resources['CPU'] == 1\n"
+        "assert 'RAY_AUTH_MODE' not in os.environ and 'RAY_AUTH_TOKEN' not in os.environ\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")} | {"HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", check], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout == ""  # Ray's own lines went to stderr
+    assert not (tmp_path / ".ray").exists()
 
 
 @pytest.fixture
@@ -243,6 +395,10 @@ def test_errors_name_the_input(cluster: str, tmp_path: Path) -> None:
             service.index(tmp_path / "nowhere", engine="ray")
         with pytest.raises(UsageError, match="is for --engine ray"):
             service.index(tmp_path, address="127.0.0.1:6379")
+        with pytest.raises(UsageError, match="--deadline 60 is for --engine ray"):
+            service.index(tmp_path, deadline=60)
+        with pytest.raises(UsageError, match="--deadline 0: must be a positive number of seconds"):
+            service.index(tmp_path, engine="ray", deadline=0)
     with Service(progress=False) as service, pytest.raises(UsageError, match="pass --db"):
         service.index("s3://photos/trip", engine="ray")
 

@@ -42,6 +42,10 @@ class StoreError(VistextError):
     """The catalogue or vector index cannot be opened, read or written."""
 
 
+class ClusterError(VistextError):
+    """A compute cluster cannot do the work: no free CPU, lost nodes, or no progress within the run's deadline."""
+
+
 class UsageError(VistextError):
     """The request itself is wrong (bad argument combination, empty query, unknown option value)."""
 

@@ -16,6 +16,7 @@ from vistext.cli.options import (
     add_filters,
     add_paging,
     filter_from,
+    number,
     service_for,
     whole,
     words,
@@ -58,6 +59,7 @@ def run_index(args: argparse.Namespace) -> int:
             address=args.address,
             ocr=args.ocr,
             model=args.model,
+            deadline=args.deadline,
         )
     summary = index_summary(args, report)
     if args.json:
@@ -253,6 +255,13 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         "--engine", choices=["local", "ray"], default="local", help="local threads (default) or a Ray cluster"
     )
     index.add_argument("--address", help="Ray cluster HOST:PORT to join (default: start a local one for the run)")
+    index.add_argument(
+        "--deadline",
+        metavar="SECONDS",
+        type=number(1, 7 * 24 * 3600, "a number of seconds"),
+        help="with --engine ray: end the run, naming the cause, when no photo has finished for this long (default "
+        "300); what was written is kept",
+    )
     index.add_argument(
         "--watch",
         action="store_true",

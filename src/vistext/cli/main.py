@@ -25,6 +25,7 @@ from vistext.errors import VistextError
 GROUPS = (collection, listing, tags, duplicates, understand, models, training, serving, database)
 BROKEN_PIPE = 141  # what a shell reports for a tool that SIGPIPE ended
 INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+INTERRUPTED_MESSAGE = "interrupted (what was written is kept; run the command again to resume)"
 DEBUG_VARIABLE = "VISTEXT_DEBUG"
 DEBUG_HINT = f"a bug in vistext; {DEBUG_VARIABLE}=1 shows the traceback"
 EPILOG = (
@@ -105,8 +106,8 @@ def _guarded(argv: list[str]) -> int:
             return done.code or 0
         _fail(as_json, f"error: {done.code}")
         return 2
-    except KeyboardInterrupt:
-        _fail(as_json, "interrupted (what was written is kept; run the command again to resume)")
+    except KeyboardInterrupt as stop:  # a long run may say what it had done (its totals) in the interrupt
+        _fail(as_json, f"interrupted: {stop}" if str(stop) else INTERRUPTED_MESSAGE)
         return INTERRUPTED
     except VistextError as error:
         _fail(as_json, f"error: {error}")

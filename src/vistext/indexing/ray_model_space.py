@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -19,7 +20,9 @@ import numpy as np
 from vistext.errors import ImageDecodeError
 from vistext.images import PhotoFile, open_image
 from vistext.indexing.model_space import lacking_space, reuse_copies
-from vistext.indexing.ray_engine import check_store_fits, ray_cluster
+from vistext.indexing.ray_cluster import check_store_fits, ray_cluster
+from vistext.indexing.ray_pipeline import run_stages
+from vistext.indexing.ray_watch import DEFAULT_DEADLINE
 from vistext.indexing.sources import PhotoSource, photo_source
 from vistext.models.clip import ClipModel
 from vistext.store import Store, open_store
@@ -83,47 +86,49 @@ class EncodeSpaceAndWrite:
 
 
 def add_space_with_ray(
-    location: str, store: Store, store_uri: str, model: ClipModel, *, address: str | None = None, batch_size: int = 16
+    location: str,
+    store: Store,
+    store_uri: str,
+    model: ClipModel,
+    *,
+    address: str | None = None,
+    batch_size: int = 16,
+    deadline: float | None = None,
 ) -> int:
-    """Give every ok photo at ``location`` lacking ``model.space`` its vector, on Ray; returns how many."""
+    """Give every ok photo at ``location`` lacking ``model.space`` its vector, on Ray; returns how many.
+    ``deadline``: seconds without a finished photo before the run ends (None: the default)."""
     source = photo_source(location)
     store.record_space_model(model.space, model.describe())
-    with store.writer_lock(), ray_cluster(address) as resources:
+    with store.writer_lock(), ray_cluster(address):
         check_store_fits(store, store_uri)
         todo = lacking_space(store, model.space, source.name)
         added = reuse_copies(store, model.space, todo)
         rows = [{"path": r.path, "sha": r.sha} for r in todo if model.space not in r.embeddings]
         if rows:
-            added += _run(rows, source, store_uri, str(model.folder), resources, batch_size)
+            added += _run(rows, source, store_uri, str(model.folder), batch_size, deadline or DEFAULT_DEADLINE)
     return added
 
 
 def _run(
-    rows: list[dict[str, Any]], source: PhotoSource, store_uri: str, folder: str, resources: Any, batch_size: int
+    rows: list[dict[str, Any]], source: PhotoSource, store_uri: str, folder: str, batch_size: int, deadline: float
 ) -> int:
-    import ray.data
+    added = [0]
 
-    cpus = max(1, int(resources.get("CPU", 1)))
-    dataset = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows) // batch_size, 4 * cpus)))
-    decoded = dataset.map_batches(
-        functools.partial(decode_for_model, source=source, folder=folder),
-        batch_size=batch_size,
-        batch_format="numpy",
-        num_cpus=0.5,
-    )
-    written = decoded.map_batches(
-        EncodeSpaceAndWrite,
-        fn_constructor_kwargs={"store_uri": store_uri, "folder": folder},
-        batch_size=batch_size,
-        batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(size=max(1, cpus // 2)),
-        num_cpus=1,
-    )
-    added = 0
-    for batch in written.iter_batches(batch_size=None, batch_format="numpy"):
+    def count(batch: Mapping[str, Any]) -> None:
         for path, error in zip(batch["path"], batch["error"], strict=True):
             if error:
                 log.info("%s: not added to %s (%s)", path, folder, error)
             else:
-                added += 1
-    return added
+                added[0] += 1
+
+    run_stages(
+        rows,
+        functools.partial(decode_for_model, source=source, folder=folder),
+        EncodeSpaceAndWrite,
+        {"store_uri": store_uri, "folder": folder},
+        count,
+        batch_size=batch_size,
+        actors=None,
+        deadline=deadline,
+    )
+    return added[0]

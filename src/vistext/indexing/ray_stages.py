@@ -5,6 +5,11 @@ pixels; it never loads a model. Encode + write is an actor holding one ONNX sess
 embedding spaces), which writes its batch straight into the store in one transaction and hands back only each
 file's outcome, so no features flow back to the driver. Writes are upserts by path: a task Ray retries after a
 crash writes the same rows again instead of adding new ones.
+
+Derived spaces (the fused open-domain space: the classifier's logits with the joint vector) are computed in the
+actor from the batch it has just encoded, so no pass over the catalogue follows the run; a photo whose content
+is stored already (a copy, a move, or a catalogue from before the space existed) takes the stored vectors and
+gets any derived space it lacks from its stored logits, without being encoded again.
 """
 
 from __future__ import annotations
@@ -23,13 +28,23 @@ from vistext.features import EncodedImage
 from vistext.images import PhotoFile, open_image
 from vistext.images.attributes import ATTRIBUTE_SPACE, pixel_measures
 from vistext.indexing.attributes import with_attributes
-from vistext.indexing.local import Projector, project_batch
+from vistext.indexing.local import Derivation, Projector, project_batch
 from vistext.indexing.sources import FolderSource, PhotoSource
 from vistext.photo_meta import PhotoMeta, read_photo_meta
 from vistext.store import ImageRecord, Store, open_store
 
 Batch = dict[str, np.ndarray]
+_Vectors = tuple[np.ndarray | None, np.ndarray | None, dict[str, np.ndarray]]  # pooled, logits, spaces
 ProjectorFactory = Callable[[], Projector]  # picklable; called once in each model actor
+DerivationFactory = Callable[[], Derivation]  # the same for a derived space
+
+
+@functools.cache
+def _joint_model(path: str | None) -> Any:
+    """The joint model, loaded once per worker process (the joint projector and the fused space share it)."""
+    from vistext.models.joint_onnx import load_query_model
+
+    return load_query_model(path)
 
 
 @dataclass(frozen=True)
@@ -39,9 +54,7 @@ class JointProjection:
     path: str | None = None  # the joint model's directory; None = the shipped one
 
     def __call__(self) -> Projector:
-        from vistext.models.joint_onnx import load_query_model
-
-        joint = load_query_model(self.path)
+        joint = _joint_model(self.path)
 
         def project(features: Any) -> np.ndarray:
             return joint.encode_images(features)
@@ -51,11 +64,32 @@ class JointProjection:
 
 
 @dataclass(frozen=True)
+class FusedDerivation:
+    """Builds the fused open-domain space's derivation inside a worker: (joint space, (logits, joint) -> fused)."""
+
+    space: str  # the fused space's name, as the driver's models name it
+    joint_path: str | None  # the joint model's directory; None = the shipped one
+    joint_key: str  # the joint model's name and card fingerprint (``LoadedModels.joint_key``)
+
+    def __call__(self) -> Derivation:
+        from vistext.errors import ModelError
+        from vistext.models.concepts import load_concept_space
+        from vistext.models.open_domain import OpenDomainModel
+
+        fused = OpenDomainModel(_joint_model(self.joint_path), load_concept_space(), self.joint_key)
+        if fused.space != self.space:  # the worker's concept space is not the driver's: never mix two spaces
+            raise ModelError(f"this worker's fused space is {fused.space}, the run's is {self.space}")
+        return f"joint:{self.joint_key}", fused.image_vectors
+
+
+@dataclass(frozen=True)
 class ModelSpec:
-    """What each model actor loads: the image encoder by registered name and one projector per embedding space."""
+    """What each model actor loads: the image encoder by registered name, one projector per embedding space and
+    one derivation per space computed from the classifier's logits and another space."""
 
     encoder: str = "efficientnet-lite0"
     projectors: Mapping[str, ProjectorFactory] = field(default_factory=dict)
+    derived: Mapping[str, DerivationFactory] = field(default_factory=dict)
 
 
 @functools.cache
@@ -103,76 +137,86 @@ def decode_batch(batch: Batch, source: PhotoSource, encoder: str) -> Batch:
 
 
 class EncodeAndWrite:
-    """A model actor: encodes decoded pixels, projects them into each space and upserts the batch's records."""
+    """A model actor: encodes decoded pixels, projects them into each space (derived spaces included) and upserts
+    the batch's records."""
 
     def __init__(self, store_uri: str, models: ModelSpec) -> None:
         self.encoder = create_image_encoder(models.encoder)
         self.projectors = {name: factory() for name, factory in models.projectors.items()}
+        self.derived = {name: factory() for name, factory in models.derived.items()}
         self.grid = any(getattr(p, "needs_grid", False) for p in self.projectors.values())
         self.store: Store = open_store(store_uri)
 
     def __call__(self, batch: Batch) -> Batch:
         decoded = [i for i, error in enumerate(batch["error"]) if not error]
-        known = {i: self._known(str(batch["sha"][i])) for i in decoded}
-        reused = {i: record for i, record in known.items() if record is not None}  # a moved or copied photo
-        ok = [i for i in decoded if i not in reused]
-        encoded: list[EncodedImage] = []
+        reused = {i: known for i in decoded if (known := self._known(str(batch["sha"][i]))) is not None}
+        ok = [i for i in decoded if i not in reused]  # a moved or copied photo is not encoded again
+        rows: dict[int, _Vectors] = {i: (r.pooled, r.logits, self._stored(r)) for i, r in reused.items()}
         if ok:
-            features = self.encoder.encode_pixels(batch["pixels"][ok], grid=self.grid)
-            measures = pixel_measures(batch["pixels"][ok])
-            encoded = [
-                EncodedImage(
-                    path=str(batch["path"][i]),
-                    pooled=features.pooled[row],
-                    logits=None if features.logits is None else features.logits[row],
-                    grid=None if features.grid is None else features.grid[row],
-                    attributes=measures[row],
-                )
-                for row, i in enumerate(ok)
-            ]
-        embeddings = project_batch(encoded, self.projectors)
-        vectors = {
-            i: with_attributes({name: rows[row] for name, rows in embeddings.items()}, encoded[row].attributes)
-            for row, i in enumerate(ok)
-        }
-        features_of: dict[int, EncodedImage | ImageRecord] = {**dict(zip(ok, encoded, strict=True)), **reused}
-        vectors.update(
-            {
-                i: with_attributes(
-                    {name: record.embeddings[name] for name in self.projectors},
-                    record.embeddings.get(ATTRIBUTE_SPACE),
-                )
-                for i, record in reused.items()
-            }
-        )
-        records = []
-        for i, path in enumerate(batch["path"]):
-            image = features_of.get(i)
-            error = str(batch["error"][i]) or None
-            records.append(
-                ImageRecord(
-                    path=str(path),
-                    size=int(batch["size"][i]),
-                    mtime=float(batch["mtime"][i]),
-                    sha=str(batch["sha"][i]),
-                    model=self.encoder.name,
-                    status="ok" if error is None else "failed",
-                    error=error,
-                    pooled=None if image is None else image.pooled,
-                    logits=None if image is None else image.logits,
-                    embeddings=vectors.get(i, {}),
-                    meta=PhotoMeta(**json.loads(batch["meta"][i])) if batch["meta"][i] else None,
-                )
-            )
-        self.store.add(records)  # one transaction, an upsert by path: a retried batch rewrites the same rows
+            rows.update(zip(ok, self._encode(batch["pixels"][ok], [str(batch["path"][i]) for i in ok]), strict=True))
+        self.store.add([self._record(batch, i, rows.get(i)) for i in range(len(batch["path"]))])  # one transaction
         return {"path": batch["path"], "is_update": batch["is_update"], "error": batch["error"]}
 
+    def _encode(self, pixels: np.ndarray, paths: list[str]) -> list[_Vectors]:
+        """Features, then every space's vectors, of a batch of decoded pixels."""
+        features = self.encoder.encode_pixels(pixels, grid=self.grid)
+        logits = features.logits
+        measures = pixel_measures(pixels)
+        encoded = [
+            EncodedImage(
+                path=path,
+                pooled=features.pooled[row],
+                logits=None if logits is None else logits[row],
+                grid=None if features.grid is None else features.grid[row],
+                attributes=measures[row],
+            )
+            for row, path in enumerate(paths)
+        ]
+        spaces = project_batch(encoded, self.projectors)
+        if logits is not None:
+            spaces.update({name: derive(logits, spaces[source]) for name, (source, derive) in self.derived.items()})
+        return [
+            (e.pooled, e.logits, with_attributes({name: v[row] for name, v in spaces.items()}, e.attributes))
+            for row, e in enumerate(encoded)
+        ]
+
+    def _stored(self, known: ImageRecord) -> dict[str, np.ndarray]:
+        """A stored photo's vectors in every requested space, a derived one computed from its logits if missing."""
+        vectors = {name: known.embeddings[name] for name in self.projectors}
+        for name, (source, derive) in self.derived.items():
+            stored = known.embeddings.get(name)
+            if stored is None and known.logits is not None:  # ``_known`` checked it has what this space needs
+                stored = derive(known.logits[None], known.embeddings[source][None])[0]
+            vectors[name] = stored  # type: ignore[assignment]
+        return with_attributes(vectors, known.embeddings.get(ATTRIBUTE_SPACE))
+
+    def _record(self, batch: Batch, i: int, vectors: _Vectors | None) -> ImageRecord:
+        error = str(batch["error"][i]) or None
+        pooled, logits, embeddings = vectors if vectors is not None else (None, None, {})
+        return ImageRecord(
+            path=str(batch["path"][i]),
+            size=int(batch["size"][i]),
+            mtime=float(batch["mtime"][i]),
+            sha=str(batch["sha"][i]),
+            model=self.encoder.name,
+            status="ok" if error is None else "failed",
+            error=error,
+            pooled=pooled,
+            logits=logits,
+            embeddings={name: np.asarray(v, dtype=np.float32) for name, v in embeddings.items()},
+            meta=PhotoMeta(**json.loads(batch["meta"][i])) if batch["meta"][i] else None,
+        )
+
     def _known(self, sha: str) -> ImageRecord | None:
-        """Stored features of this content with every requested space, as the local engine reuses them."""
+        """Stored features of this content with every requested space, or what a derived space is made from."""
         known = self.store.features_for_hash(sha, self.encoder.name)
         if known is None or known.status != "ok" or not set(self.projectors) <= set(known.embeddings):
             return None
-        return known
+        derivable = all(
+            name in known.embeddings or (known.logits is not None and source in known.embeddings)
+            for name, (source, _) in self.derived.items()
+        )
+        return known if derivable else None
 
     def __del__(self) -> None:
         store = getattr(self, "store", None)

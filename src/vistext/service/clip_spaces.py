@@ -159,14 +159,16 @@ def check_recorded(store: Store | None, name: str) -> str:
 
 
 def add_space(
-    store: Store, where: CatalogueLocation, model: ClipModel, folder: str | Path, engine: str, address: str | None,
-    progress: bool,
+    store: Store, where: CatalogueLocation, model: ClipModel, folder: str | Path, engine: str,
+    cluster: tuple[str | None, float | None], progress: bool,
 ) -> int:  # fmt: skip
-    """Give the photos at ``folder`` lacking ``model``'s space their vectors, on this machine or on Ray."""
+    """Give the photos at ``folder`` lacking ``model``'s space their vectors, on this machine or on Ray
+    (``cluster``: the Ray address and no-progress deadline, None for the defaults)."""
     if engine == "ray":  # the model travels as its folder: every node must read it under the same path
         from vistext.indexing.ray_model_space import add_space_with_ray
 
-        return add_space_with_ray(str(folder), store, where.for_workers(), model, address=address)
+        address, deadline = cluster
+        return add_space_with_ray(str(folder), store, where.for_workers(), model, address=address, deadline=deadline)
     from vistext.indexing.model_space import add_model_space
 
     return add_model_space(store, model, folder, progress=progress)

@@ -139,6 +139,7 @@ class Collection:
         address: str | None = None,
         ocr: bool | None = None,
         model: str | Path | None = None,
+        deadline: float | None = None,
     ) -> IndexReport:
         """Incrementally index ``folder`` (new files added, changed re-encoded, deleted removed); with
         ``tagger`` (a trained tagger's folder or name) also store its tags of every photo; with ``model`` (a
@@ -147,8 +148,9 @@ class Collection:
         ``service.photo_text``).
 
         ``engine="ray"`` runs on a Ray cluster (``address``; default a private local one) and also reads
-        ``s3://bucket/prefix`` URLs; see ``vistext.indexing.ray_engine``."""
-        check_engine(engine, address, folder)
+        ``s3://bucket/prefix`` URLs, ending the run when no photo finishes for ``deadline`` seconds; see
+        ``vistext.indexing.ray_engine``."""
+        check_engine(engine, address, folder, deadline)
         trained = self._collection_tagger(tagger) if tagger is not None else None  # a bad tagger fails first
         check_ocr(ocr, folder)  # and so does --ocr without its extra
         clip = self.models.clips.load(model) if model is not None else None  # and so does a bad model
@@ -162,6 +164,7 @@ class Collection:
                 text_search=text_search,
                 address=address,
                 progress=self.progress,
+                deadline=deadline,
             )
         else:
             report = self._index_locally(Path(folder), text_search)
@@ -171,7 +174,7 @@ class Collection:
         if clip is not None:
             from vistext.service.clip_spaces import add_space
 
-            added = add_space(self.store(), self.location, clip, folder, engine, address, self.progress)
+            added = add_space(self.store(), self.location, clip, folder, engine, (address, deadline), self.progress)
             report.model_space = {"model": clip.name, "space": clip.space, "added": added}
         if trained is not None and tagger is not None:
             report.tags = self.tag_collection(tagger).to_dict()
@@ -281,10 +284,7 @@ class Collection:
             if isinstance(image, int):
                 raise UnknownImageError(f"no indexed image with id {image}")
             return None, None
-        if space == "image":
-            vector = record.pooled
-        else:
-            vector = record.embeddings.get(space)
+        vector = record.pooled if space == "image" else record.embeddings.get(space)
         return (None if vector is None else _unit(vector)), record.id
 
     # ---- searching ------------------------------------------------------------------------------------------

@@ -179,16 +179,19 @@ class Service:
         address: str | None = None,
         ocr: bool | None = None,
         model: str | Path | None = None,
+        deadline: float | None = None,
     ) -> IndexReport:
         """Incrementally index ``folder`` (new files added, changed re-encoded, deleted removed); with
         ``tagger``, store that trained tagger's tags of every photo too; with ``model`` (a CLIP-family model:
         a folder or name), a vector of every photo in that model's space too; ``engine="ray"`` runs on a Ray
-        cluster at ``address`` and reads ``s3://`` URLs too. ``ocr=True`` reads the text in photos (signs,
+        cluster at ``address`` and reads ``s3://`` URLs too, and ends with a ``ClusterError`` naming the cause
+        when no photo finishes for ``deadline`` seconds (default 300). ``ocr=True`` reads the text in photos (signs,
         screenshots, documents) for search, in this run and every later one; ``False`` stops; None does as the
         catalogue remembers (off for a new one)."""
         return self._collection.index(
-            folder, text_search=text_search, tagger=tagger, engine=engine, address=address, ocr=ocr, model=model
-        )
+            folder, text_search=text_search, tagger=tagger, engine=engine, address=address, ocr=ocr, model=model,
+            deadline=deadline,
+        )  # fmt: skip
 
     def watch(
         self, folder: str | Path, *, text_search: bool = True, stop: threading.Event | None = None
