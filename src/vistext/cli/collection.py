@@ -151,7 +151,9 @@ def _space_line(name: str, space: dict[str, Any], width: int) -> str:
     use = "similar images" if name == "image" else "text search" if name.startswith("joint:") else ""
     dim = "?" if space.get("dim") is None else space["dim"]
     index, size = space.get("index") or "?", space.get("size") or 0
-    return f"  {name:<{width}}  {dim:>5}-d  {index:<5} {size:>8} vectors  {use}".rstrip()
+    if index == "pending":  # a PostgreSQL load was interrupted before it built the index
+        use = f"{use}; searched exactly until the next `vistext index` builds its index".lstrip("; ")
+    return f"  {name:<{width}}  {dim:>5}-d  {index:<7} {size:>8} vectors  {use}".rstrip()
 
 
 def metadata_lines(meta: dict[str, Any]) -> list[str]:

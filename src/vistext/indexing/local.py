@@ -214,6 +214,7 @@ def index_folder(
 
     with nullcontext() if locked else store.writer_lock(), file_messages(warned):
         if derived:
+            store.mark_unsearched({source for source, _ in derived.values()})  # search asks the derived space
             derive_spaces(store, derived)
         _run(root_path, store, encoder, projectors or {}, report, batch_size, workers, progress, stop)
     report.seconds = time.perf_counter() - started
@@ -233,10 +234,12 @@ def _run(
     stop: Event | None,
 ) -> None:
     plan = plan_changes(str(root_path), list_folder(root_path, report), store, encoder.name, projectors, report)
-    if not index_candidates(
-        plan.candidates, store, encoder, projectors, report, batch_size=batch_size, workers=workers,
-        progress=progress, stop=stop,
-    ):  # fmt: skip
+    with store.bulk_load(len(plan.candidates)):
+        finished = index_candidates(
+            plan.candidates, store, encoder, projectors, report, batch_size=batch_size, workers=workers,
+            progress=progress, stop=stop,
+        )  # fmt: skip
+    if not finished:
         return  # stopped: what was encoded is stored; the next run finishes the rest
     fill_meta(store, plan.seen - {c.path for c in plan.candidates}, report)
     remove_gone(store, plan, report)

@@ -30,15 +30,9 @@ from vistext.store import dates, photo_text, picture_hashes
 from vistext.store.base import Store
 from vistext.store.postgres import metadata
 from vistext.store.postgres.database import Database, advisory_writer_lock
+from vistext.store.postgres.indexes import EF_CONSTRUCTION, HNSW_M, MAX_BUILD_MEMORY
 from vistext.store.postgres.reads import SPACES, catalogue_summary, file_states, read_records
-from vistext.store.postgres.schema import (
-    EF_CONSTRUCTION,
-    HASHES_FROM,
-    HNSW_M,
-    TEXT_FROM,
-    migrate,
-    schema_version,
-)
+from vistext.store.postgres.schema import HASHES_FROM, TEXT_FROM, migrate, schema_version
 from vistext.store.postgres.search import (
     EF_MAX,
     EF_SEARCH,
@@ -70,6 +64,7 @@ class PostgresStore(Store):
         readonly: bool | None = None,
         timeout: float = 30.0,
         pool_size: int = 8,
+        build_memory: int = MAX_BUILD_MEMORY,
     ) -> None:
         self.database = Database(
             url, readonly=bool(readonly), timeout=timeout, pool_size=pool_size, ef_search=ef_search
@@ -77,7 +72,7 @@ class PostgresStore(Store):
         self.url, self.where = self.database.url, self.database.where
         self.ef_search = ef_search  # a session setting of every pooled connection; another value costs a SET
         self._session_ef = ef_search
-        self.space_state = Spaces(self.database, hnsw_threshold)
+        self.space_state = Spaces(self.database, hnsw_threshold, build_memory)
         self._tx = self.database.transaction
         if not self.database.readonly:
             try:
@@ -151,6 +146,17 @@ class PostgresStore(Store):
             write_batch(conn, records)
             self._bump(conn)
         self.space_state.grown(ok)
+
+    @contextmanager
+    def bulk_load(self, rows: int) -> Iterator[None]:
+        """Indexes a load of ``rows`` would grow a row at a time are dropped, and built when it ends (``Spaces``)."""
+        self.database.check_writable()
+        with self.space_state.bulk_load(rows):
+            yield
+
+    def mark_unsearched(self, spaces: Iterable[str]) -> None:
+        self.database.check_writable()
+        self.space_state.mark_unsearched(spaces)
 
     def build_index(self, space: str, *, m: int = HNSW_M, ef_construction: int = EF_CONSTRUCTION) -> float:
         """(Re)build ``space``'s HNSW index now, whatever its size (e.g. after a bulk load with a huge
@@ -258,14 +264,7 @@ class PostgresStore(Store):
 
     def info(self) -> dict[str, Any]:
         with self._tx(snapshot=True) as conn:
-            spaces = {}
-            for space in [IMAGE_SPACE, *(row[0] for row in conn.execute(SPACES))]:
-                dim, indexed = space_dim(conn, space)
-                size = self.space_state.size(conn, space, fresh=True)
-                kind = "hnsw" if indexed and size > self.hnsw_threshold else "flat"
-                spaces[space] = {"dim": dim, "index": kind, "size": size}
-            if spaces[IMAGE_SPACE]["dim"] is None:
-                spaces[IMAGE_SPACE] = {"dim": None, "index": "flat", "size": 0}
+            spaces = self.space_state.describe(conn)
             summary = catalogue_summary(conn)
         return {"backend": self.backend, "path": self.where, "schema_version": self.schema_version(), **summary,
                 "spaces": spaces}  # fmt: skip
