@@ -104,6 +104,8 @@ def build_index(
             rows=where_rows,
         )
     )
+    # fresh statistics: with a new table's (a few rows) the planner sorts a scan instead of walking the graph
+    conn.execute(sql.SQL("ANALYZE images, {}").format(table))
     conn.execute("UPDATE spaces SET hnsw = true WHERE space = %s", (space,))
 
 

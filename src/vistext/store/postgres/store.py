@@ -70,8 +70,7 @@ class PostgresStore(Store):
             url, readonly=bool(readonly), timeout=timeout, pool_size=pool_size, ef_search=ef_search
         )
         self.url, self.where = self.database.url, self.database.where
-        self.ef_search = ef_search  # a session setting of every pooled connection; another value costs a SET
-        self._session_ef = ef_search
+        self.ef_search = ef_search  # set with each search through an index (SET LOCAL, in the same round trip)
         self.space_state = Spaces(self.database, hnsw_threshold, build_memory)
         self._tx = self.database.transaction
         if not self.database.readonly:
@@ -365,10 +364,8 @@ class PostgresStore(Store):
                 )
             exact = not indexed or size <= self.hnsw_threshold
             plan = SearchPlan(space, dim, k, exact=exact, ef_search=self.ef_search)
-            # the planner's own choice is right (HNSW when built, else a scan) and the session's ef_search holds:
-            # one statement, one round trip
-            session = self.ef_search == self._session_ef and k <= (self._session_ef if indexed else EF_MAX)
-            if restrict is None and exact == (not indexed) and session:
+            # no index: the planner's own choice (a scan) is right, one statement, one round trip
+            if restrict is None and not indexed and k <= EF_MAX:
                 return nearest(conn, plan, queries, self.where, settings=False)
         with self._tx() as conn:
             return nearest(conn, plan, queries, self.where, restrict)
