@@ -150,9 +150,12 @@ def load(store: PostgresStore, server: PgServer, shapes: Shapes, space: str, row
         finished = time.perf_counter()
     load_s, build_s = built_at - started, finished - built_at
     memory = build_memory(rows, shapes.dim, limit=store.space_state.build_memory)
+    log = (server.folder / "server.log").read_text(errors="replace")
+    spilled = "no longer fits into maintenance_work_mem" in log  # pgvector's notice when the graph spills
     print(f"bulk load: {rows} rows in {load_s:.1f} s ({rows / load_s:.0f} rows/s), index build {build_s:.1f} s; "
           f"load + build {rows / (load_s + build_s):.0f} rows/s; maintenance_work_mem {memory / 2**20:.0f} MiB, "
-          f"server peak RSS {rss.peak / 2**20:.0f} MiB", flush=True)  # fmt: skip
+          f"server peak RSS {rss.peak / 2**20:.0f} MiB; graph {'spilled to disk' if spilled else 'fitted in memory'}",
+          flush=True)  # fmt: skip
 
 
 def ingest(store: PostgresStore, shapes: Shapes, space: str, rows: int, batch: int) -> None:
@@ -179,6 +182,43 @@ def quality(store: PostgresStore, shapes: Shapes, space: str, rows: int, args: a
             recalls.append(len(found & set(want.tolist())) / 10)
         print(f"  {ef:9d} {np.mean(recalls):9.3f} {np.percentile(times, 50):7.2f} {np.percentile(times, 99):7.2f}",
               flush=True)  # fmt: skip
+
+
+def ivfflat(url: str, shapes: Shapes, space: str, rows: int, args: argparse.Namespace) -> None:
+    """The same table with an IVFFlat index instead (lists = rows / 1000, at least 10), searched through the
+    store with ``ivfflat.probes`` set on the database: build time, recall, latency and ingest."""
+    import psycopg
+    from psycopg import sql
+
+    from vistext.store.postgres.indexes import index_name, index_type, space_source
+
+    table, column, where_rows = space_source(space)
+    lists = max(10, rows // 1000)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(index_name(space))))  # the store still
+        memory = build_memory(rows, shapes.dim)  # thinks it is indexed: it searches the same expression
+        conn.execute(sql.SQL("SET maintenance_work_mem = {}").format(sql.Literal(f"{memory // 1024}kB")))
+        conn.execute("SET max_parallel_maintenance_workers = 1")
+        started = time.perf_counter()
+        conn.execute(
+            sql.SQL(
+                "CREATE INDEX ivf ON {} USING ivfflat (({}::{}) halfvec_cosine_ops) WITH (lists = {}) WHERE {}"
+            ).format(table, column, sql.SQL(index_type(shapes.dim, url, space)), sql.Literal(lists), where_rows)
+        )
+        built = time.perf_counter() - started
+        size = conn.execute("SELECT pg_relation_size('ivf')").fetchone()[0]  # type: ignore[index]
+    print(
+        f"ivfflat: lists {lists}, build {built:.1f} s ({rows / built:.0f} rows/s), {size / rows:.0f} B/row", flush=True
+    )
+    for probes in args.probes:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(sql.SQL("ALTER DATABASE {} SET ivfflat.probes = {}").format(
+                sql.Identifier(conn.info.dbname), sql.Literal(probes)))  # fmt: skip
+        with PostgresStore(url) as store:
+            print(f"  probes {probes}:", flush=True)
+            quality(store, shapes, space, rows, argparse.Namespace(**{**vars(args), "ef": [store.ef_search]}))
+    with PostgresStore(url) as store:
+        ingest(store, shapes, space, args.ingest, args.batch)
 
 
 def small(server: PgServer, shapes: Shapes, space: str, rows: int) -> None:
@@ -212,6 +252,7 @@ def main() -> None:
     parser.add_argument("--ef", type=int, nargs="+", default=[40, 100, 200])
     parser.add_argument("--spread", type=float, default=0.5, help="perturbation, in the real vectors' deviations")
     parser.add_argument("--small", type=int, default=2000, help="rows of the small-catalogue check (0: skip it)")
+    parser.add_argument("--probes", type=int, nargs="*", default=[], help="then the same with IVFFlat, these probes")
     parser.add_argument("--no-fsync", action="store_true")
     args = parser.parse_args()
     with open_store(args.real, readonly=True) as real_store:
@@ -232,6 +273,8 @@ def main() -> None:
             print(f"storage: {table / args.rows:.0f} B/row table, {index / args.rows:.0f} B/row index", flush=True)
             quality(store, shapes, space, args.rows, args)
             ingest(store, shapes, space, args.ingest, args.batch)
+        if args.probes:
+            ivfflat(url, shapes, space, args.rows, args)
     finally:
         server.stop(delete=True)
 

@@ -165,3 +165,18 @@ def test_top5_equals_sqlite_on_a_small_catalogue(plain_url: str, tmp_path: Path,
         for mine, theirs in zip(answers["postgresql"][space], answers["sqlite"][space], strict=True):
             assert [hit.path for hit in mine] == [hit.path for hit in theirs]
             np.testing.assert_allclose([hit.score for hit in mine], [hit.score for hit in theirs], atol=1e-5)
+
+
+def test_build_memory_fits_the_graph_and_its_limit_is_the_operators(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vistext.errors import StoreError
+    from vistext.store.postgres.indexes import MAX_BUILD_MEMORY, build_memory, memory_limit
+
+    assert build_memory(10, 899) == 64 << 20  # the floor
+    one_million = build_memory(1_000_000, 899, limit=1 << 40)
+    assert 2.0 * 2**30 < one_million < 3.0 * 2**30  # 899 halfvec dims (1.8 KB) + 33 neighbours each, + a tenth
+    assert build_memory(10_000_000, 1280) == MAX_BUILD_MEMORY
+    monkeypatch.setenv("VISTEXT_PG_BUILD_MEMORY", "32GB")
+    assert memory_limit() == 32 << 30
+    monkeypatch.setenv("VISTEXT_PG_BUILD_MEMORY", "lots")
+    with pytest.raises(StoreError, match="VISTEXT_PG_BUILD_MEMORY='lots': not a size such as 32GB or 512MB"):
+        memory_limit()

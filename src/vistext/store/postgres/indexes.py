@@ -27,7 +27,8 @@ INDEX_LIMIT = 4000  # pgvector indexes halfvec up to 4,000 dimensions
 HNSW_M = 16
 EF_CONSTRUCTION = 64
 MIN_BUILD_MEMORY = 64 << 20
-MAX_BUILD_MEMORY = 8 << 30  # the most a build asks for by default: a server with less RAM is given less
+MAX_BUILD_MEMORY = 8 << 30  # the most a build asks for unless VISTEXT_PG_BUILD_MEMORY says otherwise
+_UNITS = {"kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30, "tb": 1 << 40}
 _ELEMENT_BYTES = 160  # pgvector's per-element overhead in a build (element, tuple header, level lists)
 _NEIGHBOUR_BYTES = 16  # one candidate in a neighbour list (pointer, distance, flag)
 
@@ -51,6 +52,21 @@ def space_source(space: str) -> tuple[sql.Composable, sql.Composable, sql.Compos
 
 def index_name(space: str) -> str:
     return "hnsw_" + hashlib.sha1(space.encode()).hexdigest()[:16]
+
+
+def memory_limit() -> int:
+    """The most one index build may ask of the server: ``VISTEXT_PG_BUILD_MEMORY`` ("32GB", "512MB"), else 8 GB.
+    A graph larger than this is built anyway, spilling to disk, several times slower (pgvector says so in the
+    server's log)."""
+    text = os.environ.get("VISTEXT_PG_BUILD_MEMORY", "").strip().lower().replace(" ", "")
+    if not text:
+        return MAX_BUILD_MEMORY
+    unit = _UNITS.get(text[-2:], 1)
+    number = text[:-2] if text[-2:] in _UNITS else text
+    try:
+        return max(MIN_BUILD_MEMORY, int(float(number) * unit))
+    except ValueError:
+        raise StoreError(f"VISTEXT_PG_BUILD_MEMORY={text!r}: not a size such as 32GB or 512MB") from None
 
 
 def build_memory(rows: int, dim: int, m: int = HNSW_M, limit: int = MAX_BUILD_MEMORY) -> int:

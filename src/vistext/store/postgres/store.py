@@ -30,7 +30,7 @@ from vistext.store import dates, photo_text, picture_hashes
 from vistext.store.base import Store
 from vistext.store.postgres import metadata
 from vistext.store.postgres.database import Database, advisory_writer_lock
-from vistext.store.postgres.indexes import EF_CONSTRUCTION, HNSW_M, MAX_BUILD_MEMORY
+from vistext.store.postgres.indexes import EF_CONSTRUCTION, HNSW_M, memory_limit
 from vistext.store.postgres.reads import SPACES, catalogue_summary, file_states, read_records
 from vistext.store.postgres.schema import HASHES_FROM, TEXT_FROM, migrate, schema_version
 from vistext.store.postgres.search import (
@@ -64,14 +64,14 @@ class PostgresStore(Store):
         readonly: bool | None = None,
         timeout: float = 30.0,
         pool_size: int = 8,
-        build_memory: int = MAX_BUILD_MEMORY,
+        build_memory: int | None = None,
     ) -> None:
         self.database = Database(
             url, readonly=bool(readonly), timeout=timeout, pool_size=pool_size, ef_search=ef_search
         )
         self.url, self.where = self.database.url, self.database.where
         self.ef_search = ef_search  # set with each search through an index (SET LOCAL, in the same round trip)
-        self.space_state = Spaces(self.database, hnsw_threshold, build_memory)
+        self.space_state = Spaces(self.database, hnsw_threshold, build_memory or memory_limit())
         self._tx = self.database.transaction
         if not self.database.readonly:
             try:
