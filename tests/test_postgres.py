@@ -119,6 +119,8 @@ def test_migrate_a_real_collection_from_sqlite(
     with open_store(catalogue, readonly=True) as source, open_store(pg_url) as target:
         assert store_digest(source) == store_digest(target) == (18, report["digest"])
         assert target.spaces() == source.spaces() and target.count("ok") == 17
+        kinds = {space.split(":")[0]: about["index"] for space, about in target.info()["spaces"].items()}
+        assert kinds == {"image": "flat", "fused": "flat", "joint": "none"}  # the joint space: read, not searched
         assert target.tag_counts() == source.tag_counts() and target.facets() == source.facets()
         assert {"cat": 1, "indoor": 1}.items() <= target.tag_counts().items()
         copied = target.get(str(photos / "chelsea.png"))
