@@ -2,11 +2,12 @@
 
 Every write is one transaction with idempotent upserts (``ON CONFLICT``), so a retried batch never duplicates a
 row and many processes (indexing workers, servers) may write and search at once; there is no cache to keep in
-step: each space's HNSW index lives in the server (``schema``). Searches of several queries are one round
-trip (a ``LATERAL`` join over the query array); a space of at most ``hnsw_threshold`` vectors is searched
-exactly (the index scan is turned off for that query), a larger one through HNSW with ``hnsw.ef_search`` =
-``ef_search``. ``vectors(space)`` streams ``COPY ... (FORMAT BINARY)`` into the one array it returns. Paths are
-stored as the file system's bytes (any file name round-trips), absolute: a moved folder is re-indexed.
+step: each searched space's HNSW index lives in the server (``indexes``), and ``bulk_load`` builds it once at
+the end of a large load. Searches of several queries are one round trip (a ``LATERAL`` join over the query
+array); a space without its index (at most ``hnsw_threshold`` vectors) is searched exactly, a larger one
+through HNSW with ``hnsw.ef_search`` = ``ef_search``. ``vectors(space)`` streams ``COPY ... (FORMAT BINARY)``
+into the one array it returns. Paths are stored as the file system's bytes (any file name round-trips),
+absolute: a moved folder is re-indexed.
 
 The store is composed of a ``Database`` (the connection pool and its transactions) and ``Spaces`` (each space's
 dimension, size and HNSW state); the SQL itself lives in ``reads``, ``writes``, ``search`` and ``metadata``.
