@@ -311,16 +311,17 @@ def derive_spaces(store: Store, derived: Mapping[str, Derivation]) -> int:
             for r in store.records()
             if r.id is not None and r.path in missing and r.logits is not None and source in r.embeddings
         ]
-        for start in range(0, len(ids), DERIVE_BATCH):
-            records = [r for r in store.records(ids[start : start + DERIVE_BATCH]) if r.logits is not None]
-            if not records:
-                continue
-            vectors = derive(
-                np.stack([np.asarray(r.logits) for r in records]), np.stack([r.embeddings[source] for r in records])
-            )
-            pairs = zip(records, vectors, strict=True)
-            store.add([replace(r, pooled=None, logits=None, embeddings={space: v}) for r, v in pairs])
-            added += len(records)
+        with store.bulk_load(len(ids)):  # a whole catalogue gaining the space builds its index once, at the end
+            for start in range(0, len(ids), DERIVE_BATCH):
+                records = [r for r in store.records(ids[start : start + DERIVE_BATCH]) if r.logits is not None]
+                if not records:
+                    continue
+                vectors = derive(
+                    np.stack([np.asarray(r.logits) for r in records]), np.stack([r.embeddings[source] for r in records])
+                )
+                pairs = zip(records, vectors, strict=True)
+                store.add([replace(r, pooled=None, logits=None, embeddings={space: v}) for r, v in pairs])
+                added += len(records)
         log.info("added space %s to %d indexed images from their stored features", space, added)
     return added
 
