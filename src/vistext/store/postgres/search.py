@@ -14,13 +14,14 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
+from vistext.store.postgres.indexes import index_type, space_source
 from vistext.store.postgres.reads import space_join
-from vistext.store.postgres.schema import space_source, vector_type
 from vistext.store.postgres.vectors import dump_vector, load_vector
 from vistext.store.records import IMAGE_SPACE, VectorHit, l2_normalise
 
-# exact search up to here: a sequential scan of 10k 1280-d vectors takes ~10 ms in the server
-HNSW_THRESHOLD = 10_000
+# exact search up to here: 16 queries over 2,000 899-d vectors took 56 ms exactly, 35 ms through the index
+# (bench/pgvector_scale.py --small, 2 loaded cores); an index over 1,000 vectors builds in about a second
+HNSW_THRESHOLD = 1_000
 EF_SEARCH = 100
 EF_MAX = 1000  # pgvector's ceiling: an HNSW scan returns at most ef_search rows
 
@@ -36,10 +37,17 @@ class SearchPlan:
     ef_search: int = EF_SEARCH
 
 
-def space_dim(conn: psycopg.Connection, space: str) -> tuple[int | None, bool]:
-    """(dimension, whether its HNSW index is built) of a space; (None, False) before its first vector."""
-    row = conn.execute("SELECT dim, hnsw FROM spaces WHERE space = %s", (space,)).fetchone()
-    return (int(row[0]), bool(row[1])) if row else (None, False)
+# "searched" read through the row as JSON: a catalogue older than v6 opened read-only has no such column yet
+_SPACE_STATE = (
+    "SELECT s.dim, s.hnsw, (to_jsonb(s) ->> 'searched') IS DISTINCT FROM 'false' FROM spaces s WHERE s.space = %s"
+)
+
+
+def space_dim(conn: psycopg.Connection, space: str) -> tuple[int | None, bool, bool]:
+    """(dimension, whether its HNSW index is built, whether it is searched) of a space; (None, False, True)
+    before its first vector."""
+    row = conn.execute(_SPACE_STATE, (space,)).fetchone()
+    return (int(row[0]), bool(row[1]), bool(row[2])) if row else (None, False, True)
 
 
 def nearest(
@@ -59,17 +67,20 @@ def nearest(
         ids = np.asarray(restrict, dtype=np.int64).tolist()
         with conn.pipeline():  # the subset by primary key (a bitmap scan), never an approximate HNSW walk
             conn.execute("SET LOCAL enable_indexscan = off")
-            cursor = conn.execute(_restricted_sql(plan, where), (vectors, ids))
+            cursor = conn.execute(_restricted_sql(plan, where), (vectors, ids), prepare=False)
         rows = cursor.fetchall()
-    elif not settings:  # the caller checked that the planner's choice and the session's ef_search are right
-        rows = conn.execute(_search_sql(plan, where), (vectors,)).fetchall()
+    elif not settings:  # the caller checked that the planner's choice (a scan: no index) is right
+        rows = conn.execute(_search_sql(plan, where, plan.exact), (vectors,), prepare=False).fetchall()
     else:
         exact = plan.exact or plan.k > EF_MAX
         ef_search = min(max(plan.ef_search, plan.k), EF_MAX)
         with conn.pipeline():  # settings and query in one round trip
-            conn.execute("SET LOCAL enable_indexscan = off" if exact else "SET LOCAL enable_seqscan = off")
+            # through the index: pgvector's cost model (ef_search rows per walk, the halfvec cast free) prefers a
+            # scan and a sort below ~10k vectors, 10x slower than the walk (194 vs 15 ms for 16 queries over 2k)
+            for setting in ["enable_indexscan"] if exact else ["enable_seqscan", "enable_bitmapscan", "enable_sort"]:
+                conn.execute(sql.SQL("SET LOCAL {} = off").format(sql.Identifier(setting)))
             conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(ef_search)))
-            cursor = conn.execute(_search_sql(plan, where), (vectors,))
+            cursor = conn.execute(_search_sql(plan, where, exact), (vectors,), prepare=False)
         rows = cursor.fetchall()
     hits: list[list[VectorHit]] = [[] for _ in queries]
     for number, image_id, path, distance in rows:
@@ -79,22 +90,29 @@ def nearest(
     return hits
 
 
-def _search_sql(plan: SearchPlan, where: str) -> sql.Composed:
+def _search_sql(plan: SearchPlan, where: str, exact: bool) -> sql.Composed:
+    """Exact: every vector's float32 distance. Through the index: the k nearest by the index's halfvec distance
+    (the ORDER BY must be the index's expression), scored again in float32, as an exact search scores them."""
     table, column, rows = space_source(plan.space)
-    cast = sql.SQL(vector_type(plan.dim, where, plan.space))
     image = plan.space == IMAGE_SPACE
+    if exact:
+        order = sql.SQL("v.{column} <=> q.vec").format(column=column)
+    else:
+        order = sql.SQL("(v.{column}::{cast}) <=> (q.vec::{cast})").format(
+            column=column, cast=sql.SQL(index_type(plan.dim, where, plan.space))
+        )
     return sql.SQL(
         """SELECT q.n, i.id, i.path, h.distance
            FROM unnest(%s::vector[]) WITH ORDINALITY AS q(vec, n)
            CROSS JOIN LATERAL (
-               SELECT v.sha{model}, (v.{column}::{cast}) <=> (q.vec::{cast}) AS distance FROM {table} v
-               WHERE {rows} ORDER BY (v.{column}::{cast}) <=> (q.vec::{cast}) LIMIT {k}) h
+               SELECT v.sha{model}, v.{column} <=> q.vec AS distance FROM {table} v
+               WHERE {rows} ORDER BY {order} LIMIT {k}) h
            JOIN images i ON {match} AND i.status = 'ok'
            ORDER BY q.n, h.distance, i.id"""
     ).format(
         model=sql.SQL(", v.model" if image else ""),
         column=column,
-        cast=cast,
+        order=order,
         table=table,
         rows=rows,
         k=sql.Literal(int(plan.k)),
@@ -103,20 +121,18 @@ def _search_sql(plan: SearchPlan, where: str) -> sql.Composed:
 
 
 def _restricted_sql(plan: SearchPlan, where: str) -> sql.Composed:
-    cast = sql.SQL(vector_type(plan.dim, where, plan.space))
     space = sql.SQL("") if plan.space == IMAGE_SPACE else sql.SQL(" AND v.space = {}").format(sql.Literal(plan.space))
     column = sql.SQL("v.pooled" if plan.space == IMAGE_SPACE else "v.vector")
     return sql.SQL(
         """SELECT q.n, h.id, h.path, h.distance
            FROM unnest(%s::vector[]) WITH ORDINALITY AS q(vec, n)
            CROSS JOIN LATERAL (
-               SELECT i.id, i.path, ({column}::{cast}) <=> (q.vec::{cast}) AS distance
+               SELECT i.id, i.path, {column} <=> q.vec AS distance
                FROM images i {join}{space} WHERE i.id = ANY(%s) AND i.status = 'ok'
                ORDER BY 3, i.id LIMIT {k}) h
            ORDER BY q.n, h.distance, h.id"""
     ).format(
         column=column,
-        cast=cast,
         join=_join_literal(plan.space),
         space=space,
         k=sql.Literal(int(plan.k)),

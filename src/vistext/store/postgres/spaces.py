@@ -1,14 +1,21 @@
-"""The vector spaces of a PostgreSQL catalogue as one store sees them: dimensions, sizes and HNSW indexes.
+"""The vector spaces of a PostgreSQL catalogue as one store sees them: dimensions, sizes and ANN indexes.
 
-A space's dimension is fixed by its first vector (table ``spaces``); its HNSW index is built in bulk once it
-outgrows exact search (``hnsw_threshold`` vectors). Sizes and index states are asked of the server and trusted
-for a few seconds, so a search costs one round trip, not one per question; every write forgets them.
+A space's dimension is fixed by its first vector (table ``spaces``); a searched space's HNSW index
+(``indexes``) is built in bulk once the space outgrows exact search (``hnsw_threshold`` vectors). A large load
+(``bulk_load``) drops the indexes it would otherwise grow a row at a time and builds them when it ends; one that
+is interrupted leaves them to the next load, which builds whatever is missing (``ensure``), and until then the
+space is searched exactly and ``describe`` calls its index "pending". Sizes and index states are asked of the
+server and trusted for a few seconds, so a search costs one round trip, not one per question; every write
+forgets them.
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import psycopg
@@ -16,12 +23,18 @@ from psycopg import sql
 
 from vistext.errors import StoreError
 from vistext.store.postgres.database import Database
-from vistext.store.postgres.reads import space_join
-from vistext.store.postgres.schema import EF_CONSTRUCTION, HNSW_M, build_index, create_space, drop_index
+from vistext.store.postgres.indexes import EF_CONSTRUCTION, HNSW_M, MAX_BUILD_MEMORY, build_index, drop_index
+from vistext.store.postgres.reads import SPACES, space_join
+from vistext.store.postgres.schema import create_space
 from vistext.store.postgres.search import space_dim
 from vistext.store.records import IMAGE_SPACE, ImageRecord
 
+log = logging.getLogger(__name__)
+
 _SIZE_TTL = 5.0  # seconds a space's size (the exact/HNSW choice) is trusted
+# a load of at least this share of a space's vectors builds its index afresh afterwards: pgvector builds a graph
+# over existing rows 10-20x faster per row than it inserts into one (bench/pgvector.py scale)
+DEFER_SHARE = 0.25
 
 
 def record_spaces(record: ImageRecord) -> list[str]:
@@ -33,9 +46,13 @@ class Spaces:
     """Dimensions, sizes and HNSW index state of every space, cached for one store (thread-safe enough: every
     cached value is a hint re-read from the server when stale)."""
 
-    def __init__(self, database: Database, hnsw_threshold: int) -> None:
+    def __init__(self, database: Database, hnsw_threshold: int, build_memory: int = MAX_BUILD_MEMORY) -> None:
         self.database = database
         self.hnsw_threshold = hnsw_threshold
+        self.build_memory = build_memory  # the most one index build asks for (maintenance_work_mem)
+        self._loads = 0  # bulk loads under way: no index is built until they end
+        self._unsearched: set[str] = set()
+        self._warned: set[str] = set()
         self._sizes: dict[str, tuple[float, int]] = {}
         self._states: dict[str, tuple[float, int | None, bool, int]] = {}
         self._dims: dict[str, int] = {}
@@ -56,13 +73,15 @@ class Spaces:
                 dim = int(np.asarray(vector).size)
                 known = self._dims.get(space)
                 if known is None:
-                    create_space(conn, space, dim, where)
+                    create_space(conn, space, dim, where, searched=space not in self._unsearched)
                     self._dims[space] = dim
                 elif known != dim:
                     raise StoreError(f"{where}: space {space!r} holds {known}-d vectors, not {dim}-d ({record.path})")
 
     def grown(self, records: Sequence[ImageRecord]) -> None:
         """Build the HNSW index of each space that just outgrew exact search (counted only when it may have)."""
+        if self._loads:
+            return  # a bulk load builds its indexes when it ends
         added: dict[str, int] = {}
         for record in records:
             for space in record_spaces(record):
@@ -77,7 +96,7 @@ class Spaces:
             with self.database.transaction() as conn:
                 size = self.size(conn, space, fresh=True)
                 if size > self.hnsw_threshold:
-                    build_index(conn, space, self.database.where)
+                    build_index(conn, space, self.database.where, memory_limit=self.build_memory)
                     self._indexed.add(space)
                     self._states.clear()
                 else:
@@ -87,9 +106,79 @@ class Spaces:
         """(Re)build ``space``'s HNSW index now, whatever its size."""
         with self.database.transaction() as conn:
             drop_index(conn, space)
-            build_index(conn, space, self.database.where, m=m, ef_construction=ef_construction)
+            build_index(
+                conn, space, self.database.where, m=m, ef_construction=ef_construction, memory_limit=self.build_memory
+            )
         self._indexed.add(space)
         self._states.clear()
+
+    def mark_unsearched(self, spaces: Iterable[str]) -> None:
+        """These spaces are read whole, never searched by nearest neighbour: they get no index (and lose one)."""
+        spaces = set(spaces) - {IMAGE_SPACE}
+        self._unsearched |= spaces
+        with self.database.transaction() as conn:
+            for space in sorted(spaces):
+                if conn.execute("UPDATE spaces SET searched = false WHERE space = %s AND searched", (space,)).rowcount:
+                    drop_index(conn, space)
+        self._indexed -= spaces
+        self._states.clear()
+
+    @contextmanager
+    def bulk_load(self, rows: int) -> Iterator[None]:
+        """Around writing about ``rows`` records: the indexes of spaces this load grows by ``DEFER_SHARE`` or more
+        are dropped first, and every missing index is built when the load ends; an exception leaves them to the
+        next load (searches are exact meanwhile)."""
+        if rows >= self.hnsw_threshold:
+            with self.database.transaction() as conn:
+                for space, indexed, _ in self.catalogue_spaces(conn):
+                    if indexed and rows >= DEFER_SHARE * self.size(conn, space, fresh=True):
+                        log.info("%s: index of %s dropped for a load of %d photos", self.database.where, space, rows)
+                        drop_index(conn, space)
+                        self._indexed.discard(space)
+            self._states.clear()
+        self._loads += 1
+        try:
+            yield
+        finally:
+            self._loads -= 1
+        self.ensure()
+
+    def ensure(self) -> list[str]:
+        """Build the index of every searched space that outgrew exact search and has none (a load that ended, or
+        one that was interrupted before it could); returns those spaces."""
+        with self.database.transaction(read=True) as conn:
+            missing = [
+                space
+                for space, indexed, searched in self.catalogue_spaces(conn)
+                if searched and not indexed and self.size(conn, space, fresh=True) > self.hnsw_threshold
+            ]
+        for space in missing:
+            started = time.perf_counter()
+            with self.database.transaction() as conn:
+                build_index(conn, space, self.database.where, memory_limit=self.build_memory)
+            log.info("%s: built the index of %s in %.1f s", self.database.where, space, time.perf_counter() - started)
+            self._indexed.add(space)
+        self._states.clear()
+        return missing
+
+    @staticmethod
+    def catalogue_spaces(conn: psycopg.Connection) -> list[tuple[str, bool, bool]]:
+        """(space, index built, searched) of every space with a recorded dimension."""
+        rows = conn.execute("SELECT space, hnsw, searched FROM spaces ORDER BY space").fetchall()
+        return [(str(space), bool(indexed), bool(searched)) for space, indexed, searched in rows]
+
+    def describe(self, conn: psycopg.Connection) -> dict[str, dict[str, Any]]:
+        """``info``'s spaces: dimension, index kind ("hnsw"; "flat": searched exactly, small enough; "pending":
+        searched exactly until the next `vistext index` builds its index; "none": never searched) and size."""
+        spaces: dict[str, dict[str, Any]] = {}
+        for space in [IMAGE_SPACE, *(row[0] for row in conn.execute(SPACES))]:
+            dim, indexed, searched = space_dim(conn, space)
+            size = self.size(conn, space, fresh=True)
+            kind = "hnsw" if indexed else "none" if not searched else "flat"
+            if kind == "flat" and size > self.hnsw_threshold:
+                kind = "pending"
+            spaces[space] = {"dim": dim, "index": kind if dim else "flat", "size": size if dim else 0}
+        return spaces
 
     def size(self, conn: psycopg.Connection, space: str, fresh: bool = False) -> int:
         """How many ok images have a vector in ``space`` (``fresh``: ask the server now)."""
@@ -107,7 +196,13 @@ class Spaces:
         cached = self._states.get(space)
         if cached is not None and time.monotonic() - cached[0] < _SIZE_TTL:
             return cached[1:]
-        dim, indexed = space_dim(conn, space)
+        dim, indexed, searched = space_dim(conn, space)
         size = self.size(conn, space, fresh=True) if dim else 0
+        if searched and not indexed and size > self.hnsw_threshold and space not in self._warned:
+            self._warned.add(space)
+            log.warning(
+                "%s: space %s has %d vectors and no index yet (an interrupted load?): searched exactly, slowly, "
+                "until the next `vistext index` builds it", self.database.where, space, size,
+            )  # fmt: skip
         self._states[space] = (time.monotonic(), dim, indexed, size)
         return dim, indexed, size

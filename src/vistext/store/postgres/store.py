@@ -2,11 +2,12 @@
 
 Every write is one transaction with idempotent upserts (``ON CONFLICT``), so a retried batch never duplicates a
 row and many processes (indexing workers, servers) may write and search at once; there is no cache to keep in
-step: each space's HNSW index lives in the server (``schema``). Searches of several queries are one round
-trip (a ``LATERAL`` join over the query array); a space of at most ``hnsw_threshold`` vectors is searched
-exactly (the index scan is turned off for that query), a larger one through HNSW with ``hnsw.ef_search`` =
-``ef_search``. ``vectors(space)`` streams ``COPY ... (FORMAT BINARY)`` into the one array it returns. Paths are
-stored as the file system's bytes (any file name round-trips), absolute: a moved folder is re-indexed.
+step: each searched space's HNSW index lives in the server (``indexes``), and ``bulk_load`` builds it once at
+the end of a large load. Searches of several queries are one round trip (a ``LATERAL`` join over the query
+array); a space without its index (at most ``hnsw_threshold`` vectors) is searched exactly, a larger one
+through HNSW with ``hnsw.ef_search`` = ``ef_search``. ``vectors(space)`` streams ``COPY ... (FORMAT BINARY)``
+into the one array it returns. Paths are stored as the file system's bytes (any file name round-trips),
+absolute: a moved folder is re-indexed.
 
 The store is composed of a ``Database`` (the connection pool and its transactions) and ``Spaces`` (each space's
 dimension, size and HNSW state); the SQL itself lives in ``reads``, ``writes``, ``search`` and ``metadata``.
@@ -30,15 +31,9 @@ from vistext.store import dates, photo_text, picture_hashes
 from vistext.store.base import Store
 from vistext.store.postgres import metadata
 from vistext.store.postgres.database import Database, advisory_writer_lock
+from vistext.store.postgres.indexes import EF_CONSTRUCTION, HNSW_M, memory_limit
 from vistext.store.postgres.reads import SPACES, catalogue_summary, file_states, read_records
-from vistext.store.postgres.schema import (
-    EF_CONSTRUCTION,
-    HASHES_FROM,
-    HNSW_M,
-    TEXT_FROM,
-    migrate,
-    schema_version,
-)
+from vistext.store.postgres.schema import HASHES_FROM, TEXT_FROM, migrate, schema_version
 from vistext.store.postgres.search import (
     EF_MAX,
     EF_SEARCH,
@@ -70,14 +65,14 @@ class PostgresStore(Store):
         readonly: bool | None = None,
         timeout: float = 30.0,
         pool_size: int = 8,
+        build_memory: int | None = None,
     ) -> None:
         self.database = Database(
             url, readonly=bool(readonly), timeout=timeout, pool_size=pool_size, ef_search=ef_search
         )
         self.url, self.where = self.database.url, self.database.where
-        self.ef_search = ef_search  # a session setting of every pooled connection; another value costs a SET
-        self._session_ef = ef_search
-        self.space_state = Spaces(self.database, hnsw_threshold)
+        self.ef_search = ef_search  # set with each search through an index (SET LOCAL, in the same round trip)
+        self.space_state = Spaces(self.database, hnsw_threshold, build_memory or memory_limit())
         self._tx = self.database.transaction
         if not self.database.readonly:
             try:
@@ -151,6 +146,17 @@ class PostgresStore(Store):
             write_batch(conn, records)
             self._bump(conn)
         self.space_state.grown(ok)
+
+    @contextmanager
+    def bulk_load(self, rows: int) -> Iterator[None]:
+        """Indexes a load of ``rows`` would grow a row at a time are dropped, and built when it ends (``Spaces``)."""
+        self.database.check_writable()
+        with self.space_state.bulk_load(rows):
+            yield
+
+    def mark_unsearched(self, spaces: Iterable[str]) -> None:
+        self.database.check_writable()
+        self.space_state.mark_unsearched(spaces)
 
     def build_index(self, space: str, *, m: int = HNSW_M, ef_construction: int = EF_CONSTRUCTION) -> float:
         """(Re)build ``space``'s HNSW index now, whatever its size (e.g. after a bulk load with a huge
@@ -258,14 +264,7 @@ class PostgresStore(Store):
 
     def info(self) -> dict[str, Any]:
         with self._tx(snapshot=True) as conn:
-            spaces = {}
-            for space in [IMAGE_SPACE, *(row[0] for row in conn.execute(SPACES))]:
-                dim, indexed = space_dim(conn, space)
-                size = self.space_state.size(conn, space, fresh=True)
-                kind = "hnsw" if indexed and size > self.hnsw_threshold else "flat"
-                spaces[space] = {"dim": dim, "index": kind, "size": size}
-            if spaces[IMAGE_SPACE]["dim"] is None:
-                spaces[IMAGE_SPACE] = {"dim": None, "index": "flat", "size": 0}
+            spaces = self.space_state.describe(conn)
             summary = catalogue_summary(conn)
         return {"backend": self.backend, "path": self.where, "schema_version": self.schema_version(), **summary,
                 "spaces": spaces}  # fmt: skip
@@ -366,10 +365,8 @@ class PostgresStore(Store):
                 )
             exact = not indexed or size <= self.hnsw_threshold
             plan = SearchPlan(space, dim, k, exact=exact, ef_search=self.ef_search)
-            # the planner's own choice is right (HNSW when built, else a scan) and the session's ef_search holds:
-            # one statement, one round trip
-            session = self.ef_search == self._session_ef and k <= (self._session_ef if indexed else EF_MAX)
-            if restrict is None and exact == (not indexed) and session:
+            # no index: the planner's own choice (a scan) is right, one statement, one round trip
+            if restrict is None and not indexed and k <= EF_MAX:
                 return nearest(conn, plan, queries, self.where, settings=False)
         with self._tx() as conn:
             return nearest(conn, plan, queries, self.where, restrict)
