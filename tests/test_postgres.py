@@ -120,7 +120,8 @@ def test_migrate_a_real_collection_from_sqlite(
         assert store_digest(source) == store_digest(target) == (18, report["digest"])
         assert target.spaces() == source.spaces() and target.count("ok") == 17
         kinds = {space.split(":")[0]: about["index"] for space, about in target.info()["spaces"].items()}
-        assert kinds == {"image": "flat", "fused": "flat", "joint": "none"}  # the joint space: read, not searched
+        # the joint space and the colour and light measures: read whole, not searched
+        assert kinds == {"image": "flat", "fused": "flat", "joint": "none", "attributes": "none"}
         assert target.tag_counts() == source.tag_counts() and target.facets() == source.facets()
         assert {"cat": 1, "indoor": 1}.items() <= target.tag_counts().items()
         copied = target.get(str(photos / "chelsea.png"))

@@ -52,7 +52,7 @@ def info_lines(info: dict[str, Any]) -> list[str]:
 
 def _space_line(name: str, space: dict[str, Any], width: int) -> str:
     """One search space of ``info``: a space without vectors yet (every photo failed) has no dimension."""
-    uses = {"image": "similar images", "fused": "text search", "joint": "the joint model's half of text search",
+    uses = {"image": "similar images", "fused": "text search", "joint": "text search (joint model part)",
             "attributes": "colour and light words"}  # fmt: skip
     use = uses.get(name.split(":")[0], "")
     dim = "?" if space.get("dim") is None else space["dim"]

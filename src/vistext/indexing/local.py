@@ -218,8 +218,9 @@ def index_folder(
         log.info("%s: %s", path, message)  # shown with --verbose; the JSON report carries them all
 
     with nullcontext() if locked else store.writer_lock(), file_messages(warned):
+        # search asks a derived space, not its source; the colour and light measures are read whole
+        store.mark_unsearched({source for source, _ in (derived or {}).values()} | {ATTRIBUTE_SPACE})
         if derived:
-            store.mark_unsearched({source for source, _ in derived.values()})  # search asks the derived space
             derive_spaces(store, derived)
         _run(root_path, store, encoder, projectors or {}, report, batch_size, workers, progress, stop)
     report.seconds = time.perf_counter() - started

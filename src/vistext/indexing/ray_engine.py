@@ -29,13 +29,14 @@ from typing import Any
 
 from tqdm import tqdm
 
+from vistext.images.attributes import ATTRIBUTE_SPACE
 from vistext.indexing.plan import IndexReport, fill_meta, plan_changes, remove_gone
 from vistext.indexing.ray_cluster import check_store_fits, ray_cluster
 from vistext.indexing.ray_pipeline import run_stages
 from vistext.indexing.ray_stages import EncodeAndWrite, ModelSpec, decode_batch
 from vistext.indexing.ray_watch import DEFAULT_DEADLINE, Batch
 from vistext.indexing.sources import FolderSource, photo_source
-from vistext.models.open_domain import source_space
+from vistext.models.open_domain import read_whole_spaces
 from vistext.store import Store
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ def index_with_ray(
         check_store_fits(store, store_uri)
         spaces = [*models.projectors, *models.derived]
         plan = plan_changes(source.name, source.listing(report), store, models.encoder, spaces, report)
-        store.mark_unsearched({found for space in models.derived if (found := source_space(space))})
+        store.mark_unsearched(read_whole_spaces([*models.derived, ATTRIBUTE_SPACE]))
         if plan.candidates:
             with (
                 store.bulk_load(len(plan.candidates)),  # PostgreSQL builds its search indexes once, at the end

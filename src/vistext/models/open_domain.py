@@ -13,13 +13,14 @@ always sqrt(3) and a stored cosine times ``sqrt(3) * |text vector|`` gives the f
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from vistext.encoders.base import ImageFeatures
+from vistext.images.attributes import ATTRIBUTE_SPACE
 from vistext.models.concepts import ConceptSpace, embed_prompted
 
 if TYPE_CHECKING:
@@ -40,6 +41,14 @@ def source_space(space: str) -> str | None:
     if not space.startswith(SPACE_PREFIX) or _CONCEPTS not in space:
         return None
     return joint_space(space[len(SPACE_PREFIX) :].rsplit(_CONCEPTS, 1)[0])
+
+
+def read_whole_spaces(spaces: Iterable[str]) -> set[str]:
+    """The spaces among ``spaces`` that search reads whole but never searches by nearest neighbour (so a store
+    need not index them): the joint space beneath each fused one, and the colour and light measures."""
+    return {found for space in spaces if (found := source_space(space))} | {
+        space for space in spaces if space == ATTRIBUTE_SPACE
+    }
 
 
 class OpenDomainModel:

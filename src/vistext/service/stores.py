@@ -19,13 +19,12 @@ Progress = Callable[[int, int], None]  # (records just copied, records in all)
 def migrate(source: str, target: str, *, batch: int = 256, progress: Progress | None = None) -> TransferReport:
     """Copy the collection at ``source`` into ``target`` (a store URL, a catalogue file or an indexed folder;
     created if needed) and check that both now hold the same records."""
-    from vistext.models.open_domain import source_space
+    from vistext.models.open_domain import read_whole_spaces
     from vistext.store import open_store
     from vistext.store.transfer import copy_store
 
     with open_store(locate(source).uri, readonly=True) as origin, open_store(locate(target).uri) as destination:
-        # the joint space beneath a fused one is read whole, never searched: the target need not index it
-        destination.mark_unsearched({found for space in origin.spaces() if (found := source_space(space))})
+        destination.mark_unsearched(read_whole_spaces(origin.spaces()))  # the target need not index those
         total = origin.count()
         step = None if progress is None else (lambda done: progress(done, total))
         return copy_store(origin, destination, batch=batch, progress=step)
