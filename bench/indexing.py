@@ -65,14 +65,16 @@ def backbone_alone(pixels: np.ndarray, streams: int) -> tuple[float, float]:
     return len(pixels) / (time.perf_counter() - started), (time.process_time() - cpu) / len(pixels) * 1000
 
 
-def whole_process(folder: Path, workdir: Path, round_: int) -> tuple[float, float, dict]:
-    """(img/s, CPU ms per photo, report) of ``vistext index`` run as a user runs it, into a new catalogue."""
+def whole_process(folder: Path, workdir: Path, round_: int, src: Path | None = None) -> tuple[float, float, dict]:
+    """(img/s, CPU ms per photo, report) of ``vistext index`` run as a user runs it, into a new catalogue;
+    ``src``: the ``src`` folder of another checkout (the previous code) to run instead of this one."""
     db = workdir / f"round{round_}.sqlite"
+    env = dict(os.environ, PYTHONPATH=str(src)) if src is not None else None
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-c", INDEX, "index", str(folder), "--db", str(db), "--json"],
-        capture_output=True, text=True, check=False,
+        capture_output=True, text=True, check=False, env=env,
     )  # fmt: skip
     seconds = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -113,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="alternating measurement rounds")
     parser.add_argument("--naive-limit", type=int, default=0, help="photos for the (slow) naive loop; 0: skip")
     parser.add_argument("--quick", action="store_true", help="200 photos, 3 rounds")
+    parser.add_argument("--previous", type=Path, help="also run the whole process of this checkout's src/ each round")
     args = parser.parse_args(argv)
     if args.quick:
         args.photos, args.rounds = 200, 3
@@ -125,13 +128,20 @@ def main(argv: list[str] | None = None) -> int:
             f"{len(paths)} 500-px photos copied to {tmp}; batches of {BATCH}, indexing runs {bulk_streams()} "
             f"encode stream(s); {os.cpu_count()} cores; load average {load_average()}"
         )
-        rounds = []
+        rounds: list[tuple[float, ...]] = []
+        previous: list[tuple[float, float]] = []
         for round_ in range(args.rounds):
             alone = {streams: backbone_alone(pixels, streams) for streams in sorted({1, bulk_streams()})}
             best = max(alone, key=lambda streams: alone[streams][0])
             model, model_cpu = alone[best]
             whole, whole_cpu, report = whole_process(Path(tmp) / "photos", Path(tmp), round_)
             rounds.append((model, whole, whole / model, model_cpu, whole_cpu))
+            if args.previous is not None:
+                old, old_cpu, _ = whole_process(Path(tmp) / "photos", Path(tmp), round_, args.previous)
+                previous.append((old / model, old_cpu))
+                print(
+                    f"  previous code: {old:6.1f} img/s ({old_cpu:5.2f} ms CPU/photo): {old / model:.2f}x the backbone"
+                )
             each = ", ".join(f"{n} stream(s) {rate:6.1f} img/s ({cpu:5.2f} ms CPU)" for n, (rate, cpu) in alone.items())
             print(
                 f"round {round_ + 1}: backbone alone {each}; whole process {whole:6.1f} img/s ({whole_cpu:5.2f} ms "
@@ -148,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"whole vistext index      : {whole:7.1f} img/s, {whole_cpu:5.2f} ms CPU per photo")
     print(f"whole / backbone         : {ratio:5.2f}x (rounds {ratios[0]:.2f}-{ratios[-1]:.2f}x; target >= 0.75x)")
     print(f"CPU backbone / whole     : {model_cpu / whole_cpu:5.2f}x (the ratio both reach with the cores saturated)")
+    if previous:
+        old_ratio, old_cpu = (float(np.median([p[i] for p in previous])) for i in range(2))
+        print(f"previous code            : {old_ratio:5.2f}x the backbone, {old_cpu:5.2f} ms CPU per photo")
     return 0
 
 
