@@ -180,6 +180,10 @@ def side_by_side_catalogues(args: argparse.Namespace) -> list[tuple[str, str, Pa
     index_with(None, folder, current)
     sides.append(("this code, SQLite", str(current), None))
     if args.postgres:
+        # the store module first: imported the other way round, open_store's import of it meets a circular import
+        from vistext.store.postgres.store import PostgresStore  # noqa: F401
+
+        # isort: split
         from vistext.store.postgres.server import PgServer
 
         server_folder = Path(tempfile.mkdtemp(prefix="vistext-serve-pg-"))
