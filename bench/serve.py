@@ -41,6 +41,9 @@ from urllib.parse import urlencode
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
+# run as a script, this file's folder comes first on sys.path and bench/pgvector.py would shadow the pgvector
+# package PostgreSQL's store imports
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != ROOT / "bench"]
 # the code of 2026-11-27 04:47 UTC: "the previous release" of docs/benchmarks.md's serving tables
 PREVIOUS = "5b79c19"
 INDEX = "import sys; from vistext.cli import main; sys.exit(main(sys.argv[1:]))"
@@ -180,10 +183,6 @@ def side_by_side_catalogues(args: argparse.Namespace) -> list[tuple[str, str, Pa
     index_with(None, folder, current)
     sides.append(("this code, SQLite", str(current), None))
     if args.postgres:
-        # the store module first: imported the other way round, open_store's import of it meets a circular import
-        from vistext.store.postgres.store import PostgresStore  # noqa: F401
-
-        # isort: split
         from vistext.store.postgres.server import PgServer
 
         server_folder = Path(tempfile.mkdtemp(prefix="vistext-serve-pg-"))
