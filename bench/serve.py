@@ -314,10 +314,9 @@ HEADER = f"{'scenario':52s} " + " ".join(
 
 def run_side_by_side(args: argparse.Namespace) -> None:
     captions, fresh = texts()
-    sides = side_by_side_catalogues(args)
     servers = []
     try:
-        for label, db, src in sides:
+        for label, db, src in side_by_side_catalogues(args):
             process, url = start_server(db, src)
             servers.append((label, process, url))
             warm_query_cache(url, captions, args.clients)
