@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -110,3 +111,24 @@ def test_embed_files_aligns_rows_and_streams(tmp_path: Path, photos: list[Path],
     bad.write_text("not an image")
     with pytest.raises(ImageDecodeError, match="notes.jpg"):
         embed_files([photos[0], bad], encoder, lambda f: f.pooled, progress=False)
+
+
+def test_two_encode_streams_give_the_same_batches_in_order(photos: list[Path], encoder: ImageEncoder) -> None:
+    """Indexing's encoder runs two batches at once (each on its share of the cores): the batches come back in
+    input order with the features one stream gives."""
+    streamed = create_image_encoder("efficientnet-lite0", streams=2)
+    assert streamed.encode_streams == 2 and encoder.encode_streams == 1
+    one = [b for b in extract(photos, encoder, batch_size=4, workers=2, progress=False)]
+    two = [b for b in extract(photos, streamed, batch_size=4, workers=2, progress=False)]
+    assert [[i.path for i in b] for b in two] == [[i.path for i in b] for b in one]
+    for mine, theirs in zip((i for b in two for i in b), (i for b in one for i in b), strict=True):
+        np.testing.assert_allclose(mine.pooled, theirs.pooled, rtol=1e-4, atol=1e-4)  # type: ignore[arg-type]
+        np.testing.assert_allclose(mine.logits, theirs.logits, rtol=1e-4, atol=1e-4)  # type: ignore[arg-type]
+
+
+def test_a_stream_closed_early_stops_its_threads(photos: list[Path]) -> None:
+    streamed = create_image_encoder("efficientnet-lite0", streams=2)
+    batches = extract(photos, streamed, batch_size=2, workers=2, progress=False)
+    assert len(next(batches)) == 2
+    batches.close()  # photos not yet decoded are dropped; the batches in flight finish, then the threads end
+    assert not any(t.name.startswith(("vistext-decode", "vistext-encode")) for t in threading.enumerate())

@@ -18,7 +18,9 @@ import pytest
 from PIL import Image
 
 from vistext.encoders import ImageEncoder, ImageFeatures, create_image_encoder
-from vistext.indexing.local import IndexReport, index_folder
+from vistext.errors import ModelError
+from vistext.features import EncodedImage
+from vistext.indexing.local import DerivedProjector, IndexReport, index_folder, project_batch
 from vistext.store import Store, open_store
 
 
@@ -135,7 +137,9 @@ def test_moved_and_copied_files_reuse_features_and_projectors(
 _INDEX_SCRIPT = """
 import sys
 from vistext.encoders import create_image_encoder
-from vistext.indexing.local import IndexReport, index_folder
+from vistext.errors import ModelError
+from vistext.features import EncodedImage
+from vistext.indexing.local import DerivedProjector, IndexReport, index_folder, project_batch
 from vistext.store import open_store
 store = open_store(sys.argv[2])
 index_folder(sys.argv[1], store, create_image_encoder(threads=1), batch_size=8, workers=1, progress=False)
@@ -367,3 +371,31 @@ def test_index_of_big_deep_pictures_stays_under_1_gb(tmp_path: Path, flickr8k_im
     added, failed, peak_mb = map(int, done.stdout.split())
     assert (added, failed) == (7, 0)  # the 90-megapixel JPEG is indexed, not refused
     assert peak_mb < 1000, f"peak RSS {peak_mb} MB"  # the previous release: 4.6 GB on a folder like this
+
+
+def test_a_derived_space_reuses_its_source_vectors_of_the_batch() -> None:
+    """The fused space is derived from the joint vectors ``project_batch`` has just computed: the joint graph
+    runs once per batch, and the vectors are those the derived projector gives on its own."""
+    calls: list[int] = []
+
+    def joint(features: ImageFeatures) -> np.ndarray:
+        calls.append(len(features.pooled))
+        return features.pooled[:, :4] * 2
+
+    def fuse(logits: np.ndarray, source: np.ndarray) -> np.ndarray:
+        return np.concatenate([logits[:, :2], source], axis=1)
+
+    fused = DerivedProjector("joint:t", joint, fuse)
+    rng = np.random.default_rng(0)
+    batch = [
+        EncodedImage(f"{i}.jpg", pooled=rng.random(8, np.float32), logits=rng.random(5, np.float32)) for i in range(3)
+    ]
+    vectors = project_batch(batch, {"joint:t": joint, "fused:t": fused})
+    assert calls == [3] and set(vectors) == {"joint:t", "fused:t"}
+    alone = fused(ImageFeatures(np.stack([e.pooled for e in batch]), logits=np.stack([e.logits for e in batch])))
+    np.testing.assert_array_equal(vectors["fused:t"], alone)
+    np.testing.assert_array_equal(vectors["fused:t"][:, 2:], vectors["joint:t"])
+    # without its source asked for, it projects the source itself
+    assert set(project_batch(batch, {"fused:t": fused})) == {"fused:t"} and calls == [3, 3, 3]
+    with pytest.raises(ModelError, match="logits"):
+        project_batch([EncodedImage("x.jpg", pooled=batch[0].pooled)], {"joint:t": joint, "fused:t": fused})

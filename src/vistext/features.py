@@ -96,37 +96,51 @@ def _stream(
     grid: bool,
     bar: tqdm,
 ) -> Generator[list[EncodedImage], None, None]:
-    """The runner: a bounded window of decode futures feeds batches to ``encoder.encode`` in this thread.
+    """The runner: a bounded window of decode futures feeds batches to ``encoder.encode_pixels`` on the
+    encoder's ``encode_streams`` threads, and the caller gets each batch's results in order while the next
+    batches are being encoded (its own work on a batch, such as storing it, overlaps the model's).
 
     Each prepared item is (V, H, W, 3) uint8; a batch encodes all views at once and results keep the V axis only
     when V > 1 is asked for by the caller (``encode_files``).
     """
-    window = max(2 * batch_size, batch_size + 2 * workers)
+    streams = max(1, encoder.encode_streams)
+    window = (streams + 1) * batch_size + 2 * workers  # a batch for each stream and the next, being decoded
     pending: deque[Future] = deque()
+    encoding: deque[Future[list[EncodedImage]]] = deque()
     source = iter(paths)
-    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="vistext-decode") as pool:
+    decoders = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="vistext-decode")
+    encoders = ThreadPoolExecutor(max_workers=streams, thread_name_prefix="vistext-encode")
 
-        def refill() -> None:
-            while len(pending) < window:
-                path = next(source, None)
-                if path is None:
-                    return
-                pending.append(pool.submit(_decode_or_error, prepare, path))
+    def refill() -> None:
+        while len(pending) < window:
+            path = next(source, None)
+            if path is None:
+                return
+            pending.append(decoders.submit(_decode_or_error, prepare, path))
 
+    def next_batch() -> Future[list[EncodedImage]]:
+        ready: list[tuple[str, np.ndarray]] = []
+        failed: list[EncodedImage] = []
+        while pending and len(ready) < batch_size:
+            path, pixels, error = pending.popleft().result()
+            if error is not None:
+                failed.append(EncodedImage(path=path, error=error))
+            else:
+                ready.append((path, pixels))  # type: ignore[arg-type]
+            refill()  # keep the decoders busy while the encoders run
+        return encoders.submit(lambda: _encode_batch(encoder, ready, grid) + failed)
+
+    try:
         refill()
-        while pending:
-            ready: list[tuple[str, np.ndarray]] = []
-            failed: list[EncodedImage] = []
-            while pending and len(ready) < batch_size:
-                path, pixels, error = pending.popleft().result()
-                if error is not None:
-                    failed.append(EncodedImage(path=path, error=error))
-                else:
-                    ready.append((path, pixels))  # type: ignore[arg-type]
-                refill()  # keep the decoders busy while the encoder runs below
-            results = _encode_batch(encoder, ready, grid) + failed
+        while pending or encoding:
+            while pending and len(encoding) < streams:
+                encoding.append(next_batch())
+            results = encoding.popleft().result()
             bar.update(len(results))
             yield results
+    finally:  # a caller that stops early: photos not yet decoded are dropped, the batches in flight finish
+        decoders.shutdown(wait=True, cancel_futures=True)
+        encoders.shutdown(wait=True, cancel_futures=True)
 
 
 def _encode_batch(encoder: ImageEncoder, ready: list[tuple[str, np.ndarray]], grid: bool) -> list[EncodedImage]:

@@ -62,6 +62,8 @@ class ImageEncoder(ABC):
     dim: int
     preprocessing: Preprocessing
     labels: list[str] | None = None
+    # how many batches ``encode_pixels`` may run at once from different threads (a bulk pass's encode streams)
+    encode_streams: int = 1
 
     def preprocess(self, image: Image.Image) -> np.ndarray:
         return self.preprocessing(image)

@@ -24,7 +24,7 @@ import numpy as np
 from vistext.encoders.base import IMAGE_ENCODERS, ImageEncoder, ImageFeatures, Preprocessing
 from vistext.encoders.checkpoint import read_checkpoint
 from vistext.encoders.efficientnet_graph import efficientnet_graph
-from vistext.encoders.onnx import building, open_session
+from vistext.encoders.onnx import building, bulk_threads, open_session
 from vistext.errors import ModelError
 from vistext.paths import cache_dir, vistext_home
 
@@ -150,13 +150,18 @@ class OnnxEfficientNetLite0(ImageEncoder):
     dim = FEATURE_DIM
     preprocessing = PREPROCESSING
 
-    def __init__(self, weights: str | Path | None = None, threads: int | None = None) -> None:
+    def __init__(self, weights: str | Path | None = None, threads: int | None = None, streams: int = 1) -> None:
+        """``threads``: ONNX Runtime's intra-op threads (default: every core, shared out among ``streams``);
+        ``streams``: how many indexing batches will run through ``encode_pixels`` at once (see
+        ``encoders.onnx.bulk_streams``)."""
         self._threads = threads
         self._weights = weights
         weights_path(weights)  # a missing weights file fails here, not at the first batch
         self._float_session: ort.InferenceSession | None = None  # opened on first use: indexing only uses uint8
         self._uint8_session: ort.InferenceSession | None = None
+        self._opening = threading.Lock()  # the encode streams ask for the uint8 session at once
         self.labels = imagenet_labels()
+        self.encode_streams = max(1, streams)
 
     @property
     def _session(self) -> ort.InferenceSession:
@@ -164,9 +169,9 @@ class OnnxEfficientNetLite0(ImageEncoder):
             self._float_session = self._open(onnx_path(self._weights))
         return self._float_session
 
-    def _open(self, path: Path) -> ort.InferenceSession:
+    def _open(self, path: Path, threads: int | None = None) -> ort.InferenceSession:
         # idle intra-op threads would busy-wait and steal the cores the decode threads need
-        return open_session(path, threads=self._threads, inter_op_threads=1, spinning=False)
+        return open_session(path, threads=threads or self._threads, inter_op_threads=1, spinning=False)
 
     def encode(self, batch: np.ndarray, grid: bool = False) -> ImageFeatures:
         wanted = ["pooled", "logits", "grid"] if grid else ["pooled", "logits"]
@@ -177,7 +182,10 @@ class OnnxEfficientNetLite0(ImageEncoder):
         """uint8 NHWC straight into the graph: the normalisation runs on ONNX Runtime's threads, and the decode
         threads hand over a quarter of the bytes (indexing's path)."""
         if self._uint8_session is None:
-            self._uint8_session = self._open(onnx_path(self._weights, uint8=True))
+            with self._opening:
+                if self._uint8_session is None:  # bulk passes only: sized for ``encode_streams`` runs at once
+                    path = onnx_path(self._weights, uint8=True)
+                    self._uint8_session = self._open(path, self._threads or bulk_threads(self.encode_streams))
         wanted = ["pooled", "logits", "grid"] if grid else ["pooled", "logits"]
         outputs = self._uint8_session.run(wanted, {"pixels_u8": np.ascontiguousarray(batch, dtype=np.uint8)})
         return ImageFeatures(pooled=outputs[0], logits=outputs[1], grid=outputs[2] if grid else None)

@@ -121,6 +121,22 @@ def building(out: Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def bulk_streams(cores: int | None = None) -> int:
+    """How many batches a bulk pass (indexing) runs through an image graph at once: two wherever there are two
+    cores, each run on ``bulk_threads`` of them. Two single-threaded runs side by side cost less CPU per photo
+    than one run split over two threads, which waits at every layer for its slower half while decode threads
+    share the cores (measured on 2 cores, 1,000 photos: 9.8 against 11.0 ms of CPU per photo for the graph
+    alone, 14.0 against 15.3 ms for the whole ``vistext index``)."""
+    cores = cores or os.cpu_count() or 1
+    return 2 if cores >= 2 else 1
+
+
+def bulk_threads(streams: int, cores: int | None = None) -> int:
+    """ONNX Runtime's intra-op threads for each of ``streams`` concurrent runs: the cores shared out."""
+    cores = cores or os.cpu_count() or 1
+    return max(1, cores // max(1, streams))
+
+
 def open_session(
     path: str | Path,
     *,

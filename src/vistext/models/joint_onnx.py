@@ -46,6 +46,9 @@ BANKS_FILE = "banks.npz"
 GRAPHS_CARD = "graphs.json"
 MAX_TOKENS = {"minilm": 64, "minilm-gpo": 32}  # MiniLMEncoder.max_length, MiniLMTokenPoolingEncoder.max_tokens
 BULK_TEXTS = 64  # from this many texts in one call (a caption bank), the optimised session pays for its load
+# from this many images in one call (an indexing batch), the optimised image session: measured 0.23 against 0.43 ms
+# of CPU per image on batches of 16, for 60 ms more to open it once
+BULK_IMAGES = 8
 _lock = threading.Lock()
 
 
@@ -195,7 +198,7 @@ class OnnxJointModel:
             self.image_bank = banks["image_bank"]
             self.caption_bank = banks["caption_bank"]
         self._text: OnnxTextEncoder | None = None
-        self._image: ort.InferenceSession | None = None
+        self._images: dict[bool, ort.InferenceSession] = {}  # quick to load / fast on indexing batches
 
     @property
     def corrected(self) -> bool:
@@ -259,15 +262,17 @@ class OnnxJointModel:
         """(N, d) L2-normalised embeddings from the bundled image encoder's output, as ``JointModel.encode_images``."""
         if self.needs_grid and features.grid is None:
             raise ModelError(f"joint model {self.name!r} needs the feature grid: encode images with grid=True")
-        if self._image is None:
-            self._image = _session(self.graphs / IMAGE_GRAPH)
         pooled = np.asarray(features.pooled)
+        bulk = len(pooled) >= BULK_IMAGES
+        if bulk not in self._images:
+            self._images[bulk] = _session(self.graphs / IMAGE_GRAPH, bulk)
+        session = self._images[bulk]
         out = []
         for s in range(0, len(pooled), batch_size):
             feed = {"pooled": np.ascontiguousarray(pooled[s : s + batch_size], dtype=np.float32)}
             if self.needs_grid:
                 feed["grid"] = np.ascontiguousarray(features.grid[s : s + batch_size], dtype=np.float32)  # type: ignore[index]
-            joined = self._image.run(["joined"], feed)[0]
+            joined = session.run(["joined"], feed)[0]
             out.append(self.correct_images(joined) if corrected else joined)
         return np.concatenate(out).astype(np.float32) if out else np.zeros((0, self._dim(corrected)), np.float32)
 

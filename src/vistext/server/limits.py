@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from vistext.service.queries import one_openmp_thread
+from vistext.service.queries import one_math_thread
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -196,7 +196,8 @@ _worker = threading.local()
 
 
 def openmp_limited(fn: Callable[[], T]) -> Callable[[], T]:
-    """Run ``fn`` with OpenMP (FAISS, BLAS) limited to one thread in this worker thread.
+    """Run ``fn`` with OpenMP (FAISS, BLAS) limited to one thread in this worker thread (and BLAS in the
+    process: ``one_math_thread``).
 
     A server gets its parallelism from concurrent requests; a search that also forks OpenMP threads on a
     busy 2-core machine spends most of its time spin-waiting (measured: 10k x 1280 flat search 33 ms with two
@@ -205,7 +206,7 @@ def openmp_limited(fn: Callable[[], T]) -> Callable[[], T]:
 
     def limited() -> T:
         if not getattr(_worker, "limited", False):
-            one_openmp_thread()
+            one_math_thread()
             _worker.limited = True
         return fn()
 

@@ -111,7 +111,7 @@ class LoadedModels:
     ) -> None:
         self.encoder_name = encoder
         self.joint_path = joint_model
-        self._encoder: Lazy[ImageEncoder] = Lazy(lambda: create_image_encoder(self.encoder_name))
+        self._encoder: Lazy[ImageEncoder] = Lazy(lambda: _image_encoder(self.encoder_name))
         self._joint: Lazy[JointModel | OnnxJointModel] = Lazy(self._load_joint)
         self._joint_key: Lazy[str] = Lazy(self._fingerprint)
         self._open_domain: Lazy[tuple[OpenDomainModel | None]] = Lazy(self._load_open_domain)
@@ -206,10 +206,11 @@ class LoadedModels:
 
     def text_projectors(self) -> dict[str, Any]:
         """The spaces indexing stores for words: the joint space, and the fused space when available."""
+        from vistext.indexing.local import DerivedProjector
+
         projectors = {self.joint_space: self.joint_projector()}
-        fused = self.open_domain
-        if fused is not None:
-            projectors[fused.space] = fused.project
+        for space, (source, derive) in self.derived_spaces().items():  # the fused space, from the joint vectors
+            projectors[space] = DerivedProjector(source, projectors[source], derive)
         return projectors
 
     def derived_spaces(self) -> dict[str, Derivation]:
@@ -288,6 +289,15 @@ class LoadedModels:
         card = joint.metadata or joint.config  # a model built in memory has no card yet
         digest = hashlib.sha1(json.dumps(card, sort_keys=True, default=str).encode()).hexdigest()[:10]
         return f"{joint.name}@{digest}"
+
+
+def _image_encoder(name: str) -> ImageEncoder:
+    """The image encoder ``name``; the shipped one sized for indexing's concurrent encode streams."""
+    if name == DEFAULT_ENCODER:
+        from vistext.encoders.onnx import bulk_streams
+
+        return create_image_encoder(name, streams=bulk_streams())
+    return create_image_encoder(name)
 
 
 def _text_reader() -> TextReader:

@@ -27,17 +27,22 @@ TEXT_CACHE_SIZE = 8192  # query embeddings kept (~2 KB each: ~16 MB)
 MAX_BATCH = 64
 
 
-def one_openmp_thread() -> None:
-    """Limit OpenMP (FAISS, and the BLAS FAISS calls) to one thread in the calling thread only.
+def one_math_thread() -> None:
+    """Limit OpenMP (FAISS, and the BLAS FAISS calls) to one thread in the calling thread, and BLAS to one
+    thread in the process.
 
     The batch worker's parallelism is the batch itself. With a second OpenMP thread, a search on a machine
     whose cores are busy answering requests spends its time spin-waiting: measured with one other busy thread,
     10k x 514 single-query search 14.7 ms with two threads, 7.4 ms with one; a batch of 16, 2.6 vs 1.1 ms per
-    query. The limit is thread-local, so the rest of the process keeps its settings.
+    query. The OpenMP limit is thread-local. NumPy's OpenBLAS has one setting for the whole process, and its
+    idle worker busy-waits after every small product a query costs (the hubness correction, the concept
+    scores): with 16 clients asking texts half of which are new, p50 248-281 ms with it, 118-144 ms without
+    (1,000 photos, a 2-core machine at load 9-12). A server's requests are its parallelism, so one is right.
     """
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1, user_api="openmp")
+    threadpool_limits(1, user_api="blas")
 
 
 @dataclass(frozen=True, eq=False)
@@ -85,7 +90,7 @@ class QueryBatcher:
         self._cache_size = cache_size
         self._lock = threading.Lock()
         self._searches: Coalescer[Query, list[VectorHit]] = Coalescer(
-            self._search_batch, MAX_BATCH, name="vistext-searches", thread_init=one_openmp_thread
+            self._search_batch, MAX_BATCH, name="vistext-searches", thread_init=one_math_thread
         )
 
     # ---- text embeddings ----------------------------------------------------------------------------------
