@@ -115,3 +115,38 @@ def test_object_queries_judge_photos_by_their_other_captions() -> None:
     scores = np.array([[0.9, 1.0, 0.8, 0.1]])
     m = evaluate_object_queries(lambda texts: scores, [query])
     assert m["queries"] == 1 and m["p@5"] == pytest.approx(2 / 3) and m["map"] == pytest.approx((1 + 2 / 3) / 2)
+
+
+def test_indexing_stores_region_evidence_computed_from_the_grid(
+    flickr8k_images: list[Path], tmp_path: Path, copy_photos
+) -> None:
+    """A concept space with windows: indexing hands its projector the grid, the stored vectors are the ones
+    ``project`` gives from the grid, and the space has its own name (never mixed with whole-frame vectors)."""
+    from dataclasses import replace
+
+    from vistext.encoders import ImageFeatures, create_image_encoder
+    from vistext.images import open_image
+    from vistext.indexing.local import index_folder
+    from vistext.models.joint_onnx import load_query_model
+    from vistext.models.open_domain import OpenDomainModel
+    from vistext.store import open_store
+
+    joint, shipped = load_query_model(), load_concept_space()
+    whole = OpenDomainModel(joint, shipped, "test")  # type: ignore[arg-type]
+    fused = OpenDomainModel(joint, replace(shipped, regions=RegionEvidence((7, 4), "max", 0.5)), "test")  # type: ignore[arg-type]
+    assert fused.needs_grid and not whole.needs_grid and fused.space != whole.space
+    folder = copy_photos(flickr8k_images[:3], tmp_path / "photos")
+
+    def project(features: ImageFeatures) -> np.ndarray:
+        return fused.project(features)
+
+    project.needs_grid = True  # type: ignore[attr-defined]
+    encoder = create_image_encoder("efficientnet-lite0")
+    with open_store(tmp_path / "catalogue.sqlite") as store:
+        index_folder(folder, store, encoder, projectors={fused.space: project}, progress=False)
+        stored = {r.path: r.embeddings[fused.space] for r in store.records()}
+    for path, vector in stored.items():
+        features = encoder.encode(encoder.preprocess(open_image(Path(path)))[None], grid=True)
+        assert np.abs(fused.project(features)[0] - vector).max() < 2e-3
+    with pytest.raises(ModelError, match="7x7 feature grid"):
+        fused.project(ImageFeatures(pooled=features.pooled, logits=features.logits))
