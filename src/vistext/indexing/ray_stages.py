@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from vistext.encoders import ImageEncoder, create_image_encoder
-from vistext.errors import ImageDecodeError
+from vistext.errors import ImageDecodeError, ModelError
 from vistext.features import EncodedImage
 from vistext.images import PhotoFile, open_image
 from vistext.indexing.local import Projector, project_batch
@@ -45,6 +45,31 @@ class JointProjection:
             return joint.encode_images(features)
 
         project.needs_grid = joint.needs_grid  # type: ignore[attr-defined]
+        return project
+
+
+@dataclass(frozen=True)
+class FusedProjection:
+    """Builds the fused (open-domain) projector inside a worker: only for a concept space with region evidence,
+    which needs each photo's feature grid (otherwise the driver derives the space from the stored logits)."""
+
+    path: str | None = None  # the joint model's directory; None = the shipped one
+    joint_key: str = ""  # names the space, as the driver's LoadedModels does
+
+    def __call__(self) -> Projector:
+        from vistext.models.concepts import load_concept_space
+        from vistext.models.joint_onnx import OnnxJointModel, load_query_model
+        from vistext.models.open_domain import OpenDomainModel
+
+        joint = load_query_model(self.path)
+        if not isinstance(joint, OnnxJointModel):
+            raise ModelError("the fused space needs a joint model with an ONNX export")
+        fused = OpenDomainModel(joint, load_concept_space(), self.joint_key)
+
+        def project(features: Any) -> np.ndarray:
+            return fused.project(features)
+
+        project.needs_grid = fused.needs_grid  # type: ignore[attr-defined]
         return project
 
 

@@ -44,7 +44,7 @@ def index_location_on_ray(
     """A collection's ``index(location, engine="ray")``: a folder every node can read, or ``s3://bucket/prefix``
     (which needs a catalogue named by ``db``); ``store_for(folder)`` opens the collection's store for it."""
     from vistext.indexing.ray_engine import index_with_ray
-    from vistext.indexing.ray_stages import JointProjection, ModelSpec
+    from vistext.indexing.ray_stages import FusedProjection, JointProjection, ModelSpec
     from vistext.indexing.sources import is_object_url
 
     in_object_storage = is_object_url(location)
@@ -54,12 +54,15 @@ def index_location_on_ray(
         raise UsageError(f"{location}: not a folder")
     store = store_for(None if in_object_storage else location)
     joint = None if models.joint_path is None else str(models.joint_path)
-    spaces = {models.joint_space: JointProjection(joint)} if text_search else {}
+    spaces: dict = {models.joint_space: JointProjection(joint)} if text_search else {}
+    fused = models.open_domain if text_search else None
+    if fused is not None and fused.needs_grid:  # region evidence: computed by the actors from each photo's grid
+        spaces[fused.space] = FusedProjection(joint, models.joint_key)
     spec = ModelSpec(models.encoder_name, spaces)
     report = index_with_ray(location, store, catalogue.for_workers(), spec, address=address, progress=progress)
     if text_search:
-        # the open-domain (fused) space is derived from the stored logits and joint vectors, as an upgraded
-        # catalogue's is: cheap on the driver, and the actors need not load the concept space
+        # without region evidence the open-domain (fused) space is derived from the stored logits and joint
+        # vectors, as an upgraded catalogue's is: cheap on the driver, and the actors need not load the concept space
         from vistext.indexing.local import derive_spaces
 
         derive_spaces(store, models.derived_spaces())
