@@ -90,6 +90,7 @@ def test_the_plain_output_says_the_captions_are_composed(capsys: pytest.CaptureF
     photo = flickr8k / "images" / DOG
     assert main(["caption", str(photo), "-k", "2", "--quiet"]) == 0
     header, *lines = capsys.readouterr().out.splitlines()
-    assert header == f"{photo} (composed captions):" and len(lines) == 2
+    # at most k; a runner-up under half the best caption's score is left out ("a dog" 0.97 here)
+    assert header == f"{photo} (composed captions):" and 1 <= len(lines) <= 2
     score, text = lines[0].split(maxsplit=1)
     assert 0.0 <= float(score) <= 1.0 and "dog" in text.split()

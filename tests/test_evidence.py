@@ -150,3 +150,18 @@ def test_indexing_stores_region_evidence_computed_from_the_grid(
         assert np.abs(fused.project(features)[0] - vector).max() < 2e-3
     with pytest.raises(ModelError, match="7x7 feature grid"):
         fused.project(ImageFeatures(pooled=features.pooled, logits=features.logits))
+
+
+def test_the_shipped_space_leaves_what_the_classifier_cannot_see_to_the_joint_model() -> None:
+    """Broad words meet their hypernym node and lean on the concept space; "a giraffe" (no ImageNet class, no
+    node) keeps a low label confidence, so the fusion gives the concept space almost no weight."""
+    from vistext.models.joint_onnx import load_query_model
+
+    space = load_concept_space()
+    assert space.nodes is not None and {"dog", "vehicle", "food", "bird"} <= set(space.nodes.words)
+    assert "giraffe" not in space.nodes.words
+    texts = ["a giraffe", "someone surfing", "a dog", "a vehicle", "a bird"]
+    _, minilm = load_query_model().encode_text_and_minilm(texts)  # type: ignore[union-attr]
+    weights = dict(zip(texts, space.fusion().weights(space.confidence(minilm)), strict=True))
+    assert weights["a giraffe"] < 0.15 and weights["someone surfing"] < 0.15, weights
+    assert min(weights["a dog"], weights["a vehicle"], weights["a bird"]) >= 0.8, weights

@@ -194,5 +194,6 @@ def save_evidence(search: EvidenceSearch, space: ConceptSpace, ramp: tuple | Non
         "evidence_chosen_on": note,
         "dev": figures["dev"],
         "test": figures["test"],
+        **{f"flickr8k_{s}": {k: figures[s][k] for k in FLOORS} for s in SPLITS},
     }
     return space.save(out, card)
