@@ -125,6 +125,19 @@ def _content_key(source: Path) -> str:
     return _keys[memo]
 
 
+@lru_cache(maxsize=2)
+def classifier_weights(weights: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The ImageNet classifier on top of the pooled features: ``logits = pooled @ W.T + b``, as (W (1000, 1280),
+    b (1000,)) float32. It is linear on the average-pooled grid, so the mean of any window of the 7x7 grid
+    through it gives that window's class logits (``models.evidence``)."""
+    state = read_checkpoint(weights_path(weights))
+    try:
+        weight, bias = state["_fc.weight"], state["_fc.bias"]
+    except KeyError:
+        raise ModelError("the EfficientNet-Lite0 weights have no classifier (_fc.weight, _fc.bias)") from None
+    return np.ascontiguousarray(weight, np.float32), np.ascontiguousarray(bias, np.float32)
+
+
 @lru_cache(maxsize=1)
 def imagenet_labels() -> list[str]:
     """The 1000 ImageNet-1k class names, readable: each class's first synonym (``"tiger cat"``, not

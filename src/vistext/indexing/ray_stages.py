@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from vistext.encoders import ImageEncoder, create_image_encoder
-from vistext.errors import ImageDecodeError
+from vistext.errors import ImageDecodeError, ModelError
 from vistext.features import EncodedImage
 from vistext.images import PhotoFile, open_image
 from vistext.images.attributes import ATTRIBUTE_SPACE, pixel_measures
@@ -72,7 +72,6 @@ class FusedDerivation:
     joint_key: str  # the joint model's name and card fingerprint (``LoadedModels.joint_key``)
 
     def __call__(self) -> Derivation:
-        from vistext.errors import ModelError
         from vistext.models.concepts import load_concept_space
         from vistext.models.open_domain import OpenDomainModel
 

@@ -27,6 +27,8 @@ import numpy as np
 
 from vistext.errors import ModelError
 from vistext.models.card import CARD_FILE, read_card, resolve_model_dir, write_card
+from vistext.models.concept_nodes import ConceptNodes, nodes_from_card
+from vistext.models.evidence import RegionEvidence
 
 LABELS_FILE = "label_embeddings.npy"
 LABEL_TEMPLATES = ("{}", "a photo of a {}")
@@ -119,9 +121,18 @@ class ConceptSpace:
     text_encoder: str = "minilm"
     image_encoder: str = "efficientnet-lite0"
     card: dict[str, Any] = field(default_factory=dict)
+    nodes: ConceptNodes | None = None  # hypernym words after the classes (their label rows follow the classes')
+    regions: RegionEvidence = field(default_factory=RegionEvidence)  # the views a photo's evidence pools
 
     def __post_init__(self) -> None:
         self.label_embeddings = _normalise(self.label_embeddings)
+        if self.n_classes < 1:
+            raise ModelError(f"{len(self.label_embeddings)} label embeddings for {len(self.nodes.words)} nodes")  # type: ignore[union-attr]
+
+    @property
+    def n_classes(self) -> int:
+        """How many classifier classes (the label rows before the nodes')."""
+        return len(self.label_embeddings) - (len(self.nodes.words) if self.nodes is not None else 0)
 
     @property
     def dim(self) -> int:
@@ -130,9 +141,11 @@ class ConceptSpace:
     def embed_logits(self, logits: np.ndarray) -> np.ndarray:
         """(N, d) L2-normalised concept embeddings of N images from the classifier's (N, n_classes) logits."""
         logits = np.asarray(logits)
-        if logits.ndim != 2 or logits.shape[1] != len(self.label_embeddings):
-            raise ModelError(f"expected (N, {len(self.label_embeddings)}) logits, got {logits.shape}")
+        if logits.ndim != 2 or logits.shape[1] != self.n_classes:
+            raise ModelError(f"expected (N, {self.n_classes}) logits, got {logits.shape}")
         probabilities = class_probabilities(logits, self.temperature, self.top)
+        if self.nodes is not None:
+            probabilities = np.concatenate([probabilities, self.nodes.evidence(probabilities)], axis=1)
         if self.query_temperature is not None:
             return _normalise(probabilities)
         return _normalise(probabilities @ self.label_embeddings)
@@ -152,7 +165,7 @@ class ConceptSpace:
         return tuple(self.card.get("tag_templates", TAG_TEMPLATES))
 
     def confidence(self, texts: np.ndarray) -> np.ndarray:
-        """(N,) how squarely N embedded texts name a classifier class: their best cosine with any label."""
+        """(N,) how squarely N embedded texts name a classifier class or node: their best cosine with any label."""
         return (_normalise(texts) @ self.label_embeddings.T).max(axis=1)
 
     def fusion(self) -> AdaptiveFusion:
@@ -171,8 +184,10 @@ class ConceptSpace:
             "temperature": self.temperature,
             "text_encoder": self.text_encoder,
             "image_encoder": self.image_encoder,
-            "classes": len(self.label_embeddings),
+            "classes": self.n_classes,
             "dim": self.dim,
+            "nodes": None if self.nodes is None else self.nodes.to_card(),
+            "regions": self.regions.to_card(),
         }
         fields = {k: v for k, v in {**self.card, **(extra or {})}.items() if k not in ("format", "version")}
         write_card(directory, "concepts", {**fields, **settings})
@@ -188,13 +203,15 @@ def load_concept_space(path: str | Path | None = None) -> ConceptSpace:
         labels = np.load(file, allow_pickle=False)
     except (OSError, ValueError) as error:
         raise ModelError(f"{file}: unreadable label embeddings ({error})") from None
-    if labels.shape != (card.get("classes"), card.get("dim")):
+    nodes = nodes_from_card(card.get("nodes"))
+    rows = int(card.get("classes", 0)) + (len(nodes.words) if nodes is not None else 0)
+    if labels.shape != (rows, card.get("dim")):
         raise ModelError(f"{file}: label embeddings {labels.shape} disagree with {CARD_FILE}")
     query_temperature = card.get("query_temperature")
     return ConceptSpace(labels, top=int(card["top"]), temperature=float(card["temperature"]),
                         query_temperature=None if query_temperature is None else float(query_temperature),
                         text_encoder=str(card["text_encoder"]), image_encoder=str(card["image_encoder"]),
-                        card=card)  # fmt: skip
+                        card=card, nodes=nodes, regions=RegionEvidence.from_card(card.get("regions")))  # fmt: skip
 
 
 @dataclass(frozen=True)

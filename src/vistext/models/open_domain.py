@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from vistext.encoders.base import ImageFeatures
+from vistext.errors import ModelError
 from vistext.images.attributes import ATTRIBUTE_SPACE
 from vistext.models.concepts import ConceptSpace, embed_prompted
 
@@ -74,7 +75,31 @@ class OpenDomainModel:
         # fusion (text side only) keeps the catalogues' space
         fingerprint = hashlib.sha1(concepts.label_embeddings.tobytes())
         fingerprint.update(repr((concepts.top, concepts.temperature, concepts.query_temperature)).encode())
+        if concepts.nodes is not None:  # spaces saved before nodes and regions keep their names
+            fingerprint.update(concepts.nodes.fingerprint().encode())
+        if not concepts.regions.whole_frame_only:
+            fingerprint.update(repr(concepts.regions.to_card()).encode())
         self.space = f"{SPACE_PREFIX}{joint_key}{_CONCEPTS}{fingerprint.hexdigest()[:10]}"
+        self._classifier: tuple[np.ndarray, np.ndarray] | None = None
+
+    @property
+    def needs_grid(self) -> bool:
+        """Whether ``project`` wants the encoder's feature grid (region evidence)."""
+        return not self.concepts.regions.whole_frame_only
+
+    def evidence(self, features: ImageFeatures) -> np.ndarray:
+        """(N, classes) the class evidence the concept space reads: the whole frame's logits pooled with the
+        grid windows' (``models.evidence``); the logits themselves when the space uses the whole frame alone."""
+        if features.logits is None:
+            raise ModelError("the fused space needs the image classifier's logits")
+        regions = self.concepts.regions
+        if regions.whole_frame_only:
+            return np.asarray(features.logits, dtype=np.float32)
+        if self._classifier is None:
+            from vistext.encoders.efficientnet import classifier_weights
+
+            self._classifier = classifier_weights()
+        return regions.evidence(features.logits, features.grid, self._classifier)
 
     # ---- images ---------------------------------------------------------------------------------------------
     def image_vectors(self, logits: np.ndarray, joint_vectors: np.ndarray) -> np.ndarray:
@@ -84,22 +109,15 @@ class OpenDomainModel:
         return (self.fusion.image_vectors(concept, joint_vectors) / IMAGE_NORM).astype(np.float32)
 
     def project(self, features: ImageFeatures) -> np.ndarray:
-        """Encoder features -> stored fused vectors (an indexing projector)."""
-        if features.logits is None:
-            from vistext.errors import ModelError
-
-            raise ModelError("the fused space needs the image classifier's logits")
-        return self.image_vectors(features.logits, self.joint.encode_images(features))
+        """Encoder features (with the grid when ``needs_grid``) -> stored fused vectors (an indexing projector)."""
+        return self.image_vectors(self.evidence(features), self.joint.encode_images(features))
 
     def tag_image_vectors(self, features: ImageFeatures) -> np.ndarray:
         """Unit image vectors for open-vocabulary tags: the joint part without the hubness correction (words
         compete for one photo there; see ``Understanding``), as the bench chose the tag method."""
-        if features.logits is None:
-            from vistext.errors import ModelError
-
-            raise ModelError("the fused space needs the image classifier's logits")
+        evidence = self.evidence(features)
         joint = self.joint.encode_images(features, corrected=False)
-        concept = self.concepts.embed_logits(features.logits)
+        concept = self.concepts.embed_logits(evidence)
         return (self.fusion.image_vectors(concept, joint) / IMAGE_NORM).astype(np.float32)
 
     # ---- texts ----------------------------------------------------------------------------------------------

@@ -80,4 +80,7 @@ def _text_spaces(models: LoadedModels) -> tuple[dict[str, Any], dict[str, Any]]:
     fused = models.open_domain
     if fused is None:
         return projectors, {}
+    if fused.needs_grid:  # its evidence comes from each photo's feature grid, which the actors do not keep
+        raise UsageError("the concept space reads region evidence from the feature grid, which the Ray engine "
+                         "does not compute: index with the local engine")  # fmt: skip
     return projectors, {fused.space: FusedDerivation(fused.space, joint, models.joint_key)}

@@ -204,19 +204,39 @@ class LoadedModels:
         fused = self.open_domain
         return STRONG_SCORE if fused is not None and space == fused.space else None
 
+    @property
+    def words_need_grid(self) -> bool:
+        """Whether scoring photos against words wants the encoder's feature grid: a grid joint head, or the
+        fused space's region evidence (one owner of this for every caller that encodes a photo for words)."""
+        fused = self.open_domain
+        return self.joint.needs_grid or (fused is not None and fused.needs_grid)
+
     def text_projectors(self) -> dict[str, Any]:
         """The spaces indexing stores for words: the joint space, and the fused space when available."""
         from vistext.indexing.local import DerivedProjector
 
         projectors = {self.joint_space: self.joint_projector()}
+        fused = self.open_domain
+        if fused is not None and fused.needs_grid:  # region evidence: from each photo's grid, not derivable
+
+            def project(features: ImageFeatures) -> np.ndarray:
+                return fused.project(features)
+
+            project.needs_grid = True  # type: ignore[attr-defined]
+            projectors[fused.space] = project
         for space, (source, derive) in self.derived_spaces().items():  # the fused space, from the joint vectors
             projectors[space] = DerivedProjector(source, projectors[source], derive)
         return projectors
 
     def derived_spaces(self) -> dict[str, Derivation]:
-        """Spaces an index can add from stored features alone (the fused one: logits + the joint space)."""
+        """Spaces an index can add from stored features alone: the fused one from the stored logits and joint
+        vectors (hypernym nodes need nothing more). Region evidence needs the feature grid, which a catalogue does
+        not keep: with it, photos lacking the space are read again by the next ``vistext index`` (and searching
+        before that says to run it)."""
         fused = self.open_domain
-        return {} if fused is None else {fused.space: (self.joint_space, fused.image_vectors)}
+        if fused is None or fused.needs_grid:
+            return {}
+        return {fused.space: (self.joint_space, fused.image_vectors)}
 
     def features(self, pictures: Sequence[Image.Image], grid: bool = False) -> ImageFeatures:
         """The image encoder's features of decoded pictures (``grid``: keep the spatial grid too)."""

@@ -107,7 +107,7 @@ class Understanding:
         if fused is not None:
             # each word's 0-1 relevance calibrated over the vocabulary jointly: a word far below the photo's best
             # other word is not read as likely too (mutually exclusive scene words), two words alike keep theirs
-            images = fused.tag_image_vectors(self.models.features(pictures))
+            images = fused.tag_image_vectors(self.models.features(pictures, grid=fused.needs_grid))
             relevance = fused.vocabulary_relevance(fused.scores(fused.tag_vectors(words), images)).T
             return [
                 [ScoredTag(words[i], round(float(row[i]), 6)) for i in np.argsort(-row, kind="stable")[:top_k]]
@@ -191,7 +191,7 @@ class Understanding:
                 f"joint model {self.models.joint.name!r} cannot compose captions (it has no fused space): "
                 "give a caption bank (--captions)"
             )
-        [composed] = composer.compose(self.models.encode_images([image], grid=self.models.joint.needs_grid), k)
+        [composed] = composer.compose(self.models.encode_images([image], grid=self.models.words_need_grid), k)
         found = [ScoredCaption(caption.text, caption.score) for caption in composed]
         return CaptionResult(input_name(image), found, source="composed")
 
@@ -212,7 +212,7 @@ class Understanding:
         fused = self.models.open_domain
         if fused is None:
             return self.models.joint_image_vector(image)
-        return fused.project(self.models.encode_images([image], grid=self.models.joint.needs_grid))[0]
+        return fused.project(self.models.encode_images([image], grid=self.models.words_need_grid))[0]
 
     # ---- matching tag sets ----------------------------------------------------------------------------------
     def match(
@@ -259,7 +259,7 @@ class Understanding:
         fused = self.models.open_domain if model != "joint" else None
         if fused is not None:
             # several sets compete for one photo, as tag words do: scored like open-vocabulary tags
-            images = fused.tag_image_vectors(self.models.encode_images([image]))
+            images = fused.tag_image_vectors(self.models.encode_images([image], grid=fused.needs_grid))
             texts = fused.tag_vectors([" ".join(tags) for tags in sets])
             return "fused", fused.tag_relevance(fused.scores(texts, images)[:, 0])
         vector = self.models.joint_image_vector(image)
