@@ -181,3 +181,20 @@ def test_a_v3_catalogue_is_upgraded_with_its_rows_kept(tmp_path: Path, make_reco
         assert store.get(records[0].path).meta == _meta(0)  # type: ignore[union-attr]
         assert store.get(records[0].path).pooled is not None  # type: ignore[union-attr]
         assert len(store.paths_without_meta()) == 4
+
+
+def test_vectors_of_gives_a_few_photos_stored_vectors_as_stored(filled: Any) -> None:
+    """A few photos' vectors of one space without their records: unnormalised, only ids that have one."""
+    store, records, _ = filled
+    ids = sorted(int(r.id) for r in store.records())
+    joint = store.vectors_of("joint:t", [ids[0], ids[5], 10**9])
+    by_path = {r.path: r for r in records}
+    for image_id, vector in joint.items():
+        stored = store.get(image_id)
+        assert stored is not None
+        np.testing.assert_allclose(vector, by_path[stored.path].embeddings["joint:t"], rtol=1e-6)
+    assert set(joint) == {ids[0], ids[5]}
+    second = store.get(ids[1])
+    assert second is not None and second.pooled is not None
+    np.testing.assert_allclose(store.vectors_of("image", [ids[1]])[ids[1]], second.pooled, rtol=1e-6)
+    assert store.vectors_of("no such space", ids[:3]) == {}

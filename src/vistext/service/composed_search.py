@@ -111,10 +111,9 @@ def stored_measures(store: Store, ids: Sequence[int]) -> np.ndarray:
     """(len(ids), M) attribute measures stored for ``ids``, NaN rows where there are none."""
     measures = np.full((len(ids), len(MEASURES)), np.nan)
     row = {int(i): n for n, i in enumerate(ids)}
-    for record in store.records(list(row)):
-        found = record.embeddings.get(ATTRIBUTE_SPACE)
-        if record.id is not None and found is not None and len(found) == len(MEASURES):
-            measures[row[int(record.id)]] = found
+    for image_id, found in store.vectors_of(ATTRIBUTE_SPACE, list(row)).items():
+        if len(found) == len(MEASURES):
+            measures[row[image_id]] = found
     return measures
 
 

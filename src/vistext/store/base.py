@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from vistext.errors import StoreError
-from vistext.store.records import MAX_FOLDERS, FileState, ImageFilter, ImageRecord, PhotoMeta, VectorHit
+from vistext.store.records import IMAGE_SPACE, MAX_FOLDERS, FileState, ImageFilter, ImageRecord, PhotoMeta, VectorHit
 
 SPACE_MODELS_KEY = "space_models"
 
@@ -219,6 +219,16 @@ class Store(ABC):
     @abstractmethod
     def vectors(self, space: str) -> tuple[np.ndarray, np.ndarray]:
         """(ids (n,), L2-normalised float32 matrix (n, d)) of every vector in ``space``, ordered by id."""
+
+    def vectors_of(self, space: str, ids: Iterable[int]) -> dict[int, np.ndarray]:
+        """id -> the vector stored in ``space`` for those of ``ids`` that have one, as stored (not normalised):
+        a few photos' small vectors without reading their whole records (a backend may answer it directly)."""
+        found = {}
+        for record in self.records(ids):
+            vector = record.pooled if space == IMAGE_SPACE else record.embeddings.get(space)
+            if record.id is not None and vector is not None:
+                found[int(record.id)] = vector
+        return found
 
     @abstractmethod
     def records(self, ids: Iterable[int] | None = None, status: str | None = "ok") -> Iterator[ImageRecord]:

@@ -86,3 +86,16 @@ class SpaceVectors:
             if len(rows) < page:
                 return
             last = rows[-1][0]
+
+    def of(self, space: str, ids: list[int]) -> dict[int, bytes]:
+        """id -> vector blob of those of ``ids`` (ok photos) that have one in ``space``."""
+        join, args = _join(space)
+        found: dict[int, bytes] = {}
+        for start in range(0, len(ids), 500):  # within SQLite's limit on host parameters
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT i.id, {_column(space)} FROM images i {join} WHERE i.status = 'ok' AND i.id IN ({marks})"
+            for image_id, blob in self.conn.execute(sql, [*args, *chunk]):
+                check_vector(self.path, f"{space!r} vector of image {image_id}", blob)
+                found[int(image_id)] = blob
+        return found

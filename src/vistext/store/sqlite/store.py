@@ -97,6 +97,12 @@ class SQLiteStore(Store):
                 return
             yield record
 
+    def vectors_of(self, space: str, ids: Iterable[int]) -> dict[int, np.ndarray]:
+        wanted = [int(i) for i in ids]  # listed before the lock (see picture_hashes)
+        with self._locked(), self.catalogue.snapshot():
+            blobs = self.catalogue.vectors.of(space, wanted)
+        return {image_id: np.frombuffer(blob, dtype=np.float32).copy() for image_id, blob in blobs.items()}
+
     def spaces(self) -> list[str]:
         with self._locked():
             return self.catalogue.vectors.names()
