@@ -94,7 +94,11 @@ class SpaceVectors:
         for start in range(0, len(ids), 500):  # within SQLite's limit on host parameters
             chunk = ids[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            sql = f"SELECT i.id, {_column(space)} FROM images i {join} WHERE i.status = 'ok' AND i.id IN ({marks})"
+            # CROSS JOIN keeps the images (by id) as the outer loop: left to itself, SQLite walks the whole space
+            # by its index and joins each row back (4.5 ms against 0.2 ms for 200 ids of 10k)
+            sql = (
+                f"SELECT i.id, {_column(space)} FROM images i CROSS {join} WHERE i.status = 'ok' AND i.id IN ({marks})"
+            )
             for image_id, blob in self.conn.execute(sql, [*args, *chunk]):
                 check_vector(self.path, f"{space!r} vector of image {image_id}", blob)
                 found[int(image_id)] = blob

@@ -54,7 +54,8 @@ class SQLiteStore(Store):
         self.catalogue = Catalogue(self.path, **catalogue)
         self.files = IndexFiles(self.path, ef_search=ef_search)
         self.indexes = SpaceIndexes(self.path, self.catalogue, self.files, hnsw_threshold, ef_search)
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # the catalogue's one connection
+        self._index_lock = threading.Lock()  # the in-memory vector indexes: refreshed and searched one at a time
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -278,10 +279,13 @@ class SQLiteStore(Store):
     ) -> list[list[VectorHit]]:
         queries = np.asarray(queries, dtype=np.float32)
         queries = queries.reshape(1, -1) if queries.ndim == 1 else queries
-        with self._locked():
-            if space not in self.indexes.cached and space not in self.catalogue.vectors.names():
-                raise StoreError(f"{self.path}: no vector space {space!r}; known: {', '.join(self.spaces())}")
-            index = self.indexes.current(space)
+        # the index is brought up to date under both locks, then searched under the index lock alone: the
+        # catalogue's connection (tags, metadata and paths of other requests' pages) is not held during FAISS
+        with self._index_lock:
+            with self._locked():
+                if space not in self.indexes.cached and space not in self.catalogue.vectors.names():
+                    raise StoreError(f"{self.path}: no vector space {space!r}; known: {', '.join(self.spaces())}")
+                index = self.indexes.current(space)
             if index is None or len(index) == 0 or k <= 0:
                 return [[] for _ in queries]
             if queries.shape[1] != index.dim:
@@ -289,6 +293,7 @@ class SQLiteStore(Store):
                     f"{self.path}: query dimension {queries.shape[1]} does not match space {space!r} ({index.dim})"
                 )
             scores, ids = index.search(l2_normalise(queries), k, restrict)
+        with self._locked():
             paths = self.catalogue.paths(np.unique(ids[ids >= 0]).tolist())
         return [
             [
