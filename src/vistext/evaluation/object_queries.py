@@ -1,8 +1,8 @@
 """Object queries from caption nouns: "a dog" over a caption dataset's photos, judged by the other captions.
 
 For each everyday object noun of ``OBJECT_NOUNS`` and each photo of a split, the photo is relevant to the query
-``"a {noun}"`` when at least ``min_captions`` of its captions name the noun (singular or plural), irrelevant when
-none does, and left out of that query's ranking otherwise (one caption in five is too weak to judge either way).
+``"a {noun}"`` when at least two of its captions name the noun (singular or plural), irrelevant when none does,
+and left out of that query's ranking otherwise, as in every caption-judged set (``relevance_sets.judge``).
 Objects are often a small part of a Flickr8k photo (a ball, a bicycle behind a rider), which is what the query
 set is for. A noun is kept for a split when it has at least ``min_relevant`` relevant photos there.
 ``evaluate_object_queries`` ranks each query's photos with any scorer and reports mean P@5, P@10 and mAP.
@@ -10,12 +10,12 @@ set is for. A noun is kept for a split when it has at least ``min_relevant`` rel
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from vistext.evaluation.relevance_sets import IRRELEVANT, MIN_RELEVANT, RELEVANT, forms, judge, tokenise
 from vistext.evaluation.tagging import average_precision
 
 # everyday objects people search their photos for, as Flickr8k's captions name them
@@ -26,12 +26,6 @@ OBJECT_NOUNS = (
     "tent", "swing", "stick", "toy", "camera", "drum", "microphone", "book", "bottle", "stroller", "sign", "fence",
     "tree", "rock", "wave", "building",
 )  # fmt: skip
-_PLURAL = {"sunglasses": "sunglasses", "bus": "buses", "bench": "benches"}
-_WORD = re.compile(r"[a-z]+")
-
-
-def _forms(noun: str) -> set[str]:
-    return {noun, _PLURAL.get(noun, noun + "s")}
 
 
 @dataclass
@@ -47,17 +41,16 @@ class ObjectQuery:
 def object_queries(
     captions: Sequence[Sequence[str]],
     nouns: Sequence[str] = OBJECT_NOUNS,
-    min_captions: int = 2,
-    min_relevant: int = 5,
+    min_relevant: int = MIN_RELEVANT,
     template: str = "a {}",
 ) -> list[ObjectQuery]:
-    """The queries of one split from each photo's captions (``captions[i]``: photo i's captions)."""
-    words = [[set(_WORD.findall(text.lower())) for text in texts] for texts in captions]
+    """The queries of one split from each photo's captions (``captions[i]``: photo i's captions), judged as
+    every caption-judged set is (``relevance_sets.judge``)."""
+    tokens = tokenise(captions)
     queries = []
     for noun in nouns:
-        forms = _forms(noun)
-        naming = np.array([sum(1 for w in photo if w & forms) for photo in words])
-        relevant, irrelevant = np.flatnonzero(naming >= min_captions), np.flatnonzero(naming == 0)
+        judged = judge(tokens, forms(noun))
+        relevant, irrelevant = np.flatnonzero(judged == RELEVANT), np.flatnonzero(judged == IRRELEVANT)
         if len(relevant) >= min_relevant:
             queries.append(ObjectQuery(noun, template.format(noun), relevant, irrelevant))
     return queries
