@@ -155,3 +155,13 @@ def test_import_vistext_is_cheap_and_lazy() -> None:
     assert done.stdout.strip() == vistext.__version__
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         vistext.nothing  # noqa: B018
+
+
+def test_a_card_carried_over_keeps_the_kinds_own_format_and_version(tmp_path: Path) -> None:
+    """A model re-saved with the fields of a card it was loaded from (an older version among them) is written
+    with its kind's current format and version, as every saver relies on."""
+    write_card(tmp_path, "concepts", {"format": "something-else", "format_version": 0, "top": 3})
+    card = json.loads((tmp_path / "config.json").read_text())
+    fresh = json.loads((write_card(tmp_path / "fresh", "concepts", {})).read_text())
+    assert (card["format"], card["format_version"]) == (fresh["format"], fresh["format_version"])
+    assert card["top"] == 3

@@ -128,14 +128,16 @@ def read_card(directory: str | Path, kind: str | None = None) -> dict[str, Any]:
 
 
 def write_card(directory: str | Path, kind: str, fields: dict[str, Any]) -> Path:
-    """Write ``directory/config.json``: the kind's ``format`` and ``format_version``, then ``fields``.
+    """Write ``directory/config.json``: the kind's ``format`` and ``format_version``, then ``fields`` (any
+    ``format`` or ``format_version`` among them, e.g. carried over from a loaded card, is the kind's own).
 
     Written atomically (a temporary file in the same directory, then renamed), so a reader never sees half a
     card and an interrupted save leaves the previous card in place."""
     spec = _kind(kind)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    card = {"format": spec.format, VERSION_KEY: spec.version, **fields}
+    carried = {k: v for k, v in fields.items() if k not in ("format", VERSION_KEY)}
+    card = {"format": spec.format, VERSION_KEY: spec.version, **carried}
     target = directory / CARD_FILE
     atomic_write(target, json.dumps(card, indent=2) + "\n")
     return target

@@ -189,7 +189,7 @@ class ConceptSpace:
             "nodes": None if self.nodes is None else self.nodes.to_card(),
             "regions": self.regions.to_card(),
         }
-        fields = {k: v for k, v in {**self.card, **(extra or {})}.items() if k not in ("format", "version")}
+        fields = {**self.card, **(extra or {})}  # write_card keeps its own format and version
         write_card(directory, "concepts", {**fields, **settings})
         return directory
 

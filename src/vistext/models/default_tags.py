@@ -107,7 +107,7 @@ class DefaultTagVocabulary:
         directory.mkdir(parents=True, exist_ok=True)
         with atomic_path(directory / VOCABULARY_FILE) as tmp:
             Path(tmp).write_text(json.dumps(self.classes, indent=0, ensure_ascii=False) + "\n", encoding="utf-8")
-        fields = {k: v for k, v in {**self.card, **(extra or {})}.items() if k not in ("format", "format_version")}
+        fields = {**self.card, **(extra or {})}  # write_card keeps its own format and version
         settings = {"calibration": list(self.calibration), "threshold": self.threshold, "classes": self.n_classes,
                     "words": len(self.words),
                     "word_calibration": {w: list(f) for w, f in sorted(self.word_calibration.items())}}  # fmt: skip
