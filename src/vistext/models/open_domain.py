@@ -47,9 +47,8 @@ def source_space(space: str) -> str | None:
 def read_whole_spaces(spaces: Iterable[str]) -> set[str]:
     """The spaces among ``spaces`` that search reads whole but never searches by nearest neighbour (so a store
     need not index them): the joint space beneath each fused one, and the colour and light measures."""
-    return {found for space in spaces if (found := source_space(space))} | {
-        space for space in spaces if space == ATTRIBUTE_SPACE
-    }
+    spaces = set(spaces)
+    return {found for space in spaces if (found := source_space(space))} | (spaces & {ATTRIBUTE_SPACE})
 
 
 class OpenDomainModel:
