@@ -15,7 +15,8 @@ from typing import Any
 
 import httpx
 import pytest
-from PIL import ExifTags, Image
+from exif_photos import save_with_exif
+from PIL import Image
 
 from vistext.cli.main import main
 from vistext.errors import UsageError
@@ -76,13 +77,6 @@ def test_bad_cursor_and_sort_are_one_line_errors() -> None:
         parse_sort("newest")
 
 
-def _exif_date(source: Path, out: Path, taken: str) -> None:
-    exif = Image.Exif()
-    exif.get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.DateTimeOriginal] = taken
-    with Image.open(source) as picture:
-        picture.convert("RGB").save(out, exif=exif, quality=92)
-
-
 @pytest.fixture(scope="module")
 def library(
     tmp_path_factory: pytest.TempPathFactory,
@@ -95,7 +89,7 @@ def library(
     folder.mkdir()
     dated = ["chelsea.png", "coffee.png", "rocket.jpg", "astronaut.png", "china.jpg", "flower.jpg"]
     for n, name in enumerate(dated):
-        _exif_date(sample_photos / name, folder / f"{Path(name).stem}.jpg", f"2024:{n + 1:02d}:15 12:00:00")
+        save_with_exif(sample_photos / name, folder / f"{Path(name).stem}.jpg", f"2024:{n + 1:02d}:15 12:00:00")
     for name in ("motorcycle_left.png", "coins.png"):
         shutil.copy(sample_photos / name, folder / name)
     shutil.copy(folder / "flower.jpg", folder / "flower-copy.jpg")  # the same bytes

@@ -18,7 +18,8 @@ from typing import Any
 
 import httpx
 import pytest
-from PIL import ExifTags, Image
+from exif_photos import save_with_exif
+from PIL import Image
 
 from vistext.server import ServerSettings
 from vistext.service import Service
@@ -45,14 +46,6 @@ def shoot(page: Any, tmp_path: Path, name: str, full_page: bool = True) -> Path:
     return out
 
 
-def _dated(source: Path, out: Path, taken: str) -> None:
-    exif = Image.Exif()
-    exif[ExifTags.Base.Make], exif[ExifTags.Base.Model] = "Canon", "EOS 80D"
-    exif.get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.DateTimeOriginal] = taken
-    with Image.open(source) as picture:
-        picture.convert("RGB").save(out, exif=exif, quality=90)
-
-
 @pytest.fixture(scope="module")
 def library(
     tmp_path_factory: pytest.TempPathFactory,
@@ -68,7 +61,7 @@ def library(
     made = []
     for n, (source, month) in enumerate(zip(originals, MONTHS, strict=True)):
         name = LONG_NAMES[n] if n < len(LONG_NAMES) else source.name
-        _dated(source, photos / name, f"{month}:{n + 1:02d} 10:00:00")
+        save_with_exif(source, photos / name, f"{month}:{n + 1:02d} 10:00:00", camera=("Canon", "EOS 80D"), quality=90)
         made.append(photos / name)
     shutil.copy(made[2], photos / f"copy-{made[2].name}")
     with Image.open(made[5]) as picture:

@@ -18,7 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import settled_box  # the map page re-flows as its panels fill in
-from PIL import ExifTags, Image
+from exif_photos import save_with_exif
+from PIL import Image
 
 from vistext.server import ServerSettings
 from vistext.service import Service
@@ -35,31 +36,6 @@ PER_FOLDER = 8
 TAGS = {"beach-2023": [("beach", 0.91), ("sea", 0.62)], "city-2024": [("street", 0.84)], "scans": [("paper", 0.55)]}
 
 
-def _dms(value: float) -> tuple[float, float, float]:
-    degrees = int(abs(value))
-    minutes = int((abs(value) - degrees) * 60)
-    return float(degrees), float(minutes), round((abs(value) - degrees - minutes / 60) * 3600, 2)
-
-
-def write_with_exif(source: Path, out: Path, make: str, model: str, taken: str, lat: float, lon: float) -> None:
-    """``source`` re-saved to ``out`` with real EXIF: camera, date taken (``YYYY:MM:DD HH:MM:SS``), GPS."""
-    exif = Image.Exif()
-    exif[ExifTags.Base.Make] = make
-    exif[ExifTags.Base.Model] = model
-    exif[ExifTags.Base.DateTime] = taken
-    exif.get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.DateTimeOriginal] = taken
-    exif.get_ifd(ExifTags.IFD.GPSInfo).update(
-        {
-            ExifTags.GPS.GPSLatitudeRef: "N" if lat >= 0 else "S",
-            ExifTags.GPS.GPSLatitude: _dms(lat),
-            ExifTags.GPS.GPSLongitudeRef: "E" if lon >= 0 else "W",
-            ExifTags.GPS.GPSLongitude: _dms(lon),
-        }
-    )
-    with Image.open(source) as picture:
-        picture.convert("RGB").save(out, exif=exif, quality=92)
-
-
 def make_album(images: list[Path], root: Path) -> dict[str, list[Path]]:
     """Three folders of real photos (two with EXIF), plus an exact copy and a half-size copy in ``scans``."""
     made: dict[str, list[Path]] = {}
@@ -72,7 +48,14 @@ def make_album(images: list[Path], root: Path) -> dict[str, list[Path]]:
                 shutil.copy(source, out)
             else:
                 make, model, month, lat, lon = camera
-                write_with_exif(source, out, make, model, f"{month}{i + 10:02d} 1{i}:30:00", lat + i * 0.01, lon)
+                save_with_exif(
+                    source,
+                    out,
+                    f"{month}{i + 10:02d} 1{i}:30:00",
+                    camera=(make, model),
+                    position=(lat + i * 0.01, lon),
+                    with_datetime=True,
+                )
             made[folder].append(out)
     first, second = made["beach-2023"][0], made["city-2024"][1]
     copy, small = root / "scans" / f"copy-of-{first.name}", root / "scans" / f"small-{second.name}"
