@@ -107,7 +107,7 @@ class Understanding:
         if fused is not None:
             # each word's 0-1 relevance calibrated over the vocabulary jointly: a word far below the photo's best
             # other word is not read as likely too (mutually exclusive scene words), two words alike keep theirs
-            images = fused.tag_image_vectors(self.models.features(pictures, grid=fused.needs_grid))
+            images = fused.tag_image_vectors(self.models.features(pictures, grid=self.models.words_need_grid))
             relevance = fused.vocabulary_relevance(fused.scores(fused.tag_vectors(words), images)).T
             return [
                 [ScoredTag(words[i], round(float(row[i]), 6)) for i in np.argsort(-row, kind="stable")[:top_k]]
@@ -259,7 +259,7 @@ class Understanding:
         fused = self.models.open_domain if model != "joint" else None
         if fused is not None:
             # several sets compete for one photo, as tag words do: scored like open-vocabulary tags
-            images = fused.tag_image_vectors(self.models.encode_images([image], grid=fused.needs_grid))
+            images = fused.tag_image_vectors(self.models.encode_images([image], grid=self.models.words_need_grid))
             texts = fused.tag_vectors([" ".join(tags) for tags in sets])
             return "fused", fused.tag_relevance(fused.scores(texts, images)[:, 0])
         vector = self.models.joint_image_vector(image)
