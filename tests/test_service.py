@@ -438,3 +438,32 @@ def test_a_map_is_computed_once_per_catalogue_version(indexed: Path, tmp_path: P
         store.remove([record.path])
         again = service.map_points("pca", topics=0)
         assert reads == ["image", "image"] and len(again.points["id"]) == len(first.points["id"]) - 1
+
+
+def test_a_search_asked_again_is_answered_from_its_page_until_the_catalogue_changes(
+    indexed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vistext.service import ordering  # where a result page is put together
+
+    db = tmp_path / "catalogue.sqlite"
+    for suffix in ("", "-wal"):
+        if Path(f"{indexed}{suffix}").exists():
+            shutil.copy(f"{indexed}{suffix}", f"{db}{suffix}")
+    pages: list[int] = []
+    real = ordering.describe
+    monkeypatch.setattr(ordering, "describe", lambda store, ids: pages.append(len(ids)) or real(store, ids))
+    with Service(db=db, progress=False) as service:
+        first = service.search("a dog", k=3)
+        assert service.search("a dog", k=3) is first and len(pages) == 1  # no search, no catalogue read
+        assert service.search("a dog", k=4) is not first and len(pages) == 2  # another request, another page
+        assert service.search("a dog -grass", k=3).results  # a composed query is kept too
+        assert service.search("a dog -grass", k=3) is service.search("a dog -grass", k=3)
+        top = first.results[0].id
+        assert top is not None
+        service.edit_tags(top, add=["best friend"])  # any write moves the catalogue's version
+        again = service.search("a dog", k=3)
+        assert again is not first and {"tag": "best friend"}.items() <= again.results[0].tags[0].items()
+        record = service.store().get(top)
+        assert record is not None
+        service.store().remove([record.path])
+        assert top not in {hit.id for hit in service.search("a dog", k=3).results}

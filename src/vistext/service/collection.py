@@ -22,7 +22,8 @@ from vistext.service.collection_ray import check_engine, index_location_on_ray
 from vistext.service.inputs import ImageInput, Upload, input_name
 from vistext.service.loaded_models import Lazy, LoadedModels
 from vistext.service.location import CatalogueLocation, indexes_below, locate, missing_message
-from vistext.service.ordering import ResultPage, parse_sort, wanted_hits
+from vistext.service.ordering import ResultPage, check_k, parse_sort, wanted_hits
+from vistext.service.page_cache import PageCache
 from vistext.service.photo_text import check_ocr, index_text, text_hits, text_summary
 from vistext.service.queries import Query, QueryBatcher, query_maker
 from vistext.service.query_syntax import parse_query
@@ -40,18 +41,11 @@ if TYPE_CHECKING:
     from vistext.store import ImageRecord, Store
     from vistext.store.records import ImageFilter, VectorHit
 
-MAX_K = 1000
-PAGE_THREADS = 2  # catalogue reads of search pages at once, beside the one batch worker
+PAGE_THREADS = 4  # search pages made at once, beside the one batch worker (a composed query waits on its searches)
 
 
 class UnknownImageError(UsageError):
     """No indexed, readable image has this id."""
-
-
-def check_k(k: int) -> int:
-    if not 1 <= k <= MAX_K:
-        raise UsageError(f"k must be between 1 and {MAX_K}, got {k}")
-    return k
 
 
 class Collection:
@@ -74,6 +68,7 @@ class Collection:
         self._thumbnails = Thumbnails()
         # the threads that read a search page's details from the catalogue (see ``batching.then_on``)
         self._pages = ThreadPoolExecutor(PAGE_THREADS, thread_name_prefix="search-page")
+        self._answers: PageCache[SearchResult] = PageCache()  # text-search pages by catalogue version
 
     # ---- the store --------------------------------------------------------------------------------------
     @property
@@ -348,13 +343,18 @@ class Collection:
         query_for = query_maker(space, None if clip is None else clip.encode_texts)
         strong = None if clip is not None else self.models.strong_score(space)  # a CLIP space: plain cosines
         page = ResultPage(text, k, offset, min_score, sort=sort, strong=strong)
-        search = query_for(parsed.wanted, wanted, self.restrict(filter))
-        if not parsed.plain:
-            from vistext.service.composed_search import composed_page
 
-            return self._pages.submit(composed_page, self.store(), self.queries, parsed, query_for, search, page,
-                                      self._explain)  # fmt: skip
-        return self._page(search, page, words=text)
+        def make() -> Future[SearchResult]:
+            search = query_for(parsed.wanted, wanted, self.restrict(filter))
+            if not parsed.plain:
+                from vistext.service.composed_search import composed_page
+
+                return self._pages.submit(composed_page, self.store(), self.queries, parsed, query_for, search, page,
+                                          self._explain)  # fmt: skip
+            return self._page(search, page, words=text)
+
+        key = (text, k, offset, min_score, filter, sort, None if clip is None else clip.space)
+        return self._answers.answer(self._pages, key, self.store().version, make)
 
     def clip_model(self, model: str | Path) -> ClipModel:
         """The CLIP-family model ``model`` names, refused unless this catalogue has a space made by it."""

@@ -20,9 +20,17 @@ if TYPE_CHECKING:
     from vistext.store import Store
     from vistext.store.records import VectorHit
 
+MAX_K = 1000  # the most hits one page may ask for
 SORTS = ("relevance", "date")
 DATE_POOL = 200  # the best matches a search sorted by date orders (its pages come from these)
 _CURSOR_HELP = "give the next_cursor of a previous page"
+
+
+def check_k(k: int) -> int:
+    """``k`` when it is a page size a search may ask for (1 to ``MAX_K``), else a one-line ``UsageError``."""
+    if not 1 <= k <= MAX_K:
+        raise UsageError(f"k must be between 1 and {MAX_K}, got {k}")
+    return k
 
 
 def parse_sort(text: str) -> str:

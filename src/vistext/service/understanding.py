@@ -19,9 +19,10 @@ from vistext.encoders.base import softmax
 from vistext.errors import ImageDecodeError, ModelError, UsageError
 from vistext.evaluation.base import Evaluation
 from vistext.service.clip_spaces import looks_like_clip, names_trained_model, rank_words
-from vistext.service.collection import Collection, check_k
+from vistext.service.collection import Collection
 from vistext.service.inputs import ImageInput, decode, input_name
 from vistext.service.loaded_models import LoadedModels, cosine_to_unit
+from vistext.service.ordering import check_k
 from vistext.service.results import (
     CaptionResult,
     MatchCandidate,

@@ -244,7 +244,9 @@ class Store(ABC):
 
     @abstractmethod
     def version(self) -> int:
-        """A number that changes whenever the stored images or vectors change (cheap: no vectors are read)."""
+        """A number that changes whenever what a search or listing shows changes: the stored images, their
+        vectors, tags, metadata or text found in them (cheap: no vectors are read). Caches of answers are kept
+        under it (``service.page_cache``, the map)."""
 
     @abstractmethod
     def count(self, status: str | None = None) -> int:

@@ -115,6 +115,8 @@ class PostgresStore(Store):
         self.database.check_writable()
         with self._tx() as conn:
             photo_text.write_texts(conn, texts, "%s")
+            if texts:  # what searches show changes
+                self._bump(conn)
 
     def photo_texts(self, ids: Iterable[int]) -> dict[int, str]:
         ids = list(ids)  # before taking a connection: a generator may read this store

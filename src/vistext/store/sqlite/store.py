@@ -192,6 +192,8 @@ class SQLiteStore(Store):
 
     def set_photo_meta(self, metas: Mapping[str, PhotoMeta]) -> None:
         with self._locked(), self.catalogue.transaction() as conn:
+            if metas:
+                self.catalogue._bump_generation()
             for path, meta in metas.items():
                 metadata.write_meta(conn, self.catalogue.codec.encode(path), meta)
 
@@ -219,7 +221,9 @@ class SQLiteStore(Store):
         return self._text_read(partial(photo_text.shas_to_read, decode=self.catalogue.codec.decode), {})
 
     def set_photo_texts(self, texts: Mapping[str, photo_text.Lines]) -> None:
-        with self._locked(), self.catalogue.transaction() as conn:  # no vector changes: no generation bump
+        with self._locked(), self.catalogue.transaction() as conn:
+            if texts:  # what searches show changes: version() moves (no row is stamped, so no vector is re-read)
+                self.catalogue._bump_generation()
             photo_text.write_texts(conn, texts, "?")
 
     def photo_texts(self, ids: Iterable[int]) -> dict[int, str]:  # ids listed before the lock (see picture_hashes)
