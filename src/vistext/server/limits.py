@@ -226,7 +226,7 @@ async def wait_for(future: Future[T], timeout: float) -> T:
     """Await a ``concurrent.futures.Future``; past ``timeout`` the client gets 504 (the work is dropped if it
     has not started)."""
     try:
-        with anyio.fail_after(timeout):
+        async with asyncio.timeout(timeout):  # lighter than anyio's cancel scope, on the hot path of every search
             return await asyncio.wrap_future(future)
     except TimeoutError:
         future.cancel()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi.responses import JSONResponse as _FrameworkJSONResponse
+from fastapi.responses import Response
 
 from vistext.service.results import json_text
 
@@ -13,3 +14,9 @@ from vistext.service.results import json_text
 class JSONResponse(_FrameworkJSONResponse):
     def render(self, content: Any) -> bytes:
         return json_text(content, compact=True).encode("utf-8")
+
+
+class WrittenJSON(Response):
+    """JSON already written (e.g. ``SearchResult.to_json``, made once per kept page)."""
+
+    media_type = "application/json"

@@ -337,14 +337,14 @@ class Collection:
             raise UsageError("the search text is empty")
         sort = parse_sort(sort)
         wanted = wanted_hits(sort, k, offset)
-        parsed = parse_query(text)  # the search syntax: things, exclusions, attributes (service.query_syntax)
-        clip = None if model is None else self.clip_model(model)
-        space = self.models.text_space if clip is None else clip.space
-        query_for = query_maker(space, None if clip is None else clip.encode_texts)
-        strong = None if clip is not None else self.models.strong_score(space)  # a CLIP space: plain cosines
-        page = ResultPage(text, k, offset, min_score, sort=sort, strong=strong)
 
-        def make() -> Future[SearchResult]:
+        def make() -> Future[SearchResult]:  # run on a page thread, when no page is kept for this request
+            parsed = parse_query(text)  # the search syntax: things, exclusions, attributes (service.query_syntax)
+            clip = None if model is None else self.clip_model(model)
+            space = self.models.text_space if clip is None else clip.space
+            query_for = query_maker(space, None if clip is None else clip.encode_texts)
+            strong = None if clip is not None else self.models.strong_score(space)  # a CLIP space: plain cosines
+            page = ResultPage(text, k, offset, min_score, sort=sort, strong=strong)
             search = query_for(parsed.wanted, wanted, self.restrict(filter))
             if not parsed.plain:
                 from vistext.service.composed_search import composed_page
@@ -353,7 +353,7 @@ class Collection:
                                           self._explain)  # fmt: skip
             return self._page(search, page, words=text)
 
-        key = (text, k, offset, min_score, filter, sort, None if clip is None else clip.space)
+        key = (text, k, offset, min_score, filter, sort, None if model is None else str(model))
         return self._answers.answer(self._pages, key, self.store().version, make)
 
     def clip_model(self, model: str | Path) -> ClipModel:

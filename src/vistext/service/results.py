@@ -76,6 +76,7 @@ class SearchResult:
     offset: int = 0
     sort: str = "relevance"
     strong_score: float | None = None
+    _json: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def only_weak(self) -> bool:
@@ -92,6 +93,13 @@ class SearchResult:
         if self.strong_score is not None:
             out["strong_score"] = self.strong_score
         return out
+
+    def to_json(self) -> bytes:
+        """``to_dict`` as compact JSON (``json_text``), written once: a page kept by ``service.page_cache`` is
+        sent again as it is."""
+        if self._json is None:
+            self._json = json_text(self.to_dict(), compact=True).encode("utf-8")
+        return self._json
 
 
 @dataclass

@@ -57,7 +57,7 @@ def _text(description: str) -> Any:
     return Query(None, min_length=1, max_length=MAX_TEXT, pattern=schemas.NOT_BLANK, description=description)
 
 
-def image_filter(
+async def image_filter(
     after: str | None = Query(
         None, max_length=60, pattern=DATE_PATTERN, description="taken on or after this date (YYYY-MM-DD or ISO, UTC)"
     ),
@@ -74,7 +74,8 @@ def image_filter(
         None, description="true: holds text read by `index --ocr` (signs, screenshots); false: holds none"
     ),
 ) -> ImageFilter:
-    """The filter query parameters, parsed (a bad one raises ``UsageError``: a 400)."""
+    """The filter query parameters, parsed (a bad one raises ``UsageError``: a 400). Async: parsing reads
+    nothing, so it runs in the event loop rather than costing every request a hop to a worker thread."""
     return parse_filter(after, before, camera, near, folder, tag, has_text)
 
 

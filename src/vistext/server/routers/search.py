@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 
 from vistext.server import schemas
 from vistext.server.context import ERRORS, NOT_FOUND_OR_UNKNOWN_MODEL, UNKNOWN_MODEL, ctx
-from vistext.server.responses import JSONResponse
+from vistext.server.responses import JSONResponse, WrittenJSON
 from vistext.server.routers.params import Filter, ImageFile, ImageId, ModelName, Paging, catalogue_model, read_upload
 from vistext.server.settings import ServerSettings
 from vistext.service import check_upload
@@ -40,7 +40,7 @@ def _add_text_search(api: APIRouter, paging: Paging) -> None:
             "relevance", description="best first, or strong matches newest first"
         ),
         model: ModelName = None,
-    ) -> JSONResponse:
+    ) -> WrittenJSON:
         context = ctx(request)
         paging.check(k, offset)
         model = await catalogue_model(context, model)
@@ -58,7 +58,7 @@ def _add_text_search(api: APIRouter, paging: Paging) -> None:
         result = await context.wait(pending)
         if context.warm_up is not None:
             context.warm_up.text_ready = True
-        return JSONResponse(result.to_dict())
+        return WrittenJSON(result.to_json())
 
 
 def _add_similar(api: APIRouter, paging: Paging) -> None:
