@@ -12,6 +12,9 @@ PY=${PYTHON:-python3}
 # beside any recent torch): the installed 2.13.0 already satisfies the range, so the next line keeps it.
 .venv/bin/pip install -q torch==2.13.0
 .venv/bin/pip install -q -e '.[train,serve,bot,ocr,postgres,distributed,dev]'
+# an editable install leaves vistext's own modules uncompiled, and where PYTHONDONTWRITEBYTECODE is set every
+# command would compile them again (0.15 s of each start here): compile them once, as pip does for a wheel
+.venv/bin/python -m compileall -q src >/dev/null
 if ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
