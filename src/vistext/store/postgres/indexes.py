@@ -58,15 +58,21 @@ def memory_limit() -> int:
     """The most one index build may ask of the server: ``VISTEXT_PG_BUILD_MEMORY`` ("32GB", "512MB"), else 8 GB.
     A graph larger than this is built anyway, spilling to disk, several times slower (pgvector says so in the
     server's log)."""
-    text = os.environ.get("VISTEXT_PG_BUILD_MEMORY", "").strip().lower().replace(" ", "")
+    return size_from_environment("VISTEXT_PG_BUILD_MEMORY", MAX_BUILD_MEMORY)
+
+
+def size_from_environment(variable: str, default: int) -> int:
+    """Bytes given by the environment ``variable`` ("32GB", "512MB", "1048576"), else ``default``; at least
+    64 MiB. A value that is not a size is a one-line ``StoreError``."""
+    text = os.environ.get(variable, "").strip().lower().replace(" ", "")
     if not text:
-        return MAX_BUILD_MEMORY
+        return default
     unit = _UNITS.get(text[-2:], 1)
     number = text[:-2] if text[-2:] in _UNITS else text
     try:
         return max(MIN_BUILD_MEMORY, int(float(number) * unit))
     except ValueError:
-        raise StoreError(f"VISTEXT_PG_BUILD_MEMORY={text!r}: not a size such as 32GB or 512MB") from None
+        raise StoreError(f"{variable}={text!r}: not a size such as 32GB or 512MB") from None
 
 
 def build_memory(rows: int, dim: int, m: int = HNSW_M, limit: int = MAX_BUILD_MEMORY) -> int:
