@@ -213,8 +213,13 @@ def test_a_sqlite_catalogue_from_before_the_text_table_upgrades(tmp_path: Path, 
         assert len(store.photo_texts_to_read()) == 3
         first = store.get(records[0].path)
         assert first is not None
+        version = store.version()
         store.set_photo_texts({first.sha: [("OPEN24", 0.97), ("HOURS", 0.99)]})
+        assert store.version() > version  # search pages show the text: pages kept by version are made again
         store.set_photo_texts({first.sha: [("OPEN24", 0.97), ("EMERGENCYEXIT", 0.99)]})  # replaces, not adds
+        version = store.version()
+        store.set_photo_texts({})
+        assert store.version() == version  # nothing written, nothing to make again
         # what is searched: the words, letters apart from digits, and words run together split as well
         stored = [(first.id, records[0].path, "open 24 emergencyexit emergency exit")]
         assert store.text_matches(["exit"]) == store.text_matches(["open", "hours"]) == stored
