@@ -11,8 +11,9 @@ brought up to date by its own ``vistext index`` (no photo re-read: same features
 them); PostgreSQL serves that catalogue copied in (``vistext migrate``'s code) on a throw-away server, and a
 2,000-photo PostgreSQL catalogue (the same copy, cut to its first 2,000 photos) shows how PostgreSQL's exact
 search at small sizes compares. Each scenario runs on every server in turn. Text search: popular queries
-(1,618 captions asked again and again, so mostly answered from the query cache) and mixed queries (every other
-one a text never seen before, which costs a MiniLM pass).
+(1,618 captions asked again and again: this code answers them from the pages it keeps by catalogue version,
+``service.page_cache``; the previous release from its cache of query embeddings) and mixed queries (every other
+one a text never seen before, which costs a MiniLM pass and a whole search).
 
 The photos are a folder of symlinks (8,091 Flickr8k photos, then repeats up to --images; the indexer reuses
 features of identical content, so only distinct photos are encoded), kept in --workdir. Each server runs in its
