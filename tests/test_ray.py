@@ -257,8 +257,11 @@ def test_a_cluster_without_a_free_cpu_is_refused_at_once(cluster: str, photos: l
     _all_cpus_free()
 
 
+# Ctrl-C reaches the driver as a terminal would send it, however the suite was started: a shell that starts a
+# command in the background (`pytest &`) makes it ignore SIGINT, and every process it starts inherits that
 _DRIVER = """
-import sys
+import signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from vistext.cli.main import main
 sys.exit(main(["index", sys.argv[1], "--engine", "ray", "--address", sys.argv[2], "--db", sys.argv[3],
                "--no-text", "--quiet"]))

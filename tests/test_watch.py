@@ -245,8 +245,14 @@ def test_serve_watch_finds_a_new_photo_over_http(
 @contextmanager
 def _cli(*argv: str) -> Iterator[subprocess.Popen[str]]:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PYTHONUNBUFFERED": "1"}
+    # Ctrl-C as a terminal sends it, even when the suite runs in the background (which ignores SIGINT for
+    # everything it starts)
+    command = (
+        "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "from vistext.cli import main; sys.exit(main())"
+    )
     process = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from vistext.cli import main; sys.exit(main())", *argv],
+        [sys.executable, "-c", command, *argv],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
     )  # fmt: skip
     try:
