@@ -23,7 +23,8 @@ Page = TypeVar("Page")
 
 
 class PageCache(Generic[Page]):
-    """Up to ``size`` pages by request key, all of one catalogue version (a newer version empties it)."""
+    """Up to ``size`` pages by request key, all of the catalogue version last seen: seeing another empties it,
+    so a replaced catalogue whose version counts up again from 0 never meets the old one's pages."""
 
     def __init__(self, size: int = PAGES_KEPT) -> None:
         self._size = size
@@ -35,7 +36,10 @@ class PageCache(Generic[Page]):
 
     def get(self, key: Hashable, version: int) -> Page | None:
         with self._lock:
-            page = self._pages.get(key) if version == self._version else None
+            if version != self._version:  # any other version, newer or (a replaced catalogue) older: start again
+                self._pages.clear()
+                self._version = version
+            page = self._pages.get(key)
             if page is None:
                 self.misses += 1
                 return None
@@ -45,11 +49,8 @@ class PageCache(Generic[Page]):
 
     def put(self, key: Hashable, version: int, page: Page) -> None:
         with self._lock:
-            if version != self._version:
-                if self._version is not None and version < self._version:
-                    return  # made before a write that newer pages already reflect
-                self._pages.clear()
-                self._version = version
+            if version != self._version:  # made before a write that a later request has seen: not kept
+                return
             self._pages[key] = page
             self._pages.move_to_end(key)
             while len(self._pages) > self._size:
