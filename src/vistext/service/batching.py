@@ -136,11 +136,13 @@ def then_on(
         except BaseException as failure:  # noqa: BLE001 - handed to whoever waits on the result
             result.set_exception(failure)
 
-    def done(source: Future[Out]) -> None:
-        try:
-            pool.submit(finish, source)
-        except RuntimeError:  # the pool is shutting down: finish here rather than never
-            finish(source)
-
-    future.add_done_callback(done)
+    future.add_done_callback(lambda source: run_on(pool, lambda: finish(source)))
     return result
+
+
+def run_on(pool: Executor, fn: Callable[[], None]) -> None:
+    """Run ``fn`` on ``pool``, or in this thread when the pool is shutting down (rather than never)."""
+    try:
+        pool.submit(fn)
+    except RuntimeError:
+        fn()

@@ -17,6 +17,8 @@ from collections.abc import Callable, Hashable
 from concurrent.futures import Executor, Future
 from typing import Generic, TypeVar
 
+from vistext.service.batching import run_on
+
 PAGES_KEPT = 2048  # pages of 10 hits with their details and JSON: ~17 KB each in memory (measured), ~35 MB at most
 
 Page = TypeVar("Page")
@@ -31,8 +33,6 @@ class PageCache(Generic[Page]):
         self._pages: OrderedDict[Hashable, Page] = OrderedDict()
         self._version: int | None = None
         self._lock = threading.Lock()
-        self.hits = 0  # statistics, for tests and benchmarks
-        self.misses = 0
 
     def get(self, key: Hashable, version: int) -> Page | None:
         with self._lock:
@@ -40,11 +40,8 @@ class PageCache(Generic[Page]):
                 self._pages.clear()
                 self._version = version
             page = self._pages.get(key)
-            if page is None:
-                self.misses += 1
-                return None
-            self._pages.move_to_end(key)
-            self.hits += 1
+            if page is not None:
+                self._pages.move_to_end(key)
             return page
 
     def put(self, key: Hashable, version: int, page: Page) -> None:
@@ -76,10 +73,7 @@ class PageCache(Generic[Page]):
                 return
             made.add_done_callback(lambda done: self._deliver(done, answer, key, now))
 
-        try:
-            pool.submit(look)
-        except RuntimeError:  # the pool is shutting down: look here rather than never
-            look()
+        run_on(pool, look)
         return answer
 
     def _deliver(self, done: Future[Page], answer: Future[Page], key: Hashable, version: int) -> None:
