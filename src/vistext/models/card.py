@@ -73,6 +73,14 @@ KINDS: dict[str, ModelKind] = {
             "rebuild it with bench/default_tags.py --write",
             default="default-tags",
         ),  # fmt: skip
+        ModelKind(
+            "presence",
+            "vistext-presence",
+            1,
+            "presence model",
+            "rebuild it with bench/presence.py --write",
+            default="presence-person",
+        ),  # fmt: skip
     )
 }
 

@@ -1,0 +1,75 @@
+"""Whether a photo shows people: a logistic head over the bundled encoder's pooled features.
+
+No ImageNet class is a person, so neither the classifier nor the concept space can say that a photo shows people,
+and the joint model (trained on Flickr8k, where nearly every photo does) scores "people" low everywhere. This
+head reads the pooled features every catalogue already stores (indexing never changes for it, and old catalogues
+need nothing re-read): ``sigmoid(pooled . weights + bias)`` is the chance that a photo shows a person.
+
+It is fitted by ``vistext.training.presence`` (``bench/presence.py --write``): Flickr8k train photos that two or
+more captions describe with a person word are positives, those no caption does are negatives, with the
+people-free classes of the opendomain-classes dev half as negatives from outside Flickr8k (without them, a stop
+sign or a sunflower read as a person, because Flickr8k's photos without people are mostly dogs and landscapes).
+Positives and negatives weigh half each, so 0.5 means "as likely as not" whatever share of a collection shows
+people. The search syntax uses it for the words in ``PEOPLE_TERMS`` (``service.query_syntax``).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vistext.errors import ModelError
+from vistext.models.card import read_card, resolve_model_dir, write_card
+
+
+@dataclass(frozen=True)
+class PresenceModel:
+    """``sigmoid(pooled . weights + bias)`` over an encoder's pooled features (``encoder`` names it)."""
+
+    weights: np.ndarray
+    bias: float
+    encoder: str
+    card: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def probability(self, pooled: np.ndarray) -> np.ndarray:
+        """(n,) chance each of n photos shows a person, from their (n, d) pooled features."""
+        pooled = np.asarray(pooled, dtype=np.float32)
+        if pooled.ndim != 2 or pooled.shape[1] != len(self.weights):
+            raise ModelError(f"presence model: expected (n, {len(self.weights)}) pooled features, got {pooled.shape}")
+        z = pooled.astype(np.float64) @ self.weights.astype(np.float64) + self.bias
+        return 1.0 / (1.0 + np.exp(-np.clip(z, -50.0, 50.0)))
+
+    def fits(self, dim: int) -> bool:
+        """Whether pooled features of ``dim`` dimensions are what this head reads."""
+        return dim == len(self.weights)
+
+
+def save_presence(directory: str | Path, model: PresenceModel) -> Path:
+    """Write ``model`` to ``directory/config.json`` (its weights inside, as a list)."""
+    fields = {**model.card, "encoder": model.encoder, "bias": float(model.bias)}
+    fields["weights"] = [float(w) for w in np.asarray(model.weights, dtype=np.float32)]
+    return write_card(directory, "presence", fields)
+
+
+def load_presence(path: str | Path | None = None) -> PresenceModel:
+    """The presence head saved in ``path`` (a directory or a name; default: the shipped one)."""
+    directory = resolve_model_dir(path, "presence")
+    card = read_card(directory, "presence")
+    try:
+        weights = np.asarray(card["weights"], dtype=np.float32)
+        bias, encoder = float(card["bias"]), str(card["encoder"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise ModelError(f"{directory}: presence model card lacks its weights, bias or encoder ({error})") from None
+    if weights.ndim != 1 or not len(weights) or not np.isfinite(weights).all():
+        raise ModelError(f"{directory}: presence model weights must be a non-empty list of finite numbers")
+    return PresenceModel(weights, bias, encoder, {k: v for k, v in card.items() if k != "weights"})
+
+
+@functools.cache
+def shipped_presence() -> PresenceModel:
+    """The shipped person head, loaded once per process."""
+    return load_presence(None)
