@@ -15,6 +15,11 @@ or light. They are conservative: a dark street that nobody called "night" counts
 white is set by hand from the dev photos' colourfulness (no Flickr8k caption says "black and white photo"). A
 photo with no stored measures (indexed before them and not yet refilled by ``vistext index``) gets
 ``UNMEASURED`` for each attribute.
+
+People, asked for or excluded without saying who ("people", "-people", "without anyone": ``PEOPLE_TERMS``), are
+read by the person head from each photo's stored pooled features (``models.presence``): its chance stands for the
+text's relevance ("people" ranks the pool by it) or for the excluded thing's. A photo whose features the head
+cannot read (another encoder's) keeps the words' own relevance.
 """
 
 from __future__ import annotations
@@ -26,8 +31,8 @@ import numpy as np
 
 from vistext.images.attributes import ATTRIBUTE_SPACE, COLOURS, MEASURES, measure_index
 from vistext.service.queries import Query, QueryFor
-from vistext.service.query_syntax import DAY, DUSK, MONOCHROME, NIGHT, ParsedQuery
-from vistext.store.records import VectorHit
+from vistext.service.query_syntax import DAY, DUSK, MONOCHROME, NIGHT, ParsedQuery, names_people
+from vistext.store.records import IMAGE_SPACE, VectorHit
 
 if TYPE_CHECKING:
     from vistext.service.ordering import ResultPage
@@ -37,6 +42,7 @@ if TYPE_CHECKING:
 
 POOL = 200  # photos the wanted text contributes before the composed scores re-rank them
 UNMEASURED = 0.5  # the chance an attribute holds for a photo whose pixels were never measured
+PRESENCE_RANGE = (0.01, 0.99)  # the person head's chances are read within this range
 COLOUR_FLOOR = 0.01  # added to a colour's fraction before its logarithm
 
 # logistic coefficients (intercept, then one per feature of ``attribute_features``), fitted by bench/attributes.py
@@ -99,7 +105,7 @@ def composed_scores(
 ) -> np.ndarray:
     """(n,) scores of n photos from ``relevance`` (row 0 the wanted text, then one row per excluded thing, 0-1)
     and their (n, M) ``measures`` (NaN rows: unmeasured); ``fits`` overrides attribute coefficients (the bench)."""
-    score = np.asarray(relevance[0], dtype=np.float64)
+    score = np.array(relevance[0], dtype=np.float64)  # a copy: the caller may rewrite its rows afterwards
     for name in parsed.attributes:
         score = score * attribute_chance(name, measures, (fits or {}).get(name)) ** WEIGHTS[family(name)]
     for row in range(1, len(relevance)):
@@ -117,6 +123,27 @@ def stored_measures(store: Store, ids: Sequence[int]) -> np.ndarray:
     return measures
 
 
+def stored_presence(store: Store, ids: Sequence[int]) -> np.ndarray:
+    """(len(ids),) chance that each photo shows a person (``models.presence``), NaN where the head cannot tell
+    (no stored features, or features of another size than the head reads)."""
+    from vistext.models.presence import shipped_presence
+
+    head = shipped_presence()
+    chance = np.full(len(ids), np.nan)
+    row = {int(i): n for n, i in enumerate(ids)}
+    found = {i: v for i, v in store.vectors_of(IMAGE_SPACE, list(row)).items() if head.fits(len(v))}
+    if found:
+        chance[[row[i] for i in found]] = head.probability(np.stack(list(found.values())))
+    return chance
+
+
+def _read_people(relevance: np.ndarray, presence: np.ndarray) -> np.ndarray:
+    """``relevance`` (a row of 0-1 scores) where the person head cannot tell, its ``presence`` where it can, within
+    ``PRESENCE_RANGE``: the head is right about 99 times in 100 at its surest (bench/presence.py), and the photos
+    it is equally sure of stay in the order the words give them."""
+    return np.where(np.isnan(presence), relevance, np.clip(presence, *PRESENCE_RANGE))
+
+
 def composed_hits(
     parsed: ParsedQuery,
     query_for: QueryFor,
@@ -124,10 +151,11 @@ def composed_hits(
     restrict: np.ndarray | None,
     search: Searcher,
     measures_of: Callable[[list[int]], np.ndarray],
+    presence_of: Callable[[list[int]], np.ndarray] | None = None,
 ) -> list[VectorHit]:
     """The ``depth`` best photos for ``parsed`` (among ``restrict`` when given), best first. ``query_for`` makes a
     query in the space searched, ``search`` answers queries with readable 0-1 scores, ``measures_of`` gives ids'
-    stored measures (NaN rows: none)."""
+    stored measures (NaN rows: none), ``presence_of`` their chance of showing a person (NaN: unknown)."""
     first = search([query_for(parsed.wanted, max(POOL, depth), restrict)])[0]
     paths = {hit.id: hit.path for hit in first}
     if not paths:
@@ -140,8 +168,15 @@ def composed_hits(
     for row, hits in enumerate(search([query_for(term, len(ids), ids) for term in parsed.excluded]), start=1):
         for hit in hits:
             relevance[row, column[hit.id]] = hit.score
-    scores = composed_scores(parsed, relevance, measures_of(ids.tolist()))
-    order = np.lexsort((ids, -scores))[:depth]
+    measures = measures_of(ids.tolist())
+    words = composed_scores(parsed, relevance, measures)  # what the words alone say: breaks the head's near-ties
+    people = [0] * parsed.people + [row for row, term in enumerate(parsed.excluded, 1) if names_people(term)]
+    if people and presence_of is not None:
+        presence = presence_of(ids.tolist())
+        for row in people:
+            relevance[row] = _read_people(relevance[row], presence)
+    scores = composed_scores(parsed, relevance, measures)
+    order = np.lexsort((ids, -words, -scores))[:depth]
     return [VectorHit(int(ids[n]), paths[int(ids[n])], float(scores[n])) for n in order]
 
 
@@ -163,8 +198,9 @@ def composed_page(
 
     try:
         hits = composed_hits(
-            parsed, query_for, search.depth, search.restrict, answers, lambda ids: stored_measures(store, ids)
-        )
+            parsed, query_for, search.depth, search.restrict, answers, lambda ids: stored_measures(store, ids),
+            lambda ids: stored_presence(store, ids),
+        )  # fmt: skip
     except Exception as error:  # noqa: BLE001 - explained as a plain search's failure is
         raise explain(error, search) from None
     return page.result(store, hits, text_hits(store, parsed.wanted, search.restrict))

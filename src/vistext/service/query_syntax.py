@@ -3,6 +3,8 @@
     beach -people                 exclude: photos where people are seen sink (``-"a phrase"`` too)
     beach without people          the same; so is "beach with no people"; all after it is excluded,
                                   split on "and", "or" and commas ("a park without dogs or bikes")
+    people                        people: "people", "a person", "someone", "a crowd"... (``PEOPLE_TERMS``),
+                                  asked for or excluded, are read by the person head (``models.presence``)
     a dog and a ball              both things: the whole text is scored, the model reads "and"
     a red bus                     a basic colour term (black, white, grey/gray, red, orange, yellow, green,
                                   blue, purple, pink, brown) also asks the photo's pixels for that colour
@@ -39,6 +41,13 @@ LIGHT_PHRASES = {  # longest first when matched
 MONOCHROME_WORDS = ("black-and-white", "b&w", "b/w", "monochrome", "greyscale", "grayscale")
 PHOTO_WORDS = ("photo", "photograph", "picture", "image", "shot", "film", "print")
 COLOUR_COMPOUNDS = ("red wine", "white wine", "green tea", "black tea", "red panda", "white house")
+# people without saying who: these words (after an article) ask the person head whether anyone is seen; "a man",
+# "a girl" or "a skier" say more than that and are searched as words
+PEOPLE_TERMS = frozenset(
+    ("people", "person", "persons", "someone", "somebody", "anyone", "anybody", "human", "humans", "human being",
+     "human beings", "crowd", "crowds", "group of people", "crowd of people")
+)  # fmt: skip
+_ARTICLE = re.compile(r"^(?:a|an|the|any|some)\s+")
 _EXCLUDE = re.compile(r"\s(?:without|with\s+no)\s+(.+)$")
 _MINUS = re.compile(r'(?:^|\s)-(?:"([^"]+)"|([^\s"]+))')
 
@@ -47,17 +56,19 @@ _MINUS = re.compile(r'(?:^|\s)-(?:"([^"]+)"|([^\s"]+))')
 class ParsedQuery:
     """A search text read by the syntax: ``wanted`` is embedded and searched (the words as typed, attribute words
     included, exclusions taken out); ``attributes`` are what the photo's pixels must say too (colour terms,
-    night/dusk/day, monochrome); ``excluded`` are things that must not be seen."""
+    night/dusk/day, monochrome); ``excluded`` are things that must not be seen; ``people``: the wanted text only
+    asks for people (``PEOPLE_TERMS``), so the person head says how surely each photo shows them."""
 
     text: str
     wanted: str
     attributes: tuple[str, ...] = ()
     excluded: list[str] = field(default_factory=list)
+    people: bool = False
 
     @property
     def plain(self) -> bool:
-        """No exclusion and no attribute: searched exactly as a search always was."""
-        return not self.excluded and not self.attributes
+        """No exclusion, no attribute, not only people: searched exactly as a search always was."""
+        return not self.excluded and not self.attributes and not self.people
 
 
 def parse_query(text: str) -> ParsedQuery:
@@ -74,8 +85,14 @@ def parse_query(text: str) -> ParsedQuery:
     excluded = [x.strip() for x in excluded if x.strip()]
     if not rest:  # only exclusions ("-people"): nothing to rank by, so the words are searched as they are
         return ParsedQuery(text, text)
-    parsed = ParsedQuery(text, rest, _attributes(rest), excluded)
+    parsed = ParsedQuery(text, rest, _attributes(rest), excluded, names_people(rest))
     return ParsedQuery(text, text) if parsed.plain else parsed  # a plain query: its text as typed
+
+
+def names_people(text: str) -> bool:
+    """Whether ``text`` asks only for people, without saying who ("people", "a person", "a crowd": ``PEOPLE_TERMS``
+    after an article)."""
+    return _ARTICLE.sub("", " ".join(text.lower().strip(" .,!?").split())) in PEOPLE_TERMS
 
 
 def _attributes(text: str) -> tuple[str, ...]:
