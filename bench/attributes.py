@@ -115,8 +115,9 @@ def scores(service: vistext.Service, text: str) -> dict[str, float]:
 
 
 def precision(found: dict[str, float], judged: Judged, k: int) -> float:
-    """P@k of ``found`` (name -> score) among the judged photos, ties in name order."""
-    ranked = sorted((name for name in found if name in judged), key=lambda name: (-found[name], name))
+    """P@k of ``found`` (name -> score, in the order the search returned them) among the judged photos; equal
+    scores keep the search's order, as a user sees them."""
+    ranked = sorted((name for name in found if name in judged), key=lambda name: -found[name])
     return sum(judged[name] for name in ranked[:k]) / k
 
 

@@ -56,30 +56,40 @@ def test_a_fit_separates_what_it_was_shown() -> None:
 
 
 @pytest.mark.parametrize(
-    ("typed", "people", "excluded"),
+    ("typed", "people", "attributes", "excluded"),
     [
-        ("people", True, []),
-        ("A person.", True, []),
-        ("a group of people", True, []),
-        ("someone", True, []),
-        ("a man", False, []),
-        ('"people"', False, []),
-        ("a beach -people", False, ["people"]),
-        ("a beach without anyone", False, ["anyone"]),
+        ("people", True, (), []),
+        ("A person.", True, (), []),
+        ("a group of people", False, ("person",), []),
+        ("someone", True, (), []),
+        ("a man", False, ("person",), []),
+        ("someone surfing", False, ("person",), []),
+        ("people at night", False, ("night", "person"), []),
+        ("a dog and his ball", False, (), []),
+        ('"people"', False, (), []),
+        ("a beach -people", False, (), ["people"]),
+        ("a beach without anyone", False, (), ["anyone"]),
     ],
 )
-def test_the_syntax_knows_when_only_people_are_asked_for(typed: str, people: bool, excluded: list[str]) -> None:
+def test_the_syntax_knows_when_people_are_asked_for(
+    typed: str, people: bool, attributes: tuple[str, ...], excluded: list[str]
+) -> None:
     parsed = parse_query(typed)
-    assert parsed.people is people and parsed.excluded == excluded
-    assert parsed.plain is (not people and not excluded)
+    assert (parsed.people, parsed.attributes, parsed.excluded) == (people, attributes, excluded)
+    assert parsed.plain is (not people and not attributes and not excluded)
     assert all(names_people(term) for term in parsed.excluded)
 
 
-def _run(text: str, text_scores: dict[int, float], presence: dict[int, float]) -> list[tuple[int, float]]:
+def _run(
+    text: str, text_scores: dict[int, float], presence: dict[int, float], excluded: dict[int, float] | None = None
+) -> list[tuple[int, float]]:
+    """Composed hits of ``text`` where the words score ``text_scores`` (and an excluded thing ``excluded``, else
+    the same) and the head says ``presence``."""
     parsed = parse_query(text)
+    calls = iter([text_scores] + [excluded or text_scores] * len(parsed.excluded))
 
     def search(queries: list) -> list[list[VectorHit]]:
-        return [[VectorHit(i, f"/p/{i}.jpg", s) for i, s in text_scores.items()] for _ in queries]
+        return [[VectorHit(i, f"/p/{i}.jpg", s) for i, s in next(calls).items()] for _ in queries]
 
     def query_for(words: str, depth: int, restrict: object) -> str:
         return words
@@ -105,7 +115,19 @@ def test_people_rank_by_the_head_and_its_sure_photos_keep_the_words_order() -> N
 
 def test_an_excluded_person_sinks_by_the_heads_chance() -> None:
     hits = _run("a dog -people", {1: 0.9, 2: 0.8}, {1: 0.95, 2: 0.05})
-    assert hits == [(2, round(0.8 * 0.95, 4)), (1, round(0.9 * 0.05, 4))]
+    assert hits == [(2, round(0.8 * 0.95, 2)), (1, round(0.9 * 0.05, 2))]  # kept to a hundredth
+
+
+def test_a_person_named_among_other_words_asks_the_head_gently() -> None:
+    hits = _run("someone surfing", {1: 0.8, 2: 0.7, 3: 0.6}, {1: 0.02, 2: 0.9, 3: np.nan})
+    # a glacier (1) that the words liked best sinks under the surfer (2); an unknown photo (3) keeps its words
+    assert hits == [(2, round(0.7 * 0.9**0.5, 4)), (3, 0.6), (1, round(0.8 * 0.02**0.5, 4))]
+
+
+def test_photos_scored_alike_keep_the_words_order() -> None:
+    # both 0.99 x (1 - a sliver of "water"): equal to a hundredth, so the words for "people" order them
+    hits = _run("people -water", {1: 0.1, 2: 0.3}, {1: 0.999, 2: 0.995}, excluded={1: 0.0001, 2: 0.003})
+    assert hits == [(2, 0.99), (1, 0.99)]
 
 
 def test_real_photos_people_and_without_people(tmp_path: Path, sample_photos: Path) -> None:

@@ -19,7 +19,7 @@ from vistext.service.query_syntax import parse_query
         ("beach with no people", "beach", (), ["people"]),
         ('beach -"a man" -dogs', "beach", (), ["a man", "dogs"]),
         ("a park without dogs or bikes", "a park", (), ["dogs", "bikes"]),
-        ("a man with no shirt", "a man", (), ["shirt"]),
+        ("a man with no shirt", "a man", ("person",), ["shirt"]),
         ("a red bus", "a red bus", ("red",), []),
         ("a gray cat", "a gray cat", ("grey",), []),
         ("a street at night", "a street at night", ("night",), []),

@@ -25,6 +25,18 @@ import numpy as np
 from vistext.errors import ModelError
 from vistext.models.card import read_card, resolve_model_dir, write_card
 
+# the words that name a person in a caption (the head's labels) or a query (the search syntax, pronouns aside)
+PERSON_WORDS = frozenset(
+    """man men woman women person people persons boy boys girl girls child children kid kids baby babies toddler
+    toddlers guy guys lady ladies gentleman gentlemen player players rider riders biker bikers skier skiers surfer
+    surfers snowboarder snowboarders climber climbers swimmer swimmers crowd team teams couple family adult adults
+    teenager teenagers teen teens worker workers dancer dancers runner runners cyclist cyclists skateboarder
+    skateboarders hiker hikers someone he she his her soldier soldiers athlete athletes spectators audience
+    performer performers musician musicians bride groom mother father daughter son brother sister friends student
+    students boxer wrestler wrestlers infant""".split()
+)
+PRONOUNS = frozenset(("he", "she", "his", "her"))
+
 
 @dataclass(frozen=True)
 class PresenceModel:

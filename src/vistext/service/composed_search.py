@@ -18,8 +18,10 @@ photo with no stored measures (indexed before them and not yet refilled by ``vis
 
 People, asked for or excluded without saying who ("people", "-people", "without anyone": ``PEOPLE_TERMS``), are
 read by the person head from each photo's stored pooled features (``models.presence``): its chance stands for the
-text's relevance ("people" ranks the pool by it) or for the excluded thing's. A photo whose features the head
-cannot read (another encoder's) keeps the words' own relevance.
+text's relevance ("people" ranks the pool by it) or for the excluded thing's, and a person named among other
+words ("someone surfing") multiplies the relevance by the chance ** ``WEIGHTS["person"]``. Scores where the chance
+stands for a relevance are kept to a hundredth, and photos scored alike keep the order the words give them. A photo whose features the head cannot
+read (another encoder's) keeps the words' own relevance.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import numpy as np
 
 from vistext.images.attributes import ATTRIBUTE_SPACE, COLOURS, MEASURES, measure_index
 from vistext.service.queries import Query, QueryFor
-from vistext.service.query_syntax import DAY, DUSK, MONOCHROME, NIGHT, ParsedQuery, names_people
+from vistext.service.query_syntax import DAY, DUSK, MONOCHROME, NIGHT, PERSON, ParsedQuery, names_people
 from vistext.store.records import IMAGE_SPACE, VectorHit
 
 if TYPE_CHECKING:
@@ -52,8 +54,9 @@ DUSK_FIT = (-6.24, 3.37, 1.4)  # warm top third, luma of the top third: P(a capt
 MONOCHROME_FIT = (-21.0, -6.0)  # log(chroma + 0.005): one half at chroma 0.025 (b/w photos ~0.01, 2% of dev < 0.033)
 
 # how strongly each family's chance re-ranks (score x chance ** weight), chosen on Flickr8k dev by
-# ``bench/attributes.py --sweep``
-WEIGHTS = {"colour": 2.0, "light": 0.25, "monochrome": 4.0}
+# ``bench/attributes.py --sweep``; a person named among other words: by ``bench/presence.py`` (Flickr8k dev
+# captions naming a person, among Flickr8k and opendomain-classes dev photos)
+WEIGHTS = {"colour": 2.0, "light": 0.25, "monochrome": 4.0, "person": 0.5}
 
 Searcher = Callable[[Sequence[Query]], list[list[VectorHit]]]
 
@@ -73,7 +76,9 @@ def attribute_features(name: str, measures: np.ndarray) -> np.ndarray:
 
 
 def family(name: str) -> str:
-    """The family of attribute ``name`` (a key of ``WEIGHTS``): colour, light or monochrome."""
+    """The family of attribute ``name`` (a key of ``WEIGHTS``): colour, light, monochrome or person."""
+    if name == PERSON:
+        return "person"
     return "colour" if name in COLOURS else "monochrome" if name == MONOCHROME else "light"
 
 
@@ -101,13 +106,24 @@ def attribute_chance(name: str, measures: np.ndarray, coefficients: Sequence[flo
 
 
 def composed_scores(
-    parsed: ParsedQuery, relevance: np.ndarray, measures: np.ndarray, fits: dict[str, Sequence[float]] | None = None
+    parsed: ParsedQuery,
+    relevance: np.ndarray,
+    measures: np.ndarray,
+    fits: dict[str, Sequence[float]] | None = None,
+    presence: np.ndarray | None = None,
 ) -> np.ndarray:
     """(n,) scores of n photos from ``relevance`` (row 0 the wanted text, then one row per excluded thing, 0-1)
-    and their (n, M) ``measures`` (NaN rows: unmeasured); ``fits`` overrides attribute coefficients (the bench)."""
+    and their (n, M) ``measures`` (NaN rows: unmeasured); ``fits`` overrides attribute coefficients (the bench);
+    ``presence``: each photo's chance of showing a person (NaN or None: unknown, the person attribute then
+    changes nothing)."""
     score = np.array(relevance[0], dtype=np.float64)  # a copy: the caller may rewrite its rows afterwards
     for name in parsed.attributes:
-        score = score * attribute_chance(name, measures, (fits or {}).get(name)) ** WEIGHTS[family(name)]
+        if name == PERSON:
+            known = np.full(len(score), np.nan) if presence is None else np.asarray(presence, dtype=np.float64)
+            chance = np.where(np.isnan(known), 1.0, np.clip(known, *PRESENCE_RANGE))
+        else:
+            chance = attribute_chance(name, measures, (fits or {}).get(name))
+        score = score * chance ** WEIGHTS[family(name)]
     for row in range(1, len(relevance)):
         score = score * (1.0 - np.clip(relevance[row], 0.0, 1.0))
     return score
@@ -171,11 +187,14 @@ def composed_hits(
     measures = measures_of(ids.tolist())
     words = composed_scores(parsed, relevance, measures)  # what the words alone say: breaks the head's near-ties
     people = [0] * parsed.people + [row for row, term in enumerate(parsed.excluded, 1) if names_people(term)]
-    if people and presence_of is not None:
+    presence = None
+    if (people or PERSON in parsed.attributes) and presence_of is not None:
         presence = presence_of(ids.tolist())
         for row in people:
             relevance[row] = _read_people(relevance[row], presence)
-    scores = composed_scores(parsed, relevance, measures)
+    scores = composed_scores(parsed, relevance, measures, presence=presence)
+    if people and presence is not None:  # the head's chance as relevance is good to a hundredth: within one, the
+        scores = np.round(scores, 2)  # words decide the order
     order = np.lexsort((ids, -words, -scores))[:depth]
     return [VectorHit(int(ids[n]), paths[int(ids[n])], float(scores[n])) for n in order]
 

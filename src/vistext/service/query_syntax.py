@@ -3,8 +3,10 @@
     beach -people                 exclude: photos where people are seen sink (``-"a phrase"`` too)
     beach without people          the same; so is "beach with no people"; all after it is excluded,
                                   split on "and", "or" and commas ("a park without dogs or bikes")
-    people                        people: "people", "a person", "someone", "a crowd"... (``PEOPLE_TERMS``),
+    people                        people: "people", "a person", "someone", "anyone"... (``PEOPLE_TERMS``),
                                   asked for or excluded, are read by the person head (``models.presence``)
+    someone surfing               a person named among other words ("a man riding a horse") also asks the
+                                  person head that someone is seen (the attribute ``PERSON``)
     a dog and a ball              both things: the whole text is scored, the model reads "and"
     a red bus                     a basic colour term (black, white, grey/gray, red, orange, yellow, green,
                                   blue, purple, pink, brown) also asks the photo's pixels for that colour
@@ -30,8 +32,9 @@ import re
 from dataclasses import dataclass, field
 
 from vistext.images.attributes import COLOURS
+from vistext.models.presence import PERSON_WORDS, PRONOUNS
 
-NIGHT, DUSK, DAY, MONOCHROME = "night", "dusk", "day", "monochrome"
+NIGHT, DUSK, DAY, MONOCHROME, PERSON = "night", "dusk", "day", "monochrome", "person"
 COLOUR_WORDS = {**{colour: colour for colour in COLOURS}, "gray": "grey"}
 LIGHT_PHRASES = {  # longest first when matched
     "at night": NIGHT, "at nighttime": NIGHT, "at night-time": NIGHT, "in the dark": NIGHT, "nighttime": NIGHT,
@@ -42,11 +45,14 @@ MONOCHROME_WORDS = ("black-and-white", "b&w", "b/w", "monochrome", "greyscale", 
 PHOTO_WORDS = ("photo", "photograph", "picture", "image", "shot", "film", "print")
 COLOUR_COMPOUNDS = ("red wine", "white wine", "green tea", "black tea", "red panda", "white house")
 # people without saying who: these words (after an article) ask the person head whether anyone is seen; "a man",
-# "a girl" or "a skier" say more than that and are searched as words
+# "a girl", "a skier" or "a crowd" say more than that and are searched as words (with the person attribute)
 PEOPLE_TERMS = frozenset(
     ("people", "person", "persons", "someone", "somebody", "anyone", "anybody", "human", "humans", "human being",
-     "human beings", "crowd", "crowds", "group of people", "crowd of people")
+     "human beings")
 )  # fmt: skip
+# a word naming a person among other words asks that someone is seen: the head's caption words but the pronouns
+# ("a dog and his ball"), and the people words
+PERSON_NAMES = (PERSON_WORDS - PRONOUNS) | {word for term in PEOPLE_TERMS for word in term.split() if word != "of"}
 _ARTICLE = re.compile(r"^(?:a|an|the|any|some)\s+")
 _EXCLUDE = re.compile(r"\s(?:without|with\s+no)\s+(.+)$")
 _MINUS = re.compile(r'(?:^|\s)-(?:"([^"]+)"|([^\s"]+))')
@@ -96,7 +102,7 @@ def names_people(text: str) -> bool:
 
 
 def _attributes(text: str) -> tuple[str, ...]:
-    """The attributes ``text`` names, in the order found (light, monochrome, then colours)."""
+    """The attributes ``text`` names, in the order found (light, monochrome, colours, then a person)."""
     lower = f" {text.lower()} "
     attributes: list[str] = []
     for phrase in sorted(LIGHT_PHRASES, key=len, reverse=True):
@@ -115,4 +121,6 @@ def _attributes(text: str) -> tuple[str, ...]:
     for word in words[:-1]:  # a colour word is a colour before another word, not at the end
         if word in COLOUR_WORDS and COLOUR_WORDS[word] not in attributes:
             attributes.append(COLOUR_WORDS[word])
+    if PERSON_NAMES.intersection(words) and not names_people(text):  # only people: the head is the relevance
+        attributes.append(PERSON)
     return tuple(dict.fromkeys(attributes))

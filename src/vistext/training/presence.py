@@ -15,17 +15,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from vistext.models.presence import PresenceModel
+from vistext.models.presence import PERSON_WORDS, PresenceModel
 
-PERSON_WORDS = frozenset(
-    """man men woman women person people persons boy boys girl girls child children kid kids baby babies toddler
-    toddlers guy guys lady ladies gentleman gentlemen player players rider riders biker bikers skier skiers surfer
-    surfers snowboarder snowboarders climber climbers swimmer swimmers crowd team teams couple family adult adults
-    teenager teenagers teen teens worker workers dancer dancers runner runners cyclist cyclists skateboarder
-    skateboarders hiker hikers someone he she his her soldier soldiers athlete athletes spectators audience
-    performer performers musician musicians bride groom mother father daughter son brother sister friends student
-    students boxer wrestler wrestlers infant""".split()
-)
 RELEVANT, IRRELEVANT, LEFT_OUT = 1, 0, -1
 
 
