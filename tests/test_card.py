@@ -29,6 +29,7 @@ from vistext.models.default_tags import DefaultTagVocabulary
 from vistext.models.joint import JointModel, load_joint_model
 from vistext.models.loading import LOADERS, load_model
 from vistext.models.matcher import MatcherSettings, MatchModel, load_matcher
+from vistext.models.presence import PresenceModel, save_presence
 from vistext.models.tagger import TaggerModel, load_tagger
 
 
@@ -58,6 +59,7 @@ def test_every_kind_writes_format_and_format_version(tmp_path: Path, joint_confi
     MatchModel(MatcherSettings(image_dim=4, hidden=2, joint=4)).save(tmp_path / "matcher")
     ConceptSpace(np.eye(4, 3, dtype=np.float32), top=3, temperature=2.0).save(tmp_path / "concepts")
     DefaultTagVocabulary({"dog": [1, 2], "cat": [0]}, n_classes=3).save(tmp_path / "default-tags")
+    save_presence(tmp_path / "presence", PresenceModel(np.ones(3, np.float32), -1.0, "some-encoder"))
     assert set(LOADERS) == set(KINDS)  # every kind the card knows has a loader
     for kind in KINDS:
         card = _card(tmp_path / kind)
@@ -69,6 +71,7 @@ def test_every_kind_writes_format_and_format_version(tmp_path: Path, joint_confi
     assert isinstance(load_model(tmp_path / "matcher", kind="matcher"), MatchModel)
     assert isinstance(load_model(tmp_path / "concepts"), ConceptSpace)
     assert load_model(tmp_path / "default-tags").classes == {"dog": [1, 2], "cat": [0]}
+    assert load_model(tmp_path / "presence").bias == -1.0
     assert not list(tmp_path.rglob("*.tmp"))  # the atomic writes left nothing behind
 
 

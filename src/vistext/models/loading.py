@@ -49,8 +49,15 @@ def _default_tags(directory: Path) -> Any:
     return load_default_tags(directory)
 
 
+def _presence(directory: Path) -> Any:
+    from vistext.models.presence import load_presence
+
+    return load_presence(directory)
+
+
 LOADERS: dict[str, Callable[[Path], Any]] = {"joint": _joint, "tagger": _tagger, "matcher": _matcher,
-                                             "concepts": _concepts, "default-tags": _default_tags}  # fmt: skip
+                                             "concepts": _concepts, "default-tags": _default_tags,
+                                             "presence": _presence}  # fmt: skip
 
 
 def load_model(name_or_path: str | Path | None = None, kind: str | None = None) -> Any:

@@ -16,12 +16,12 @@ white is set by hand from the dev photos' colourfulness (no Flickr8k caption say
 photo with no stored measures (indexed before them and not yet refilled by ``vistext index``) gets
 ``UNMEASURED`` for each attribute.
 
-People, asked for or excluded without saying who ("people", "-people", "without anyone": ``PEOPLE_TERMS``), are
-read by the person head from each photo's stored pooled features (``models.presence``): its chance stands for the
-text's relevance ("people" ranks the pool by it) or for the excluded thing's, and a person named among other
-words ("someone surfing") multiplies the relevance by the chance ** ``WEIGHTS["person"]``. Scores where the chance
-stands for a relevance are kept to a hundredth, and photos scored alike keep the order the words give them. A photo whose features the head cannot
-read (another encoder's) keeps the words' own relevance.
+People, asked for or excluded without saying who ("people", "-people", "without anyone": ``PEOPLE_TERMS``), are read
+by the person head from each photo's stored pooled features (``models.presence``): its chance stands for the text's
+relevance ("people" ranks the pool by it) or for the excluded thing's, and a person named among other words
+("someone surfing") multiplies the relevance by the chance ** ``WEIGHTS["person"]``. Scores where the chance stands
+for a relevance are kept to a hundredth, and photos scored alike keep the order the words give them. A photo whose
+features the head cannot read (another encoder's) keeps the words' own relevance.
 """
 
 from __future__ import annotations
