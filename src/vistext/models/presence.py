@@ -10,7 +10,8 @@ more captions describe with a person word are positives, those no caption does a
 people-free classes of the opendomain-classes dev half as negatives from outside Flickr8k (without them, a stop
 sign or a sunflower read as a person, because Flickr8k's photos without people are mostly dogs and landscapes).
 Positives and negatives weigh half each, so 0.5 means "as likely as not" whatever share of a collection shows
-people. The search syntax uses it for the words in ``PEOPLE_TERMS`` (``service.query_syntax``).
+people. The search syntax asks it when a query asks for or excludes people (``PEOPLE_TERMS``) or names a person among
+other words (``service.query_syntax``, ``service.composed_search``).
 """
 
 from __future__ import annotations

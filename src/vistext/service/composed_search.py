@@ -119,8 +119,7 @@ def composed_scores(
     score = np.array(relevance[0], dtype=np.float64)  # a copy: the caller may rewrite its rows afterwards
     for name in parsed.attributes:
         if name == PERSON:
-            known = np.full(len(score), np.nan) if presence is None else np.asarray(presence, dtype=np.float64)
-            chance = np.where(np.isnan(known), 1.0, np.clip(known, *PRESENCE_RANGE))
+            chance = np.ones(len(score)) if presence is None else _read_people(np.ones(len(score)), presence)
         else:
             chance = attribute_chance(name, measures, (fits or {}).get(name))
         score = score * chance ** WEIGHTS[family(name)]
@@ -153,11 +152,10 @@ def stored_presence(store: Store, ids: Sequence[int]) -> np.ndarray:
     return chance
 
 
-def _read_people(relevance: np.ndarray, presence: np.ndarray) -> np.ndarray:
-    """``relevance`` (a row of 0-1 scores) where the person head cannot tell, its ``presence`` where it can, within
-    ``PRESENCE_RANGE``: the head is right about 99 times in 100 at its surest (bench/presence.py), and the photos
-    it is equally sure of stay in the order the words give them."""
-    return np.where(np.isnan(presence), relevance, np.clip(presence, *PRESENCE_RANGE))
+def _read_people(otherwise: np.ndarray, presence: np.ndarray) -> np.ndarray:
+    """The head's ``presence`` within ``PRESENCE_RANGE`` where it can tell (it is right about 99 times in 100 at
+    its surest, bench/presence.py), ``otherwise`` (the words' relevance, or 1 for the attribute) where it cannot."""
+    return np.where(np.isnan(presence), otherwise, np.clip(presence, *PRESENCE_RANGE))
 
 
 def composed_hits(
