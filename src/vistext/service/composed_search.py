@@ -1,8 +1,8 @@
 """Searching a query the syntax composed (``service.query_syntax``): attributes named, things excluded.
 
-The wanted text is first searched on its own (its best ``POOL`` photos, or the page's depth if deeper); each photo
-found is then scored against every excluded thing (searches restricted to those photos), and its attribute
-measures (``images.attributes``, stored at indexing) give the chance that each named colour or light holds:
+The wanted text is first searched on its own (its best ``POOL`` photos, ``PERSON_POOL`` when a named person is the
+only addition, or the page's depth if deeper); each photo found is then scored against every excluded thing
+(searches restricted to those photos), and its attribute measures (``images.attributes``, stored at indexing) give the chance that each named colour or light holds:
 
     relevance of the wanted text x chance of each attribute ** WEIGHTS[its family]
                                  x (1 - relevance of each excluded thing)
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from vistext.store import Store
 
 POOL = 200  # photos the wanted text contributes before the composed scores re-rank them
+PERSON_POOL = 50  # the same when only the person attribute re-ranks (a gentle factor: chance ** 0.5)
 UNMEASURED = 0.5  # the chance an attribute holds for a photo whose pixels were never measured
 PRESENCE_RANGE = (0.01, 0.99)  # the person head's chances are read within this range
 COLOUR_FLOOR = 0.01  # added to a colour's fraction before its logarithm
@@ -170,7 +171,8 @@ def composed_hits(
     """The ``depth`` best photos for ``parsed`` (among ``restrict`` when given), best first. ``query_for`` makes a
     query in the space searched, ``search`` answers queries with readable 0-1 scores, ``measures_of`` gives ids'
     stored measures (NaN rows: none), ``presence_of`` their chance of showing a person (NaN: unknown)."""
-    first = search([query_for(parsed.wanted, max(POOL, depth), restrict)])[0]
+    pool = PERSON_POOL if parsed.attributes == (PERSON,) and not parsed.excluded else POOL
+    first = search([query_for(parsed.wanted, max(pool, depth), restrict)])[0]
     paths = {hit.id: hit.path for hit in first}
     if not paths:
         return []
