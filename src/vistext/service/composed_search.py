@@ -2,7 +2,8 @@
 
 The wanted text is first searched on its own (its best ``POOL`` photos, ``PERSON_POOL`` when a named person is the
 only addition, or the page's depth if deeper); each photo found is then scored against every excluded thing
-(searches restricted to those photos), and its attribute measures (``images.attributes``, stored at indexing) give the chance that each named colour or light holds:
+(searches restricted to those photos), and its attribute measures (``images.attributes``, stored at indexing) give
+the chance that each named colour or light holds:
 
     relevance of the wanted text x chance of each attribute ** WEIGHTS[its family]
                                  x (1 - relevance of each excluded thing)
