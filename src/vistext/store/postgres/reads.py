@@ -70,6 +70,19 @@ def read_records(
     ]
 
 
+def vectors_by_id(conn: psycopg.Connection, space: str, ids: Sequence[int]) -> dict[int, np.ndarray]:
+    """id -> the vector ``space`` holds for those of ``ids`` (ok photos) that have one, as stored: one query, a
+    photo's other vectors and metadata left unread (what a composed search needs of its pool)."""
+    join, params = space_join(space)
+    column = sql.SQL("v.pooled" if space == IMAGE_SPACE else "v.vector")
+    with conn.cursor(binary=True) as cursor:
+        cursor.execute(
+            sql.SQL("SELECT i.id, {} FROM images i {} WHERE i.status = 'ok' AND i.id = ANY(%s)").format(column, join),
+            [*params, [int(i) for i in ids]],
+        )
+        return {int(row[0]): as_array(row[1]) for row in cursor if row[1] is not None}  # type: ignore[misc]
+
+
 SPACES = sql.SQL(
     "SELECT s.space FROM spaces s WHERE s.space <> {} AND EXISTS (SELECT 1 FROM embeddings e WHERE e.space = s.space) "
     "ORDER BY s.space"

@@ -32,7 +32,7 @@ from vistext.store.base import Store
 from vistext.store.postgres import metadata
 from vistext.store.postgres.database import Database, advisory_writer_lock
 from vistext.store.postgres.indexes import EF_CONSTRUCTION, HNSW_M, memory_limit
-from vistext.store.postgres.reads import SPACES, catalogue_summary, file_states, read_records
+from vistext.store.postgres.reads import SPACES, catalogue_summary, file_states, read_records, vectors_by_id
 from vistext.store.postgres.schema import HASHES_FROM, TEXT_FROM, migrate, schema_version
 from vistext.store.postgres.search import (
     EF_MAX,
@@ -347,6 +347,10 @@ class PostgresStore(Store):
             return stream_vectors(
                 conn, space, self.space_state.size(conn, space, fresh=True), space_dim(conn, space)[0]
             )
+
+    def vectors_of(self, space: str, ids: Iterable[int]) -> dict[int, np.ndarray]:
+        with self._tx(read=True) as conn:
+            return vectors_by_id(conn, space, list(ids))
 
     def search(
         self, space: str, queries: np.ndarray, k: int, restrict: np.ndarray | None = None
