@@ -130,12 +130,13 @@ def test_photos_scored_alike_keep_the_words_order() -> None:
     assert hits == [(2, 0.99), (1, 0.99)]
 
 
-def test_real_photos_people_and_without_people(tmp_path: Path, sample_photos: Path) -> None:
+def test_real_photos_people_and_without_people(tmp_path: Path, sample_photos: Path, store_location: Path | str) -> None:
+    """In each backend: "people" finds the astronaut and no one else; excluding people sinks her."""
     folder = tmp_path / "photos"
     folder.mkdir()
     for name in ("astronaut.png", "chelsea.png", "coffee.png", "flower.jpg", "grass.png"):
         shutil.copy(sample_photos / name, folder / name)
-    with Service(db=tmp_path / "db" / "catalogue.sqlite", progress=False) as service:
+    with Service(db=store_location, progress=False) as service:
         assert service.index(folder).added == 5
         people = {Path(h.path).name: h.score for h in service.search("people", 5).results}
         assert next(iter(people)) == "astronaut.png" and people["astronaut.png"] > 0.9
