@@ -10,11 +10,14 @@ import numpy as np
 import pytest
 
 from vistext.errors import ModelError
+from vistext.models.default_tags import load_default_tags
 from vistext.models.presence import PresenceModel, load_presence, save_presence, shipped_presence
 from vistext.service import Service
 from vistext.service.composed_search import composed_hits
+from vistext.service.default_tags import STATE_KEY, fill_default_tags
 from vistext.service.query_syntax import names_people, parse_query
-from vistext.store.records import VectorHit
+from vistext.store import Store
+from vistext.store.records import ImageFilter, VectorHit
 from vistext.training.presence import fit_presence, person_label
 
 
@@ -144,3 +147,24 @@ def test_real_photos_people_and_without_people(tmp_path: Path, sample_photos: Pa
         plain = {Path(h.path).name: h.score for h in service.search('"a woman"', 5).results}
         without = {Path(h.path).name: h.score for h in service.search("a woman without people", 5).results}
         assert without["astronaut.png"] < 0.1 * plain["astronaut.png"]
+
+
+def test_people_is_a_tag_out_of_the_box_and_older_catalogues_gain_it(tmp_path: Path, sample_photos: Path) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("astronaut.png", "coffee.png", "flower.jpg"):
+        shutil.copy(sample_photos / name, folder / name)
+
+    def tagged_people(store: Store) -> set[str]:
+        return {Path(r.path).name for r in store.records(store.ids_matching(ImageFilter(tag="people")).tolist())}
+
+    with Service(db=tmp_path / "db" / "catalogue.sqlite", progress=False) as service:
+        service.index(folder)
+        store = service.store()
+        assert tagged_people(store) == {"astronaut.png"}
+        # as a catalogue tagged before the head: the vocabulary alone made its tags, and "people" is not among them
+        fill_default_tags(store, load_default_tags(), people=None)
+        assert tagged_people(store) == set() and "+" not in store.get_meta(STATE_KEY)["fingerprint"]
+        report = service.index(folder)  # no photo changed, but the head is new to this catalogue: a whole pass
+        assert report.default_tags is not None and report.default_tags["scored"] == 3
+        assert tagged_people(store) == {"astronaut.png"}

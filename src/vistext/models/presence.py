@@ -17,6 +17,7 @@ other words (``service.query_syntax``, ``service.composed_search``).
 from __future__ import annotations
 
 import functools
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,13 @@ class PresenceModel:
     def fits(self, dim: int) -> bool:
         """Whether pooled features of ``dim`` dimensions are what this head reads."""
         return dim == len(self.weights)
+
+    @property
+    def fingerprint(self) -> str:
+        """Changes whenever the chances it gives could (its weights or bias)."""
+        digest = hashlib.blake2b(np.asarray(self.weights, dtype=np.float32).tobytes(), digest_size=8)
+        digest.update(repr(float(self.bias)).encode())
+        return digest.hexdigest()
 
 
 def save_presence(directory: str | Path, model: PresenceModel) -> Path:

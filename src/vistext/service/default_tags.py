@@ -6,7 +6,9 @@ before default tags existed gains them on its next ``vistext index`` at the cost
 per photo. They are stored under the source ``default`` beside a trained tagger's (``--tagger``, stored under
 the tagger's name) and the user's own (source ``user``). The catalogue remembers (meta ``default_tags``) which
 vocabulary and calibration made them; a new one re-tags every photo. Tags removed by hand stay removed
-(``Store.edit_tags``).
+(``Store.edit_tags``). Beside the vocabulary's words, ``people`` comes from the person head (``models.presence``)
+over the pooled features the catalogue holds, at the vocabulary's threshold; the head is part of what the
+catalogue remembers, so a catalogue tagged before it gains the word at its next ``vistext index``.
 """
 
 from __future__ import annotations
@@ -24,10 +26,12 @@ from vistext.store.records import ImageFilter
 if TYPE_CHECKING:
     from vistext.indexing.plan import IndexReport
     from vistext.models.default_tags import DefaultTagVocabulary
+    from vistext.models.presence import PresenceModel
     from vistext.service.loaded_models import LoadedModels
     from vistext.store import ImageRecord, Store
 
-STATE_KEY = "default_tags"  # store meta: {"fingerprint": the vocabulary's, "complete": bool}
+STATE_KEY = "default_tags"  # store meta: {"fingerprint": the vocabulary's (and the person head's), "complete": bool}
+PEOPLE_TAG = "people"
 PAGE = 512
 MAX_TAG_LENGTH = 64
 
@@ -49,33 +53,55 @@ def tags_after_pass(store: Store, models: LoadedModels, report: IndexReport) -> 
     from the classifier scores the catalogue holds; noted in ``report.default_tags``."""
     if models.encoder_name != "efficientnet-lite0":  # the classifier the default vocabulary reads
         return
+    from vistext.models.presence import shipped_presence
+
     changed = report.added + report.updated > 0
-    report.default_tags = fill_default_tags(store, models.default_tags(), changed=changed).to_dict()
+    tags = fill_default_tags(store, models.default_tags(), changed=changed, people=shipped_presence())
+    report.default_tags = tags.to_dict()
 
 
-def fill_default_tags(store: Store, vocabulary: DefaultTagVocabulary, *, changed: bool = True) -> DefaultTagReport:
+def fill_default_tags(
+    store: Store, vocabulary: DefaultTagVocabulary, *, changed: bool = True, people: PresenceModel | None = None
+) -> DefaultTagReport:
     """Give default tags to every ok photo that has none yet (all of them when the catalogue's were made by
-    another vocabulary). ``changed=False`` (the indexing run changed no photo) skips the pass when the last
-    one finished with this vocabulary. Photos whose logits were never stored are left as they are."""
-    report = DefaultTagReport(vocabulary=vocabulary.fingerprint)
+    another vocabulary or person head). ``changed=False`` (the indexing run changed no photo) skips the pass when
+    the last one finished with these. Photos whose logits were never stored are left as they are; ``people``:
+    the person head that adds ``PEOPLE_TAG`` (None: the vocabulary's words only)."""
+    fingerprint = vocabulary.fingerprint if people is None else f"{vocabulary.fingerprint}+{people.fingerprint}"
+    report = DefaultTagReport(vocabulary=fingerprint)
     state = store.get_meta(STATE_KEY, {}) or {}
-    same = isinstance(state, dict) and state.get("fingerprint") == vocabulary.fingerprint
+    same = isinstance(state, dict) and state.get("fingerprint") == fingerprint
     if same and state.get("complete") and not changed:
         return report
     wanted = store.ids_matching(ImageFilter())
     if same:
         wanted = np.setdiff1d(wanted, store.ids_tagged_by(SOURCE), assume_unique=True)
-    store.set_meta(STATE_KEY, {"fingerprint": vocabulary.fingerprint, "complete": False})
+    store.set_meta(STATE_KEY, {"fingerprint": fingerprint, "complete": False})
     for start in range(0, len(wanted), PAGE):
         page = [r for r in store.records(wanted[start : start + PAGE].tolist()) if _fits(r.logits, vocabulary)]
         if not page:
             continue
         tags = vocabulary.tags(np.stack([np.asarray(r.logits, dtype=np.float32) for r in page]))
+        if people is not None:
+            _add_people(page, tags, people, vocabulary.threshold)
         store.set_tags(SOURCE, {int(r.id): pairs for r, pairs in zip(page, tags, strict=True) if r.id is not None})
         report.scored += len(page)
         report.tagged += sum(1 for pairs in tags if pairs)
-    store.set_meta(STATE_KEY, {"fingerprint": vocabulary.fingerprint, "complete": True})
+    store.set_meta(STATE_KEY, {"fingerprint": fingerprint, "complete": True})
     return report
+
+
+def _add_people(
+    page: list[ImageRecord], tags: list[list[tuple[str, float]]], head: PresenceModel, threshold: float
+) -> None:
+    """Add ``PEOPLE_TAG`` to the tags of the photos the person head gives ``threshold`` or more, best first."""
+    pooled = {i: record.pooled for i, record in enumerate(page) if record.pooled is not None}
+    rows = [i for i, vector in pooled.items() if head.fits(len(vector))]
+    if not rows:
+        return
+    for i, chance in zip(rows, head.probability(np.stack([pooled[i] for i in rows])), strict=True):
+        if chance >= threshold:
+            tags[i] = sorted([*tags[i], (PEOPLE_TAG, round(float(chance), 4))], key=lambda pair: -pair[1])
 
 
 def _fits(logits: np.ndarray | None, vocabulary: DefaultTagVocabulary) -> bool:
