@@ -168,3 +168,10 @@ def test_people_is_a_tag_out_of_the_box_and_older_catalogues_gain_it(tmp_path: P
         report = service.index(folder)  # no photo changed, but the head is new to this catalogue: a whole pass
         assert report.default_tags is not None and report.default_tags["scored"] == 3
         assert tagged_people(store) == {"astronaut.png"}
+
+
+def test_tag_vocab_reads_people_as_search_does(sample_photos: Path) -> None:
+    with Service(progress=False) as service:
+        found = service.tag([sample_photos / "astronaut.png", sample_photos / "coffee.png"], vocab=["people", "a cup"])
+    scores = [{tag.tag: tag.score for tag in photo.tags} for photo in found]
+    assert scores[0]["people"] > 0.9 > scores[1]["people"] and scores[1]["people"] < 0.5 < scores[1]["a cup"]

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from vistext.images.attributes import ATTRIBUTE_SPACE, COLOURS, MEASURES, measure_index
+from vistext.models.presence import CHANCE_RANGE
 from vistext.service.queries import Query, QueryFor
 from vistext.service.query_syntax import DAY, DUSK, MONOCHROME, NIGHT, PERSON, ParsedQuery, names_people
 from vistext.store.records import IMAGE_SPACE, VectorHit
@@ -46,7 +47,6 @@ if TYPE_CHECKING:
 POOL = 200  # photos the wanted text contributes before the composed scores re-rank them
 PERSON_POOL = 50  # the same when only the person attribute re-ranks (a gentle factor: chance ** 0.5)
 UNMEASURED = 0.5  # the chance an attribute holds for a photo whose pixels were never measured
-PRESENCE_RANGE = (0.01, 0.99)  # the person head's chances are read within this range
 COLOUR_FLOOR = 0.01  # added to a colour's fraction before its logarithm
 
 # logistic coefficients (intercept, then one per feature of ``attribute_features``), fitted by bench/attributes.py
@@ -155,9 +155,9 @@ def stored_presence(store: Store, ids: Sequence[int]) -> np.ndarray:
 
 
 def _read_people(otherwise: np.ndarray, presence: np.ndarray) -> np.ndarray:
-    """The head's ``presence`` within ``PRESENCE_RANGE`` where it can tell (it is right about 99 times in 100 at
-    its surest, bench/presence.py), ``otherwise`` (the words' relevance, or 1 for the attribute) where it cannot."""
-    return np.where(np.isnan(presence), otherwise, np.clip(presence, *PRESENCE_RANGE))
+    """The head's ``presence`` within ``CHANCE_RANGE`` where it can tell, ``otherwise`` (the words' relevance, or 1
+    for the attribute) where it cannot."""
+    return np.where(np.isnan(presence), otherwise, np.clip(presence, *CHANCE_RANGE))
 
 
 def composed_hits(

@@ -108,8 +108,10 @@ class Understanding:
         if fused is not None:
             # each word's 0-1 relevance calibrated over the vocabulary jointly: a word far below the photo's best
             # other word is not read as likely too (mutually exclusive scene words), two words alike keep theirs
-            images = fused.tag_image_vectors(self.models.features(pictures, grid=self.models.words_need_grid))
-            relevance = fused.vocabulary_relevance(fused.scores(fused.tag_vectors(words), images)).T
+            features = self.models.features(pictures, grid=self.models.words_need_grid)
+            images = fused.tag_image_vectors(features)
+            relevance = read_people(words, fused.vocabulary_relevance(fused.scores(fused.tag_vectors(words), images)).T,
+                                    features.pooled)  # fmt: skip
             return [
                 [ScoredTag(words[i], round(float(row[i]), 6)) for i in np.argsort(-row, kind="stable")[:top_k]]
                 for row in relevance
@@ -281,3 +283,19 @@ class Understanding:
 def tag_prompt(word: str) -> str:
     """A tag as the joint model's captions phrase it: "dog" -> "a dog" (phrases with an article stay)."""
     return word if word.lower().startswith(("a ", "an ", "the ")) else f"a {word}"
+
+
+def read_people(words: Sequence[str], relevance: np.ndarray, pooled: np.ndarray) -> np.ndarray:
+    """(photos, words) ``relevance`` with the columns of words that ask only for people ("people", "a person":
+    ``query_syntax.PEOPLE_TERMS``) read by the person head from the photos' ``pooled`` features, as search reads
+    them; unchanged where the head cannot read those features."""
+    from vistext.models.presence import CHANCE_RANGE, shipped_presence
+    from vistext.service.query_syntax import names_people
+
+    columns = [i for i, word in enumerate(words) if names_people(word)]
+    head = shipped_presence() if columns else None
+    if head is None or not head.fits(np.shape(pooled)[-1]):
+        return relevance
+    out = np.array(relevance, dtype=np.float64)
+    out[:, columns] = np.clip(head.probability(pooled), *CHANCE_RANGE)[:, None]
+    return out
