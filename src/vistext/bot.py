@@ -39,8 +39,9 @@ CAPTION_TAGS = 3  # stored tags shown under each photo of an album (default, tra
 HELP = (
     "Send me a photo: I tell you what is in it, in tags and in a few captions.\n"
     "Send me words (e.g. 'a dog running on the beach'): I send the best matching pictures. "
-    "'beach -people' or 'beach without people' leaves out what you name; colours ('a red bus'), 'at night' and "
-    "'black and white' are read from the pictures too; \"in quotes\" searches the words as they are.\n"
+    "'beach -people' or 'beach without people' leaves out what you name; colours ('a red bus'), 'at night', "
+    "'black and white' and people ('people', 'someone surfing') are read from the pictures too; \"in quotes\" "
+    "searches the words as they are.\n"
     "Reply /similar to a photo: I send the most similar pictures of the collection.\n"
     "Reply /match dog, grass; cat, sofa to a photo: I say which tag set fits it best.\n"
     "/help shows this message."
