@@ -175,3 +175,12 @@ def test_tag_vocab_reads_people_as_search_does(sample_photos: Path) -> None:
         found = service.tag([sample_photos / "astronaut.png", sample_photos / "coffee.png"], vocab=["people", "a cup"])
     scores = [{tag.tag: tag.score for tag in photo.tags} for photo in found]
     assert scores[0]["people"] > 0.9 > scores[1]["people"] and scores[1]["people"] < 0.5 < scores[1]["a cup"]
+
+
+def test_people_do_not_compete_with_the_other_words(sample_photos: Path) -> None:
+    # "people" goes with anything: adding it to a vocabulary leaves the other words' scores as they were
+    with Service(progress=False) as service:
+        alone = service.tag([sample_photos / "astronaut.png"], vocab=["a rocket", "a flag"])[0].tags
+        beside = service.tag([sample_photos / "astronaut.png"], vocab=["people", "a rocket", "a flag"])[0].tags
+    expected = {"people": pytest.approx(0.957, abs=0.01), **{t.tag: t.score for t in alone}}
+    assert {t.tag: t.score for t in beside} == expected

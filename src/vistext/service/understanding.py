@@ -110,8 +110,11 @@ class Understanding:
             # other word is not read as likely too (mutually exclusive scene words), two words alike keep theirs
             features = self.models.features(pictures, grid=self.models.words_need_grid)
             images = fused.tag_image_vectors(features)
-            relevance = read_people(words, fused.vocabulary_relevance(fused.scores(fused.tag_vectors(words), images)).T,
-                                    features.pooled)  # fmt: skip
+            relevance = people_relevance(words, features.pooled)  # people words: the person head, if it reads them
+            scored = np.flatnonzero(np.isnan(relevance[0])) if len(relevance) else np.arange(len(words))
+            if len(scored):  # the other words compete with each other only: people go with anything
+                vectors = fused.tag_vectors([words[i] for i in scored])
+                relevance[:, scored] = fused.vocabulary_relevance(fused.scores(vectors, images)).T
             return [
                 [ScoredTag(words[i], round(float(row[i]), 6)) for i in np.argsort(-row, kind="stable")[:top_k]]
                 for row in relevance
@@ -285,17 +288,16 @@ def tag_prompt(word: str) -> str:
     return word if word.lower().startswith(("a ", "an ", "the ")) else f"a {word}"
 
 
-def read_people(words: Sequence[str], relevance: np.ndarray, pooled: np.ndarray) -> np.ndarray:
-    """(photos, words) ``relevance`` with the columns of words that ask only for people ("people", "a person":
-    ``query_syntax.PEOPLE_TERMS``) read by the person head from the photos' ``pooled`` features, as search reads
-    them; unchanged where the head cannot read those features."""
+def people_relevance(words: Sequence[str], pooled: np.ndarray) -> np.ndarray:
+    """(photos, words): the person head's chance (as search reads it) in the columns of words that ask only for
+    people ("people", "a person": ``query_syntax.PEOPLE_TERMS``), NaN in the others, and everywhere when the head
+    cannot read these ``pooled`` features."""
     from vistext.models.presence import CHANCE_RANGE, shipped_presence
     from vistext.service.query_syntax import names_people
 
+    out = np.full((len(pooled), len(words)), np.nan)
     columns = [i for i, word in enumerate(words) if names_people(word)]
     head = shipped_presence() if columns else None
-    if head is None or not head.fits(np.shape(pooled)[-1]):
-        return relevance
-    out = np.array(relevance, dtype=np.float64)
-    out[:, columns] = np.clip(head.probability(pooled), *CHANCE_RANGE)[:, None]
+    if head is not None and head.fits(np.shape(pooled)[-1]):
+        out[:, columns] = np.clip(head.probability(pooled), *CHANCE_RANGE)[:, None]
     return out
