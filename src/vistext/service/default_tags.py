@@ -99,7 +99,10 @@ def _add_people(
     rows = [i for i, vector in pooled.items() if head.fits(len(vector))]
     if not rows:
         return
-    for i, chance in zip(rows, head.probability(np.stack([pooled[i] for i in rows])), strict=True):
+    from vistext.models.presence import CHANCE_RANGE
+
+    chances = np.clip(head.probability(np.stack([pooled[i] for i in rows])), *CHANCE_RANGE)  # as search reads them
+    for i, chance in zip(rows, chances, strict=True):
         if chance >= threshold:
             tags[i] = sorted([*tags[i], (PEOPLE_TAG, round(float(chance), 4))], key=lambda pair: -pair[1])
 
