@@ -7,6 +7,8 @@ import asyncio
 import json
 import shutil
 import sqlite3
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -22,6 +24,11 @@ from vistext.images.attributes import ATTRIBUTE_SPACE, MEASURES
 from vistext.server.app import create_app
 from vistext.server.settings import ServerSettings
 from vistext.service import Service
+from vistext.service.composed_search import composed_page
+from vistext.service.ordering import ResultPage
+from vistext.service.queries import Query, query_maker
+from vistext.service.query_syntax import parse_query
+from vistext.store.records import VectorHit
 
 OTHERS = ("coffee.png", "astronaut.png", "rocket.jpg", "flower.jpg", "china.jpg")
 
@@ -143,3 +150,43 @@ def test_cli_http_and_bot_pass_the_same_query_through(
     update = SimpleNamespace(effective_message=SimpleNamespace(text=f"  {text} "))
     asyncio.run(bot.on_text(update, SimpleNamespace()))  # type: ignore[arg-type]
     assert seen == [text] and albums[0].to_dict()["results"] == expected["results"]
+
+
+def test_a_composed_page_holds_no_page_thread_while_its_searches_wait(catalogue: dict[str, Any]) -> None:
+    """A composed query's steps go on when their searches are answered: meanwhile its page thread serves others."""
+    text = 'a cat -"a cup of coffee"'
+    with Service(db=catalogue["db"], progress=False) as service:
+        collection = service._collection
+        expected = service.search(text, 8).to_dict()["results"]
+        real, held = collection.queries, []
+
+        class Held:  # the real batcher, whose answers reach the page only when the test lets them
+            def submit(self, query: Query) -> Future[list[VectorHit]]:
+                future: Future[list[VectorHit]] = Future()
+                held.append((real.submit(query), future))
+                return future
+
+        def release(count: int) -> None:
+            deadline = time.monotonic() + 10
+            while len(held) < count and time.monotonic() < deadline:
+                time.sleep(0.01)
+            answer, future = held[count - 1]
+            future.set_result(answer.result(timeout=10))
+
+        space = service._models.text_space
+        query_for = query_maker(space)
+        parsed = parse_query(text)
+        page = ResultPage(text, 8, strong=service._models.strong_score(space))
+        with ThreadPoolExecutor(1) as pages:
+            result = composed_page(
+                collection.store(), Held(), pages, parsed, query_for, query_for(parsed.wanted, 8, None), page,  # type: ignore[arg-type]
+                lambda error, _: error,
+            )  # fmt: skip
+            assert (
+                pages.submit(lambda: "free").result(timeout=5) == "free"
+            )  # its first search waits: the thread is free
+            release(1)  # the wanted text's pool: the page goes on and asks for the excluded thing
+            assert pages.submit(lambda: "free").result(timeout=5) == "free"
+            assert not result.done()
+            release(2)
+            assert result.result(timeout=10).to_dict()["results"] == expected

@@ -146,3 +146,22 @@ def run_on(pool: Executor, fn: Callable[[], None]) -> None:
         pool.submit(fn)
     except RuntimeError:
         fn()
+
+
+def when_all(futures: Sequence[Future[Out]], fn: Callable[[], None]) -> None:
+    """Call ``fn`` once every one of ``futures`` is done (at once when there are none), in the thread that
+    finishes the last of them."""
+    left = [len(futures)]
+    lock = threading.Lock()
+
+    def one_done(_: Future[Out]) -> None:
+        with lock:
+            left[0] -= 1
+            last = left[0] == 0
+        if last:
+            fn()
+
+    if not futures:
+        fn()
+    for future in futures:
+        future.add_done_callback(one_done)

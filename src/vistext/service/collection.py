@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from vistext.store import ImageRecord, Store
     from vistext.store.records import ImageFilter, VectorHit
 
-PAGE_THREADS = 4  # search pages made at once, beside the one batch worker (a composed query waits on its searches)
+PAGE_THREADS = 4  # search pages made at once, beside the one batch worker
 
 
 class UnknownImageError(UsageError):
@@ -349,8 +349,8 @@ class Collection:
             if not parsed.plain:
                 from vistext.service.composed_search import composed_page
 
-                return self._pages.submit(composed_page, self.store(), self.queries, parsed, query_for, search, page,
-                                          self._explain)  # fmt: skip
+                return composed_page(self.store(), self.queries, self._pages, parsed, query_for, search, page,
+                                     self._explain)  # fmt: skip
             return self._page(search, page, words=text)
 
         key = (text, k, offset, min_score, filter, sort, None if model is None else str(model))

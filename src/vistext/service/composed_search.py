@@ -27,13 +27,15 @@ features the head cannot read (another encoder's) keeps the words' own relevance
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
+from concurrent.futures import Executor, Future
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from vistext.images.attributes import ATTRIBUTE_SPACE, COLOURS, MEASURES, measure_index
 from vistext.models.presence import CHANCE_RANGE
+from vistext.service.batching import run_on, when_all
 from vistext.service.queries import Query, QueryFor
 from vistext.service.query_syntax import DAY, DUSK, MONOCHROME, NIGHT, PERSON, ParsedQuery, names_people
 from vistext.store.records import IMAGE_SPACE, VectorHit
@@ -160,20 +162,21 @@ def _read_people(otherwise: np.ndarray, presence: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(presence), otherwise, np.clip(presence, *CHANCE_RANGE))
 
 
-def composed_hits(
+def composed_steps(
     parsed: ParsedQuery,
     query_for: QueryFor,
     depth: int,
     restrict: np.ndarray | None,
-    search: Searcher,
     measures_of: Callable[[list[int]], np.ndarray],
     presence_of: Callable[[list[int]], np.ndarray] | None = None,
-) -> list[VectorHit]:
-    """The ``depth`` best photos for ``parsed`` (among ``restrict`` when given), best first. ``query_for`` makes a
-    query in the space searched, ``search`` answers queries with readable 0-1 scores, ``measures_of`` gives ids'
-    stored measures (NaN rows: none), ``presence_of`` their chance of showing a person (NaN: unknown)."""
+) -> Generator[list[Query], list[list[VectorHit]], list[VectorHit]]:
+    """The ``depth`` best photos for ``parsed`` (among ``restrict`` when given), best first, as steps: each
+    yields the queries it needs answered (readable 0-1 scores) and is sent their hits, so a caller may wait on
+    them in a thread (``composed_hits``) or go on when they come (``composed_page``). ``query_for`` makes a query
+    in the space searched, ``measures_of`` gives ids' stored measures (NaN rows: none), ``presence_of`` their
+    chance of showing a person (NaN: unknown)."""
     pool = PERSON_POOL if parsed.attributes == (PERSON,) and not parsed.excluded else POOL
-    first = search([query_for(parsed.wanted, max(pool, depth), restrict)])[0]
+    first = (yield [query_for(parsed.wanted, max(pool, depth), restrict)])[0]
     paths = {hit.id: hit.path for hit in first}
     if not paths:
         return []
@@ -182,7 +185,8 @@ def composed_hits(
     relevance = np.zeros((1 + len(parsed.excluded), len(ids)))
     for hit in first:
         relevance[0, column[hit.id]] = hit.score
-    for row, hits in enumerate(search([query_for(term, len(ids), ids) for term in parsed.excluded]), start=1):
+    excluded = (yield [query_for(term, len(ids), ids) for term in parsed.excluded]) if parsed.excluded else []
+    for row, hits in enumerate(excluded, start=1):
         for hit in hits:
             relevance[row, column[hit.id]] = hit.score
     measures = measures_of(ids.tolist())
@@ -200,27 +204,60 @@ def composed_hits(
     return [VectorHit(int(ids[n]), paths[int(ids[n])], float(scores[n])) for n in order]
 
 
+def composed_hits(
+    parsed: ParsedQuery,
+    query_for: QueryFor,
+    depth: int,
+    restrict: np.ndarray | None,
+    search: Searcher,
+    measures_of: Callable[[list[int]], np.ndarray],
+    presence_of: Callable[[list[int]], np.ndarray] | None = None,
+) -> list[VectorHit]:
+    """``composed_steps`` run to the end in this thread, ``search`` answering each step's queries."""
+    steps = composed_steps(parsed, query_for, depth, restrict, measures_of, presence_of)
+    try:
+        queries = next(steps)
+        while True:
+            queries = steps.send(search(queries))
+    except StopIteration as done:
+        return list(done.value)
+
+
 def composed_page(
     store: Store,
     queries: QueryBatcher,
+    pages: Executor,
     parsed: ParsedQuery,
     query_for: QueryFor,
     search: Query,
     page: ResultPage,
     explain: Callable[[BaseException, Query], BaseException],
-) -> SearchResult:
-    """A page of a composed query (``search``: its wanted text's query, with the page's depth and filter), its
-    queries batched with whatever else is being searched; run on a search-page thread."""
+) -> Future[SearchResult]:
+    """A page of a composed query (``search``: its wanted text's query, with the page's depth and filter), as a
+    future. Its queries join the batches of whatever else is being searched, and each step goes on, on a
+    ``pages`` thread, when its answers come: no thread waits on a batch meanwhile (four page threads blocked on
+    composed queries held up every other page)."""
     from vistext.service.photo_text import text_hits
 
-    def answers(batch: Sequence[Query]) -> list[list[VectorHit]]:
-        return [future.result() for future in [queries.submit(query) for query in batch]]
+    result: Future[SearchResult] = Future()
+    steps = composed_steps(
+        parsed, query_for, search.depth, search.restrict, lambda ids: stored_measures(store, ids),
+        lambda ids: stored_presence(store, ids),
+    )  # fmt: skip
 
-    try:
-        hits = composed_hits(
-            parsed, query_for, search.depth, search.restrict, answers, lambda ids: stored_measures(store, ids),
-            lambda ids: stored_presence(store, ids),
-        )  # fmt: skip
-    except Exception as error:  # noqa: BLE001 - explained as a plain search's failure is
-        raise explain(error, search) from None
-    return page.result(store, hits, text_hits(store, parsed.wanted, search.restrict))
+    def advance(asked: list[Future[list[VectorHit]]] | None) -> None:
+        try:
+            try:
+                wanted = next(steps) if asked is None else steps.send([future.result() for future in asked])
+            except StopIteration as done:
+                result.set_result(page.result(store, done.value, text_hits(store, parsed.wanted, search.restrict)))
+                return
+            except Exception as error:  # noqa: BLE001 - explained as a plain search's failure is
+                raise explain(error, search) from None
+            submitted = [queries.submit(query) for query in wanted]
+            when_all(submitted, lambda: run_on(pages, lambda: advance(submitted)))
+        except BaseException as failure:  # noqa: BLE001 - handed to whoever waits on the page
+            result.set_exception(failure)
+
+    advance(None)
+    return result
