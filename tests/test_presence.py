@@ -15,6 +15,7 @@ from vistext.models.presence import PresenceModel, load_presence, save_presence,
 from vistext.service import Service
 from vistext.service.composed_search import composed_hits
 from vistext.service.default_tags import STATE_KEY, fill_default_tags
+from vistext.service.person_chances import PresenceMemo, stored_presence
 from vistext.service.query_syntax import names_people, parse_query
 from vistext.store import Store
 from vistext.store.records import ImageFilter, VectorHit
@@ -147,6 +148,20 @@ def test_real_photos_people_and_without_people(tmp_path: Path, sample_photos: Pa
         plain = {Path(h.path).name: h.score for h in service.search('"a woman"', 5).results}
         without = {Path(h.path).name: h.score for h in service.search("a woman without people", 5).results}
         assert without["astronaut.png"] < 0.1 * plain["astronaut.png"]
+        # a served collection reads each photo's chance once per catalogue version, and again after a write
+        store, memo = service.store(), PresenceMemo()
+        ids = [r.id for r in store.records()]
+        first = memo.of(store, ids)
+        np.testing.assert_array_equal(first, stored_presence(store, ids))
+        reads = []
+        original = store.vectors_of
+        store.vectors_of = lambda space, wanted: reads.append(list(wanted)) or original(space, wanted)  # type: ignore[method-assign]
+        np.testing.assert_array_equal(memo.of(store, ids[::-1]), first[::-1])
+        assert reads == []
+        (folder / "grass.png").unlink()
+        service.index(folder)
+        memo.of(store, ids[:2])
+        assert reads == [ids[:2]]
 
 
 def test_people_is_a_tag_out_of_the_box_and_older_catalogues_gain_it(tmp_path: Path, sample_photos: Path) -> None:

@@ -24,6 +24,7 @@ from vistext.service.loaded_models import Lazy, LoadedModels
 from vistext.service.location import CatalogueLocation, indexes_below, locate, missing_message
 from vistext.service.ordering import ResultPage, check_k, parse_sort, wanted_hits
 from vistext.service.page_cache import PageCache
+from vistext.service.person_chances import PresenceMemo
 from vistext.service.photo_text import check_ocr, index_text, text_hits, text_summary
 from vistext.service.queries import Query, QueryBatcher, query_maker
 from vistext.service.query_syntax import parse_query
@@ -69,6 +70,7 @@ class Collection:
         # the threads that read a search page's details from the catalogue (see ``batching.then_on``)
         self._pages = ThreadPoolExecutor(PAGE_THREADS, thread_name_prefix="search-page")
         self._answers: PageCache[SearchResult] = PageCache()  # text-search pages by catalogue version
+        self._presence = PresenceMemo()  # photos' chance of showing a person, by catalogue version
 
     # ---- the store --------------------------------------------------------------------------------------
     @property
@@ -350,7 +352,7 @@ class Collection:
                 from vistext.service.composed_search import composed_page
 
                 return composed_page(self.store(), self.queries, self._pages, parsed, query_for, search, page,
-                                     self._explain)  # fmt: skip
+                                     self._explain, self._presence)  # fmt: skip
             return self._page(search, page, words=text)
 
         key = (text, k, offset, min_score, filter, sort, None if model is None else str(model))

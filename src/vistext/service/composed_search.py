@@ -17,12 +17,12 @@ white is set by hand from the dev photos' colourfulness (no Flickr8k caption say
 photo with no stored measures (indexed before them and not yet refilled by ``vistext index``) gets
 ``UNMEASURED`` for each attribute.
 
-People, asked for or excluded without saying who ("people", "-people", "without anyone": ``PEOPLE_TERMS``), are read
-by the person head from each photo's stored pooled features (``models.presence``): its chance stands for the text's
-relevance ("people" ranks the pool by it) or for the excluded thing's, and a person named among other words
-("someone surfing") multiplies the relevance by the chance ** ``WEIGHTS["person"]``. Scores where the chance stands
-for a relevance are kept to a hundredth, and photos scored alike keep the order the words give them. A photo whose
-features the head cannot read (another encoder's) keeps the words' own relevance.
+People, asked for or excluded without saying who ("people", "-people", "without anyone": ``PEOPLE_TERMS``), are
+read by the person head from each photo's stored pooled features (``service.person_chances``): its chance stands
+for the text's relevance ("people" ranks the pool by it) or for the excluded thing's, and a person named among
+other words ("someone surfing") multiplies the relevance by the chance ** ``WEIGHTS["person"]``. Scores where the
+chance stands for a relevance are kept to a hundredth, and photos scored alike keep the order the words give them.
+A photo whose features the head cannot read (another encoder's) keeps the words' own relevance.
 """
 
 from __future__ import annotations
@@ -36,9 +36,10 @@ import numpy as np
 from vistext.images.attributes import ATTRIBUTE_SPACE, COLOURS, MEASURES, measure_index
 from vistext.models.presence import CHANCE_RANGE
 from vistext.service.batching import run_on, when_all
+from vistext.service.person_chances import PresenceMemo, stored_presence
 from vistext.service.queries import Query, QueryFor
 from vistext.service.query_syntax import DAY, DUSK, MONOCHROME, NIGHT, PERSON, ParsedQuery, names_people
-from vistext.store.records import IMAGE_SPACE, VectorHit
+from vistext.store.records import VectorHit
 
 if TYPE_CHECKING:
     from vistext.service.ordering import ResultPage
@@ -142,20 +143,6 @@ def stored_measures(store: Store, ids: Sequence[int]) -> np.ndarray:
     return measures
 
 
-def stored_presence(store: Store, ids: Sequence[int]) -> np.ndarray:
-    """(len(ids),) chance that each photo shows a person (``models.presence``), NaN where the head cannot tell
-    (no stored features, or features of another size than the head reads)."""
-    from vistext.models.presence import shipped_presence
-
-    head = shipped_presence()
-    chance = np.full(len(ids), np.nan)
-    row = {int(i): n for n, i in enumerate(ids)}
-    found = {i: v for i, v in store.vectors_of(IMAGE_SPACE, list(row)).items() if head.fits(len(v))}
-    if found:
-        chance[[row[i] for i in found]] = head.probability(np.stack(list(found.values())))
-    return chance
-
-
 def _read_people(otherwise: np.ndarray, presence: np.ndarray) -> np.ndarray:
     """The head's ``presence`` within ``CHANCE_RANGE`` where it can tell, ``otherwise`` (the words' relevance, or 1
     for the attribute) where it cannot."""
@@ -189,7 +176,8 @@ def composed_steps(
     for row, hits in enumerate(excluded, start=1):
         for hit in hits:
             relevance[row, column[hit.id]] = hit.score
-    measures = measures_of(ids.tolist())
+    measured = any(name != PERSON for name in parsed.attributes)  # the person attribute reads no measures
+    measures = measures_of(ids.tolist()) if measured else np.full((len(ids), len(MEASURES)), np.nan)
     words = composed_scores(parsed, relevance, measures)  # what the words alone say: breaks the head's near-ties
     people = [0] * parsed.people + [row for row, term in enumerate(parsed.excluded, 1) if names_people(term)]
     presence = None
@@ -232,17 +220,18 @@ def composed_page(
     search: Query,
     page: ResultPage,
     explain: Callable[[BaseException, Query], BaseException],
+    presence: PresenceMemo | None = None,
 ) -> Future[SearchResult]:
     """A page of a composed query (``search``: its wanted text's query, with the page's depth and filter), as a
     future. Its queries join the batches of whatever else is being searched, and each step goes on, on a
     ``pages`` thread, when its answers come: no thread waits on a batch meanwhile (four page threads blocked on
-    composed queries held up every other page)."""
+    composed queries held up every other page). ``presence`` keeps the photos' chances of showing a person."""
     from vistext.service.photo_text import text_hits
 
     result: Future[SearchResult] = Future()
     steps = composed_steps(
         parsed, query_for, search.depth, search.restrict, lambda ids: stored_measures(store, ids),
-        lambda ids: stored_presence(store, ids),
+        lambda ids: stored_presence(store, ids) if presence is None else presence.of(store, ids),
     )  # fmt: skip
 
     def advance(asked: list[Future[list[VectorHit]]] | None) -> None:
