@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from vistext.store.records import ImageFilter, VectorHit
 
 PAGE_THREADS = 4  # search pages made at once, beside the one batch worker
+LOOK_THREADS = 4  # kept pages looked up at once, on threads of their own: never queued behind pages being made
 
 
 class UnknownImageError(UsageError):
@@ -67,8 +68,8 @@ class Collection:
             lambda: QueryBatcher(self.store, self.models.encode_query_texts, readable=self.models.readable_scores)
         )
         self._thumbnails = Thumbnails()
-        # the threads that read a search page's details from the catalogue (see ``batching.then_on``)
-        self._pages = ThreadPoolExecutor(PAGE_THREADS, thread_name_prefix="search-page")
+        self._pages = ThreadPoolExecutor(PAGE_THREADS, thread_name_prefix="search-page")  # see batching.then_on
+        self._looks = ThreadPoolExecutor(LOOK_THREADS, thread_name_prefix="search-look")
         self._answers: PageCache[SearchResult] = PageCache()  # text-search pages by catalogue version
         self._presence = PresenceMemo()  # photos' chance of showing a person, by catalogue version
 
@@ -83,13 +84,11 @@ class Collection:
 
     def store(self, create: bool = False) -> Store:
         """The collection's store; without ``create`` a missing catalogue is an error, not an empty index."""
-        with self._store_lock:
-            if self._location is None:
-                self._location = locate(self.db)
+        with self._store_lock:  # re-entrant: ``location`` takes it too
             if self._store is None:
                 from vistext.store import open_store
 
-                where = self._location
+                where = self.location
                 if not create and not where.exists():
                     raise StoreError(missing_message(where.file, self.db is not None))
                 # index needs write access; a reading command opens the catalogue read-only (never a byte
@@ -114,7 +113,8 @@ class Collection:
         return self._store is not None or self.location.exists()
 
     def close(self) -> None:
-        self._pages.shutdown(wait=False)  # a page still queued finishes inline (see batching.then_on)
+        for pool in (self._looks, self._pages):  # a page still queued finishes inline (see batching.then_on)
+            pool.shutdown(wait=False)
         with self._store_lock:
             if self._store is not None:
                 self._store.close()
@@ -340,7 +340,7 @@ class Collection:
         sort = parse_sort(sort)
         wanted = wanted_hits(sort, k, offset)
 
-        def make() -> Future[SearchResult]:  # run on a page thread, when no page is kept for this request
+        def make() -> Future[SearchResult]:  # run on a look thread, when no page is kept for this request
             parsed = parse_query(text)  # the search syntax: things, exclusions, attributes (service.query_syntax)
             clip = None if model is None else self.clip_model(model)
             space = self.models.text_space if clip is None else clip.space
@@ -356,7 +356,7 @@ class Collection:
             return self._page(search, page, words=text)
 
         key = (text, k, offset, min_score, filter, sort, None if model is None else str(model))
-        return self._answers.answer(self._pages, key, self.store().version, make)
+        return self._answers.answer(self._looks, key, self.store().version, make)
 
     def clip_model(self, model: str | Path) -> ClipModel:
         """The CLIP-family model ``model`` names, refused unless this catalogue has a space made by it."""

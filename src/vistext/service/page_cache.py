@@ -4,9 +4,9 @@ A served collection is asked the same things over and over (the web page's sugge
 words, a user paging back). A page depends only on its request and on what the catalogue holds, and the
 store's ``version()`` changes whenever that changes (photos, vectors, tags, metadata, text found in photos),
 so a page kept under the version it was made at is exact until the next write, whoever makes it (this process,
-a watcher, another ``vistext index``). The version is read on a page thread, never in the server's event loop:
-one small read (a SQLite meta row, or one PostgreSQL round trip) instead of the search, its 0-1 rescoring and
-the page's catalogue reads.
+a watcher, another ``vistext index``). The version is read on the caller's pool (the collection's look threads,
+so a kept page never waits behind pages being made), never in the server's event loop: one small read (a SQLite
+meta row, or one PostgreSQL round trip) instead of the search, its 0-1 rescoring and the page's catalogue reads.
 """
 
 from __future__ import annotations
