@@ -162,6 +162,11 @@ def test_real_photos_people_and_without_people(tmp_path: Path, sample_photos: Pa
         service.index(folder)
         memo.of(store, ids[:2])
         assert reads == [ids[:2]]
+        # a memo over its size starts again rather than growing with every photo a server ever pooled
+        small, reads[:] = PresenceMemo(size=2), []
+        small.of(store, ids[:3])
+        small.of(store, ids[:1])
+        assert reads == [ids[:3], ids[:1]]
 
 
 def test_people_is_a_tag_out_of_the_box_and_older_catalogues_gain_it(tmp_path: Path, sample_photos: Path) -> None:

@@ -32,9 +32,10 @@ def stored_presence(store: Store, ids: Sequence[int]) -> np.ndarray:
 class PresenceMemo:
     """Each photo's chance of showing a person (``stored_presence``), read from the catalogue once per catalogue
     version: the head is fixed, and a photo's features change only by a write, which moves the version. Holds at
-    most ``size`` photos (emptied when full). Shared by the pages of one collection, from any thread."""
+    most ``size`` photos, about 22 MB at the default (emptied when full: a served archive of millions must not
+    grow a chance per photo it ever pooled). Shared by the pages of one collection, from any thread."""
 
-    def __init__(self, size: int = 1_000_000) -> None:
+    def __init__(self, size: int = 200_000) -> None:
         self._size = size
         self._lock = threading.Lock()
         self._store: Store | None = None  # the store and its version the chances were read at (the store is
