@@ -340,9 +340,11 @@ class Catalogue:
             )
         return found[0] if found else None
 
-    def iter_records(
+    def record_pages(
         self, ids: Iterable[int] | None = None, status: str | None = "ok", page: int = 256
-    ) -> Iterator[ImageRecord]:
+    ) -> Iterator[list[ImageRecord]]:
+        """The records (all, or these ids in their order) a page of up to ``page`` at a time, each page one short
+        query: the caller holds the connection per page, not per record."""
         status_sql, status_args = ("", []) if status is None else (" AND i.status = ?", [status])
         if ids is not None:
             wanted = [int(i) for i in ids if int(i) in _ID_RANGE]
@@ -351,7 +353,7 @@ class Catalogue:
                 with self.snapshot():
                     found = self._records(f"i.id IN ({','.join('?' * len(chunk))}){status_sql}", chunk + status_args)
                 by_id = {record.id: record for record in found}
-                yield from (by_id[i] for i in chunk if i in by_id)
+                yield [by_id[i] for i in chunk if i in by_id]
             return
         last = -1  # keyset paging: each page is a short query, so a writer is never blocked for long
         while True:
@@ -359,7 +361,7 @@ class Catalogue:
                 found = self._records(f"i.id > ?{status_sql}", [last, *status_args], limit=page)
             if not found:
                 return
-            yield from found
+            yield found
             last = found[-1].id  # type: ignore[assignment]
 
     def paths(self, ids: Sequence[int]) -> dict[int, str]:

@@ -90,13 +90,13 @@ class SQLiteStore(Store):
             return self.catalogue.get(int(key) if isinstance(key, np.integer) else key)
 
     def records(self, ids: Iterable[int] | None = None, status: str | None = "ok") -> Iterator[ImageRecord]:
-        pages = self.catalogue.iter_records(ids, status)
+        pages = self.catalogue.record_pages(ids, status)
         while True:
-            with self._locked():  # lock per record, not per generator lifetime: a slow consumer blocks nobody
-                record = next(pages, None)
-            if record is None:
+            with self._locked():  # lock per page, not per generator lifetime: a slow consumer blocks nobody, and a
+                page = next(pages, None)  # page of results (ten ids) takes the connection once, not eleven times
+            if page is None:
                 return
-            yield record
+            yield from page
 
     def vectors_of(self, space: str, ids: Iterable[int]) -> dict[int, np.ndarray]:
         wanted = [int(i) for i in ids]  # listed before the lock (see picture_hashes)
