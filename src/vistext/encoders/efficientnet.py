@@ -63,17 +63,21 @@ def weights_path(explicit: str | Path | None = None) -> Path:
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
-def build_torch_backbone(weights: str | Path | None = None, pretrained: bool = True) -> torch.nn.Module:
-    """The PyTorch EfficientNet-Lite0 in eval mode (ImageNet weights unless ``pretrained=False``)."""
+def build_torch_backbone(
+    weights: str | Path | None = None, pretrained: bool = True, arch: str = ARCH
+) -> torch.nn.Module:
+    """The PyTorch EfficientNet-Lite0 (or another ``arch``, whose ``weights`` are then given) in eval mode,
+    ImageNet weights unless ``pretrained=False``. Never ``set_swish()``: the Lite models use ReLU6."""
     import torch
     from efficientnet_lite_pytorch import EfficientNet
 
-    model = EfficientNet.from_name(ARCH)
+    model = EfficientNet.from_name(arch)
     if pretrained:
-        state = torch.load(weights_path(weights), map_location="cpu", weights_only=True)
+        source = weights_path(weights) if arch == ARCH else Path(str(weights))
+        state = torch.load(source, map_location="cpu", weights_only=True)
         missing, unexpected = model.load_state_dict(state, strict=False)
         if missing or unexpected:
-            raise ModelError(f"EfficientNet-Lite0 weights do not fit: missing={missing} unexpected={unexpected}")
+            raise ModelError(f"{source}: weights do not fit {arch}: missing={missing} unexpected={unexpected}")
     return model.eval()
 
 
