@@ -4,7 +4,8 @@ Everything goes through vistext's ``PostgresStore`` on a throw-away server on 12
 unless ``--no-fsync``), as ``vistext index`` and ``vistext search`` use it:
 
 1. bulk load ``--rows`` records into one space inside ``store.bulk_load`` (the index is built when it ends):
-   load rate, build time, the ``maintenance_work_mem`` the build was given and the server processes' peak RSS;
+   load rate, build time, the ``maintenance_work_mem`` the build was given, the server processes' peak RSS and
+   what the index holds (the vectors' leads, ``store/postgres/leads.py``, or the whole vectors);
 2. ingest with the index present: ``--ingest`` more records in batches of ``--batch`` (the indexer's batch);
 3. recall@10 of ``--queries`` held-out queries against exact search (NumPy, float32) and single-query p50/p99
    through ``store.search`` for each ``--ef``; storage per photo (table, TOAST and index bytes / rows);
@@ -39,6 +40,7 @@ import numpy as np  # noqa: E402
 
 from vistext.store import IMAGE_SPACE, ImageRecord, open_store  # noqa: E402
 from vistext.store.postgres.indexes import build_memory  # noqa: E402
+from vistext.store.postgres.search import SearchPlan  # noqa: E402
 from vistext.store.postgres.server import PgServer  # noqa: E402
 from vistext.store.postgres.store import PostgresStore  # noqa: E402
 
@@ -149,12 +151,15 @@ def load(store: PostgresStore, server: PgServer, shapes: Shapes, space: str, row
             built_at = time.perf_counter()
         finished = time.perf_counter()
     load_s, build_s = built_at - started, finished - built_at
-    memory = build_memory(rows, shapes.dim, limit=store.space_state.build_memory)
+    basis = store.space_state.leads.basis(space)  # the index holds the leads where the store fitted a basis
+    dims = shapes.dim if basis is None else len(basis)
+    memory = build_memory(rows, dims, limit=store.space_state.build_memory)
     log = (server.folder / "server.log").read_text(errors="replace")
     spilled = "no longer fits into maintenance_work_mem" in log  # pgvector's notice when the graph spills
     print(f"bulk load: {rows} rows in {load_s:.1f} s ({rows / load_s:.0f} rows/s), index build {build_s:.1f} s; "
           f"load + build {rows / (load_s + build_s):.0f} rows/s; maintenance_work_mem {memory / 2**20:.0f} MiB, "
-          f"server peak RSS {rss.peak / 2**20:.0f} MiB; graph {'spilled to disk' if spilled else 'fitted in memory'}",
+          f"server peak RSS {rss.peak / 2**20:.0f} MiB; graph {'spilled to disk' if spilled else 'fitted in memory'}; "
+          f"index over {'the whole vectors' if basis is None else f'leads of {dims} dims'}",
           flush=True)  # fmt: skip
 
 
@@ -170,9 +175,11 @@ def ingest(store: PostgresStore, shapes: Shapes, space: str, rows: int, batch: i
 def quality(store: PostgresStore, shapes: Shapes, space: str, rows: int, args: argparse.Namespace) -> None:
     queries = shapes.chunk(99_999_999, args.queries)
     truth = exact_top10(shapes, rows, queries)
-    print(f"  {'ef_search':>9s} {'recall@10':>9s} {'p50 ms':>7s} {'p99 ms':>7s}")
+    leads = store.space_state.leads.basis(space) is not None  # a leads index walks for more (LEAD_SLACK)
+    print(f"  {'ef_search':>9s} {'walked':>6s} {'recall@10':>9s} {'p50 ms':>7s} {'p99 ms':>7s}")
     for ef in args.ef:
         store.ef_search = ef
+        walked = SearchPlan(space, shapes.dim, 10, exact=False, ef_search=ef).candidates if leads else ef
         times, recalls = [], []
         for query, want in zip(queries, truth, strict=True):
             began = time.perf_counter()
@@ -180,7 +187,8 @@ def quality(store: PostgresStore, shapes: Shapes, space: str, rows: int, args: a
             times.append((time.perf_counter() - began) * 1000)
             found = {int(hit.path[3:11]) for hit in hits if hit.path.startswith("/r/")}  # path: the row number
             recalls.append(len(found & set(want.tolist())) / 10)
-        print(f"  {ef:9d} {np.mean(recalls):9.3f} {np.percentile(times, 50):7.2f} {np.percentile(times, 99):7.2f}",
+        print(f"  {ef:9d} {walked:6d} {np.mean(recalls):9.3f} {np.percentile(times, 50):7.2f} "
+              f"{np.percentile(times, 99):7.2f}",
               flush=True)  # fmt: skip
 
 

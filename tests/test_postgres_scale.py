@@ -109,6 +109,7 @@ def test_a_bulk_load_defers_the_indexes_and_builds_them_at_the_end(plain_url: st
             assert _hnsw_indexes(plain_url) == []
         built = _hnsw_indexes(plain_url)
         assert len(built) == 2 and all("halfvec_cosine_ops" in d for d in built), built
+        assert not any("lead" in d for d in built)  # random vectors: no few directions hold them, whole vectors
         spaces = store.info()["spaces"]
         assert {name: about["index"] for name, about in spaces.items()} == {
             "image": "hnsw", "fused:t": "hnsw", "joint:t": "none",
@@ -180,3 +181,85 @@ def test_build_memory_fits_the_graph_and_its_limit_is_the_operators(monkeypatch:
     monkeypatch.setenv("VISTEXT_PG_BUILD_MEMORY", "lots")
     with pytest.raises(StoreError, match="VISTEXT_PG_BUILD_MEMORY='lots': not a size such as 32GB or 512MB"):
         memory_limit()
+
+
+def _near_few_directions(n: int, seed: int, dim: int = 384, directions: int = 40) -> np.ndarray:
+    """Vectors that lie close to ``directions`` of ``dim`` (as a fused space's do), unit length."""
+    basis = np.linalg.qr(np.random.default_rng(1234).normal(size=(dim, directions)))[0].T
+    rng = np.random.default_rng(seed)
+    vectors = rng.normal(size=(n, directions)) @ basis + 0.01 * rng.normal(size=(n, dim))
+    return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+
+
+def _lead_state(url: str) -> tuple[int | None, int]:
+    """(lead_dims of the fused space, its rows still without a lead)."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT lead_dims FROM spaces WHERE space = 'fused:near'").fetchone()
+        missing = conn.execute("SELECT count(*) FROM embeddings WHERE space = 'fused:near' AND lead IS NULL")
+        return (row[0] if row else None), int((missing.fetchone() or (0,))[0])
+
+
+def _near_records(vectors: np.ndarray, start: int) -> list[ImageRecord]:
+    return [ImageRecord(f"/n/{start + i:05d}.jpg", 1, 1.0, f"n{start + i}", "enc", "ok", None, None, None,
+                        {"fused:near": vector}) for i, vector in enumerate(vectors)]  # fmt: skip
+
+
+def test_a_space_near_few_directions_is_indexed_by_its_leads_and_ranked_in_float32(plain_url: str) -> None:
+    vectors = _near_few_directions(1300, seed=1)
+    queries = _near_few_directions(40, seed=2)
+    with PostgresStore(plain_url, hnsw_threshold=700) as store:
+        for start in range(0, 600, 100):
+            store.add(_near_records(vectors[start : start + 100], start))
+        assert _lead_state(plain_url) == (None, 600)  # searched exactly so far: nothing decided
+        store.add(_near_records(vectors[600:800], 600))  # 800 > 700: its basis is fitted, then the index built
+        dims, missing = _lead_state(plain_url)
+        assert dims is not None and 0 < dims <= 384 // 3 and dims % 32 == 0 and missing == 0
+        (index,) = [d for d in _hnsw_indexes(plain_url) if "fused" in d]
+        assert f"(lead)::halfvec({dims})" in index, index
+        store.add(_near_records(vectors[800:], 800))  # written after the decision: each with its lead
+        assert _lead_state(plain_url) == (dims, 0)
+    exact = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
+    with PostgresStore(plain_url, hnsw_threshold=700, readonly=True) as reader:  # the basis is the catalogue's
+        assert reader.info()["spaces"]["fused:near"] == {"dim": 384, "index": "hnsw", "size": 1300, "lead": dims}
+        hits = reader.search("fused:near", queries, 10)
+    found = [{int(hit.path[3:8]) for hit in row} for row in hits]
+    assert np.mean([len(f & set(e)) / 10 for f, e in zip(found, exact, strict=True)]) >= 0.95
+    for query, row in zip(queries, hits, strict=True):  # scored again with the float32 vectors, best first
+        cosines = [float(vectors[int(hit.path[3:8])] @ query) for hit in row]
+        np.testing.assert_allclose([hit.score for hit in row], cosines, atol=1e-5)
+        assert cosines == sorted(cosines, reverse=True)
+
+
+def test_a_bulk_load_decides_the_leads_early_so_its_rows_carry_them(plain_url: str) -> None:
+    vectors = _near_few_directions(1500, seed=3)
+    with PostgresStore(plain_url, hnsw_threshold=700) as store, store.bulk_load(1500):
+        for start in range(0, 1500, 100):
+            store.add(_near_records(vectors[start : start + 100], start))
+            if start == 900:  # past the threshold mid-load: decided, and no row waits for a lead
+                dims, missing = _lead_state(plain_url)
+                assert dims and missing == 0 and _hnsw_indexes(plain_url) == []  # the index: when the load ends
+    assert _lead_state(plain_url)[1] == 0 and any("(lead)::halfvec" in d for d in _hnsw_indexes(plain_url))
+
+
+def test_a_writer_that_did_not_see_the_decision_learns_it_at_its_next_write(plain_url: str) -> None:
+    vectors = _near_few_directions(1000, seed=5)
+    with PostgresStore(plain_url, hnsw_threshold=700) as one, PostgresStore(plain_url, hnsw_threshold=700) as two:
+        one.add(_near_records(vectors[:100], 0))  # undecided when `one` last looked
+        two.add(_near_records(vectors[100:800], 100))  # `two` takes the space past the threshold and decides
+        one.add(_near_records(vectors[800:], 800))
+        dims, missing = _lead_state(plain_url)
+        assert dims and missing == 0  # `one` read the decision (under the lead lock) and wrote every lead
+
+
+def test_leading_directions_are_fitted_only_where_they_pay() -> None:
+    from vistext.store.postgres.leads import fit_basis, leads_of
+
+    near = _near_few_directions(1000, seed=4)
+    basis = fit_basis(near)
+    assert basis is not None and basis.shape == (64, 384)  # 40 directions hold them: the next multiple of 32
+    np.testing.assert_allclose(basis @ basis.T, np.eye(64), atol=1e-4)
+    np.testing.assert_allclose(np.linalg.norm(leads_of(near, basis), axis=1), 1.0, atol=0.01)  # little is lost
+    assert fit_basis(np.random.default_rng(0).normal(size=(2000, 384)).astype(np.float32)) is None  # spread out
+    assert fit_basis(near[:300]) is None  # fewer vectors than dimensions: nothing to fit from

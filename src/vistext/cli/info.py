@@ -59,6 +59,8 @@ def _space_line(name: str, space: dict[str, Any], width: int) -> str:
     index, size = space.get("index") or "?", space.get("size") or 0
     if index == "pending":  # a PostgreSQL load was interrupted before it built the index
         use = f"{use}; searched exactly until the next `vistext index` builds its index".lstrip("; ")
+    if space.get("lead"):  # a PostgreSQL index over the vectors' leading directions
+        use = f"{use}; index over {space['lead']}-d leads".lstrip("; ")
     return f"  {name:<{width}}  {dim:>5}-d  {index:<7} {size:>8} vectors  {use}".rstrip()
 
 

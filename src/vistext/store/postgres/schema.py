@@ -2,9 +2,10 @@
 
 The tables mirror the SQLite catalogue's (``schema.py``): images by path, features and embeddings shared by
 content hash. Vectors are pgvector ``vector`` columns (float32) of any dimension; each space's dimension is fixed
-on its first vector (table ``spaces``, which also says whether the space is searched and whether its ANN index is
-built: ``indexes``). ``MIGRATIONS[i]`` brings version i to i + 1; each runs in one transaction with its version
-bump, under an advisory lock so that several workers opening a new database at once migrate it once.
+on its first vector (table ``spaces``, which also says whether the space is searched, whether its ANN index is
+built (``indexes``) and over which leading directions (``leads``); each row holds its lead beside its vector).
+``MIGRATIONS[i]`` brings version i to i + 1; each runs in one transaction with its version bump, under an
+advisory lock so that several workers opening a new database at once migrate it once.
 """
 
 from __future__ import annotations
@@ -107,7 +108,19 @@ def _v6(conn: psycopg.Connection) -> None:
         drop_index(conn, space)
 
 
-MIGRATIONS: list[Callable[[psycopg.Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]
+def _v7(conn: psycopg.Connection) -> None:
+    # each searched space's index over its leading directions (``leads``): the basis, and every row's lead. A
+    # space already indexed (or never searched) keeps indexing its whole vectors: lead_dims 0, decided
+    for statement in (
+        "ALTER TABLE features ADD COLUMN IF NOT EXISTS lead halfvec",
+        "ALTER TABLE embeddings ADD COLUMN IF NOT EXISTS lead halfvec",
+        "ALTER TABLE spaces ADD COLUMN IF NOT EXISTS lead_dims INTEGER, ADD COLUMN IF NOT EXISTS basis BYTEA",
+        "UPDATE spaces SET lead_dims = 0 WHERE hnsw OR NOT searched",
+    ):
+        conn.execute(statement)
+
+
+MIGRATIONS: list[Callable[[psycopg.Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7]
 SCHEMA_VERSION = len(MIGRATIONS)
 HASHES_FROM = 3  # the first version with the perceptual-hash cache (SQLite's v6)
 TEXT_FROM = 5  # the first version with the text found in photos (SQLite's v8)
@@ -141,9 +154,9 @@ def migrate(conn: psycopg.Connection, where: str) -> None:
 def create_space(conn: psycopg.Connection, space: str, dim: int, where: str, *, searched: bool = True) -> None:
     """Record ``space``'s dimension on its first vector, whoever comes first; another dimension is refused."""
     index_type(dim, where, space)  # refuse a dimension no index could hold before storing any of it
-    conn.execute(
-        "INSERT INTO spaces (space, dim, searched) VALUES (%s, %s, %s) ON CONFLICT (space) DO NOTHING",
-        (space, dim, searched),
+    conn.execute(  # a space never searched needs no index, so no lead: decided at once
+        "INSERT INTO spaces (space, dim, searched, lead_dims) VALUES (%s, %s, %s, %s) ON CONFLICT (space) DO NOTHING",
+        (space, dim, searched, None if searched else 0),
     )
     row = conn.execute("SELECT dim FROM spaces WHERE space = %s", (space,)).fetchone()
     if row is not None and int(row[0]) != dim:

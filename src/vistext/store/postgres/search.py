@@ -8,13 +8,14 @@ trip. Hits are content hashes joined back to every ok image holding that content
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import psycopg
 from psycopg import sql
 
 from vistext.store.postgres.indexes import index_type, space_source
+from vistext.store.postgres.leads import leads_of
 from vistext.store.postgres.reads import space_join
 from vistext.store.postgres.vectors import dump_vector, load_vector
 from vistext.store.records import IMAGE_SPACE, VectorHit, l2_normalise
@@ -24,17 +25,29 @@ from vistext.store.records import IMAGE_SPACE, VectorHit, l2_normalise
 HNSW_THRESHOLD = 1_000
 EF_SEARCH = 100
 EF_MAX = 1000  # pgvector's ceiling: an HNSW scan returns at most ef_search rows
+# a leads index walks for 1.6x ef_search candidates: at 1M synthetic fused rows, 100 of them found 0.942-0.965 of
+# the top 10 in three builds, 160 found 0.970 at p50 6.1 ms (bench/pgvector_scale.py; docs/scaling.md)
+LEAD_SLACK = 1.6
 
 
 @dataclass(frozen=True)
 class SearchPlan:
-    """How to search one space: its dimension, k, exact or HNSW, and the HNSW candidate list size."""
+    """How to search one space: its dimension, k, exact or HNSW, the HNSW candidate list size, and the basis of
+    the leads its index holds (None: the index holds the vectors themselves)."""
 
     space: str
     dim: int
     k: int
     exact: bool
     ef_search: int = EF_SEARCH
+    basis: np.ndarray | None = field(default=None, compare=False)
+
+    @property
+    def candidates(self) -> int:
+        """How many hits a walk of a leads index gathers for the float32 scores to rank: ``LEAD_SLACK`` times
+        ``ef_search``, at least 2k, so the k best are among them (a walk in 160-224 dimensions costs less than
+        one in 899)."""
+        return min(max(round(self.ef_search * LEAD_SLACK), 2 * self.k), EF_MAX)
 
 
 # "searched" read through the row as JSON: a catalogue older than v6 opened read-only has no such column yet
@@ -73,14 +86,16 @@ def nearest(
         rows = conn.execute(_search_sql(plan, where, plan.exact), (vectors,), prepare=False).fetchall()
     else:
         exact = plan.exact or plan.k > EF_MAX
-        ef_search = min(max(plan.ef_search, plan.k), EF_MAX)
+        ef_search = min(max(plan.ef_search, plan.k), EF_MAX) if plan.basis is None else plan.candidates
+        leads = None if exact or plan.basis is None else leads_of(queries, plan.basis)
+        params = (vectors,) if leads is None else (vectors, [dump_vector(lead) for lead in leads])
         with conn.pipeline():  # settings and query in one round trip
             # through the index: pgvector's cost model (ef_search rows per walk, the halfvec cast free) prefers a
             # scan and a sort below ~10k vectors, 10x slower than the walk (194 vs 15 ms for 16 queries over 2k)
             for setting in ["enable_indexscan"] if exact else ["enable_seqscan", "enable_bitmapscan", "enable_sort"]:
                 conn.execute(sql.SQL("SET LOCAL {} = off").format(sql.Identifier(setting)))
             conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(ef_search)))
-            cursor = conn.execute(_search_sql(plan, where, exact), (vectors,), prepare=False)
+            cursor = conn.execute(_search_sql(plan, where, exact), params, prepare=False)
         rows = cursor.fetchall()
     hits: list[list[VectorHit]] = [[] for _ in queries]
     for number, image_id, path, distance in rows:
@@ -95,6 +110,8 @@ def _search_sql(plan: SearchPlan, where: str, exact: bool) -> sql.Composed:
     (the ORDER BY must be the index's expression), scored again in float32, as an exact search scores them."""
     table, column, rows = space_source(plan.space)
     image = plan.space == IMAGE_SPACE
+    if not exact and plan.basis is not None:
+        return _leads_sql(plan, where)
     if exact:
         order = sql.SQL("v.{column} <=> q.vec").format(column=column)
     else:
@@ -115,6 +132,35 @@ def _search_sql(plan: SearchPlan, where: str, exact: bool) -> sql.Composed:
         order=order,
         table=table,
         rows=rows,
+        k=sql.Literal(int(plan.k)),
+        match=sql.SQL("i.sha = h.sha AND i.model = h.model" if image else "i.sha = h.sha"),
+    )
+
+
+def _leads_sql(plan: SearchPlan, where: str) -> sql.Composed:
+    """Through an index of leads: the ``candidates`` nearest by their leads' halfvec distance, of which the k
+    nearest by the float32 vectors' own."""
+    table, column, rows = space_source(plan.space)
+    image = plan.space == IMAGE_SPACE
+    cast = sql.SQL(index_type(len(plan.basis) if plan.basis is not None else plan.dim, where, plan.space))
+    return sql.SQL(
+        """SELECT q.n, i.id, i.path, h.distance
+           FROM unnest(%s::vector[], %s::vector[]) WITH ORDINALITY AS q(vec, lead, n)
+           CROSS JOIN LATERAL (
+               SELECT c.sha{model}, c.distance FROM (
+                   SELECT v.sha{vmodel}, v.{column} <=> q.vec AS distance FROM {table} v
+                   WHERE {rows} ORDER BY (v.lead::{cast}) <=> (q.lead::{cast}) LIMIT {candidates}) c
+               ORDER BY c.distance LIMIT {k}) h
+           JOIN images i ON {match} AND i.status = 'ok'
+           ORDER BY q.n, h.distance, i.id"""
+    ).format(
+        model=sql.SQL(", c.model" if image else ""),
+        vmodel=sql.SQL(", v.model" if image else ""),
+        column=column,
+        table=table,
+        rows=rows,
+        cast=cast,
+        candidates=sql.Literal(plan.candidates),
         k=sql.Literal(int(plan.k)),
         match=sql.SQL("i.sha = h.sha AND i.model = h.model" if image else "i.sha = h.sha"),
     )

@@ -24,6 +24,7 @@ from psycopg import sql
 from vistext.errors import StoreError
 from vistext.store.postgres.database import Database
 from vistext.store.postgres.indexes import EF_CONSTRUCTION, HNSW_M, MAX_BUILD_MEMORY, build_index, drop_index
+from vistext.store.postgres.leads import Leads
 from vistext.store.postgres.reads import SPACES, space_join
 from vistext.store.postgres.schema import create_space
 from vistext.store.postgres.search import space_dim
@@ -57,6 +58,7 @@ class Spaces:
         self._states: dict[str, tuple[float, int | None, bool, int]] = {}
         self._dims: dict[str, int] = {}
         self._indexed: set[str] = set()  # spaces whose HNSW index exists
+        self.leads = Leads()  # each space's leading directions, once decided
         self._unindexed: dict[str, int] = {}  # the others: at most this many vectors
 
     def changed(self) -> None:
@@ -78,16 +80,27 @@ class Spaces:
                 elif known != dim:
                     raise StoreError(f"{where}: space {space!r} holds {known}-d vectors, not {dim}-d ({record.path})")
 
+    def bases(self, conn: psycopg.Connection, records: Iterable[ImageRecord]) -> dict[str, np.ndarray | None]:
+        """The basis each space of ``records`` makes its leads with (None: none yet, or the whole vector is
+        indexed), for a write inside ``conn``'s transaction (see ``Leads.read``)."""
+        spaces = {space for record in records for space in record_spaces(record)}
+        self.leads.read(conn, sorted(spaces), lock=True)
+        return {space: self.leads.basis(space) for space in spaces}
+
+    def basis(self, conn: psycopg.Connection, space: str) -> np.ndarray | None:
+        """The basis of the leads ``space``'s index holds; None where it holds the vectors themselves."""
+        self.leads.read(conn, [space], lock=False)
+        return self.leads.basis(space)
+
     def grown(self, records: Sequence[ImageRecord]) -> None:
-        """Build the HNSW index of each space that just outgrew exact search (counted only when it may have)."""
-        if self._loads:
-            return  # a bulk load builds its indexes when it ends
+        """Decide the leading directions of, and build the HNSW index of, each space that just outgrew exact
+        search (counted only when it may have); during a bulk load only the first, the index when it ends."""
         added: dict[str, int] = {}
         for record in records:
             for space in record_spaces(record):
                 added[space] = added.get(space, 0) + 1
         for space, count in sorted(added.items()):
-            if space in self._indexed:
+            if space in self._indexed or (self._loads and self.leads.decided(space)):
                 continue
             known = self._unindexed.get(space)
             if known is not None and known + count <= self.hnsw_threshold:
@@ -95,17 +108,20 @@ class Spaces:
                 continue
             with self.database.transaction() as conn:
                 size = self.size(conn, space, fresh=True)
-                if size > self.hnsw_threshold:
+                if size <= self.hnsw_threshold:
+                    self._unindexed[space] = size
+                    continue
+                self.leads.decide(conn, space)  # before the rows that follow, so they carry their leads
+                if not self._loads:  # a bulk load builds its indexes when it ends
                     build_index(conn, space, self.database.where, memory_limit=self.build_memory)
                     self._indexed.add(space)
                     self._states.clear()
-                else:
-                    self._unindexed[space] = size
 
     def build(self, space: str, *, m: int = HNSW_M, ef_construction: int = EF_CONSTRUCTION) -> None:
         """(Re)build ``space``'s HNSW index now, whatever its size."""
         with self.database.transaction() as conn:
             drop_index(conn, space)
+            self.leads.decide(conn, space)
             build_index(
                 conn, space, self.database.where, m=m, ef_construction=ef_construction, memory_limit=self.build_memory
             )
@@ -118,7 +134,8 @@ class Spaces:
         self._unsearched |= spaces
         with self.database.transaction() as conn:
             for space in sorted(spaces):
-                if conn.execute("UPDATE spaces SET searched = false WHERE space = %s AND searched", (space,)).rowcount:
+                unsearch = "UPDATE spaces SET searched = false, lead_dims = coalesce(lead_dims, 0) WHERE space = %s"
+                if conn.execute(unsearch + " AND searched", (space,)).rowcount:
                     drop_index(conn, space)
         self._indexed -= spaces
         self._states.clear()
@@ -155,6 +172,7 @@ class Spaces:
         for space in missing:
             started = time.perf_counter()
             with self.database.transaction() as conn:
+                self.leads.decide(conn, space)
                 build_index(conn, space, self.database.where, memory_limit=self.build_memory)
             log.info("%s: built the index of %s in %.1f s", self.database.where, space, time.perf_counter() - started)
             self._indexed.add(space)
@@ -169,7 +187,8 @@ class Spaces:
 
     def describe(self, conn: psycopg.Connection) -> dict[str, dict[str, Any]]:
         """``info``'s spaces: dimension, index kind ("hnsw"; "flat": searched exactly, small enough; "pending":
-        searched exactly until the next `vistext index` builds its index; "none": never searched) and size."""
+        searched exactly until the next `vistext index` builds its index; "none": never searched), size, and
+        the leads' dimension where the index holds leads."""
         spaces: dict[str, dict[str, Any]] = {}
         for space in [IMAGE_SPACE, *(row[0] for row in conn.execute(SPACES))]:
             dim, indexed, searched = space_dim(conn, space)
@@ -178,6 +197,8 @@ class Spaces:
             if kind == "flat" and size > self.hnsw_threshold:
                 kind = "pending"
             spaces[space] = {"dim": dim, "index": kind if dim else "flat", "size": size if dim else 0}
+            if dim and (basis := self.basis(conn, space)) is not None:
+                spaces[space]["lead"] = len(basis)  # its index holds the vectors' leading directions (``leads``)
         return spaces
 
     def size(self, conn: psycopg.Connection, space: str, fresh: bool = False) -> int:

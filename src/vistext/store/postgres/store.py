@@ -145,7 +145,7 @@ class PostgresStore(Store):
         ok = [r for r in records if r.status == "ok"]
         with self._tx() as conn:
             self.space_state.create(conn, ok)
-            write_batch(conn, records)
+            write_batch(conn, records, self.space_state.bases(conn, ok))
             self._bump(conn)
         self.space_state.grown(ok)
 
@@ -370,7 +370,8 @@ class PostgresStore(Store):
                     f"{self.where}: query dimension {queries.shape[1]} does not match space {space!r} ({dim})"
                 )
             exact = not indexed or size <= self.hnsw_threshold
-            plan = SearchPlan(space, dim, k, exact=exact, ef_search=self.ef_search)
+            basis = None if exact else self.space_state.basis(conn, space)
+            plan = SearchPlan(space, dim, k, exact=exact, ef_search=self.ef_search, basis=basis)
             # no index: the planner's own choice (a scan) is right, one statement, one round trip
             if restrict is None and not indexed and k <= EF_MAX:
                 return nearest(conn, plan, queries, self.where, settings=False)

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
+import numpy as np
 import psycopg
 
+from vistext.store.postgres.leads import leads_of
 from vistext.store.postgres.metadata import META_UPSERT, meta_values
 from vistext.store.postgres.vectors import dump_vector
-from vistext.store.records import META_FIELDS, ImageRecord, to_blob
+from vistext.store.records import IMAGE_SPACE, META_FIELDS, ImageRecord, to_blob
 
 _COLUMNS = ", ".join(["path", "size", "mtime", "sha", "model", "status", "error", "indexed_at", *META_FIELDS])
 _UPSERT_IMAGE = f"""INSERT INTO images ({_COLUMNS})
@@ -23,15 +25,19 @@ _UPSERT_IMAGE = f"""INSERT INTO images ({_COLUMNS})
     ON CONFLICT (path) DO UPDATE SET {META_UPSERT}, size = excluded.size, mtime = excluded.mtime,
       sha = excluded.sha, model = excluded.model, status = excluded.status, error = excluded.error,
       indexed_at = excluded.indexed_at"""
-_UPSERT_FEATURES = """INSERT INTO features (sha, model, pooled, logits) VALUES (%s, %s, %s, %s)
+_UPSERT_FEATURES = """INSERT INTO features (sha, model, pooled, logits, lead) VALUES (%s, %s, %s, %s, %s::halfvec)
     ON CONFLICT (sha, model) DO UPDATE SET pooled = coalesce(excluded.pooled, features.pooled),
-      logits = coalesce(excluded.logits, features.logits)"""
-_UPSERT_EMBEDDING = """INSERT INTO embeddings (sha, space, vector) VALUES (%s, %s, %s)
-    ON CONFLICT (sha, space) DO UPDATE SET vector = excluded.vector"""
+      logits = coalesce(excluded.logits, features.logits),
+      lead = CASE WHEN excluded.pooled IS NULL THEN features.lead ELSE excluded.lead END"""
+_UPSERT_EMBEDDING = """INSERT INTO embeddings (sha, space, vector, lead) VALUES (%s, %s, %s, %s::halfvec)
+    ON CONFLICT (sha, space) DO UPDATE SET vector = excluded.vector, lead = excluded.lead"""
 
 
-def write_batch(conn: psycopg.Connection, records: Sequence[ImageRecord]) -> None:
-    """Upsert ``records`` inside the caller's transaction (statuses already checked)."""
+def write_batch(
+    conn: psycopg.Connection, records: Sequence[ImageRecord], bases: Mapping[str, np.ndarray | None]
+) -> None:
+    """Upsert ``records`` inside the caller's transaction (statuses already checked), each vector with its lead
+    where its space's ``bases`` has a basis (``leads``)."""
     now = time.time()
     paths = [os.fsencode(r.path) for r in records]
     ok = [r for r in records if r.status == "ok"]
@@ -43,13 +49,20 @@ def write_batch(conn: psycopg.Connection, records: Sequence[ImageRecord]) -> Non
             (path, int(r.size), float(r.mtime), r.sha, r.model, r.status, r.error, now, *meta_values(r.meta))
             for path, r in zip(paths, records, strict=True)
         ])  # fmt: skip
-        cursor.executemany(
-            _UPSERT_FEATURES, [(r.sha, r.model, dump_vector(r.pooled), to_blob(r.logits)) for r in features]
-        )
-        cursor.executemany(
-            _UPSERT_EMBEDDING,
-            [(r.sha, space, dump_vector(vector)) for r in ok for space, vector in r.embeddings.items()],
-        )
+        pooled = [r.pooled for r in features]
+        cursor.executemany(_UPSERT_FEATURES, [
+            (r.sha, r.model, dump_vector(r.pooled), to_blob(r.logits), lead)
+            for r, lead in zip(features, _leads(pooled, bases.get(IMAGE_SPACE)), strict=True)
+        ])  # fmt: skip
+        rows = [(r.sha, space, vector) for r in ok for space, vector in r.embeddings.items()]
+        leads: list[np.ndarray | None] = [None] * len(rows)
+        for space in {row[1] for row in rows}:  # one product per space
+            places = [i for i, row in enumerate(rows) if row[1] == space]
+            for i, lead in zip(places, _leads([rows[i][2] for i in places], bases.get(space)), strict=True):
+                leads[i] = lead
+        cursor.executemany(_UPSERT_EMBEDDING, [
+            (sha, space, dump_vector(vector), lead) for (sha, space, vector), lead in zip(rows, leads, strict=True)
+        ])  # fmt: skip
     before = {bytes(row[0]): row[1:] for row in old.fetchall()}
     drop_orphans(conn, {row[:2] for row in before.values()} - {(r.sha, r.model) for r in records})
     changed = [  # new content, or no longer readable: the photo's tags go (its metadata went above)
@@ -60,6 +73,17 @@ def write_batch(conn: psycopg.Connection, records: Sequence[ImageRecord]) -> Non
     if changed:
         conn.execute("DELETE FROM tags WHERE image_id = ANY(%s)", (changed,))
         conn.execute("DELETE FROM removed_tags WHERE image_id = ANY(%s)", (changed,))
+
+
+def _leads(vectors: Sequence[np.ndarray | None], basis: np.ndarray | None) -> list[np.ndarray | None]:
+    """Each vector's lead (None without a vector or a basis), made with one product."""
+    leads: list[np.ndarray | None] = [None] * len(vectors)
+    present = [i for i, vector in enumerate(vectors) if vector is not None]
+    if basis is not None and present:
+        made = leads_of(np.stack([np.asarray(vectors[i], np.float32).reshape(-1) for i in present]), basis)
+        for i, lead in zip(present, made, strict=True):
+            leads[i] = lead
+    return leads
 
 
 def drop_orphans(conn: psycopg.Connection, pairs: set[tuple[str, str]]) -> None:
