@@ -99,17 +99,18 @@ class Leads:
         row = conn.execute("SELECT lead_dims, basis FROM spaces WHERE space = %s", (space,)).fetchone()
         if row is None:
             return None
-        if row[0] is None:
-            basis = fit_basis(_sample(conn, space))
-            conn.execute(
-                "UPDATE spaces SET lead_dims = %s, basis = %s WHERE space = %s",
-                (0 if basis is None else len(basis), None if basis is None else basis.tobytes(), space),
-            )
-            if basis is not None:
-                _backfill(conn, space, basis)
-            row = (0 if basis is None else len(basis), None if basis is None else basis.tobytes())
-        self._remember(space, int(row[0]), row[1])
-        return self._bases[space]
+        if row[0] is not None:  # decided before
+            self._remember(space, int(row[0]), row[1])
+            return self._bases[space]
+        basis = fit_basis(_sample(conn, space))
+        conn.execute(
+            "UPDATE spaces SET lead_dims = %s, basis = %s WHERE space = %s",
+            (0 if basis is None else len(basis), None if basis is None else basis.tobytes(), space),
+        )
+        if basis is not None:
+            _backfill(conn, space, basis)
+        self._bases[space] = basis
+        return basis
 
     def _remember(self, space: str, size: int, basis: bytes | str | None) -> None:
         if not size or basis is None:
@@ -143,7 +144,8 @@ def _backfill(conn: psycopg.Connection, space: str, basis: np.ndarray) -> None:
     with conn.cursor(name="vistext_lead_backfill") as cursor:
         cursor.execute(select)
         while batch := cursor.fetchmany(BACKFILL_CHUNK):
-            vectors = leads_of(np.stack([vector for row in batch if (vector := as_array(row[-1])) is not None]), basis)
-            shas = [row[0] for row in batch]
-            models = [row[1] for row in batch] if image else [""] * len(batch)
+            found = [(row, vector) for row in batch if (vector := as_array(row[-1])) is not None]
+            vectors = leads_of(np.stack([vector for _, vector in found]), basis)
+            shas = [row[0] for row, _ in found]  # each key beside its own vector's lead
+            models = [row[1] if image else "" for row, _ in found]
             conn.execute(update, (shas, models, [dump_vector(v) for v in vectors]))

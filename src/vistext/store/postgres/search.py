@@ -107,61 +107,41 @@ def nearest(
 
 def _search_sql(plan: SearchPlan, where: str, exact: bool) -> sql.Composed:
     """Exact: every vector's float32 distance. Through the index: the k nearest by the index's halfvec distance
-    (the ORDER BY must be the index's expression), scored again in float32, as an exact search scores them."""
+    (the ORDER BY must be the index's expression), scored again in float32, as an exact search scores them; an
+    index of leads gives its ``candidates`` nearest, of which the k nearest by that float32 score."""
     table, column, rows = space_source(plan.space)
     image = plan.space == IMAGE_SPACE
-    if not exact and plan.basis is not None:
-        return _leads_sql(plan, where)
+    leads = not exact and plan.basis is not None
     if exact:
         order = sql.SQL("v.{column} <=> q.vec").format(column=column)
     else:
-        order = sql.SQL("(v.{column}::{cast}) <=> (q.vec::{cast})").format(
-            column=column, cast=sql.SQL(index_type(plan.dim, where, plan.space))
+        indexed, query = (sql.Identifier("lead"), sql.SQL("q.lead")) if leads else (column, sql.SQL("q.vec"))
+        dim = plan.dim if plan.basis is None else len(plan.basis)
+        order = sql.SQL("(v.{indexed}::{cast}) <=> ({query}::{cast})").format(
+            indexed=indexed, query=query, cast=sql.SQL(index_type(dim, where, plan.space))
         )
-    return sql.SQL(
-        """SELECT q.n, i.id, i.path, h.distance
-           FROM unnest(%s::vector[]) WITH ORDINALITY AS q(vec, n)
-           CROSS JOIN LATERAL (
-               SELECT v.sha{model}, v.{column} <=> q.vec AS distance FROM {table} v
-               WHERE {rows} ORDER BY {order} LIMIT {k}) h
-           JOIN images i ON {match} AND i.status = 'ok'
-           ORDER BY q.n, h.distance, i.id"""
+    nearest = sql.SQL(
+        "SELECT v.sha{model}, v.{column} <=> q.vec AS distance FROM {table} v WHERE {rows} ORDER BY {order} LIMIT {n}"
     ).format(
         model=sql.SQL(", v.model" if image else ""),
         column=column,
-        order=order,
         table=table,
         rows=rows,
-        k=sql.Literal(int(plan.k)),
-        match=sql.SQL("i.sha = h.sha AND i.model = h.model" if image else "i.sha = h.sha"),
+        order=order,
+        n=sql.Literal(plan.candidates if leads else int(plan.k)),
     )
-
-
-def _leads_sql(plan: SearchPlan, where: str) -> sql.Composed:
-    """Through an index of leads: the ``candidates`` nearest by their leads' halfvec distance, of which the k
-    nearest by the float32 vectors' own."""
-    table, column, rows = space_source(plan.space)
-    image = plan.space == IMAGE_SPACE
-    cast = sql.SQL(index_type(len(plan.basis) if plan.basis is not None else plan.dim, where, plan.space))
+    if leads:  # the candidates ranked again by their float32 distance
+        nearest = sql.SQL("SELECT c.* FROM ({}) c ORDER BY c.distance LIMIT {}").format(nearest, sql.Literal(plan.k))
     return sql.SQL(
         """SELECT q.n, i.id, i.path, h.distance
-           FROM unnest(%s::vector[], %s::vector[]) WITH ORDINALITY AS q(vec, lead, n)
-           CROSS JOIN LATERAL (
-               SELECT c.sha{model}, c.distance FROM (
-                   SELECT v.sha{vmodel}, v.{column} <=> q.vec AS distance FROM {table} v
-                   WHERE {rows} ORDER BY (v.lead::{cast}) <=> (q.lead::{cast}) LIMIT {candidates}) c
-               ORDER BY c.distance LIMIT {k}) h
+           FROM unnest(%s::vector[]{lead_array}) WITH ORDINALITY AS q(vec{lead_name}, n)
+           CROSS JOIN LATERAL ({nearest}) h
            JOIN images i ON {match} AND i.status = 'ok'
            ORDER BY q.n, h.distance, i.id"""
     ).format(
-        model=sql.SQL(", c.model" if image else ""),
-        vmodel=sql.SQL(", v.model" if image else ""),
-        column=column,
-        table=table,
-        rows=rows,
-        cast=cast,
-        candidates=sql.Literal(plan.candidates),
-        k=sql.Literal(int(plan.k)),
+        lead_array=sql.SQL(", %s::vector[]" if leads else ""),
+        lead_name=sql.SQL(", lead" if leads else ""),
+        nearest=nearest,
         match=sql.SQL("i.sha = h.sha AND i.model = h.model" if image else "i.sha = h.sha"),
     )
 
