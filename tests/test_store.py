@@ -280,6 +280,55 @@ def test_reader_searches_while_writer_adds(db: Path, make_records: Callable[...,
     assert isinstance(reader, SQLiteStore)
 
 
+@sqlite_only
+def test_reads_of_other_threads_do_not_wait_for_a_write_in_progress(db: Path, make_records: Callable) -> None:
+    """A server's threads read on connections of their own: while one thread holds the catalogue's write
+    transaction open (the watcher indexing a batch), pages of results, versions and searches of other threads
+    are answered from what was committed, and see the write once it commits."""
+    records, pooled = make_records(30, seed=3)
+    store = open_store(db)
+    assert isinstance(store, SQLiteStore)
+    store.add(records[:20])
+    store.search("image", pooled[:1], 3)  # the index is current with the catalogue
+    version = store.version()
+    holding, release = threading.Event(), threading.Event()
+
+    def write() -> None:
+        with store._locked(), store.catalogue.transaction():  # a long write, not yet committed
+            store.catalogue._bump_generation()
+            holding.set()
+            release.wait(30)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    assert holding.wait(30)
+    answered: dict[str, Any] = {}
+
+    def read() -> None:
+        answered["version"] = store.version()
+        answered["records"] = [r.path for r in store.records([1, 2])]
+        answered["tags"] = store.tags_for([1])
+        answered["search"] = store.search("image", pooled[5], 1)[0][0].path
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    reader.join(20)
+    finished_while_writing = not reader.is_alive()
+    release.set()
+    writer.join(30)
+    reader.join(30)
+    assert finished_while_writing, "a read waited for the write transaction of another thread"
+    assert answered == {"version": version, "records": [records[0].path, records[1].path], "tags": {},
+                        "search": records[5].path}  # fmt: skip
+    assert store.version() == version + 1  # committed: every thread sees it now
+    store.add(records[20:])
+    assert store.count() == 30
+    assert store.search("image", pooled[25], 1)[0][0].path == records[25].path
+    store.close()
+    with pytest.raises(StoreError):
+        store.version()
+
+
 @pytest.mark.parametrize("kind", ["flat", "hnsw"])
 def test_vector_index_replace_compact_and_save(kind: str, tmp_path: Path) -> None:
     from vistext.store.sqlite.vectors import VectorIndex

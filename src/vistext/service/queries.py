@@ -141,4 +141,4 @@ class QueryBatcher:
         from vistext.store.records import VectorHit
 
         scores = self._readable(space, query, np.array([h.score for h in hits], dtype=np.float32))
-        return [VectorHit(h.id, h.path, float(s)) for h, s in zip(hits, scores, strict=True)]
+        return [VectorHit(h.id, h.path, s) for h, s in zip(hits, np.asarray(scores, dtype=float).tolist(), strict=True)]

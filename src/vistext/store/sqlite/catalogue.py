@@ -8,12 +8,13 @@ which is how vector indexes (caches of this catalogue) find out what changed.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 
 _CHUNK = 500  # ids/paths per IN (...) list, well below SQLite's variable limit
 _ID_RANGE = range(-(2**63), 2**63)  # SQLite's INTEGER; any other id is simply not in the catalogue
+_READER_CACHE_KIB = -1024  # page cache of each reading connection (KiB): the OS caches the file for all of them
 
 
 _IMAGE_COLUMNS = "i.id, i.path, i.size, i.mtime, i.sha, i.model, i.status, i.error"
@@ -66,6 +68,7 @@ class Catalogue:
         when there is none; ``None`` writes when it can and reads an existing catalogue it cannot write.
         """
         self.path = Path(path)
+        self.timeout = timeout
         if self.path.is_dir():
             raise StoreError(f"{self.path}: is a folder, not a catalogue file")
         self.root = collection_root(self.path)
@@ -148,6 +151,18 @@ class Catalogue:
             yield self.conn
         finally:
             self.conn.execute("COMMIT")
+
+    def reader(self) -> Catalogue:
+        """This catalogue on a connection of its own that only reads (``mode=ro``): one per thread lets reads of
+        different threads run at once (WAL), none of them waiting for another's or for the writer's."""
+        clone = copy.copy(self)
+        try:
+            clone.conn = connect_readonly(self.path, self.timeout)
+            clone.conn.execute(f"PRAGMA cache_size = {_READER_CACHE_KIB}")
+        except sqlite3.Error as error:
+            raise StoreError(f"{self.path}: cannot open catalogue: {error}") from None
+        clone.vectors = SpaceVectors(clone.conn, self.path)
+        return clone
 
     def close(self) -> None:
         if hasattr(self, "conn"):
@@ -340,29 +355,23 @@ class Catalogue:
             )
         return found[0] if found else None
 
-    def record_pages(
-        self, ids: Iterable[int] | None = None, status: str | None = "ok", page: int = 256
-    ) -> Iterator[list[ImageRecord]]:
-        """The records (all, or these ids in their order) a page of up to ``page`` at a time, each page one short
-        query: the caller holds the connection per page, not per record."""
-        status_sql, status_args = ("", []) if status is None else (" AND i.status = ?", [status])
-        if ids is not None:
-            wanted = [int(i) for i in ids if int(i) in _ID_RANGE]
-            for start in range(0, len(wanted), page):
-                chunk = wanted[start : start + page]
-                with self.snapshot():
-                    found = self._records(f"i.id IN ({','.join('?' * len(chunk))}){status_sql}", chunk + status_args)
-                by_id = {record.id: record for record in found}
-                yield [by_id[i] for i in chunk if i in by_id]
-            return
-        last = -1  # keyset paging: each page is a short query, so a writer is never blocked for long
-        while True:
-            with self.snapshot():
-                found = self._records(f"i.id > ?{status_sql}", [last, *status_args], limit=page)
-            if not found:
-                return
-            yield found
-            last = found[-1].id  # type: ignore[assignment]
+    def records_in(self, ids: Sequence[int], status: str | None = "ok") -> list[ImageRecord]:
+        """One page of records: those of ``ids`` (a short list) that exist, in the order of ``ids``."""
+        wanted = [int(i) for i in ids if int(i) in _ID_RANGE]
+        if not wanted:
+            return []
+        status_sql, status_args = _status(status)
+        with self.snapshot():
+            found = self._records(f"i.id IN ({','.join('?' * len(wanted))}){status_sql}", wanted + status_args)
+        by_id = {record.id: record for record in found}
+        return [by_id[i] for i in wanted if i in by_id]
+
+    def records_after(self, last: int, status: str | None = "ok", page: int = 256) -> list[ImageRecord]:
+        """Keyset paging: the next ``page`` records after id ``last`` (a short query each, so a writer is never
+        blocked for long)."""
+        status_sql, status_args = _status(status)
+        with self.snapshot():
+            return self._records(f"i.id > ?{status_sql}", [last, *status_args], limit=page)
 
     def paths(self, ids: Sequence[int]) -> dict[int, str]:
         """Id -> absolute path of these ids (unknown ids are left out)."""
@@ -394,3 +403,7 @@ class Catalogue:
 
     def db_bytes(self) -> int:
         return sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists())
+
+
+def _status(status: str | None) -> tuple[str, list[Any]]:
+    return ("", []) if status is None else (" AND i.status = ?", [status])

@@ -61,6 +61,12 @@ class SpaceIndexes:
                 matrix[position] = row
         return np.asarray(ids, dtype=np.int64), l2_normalise(matrix) if len(ids) else matrix
 
+    def unchanged(self, space: str, generation: int) -> VectorIndex | None:
+        """The space's cached index when it reflects catalogue ``generation`` (read by the caller without the
+        store's lock); None when it must be loaded, built or caught up (``current``, under the lock)."""
+        cached = self.cached.get(space)
+        return cached.index if cached is not None and cached.generation == generation else None
+
     def current(self, space: str) -> VectorIndex | None:
         """The space's index, current with the catalogue: cached, loaded from its file, or rebuilt."""
         cached = self.cached.get(space)

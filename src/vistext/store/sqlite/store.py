@@ -15,6 +15,7 @@ import logging
 import os
 import sqlite3
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import partial
@@ -38,10 +39,12 @@ from vistext.store.sqlite.vectors import FLAT, HNSW, HNSW_THRESHOLD
 log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
+_PAGE = 256  # records read per query: a page of results (ten ids) is one query
 
 
 class SQLiteStore(Store):
-    """SQLite catalogue + per-space FAISS indexes (see module docstring). Thread-safe within a process."""
+    """SQLite catalogue + per-space FAISS indexes (see module docstring). Thread-safe within a process: writes
+    share one connection under a lock, reads run on a read-only connection per thread (``_reading``)."""
 
     backend = "sqlite"
 
@@ -54,8 +57,11 @@ class SQLiteStore(Store):
         self.catalogue = Catalogue(self.path, **catalogue)
         self.files = IndexFiles(self.path, ef_search=ef_search)
         self.indexes = SpaceIndexes(self.path, self.catalogue, self.files, hnsw_threshold, ef_search)
-        self._lock = threading.RLock()  # the catalogue's one connection
+        self._lock = threading.RLock()  # the catalogue's writing connection
         self._index_lock = threading.Lock()  # the in-memory vector indexes: refreshed and searched one at a time
+        self._local = threading.local()  # each thread's reading catalogue (``_reading``)
+        self._readers: weakref.WeakSet[Catalogue] = weakref.WeakSet()  # closed with the store
+        self._closed = False
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -65,6 +71,22 @@ class SQLiteStore(Store):
                 yield
             except sqlite3.Error as error:
                 raise sqlite_failure(self.path, error) from None
+
+    @contextmanager
+    def _reading(self) -> Iterator[Catalogue]:
+        """The catalogue on this thread's own read-only connection, opened on first use: the reads of a server's
+        threads (pages of results, their tags and texts, version checks) run at once instead of queueing for one
+        connection, and never wait for a write (WAL). A read sees what was committed when it began."""
+        reader = getattr(self._local, "catalogue", None)
+        if reader is None:
+            if self._closed:
+                raise StoreError(f"{self.path}: the catalogue is closed")
+            reader = self._local.catalogue = self.catalogue.reader()
+            self._readers.add(reader)
+        try:
+            yield reader
+        except sqlite3.Error as error:
+            raise sqlite_failure(self.path, error) from None
 
     # ---- catalogue -----------------------------------------------------------------------------------------
     def file_states(self, prefix: str | None = None) -> dict[str, FileState]:
@@ -86,62 +108,69 @@ class SQLiteStore(Store):
 
     def get(self, key: int | str) -> ImageRecord | None:
         """The record with this id or path; None for an unknown one (an id beyond 64 bits included)."""
-        with self._locked():
-            return self.catalogue.get(int(key) if isinstance(key, np.integer) else key)
+        with self._reading() as catalogue:
+            return catalogue.get(int(key) if isinstance(key, np.integer) else key)
 
     def records(self, ids: Iterable[int] | None = None, status: str | None = "ok") -> Iterator[ImageRecord]:
-        pages = self.catalogue.record_pages(ids, status)
+        # a page at a time, each read on the connection of the thread asking for it (a generator may be handed on)
+        if ids is not None:
+            wanted = list(ids)
+            for start in range(0, len(wanted), _PAGE):
+                with self._reading() as catalogue:
+                    page = catalogue.records_in(wanted[start : start + _PAGE], status)
+                yield from page
+            return
+        last = -1
         while True:
-            with self._locked():  # lock per page, not per generator lifetime: a slow consumer blocks nobody, and a
-                page = next(pages, None)  # page of results (ten ids) takes the connection once, not eleven times
-            if page is None:
+            with self._reading() as catalogue:
+                page = catalogue.records_after(last, status, _PAGE)
+            if not page:
                 return
             yield from page
+            last = page[-1].id  # type: ignore[assignment]
 
     def vectors_of(self, space: str, ids: Iterable[int]) -> dict[int, np.ndarray]:
-        wanted = [int(i) for i in ids]  # listed before the lock (see picture_hashes)
-        with self._locked(), self.catalogue.snapshot():
-            blobs = self.catalogue.vectors.of(space, wanted)
+        wanted = [int(i) for i in ids]  # listed before reading (see picture_hashes)
+        with self._reading() as catalogue, catalogue.snapshot():
+            blobs = catalogue.vectors.of(space, wanted)
         return {image_id: np.frombuffer(blob, dtype=np.float32).copy() for image_id, blob in blobs.items()}
 
     def spaces(self) -> list[str]:
-        with self._locked():
-            return self.catalogue.vectors.names()
+        with self._reading() as catalogue:
+            return catalogue.vectors.names()
 
     def paths_missing(self, space: str) -> set[str]:
         with self._locked():
             return self.catalogue.paths_missing(space)
 
     def version(self) -> int:
-        with self._locked():
-            return self.catalogue.generation()
+        with self._reading() as catalogue:
+            return catalogue.generation()
 
     def count(self, status: str | None = None) -> int:
-        with self._locked():
-            return self.catalogue.count(status)
+        with self._reading() as catalogue:
+            return catalogue.count(status)
 
     def set_meta(self, key: str, value: Any) -> None:
         with self._locked():
             self.catalogue.set_meta(f"user:{key}", value)
 
     def get_meta(self, key: str, default: Any = None) -> Any:
-        with self._locked():
-            return self.catalogue.get_meta(f"user:{key}", default)
+        with self._reading() as catalogue:
+            return catalogue.get_meta(f"user:{key}", default)
 
     # ---- metadata and tags ---------------------------------------------------------------------------------
     def ids_matching(self, filter: ImageFilter) -> np.ndarray:
-        catalogue = self.catalogue
-        with self._locked(), catalogue.snapshot():
+        with self._reading() as catalogue, catalogue.snapshot():
             return metadata.matching_ids(catalogue.conn, catalogue.codec, filter, **catalogue.tables)
 
     def newest_first(
         self, filter: ImageFilter, k: int, *, offset: int = 0, after: tuple[float, int] | None = None
     ) -> list[tuple[int, float]]:
-        catalogue = self.catalogue
         uses_meta = any(v is not None for v in (filter.after, filter.before, filter.camera, filter.near))
-        if uses_meta and not catalogue.has_meta:
+        if uses_meta and not self.catalogue.has_meta:
             return []  # as ids_matching: a catalogue without metadata passes only metadata-free filters
-        with self._locked(), catalogue.snapshot() as conn:
+        with self._reading() as catalogue, catalogue.snapshot() as conn:
             where, params = metadata.filter_sql(
                 filter, catalogue.codec, has_tags=catalogue.has_tags, has_text=catalogue.has_text
             )
@@ -150,8 +179,8 @@ class SQLiteStore(Store):
             )
 
     def photo_dates(self, ids: Iterable[int]) -> dict[int, float]:
-        with self._locked(), self.catalogue.snapshot() as conn:
-            return dates.dates_of(conn, ids, "?", has_meta=self.catalogue.has_meta)
+        with self._reading() as catalogue, catalogue.snapshot() as conn:
+            return dates.dates_of(conn, ids, "?", has_meta=catalogue.has_meta)
 
     def set_tags(self, tagger: str, tags: Mapping[int, Sequence[tuple[str, float]]]) -> None:
         with self._locked(), self.catalogue.transaction() as conn:
@@ -161,7 +190,7 @@ class SQLiteStore(Store):
     def ids_tagged_by(self, tagger: str) -> np.ndarray:
         if not self.catalogue.has_tags:
             return np.zeros(0, np.int64)
-        with self._locked(), self.catalogue.snapshot() as conn:
+        with self._reading() as catalogue, catalogue.snapshot() as conn:
             rows = conn.execute("SELECT DISTINCT image_id FROM tags WHERE tagger = ? ORDER BY image_id", (tagger,))
             return np.fromiter((row[0] for row in rows), dtype=np.int64)
 
@@ -175,20 +204,20 @@ class SQLiteStore(Store):
         if not self.catalogue.has_meta:
             return {}
         wanted = [int(i) for i in ids if -(2**63) <= int(i) < 2**63]
-        with self._locked(), self.catalogue.snapshot() as conn:
+        with self._reading() as catalogue, catalogue.snapshot() as conn:
             return metadata.photo_metas(conn, wanted)
 
     def tags_for(self, ids: Iterable[int]) -> dict[int, list[tuple[str, float]]]:
         if not self.catalogue.has_tags:
             return {}
-        with self._locked(), self.catalogue.snapshot() as conn:
+        with self._reading() as catalogue, catalogue.snapshot() as conn:
             return metadata.tags_for(conn, ids)
 
     def tag_counts(self) -> dict[str, int]:
         if not self.catalogue.has_tags:
             return {}
-        with self._locked():
-            return metadata.tag_counts(self.catalogue.conn)
+        with self._reading() as catalogue:
+            return metadata.tag_counts(catalogue.conn)
 
     def set_photo_meta(self, metas: Mapping[str, PhotoMeta]) -> None:
         with self._locked(), self.catalogue.transaction() as conn:
@@ -198,11 +227,11 @@ class SQLiteStore(Store):
                 metadata.write_meta(conn, self.catalogue.codec.encode(path), meta)
 
     def picture_hashes(self, shas: Iterable[str]) -> dict[str, tuple[int, int]]:
-        shas = list(shas)  # before the lock: a generator may read this store
-        with self._locked():
-            if self.catalogue.schema_version() < HASHES_FROM:  # an older catalogue opened read-only
+        shas = list(shas)  # before reading: a generator may read this store
+        with self._reading() as catalogue:
+            if catalogue.schema_version() < HASHES_FROM:  # an older catalogue opened read-only
                 return {}
-            with self.catalogue.snapshot() as conn:
+            with catalogue.snapshot() as conn:
                 return picture_hashes.read_hashes(conn, shas, "?")
 
     def set_picture_hashes(self, hashes: Mapping[str, tuple[int, int]]) -> None:
@@ -214,7 +243,7 @@ class SQLiteStore(Store):
     def _text_read(self, read: Callable[[sqlite3.Connection], _T], empty: _T) -> _T:  # empty: no text table yet
         if not self.catalogue.has_text:
             return empty
-        with self._locked(), self.catalogue.snapshot() as conn:
+        with self._reading() as catalogue, catalogue.snapshot() as conn:
             return read(conn)
 
     def photo_texts_to_read(self) -> dict[str, str]:
@@ -242,8 +271,7 @@ class SQLiteStore(Store):
             return metadata.paths_without_meta(self.catalogue.conn, self.catalogue.codec)
 
     def facets(self) -> dict[str, Any]:
-        catalogue = self.catalogue
-        with self._locked(), catalogue.snapshot() as conn:
+        with self._reading() as catalogue, catalogue.snapshot() as conn:
             found = metadata.facets(conn, catalogue.codec, has_meta=catalogue.has_meta)
             found["tags"] = metadata.tag_counts(conn) if catalogue.has_tags else {}
         return found
@@ -283,13 +311,15 @@ class SQLiteStore(Store):
     ) -> list[list[VectorHit]]:
         queries = np.asarray(queries, dtype=np.float32)
         queries = queries.reshape(1, -1) if queries.ndim == 1 else queries
-        # the index is brought up to date under both locks, then searched under the index lock alone: the
-        # catalogue's connection (tags, metadata and paths of other requests' pages) is not held during FAISS
+        # an index behind the catalogue is brought up to date under both locks, then searched under the index lock
+        # alone: a search waits for a write only when there is something new to add to its index
         with self._index_lock:
-            with self._locked():
-                if space not in self.indexes.cached and space not in self.catalogue.vectors.names():
-                    raise StoreError(f"{self.path}: no vector space {space!r}; known: {', '.join(self.spaces())}")
-                index = self.indexes.current(space)
+            index = self.indexes.unchanged(space, self.version())  # the usual case: no write since the last search
+            if index is None:
+                with self._locked():
+                    if space not in self.indexes.cached and space not in self.catalogue.vectors.names():
+                        raise StoreError(f"{self.path}: no vector space {space!r}; known: {', '.join(self.spaces())}")
+                    index = self.indexes.current(space)
             if index is None or len(index) == 0 or k <= 0:
                 return [[] for _ in queries]
             if queries.shape[1] != index.dim:
@@ -297,15 +327,12 @@ class SQLiteStore(Store):
                     f"{self.path}: query dimension {queries.shape[1]} does not match space {space!r} ({index.dim})"
                 )
             scores, ids = index.search(l2_normalise(queries), k, restrict)
-        with self._locked():
-            paths = self.catalogue.paths(np.unique(ids[ids >= 0]).tolist())
+        with self._reading() as catalogue:
+            paths = catalogue.paths(np.unique(ids[ids >= 0]).tolist())
+        # Python numbers, not NumPy scalars, one by one: a composed query's pool is 200 hits per search
         return [
-            [
-                VectorHit(int(i), paths[int(i)], float(s))
-                for s, i in zip(row_scores, row_ids, strict=True)
-                if int(i) in paths
-            ]
-            for row_scores, row_ids in zip(scores, ids, strict=True)
+            [VectorHit(i, paths[i], s) for s, i in zip(row_scores, row_ids, strict=True) if i in paths]
+            for row_scores, row_ids in zip(scores.tolist(), ids.tolist(), strict=True)
         ]
 
     @property
@@ -357,4 +384,7 @@ class SQLiteStore(Store):
                 log.warning("%s: vector index not saved (rebuilt on next open): %s", self.path, error)
             finally:
                 self.indexes.cached.clear()
+                self._closed = True
+                for reader in list(self._readers):
+                    reader.close()
                 self.catalogue.close()
