@@ -73,9 +73,13 @@ def _unit(rows: np.ndarray) -> np.ndarray:
     return rows / np.linalg.norm(rows, axis=-1, keepdims=True)
 
 
+@pytest.mark.parametrize("elsewhere", [False, True], ids=["one-stage", "texts-then-searches"])
 def test_batched_searches_over_two_spaces_match_one_by_one_searches(
-    tmp_path: Path, joint_records: Callable[..., Any]
+    tmp_path: Path, joint_records: Callable[..., Any], elsewhere: bool
 ) -> None:
+    """Both ways of batching (one stage where the store searches in this process; texts embedded beside the
+    searches where it searches elsewhere, as PostgreSQL does) give every query its exact hits, each text
+    embedded once."""
     records, pooled, joint = joint_records(300)
     words = {f"text {i}": joint[i] * 3.0 for i in range(0, 300, 7)}  # a fake text encoder: text -> vector
     encoded: list[list[str]] = []
@@ -87,6 +91,7 @@ def test_batched_searches_over_two_spaces_match_one_by_one_searches(
 
     with open_store(tmp_path / "catalogue.sqlite") as store:
         store.add(records)
+        store.searches_elsewhere = elsewhere  # type: ignore[misc]
         batcher = QueryBatcher(lambda: store, encode)
         image_ids = [store.get(r.path).id for r in records]  # type: ignore[union-attr]
         queries = [Query("image", 5 + i % 4, vector=_unit(pooled[i])) for i in range(0, 300, 11)]
@@ -102,7 +107,10 @@ def test_batched_searches_over_two_spaces_match_one_by_one_searches(
             assert all(a.score >= b.score for a, b in zip(hits, hits[1:], strict=False))
         assert sum(len(batch) for batch in encoded) == len(words)  # each text embedded once, then cached
         assert batcher.search(Query("joint:t", 3, text="text 0"))
-    assert sum(len(batch) for batch in encoded) == len(words)
+        if elsewhere:  # a text that cannot be embedded fails its own caller, through the text stage
+            with pytest.raises(KeyError):
+                batcher.search(Query("joint:t", 3, text="never seen"))
+    assert sum(len(batch) for batch in encoded) == len(words) + elsewhere  # and the one that failed
 
 
 def test_a_query_for_an_unknown_space_fails_alone(tmp_path: Path, joint_records: Callable[..., Any]) -> None:

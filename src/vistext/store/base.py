@@ -23,6 +23,10 @@ class Store(ABC):
     Scores are cosine similarities. Use as a context manager or call ``close()`` (which persists caches).
     """
 
+    # whether ``search`` waits on another process (a database server) rather than computing in this one: a
+    # caller may then do other work meanwhile (``service.queries`` embeds the next texts)
+    searches_elsewhere: bool = False
+
     @abstractmethod
     def file_states(self, prefix: str | None = None) -> dict[str, FileState]:
         """Path -> (size, mtime, sha, model, status) of every file (whose path starts with ``prefix``), without

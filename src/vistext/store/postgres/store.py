@@ -55,6 +55,7 @@ class PostgresStore(Store):
     """PostgreSQL + pgvector store (see module docstring). Thread-safe: a connection pool serves the threads."""
 
     backend = "postgresql"
+    searches_elsewhere = True  # the graph walk runs in PostgreSQL's processes
 
     def __init__(
         self,
