@@ -4,16 +4,26 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 
 from vistext.errors import StoreError
-from vistext.store.records import IMAGE_SPACE, MAX_FOLDERS, FileState, ImageFilter, ImageRecord, PhotoMeta, VectorHit
+from vistext.store.records import (
+    ID_RANGE,
+    IMAGE_SPACE,
+    MAX_FOLDERS,
+    FileState,
+    ImageFilter,
+    ImageRecord,
+    PhotoMeta,
+    VectorHit,
+)
 
 SPACE_MODELS_KEY = "space_models"
+RECORD_PAGE = 256  # records read per query by ``records_by_page``: a page of results (ten ids) is one query
 
 
 class Store(ABC):
@@ -308,3 +318,25 @@ class Store(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def records_by_page(
+    ids: Iterable[int] | None,
+    read_ids: Callable[[list[int]], list[ImageRecord]],
+    read_after: Callable[[int, int], list[ImageRecord]],
+) -> Iterator[ImageRecord]:
+    """``Store.records`` of a backend, a page at a time: ``ids`` in their order, up to ``RECORD_PAGE`` per
+    ``read_ids(chunk)`` (records of those ids, any order; unknown ids left out), or every record by id through
+    ``read_after(last id, RECORD_PAGE)`` (keyset paging). Each page is one short read, so nothing is held while
+    the caller works on a page."""
+    if ids is not None:
+        wanted = [int(i) for i in ids if int(i) in ID_RANGE]
+        for start in range(0, len(wanted), RECORD_PAGE):
+            chunk = wanted[start : start + RECORD_PAGE]
+            by_id = {record.id: record for record in read_ids(chunk)}
+            yield from (by_id[i] for i in chunk if i in by_id)
+        return
+    last = ID_RANGE.start  # no id is below it
+    while page := read_after(last, RECORD_PAGE):
+        yield from page
+        last = page[-1].id  # type: ignore[assignment]

@@ -12,6 +12,7 @@ import numpy as np
 from vistext.photo_meta import PhotoMeta
 
 IMAGE_SPACE = "image"  # the pooled encoder features, searched by cosine similarity
+ID_RANGE = range(-(2**63), 2**63)  # a catalogue id is a signed 64-bit integer; any other is simply not there
 USER_TAGGER = "user"  # the source of tags added by hand (Store.edit_tags); every other source is a tagger
 
 

@@ -28,7 +28,7 @@ from psycopg.types.json import Jsonb
 
 from vistext.errors import StoreError
 from vistext.store import dates, photo_text, picture_hashes
-from vistext.store.base import Store
+from vistext.store.base import Store, records_by_page
 from vistext.store.postgres import metadata
 from vistext.store.postgres.database import Database, advisory_writer_lock
 from vistext.store.postgres.indexes import EF_CONSTRUCTION, HNSW_M, memory_limit
@@ -45,9 +45,8 @@ from vistext.store.postgres.search import (
 )
 from vistext.store.postgres.spaces import Spaces
 from vistext.store.postgres.writes import drop_orphans, write_batch
-from vistext.store.records import IMAGE_SPACE, FileState, ImageFilter, ImageRecord, PhotoMeta, VectorHit
+from vistext.store.records import ID_RANGE, IMAGE_SPACE, FileState, ImageFilter, ImageRecord, PhotoMeta, VectorHit
 
-_ID_RANGE = range(-(2**63), 2**63)
 _T = TypeVar("_T")
 
 
@@ -196,7 +195,7 @@ class PostgresStore(Store):
     def get(self, key: int | str) -> ImageRecord | None:
         value: int | bytes
         if isinstance(key, (int, np.integer)):
-            if int(key) not in _ID_RANGE:
+            if int(key) not in ID_RANGE:
                 return None
             where, value = sql.SQL("i.id = %s"), int(key)
         else:
@@ -207,24 +206,16 @@ class PostgresStore(Store):
 
     def records(self, ids: Iterable[int] | None = None, status: str | None = "ok") -> Iterator[ImageRecord]:
         status_sql = sql.SQL("") if status is None else sql.SQL(" AND i.status = {}").format(sql.Literal(status))
-        page = 256
-        if ids is not None:
-            wanted = [int(i) for i in ids if int(i) in _ID_RANGE]
-            for start in range(0, len(wanted), page):
-                chunk = wanted[start : start + page]
-                with self._tx(snapshot=True) as conn:
-                    found = read_records(conn, sql.SQL("i.id = ANY(%s)") + status_sql, [chunk])
-                by_id = {record.id: record for record in found}
-                yield from (by_id[i] for i in chunk if i in by_id)
-            return
-        last = -(2**63)  # keyset paging: short transactions, nothing held while the caller works
-        while True:
-            with self._tx(snapshot=True) as conn:
-                found = read_records(conn, sql.SQL("i.id > %s") + status_sql, [last], limit=page)
-            if not found:
-                return
-            yield from found
-            last = found[-1].id  # type: ignore[assignment]
+
+        def read(where: sql.Composable, value: Any, limit: int | None = None) -> list[ImageRecord]:
+            with self._tx(snapshot=True) as conn:  # a short transaction per page
+                return read_records(conn, where + status_sql, [value], limit=limit)
+
+        return records_by_page(
+            ids,
+            lambda chunk: read(sql.SQL("i.id = ANY(%s)"), chunk),
+            lambda last, page: read(sql.SQL("i.id > %s"), last, page),
+        )
 
     def spaces(self) -> list[str]:
         with self._tx(read=True) as conn:
@@ -313,11 +304,11 @@ class PostgresStore(Store):
 
     def photo_metas(self, ids: Iterable[int]) -> dict[int, PhotoMeta | None]:
         with self._tx(read=True) as conn:
-            return metadata.photo_metas(conn, [int(i) for i in ids if int(i) in _ID_RANGE])
+            return metadata.photo_metas(conn, [int(i) for i in ids if int(i) in ID_RANGE])
 
     def tags_for(self, ids: Iterable[int]) -> dict[int, list[tuple[str, float]]]:
         with self._tx(read=True) as conn:
-            return metadata.tags_for(conn, [int(i) for i in ids if int(i) in _ID_RANGE])
+            return metadata.tags_for(conn, [int(i) for i in ids if int(i) in ID_RANGE])
 
     def tag_counts(self) -> dict[str, int]:
         with self._tx(read=True) as conn:

@@ -23,9 +23,9 @@ import numpy as np
 
 from vistext.errors import StoreError
 from vistext.store.locations import PathCodec, collection_root
-from vistext.store.records import IMAGE_SPACE, FileState, ImageRecord, from_blob, to_blob
+from vistext.store.records import ID_RANGE, IMAGE_SPACE, FileState, ImageRecord, from_blob, to_blob
 from vistext.store.sqlite import metadata
-from vistext.store.sqlite.connection import connect_readonly, connect_writable, writable
+from vistext.store.sqlite.connection import connect_reader, connect_readonly, connect_writable, writable
 from vistext.store.sqlite.integrity import check_image_row, check_vector
 from vistext.store.sqlite.schema import (
     META_FROM,
@@ -43,8 +43,6 @@ __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Catalogue"]
 log = logging.getLogger(__name__)
 
 _CHUNK = 500  # ids/paths per IN (...) list, well below SQLite's variable limit
-_ID_RANGE = range(-(2**63), 2**63)  # SQLite's INTEGER; any other id is simply not in the catalogue
-_READER_CACHE_KIB = -1024  # page cache of each reading connection (KiB): the OS caches the file for all of them
 
 
 _IMAGE_COLUMNS = "i.id, i.path, i.size, i.mtime, i.sha, i.model, i.status, i.error"
@@ -156,11 +154,7 @@ class Catalogue:
         """This catalogue on a connection of its own that only reads (``mode=ro``): one per thread lets reads of
         different threads run at once (WAL), none of them waiting for another's or for the writer's."""
         clone = copy.copy(self)
-        try:
-            clone.conn = connect_readonly(self.path, self.timeout)
-            clone.conn.execute(f"PRAGMA cache_size = {_READER_CACHE_KIB}")
-        except sqlite3.Error as error:
-            raise StoreError(f"{self.path}: cannot open catalogue: {error}") from None
+        clone.conn = connect_reader(self.path, self.timeout)
         clone.vectors = SpaceVectors(clone.conn, self.path)
         return clone
 
@@ -339,7 +333,7 @@ class Catalogue:
     def get(self, key: int | str) -> ImageRecord | None:
         value: int | str | bytes
         if isinstance(key, int):
-            if key not in _ID_RANGE:
+            if key not in ID_RANGE:
                 return None
             column, value = "i.id", key
         else:
@@ -355,18 +349,13 @@ class Catalogue:
             )
         return found[0] if found else None
 
-    def records_in(self, ids: Sequence[int], status: str | None = "ok") -> list[ImageRecord]:
-        """One page of records: those of ``ids`` (a short list) that exist, in the order of ``ids``."""
-        wanted = [int(i) for i in ids if int(i) in _ID_RANGE]
-        if not wanted:
-            return []
+    def records_in(self, ids: list[int], status: str | None = "ok") -> list[ImageRecord]:
+        """The records of ``ids`` (a page of 64-bit ids, ``store.base.records_by_page``), by id."""
         status_sql, status_args = _status(status)
         with self.snapshot():
-            found = self._records(f"i.id IN ({','.join('?' * len(wanted))}){status_sql}", wanted + status_args)
-        by_id = {record.id: record for record in found}
-        return [by_id[i] for i in wanted if i in by_id]
+            return self._records(f"i.id IN ({','.join('?' * len(ids))}){status_sql}", ids + status_args)
 
-    def records_after(self, last: int, status: str | None = "ok", page: int = 256) -> list[ImageRecord]:
+    def records_after(self, last: int, status: str | None, page: int) -> list[ImageRecord]:
         """Keyset paging: the next ``page`` records after id ``last`` (a short query each, so a writer is never
         blocked for long)."""
         status_sql, status_args = _status(status)
@@ -376,7 +365,7 @@ class Catalogue:
     def paths(self, ids: Sequence[int]) -> dict[int, str]:
         """Id -> absolute path of these ids (unknown ids are left out)."""
         found: dict[int, str] = {}
-        wanted = [int(i) for i in ids if int(i) in _ID_RANGE]
+        wanted = [int(i) for i in ids if int(i) in ID_RANGE]
         for start in range(0, len(wanted), _CHUNK):
             chunk = wanted[start : start + _CHUNK]
             rows = self.conn.execute(f"SELECT id, path FROM images WHERE id IN ({','.join('?' * len(chunk))})", chunk)

@@ -14,6 +14,8 @@ from urllib.parse import quote
 
 from vistext.errors import StoreError
 
+_READER_CACHE_KIB = -1024  # page cache of each of ``connect_reader``'s connections (KiB)
+
 
 def writable(path: Path) -> bool:
     """Whether ``path`` and its folder (or, if it is missing, its nearest existing folder) can be written.
@@ -47,6 +49,18 @@ def connect_writable(path: Path, timeout: float) -> sqlite3.Connection:
         conn.close()
         if not writable(path):
             raise _where_to_write(path, "read-only") from None
+        raise StoreError(f"{path}: cannot open catalogue: {error}") from None
+    return conn
+
+
+def connect_reader(path: Path, timeout: float) -> sqlite3.Connection:
+    """One of the per-thread reading connections of a catalogue another connection of this process may write:
+    read-only, with a small page cache of its own (the OS caches the file for all of them)."""
+    conn = connect_readonly(path, timeout)
+    try:
+        conn.execute(f"PRAGMA cache_size = {_READER_CACHE_KIB}")
+    except sqlite3.Error as error:
+        conn.close()
         raise StoreError(f"{path}: cannot open catalogue: {error}") from None
     return conn
 

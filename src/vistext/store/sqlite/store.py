@@ -26,7 +26,7 @@ import numpy as np
 
 from vistext.errors import StoreError
 from vistext.store import dates, photo_text, picture_hashes
-from vistext.store.base import Store
+from vistext.store.base import Store, records_by_page
 from vistext.store.records import FileState, ImageFilter, ImageRecord, PhotoMeta, VectorHit, l2_normalise
 from vistext.store.sqlite import metadata
 from vistext.store.sqlite.catalogue import SCHEMA_VERSION, Catalogue
@@ -39,7 +39,6 @@ from vistext.store.sqlite.vectors import FLAT, HNSW, HNSW_THRESHOLD
 log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
-_PAGE = 256  # records read per query: a page of results (ten ids) is one query
 
 
 class SQLiteStore(Store):
@@ -112,22 +111,15 @@ class SQLiteStore(Store):
             return catalogue.get(int(key) if isinstance(key, np.integer) else key)
 
     def records(self, ids: Iterable[int] | None = None, status: str | None = "ok") -> Iterator[ImageRecord]:
-        # a page at a time, each read on the connection of the thread asking for it (a generator may be handed on)
-        if ids is not None:
-            wanted = list(ids)
-            for start in range(0, len(wanted), _PAGE):
-                with self._reading() as catalogue:
-                    page = catalogue.records_in(wanted[start : start + _PAGE], status)
-                yield from page
-            return
-        last = -1
-        while True:
+        def read_ids(chunk: list[int]) -> list[ImageRecord]:  # each page on the connection of the thread asking
+            with self._reading() as catalogue:  # for it (a generator may be handed on)
+                return catalogue.records_in(chunk, status)
+
+        def read_after(last: int, page: int) -> list[ImageRecord]:
             with self._reading() as catalogue:
-                page = catalogue.records_after(last, status, _PAGE)
-            if not page:
-                return
-            yield from page
-            last = page[-1].id  # type: ignore[assignment]
+                return catalogue.records_after(last, status, page)
+
+        return records_by_page(ids, read_ids, read_after)
 
     def vectors_of(self, space: str, ids: Iterable[int]) -> dict[int, np.ndarray]:
         wanted = [int(i) for i in ids]  # listed before reading (see picture_hashes)
