@@ -3,6 +3,7 @@
     .venv/bin/python bench/calibration.py            # release calibration vs one refitted on dev, dev and test
     .venv/bin/python bench/calibration.py --write    # also save the refit in models/pretrained/concepts-default
     .venv/bin/python bench/calibration.py --tables   # with a reliability table (bin -> precision, count) per set
+    .venv/bin/python bench/calibration.py --length   # also a search refit that knows each query's length (analysis)
 
 Judged sets (``vistext.evaluation.relevance_sets``): opendomain-classes halves (queries "a {label}", tags over
 the 26 labels) and Flickr8k dev / test (caption nouns and colour + noun queries; scene words as a tag vocabulary;
@@ -26,10 +27,11 @@ from vistext.evaluation.calibration import calibration_metrics, reliability
 from vistext.evaluation.relevance_sets import JudgedSet, flickr8k_caption_set, flickr8k_sets, opendomain_sets
 from vistext.features import encode_files
 from vistext.models.card import CARD_FILE, shipped_dir, write_card
-from vistext.models.concepts import load_concept_space
+from vistext.models.concepts import AdaptiveFusion, load_concept_space
 from vistext.models.open_domain import OpenDomainModel
 from vistext.service.loaded_models import LoadedModels
-from vistext.training.calibration import fit_search_calibration, fit_tag_calibration
+from vistext.text import content_words
+from vistext.training.calibration import fit_logistic, fit_search_calibration, fit_tag_calibration
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 # the release's card (2026-12-02): search sigmoid(a * score + b) fitted class-balanced on opendomain dev; tags alike
@@ -98,6 +100,37 @@ def refit(fused: OpenDomainModel, scored: list[Scored]) -> OpenDomainModel:
     return OpenDomainModel(fused.joint, replace(fused.concepts, card=card), "refit")
 
 
+def length_features(item: Scored) -> np.ndarray:
+    """The shipped calibration's terms plus score * log(n) and log(n), n a query's content words."""
+    assert item.weights is not None
+    base = AdaptiveFusion.calibration_features(item.scores, item.weights[:, None])
+    n = np.array([max(1, len(content_words(text))) for text in item.judged.texts], dtype=np.float64)
+    log_n = np.broadcast_to(np.log(n)[:, None], item.scores.shape)
+    return np.concatenate([base, np.stack([item.scores * log_n, log_n], axis=-1)], axis=-1)
+
+
+def length_refit(scored: list[Scored]) -> None:
+    """Analysis, not shipped: a search refit on the dev sets that also knows each query's length, its figures per
+    set, and on the sentence sets how many unjudged pairs (photos sharing a word with the sentence) it scores high."""
+    search = [s for s in scored if s.weights is not None]
+    dev = [s for s in search if s.split == "dev"]
+    coefficients = fit_logistic([length_features(s) for s in dev], [s.judged.judgements for s in dev], False)
+    print(f"\nsearch refit with the query's content-word count: {np.round(coefficients, 4).tolist()}")
+    for item in search:
+        j = item.judged.judgements
+        p = 1.0 / (1.0 + np.exp(-(length_features(item) @ coefficients)))
+        m = calibration_metrics(p, j)
+        print(
+            f"| {item.judged.name} | length refit | {m['ece']:.3f} | {m['p>=0.5']:.3f} ({m['n>=0.5']:.0f}) "
+            f"| {m['p>=0.8']:.3f} ({m['n>=0.8']:.0f}) | {m['top_kept']:.2f} of {m['top_queries']:.0f} |"
+        )
+        if item.judged.name.startswith("flickr8k captions"):
+            for t in (0.5, 0.8):
+                high = p >= t
+                counts = [int((high & judged).sum()) for judged in (j == 1, j == 0, j < 0)]
+                print(f"    >= {t}: relevant {counts[0]}, irrelevant {counts[1]}, unjudged {counts[2]}")
+
+
 def print_table(name: str, p: np.ndarray, judgements: np.ndarray) -> None:
     judged = judgements >= 0
     rows = reliability(p[judged], judgements[judged] == 1)
@@ -111,6 +144,7 @@ def main() -> None:
     parser.add_argument("--opendomain", type=Path, default=SHARED / "opendomain-classes")
     parser.add_argument("--write", action="store_true", help="save the refit in the shipped concept card")
     parser.add_argument("--tables", action="store_true", help="print a reliability table per set")
+    parser.add_argument("--length", action="store_true", help="also measure a search refit knowing query lengths")
     args = parser.parse_args()
     fused = LoadedModels().open_domain
     if fused is None:
@@ -140,6 +174,8 @@ def main() -> None:
         for item in scored:
             for label, model, release in (("release", fused, True), ("refit", new, False)):
                 print_table(f"{item.judged.name}, {label}", readings(model, item, release), item.judged.judgements)
+    if args.length:
+        length_refit(scored)
     card = new.concepts.card
     print(f"\nrefit search calibration: {[round(c, 4) for c in card['adaptive_fusion']['calibration']]}")
     print(f"refit tag --vocab calibration: {card['tag_vocabulary']}")

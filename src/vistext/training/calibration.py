@@ -21,7 +21,7 @@ from vistext.models.open_domain import vocabulary_gap
 C = 100.0  # weak regularisation: a handful of coefficients over tens of thousands of pairs
 
 
-def _fit(features: Sequence[np.ndarray], judgements: Sequence[np.ndarray], intercept: bool) -> np.ndarray:
+def fit_logistic(features: Sequence[np.ndarray], judgements: Sequence[np.ndarray], intercept: bool) -> np.ndarray:
     """Coefficients (and the intercept, last, when ``intercept``) of a logistic fit over judged pairs, every
     set weighted to count equally."""
     from sklearn.linear_model import LogisticRegression
@@ -53,7 +53,7 @@ def fit_search_calibration(
     ``scores``, the (queries,) query ``weights`` and the judgements (1, 0, -1 unjudged)."""
     features = [AdaptiveFusion.calibration_features(s, np.asarray(w)[:, None]) for s, w in zip(scores, weights,
                                                                                               strict=True)]  # fmt: skip
-    coefficients = _fit(features, judgements, intercept=False)
+    coefficients = fit_logistic(features, judgements, intercept=False)
     w = np.linspace(0.0, 1.0, 101)
     if (coefficients[0] + coefficients[1] * w + coefficients[2] * w * w <= 0).any():
         # a slope <= 0 would reverse a query's ranking when read as relevance: refuse rather than save it
@@ -65,5 +65,5 @@ def fit_tag_calibration(scores: Sequence[np.ndarray], judgements: Sequence[np.nd
     """``{"calibration": [a, b], "competition": c}`` for ``OpenDomainModel.vocabulary_relevance`` from dev
     vocabularies: per set, (words, photos) fused tag scores and judgements."""
     features = [np.stack([s, vocabulary_gap(s)], axis=-1) for s in scores]
-    a, c, b = _fit(features, judgements, intercept=True)
+    a, c, b = fit_logistic(features, judgements, intercept=True)
     return {"calibration": [float(a), float(b)], "competition": float(c)}
