@@ -4,6 +4,7 @@
     .venv/bin/python bench/calibration.py --write    # also save the refit in models/pretrained/concepts-default
     .venv/bin/python bench/calibration.py --tables   # with a reliability table (bin -> precision, count) per set
     .venv/bin/python bench/calibration.py --length   # also a search refit that knows each query's length (analysis)
+    .venv/bin/python bench/calibration.py --human DIR   # also Flickr8k's expert and crowd judgements (a check only)
 
 Judged sets (``vistext.evaluation.relevance_sets``): opendomain-classes halves (queries "a {label}", tags over
 the 26 labels) and Flickr8k dev / test (caption nouns and colour + noun queries; scene words as a tag vocabulary;
@@ -24,7 +25,13 @@ import numpy as np
 
 from vistext.encoders import ImageFeatures, create_image_encoder
 from vistext.evaluation.calibration import calibration_metrics, reliability
-from vistext.evaluation.relevance_sets import JudgedSet, flickr8k_caption_set, flickr8k_sets, opendomain_sets
+from vistext.evaluation.relevance_sets import (
+    JudgedSet,
+    flickr8k_caption_set,
+    flickr8k_human_sets,
+    flickr8k_sets,
+    opendomain_sets,
+)
 from vistext.features import encode_files
 from vistext.models.card import CARD_FILE, shipped_dir, write_card
 from vistext.models.concepts import AdaptiveFusion, load_concept_space
@@ -145,6 +152,8 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help="save the refit in the shipped concept card")
     parser.add_argument("--tables", action="store_true", help="print a reliability table per set")
     parser.add_argument("--length", action="store_true", help="also measure a search refit knowing query lengths")
+    human = "a folder with Flickr8k's ExpertAnnotations.txt and CrowdFlowerAnnotations.txt (reported, not fitted)"
+    parser.add_argument("--human", type=Path, help=human)
     args = parser.parse_args()
     fused = LoadedModels().open_domain
     if fused is None:
@@ -152,6 +161,8 @@ def main() -> None:
     sets = [s for split in ("dev", "test") for s in (*opendomain_sets(args.opendomain, split),
                                                      *flickr8k_sets(args.flickr, split),
                                                      flickr8k_caption_set(args.flickr, split))]  # fmt: skip
+    if args.human:
+        sets += flickr8k_human_sets(args.flickr, args.human)
     scored = score_sets(fused, sets)
     new = refit(fused, scored)
     print(

@@ -141,3 +141,38 @@ def test_judged_sets_from_the_research_data(flickr8k: Path, opendomain_classes: 
     queries, labels = opendomain_sets(opendomain_classes, "test")
     assert len(queries.texts) == 26 and "an airplane" in queries.texts
     assert (labels.relevant.sum(axis=0) == 1).all()  # one right label per photo
+
+
+def test_flickr8k_human_judgements_become_judged_sets(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from vistext.evaluation.relevance_sets import flickr8k_human_sets
+
+    root, notes = tmp_path / "flickr8k", tmp_path / "text"
+    root.mkdir()
+    notes.mkdir()
+    names = ["1_a.jpg", "2_b.jpg", "3_c.jpg"]
+    (root / "Flickr8k.token.txt").write_text(
+        "".join(f"{name}#{n}\t{name} caption {n} .\n" for name in names for n in range(5)), encoding="utf-8"
+    )
+    (notes / "ExpertAnnotations.txt").write_text(
+        "1_a.jpg\t2_b.jpg#2\t4\t3\t3\n"  # mean 3.3: relevant
+        "1_a.jpg\t3_c.jpg#2\t1\t2\t2\n"  # mean 1.7: irrelevant
+        "2_b.jpg\t3_c.jpg#2\t2\t3\t3\n",  # mean 2.7: unjudged
+        encoding="utf-8",
+    )
+    (notes / "CrowdFlowerAnnotations.txt").write_bytes(
+        b"1_a.jpg\t1_a.jpg#2\t1\t3\t0\n"  # relevant
+        b"2_b.jpg\t1_a.jpg#2\t0.333333\t1\t2\n"  # irrelevant
+        b"3_c.jpg\t1_a.jpg#2\t0.5\t2\t2\n"  # unjudged
+        b"\xff\xff\xff7_z.jpg\t1_a.jpg#2\t0\t0\t3\n"  # a damaged line
+        b"9_q.jpg\t1_a.jpg#2\t0\t0\t3\n"  # a photo Flickr8k lacks
+    )
+    with caplog.at_level("WARNING"):
+        experts, crowd = flickr8k_human_sets(root, notes)
+    assert "2 lines skipped" in caplog.text
+    assert experts.name == "flickr8k experts test" and crowd.name == "flickr8k crowd test"
+    assert experts.texts == ["2_b.jpg caption 2 .", "3_c.jpg caption 2 ."]
+    assert [Path(p).name for p in experts.paths] == ["1_a.jpg", "2_b.jpg"]
+    assert experts.judgements.tolist() == [[RELEVANT, UNJUDGED], [IRRELEVANT, UNJUDGED]]
+    assert crowd.texts == ["1_a.jpg caption 2 ."] and crowd.judgements.tolist() == [[RELEVANT, IRRELEVANT, UNJUDGED]]
+    (notes / "ExpertAnnotations.txt").unlink()
+    assert [s.name for s in flickr8k_human_sets(root, notes)] == ["flickr8k crowd test"]  # a missing file is left out

@@ -10,6 +10,12 @@ calibration is chosen on dev and reported on test:
 - ``flickr8k_caption_set``: whole captions as queries (what a person types as a sentence): each photo's first
   caption, relevant = that photo, irrelevant = a photo none of whose captions shares a content word with it
   (``content_words``), unjudged otherwise (another photo may fit the sentence as well).
+- ``flickr8k_human_sets``: Flickr8k's own human judgements of captions against photos (test images only, so they
+  check a calibration and are never fitted on): the experts' 1-4 scores (``ExpertAnnotations.txt``, relevant when
+  their mean is 3 or more, "describes the photo, perhaps with minor mistakes"; irrelevant at 2 or less) and the
+  CrowdFlower yes/no votes (``CrowdFlowerAnnotations.txt``, relevant with at least two thirds yes, irrelevant with
+  at most a third); every other pair unjudged. The candidates were other photos' captions that retrieval systems
+  ranked high, so these are the hard pairs the other sets leave unjudged.
 - ``flickr8k_sets``: Flickr8k captions (dev / test images). Search: everyday caption nouns (``"a dog"``) and
   colour + noun phrases (``"a red car"``); a photo is relevant when at least ``AGREE`` of its five captions name
   the phrase, irrelevant when none does, unjudged otherwise. Tags: scene words (beach, snow, street...) as one
@@ -22,14 +28,17 @@ data, so the sets are the same on every machine.
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from vistext.errors import UsageError
+
+log = logging.getLogger(__name__)
 
 AGREE = 2  # captions (of 5) that must name a phrase for the photo to count as relevant
 MIN_RELEVANT = 5  # relevant photos a phrase needs in a half to be kept
@@ -177,3 +186,59 @@ def opendomain_sets(root: str | Path, split: str, seed: int = 0) -> tuple[Judged
     queries = [f"an {label}" if label[0] in "aeiou" else f"a {label}" for label in labels]
     return (JudgedSet(f"opendomain {split}", queries, paths, judgements),
             JudgedSet(f"opendomain labels {split}", list(labels), paths, judgements))  # fmt: skip
+
+
+HUMAN_FILES = {"experts": "ExpertAnnotations.txt", "crowd": "CrowdFlowerAnnotations.txt"}
+_HUMAN_LINE = re.compile(r"^(\w+\.jpg)\t(\w+\.jpg#\d)\t(\d+(?:\.\d+)?)\t(\d+)\t(\d+)$")
+
+
+def _expert_judgement(a: str, b: str, c: str) -> int:
+    mean = (int(a) + int(b) + int(c)) / 3
+    return RELEVANT if mean >= 3 else IRRELEVANT if mean <= 2 else UNJUDGED
+
+
+def _crowd_judgement(share: str, _yes: str, _no: str) -> int:
+    yes = float(share)
+    return RELEVANT if yes >= 2 / 3 else IRRELEVANT if yes <= 1 / 3 else UNJUDGED
+
+
+def flickr8k_human_sets(root: str | Path, annotations: str | Path) -> list[JudgedSet]:
+    """Flickr8k's expert and crowd judgements in ``annotations`` (the folder of ``HUMAN_FILES``, from the Flickr8k
+    text release) as search sets over the photos they judge, captions as queries (see the module docstring). A
+    file that is missing is left out; lines that do not parse are skipped and counted in a warning (the copy that
+    circulates has a damaged stretch)."""
+    from vistext.datasets.base import read_text
+    from vistext.datasets.flickr8k import TOKEN_FILE
+
+    root, annotations = Path(root), Path(annotations)
+    captions = dict(
+        line.split("\t", 1) for line in read_text(root / TOKEN_FILE, "caption file").splitlines() if "\t" in line
+    )
+    images = root / "images" if (root / "images").is_dir() else root
+    judged: dict[str, Callable[[str, str, str], int]] = {"experts": _expert_judgement, "crowd": _crowd_judgement}
+    out = []
+    for name, filename in HUMAN_FILES.items():
+        path = annotations / filename
+        if not path.is_file():
+            continue
+        pairs, skipped = [], 0
+        for line in path.read_text(encoding="latin-1").splitlines():
+            match = _HUMAN_LINE.match(line)
+            if match is None or match.group(2) not in captions or f"{match.group(1)}#0" not in captions:
+                skipped += 1
+                continue
+            pairs.append((match.group(1), match.group(2), judged[name](*match.group(3, 4, 5))))
+        if skipped:
+            why = "not <image> <image>#<n> and three numbers, or a photo or caption Flickr8k lacks"
+            log.warning("%s: %d lines skipped (%s)", path, skipped, why)
+        if not pairs:
+            raise UsageError(f"{path}: no judged pairs")
+        texts = list(dict.fromkeys(caption for _, caption, _ in pairs))
+        photos = list(dict.fromkeys(photo for photo, _, _ in pairs))
+        row, column = {t: i for i, t in enumerate(texts)}, {p: i for i, p in enumerate(photos)}
+        judgements = np.full((len(texts), len(photos)), UNJUDGED, np.int8)
+        for photo, caption, judgement in pairs:
+            judgements[row[caption], column[photo]] = judgement
+        out.append(JudgedSet(f"flickr8k {name} test", [captions[t].strip() for t in texts],
+                             [str(images / p) for p in photos], judgements))  # fmt: skip
+    return out
