@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from vistext.errors import UsageError
 from vistext.images.attributes import ATTRIBUTE_SPACE, COLOURS, MEASURES, measure_index, pixel_measures
 from vistext.service.composed_search import UNMEASURED, WEIGHTS, attribute_chance, composed_scores
 from vistext.service.query_syntax import parse_query
@@ -49,7 +50,6 @@ def test_the_syntax_reads_exclusions_and_attributes(
         "rock and roll",
         "an orange",  # a colour word ending the text is a thing
         "a glass of red wine",  # a colour compound
-        "-people",  # nothing left to rank by: the words as they are
         '"a man with no shirt"',  # quoted: no operators
         '"a red bus"',
         "  a  dog  on the grass ",
@@ -60,6 +60,14 @@ def test_phrases_that_are_not_operators_are_plain(typed: str) -> None:
     assert parsed.plain and not parsed.attributes and not parsed.excluded
     quoted = typed.strip().startswith('"')
     assert parsed.wanted == (typed.strip()[1:-1] if quoted else typed)  # a plain query is searched as typed
+
+
+@pytest.mark.parametrize("typed", ["-people", "-dog -cat", '-"a red car"', "without people", "with no dogs"])
+def test_exclusions_alone_are_refused_with_what_to_do(typed: str) -> None:
+    # searching their words would put first the very photos they exclude ("-dog" found dogs)
+    with pytest.raises(UsageError, match="only says what to leave out: add what to look for"):
+        parse_query(typed)
+    assert parse_query(f'"{typed}"').plain  # quoted: the words as they are, no operators
 
 
 @pytest.mark.parametrize(

@@ -324,6 +324,8 @@ def test_missing_upload_and_bad_paging_are_400(client: httpx.Client) -> None:
     assert client.get("/api/similar/abc").status_code == 400
     assert client.get("/api/search").status_code == 400
     assert client.get("/api/search", params={"q": ""}).status_code == 400
+    only_excluded = client.get("/api/search", params={"q": "-people"})  # nothing to rank by: said, not guessed
+    assert only_excluded.status_code == 400 and "only says what to leave out" in only_excluded.json()["error"]
 
 
 def test_slow_requests_time_out_with_504(

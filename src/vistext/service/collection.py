@@ -339,9 +339,9 @@ class Collection:
             raise UsageError("the search text is empty")
         sort = parse_sort(sort)
         wanted = wanted_hits(sort, k, offset)
+        parsed = parse_query(text)  # the search syntax: things, exclusions, attributes (service.query_syntax)
 
         def make() -> Future[SearchResult]:  # run on a look thread, when no page is kept for this request
-            parsed = parse_query(text)  # the search syntax: things, exclusions, attributes (service.query_syntax)
             clip = None if model is None else self.clip_model(model)
             space = self.models.text_space if clip is None else clip.space
             query_for = query_maker(space, None if clip is None else clip.encode_texts)

@@ -13,6 +13,7 @@
     a street at night             light: "at night", "night", "at dusk", "twilight", "during the day", ...
     a black and white photo       black and white (also "b&w", "monochrome", "greyscale") asks for no colour
     "a man with no shirt"         a query in double quotes is searched as it is, with no operators
+    -people                       refused: exclusions alone leave nothing to rank by (a UsageError that says so)
 
 Phrases that are not operators: "black and white" names the photo's lack of colour when it ends the query or
 is followed by photo/picture/image/shot ("a dog in black and white", "a black and white photo of a dog"), else
@@ -31,6 +32,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from vistext.errors import UsageError
 from vistext.images.attributes import COLOURS
 from vistext.models.presence import PERSON_WORDS, PRONOUNS
 
@@ -89,8 +91,11 @@ def parse_query(text: str) -> ParsedQuery:
         excluded += re.split(r"\s*(?:,|\band\b|\bor\b)\s*", found.group(1))
         rest = f" {rest}"[: found.start()].strip()
     excluded = [x.strip() for x in excluded if x.strip()]
-    if not rest:  # only exclusions ("-people"): nothing to rank by, so the words are searched as they are
-        return ParsedQuery(text, text)
+    if not rest:  # only exclusions: searching their words would rank what they exclude first
+        raise UsageError(
+            f'"{stripped}" only says what to leave out: add what to look for ("a beach {stripped}"), or put the '
+            "words in double quotes to search them as they are"
+        )
     parsed = ParsedQuery(text, rest, _attributes(rest), excluded, names_people(rest))
     return ParsedQuery(text, text) if parsed.plain else parsed  # a plain query: its text as typed
 
