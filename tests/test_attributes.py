@@ -190,3 +190,13 @@ def test_a_composed_page_holds_no_page_thread_while_its_searches_wait(catalogue:
             assert not result.done()
             release(2)
             assert result.result(timeout=10).to_dict()["results"] == expected
+
+
+def test_black_and_white_alone_finds_the_grey_photo_and_says_how_sure(catalogue: dict[str, Any]) -> None:
+    with Service(db=catalogue["db"], progress=False) as service:
+        for text in ("a black and white photo", "monochrome", "photos in black and white"):
+            hits = service.search(text, 8).results
+            scores = {Path(hit.path).name: hit.score for hit in hits}
+            assert Path(hits[0].path).name == "cat-grey.jpg" and scores["cat-grey.jpg"] >= 0.9, text
+            assert scores["cat-red.jpg"] < 0.1 and scores["cat-blue.jpg"] < 0.1, text
+            assert [hit.score for hit in hits] == sorted((hit.score for hit in hits), reverse=True)

@@ -115,3 +115,27 @@ def test_a_composed_score_is_relevance_times_chances_times_what_is_not_excluded(
     assert scores == pytest.approx([0.8 * weighted[0], 0.9 * weighted[1] * 0.5, 0.6 * weighted[2]])
     assert scores[0] > scores[2] > scores[1]  # the red bus first, though the blue one matched the words better
     assert ATTRIBUTE_SPACE.startswith("attributes:")
+
+
+@pytest.mark.parametrize(
+    ("typed", "only"),
+    [
+        ("a black and white photo", True), ("monochrome", True), ("b&w", True), ("photos taken at night", True),
+        ("pictures in black and white", True), ("during the day", True),
+        ("a dog at night", False), ("a black and white photo of a cat", False), ("a black and white dog", False),
+        ("a red photo", False), ("people at night", False),
+    ],
+)  # fmt: skip
+def test_a_light_or_black_and_white_alone_is_read_as_the_pixels_chance(typed: str, only: bool) -> None:
+    assert parse_query(typed).only_light is only
+
+
+def test_alone_the_pixels_chance_is_the_score_whatever_the_words_say() -> None:
+    parsed = parse_query("a black and white photo -people")
+    grey = pixel_measures(np.full((224, 224, 3), 128, np.uint8))
+    red = pixel_measures(np.full((224, 224, 3), (210, 30, 30), np.uint8))
+    measures = np.stack([grey, red, np.full(len(MEASURES), np.nan)])
+    relevance = np.array([[0.05, 0.9, 0.5], [0.0, 0.0, 0.5]])  # the words, then "people"
+    scores = composed_scores(parsed, relevance, measures)
+    assert scores[0] > 0.99 and scores[1] < 0.01  # not 0.05 x chance ** 4: the words name no thing
+    assert scores[2] == pytest.approx(UNMEASURED * 0.5)  # never measured: as likely as not, then people excluded

@@ -17,6 +17,10 @@ white is set by hand from the dev photos' colourfulness (no Flickr8k caption say
 photo with no stored measures (indexed before them and not yet refilled by ``vistext index``) gets
 ``UNMEASURED`` for each attribute.
 
+A light or black and white asked for alone ("a black and white photo", "photos at night": ``ParsedQuery.only_light``)
+names nothing for the words to find, so the pixels' chance stands for the relevance, over the words' best
+``LIGHT_POOL`` photos, kept to a hundredth, the words ordering photos scored alike.
+
 People, asked for or excluded without saying who ("people", "-people", "without anyone": ``PEOPLE_TERMS``), are
 read by the person head from each photo's stored pooled features (``service.person_chances``): its chance stands
 for the text's relevance ("people" ranks the pool by it) or for the excluded thing's, and a person named among
@@ -49,6 +53,7 @@ if TYPE_CHECKING:
 
 POOL = 200  # photos the wanted text contributes before the composed scores re-rank them
 PERSON_POOL = 50  # the same when only the person attribute re-ranks (a gentle factor: chance ** 0.5)
+LIGHT_POOL = 2000  # the same for a light or black and white alone: the words barely rank it, the pixels do
 UNMEASURED = 0.5  # the chance an attribute holds for a photo whose pixels were never measured
 COLOUR_FLOOR = 0.01  # added to a colour's fraction before its logarithm
 
@@ -121,8 +126,12 @@ def composed_scores(
     and their (n, M) ``measures`` (NaN rows: unmeasured); ``fits`` overrides attribute coefficients (the bench);
     ``presence``: each photo's chance of showing a person (NaN or None: unknown, the person attribute then
     changes nothing)."""
-    score = np.array(relevance[0], dtype=np.float64)  # a copy: the caller may rewrite its rows afterwards
-    for name in parsed.attributes:
+    if parsed.only_light:  # the words name nothing else: the pixels' chance is the relevance
+        chances = [attribute_chance(name, measures, (fits or {}).get(name)) for name in parsed.attributes]
+        score = np.prod(chances, axis=0)
+    else:
+        score = np.array(relevance[0], dtype=np.float64)  # a copy: the caller may rewrite its rows afterwards
+    for name in () if parsed.only_light else parsed.attributes:
         if name == PERSON:
             chance = np.ones(len(score)) if presence is None else _read_people(np.ones(len(score)), presence)
         else:
@@ -163,6 +172,7 @@ def composed_steps(
     in the space searched, ``measures_of`` gives ids' stored measures (NaN rows: none), ``presence_of`` their
     chance of showing a person (NaN: unknown)."""
     pool = PERSON_POOL if parsed.attributes == (PERSON,) and not parsed.excluded else POOL
+    pool = LIGHT_POOL if parsed.only_light else pool
     first = (yield [query_for(parsed.wanted, max(pool, depth), restrict)])[0]
     paths = {hit.id: hit.path for hit in first}
     if not paths:
@@ -178,7 +188,8 @@ def composed_steps(
             relevance[row, column[hit.id]] = hit.score
     measured = any(name != PERSON for name in parsed.attributes)  # the person attribute reads no measures
     measures = measures_of(ids.tolist()) if measured else np.full((len(ids), len(MEASURES)), np.nan)
-    words = composed_scores(parsed, relevance, measures)  # what the words alone say: breaks the head's near-ties
+    # what the words alone say: breaks the near-ties of the head's (or the pixels') chances kept to a hundredth
+    words = relevance[0].copy() if parsed.only_light else composed_scores(parsed, relevance, measures)
     people = [0] * parsed.people + [row for row, term in enumerate(parsed.excluded, 1) if names_people(term)]
     presence = None
     if (people or PERSON in parsed.attributes) and presence_of is not None:
@@ -186,8 +197,8 @@ def composed_steps(
         for row in people:
             relevance[row] = _read_people(relevance[row], presence)
     scores = composed_scores(parsed, relevance, measures, presence=presence)
-    if people and presence is not None:  # the head's chance as relevance is good to a hundredth: within one, the
-        scores = np.round(scores, 2)  # words decide the order
+    if (people and presence is not None) or parsed.only_light:  # a chance as relevance is good to a hundredth:
+        scores = np.round(scores, 2)  # within one, the words decide the order
     order = np.lexsort((ids, -words, -scores))[:depth]
     return [VectorHit(int(ids[n]), paths[int(ids[n])], float(scores[n])) for n in order]
 

@@ -12,6 +12,8 @@
                                   blue, purple, pink, brown) also asks the photo's pixels for that colour
     a street at night             light: "at night", "night", "at dusk", "twilight", "during the day", ...
     a black and white photo       black and white (also "b&w", "monochrome", "greyscale") asks for no colour
+    a black and white photo       only a light or black and white, naming no thing ("photos at night",
+                                  "monochrome"): the chance the pixels give is the relevance (``only_light``)
     "a man with no shirt"         a query in double quotes is searched as it is, with no operators
     -people                       refused: exclusions alone leave nothing to rank by (a UsageError that says so)
 
@@ -65,13 +67,15 @@ class ParsedQuery:
     """A search text read by the syntax: ``wanted`` is embedded and searched (the words as typed, attribute words
     included, exclusions taken out); ``attributes`` are what the photo's pixels must say too (colour terms,
     night/dusk/day, monochrome); ``excluded`` are things that must not be seen; ``people``: the wanted text only
-    asks for people (``PEOPLE_TERMS``), so the person head says how surely each photo shows them."""
+    asks for people (``PEOPLE_TERMS``), so the person head says how surely each photo shows them; ``only_light``:
+    it only asks for a light or for black and white, so the pixels' chance says how surely each photo has it."""
 
     text: str
     wanted: str
     attributes: tuple[str, ...] = ()
     excluded: list[str] = field(default_factory=list)
     people: bool = False
+    only_light: bool = False  # the wanted text names only light or black and white, no thing (``names_only_light``)
 
     @property
     def plain(self) -> bool:
@@ -96,7 +100,8 @@ def parse_query(text: str) -> ParsedQuery:
             f'"{stripped}" only says what to leave out: add what to look for ("a beach {stripped}"), or put the '
             "words in double quotes to search them as they are"
         )
-    parsed = ParsedQuery(text, rest, _attributes(rest), excluded, names_people(rest))
+    attributes = _attributes(rest)
+    parsed = ParsedQuery(text, rest, attributes, excluded, names_people(rest), names_only_light(rest, attributes))
     return ParsedQuery(text, text) if parsed.plain else parsed  # a plain query: its text as typed
 
 
@@ -104,6 +109,25 @@ def names_people(text: str) -> bool:
     """Whether ``text`` asks only for people, without saying who ("people", "a person", "a crowd": ``PEOPLE_TERMS``
     after an article)."""
     return _ARTICLE.sub("", " ".join(text.lower().strip(" .,!?").split())) in PEOPLE_TERMS
+
+
+# words that may stand around a light or black and white without naming a thing ("photos taken at night")
+_FRAME_WORDS = frozenset(
+    ("a", "an", "the", "some", "any", "my", "all", "of", "in", "at", "by", "during", "taken", "made",
+     *PHOTO_WORDS, *(f"{word}s" for word in PHOTO_WORDS))
+)  # fmt: skip
+
+
+def names_only_light(text: str, attributes: tuple[str, ...]) -> bool:
+    """Whether ``text`` asks only for a light (night, dusk, day) or black and white, naming no thing: what is left
+    once those phrases and the words framing them (``_FRAME_WORDS``) are taken out is nothing."""
+    if not attributes or not set(attributes) <= {NIGHT, DUSK, DAY, MONOCHROME}:
+        return False
+    lower = f" {' '.join(text.lower().strip(' .,!?').split())} "
+    phrases = [*LIGHT_PHRASES, *MONOCHROME_WORDS, "black and white"]
+    for phrase in sorted(phrases, key=len, reverse=True):
+        lower = lower.replace(f" {phrase} ", " ")
+    return all(word in _FRAME_WORDS for word in lower.split())
 
 
 def _attributes(text: str) -> tuple[str, ...]:
