@@ -196,25 +196,38 @@ SWEEP = (0.25, 0.5, 1.0, 2.0, 4.0)
 FAMILIES = {"colour + noun": "colour", "night": "light", "black and white": "monochrome"}
 
 
-def sweep_weights(db: Path, photos: dict[str, list[str]]) -> None:
-    """P@5 + P@10 on dev of each attribute family's weight (``composed_search.WEIGHTS``), the others as shipped."""
+def sweep_weights(db: Path, photos: dict[str, list[str]], split: str) -> None:
+    """Each attribute family's weight (``composed_search.WEIGHTS``, the others as shipped): the mean of P@5 and
+    P@10, and what its 0-1 scores promise (``honesty``). A fresh service for each weight: answers are kept per
+    text, so one service would give every weight the first weight's answers."""
     from vistext.service import composed_search
 
     shipped = dict(composed_search.WEIGHTS)
     asked = [row for row in queries(photos) if row[0] in FAMILIES]
-    with vistext.Service(db, progress=False) as service:
-        for kind, family in FAMILIES.items():
-            line = []
-            for weight in SWEEP:
-                composed_search.WEIGHTS.update({**shipped, family: weight})
-                values = [
-                    precision(found, judged, 5) + precision(found, judged, 10)
-                    for k, text, _, judged in asked
-                    if k == kind and (found := scores(service, text))
-                ]
-                line.append(f"{weight:g}: {np.mean(values) / 2:.3f}")
-            print(f"dev sweep, {family} weight (mean of P@5 and P@10): " + ", ".join(line))
+    for kind, family in FAMILIES.items():
+        line = []
+        for weight in SWEEP:
+            composed_search.WEIGHTS.update({**shipped, family: weight})
+            with vistext.Service(db, progress=False) as service:
+                found = [(scores(service, text), judged) for k, text, _, judged in asked if k == kind]
+            ranked = np.mean([precision(f, j, 5) + precision(f, j, 10) for f, j in found]) / 2
+            line.append(f"{weight:g}: {ranked:.3f}, {honesty(found)}")
+        print(f"{split} sweep, {family} weight (mean of P@5 and P@10; ECE; >= 0.5 relevant; right best >= 0.5):")
+        print("  " + "\n  ".join(line))
     composed_search.WEIGHTS.update(shipped)
+
+
+def honesty(found: list[tuple[dict[str, float], Judged]]) -> str:
+    """What the scores of ``found`` (each query's name -> score, and its judged photos; a judged photo not
+    returned scores 0) promise: ECE, the share relevant among hits >= 0.5 (their count), and the share of queries
+    whose best-scored judged photo is relevant and still reads >= 0.5."""
+    from vistext.evaluation.calibration import calibration_metrics
+
+    names = sorted(set().union(*(judged for _, judged in found)))
+    score = np.array([[f.get(n, 0.0) for n in names] for f, _ in found])
+    judgement = np.array([[-1 if n not in j else int(j[n]) for n in names] for _, j in found])
+    m = calibration_metrics(score, judgement)
+    return f"ECE {m['ece']:.3f}, {m['p>=0.5']:.2f} ({m['n>=0.5']:.0f}), {m['top_kept']:.2f} of {m['top_queries']:.0f}"
 
 
 def main() -> None:
@@ -222,7 +235,7 @@ def main() -> None:
     parser.add_argument("--splits", nargs="+", default=["dev", "test"], choices=sorted(LISTS))
     parser.add_argument("--work", type=Path, default=Path("/tmp/vistext-bench-attributes"))
     parser.add_argument("--fit", action="store_true", help="print the dev fits of the attribute chances")
-    parser.add_argument("--sweep", action="store_true", help="print the dev sweep of the attribute weights")
+    parser.add_argument("--sweep", action="store_true", help="print each split's sweep of the attribute weights")
     args = parser.parse_args()
     caps = captions()
     for split in args.splits:
@@ -230,12 +243,14 @@ def main() -> None:
         if args.fit and split == "dev":
             fit_chances(db, photos)
             measure_cost(db)
-        if args.sweep and split == "dev":
-            sweep_weights(db, photos)
+        if args.sweep:
+            sweep_weights(db, photos, split)
         rows: dict[str, list[list[float]]] = {}
+        promised: dict[str, list[tuple[dict[str, float], Judged]]] = {}
         with vistext.Service(db, progress=False) as service:
             for kind, text, without, judged in queries(photos):
                 found, plain = scores(service, text), scores(service, without)
+                promised.setdefault(kind, []).append((found, judged))
                 row = [precision(found, judged, 5), precision(plain, judged, 5)]
                 row += [precision(found, judged, 10), precision(plain, judged, 10)]
                 if kind == "two things":
@@ -243,14 +258,16 @@ def main() -> None:
                     row += [precision(variants[v], judged, k) for v in ("min", "product") for k in (5, 10)]
                 rows.setdefault(kind, []).append(row)
         print(f"\n{split} split, Flickr8k: {len(photos)} photos ({GREY} of them greyscale copies)")
-        print("| queries | n | P@5 syntax | P@5 without | P@10 syntax | P@10 without |")
-        print("| --- | --- | --- | --- | --- | --- |")
+        print("| queries | n | P@5 syntax | P@5 without | P@10 syntax | P@10 without | syntax's scores: ECE, >= 0.5 "
+              "relevant (n), right best >= 0.5 |")  # fmt: skip
+        print("| --- | --- | --- | --- | --- | --- | --- |")
         for kind, values in rows.items():
             mean = np.mean(values, axis=0)
-            print(f"| {kind} | {len(values)} | {mean[0]:.3f} | {mean[1]:.3f} | {mean[2]:.3f} | {mean[3]:.3f} |")
+            print(f"| {kind} | {len(values)} | {mean[0]:.3f} | {mean[1]:.3f} | {mean[2]:.3f} | {mean[3]:.3f} "
+                  f"| {honesty(promised[kind])} |")  # fmt: skip
             if kind == "two things":
-                print(f"| two things, min of parts | | {mean[4]:.3f} | | {mean[5]:.3f} | |")
-                print(f"| two things, product of parts | | {mean[6]:.3f} | | {mean[7]:.3f} | |")
+                print(f"| two things, min of parts | | {mean[4]:.3f} | | {mean[5]:.3f} | | |")
+                print(f"| two things, product of parts | | {mean[6]:.3f} | | {mean[7]:.3f} | | |")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ the chance that each named colour or light holds:
                                  x (1 - relevance of each excluded thing)
 
 so it stays a 0-1 score, and a photo showing an excluded thing sinks in proportion to how surely it shows it.
-The weights say how much the pixels re-rank what the words found (chosen on dev: colour 2, light 0.25,
+The weights say how much the pixels re-rank what the words found (chosen on dev: colour 0.25, light 0.25,
 black and white 4). The attribute chances are logistic fits on Flickr8k dev photos (``bench/attributes.py
 --fit`` prints them): the chance that people describing the photo name that colour (given it shows the thing)
 or light. They are conservative: a dark street that nobody called "night" counts against the fit. Black and
@@ -66,7 +66,7 @@ MONOCHROME_FIT = (-21.0, -6.0)  # log(chroma + 0.005): one half at chroma 0.025 
 # how strongly each family's chance re-ranks (score x chance ** weight), chosen on Flickr8k dev by
 # ``bench/attributes.py --sweep``; a person named among other words: by ``bench/presence.py`` (Flickr8k dev
 # captions naming a person, among Flickr8k and opendomain-classes dev photos)
-WEIGHTS = {"colour": 2.0, "light": 0.25, "monochrome": 4.0, "person": 0.5}
+WEIGHTS = {"colour": 0.25, "light": 0.25, "monochrome": 4.0, "person": 0.5}
 
 Searcher = Callable[[Sequence[Query]], list[list[VectorHit]]]
 
