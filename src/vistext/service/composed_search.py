@@ -131,12 +131,12 @@ def composed_scores(
         score = np.prod(chances, axis=0)
     else:
         score = np.array(relevance[0], dtype=np.float64)  # a copy: the caller may rewrite its rows afterwards
-    for name in () if parsed.only_light else parsed.attributes:
-        if name == PERSON:
-            chance = np.ones(len(score)) if presence is None else _read_people(np.ones(len(score)), presence)
-        else:
-            chance = attribute_chance(name, measures, (fits or {}).get(name))
-        score = score * chance ** WEIGHTS[family(name)]
+        for name in parsed.attributes:
+            if name == PERSON:
+                chance = np.ones(len(score)) if presence is None else _read_people(np.ones(len(score)), presence)
+            else:
+                chance = attribute_chance(name, measures, (fits or {}).get(name))
+            score = score * chance ** WEIGHTS[family(name)]
     for row in range(1, len(relevance)):
         score = score * (1.0 - np.clip(relevance[row], 0.0, 1.0))
     return score
@@ -171,8 +171,10 @@ def composed_steps(
     them in a thread (``composed_hits``) or go on when they come (``composed_page``). ``query_for`` makes a query
     in the space searched, ``measures_of`` gives ids' stored measures (NaN rows: none), ``presence_of`` their
     chance of showing a person (NaN: unknown)."""
-    pool = PERSON_POOL if parsed.attributes == (PERSON,) and not parsed.excluded else POOL
-    pool = LIGHT_POOL if parsed.only_light else pool
+    if parsed.only_light:
+        pool = LIGHT_POOL
+    else:
+        pool = PERSON_POOL if parsed.attributes == (PERSON,) and not parsed.excluded else POOL
     first = (yield [query_for(parsed.wanted, max(pool, depth), restrict)])[0]
     paths = {hit.id: hit.path for hit in first}
     if not paths:
