@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from answers import assert_same_results
 from fastapi.testclient import TestClient
 from PIL import Image, ImageOps
 
@@ -124,13 +125,13 @@ def test_cli_http_and_bot_pass_the_same_query_through(
         expected = service.search(text, 3).to_dict()
 
     assert main(["search", text, "-k", "3", "--db", str(catalogue["db"]), "--json", "--quiet"]) == 0
-    assert json.loads(capsys.readouterr().out)["results"] == expected["results"]
+    assert_same_results(json.loads(capsys.readouterr().out)["results"], expected["results"])
 
     settings = ServerSettings(db=catalogue["db"])
     with TestClient(create_app(Service, settings), base_url="http://127.0.0.1") as client:
         answer = client.get("/api/search", params={"q": text, "k": 3})
     assert answer.status_code == 200, answer.text
-    assert answer.json()["results"] == expected["results"]
+    assert_same_results(answer.json()["results"], expected["results"])
 
     seen: list[str] = []
     real_search = Service.search
@@ -149,7 +150,8 @@ def test_cli_http_and_bot_pass_the_same_query_through(
     monkeypatch.setattr(bot, "_send_album", send)
     update = SimpleNamespace(effective_message=SimpleNamespace(text=f"  {text} "))
     asyncio.run(bot.on_text(update, SimpleNamespace()))  # type: ignore[arg-type]
-    assert seen == [text] and albums[0].to_dict()["results"] == expected["results"]
+    assert seen == [text]
+    assert_same_results(albums[0].to_dict()["results"], expected["results"])
 
 
 def test_a_composed_page_holds_no_page_thread_while_its_searches_wait(catalogue: dict[str, Any]) -> None:
