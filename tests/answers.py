@@ -22,3 +22,9 @@ def assert_same_results(got: list[dict[str, Any]], expected: list[dict[str, Any]
         {k: v for k, v in hit.items() if k != "score"} for hit in expected
     ]
     assert [hit["score"] for hit in got] == pytest.approx([hit["score"] for hit in expected], abs=SCORE_NOISE)
+
+
+def assert_same_answer(got: dict[str, Any], expected: dict[str, Any]) -> None:
+    """Two whole answers (a search's JSON): every field equal, the results' scores within noise."""
+    assert {k: v for k, v in got.items() if k != "results"} == {k: v for k, v in expected.items() if k != "results"}
+    assert_same_results(got["results"], expected["results"])
