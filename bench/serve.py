@@ -49,6 +49,7 @@ sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != RO
 PREVIOUS = "5b79c19"
 INDEX = "import sys; from vistext.cli import main; sys.exit(main(sys.argv[1:]))"
 FLICKR8K = Path(os.environ.get("VISTEXT_FLICKR8K", ROOT.parent / "shared" / "datasets" / "flickr8k"))
+MIXED = "text search, mixed new/popular"  # every other request a popular text, the rest never seen
 
 SERVER = """
 import sys
@@ -175,7 +176,7 @@ def side_by_side_catalogues(args: argparse.Namespace) -> list[tuple[str, str, Pa
     current = args.workdir / "current" / "catalogue.sqlite"
     if args.previous != "none":
         src = previous_checkout(args.workdir, args.previous)
-        old = args.workdir / "previous" / "catalogue.sqlite"
+        old = args.workdir / "previous" / args.previous / "catalogue.sqlite"  # built by that revision only
         if not old.exists():
             old.parent.mkdir(parents=True, exist_ok=True)
             index_with(src, folder, old)
@@ -205,15 +206,17 @@ def side_by_side_catalogues(args: argparse.Namespace) -> list[tuple[str, str, Pa
 
 async def _client(
     host: str, port: int, make_path: Callable[[random.Random], str], stop: float, seed: int, budget: Iterator[int]
-) -> tuple[list[float], int]:
-    """One keep-alive connection asking back to back: a raw HTTP/1.1 GET, then the whole response read."""
+) -> tuple[list[tuple[str, float]], int]:
+    """One keep-alive connection asking back to back: a raw HTTP/1.1 GET, then the whole response read. Returns
+    each request's (path, seconds) and the count of answers that were not 200."""
     rng = random.Random(seed)
-    latencies: list[float] = []
+    latencies: list[tuple[str, float]] = []
     errors = 0
     reader, writer = await asyncio.open_connection(host, port)
     try:
         while time.monotonic() < stop and next(budget, None) is not None:
-            request = f"GET {make_path(rng)} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+            path = make_path(rng)
+            request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
             started = time.perf_counter()
             writer.write(request)
             head = await reader.readuntil(b"\r\n\r\n")
@@ -222,7 +225,7 @@ async def _client(
             if length is None:
                 raise RuntimeError("response without Content-Length (the load client reads only those)")
             await reader.readexactly(int(length))
-            latencies.append(time.perf_counter() - started)
+            latencies.append((path, time.perf_counter() - started))
             errors += head.split(b" ", 2)[1] != b"200"
     finally:
         writer.close()
@@ -232,23 +235,31 @@ async def _client(
 def load(
     url: str, make_path: Callable[[random.Random], str], clients: int, seconds: float, requests: int | None = None
 ) -> tuple[list[float], int, int]:
-    """``clients`` concurrent keep-alive connections, each requesting back to back for ``seconds``.
+    """``clients`` concurrent keep-alive connections, each requesting back to back for ``seconds``: the latencies,
+    the errors and the request count (``load_by_path`` keeps each latency's path).
 
     The clients are coroutines writing raw HTTP/1.1 in this process (the server has its own): a lean client
     costs ~0.1 ms of CPU per request, where 16 threads of httpx cost ~1 ms and capped the whole run at ~750
     requests/s on 2 cores, whatever the server did.
     """
+    timed, errors = load_by_path(url, make_path, clients, seconds, requests)
+    return [t for _, t in timed], errors, len(timed)
+
+
+def load_by_path(
+    url: str, make_path: Callable[[random.Random], str], clients: int, seconds: float, requests: int | None = None
+) -> tuple[list[tuple[str, float]], int]:
+    """``load``, with each request's (path, seconds)."""
     host, port = url.removeprefix("http://").split(":")
     stop = time.monotonic() + seconds
     budget = iter(range(requests)) if requests is not None else itertools.count()  # shared by the clients
 
-    async def run() -> list[tuple[list[float], int]]:
+    async def run() -> list[tuple[list[tuple[str, float]], int]]:
         clients_ = (_client(host, int(port), make_path, stop, seed, budget) for seed in range(clients))
         return await asyncio.gather(*clients_)
 
     results = asyncio.run(run())
-    latencies = [t for mine, _ in results for t in mine]
-    return latencies, sum(errors for _, errors in results), len(latencies)
+    return [timed for mine, _ in results for timed in mine], sum(errors for _, errors in results)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -288,7 +299,7 @@ def text_scenarios(captions: list[str], fresh: list[str]) -> dict[str, Callable[
 
     return {
         "text search, popular": popular,
-        "text search, mixed new/popular": mixed,
+        MIXED: mixed,
         "text search, all new texts": all_new,
     }
 
@@ -301,11 +312,23 @@ def warm_query_cache(url: str, captions: list[str], clients: int) -> None:
     print(f"{url}: query cache warmed with the {len(captions)} popular texts in {time.perf_counter() - started:.1f} s")
 
 
-def row(name: str, latencies: list[float], errors: int, total: int, seconds: float) -> str:
+def row(name: str, latencies: list[float], errors: int | None, total: int, seconds: float) -> str:
+    """One line of the table (``errors`` None: not counted for this line)."""
     return (
         f"{name:52s} {total:8d} {total / seconds:8.1f} {percentile(latencies, 50):8.1f} "
-        f"{percentile(latencies, 90):8.1f} {percentile(latencies, 99):8.1f} {errors:8d}"
+        f"{percentile(latencies, 90):8.1f} {percentile(latencies, 99):8.1f} {'' if errors is None else errors:>8}"
     )
+
+
+def halves(timed: list[tuple[str, float]], popular: set[str], seconds: float) -> list[str]:
+    """The mixed scenario's two halves apart: its p50 falls at the edge of one or the other (kept pages are
+    answered at once, new texts take a search), so the whole's p50 says little; each half's latencies do."""
+    lines = []
+    for half, asked in (("  of which popular texts", True), ("  of which new texts", False)):
+        part = [t for path, t in timed if (path in popular) == asked]
+        if part:
+            lines.append(row(half, part, None, len(part), seconds))
+    return lines
 
 
 HEADER = f"{'scenario':52s} " + " ".join(
@@ -325,11 +348,14 @@ def run_side_by_side(args: argparse.Namespace) -> None:
         print(f"\n{args.clients} concurrent clients, {args.seconds:g} s per scenario and server; load {load_average}")
         print(HEADER)
         scenarios = text_scenarios(captions, fresh)
-        for name in args.scenarios or ["text search, popular", "text search, mixed new/popular"]:
+        popular = {search_path(text) for text in captions}
+        for name in args.scenarios or ["text search, popular", MIXED]:
             for label, _, url in servers:
                 load(url, scenarios[name](), args.clients, min(3.0, args.seconds))  # warm SQLite/PG pages
-                latencies, errors, total = load(url, scenarios[name](), args.clients, args.seconds)
-                print(row(f"{name}: {label}", latencies, errors, total, args.seconds), flush=True)
+                timed, errors = load_by_path(url, scenarios[name](), args.clients, args.seconds)
+                print(row(f"{name}: {label}", [t for _, t in timed], errors, len(timed), args.seconds), flush=True)
+                if name == MIXED:
+                    print("\n".join(halves(timed, popular, args.seconds)), flush=True)
         print(f"load average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     finally:
         for _, process, _ in servers:
