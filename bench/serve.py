@@ -15,8 +15,8 @@ search at small sizes compares. Each scenario runs on every server in turn. Text
 ``service.page_cache``; the previous release from its cache of query embeddings) and mixed queries (every other
 one a text never seen before, which costs a MiniLM pass and a whole search).
 
-The photos are a folder of hard links or copies (8,091 Flickr8k photos, then repeats up to --images; the indexer reuses
-features of identical content, so only distinct photos are encoded), kept in --workdir. Each server runs in its
+The photos are a folder of hard links or copies (8,091 Flickr8k photos, then repeats up to --images; the indexer
+reuses features of identical content, so only distinct photos are encoded), kept in --workdir. Each server runs in its
 own process (as `vistext serve` would); the clients are lean asyncio connections in this process, kept alive.
 Prints p50/p90/p99 latency, throughput and the error count per scenario and server.
 """
@@ -64,14 +64,15 @@ def build_folder(folder: Path, count: int) -> Path:
         sys.exit(f"no Flickr8k images under {FLICKR8K}/images")
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(count):
-        photo = folder / f"{i:05d}-{images[i % len(images)].name}"
+        source = images[i % len(images)]
+        photo = folder / f"{i:05d}-{source.name}"
         if photo.is_symlink():  # a work folder from before: the server serves no symlink (thumbnails would 404)
             photo.unlink()
         if not photo.exists():
             try:
-                os.link(images[i % len(images)], photo)  # a regular file, no copy, where both share a disk
+                os.link(source, photo)  # a regular file, no copy, where both share a disk
             except OSError:
-                shutil.copyfile(images[i % len(images)], photo)
+                shutil.copyfile(source, photo)
     return folder
 
 
