@@ -86,6 +86,8 @@ def test_tag_reports_a_bad_file_and_still_tags_the_rest(
     assert code == 1
     assert "notes.jpg" in results[0]["error"] and results[0]["tags"] == []
     assert len(results[1]["tags"]) == 5
+    assert main(["tag", str(bad)]) == 1
+    assert capsys.readouterr().out.strip() == f"{bad}: error: not an image file (or not a supported format)"
 
 
 def test_tag_a_folder_recursively_in_batches(

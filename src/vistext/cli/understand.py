@@ -62,7 +62,8 @@ def run_tag(args: argparse.Namespace) -> int:
         if json_out is not None:
             json_out.add(result.to_dict())
         elif result.error:
-            say(f"{result.image}: error: {result.error}")
+            # the error names the file already (as --json gives it); the line names it once
+            say(f"{result.image}: error: {result.error.removeprefix(f'{result.image}: ')}")
         else:
             say(f"{result.image}:")
             for tag in result.tags:
