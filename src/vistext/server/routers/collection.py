@@ -10,7 +10,7 @@ from fastapi.responses import StreamingResponse
 from vistext.server import schemas
 from vistext.server.context import ERRORS, ctx
 from vistext.server.responses import JSONResponse
-from vistext.server.routers.params import Filter
+from vistext.server.routers.params import Filter, filter_openapi
 from vistext.server.settings import ServerSettings
 
 EXPORT_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
@@ -23,6 +23,7 @@ def build_collection_router(settings: ServerSettings) -> APIRouter:
         "/list",
         response_model=schemas.ListOut,
         summary="indexed photos passing the filters, newest first, with metadata",
+        openapi_extra=filter_openapi(),
     )
     async def list_images(
         request: Request,
@@ -40,6 +41,7 @@ def build_collection_router(settings: ServerSettings) -> APIRouter:
         response_class=StreamingResponse,
         responses={200: {"content": {t: {} for t in EXPORT_TYPES.values()}}},
         summary="every photo passing the filters as CSV or JSON Lines (path, tags, scores, metadata)",
+        openapi_extra=filter_openapi(),
     )
     async def export(
         request: Request, filter: Filter, format: Literal["csv", "jsonl"] = Query("csv")

@@ -16,7 +16,7 @@ from fastapi.responses import Response
 from vistext.server import schemas
 from vistext.server.context import ERRORS, UNKNOWN_MODEL, ServerContext, ctx
 from vistext.server.responses import JSONResponse
-from vistext.server.routers.params import Filter, ModelName, catalogue_model
+from vistext.server.routers.params import Filter, ModelName, catalogue_model, filter_openapi
 from vistext.server.settings import ServerSettings
 from vistext.service import ImageFilter
 
@@ -75,6 +75,7 @@ def build_explore_router(settings: ServerSettings) -> APIRouter:
         response_model=schemas.MapOut,
         responses={202: {"model": schemas.PendingOut, "description": "the layout is being computed"}, **UNKNOWN_MODEL},
         summary="2-D map coordinates of every indexed image, coloured by topic",
+        openapi_extra=filter_openapi(),
     )
     async def map_points(
         request: Request,
@@ -120,6 +121,7 @@ def _add_duplicates_and_attributes(api: APIRouter) -> None:
         response_model=schemas.AttributesOut,
         summary="each indexed image passing the filters: path, folder (relative to the collection), tags (best "
         "first), date taken, camera and GPS position, as columns",
+        openapi_extra=filter_openapi(),
     )
     async def attributes(request: Request, filter: Filter) -> JSONResponse:
         context = ctx(request)

@@ -10,7 +10,16 @@ from fastapi import APIRouter, Query, Request
 from vistext.server import schemas
 from vistext.server.context import ERRORS, NOT_FOUND_OR_UNKNOWN_MODEL, UNKNOWN_MODEL, ctx
 from vistext.server.responses import JSONResponse, WrittenJSON
-from vistext.server.routers.params import Filter, ImageFile, ImageId, ModelName, Paging, catalogue_model, read_upload
+from vistext.server.routers.params import (
+    Filter,
+    ImageFile,
+    ImageId,
+    ModelName,
+    Paging,
+    catalogue_model,
+    filter_openapi,
+    read_upload,
+)
 from vistext.server.settings import ServerSettings
 from vistext.service import check_upload
 
@@ -25,7 +34,11 @@ def build_search_router(settings: ServerSettings) -> APIRouter:
 
 def _add_text_search(api: APIRouter, paging: Paging) -> None:
     @api.get(
-        "/search", response_model=schemas.SearchOut, responses=UNKNOWN_MODEL, summary="indexed images matching a text"
+        "/search",
+        response_model=schemas.SearchOut,
+        responses=UNKNOWN_MODEL,
+        summary="indexed images matching a text",
+        openapi_extra=filter_openapi(),
     )
     async def search(
         request: Request,
@@ -67,6 +80,7 @@ def _add_similar(api: APIRouter, paging: Paging) -> None:
         response_model=schemas.SearchOut,
         responses=NOT_FOUND_OR_UNKNOWN_MODEL,
         summary="images similar to an indexed one",
+        openapi_extra=filter_openapi(),
     )
     async def similar_to_indexed(
         request: Request,
@@ -93,6 +107,7 @@ def _add_similar(api: APIRouter, paging: Paging) -> None:
         response_model=schemas.SearchOut,
         responses=UNKNOWN_MODEL,
         summary="indexed images similar to an uploaded image",
+        openapi_extra=filter_openapi(),
     )
     async def similar_to_upload(
         request: Request,
