@@ -37,7 +37,7 @@ def test_the_syntax_reads_exclusions_and_attributes(
     typed: str, wanted: str, attributes: tuple[str, ...], excluded: list[str]
 ) -> None:
     parsed = parse_query(typed)
-    assert (parsed.wanted, parsed.attributes, parsed.excluded) == (wanted, attributes, excluded)
+    assert (parsed.wanted, parsed.attributes, parsed.excluded) == (wanted, attributes, tuple(excluded))
     assert not parsed.plain
 
 

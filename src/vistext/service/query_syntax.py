@@ -32,7 +32,8 @@ above is a plain query, searched exactly as before (``ParsedQuery.plain``).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import lru_cache
 
 from vistext.errors import UsageError
 from vistext.images.attributes import COLOURS
@@ -62,7 +63,7 @@ _EXCLUDE = re.compile(r"\s(?:without|with\s+no)\s+(.+)$")
 _MINUS = re.compile(r'(?:^|\s)-(?:"([^"]+)"|([^\s"]+))')
 
 
-@dataclass
+@dataclass(frozen=True)
 class ParsedQuery:
     """A search text read by the syntax: ``wanted`` is embedded and searched (the words as typed, attribute words
     included, exclusions taken out); ``attributes`` are what the photo's pixels must say too (colour terms,
@@ -73,7 +74,7 @@ class ParsedQuery:
     text: str
     wanted: str
     attributes: tuple[str, ...] = ()
-    excluded: list[str] = field(default_factory=list)
+    excluded: tuple[str, ...] = ()
     people: bool = False
     only_light: bool = False  # the wanted text names only light or black and white, no thing (``names_only_light``)
 
@@ -83,8 +84,10 @@ class ParsedQuery:
         return not self.excluded and not self.attributes and not self.people
 
 
+@lru_cache(maxsize=4096)
 def parse_query(text: str) -> ParsedQuery:
-    """Read ``text`` by the search syntax (see the module's doc)."""
+    """Read ``text`` by the search syntax (see the module's doc). Kept per text (a popular search is parsed once,
+    not on every request in the server's event loop), so the answer is shared: frozen, never to be changed."""
     stripped = " ".join(text.split())
     if len(stripped) >= 2 and stripped[0] == stripped[-1] == '"':
         return ParsedQuery(text, stripped[1:-1].strip() or stripped)
@@ -101,7 +104,8 @@ def parse_query(text: str) -> ParsedQuery:
             "words in double quotes to search them as they are"
         )
     attributes = _attributes(rest)
-    parsed = ParsedQuery(text, rest, attributes, excluded, names_people(rest), names_only_light(rest, attributes))
+    people, only_light = names_people(rest), names_only_light(rest, attributes)
+    parsed = ParsedQuery(text, rest, attributes, tuple(excluded), people, only_light)
     return ParsedQuery(text, text) if parsed.plain else parsed  # a plain query: its text as typed
 
 
