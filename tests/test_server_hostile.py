@@ -146,3 +146,32 @@ def test_a_non_loopback_address_without_a_token_is_refused_at_start(capsys: pyte
     assert main(["serve", "--host", "0.0.0.0", "--port", "8765"]) == 2
     err = capsys.readouterr().err.strip()
     assert "without --token" in err and len(err.splitlines()) == 1
+
+
+def test_a_client_that_never_reads_its_answer_is_dropped_at_the_deadline() -> None:
+    """``BodyLimits`` gives each part of an answer ``timeout`` seconds to be taken. Driven through its ASGI calls:
+    over loopback the kernel's socket buffers take megabytes, so no answer a test catalogue makes would block."""
+    import asyncio
+
+    from starlette.types import Message, Receive, Scope, Send
+
+    from vistext.server.limits import BodyLimits
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    taken: list[str] = []
+
+    async def never_read(message: Message) -> None:
+        taken.append(str(message["type"]))
+        if message["type"] == "http.response.body":
+            await asyncio.sleep(60)
+
+    async def nothing() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    started = time.monotonic()
+    asyncio.run(BodyLimits(app, limit=100, timeout=0.5)({"type": "http", "headers": []}, nothing, never_read))
+    assert taken == ["http.response.start", "http.response.body"]
+    assert 0.4 < time.monotonic() - started < 5

@@ -82,9 +82,9 @@ class BodyLimits:
             if body_done:
                 return await receive()
             if deadline is None:
-                deadline = anyio.current_time() + self.timeout
+                deadline = asyncio.get_running_loop().time() + self.timeout
             try:
-                with anyio.fail_after(max(0.0, deadline - anyio.current_time())):
+                async with asyncio.timeout_at(deadline):
                     msg = await receive()
             except TimeoutError:
                 failure = (408, f"the request body did not arrive within {self.timeout:g} s")
@@ -107,8 +107,8 @@ class BodyLimits:
                     replaced = True
                     await send_json(send, *_failure_body(failure))
                 return
-            try:
-                with anyio.fail_after(self.timeout):
+            try:  # asyncio's timeout, not anyio's cancel scope: this runs twice per answer, in the event loop
+                async with asyncio.timeout(self.timeout):
                     await send(msg)
             except TimeoutError:
                 raise _SlowReader from None
