@@ -50,6 +50,8 @@ PREVIOUS = "5b79c19"
 INDEX = "import sys; from vistext.cli import main; sys.exit(main(sys.argv[1:]))"
 FLICKR8K = Path(os.environ.get("VISTEXT_FLICKR8K", ROOT.parent / "shared" / "datasets" / "flickr8k"))
 MIXED = "text search, mixed new/popular"  # every other request a popular text, the rest never seen
+POPULAR = "text search, popular"  # 1,618 captions asked again and again
+SCENARIOS = {"popular": POPULAR, "mixed": MIXED}  # --scenarios' names for the side-by-side ones
 
 SERVER = """
 import sys
@@ -304,7 +306,7 @@ def text_scenarios(captions: list[str], fresh: list[str]) -> dict[str, Callable[
         return lambda rng: search_path(fresh[next(new) % len(fresh)])
 
     return {
-        "text search, popular": popular,
+        POPULAR: popular,
         MIXED: mixed,
         "text search, all new texts": all_new,
     }
@@ -355,7 +357,7 @@ def run_side_by_side(args: argparse.Namespace) -> None:
         print(HEADER)
         scenarios = text_scenarios(captions, fresh)
         popular = {search_path(text) for text in captions}
-        for name in args.scenarios or ["text search, popular", MIXED]:
+        for name in [SCENARIOS[short] for short in args.scenarios or SCENARIOS]:
             for label, _, url in servers:
                 load(url, scenarios[name](), args.clients, min(3.0, args.seconds))  # warm SQLite/PG pages
                 timed, errors = load_by_path(url, scenarios[name](), args.clients, args.seconds)
@@ -415,7 +417,9 @@ def main() -> None:
     parser.add_argument("--previous", default=PREVIOUS, help=f"git revision to compare with (default {PREVIOUS}; none)")
     parser.add_argument("--no-postgres", dest="postgres", action="store_false", help="leave PostgreSQL out")
     parser.add_argument("--small", type=int, default=2000, help="photos of the small PostgreSQL catalogue")
-    parser.add_argument("--scenarios", nargs="+", help="side by side: text scenarios to run (default: popular, mixed)")
+    parser.add_argument(
+        "--scenarios", nargs="+", choices=list(SCENARIOS), help="side by side: text scenarios to run (default: both)"
+    )
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if args.quick:
