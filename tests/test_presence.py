@@ -79,7 +79,7 @@ def test_the_syntax_knows_when_people_are_asked_for(
     typed: str, people: bool, attributes: tuple[str, ...], excluded: list[str]
 ) -> None:
     parsed = parse_query(typed)
-    assert (parsed.people, parsed.attributes, parsed.excluded) == (people, attributes, excluded)
+    assert (parsed.people, parsed.attributes, parsed.excluded) == (people, attributes, tuple(excluded))
     assert parsed.plain is (not people and not attributes and not excluded)
     assert all(names_people(term) for term in parsed.excluded)
 
