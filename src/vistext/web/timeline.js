@@ -32,6 +32,7 @@
       this.month = null;
       this.hits = [];
       this.total = null;
+      this.sentinel.dataset.done = ""; // not the last run's "1" while the first page is on its way
       this.grid.replaceChildren();
       return this.more();
     }
