@@ -301,8 +301,8 @@ def index_candidates(
     # small matrix products (projections, scores) gain nothing from a second. OpenBLAS's idle worker
     # busy-waits after each product: measured 3.4 s of a 2-core machine's 17.9 s of CPU for 1,000 photos.
     with threadpool_limits(1, user_api="blas"), tqdm(
-        total=len(candidates), disable=not progress, desc="indexing", unit="img", dynamic_ncols=True,
-        smoothing=0.1,
+        total=len(candidates), disable=not progress or not candidates, desc="indexing", unit="img",
+        dynamic_ncols=True, smoothing=0.1,
     ) as bar:  # fmt: skip
         indexer = _Indexer(store, encoder, projectors, report, bar)
         batches = extract(
