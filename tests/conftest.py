@@ -9,16 +9,17 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+T = TypeVar("T")
 FLICKR8K = Path(os.environ.get("VISTEXT_FLICKR8K") or ROOT.parent / "shared" / "datasets" / "flickr8k")
 # CI has ../shared and every optional part installed: there a missing prerequisite is a failure, not a skip
 IN_CI = os.environ.get("CI", "").strip().lower() not in {"", "0", "false", "no"}
@@ -326,6 +327,17 @@ def browser(require: Callable[[bool, str], None]) -> Iterator[object]:
         chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
         yield chromium
         chromium.close()
+
+
+def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(coroutine)`` in a thread of its own. Once a browser test has started Playwright, its sync API
+    keeps an event loop running in the main thread for the rest of the session, where ``asyncio.run`` refuses to
+    start another: a test that runs a coroutine must not depend on running before the browser tests."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def settled_box(page: object) -> dict:

@@ -3,7 +3,6 @@ used by a search that names them, and the same query through the CLI, the HTTP A
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import sqlite3
@@ -16,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 from answers import assert_same_results
+from conftest import run_async  # asyncio.run in a thread of its own (see conftest)
 from fastapi.testclient import TestClient
 from PIL import Image, ImageOps
 
@@ -149,7 +149,7 @@ def test_cli_http_and_bot_pass_the_same_query_through(
 
     monkeypatch.setattr(bot, "_send_album", send)
     update = SimpleNamespace(effective_message=SimpleNamespace(text=f"  {text} "))
-    asyncio.run(bot.on_text(update, SimpleNamespace()))  # type: ignore[arg-type]
+    run_async(bot.on_text(update, SimpleNamespace()))  # type: ignore[arg-type]
     assert seen == [text]
     assert_same_results(albums[0].to_dict()["results"], expected["results"])
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import run_async  # asyncio.run in a thread of its own (see conftest)
 from PIL import Image
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -171,7 +172,7 @@ def run_bot_while(fake: FakeBotApi, url: str, service: Service, scenario: Any, *
                 await app.updater.stop()
                 await app.stop()
 
-    asyncio.run(main())
+    run_async(main())
 
 
 def test_bot_end_to_end(

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from conftest import run_async  # asyncio.run in a thread of its own (see conftest)
 
 from vistext.server import ServerSettings
 from vistext.service import Service
@@ -174,7 +175,7 @@ def test_a_burst_beyond_128_connections_is_answered_in_full(photos: dict[str, Pa
     # default head deadline: this client shares the test process (and its GIL) with the server, so its 250
     # connections may sit a second or more before sending their requests
     with running_server(ServerSettings(db=photos["db"], warm_up=False)) as url:
-        assert asyncio.run(burst(url)) == [200] * 250
+        assert run_async(burst(url)) == [200] * 250
 
 
 def test_requests_beyond_the_queue_get_503_json(photos: dict[str, Path], running_server: Callable) -> None:

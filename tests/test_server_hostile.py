@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import run_async  # asyncio.run in a thread of its own (see conftest)
 from PIL import Image
 
 from vistext.cli import main
@@ -172,6 +173,6 @@ def test_a_client_that_never_reads_its_answer_is_dropped_at_the_deadline() -> No
         return {"type": "http.request", "body": b"", "more_body": False}
 
     started = time.monotonic()
-    asyncio.run(BodyLimits(app, limit=100, timeout=0.5)({"type": "http", "headers": []}, nothing, never_read))
+    run_async(BodyLimits(app, limit=100, timeout=0.5)({"type": "http", "headers": []}, nothing, never_read))
     assert taken == ["http.response.start", "http.response.body"]
     assert 0.4 < time.monotonic() - started < 5

@@ -3,7 +3,6 @@ one tag-set parser behind the CLI, the HTTP server and the bot."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
@@ -14,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import run_async  # asyncio.run in a thread of its own (see conftest)
 from fastapi.testclient import TestClient
 
 from vistext.bot import BotSettings, VistextBot
@@ -337,7 +337,7 @@ def test_cli_http_and_bot_give_the_same_tag_sets_and_answer(
     message.reply_text = reply_text
     update = SimpleNamespace(effective_message=message)
     bot = VistextBot(Service(progress=False), BotSettings(token="123:x"))
-    asyncio.run(bot.on_match(update, SimpleNamespace(bot=SimpleNamespace(get_file=get_file))))
+    run_async(bot.on_match(update, SimpleNamespace(bot=SimpleNamespace(get_file=get_file))))
 
     assert seen == [expected, expected, expected]
     # the surfaces agree; which set wins is the scorer's business (on this photo the fused default, right 9 times
