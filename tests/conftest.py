@@ -72,6 +72,14 @@ def pytest_configure(config: pytest.Config) -> None:
 _skipped: list[str] = []
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The browser tests run last, whichever files are asked for and in whatever order: once Playwright's sync API
+    has started, it keeps an event loop (in a greenlet) in the main thread for the rest of the session, where
+    ``asyncio.run`` refuses to start and Python 3.11's ``ast.parse`` can fail ("AST constructor recursion depth
+    mismatch", seen in the schema fuzz test after test_web.py)."""
+    items.sort(key=lambda item: "browser" in getattr(item, "fixturenames", ()))  # stable: the rest keep their order
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if report.skipped and not hasattr(report, "wasxfail"):
         _skipped.append(report.nodeid)
