@@ -14,6 +14,7 @@ from PIL import Image
 
 from vistext.analysis.topics import EVERYDAY_WORDS, describe_topics, fit_topics, label_text
 from vistext.errors import UsageError
+from vistext.models.default_tags import load_default_tags
 
 PLANTED = [
     ["beach", "sea", "sand", "wave", "surf"],
@@ -120,13 +121,14 @@ def test_real_topics_are_labelled_by_what_the_photos_show(
         files = {topic.topic: [str(service.image_file(i)) for i in topic.images] for topic in result.topics}
     assert again.to_dict() == result.to_dict()
     labels = [topic.label for topic in result.topics]
+    vocabulary = {*EVERYDAY_WORDS, *load_default_tags().words}
     dog_topics = [t for t in result.topics if re.search(r"\b(dogs?|puppy)\b", t.label)]
     bike_topics = [t for t in result.topics if re.search(r"\b(bicycle|cycling|bike)\b", t.label)]
     assert dog_topics and bike_topics and not set(map(id, dog_topics)) & set(map(id, bike_topics)), labels
     for topics, truth in ((dog_topics, dogs), (bike_topics, bikes)):
         for topic in topics:
-            # the label is made of everyday words (not ImageNet classes like "whippet"), best first
-            assert all(word in EVERYDAY_WORDS for word, _ in topic.label_words) and len(topic.label_words) == 3
+            # the label is made of everyday words and tag words (not ImageNet classes like "whippet"), best first
+            assert all(word in vocabulary for word, _ in topic.label_words) and len(topic.label_words) == 3
             assert topic.label == label_text([word for word, _ in topic.label_words])
             assert topic.words and topic.words[0][0] not in topic.label  # the ImageNet classes stay beside it
             # typical images come with their files, in the order of their ids, and mostly show the topic
@@ -140,3 +142,20 @@ def test_real_topics_are_labelled_by_what_the_photos_show(
     for sheet in sheets:
         with Image.open(sheet) as picture:
             assert picture.width > 192 and picture.height > 192
+
+
+def test_topics_of_everyday_objects_are_named_by_them(
+    tmp_path: Path, opendomain_classes: Path, copy_photos: Callable[[list[Path], Path], Path]
+) -> None:
+    """Photos unlike the captions the joint model learned from (a catalogue's lamps, cups and elephants) get
+    labels that name them: the label words are read in the fused space, whose relevance holds out of domain."""
+    from vistext.service import Service
+
+    classes = ("lamp", "cup", "elephant")
+    photos = [path for name in classes for path in sorted((opendomain_classes / name).glob("*.jpg"))[:10]]
+    folder = copy_photos(photos, tmp_path / "photos")
+    with Service(db=folder, progress=False) as service:
+        service.index(folder)
+        result = service.topics(3)
+    named = {word for topic in result.topics for word, _ in topic.label_words[:1]}  # each topic's first word
+    assert named == set(classes), [topic.label for topic in result.topics]

@@ -190,11 +190,7 @@ def describe_topics(
 
     ``topic_vectors`` (n_topics, d) are the topics' mean image embeddings and ``word_vectors`` (n_words, d) the
     words' embeddings in the same joint image-text space (unit rows). A word's score for a topic is its cosine to
-    the topic minus ``contrast`` times its mean cosine to the other topics, so a word that fits every topic of
-    the collection ("people" in a collection of people) does not label them all, while a word that fits only one
-    still wins there. A word whose own cosine to a word already chosen exceeds ``redundancy`` is passed over
-    ("dogs" after "dog", "ocean" after "sea"). Deterministic: ties keep the vocabulary's order.
-    """
+    the topic, read as ``best_words`` reads a fit."""
     topics = np.asarray(topic_vectors, dtype=np.float64)
     vectors = np.asarray(word_vectors, dtype=np.float64)
     if topics.ndim != 2 or vectors.ndim != 2 or topics.shape[1] != vectors.shape[1] or len(vectors) != len(words):
@@ -203,14 +199,33 @@ def describe_topics(
         )
     norms = np.linalg.norm(topics, axis=1, keepdims=True)
     topics = np.divide(topics, norms, out=np.zeros_like(topics), where=norms > 0)
-    cosines = topics @ vectors.T
-    scores = cosines
-    if len(topics) > 1:  # each topic against the mean of the others
-        others = (cosines.sum(axis=0, keepdims=True) - cosines) / (len(topics) - 1)
-        scores = cosines - contrast * others
-    alike = vectors @ vectors.T
+    return best_words(topics @ vectors.T, vectors @ vectors.T, words, k, contrast=contrast, redundancy=redundancy)
+
+
+def best_words(
+    fit: np.ndarray,
+    alike: np.ndarray,
+    words: Sequence[str],
+    k: int = 3,
+    *,
+    contrast: float = 0.5,
+    redundancy: float = 0.8,
+) -> list[list[tuple[str, float]]]:
+    """The ``k`` words that best describe each topic, best first, with their scores.
+
+    ``fit`` (n_topics, n_words) says how well each word fits each topic (a cosine, or the mean relevance of the
+    word to the topic's photos); ``alike`` (n_words, n_words) how alike two words are (their embeddings' cosine).
+    A word's score for a topic is its fit minus ``contrast`` times its mean fit to the other topics, so a word
+    that fits every topic of the collection ("people" in a collection of people) does not label them all, while a
+    word that fits only one still wins there. A word more alike than ``redundancy`` to a word already chosen is
+    passed over ("dogs" after "dog", "ocean" after "sea"). Deterministic: ties keep the vocabulary's order."""
+    scores = np.asarray(fit, dtype=np.float64)
+    if scores.ndim != 2 or scores.shape[1] != len(words) or np.shape(alike) != (len(words), len(words)):
+        raise UsageError(f"word fits {scores.shape} and likeness {np.shape(alike)} do not match {len(words)} words")
+    if len(scores) > 1:  # each topic against the mean of the others
+        scores = scores - contrast * (scores.sum(axis=0, keepdims=True) - scores) / (len(scores) - 1)
     described = []
-    for t in range(len(topics)):
+    for t in range(len(scores)):
         chosen: list[int] = []
         for j in np.argsort(-scores[t], kind="stable").tolist():
             if all(alike[j, c] <= redundancy for c in chosen):

@@ -2,9 +2,10 @@
 
 The tag scores are the bundled ImageNet classifier's probabilities, stored at indexing time, so topics never
 re-read an image. Image-to-topic weights are kept (``topics-*.npz``) for maps and "more like this topic".
-A topic's label comes from the joint image-text space: the everyday words closest to the mean stored joint
-embedding of the topic's images (a few hundred short texts embedded once per fit), so it says what the photos
-show rather than which ImageNet classes fired.
+A topic's label says what the photos show rather than which ImageNet classes fired: the words (everyday words and
+the default tag vocabulary, a few hundred short texts embedded once per fit) most relevant to the topic's images
+in the fused text-search space, whose calibrated relevance holds on photos unlike the training data (a lamp, a
+cup); in a catalogue without that space, the words closest to the mean stored joint (or CLIP) embedding.
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ from vistext.service.results import TopicsResult
 
 if TYPE_CHECKING:
     from vistext.models.clip import ClipModel
+    from vistext.models.open_domain import OpenDomainModel
 
 LABEL_WORDS = 3  # words in a topic's label
-SUMMARY_VERSION = 2  # part of the cache key: bump when the cached summary changes (2: labels from the joint space)
+RELEVANCE_CHUNK = 4096  # images whose relevance to every label word is held at once (~8 MB for 250 words)
+SUMMARY_VERSION = 3  # part of the cache key: bump when the cached summary changes (3: labels from the fused space)
 
 log = logging.getLogger(__name__)
 
@@ -98,12 +101,19 @@ class CollectionTopics:
     def _describe(
         self, ids: list[int], weights: np.ndarray, clip: ClipModel | None = None
     ) -> list[list[tuple[str, float]]]:
-        """Each topic's best label words, from the images' stored joint embeddings weighted by their share in
+        """Each topic's best label words, from the images' stored text-search vectors weighted by their share in
         the topic; empty lists when the collection has no text-search embeddings (labels stay class names)."""
         from vistext.analysis.topics import EVERYDAY_WORDS, describe_topics, word_prompt
 
         empty: list[list[tuple[str, float]]] = [[] for _ in range(weights.shape[1])]
         store = self.collection.store()
+        # a topic's images: those it dominates, weighted by their share in it (a broad topic's weight spread
+        # thinly over every image would pull it to the collection's mean)
+        dominant = weights.astype(np.float64)
+        dominant = np.where(dominant == dominant.max(axis=1, keepdims=True), dominant, 0.0)
+        fused = self.models.open_domain if clip is None else None
+        if fused is not None and fused.space in store.spaces():
+            return self._describe_by_relevance(fused, ids, dominant)
         try:
             space = self.models.joint_space if clip is None else clip.space
             if space not in store.spaces():
@@ -126,12 +136,33 @@ class CollectionTopics:
         # are the plain embedding that compares with plain text embeddings
         plain = vectors[[r for r in rows if r >= 0], : words.shape[1]].astype(np.float64)
         plain /= np.maximum(np.linalg.norm(plain, axis=1, keepdims=True), 1e-12)
-        # a topic's centre: the images it dominates, weighted by their share in it (a broad topic's weight
-        # spread thinly over every image would pull its centre to the collection's mean)
-        share = weights[have].astype(np.float64)
-        share = np.where(share == share.max(axis=1, keepdims=True), share, 0.0)
-        centres = share.T @ plain
-        return describe_topics(centres, words, EVERYDAY_WORDS, k=LABEL_WORDS)
+        return describe_topics(dominant[have].T @ plain, words, EVERYDAY_WORDS, k=LABEL_WORDS)
+
+    def _describe_by_relevance(
+        self, fused: OpenDomainModel, ids: list[int], dominant: np.ndarray
+    ) -> list[list[tuple[str, float]]]:
+        """Each topic's best label words: a word's fit is its mean calibrated relevance (``search``'s 0-1 score of
+        "a photo of {word}") over the topic's images in the fused space, weighted by ``dominant``."""
+        from vistext.analysis.topics import EVERYDAY_WORDS, best_words, word_prompt
+
+        words = list(dict.fromkeys([*EVERYDAY_WORDS, *self.models.default_tags().words]))
+        texts = fused.text_vectors([word_prompt(word) for word in words])
+        stored_ids, vectors = self.collection.store().vectors(fused.space)
+        row_of = {int(i): row for row, i in enumerate(np.asarray(stored_ids).tolist())}
+        weighted = np.zeros((dominant.shape[1], len(words)))
+        mass = np.zeros((dominant.shape[1], 1))
+        for start in range(0, len(ids), RELEVANCE_CHUNK):  # a few thousand images at a time, whatever the size
+            part = [(n, row_of[i]) for n, i in enumerate(ids[start : start + RELEVANCE_CHUNK], start) if i in row_of]
+            if part:
+                share = dominant[[n for n, _ in part]]
+                relevance = fused.relevance(fused.scores(texts, vectors[[r for _, r in part]]), texts)
+                weighted += share.T @ relevance.T
+                mass += share.sum(axis=0)[:, None]
+        if not mass.any():
+            return [[] for _ in range(dominant.shape[1])]
+        fit = np.divide(weighted, mass, out=np.zeros_like(weighted), where=mass > 0)
+        unit = texts / np.maximum(np.linalg.norm(texts, axis=1, keepdims=True), 1e-12)
+        return best_words(fit, unit @ unit.T, words, k=LABEL_WORDS)
 
     def grids(self, result: TopicsResult, folder: str | Path, *, thumb: int = 192) -> list[Path]:
         """One contact sheet per topic of its typical images (``folder/topic-00.png``...), titled by its label;
