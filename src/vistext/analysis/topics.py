@@ -178,19 +178,12 @@ def word_prompt(word: str) -> str:
 
 
 def describe_topics(
-    topic_vectors: np.ndarray,
-    word_vectors: np.ndarray,
-    words: Sequence[str],
-    k: int = 3,
-    *,
-    contrast: float = 0.5,
-    redundancy: float = 0.8,
+    topic_vectors: np.ndarray, word_vectors: np.ndarray, words: Sequence[str], k: int = 3
 ) -> list[list[tuple[str, float]]]:
-    """The ``k`` words that best describe each topic, best first, with their scores.
+    """The ``k`` words that best describe each topic, best first, with their scores (``best_words``).
 
     ``topic_vectors`` (n_topics, d) are the topics' mean image embeddings and ``word_vectors`` (n_words, d) the
-    words' embeddings in the same joint image-text space (unit rows). A word's score for a topic is its cosine to
-    the topic, read as ``best_words`` reads a fit."""
+    words' embeddings in the same joint image-text space (unit rows): a word's fit to a topic is its cosine."""
     topics = np.asarray(topic_vectors, dtype=np.float64)
     vectors = np.asarray(word_vectors, dtype=np.float64)
     if topics.ndim != 2 or vectors.ndim != 2 or topics.shape[1] != vectors.shape[1] or len(vectors) != len(words):
@@ -199,7 +192,7 @@ def describe_topics(
         )
     norms = np.linalg.norm(topics, axis=1, keepdims=True)
     topics = np.divide(topics, norms, out=np.zeros_like(topics), where=norms > 0)
-    return best_words(topics @ vectors.T, vectors @ vectors.T, words, k, contrast=contrast, redundancy=redundancy)
+    return best_words(topics @ vectors.T, vectors @ vectors.T, words, k)
 
 
 def best_words(
