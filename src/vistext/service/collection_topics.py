@@ -111,9 +111,13 @@ class CollectionTopics:
         # thinly over every image would pull it to the collection's mean)
         dominant = weights.astype(np.float64)
         dominant = np.where(dominant == dominant.max(axis=1, keepdims=True), dominant, 0.0)
-        fused = self.models.open_domain if clip is None else None
-        if fused is not None and fused.space in store.spaces():
-            return self._describe_by_relevance(fused, ids, dominant)
+        try:
+            fused = self.models.open_domain if clip is None else None
+            if fused is not None and fused.space in store.spaces():
+                return self._describe_by_relevance(fused, ids, dominant)
+        except VistextError as error:
+            log.warning("topic labels from ImageNet classes: %s", error)
+            return empty
         try:
             space = self.models.joint_space if clip is None else clip.space
             if space not in store.spaces():
