@@ -178,3 +178,11 @@ SCENES: tuple[str, ...] = (
     "by a fence",
     "at night",
 )
+
+
+# Words of the default tag vocabulary that do not name one thing a caption can say "a ..." of: categories
+# ("animal", "furniture") and mass or plural nouns ("snow", "glasses", "cattle").
+NOT_ONE_THING: frozenset[str] = frozenset(
+    {"animal", "vehicle", "aircraft", "drink", "furniture", "clothing", "musical instrument", "snow",
+     "glasses", "cattle", "big cat", "fruit", "vegetable"}
+)  # fmt: skip

@@ -9,10 +9,12 @@ one photo:
 3. details: every action that fits the kind of subject and every scene is tried after the best naming; a detail
    is kept only when the longer sentence scores higher than the naming alone (the few best of those);
 4. the kept details are combined ("a dog running in the snow") and scored; the classifier's confident classes
-   ("a strawberry") are candidates too, except those a subject names in everyday words (dog breeds);
-5. a sentence's score is the chance its subject is there (the subject's tag relevance, or the class's
-   probability) times the sentence's calibrated relevance (the 0-1 scale of search and bank captions); the best
-   ``k`` are returned, and one scored below ``SURE`` reads "probably ...".
+   ("a strawberry") are candidates too, except those a subject names in everyday words (dog breeds), and so are
+   the photo's confident default tags that name one thing the subjects do not ("a cup": the tags gather the
+   evidence of many classes, where a teacup's "cup" class alone may be unsure);
+5. a sentence's score is the chance its subject is there (the subject's tag relevance, the class's
+   probability, or the default tag's score) times the sentence's calibrated relevance (the 0-1 scale of search
+   and bank captions); the best ``k`` are returned, and one scored below ``SURE`` reads "probably ...".
 
 So a detail the models are unsure of is left out rather than made up, and a score says how well the sentence
 fits. The models were trained on Flickr8k captions and ImageNet classes: what neither covers cannot be named.
@@ -29,9 +31,10 @@ import numpy as np
 
 from vistext.encoders.base import ImageFeatures, softmax
 from vistext.errors import ModelError
-from vistext.models.caption_words import ACTIONS, NAMED_BY_SUBJECT, SCENES, SUBJECTS, Subject
+from vistext.models.caption_words import ACTIONS, NAMED_BY_SUBJECT, NOT_ONE_THING, SCENES, SUBJECTS, Subject
 
 if TYPE_CHECKING:
+    from vistext.models.default_tags import DefaultTagVocabulary
     from vistext.models.open_domain import OpenDomainModel
 
 SUBJECT_TOP = 3  # subjects tried per photo
@@ -39,6 +42,7 @@ SUBJECT_FLOOR = 0.3  # tag relevance a subject needs beyond the best one
 DETAIL_TOP = 3  # actions (and scenes) kept per subject
 RUNNER_UP_SHARE = 0.5  # a caption scoring under half the best one's is left out: it guesses more than it sees
 LABEL_FLOOR = 0.3  # classifier probability a class name needs to be a candidate
+TAG_TOP = 2  # default tags tried per photo (those at or above the vocabulary's threshold)
 SURE = 0.5  # score below which a caption reads "probably ..."
 HEDGE = "probably "
 CACHE_SIZE = 50_000  # sentence vectors kept (the vocabulary's pairs are ~6,000)
@@ -51,11 +55,17 @@ class ComposedCaption:
 
 
 class CaptionComposer:
-    """Composes and ranks captions for photos with the fused space ``fused`` and the classifier's ``labels``."""
+    """Composes and ranks captions for photos with the fused space ``fused``, the classifier's ``labels`` and,
+    when given, the default tag vocabulary ``tags``."""
 
-    def __init__(self, fused: OpenDomainModel, labels: Sequence[str]) -> None:
+    def __init__(self, fused: OpenDomainModel, labels: Sequence[str], tags: DefaultTagVocabulary | None = None) -> None:
         self.fused = fused
         self.labels = list(labels)
+        self.tags = tags
+        subject_words = {subject.word for subject in SUBJECTS}
+        self._tag_words = [] if tags is None else [
+            n for n, word in enumerate(tags.words) if word not in subject_words and word not in NOT_ONE_THING
+        ]  # fmt: skip
         self._subject_vectors = fused.tag_vectors([subject.word for subject in SUBJECTS])
         self._named = {index for classes in NAMED_BY_SUBJECT.values() for index in classes}
         self._vectors: dict[str, np.ndarray] = {}
@@ -68,9 +78,12 @@ class CaptionComposer:
         images = self.fused.project(features)
         tag_images = self.fused.tag_image_vectors(features)
         subjects = self.fused.tag_relevance(self.fused.scores(self._subject_vectors, tag_images)).T
+        tagged = self.tags.scores(features.logits) if self.tags is not None else np.zeros((len(images), 0))
         out = []
-        for image, relevance, prob in zip(images, subjects, softmax(features.logits), strict=True):
+        for image, relevance, prob, tag_scores in zip(images, subjects, softmax(features.logits), tagged, strict=True):
             scored = self._label_candidates(image, prob)
+            for text, score in self._tag_candidates(image, tag_scores).items():
+                scored[text] = max(scored.get(text, 0.0), score)
             for index in _top(relevance, SUBJECT_TOP, SUBJECT_FLOOR):
                 sentences = self._subject_candidates(image, SUBJECTS[index])
                 for text, score in sentences.items():  # a sentence two ways ("a ball") keeps its best score
@@ -108,6 +121,15 @@ class CaptionComposer:
         the class's probability; classes a vocabulary subject names (dog breeds) are left to it."""
         chosen = [i for i in _top(prob, 2, LABEL_FLOOR) if prob[i] >= LABEL_FLOOR and i not in self._named]
         names = {with_article(self.labels[i]): float(prob[i]) for i in chosen}
+        return {text: score * names[text] for text, score in self._score(image, list(names)).items()}
+
+    def _tag_candidates(self, image: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+        """The photo's confident default tags that name one thing ("a cup"), each scored by the sentence's
+        relevance times the tag's score."""
+        if self.tags is None or not self._tag_words:
+            return {}
+        ranked = sorted(self._tag_words, key=lambda n: -scores[n])[:TAG_TOP]
+        names = {with_article(self.tags.words[n]): float(scores[n]) for n in ranked if scores[n] >= self.tags.threshold}
         return {text: score * names[text] for text, score in self._score(image, list(names)).items()}
 
     def _score(self, image: np.ndarray, sentences: Sequence[str]) -> dict[str, float]:

@@ -302,7 +302,7 @@ class LoadedModels:
         from vistext.models.captioner import CaptionComposer
 
         fused = self.open_domain
-        return (None if fused is None else CaptionComposer(fused, self.encoder.labels or []),)
+        return (None if fused is None else CaptionComposer(fused, self.encoder.labels or [], self.default_tags()),)
 
     def _fingerprint(self) -> str:
         joint = self.joint
