@@ -81,9 +81,7 @@ class CaptionComposer:
         tagged = self.tags.scores(features.logits) if self.tags is not None else np.zeros((len(images), 0))
         out = []
         for image, relevance, prob, tag_scores in zip(images, subjects, softmax(features.logits), tagged, strict=True):
-            scored = self._label_candidates(image, prob)
-            for text, score in self._tag_candidates(image, tag_scores).items():
-                scored[text] = max(scored.get(text, 0.0), score)
+            scored = self._thing_candidates(image, prob, tag_scores)
             for index in _top(relevance, SUBJECT_TOP, SUBJECT_FLOOR):
                 sentences = self._subject_candidates(image, SUBJECTS[index])
                 for text, score in sentences.items():  # a sentence two ways ("a ball") keeps its best score
@@ -116,21 +114,28 @@ class CaptionComposer:
         gains = np.array([sentences[f"{naming} {detail}"] - base for detail in details])
         return [details[i] for i in np.argsort(-gains, kind="stable")[:DETAIL_TOP] if gains[i] > 0]
 
-    def _label_candidates(self, image: np.ndarray, prob: np.ndarray) -> dict[str, float]:
-        """The classifier's confident classes as "a {class name}", each scored by the sentence's relevance times
-        the class's probability; classes a vocabulary subject names (dog breeds) are left to it."""
-        chosen = [i for i in _top(prob, 2, LABEL_FLOOR) if prob[i] >= LABEL_FLOOR and i not in self._named]
-        names = {with_article(self.labels[i]): float(prob[i]) for i in chosen}
-        return {text: score * names[text] for text, score in self._score(image, list(names)).items()}
+    def _thing_candidates(self, image: np.ndarray, prob: np.ndarray, tag_scores: np.ndarray) -> dict[str, float]:
+        """Things named alone ("a strawberry", "a cup"), each scored by the sentence's relevance times the chance it
+        is there: the class's probability or the tag's score, the higher where both name it. One pass of the text
+        model for both kinds."""
+        chances: dict[str, float] = {}
+        for text, chance in [*self._label_names(prob), *self._tag_names(tag_scores)]:
+            chances[text] = max(chances.get(text, 0.0), chance)
+        return {text: score * chances[text] for text, score in self._score(image, list(chances)).items()}
 
-    def _tag_candidates(self, image: np.ndarray, scores: np.ndarray) -> dict[str, float]:
-        """The photo's confident default tags that name one thing ("a cup"), each scored by the sentence's
-        relevance times the tag's score."""
-        if self.tags is None or not self._tag_words:
-            return {}
+    def _label_names(self, prob: np.ndarray) -> list[tuple[str, float]]:
+        """The classifier's confident classes as "a {class name}" with their probabilities; classes a vocabulary
+        subject names (dog breeds) are left to it."""
+        chosen = [i for i in _top(prob, 2, LABEL_FLOOR) if prob[i] >= LABEL_FLOOR and i not in self._named]
+        return [(with_article(self.labels[i]), float(prob[i])) for i in chosen]
+
+    def _tag_names(self, scores: np.ndarray) -> list[tuple[str, float]]:
+        """The photo's confident default tags that name one thing ("a cup") with their scores."""
+        if self.tags is None:
+            return []
         ranked = sorted(self._tag_words, key=lambda n: -scores[n])[:TAG_TOP]
-        names = {with_article(self.tags.words[n]): float(scores[n]) for n in ranked if scores[n] >= self.tags.threshold}
-        return {text: score * names[text] for text, score in self._score(image, list(names)).items()}
+        words, threshold = self.tags.words, self.tags.threshold
+        return [(with_article(words[n]), float(scores[n])) for n in ranked if scores[n] >= threshold]
 
     def _score(self, image: np.ndarray, sentences: Sequence[str]) -> dict[str, float]:
         """Each sentence's calibrated relevance to ``image`` (a stored fused vector)."""
