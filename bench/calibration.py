@@ -5,13 +5,21 @@
     .venv/bin/python bench/calibration.py --tables   # with a reliability table (bin -> precision, count) per set
     .venv/bin/python bench/calibration.py --length   # also a search refit that knows each query's length (analysis)
     .venv/bin/python bench/calibration.py --human DIR   # also Flickr8k's expert and crowd judgements (a check only)
+    .venv/bin/python bench/calibration.py --scenes DIR [DIR ...]  # also folder-per-class tag sets (see below)
 
 Judged sets (``vistext.evaluation.relevance_sets``): opendomain-classes halves (queries "a {label}", tags over
 the 26 labels) and Flickr8k dev / test (caption nouns and colour + noun queries; scene words as a tag vocabulary;
 relevant = at least 2 of 5 captions name it, irrelevant = none, others unjudged). The refit is chosen on the dev
 sets only (``vistext.training.calibration``) and reported on test. Figures per set: ECE, precision and count
 among pairs scored >= 0.5 and >= 0.8, the share of relevant top matches that keep >= 0.5, and for tags the
-photos given 3 or more words at >= 0.7 and the photos with two true words that keep both at >= 0.5. Re-run with
+photos given 3 or more words at >= 0.7 and the photos with two true words that keep both at >= 0.5.
+
+``--scenes`` adds folder-per-class photo sets (scene photos under buildings/, forest/, ...), scored as ``tag
+--vocab`` over their folder names: a folder named ``dev`` is fitted on with the other dev sets, one named ``test``
+is reported as a test set, any other as a check. The shipped tag fit used the Intel scene photos (Kaggle's "Intel
+Image Classification", as committed in github.com/luangtatipsy/intel-image-classification; research use, kept
+outside this repository): 150 photos a class drawn from seg_train (seed 0) as dev, all 3,000 of seg_test as test,
+each in class folders under ``DIR/dev`` and ``DIR/test``. Re-run with
 ``--write`` whenever the concept scores change (a new concept space or fusion).
 """
 
@@ -27,6 +35,7 @@ from vistext.encoders import ImageFeatures, create_image_encoder
 from vistext.evaluation.calibration import calibration_metrics, reliability
 from vistext.evaluation.relevance_sets import (
     JudgedSet,
+    class_folder_tag_set,
     flickr8k_caption_set,
     flickr8k_human_sets,
     flickr8k_sets,
@@ -43,6 +52,9 @@ from vistext.training.calibration import fit_logistic, fit_search_calibration, f
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 # the release's card (2026-12-02): search sigmoid(a * score + b) fitted class-balanced on opendomain dev; tags alike
 RELEASE = {"search": (1.559723046100343, -5.835900979639676), "tags": (1.6777176200625064, -8.009807570801453)}
+
+
+TAG_SETS = ("opendomain labels", "flickr8k scenes", "folder ")  # sets scored as a tag vocabulary
 
 
 @dataclass
@@ -64,8 +76,8 @@ def score_sets(fused: OpenDomainModel, sets: list[JudgedSet]) -> list[Scored]:
     for judged in sets:
         arrays = encode_files(judged.paths, encoder, progress=False)
         features = ImageFeatures(pooled=arrays.pooled, logits=arrays.logits)
-        if judged.name.startswith(("opendomain labels", "flickr8k scenes")):
-            scores = fused.scores(fused.tag_vectors(judged.texts), fused.tag_image_vectors(features))
+        if judged.name.startswith(TAG_SETS):
+            scores = fused.scores(fused.tag_vectors(judged.texts, vocabulary=True), fused.tag_image_vectors(features))
             out.append(Scored(judged, scores, None))
         else:
             texts = fused.text_vectors(judged.texts)
@@ -154,6 +166,8 @@ def main() -> None:
     parser.add_argument("--length", action="store_true", help="also measure a search refit knowing query lengths")
     human = "a folder with Flickr8k's ExpertAnnotations.txt and CrowdFlowerAnnotations.txt (reported, not fitted)"
     parser.add_argument("--human", type=Path, help=human)
+    scenes = "folder-per-class sets scored as a tag vocabulary of their folder names (a folder named dev is fitted on)"
+    parser.add_argument("--scenes", type=Path, nargs="+", default=[], help=scenes)
     args = parser.parse_args()
     fused = LoadedModels().open_domain
     if fused is None:
@@ -163,6 +177,9 @@ def main() -> None:
                                                      flickr8k_caption_set(args.flickr, split))]  # fmt: skip
     if args.human:
         sets += flickr8k_human_sets(args.flickr, args.human)
+    # a folder named dev is fitted on with the other dev sets, one named test reported as test, others as checks
+    sets += [class_folder_tag_set(d, f"folder {d.parent.name} {d.name if d.name in ('dev', 'test') else 'check'}")
+             for d in args.scenes]  # fmt: skip
     scored = score_sets(fused, sets)
     new = refit(fused, scored)
     print(

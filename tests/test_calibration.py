@@ -176,3 +176,20 @@ def test_flickr8k_human_judgements_become_judged_sets(tmp_path: Path, caplog: py
     assert crowd.texts == ["1_a.jpg caption 2 ."] and crowd.judgements.tolist() == [[RELEVANT, IRRELEVANT, UNJUDGED]]
     (notes / "ExpertAnnotations.txt").unlink()
     assert [s.name for s in flickr8k_human_sets(root, notes)] == ["flickr8k crowd test"]  # a missing file is left out
+
+
+def test_words_of_one_vocabulary_compete_with_weights_pulled_to_their_mean() -> None:
+    from vistext.models.open_domain import VOCABULARY_SHARE
+    from vistext.service.loaded_models import LoadedModels
+
+    fused = LoadedModels().open_domain
+    if fused is None:
+        pytest.skip("the shipped fused space needs the bundled joint model's ONNX export")
+    words = ["mountain", "forest", "glacier"]  # a node of alps and volcanoes; two words no class names
+    alone = fused.tag_fusion.query_weights(fused.tag_vectors(words))
+    together = fused.tag_fusion.query_weights(fused.tag_vectors(words, vocabulary=True))
+    assert alone[0] > 0.8 and alone[1] < 0.3  # each word on its own leans on the space that knows it
+    expected = (1 - VOCABULARY_SHARE) * alone + VOCABULARY_SHARE * alone.mean()
+    assert np.allclose(together, expected, atol=1e-4)
+    one = fused.tag_vectors(["forest"], vocabulary=True)  # a word offered alone keeps its own weight
+    assert np.allclose(fused.tag_fusion.query_weights(one), alone[1], atol=1e-4)

@@ -151,7 +151,7 @@ def evaluate_classes(
     features = ImageFeatures(pooled=arrays.pooled, logits=arrays.logits)
     tag_images, search_images = model.tag_image_vectors(features), model.project(features)
     metrics = evaluate_open_domain(
-        lambda words: model.scores(model.tag_vectors(words), tag_images),
+        lambda words: model.scores(model.tag_vectors(words, vocabulary=True), tag_images),
         data.targets(split),
         data.class_names,
         tag_template="{}",

@@ -188,6 +188,17 @@ def opendomain_sets(root: str | Path, split: str, seed: int = 0) -> tuple[Judged
             JudgedSet(f"opendomain labels {split}", list(labels), paths, judgements))  # fmt: skip
 
 
+def class_folder_tag_set(root: str | Path, name: str) -> JudgedSet:
+    """A folder-per-class dataset (every photo, e.g. scene photos under buildings/, forest/, ...) judged as one
+    tag vocabulary of its class names: a photo is relevant to its own class's word, irrelevant to the others'."""
+    from vistext.datasets.classes import ClassFolder
+
+    data = ClassFolder(root)
+    labels, targets = data.class_names, np.asarray(data.targets("all"))
+    judgements = (targets[None, :] == np.arange(len(labels))[:, None]).astype(np.int8)
+    return JudgedSet(name, list(labels), [str(p) for p in data.images("all")], judgements)
+
+
 HUMAN_FILES = {"experts": "ExpertAnnotations.txt", "crowd": "CrowdFlowerAnnotations.txt"}
 _HUMAN_LINE = re.compile(r"^(\w+\.jpg)\t(\w+\.jpg#\d)\t(\d+(?:\.\d+)?)\t(\d+)\t(\d+)$")
 

@@ -288,10 +288,12 @@ class AdaptiveFusion:
             raise ModelError(f"{len(concept)} concept vectors but {len(joint)} joint vectors")
         return np.concatenate([concept, joint, np.ones((len(concept), 1), np.float32)], axis=1)
 
-    def text_vectors(self, concept: np.ndarray, joint: np.ndarray, confidence: np.ndarray) -> np.ndarray:
+    def text_vectors(
+        self, concept: np.ndarray, joint: np.ndarray, confidence: np.ndarray, *, weights: np.ndarray | None = None
+    ) -> np.ndarray:
         """(N, d_concept + d_joint + 1) query vectors whose inner product with ``image_vectors`` is the fused
-        standardised score."""
-        w = self.weights(confidence)[:, None]
+        standardised score. ``weights``: the queries' concept weights when not those of their ``confidence``."""
+        w = (self.weights(confidence) if weights is None else np.asarray(weights, dtype=np.float32))[:, None]
         offset = w * self.concept_mean / self.concept_std + (1 - w) * self.joint_mean / self.joint_std
         parts = [w / self.concept_std * _normalise(concept), (1 - w) / self.joint_std * _normalise(joint), -offset]
         return np.concatenate(parts, axis=1).astype(np.float32)

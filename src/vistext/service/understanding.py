@@ -113,7 +113,7 @@ class Understanding:
             relevance = people_relevance(words, features.pooled)  # people words: the person head, if it reads them
             scored = np.flatnonzero(np.isnan(relevance[0])) if len(relevance) else np.arange(len(words))
             if len(scored):  # the other words compete with each other only: people go with anything
-                vectors = fused.tag_vectors([words[i] for i in scored])
+                vectors = fused.tag_vectors([words[i] for i in scored], vocabulary=True)
                 relevance[:, scored] = fused.vocabulary_relevance(fused.scores(vectors, images)).T
             return [
                 [ScoredTag(words[i], round(float(row[i]), 6)) for i in np.argsort(-row, kind="stable")[:top_k]]
