@@ -107,7 +107,7 @@ def run_bot_command(args: argparse.Namespace) -> int:
         base_file_url=args.base_file_url,
         model=args.model,
     )
-    with service_for(args) as service:
+    with service_for(args, read_only=True) as service:  # the bot only reads: searches, tags, captions, thumbnails
         if args.model is not None:
             service.catalogue_model(args.model)  # a model the catalogue has a space for, or stop now
         if not args.quiet:
