@@ -18,9 +18,9 @@ photos given 3 or more words at >= 0.7 and the photos with two true words that k
 --vocab`` over their folder names: a folder named ``dev`` is fitted on with the other dev sets, one named ``test``
 is reported as a test set, any other as a check. The shipped tag fit used the Intel scene photos (Kaggle's "Intel
 Image Classification", as committed in github.com/luangtatipsy/intel-image-classification; research use, kept
-outside this repository): 150 photos a class drawn from seg_train (seed 0) as dev, all 3,000 of seg_test as test,
-each in class folders under ``DIR/dev`` and ``DIR/test``. Re-run with
-``--write`` whenever the concept scores change (a new concept space or fusion).
+outside this repository): 150 photos a class from seg_train as dev (``random.Random(0).sample(sorted(paths), 150)``
+per class, each class's paths sorted), all 3,000 of seg_test as test, each in class folders under ``DIR/dev`` and
+``DIR/test``. Re-run with ``--write`` whenever the concept scores change (a new concept space or fusion).
 """
 
 from __future__ import annotations

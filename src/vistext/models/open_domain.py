@@ -71,6 +71,7 @@ class OpenDomainModel:
         vocabulary = concepts.card.get("tag_vocabulary") or {}
         self.vocabulary_calibration = tuple(vocabulary.get("calibration", self.tag_fusion.calibration))
         self.competition = float(vocabulary.get("competition", 0.0))
+        self.sure_scale = float(vocabulary.get("sure_scale", 1.0))
         # the stored image vectors depend only on the label embeddings and the ConSE settings: a recalibrated
         # fusion (text side only) keeps the catalogues' space
         fingerprint = hashlib.sha1(concepts.label_embeddings.tobytes())
@@ -162,10 +163,13 @@ class OpenDomainModel:
         """(words, photos) fused tag scores of one vocabulary -> 0-1 relevance calibrated over the vocabulary
         jointly: a word scored below the photo's best other word loses ``competition`` per unit of the gap, so
         mutually exclusive words ("forest", "desert", "beach") do not each read as likely, while two words
-        scored alike (a photo that shows both) keep their own reading (fitted on dev, ``bench/calibration.py``)."""
+        scored alike (a photo that shows both) keep their own reading (fitted on dev, ``bench/calibration.py``).
+        Readings above 0.5 are drawn toward it by ``sure_scale`` (on the logit), so that a sure reading keeps its
+        promise on every kind of photo; which words read >= 0.5, and every ranking, do not change."""
         scores = np.asarray(scores, dtype=np.float64)
         a, b = self.vocabulary_calibration
         logit = a * scores + b + self.competition * vocabulary_gap(scores)
+        logit = sure_logits(logit, self.sure_scale)
         return (1.0 / (1.0 + np.exp(-logit))).astype(np.float32)
 
     # ---- scores ---------------------------------------------------------------------------------------------
@@ -197,3 +201,8 @@ def vocabulary_gap(scores: np.ndarray) -> np.ndarray:
     best, second = scores[order[0], columns], scores[order[1], columns]
     others = np.where(np.arange(len(scores))[:, None] == order[0][None, :], second[None, :], best[None, :])
     return np.minimum(scores - others, 0.0)
+
+
+def sure_logits(logits: np.ndarray, scale: float) -> np.ndarray:
+    """``logits`` with their positive part (readings above 0.5) multiplied by ``scale``."""
+    return np.where(logits > 0.0, scale * logits, logits)
