@@ -16,11 +16,14 @@ photos given 3 or more words at >= 0.7 and the photos with two true words that k
 
 ``--scenes`` adds folder-per-class photo sets (scene photos under buildings/, forest/, ...), scored as ``tag
 --vocab`` over their folder names: a folder named ``dev`` is fitted on with the other dev sets, one named ``test``
-is reported as a test set, any other as a check. The shipped tag fit used the Intel scene photos (Kaggle's "Intel
-Image Classification", as committed in github.com/luangtatipsy/intel-image-classification; research use, kept
-outside this repository): 150 photos a class from seg_train as dev (``random.Random(0).sample(sorted(paths), 150)``
-per class, each class's paths sorted), all 3,000 of seg_test as test, each in class folders under ``DIR/dev`` and
-``DIR/test``. Re-run with ``--write`` whenever the concept scores change (a new concept space or fusion).
+is reported as a test set, any other as a check. Each is also reported (never fitted) as a search set, "a
+{class}" over its photos; ``--overlap glacier:mountain`` leaves glacier photos unjudged for "a mountain" (and the
+reverse) where one class's photos show the other's thing. The shipped tag fit used the Intel scene photos
+(Kaggle's "Intel Image Classification", as committed in github.com/luangtatipsy/intel-image-classification;
+research use, kept outside this repository): 150 photos a class from seg_train as dev
+(``random.Random(0).sample(sorted(paths), 150)`` per class), all 3,000 of seg_test as test, each in class folders
+under ``DIR/dev`` and ``DIR/test``. Re-run with ``--write`` whenever the concept scores change (a new concept space
+or fusion).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from vistext.encoders import ImageFeatures, create_image_encoder
 from vistext.evaluation.calibration import calibration_metrics, reliability
 from vistext.evaluation.relevance_sets import (
     JudgedSet,
+    class_folder_search_set,
     class_folder_tag_set,
     flickr8k_caption_set,
     flickr8k_human_sets,
@@ -168,6 +172,8 @@ def main() -> None:
     parser.add_argument("--human", type=Path, help=human)
     scenes = "folder-per-class sets scored as a tag vocabulary of their folder names (a folder named dev is fitted on)"
     parser.add_argument("--scenes", type=Path, nargs="+", default=[], help=scenes)
+    overlap = "class pairs A:B whose photos show each other's thing, unjudged both ways in --scenes search sets"
+    parser.add_argument("--overlap", nargs="+", default=[], metavar="A:B", help=overlap)
     args = parser.parse_args()
     fused = LoadedModels().open_domain
     if fused is None:
@@ -178,8 +184,13 @@ def main() -> None:
     if args.human:
         sets += flickr8k_human_sets(args.flickr, args.human)
     # a folder named dev is fitted on with the other dev sets, one named test reported as test, others as checks
-    sets += [class_folder_tag_set(d, f"folder {d.parent.name} {d.name if d.name in ('dev', 'test') else 'check'}")
-             for d in args.scenes]  # fmt: skip
+    if any(":" not in pair for pair in args.overlap):
+        parser.error("--overlap takes class pairs as A:B, e.g. glacier:mountain")
+    pairs = [tuple(pair.split(":", 1)) for pair in args.overlap]
+    overlaps = [(a, b) for a, b in pairs] + [(b, a) for a, b in pairs]
+    for d in args.scenes:
+        tags = class_folder_tag_set(d, f"folder {d.parent.name} {d.name if d.name in ('dev', 'test') else 'check'}")
+        sets += [tags, class_folder_search_set(tags, f"search {d.parent.name} {d.name} check", overlaps)]
     scored = score_sets(fused, sets)
     new = refit(fused, scored)
     print(

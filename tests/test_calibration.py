@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from vistext.cli.collection import print_hits
-from vistext.errors import ModelError
+from vistext.errors import ModelError, UsageError
 from vistext.evaluation.calibration import (
     calibration_metrics,
     expected_calibration_error,
@@ -171,6 +171,26 @@ def test_judged_sets_from_the_research_data(flickr8k: Path, opendomain_classes: 
     queries, labels = opendomain_sets(opendomain_classes, "test")
     assert len(queries.texts) == 26 and "an airplane" in queries.texts
     assert (labels.relevant.sum(axis=0) == 1).all()  # one right label per photo
+
+
+def test_class_folders_become_a_tag_set_and_a_search_set_with_overlaps_unjudged(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from vistext.evaluation.relevance_sets import class_folder_search_set, class_folder_tag_set
+
+    for label, colour in (("buildings", "grey"), ("glacier", "white"), ("mountain", "brown")):
+        (tmp_path / label).mkdir()
+        for i in range(2):
+            Image.new("RGB", (32, 32), colour).save(tmp_path / label / f"{i}.jpg")
+    tags = class_folder_tag_set(tmp_path, "folder scenes check")
+    assert tags.texts == ["buildings", "glacier", "mountain"]
+    assert tags.judgements.tolist() == [[1, 1, 0, 0, 0, 0], [0, 0, 1, 1, 0, 0], [0, 0, 0, 0, 1, 1]]
+    search = class_folder_search_set(tags, "search scenes check", [("mountain", "glacier"), ("glacier", "mountain")])
+    assert search.texts == ["buildings", "a glacier", "a mountain"] and search.paths == tags.paths
+    assert search.judgements.tolist() == [[1, 1, 0, 0, 0, 0], [0, 0, 1, 1, -1, -1], [0, 0, -1, -1, 1, 1]]
+    assert tags.judgements[1, 4] == 0  # the tag set is left as it was
+    with pytest.raises(UsageError, match="no class folder named 'forest'"):
+        class_folder_search_set(tags, "x", [("forest", "glacier")])
 
 
 def test_flickr8k_human_judgements_become_judged_sets(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

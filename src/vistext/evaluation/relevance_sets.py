@@ -199,6 +199,21 @@ def class_folder_tag_set(root: str | Path, name: str) -> JudgedSet:
     return JudgedSet(name, list(labels), [str(p) for p in data.images("all")], judgements)
 
 
+def class_folder_search_set(tags: JudgedSet, name: str, overlaps: Sequence[tuple[str, str]] = ()) -> JudgedSet:
+    """``tags`` (a ``class_folder_tag_set``) as search queries, "a {class}" ("buildings" for a plural folder):
+    relevant = the query's class, irrelevant = the others, except each ``(query class, photo class)`` of
+    ``overlaps``, left unjudged (a glacier photo shows a mountain to a person's eye, and a street buildings)."""
+    queries = [label if label.endswith("s") else f"an {label}" if label[0] in "aeiou" else f"a {label}"
+               for label in tags.texts]  # fmt: skip
+    judgements = tags.judgements.copy()
+    classes = np.argmax(tags.judgements == RELEVANT, axis=0)
+    for query, photo in overlaps:
+        if query not in tags.texts or photo not in tags.texts:
+            raise UsageError(f"{name}: no class folder named {query if query not in tags.texts else photo!r}")
+        judgements[tags.texts.index(query), classes == tags.texts.index(photo)] = UNJUDGED
+    return JudgedSet(name, queries, list(tags.paths), judgements)
+
+
 HUMAN_FILES = {"experts": "ExpertAnnotations.txt", "crowd": "CrowdFlowerAnnotations.txt"}
 _HUMAN_LINE = re.compile(r"^(\w+\.jpg)\t(\w+\.jpg#\d)\t(\d+(?:\.\d+)?)\t(\d+)\t(\d+)$")
 
