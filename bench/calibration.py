@@ -187,7 +187,7 @@ def main() -> None:
     if any(":" not in pair for pair in args.overlap):
         parser.error("--overlap takes class pairs as A:B, e.g. glacier:mountain")
     pairs = [tuple(pair.split(":", 1)) for pair in args.overlap]
-    overlaps = [(a, b) for a, b in pairs] + [(b, a) for a, b in pairs]
+    overlaps = pairs + [(b, a) for a, b in pairs]
     for d in args.scenes:
         tags = class_folder_tag_set(d, f"folder {d.parent.name} {d.name if d.name in ('dev', 'test') else 'check'}")
         sets += [tags, class_folder_search_set(tags, f"search {d.parent.name} {d.name} check", overlaps)]

@@ -173,6 +173,11 @@ def flickr8k_caption_set(root: str | Path, split: str) -> JudgedSet:
     return JudgedSet(f"flickr8k captions {split}", queries, [str(p) for p in by_image], judgements)
 
 
+def _indefinite(label: str) -> str:
+    """ "a {label}" or "an {label}", the query a person types for one thing of a class."""
+    return f"an {label}" if label[0] in "aeiou" else f"a {label}"
+
+
 def opendomain_sets(root: str | Path, split: str, seed: int = 0) -> tuple[JudgedSet, JudgedSet]:
     """(search set, label tag set) of opendomain-classes' ``split`` half (dev or test)."""
     from vistext.datasets.classes import ClassFolder
@@ -183,7 +188,7 @@ def opendomain_sets(root: str | Path, split: str, seed: int = 0) -> tuple[Judged
         raise UsageError(f"{root}: split {split!r} has no images (splits: dev, test)")
     labels, targets = data.class_names, np.asarray(data.targets(split))
     judgements = (targets[None, :] == np.arange(len(labels))[:, None]).astype(np.int8)
-    queries = [f"an {label}" if label[0] in "aeiou" else f"a {label}" for label in labels]
+    queries = [_indefinite(label) for label in labels]
     return (JudgedSet(f"opendomain {split}", queries, paths, judgements),
             JudgedSet(f"opendomain labels {split}", list(labels), paths, judgements))  # fmt: skip
 
@@ -203,8 +208,7 @@ def class_folder_search_set(tags: JudgedSet, name: str, overlaps: Sequence[tuple
     """``tags`` (a ``class_folder_tag_set``) as search queries, "a {class}" ("buildings" for a plural folder):
     relevant = the query's class, irrelevant = the others, except each ``(query class, photo class)`` of
     ``overlaps``, left unjudged (a glacier photo shows a mountain to a person's eye, and a street buildings)."""
-    queries = [label if label.endswith("s") else f"an {label}" if label[0] in "aeiou" else f"a {label}"
-               for label in tags.texts]  # fmt: skip
+    queries = [label if label.endswith("s") else _indefinite(label) for label in tags.texts]
     judgements = tags.judgements.copy()
     classes = np.argmax(tags.judgements == RELEVANT, axis=0)
     for query, photo in overlaps:
