@@ -227,6 +227,35 @@ def test_two_tag_calls_with_the_same_tagger_load_it_once(
     assert len(loads) == 4
 
 
+def test_many_images_are_tagged_a_chunk_at_a_time_with_the_same_answers(
+    tmp_path: Path, photos: dict[str, list[Path]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vistext.service import understanding
+
+    monkeypatch.setattr(understanding, "TAG_CHUNK", 3)
+    batches: list[int] = []
+    real = LoadedModels.features
+    monkeypatch.setattr(
+        LoadedModels,
+        "features",
+        lambda self, pictures, grid=False: batches.append(len(pictures)) or real(self, pictures, grid),
+    )
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a picture")
+    images = [*photos["dogs"][:3], broken, *photos["others"][:3]]
+    service = Service(db=tmp_path / "none.sqlite", progress=False)
+    vocab = ["dog", "beach", "street"]
+    together = service.tag(images, k=3, vocab=vocab)
+    assert max(batches) <= 3 and sum(batches) == 6  # seven inputs in chunks of three; the broken one is not encoded
+    assert [result.image for result in together] == [str(image) for image in images]
+    assert together[3].error and "broken.jpg" in together[3].error and not together[3].tags
+    for image, result in zip(images, together, strict=True):
+        if image != broken:  # a photo's tags do not depend on which others it was tagged with
+            [alone] = service.tag([image], k=3, vocab=vocab)
+            assert [t.tag for t in alone.tags] == [t.tag for t in result.tags]
+            assert np.allclose([t.score for t in alone.tags], [t.score for t in result.tags], atol=1e-4)
+
+
 def test_every_http_tag_request_reuses_the_loaded_tagger(
     tmp_path: Path, photos: dict[str, list[Path]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
