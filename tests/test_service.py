@@ -245,7 +245,7 @@ def test_many_images_are_tagged_a_chunk_at_a_time_with_the_same_answers(
     images = [*photos["dogs"][:3], broken, *photos["others"][:3]]
     service = Service(db=tmp_path / "none.sqlite", progress=False)
     vocab = ["dog", "beach", "street"]
-    together = service.tag(images, k=3, vocab=vocab)
+    together = service.tag(iter(images), k=3, vocab=vocab)  # any iterable, not only a list
     assert max(batches) <= 3 and sum(batches) == 6  # seven inputs in chunks of three; the broken one is not encoded
     assert [result.image for result in together] == [str(image) for image in images]
     assert together[3].error and "broken.jpg" in together[3].error and not together[3].tags

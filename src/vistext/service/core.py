@@ -10,7 +10,7 @@ used, so ``vistext info`` never loads a network and ``vistext tag`` never opens 
 from __future__ import annotations
 
 import threading
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -308,7 +308,7 @@ class Service:
     # ---- single images ----------------------------------------------------------------------------------------
     def tag(
         self,
-        images: Sequence[ImageInput],
+        images: Iterable[ImageInput],
         k: int = 5,
         *,
         model: str | Path | None = None,

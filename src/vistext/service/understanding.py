@@ -8,7 +8,8 @@ read on its 0-1 relevance scale, the same scale as search.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -51,7 +52,7 @@ class Understanding:
     # ---- tags -------------------------------------------------------------------------------------------
     def tag(
         self,
-        images: Sequence[ImageInput],
+        images: Iterable[ImageInput],
         k: int = 5,
         *,
         model: str | Path | None = None,
@@ -66,8 +67,9 @@ class Understanding:
         if model is not None and vocab is not None and names_trained_model(model):
             raise UsageError("give either a trained tagger model or a vocabulary, not both")
         results: list[TagResult] = []
-        for start in range(0, len(images), TAG_CHUNK):  # memory stays flat however many images are given
-            results += self._tag_chunk(images[start : start + TAG_CHUNK], k, model, vocab, threshold)
+        given = iter(images)  # any iterable (a folder's glob too), a chunk at a time: memory stays flat
+        while chunk := list(islice(given, TAG_CHUNK)):
+            results += self._tag_chunk(chunk, k, model, vocab, threshold)
         return results
 
     def _tag_chunk(
