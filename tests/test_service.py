@@ -240,6 +240,15 @@ def test_many_images_are_tagged_a_chunk_at_a_time_with_the_same_answers(
         "features",
         lambda self, pictures, grid=False: batches.append(len(pictures)) or real(self, pictures, grid),
     )
+    from vistext.models.open_domain import OpenDomainModel
+
+    embedded: list[tuple[str, ...]] = []
+    embed = OpenDomainModel.tag_vectors
+    monkeypatch.setattr(
+        OpenDomainModel,
+        "tag_vectors",
+        lambda self, words, **kw: embedded.append(tuple(words)) or embed(self, words, **kw),
+    )
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not a picture")
     images = [*photos["dogs"][:3], broken, *photos["others"][:3]]
@@ -247,6 +256,7 @@ def test_many_images_are_tagged_a_chunk_at_a_time_with_the_same_answers(
     vocab = ["dog", "beach", "street"]
     together = service.tag(iter(images), k=3, vocab=vocab)  # any iterable, not only a list
     assert max(batches) <= 3 and sum(batches) == 6  # seven inputs in chunks of three; the broken one is not encoded
+    assert embedded == [("dog", "beach", "street")]  # the words are embedded once, not once a chunk
     assert [result.image for result in together] == [str(image) for image in images]
     assert together[3].error and "broken.jpg" in together[3].error and not together[3].tags
     for image, result in zip(images, together, strict=True):
