@@ -136,9 +136,10 @@ def looks_like_clip(spec: str | Path) -> bool:
     return folder_format(Path(spec)) is not None
 
 
-def rank_words(model: ClipModel, images: np.ndarray, words: Sequence[str], k: int) -> list[list[tuple[str, float]]]:
-    """Each image's ``k`` best words with their cosines to the image (each word as its prompt ensemble)."""
-    cosines = images @ word_vectors(model, words).T
+def rank_words(images: np.ndarray, vectors: np.ndarray, words: Sequence[str], k: int) -> list[list[tuple[str, float]]]:
+    """Each image's ``k`` best words with their cosines to the image; ``vectors``: the words' ``word_vectors``
+    (each word as its prompt ensemble)."""
+    cosines = images @ vectors.T
     return [[(words[i], float(row[i])) for i in np.argsort(-row, kind="stable")[:k]] for row in cosines]
 
 

@@ -19,7 +19,7 @@ from PIL import Image
 from vistext.encoders.base import softmax
 from vistext.errors import ImageDecodeError, ModelError, UsageError
 from vistext.evaluation.base import Evaluation
-from vistext.service.clip_spaces import looks_like_clip, names_trained_model, rank_words
+from vistext.service.clip_spaces import looks_like_clip, names_trained_model, rank_words, word_vectors
 from vistext.service.collection import Collection
 from vistext.service.inputs import ImageInput, decode, input_name
 from vistext.service.loaded_models import LoadedModels, cosine_to_unit
@@ -67,10 +67,10 @@ class Understanding:
         if model is not None and vocab is not None and names_trained_model(model):
             raise UsageError("give either a trained tagger model or a vocabulary, not both")
         results: list[TagResult] = []
-        word_vectors: dict[tuple[str, ...], np.ndarray] = {}  # a vocabulary's vectors, embedded once a call
+        embedded: dict[tuple[str, ...], np.ndarray] = {}  # a vocabulary's word vectors, embedded once a call
         given = iter(images)  # any iterable (a folder's glob too), a chunk at a time: memory stays flat
         while chunk := list(islice(given, TAG_CHUNK)):
-            results += self._tag_chunk(chunk, k, model, vocab, threshold, word_vectors)
+            results += self._tag_chunk(chunk, k, model, vocab, threshold, embedded)
         return results
 
     def _tag_chunk(
@@ -80,7 +80,7 @@ class Understanding:
         model: str | Path | None,
         vocab: Sequence[str] | None,
         threshold: bool,
-        word_vectors: dict[tuple[str, ...], np.ndarray],
+        embedded: dict[tuple[str, ...], np.ndarray],
     ) -> list[TagResult]:
         results: list[TagResult] = []
         readable: list[tuple[int, Image.Image]] = []
@@ -94,13 +94,13 @@ class Understanding:
             return results
         pictures = [picture for _, picture in readable]
         if model is not None and vocab is not None:  # a CLIP-family model scores the words
-            scored = self._tags_from_clip(pictures, model, vocab, k)
+            scored = self._tags_from_clip(pictures, model, vocab, k, embedded)
         elif model is not None:
             if not names_trained_model(model) and looks_like_clip(model):
                 raise UsageError(f"{model}: a CLIP-family model tags with your words: give them with --vocab")
             scored = self._tags_from_model(pictures, model, k, threshold)
         elif vocab is not None:
-            scored = self._tags_from_vocabulary(pictures, vocab, k, word_vectors)
+            scored = self._tags_from_vocabulary(pictures, vocab, k, embedded)
         else:
             scored = self._tags_from_imagenet(pictures, k)
         for (position, _), tags in zip(readable, scored, strict=True):
@@ -122,9 +122,9 @@ class Understanding:
         pictures: Sequence[Image.Image],
         vocab: Sequence[str],
         k: int,
-        word_vectors: dict[tuple[str, ...], np.ndarray],
+        embedded: dict[tuple[str, ...], np.ndarray],
     ) -> list[list[ScoredTag]]:
-        """``word_vectors``: the fused vectors of word lists already embedded in this call (MiniLM over every
+        """``embedded``: the fused vectors of word lists already embedded in this call (MiniLM over every
         prompt of every word, ~90 ms for six words), filled here."""
         words = list(dict.fromkeys(w.strip() for w in vocab if w.strip()))
         if not words:
@@ -140,9 +140,9 @@ class Understanding:
             scored = np.flatnonzero(np.isnan(relevance[0])) if len(relevance) else np.arange(len(words))
             if len(scored):  # the other words compete with each other only: people go with anything
                 competing = tuple(words[i] for i in scored)
-                if competing not in word_vectors:
-                    word_vectors[competing] = fused.tag_vectors(competing, vocabulary=True)
-                relevance[:, scored] = fused.vocabulary_relevance(fused.scores(word_vectors[competing], images)).T
+                if competing not in embedded:
+                    embedded[competing] = fused.tag_vectors(competing, vocabulary=True)
+                relevance[:, scored] = fused.vocabulary_relevance(fused.scores(embedded[competing], images)).T
             return [
                 [ScoredTag(words[i], round(float(row[i]), 6)) for i in np.argsort(-row, kind="stable")[:top_k]]
                 for row in relevance
@@ -164,13 +164,21 @@ class Understanding:
         return self.models.clips.resolve(model, self.collection.store() if self.collection.exists() else None)
 
     def _tags_from_clip(
-        self, pictures: Sequence[Image.Image], model: str | Path, vocab: Sequence[str], k: int
+        self,
+        pictures: Sequence[Image.Image],
+        model: str | Path,
+        vocab: Sequence[str],
+        k: int,
+        embedded: dict[tuple[str, ...], np.ndarray],
     ) -> list[list[ScoredTag]]:
+        """``embedded``: the words' vectors once embedded in this call, filled here (as ``_tags_from_vocabulary``)."""
         words = list(dict.fromkeys(w.strip() for w in vocab if w.strip()))
         if not words:
             raise UsageError("the tag vocabulary is empty")
         clip = self._clip(model)
-        ranked = rank_words(clip, clip.encode_images(pictures), words, min(k, len(words)))
+        if tuple(words) not in embedded:
+            embedded[tuple(words)] = word_vectors(clip, words)
+        ranked = rank_words(clip.encode_images(pictures), embedded[tuple(words)], words, min(k, len(words)))
         return [[ScoredTag(word, round(score, 6)) for word, score in row] for row in ranked]
 
     def _tags_from_model(
@@ -278,7 +286,8 @@ class Understanding:
         if model not in (None, "joint", "fused", "matcher") and not names_trained_model(model):
             clip = self._clip(model)
             words = [", ".join(tags) for tags in sets]
-            cosines = rank_words(clip, clip.encode_images([decode(image)]), words, len(words))[0]
+            image_vector = clip.encode_images([decode(image)])
+            cosines = rank_words(image_vector, word_vectors(clip, words), words, len(words))[0]
             by_set = dict(cosines)
             return "clip", np.asarray([by_set[w] for w in words], dtype=np.float32)
         if model not in ("joint", "fused"):
